@@ -1,0 +1,1 @@
+"""Zones, the live vessel picture, the anomaly rules and the alert model."""

@@ -1,0 +1,102 @@
+"""The decoded vessel report: one AIS message, in gpsd/pyais field names and units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+#: Fields copied to JSON when not null, in this order (gpsd/pyais names).
+REPORT_FIELDS: tuple[str, ...] = (
+    "lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy",
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination",
+)
+
+POSITION_TYPES = frozenset({1, 2, 3, 4, 9, 11, 18, 19, 21, 27})
+CLASS_A_TYPES = frozenset({1, 2, 3, 5})
+CLASS_B_TYPES = frozenset({14, 18, 19, 24})
+STATIC_TYPES = frozenset({5, 19, 21, 24})
+
+
+def iso_time(ts: float) -> str:
+    """ISO 8601 UTC with a `Z` and millisecond precision when the time has a fraction."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True, eq=False)
+class Report:
+    """One decoded AIS message, "not available" values already turned into ``None``.
+
+    ``time`` is message time in Unix seconds (see DESIGN "Time is message time");
+    ``time_source`` says where it came from: ``tagblock``, ``line``, ``basestation``
+    or ``receive``. ``sources`` lists every receiver that heard it (duplicates from
+    other receivers are appended here rather than processed again).
+    """
+
+    mmsi: int
+    msg_type: int
+    time: float
+    time_source: str
+    sources: list[str]
+    nmea: list[str]
+    own: bool = False
+    channel: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    speed: float | None = None
+    course: float | None = None
+    heading: int | None = None
+    turn: float | None = None
+    status: int | None = None
+    accuracy: bool | None = None
+    shipname: str | None = None
+    callsign: str | None = None
+    imo: int | None = None
+    shiptype: int | None = None
+    to_bow: int | None = None
+    to_stern: int | None = None
+    to_port: int | None = None
+    to_starboard: int | None = None
+    draught: float | None = None
+    destination: str | None = None
+    partno: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_position(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+    @property
+    def ais_class(self) -> str | None:
+        """``A`` or ``B`` for ship transponders, ``None`` for stations, AtoN and others."""
+        if self.msg_type in CLASS_A_TYPES:
+            return "A"
+        if self.msg_type in CLASS_B_TYPES:
+            return "B"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the design: nulls left out, time as ISO 8601 UTC."""
+        out: dict[str, Any] = {
+            "mmsi": self.mmsi,
+            "msg_type": self.msg_type,
+            "time": iso_time(self.time),
+        }
+        for name in REPORT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.partno is not None:
+            out["partno"] = self.partno
+        if self.extra:
+            out.update(self.extra)
+        out["channel"] = self.channel
+        out["own"] = self.own
+        out["sources"] = list(self.sources)
+        out["time_source"] = self.time_source
+        out["nmea"] = list(self.nmea)
+        return out
