@@ -32,8 +32,9 @@ class Report:
     """One decoded AIS message, "not available" values already turned into ``None``.
 
     ``time`` is message time in Unix seconds (see DESIGN "Time is message time");
-    ``time_source`` says where it came from: ``tagblock``, ``line``, ``basestation``
-    or ``receive``. ``sources`` lists every receiver that heard it (duplicates from
+    ``time_source`` says where it came from: ``tagblock``, ``line``, ``receive``,
+    ``basestation``, ``carried`` (the source's previous line) or ``none`` (a log with no
+    time at all; ``time`` is then 0 and the JSON shows null). ``sources`` lists every receiver that heard it (duplicates from
     other receivers are appended here rather than processed again).
     """
 
@@ -84,7 +85,7 @@ class Report:
         out: dict[str, Any] = {
             "mmsi": self.mmsi,
             "msg_type": self.msg_type,
-            "time": iso_time(self.time),
+            "time": None if self.time_source == "none" else iso_time(self.time),
         }
         for name in REPORT_FIELDS:
             value = getattr(self, name)

@@ -1,0 +1,47 @@
+"""``harbourwatch decode``: NMEA logs to JSON lines, counters to stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ingest.ingestor import Ingestor
+from ingest.logfile import read_log_lines
+
+log = logging.getLogger(__name__)
+
+
+def source_name(path: str) -> str:
+    return "stdin" if path == "-" else Path(path).name
+
+
+def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) -> int:
+    """Decode every file in turn through one ingestor (so cross-file duplicates count)."""
+    ingestor = Ingestor(dedup_window_s=dedup_window_s)
+    out = sys.stdout
+    dumps = json.dumps
+    try:
+        for path in files:
+            name = source_name(path)
+            for line in read_log_lines(path):
+                for report in ingestor.feed(name, line, None):
+                    out.write(dumps(report.to_dict(), separators=(",", ":")) + "\n")
+        for report in ingestor.flush():
+            out.write(dumps(report.to_dict(), separators=(",", ":")) + "\n")
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:
+        print(f"harbourwatch decode: cannot read {exc.filename or ''}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    finally:
+        out.flush()
+        if stats:
+            summary = {
+                "sources": [s.health.to_dict() for s in ingestor.sources.values()],
+                "receivers": [r.to_dict() for r in ingestor.receivers.values()],
+            }
+            print(json.dumps(summary, indent=2), file=sys.stderr)
+    return 0

@@ -1,0 +1,90 @@
+"""Multipart assembly with a time to live and a bound on pending groups.
+
+pyais's own buffer never expires, so a lost fragment would sit forever and a reused
+sequence id could glue two messages together. Here a group is keyed by
+(source, channel, sequence id, fragment count); a fragment that does not fit its group
+(number seen twice, or a new first fragment) ends the old group as *inconsistent*, and
+groups older than the TTL (message time) are *expired*. Neither is ever glued to another.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from ingest.framing import Sentence
+
+GroupKey = tuple[str, str, bytes, int]
+
+
+@dataclass(slots=True)
+class _Group:
+    started: float
+    parts: dict[int, Sentence] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Dropped:
+    """Fragments given up on, counted by why, per source."""
+
+    source: str
+    reason: str  # "expired" | "inconsistent" | "overflow"
+    fragments: int
+
+
+class Assembler:
+    """Collects fragments until a group is complete."""
+
+    def __init__(self, ttl_s: float = 5.0, max_groups: int = 1000) -> None:
+        self.ttl_s = ttl_s
+        self.max_groups = max_groups
+        self._groups: OrderedDict[GroupKey, _Group] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def add(self, source: str, sentence: Sentence, now: float,
+            dropped: list[Dropped]) -> list[Sentence] | None:
+        """Add a fragment; the complete group in order when it is, else ``None``.
+
+        Groups given up on are appended to ``dropped``.
+        """
+        key = (source, sentence.channel, sentence.seq, sentence.count)
+        group = self._groups.get(key)
+        if group is not None and (sentence.number in group.parts or sentence.number == 1):
+            # A repeated number, or a new first fragment: the old group lost a fragment.
+            del self._groups[key]
+            dropped.append(Dropped(source, "inconsistent", len(group.parts)))
+            group = None
+        if group is None:
+            if sentence.number != 1:
+                # A continuation without its first fragment: nothing to attach it to.
+                dropped.append(Dropped(source, "inconsistent", 1))
+                return None
+            group = _Group(started=now)
+            self._groups[key] = group
+            if len(self._groups) > self.max_groups:
+                old_key, old = self._groups.popitem(last=False)
+                dropped.append(Dropped(old_key[0], "overflow", len(old.parts)))
+        group.parts[sentence.number] = sentence
+        if len(group.parts) == sentence.count:
+            del self._groups[key]
+            return [group.parts[n] for n in range(1, sentence.count + 1)]
+        return None
+
+    def expire(self, now: float, dropped: list[Dropped]) -> None:
+        """Give up on groups older than the TTL at message time ``now``."""
+        limit = now - self.ttl_s
+        # Groups are kept in arrival order, so the stale ones are at the front.
+        while self._groups:
+            key, group = next(iter(self._groups.items()))
+            if group.started >= limit:
+                break
+            del self._groups[key]
+            dropped.append(Dropped(key[0], "expired", len(group.parts)))
+
+    def drain(self, dropped: list[Dropped]) -> None:
+        """End of input: every pending group is expired."""
+        for key, group in self._groups.items():
+            dropped.append(Dropped(key[0], "expired", len(group.parts)))
+        self._groups.clear()

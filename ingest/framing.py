@@ -1,0 +1,192 @@
+"""Line framing: one line of bytes → an AIS sentence, a meta line, or a rejection reason.
+
+Accepted: ``!..VDM``/``!..VDO`` of any talker with a valid NMEA checksum, optionally behind
+an NMEA 4.10 tag block (``\\c:..,s:..,g:..*hh\\``) with its own checksum, optionally behind an
+ISO 8601 or epoch prefix, optionally followed by fields after the checksum (arrival epoch,
+USCG metadata). ``$PGHP`` Gatehouse lines are meta lines that time the next sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.nmea import is_armoured_payload, xor_checksum
+from ingest.timestamps import epoch_value, gatehouse_time, prefix_time, suffix_time
+
+# Rejection reasons: every rejected line is counted under exactly one of these.
+EMPTY = "empty"
+COMMENT = "comment"
+NOT_ASCII = "not_ascii"
+TOO_LONG = "too_long"
+JUNK = "junk"
+NOT_AIS = "not_ais"
+NO_CHECKSUM = "no_checksum"
+BAD_CHECKSUM = "checksum"
+BAD_TAGBLOCK = "tagblock_checksum"
+MALFORMED = "malformed"
+BAD_FRAGMENT = "bad_fragment"
+BAD_PAYLOAD = "bad_payload"
+
+REJECT_REASONS = (
+    EMPTY, COMMENT, NOT_ASCII, TOO_LONG, JUNK, NOT_AIS, NO_CHECKSUM, BAD_CHECKSUM,
+    BAD_TAGBLOCK, MALFORMED, BAD_FRAGMENT, BAD_PAYLOAD,
+)
+
+#: Longer lines are garbage or a broken stream (an AIS sentence is at most 82 chars plus
+#: tag block and log metadata).
+MAX_LINE = 1024
+# Receivers write the radio channel as A/B, 1/2, or (for long type 5 sentences) 0 or empty.
+_CHANNELS = {b"A": "A", b"B": "B", b"1": "A", b"2": "B", b"": "", b"0": "", b"C": "C",
+             b"D": "D"}
+_FILL = {b"0": 0, b"1": 1, b"2": 2, b"3": 3, b"4": 4, b"5": 5}
+_DIGIT = {b"1": 1, b"2": 2, b"3": 3, b"4": 4, b"5": 5, b"6": 6, b"7": 7, b"8": 8, b"9": 9}
+_MARKS = (b"!", b"\\", b"$")
+
+
+@dataclass(slots=True)
+class Sentence:
+    """One AIS sentence (a fragment or a whole single-part message)."""
+
+    talker: str
+    own: bool
+    count: int
+    number: int
+    seq: bytes
+    channel: str
+    payload: bytes
+    fill: int
+    raw: bytes
+    time: float | None
+    time_source: str | None
+    station: str | None
+
+
+@dataclass(slots=True)
+class Meta:
+    """A line that carries no message but is understood: a Gatehouse time, a bare tag block."""
+
+    time: float | None
+
+
+def frame(line: bytes) -> Sentence | Meta | str:
+    """Classify one line; a ``str`` result is the rejection reason."""
+    line = line.strip()
+    if not line:
+        return EMPTY
+    if len(line) > MAX_LINE:
+        return TOO_LONG
+    if not line.isascii():
+        return NOT_ASCII
+    first = line[:1]
+    line_time: float | None = None
+    if first != b"!" and first != b"\\" and first != b"$":
+        if first == b"#":
+            return COMMENT
+        start = min((i for i in (line.find(m) for m in _MARKS) if i > 0), default=-1)
+        if start < 0:
+            return JUNK
+        line_time = prefix_time(line[:start])
+        if line_time is None:
+            return JUNK
+        line = line[start:]
+        first = line[:1]
+
+    station: str | None = None
+    time_source: str | None = None if line_time is None else "line"
+    if first == b"\\":
+        end = line.find(b"\\", 1)
+        if end < 0:
+            return BAD_TAGBLOCK
+        tag = _tag_block(line[1:end])
+        if tag is None:
+            return BAD_TAGBLOCK
+        tag_time, station = tag
+        if tag_time is not None:
+            line_time, time_source = tag_time, "tagblock"
+        line = line[end + 1 :]
+        if not line:
+            return Meta(None)
+        first = line[:1]
+
+    star = line.find(b"*")
+    if star < 0:
+        if first == b"!" and line[3:6] in (b"VDM", b"VDO"):
+            return NO_CHECKSUM
+        return NOT_AIS if first in (b"!", b"$") else JUNK
+    body = line[1:star]
+    check = line[star + 1 : star + 3]
+    try:
+        expected = int(check, 16)
+    except ValueError:
+        return NO_CHECKSUM
+    if len(check) != 2:
+        return NO_CHECKSUM
+    if xor_checksum(body) != expected:
+        return BAD_CHECKSUM
+    suffix = line[star + 3 :]
+    if suffix and line_time is None:
+        line_time = suffix_time(suffix)
+        if line_time is not None:
+            time_source = "line"
+
+    fields = body.split(b",")
+    head = fields[0]
+    if first == b"$":
+        if head == b"PGHP":
+            return Meta(gatehouse_time(fields))
+        return NOT_AIS
+    if first != b"!":
+        return JUNK
+    kind = head[2:]
+    if len(head) != 5 or (kind != b"VDM" and kind != b"VDO"):
+        return NOT_AIS
+    if len(fields) != 7:
+        return MALFORMED
+    count = _DIGIT.get(fields[1])
+    number = _DIGIT.get(fields[2])
+    if count is None or number is None or number > count:
+        return BAD_FRAGMENT
+    channel = _CHANNELS.get(fields[4])
+    fill = _FILL.get(fields[6])
+    if channel is None or fill is None:
+        return MALFORMED
+    payload = fields[5]
+    if not payload or not is_armoured_payload(payload):
+        return BAD_PAYLOAD
+    return Sentence(
+        talker=head[:2].decode(),
+        own=kind == b"VDO",
+        count=count,
+        number=number,
+        seq=fields[3],
+        channel=channel,
+        payload=payload,
+        fill=fill,
+        raw=line,
+        time=line_time,
+        time_source=time_source,
+        station=station,
+    )
+
+
+def _tag_block(block: bytes) -> tuple[float | None, str | None] | None:
+    """Parse ``c:..,s:..,g:..*hh`` → (time, station); ``None`` when the checksum fails."""
+    star = block.rfind(b"*")
+    if star < 0:
+        return None
+    try:
+        expected = int(block[star + 1 :], 16)
+    except ValueError:
+        return None
+    content = block[:star]
+    if xor_checksum(content) != expected:
+        return None
+    time: float | None = None
+    station: str | None = None
+    for item in content.split(b","):
+        key, _, value = item.partition(b":")
+        if key == b"c":
+            time = epoch_value(value)
+        elif key == b"s" and value:
+            station = value.decode()
+    return time, station

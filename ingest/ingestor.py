@@ -1,0 +1,245 @@
+"""The ingest core: lines in, de-duplicated decoded reports out, everything counted.
+
+Synchronous and allocation-light on purpose: it runs once per line, and the asyncio
+sources only feed it. Message time is resolved here (DESIGN "Time is message time"):
+tag block ``c:`` → a time carried by the line (prefix, suffix, ``$PGHP``) → for live
+sources the receive time → for recorded logs the UTC of the stream's own base-station
+reports carried forward, else the last line time of the source carried forward. Recorded lines seen before any time are held until the first
+base-station time arrives (bounded), so they are not stamped with a made-up time.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ingest.assembly import Assembler, Dropped
+from ingest.decode import DecodeError, build_report, decode_payload
+from ingest.framing import Meta, Sentence, frame
+from ingest.health import ReceiverHealth, SourceHealth
+from ingest.report import Report
+
+_NOTHING: Sequence[Report] = ()
+#: A base-station time further than this from the carried clock is suspect (bad clock).
+_CLOCK_JUMP_S = 3600.0
+_CLOCK_CONFIRMATIONS = 3
+_MAX_HELD = 5000
+_HOUSEKEEPING_S = 1.0
+
+
+@dataclass(slots=True)
+class _SourceState:
+    health: SourceHealth
+    gatehouse_time: float | None = None
+    clock: float | None = None
+    suspect_clock: list[float] = field(default_factory=list)
+    held: list[Sentence] = field(default_factory=list)
+    last_time: float | None = None
+
+
+class Ingestor:
+    """Frame, time, assemble, de-duplicate and decode lines from any number of sources."""
+
+    def __init__(self, *, fragment_ttl_s: float = 5.0, max_pending_groups: int = 1000,
+                 dedup_window_s: float = 3.0) -> None:
+        self.assembler = Assembler(fragment_ttl_s, max_pending_groups)
+        self.dedup_window_s = dedup_window_s
+        self.sources: dict[str, _SourceState] = {}
+        self.receivers: dict[str, ReceiverHealth] = {}
+        self.newest: float | None = None
+        self._recent: OrderedDict[bytes, Report] = OrderedDict()
+        self._next_housekeeping = float("-inf")
+        self._dropped: list[Dropped] = []
+
+    # -- public -------------------------------------------------------------------------
+
+    def health(self, source: str) -> SourceHealth:
+        return self._state(source).health
+
+    def feed(self, source: str, data: bytes, received: float | None = None) -> Sequence[Report]:
+        """Process one line; the reports it completes (usually none or one)."""
+        state = self.sources.get(source)
+        if state is None:
+            state = self._state(source)
+        health = state.health
+        health.lines += 1
+        if received is not None:
+            health.last_received = received
+        framed = frame(data)
+        if type(framed) is Sentence:
+            health.sentences += 1
+            return self._sentence(source, state, framed, received)
+        if type(framed) is Meta:
+            health.meta += 1
+            if framed.time is not None:
+                state.gatehouse_time = framed.time
+            return _NOTHING
+        health.rejected[framed] += 1  # type: ignore[index]
+        return _NOTHING
+
+    def flush(self) -> list[Report]:
+        """End of input: release held lines (with no time at all), expire partial groups."""
+        out: list[Report] = []
+        for source, state in self.sources.items():
+            held, state.held = state.held, []
+            for sentence in held:
+                self._place(source, state, sentence, 0.0, "none", out)
+        self.assembler.drain(self._dropped)
+        self._count_dropped()
+        return out
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _state(self, source: str) -> _SourceState:
+        state = self.sources.get(source)
+        if state is None:
+            state = self.sources[source] = _SourceState(SourceHealth(source))
+        return state
+
+    def _sentence(self, source: str, state: _SourceState, sentence: Sentence,
+                  received: float | None) -> Sequence[Report]:
+        time = sentence.time
+        time_source = sentence.time_source
+        if time is None:
+            if state.gatehouse_time is not None:
+                time, time_source = state.gatehouse_time, "line"
+                state.gatehouse_time = None
+            elif received is not None:
+                time, time_source = received, "receive"
+            elif state.clock is not None:
+                time, time_source = state.clock, "basestation"
+            elif state.last_time is not None:
+                # e.g. the second fragment of a group whose tag block is on the first.
+                time, time_source = state.last_time, "carried"
+            else:
+                return self._hold(source, state, sentence)
+        else:
+            state.gatehouse_time = None
+        state.last_time = time
+        out: list[Report] = []
+        self._place(source, state, sentence, time, time_source or "line", out)
+        return out or _NOTHING
+
+    def _place(self, source: str, state: _SourceState, sentence: Sentence, time: float,
+               time_source: str, out: list[Report]) -> None:
+        newest = self.newest
+        if newest is None or time > newest:
+            self.newest = newest = time
+        if newest >= self._next_housekeeping:
+            self._housekeeping(newest)
+        if sentence.count == 1:
+            parts: Sequence[Sentence] = (sentence,)
+            key = sentence.payload
+        else:
+            group = self.assembler.add(source, sentence, time, self._dropped)
+            if self._dropped:
+                self._count_dropped()
+            if group is None:
+                return
+            parts = group
+            key = b"".join(p.payload for p in group)
+            # The group's time and receiver are those of its first fragment.
+            first = group[0]
+            if first.time is not None:
+                time = first.time
+            if first.station is not None:
+                sentence = first
+        receiver = sentence.station or source
+        health = state.health
+        health.last_heard = time
+        rx = self.receivers.get(receiver)
+        if rx is None:
+            rx = self.receivers[receiver] = ReceiverHealth(receiver, source)
+        rx.messages += 1
+        if rx.last_heard is None or time > rx.last_heard:
+            rx.last_heard = time
+
+        fill = parts[-1].fill
+        key += b"%d" % fill
+        seen = self._recent.get(key)
+        if seen is not None and abs(time - seen.time) <= self.dedup_window_s:
+            health.duplicates += 1
+            if receiver not in seen.sources:
+                seen.sources.append(receiver)
+            return
+        payload = parts[0].payload if len(parts) == 1 else b"".join(p.payload for p in parts)
+        try:
+            msg = decode_payload(payload, fill)
+            report = build_report(msg, payload, fill, time, time_source, [receiver],
+                                  [p.raw.decode() for p in parts], sentence.own,
+                                  sentence.channel)
+        except DecodeError as exc:
+            health.decode_errors[str(exc.args[0])] += 1
+            return
+        self._recent[key] = report
+        health.messages += 1
+        health.by_type[report.msg_type] += 1
+        if report.own:
+            health.own_messages += 1
+        if report.msg_type == 4 or report.msg_type == 11:
+            self._station_clock(state, report)
+        out.append(report)
+
+    def _hold(self, source: str, state: _SourceState, sentence: Sentence) -> Sequence[Report]:
+        """A recorded line with no time yet: wait for the stream's first base-station time."""
+        state.held.append(sentence)
+        stamp = None
+        if sentence.count == 1 and sentence.payload[:1] in (b"4", b";"):
+            try:
+                msg = decode_payload(sentence.payload, sentence.fill)
+                report = build_report(msg, sentence.payload, sentence.fill, 0.0, "none", [],
+                                      [], False, "")
+                stamp = report.extra.get("station_time")
+            except DecodeError:
+                stamp = None
+        if stamp is None and len(state.held) < _MAX_HELD:
+            return _NOTHING
+        state.clock = stamp
+        held, state.held = state.held, []
+        out: list[Report] = []
+        for item in held:
+            if stamp is None:
+                self._place(source, state, item, 0.0, "none", out)
+            else:
+                self._place(source, state, item, stamp, "basestation", out)
+        return out
+
+    def _station_clock(self, state: _SourceState, report: Report) -> None:
+        """Carry the base-station UTC forward; ignore one station's bad clock."""
+        stamp = report.extra.get("station_time")
+        if not isinstance(stamp, float):
+            return
+        clock = state.clock
+        if clock is None or abs(stamp - clock) <= _CLOCK_JUMP_S:
+            if clock is None or stamp > clock:
+                state.clock = stamp
+            state.suspect_clock.clear()
+            return
+        state.health.clock_rejected += 1
+        suspects = state.suspect_clock
+        if suspects and abs(stamp - suspects[-1]) > 60.0:
+            suspects.clear()
+        suspects.append(stamp)
+        if len(suspects) >= _CLOCK_CONFIRMATIONS:
+            # Several stations agree on a new time: it is our clock that was wrong.
+            state.clock = stamp
+            suspects.clear()
+
+    def _housekeeping(self, now: float) -> None:
+        self._next_housekeeping = now + _HOUSEKEEPING_S
+        self.assembler.expire(now, self._dropped)
+        if self._dropped:
+            self._count_dropped()
+        recent = self._recent
+        limit = now - 2 * self.dedup_window_s
+        while recent:
+            key, report = next(iter(recent.items()))
+            if report.time >= limit:
+                break
+            del recent[key]
+
+    def _count_dropped(self) -> None:
+        for item in self._dropped:
+            self._state(item.source).health.fragments_dropped[item.reason] += item.fragments
+        self._dropped.clear()

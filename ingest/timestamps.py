@@ -1,0 +1,93 @@
+"""Timestamps carried by log lines: ISO 8601 / epoch prefixes, epochs after the checksum,
+Gatehouse ``$PGHP`` wrappers.
+
+All return Unix seconds (float) or ``None`` when the text is not a timestamp we know.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+# Epochs plausible for AIS logs: 1990..2100 in seconds; milliseconds when > 10^11.
+_MIN_EPOCH = 631152000.0
+_MAX_EPOCH = 4102444800.0
+
+_ISO = re.compile(
+    rb"(\d{4})-(\d{2})-(\d{2})[T _](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    rb"\s*(Z|[+-]\d{2}:?\d{2}|UTC)?$"
+)
+
+
+def epoch_value(text: bytes) -> float | None:
+    """Unix seconds from ``1334337317``, ``1334337317.25`` or ``1327992119173`` (ms)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if value != value:  # NaN
+        return None
+    if value > 1e11:
+        value /= 1000.0
+    if _MIN_EPOCH <= value <= _MAX_EPOCH:
+        return value
+    return None
+
+
+def iso_value(text: bytes) -> float | None:
+    """Unix seconds from an ISO 8601 date-time (naive means UTC)."""
+    match = _ISO.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction = match.group(7)
+    micro = int((fraction + b"000000")[:6]) if fraction else 0
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+    except ValueError:
+        return None
+    value = moment.timestamp()
+    zone = match.group(8)
+    if zone and zone not in (b"Z", b"UTC"):
+        sign = -1 if zone[:1] == b"-" else 1
+        digits = zone[1:].replace(b":", b"")
+        value -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return value
+
+
+def prefix_time(prefix: bytes) -> float | None:
+    """Time from the text before the sentence, e.g. ``2024-05-01T10:00:00Z;`` or ``1714557600 ``."""
+    text = prefix.strip().rstrip(b";,|: \t").strip()
+    if not text:
+        return None
+    if text[:1].isdigit() and b"-" not in text[:5]:
+        return epoch_value(text)
+    return iso_value(text)
+
+
+def suffix_time(suffix: bytes) -> float | None:
+    """Time from fields after the checksum: the first epoch-like field.
+
+    Covers a bare arrival epoch (``*5F,1327992119173``) and the USCG format
+    (``,d-109,S2105,t050056.00,T56.1,r003669946,1325394060,1325394001``) where the first
+    epoch is the receiving station's time.
+    """
+    for field in suffix.split(b","):
+        field = field.strip()
+        if len(field) >= 9 and field[:1].isdigit():
+            value = epoch_value(field)
+            if value is not None:
+                return value
+    return None
+
+
+def gatehouse_time(fields: list[bytes]) -> float | None:
+    """``$PGHP,1,year,month,day,hour,minute,second,ms,...`` → Unix seconds."""
+    if len(fields) < 9 or fields[1] != b"1":
+        return None
+    try:
+        year, month, day, hour, minute, second, milli = (int(f) for f in fields[2:9])
+        moment = datetime(year, month, day, hour, minute, second, milli * 1000, tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.timestamp()
