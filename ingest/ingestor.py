@@ -4,8 +4,9 @@ Synchronous and allocation-light on purpose: it runs once per line, and the asyn
 sources only feed it. Message time is resolved here (DESIGN "Time is message time"):
 tag block ``c:`` → a time carried by the line (prefix, suffix, ``$PGHP``) → for live
 sources the receive time → for recorded logs the UTC of the stream's own base-station
-reports carried forward, else the last line time of the source carried forward. Recorded lines seen before any time are held until the first
-base-station time arrives (bounded), so they are not stamped with a made-up time.
+reports carried forward, else the source's previous line time carried forward.
+Recorded lines seen before any time are held until the first base-station time arrives
+(bounded), so they are not stamped with a made-up time.
 """
 
 from __future__ import annotations

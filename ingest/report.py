@@ -34,8 +34,9 @@ class Report:
     ``time`` is message time in Unix seconds (see DESIGN "Time is message time");
     ``time_source`` says where it came from: ``tagblock``, ``line``, ``receive``,
     ``basestation``, ``carried`` (the source's previous line) or ``none`` (a log with no
-    time at all; ``time`` is then 0 and the JSON shows null). ``sources`` lists every receiver that heard it (duplicates from
-    other receivers are appended here rather than processed again).
+    time at all; ``time`` is then 0 and the JSON shows null). ``sources`` lists every
+    receiver that heard it (duplicates from other receivers are appended here rather
+    than processed again).
     """
 
     mmsi: int
