@@ -1,0 +1,600 @@
+"""The MQTT feed for the port's command platform: a :class:`~harbourwatch.sinks.Sink`.
+
+Every aiomqtt call of the project lives in this module. aiomqtt (and paho) errors are
+translated here into our own tree, so callers never import aiomqtt::
+
+    MqttError                 anything the feed reports
+    ├── MqttConfigError       bad URL, prefix, credentials or TLS files (also a ValueError)
+    └── MqttConnectError      the broker could not be reached or dropped the connection
+        └── MqttAuthError     the broker refused the credentials (CONNACK 4 or 5)
+
+Delivery (see DESIGN "MQTT feed"):
+
+- ``on_report``/``on_alert`` only update memory and wake the writer; they never block.
+- Alert messages go through an :class:`~api.outbox.Outbox`: added first, published in id
+  order with QoS 1, marked done after the broker's PUBACK; pending ones are resent in order
+  after a reconnect or a restart (with a persistent outbox). At least once, in order.
+- Vessel state is coalesced per MMSI, rate-limited on message time and dropped when it is
+  older than ``position_max_age_s`` behind the newest message time at publish time.
+- A supervisor opens a new client per attempt with capped, jittered exponential back-off;
+  every connect publishes ``online`` and republishes all retained state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import logging
+import os
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from api.mqtt_topics import Topics, default_prefix
+from api.outbox import MemoryOutbox, Outbox, OutboxEntry
+from geofence.alert import AlertEvent, Transition
+from ingest.report import Report, iso_time
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "HARBOURWATCH_MQTT_PASSWORD"
+
+#: AIS message types that describe a vessel (not base stations or aids to navigation).
+VESSEL_MSG_TYPES = frozenset({1, 2, 3, 5, 9, 18, 19, 24, 27})
+POSITION_FIELDS = ("lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy")
+STATIC_FIELDS = (
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination",
+)
+_CLOSED_STATES = frozenset({"ended", "resolved"})
+_BATCH = 100
+
+
+class MqttError(Exception):
+    """Base of the feed's errors."""
+
+
+class MqttConfigError(MqttError, ValueError):
+    """The feed's settings cannot work (URL, prefix, credentials, TLS files)."""
+
+
+class MqttConnectError(MqttError):
+    """Connecting failed, or the connection was lost."""
+
+
+class MqttAuthError(MqttConnectError):
+    """The broker refused our credentials."""
+
+
+def _translate(exc: BaseException) -> MqttError:
+    """aiomqtt/paho/socket errors → ours (the message never contains credentials)."""
+    if isinstance(exc, MqttError):
+        return exc
+    if isinstance(exc, aiomqtt.MqttCodeError):
+        rc = exc.rc
+        code = getattr(rc, "value", rc)
+        if code in (4, 5, 134, 135):  # 3.1.1 bad credentials / not authorised; 5.0 ditto
+            return MqttAuthError(f"broker refused the credentials: {exc}")
+        return MqttConnectError(str(exc))
+    return MqttConnectError(f"{type(exc).__name__}: {exc}")
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def parse_url(url: str) -> tuple[str, int, bool, str | None]:
+    """``mqtt://[user@]host[:port]`` or ``mqtts://…`` → (host, port, tls, username).
+
+    A password in the URL is refused: it would end up in config files, shell history and
+    process lists; it belongs in ``HARBOURWATCH_MQTT_PASSWORD``.
+    """
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    scheme = parts.scheme.lower()
+    if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise MqttConfigError(f"MQTT URL scheme must be mqtt:// or mqtts://, not {scheme}://")
+    if parts.password is not None:
+        raise MqttConfigError(f"put the MQTT password in {PASSWORD_ENV}, not in the URL")
+    if not parts.hostname:
+        raise MqttConfigError("MQTT URL has no host")
+    tls = scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise MqttConfigError(f"MQTT URL has a bad port: {exc}") from None
+    return parts.hostname, port, tls, parts.username or None
+
+
+def make_tls_context(
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+    insecure: bool = False,
+) -> ssl.SSLContext:
+    """Client TLS context; ``insecure`` skips the host name check only (like mosquitto_pub)."""
+    try:
+        ctx = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else str(ca_file)
+        )
+        if cert_file is not None:
+            ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttConfigError(f"MQTT TLS files: {exc}") from None
+    if key_file is not None and cert_file is None:
+        raise MqttConfigError("MQTT TLS key file given without a certificate file")
+    if insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+class MqttFeed:
+    """Publishes alerts, vessel state, source status and stats to an MQTT broker.
+
+    Implements the :class:`harbourwatch.sinks.Sink` protocol. Construct it from plain
+    values; nothing connects before :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        url: str = "mqtt://127.0.0.1:1883",
+        *,
+        prefix: str | None = None,
+        port_name: str = "port",
+        drill: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca_file: str | Path | None = None,
+        tls_cert_file: str | Path | None = None,
+        tls_key_file: str | Path | None = None,
+        tls_insecure: bool = False,
+        outbox: Outbox | None = None,
+        position_max_age_s: float = 300.0,
+        vessel_min_interval_s: float = 1.0,
+        stats_interval_s: float = 60.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        keepalive_s: int = 30,
+        timeout_s: float = 10.0,
+        stop_timeout_s: float = 5.0,
+        client_id: str | None = None,
+    ) -> None:
+        host, port, tls, url_user = parse_url(url)
+        self.host, self.port = host, port
+        self._username = username if username is not None else url_user
+        if password is None and self._username is not None:
+            password = os.environ.get(PASSWORD_ENV)
+        if password is not None and self._username is None:
+            raise MqttConfigError("an MQTT password needs a username")
+        self._password = password
+        tls = tls or any(x is not None for x in (tls_ca_file, tls_cert_file, tls_key_file))
+        self._tls: ssl.SSLContext | None = (
+            make_tls_context(tls_ca_file, tls_cert_file, tls_key_file, tls_insecure)
+            if tls else None
+        )
+        try:
+            base = prefix if prefix is not None else default_prefix(port_name)
+            self.topics = Topics.for_prefix(base, drill=drill)
+            self.drill_topics = Topics.for_prefix(base, drill=True)
+        except ValueError as exc:
+            raise MqttConfigError(str(exc)) from None
+        if position_max_age_s <= 0 or vessel_min_interval_s < 0 or stats_interval_s <= 0:
+            raise MqttConfigError("MQTT intervals and ages must be positive")
+        if not 0 < backoff_initial_s <= backoff_max_s:
+            raise MqttConfigError("MQTT back-off needs 0 < initial <= max")
+        self.drill = drill
+        self.outbox: Outbox = outbox if outbox is not None else MemoryOutbox()
+        self.position_max_age_s = position_max_age_s
+        self.vessel_min_interval_s = vessel_min_interval_s
+        self.stats_interval_s = stats_interval_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._keepalive = keepalive_s
+        self._timeout = timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self._client_id = client_id
+
+        self._newest: float | None = None
+        # Alert messages not yet in the outbox (on_alert must not wait for the outbox).
+        self._to_persist: deque[tuple[str, bytes, int, bool]] = deque()
+        self._unacked = 0
+        self._open_alerts: dict[str, bytes] = {}  # retained per-alert topic → payload
+        self._vessels: dict[int, dict[str, Any]] = {}
+        self._vessel_time: dict[int, float] = {}
+        self._last_pub: dict[int, float] = {}
+        self._ready: dict[int, None] = {}  # ordered set of MMSIs due for publishing
+        self._deferred: list[tuple[float, int]] = []  # heap of (due message time, mmsi)
+        self._deferred_set: set[int] = set()
+        self._sources: dict[str, bool] = {}
+        self._sources_dirty: dict[str, None] = {}
+        self._stats_provider: Callable[[], Mapping[str, Any]] | None = None
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("connects", "connect_failures", "alerts_enqueued", "alert_messages_acked",
+             "vessels_published", "vessels_rate_limited", "vessels_stale_dropped",
+             "stats_published"), 0)
+
+        self._wake = asyncio.Event()
+        self._persist_wake = asyncio.Event()
+        self._persisted = asyncio.Event()
+        self._connected_event = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stats_due = 0.0
+
+    # ---- Sink protocol ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the supervisor; returns at once (the broker may well be down)."""
+        if self._tasks:
+            return
+        log.info("MQTT feed to %s:%d under %s%s", self.host, self.port, self.topics.root,
+                 " (TLS)" if self._tls else "")
+        self._tasks = [
+            asyncio.create_task(self._persist_loop(), name="mqtt-outbox"),
+            asyncio.create_task(self._supervise(), name="mqtt-supervisor"),
+        ]
+
+    def on_report(self, report: Report) -> None:
+        """Merge a report into the vessel state; publish is coalesced and rate-limited."""
+        if report.msg_type not in VESSEL_MSG_TYPES:
+            return
+        t = report.time
+        if self._newest is None or t > self._newest:
+            self._newest = t
+        mmsi = report.mmsi
+        state = self._vessels.get(mmsi)
+        if state is None:
+            state = self._vessels[mmsi] = {"mmsi": mmsi}
+        changed = False
+        if report.has_position and t >= self._vessel_time.get(mmsi, float("-inf")):
+            for name in POSITION_FIELDS:
+                state[name] = getattr(report, name)
+            state["msg_type"] = report.msg_type
+            state["time"] = iso_time(t)
+            state["sources"] = list(report.sources)
+            if report.own:
+                state["own"] = True
+            self._vessel_time[mmsi] = t
+            changed = True
+        statics = {n: getattr(report, n) for n in STATIC_FIELDS if getattr(report, n) is not None}
+        if statics:
+            state.update(statics)
+            state["static_time"] = iso_time(t)
+            if mmsi not in self._vessel_time:
+                self._vessel_time[mmsi] = t
+                state["time"] = iso_time(t)
+            changed = True
+        if changed:
+            self._schedule_vessel(mmsi, t)
+
+    def on_alert(self, event: AlertEvent) -> None:
+        """Queue the transition (and the retained per-alert topic) for the outbox."""
+        alert = dict(event.alert)
+        drill = self.drill or bool(alert.get("drill"))
+        alert["drill"] = drill
+        topics = self.drill_topics if drill else self.topics
+        when = iso_time(event.time)
+        if self._newest is None or event.time > self._newest:
+            self._newest = event.time
+        transition = {"type": str(event.transition), "alert": alert, "time": when,
+                      "drill": drill}
+        self._enqueue(topics.alerts, _dumps(transition), 1, False)
+        per_alert = topics.alert(str(alert.get("rule", "alert")), str(alert.get("id", "")))
+        if event.transition is Transition.END or alert.get("state") in _CLOSED_STATES:
+            self._open_alerts.pop(per_alert, None)
+            self._enqueue(per_alert, b"", 1, True)  # empty retained = clear
+        else:
+            payload = _dumps({**alert, "time": when})
+            self._open_alerts[per_alert] = payload
+            self._enqueue(per_alert, payload, 1, True)
+        self.counters["alerts_enqueued"] += 1
+
+    async def stop(self) -> None:
+        """Flush queued alerts and vessels, publish ``stopped``, disconnect cleanly.
+
+        Gives up after ``stop_timeout_s`` (what a persistent outbox holds is sent on the
+        next start). Closes the outbox.
+        """
+        if not self._tasks:
+            await self.outbox.close()
+            return
+        self._stopping = True
+        self._wake.set()
+        self._persist_wake.set()
+        supervisor = self._tasks[1]
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(supervisor), self.stop_timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # Whatever on_alert queued after the last persist pass still reaches the outbox.
+        await self._persist_now()
+        await self.outbox.close()
+
+    # ---- further inputs ---------------------------------------------------------------
+
+    def source_status(self, name: str, online: bool) -> None:
+        """A source (receiver) came up or went silent; published retained."""
+        if self._sources.get(name) is online:
+            return
+        self._sources[name] = online
+        self._sources_dirty[name] = None
+        self._wake.set()
+
+    def set_stats_provider(self, provider: Callable[[], Mapping[str, Any]]) -> None:
+        """Counters merged into every ``<p>/stats`` message (called on the event loop)."""
+        self._stats_provider = provider
+
+    # ---- observation (tests, stats, health) -------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected_event.is_set()
+
+    async def wait_connected(self) -> None:
+        """Return once a connection is up (use with a timeout)."""
+        await self._connected_event.wait()
+
+    async def wait_persisted(self) -> None:
+        """Return once every alert handed over so far is in the outbox."""
+        while self._to_persist:
+            self._persisted.clear()
+            await self._persisted.wait()
+
+    # ---- internals: queues --------------------------------------------------------------
+
+    def _enqueue(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self._to_persist.append((topic, payload, qos, retain))
+        self._persist_wake.set()
+
+    async def _persist_now(self) -> None:
+        while self._to_persist:
+            topic, payload, qos, retain = self._to_persist[0]
+            await self.outbox.add(topic, payload, qos, retain)
+            self._to_persist.popleft()  # only after the add: a failed add is retried
+            self._unacked += 1
+
+    async def _persist_loop(self) -> None:
+        """Move queued alert messages into the outbox, whether connected or not."""
+        while True:
+            await self._persist_wake.wait()
+            self._persist_wake.clear()
+            try:
+                await self._persist_now()
+            except Exception:
+                log.exception("MQTT outbox: cannot store an alert message; retrying")
+                await asyncio.sleep(1.0)
+                self._persist_wake.set()
+            self._persisted.set()
+            self._wake.set()
+
+    def _schedule_vessel(self, mmsi: int, t: float) -> None:
+        if mmsi in self._ready:
+            return
+        last = self._last_pub.get(mmsi)
+        if last is None or t - last >= self.vessel_min_interval_s:
+            self._ready[mmsi] = None
+            self._wake.set()
+        else:
+            self.counters["vessels_rate_limited"] += 1
+            if mmsi not in self._deferred_set:
+                self._deferred_set.add(mmsi)
+                heapq.heappush(self._deferred, (last + self.vessel_min_interval_s, mmsi))
+
+    def _release_deferred(self, everything: bool = False) -> None:
+        newest = self._newest if self._newest is not None else float("-inf")
+        while self._deferred and (everything or self._deferred[0][0] <= newest):
+            _, mmsi = heapq.heappop(self._deferred)
+            self._deferred_set.discard(mmsi)
+            self._ready[mmsi] = None
+
+    def _is_stale(self, mmsi: int) -> bool:
+        t = self._vessel_time.get(mmsi)
+        return t is None or self._newest is None or self._newest - t > self.position_max_age_s
+
+    def _vessel_payload(self, mmsi: int) -> bytes:
+        return _dumps({**self._vessels[mmsi], "drill": self.drill})
+
+    # ---- internals: connection ----------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self._username,
+            password=self._password,
+            identifier=self._client_id,
+            logger=logging.getLogger(f"{__name__}.client"),
+            will=aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True),
+            keepalive=self._keepalive,
+            timeout=self._timeout,
+            tls_context=self._tls,
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(attempt, 30))
+        return random.uniform(cap / 2, cap)  # "equal jitter": never zero, never in step
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._make_client() as client:
+                    attempt = 0
+                    self.counters["connects"] += 1
+                    self._connected_event.set()
+                    log.info("MQTT connected to %s:%d", self.host, self.port)
+                    await self._run_connected(client)
+                    return  # clean stop
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                err = _translate(exc)
+                self.counters["connect_failures"] += 1
+                level = logging.ERROR if isinstance(err, MqttAuthError) else logging.WARNING
+                log.log(level, "MQTT %s:%d: %s", self.host, self.port, err)
+            finally:
+                self._connected_event.clear()
+            delay = self._backoff(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _run_connected(self, client: aiomqtt.Client) -> None:
+        """Run the writer until it finishes (stop) or the connection drops (raises)."""
+        watcher = asyncio.create_task(self._watch(client))
+        writer = asyncio.create_task(self._write_loop(client))
+        try:
+            await asyncio.wait({watcher, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watcher, writer):
+                task.cancel()
+            await asyncio.gather(watcher, writer, return_exceptions=True)
+        if writer.done() and not writer.cancelled() and writer.exception() is None:
+            return
+        for task in (writer, watcher):
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
+                raise _translate(error) from error
+        raise MqttConnectError("connection ended")
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        """We subscribe to nothing: the iterator only ends, raising, on disconnect."""
+        async for _ in client.messages:
+            pass
+
+    async def _write_loop(self, client: aiomqtt.Client) -> None:
+        await client.publish(self.topics.available, b"online", qos=1, retain=True)
+        await self._drain_outbox(client)
+        await self._republish_retained(client)
+        loop = asyncio.get_running_loop()
+        self._stats_due = loop.time() + self.stats_interval_s
+        while True:
+            self._wake.clear()
+            await self._drain_outbox(client)
+            await self._publish_sources(client)
+            self._release_deferred(everything=self._stopping)
+            await self._publish_vessels(client, list(self._ready))
+            if loop.time() >= self._stats_due:
+                await self._publish_stats(client)
+                self._stats_due = loop.time() + self.stats_interval_s
+            if self._stopping and not self._to_persist and self._unacked <= 0 \
+                    and not self._ready and not self._sources_dirty:
+                await client.publish(self.topics.available, b"stopped", qos=1, retain=True)
+                return
+            wait = max(0.0, self._stats_due - loop.time())
+            if self._deferred:
+                wait = min(wait, 0.25)  # deferred vessels fall due as message time moves
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _publish_all(self, client: aiomqtt.Client,
+                           messages: list[tuple[str, bytes, int, bool]]) -> int:
+        """Publish in order, pipelined; return how many from the start were acknowledged.
+
+        paho sends in call order on one connection and the broker acks QoS 1 in order, so
+        the acknowledged prefix is exactly what is safe to mark done.
+        """
+        tasks = [
+            asyncio.ensure_future(client.publish(t, p, qos=q, retain=r))
+            for t, p, q, r in messages
+        ]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for i, result in enumerate(results):
+            if isinstance(result, BaseException):
+                if i == 0 or not isinstance(result, Exception):
+                    raise result
+                return i
+        return len(messages)
+
+    async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        while True:
+            batch: list[OutboxEntry] = await self.outbox.pending(_BATCH)
+            if not batch:
+                self._unacked = 0
+                return
+            acked = await self._publish_all(
+                client, [(e.topic, e.payload, e.qos, e.retain) for e in batch])
+            await self.outbox.done([e.id for e in batch[:acked]])
+            self._unacked = max(0, self._unacked - acked)
+            self.counters["alert_messages_acked"] += acked
+            if acked < len(batch):
+                raise MqttConnectError("alert publish not acknowledged")
+
+    async def _republish_retained(self, client: aiomqtt.Client) -> None:
+        """After every connect: open alerts, sources, fresh vessels (broker may be new)."""
+        alerts = [(t, p, 1, True) for t, p in self._open_alerts.items()]
+        await self._publish_all(client, alerts)
+        for name in self._sources:
+            self._sources_dirty[name] = None
+        await self._publish_sources(client)
+        self._deferred.clear()
+        self._deferred_set.clear()
+        self._ready.clear()
+        await self._publish_vessels(client, list(self._vessels))
+
+    async def _publish_sources(self, client: aiomqtt.Client) -> None:
+        while self._sources_dirty:
+            name = next(iter(self._sources_dirty))
+            online = self._sources[name]
+            await client.publish(self.topics.source_status(name),
+                                 b"online" if online else b"offline", qos=1, retain=True)
+            if self._sources.get(name) is online:  # unchanged while we were publishing
+                self._sources_dirty.pop(name, None)
+
+    async def _publish_vessels(self, client: aiomqtt.Client, mmsis: list[int]) -> None:
+        for start in range(0, len(mmsis), _BATCH):
+            chunk: list[int] = []
+            messages: list[tuple[str, bytes, int, bool]] = []
+            for mmsi in mmsis[start:start + _BATCH]:
+                self._ready.pop(mmsi, None)
+                if mmsi not in self._vessels:
+                    continue
+                if self._is_stale(mmsi):
+                    # Freshness limit: a late position misleads more than a missing one.
+                    self.counters["vessels_stale_dropped"] += 1
+                    continue
+                chunk.append(mmsi)
+                messages.append((self.topics.vessel(mmsi), self._vessel_payload(mmsi), 0, True))
+            done = await self._publish_all(client, messages)
+            for mmsi in chunk[:done]:
+                self._last_pub[mmsi] = self._vessel_time[mmsi]
+            self.counters["vessels_published"] += done
+        self._forget_old_vessels()
+
+    def _forget_old_vessels(self) -> None:
+        """Bound memory: vessels silent for long are dropped from the state we keep."""
+        if self._newest is None or len(self._vessels) < 10_000:
+            return
+        horizon = self._newest - max(3600.0, self.position_max_age_s)
+        for mmsi in [m for m, t in self._vessel_time.items() if t < horizon]:
+            for table in (self._vessels, self._vessel_time, self._last_pub):
+                table.pop(mmsi, None)
+
+    async def _publish_stats(self, client: aiomqtt.Client) -> None:
+        body: dict[str, Any] = {}
+        if self._stats_provider is not None:
+            try:
+                body.update(self._stats_provider())
+            except Exception:
+                log.exception("MQTT stats provider failed")
+        body["mqtt"] = {**self.counters, "outbox_unacked": max(self._unacked, 0),
+                        "vessels": len(self._vessels)}
+        body["time"] = None if self._newest is None else iso_time(self._newest)
+        body["wall_time"] = iso_time(round(time.time(), 3))
+        body["drill"] = self.drill
+        await client.publish(self.topics.stats, _dumps(body), qos=0, retain=False)
+        self.counters["stats_published"] += 1
+
+    def __repr__(self) -> str:  # never shows the password
+        return (f"MqttFeed({self.host}:{self.port}, root={self.topics.root!r}, "
+                f"user={self._username!r}, tls={self._tls is not None})")
