@@ -37,13 +37,20 @@ class _SourceState:
     suspect_clock: list[float] = field(default_factory=list)
     held: list[Sentence] = field(default_factory=list)
     last_time: float | None = None
+    nominal_next: float = 0.0
+    untimed: bool = False
 
 
 class Ingestor:
     """Frame, time, assemble, de-duplicate and decode lines from any number of sources."""
 
     def __init__(self, *, fragment_ttl_s: float = 5.0, max_pending_groups: int = 1000,
-                 dedup_window_s: float = 3.0) -> None:
+                 dedup_window_s: float = 3.0, nominal_rate: float | None = None) -> None:
+        """``nominal_rate`` (lines/s): how a recorded log with no time at all is timed.
+
+        ``None`` leaves such lines untimed (``time_source`` ``none``, JSON time null);
+        replay sets a rate so a log without timestamps still plays, in order.
+        """
         self.assembler = Assembler(fragment_ttl_s, max_pending_groups)
         self.dedup_window_s = dedup_window_s
         self.sources: dict[str, _SourceState] = {}
@@ -52,6 +59,8 @@ class Ingestor:
         self._recent: OrderedDict[bytes, Report] = OrderedDict()
         self._next_housekeeping = float("-inf")
         self._dropped: list[Dropped] = []
+        self.nominal_rate = nominal_rate
+        self.untimed_sources: set[str] = set()
 
     # -- public -------------------------------------------------------------------------
 
@@ -85,7 +94,7 @@ class Ingestor:
         for source, state in self.sources.items():
             held, state.held = state.held, []
             for sentence in held:
-                self._place(source, state, sentence, 0.0, "none", out)
+                self._untimed(source, state, sentence, out)
         self.assembler.drain(self._dropped)
         self._count_dropped()
         return out
@@ -110,6 +119,10 @@ class Ingestor:
                 time, time_source = received, "receive"
             elif state.clock is not None:
                 time, time_source = state.clock, "basestation"
+            elif state.untimed:
+                out: list[Report] = []
+                self._untimed(source, state, sentence, out)
+                return out or _NOTHING
             elif state.last_time is not None:
                 # e.g. the second fragment of a group whose tag block is on the first.
                 time, time_source = state.last_time, "carried"
@@ -118,9 +131,9 @@ class Ingestor:
         else:
             state.gatehouse_time = None
         state.last_time = time
-        out: list[Report] = []
-        self._place(source, state, sentence, time, time_source or "line", out)
-        return out or _NOTHING
+        placed: list[Report] = []
+        self._place(source, state, sentence, time, time_source or "line", placed)
+        return placed or _NOTHING
 
     def _place(self, source: str, state: _SourceState, sentence: Sentence, time: float,
                time_source: str, out: list[Report]) -> None:
@@ -201,10 +214,23 @@ class Ingestor:
         out: list[Report] = []
         for item in held:
             if stamp is None:
-                self._place(source, state, item, 0.0, "none", out)
+                self._untimed(source, state, item, out)
             else:
                 self._place(source, state, item, stamp, "basestation", out)
         return out
+
+    def _untimed(self, source: str, state: _SourceState, sentence: Sentence,
+                 out: list[Report]) -> None:
+        """A line of a log that has no time at all: nominal time, or none."""
+        self.untimed_sources.add(source)
+        state.untimed = True
+        if self.nominal_rate is None:
+            self._place(source, state, sentence, 0.0, "none", out)
+            return
+        time = state.nominal_next
+        state.nominal_next += 1.0 / self.nominal_rate
+        state.last_time = time
+        self._place(source, state, sentence, time, "nominal", out)
 
     def _station_clock(self, state: _SourceState, report: Report) -> None:
         """Carry the base-station UTC forward; ignore one station's bad clock."""

@@ -1,0 +1,43 @@
+"""``--alerts-out FILE.jsonl``: every alert transition as one JSON line.
+
+Each line is the alert object plus ``"transition": "new"|"update"|"end"``, written in the
+order the rules produced them, so two replays of one log give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+from geofence.alert import AlertEvent
+from ingest.report import Report
+
+
+class AlertsFileSink:
+    """A :class:`harbourwatch.sinks.Sink` appending alert transitions to a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+        self.written = 0
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w", encoding="utf-8")
+
+    def on_report(self, report: Report) -> None:
+        return None
+
+    def on_alert(self, event: AlertEvent) -> None:
+        if self._file is None:
+            return
+        record = dict(event.alert)
+        record["transition"] = str(event.transition)
+        self._file.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        self.written += 1
+
+    async def stop(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

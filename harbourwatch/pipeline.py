@@ -1,0 +1,141 @@
+"""The pipeline that joins the stages: lines → ingest → picture and rules → sinks.
+
+Data flows one way. The consumer loop is the only place that calls the ingestor and the
+engine, so neither needs locks. Rules run on message time; the engine's timers are
+advanced whenever the newest message time moves on by a second, and in live mode also by a
+wall-clock tick (so a receiver that falls silent is noticed although no line arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from geofence.alert import AlertEvent
+from harbourwatch.sinks import Sink
+from ingest.ingestor import Ingestor
+from ingest.report import Report
+from ingest.sources.queue import LineQueue, LineQueueClosed
+
+log = logging.getLogger(__name__)
+
+_TICK_S = 1.0
+
+
+class RuleEngine(Protocol):
+    """What the pipeline needs from ``geofence.engine.Engine``."""
+
+    def process(self, report: Report) -> list[AlertEvent]: ...
+
+    def tick(self, now: float) -> list[AlertEvent]: ...
+
+
+Pacer = Callable[[float], Awaitable[None]]
+
+
+class Pipeline:
+    """Feeds lines through ingest and rules, hands results to every sink."""
+
+    def __init__(self, ingestor: Ingestor, engine: RuleEngine, sinks: Iterable[Sink] = (),
+                 *, live: bool = False) -> None:
+        self.ingestor = ingestor
+        self.engine = engine
+        self.sinks: list[Sink] = list(sinks)
+        self.live = live
+        self.reports = 0
+        self.alert_events = 0
+        self.own_reports = 0
+        self._next_tick = float("-inf")
+        self.started_wall = time.time()
+
+    # -- synchronous core (also used directly by benchmarks and tests) --------------------
+
+    def feed_line(self, source: str, data: bytes, received: float | None) -> None:
+        for report in self.ingestor.feed(source, data, received):
+            self.handle_report(report)
+
+    def handle_report(self, report: Report) -> None:
+        """Rules first, then sinks: a report and the alerts it caused leave together."""
+        self.reports += 1
+        if report.own:
+            # Own-ship (VDO) is kept apart: stored and shown, but never a target of the rules.
+            self.own_reports += 1
+            events: list[AlertEvent] = []
+        else:
+            events = self.engine.process(report)
+        for sink in self.sinks:
+            sink.on_report(report)
+        if events:
+            self._emit(events)
+        if report.time >= self._next_tick:
+            self.tick(report.time)
+
+    def tick(self, now: float) -> None:
+        self._next_tick = now + _TICK_S
+        events = self.engine.tick(now)
+        if events:
+            self._emit(events)
+
+    def finish(self) -> None:
+        """End of input: release what the ingestor still holds, run the last timers."""
+        for report in self.ingestor.flush():
+            self.handle_report(report)
+        newest = self.ingestor.newest
+        if newest is not None:
+            self.tick(newest)
+
+    def _emit(self, events: list[AlertEvent]) -> None:
+        self.alert_events += len(events)
+        for event in events:
+            for sink in self.sinks:
+                sink.on_alert(event)
+
+    # -- asyncio driving ------------------------------------------------------------------
+
+    async def start_sinks(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def stop_sinks(self) -> None:
+        for sink in reversed(self.sinks):
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("sink %r failed to stop cleanly", sink)
+
+    async def consume(self, queue: LineQueue, pacer: Pacer | None = None) -> None:
+        """Take lines until the queue closes; ``pacer`` may sleep to hold a replay speed."""
+        ticker = asyncio.create_task(self._wall_ticks()) if self.live else None
+        try:
+            while True:
+                try:
+                    line = await queue.get()
+                except LineQueueClosed:
+                    break
+                reports = self.ingestor.feed(line.source, line.data, line.received)
+                for report in reports:
+                    if pacer is not None:
+                        await pacer(report.time)
+                    self.handle_report(report)
+            self.finish()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+
+    async def _wall_ticks(self) -> None:
+        """Live only: timers advance with the wall clock when no message arrives."""
+        while True:
+            await asyncio.sleep(_TICK_S)
+            newest = self.ingestor.newest or 0.0
+            self.tick(max(newest, time.time()))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "reports": self.reports,
+            "own_reports": self.own_reports,
+            "alert_events": self.alert_events,
+            "sources": {n: s.health.to_dict() for n, s in self.ingestor.sources.items()},
+        }
