@@ -1,0 +1,362 @@
+"""Zones from a GeoJSON FeatureCollection, projected to metres, behind shapely STRtrees.
+
+Each Feature carries ``properties.id`` (slug), ``name``, ``kind`` and optional rule overrides
+(:class:`ZoneOverrides`). Loading rejects invalid geometry, unknown kinds, missing or duplicate
+ids and non-polygons with the feature id (or index) and the reason, all problems at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from shapely.geometry import mapping, shape
+
+from geofence.projection import ProjectionError, Projector
+
+KINDS: tuple[str, ...] = (
+    "port_limit", "coverage", "berth", "anchorage", "restricted", "channel", "security",
+)
+ZONE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: Properties that style a map (geojson.io, QGIS) and are kept without a warning.
+STYLE_PROPERTIES = frozenset({
+    "description", "title", "stroke", "stroke-width", "stroke-opacity", "fill", "fill-opacity",
+    "marker-color", "marker-size", "marker-symbol", "color",
+})
+
+
+class ZoneError(ValueError):
+    """Zones that cannot be loaded; ``errors`` holds one line per problem."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+class ZoneOverrides(BaseModel):
+    """Per-zone rule overrides, given as Feature properties (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_speed_kn: float | None = Field(None, gt=0, le=60, description="speeding: limit in the zone")
+    speeding_hold_s: float | None = Field(None, ge=0, le=3600, description="speeding: hold time")
+    loiter_s: float | None = Field(None, gt=0, le=86400, description="loitering: dwell time")
+    loiter_speed_kn: float | None = Field(None, gt=0, le=10, description="loitering: speed below")
+    loiter_range_m: float | None = Field(None, ge=0, le=10000,
+                                         description="loitering: distance from this zone")
+    allowed_mmsi: list[int] | None = Field(None, description="restricted_entry: allowed MMSIs")
+    cpa_m: float | None = Field(None, gt=0, le=20000,
+                                description="collision_risk: CPA limit inside this zone")
+    tcpa_s: float | None = Field(None, gt=0, le=7200, description="collision_risk: TCPA limit")
+    encounter_m: float | None = Field(None, gt=0, le=5000, description="encounter: distance")
+    encounter_s: float | None = Field(None, gt=0, le=86400, description="encounter: duration")
+    dark_moving_s: float | None = Field(None, gt=0, le=86400,
+                                        description="dark_vessel: silence when moving")
+    dark_stationary_s: float | None = Field(None, gt=0, le=86400,
+                                            description="dark_vessel: silence when stationary")
+    events: bool | None = Field(None, description="zone_entry/zone_exit on or off for this zone")
+
+
+OVERRIDE_NAMES = frozenset(ZoneOverrides.model_fields)
+
+
+@dataclass(slots=True, eq=False)
+class Zone:
+    """One zone: WGS 84 geometry (rings oriented), metric geometry (prepared) and overrides."""
+
+    id: str
+    name: str
+    kind: str
+    geometry: Any
+    metric: Any
+    overrides: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """An override, or ``default`` when the zone does not set it."""
+        return self.overrides.get(key, default)
+
+    def distance(self, x: float, y: float) -> float:
+        """Metres from the point to the zone (0 inside)."""
+        return float(self.metric.distance(shapely.Point(x, y)))
+
+    def edge_distance(self, x: float, y: float) -> float:
+        """Metres from the point to the zone's boundary (inside or outside)."""
+        return float(self.metric.boundary.distance(shapely.Point(x, y)))
+
+    def to_feature(self) -> dict[str, Any]:
+        props = dict(self.properties)
+        props.update({"id": self.id, "name": self.name, "kind": self.kind})
+        return {"type": "Feature", "properties": props, "geometry": mapping(self.geometry)}
+
+
+def _feature_label(index: int, feature: Any) -> str:
+    if isinstance(feature, dict):
+        props = feature.get("properties")
+        if isinstance(props, dict) and isinstance(props.get("id"), str):
+            return f"feature {props['id']!r}"
+        if isinstance(feature.get("id"), str):
+            return f"feature {feature['id']!r}"
+    return f"feature #{index}"
+
+
+def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
+    """A valid, oriented (Multi)Polygon, or the reason it is not one."""
+    if not isinstance(raw, dict):
+        return None, "missing geometry"
+    if raw.get("type") not in ("Polygon", "MultiPolygon"):
+        return None, f"geometry must be Polygon or MultiPolygon, not {raw.get('type')!r}"
+    try:
+        geom = shape(raw)
+    except Exception as exc:  # shapely raises several types for malformed coordinates
+        return None, f"malformed coordinates: {exc}"
+    if geom.is_empty:
+        return None, "empty geometry"
+    lon_min, lat_min, lon_max, lat_max = geom.bounds
+    if not (-180 <= lon_min <= lon_max <= 180 and -90 <= lat_min <= lat_max <= 90):
+        return None, "coordinates out of range (GeoJSON is [lon, lat] in WGS 84)"
+    if not shapely.is_valid(geom):
+        return None, f"invalid geometry: {shapely.is_valid_reason(geom)}"
+    return shapely.orient_polygons(geom, exterior_cw=False), None
+
+
+def _parse_feature(index: int, feature: Any, seen: set[str],
+                   warnings: list[str]) -> tuple[Zone | None, list[str]]:
+    label = _feature_label(index, feature)
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        return None, [f"{label}: not a GeoJSON Feature"]
+    props = feature.get("properties")
+    if not isinstance(props, dict):
+        props = {}
+    errors: list[str] = []
+    zone_id = props.get("id", feature.get("id"))
+    if zone_id is None:
+        errors.append(f"{label}: missing properties.id")
+    elif not isinstance(zone_id, str) or not ZONE_ID.match(zone_id):
+        errors.append(f"{label}: id {zone_id!r} is not a slug (a-z, 0-9, _ and -)")
+    elif zone_id in seen:
+        errors.append(f"{label}: duplicate id {zone_id!r}")
+    kind = props.get("kind")
+    if kind not in KINDS:
+        errors.append(f"{label}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    geom, reason = _parse_geometry(feature.get("geometry"))
+    if reason:
+        errors.append(f"{label}: {reason}")
+    overrides_raw = {k: v for k, v in props.items() if k in OVERRIDE_NAMES}
+    try:
+        overrides = ZoneOverrides.model_validate(overrides_raw).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            errors.append(f"{label}: property {where}: {err['msg']}")
+        overrides = {}
+    for key in props:
+        if key not in OVERRIDE_NAMES and key not in STYLE_PROPERTIES and key not in (
+                "id", "name", "kind"):
+            warnings.append(f"{label}: unknown property {key!r} ignored")
+    if errors:
+        return None, errors
+    assert isinstance(zone_id, str) and isinstance(kind, str)
+    seen.add(zone_id)
+    extra = {k: v for k, v in props.items() if k not in ("id", "name", "kind")}
+    name = props.get("name")
+    return Zone(id=zone_id, name=name if isinstance(name, str) and name else zone_id,
+                kind=kind, geometry=geom, metric=None, overrides=overrides,
+                properties=extra), []
+
+
+def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[str]]:
+    """Validate a FeatureCollection; return zones (not yet projected) and warnings."""
+    if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
+        raise ZoneError([f"{source}: not a GeoJSON FeatureCollection"])
+    features = obj.get("features")
+    if not isinstance(features, list):
+        raise ZoneError([f"{source}: FeatureCollection has no 'features' list"])
+    zones: list[Zone] = []
+    errors: list[str] = []
+    warnings: list[str] = []
+    seen: set[str] = set()
+    for index, feature in enumerate(features):
+        zone, problems = _parse_feature(index, feature, seen, warnings)
+        errors.extend(f"{source}: {p}" for p in problems)
+        if zone is not None:
+            zones.append(zone)
+    if errors:
+        raise ZoneError(errors)
+    return zones, [f"{source}: {w}" for w in warnings]
+
+
+class ZoneSet:
+    """Zones with their metric geometry and spatial indexes; immutable once built.
+
+    With no zones and no projection override the projector is chosen lazily, as the UTM
+    zone of the first point projected.
+    """
+
+    def __init__(self, zones: Sequence[Zone] = (), *, projection: str | None = None,
+                 source: str = "<zones>", warnings: Sequence[str] = ()) -> None:
+        self.source = source
+        self.warnings = list(warnings)
+        self.zones: tuple[Zone, ...] = tuple(zones)
+        self.by_id: dict[str, Zone] = {z.id: z for z in self.zones}
+        self._order = {z.id: i for i, z in enumerate(self.zones)}
+        self._projector: Projector | None = None
+        if projection:
+            self._projector = Projector(projection)
+        elif self.zones:
+            lon0, lat0, lon1, lat1 = shapely.total_bounds([z.geometry for z in self.zones])
+            self._projector = Projector.around((lon0 + lon1) / 2, (lat0 + lat1) / 2)
+        if self._projector is not None:
+            self._project_all(self._projector)
+        self._build_indexes()
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_geojson(cls, obj_or_path: Any, *, projection: str | None = None) -> ZoneSet:
+        """Load from a parsed FeatureCollection, a path, or GeoJSON text."""
+        source = "<zones>"
+        obj = obj_or_path
+        if isinstance(obj_or_path, Path) or (
+                isinstance(obj_or_path, str) and not obj_or_path.lstrip().startswith("{")):
+            path = Path(obj_or_path)
+            source = str(path)
+            try:
+                obj = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ZoneError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
+            except json.JSONDecodeError as exc:
+                raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
+        elif isinstance(obj_or_path, str):
+            try:
+                obj = json.loads(obj_or_path)
+            except json.JSONDecodeError as exc:
+                raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
+        zones, warnings = parse_features(obj, source)
+        try:
+            return cls(zones, projection=projection, source=source, warnings=warnings)
+        except ProjectionError as exc:
+            raise ZoneError([f"{source}: {exc}"]) from exc
+
+    @classmethod
+    def empty(cls, projection: str | None = None) -> ZoneSet:
+        return cls((), projection=projection)
+
+    def to_geojson(self) -> dict[str, Any]:
+        return {"type": "FeatureCollection", "features": [z.to_feature() for z in self.zones]}
+
+    def _project_all(self, projector: Projector) -> None:
+        def fwd(coords: Any) -> Any:
+            xs, ys = projector.forward_many(list(coords[:, 0]), list(coords[:, 1]))
+            return np.column_stack([xs, ys])
+
+        for zone in self.zones:
+            zone.metric = shapely.transform(zone.geometry, fwd)
+            shapely.prepare(zone.metric)
+
+    def _build_indexes(self) -> None:
+        self._tree = shapely.STRtree([z.metric for z in self.zones])
+        self._kinds: dict[str, tuple[Zone, ...]] = {}
+        self._kind_trees: dict[str, Any] = {}
+        for kind in KINDS:
+            members = tuple(z for z in self.zones if z.kind == kind)
+            self._kinds[kind] = members
+            if members:
+                self._kind_trees[kind] = shapely.STRtree([z.metric for z in members])
+        coverage = self._kinds["coverage"]
+        self._coverage = shapely.union_all([z.metric for z in coverage]) if coverage else None
+        self._coverage_edge = None if self._coverage is None else self._coverage.boundary
+        if self._coverage is not None:
+            shapely.prepare(self._coverage)
+            shapely.prepare(self._coverage_edge)
+
+    # -- queries --------------------------------------------------------------------------
+
+    @property
+    def projector(self) -> Projector | None:
+        return self._projector
+
+    @property
+    def crs(self) -> str | None:
+        return None if self._projector is None else self._projector.crs
+
+    def __len__(self) -> int:
+        return len(self.zones)
+
+    def __iter__(self) -> Iterator[Zone]:
+        return iter(self.zones)
+
+    def __contains__(self, zone_id: object) -> bool:
+        return zone_id in self.by_id
+
+    def project(self, lon: float, lat: float) -> tuple[float, float]:
+        """WGS 84 to metres (the projector is fixed on first use when there are no zones)."""
+        projector = self._projector
+        if projector is None:
+            projector = self._projector = Projector.around(lon, lat)
+        return projector.forward(lon, lat)
+
+    def unproject(self, x: float, y: float) -> tuple[float, float]:
+        if self._projector is None:
+            raise ValueError("no projection chosen yet")
+        return self._projector.inverse(x, y)
+
+    def of_kind(self, kind: str) -> tuple[Zone, ...]:
+        return self._kinds.get(kind, ())
+
+    def candidates(self, point: Any) -> list[Zone]:
+        """Zones whose bounding box holds the point (STRtree envelope query)."""
+        if not self.zones:
+            return []
+        zones = self.zones
+        return [zones[i] for i in self._tree.query(point)]
+
+    def zones_at(self, x: float, y: float) -> list[Zone]:
+        """Zones containing the point, in file order."""
+        point = shapely.Point(x, y)
+        found = [z for z in self.candidates(point) if z.metric.contains(point)]
+        found.sort(key=lambda z: self._order[z.id])
+        return found
+
+    def near(self, x: float, y: float, distance: float,
+             kinds: Iterable[str] | None = None) -> list[tuple[Zone, float]]:
+        """Zones within ``distance`` metres (0 inside), of the given kinds, nearest first."""
+        point = shapely.Point(x, y)
+        out: list[tuple[Zone, float]] = []
+        for kind in (KINDS if kinds is None else kinds):
+            tree = self._kind_trees.get(kind)
+            if tree is None:
+                continue
+            members = self._kinds[kind]
+            for i in tree.query(point, predicate="dwithin", distance=distance):
+                zone = members[i]
+                out.append((zone, float(zone.metric.distance(point))))
+        out.sort(key=lambda item: (item[1], item[0].id))
+        return out
+
+    def distance_to_kind(self, x: float, y: float, kind: str) -> tuple[Zone, float] | None:
+        """The nearest zone of a kind and its distance in metres (0 inside), or None."""
+        tree = self._kind_trees.get(kind)
+        if tree is None:
+            return None
+        point = shapely.Point(x, y)
+        index = tree.query_nearest(point, all_matches=False)
+        zone = self._kinds[kind][int(index[0])]
+        return zone, float(zone.metric.distance(point))
+
+    def coverage_edge_distance(self, x: float, y: float) -> float | None:
+        """Metres from a point inside the union of coverage zones to its edge; None outside."""
+        coverage, edge = self._coverage, self._coverage_edge
+        if coverage is None or edge is None:
+            return None
+        point = shapely.Point(x, y)
+        if not coverage.contains(point):
+            return None
+        return float(edge.distance(point))

@@ -1,0 +1,603 @@
+"""The one YAML configuration file, validated by pydantic v2.
+
+Every model forbids unknown keys and every field has a description and bounds. Secrets can
+come from the environment (``HARBOURWATCH_MQTT_PASSWORD``, ``HARBOURWATCH_MQTT_USERNAME``,
+``HARBOURWATCH_DB_URL``, ``HARBOURWATCH_API_TOKEN_<NAME>``). Errors name the file, the line
+(from the YAML node tree) and the field. ``version`` is an integer; older files are brought up
+to date by the ordered functions in :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CURRENT_VERSION = 1
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ZoneKind = Literal["port_limit", "coverage", "berth", "anchorage", "restricted", "channel",
+                   "security"]
+ALL_KINDS: list[ZoneKind] = ["port_limit", "coverage", "berth", "anchorage", "restricted",
+                             "channel", "security"]
+
+IdentityField = Literal["shipname", "callsign", "imo", "shiptype"]
+
+
+def _event_kinds() -> list[ZoneKind]:
+    return [k for k in ALL_KINDS if k != "coverage"]
+
+
+def _restricted_kinds() -> list[ZoneKind]:
+    return ["restricted", "security"]
+
+
+def _loiter_kinds() -> list[ZoneKind]:
+    return ["berth", "security"]
+
+
+def _encounter_kinds() -> list[ZoneKind]:
+    return ["berth", "anchorage"]
+
+
+def _speed_kinds() -> list[ZoneKind]:
+    return ["port_limit", "channel"]
+
+
+def _identity_fields() -> list[IdentityField]:
+    return ["shipname", "callsign", "imo", "shiptype"]
+
+
+#: ``MIGRATIONS[n]`` turns a version-n document into a version-(n+1) one (none yet).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; each line of ``errors`` names file, line, field."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- port, sources, ingest ------------------------------------------------------------------
+
+class PortConfig(_Model):
+    name: str = Field(default="port", pattern=SLUG,
+                      description="Port name (slug), used in MQTT topics")
+    zones: Path | None = Field(default=None,
+                               description="Zones GeoJSON, relative to the config file")
+    projection: str | None = Field(
+        default=None, max_length=200,
+        description="Metric CRS override, e.g. EPSG:32631; default the zones' UTM zone")
+
+    @field_validator("projection")
+    @classmethod
+    def _metric_crs(cls, value: str | None) -> str | None:
+        if value is not None:
+            from geofence.projection import check_crs
+            check_crs(value)
+        return value
+
+
+class SourceConfig(_Model):
+    kind: Literal["udp", "tcp", "serial", "file"] = Field(description="Transport")
+    name: str = Field(pattern=SLUG, description="Source name (slug)")
+    host: str | None = Field(default=None, max_length=255,
+                             description="udp: address to bind; tcp: server to connect to")
+    port: int | None = Field(default=None, ge=1, le=65535, description="udp/tcp port")
+    device: str | None = Field(default=None, max_length=4096, description="serial device path")
+    baud: int = Field(default=38400, ge=300, le=4_000_000, description="serial speed")
+    path: str | None = Field(default=None, max_length=4096,
+                             description="file: log path (plain or .gz), '-' for stdin")
+
+    @model_validator(mode="after")
+    def _needs_for_kind(self) -> SourceConfig:
+        needs = {"udp": ("port",), "tcp": ("host", "port"), "serial": ("device",),
+                 "file": ("path",)}[self.kind]
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} source needs {' and '.join(missing)}")
+        return self
+
+
+class IngestConfig(_Model):
+    fragment_ttl_s: float = Field(default=5.0, gt=0, le=120,
+                                  description="Multipart fragment lifetime")
+    max_pending_groups: int = Field(default=1000, ge=1, le=1_000_000,
+                                    description="Bound on incomplete multipart groups")
+    dedup_window_s: float = Field(default=3.0, ge=0, le=60,
+                                  description="Same payload from several receivers within this "
+                                              "window is processed once")
+    queue_size: int = Field(default=10000, ge=1, le=10_000_000,
+                            description="Bounded line queue; a flood beyond it is dropped and "
+                                        "counted")
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+class MembershipConfig(_Model):
+    inertia_reports: int = Field(default=2, ge=1, le=20,
+                                 description="Consecutive reports needed to enter or leave a "
+                                             "zone")
+    exit_margin_m: float = Field(default=20.0, ge=0, le=1000,
+                                 description="A vessel must be this far outside a zone to count "
+                                             "as out (hysteresis against GPS jitter)")
+
+
+class PictureConfig(_Model):
+    live_s: float = Field(default=900.0, ge=30, le=86400,
+                          description="A vessel not heard for this long leaves the live picture")
+    forget_s: float = Field(default=86400.0, ge=60, le=30 * 86400,
+                            description="State is dropped after this silence (never while an "
+                                        "alert on the vessel is open)")
+    history_len: int = Field(default=16, ge=2, le=1024, description="Recent fixes kept per vessel")
+    tick_interval_s: float = Field(default=1.0, gt=0, le=60,
+                                   description="Timers run at most this often in message time")
+
+
+class ZoneEventConfig(_Model):
+    enabled: bool = Field(default=True, description="Emit this event")
+    kinds: list[ZoneKind] = Field(
+        default_factory=_event_kinds,
+        description="Zone kinds that produce the event (a zone's `events` property overrides)")
+
+
+class RestrictedEntryConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    kinds: list[ZoneKind] = Field(default_factory=_restricted_kinds,
+                                  description="Zone kinds that are restricted")
+    allowed_mmsi: list[int] = Field(default_factory=list,
+                                    description="Allowed everywhere (zone allowed_mmsi adds)")
+
+
+class DarkVesselConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    edge_m: float = Field(default=2000.0, ge=0, le=100_000,
+                          description="Last fix at least this far inside coverage")
+    moving_s: float = Field(default=600.0, gt=0, le=7 * 86400, description="Silence when moving")
+    stationary_s: float = Field(default=1800.0, gt=0, le=7 * 86400,
+                                description="Silence when stationary (at anchor, moored or slow)")
+    stationary_below_kn: float = Field(default=2.0, ge=0, le=10,
+                                       description="Slower than this counts as stationary "
+                                                   "(class B reports every 3 min below 2 kn)")
+    receiver_window_s: float = Field(default=600.0, gt=0, le=86400,
+                                     description="Receivers that heard the vessel this long "
+                                                 "before its last report count as its receivers")
+
+
+class LoiteringConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    speed_kn: float = Field(default=2.0, gt=0, le=10, description="Slower than this counts")
+    end_speed_kn: float = Field(default=3.0, gt=0, le=20, description="Faster than this ends it")
+    loiter_s: float = Field(default=1200.0, gt=0, le=86400, description="Dwell time")
+    range_m: float = Field(default=500.0, ge=0, le=10000, description="Distance from the zone")
+    kinds: list[ZoneKind] = Field(default_factory=_loiter_kinds,
+                                  description="Zone kinds watched")
+    berth_requires_moored_status: bool = Field(
+        default=False, description="Exempt vessels inside a berth only when status is 5 (moored); "
+                           "off by default because class B has no status")
+
+    @model_validator(mode="after")
+    def _end_above_start(self) -> LoiteringConfig:
+        if self.end_speed_kn < self.speed_kn:
+            raise ValueError("end_speed_kn must not be below speed_kn")
+        return self
+
+
+class EncounterConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    distance_m: float = Field(default=200.0, gt=0, le=5000, description="Distance between the two")
+    speed_kn: float = Field(default=2.0, gt=0, le=10, description="Both slower than this")
+    duration_s: float = Field(default=900.0, gt=0, le=86400, description="Held this long")
+    excluded_kinds: list[ZoneKind] = Field(default_factory=_encounter_kinds,
+                                           description="Not inside these zone kinds")
+
+
+class SpeedingConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    hold_s: float = Field(default=60.0, ge=0, le=3600, description="Over the limit this long")
+    max_speed_kn: float | None = Field(default=None, gt=0, le=60,
+                                       description="Limit for zones of `default_kinds` that "
+                                                   "set none")
+    default_kinds: list[ZoneKind] = Field(default_factory=_speed_kinds,
+                                          description="Kinds the global limit applies to")
+    end_margin_kn: float = Field(default=0.5, ge=0, le=10,
+                                 description="Ends at or below limit minus this margin")
+
+
+class CollisionRiskConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    speed_kn: float = Field(default=3.0, ge=0, le=50, description="Both faster than this")
+    cpa_m: float = Field(default=463.0, gt=0, le=20000, description="CPA limit (0.25 NM)")
+    tcpa_s: float = Field(default=600.0, gt=0, le=7200, description="TCPA limit (10 min)")
+
+
+class AnchorDragConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    learn_s: float = Field(default=1800.0, gt=0, le=86400,
+                           description="Swing circle learned this long")
+    margin_m: float = Field(default=100.0, ge=0, le=5000,
+                            description="Limit = swing radius + margin")
+    min_radius_m: float = Field(default=150.0, ge=0, le=5000, description="Limit at least this")
+    reports: int = Field(default=2, ge=1, le=20, description="Consecutive reports outside")
+
+
+class SuddenStopConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    from_kn: float = Field(default=7.0, gt=0, le=50, description="Faster than this before")
+    to_kn: float = Field(default=1.0, ge=0, le=20, description="Slower than this after")
+    within_s: float = Field(default=30.0, gt=0, le=600, description="Drop happened within")
+    hold_s: float = Field(default=60.0, ge=0, le=3600, description="Stopped for at least")
+
+
+class PositionJumpConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    max_speed_kn: float = Field(default=50.0, gt=0, le=1000, description="Implied speed limit")
+    min_distance_m: float = Field(default=1000.0, ge=0, le=1_000_000, description="Jump at least")
+
+
+class MmsiConflictConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    jumps: int = Field(default=3, ge=2, le=100, description="Back-and-forth jumps")
+    window_s: float = Field(default=600.0, gt=0, le=86400, description="Within this time")
+
+
+class SimpleRuleConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+
+
+class IdentityChangeConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    fields: list[IdentityField] = Field(
+        default_factory=_identity_fields,
+        description="Static fields watched")
+
+
+class EmergencyDeviceConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    end_after_s: float = Field(default=900.0, gt=0, le=86400,
+                               description="Alert ends after the device is silent this long")
+
+
+class SourceSilentConfig(_Model):
+    enabled: bool = Field(default=True, description="Run the rule")
+    silent_s: float = Field(default=120.0, gt=0, le=86400,
+                            description="Receiver silent longer than")
+
+
+class RulesConfig(_Model):
+    membership: MembershipConfig = Field(default_factory=MembershipConfig,
+                                         description="Zone membership inertia")
+    picture: PictureConfig = Field(default_factory=PictureConfig, description="Live picture")
+    exempt_shiptypes: list[int] = Field(
+        default_factory=lambda: [50, 51, 52, 53, 55],
+        description="Ship types exempt from encounter and collision_risk (pilot, SAR, tug, "
+                    "port tender, law enforcement)")
+    zone_entry: ZoneEventConfig = Field(default_factory=ZoneEventConfig, description="zone_entry")
+    zone_exit: ZoneEventConfig = Field(default_factory=ZoneEventConfig, description="zone_exit")
+    restricted_entry: RestrictedEntryConfig = Field(default_factory=RestrictedEntryConfig,
+                                                    description="restricted_entry")
+    dark_vessel: DarkVesselConfig = Field(default_factory=DarkVesselConfig,
+                                          description="dark_vessel")
+    loitering: LoiteringConfig = Field(default_factory=LoiteringConfig, description="loitering")
+    encounter: EncounterConfig = Field(default_factory=EncounterConfig, description="encounter")
+    speeding: SpeedingConfig = Field(default_factory=SpeedingConfig, description="speeding")
+    collision_risk: CollisionRiskConfig = Field(default_factory=CollisionRiskConfig,
+                                                description="collision_risk")
+    anchor_drag: AnchorDragConfig = Field(default_factory=AnchorDragConfig,
+                                          description="anchor_drag")
+    sudden_stop: SuddenStopConfig = Field(default_factory=SuddenStopConfig,
+                                          description="sudden_stop")
+    position_jump: PositionJumpConfig = Field(default_factory=PositionJumpConfig,
+                                              description="position_jump")
+    mmsi_conflict: MmsiConflictConfig = Field(default_factory=MmsiConflictConfig,
+                                              description="mmsi_conflict")
+    invalid_mmsi: SimpleRuleConfig = Field(default_factory=SimpleRuleConfig,
+                                           description="invalid_mmsi")
+    identity_change: IdentityChangeConfig = Field(default_factory=IdentityChangeConfig,
+                                                  description="identity_change")
+    emergency_device: EmergencyDeviceConfig = Field(default_factory=EmergencyDeviceConfig,
+                                                    description="emergency_device")
+    source_silent: SourceSilentConfig = Field(default_factory=SourceSilentConfig,
+                                              description="source_silent")
+
+    def rule_enabled(self, name: str) -> bool:
+        """False when the rule's section says ``enabled: false``; unknown names are on."""
+        section = getattr(self, name, None)
+        return bool(getattr(section, "enabled", True))
+
+
+# --- store, api, mqtt -----------------------------------------------------------------------
+
+class StoreConfig(_Model):
+    url: SecretStr | None = Field(
+        default=None, description="sqlite:///path.db or postgresql://…; default SQLite next to the "
+                          "config (env HARBOURWATCH_DB_URL)")
+    batch_size: int = Field(default=500, ge=1, le=100_000, description="Rows per bulk write")
+    flush_interval_s: float = Field(default=1.0, gt=0, le=300,
+                                    description="Flush at least this often")
+    buffer_rows: int = Field(default=100_000, ge=100, le=100_000_000,
+                             description="Rows kept in memory while the database is away "
+                                         "before spooling to disk")
+    spool_dir: Path | None = Field(default=None,
+                                   description="Spool directory (default next to config)")
+    retention_days: int | None = Field(default=90, ge=1, le=36500,
+                                       description="Positions older than this are dropped")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^(sqlite|postgres|postgresql)://",
+                                              value.get_secret_value()):
+            raise ValueError("url must start with sqlite://, postgres:// or postgresql://")
+        return value
+
+
+class ApiToken(_Model):
+    name: str = Field(pattern=SLUG, description="Who holds it (slug), shown in the audit trail")
+    role: Literal["viewer", "operator", "admin"] = Field(description="What it may do")
+    token: SecretStr | None = Field(default=None, description="The token itself "
+                                                      "(env HARBOURWATCH_API_TOKEN_<NAME>)")
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                     description="Or its SHA-256, hex")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token or token_sha256")
+        return self
+
+
+class ApiConfig(_Model):
+    enabled: bool = Field(default=False, description="Serve the HTTP API")
+    host: str = Field(default="127.0.0.1", max_length=255, description="Listen address")
+    port: int = Field(default=8080, ge=1, le=65535, description="Listen port")
+    tokens: list[ApiToken] = Field(default_factory=list, description="Bearer tokens")
+    open_read: bool = Field(default=False, description="Allow reads without a token")
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, value: list[ApiToken]) -> list[ApiToken]:
+        _no_duplicates([t.name for t in value], "token name")
+        return value
+
+
+class MqttTls(_Model):
+    enabled: bool = Field(default=False, description="Use TLS (implied by mqtts://)")
+    ca_file: Path | None = Field(default=None, description="CA bundle")
+    cert_file: Path | None = Field(default=None, description="Client certificate")
+    key_file: Path | None = Field(default=None, description="Client key")
+    insecure: bool = Field(default=False, description="Skip hostname verification (testing only)")
+
+
+class MqttConfig(_Model):
+    url: str | None = Field(default=None, pattern=r"^mqtts?://[^/\s]+(:\d+)?/?$",
+                            description="mqtt://host:port or mqtts://host:port; none = off")
+    prefix: str | None = Field(default=None, pattern=r"^[^#+\s]+$", max_length=200,
+                               description="Topic prefix, default harbourwatch/<port>")
+    username: str | None = Field(default=None, max_length=255,
+                                 description="User (env HARBOURWATCH_MQTT_USERNAME)")
+    password: SecretStr | None = Field(default=None, description="Password "
+                                                         "(env HARBOURWATCH_MQTT_PASSWORD)")
+    tls: MqttTls = Field(default_factory=MqttTls, description="TLS options")
+    client_id: str | None = Field(default=None, max_length=64, description="Client id")
+    position_max_age_s: float = Field(default=30.0, gt=0, le=3600,
+                                      description="Positions older than this are dropped, "
+                                                  "not sent late")
+    stats_interval_s: float = Field(default=60.0, gt=0, le=86400, description="Stats period")
+
+
+def _no_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r}")
+        seen.add(name)
+
+
+class Config(_Model):
+    version: int = Field(default=CURRENT_VERSION, ge=1, le=CURRENT_VERSION,
+                         description="Config format version")
+    port: PortConfig = Field(default_factory=PortConfig, description="The port")
+    sources: list[SourceConfig] = Field(default_factory=list, description="AIS inputs")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Ingest")
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="Rules and thresholds")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Storage")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT feed")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        _no_duplicates([s.name for s in value], "source name")
+        return value
+
+    @model_validator(mode="after")
+    def _default_prefix(self) -> Config:
+        if self.mqtt.prefix is None:
+            self.mqtt.prefix = f"harbourwatch/{self.port.name}"
+        return self
+
+    @classmethod
+    def default_for_zones(cls, zones_path: str | Path) -> Config:
+        """Defaults for a run started with nothing but ``--zones``."""
+        path = Path(zones_path)
+        name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_")[:63] or "port"
+        return cls(port=PortConfig(name=name, zones=path.resolve()))
+
+
+# --- loading --------------------------------------------------------------------------------
+
+ENV_PREFIX = "HARBOURWATCH_"
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[Any, ...], str]:
+    """Overlay secrets from the environment; return which locations came from which var."""
+    origin: dict[tuple[Any, ...], str] = {}
+
+    def section(key: str) -> dict[str, Any]:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            value = data[key] = {}
+        return value
+
+    for var, (sect, key) in {"MQTT_PASSWORD": ("mqtt", "password"),
+                             "MQTT_USERNAME": ("mqtt", "username"),
+                             "DB_URL": ("store", "url")}.items():
+        if ENV_PREFIX + var in env:
+            section(sect)[key] = env[ENV_PREFIX + var]
+            origin[(sect, key)] = ENV_PREFIX + var
+    tokens = section("api").get("tokens")
+    if isinstance(tokens, list):
+        for index, entry in enumerate(tokens):
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                var = ENV_PREFIX + "API_TOKEN_" + entry["name"].upper().replace("-", "_")
+                if var in env:
+                    entry["token"] = env[var]
+                    entry.pop("token_sha256", None)
+                    origin[("api", "tokens", index, "token")] = var
+    return origin
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """The deepest YAML node along a pydantic error location."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for key, value in node.value:
+                if key.value == str(part):
+                    nxt = value if part != loc[-1] else key
+                    break
+            if nxt is None:
+                return node
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _format_errors(exc: ValidationError, source: str, root: yaml.Node | None,
+                   origin: dict[tuple[Any, ...], str]) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function")))
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc in origin:
+            lines.append(f"{source}: {field} (from environment {origin[loc]}): {msg}")
+            continue
+        node = _node_at(root, loc)
+        where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+        lines.append(f"{where}: {field}: {msg}")
+    return lines
+
+
+def migrate(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """Bring a document to :data:`CURRENT_VERSION` through :data:`MIGRATIONS`, in order."""
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError([f"{source}: version: must be an integer, not {version!r}"])
+    if version > CURRENT_VERSION:
+        raise ConfigError([f"{source}: version: {version} is newer than this harbourwatch "
+                           f"understands ({CURRENT_VERSION})"])
+    while version < CURRENT_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise ConfigError([f"{source}: version: no migration from version {version}"])
+        data = step(data)
+        version += 1
+        data["version"] = version
+    return data
+
+
+def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Validate YAML text; relative paths resolve against ``base_dir``."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}:1: the config must be a mapping of sections"])
+    data = migrate(data, source)
+    origin = _apply_env(data, os.environ if env is None else env)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, root, origin)) from exc
+    if base_dir is not None:
+        _resolve_paths(config, base_dir)
+    return config
+
+
+def _resolve_paths(config: Config, base: Path) -> None:
+    def resolve(path: Path | None) -> Path | None:
+        return None if path is None or path.is_absolute() else (base / path).resolve()
+
+    if config.port.zones is not None:
+        config.port.zones = resolve(config.port.zones) or config.port.zones
+    if config.store.spool_dir is not None:
+        config.store.spool_dir = resolve(config.store.spool_dir) or config.store.spool_dir
+    tls = config.mqtt.tls
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, name)
+        if value is not None:
+            setattr(tls, name, resolve(value) or value)
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise :class:`ConfigError` naming file, line, field."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_config(text, str(file), base_dir=file.parent.resolve(), env=env)
+
+
+def check_config(path: str | Path | None, zones: str | Path | None = None, *,
+                 env: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem in a config file and its zones (empty when both load)."""
+    from geofence.zones import ZoneError, ZoneSet
+
+    try:
+        config = load_config(path, env=env) if path is not None else (
+            Config.default_for_zones(zones) if zones is not None else Config())
+    except ConfigError as exc:
+        return exc.errors
+    zones_path = Path(zones) if zones is not None else config.port.zones
+    if zones_path is None:
+        return []
+    try:
+        ZoneSet.from_geojson(zones_path, projection=config.port.projection)
+    except ZoneError as exc:
+        return exc.errors
+    return []
