@@ -3,7 +3,8 @@
 pyais's own buffer never expires, so a lost fragment would sit forever and a reused
 sequence id could glue two messages together. Here a group is keyed by
 (source, channel, sequence id, fragment count); a fragment that does not fit its group
-(number seen twice, or a new first fragment) ends the old group as *inconsistent*, and
+(out of order: a gap, a number seen twice, a new first fragment) ends the old group as
+*inconsistent*, and
 groups older than the TTL (message time) are *expired*. Neither is ever glued to another.
 """
 
@@ -51,10 +52,17 @@ class Assembler:
         """
         key = (source, sentence.channel, sentence.seq, sentence.count)
         group = self._groups.get(key)
-        if group is not None and (sentence.number in group.parts or sentence.number == 1):
-            # A repeated number, or a new first fragment: the old group lost a fragment.
+        if group is not None and sentence.number != len(group.parts) + 1:
+            # Fragments of one source arrive in order: a gap, a repeated number or a new
+            # first fragment means the old group lost one. Ending it here is what keeps
+            # fragments 1 and 3 of one message from completing with fragment 2 of the next.
             del self._groups[key]
             dropped.append(Dropped(source, "inconsistent", len(group.parts)))
+            group = None
+        elif group is not None and now - group.started > self.ttl_s:
+            # Late by message time, even if housekeeping has not run since.
+            del self._groups[key]
+            dropped.append(Dropped(source, "expired", len(group.parts)))
             group = None
         if group is None:
             if sentence.number != 1:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingest.assembly import Assembler, Dropped
-from ingest.decode import DecodeError, build_report, decode_payload
+from ingest.decode import DecodeError, build_report, decode_payload, sentence_station_time
 from ingest.framing import Meta, Sentence, frame
 from ingest.health import ReceiverHealth, SourceHealth
 from ingest.report import Report
@@ -157,6 +157,7 @@ class Ingestor:
             first = group[0]
             if first.time is not None:
                 time = first.time
+                time_source = first.time_source or time_source
             if first.station is not None:
                 sentence = first
         receiver = sentence.station or source
@@ -199,14 +200,8 @@ class Ingestor:
         """A recorded line with no time yet: wait for the stream's first base-station time."""
         state.held.append(sentence)
         stamp = None
-        if sentence.count == 1 and sentence.payload[:1] in (b"4", b";"):
-            try:
-                msg = decode_payload(sentence.payload, sentence.fill)
-                report = build_report(msg, sentence.payload, sentence.fill, 0.0, "none", [],
-                                      [], False, "")
-                stamp = report.extra.get("station_time")
-            except DecodeError:
-                stamp = None
+        if sentence.count == 1:
+            stamp = sentence_station_time(sentence.payload, sentence.fill)
         if stamp is None and len(state.held) < _MAX_HELD:
             return _NOTHING
         state.clock = stamp
