@@ -180,6 +180,16 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
     return report
 
 
+def sentence_station_time(payload: bytes, fill: int) -> float | None:
+    """UTC of a single-part base-station report, without building a report (time peeks)."""
+    if payload[:1] not in (b"4", b";"):
+        return None
+    try:
+        return _station_time(decode_payload(payload, fill))
+    except DecodeError:
+        return None
+
+
 def _station_time(msg: Any) -> float | None:
     """UTC of a base-station report (type 4/11), or ``None`` when not available."""
     from datetime import UTC, datetime

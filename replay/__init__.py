@@ -1,0 +1,1 @@
+"""Recorded-log playback on message time, drills, and synthetic scenarios."""

@@ -1,0 +1,82 @@
+"""Several recorded logs merged into one stream in message-time order.
+
+A line's time is peeked the way the ingestor will resolve it (tag block, line timestamp,
+``$PGHP``, base-station UTC), falling back to the log's previous time, so two receivers'
+logs of the same hours interleave as they were heard. One log is passed through as is.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from pathlib import Path
+
+from ingest.decode import sentence_station_time
+from ingest.framing import Meta, Sentence, frame
+from ingest.logfile import read_log_lines
+from ingest.sources.base import slugify
+
+
+def log_source_name(path: str) -> str:
+    """A source slug for a log file: its name without compression suffixes."""
+    name = Path(path).name
+    for suffix in (".gz", ".txt", ".nmea", ".ais", ".log"):
+        name = name.removesuffix(suffix)
+    return slugify(name) or "log"
+
+
+class _Cursor:
+    def __init__(self, path: str, name: str) -> None:
+        self.name = name
+        self._lines = read_log_lines(path)
+        self.last_time = float("-inf")
+        self._pending_gatehouse: float | None = None
+
+    def next_line(self) -> tuple[float, bytes] | None:
+        line = next(self._lines, None)
+        if line is None:
+            return None
+        framed = frame(line)
+        stamp: float | None = None
+        if isinstance(framed, Meta):
+            stamp = framed.time
+        elif isinstance(framed, Sentence):
+            stamp = framed.time
+            if stamp is None and framed.count == 1:
+                stamp = sentence_station_time(framed.payload, framed.fill)
+        if stamp is not None and stamp > self.last_time:
+            self.last_time = stamp
+        return self.last_time, line
+
+
+def merged_lines(paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(source name, line)`` from every log, earliest message time first."""
+    names = _unique_names(paths)
+    if len(paths) == 1:
+        for line in read_log_lines(paths[0]):
+            yield names[0], line
+        return
+    cursors = [_Cursor(p, n) for p, n in zip(paths, names, strict=True)]
+    heap: list[tuple[float, int, bytes]] = []
+    for index, cursor in enumerate(cursors):
+        item = cursor.next_line()
+        if item is not None:
+            heap.append((item[0], index, item[1]))
+    heapq.heapify(heap)
+    while heap:
+        _, index, line = heapq.heappop(heap)
+        yield cursors[index].name, line
+        item = cursors[index].next_line()
+        if item is not None:
+            heapq.heappush(heap, (item[0], index, item[1]))
+
+
+def _unique_names(paths: list[str]) -> list[str]:
+    names: list[str] = []
+    for path in paths:
+        base = log_source_name(path)
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
