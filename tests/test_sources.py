@@ -1,0 +1,613 @@
+"""Sources on real sockets (127.0.0.1), real pseudo-terminals, real files, pipes and stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import os
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from ingest.lines import RawLine
+from ingest.sources import (
+    Backoff,
+    BackoffPolicy,
+    FileSource,
+    LineQueue,
+    LineQueueClosed,
+    LineSplitter,
+    SerialSource,
+    Source,
+    SourceError,
+    TcpClientSource,
+    UdpSource,
+    open_log_lines,
+    parse_host_port,
+    parse_source_spec,
+    run_sources,
+    slugify,
+    split_lines,
+)
+
+# Short back-off so reconnect tests take milliseconds; healthy_after=0 resets after any link.
+FAST = BackoffPolicy(initial=0.01, maximum=0.05, factor=2.0, jitter=0.5, healthy_after=0.0)
+GUARD = 10.0  # seconds: only a guard against hanging, never an assertion on speed
+
+S1 = b"!AIVDM,1,1,,A,13u?etPv2;0n:dDPwUM1U1Cb069D,0*23"
+S2 = b"!AIVDM,1,1,,B,15M67FC000G?ufbE`FepT@3n00Sa,0*5C"
+S3 = b"\\s:rcv1,c:1700000000*5A\\!AIVDM,1,1,,A,B6CdCm0t3`tba35f@V9faHi7kP06,0*6E"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+async def take(queue: LineQueue, n: int) -> list[RawLine]:
+    async with asyncio.timeout(GUARD):
+        return [await queue.get() for _ in range(n)]
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(GUARD):
+        while not predicate():
+            await asyncio.sleep(0.002)
+
+
+class StatusLog:
+    """Records (name, online) changes and lets a test wait for the n-th one."""
+
+    def __init__(self, source: Source) -> None:
+        self.changes: list[tuple[str, bool]] = []
+        source.add_status_listener(self)
+
+    def __call__(self, name: str, online: bool) -> None:
+        self.changes.append((name, online))
+
+    async def wait_for(self, count: int) -> None:
+        await wait_until(lambda: len(self.changes) >= count)
+
+
+@contextlib.asynccontextmanager
+async def running(source: Source, queue: LineQueue) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(source.run(queue))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# -- splitter, back-off, queue ---------------------------------------------------------------
+
+
+def test_split_lines_handles_every_line_ending_and_drops_empty_lines() -> None:
+    assert split_lines(b"a\r\nb\nc\rd\r\n\r\n\ne") == [b"a", b"b", b"c", b"d", b"e"]
+    assert split_lines(b"") == []
+    assert split_lines(b"\r\n") == []
+
+
+def test_line_splitter_joins_lines_across_chunks() -> None:
+    splitter = LineSplitter()
+    assert splitter.feed(b"!AIVDM,1") == []
+    assert splitter.feed(b",1,,A\r") == [b"!AIVDM,1,1,,A"]
+    assert splitter.feed(b"\nxy") == []  # the LF of a CRLF split over two chunks
+    assert splitter.pending == 2
+    assert splitter.feed(b"z\n\nw") == [b"xyz"]
+    assert splitter.flush() == b"w"
+    assert splitter.flush() is None
+    splitter.feed(b"frag")
+    assert splitter.discard() is True
+    assert splitter.discard() is False
+
+
+def test_line_splitter_bounds_an_unterminated_run_and_skips_its_rest() -> None:
+    splitter = LineSplitter(max_pending=8)
+    assert splitter.feed(b"0123456789") == []  # too long: thrown away
+    assert splitter.pending == 0
+    assert splitter.overlong == 1
+    assert splitter.feed(b"more-of-it") == []
+    assert splitter.feed(b"tail\nok\nnext") == [b"ok"]
+    assert splitter.flush() == b"next"
+
+
+def test_backoff_grows_caps_jitters_and_resets() -> None:
+    backoff = Backoff(BackoffPolicy(initial=1, maximum=8, factor=2, jitter=0.5), random.Random(7))
+    delays = [backoff.next_delay() for _ in range(6)]
+    for delay, ceiling in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert len(set(delays)) == 6  # jittered, not lock-step
+    assert backoff.attempts == 6
+    backoff.reset()
+    assert backoff.attempts == 0
+    assert backoff.next_delay() <= 1
+    exact = Backoff(BackoffPolicy(initial=1, maximum=60, jitter=0))
+    assert [exact.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"initial": 0}, {"initial": 5, "maximum": 1}, {"factor": 0.5}, {"jitter": 1.5}],
+)
+def test_backoff_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        BackoffPolicy(**kwargs)
+
+
+async def test_queue_put_waits_for_room_and_offer_counts_drops() -> None:
+    queue = LineQueue(maxsize=2)
+    await queue.put(RawLine("a", b"1", None))
+    assert queue.offer(RawLine("u", b"2", 1.0)) is True
+    assert queue.offer(RawLine("u", b"3", 1.0)) is False
+    assert queue.offer(RawLine("v", b"4", 1.0)) is False
+    assert queue.drops == {"u": 1, "v": 1}
+    assert queue.dropped == 2
+
+    blocked = asyncio.create_task(queue.put(RawLine("a", b"5", None)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not blocked.done()  # back-pressure: full queue, the producer waits
+    assert (await queue.get()).data == b"1"
+    await blocked
+    assert [line.data for line in await queue.get_many(10)] == [b"2", b"5"]
+    assert queue.get_nowait() is None
+
+
+async def test_queue_close_drains_then_ends_and_wakes_waiters() -> None:
+    queue = LineQueue(maxsize=1)
+    waiting_getter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.close()
+    with pytest.raises(LineQueueClosed):
+        await waiting_getter
+
+    queue = LineQueue(maxsize=1)
+    await queue.put(RawLine("a", b"1", None))
+    waiting_putter = asyncio.create_task(queue.put(RawLine("a", b"2", None)))
+    await asyncio.sleep(0)
+    queue.close()
+    with pytest.raises(LineQueueClosed):
+        await waiting_putter
+    assert [line.data async for line in queue] == [b"1"]  # what was in it still comes out
+    assert queue.offer(RawLine("u", b"x", 1.0)) is False
+    assert queue.drops == {"u": 1}
+    with pytest.raises(LineQueueClosed):
+        await queue.get()
+
+
+async def test_queue_cancelled_getter_does_not_lose_a_wakeup() -> None:
+    queue = LineQueue(maxsize=4)
+    first = asyncio.create_task(queue.get())
+    second = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.offer(RawLine("u", b"only", 1.0))  # wakes `first` ...
+    first.cancel()  # ... which leaves before taking it
+    async with asyncio.timeout(GUARD):
+        assert (await second).data == b"only"
+
+
+# -- UDP --------------------------------------------------------------------------------------
+
+
+async def test_udp_datagrams_with_several_lines_arrive_as_raw_lines() -> None:
+    queue = LineQueue()
+    source = UdpSource("udp-test", "127.0.0.1", 0)
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.connected and source.local_address is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.sendto(S1 + b"\r\n" + S2 + b"\r\n", source.local_address)
+            tx.sendto(S3, source.local_address)  # no line end: a datagram is whole
+            tx.sendto(b"\r\n\r\n", source.local_address)  # nothing but empty lines
+            got = await take(queue, 3)
+            await wait_until(lambda: source.datagrams == 3)
+    assert [line.data for line in got] == [S1, S2, S3]
+    assert {line.source for line in got} == {"udp-test"}
+    assert all(line.received is not None and line.received > 1.6e9 for line in got)
+    assert got[0].received == got[1].received  # one datagram, one arrival time
+    assert queue.empty()
+    assert status.changes == [("udp-test", True), ("udp-test", False)]
+    assert source.stats.lines == 3
+
+
+async def test_udp_flood_into_a_tiny_queue_counts_every_drop() -> None:
+    queue = LineQueue(maxsize=16)
+    source = UdpSource("udp-flood", "127.0.0.1", 0)
+    status = StatusLog(source)
+    sent = 0
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for burst in range(10):
+                # Bursts small enough for the socket buffer: the kernel must not drop any,
+                # so every loss is one the queue counted.
+                for d in range(10):
+                    datagram = b"".join(b"line-%d-%d-%d\n" % (burst, d, i) for i in range(10))
+                    tx.sendto(datagram, source.local_address)
+                    sent += 10
+                expected = (burst + 1) * 10
+                await wait_until(lambda: source.datagrams == expected)  # noqa: B023
+    delivered = [line async for line in _drain(queue)]
+    assert sent == 1000
+    assert len(delivered) == 16
+    assert queue.drops == {"udp-flood": 1000 - 16}
+    assert len(delivered) + queue.dropped == sent == source.stats.lines
+    # Nothing was consumed during the flood: the first lines are the ones kept.
+    assert [line.data for line in delivered] == [b"line-0-%d-%d" % divmod(i, 10) for i in range(16)]
+
+
+async def _drain(queue: LineQueue) -> AsyncIterator[RawLine]:
+    queue.close()
+    async for line in queue:
+        yield line
+
+
+async def test_udp_port_in_use_is_a_source_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        source = UdpSource("udp-busy", "127.0.0.1", port)
+        with pytest.raises(SourceError, match=f"udp-busy.*127.0.0.1:{port}"):
+            await source.run(LineQueue())
+    assert not source.connected
+
+
+# -- TCP --------------------------------------------------------------------------------------
+
+
+async def test_tcp_client_reconnects_after_the_feed_goes_and_comes_back() -> None:
+    port = free_port()
+    close_first = asyncio.Event()
+
+    async def first_feed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(S1 + b"\r\n" + S2 + b"\r\n" + b"!AIVDM,1,1,,A,13u?et")  # cut mid-line
+        await writer.drain()
+        await close_first.wait()
+        writer.close()
+
+    async def second_feed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(S3 + b"\n" + S1 + b"\n")
+        await writer.drain()
+        await reader.read()  # hold the link until the client goes
+        writer.close()
+
+    queue = LineQueue()
+    source = TcpClientSource("tcp-test", "127.0.0.1", port, backoff=FAST)
+    status = StatusLog(source)
+    server = await asyncio.start_server(first_feed, "127.0.0.1", port)
+    async with running(source, queue):
+        await status.wait_for(1)
+        first = await take(queue, 2)
+        server.close()  # the feed goes away: no listener, then the link drops
+        await server.wait_closed()
+        close_first.set()
+        await status.wait_for(2)
+        await wait_until(lambda: source.stats.connect_failures >= 1)  # refused while away
+        server = await asyncio.start_server(second_feed, "127.0.0.1", port)
+        try:
+            await status.wait_for(3)
+            second = await take(queue, 2)
+        finally:
+            server.close()
+    await server.wait_closed()
+    assert [line.data for line in first] == [S1, S2]
+    assert [line.data for line in second] == [S3, S1]  # the cut fragment was not glued on
+    assert {line.source for line in first + second} == {"tcp-test"}
+    assert all(line.received is not None for line in first + second)
+    assert queue.empty()
+    assert status.changes == [
+        ("tcp-test", True),
+        ("tcp-test", False),
+        ("tcp-test", True),
+        ("tcp-test", False),
+    ]
+    assert source.stats.connects == 2
+    assert source.stats.disconnects == 1
+    assert source.stats.partial_lines == 1
+    assert source.stats.lines == 4
+    assert not source.connected
+
+
+async def test_tcp_lines_split_over_segments_are_joined() -> None:
+    step = asyncio.Event()
+
+    async def feed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(S1[:10])
+        await writer.drain()
+        await step.wait()  # the client has read the first piece by now
+        step.clear()
+        writer.write(S1[10:] + b"\r")
+        await writer.drain()
+        await step.wait()
+        writer.write(b"\n\r\n" + S2 + b"\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(feed, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    queue = LineQueue()
+    source = TcpClientSource("tcp-split", "127.0.0.1", port, backoff=FAST)
+    try:
+        async with running(source, queue):
+            await wait_until(lambda: source.stats.bytes == 10)
+            step.set()
+            assert (await take(queue, 1))[0].data == S1
+            step.set()
+            assert (await take(queue, 1))[0].data == S2
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert queue.empty()
+    assert source.stats.partial_lines == 0
+    assert source.stats.connects == 1
+
+
+async def test_tcp_idle_timeout_drops_a_silent_link_and_reconnects() -> None:
+    accepted = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    source = TcpClientSource("tcp-idle", "127.0.0.1", port, backoff=FAST, idle_timeout=0.05)
+    try:
+        async with running(source, LineQueue()):
+            await wait_until(lambda: source.stats.connects >= 2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert accepted >= 2
+    assert source.stats.disconnects >= 1
+
+
+# -- serial (pseudo-terminals) ----------------------------------------------------------------
+
+
+async def test_serial_reads_lines_and_survives_unplug_and_replug(tmp_path: Path) -> None:
+    link = tmp_path / "ttyAIS"  # like /dev/serial/by-id/...: a stable name for a device
+    master, slave = os.openpty()
+    os.symlink(os.ttyname(slave), link)
+    os.close(slave)
+    queue = LineQueue()
+    source = SerialSource("serial-ttyais", str(link), 38400, backoff=FAST)
+    status = StatusLog(source)
+    try:
+        async with running(source, queue):
+            await status.wait_for(1)
+            os.write(master, S1 + b"\r\n" + S2 + b"\r\n" + b"!AIVDM,1,1,,B,15M6")
+            before = await take(queue, 2)
+            await wait_until(lambda: source.stats.bytes >= len(S1) + len(S2) + 22)
+
+            # Unplug: the device goes away (reads fail) and its node disappears.
+            os.close(master)
+            master = -1
+            link.unlink()
+            await status.wait_for(2)
+            await wait_until(lambda: source.stats.connect_failures >= 1)  # polled, missing
+
+            # Replug: a new device under the same name.
+            master, slave = os.openpty()
+            os.symlink(os.ttyname(slave), link)
+            os.close(slave)
+            await status.wait_for(3)
+            os.write(master, S3 + b"\r\n")
+            after = await take(queue, 1)
+    finally:
+        if master >= 0:
+            os.close(master)
+    assert [line.data for line in before] == [S1, S2]
+    assert [line.data for line in after] == [S3]
+    assert {line.source for line in before + after} == {"serial-ttyais"}
+    assert all(line.received is not None for line in before + after)
+    assert [online for _, online in status.changes] == [True, False, True, False]
+    assert source.stats.connects == 2
+    assert source.stats.partial_lines == 1  # the fragment cut by the unplug
+    assert queue.empty()
+
+
+# -- files, pipes, stdin ----------------------------------------------------------------------
+
+LOG = S1 + b"\r\n" + S2 + b"\n\r\n\n" + S3 + b"\r" + b"1700000000.5 " + S1 + b"\r\n" + S2
+EXPECTED = [S1, S2, S3, b"1700000000.5 " + S1, S2]  # last line has no line end: still a line
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> dict[str, Path]:
+    plain = tmp_path / "plain.gz"  # the name lies: content decides
+    plain.write_bytes(LOG)
+    packed = tmp_path / "packed.log"
+    packed.write_bytes(gzip.compress(LOG))
+    members = tmp_path / "members"  # `cat a.gz b.gz`: two gzip members
+    members.write_bytes(gzip.compress(LOG[:50]) + gzip.compress(LOG[50:]))
+    return {"plain": plain, "gzip": packed, "members": members}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 1 << 20])
+def test_open_log_lines_plain_and_gzip_give_identical_lines(
+    logs: dict[str, Path], chunk_size: int
+) -> None:
+    for path in logs.values():
+        assert list(open_log_lines(path, chunk_size=chunk_size)) == EXPECTED, path
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "members"])
+async def test_file_source_streams_lines_then_ends(logs: dict[str, Path], kind: str) -> None:
+    queue = LineQueue(maxsize=2)  # smaller than the log: the source must wait for room
+    source = FileSource("replay", logs[kind], chunk_size=7)
+    consumer = asyncio.create_task(_collect(queue))
+    async with asyncio.timeout(GUARD):
+        await run_sources([source], queue)
+        got = await consumer
+    assert [line.data for line in got] == EXPECTED
+    assert {(line.source, line.received) for line in got} == {("replay", None)}
+    assert source.stats.lines == len(EXPECTED)
+    assert not source.connected
+
+
+async def _collect(queue: LineQueue) -> list[RawLine]:
+    return [line async for line in queue]
+
+
+async def test_file_source_reads_a_fifo_plain_and_gzip(tmp_path: Path) -> None:
+    for payload in (LOG, gzip.compress(LOG[:40]) + gzip.compress(LOG[40:])):
+        fifo = tmp_path / "feed.fifo"
+        os.mkfifo(fifo)
+        queue = LineQueue()
+        source = FileSource("pipe", fifo, chunk_size=5)
+        task = asyncio.create_task(run_sources([source], queue))
+        await wait_until(lambda: source.connected)  # noqa: B023 (awaited here)
+        # Write from a thread: a FIFO blocks until both ends are open.
+        await asyncio.to_thread(fifo.write_bytes, payload)
+        async with asyncio.timeout(GUARD):
+            await task
+        assert [line.data async for line in queue] == EXPECTED
+        fifo.unlink()
+
+
+async def test_file_source_missing_file_is_a_source_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"nothing\.log"):
+        await FileSource("replay", tmp_path / "nothing.log").run(LineQueue())
+    with pytest.raises(SourceError, match=r"nothing\.log"):
+        list(open_log_lines(tmp_path / "nothing.log"))
+
+
+def test_truncated_gzip_is_a_source_error_after_the_good_lines(tmp_path: Path) -> None:
+    path = tmp_path / "cut.gz"
+    path.write_bytes(gzip.compress(LOG * 50)[:-30])
+    lines: list[bytes] = []
+    with pytest.raises(SourceError, match=r"cut\.gz"):
+        lines.extend(open_log_lines(path))
+    assert lines[:5] == [*EXPECTED[:4], EXPECTED[4] + S1]
+
+
+STDIN_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from ingest.sources import FileSource, LineQueue, run_sources
+
+    async def main():
+        queue = LineQueue(maxsize=3)
+        source = FileSource("stdin", "-", chunk_size=4)
+        async def consume():
+            return [line async for line in queue]
+        consumer = asyncio.create_task(consume())
+        await run_sources([source], queue)
+        for line in await consumer:
+            print(repr((line.source, line.data, line.received)))
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["pipe-plain", "pipe-gzip", "redirected-gzip-file"])
+def test_file_source_reads_stdin(logs: dict[str, Path], how: str) -> None:
+    if how == "redirected-gzip-file":  # `harbourwatch ... - < log.gz`: stdin is a file
+        with logs["gzip"].open("rb") as stdin:
+            done = subprocess.run(
+                [sys.executable, "-c", STDIN_SCRIPT], stdin=stdin, capture_output=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+    else:  # `zcat log.gz | harbourwatch ... -` (or the gzip itself through a pipe)
+        data = LOG if how == "pipe-plain" else gzip.compress(LOG)
+        done = subprocess.run(
+            [sys.executable, "-c", STDIN_SCRIPT], input=data, capture_output=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    expected = "".join(repr(("stdin", line, None)) + "\n" for line in EXPECTED)
+    assert done.stdout.decode() == expected
+
+
+async def test_run_sources_closes_the_queue_after_the_last_file(logs: dict[str, Path]) -> None:
+    queue = LineQueue(maxsize=4)
+    sources = [FileSource("a", logs["plain"]), FileSource("b", logs["gzip"])]
+    consumer = asyncio.create_task(_collect(queue))
+    async with asyncio.timeout(GUARD):
+        await run_sources(sources, queue)
+        got = await consumer
+    assert queue.closed
+    assert [line.data for line in got if line.source == "a"] == EXPECTED
+    assert [line.data for line in got if line.source == "b"] == EXPECTED
+
+
+# -- flags ------------------------------------------------------------------------------------
+
+
+def test_specs_build_sources_with_default_names() -> None:
+    udp = parse_source_spec("udp", "0.0.0.0:10110")
+    assert isinstance(udp, UdpSource)
+    assert (udp.name, udp.host, udp.port) == ("udp-10110", "0.0.0.0", 10110)
+    assert isinstance(parse_source_spec("udp", "10111"), UdpSource)
+    assert parse_source_spec("udp", ":10112").name == "udp-10112"
+
+    tcp = parse_source_spec("tcp", "ais.example.org:5631")
+    assert isinstance(tcp, TcpClientSource)
+    assert (tcp.name, tcp.host, tcp.port) == ("tcp-ais-example-org-5631", "ais.example.org", 5631)
+    v6 = parse_source_spec("tcp", "[::1]:10110")
+    assert isinstance(v6, TcpClientSource)
+    assert (v6.name, v6.host) == ("tcp-1-10110", "::1")
+
+    ser = parse_source_spec("serial", "/dev/ttyUSB0")
+    assert isinstance(ser, SerialSource)
+    assert (ser.name, ser.device, ser.baudrate) == ("serial-ttyusb0", "/dev/ttyUSB0", 38400)
+    ser = parse_source_spec("serial", "/dev/ttyS1:4800", name="bridge-radar")
+    assert isinstance(ser, SerialSource)
+    assert (ser.name, ser.device, ser.baudrate) == ("bridge-radar", "/dev/ttyS1", 4800)
+    by_path = "/dev/serial/by-path/pci-0000:00:14.0-usb-0:2:1.0-port0"
+    ser = parse_source_spec("serial", by_path)
+    assert isinstance(ser, SerialSource)
+    assert (ser.device, ser.baudrate) == (by_path, 38400)
+
+    log = parse_source_spec("file", "/var/log/ais/2026-01-01.nmea.gz")
+    assert isinstance(log, FileSource)
+    assert log.name == "file-2026-01-01-nmea-gz"
+    assert parse_source_spec("file", "-").name == "stdin"
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        ("tcp", "10110", "expected HOST:PORT"),
+        ("tcp", "host:", "not a number"),
+        ("tcp", "host:http", "not a number"),
+        ("udp", "0.0.0.0:70000", "outside 1-65535"),
+        ("udp", "0.0.0.0:0", "outside 1-65535"),
+        ("tcp", "::1:10110", "brackets"),
+        ("serial", "/dev/ttyUSB0:38401", "not one of"),
+        ("serial", ":4800", "expected DEV"),
+        ("pigeon", "x", "unknown source kind"),
+    ],
+)
+def test_bad_specs_raise_clear_errors(kind: str, spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_source_spec(kind, spec)
+
+
+def test_names_are_validated_and_slugified() -> None:
+    with pytest.raises(ValueError, match="bad source name"):
+        UdpSource("north/#", "127.0.0.1", 10110)
+    assert slugify("serial-ttyUSB0") == "serial-ttyusb0"
+    assert slugify("tcp-::1-10110") == "tcp-1-10110"
+    assert parse_host_port("[fe80::1]:1", flag="--tcp") == ("fe80::1", 1)
