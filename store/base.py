@@ -1,0 +1,159 @@
+"""The store contract: errors, value types and the ``Store`` protocol both backends implement.
+
+Errors (translated at the backend boundary, ``raise ... from exc``)::
+
+    StoreError            anything the store could not do
+    ├── StoreUnavailable  the database cannot be reached right now (retry later)
+    └── NotFound          the alert (or other object) asked for does not exist
+
+Times are Unix seconds (message time for data from the pipeline, wall time for operator
+acts); read methods return JSON-ready dicts with ISO 8601 ``Z`` times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from geofence.alert import AlertEvent
+from ingest.report import Report
+
+
+class StoreError(Exception):
+    """The store could not do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (connection refused, server shutting down, timeout)."""
+
+
+class NotFound(StoreError):
+    """The object asked for does not exist."""
+
+
+@dataclass(slots=True, frozen=True)
+class AlertQuery:
+    """Filters for :meth:`Store.alerts`; ``None`` means "any".
+
+    ``mmsi`` matches either vessel of an alert; ``start``/``end`` select alerts whose active
+    span ``[started_at, ended_at or ∞)`` overlaps the range; ``state`` may be one state or a
+    tuple of states.
+    """
+
+    rule: str | None = None
+    state: str | tuple[str, ...] | None = None
+    risk_area: str | None = None
+    zone: str | None = None
+    mmsi: int | None = None
+    start: float | None = None
+    end: float | None = None
+    drill: bool | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class VesselState:
+    """Serialised rule state of one vessel (``state`` is the rules' own JSON), for restart."""
+
+    mmsi: int
+    time: float
+    state: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class OutboxMessage:
+    """One MQTT message waiting to be published."""
+
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created: float
+
+
+@dataclass(slots=True, frozen=True)
+class Snooze:
+    rule: str
+    mmsi: int
+    until: float
+    actor: str
+    note: str | None = None
+    created: float = 0.0
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters of the background writer (for /metrics and /stats)."""
+
+    queued: int = 0
+    written_positions: int = 0
+    written_statics: int = 0
+    written_alerts: int = 0
+    spooled: int = 0
+    rejected: int = 0
+    batches: int = 0
+    failures: int = 0
+    db_up: bool = True
+    spool_pending: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """What the service, the API and the MQTT feed use. Implements ``harbourwatch.sinks.Sink``."""
+
+    #: ``True`` when positions live in a TimescaleDB hypertable (PostgreSQL only).
+    timescaledb: bool
+    #: Human-readable description of the backend, for the start-up log.
+    description: str
+
+    # --- sink (never blocks) ---------------------------------------------------------------
+    async def start(self) -> None: ...
+    def on_report(self, report: Report) -> None: ...
+    def on_alert(self, event: AlertEvent) -> None: ...
+    async def stop(self) -> None: ...
+    async def flush(self) -> None:
+        """Wait until everything queued so far is written (or spooled while the DB is down)."""
+
+    def stats(self) -> WriterStats: ...
+
+    # --- reading -------------------------------------------------------------------------
+    async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,
+                    drill: bool | None = None) -> list[dict[str, Any]]: ...
+    async def picture_at(self, t: float, window: float = 3600.0,
+                         drill: bool | None = None) -> list[dict[str, Any]]: ...
+    async def position_count(self, mmsi: int | None = None) -> int: ...
+    async def vessel(self, mmsi: int) -> dict[str, Any] | None: ...
+    async def vessel_history(self, mmsi: int) -> list[dict[str, Any]]: ...
+    async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]: ...
+    async def alert(self, alert_id: str) -> dict[str, Any]: ...
+    async def audit(self, alert_id: str) -> list[dict[str, Any]]: ...
+    async def open_alerts(self) -> list[dict[str, Any]]: ...
+
+    # --- operator acts (audited) ---------------------------------------------------------
+    async def ack(self, alert_id: str, actor: str, note: str | None = None,
+                  at: float | None = None) -> dict[str, Any]: ...
+    async def resolve(self, alert_id: str, actor: str, note: str | None = None,
+                      at: float | None = None) -> dict[str, Any]: ...
+    async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
+                     note: str | None = None, at: float | None = None) -> Snooze: ...
+    async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...
+    async def unsnooze(self, rule: str, mmsi: int, actor: str,
+                       at: float | None = None) -> bool: ...
+
+    # --- zones, restart state, health, outbox ---------------------------------------------
+    async def save_zones(self, geojson: Mapping[str, Any], actor: str,
+                         at: float | None = None) -> int: ...
+    async def latest_zones(self) -> dict[str, Any] | None: ...
+    async def save_vessel_states(self, states: Iterable[VesselState],
+                                 replace: bool = False) -> None: ...
+    async def load_vessel_states(self) -> dict[int, VesselState]: ...
+    async def save_source_health(self, time: float,
+                                 health: Mapping[str, Mapping[str, Any]]) -> None: ...
+    async def latest_source_health(self) -> dict[str, dict[str, Any]]: ...
+    async def outbox_add(self, topic: str, payload: bytes | str, qos: int = 1,
+                         retain: bool = False) -> int: ...
+    async def outbox_pending(self, limit: int = 100) -> list[OutboxMessage]: ...
+    async def outbox_done(self, ids: Iterable[int]) -> None: ...

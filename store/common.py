@@ -1,0 +1,172 @@
+"""What both backends share: the sink side over the writer, and row <-> dict shaping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from geofence.alert import AlertEvent
+from harbourwatch.timeutil import parse_iso
+from ingest.report import Report
+from store.base import AlertQuery, WriterStats
+from store.rows import STATIC_FIELDS, Batch, iso, position_row, static_row
+from store.writer import BatchWriter
+
+
+class WriterStore:
+    """The ``Sink`` half of a store: ``on_report``/``on_alert`` only enqueue."""
+
+    def __init__(self, spool_path: Path, *, drill: bool = False, batch_size: int = 2000,
+                 max_age: float = 1.0, memory_limit: int = 200_000) -> None:
+        #: Mark every report as drill (a drill replay); a report's ``extra["drill"]`` wins.
+        self.drill = drill
+        self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
+                                   memory_limit=memory_limit)
+
+    async def write_batch(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        await self._open()
+        await self._writer.start()
+
+    async def stop(self) -> None:
+        await self._writer.stop()
+        await self._close()
+
+    async def flush(self) -> None:
+        await self._writer.flush()
+
+    def stats(self) -> WriterStats:
+        return self._writer.stats()
+
+    def on_report(self, report: Report) -> None:
+        drill = bool(report.extra.get("drill", self.drill)) if report.extra else self.drill
+        if report.lat is not None and report.lon is not None:
+            self._writer.put(("p", position_row(report, drill)))
+        if report.msg_type in _STATIC_MSG_TYPES:
+            srow = static_row(report)
+            if srow is not None:
+                self._writer.put(("s", srow))
+
+    def on_alert(self, event: AlertEvent) -> None:
+        self._writer.put(("a", (str(event.transition), event.time, dict(event.alert))))
+
+
+# Static and voyage data come from these message types (5 class A, 19/24 class B, 21 AtoN).
+_STATIC_MSG_TYPES = frozenset({5, 19, 21, 24})
+
+
+def alert_columns(alert: Mapping[str, Any], state: str, updated: float) -> dict[str, Any]:
+    """Rule-owned columns of ``alerts`` from an ``Alert.to_dict`` shape (times as floats)."""
+    ended = alert.get("ended_at")
+    return {
+        "id": alert["id"], "rule": alert["rule"], "risk_area": alert["risk_area"],
+        "severity": alert["severity"], "state": state, "mmsi": alert.get("mmsi"),
+        "other_mmsi": alert.get("other_mmsi"), "shipname": alert.get("shipname"),
+        "zone": alert.get("zone"), "lat": alert.get("lat"), "lon": alert.get("lon"),
+        "started_at": parse_iso(alert["started_at"]),
+        "ended_at": None if ended is None else parse_iso(ended),
+        "drill": bool(alert.get("drill", False)), "details": dict(alert.get("details") or {}),
+        "updated_at": updated,
+    }
+
+
+ALERT_COLUMNS: tuple[str, ...] = (
+    "id", "rule", "risk_area", "severity", "state", "mmsi", "other_mmsi", "shipname", "zone",
+    "lat", "lon", "started_at", "ended_at", "drill", "details", "updated_at",
+)
+
+
+def alert_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored alert as the API gives it: ``Alert.to_dict`` plus the operator's acts."""
+    details = row["details"]
+    if isinstance(details, str):
+        details = json.loads(details)
+    return {
+        "id": row["id"], "rule": row["rule"], "risk_area": row["risk_area"],
+        "severity": row["severity"], "state": row["state"], "mmsi": row["mmsi"],
+        "other_mmsi": row["other_mmsi"], "shipname": row["shipname"], "zone": row["zone"],
+        "lat": row["lat"], "lon": row["lon"], "started_at": iso(row["started_at"]),
+        "ended_at": iso(row["ended_at"]), "drill": bool(row["drill"]), "details": details,
+        "updated_at": iso(row["updated_at"]),
+        "acknowledged_at": iso(row["acked_at"]), "acknowledged_by": row["acked_by"],
+        "ack_note": row["ack_note"], "resolved_at": iso(row["resolved_at"]),
+        "resolved_by": row["resolved_by"], "resolve_note": row["resolve_note"],
+    }
+
+
+def audit_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "alert_id": row["alert_id"], "time": iso(row["time"]), "actor": row["actor"],
+        "action": row["action"], "note": row["note"], "before": row["before_state"],
+        "after": row["after_state"],
+    }
+
+
+def position_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A position as the API gives it, static fields added when the row carries them."""
+    sources = row["sources"]
+    if isinstance(sources, str):
+        sources = json.loads(sources)
+    out: dict[str, Any] = {
+        "mmsi": row["mmsi"], "time": iso(row["time"]), "lat": row["lat"], "lon": row["lon"],
+        "speed": row["speed"], "course": row["course"], "heading": row["heading"],
+        "status": row["status"], "msg_type": row["msg_type"], "sources": list(sources),
+        "drill": bool(row["drill"]),
+    }
+    for name in STATIC_FIELDS:
+        if name in row.keys() and row[name] is not None:  # noqa: SIM118 (sqlite3.Row)
+            out[name] = row[name]
+    return out
+
+
+def track_point(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"time": iso(row["time"]), "lat": row["lat"], "lon": row["lon"],
+            "speed": row["speed"], "course": row["course"], "heading": row["heading"]}
+
+
+def vessel_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"mmsi": row["mmsi"]}
+    for name in STATIC_FIELDS:
+        out[name] = row[name]
+    out["updated_at"] = iso(row["updated_at"])
+    return out
+
+
+def bucket_width(start: float, end: float, max_points: int) -> int:
+    """Whole seconds per bucket so that ``[start, end]`` falls into at most ``max_points``."""
+    return int((end - start) // max_points) + 1
+
+
+def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
+                  ts: Callable[[float], Any]) -> str:
+    """``WHERE`` clause for :class:`AlertQuery`; ``ph`` adds a parameter, returns its marker."""
+    where: list[str] = []
+    if query.rule is not None:
+        where.append(f"rule = {ph(query.rule)}")
+    if query.state is not None:
+        states = (query.state,) if isinstance(query.state, str) else tuple(query.state)
+        where.append("state IN (" + ", ".join(ph(s) for s in states) + ")")
+    if query.risk_area is not None:
+        where.append(f"risk_area = {ph(query.risk_area)}")
+    if query.zone is not None:
+        where.append(f"zone = {ph(query.zone)}")
+    if query.mmsi is not None:
+        marker = ph(query.mmsi)
+        where.append(f"(mmsi = {marker} OR other_mmsi = {marker})")
+    if query.end is not None:
+        where.append(f"started_at <= {ph(ts(query.end))}")
+    if query.start is not None:
+        where.append(f"(ended_at IS NULL OR ended_at >= {ph(ts(query.start))})")
+    if query.drill is not None:
+        where.append(f"drill = {ph(query.drill)}")
+    return (" WHERE " + " AND ".join(where)) if where else ""

@@ -1,0 +1,515 @@
+"""PostgreSQL / TimescaleDB backend through asyncpg.
+
+Positions go in with COPY (``copy_records_to_table``). The optimistic path copies straight
+into ``positions``; if the batch hits the idempotent key (a catch-up after an outage, a
+replay over stored data) the transaction is rolled back and the batch goes through a
+temporary staging table and ``INSERT ... ON CONFLICT DO NOTHING``, which stays the path for
+the next batches for a while. Where the ``timescaledb`` extension is available, positions
+become a hypertable with compression and an optional retention policy; otherwise the same
+schema runs as plain tables and :attr:`PostgresStore.timescaledb` is ``False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time as wallclock
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
+
+from store import migrations
+from store.base import (
+    AlertQuery,
+    NotFound,
+    OutboxMessage,
+    Snooze,
+    StoreError,
+    StoreUnavailable,
+    VesselState,
+)
+from store.common import (
+    ALERT_COLUMNS,
+    WriterStore,
+    alert_columns,
+    alert_filters,
+    alert_out,
+    audit_out,
+    bucket_width,
+    position_out,
+    track_point,
+    vessel_out,
+)
+from store.rows import (
+    POSITION_COLUMNS,
+    STATIC_FIELDS,
+    Batch,
+    PositionRow,
+    StaticRow,
+    iso,
+    merge_state,
+    merge_statics,
+)
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown
+)
+#: Batches that use the staging path after a key conflict before COPY is tried again.
+_SAFE_BATCHES = 20
+
+_VESSEL_UPSERT = (
+    f"INSERT INTO vessels (mmsi, {', '.join(STATIC_FIELDS)}, updated_at) VALUES ("
+    + ", ".join(f"${i}" for i in range(1, len(STATIC_FIELDS) + 3))
+    + ") ON CONFLICT (mmsi) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (*STATIC_FIELDS, "updated_at"))
+)
+_ALERT_UPSERT = (
+    f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) VALUES ("
+    + ", ".join(f"${i}" for i in range(1, len(ALERT_COLUMNS) + 1))
+    + ") ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ALERT_COLUMNS if c != "id")
+)
+_AUDIT_INSERT = (
+    "INSERT INTO alert_audit (alert_id, time, actor, action, note, before_state, after_state, "
+    "dedup) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
+)
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS positions_stage "
+    "(LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+
+
+def ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record with timestamps as Unix seconds, as the shared shaping helpers expect."""
+    return {k: (v.timestamp() if isinstance(v, datetime) else v) for k, v in record.items()}
+
+
+def _records(rows: list[PositionRow]) -> list[tuple[Any, ...]]:
+    return [(ts(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            for r in rows]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                              schema="pg_catalog")
+
+
+class PostgresStore(WriterStore):
+    """The ``Store`` on PostgreSQL, with TimescaleDB when the server has it."""
+
+    def __init__(self, dsn: str, *, spool_path: Path, retention: timedelta | None = None,
+                 compress_after: timedelta = timedelta(days=7), drill: bool = False,
+                 batch_size: int = 2000, max_age: float = 1.0, memory_limit: int = 200_000,
+                 pool_size: int = 4, connect_timeout: float = 5.0) -> None:
+        super().__init__(spool_path, drill=drill, batch_size=batch_size, max_age=max_age,
+                         memory_limit=memory_limit)
+        self.dsn = dsn
+        self.retention = retention
+        self.compress_after = compress_after
+        self.timescaledb = False
+        self.description = "PostgreSQL"
+        self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._safe_left = 0
+
+    # --- plumbing ------------------------------------------------------------------------------
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate asyncpg and socket errors into the store's own, at the boundary."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL unreachable: {exc!r}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("store not started")
+        return self._pool
+
+    async def _open(self) -> None:
+        with self._errors():
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size, init=_init_connection,
+                timeout=self._connect_timeout, command_timeout=60)
+            async with self.pool.acquire() as conn:
+                await self._migrate(conn)
+                await self._setup_timescale(conn)
+        log.info("store: %s", self.description)
+
+    async def _close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with self._errors():
+                await pool.close()
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        for version, statements in migrations.POSTGRES:
+            async with conn.transaction():
+                # Two instances starting at once must not both migrate.
+                await conn.execute("SELECT pg_advisory_xact_lock(727274)")
+                current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+            log.info("store: PostgreSQL schema migrated to version %d", version)
+
+    async def schema_version(self) -> int:
+        with self._errors():
+            return int(await self.pool.fetchval("SELECT max(version) FROM schema_version") or 0)
+
+    async def _setup_timescale(self, conn: asyncpg.Connection) -> None:
+        available = await conn.fetchval(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'")
+        if available is None:
+            log.warning("store: TimescaleDB extension absent; positions in a plain "
+                        "PostgreSQL table (time indexes, no compression or retention policy)")
+            self.description = "PostgreSQL (TimescaleDB absent: plain tables)"
+            return
+        try:
+            await conn.execute(migrations.TIMESCALE_EXTENSION)
+        except asyncpg.PostgresError as exc:  # e.g. not in shared_preload_libraries
+            log.warning("store: TimescaleDB could not be enabled (%s); plain tables", exc)
+            self.description = "PostgreSQL (TimescaleDB not loadable: plain tables)"
+            return
+        version = await conn.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        major, minor = (int(p) for p in str(version).split(".")[:2])
+        new_api = (major, minor) >= (2, 13)
+        async with conn.transaction():
+            await conn.execute(migrations.TIMESCALE_HYPERTABLE if new_api
+                               else migrations.TIMESCALE_HYPERTABLE_OLD)
+            if not await conn.fetchval(migrations.TIMESCALE_COMPRESSION_ENABLED):
+                await conn.execute(migrations.TIMESCALE_COMPRESS)
+            await conn.execute(migrations.TIMESCALE_COMPRESSION_POLICY, self.compress_after)
+            # Replace rather than keep: add_retention_policy(if_not_exists) keeps an old window.
+            await conn.execute(migrations.TIMESCALE_REMOVE_RETENTION)
+            if self.retention is not None:
+                await conn.execute(migrations.TIMESCALE_RETENTION_POLICY, self.retention)
+        self.timescaledb = True
+        keep = "forever" if self.retention is None else str(self.retention)
+        self.description = (f"PostgreSQL with TimescaleDB {version} (hypertable, compression "
+                            f"after {self.compress_after}, retention {keep})")
+
+    # --- batch write ---------------------------------------------------------------------------
+    async def write_batch(self, batch: Batch) -> None:
+        with self._errors():
+            async with self.pool.acquire() as conn:
+                fast = self._safe_left == 0
+                if not fast:
+                    self._safe_left -= 1
+                try:
+                    async with conn.transaction():
+                        await self._write_batch(conn, batch, fast)
+                except asyncpg.UniqueViolationError:
+                    if not fast:
+                        raise
+                    self._safe_left = _SAFE_BATCHES
+                    async with conn.transaction():
+                        await self._write_batch(conn, batch, fast=False)
+
+    async def _write_batch(self, conn: asyncpg.Connection, batch: Batch, fast: bool) -> None:
+        if batch.positions:
+            records = _records(batch.positions)
+            if fast:
+                await conn.copy_records_to_table("positions", records=records,
+                                                 columns=POSITION_COLUMNS)
+            else:
+                await conn.execute(_STAGE)
+                await conn.copy_records_to_table("positions_stage", records=records,
+                                                 columns=POSITION_COLUMNS)
+                await conn.execute(
+                    "INSERT INTO positions SELECT * FROM positions_stage "
+                    "ON CONFLICT DO NOTHING")
+        if batch.statics:
+            await self._write_statics(conn, batch.statics)
+        now = ts(wallclock.time())
+        for transition, when, alert in batch.alerts:
+            before = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE",
+                                         alert["id"])
+            state = merge_state(before, str(alert["state"]))
+            cols = alert_columns(alert, state, 0.0)
+            cols["started_at"] = ts(cols["started_at"])
+            cols["ended_at"] = None if cols["ended_at"] is None else ts(cols["ended_at"])
+            cols["updated_at"] = now
+            await conn.execute(_ALERT_UPSERT, *(cols[c] for c in ALERT_COLUMNS))
+            if transition != "update" or before != state:
+                await conn.execute(_AUDIT_INSERT, alert["id"], ts(when), "rules", transition,
+                                   None, before, state,
+                                   f"{alert['id']}|{transition}|{when!r}|{state}")
+
+    async def _write_statics(self, conn: asyncpg.Connection, statics: list[StaticRow]) -> None:
+        by_mmsi: dict[int, list[StaticRow]] = {}
+        for row in statics:
+            by_mmsi.setdefault(row[0], []).append(row)
+        found = await conn.fetch("SELECT * FROM vessels WHERE mmsi = ANY($1::integer[]) "
+                                 "FOR UPDATE", list(by_mmsi))
+        current = {r["mmsi"]: _plain(r) for r in found}
+        upserts: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        for mmsi, updates in by_mmsi.items():
+            record, changes = merge_statics(current.get(mmsi), updates)
+            upserts.append((mmsi, *(record.get(f) for f in STATIC_FIELDS),
+                            ts(record["updated_at"])))
+            history.extend((mmsi, ts(t), c) for t, c in changes)
+        await conn.executemany(_VESSEL_UPSERT, upserts)
+        if history:
+            await conn.executemany("INSERT INTO vessel_history VALUES ($1, $2, $3) "
+                                   "ON CONFLICT DO NOTHING", history)
+
+    # --- reading -------------------------------------------------------------------------------
+    async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,
+                    drill: bool | None = None) -> list[dict[str, Any]]:
+        cond = "mmsi = $1 AND time >= $2 AND time <= $3"
+        params: list[Any] = [mmsi, ts(start), ts(end)]
+        if drill is not None:
+            cond += " AND drill = $4"
+            params.append(drill)
+        with self._errors():
+            async with self.pool.acquire() as conn:
+                count = await conn.fetchval(f"SELECT count(*) FROM positions WHERE {cond}",
+                                            *params)
+                if count <= max_points:
+                    rows = await conn.fetch(
+                        "SELECT time, lat, lon, speed, course, heading FROM positions "
+                        f"WHERE {cond} ORDER BY time", *params)
+                else:
+                    width = timedelta(seconds=bucket_width(start, end, max_points))
+                    n = len(params) + 1
+                    bucket = (f"time_bucket(${n}::interval, time, origin => $2)"
+                              if self.timescaledb else f"date_bin(${n}::interval, time, $2)")
+                    rows = await conn.fetch(
+                        f"SELECT DISTINCT ON (bucket) {bucket} AS bucket, time, lat, lon, "
+                        f"speed, course, heading FROM positions WHERE {cond} "
+                        "ORDER BY bucket, time", *params, width)
+        return [track_point(_plain(r)) for r in rows]
+
+    async def picture_at(self, t: float, window: float = 3600.0,
+                         drill: bool | None = None) -> list[dict[str, Any]]:
+        cond = "p.time > $1 AND p.time <= $2"
+        params: list[Any] = [ts(t - window), ts(t)]
+        if drill is not None:
+            cond += " AND p.drill = $3"
+            params.append(drill)
+        sql = (
+            "SELECT DISTINCT ON (p.mmsi) p.*, "
+            + ", ".join(f"v.{f}" for f in STATIC_FIELDS)
+            + f" FROM positions p LEFT JOIN vessels v ON v.mmsi = p.mmsi WHERE {cond} "
+            "ORDER BY p.mmsi, p.time DESC"
+        )
+        with self._errors():
+            rows = await self.pool.fetch(sql, *params)
+        return [position_out(_plain(r)) for r in rows]
+
+    async def position_count(self, mmsi: int | None = None) -> int:
+        with self._errors():
+            if mmsi is None:
+                return int(await self.pool.fetchval("SELECT count(*) FROM positions"))
+            return int(await self.pool.fetchval(
+                "SELECT count(*) FROM positions WHERE mmsi = $1", mmsi))
+
+    async def vessel(self, mmsi: int) -> dict[str, Any] | None:
+        with self._errors():
+            row = await self.pool.fetchrow("SELECT * FROM vessels WHERE mmsi = $1", mmsi)
+        return None if row is None else vessel_out(_plain(row))
+
+    async def vessel_history(self, mmsi: int) -> list[dict[str, Any]]:
+        with self._errors():
+            rows = await self.pool.fetch(
+                "SELECT time, changes FROM vessel_history WHERE mmsi = $1 ORDER BY time", mmsi)
+        return [{"time": iso(r["time"].timestamp()), "changes": r["changes"]} for r in rows]
+
+    async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]:
+        q = query or AlertQuery()
+        params: list[Any] = []
+
+        def ph(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        where = alert_filters(q, ph, ts)
+        sql = (f"SELECT * FROM alerts{where} ORDER BY started_at DESC, id "
+               f"LIMIT {ph(q.limit)} OFFSET {ph(q.offset)}")
+        with self._errors():
+            rows = await self.pool.fetch(sql, *params)
+        return [alert_out(_plain(r)) for r in rows]
+
+    async def alert(self, alert_id: str) -> dict[str, Any]:
+        with self._errors():
+            row = await self.pool.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
+        if row is None:
+            raise NotFound(f"no alert {alert_id!r}")
+        return alert_out(_plain(row))
+
+    async def audit(self, alert_id: str) -> list[dict[str, Any]]:
+        with self._errors():
+            rows = await self.pool.fetch(
+                "SELECT * FROM alert_audit WHERE alert_id = $1 ORDER BY id", alert_id)
+        return [audit_out(_plain(r)) for r in rows]
+
+    async def open_alerts(self) -> list[dict[str, Any]]:
+        with self._errors():
+            rows = await self.pool.fetch(
+                "SELECT * FROM alerts WHERE state IN ('open', 'acknowledged') "
+                "ORDER BY started_at, id")
+        return [alert_out(_plain(r)) for r in rows]
+
+    # --- operator acts -------------------------------------------------------------------------
+    async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
+                            action: str) -> dict[str, Any]:
+        when = ts(wallclock.time() if at is None else at)
+        by = "resolved" if action == "resolve" else "acked"
+        prefix = "resolve" if action == "resolve" else "ack"
+        with self._errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                before = await conn.fetchval(
+                    "SELECT state FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+                if before is None:
+                    raise NotFound(f"no alert {alert_id!r}")
+                after = merge_state(before, "resolved" if action == "resolve"
+                                    else "acknowledged")
+                await conn.execute(
+                    f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
+                    f"{prefix}_note = $4, updated_at = $2 WHERE id = $5",
+                    after, when, actor, note, alert_id)
+                await conn.execute(_AUDIT_INSERT, alert_id, when, actor, action, note,
+                                   before, after, None)
+        return await self.alert(alert_id)
+
+    async def ack(self, alert_id: str, actor: str, note: str | None = None,
+                  at: float | None = None) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "ack")
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None = None,
+                      at: float | None = None) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "resolve")
+
+    async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
+                     note: str | None = None, at: float | None = None) -> Snooze:
+        when = wallclock.time() if at is None else at
+        with self._errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO snoozes VALUES ($1, $2, $3, $4, $5, $6) "
+                    "ON CONFLICT (rule, mmsi) DO UPDATE SET until = excluded.until, "
+                    "actor = excluded.actor, note = excluded.note, created = excluded.created",
+                    rule, mmsi, ts(until), actor, note, ts(when))
+                await conn.execute(_AUDIT_INSERT, None, ts(when), actor, "snooze", note, None,
+                                   json.dumps({"rule": rule, "mmsi": mmsi, "until": until}),
+                                   None)
+        return Snooze(rule, mmsi, until, actor, note, when)
+
+    async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
+        with self._errors():
+            if active_at is None:
+                rows = await self.pool.fetch("SELECT * FROM snoozes ORDER BY rule, mmsi")
+            else:
+                rows = await self.pool.fetch(
+                    "SELECT * FROM snoozes WHERE until > $1 ORDER BY rule, mmsi", ts(active_at))
+        return [Snooze(r["rule"], r["mmsi"], r["until"].timestamp(), r["actor"], r["note"],
+                       r["created"].timestamp()) for r in rows]
+
+    async def unsnooze(self, rule: str, mmsi: int, actor: str, at: float | None = None) -> bool:
+        when = ts(wallclock.time() if at is None else at)
+        with self._errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    "DELETE FROM snoozes WHERE rule = $1 AND mmsi = $2", rule, mmsi)
+                deleted = str(status).split()[-1] != "0"
+                if deleted:
+                    await conn.execute(_AUDIT_INSERT, None, when, actor, "unsnooze", None,
+                                       json.dumps({"rule": rule, "mmsi": mmsi}), None, None)
+        return deleted
+
+    # --- zones, restart state, health, outbox --------------------------------------------------
+    async def save_zones(self, geojson: Mapping[str, Any], actor: str,
+                         at: float | None = None) -> int:
+        when = ts(wallclock.time() if at is None else at)
+        with self._errors():
+            return int(await self.pool.fetchval(
+                "INSERT INTO zones (time, actor, geojson) VALUES ($1, $2, $3) "
+                "RETURNING version", when, actor, json.dumps(geojson)))
+
+    async def latest_zones(self) -> dict[str, Any] | None:
+        with self._errors():
+            row = await self.pool.fetchrow("SELECT * FROM zones ORDER BY version DESC LIMIT 1")
+        if row is None:
+            return None
+        return {"version": row["version"], "time": iso(row["time"].timestamp()),
+                "actor": row["actor"], "geojson": json.loads(row["geojson"])}
+
+    async def save_vessel_states(self, states: Iterable[VesselState],
+                                 replace: bool = False) -> None:
+        rows = [(s.mmsi, ts(s.time), s.state) for s in states]
+        with self._errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                if replace:
+                    await conn.execute("DELETE FROM vessel_state")
+                await conn.executemany(
+                    "INSERT INTO vessel_state VALUES ($1, $2, $3) ON CONFLICT (mmsi) "
+                    "DO UPDATE SET time = excluded.time, state = excluded.state", rows)
+
+    async def load_vessel_states(self) -> dict[int, VesselState]:
+        with self._errors():
+            rows = await self.pool.fetch("SELECT * FROM vessel_state")
+        return {r["mmsi"]: VesselState(r["mmsi"], r["time"].timestamp(), r["state"])
+                for r in rows}
+
+    async def save_source_health(self, time: float,
+                                 health: Mapping[str, Mapping[str, Any]]) -> None:
+        rows = [(ts(time), source, dict(data)) for source, data in health.items()]
+        with self._errors():
+            await self.pool.executemany(
+                "INSERT INTO source_health VALUES ($1, $2, $3) ON CONFLICT (source, time) "
+                "DO UPDATE SET data = excluded.data", rows)
+
+    async def latest_source_health(self) -> dict[str, dict[str, Any]]:
+        with self._errors():
+            rows = await self.pool.fetch(
+                "SELECT DISTINCT ON (source) source, data FROM source_health "
+                "ORDER BY source, time DESC")
+        return {r["source"]: r["data"] for r in rows}
+
+    async def outbox_add(self, topic: str, payload: bytes | str, qos: int = 1,
+                         retain: bool = False) -> int:
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        with self._errors():
+            return int(await self.pool.fetchval(
+                "INSERT INTO outbox (topic, payload, qos, retain, created) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                topic, data, qos, retain, ts(wallclock.time())))
+
+    async def outbox_pending(self, limit: int = 100) -> list[OutboxMessage]:
+        with self._errors():
+            rows = await self.pool.fetch("SELECT * FROM outbox ORDER BY id LIMIT $1", limit)
+        return [OutboxMessage(r["id"], r["topic"], bytes(r["payload"]), r["qos"], r["retain"],
+                              r["created"].timestamp()) for r in rows]
+
+    async def outbox_done(self, ids: Iterable[int]) -> None:
+        with self._errors():
+            await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                                    list(ids))

@@ -1,0 +1,124 @@
+"""Rows as the writer queues them, and the pure merge logic both backends share.
+
+Items are small tuples so ``on_report`` stays cheap and the spool can hold them as JSON:
+``("p", position)``, ``("s", static)``, ``("a", alert event)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from geofence.alert import AlertEvent, AlertState
+from ingest.report import Report, iso_time
+
+#: Column order of ``positions`` (and of :data:`PositionRow`).
+POSITION_COLUMNS: tuple[str, ...] = (
+    "time", "mmsi", "lat", "lon", "speed", "course", "heading", "status", "msg_type",
+    "sources", "drill",
+)
+
+#: Static and voyage fields kept per vessel, with their change history.
+STATIC_FIELDS: tuple[str, ...] = (
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination",
+)
+
+#: time, mmsi, lat, lon, speed, course, heading, status, msg_type, sources, drill
+PositionRow = tuple[float, int, float, float, float | None, float | None, int | None,
+                    int | None, int, list[str], bool]
+#: mmsi, time, {field: value} (only the fields the report carried)
+StaticRow = tuple[int, float, dict[str, Any]]
+#: transition, time, alert dict (Alert.to_dict shape)
+AlertRow = tuple[str, float, dict[str, Any]]
+Item = tuple[str, Any]
+
+
+def position_row(report: Report, drill: bool) -> PositionRow:
+    return (report.time, report.mmsi, report.lat, report.lon,  # type: ignore[return-value]
+            report.speed, report.course, report.heading, report.status, report.msg_type,
+            list(report.sources), drill)
+
+
+def static_row(report: Report) -> StaticRow | None:
+    fields = {name: getattr(report, name) for name in STATIC_FIELDS}
+    present = {k: v for k, v in fields.items() if v is not None}
+    if not present:
+        return None
+    return (report.mmsi, report.time, present)
+
+
+def report_items(report: Report, drill: bool) -> list[Item]:
+    """What one report becomes in the write queue (own-ship reports are kept too)."""
+    items: list[Item] = []
+    if report.lat is not None and report.lon is not None:
+        items.append(("p", position_row(report, drill)))
+    srow = static_row(report)
+    if srow is not None:
+        items.append(("s", srow))
+    return items
+
+
+def alert_row(event: AlertEvent) -> AlertRow:
+    return (str(event.transition), event.time, dict(event.alert))
+
+
+@dataclass(slots=True)
+class Batch:
+    """One write transaction's worth of rows, each list in queue order."""
+
+    positions: list[PositionRow] = field(default_factory=list)
+    statics: list[StaticRow] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Batch:
+        batch = cls()
+        for kind, row in items:
+            if kind == "p":
+                batch.positions.append(row)
+            elif kind == "s":
+                batch.statics.append(row)
+            else:
+                batch.alerts.append(row)
+        return batch
+
+
+History = list[tuple[float, dict[str, Any]]]
+
+
+def merge_statics(current: dict[str, Any] | None,
+                  updates: list[StaticRow]) -> tuple[dict[str, Any], History]:
+    """Apply static reports in order; return the new record and ``(time, changes)`` history.
+
+    ``changes`` maps each changed field to ``[old, new]``. Applying the same reports twice
+    changes nothing the second time, so a catch-up after an outage adds no history.
+    """
+    record: dict[str, Any] = dict(current or {})
+    history: History = []
+    for _mmsi, time, fields in updates:
+        changes = {k: [record.get(k), v] for k, v in fields.items() if record.get(k) != v}
+        if changes:
+            record.update(fields)
+            history.append((time, changes))
+        record["updated_at"] = max(float(record.get("updated_at") or time), time)
+    return record, history
+
+
+def merge_state(existing: str | None, incoming: str) -> str:
+    """State of an alert after a rule transition, keeping the operator's acts.
+
+    ``resolved`` (operator) wins, then ``ended`` (condition over), then ``acknowledged``.
+    """
+    states = {existing, incoming}
+    if AlertState.RESOLVED in states:
+        return str(AlertState.RESOLVED)
+    if AlertState.ENDED in states:
+        return str(AlertState.ENDED)
+    if AlertState.ACKNOWLEDGED in states:
+        return str(AlertState.ACKNOWLEDGED)
+    return str(AlertState.OPEN)
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else iso_time(ts)

@@ -1,0 +1,440 @@
+"""SQLite (WAL) backend: the embedded default, one file next to the config.
+
+sqlite3 is blocking, so every call runs in one of two dedicated threads, each with its own
+connection: the writer thread takes batches and every other write (so writes never contend
+for the lock), the reader thread serves queries (WAL lets it read while the writer writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time as wallclock
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from store import migrations
+from store.base import (
+    AlertQuery,
+    NotFound,
+    OutboxMessage,
+    Snooze,
+    StoreError,
+    StoreUnavailable,
+    VesselState,
+)
+from store.common import (
+    ALERT_COLUMNS,
+    WriterStore,
+    alert_columns,
+    alert_filters,
+    alert_out,
+    audit_out,
+    bucket_width,
+    position_out,
+    track_point,
+    vessel_out,
+)
+from store.rows import STATIC_FIELDS, Batch, StaticRow, iso, merge_state, merge_statics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_POSITION_INSERT = "INSERT OR IGNORE INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_VESSEL_UPSERT = (
+    f"INSERT OR REPLACE INTO vessels (mmsi, {', '.join(STATIC_FIELDS)}, updated_at) "
+    f"VALUES ({', '.join('?' * (len(STATIC_FIELDS) + 2))})"
+)
+_ALERT_UPSERT = (
+    f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ALERT_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ALERT_COLUMNS if c != "id")
+)
+_AUDIT_INSERT = (
+    "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
+    "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+class SqliteStore(WriterStore):
+    """The ``Store`` on one SQLite file (WAL)."""
+
+    timescaledb = False
+
+    def __init__(self, path: Path, *, spool_path: Path | None = None, drill: bool = False,
+                 batch_size: int = 2000, max_age: float = 1.0,
+                 memory_limit: int = 200_000) -> None:
+        super().__init__(spool_path or path.with_name(path.name + ".spool.jsonl"), drill=drill,
+                         batch_size=batch_size, max_age=max_age, memory_limit=memory_limit)
+        self.path = path
+        self.description = f"SQLite (WAL) at {path}"
+        self._wx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._rx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+
+    # --- plumbing ------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across application crashes in WAL mode; only power loss can
+        # lose the last transactions, which the spool/replay design tolerates.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def _call(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        def guarded() -> T:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(executor, guarded)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._wconn is not None
+            conn = self._wconn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._call(self._wx, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._rconn is not None
+            return fn(self._rconn)
+
+        return await self._call(self._rx, run)
+
+    async def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path.parent}: {exc}") from exc
+        self._wconn = await self._call(self._wx, self._connect)
+        await self._call(self._wx, self._migrate)
+        self._rconn = await self._call(self._rx, self._connect)
+        log.info("store: %s", self.description)
+
+    def _migrate(self) -> None:
+        assert self._wconn is not None
+        conn = self._wconn
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, statements in migrations.SQLITE:
+            if version <= current:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            log.info("store: SQLite schema migrated to version %d", version)
+
+    async def schema_version(self) -> int:
+        row = await self._read(
+            lambda c: c.execute("SELECT max(version) FROM schema_version").fetchone())
+        return int(row[0] or 0)
+
+    async def _close(self) -> None:
+        for executor, attr in ((self._rx, "_rconn"), (self._wx, "_wconn")):
+            conn: sqlite3.Connection | None = getattr(self, attr)
+            if conn is not None:
+                await self._call(executor, conn.close)
+                setattr(self, attr, None)
+        self._wx.shutdown(wait=True)
+        self._rx.shutdown(wait=True)
+
+    # --- batch write ---------------------------------------------------------------------------
+    async def write_batch(self, batch: Batch) -> None:
+        await self._write(lambda conn: self._write_batch(conn, batch))
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        if batch.positions:
+            conn.executemany(_POSITION_INSERT, [
+                (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                 json.dumps(r[9]), r[10]) for r in batch.positions])
+        if batch.statics:
+            self._write_statics(conn, batch.statics)
+        now = wallclock.time()
+        for transition, when, alert in batch.alerts:
+            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert["id"],)).fetchone()
+            before = None if row is None else str(row[0])
+            state = merge_state(before, str(alert["state"]))
+            cols = alert_columns(alert, state, now)
+            cols["details"] = json.dumps(cols["details"])
+            conn.execute(_ALERT_UPSERT, tuple(cols[c] for c in ALERT_COLUMNS))
+            if transition != "update" or before != state:
+                conn.execute(_AUDIT_INSERT, (
+                    alert["id"], when, "rules", transition, None, before, state,
+                    f"{alert['id']}|{transition}|{when!r}|{state}"))
+
+    def _write_statics(self, conn: sqlite3.Connection, statics: list[StaticRow]) -> None:
+        by_mmsi: dict[int, list[StaticRow]] = {}
+        for row in statics:
+            by_mmsi.setdefault(row[0], []).append(row)
+        for mmsi, updates in by_mmsi.items():
+            found = conn.execute("SELECT * FROM vessels WHERE mmsi = ?", (mmsi,)).fetchone()
+            current = None if found is None else dict(found)
+            record, history = merge_statics(current, updates)
+            conn.execute(_VESSEL_UPSERT, (mmsi, *(record.get(f) for f in STATIC_FIELDS),
+                                          record["updated_at"]))
+            conn.executemany(
+                "INSERT OR IGNORE INTO vessel_history VALUES (?, ?, ?)",
+                [(mmsi, t, json.dumps(changes)) for t, changes in history])
+
+    # --- reading -------------------------------------------------------------------------------
+    async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,
+                    drill: bool | None = None) -> list[dict[str, Any]]:
+        cond = "mmsi = ?1 AND time >= ?2 AND time <= ?3"
+        params: list[Any] = [mmsi, start, end]
+        if drill is not None:
+            cond += " AND drill = ?4"
+            params.append(drill)
+
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            count = conn.execute(f"SELECT count(*) FROM positions WHERE {cond}",
+                                 params).fetchone()[0]
+            if count <= max_points:
+                rows = conn.execute(
+                    "SELECT time, lat, lon, speed, course, heading FROM positions "
+                    f"WHERE {cond} ORDER BY time", params).fetchall()
+            else:
+                width = bucket_width(start, end, max_points)
+                # The earliest fix of each bucket (SQLite takes bare columns from the
+                # min() row), as date_bin/time_bucket + DISTINCT ON do on PostgreSQL.
+                rows = conn.execute(
+                    "SELECT min(time) AS time, lat, lon, speed, course, heading "
+                    f"FROM positions WHERE {cond} "
+                    f"GROUP BY CAST((time - ?2) / {width} AS INTEGER) ORDER BY 1",
+                    params).fetchall()
+            return [track_point(r) for r in rows]
+
+        return await self._read(run)
+
+    async def picture_at(self, t: float, window: float = 3600.0,
+                         drill: bool | None = None) -> list[dict[str, Any]]:
+        cond = "p.time > ? AND p.time <= ?"
+        params: list[Any] = [t - window, t]
+        if drill is not None:
+            cond += " AND p.drill = ?"
+            params.append(drill)
+        sql = (
+            "SELECT max(p.time) AS time, p.mmsi, p.lat, p.lon, p.speed, p.course, p.heading, "
+            "p.status, p.msg_type, p.sources, p.drill, "
+            + ", ".join(f"v.{f}" for f in STATIC_FIELDS)
+            + f" FROM positions p LEFT JOIN vessels v ON v.mmsi = p.mmsi WHERE {cond} "
+            "GROUP BY p.mmsi ORDER BY p.mmsi"
+        )
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [position_out(r) for r in rows]
+
+    async def position_count(self, mmsi: int | None = None) -> int:
+        if mmsi is None:
+            row = await self._read(lambda c: c.execute("SELECT count(*) FROM positions").fetchone())
+        else:
+            row = await self._read(lambda c: c.execute(
+                "SELECT count(*) FROM positions WHERE mmsi = ?", (mmsi,)).fetchone())
+        return int(row[0])
+
+    async def vessel(self, mmsi: int) -> dict[str, Any] | None:
+        row = await self._read(
+            lambda c: c.execute("SELECT * FROM vessels WHERE mmsi = ?", (mmsi,)).fetchone())
+        return None if row is None else vessel_out(row)
+
+    async def vessel_history(self, mmsi: int) -> list[dict[str, Any]]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT time, changes FROM vessel_history WHERE mmsi = ? ORDER BY time",
+            (mmsi,)).fetchall())
+        return [{"time": iso(r["time"]), "changes": json.loads(r["changes"])} for r in rows]
+
+    async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]:
+        q = query or AlertQuery()
+        params: list[Any] = []
+
+        def ph(value: Any) -> str:
+            params.append(value)
+            return f"?{len(params)}"
+
+        where = alert_filters(q, ph, float)
+        sql = (f"SELECT * FROM alerts{where} ORDER BY started_at DESC, id "
+               f"LIMIT {ph(q.limit)} OFFSET {ph(q.offset)}")
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [alert_out(r) for r in rows]
+
+    async def alert(self, alert_id: str) -> dict[str, Any]:
+        row = await self._read(
+            lambda c: c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone())
+        if row is None:
+            raise NotFound(f"no alert {alert_id!r}")
+        return alert_out(row)
+
+    async def audit(self, alert_id: str) -> list[dict[str, Any]]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY id", (alert_id,)).fetchall())
+        return [audit_out(r) for r in rows]
+
+    async def open_alerts(self) -> list[dict[str, Any]]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM alerts WHERE state IN ('open', 'acknowledged') "
+            "ORDER BY started_at, id").fetchall())
+        return [alert_out(r) for r in rows]
+
+    # --- operator acts -------------------------------------------------------------------------
+    async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
+                            action: str) -> dict[str, Any]:
+        when = wallclock.time() if at is None else at
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no alert {alert_id!r}")
+            before = str(row[0])
+            after = merge_state(before, "resolved" if action == "resolve" else "acknowledged")
+            prefix = "resolve" if action == "resolve" else "ack"
+            by = "resolved" if action == "resolve" else "acked"
+            conn.execute(
+                f"UPDATE alerts SET state = ?, {by}_at = ?, {by}_by = ?, {prefix}_note = ?, "
+                "updated_at = ? WHERE id = ?", (after, when, actor, note, when, alert_id))
+            conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after,
+                                         None))
+
+        await self._write(run)
+        return await self.alert(alert_id)
+
+    async def ack(self, alert_id: str, actor: str, note: str | None = None,
+                  at: float | None = None) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "ack")
+
+    async def resolve(self, alert_id: str, actor: str, note: str | None = None,
+                      at: float | None = None) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "resolve")
+
+    async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
+                     note: str | None = None, at: float | None = None) -> Snooze:
+        when = wallclock.time() if at is None else at
+        snooze = Snooze(rule, mmsi, until, actor, note, when)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO snoozes VALUES (?, ?, ?, ?, ?, ?)",
+                         (rule, mmsi, until, actor, note, when))
+            conn.execute(_AUDIT_INSERT, (None, when, actor, "snooze", note, None,
+                                         json.dumps({"rule": rule, "mmsi": mmsi,
+                                                     "until": until}), None))
+
+        await self._write(run)
+        return snooze
+
+    async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
+        sql, params = "SELECT * FROM snoozes", []
+        if active_at is not None:
+            sql, params = sql + " WHERE until > ?", [active_at]
+        rows = await self._read(lambda c: c.execute(sql + " ORDER BY rule, mmsi",
+                                                    params).fetchall())
+        return [Snooze(r["rule"], r["mmsi"], r["until"], r["actor"], r["note"], r["created"])
+                for r in rows]
+
+    async def unsnooze(self, rule: str, mmsi: int, actor: str, at: float | None = None) -> bool:
+        when = wallclock.time() if at is None else at
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM snoozes WHERE rule = ? AND mmsi = ?", (rule, mmsi))
+            if cur.rowcount:
+                conn.execute(_AUDIT_INSERT, (None, when, actor, "unsnooze", None,
+                                             json.dumps({"rule": rule, "mmsi": mmsi}), None,
+                                             None))
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
+    # --- zones, restart state, health, outbox --------------------------------------------------
+    async def save_zones(self, geojson: Mapping[str, Any], actor: str,
+                         at: float | None = None) -> int:
+        when = wallclock.time() if at is None else at
+        text = json.dumps(geojson)
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("INSERT INTO zones (time, actor, geojson) VALUES (?, ?, ?)",
+                               (when, actor, text))
+            return int(cur.lastrowid or 0)
+
+        return await self._write(run)
+
+    async def latest_zones(self) -> dict[str, Any] | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT * FROM zones ORDER BY version DESC LIMIT 1").fetchone())
+        if row is None:
+            return None
+        return {"version": row["version"], "time": iso(row["time"]), "actor": row["actor"],
+                "geojson": json.loads(row["geojson"])}
+
+    async def save_vessel_states(self, states: Iterable[VesselState],
+                                 replace: bool = False) -> None:
+        rows = [(s.mmsi, s.time, json.dumps(s.state)) for s in states]
+
+        def run(conn: sqlite3.Connection) -> None:
+            if replace:
+                conn.execute("DELETE FROM vessel_state")
+            conn.executemany("INSERT OR REPLACE INTO vessel_state VALUES (?, ?, ?)", rows)
+
+        await self._write(run)
+
+    async def load_vessel_states(self) -> dict[int, VesselState]:
+        rows = await self._read(lambda c: c.execute("SELECT * FROM vessel_state").fetchall())
+        return {r["mmsi"]: VesselState(r["mmsi"], r["time"], json.loads(r["state"]))
+                for r in rows}
+
+    async def save_source_health(self, time: float,
+                                 health: Mapping[str, Mapping[str, Any]]) -> None:
+        rows = [(time, source, json.dumps(dict(data))) for source, data in health.items()]
+        await self._write(lambda c: c.executemany(
+            "INSERT OR REPLACE INTO source_health VALUES (?, ?, ?)", rows))
+
+    async def latest_source_health(self) -> dict[str, dict[str, Any]]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT source, max(time) AS time, data FROM source_health GROUP BY source"
+        ).fetchall())
+        return {r["source"]: json.loads(r["data"]) for r in rows}
+
+    async def outbox_add(self, topic: str, payload: bytes | str, qos: int = 1,
+                         retain: bool = False) -> int:
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        when = wallclock.time()
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?,?,?,?,?)",
+                (topic, data, qos, retain, when))
+            return int(cur.lastrowid or 0)
+
+        return await self._write(run)
+
+    async def outbox_pending(self, limit: int = 100) -> list[OutboxMessage]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall())
+        return [OutboxMessage(r["id"], r["topic"], bytes(r["payload"]), r["qos"],
+                              bool(r["retain"]), r["created"]) for r in rows]
+
+    async def outbox_done(self, ids: Iterable[int]) -> None:
+        rows = [(i,) for i in ids]
+        await self._write(lambda c: c.executemany("DELETE FROM outbox WHERE id = ?", rows))

@@ -1,0 +1,208 @@
+"""The background writer: batches rows, survives database outages, never blocks ingest.
+
+``put`` only appends to an in-memory deque. One task flushes batches by size or age. When the
+database is unreachable the deque keeps growing up to ``memory_limit`` items; beyond that the
+oldest items move to a JSON-lines spool on disk. When the database returns the spool is
+written first, then the deque, so rows arrive in queue order. Every write is idempotent
+(unique keys with ON CONFLICT DO NOTHING / INSERT OR IGNORE), so a batch retried after an
+ambiguous failure is never duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from itertools import islice
+from pathlib import Path
+from typing import Protocol
+
+from store.base import StoreError, StoreUnavailable, WriterStats
+from store.rows import Batch, Item
+from store.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class BatchSink(Protocol):
+    async def write_batch(self, batch: Batch) -> None:
+        """Write one batch in one transaction; raise StoreUnavailable or StoreError."""
+
+
+class BatchWriter:
+    """Queue + flush loop + outage buffer + spool for one backend."""
+
+    def __init__(self, backend: BatchSink, spool_path: Path, *, batch_size: int = 2000,
+                 max_age: float = 1.0, memory_limit: int = 200_000,
+                 retry_initial: float = 0.2, retry_max: float = 5.0) -> None:
+        self._backend = backend
+        self._spool = Spool(spool_path)
+        self._rejected_path = spool_path.with_suffix(".rejected.jsonl")
+        self.batch_size = batch_size
+        self.max_age = max_age
+        self.memory_limit = memory_limit
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._queue: deque[Item] = deque()
+        self._wake = asyncio.Event()
+        self._pass_done = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stats = WriterStats()
+        self._backoff = retry_initial
+
+    # --- producer side (never blocks) --------------------------------------------------------
+    def put(self, item: Item) -> None:
+        self._queue.append(item)
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    def put_many(self, items: list[Item]) -> None:
+        self._queue.extend(items)
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._spool.pending:
+            log.warning("store: %d spooled rows from an earlier run in %s; catching up",
+                        self._spool.pending, self._spool.path)
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def flush(self) -> None:
+        """Return when all queued rows are written, or after one failed try while down."""
+        while self._task is not None and not self._task.done():
+            self._pass_done.clear()
+            self._wake.set()
+            await self._pass_done.wait()
+            if not self._stats.db_up or (not self._queue and not self._spool.pending):
+                return
+
+    async def stop(self) -> None:
+        """Flush; whatever the database did not take goes to the spool (nothing is lost)."""
+        await self.flush()
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._queue:
+            items = list(self._queue)
+            self._queue.clear()
+            self._spool.append(items)
+            self._stats.spooled += len(items)
+            log.warning("store: database unreachable at stop; %d rows spooled to %s",
+                        len(items), self._spool.path)
+
+    def stats(self) -> WriterStats:
+        self._stats.queued = len(self._queue)
+        self._stats.spool_pending = self._spool.pending
+        return self._stats
+
+    # --- the flush loop ----------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if len(self._queue) < self.batch_size and not self._spool.pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.max_age)
+            self._wake.clear()
+            try:
+                ok = await self._drain()
+            except StoreError as exc:  # the spool itself failed: keep rows in memory
+                log.error("store: %s", exc)
+                ok = False
+            self._pass_done.set()
+            if not ok:
+                self._overflow_to_spool()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff)
+                self._backoff = min(self._backoff * 2, self._retry_max)
+
+    async def _drain(self) -> bool:
+        """Write spool then queue until both are empty; False when the database is away."""
+        while self._spool.pending:
+            items, pos = await asyncio.to_thread(self._spool.peek, self.batch_size)
+            if items and not await self._write(items):
+                return False
+            self._spool.advance(pos, len(items) if items else self._spool.pending)
+        while self._queue:
+            count = min(self.batch_size, len(self._queue))
+            items = list(islice(self._queue, 0, count))
+            if not await self._write(items):
+                return False
+            for _ in range(count):
+                self._queue.popleft()
+        return True
+
+    async def _write(self, items: list[Item]) -> bool:
+        try:
+            await self._backend.write_batch(Batch.of(items))
+        except StoreUnavailable as exc:
+            if self._stats.db_up:
+                log.warning("store: database unreachable (%s); buffering", exc)
+            self._stats.db_up = False
+            self._stats.failures += 1
+            return False
+        except StoreError as exc:
+            log.error("store: batch of %d rejected (%s); retrying row by row", len(items), exc)
+            return await self._write_one_by_one(items)
+        self._written(items)
+        return True
+
+    async def _write_one_by_one(self, items: list[Item]) -> bool:
+        for item in items:
+            try:
+                await self._backend.write_batch(Batch.of([item]))
+            except StoreUnavailable:
+                return False  # rows before this one are written; retrying them is harmless
+            except StoreError as exc:
+                self._reject(item, exc)
+            else:
+                self._written([item])
+        return True
+
+    def _written(self, items: list[Item]) -> None:
+        if not self._stats.db_up:
+            log.warning("store: database back; catching up")
+        self._stats.db_up = True
+        self._backoff = self._retry_initial
+        self._stats.batches += 1
+        for kind, _row in items:
+            if kind == "p":
+                self._stats.written_positions += 1
+            elif kind == "s":
+                self._stats.written_statics += 1
+            else:
+                self._stats.written_alerts += 1
+
+    def _reject(self, item: Item, exc: StoreError) -> None:
+        """A row the database refuses for its content: kept aside in a file, never retried."""
+        self._stats.rejected += 1
+        log.error("store: row rejected: %s: %s", exc, item)
+        try:
+            with self._rejected_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"error": str(exc), "item": item}) + "\n")
+        except OSError as err:
+            log.error("store: cannot keep rejected row in %s: %s", self._rejected_path, err)
+
+    def _overflow_to_spool(self) -> None:
+        """Keep the memory buffer bounded: move the oldest rows to disk."""
+        excess = len(self._queue) - self.memory_limit
+        if excess <= 0:
+            return
+        # Move a bit more than the excess so the next overflow is not one row later.
+        count = min(len(self._queue), excess + self.memory_limit // 4)
+        items = [self._queue.popleft() for _ in range(count)]
+        try:
+            self._spool.append(items)
+        except StoreError as exc:
+            log.error("store: %s; keeping rows in memory", exc)
+            self._queue.extendleft(reversed(items))
+            return
+        self._stats.spooled += count
+        log.warning("store: %d rows spooled to %s while the database is away",
+                    count, self._spool.path)
