@@ -4,8 +4,8 @@ pyais's own buffer never expires, so a lost fragment would sit forever and a reu
 sequence id could glue two messages together. Here a group is keyed by
 (source, channel, sequence id, fragment count); a fragment that does not fit its group
 (out of order: a gap, a number seen twice, a new first fragment) ends the old group as
-*inconsistent*, and
-groups older than the TTL (message time) are *expired*. Neither is ever glued to another.
+*inconsistent*, and groups older than the TTL (message time) are *expired*. Neither is
+ever glued to another.
 """
 
 from __future__ import annotations

@@ -132,6 +132,11 @@ class Ingestor:
             state.gatehouse_time = None
         state.last_time = time
         placed: list[Report] = []
+        if state.held:
+            # The first time of any kind also times the lines held before it.
+            held, state.held = state.held, []
+            for item in held:
+                self._place(source, state, item, time, "carried", placed)
         self._place(source, state, sentence, time, time_source or "line", placed)
         return placed or _NOTHING
 

@@ -1,0 +1,239 @@
+"""Message time: tag block, log-line timestamps, Gatehouse, base stations, and their precedence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ingest.framing import Meta, Sentence, frame
+from ingest.ingestor import Ingestor
+from ingest.timestamps import epoch_value, gatehouse_time, iso_value, prefix_time, suffix_time
+from tests.ingest_helpers import (
+    base_station,
+    feed_all,
+    fixture,
+    position,
+    single,
+    tag_block,
+)
+
+T = 1334337317.0  # 2012-04-13T17:15:17Z
+LINE = single(position())
+
+
+def _utc(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+def _framed(line: str) -> Sentence:
+    result = frame(line.encode())
+    assert isinstance(result, Sentence), result
+    return result
+
+
+# -- the parsers -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (b"1334337317", 1334337317.0),
+    (b"1334337317.25", 1334337317.25),
+    (b"1327992119173", 1327992119.173),  # milliseconds (> 10^11)
+    (b"12415440354", None),  # 11 digits: neither seconds nor ms in range
+    (b"42", None),
+    (b"nan", None),
+    (b"abc", None),
+])
+def test_epoch_value(text: bytes, expected: float | None) -> None:
+    assert epoch_value(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (b"2024-05-01T10:00:00Z", _utc(2024, 5, 1, 10)),
+    (b"2024-05-01 10:00:00", _utc(2024, 5, 1, 10)),
+    (b"2024-05-01T10:00:00.250Z", _utc(2024, 5, 1, 10) + 0.25),
+    (b"2024-05-01T12:00:00+02:00", _utc(2024, 5, 1, 10)),
+    (b"2024-05-01T05:30:00-0430", _utc(2024, 5, 1, 10)),
+    (b"2024-13-01T10:00:00Z", None),
+    (b"yesterday", None),
+])
+def test_iso_value(text: bytes, expected: float | None) -> None:
+    assert iso_value(text) == expected
+
+
+def test_prefix_and_suffix_parsers() -> None:
+    assert prefix_time(b"2024-05-01T10:00:00Z;") == _utc(2024, 5, 1, 10)
+    assert prefix_time(b"1714557600 ") == 1714557600.0
+    assert prefix_time(b"1714557600.5: ") == 1714557600.5
+    assert prefix_time(b"hello ") is None
+    assert suffix_time(b",1327992119173") == 1327992119.173
+    assert suffix_time(b",d-109,S2105,t050056.00,T56.13718694,r003669946,1325394060,"
+                       b"1325394001") == 1325394060.0
+    assert suffix_time(b",d-109,S2105") is None
+
+
+def test_gatehouse_time() -> None:
+    fields = b"PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09".split(b",")
+    assert gatehouse_time(fields) == _utc(2008, 5, 9) + 0.010
+    assert gatehouse_time(b"PGHP,2,2008,5,9".split(b",")) is None
+    assert gatehouse_time(b"PGHP,1,2008,13,9,0,0,0,10".split(b",")) is None
+
+
+# -- framing -----------------------------------------------------------------------------
+
+def test_tag_block_c_in_seconds_and_milliseconds() -> None:
+    seconds = _framed(tag_block(c=int(T), s="rEV02") + LINE)
+    assert (seconds.time, seconds.time_source, seconds.station) == (T, "tagblock", "rEV02")
+    millis = _framed(tag_block(c=1334337317250) + LINE)
+    assert millis.time == pytest.approx(T + 0.25)
+    assert millis.time_source == "tagblock"
+
+
+def test_iso_and_epoch_prefix_lines() -> None:
+    iso = _framed("2012-04-13T17:15:17Z " + LINE)
+    assert (iso.time, iso.time_source) == (T, "line")
+    iso_ms = _framed("2012-04-13 17:15:17.500;" + LINE)
+    assert iso_ms.time == T + 0.5
+    epoch = _framed("1334337317 " + LINE)
+    assert (epoch.time, epoch.time_source) == (T, "line")
+    epoch_ms = _framed("1334337317500," + LINE)
+    assert epoch_ms.time == pytest.approx(T + 0.5)
+    # A prefix that is not a time is junk, not a silently untimed sentence.
+    assert frame(("garbage " + LINE).encode()) == "junk"
+
+
+def test_epoch_after_checksum_in_milliseconds() -> None:
+    """exact-earth-augmented style: ``...,0*5F,1327992119173``."""
+    line = "!AIVDM,1,1,,B,IFICEMae<`HfcEV4M8aEWM<2VH1j6?;6<t9>,0*51,1327992119173"
+    framed = _framed(line)
+    assert framed.time == pytest.approx(1327992119.173)
+    assert framed.time_source == "line"
+    assert framed.payload == b"IFICEMae<`HfcEV4M8aEWM<2VH1j6?;6<t9>"
+
+
+def test_uscg_suffix_fields() -> None:
+    line = ("!AIVDM,1,1,,A,15N1u<PP1FJuvSRHOE6QIwwh0HQ6,0*30,d-080,S2118,t050056.00,"
+            "T56.4837741,r003669946,1325394060,1325394001")
+    framed = _framed(line)
+    assert framed.time == 1325394060.0
+    assert framed.payload == b"15N1u<PP1FJuvSRHOE6QIwwh0HQ6"
+
+
+def test_gatehouse_line_is_meta_with_time() -> None:
+    result = frame(b"$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17")
+    assert isinstance(result, Meta)
+    assert result.time == _utc(2008, 5, 9) + 0.010
+
+
+# -- the ingestor: precedence and carried time -------------------------------------------
+
+def test_gatehouse_times_the_next_sentence_only() -> None:
+    ingestor = Ingestor()
+    gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
+    out = feed_all(ingestor, "gh", [gh, single(position(mmsi=211000001)),
+                                    single(position(mmsi=211000002))])
+    assert [(r.mmsi, r.time, r.time_source) for r in out] == [
+        (211000001, _utc(2008, 5, 9) + 0.010, "line"),
+        (211000002, _utc(2008, 5, 9) + 0.010, "carried"),
+    ]
+    health = ingestor.health("gh")
+    assert (health.lines, health.meta, health.sentences) == (3, 1, 2)
+
+
+def test_pyais_gatehouse_fixture() -> None:
+    from ingest.logfile import read_log_lines
+
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "gh", read_log_lines(str(fixture("pyais", "gatehouse.nmea"))))
+    assert out
+    assert out[0].time == _utc(2008, 5, 9) + 0.010
+    assert out[0].time_source == "line"
+
+
+def test_tag_block_beats_line_prefix_and_suffix_and_gatehouse() -> None:
+    ingestor = Ingestor()
+    gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
+    line = "1400000000 " + tag_block(c=int(T)) + LINE + ",1500000000"
+    out = feed_all(ingestor, "x", [gh, line], received=1600000000.0)
+    assert [(r.time, r.time_source) for r in out] == [(T, "tagblock")]
+
+
+def test_prefix_beats_suffix_and_receive_time() -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "x", ["1400000000 " + LINE + ",1500000000"],
+                   received=1600000000.0)
+    assert [(r.time, r.time_source) for r in out] == [(1400000000.0, "line")]
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "x", [LINE + ",1500000000"], received=1600000000.0)
+    assert [(r.time, r.time_source) for r in out] == [(1500000000.0, "line")]
+
+
+def test_gatehouse_beats_receive_time_and_receive_beats_nothing() -> None:
+    ingestor = Ingestor()
+    gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
+    out = feed_all(ingestor, "x", [gh, LINE], received=1600000000.0)
+    assert [(r.time, r.time_source) for r in out] == [(_utc(2008, 5, 9) + 0.010, "line")]
+    out = feed_all(ingestor, "y", [LINE], received=1600000000.0)
+    assert [(r.time, r.time_source) for r in out] == [(1600000000.0, "receive")]
+
+
+def test_recorded_log_timed_by_base_station_including_held_lines() -> None:
+    """Lines before the first type 4 wait for it; later lines carry its time forward."""
+    ingestor = Ingestor()
+    before = [single(position(mmsi=211000001)), single(position(mmsi=211000002))]
+    station = single(base_station(2012, 1, 27, 9, 57, 30))
+    after = single(position(mmsi=211000003))
+    station2 = single(base_station(2012, 1, 27, 9, 57, 40))
+    after2 = single(position(mmsi=211000004))
+    out = feed_all(ingestor, "log", before)
+    assert out == []
+    out = feed_all(ingestor, "log", [station, after, station2, after2])
+    t1 = _utc(2012, 1, 27, 9, 57, 30)
+    t2 = _utc(2012, 1, 27, 9, 57, 40)
+    assert [(r.mmsi, r.time, r.time_source) for r in out] == [
+        (211000001, t1, "basestation"),
+        (211000002, t1, "basestation"),
+        (3669702, t1, "basestation"),
+        (211000003, t1, "basestation"),
+        (3669702, t1, "basestation"),
+        (211000004, t2, "basestation"),
+    ]
+
+
+def test_base_station_with_a_wrong_clock_is_ignored() -> None:
+    ingestor = Ingestor()
+    good = single(base_station(2012, 1, 27, 9, 57, 30))
+    bad = single(base_station(2019, 6, 1, 0, 0, 0, mmsi=3669999))
+    out = feed_all(ingestor, "log", [good, bad, single(position())])
+    assert out[-1].time == _utc(2012, 1, 27, 9, 57, 30)
+    assert ingestor.health("log").clock_rejected == 1
+
+
+def test_held_lines_are_timed_by_the_first_line_time_of_any_kind() -> None:
+    """A log whose first timed line has an epoch suffix, not a type 4."""
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "log", [single(position(mmsi=211000001)),
+                                     single(position(mmsi=211000002)) + ",1327992119"])
+    assert [(r.mmsi, r.time, r.time_source) for r in out] == [
+        (211000001, 1327992119.0, "carried"),
+        (211000002, 1327992119.0, "line"),
+    ]
+
+
+def test_log_without_any_time_is_untimed_at_flush() -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "log", [single(position())], flush=True)
+    assert [(r.time_source, r.to_dict()["time"]) for r in out] == [("none", None)]
+
+
+def test_gladstone_log_is_timed_from_its_base_stations() -> None:
+    """The risky national-network log: no time on most lines, type 4 reports carry it."""
+    from ingest.logfile import read_log_lines
+
+    path = fixture("demo-port", "ais-gladstone-2012-01-27.txt.gz")
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "gladstone", read_log_lines(str(path)), flush=True)
+    sources = {r.time_source for r in out}
+    assert sources <= {"basestation", "line", "carried"}
+    times = [r.time for r in out]
+    assert _utc(2012, 1, 27, 9, 50) <= min(times)
+    assert max(times) <= _utc(2012, 1, 27, 12, 0)
