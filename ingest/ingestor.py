@@ -117,6 +117,10 @@ class Ingestor:
                 state.gatehouse_time = None
             elif received is not None:
                 time, time_source = received, "receive"
+            elif sentence.number > 1 and state.last_time is not None:
+                # A continuation fragment is timed with the fragment before it (a tag block
+                # or $PGHP on the first part), not with the base-station clock.
+                time, time_source = state.last_time, "carried"
             elif state.clock is not None:
                 time, time_source = state.clock, "basestation"
             elif state.untimed:

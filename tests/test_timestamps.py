@@ -237,3 +237,35 @@ def test_gladstone_log_is_timed_from_its_base_stations() -> None:
     times = [r.time for r in out]
     assert _utc(2012, 1, 27, 9, 50) <= min(times)
     assert max(times) <= _utc(2012, 1, 27, 12, 0)
+
+
+def test_continuation_fragment_takes_the_time_of_the_first_not_the_station_clock() -> None:
+    """Satellite style: a group whose tag block time is hours from the stream's clock."""
+    from tests.ingest_helpers import multipart, static
+
+    ingestor = Ingestor()
+    parts = multipart(static(), 2, seq="0")
+    early = int(T) - 38000
+    out = feed_all(ingestor, "sat", [
+        single(base_station(2012, 4, 13, 17, 15, 17)),
+        tag_block(c=int(T)) + single(position(mmsi=211000001)),
+        tag_block(c=early) + parts[0],
+        parts[1],
+    ])
+    assert [(r.msg_type, r.time, r.time_source) for r in out] == [
+        (4, _utc(2012, 4, 13, 17, 15, 17), "basestation"),
+        (1, T, "tagblock"),
+        (5, float(early), "tagblock"),
+    ]
+    assert not ingestor.health("sat").fragments_dropped
+
+
+def test_gatehouse_timed_multipart_keeps_the_gatehouse_time() -> None:
+    from tests.ingest_helpers import multipart, static
+
+    ingestor = Ingestor()
+    parts = multipart(static(), 2, seq="0")
+    gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
+    out = feed_all(ingestor, "gh", [single(base_station(2008, 5, 9, 0, 0, 5)), gh, *parts])
+    assert [(r.msg_type, r.time) for r in out] == [
+        (4, _utc(2008, 5, 9, 0, 0, 5)), (5, _utc(2008, 5, 9) + 0.010)]

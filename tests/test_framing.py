@@ -1,0 +1,267 @@
+"""Framing, rejection counting, de-duplication, and whole fixtures through the ingestor."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ingest import framing
+from ingest.framing import Meta, Sentence, frame
+from ingest.ingestor import Ingestor
+from ingest.logfile import read_log_lines
+from ingest.nmea import xor_checksum
+from tests.ingest_helpers import (
+    balanced,
+    checksum,
+    feed_all,
+    fixture,
+    position,
+    sentence,
+    single,
+    tag_block,
+)
+
+T0 = 1_700_000_000.0
+LINE = single(position())
+#: AIS position resolution: 1/10000 minute.
+AIS_RES = 1 / 600000
+
+
+def _flip_checksum(line: str) -> str:
+    star = line.rindex("*")
+    wrong = (int(line[star + 1:star + 3], 16) ^ 0x01)
+    return f"{line[:star + 1]}{wrong:02X}{line[star + 3:]}"
+
+
+@pytest.mark.parametrize("body", [b"", b"A", b"AIVDM,1,1,,A,13", b"x" * 81, bytes(range(33, 127))])
+def test_fast_checksum_equals_byte_loop(body: bytes) -> None:
+    assert f"{xor_checksum(body):02X}" == checksum(body.decode())
+
+
+def test_valid_sentence_fields() -> None:
+    result = frame(LINE.encode())
+    assert isinstance(result, Sentence)
+    assert (result.talker, result.own, result.count, result.number, result.channel) == (
+        "AI", False, 1, 1, "A")
+    assert result.raw == LINE.encode()
+    assert result.time is None
+    # Line endings and surrounding blanks are not part of the sentence.
+    assert frame((LINE + "\r\n").encode()) == result
+
+
+def test_checksum_failures_are_counted_and_dropped() -> None:
+    ingestor = Ingestor()
+    lines = [
+        _flip_checksum(LINE),
+        _flip_checksum(tag_block(c=int(T0)) + LINE),  # sentence checksum behind a tag block
+        LINE.replace("*", "#"),  # no checksum separator
+        LINE[:-1],  # one hex digit
+        LINE,
+    ]
+    out = feed_all(ingestor, "rx", lines, received=T0)
+    assert len(out) == 1
+    health = ingestor.health("rx")
+    assert health.rejected == {"checksum": 2, "no_checksum": 2}
+    assert health.checksum_failures == 2
+    assert health.messages == 1
+    balanced(ingestor)
+
+
+def test_tag_block_checksum_is_verified() -> None:
+    good = tag_block(c=int(T0), s="rx1")
+    bad = good.replace(good[-3:-1], f"{int(good[-3:-1], 16) ^ 1:02X}")
+    assert bad != good
+    assert frame((bad + LINE).encode()) == framing.BAD_TAGBLOCK
+    assert frame(("\\c:1700000000" + LINE).encode()) == framing.BAD_TAGBLOCK  # unterminated
+    assert frame(("\\c:1700000000\\" + LINE).encode()) == framing.BAD_TAGBLOCK  # no checksum
+    assert isinstance(frame((good + LINE).encode()), Sentence)
+    ingestor = Ingestor()
+    feed_all(ingestor, "rx", [bad + LINE, good + LINE])
+    assert ingestor.health("rx").rejected == {"tagblock_checksum": 1}
+    assert ingestor.health("rx").checksum_failures == 1
+
+
+def test_bare_tag_block_line_is_meta() -> None:
+    """aisabnormal writes ``\\si:AISD*3F\\`` on a line of its own."""
+    assert isinstance(frame(b"\\si:AISD*3F\\"), Meta)
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    (b"", framing.EMPTY),
+    (b"   ", framing.EMPTY),
+    (b"# a comment", framing.COMMENT),
+    (b"IamNotAnAisMessage1111", framing.JUNK),
+    (b"!AIVDM,1,1,,A,13HOI:0P0000VOHLCnHQKwvL05Ip,0\xff*23", framing.NOT_ASCII),
+    (b"!" + b"A" * 2000, framing.TOO_LONG),
+    (b"$GPZDA,114702.51,27,01,2012,,*66", framing.NOT_AIS),
+    (b"!AIPWR,UNIT=0,POWER=1*05", framing.NOT_AIS),
+])
+def test_rejection_reasons(line: bytes, reason: str) -> None:
+    assert frame(line) == reason
+
+
+def test_malformed_and_bad_payload() -> None:
+    assert frame(sentence("13HOI:0P0000VOHLCnHQKwvL05Ip", channel="Z").encode()) == (
+        framing.MALFORMED)
+    assert frame(sentence("13HOI:0P0000VOHLCnHQKwvL05Ip", fill=7).encode()) == framing.MALFORMED
+    assert frame(sentence("13HOI:0P0000 VOHLCnHQKw").encode()) == framing.BAD_PAYLOAD
+    assert frame(sentence("").encode()) == framing.BAD_PAYLOAD
+    body = "AIVDM,1,1,,A,13HOI:0P0000VOHLCnHQKwvL05Ip,0,extra"
+    assert frame(f"!{body}*{checksum(body)}".encode()) == framing.MALFORMED
+
+
+@pytest.mark.parametrize("talker", ["AI", "AB", "BS", "SA", "--", "=I", "AS"])
+def test_odd_talkers_with_valid_checksum_are_accepted(talker: str) -> None:
+    line = single(position(), talker=talker)
+    result = frame(line.encode())
+    assert isinstance(result, Sentence)
+    assert result.talker == talker
+    out = feed_all(Ingestor(), "rx", [line], received=T0)
+    assert [r.mmsi for r in out] == [244123456]
+
+
+def test_channels_1_and_2_mean_a_and_b() -> None:
+    one = frame(single(position(), channel="1").encode())
+    two = frame(single(position(), channel="2").encode())
+    assert isinstance(one, Sentence) and isinstance(two, Sentence)
+    assert (one.channel, two.channel) == ("A", "B")
+
+
+def test_vdo_is_marked_own_and_counted() -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "rx", [single(position(mmsi=211000001), kind="VDO"),
+                                    single(position(mmsi=211000002))], received=T0)
+    assert [(r.mmsi, r.own) for r in out] == [(211000001, True), (211000002, False)]
+    assert out[0].to_dict()["own"] is True
+    health = ingestor.health("rx")
+    assert health.own_messages == 1
+    assert health.messages == 2
+
+
+# -- de-duplication ----------------------------------------------------------------------
+
+def test_duplicate_from_two_sources_within_window_is_one_report() -> None:
+    ingestor = Ingestor()
+    first = feed_all(ingestor, "north", [LINE], received=T0)
+    second = feed_all(ingestor, "south", [LINE], received=T0 + 2.5)
+    assert len(first) == 1
+    assert second == []
+    assert first[0].sources == ["north", "south"]
+    assert ingestor.health("north").duplicates == 0
+    assert ingestor.health("south").duplicates == 1
+    assert ingestor.health("south").messages == 0
+    assert ingestor.receivers["south"].messages == 1
+
+
+def test_duplicate_after_window_is_a_new_report() -> None:
+    ingestor = Ingestor()
+    first = feed_all(ingestor, "north", [LINE], received=T0)
+    second = feed_all(ingestor, "south", [LINE], received=T0 + 3.5)
+    assert len(first) == 1
+    assert len(second) == 1
+    assert first[0].sources == ["north"]
+    assert second[0].sources == ["south"]
+    assert ingestor.health("south").duplicates == 0
+
+
+def test_duplicate_multipart_message_and_tag_block_stations() -> None:
+    """Receivers behind one feed are told apart by the tag block ``s:``."""
+    from tests.ingest_helpers import multipart, static
+
+    ingestor = Ingestor()
+    parts = multipart(static(), 2, seq="1")
+    a = [tag_block(s="rA", c=int(T0)) + parts[0], parts[1]]
+    b = [tag_block(s="rB", c=int(T0) + 1) + parts[0], parts[1]]
+    out = feed_all(ingestor, "feed", a + b)
+    assert [(r.msg_type, r.sources) for r in out] == [(5, ["rA", "rB"])]
+    assert ingestor.health("feed").duplicates == 1
+
+
+# -- whole fixtures ----------------------------------------------------------------------
+
+def _run(path: str, source: str = "log") -> tuple[Ingestor, list[Any]]:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, source, read_log_lines(path), flush=True)
+    return ingestor, out
+
+
+def test_risky_exact_earth_with_tag_block() -> None:
+    ingestor, out = _run(str(fixture("risky", "exact-earth-with-tag-block.txt")))
+    assert len(out) == 200  # amsa-code/risky expects 200 messages
+    health = ingestor.health("log")
+    assert health.lines == 221
+    assert health.messages == 200
+    assert not health.rejected
+    assert not health.fragments_dropped
+    match = [r for r in out if r.mmsi == 636091763 and r.time == 1334337317.0]
+    assert match, "mmsi 636091763 at 1334337317"
+    assert match[0].lat == pytest.approx(-13.0884285, abs=AIS_RES)
+    assert match[0].sources == ["rEV02"]
+    assert match[0].time_source == "tagblock"
+    # its project counts 178 position fixes among them
+    with_position = [r for r in out if r.has_position]
+    assert len(with_position) >= 178
+
+
+def test_libais_typeexamples_decode_or_are_counted() -> None:
+    path = fixture("libais", "typeexamples.nmea")
+    expected = [json.loads(line) for line in fixture("libais", "typeexamples.json")
+                .read_text().splitlines() if line.strip()]
+    ingestor, out = _run(str(path))
+    health = ingestor.health("log")
+    assert health.lines == 26
+    decoded = health.messages + sum(health.decode_errors.values())
+    assert decoded + sum(health.rejected.values()) == 26
+    assert health.messages == 26
+    assert [(r.msg_type, r.mmsi) for r in out] == [(e["type"], e["mmsi"]) for e in expected]
+    for report, want in zip(out, expected, strict=True):
+        assert report.time_source == "line"  # the USCG station epoch after the checksum
+        lat, lon = want.get("lat"), want.get("lon")
+        if lat is None or lon is None or report.msg_type == 17:
+            continue
+        if abs(lat) > 90 or abs(lon) > 180 or (lat == 0 and lon == 0):
+            assert report.lat is None and report.lon is None
+        else:
+            # libais stores float32: allow its rounding on top of one AIS unit
+            assert report.lat == pytest.approx(lat, abs=AIS_RES + 1e-5)
+            assert report.lon == pytest.approx(lon, abs=AIS_RES + 1e-5)
+
+
+def test_libais_tagblock_fixture_stations_and_times() -> None:
+    ingestor, out = _run(str(fixture("libais", "tagblock.nmea")))
+    singles = [(r.mmsi, r.time, r.sources) for r in out if r.msg_type == 1]
+    assert singles == [
+        (224651000, 1418172113.0, ["rORBCOMM104"]),
+        (224651000, 1418171722.0, ["rORBCOMM007"]),
+        (224651000, 1418171561.0, ["rORBCOMM007"]),
+    ]
+    balanced(ingestor)
+
+
+def test_gladstone_log_counts_every_line() -> None:
+    ingestor, out = _run(str(fixture("demo-port", "ais-gladstone-2012-01-27.txt.gz")))
+    health = ingestor.health("log")
+    assert health.lines == 44687
+    assert health.lines == health.sentences + health.meta + sum(health.rejected.values())
+    assert health.rejected["checksum"] >= 3
+    assert health.rejected["not_ais"] > 10000  # $PSHI, $AIVSI, $GPZDA, !AIPWR, alarms
+    assert health.messages == len(out)
+    assert health.messages + health.duplicates + sum(health.decode_errors.values()) > 30000
+    assert health.by_type[4] > 3000
+    assert health.own_messages > 0
+    # The corrupted talker `!=IVDM` with a valid checksum is accepted.
+    assert any(n.startswith("!=IVDM") for r in out for n in r.nmea)
+    for report in out:
+        assert report.lat is None or -90 <= report.lat <= 90
+        assert report.lon is None or -180 <= report.lon <= 180
+
+
+def test_aisabnormal_gatehouse_recording() -> None:
+    ingestor, out = _run(str(fixture("aisabnormal", "ais-sample.txt.gz")))
+    health = ingestor.health("log")
+    assert health.messages == 26077  # the figure its project documents
+    assert health.meta > 26000  # a $PGHP before every message
+    assert {r.time_source for r in out} <= {"line", "carried"}
+    balanced(ingestor)
