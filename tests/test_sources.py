@@ -252,6 +252,28 @@ async def test_udp_flood_into_a_tiny_queue_counts_every_drop() -> None:
     assert [line.data for line in delivered] == [b"line-0-%d-%d" % divmod(i, 10) for i in range(16)]
 
 
+async def test_udp_kernel_drops_are_reported_when_the_loop_falls_behind() -> None:
+    queue = LineQueue()
+    source = UdpSource("udp-slow", "127.0.0.1", 0, rcvbuf=2048)  # room for a few datagrams
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        assert source.kernel_drops() == 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for i in range(200):  # the loop is not running: the socket buffer overflows
+                tx.sendto(b"line-%d\n" % i, source.local_address)
+
+        def accounted() -> bool:
+            return source.datagrams + (source.kernel_drops() or 0) == 200
+
+        await wait_until(accounted)
+        kernel = source.kernel_drops()
+    assert kernel is not None and kernel > 0
+    assert source.datagrams == queue.qsize() == 200 - kernel
+    assert source.kernel_drops() is None  # stopped
+
+
 async def _drain(queue: LineQueue) -> AsyncIterator[RawLine]:
     queue.close()
     async for line in queue:

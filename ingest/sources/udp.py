@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 
@@ -36,6 +37,7 @@ class UdpSource(SourceBase):
         self.local_address: tuple[str, int] | None = None
         """The bound address once running (tells the port when ``port`` was 0)."""
         self.datagrams = 0
+        self._inode: int | None = None
 
     async def run(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
@@ -55,6 +57,8 @@ class UdpSource(SourceBase):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
                 except OSError as exc:
                     log.warning("source %s: cannot set SO_RCVBUF: %s", self.name, exc)
+            if sock is not None:
+                self._inode = os.fstat(sock.fileno()).st_ino
             sockname = transport.get_extra_info("sockname")
             self.local_address = (str(sockname[0]), int(sockname[1]))
             log.info("source %s: listening on UDP %s:%d", self.name, *self.local_address)
@@ -62,7 +66,32 @@ class UdpSource(SourceBase):
             await asyncio.Future()  # until cancelled
         finally:
             transport.close()
+            self._inode = None
             self._set_connected(False)
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped because our socket buffer was full (Linux only).
+
+        These never reached us, so ``queue.drops`` cannot count them; a rising figure means
+        the event loop fell behind for longer than the buffer lasts. None when not running
+        or not on Linux. Reads a small /proc table: call it for stats, not per datagram.
+        """
+        inode = self._inode
+        if inode is None:
+            return None
+        wanted = str(inode)
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                with open(table, encoding="ascii") as f:
+                    next(f, None)  # header
+                    for row in f:
+                        fields = row.split()
+                        # sl local rem st queues tr retrnsmt uid timeout inode ref ptr drops
+                        if len(fields) >= 13 and fields[9] == wanted:
+                            return int(fields[12])
+            except (OSError, ValueError):
+                continue
+        return None
 
     def _datagram(self, data: bytes, queue: LineQueue) -> None:
         received = time.time()
