@@ -525,7 +525,7 @@ def test_truncated_gzip_is_a_source_error_after_the_good_lines(tmp_path: Path) -
 
 STDIN_SCRIPT = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, os, sys
     from ingest.sources import FileSource, LineQueue, run_sources
 
     async def main():
@@ -537,6 +537,7 @@ STDIN_SCRIPT = textwrap.dedent(
         await run_sources([source], queue)
         for line in await consumer:
             print(repr((line.source, line.data, line.received)))
+        print("stdin blocking:", os.get_blocking(0))  # left as it was found
 
     asyncio.run(main())
     """
@@ -559,6 +560,7 @@ def test_file_source_reads_stdin(logs: dict[str, Path], how: str) -> None:
         )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     expected = "".join(repr(("stdin", line, None)) + "\n" for line in EXPECTED)
+    expected += "stdin blocking: True\n"
     assert done.stdout.decode() == expected
 
 

@@ -14,6 +14,7 @@ stuck in ``read()`` cannot) and unpacked incrementally.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import io
 import os
@@ -95,6 +96,19 @@ class FileSource(SourceBase):
     async def _run_stream(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
         fd = _open_stream_fd(self.path)
+        # The pipe transport makes the fd non-blocking, and a dup shares that flag with the
+        # process's stdin: put it back afterwards, or a terminal left behind misbehaves.
+        was_blocking = os.get_blocking(fd)
+        try:
+            await self._read_stream(queue, loop, fd)
+        finally:
+            if self.path == STDIN:
+                with contextlib.suppress(OSError, ValueError):
+                    os.set_blocking(sys.stdin.fileno(), was_blocking)
+
+    async def _read_stream(
+        self, queue: LineQueue, loop: asyncio.AbstractEventLoop, fd: int
+    ) -> None:
         pipe = os.fdopen(fd, "rb", buffering=0)
         reader = asyncio.StreamReader(limit=max(self.chunk_size, 2**16), loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)

@@ -120,7 +120,7 @@ class StreamSource(SourceBase, abc.ABC):
         # The first failure in a row is worth a warning; the rest only at debug level, so a
         # feed that is down for a day does not flood the log.
         level = logging.WARNING if self.backoff.attempts == 1 else logging.DEBUG
-        log.log(level, "source %s: %s; retrying in %.1f s", self.name, why, delay)
+        log.log(level, "source %s: %s; retrying in %.3g s", self.name, why, delay)
         await asyncio.sleep(delay)
 
 
