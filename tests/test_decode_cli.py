@@ -1,0 +1,91 @@
+"""``harbourwatch decode`` as a user runs it: a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.ingest_helpers import fixture, position, single
+
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
+DESIGN_FIELDS = {
+    "mmsi", "lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy",
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination", "time", "msg_type", "sources", "nmea",
+}
+
+
+def _decode(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "harbourwatch.cli", "decode", *args],
+        input=stdin, capture_output=True, timeout=120, check=False,
+    )
+
+
+def test_decode_gzip_log_with_stats() -> None:
+    path = fixture("demo-port", "ais-gladstone-2012-01-27.txt.gz")
+    result = _decode(str(path), "--stats")
+    assert result.returncode == 0, result.stderr.decode()
+    reports: list[dict[str, Any]] = [json.loads(line) for line in result.stdout.splitlines()]
+    stats = json.loads(result.stderr)
+    (source,) = stats["sources"]
+    assert source["name"] == path.name
+    assert source["lines"] == 44687
+    assert source["lines"] == (source["sentences"] + source["meta"]
+                               + sum(source["rejected"].values()))
+    assert source["messages"] == len(reports)
+    assert sum(source["by_type"].values()) == len(reports)
+    assert source["checksum_failures"] >= 3
+    seen: set[str] = set()
+    for report in reports:
+        seen.update(report)
+        assert isinstance(report["mmsi"], int)
+        assert 1 <= report["msg_type"] <= 27
+        assert ISO_Z.match(report["time"]), report["time"]
+        assert report["time"].startswith("2012-01-27T")
+        assert report["sources"]
+        assert all(n.startswith("!") for n in report["nmea"])
+        if "lat" in report:
+            assert -90 <= report["lat"] <= 90 and -180 <= report["lon"] <= 180
+    assert DESIGN_FIELDS - {"turn"} <= seen  # every design field occurs somewhere
+    assert stats["receivers"]
+
+
+def test_decode_without_stats_keeps_stderr_quiet() -> None:
+    result = _decode(str(fixture("libais", "typeexamples.nmea")))
+    assert result.returncode == 0
+    assert result.stderr == b""
+    assert len(result.stdout.splitlines()) == 26
+
+
+def test_decode_stdin() -> None:
+    lines = (single(position(mmsi=211000001)) + "\n" + "garbage\n").encode()
+    result = _decode("-", "--stats", stdin=lines)
+    assert result.returncode == 0
+    (report,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert report["mmsi"] == 211000001
+    assert report["lat"] == 51.9
+    assert report["time"] is None  # a log with no time at all
+    stats = json.loads(result.stderr)
+    assert stats["sources"][0]["name"] == "stdin"
+    assert stats["sources"][0]["rejected"] == {"junk": 1}
+
+
+def test_missing_file_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-log.nmea"
+    result = _decode(str(missing))
+    assert result.returncode == 1
+    assert result.stdout == b""
+    message = result.stderr.decode()
+    assert str(missing) in message
+    assert "No such file" in message
+
+
+def test_bad_usage_exits_2() -> None:
+    result = _decode()
+    assert result.returncode == 2
+    assert b"FILE" in result.stderr
