@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -92,18 +92,24 @@ def _dumps(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
-def parse_url(url: str) -> tuple[str, int, bool, str | None]:
-    """``mqtt://[user@]host[:port]`` or ``mqtts://…`` → (host, port, tls, username).
+class BrokerUrl(NamedTuple):
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
 
-    A password in the URL is refused: it would end up in config files, shell history and
-    process lists; it belongs in ``HARBOURWATCH_MQTT_PASSWORD``.
+
+def parse_url(url: str) -> BrokerUrl:
+    """``mqtt://[user[:password]@]host[:port]`` or ``mqtts://…`` (default ports 1883/8883).
+
+    A password in the URL is accepted (the CLI flag takes that form) but discouraged: it
+    ends up in shell history and process lists; ``HARBOURWATCH_MQTT_PASSWORD`` does not.
     """
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
     scheme = parts.scheme.lower()
     if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise MqttConfigError(f"MQTT URL scheme must be mqtt:// or mqtts://, not {scheme}://")
-    if parts.password is not None:
-        raise MqttConfigError(f"put the MQTT password in {PASSWORD_ENV}, not in the URL")
     if not parts.hostname:
         raise MqttConfigError("MQTT URL has no host")
     tls = scheme in ("mqtts", "ssl")
@@ -111,7 +117,7 @@ def parse_url(url: str) -> tuple[str, int, bool, str | None]:
         port = parts.port or (8883 if tls else 1883)
     except ValueError as exc:
         raise MqttConfigError(f"MQTT URL has a bad port: {exc}") from None
-    return parts.hostname, port, tls, parts.username or None
+    return BrokerUrl(parts.hostname, port, tls, parts.username or None, parts.password)
 
 
 def make_tls_context(
@@ -167,9 +173,13 @@ class MqttFeed:
         stop_timeout_s: float = 5.0,
         client_id: str | None = None,
     ) -> None:
-        host, port, tls, url_user = parse_url(url)
+        host, port, tls, url_user, url_password = parse_url(url)
         self.host, self.port = host, port
         self._username = username if username is not None else url_user
+        if password is None:
+            password = url_password
+            if url_password is not None:
+                log.warning("MQTT password taken from the URL; prefer %s", PASSWORD_ENV)
         if password is None and self._username is not None:
             password = os.environ.get(PASSWORD_ENV)
         if password is not None and self._username is None:
@@ -205,7 +215,7 @@ class MqttFeed:
         self._newest: float | None = None
         # Alert messages not yet in the outbox (on_alert must not wait for the outbox).
         self._to_persist: deque[tuple[str, bytes, int, bool]] = deque()
-        self._unacked = 0
+        self._unacked: set[int] = set()  # outbox ids added by this process, not yet acked
         self._open_alerts: dict[str, bytes] = {}  # retained per-alert topic → payload
         self._vessels: dict[int, dict[str, Any]] = {}
         self._vessel_time: dict[int, float] = {}
@@ -224,6 +234,7 @@ class MqttFeed:
         self._wake = asyncio.Event()
         self._persist_wake = asyncio.Event()
         self._persisted = asyncio.Event()
+        self._delivered = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -344,6 +355,12 @@ class MqttFeed:
         """Return once a connection is up (use with a timeout)."""
         await self._connected_event.wait()
 
+    async def wait_delivered(self) -> None:
+        """Return once every alert message handed over (in this process) is acknowledged."""
+        while self._to_persist or self._unacked:
+            self._delivered.clear()
+            await self._delivered.wait()
+
     async def wait_persisted(self) -> None:
         """Return once every alert handed over so far is in the outbox."""
         while self._to_persist:
@@ -359,9 +376,9 @@ class MqttFeed:
     async def _persist_now(self) -> None:
         while self._to_persist:
             topic, payload, qos, retain = self._to_persist[0]
-            await self.outbox.add(topic, payload, qos, retain)
+            entry_id = await self.outbox.add(topic, payload, qos, retain)
             self._to_persist.popleft()  # only after the add: a failed add is retried
-            self._unacked += 1
+            self._unacked.add(entry_id)
 
     async def _persist_loop(self) -> None:
         """Move queued alert messages into the outbox, whether connected or not."""
@@ -487,7 +504,7 @@ class MqttFeed:
             if loop.time() >= self._stats_due:
                 await self._publish_stats(client)
                 self._stats_due = loop.time() + self.stats_interval_s
-            if self._stopping and not self._to_persist and self._unacked <= 0 \
+            if self._stopping and not self._to_persist and not self._unacked \
                     and not self._ready and not self._sources_dirty:
                 await client.publish(self.topics.available, b"stopped", qos=1, retain=True)
                 return
@@ -520,12 +537,14 @@ class MqttFeed:
         while True:
             batch: list[OutboxEntry] = await self.outbox.pending(_BATCH)
             if not batch:
-                self._unacked = 0
+                self._delivered.set()
                 return
             acked = await self._publish_all(
                 client, [(e.topic, e.payload, e.qos, e.retain) for e in batch])
             await self.outbox.done([e.id for e in batch[:acked]])
-            self._unacked = max(0, self._unacked - acked)
+            self._unacked.difference_update(e.id for e in batch[:acked])
+            if not self._unacked:
+                self._delivered.set()
             self.counters["alert_messages_acked"] += acked
             if acked < len(batch):
                 raise MqttConnectError("alert publish not acknowledged")
@@ -587,7 +606,7 @@ class MqttFeed:
                 body.update(self._stats_provider())
             except Exception:
                 log.exception("MQTT stats provider failed")
-        body["mqtt"] = {**self.counters, "outbox_unacked": max(self._unacked, 0),
+        body["mqtt"] = {**self.counters, "outbox_unacked": len(self._unacked),
                         "vessels": len(self._vessels)}
         body["time"] = None if self._newest is None else iso_time(self._newest)
         body["wall_time"] = iso_time(round(time.time(), 3))

@@ -1,0 +1,468 @@
+"""MqttFeed against a real Mosquitto broker (tests/services/mosquitto.py).
+
+Waits below are generous upper bounds for events to arrive, never assertions on time.
+Each test publishes under its own prefix, so the shared broker's retained state of one
+test never shows up in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt  # tests only subscribe; the feed's own aiomqtt calls stay in api/mqtt.py
+import pytest
+
+from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url
+from api.outbox import SqliteOutbox
+from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
+from ingest.report import Report
+from tests.services.mosquitto import MosquittoBroker, mosquitto, mosquitto_auth  # noqa: F401
+
+pytestmark = pytest.mark.mqtt
+
+WAIT_S = 15.0
+ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
+
+
+def new_prefix() -> str:
+    return f"hwtest/{uuid.uuid4().hex[:10]}"
+
+
+def make_event(transition: Transition, n: int, *, rule: str = "dark_vessel",
+               t: float = T0, state: AlertState = AlertState.OPEN) -> AlertEvent:
+    alert = Alert(rule=rule, risk_area=RiskArea.CRIMINAL_ACTIVITY, severity=Severity.WARNING,
+                  mmsi=244000000 + n, started_at=T0 + n, zone="berth_3", state=state,
+                  ended_at=t if state is AlertState.ENDED else None, details={"n": n})
+    return AlertEvent(transition, alert.to_dict(), t)
+
+
+def report(mmsi: int, t: float, lat: float | None = 51.9, lon: float | None = 4.1,
+           **fields: Any) -> Report:
+    return Report(mmsi=mmsi, msg_type=fields.pop("msg_type", 1), time=t, time_source="tagblock",
+                  sources=["rx1"], nmea=["!AIVDM,..."], lat=lat, lon=lon, **fields)
+
+
+class Subscriber:
+    """A test client that records what it receives on its subscriptions."""
+
+    def __init__(self, broker: MosquittoBroker, *topics: str) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        self._stack: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+
+    async def __aenter__(self) -> Subscriber:
+        self._client = aiomqtt.Client(self.broker.host, self.broker.port,
+                                      username=self.broker.username,
+                                      password=self.broker.password)
+        await self._client.__aenter__()
+        for topic in self.topics:
+            await self._client.subscribe(topic, qos=1)
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def _pump(self) -> None:
+        assert self._client is not None
+        async for message in self._client.messages:
+            await self.queue.put(message)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None and self._client is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._client.__aexit__(None, None, None)
+
+    async def get(self) -> aiomqtt.Message:
+        return await asyncio.wait_for(self.queue.get(), WAIT_S)
+
+    async def get_json(self) -> tuple[str, Any, int, bool]:
+        m = await self.get()
+        payload = bytes(m.payload) if isinstance(m.payload, bytes | bytearray) else b""
+        return str(m.topic), json.loads(payload) if payload else None, m.qos, m.retain
+
+    async def sync(self) -> list[aiomqtt.Message]:
+        """Everything received before a marker we publish now (retained ones included)."""
+        assert self._client is not None
+        marker = f"hwtest/marker/{uuid.uuid4().hex}"
+        await self._client.subscribe(marker, qos=1)
+        await self._client.publish(marker, b"m", qos=1)
+        seen: list[aiomqtt.Message] = []
+        while True:
+            m = await self.get()
+            if str(m.topic) == marker:
+                return seen
+            seen.append(m)
+
+
+@pytest.fixture
+async def broker(mosquitto: MosquittoBroker) -> AsyncIterator[MosquittoBroker]:  # noqa: F811
+    mosquitto.start()  # a failed test may have left it stopped
+    yield mosquitto
+    mosquitto.start()
+
+
+def feed_for(broker: MosquittoBroker, prefix: str, **kw: Any) -> MqttFeed:
+    kw.setdefault("backoff_initial_s", 0.2)
+    kw.setdefault("backoff_max_s", 1.0)
+    return MqttFeed(f"mqtt://{broker.host}:{broker.port}", prefix=prefix, **kw)
+
+
+async def connected(feed: MqttFeed) -> None:
+    await feed.start()
+    await asyncio.wait_for(feed.wait_connected(), WAIT_S)
+
+
+async def test_alert_transitions_in_order_qos1_not_retained(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    async with Subscriber(broker, f"{p}/alerts") as sub:
+        await connected(feed)
+        events = [
+            make_event(Transition.NEW, 1),
+            make_event(Transition.NEW, 2),
+            make_event(Transition.UPDATE, 1, t=T0 + 30),
+            make_event(Transition.END, 2, t=T0 + 60, state=AlertState.ENDED),
+        ]
+        for e in events:
+            feed.on_alert(e)
+        got = [await sub.get_json() for _ in events]
+        assert [(g[1]["type"], g[1]["alert"]["id"]) for g in got] == [
+            (str(e.transition), e.alert["id"]) for e in events]
+        assert {(topic, qos, retain) for topic, _, qos, retain in got} == {
+            (f"{p}/alerts", 1, False)}
+        assert got[2][1]["time"] == "2026-01-01T10:00:30Z"
+        assert got[0][1]["drill"] is False
+        assert got[0][1]["alert"]["details"] == {"n": 1}
+        await feed.stop()
+    # Not retained: a late subscriber gets nothing on <p>/alerts.
+    async with Subscriber(broker, f"{p}/alerts") as late:
+        assert await late.sync() == []
+
+
+async def test_per_alert_topic_retained_while_open(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    await connected(feed)
+    open_1, open_2 = make_event(Transition.NEW, 1), make_event(Transition.NEW, 2)
+    feed.on_alert(open_1)
+    feed.on_alert(open_2)
+    feed.on_alert(make_event(Transition.END, 2, t=T0 + 60, state=AlertState.ENDED))
+    feed.on_alert(make_event(Transition.UPDATE, 1, t=T0 + 90))
+    await asyncio.wait_for(feed.wait_delivered(), WAIT_S)
+    async with Subscriber(broker, f"{p}/alerts/+/+") as late:
+        seen = await late.sync()
+    assert [(str(m.topic), m.retain) for m in seen] == [
+        (f"{p}/alerts/dark_vessel/{open_1.alert['id']}", True)]
+    body = json.loads(bytes(seen[0].payload))
+    assert body["id"] == open_1.alert["id"]
+    assert body["state"] == "open"
+    assert body["time"] == "2026-01-01T10:01:30Z"  # the update, not the first state
+    assert body["drill"] is False
+    feed.on_alert(make_event(Transition.END, 1, t=T0 + 120, state=AlertState.ENDED))
+    await feed.stop()
+    async with Subscriber(broker, f"{p}/alerts/#") as late:
+        assert await late.sync() == []  # cleared: nothing retained is left
+
+
+async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    await connected(feed)
+    feed.on_report(report(244123456, T0, msg_type=5, lat=None, lon=None, shipname="NORDIC",
+                          callsign="PBAB", shiptype=70))
+    feed.on_report(report(244123456, T0 + 10, speed=3.5, course=90.0))
+    feed.source_status("rx/north", True)
+    feed.source_status("rx2", True)
+    feed.source_status("rx2", False)
+    async with Subscriber(broker, f"{p}/stats") as stats_sub:
+        feed.set_stats_provider(lambda: {"reports": 2})
+        feed.stats_interval_s = 0.05
+        feed.on_report(report(244123457, T0 + 11))  # wakes the writer
+        _, stats, qos, retain = await stats_sub.get_json()
+        feed.stats_interval_s = 3600.0
+    assert stats["reports"] == 2
+    assert stats["mqtt"]["connects"] == 1
+    assert stats["time"] == "2026-01-01T10:00:11Z"
+    assert (qos, retain) == (0, False)
+    async with Subscriber(broker, f"{p}/vessels/244123456") as vs:  # published by now?
+        _topic, vessel, _, _ = await vs.get_json()
+    async with Subscriber(broker, f"{p}/#") as late:
+        seen = {str(m.topic): (bytes(m.payload), m.retain)
+                for m in await late.sync()}
+    assert seen[f"{p}/available"] == (b"online", True)
+    assert seen[f"{p}/sources/rx_north/status"] == (b"online", True)
+    assert seen[f"{p}/sources/rx2/status"] == (b"offline", True)
+    raw, retained = seen[f"{p}/vessels/244123456"]
+    assert retained
+    vessel = json.loads(raw)
+    assert vessel == {
+        "mmsi": 244123456, "time": "2026-01-01T10:00:10Z", "lat": 51.9, "lon": 4.1,
+        "speed": 3.5, "course": 90.0, "heading": None, "turn": None, "status": None,
+        "accuracy": None, "msg_type": 1, "sources": ["rx1"], "shipname": "NORDIC",
+        "callsign": "PBAB", "shiptype": 70, "static_time": "2026-01-01T10:00:00Z",
+        "drill": False,
+    }
+    assert seen.get(f"{p}/stats", (b"", False))[1] is False  # only live ones, never retained
+    await feed.stop()
+    async with Subscriber(broker, f"{p}/available") as late:
+        assert [bytes(m.payload) for m in await late.sync()] == [b"stopped"]
+
+
+async def test_vessel_updates_rate_limited_on_message_time(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    await connected(feed)
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        # 50 reports in half a second of message time: one publish, with the latest state.
+        for i in range(50):
+            feed.on_report(report(211000001, T0 + i * 0.01, lon=4.0 + i * 0.001))
+        _, first, _, _ = await sub.get_json()
+        for i in range(50):  # within a second of the last publish: deferred…
+            feed.on_report(report(211000001, T0 + 0.5 + i * 0.01, lon=5.0 + i * 0.001))
+        feed.on_report(report(211000002, T0 + 2.0))  # …until message time moves on
+        got = [await sub.get_json() for _ in range(2)]
+    assert first["lon"] == pytest.approx(4.049)
+    by_mmsi = {body["mmsi"]: body for _, body, _, _ in got}
+    assert by_mmsi[211000001]["lon"] == pytest.approx(5.049)
+    assert feed.counters["vessels_published"] == 3
+    assert feed.counters["vessels_rate_limited"] >= 1
+    await feed.stop()
+
+
+async def test_drill_prefix_and_flag(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p, drill=True)
+    async with Subscriber(broker, f"{p}/#") as sub:
+        await connected(feed)
+        feed.on_alert(make_event(Transition.NEW, 7))
+        feed.on_report(report(244000007, T0))
+        got: dict[str, Any] = {}
+        while len(got) < 4:
+            m = await sub.get()
+            got[str(m.topic)] = bytes(m.payload)
+        await feed.stop()
+    alert_id = make_event(Transition.NEW, 7).alert["id"]
+    assert set(got) == {f"{p}/drill/available", f"{p}/drill/alerts",
+                        f"{p}/drill/alerts/dark_vessel/{alert_id}", f"{p}/drill/vessels/244000007"}
+    transition = json.loads(got[f"{p}/drill/alerts"])
+    assert transition["drill"] is True and transition["alert"]["drill"] is True
+    assert json.loads(got[f"{p}/drill/alerts/dark_vessel/{alert_id}"])["drill"] is True
+    assert json.loads(got[f"{p}/drill/vessels/244000007"])["drill"] is True
+
+
+async def test_drill_alert_in_live_feed_goes_to_drill_branch(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    event = make_event(Transition.NEW, 8)
+    event = AlertEvent(event.transition, {**event.alert, "drill": True}, event.time)
+    async with Subscriber(broker, f"{p}/+") as live, Subscriber(broker, f"{p}/drill/alerts") as d:
+        await connected(feed)
+        feed.on_alert(event)
+        topic, body, _, _ = await d.get_json()
+        assert topic == f"{p}/drill/alerts" and body["drill"] is True
+        assert [str(m.topic) for m in await live.sync()] == [f"{p}/available"]
+    await feed.stop()
+
+
+def _spawn(code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+async def _wait_line(proc: subprocess.Popen[str], expected: str) -> None:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), WAIT_S * 2)
+    if line.strip() != expected:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"child said {line!r}; stderr:\n{err}")
+
+
+async def test_last_will_offline_after_sigkill(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    code = f"""
+import asyncio
+from api.mqtt import MqttFeed
+async def main():
+    feed = MqttFeed("mqtt://{broker.host}:{broker.port}", prefix="{p}")
+    await feed.start()
+    await feed.wait_connected()
+    print("up", flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+    proc = _spawn(code)
+    try:
+        await _wait_line(proc, "up")
+        async with Subscriber(broker, f"{p}/available") as sub:
+            first = await sub.get()
+            assert (bytes(first.payload), first.retain) == (b"online", True)
+            os.kill(proc.pid, signal.SIGKILL)
+            will = await sub.get()
+            assert bytes(will.payload) == b"offline"
+    finally:
+        proc.kill()
+        proc.wait()
+    async with Subscriber(broker, f"{p}/available") as late:
+        seen = await late.sync()
+    assert [(bytes(m.payload), m.retain) for m in seen] == [(b"offline", True)]
+
+
+async def test_crash_does_not_lose_unsent_alerts(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Alerts queued while the broker is unreachable survive a SIGKILL (SQLite outbox)."""
+    p = new_prefix()
+    db = tmp_path / "outbox.db"
+    code = f"""
+import asyncio
+from api.mqtt import MqttFeed
+from api.outbox import SqliteOutbox
+from tests.test_mqtt_feed import make_event
+from geofence.alert import Transition
+async def main():
+    feed = MqttFeed("mqtt://127.0.0.1:1", prefix="{p}", outbox=SqliteOutbox("{db}"))
+    await feed.start()
+    for n in range(5):
+        feed.on_alert(make_event(Transition.NEW, n))
+    await feed.wait_persisted()
+    print("persisted", flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+    proc = _spawn(code)
+    try:
+        await _wait_line(proc, "persisted")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    outbox = SqliteOutbox(db)
+    assert outbox.count() == 10  # per alert: the transition and its retained topic
+    feed = feed_for(broker, p, outbox=outbox)
+    async with Subscriber(broker, f"{p}/alerts") as sub:
+        await connected(feed)
+        got = [(await sub.get_json())[1] for _ in range(5)]
+    assert [g["alert"]["details"]["n"] for g in got] == [0, 1, 2, 3, 4]
+    await feed.stop()  # closes the outbox
+    again = SqliteOutbox(db)
+    assert again.count() == 0
+    await again.close()
+
+
+async def test_broker_restart_mid_stream_loses_nothing(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    # First retry 1-2 s after the drop: time for the test's subscriber to reconnect first.
+    feed = feed_for(broker, p, backoff_initial_s=2.0, backoff_max_s=4.0)
+    received: list[dict[str, Any]] = []
+    await connected(feed)
+    async with Subscriber(broker, f"{p}/alerts") as sub:
+        for n in range(10):
+            feed.on_alert(make_event(Transition.NEW, n))
+        received += [(await sub.get_json())[1] for _ in range(10)]
+    broker.stop()
+    while feed.connected:  # the feed notices the drop
+        await asyncio.sleep(0.02)
+    for n in range(10, 30):  # the stream goes on while the broker is away
+        feed.on_alert(make_event(Transition.NEW, n))
+    feed.on_alert(make_event(Transition.END, 3, t=T0 + 100, state=AlertState.ENDED))
+    broker.start()
+    async with Subscriber(broker, f"{p}/alerts") as sub:
+        received += [(await sub.get_json())[1] for _ in range(21)]
+        for n in range(30, 35):
+            feed.on_alert(make_event(Transition.NEW, n))
+        received += [(await sub.get_json())[1] for _ in range(5)]
+    await asyncio.wait_for(feed.wait_delivered(), WAIT_S)
+    numbers = [(r["type"], r["alert"]["details"]["n"]) for r in received]
+    deduped = list(dict.fromkeys(numbers))  # at least once: a resend may repeat one
+    assert deduped == [("new", n) for n in range(30)] + [("end", 3)] + [
+        ("new", n) for n in range(30, 35)]
+    assert feed.counters["connects"] == 2
+    # Open alerts were republished retained to the fresh broker; the ended one is not there.
+    async with Subscriber(broker, f"{p}/alerts/+/+") as late:
+        retained = {str(m.topic) for m in await late.sync()}
+    ids = {make_event(Transition.NEW, n).alert["id"] for n in range(35) if n != 3}
+    assert retained == {f"{p}/alerts/dark_vessel/{i}" for i in ids}
+    await feed.stop()
+
+
+async def test_stale_positions_dropped_after_reconnect(broker: MosquittoBroker) -> None:
+    p = new_prefix()
+    feed = feed_for(broker, p, position_max_age_s=300.0)
+    await connected(feed)
+    broker.stop()
+    while feed.connected:
+        await asyncio.sleep(0.02)
+    feed.on_report(report(211000010, T0))  # heard while the broker was away…
+    feed.on_report(report(211000011, T0 + 1000))  # …and 1000 s later, another vessel
+    broker.start()
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        topic, body, _, _ = await sub.get_json()
+        rest = await sub.sync()
+    assert topic == f"{p}/vessels/211000011"
+    assert body["time"] == "2026-01-01T10:16:40Z"
+    assert rest == []
+    assert feed.counters["vessels_stale_dropped"] >= 1
+    await feed.stop()
+
+
+async def test_credentials_from_environment(
+        mosquitto_auth: MosquittoBroker,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    assert mosquitto_auth.password is not None
+    p = new_prefix()
+    url = f"mqtt://{mosquitto_auth.username}@{mosquitto_auth.host}:{mosquitto_auth.port}"
+    monkeypatch.setenv("HARBOURWATCH_MQTT_PASSWORD", mosquitto_auth.password)
+    feed = MqttFeed(url, prefix=p)
+    assert mosquitto_auth.password not in repr(feed)
+    async with Subscriber(mosquitto_auth, f"{p}/available") as sub:
+        await connected(feed)
+        assert bytes((await sub.get()).payload) == b"online"
+        await feed.stop()
+    monkeypatch.setenv("HARBOURWATCH_MQTT_PASSWORD", "wrong")
+    bad = MqttFeed(url, prefix=p, backoff_initial_s=5.0, backoff_max_s=5.0)
+    await bad.start()
+    while bad.counters["connect_failures"] == 0:
+        await asyncio.sleep(0.02)
+    assert not bad.connected
+    assert any("credentials" in r.getMessage() for r in caplog.records)
+    await bad.stop()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert mosquitto_auth.password not in text and "wrong" not in text
+
+
+def test_url_parsing() -> None:
+    assert parse_url("mqtt://broker:1884") == ("broker", 1884, False, None, None)
+    assert parse_url("mqtts://ops@broker") == ("broker", 8883, True, "ops", None)
+    assert parse_url("127.0.0.1") == ("127.0.0.1", 1883, False, None, None)
+    with pytest.raises(MqttConfigError):
+        parse_url("http://broker")
+    with pytest.raises(MqttConfigError):
+        parse_url("mqtt://:1883")
+
+
+def test_bad_settings_rejected(tmp_path: Path) -> None:
+    with pytest.raises(MqttConfigError, match="wildcard"):
+        MqttFeed(prefix="a/+/b")
+    with pytest.raises(MqttConfigError, match="username"):
+        MqttFeed(password="x")
+    with pytest.raises(MqttConfigError, match="TLS"):
+        MqttFeed("mqtts://127.0.0.1", tls_ca_file=tmp_path / "missing.pem")
+    assert isinstance(MqttAuthError("x"), Exception)
+
+
+def test_default_prefix_from_port_name() -> None:
+    feed = MqttFeed(port_name="Port of Delfzijl")
+    assert feed.topics.available == "harbourwatch/Port_of_Delfzijl/available"
+    assert MqttFeed(port_name="p", drill=True).topics.alerts == "harbourwatch/p/drill/alerts"
