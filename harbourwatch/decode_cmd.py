@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ingest.ingestor import Ingestor
 from ingest.logfile import read_log_lines
+from ingest.sources.base import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,8 @@ def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) ->
             out.write(dumps(report.to_dict(), separators=(",", ":")) + "\n")
     except BrokenPipeError:
         return 0
-    except OSError as exc:
-        print(f"harbourwatch decode: cannot read {exc.filename or ''}: {exc.strerror or exc}",
-              file=sys.stderr)
+    except (OSError, SourceError) as exc:
+        print(f"harbourwatch decode: {exc}", file=sys.stderr)
         return 1
     finally:
         out.flush()
