@@ -1,0 +1,569 @@
+"""The HTTP API: ``create_app(deps)`` builds a FastAPI app from its collaborators.
+
+Routes read the live picture, the store and the providers in :class:`~api.deps.ApiDeps`;
+writes go to the store (which keeps the audit trail with the caller's token name and the
+wall time) and, for zones, to the running rules. Errors are JSON ``{"error", "detail"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import shapely
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import models as m
+from api.auth import AuthError, Principal, Role
+from api.deps import ApiDeps
+from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
+from api.stream import StreamFilter
+from geofence.zones import ZoneError, ZoneSet
+from harbourwatch.timeutil import iso_time, parse_iso
+from store.base import AlertQuery, NotFound, Snooze, Store, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+GEOJSON = "application/geo+json"
+#: Rule names of DESIGN "Rules"; a snooze for anything else is a typo, rejected.
+DESIGN_RULES = frozenset({
+    "zone_entry", "zone_exit", "restricted_entry", "dark_vessel", "loitering", "encounter",
+    "speeding", "collision_risk", "anchor_drag", "sudden_stop", "position_jump",
+    "mmsi_conflict", "invalid_mmsi", "identity_change", "emergency_device", "source_silent",
+})
+_MAX_MMSI = 999_999_999
+_COUNT_PAGE = 10_000
+
+Mmsi = Annotated[int, Path(ge=0, le=_MAX_MMSI, description="9-digit MMSI")]
+AlertId = Annotated[str, Path(min_length=1, max_length=64, description="Alert id")]
+
+
+class ApiError(Exception):
+    """An error answer: status, message and optional details."""
+
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+@dataclass(slots=True)
+class _ZoneState:
+    zones: ZoneSet
+    version: int | None = None
+    updated_at: str | None = None
+    updated_by: str | None = None
+    checked_store: bool = False
+
+
+def _error(status: int, error: str, detail: Any = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status,
+                        headers=dict(headers) if headers else None)
+
+
+def _dump(obj: Any, media_type: str = "application/json") -> Response:
+    return Response(json.dumps(obj, separators=(",", ":")), media_type=media_type)
+
+
+def _parse_time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        ts = parse_iso(value)
+    except (ValueError, OverflowError) as exc:
+        raise ApiError(422, f"{name}: not an ISO 8601 time ({value!r})") from exc
+    if not math.isfinite(ts):
+        raise ApiError(422, f"{name}: not a finite time")
+    return ts
+
+
+def _parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    parts = value.split(",")
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) != 4 or not all(math.isfinite(n) for n in nums):
+        raise ApiError(422, "bbox: expected minlon,minlat,maxlon,maxlat (four numbers)")
+    lon0, lat0, lon1, lat1 = nums
+    if not (-180 <= lon0 <= lon1 <= 180 and -90 <= lat0 <= lat1 <= 90):
+        raise ApiError(422, "bbox: need -180 <= minlon <= maxlon <= 180 and "
+                            "-90 <= minlat <= maxlat <= 90")
+    return lon0, lat0, lon1, lat1
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _snooze_out(s: Snooze, now: float) -> dict[str, Any]:
+    return {"id": f"{s.rule}:{s.mmsi}", "rule": s.rule, "mmsi": s.mmsi,
+            "until": iso_time(s.until), "actor": s.actor, "note": s.note,
+            "created": iso_time(s.created), "active": s.until > now}
+
+
+def _vessel_feature(v: Mapping[str, Any]) -> dict[str, Any]:
+    props = {k: val for k, val in v.items() if k not in ("lat", "lon")}
+    return {"type": "Feature", "id": v["mmsi"],
+            "geometry": {"type": "Point", "coordinates": [v["lon"], v["lat"]]},
+            "properties": props}
+
+
+def _track_feature(mmsi: int, start: float, end: float,
+                   points: list[dict[str, Any]]) -> dict[str, Any]:
+    coords = [[p["lon"], p["lat"]] for p in points]
+    geometry: dict[str, Any] | None
+    if len(coords) >= 2:
+        geometry = {"type": "LineString", "coordinates": coords}
+    elif coords:
+        geometry = {"type": "Point", "coordinates": coords[0]}
+    else:
+        geometry = None
+    return {"type": "Feature", "id": mmsi, "geometry": geometry, "properties": {
+        "mmsi": mmsi, "start": iso_time(start), "end": iso_time(end), "points": len(points),
+        "coordinateProperties": {
+            "times": [p["time"] for p in points],
+            "speed": [p.get("speed") for p in points],
+            "course": [p.get("course") for p in points],
+            "heading": [p.get("heading") for p in points],
+        }}}
+
+
+async def _count_alerts(store: Store, query: AlertQuery) -> int:
+    """Total for pagination: the store's own count when it has one, else by pages."""
+    counter = getattr(store, "count_alerts", None)
+    if callable(counter):
+        return int(await counter(query))
+    total, offset = 0, 0
+    while True:
+        page = await store.alerts(AlertQuery(
+            rule=query.rule, state=query.state, risk_area=query.risk_area, zone=query.zone,
+            mmsi=query.mmsi, start=query.start, end=query.end, drill=query.drill,
+            limit=_COUNT_PAGE, offset=offset))
+        total += len(page)
+        if len(page) < _COUNT_PAGE:
+            return total
+        offset += _COUNT_PAGE
+
+
+def _filter_vessels(vessels: Iterable[Mapping[str, Any]],
+                    bbox: tuple[float, float, float, float] | None, min_speed: float | None,
+                    ais_class: str | None, zone_geom: Any) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    for v in vessels:
+        lon, lat = v["lon"], v["lat"]
+        if lon is None or lat is None:
+            continue
+        if bbox is not None and not (bbox[0] <= lon <= bbox[2] and bbox[1] <= lat <= bbox[3]):
+            continue
+        if min_speed is not None and (v["speed"] is None or v["speed"] < min_speed):
+            continue
+        if ais_class is not None and v["class"] != ais_class:
+            continue
+        out.append(v)
+    if zone_geom is not None and out:
+        lons = np.fromiter((v["lon"] for v in out), float, len(out))
+        lats = np.fromiter((v["lat"] for v in out), float, len(out))
+        inside = shapely.contains_xy(zone_geom, lons, lats)
+        out = [v for v, keep in zip(out, inside, strict=True) if keep]
+    return out
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.error, exc.detail)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.message, None, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
+                  for e in exc.errors()]
+        where = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail[:3])
+        return _error(422, f"invalid request: {where}", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), None, exc.headers)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return _error(503, "store unavailable, retry later", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(StoreError)
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        log.error("store error: %s", exc)
+        return _error(500, "store error", str(exc))
+
+
+def _install_openapi(app: FastAPI, extra: Iterable[type[BaseModel]]) -> None:
+    """Add models only named in ``responses`` (e.g. the GeoJSON form) to the components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description=app.description)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in extra:
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                comps.update(js.pop("$defs", {}))
+                comps[model.__name__] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(deps: ApiDeps) -> FastAPI:
+    """The API over ``deps``; serve it with :func:`api.server.serve` or any ASGI server."""
+    store, auth, hub = deps.store, deps.auth, deps.hub
+    zone_state = _ZoneState(deps.zones)
+    rules = deps.extra.get("rules", DESIGN_RULES)
+    bearer = HTTPBearer(auto_error=False, description="Token from api.tokens "
+                        "(viewer < operator < admin)")
+
+    def vessel_count() -> int:
+        return 0 if deps.picture is None else sum(1 for _ in deps.picture.vessels())
+
+    collector = ServiceCollector(
+        stats=deps.stats, sources=deps.sources, writer=store.stats,
+        hub=None if hub is None else hub.stats,
+        vessels=None if deps.picture is None else vessel_count)
+    registry = make_registry(collector)
+
+    def need(role: Role) -> Callable[..., Principal]:
+        def check(request: Request,
+                  _: Annotated[Any, Depends(bearer)] = None) -> Principal:
+            return auth.check(request.headers.get("authorization"), role)
+        return check
+
+    Viewer = Annotated[Principal, Depends(need(Role.VIEWER))]
+    Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
+    Admin = Annotated[Principal, Depends(need(Role.ADMIN))]
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": m.ErrorOut, "description": "No or unknown token"},
+        403: {"model": m.ErrorOut, "description": "Role too small"},
+        422: {"model": m.ErrorOut, "description": "Invalid input"},
+    }
+    not_found: dict[int | str, dict[str, Any]] = {
+        **errors, 404: {"model": m.ErrorOut, "description": "Not found"}}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if hub is not None:
+            hub.close()  # end the streams so shutdown need not wait for them
+
+    app = FastAPI(title="harbourwatch", version=deps.version, lifespan=lifespan,
+                  description="Live vessel picture, tracks, alerts and their lifecycle for "
+                              "a small or medium seaport. Bearer tokens; roles viewer < "
+                              "operator < admin.")
+    _install_errors(app)
+    _install_openapi(app, [m.VesselCollection])
+
+    def picture_or_503() -> Any:
+        if deps.picture is None:
+            raise ApiError(503, "no live picture in this process (store-only API)")
+        return deps.picture
+
+    # -- vessels --------------------------------------------------------------------------
+
+    @app.get("/vessels", response_model=m.VesselList, tags=["vessels"], responses={
+        **errors, 200: {"content": {GEOJSON: {"schema": {
+            "$ref": "#/components/schemas/VesselCollection"}}},
+            "description": "JSON list, or a GeoJSON FeatureCollection of Points"}})
+    async def vessels(
+        request: Request, _: Viewer,
+        bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat",
+                                          examples=["151.2,-23.9,151.4,-23.7"])] = None,
+        zone: Annotated[str | None, Query(max_length=64, description="Zone id")] = None,
+        min_speed: Annotated[float | None, Query(ge=0, le=120, description="Knots")] = None,
+        ais_class: Annotated[Literal["A", "B"] | None, Query(alias="class")] = None,
+        format: Annotated[Literal["json", "geojson"] | None, Query()] = None,
+    ) -> Response:
+        box = _parse_bbox(bbox)
+        geom = None
+        if zone is not None:
+            found = zone_state.zones.by_id.get(zone)
+            if found is None:
+                raise ApiError(422, f"zone: unknown zone {zone!r}",
+                               sorted(zone_state.zones.by_id))
+            geom = found.geometry
+        picked = _filter_vessels(picture_or_503().vessels(), box, min_speed, ais_class, geom)
+        geo = format == "geojson" or (format is None
+                                      and GEOJSON in request.headers.get("accept", ""))
+        if geo:
+            return _dump({"type": "FeatureCollection",
+                          "features": [_vessel_feature(v) for v in picked]}, GEOJSON)
+        return _dump({"count": len(picked), "vessels": picked})
+
+    @app.get("/vessels/{mmsi}", response_model=m.VesselOut, tags=["vessels"],
+             responses=not_found)
+    async def vessel(mmsi: Mmsi, _: Viewer) -> Response:
+        live = None if deps.picture is None else deps.picture.vessel(mmsi)
+        if live is not None:
+            return _dump(live)
+        known = await store.vessel(mmsi)
+        if known is None:
+            raise ApiError(404, f"vessel {mmsi} is not in the picture nor in the store")
+        out = m.VesselOut.model_validate({**known, "time": None}).model_dump(by_alias=True)
+        return _dump(out)
+
+    @app.get("/vessels/{mmsi}/track", response_model=m.TrackOut, tags=["vessels"],
+             responses={**errors, 200: {"content": {GEOJSON: {}}}})
+    async def track(
+        mmsi: Mmsi, _: Viewer,
+        start: Annotated[str | None, Query(description="ISO 8601; default end - 1 h",
+                                           examples=["2026-01-01T10:00:00Z"])] = None,
+        end: Annotated[str | None, Query(description="ISO 8601; default now (message time)",
+                                         examples=["2026-01-01T11:00:00Z"])] = None,
+        max_points: Annotated[int, Query(ge=2, le=20_000)] = 2000,
+    ) -> Response:
+        t_end = _parse_time(end, "end")
+        t_start = _parse_time(start, "start")
+        if t_end is None:
+            t_end = deps.clock() if t_start is None else t_start + 3600.0
+        if t_start is None:
+            t_start = t_end - 3600.0
+        if t_end < t_start:
+            raise ApiError(422, "end is before start")
+        points = await store.track(mmsi, t_start, t_end, max_points)
+        return _dump(_track_feature(mmsi, t_start, t_end, points), GEOJSON)
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    @app.get("/alerts", response_model=m.AlertPage, tags=["alerts"], responses=errors)
+    async def alerts(
+        _: Viewer,
+        rule: Annotated[str | None, Query(max_length=64)] = None,
+        state: Annotated[str | None, Query(
+            description="open, acknowledged, ended, resolved; comma-separated for several",
+            examples=["open,acknowledged"])] = None,
+        risk_area: Annotated[Literal["port_operations", "criminal_activity", "fire",
+                                     "financial", "information_security",
+                                     "natural_hazard"] | None, Query()] = None,
+        zone: Annotated[str | None, Query(max_length=64)] = None,
+        mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
+        start: Annotated[str | None, Query(description="Active at or after (ISO 8601)")] = None,
+        end: Annotated[str | None, Query(description="Started at or before (ISO 8601)")] = None,
+        drill: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> Response:
+        states = _csv(state)
+        bad = [s for s in states or () if s not in ("open", "acknowledged", "ended", "resolved")]
+        if bad:
+            raise ApiError(422, f"state: unknown state {bad[0]!r}")
+        query = AlertQuery(rule=rule, state=None if states is None else tuple(states),
+                           risk_area=risk_area, zone=zone, mmsi=mmsi,
+                           start=_parse_time(start, "start"), end=_parse_time(end, "end"),
+                           drill=drill, limit=limit, offset=offset)
+        page = await store.alerts(query)
+        total = (offset + len(page) if 0 < len(page) < limit
+                 else await _count_alerts(store, query))
+        return _dump({"total": total, "limit": limit, "offset": offset, "alerts": page})
+
+    @app.get("/alerts/{alert_id}", response_model=m.AlertDetail, tags=["alerts"],
+             responses=not_found)
+    async def alert(alert_id: AlertId, _: Viewer) -> Response:
+        found = await store.alert(alert_id)
+        return _dump({**found, "audit": await store.audit(alert_id)})
+
+    async def act(alert_id: str, who: Principal, body: m.NoteIn | None,
+                  action: Literal["ack", "resolve"]) -> Response:
+        note = None if body is None else body.note
+        if action == "ack":
+            out = await store.ack(alert_id, who.name, note)
+        else:
+            out = await store.resolve(alert_id, who.name, note)
+        if hub is not None:
+            hub.publish_alert("update", out)
+        return _dump({**out, "audit": await store.audit(alert_id)})
+
+    @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
+              responses=not_found)
+    async def ack(alert_id: AlertId, who: Operator, body: m.NoteIn | None = None) -> Response:
+        """Acknowledge (operator): records the token name, the wall time and the note."""
+        return await act(alert_id, who, body, "ack")
+
+    @app.post("/alerts/{alert_id}/resolve", response_model=m.AlertDetail, tags=["alerts"],
+              responses=not_found)
+    async def resolve(alert_id: AlertId, who: Operator,
+                      body: m.NoteIn | None = None) -> Response:
+        """Resolve (operator): the alert is closed for operators; audited."""
+        return await act(alert_id, who, body, "resolve")
+
+    # -- snoozes --------------------------------------------------------------------------
+
+    @app.post("/snoozes", status_code=201, response_model=m.SnoozeOut, tags=["alerts"],
+              responses=errors)
+    async def snooze(body: m.SnoozeIn, who: Operator) -> Response:
+        """Silence one rule for one vessel for ``duration_s`` of message time, then re-arm."""
+        if body.rule not in rules:
+            raise ApiError(422, f"rule: unknown rule {body.rule!r}", sorted(rules))
+        now = deps.clock()
+        until = now + body.duration_s
+        saved = await store.snooze(body.rule, body.mmsi, until, who.name, body.note)
+        if deps.snooze_target is not None:
+            deps.snooze_target.snooze(body.rule, body.mmsi, until)
+        resp = _dump(_snooze_out(saved, now))
+        resp.status_code = 201
+        return resp
+
+    @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"], responses=errors)
+    async def snoozes(_: Viewer, active: bool = True) -> Response:
+        now = deps.clock()
+        found = await store.snoozes(active_at=now if active else None)
+        return _dump([_snooze_out(s, now) for s in found])
+
+    @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
+                responses=not_found)
+    async def unsnooze(who: Operator, snooze_id: Annotated[str, Path(
+            max_length=80, description="'<rule>:<mmsi>'", examples=["loitering:244123456"])],
+    ) -> Response:
+        rule, _, mmsi_text = snooze_id.partition(":")
+        if not mmsi_text.isdigit() or len(mmsi_text) > 9 or not rule:
+            raise ApiError(422, "snooze id: expected '<rule>:<mmsi>'")
+        if not await store.unsnooze(rule, int(mmsi_text), who.name):
+            raise ApiError(404, f"no snooze {snooze_id!r}")
+        if deps.snooze_target is not None:
+            deps.snooze_target.unsnooze(rule, int(mmsi_text))
+        return Response(status_code=204)
+
+    # -- zones ----------------------------------------------------------------------------
+
+    async def zone_metadata() -> None:
+        """Adopt the store's version if the running zones are the latest saved ones."""
+        zone_state.checked_store = True
+        latest = await store.latest_zones()
+        if latest is None:
+            return
+        try:
+            saved = ZoneSet.from_geojson(latest["geojson"]).to_geojson()
+        except ZoneError:
+            return
+        if saved == zone_state.zones.to_geojson():
+            zone_state.version = int(latest["version"])
+            zone_state.updated_at, zone_state.updated_by = latest["time"], latest["actor"]
+
+    @app.get("/zones", response_model=m.ZonesOut, tags=["zones"], responses=errors)
+    async def get_zones(_: Viewer) -> Response:
+        if not zone_state.checked_store:
+            await zone_metadata()
+        return _dump({**zone_state.zones.to_geojson(), "version": zone_state.version,
+                      "updated_at": zone_state.updated_at,
+                      "updated_by": zone_state.updated_by}, GEOJSON)
+
+    @app.put("/zones", response_model=m.ZonesSaved, tags=["zones"], responses=errors)
+    async def put_zones(body: m.ZonesIn, who: Admin) -> Response:
+        """Validate, save (new version) and apply to the running rules without restart."""
+        raw = body.model_dump()
+        for member in ("version", "updated_at", "updated_by"):
+            raw.pop(member, None)  # our own foreign members, when a GET is PUT back
+        try:
+            zones = ZoneSet.from_geojson(raw, projection=zone_state.zones.crs)
+        except ZoneError as exc:
+            raise ApiError(422, "zones rejected: " + exc.errors[0], exc.errors) from exc
+        normalised = zones.to_geojson()
+        version = await store.save_zones(normalised, who.name)
+        if deps.zone_target is not None:
+            deps.zone_target.set_zones(zones)
+        zone_state.zones, zone_state.version = zones, version
+        zone_state.updated_at, zone_state.updated_by = iso_time(deps.clock()), who.name
+        zone_state.checked_store = True
+        latest = await store.latest_zones()
+        if latest is not None and latest.get("version") == version:
+            zone_state.updated_at = latest["time"]
+        log.info("zones version %d applied by %s (%d zones)", version, who.name, len(zones))
+        return _dump({"version": version, "zones": len(zones), "warnings": zones.warnings})
+
+    # -- service --------------------------------------------------------------------------
+
+    @app.get("/sources", response_model=m.SourcesOut, tags=["service"], responses=errors)
+    async def sources(_: Viewer) -> Response:
+        data = deps.sources()
+        return _dump({"sources": dict(data.get("sources") or {}),
+                      "receivers": dict(data.get("receivers") or {})})
+
+    @app.get("/stats", tags=["service"], responses=errors)
+    async def stats(_: Viewer) -> Response:
+        out: dict[str, Any] = {"pipeline": {k: v for k, v in deps.stats().items()
+                                            if k != "sources"}}
+        writer = store.stats()
+        out["store"] = {"description": store.description, "queued": writer.queued,
+                        "written_positions": writer.written_positions,
+                        "written_alerts": writer.written_alerts, "spooled": writer.spooled,
+                        "failures": writer.failures, "db_up": writer.db_up,
+                        "spool_pending": writer.spool_pending}
+        if hub is not None:
+            hs = hub.stats()
+            out["stream"] = {"clients": hs.clients, "events": hs.events,
+                             "delivered": hs.delivered, "dropped": hs.dropped}
+        if deps.picture is not None:
+            out["vessels"] = vessel_count()
+        return _dump(out)
+
+    @app.get("/health", response_model=m.HealthOut, tags=["service"])
+    async def health() -> Response:
+        """Open to everyone (load balancers, monitoring)."""
+        return _dump({"status": "ok", "version": deps.version})
+
+    @app.get("/metrics", tags=["service"], responses={
+        **errors, 200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
+    async def metrics(_: Viewer) -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE)
+
+    @app.get("/stream", tags=["stream"], responses={
+        **errors, 200: {"content": {"text/event-stream": {}},
+                        "description": "Server-sent events: alert, position, dropped"}})
+    async def stream(
+        _: Viewer,
+        bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
+        rules: Annotated[str | None, Query(description="Alert rules, comma-separated")] = None,
+        vessels: Annotated[str | None, Query(description="MMSIs, comma-separated")] = None,
+        types: Annotated[str | None, Query(description="alert,position (default both)")] = None,
+    ) -> StreamingResponse:
+        """Live alert transitions and positions; a slow client loses its oldest events."""
+        if hub is None:
+            raise ApiError(503, "no live stream in this process")
+        box = _parse_bbox(bbox)
+        try:
+            mmsis = None if vessels is None else frozenset(int(v) for v in _csv(vessels) or ())
+        except ValueError as exc:
+            raise ApiError(422, "vessels: expected comma-separated MMSIs") from exc
+        kinds = _csv(types)
+        if kinds is not None and not set(kinds) <= {"alert", "position"}:
+            raise ApiError(422, "types: expected alert, position or both")
+        rule_set = _csv(rules)
+        filt = StreamFilter(bbox=box, vessels=mmsis,
+                            rules=None if rule_set is None else frozenset(rule_set),
+                            kinds=frozenset(kinds or ("alert", "position")))
+        return StreamingResponse(hub.stream(filt), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    return app

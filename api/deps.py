@@ -1,0 +1,100 @@
+"""The collaborators the HTTP app is built from, as small protocols.
+
+The app depends on these shapes, never on the concrete pipeline, engine or store classes,
+so it can be built over a real store in tests and wired differently by the service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from api.auth import Authenticator
+from api.stream import StreamHub
+from geofence.zones import ZoneSet
+from store.base import Store
+
+
+class PictureView(Protocol):
+    """The live picture: JSON-ready vessel dicts (``api.picture.LivePicture`` is one)."""
+
+    def vessels(self) -> Iterable[Mapping[str, Any]]: ...
+
+    def vessel(self, mmsi: int) -> Mapping[str, Any] | None: ...
+
+
+class ZoneTarget(Protocol):
+    """Where new zones take effect (``geofence.engine.Engine.set_zones``)."""
+
+    def set_zones(self, zones: ZoneSet) -> None: ...
+
+
+class SnoozeTarget(Protocol):
+    """Optional: rules told directly about snoozes (the store keeps them in any case)."""
+
+    def snooze(self, rule: str, mmsi: int, until: float) -> None: ...
+
+    def unsnooze(self, rule: str, mmsi: int) -> None: ...
+
+
+#: ``Pipeline.stats``-shaped counters (``reports``, ``alert_events``, ``sources``...).
+StatsProvider = Callable[[], Mapping[str, Any]]
+#: ``{"sources": {name: SourceHealth.to_dict()}, "receivers": {name: ReceiverHealth...}}``.
+SourcesProvider = Callable[[], Mapping[str, Any]]
+
+
+class HasHealth(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class _HasSourceHealth(Protocol):
+    @property
+    def health(self) -> HasHealth: ...
+
+
+class IngestorView(Protocol):
+    """What :func:`sources_of` reads from ``ingest.ingestor.Ingestor``."""
+
+    @property
+    def sources(self) -> Mapping[str, _HasSourceHealth]: ...
+    @property
+    def receivers(self) -> Mapping[str, HasHealth]: ...
+
+
+def sources_of(ingestor: IngestorView) -> SourcesProvider:
+    """A :data:`SourcesProvider` over an ingestor's live counters."""
+
+    def provide() -> dict[str, Any]:
+        return {
+            "sources": {n: s.health.to_dict() for n, s in ingestor.sources.items()},
+            "receivers": {n: r.to_dict() for n, r in ingestor.receivers.items()},
+        }
+
+    return provide
+
+
+def _nothing() -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(slots=True)
+class ApiDeps:
+    """Everything ``create_app`` needs; only ``store`` and ``auth`` are required."""
+
+    store: Store
+    auth: Authenticator
+    picture: PictureView | None = None
+    hub: StreamHub | None = None
+    #: The zones running now (GET /zones before any PUT).
+    zones: ZoneSet = field(default_factory=ZoneSet.empty)
+    zone_target: ZoneTarget | None = None
+    snooze_target: SnoozeTarget | None = None
+    stats: StatsProvider = _nothing
+    sources: SourcesProvider = _nothing
+    #: Message-time "now" for snoozes (e.g. ``lambda: ingestor.newest or time.time()``):
+    #: rules run on message time, so a snooze in a drill replay covers drill time.
+    clock: Callable[[], float] = time.time
+    version: str = "0.1.0"
+    extra: dict[str, Any] = field(default_factory=dict)

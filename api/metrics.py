@@ -1,0 +1,164 @@
+"""Prometheus exposition of the service's counters.
+
+The counters live where the work happens (pipeline, source health, writer, stream hub);
+a custom collector reads them at scrape time into a dedicated ``CollectorRegistry``, so
+nothing is counted twice and tests never share the global registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from harbourwatch.timeutil import parse_iso
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Provider = Callable[[], Any]
+
+_SOURCE_COUNTERS = (
+    ("lines", "Lines read"), ("sentences", "NMEA sentences framed"),
+    ("messages", "AIS messages decoded"), ("checksum_failures", "Checksum failures"),
+    ("duplicates", "Duplicates heard from several receivers"),
+    ("own_messages", "Own-ship (VDO) messages"),
+)
+_SOURCE_BY_REASON = (
+    ("rejected", "Lines rejected, by reason"), ("decode_errors", "Decode failures, by reason"),
+    ("fragments_dropped", "Multipart fragments dropped, by reason"),
+)
+_WRITER_COUNTERS = ("written_positions", "written_statics", "written_alerts", "spooled",
+                    "rejected", "batches", "failures")
+
+
+def _timestamp(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_iso(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_dict(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return {}
+
+
+class ServiceCollector(Collector):
+    """Reads the providers at scrape time; a missing provider yields no metrics."""
+
+    def __init__(self, *, stats: Provider | None = None, sources: Provider | None = None,
+                 writer: Provider | None = None, hub: Provider | None = None,
+                 vessels: Callable[[], int] | None = None) -> None:
+        self._stats, self._sources, self._writer = stats, sources, writer
+        self._hub, self._vessels = hub, vessels
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._pipeline()
+        yield from self._source_health()
+        yield from self._writer_stats()
+        yield from self._hub_stats()
+        if self._vessels is not None:
+            yield GaugeMetricFamily("harbourwatch_vessels", "Vessels in the live picture",
+                                    value=self._vessels())
+
+    def _pipeline(self) -> Iterator[Metric]:
+        if self._stats is None:
+            return
+        stats = _as_dict(self._stats())
+        for key, help_text in (("reports", "Reports through the rules"),
+                               ("own_reports", "Own-ship reports"),
+                               ("alert_events", "Alert transitions emitted")):
+            if isinstance(stats.get(key), int):
+                yield CounterMetricFamily(f"harbourwatch_{key}", help_text, value=stats[key])
+
+    def _source_health(self) -> Iterator[Metric]:
+        if self._sources is None:
+            return
+        data = _as_dict(self._sources())
+        sources: Mapping[str, Mapping[str, Any]] = data.get("sources") or {}
+        for key, help_text in _SOURCE_COUNTERS:
+            fam = CounterMetricFamily(f"harbourwatch_source_{key}", help_text, labels=["source"])
+            for name, health in sources.items():
+                fam.add_metric([name], float(health.get(key) or 0))
+            yield fam
+        for key, help_text in _SOURCE_BY_REASON:
+            fam = CounterMetricFamily(f"harbourwatch_source_{key}", help_text,
+                                      labels=["source", "reason"])
+            for name, health in sources.items():
+                for reason, count in (health.get(key) or {}).items():
+                    fam.add_metric([name, str(reason)], float(count))
+            yield fam
+        heard = GaugeMetricFamily("harbourwatch_source_last_heard_timestamp_seconds",
+                                  "Message time a source was last heard", labels=["source"])
+        for name, health in sources.items():
+            ts = _timestamp(health.get("last_heard"))
+            if ts is not None:
+                heard.add_metric([name], ts)
+        yield heard
+        receivers: Mapping[str, Mapping[str, Any]] = data.get("receivers") or {}
+        msgs = CounterMetricFamily("harbourwatch_receiver_messages", "Messages per receiver",
+                                   labels=["receiver", "source"])
+        rheard = GaugeMetricFamily("harbourwatch_receiver_last_heard_timestamp_seconds",
+                                   "Message time a receiver was last heard",
+                                   labels=["receiver", "source"])
+        for name, rx in receivers.items():
+            labels = [name, str(rx.get("source") or "")]
+            msgs.add_metric(labels, float(rx.get("messages") or 0))
+            ts = _timestamp(rx.get("last_heard"))
+            if ts is not None:
+                rheard.add_metric(labels, ts)
+        yield msgs
+        yield rheard
+
+    def _writer_stats(self) -> Iterator[Metric]:
+        if self._writer is None:
+            return
+        stats = _as_dict(self._writer())
+        for key in _WRITER_COUNTERS:
+            if key in stats:
+                yield CounterMetricFamily(f"harbourwatch_store_{key}",
+                                          f"Store writer: {key.replace('_', ' ')}",
+                                          value=float(stats[key]))
+        for key, help_text in (("queued", "Items waiting for the store writer"),
+                               ("spool_pending", "Items spooled to disk, not yet written")):
+            if key in stats:
+                yield GaugeMetricFamily(f"harbourwatch_store_{key}", help_text,
+                                        value=float(stats[key]))
+        if "db_up" in stats:
+            yield GaugeMetricFamily("harbourwatch_store_up", "1 when the database answers",
+                                    value=1.0 if stats["db_up"] else 0.0)
+
+    def _hub_stats(self) -> Iterator[Metric]:
+        if self._hub is None:
+            return
+        stats = _as_dict(self._hub())
+        yield GaugeMetricFamily("harbourwatch_stream_clients", "Live stream clients",
+                                value=float(stats.get("clients", 0)))
+        yield CounterMetricFamily("harbourwatch_stream_events", "Events encoded for clients",
+                                  value=float(stats.get("events", 0)))
+        yield CounterMetricFamily("harbourwatch_stream_delivered",
+                                  "Events queued to clients",
+                                  value=float(stats.get("delivered", 0)))
+        yield CounterMetricFamily("harbourwatch_stream_dropped",
+                                  "Events dropped for slow clients",
+                                  value=float(stats.get("dropped", 0)))
+
+
+def make_registry(collector: ServiceCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

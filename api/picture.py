@@ -1,0 +1,111 @@
+"""The live vessel picture the API serves: a sink keeping the latest state per MMSI.
+
+Fed by the pipeline like any sink (one way, never calling back into the rules). Each
+vessel is a JSON-ready dict with stable keys (gpsd/pyais names, ``time`` ISO 8601 ``Z``),
+updated in place, so ``GET /vessels`` only filters and serialises. Vessels not heard for
+``max_age_s`` of message time are left out and pruned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from geofence.alert import AlertEvent
+from ingest.report import Report, iso_time
+
+POSITION_KEYS: tuple[str, ...] = (
+    "lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy",
+)
+STATIC_KEYS: tuple[str, ...] = (
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination",
+)
+_PRUNE_EVERY_S = 60.0
+
+
+class LivePicture:
+    """Latest position, static and voyage data per vessel; implements ``Sink``."""
+
+    def __init__(self, max_age_s: float = 3600.0) -> None:
+        self.max_age_s = max_age_s
+        self.newest = 0.0
+        self._vessels: dict[int, dict[str, Any]] = {}
+        self._times: dict[int, float] = {}
+        self._next_prune = 0.0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def on_alert(self, event: AlertEvent) -> None:
+        return None
+
+    def on_report(self, report: Report) -> None:
+        if report.own or report.time_source == "none":
+            return
+        mmsi = report.mmsi
+        vessel = self._vessels.get(mmsi)
+        if vessel is None:
+            vessel = _blank(mmsi)
+        has_position = report.lat is not None and report.lon is not None
+        if has_position:
+            if report.time < self._times.get(mmsi, float("-inf")):
+                return  # an older report (another receiver's late copy) never rolls back
+            for key in POSITION_KEYS:
+                vessel[key] = getattr(report, key)
+            vessel["time"] = iso_time(report.time)
+            vessel["msg_type"] = report.msg_type
+            vessel["sources"] = list(report.sources)
+            vessel["drill"] = bool(report.extra.get("drill", False)) if report.extra else False
+            self._times[mmsi] = report.time
+        for key in STATIC_KEYS:
+            value = getattr(report, key)
+            if value is not None:
+                vessel[key] = value
+        cls = report.ais_class
+        if cls is not None:
+            vessel["class"] = cls
+        # Static data alone is kept but does not put a vessel on the picture (no ``_times``).
+        self._vessels[mmsi] = vessel
+        if report.time > self.newest:
+            self.newest = report.time
+            if report.time >= self._next_prune:
+                self._prune()
+
+    def _prune(self) -> None:
+        self._next_prune = self.newest + _PRUNE_EVERY_S
+        horizon = self.newest - self.max_age_s
+        for mmsi in [m for m, t in self._times.items() if t < horizon]:
+            del self._times[mmsi]
+            self._vessels.pop(mmsi, None)
+
+    # -- PictureView -------------------------------------------------------------------
+
+    def vessels(self) -> Iterator[Mapping[str, Any]]:
+        horizon = self.newest - self.max_age_s
+        times = self._times
+        vessels = self._vessels
+        for mmsi, t in times.items():
+            if t >= horizon:
+                yield vessels[mmsi]
+
+    def vessel(self, mmsi: int) -> Mapping[str, Any] | None:
+        t = self._times.get(mmsi)
+        if t is None or t < self.newest - self.max_age_s:
+            return None
+        return self._vessels[mmsi]
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+
+def _blank(mmsi: int) -> dict[str, Any]:
+    vessel: dict[str, Any] = {"mmsi": mmsi, "time": None, "class": None, "msg_type": None}
+    for key in POSITION_KEYS + STATIC_KEYS:
+        vessel[key] = None
+    vessel["sources"] = []
+    vessel["drill"] = False
+    return vessel

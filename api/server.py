@@ -1,0 +1,87 @@
+"""Serve the app with uvicorn inside the service's own event loop (no threads, no signals).
+
+The service owns signal handling and shutdown, so uvicorn's own signal capture is turned
+off; :meth:`ApiServer.stop` ends the live streams first, then asks uvicorn to exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.stream import StreamHub
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the service handles SIGINT/SIGTERM and calls ApiServer.stop()
+
+
+class ApiServer:
+    """One uvicorn server on ``host:port`` (port 0 picks a free one, see :attr:`port`)."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
+                 hub: StreamHub | None = None, log_level: str = "warning",
+                 graceful_s: float = 5.0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=int(graceful_s) or 1)
+        self.server = _EmbeddedServer(config)
+        self.hub = hub
+        self.host = host
+        self._port = port
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0), once started."""
+        for server in self.server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self._port
+
+    async def serve(self) -> None:
+        """Run until :meth:`stop`; raises ``OSError`` when the address is taken."""
+        await self.server.serve()
+        if not self.server.started and not self.server.should_exit:
+            raise OSError(f"cannot serve on {self.host}:{self._port}")
+
+    async def wait_started(self, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.server.started:
+                await asyncio.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
+        self.server.should_exit = True
+
+
+async def serve(app: FastAPI, host: str, port: int, *, hub: StreamHub | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or the task is cancelled)."""
+    server = ApiServer(app, host, port, hub=hub)
+    task = asyncio.create_task(server.serve())
+    try:
+        if stop is None:
+            await task
+            return
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task not in done:
+            server.stop()
+        await task
+    except asyncio.CancelledError:
+        server.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise
