@@ -1,0 +1,147 @@
+"""Open alerts and their transitions: open once, update sparingly, end once.
+
+Rules call :class:`AlertBook`; it keeps the active alerts indexed by rule and vessel and
+queues one :class:`~geofence.alert.AlertEvent` (a deep-copied snapshot) per transition. The
+engine drains the queue after every report or tick.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
+
+
+class AlertBook:
+    """Active alerts of one engine; ``drill`` marks every alert it creates."""
+
+    def __init__(self, *, drill: bool = False) -> None:
+        self.drill = drill
+        self._by_id: dict[str, Alert] = {}
+        self._by_rule: dict[str, dict[str, Alert]] = {}
+        self._by_vessel: dict[tuple[str, int | None], list[Alert]] = {}
+        self._open_per_mmsi: dict[int, int] = {}
+        self._events: list[AlertEvent] = []
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert | None:
+        return self._by_id.get(alert_id)
+
+    def find(self, rule: str, mmsi: int | None, *, zone: str | None = None,
+             other_mmsi: int | None = None, any_zone: bool = False) -> Alert | None:
+        """The active alert of ``rule`` for this vessel (and zone / other vessel)."""
+        for alert in self._by_vessel.get((rule, mmsi), ()):
+            if (any_zone or alert.zone == zone) and alert.other_mmsi == other_mmsi:
+                return alert
+        return None
+
+    def of_rule(self, rule: str) -> list[Alert]:
+        """Active alerts of one rule, oldest first."""
+        return list(self._by_rule.get(rule, {}).values())
+
+    def has_open(self, mmsi: int) -> bool:
+        return self._open_per_mmsi.get(mmsi, 0) > 0
+
+    def open_alerts(self) -> list[Alert]:
+        return list(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def open(self, rule: str, *, risk_area: RiskArea, severity: Severity, mmsi: int | None,
+             started_at: float, time: float, other_mmsi: int | None = None,
+             zone: str | None = None, shipname: str | None = None, lat: float | None = None,
+             lon: float | None = None, details: dict[str, Any] | None = None,
+             alert_id: str = "") -> Alert | None:
+        """Open a state-based alert; ``None`` when one with the same key is already active.
+
+        The key is (rule, mmsi, zone, other_mmsi), or ``alert_id`` when the caller gives one
+        (e.g. a receiver's alert, which has no vessel).
+        """
+        if not alert_id and self.find(rule, mmsi, zone=zone, other_mmsi=other_mmsi):
+            return None
+        alert = Alert(rule=rule, risk_area=risk_area, severity=severity, mmsi=mmsi,
+                      started_at=started_at, other_mmsi=other_mmsi, shipname=shipname,
+                      zone=zone, lat=lat, lon=lon, drill=self.drill,
+                      details=dict(details or {}), id=alert_id)
+        if alert.id in self._by_id:
+            return None
+        self._add(alert)
+        self._emit(Transition.NEW, alert, time)
+        return alert
+
+    def update(self, alert: Alert, time: float, *, lat: float | None = None,
+               lon: float | None = None, details: dict[str, Any] | None = None) -> None:
+        """A significant change to an active alert (rules call this sparingly)."""
+        if lat is not None and lon is not None:
+            alert.lat, alert.lon = lat, lon
+        if details:
+            alert.details.update(details)
+        self._emit(Transition.UPDATE, alert, time)
+
+    def end(self, alert: Alert, time: float, details: dict[str, Any] | None = None) -> None:
+        """The condition is over: set ``ended_at`` once and forget the alert."""
+        if alert.id not in self._by_id:
+            return
+        if details:
+            alert.details.update(details)
+        alert.ended_at = max(time, alert.started_at)
+        alert.state = AlertState.ENDED
+        self._remove(alert)
+        self._emit(Transition.END, alert, time)
+
+    def event(self, rule: str, *, risk_area: RiskArea, severity: Severity, mmsi: int | None,
+              time: float, other_mmsi: int | None = None, zone: str | None = None,
+              shipname: str | None = None, lat: float | None = None, lon: float | None = None,
+              details: dict[str, Any] | None = None) -> Alert:
+        """An instantaneous alert: one ``new`` transition, already ``ended`` at its start."""
+        alert = Alert(rule=rule, risk_area=risk_area, severity=severity, mmsi=mmsi,
+                      started_at=time, other_mmsi=other_mmsi, shipname=shipname, zone=zone,
+                      lat=lat, lon=lon, state=AlertState.ENDED, ended_at=time,
+                      drill=self.drill, details=dict(details or {}))
+        self._emit(Transition.NEW, alert, time)
+        return alert
+
+    def restore(self, alerts: Iterable[Alert]) -> None:
+        """Take back alerts still active after a restart (ended ones are ignored)."""
+        for alert in alerts:
+            if alert.is_active and alert.id not in self._by_id:
+                self._add(alert)
+
+    def drain(self) -> list[AlertEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _add(self, alert: Alert) -> None:
+        self._by_id[alert.id] = alert
+        self._by_rule.setdefault(alert.rule, {})[alert.id] = alert
+        self._by_vessel.setdefault((alert.rule, alert.mmsi), []).append(alert)
+        for mmsi in (alert.mmsi, alert.other_mmsi):
+            if mmsi is not None:
+                self._open_per_mmsi[mmsi] = self._open_per_mmsi.get(mmsi, 0) + 1
+
+    def _remove(self, alert: Alert) -> None:
+        del self._by_id[alert.id]
+        del self._by_rule[alert.rule][alert.id]
+        key = (alert.rule, alert.mmsi)
+        bucket = self._by_vessel[key]
+        bucket.remove(alert)
+        if not bucket:
+            del self._by_vessel[key]
+        for mmsi in (alert.mmsi, alert.other_mmsi):
+            if mmsi is not None:
+                left = self._open_per_mmsi.get(mmsi, 0) - 1
+                if left > 0:
+                    self._open_per_mmsi[mmsi] = left
+                else:
+                    self._open_per_mmsi.pop(mmsi, None)
+
+    def _emit(self, transition: Transition, alert: Alert, time: float) -> None:
+        self._events.append(AlertEvent(transition, copy.deepcopy(alert.to_dict()), time))

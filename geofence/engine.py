@@ -1,0 +1,206 @@
+"""The engine: reports in, alert transitions out, on message time only.
+
+Per report: receivers heard → timers (at most every ``tick_interval_s`` of message time) →
+VALIDATE rules (may veto the fix) → picture update and zone membership → OBSERVE rules.
+Per-report work is a projection, one STRtree query and the checks of rules that cheaply
+decide they have something to do; silence timers live in heaps and run on ticks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from geofence.alert import Alert, AlertEvent
+from geofence.alertbook import AlertBook
+from geofence.picture import NON_VESSEL_TYPES, Picture, Vessel, update_membership
+from geofence.rules import Phase, Rule, RuleContext, build_rules
+from geofence.zones import ZoneSet
+from ingest.report import Report
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+SWEEP_EVERY_S = 60.0
+_NO_ZONES: list[Any] = []
+
+
+class Engine:
+    """The live picture plus every enabled rule; one per pipeline, not thread-safe."""
+
+    def __init__(self, config: RulesConfig, zones: ZoneSet, *, drill: bool = False,
+                 rules: Sequence[Rule] | None = None) -> None:
+        self.config = config
+        self.zones = zones
+        self.drill = drill
+        self.picture = Picture(history_len=config.picture.history_len,
+                               live_s=config.picture.live_s)
+        self.book = AlertBook(drill=drill)
+        self.rules: list[Rule] = (sorted(rules, key=lambda r: r.phase) if rules is not None
+                                  else build_rules(config))
+        self._validators = [r for r in self.rules if r.phase == Phase.VALIDATE]
+        self._observers = [r for r in self.rules if r.phase != Phase.VALIDATE]
+        self.ctx = RuleContext(config, zones, self.picture, self.book)
+        self.newest = float("-inf")
+        self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
+                         "forgotten": 0}
+        self._tick_s = config.picture.tick_interval_s
+        self._gap_s = config.source_silent.silent_s
+        self._inertia = config.membership.inertia_reports
+        self._margin = config.membership.exit_margin_m
+        self._next_tick = float("-inf")
+        self._next_sweep = float("-inf")
+        self._resume_pending = False
+        for rule in self.rules:
+            rule.on_zones(self.ctx)
+
+    # -- input ----------------------------------------------------------------------------
+
+    def process(self, report: Report) -> list[AlertEvent]:
+        """One decoded report; returns the alert transitions it caused (in order)."""
+        if report.time_source == "none":
+            self.counters["untimed"] += 1  # rules need message time
+            return []
+        t = report.time
+        if self._resume_pending:
+            self._resume(t)
+        picture = self.picture
+        for name in report.sources:
+            picture.hear(name, t, self._gap_s)
+        if t >= self._next_tick:
+            self._advance(t)
+        elif t > self.newest:
+            self.newest = self.ctx.now = t
+        if report.own or report.msg_type in NON_VESSEL_TYPES:
+            self.counters["not_vessels"] += 1
+            return self.book.drain()
+        self.counters["reports"] += 1
+        vessel = picture.vessel_for(report)
+        ctx = self.ctx
+        ctx.suspect = None
+        ctx.fix_accepted = False
+        ctx.prev_seen = vessel.last_seen if vessel.messages else None
+        ctx.prev_fix = vessel.history[-1] if vessel.history else None
+        ctx.prev_report = vessel.last_report
+        ctx.entered = ctx.exited = _NO_ZONES
+        for rule in self._validators:
+            rule.on_report(ctx, vessel, report)
+        picture.note(vessel, report)
+        if ctx.suspect is None:
+            x = y = None
+            if report.lat is not None and report.lon is not None:
+                x, y = self.zones.project(report.lon, report.lat)
+            picture.move(vessel, report, x, y)
+            if x is not None and vessel.fix_time == t:
+                ctx.fix_accepted = True
+                ctx.entered, ctx.exited = update_membership(vessel, self.zones, self._inertia,
+                                                            self._margin)
+        else:
+            self.counters["suspect"] += 1
+        for rule in self._observers:
+            rule.on_report(ctx, vessel, report)
+        return self.book.drain()
+
+    def tick(self, now: float) -> list[AlertEvent]:
+        """Run timers up to ``now`` (message time, or wall time in live mode)."""
+        if self._resume_pending:
+            self._resume(now)
+        if now >= self._next_tick:
+            self._advance(now)
+        return self.book.drain()
+
+    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
+        """A receiver was heard without a report reaching the rules (e.g. a duplicate)."""
+        self.picture.hear(receiver, time, self._gap_s)
+        return self.tick(time)
+
+    def _advance(self, now: float) -> None:
+        if now > self.newest:
+            self.newest = self.ctx.now = now
+        self._next_tick = now + self._tick_s
+        for rule in self.rules:
+            rule.on_tick(self.ctx, now)
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY_S
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Drop long-silent vessels, but never one with an active alert."""
+        before = now - self.config.picture.forget_s
+        keep = [m for m, v in self.picture.vessels.items()
+                if v.last_seen < before and self.book.has_open(m)]
+        self.counters["forgotten"] += len(self.picture.forget(before, keep))
+
+    # -- zones, alerts, restart -----------------------------------------------------------
+
+    def set_zones(self, zones: ZoneSet) -> list[AlertEvent]:
+        """Swap zones without restarting; vessels keep their state.
+
+        Vessels are re-projected, memberships of removed zones dropped silently, and rules
+        end alerts tied to zones that are gone; those transitions are returned.
+        """
+        self.zones = self.ctx.zones = zones
+        for vessel in self.picture.vessels.values():
+            _reproject(vessel, zones)
+        for rule in self.rules:
+            rule.on_zones(self.ctx)
+        return self.book.drain()
+
+    def open_alerts(self) -> list[Alert]:
+        """Active alerts (open or acknowledged), for the store and the API."""
+        return self.book.open_alerts()
+
+    def restore(self, vessels: Iterable[Vessel | dict[str, Any]],
+                open_alerts: Iterable[Alert]) -> None:
+        """Resume after a restart from saved vessel states and still-active alerts.
+
+        Receivers are rebuilt from the vessels' ``sources``. When the next message time
+        comes more than ``silent_s`` after a receiver was last heard, its continuity starts
+        again there (so the downtime cannot make vessels dark) and it gets ``silent_s`` of
+        grace before ``source_silent``.
+        """
+        picture = self.picture
+        for item in vessels:
+            vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
+            if vessel.history.maxlen != picture.history_len:
+                vessel.history = deque(vessel.history, maxlen=picture.history_len)
+            _reproject(vessel, self.zones)
+            picture.vessels[vessel.mmsi] = vessel
+            self.newest = max(self.newest, vessel.last_seen)
+            for name, heard in vessel.sources.items():
+                rec = picture.receivers.get(name)
+                if rec is None:
+                    picture.hear(name, heard, self._gap_s)
+                    picture.receivers[name].up_since = float("-inf")
+                elif heard > rec.last_heard:
+                    rec.last_heard = heard
+        self.ctx.now = self.newest
+        self.book.restore(open_alerts)
+        self._resume_pending = True
+        for rule in self.rules:
+            rule.on_restore(self.ctx)
+
+    def _resume(self, now: float) -> None:
+        self._resume_pending = False
+        for rec in self.picture.receivers.values():
+            if now - rec.last_heard > self._gap_s:
+                rec.up_since = rec.last_heard = now
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.counters, "vessels": len(self.picture), "open_alerts": len(self.book),
+                "receivers": len(self.picture.receivers)}
+
+
+def _reproject(vessel: Vessel, zones: ZoneSet) -> None:
+    vessel._inside_at = None
+    if vessel.lat is not None and vessel.lon is not None:
+        vessel.x, vessel.y = zones.project(vessel.lon, vessel.lat)
+    if vessel.history:
+        vessel.history = deque(
+            (fix._replace(x=xy[0], y=xy[1]) for fix in vessel.history
+             for xy in (zones.project(fix.lon, fix.lat),)), maxlen=vessel.history.maxlen)
+    for zid in [z for z in vessel.zones if z not in zones.by_id]:
+        del vessel.zones[zid]
+    for zid in [z for z in vessel.pending if z not in zones.by_id]:
+        del vessel.pending[zid]

@@ -1,0 +1,306 @@
+"""The live picture: one :class:`Vessel` per MMSI, the receivers that hear them, and zone
+membership with inertia.
+
+A vessel's whole state (including the per-rule state rules keep in ``rule_state``) is plain
+JSON through :meth:`Vessel.to_state` / :meth:`Vessel.from_state`, so the store can save it and
+timers such as ``dark_vessel`` survive a restart.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import shapely
+
+from geofence.zones import Zone, ZoneSet
+from ingest.report import Report, iso_time
+
+STATIC_FIELDS: tuple[str, ...] = (
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination",
+)
+KINEMATIC_FIELDS: tuple[str, ...] = ("speed", "course", "heading", "turn", "status", "accuracy")
+#: Base stations, AtoN and base-station management messages: not vessels.
+NON_VESSEL_TYPES = frozenset({4, 11, 16, 17, 20, 21, 22, 23})
+STATUS_AT_ANCHOR = 1
+STATUS_MOORED = 5
+
+
+class Fix(NamedTuple):
+    """One accepted position, in WGS 84 and in metres."""
+
+    time: float
+    lat: float
+    lon: float
+    x: float
+    y: float
+    speed: float | None
+    course: float | None
+
+
+@dataclass(slots=True, eq=False)
+class Receiver:
+    """A receiver (tag-block station or source): when last heard and since when without gaps."""
+
+    name: str
+    last_heard: float
+    up_since: float
+    messages: int = 0
+
+    def hear(self, time: float, gap_s: float) -> None:
+        """Count a message; a silence longer than ``gap_s`` breaks continuity."""
+        if time - self.last_heard > gap_s:
+            self.up_since = time
+        if time > self.last_heard:
+            self.last_heard = time
+        self.messages += 1
+
+
+@dataclass(slots=True, eq=False)
+class Vessel:
+    """Everything known about one MMSI (times are message time, Unix seconds)."""
+
+    mmsi: int
+    first_seen: float
+    last_seen: float
+    ais_class: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    x: float | None = None
+    y: float | None = None
+    fix_time: float | None = None
+    speed: float | None = None
+    course: float | None = None
+    heading: int | None = None
+    turn: float | None = None
+    status: int | None = None
+    accuracy: bool | None = None
+    shipname: str | None = None
+    callsign: str | None = None
+    imo: int | None = None
+    shiptype: int | None = None
+    to_bow: int | None = None
+    to_stern: int | None = None
+    to_port: int | None = None
+    to_starboard: int | None = None
+    draught: float | None = None
+    destination: str | None = None
+    static_time: float | None = None
+    messages: int = 0
+    #: receiver -> last time it heard this vessel
+    sources: dict[str, float] = field(default_factory=dict)
+    #: confirmed zone ids, in the order entered (a dict keeps iteration deterministic)
+    zones: dict[str, None] = field(default_factory=dict)
+    #: zone id -> +n consecutive reports inside (not yet entered) / -n outside (not yet left)
+    pending: dict[str, int] = field(default_factory=dict)
+    history: deque[Fix] = field(default_factory=lambda: deque(maxlen=16))
+    #: per-rule state, JSON values only (rules own their key)
+    rule_state: dict[str, Any] = field(default_factory=dict)
+    last_report: Report | None = None
+    # cache: (x, y) and zone ids containing it, so a vessel at rest skips the geometry
+    _inside_at: tuple[float, float] | None = None
+    _inside: tuple[str, ...] = ()
+
+    @property
+    def length(self) -> int | None:
+        if self.to_bow is None or self.to_stern is None:
+            return None
+        return self.to_bow + self.to_stern or None
+
+    @property
+    def stationary_status(self) -> bool:
+        return self.status in (STATUS_AT_ANCHOR, STATUS_MOORED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API/MQTT shape: gpsd names, nulls left out, times ISO 8601."""
+        out: dict[str, Any] = {"mmsi": self.mmsi}
+        for name in ("ais_class", "lat", "lon", *KINEMATIC_FIELDS, *STATIC_FIELDS):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out["time"] = iso_time(self.last_seen)
+        if self.fix_time is not None:
+            out["fix_time"] = iso_time(self.fix_time)
+        out["first_seen"] = iso_time(self.first_seen)
+        out["last_seen"] = iso_time(self.last_seen)
+        out["sources"] = sorted(self.sources)
+        out["zones"] = list(self.zones)
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume after a restart, as JSON values."""
+        state: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("mmsi", "first_seen", "last_seen", "ais_class", "lat", "lon", "x", "y",
+                         "fix_time", *KINEMATIC_FIELDS, *STATIC_FIELDS, "static_time",
+                         "messages")
+        }
+        state["sources"] = dict(self.sources)
+        state["zones"] = list(self.zones)
+        state["pending"] = dict(self.pending)
+        state["history"] = [list(fix) for fix in self.history]
+        state["history_len"] = self.history.maxlen
+        state["rule_state"] = self.rule_state
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Vessel:
+        simple = {k: v for k, v in state.items()
+                  if k not in ("sources", "zones", "pending", "history", "history_len",
+                               "rule_state")}
+        vessel = cls(**simple)
+        vessel.sources = {str(k): float(v) for k, v in state.get("sources", {}).items()}
+        vessel.zones = dict.fromkeys(state.get("zones", ()))
+        vessel.pending = {str(k): int(v) for k, v in state.get("pending", {}).items()}
+        vessel.history = deque((Fix(*item) for item in state.get("history", ())),
+                               maxlen=state.get("history_len") or 16)
+        vessel.rule_state = dict(state.get("rule_state", {}))
+        return vessel
+
+
+class Picture:
+    """Vessels by MMSI and receivers by name; nothing here knows about alerts."""
+
+    def __init__(self, *, history_len: int = 16, live_s: float = 900.0) -> None:
+        self.vessels: dict[int, Vessel] = {}
+        self.receivers: dict[str, Receiver] = {}
+        self.history_len = history_len
+        self.live_s = live_s
+
+    def __len__(self) -> int:
+        return len(self.vessels)
+
+    def get(self, mmsi: int) -> Vessel | None:
+        return self.vessels.get(mmsi)
+
+    def live(self, now: float) -> Iterator[Vessel]:
+        """Vessels heard within ``live_s`` of ``now`` (others keep their state, unlisted)."""
+        horizon = now - self.live_s
+        return (v for v in self.vessels.values() if v.last_seen >= horizon)
+
+    def hear(self, receiver: str, time: float, gap_s: float) -> Receiver:
+        rec = self.receivers.get(receiver)
+        if rec is None:
+            rec = self.receivers[receiver] = Receiver(receiver, time, time)
+        rec.hear(time, gap_s)
+        return rec
+
+    def vessel_for(self, report: Report) -> Vessel:
+        vessel = self.vessels.get(report.mmsi)
+        if vessel is None:
+            vessel = self.vessels[report.mmsi] = Vessel(
+                report.mmsi, report.time, report.time,
+                history=deque(maxlen=self.history_len))
+        return vessel
+
+    @staticmethod
+    def note(vessel: Vessel, report: Report) -> None:
+        """What every report tells: heard, by whom, class, static and voyage data."""
+        t = report.time
+        if t > vessel.last_seen:
+            vessel.last_seen = t
+        if t < vessel.first_seen:
+            vessel.first_seen = t
+        vessel.messages += 1
+        vessel.last_report = report
+        sources = vessel.sources
+        for name in report.sources:
+            if sources.get(name, float("-inf")) < t:
+                sources[name] = t
+        ais_class = report.ais_class
+        if ais_class is not None:
+            vessel.ais_class = ais_class
+        if report.shipname is not None or report.shiptype is not None or (
+                report.callsign is not None or report.to_bow is not None):
+            for name in STATIC_FIELDS:
+                value = getattr(report, name)
+                if value is not None:
+                    setattr(vessel, name, value)
+            vessel.static_time = t
+
+    @staticmethod
+    def move(vessel: Vessel, report: Report, x: float | None, y: float | None) -> None:
+        """Kinematics and (when ``x``/``y`` are given) the position of an accepted report."""
+        for name in KINEMATIC_FIELDS:
+            value = getattr(report, name)
+            if value is not None:
+                setattr(vessel, name, value)
+        if x is None or y is None or report.lat is None or report.lon is None:
+            return
+        if vessel.fix_time is not None and report.time < vessel.fix_time:
+            return  # an older fix arriving late must not move the vessel back
+        vessel.lat, vessel.lon, vessel.x, vessel.y = report.lat, report.lon, x, y
+        vessel.fix_time = report.time
+        vessel.history.append(Fix(report.time, report.lat, report.lon, x, y, report.speed,
+                                  report.course))
+
+    def forget(self, before: float, keep: Iterable[int]) -> list[int]:
+        """Drop vessels last heard before ``before`` except those in ``keep``."""
+        kept = set(keep)
+        gone = [m for m, v in self.vessels.items() if v.last_seen < before and m not in kept]
+        for mmsi in gone:
+            del self.vessels[mmsi]
+        return gone
+
+
+def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
+                      margin_m: float) -> tuple[list[Zone], list[Zone]]:
+    """Advance zone membership with the vessel's current fix; return (entered, exited).
+
+    Entering takes ``inertia`` consecutive reports inside; leaving takes ``inertia``
+    consecutive reports more than ``margin_m`` outside, so a vessel hovering on a boundary
+    enters once instead of flickering.
+    """
+    x, y = vessel.x, vessel.y
+    if x is None or y is None:
+        return [], []
+    by_id = zones.by_id
+    point = None
+    if vessel._inside_at == (x, y):
+        inside = vessel._inside
+    else:
+        point = shapely.Point(x, y)
+        inside = tuple(z.id for z in zones.candidates(point) if z.metric.contains(point))
+        vessel._inside_at, vessel._inside = (x, y), inside
+    confirmed, pending = vessel.zones, vessel.pending
+    entered: list[Zone] = []
+    exited: list[Zone] = []
+    for zid in inside:
+        if zid in confirmed:
+            pending.pop(zid, None)
+            continue
+        count = max(pending.get(zid, 0), 0) + 1
+        if count >= inertia:
+            confirmed[zid] = None
+            pending.pop(zid, None)
+            entered.append(by_id[zid])
+        else:
+            pending[zid] = count
+    for zid in list(confirmed):
+        if zid in inside:
+            continue
+        zone = by_id.get(zid)
+        if zone is None:  # removed by a zone swap
+            del confirmed[zid]
+            pending.pop(zid, None)
+            continue
+        if margin_m > 0:
+            if point is None:
+                point = shapely.Point(x, y)
+            if zone.metric.distance(point) <= margin_m:
+                pending.pop(zid, None)
+                continue
+        count = min(pending.get(zid, 0), 0) - 1
+        if -count >= inertia:
+            del confirmed[zid]
+            pending.pop(zid, None)
+            exited.append(zone)
+        else:
+            pending[zid] = count
+    if pending:
+        for zid in [z for z, n in pending.items() if n > 0 and z not in inside]:
+            del pending[zid]
+    return entered, exited

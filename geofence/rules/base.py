@@ -1,0 +1,110 @@
+"""The rule interface and the context the engine hands every rule.
+
+A report goes through two phases. ``VALIDATE`` rules see the vessel *before* the report is
+applied (previous fix, previous time) and may call :meth:`RuleContext.reject_fix` to mark the
+report suspect: its position and kinematics then do not enter the picture and ``OBSERVE``
+rules see ``ctx.fix_accepted`` false. ``OBSERVE`` rules run after the picture update, with the
+zones entered and left in ``ctx.entered`` / ``ctx.exited``. Rules run in registry order within
+a phase; alerts go through ``ctx.book``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from geofence.alertbook import AlertBook
+from geofence.picture import Fix, Picture, Vessel
+from geofence.zones import Zone, ZoneSet
+from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+
+class Phase(IntEnum):
+    VALIDATE = 0
+    OBSERVE = 1
+
+
+@dataclass(slots=True, eq=False)
+class RuleContext:
+    """Shared by all rules of one engine; the per-report fields are reset for each report."""
+
+    config: RulesConfig
+    zones: ZoneSet
+    picture: Picture
+    book: AlertBook
+    now: float = float("-inf")
+    # -- per report --
+    suspect: str | None = None
+    fix_accepted: bool = False
+    prev_seen: float | None = None
+    prev_fix: Fix | None = None
+    prev_report: Report | None = None
+    entered: list[Zone] = field(default_factory=list)
+    exited: list[Zone] = field(default_factory=list)
+
+    def reject_fix(self, reason: str) -> None:
+        """VALIDATE phase: keep this report's position and kinematics out of the picture."""
+        if self.suspect is None:
+            self.suspect = reason
+
+
+class Rule(Protocol):
+    """One rule. ``name`` is the alert ``rule`` and the config section."""
+
+    name: str
+    phase: Phase
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        """A vessel report (never own-ship, never base stations or AtoN)."""
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        """Timers: ``now`` is the newest message time (or the wall clock in live mode)."""
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        """The zone set was swapped (``ctx.zones`` is the new one)."""
+
+    def on_restore(self, ctx: RuleContext) -> None:
+        """Vessels and open alerts were restored after a restart: rebuild derived state."""
+
+
+class BaseRule:
+    """No-op defaults for the optional hooks."""
+
+    name = ""
+    phase = Phase.OBSERVE
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        return None
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        return None
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        return None
+
+    def on_restore(self, ctx: RuleContext) -> None:
+        return None
+
+
+RuleFactory = Callable[["RulesConfig"], Rule]
+
+
+def evidence(report: Report) -> dict[str, Any]:
+    """A compact copy of a report for alert ``details``."""
+    out: dict[str, Any] = {"time": iso_time(report.time), "msg_type": report.msg_type}
+    for name in ("lat", "lon", "speed", "course", "heading", "status"):
+        value = getattr(report, name)
+        if value is not None:
+            out[name] = value
+    out["sources"] = list(report.sources)
+    return out
+
+
+def vessel_fields(vessel: Vessel) -> dict[str, Any]:
+    """``shipname``, ``lat`` and ``lon`` for :meth:`AlertBook.open`."""
+    return {"shipname": vessel.shipname, "lat": vessel.lat, "lon": vessel.lon}

@@ -1,0 +1,180 @@
+"""``dark_vessel``: a vessel stops transmitting where it should still be heard.
+
+Fires when a vessel last seen inside coverage, at least ``edge_m`` from its edge, is silent
+longer than ``moving_s`` (or ``stationary_s`` when at anchor, moored or slow) while a
+receiver that heard it has been heard without a break (longer than ``source_silent``'s
+``silent_s``) since before the vessel fell silent and is still heard. A vessel that left
+across the coverage edge, or whose only receiver went silent, is not dark. The alert starts
+at the vessel's last report (so its id does not depend on when timers run) and ends when the
+vessel reappears, with the gap, the distance and the implied speed.
+
+Timers are a lazy heap keyed on each vessel's earliest possible deadline: a report costs a
+dictionary lookup, and a vessel is re-examined at most once per deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import TYPE_CHECKING, Any
+
+from geofence.alert import RiskArea, Severity
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, RuleContext, evidence
+from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+MS_TO_KN = 3600.0 / 1852.0
+
+
+class DarkVessel(BaseRule):
+    name = "dark_vessel"
+
+    def __init__(self, config: RulesConfig) -> None:
+        cfg = config.dark_vessel
+        self.edge_m = cfg.edge_m
+        self.moving_s = cfg.moving_s
+        self.stationary_s = cfg.stationary_s
+        self.stationary_below_kn = cfg.stationary_below_kn
+        self.window_s = cfg.receiver_window_s
+        self.silent_s = config.source_silent.silent_s
+        self._heap: list[tuple[float, int]] = []
+        self._due: dict[int, float] = {}
+        self._limit: dict[int, float] = {}  # threshold as of each vessel's last report
+        self._overrides = False
+
+    # -- thresholds -----------------------------------------------------------------------
+
+    def stationary(self, vessel: Vessel) -> bool:
+        return vessel.stationary_status or (
+            vessel.speed is not None and vessel.speed < self.stationary_below_kn)
+
+    def threshold(self, ctx: RuleContext, vessel: Vessel) -> float:
+        key = "dark_stationary_s" if self.stationary(vessel) else "dark_moving_s"
+        limit = self.stationary_s if key == "dark_stationary_s" else self.moving_s
+        if self._overrides:
+            by_id = ctx.zones.by_id
+            values = [z.overrides[key] for zid in vessel.zones
+                      if (z := by_id.get(zid)) is not None and key in z.overrides]
+            if values:
+                limit = min(values)
+        return limit
+
+    def eligible(self, ctx: RuleContext, vessel: Vessel, now: float) -> dict[str, Any] | None:
+        """Evidence that the silence is the vessel's, or None when it is not dark."""
+        if vessel.x is None or vessel.y is None:
+            return None
+        edge = ctx.zones.coverage_edge_distance(vessel.x, vessel.y)
+        if edge is None or edge < self.edge_m:
+            return None
+        last = vessel.last_seen
+        hearing = []
+        for name, heard in vessel.sources.items():
+            rec = ctx.picture.receivers.get(name)
+            if (heard >= last - self.window_s and rec is not None and rec.up_since <= last
+                    and now - rec.last_heard <= self.silent_s):
+                hearing.append(name)
+        if not hearing:
+            return None
+        return {"edge_distance_m": round(edge, 1), "receivers": sorted(hearing)}
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def _schedule(self, ctx: RuleContext, vessel: Vessel) -> None:
+        limit = self._limit[vessel.mmsi] = self.threshold(ctx, vessel)
+        deadline = vessel.last_seen + limit
+        due = self._due.get(vessel.mmsi)
+        if due is None or deadline < due:
+            self._due[vessel.mmsi] = deadline
+            heapq.heappush(self._heap, (deadline, vessel.mmsi))
+
+    def _open(self, ctx: RuleContext, vessel: Vessel, limit: float, proof: dict[str, Any],
+              time: float, report: Report | None) -> None:
+        zone = next(iter(reversed(vessel.zones)), None)
+        ctx.book.open(
+            self.name, risk_area=RiskArea.CRIMINAL_ACTIVITY, severity=Severity.WARNING,
+            mmsi=vessel.mmsi, started_at=vessel.last_seen, time=time, zone=zone,
+            shipname=vessel.shipname, lat=vessel.lat, lon=vessel.lon,
+            details={"last_seen": iso_time(vessel.last_seen), "threshold_s": limit,
+                     "stationary": self.stationary(vessel),
+                     **proof, "reports": [evidence(report)] if report is not None else []})
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        alert = ctx.book.find(self.name, vessel.mmsi, any_zone=True)
+        prev = ctx.prev_seen
+        if alert is None and prev is not None and report.time > prev:
+            # Reappeared before a tick noticed: judge the gap now, on the state before it.
+            self._catch_up(ctx, vessel, prev, report.time)
+            alert = ctx.book.find(self.name, vessel.mmsi, any_zone=True)
+        if alert is not None:
+            self._end(ctx, vessel, alert, report)
+        self._schedule(ctx, vessel)
+
+    def _catch_up(self, ctx: RuleContext, vessel: Vessel, prev: float, now: float) -> None:
+        limit = self._limit.get(vessel.mmsi)
+        if ctx.prev_fix is None or limit is None or now - prev <= limit:
+            return
+        # Judge the vessel as it was before this report: last time and last fix.
+        last, fix = vessel.last_seen, (vessel.x, vessel.y, vessel.lat, vessel.lon)
+        vessel.last_seen = prev
+        vessel.x, vessel.y = ctx.prev_fix.x, ctx.prev_fix.y
+        vessel.lat, vessel.lon = ctx.prev_fix.lat, ctx.prev_fix.lon
+        try:
+            proof = self.eligible(ctx, vessel, now)
+            if proof is not None:
+                self._open(ctx, vessel, limit, proof, now, ctx.prev_report)
+        finally:
+            vessel.last_seen = last
+            vessel.x, vessel.y, vessel.lat, vessel.lon = fix
+
+    def _end(self, ctx: RuleContext, vessel: Vessel, alert: Any, report: Report) -> None:
+        gap = report.time - alert.started_at
+        details: dict[str, Any] = {"gap_s": round(gap, 1), "reappeared": evidence(report)}
+        if ctx.fix_accepted and vessel.x is not None and vessel.y is not None and (
+                alert.lat is not None and alert.lon is not None):
+            x0, y0 = ctx.zones.project(alert.lon, alert.lat)
+            distance = math.hypot(vessel.x - x0, vessel.y - y0)
+            details["distance_m"] = round(distance, 1)
+            if gap > 0:
+                details["implied_speed_kn"] = round(distance / gap * MS_TO_KN, 2)
+        ctx.book.end(alert, report.time, details)
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        heap, due = self._heap, self._due
+        while heap and heap[0][0] <= now:
+            deadline, mmsi = heapq.heappop(heap)
+            if due.get(mmsi) != deadline:
+                continue  # superseded by an earlier deadline
+            del due[mmsi]
+            vessel = ctx.picture.get(mmsi)
+            if vessel is None:  # forgotten
+                self._limit.pop(mmsi, None)
+                continue
+            if ctx.book.find(self.name, mmsi, any_zone=True) is not None:
+                continue
+            limit = self.threshold(ctx, vessel)
+            true_deadline = vessel.last_seen + limit
+            if true_deadline > now:
+                due[mmsi] = true_deadline
+                heapq.heappush(heap, (true_deadline, mmsi))
+                continue
+            proof = self.eligible(ctx, vessel, now)
+            if proof is not None:
+                self._open(ctx, vessel, limit, proof, now, vessel.last_report)
+
+    def _rebuild(self, ctx: RuleContext) -> None:
+        self._overrides = any(
+            "dark_moving_s" in z.overrides or "dark_stationary_s" in z.overrides
+            for z in ctx.zones)
+        self._heap, self._due, self._limit = [], {}, {}
+        for vessel in ctx.picture.vessels.values():
+            if ctx.book.find(self.name, vessel.mmsi, any_zone=True) is None:
+                self._schedule(ctx, vessel)
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        self._rebuild(ctx)
+
+    def on_restore(self, ctx: RuleContext) -> None:
+        self._rebuild(ctx)

@@ -1,0 +1,74 @@
+"""``emergency_device``: an AIS-SART (970), MOB device (972) or EPIRB-AIS (974) is heard.
+
+State-based so a device transmitting every minute gives one alert: it opens on the first
+report, moves with the device (updates at most once a minute, only when it moved ≥ 100 m),
+and ends once the device has been silent for ``end_after_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from geofence.alert import RiskArea, Severity
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+DEVICES = {970: "ais_sart", 972: "mob", 974: "epirb"}
+UPDATE_MOVE_M = 100.0
+UPDATE_EVERY_S = 60.0
+
+
+def device_kind(mmsi: int) -> str | None:
+    """The emergency device type of a 9-digit 97x MMSI, else None."""
+    if 970_000_000 <= mmsi < 975_000_000:
+        return DEVICES.get(mmsi // 1_000_000)
+    return None
+
+
+class EmergencyDevice(BaseRule):
+    name = "emergency_device"
+
+    def __init__(self, config: RulesConfig) -> None:
+        self.end_after_s = config.emergency_device.end_after_s
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        kind = device_kind(vessel.mmsi)
+        if kind is None:
+            return
+        alert = ctx.book.find(self.name, vessel.mmsi)
+        if alert is None:
+            ctx.book.open(self.name, risk_area=RiskArea.PORT_OPERATIONS,
+                          severity=Severity.CRITICAL, mmsi=vessel.mmsi,
+                          started_at=report.time, time=report.time, **vessel_fields(vessel),
+                          details={"device": kind, "status": report.status,
+                                   "reports": [evidence(report)]})
+            vessel.rule_state[self.name] = {"updated": report.time, "x": vessel.x,
+                                            "y": vessel.y}
+            return
+        state = vessel.rule_state.setdefault(self.name, {"updated": report.time,
+                                                         "x": vessel.x, "y": vessel.y})
+        if not ctx.fix_accepted or vessel.x is None or vessel.y is None:
+            return
+        if state.get("x") is None:
+            state.update(x=vessel.x, y=vessel.y)
+            return
+        moved = math.hypot(vessel.x - state["x"], vessel.y - state["y"])
+        if moved >= UPDATE_MOVE_M and report.time - state["updated"] >= UPDATE_EVERY_S:
+            state.update(updated=report.time, x=vessel.x, y=vessel.y)
+            ctx.book.update(alert, report.time, lat=vessel.lat, lon=vessel.lon,
+                            details={"last_report": evidence(report)})
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        for alert in ctx.book.of_rule(self.name):
+            vessel = ctx.picture.get(alert.mmsi) if alert.mmsi is not None else None
+            last = vessel.last_seen if vessel is not None else alert.started_at
+            if now - last > self.end_after_s:
+                if vessel is not None:
+                    vessel.rule_state.pop(self.name, None)
+                ctx.book.end(alert, last + self.end_after_s,
+                             {"last_heard": iso_time(last)})

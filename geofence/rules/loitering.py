@@ -1,0 +1,105 @@
+"""``loitering``: slow (< ``speed_kn``) for ``loiter_s`` within ``range_m`` of a berth or
+security zone, not moored inside a berth. Ends above ``end_speed_kn`` (hysteresis), out of
+range, or once moored in a berth. Dwell is counted in message time between reports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from geofence.alert import RiskArea, Severity
+from geofence.picture import STATUS_MOORED, Vessel
+from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from geofence.zones import Zone
+from ingest.report import Report
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+
+class Loitering(BaseRule):
+    name = "loitering"
+
+    def __init__(self, config: RulesConfig) -> None:
+        cfg = config.loitering
+        self.speed_kn = cfg.speed_kn
+        self.end_speed_kn = cfg.end_speed_kn
+        self.loiter_s = cfg.loiter_s
+        self.range_m = cfg.range_m
+        self.kinds = tuple(cfg.kinds)
+        self.moored_status = cfg.berth_requires_moored_status
+        self._max_speed = self.speed_kn
+        self._max_range = self.range_m
+
+    def _limits(self, ctx: RuleContext) -> None:
+        watched = [z for k in self.kinds for z in ctx.zones.of_kind(k)]
+        self._max_speed = max([self.speed_kn, *(z.get("loiter_speed_kn", 0) for z in watched)])
+        self._max_range = max([self.range_m, *(z.get("loiter_range_m", 0) for z in watched)])
+
+    def _near(self, ctx: RuleContext, vessel: Vessel) -> tuple[list[Zone], bool]:
+        """Watched zones in range, nearest first, and whether moored inside a berth."""
+        assert vessel.x is not None and vessel.y is not None
+        near = ctx.zones.near(vessel.x, vessel.y, self._max_range, ("berth", *self.kinds))
+        in_berth = any(z.kind == "berth" and d == 0.0 for z, d in near) and (
+            not self.moored_status or vessel.status == STATUS_MOORED)
+        watched = [z for z, d in near
+                   if z.kind in self.kinds and d <= z.get("loiter_range_m", self.range_m)]
+        return watched, in_berth
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        speed = report.speed
+        if not ctx.fix_accepted or speed is None:
+            return
+        state = vessel.rule_state.get(self.name)
+        if state is None and speed >= self._max_speed:
+            return  # the common case: moving, nothing pending
+        watched, in_berth = self._near(ctx, vessel)
+        t = report.time
+        if state is not None and state.get("alert"):
+            reason = ("speed" if speed > self.end_speed_kn else "moored_in_berth" if in_berth
+                      else "out_of_range" if not watched else None)
+            if reason is not None:
+                alert = ctx.book.get(state["alert"])
+                if alert is not None:
+                    ctx.book.end(alert, t, {"dwell_s": round(t - state["since"], 1),
+                                            "end_reason": reason, "exit": evidence(report)})
+                del vessel.rule_state[self.name]
+            return
+        if in_berth or not watched:
+            vessel.rule_state.pop(self.name, None)
+            return
+        zone = watched[0]
+        if state is not None and state["zone"] in ctx.zones.by_id:
+            zone = ctx.zones.by_id[state["zone"]]
+        if speed >= zone.get("loiter_speed_kn", self.speed_kn):
+            vessel.rule_state.pop(self.name, None)
+            return
+        if state is None:
+            vessel.rule_state[self.name] = {"since": t, "zone": zone.id,
+                                            "first": evidence(report)}
+            return
+        dwell = t - state["since"]
+        if dwell >= zone.get("loiter_s", self.loiter_s):
+            assert vessel.x is not None and vessel.y is not None
+            alert = ctx.book.open(
+                self.name, risk_area=RiskArea.CRIMINAL_ACTIVITY, severity=Severity.WARNING,
+                mmsi=vessel.mmsi, started_at=state["since"], time=t, zone=zone.id,
+                **vessel_fields(vessel),
+                details={"dwell_s": round(dwell, 1), "speed": speed,
+                         "distance_m": round(zone.distance(vessel.x, vessel.y), 1),
+                         "zone_kind": zone.kind,
+                         "reports": [state["first"], evidence(report)]})
+            if alert is not None:
+                state["alert"] = alert.id
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        self._limits(ctx)
+        for alert in ctx.book.of_rule(self.name):
+            if alert.zone not in ctx.zones.by_id:
+                ctx.book.end(alert, ctx.now, {"end_reason": "zones changed"})
+                vessel = ctx.picture.get(alert.mmsi) if alert.mmsi is not None else None
+                if vessel is not None:
+                    vessel.rule_state.pop(self.name, None)
+
+    def on_restore(self, ctx: RuleContext) -> None:
+        self._limits(ctx)

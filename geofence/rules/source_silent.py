@@ -1,0 +1,55 @@
+"""``source_silent``: a receiver has sent nothing for more than ``silent_s``.
+
+Receivers are the tag-block stations or the sources themselves (``Report.sources``). The
+alert ends when the receiver is heard again. ``dark_vessel`` needs no message from this
+rule: a silence longer than ``silent_s`` breaks the receiver's continuity
+(:class:`~geofence.picture.Receiver`), so vessels only it heard cannot be called dark.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from geofence.alert import RiskArea, Severity, alert_id
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, RuleContext
+from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+
+class SourceSilent(BaseRule):
+    name = "source_silent"
+
+    def __init__(self, config: RulesConfig) -> None:
+        self.silent_s = config.source_silent.silent_s
+
+    def _end(self, ctx: RuleContext, receiver: str, time: float) -> None:
+        for alert in ctx.book.of_rule(self.name):
+            if alert.details.get("receiver") == receiver:
+                ctx.book.end(alert, time, {"silent_s": round(
+                    time - alert.started_at + self.silent_s, 1)})
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        if len(ctx.book.of_rule(self.name)) == 0:
+            return
+        for receiver in report.sources:
+            self._end(ctx, receiver, report.time)
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        active = {str(a.details.get("receiver")): a for a in ctx.book.of_rule(self.name)}
+        for rec in ctx.picture.receivers.values():
+            alert = active.get(rec.name)
+            if alert is not None:
+                if rec.last_heard > alert.started_at - self.silent_s:
+                    self._end(ctx, rec.name, rec.last_heard)
+                continue
+            due = rec.last_heard + self.silent_s
+            if now > due:
+                ctx.book.open(
+                    self.name, risk_area=RiskArea.INFORMATION_SECURITY,
+                    severity=Severity.WARNING, mmsi=None, started_at=due, time=now,
+                    alert_id=alert_id(self.name, None, None, f"receiver:{rec.name}", due),
+                    details={"receiver": rec.name, "last_heard": iso_time(rec.last_heard),
+                             "silent_s": self.silent_s})
