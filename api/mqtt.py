@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -43,6 +43,9 @@ from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
 from geofence.alert import AlertEvent, Transition
 from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,7 @@ class MqttFeed:
         tls_cert_file: str | Path | None = None,
         tls_key_file: str | Path | None = None,
         tls_insecure: bool = False,
+        tls: bool = False,
         outbox: Outbox | None = None,
         position_max_age_s: float = 300.0,
         vessel_min_interval_s: float = 1.0,
@@ -173,7 +177,7 @@ class MqttFeed:
         stop_timeout_s: float = 5.0,
         client_id: str | None = None,
     ) -> None:
-        host, port, tls, url_user, url_password = parse_url(url)
+        host, port, url_tls, url_user, url_password = parse_url(url)
         self.host, self.port = host, port
         self._username = username if username is not None else url_user
         if password is None:
@@ -185,7 +189,8 @@ class MqttFeed:
         if password is not None and self._username is None:
             raise MqttConfigError("an MQTT password needs a username")
         self._password = password
-        tls = tls or any(x is not None for x in (tls_ca_file, tls_cert_file, tls_key_file))
+        tls_files = (tls_ca_file, tls_cert_file, tls_key_file)
+        tls = tls or url_tls or any(x is not None for x in tls_files)
         self._tls: ssl.SSLContext | None = (
             make_tls_context(tls_ca_file, tls_cert_file, tls_key_file, tls_insecure)
             if tls else None
@@ -239,6 +244,31 @@ class MqttFeed:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stats_due = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: MqttConfig, *, port_name: str = "port", drill: bool = False,
+                    outbox: Outbox | None = None, **overrides: Any) -> MqttFeed:
+        """Build from ``harbourwatch.config.MqttConfig`` (``url`` must be set)."""
+        if cfg.url is None:
+            raise MqttConfigError("MQTT is off: no mqtt.url configured")
+        kwargs: dict[str, Any] = {
+            "prefix": cfg.prefix,
+            "port_name": port_name,
+            "drill": drill,
+            "username": cfg.username,
+            "password": None if cfg.password is None else cfg.password.get_secret_value(),
+            "tls": cfg.tls.enabled,
+            "tls_ca_file": cfg.tls.ca_file,
+            "tls_cert_file": cfg.tls.cert_file,
+            "tls_key_file": cfg.tls.key_file,
+            "tls_insecure": cfg.tls.insecure,
+            "client_id": cfg.client_id,
+            "position_max_age_s": cfg.position_max_age_s,
+            "stats_interval_s": cfg.stats_interval_s,
+            "outbox": outbox,
+        }
+        kwargs.update(overrides)
+        return cls(cfg.url, **kwargs)
 
     # ---- Sink protocol ----------------------------------------------------------------
 
@@ -424,7 +454,7 @@ class MqttFeed:
     # ---- internals: connection ----------------------------------------------------------
 
     def _make_client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.host,
             self.port,
             username=self._username,
@@ -436,6 +466,9 @@ class MqttFeed:
             timeout=self._timeout,
             tls_context=self._tls,
         )
+        # We pipeline up to two batches on purpose; aiomqtt would warn above 10.
+        client.pending_calls_threshold = 2 * _BATCH + 10
+        return client
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(attempt, 30))
