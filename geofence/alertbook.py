@@ -84,13 +84,18 @@ class AlertBook:
             alert.details.update(details)
         self._emit(Transition.UPDATE, alert, time)
 
-    def end(self, alert: Alert, time: float, details: dict[str, Any] | None = None) -> None:
-        """The condition is over: set ``ended_at`` once and forget the alert."""
+    def end(self, alert: Alert, time: float, details: dict[str, Any] | None = None, *,
+            ended_at: float | None = None) -> None:
+        """The condition is over: set ``ended_at`` once and forget the alert.
+
+        ``time`` is when this is noticed (the event time); ``ended_at`` when the condition
+        ended, if earlier (e.g. a device silent since then).
+        """
         if alert.id not in self._by_id:
             return
         if details:
             alert.details.update(details)
-        alert.ended_at = max(time, alert.started_at)
+        alert.ended_at = max(time if ended_at is None else ended_at, alert.started_at)
         alert.state = AlertState.ENDED
         self._remove(alert)
         self._emit(Transition.END, alert, time)

@@ -206,7 +206,6 @@ class ZoneSet:
         self.warnings = list(warnings)
         self.zones: tuple[Zone, ...] = tuple(zones)
         self.by_id: dict[str, Zone] = {z.id: z for z in self.zones}
-        self._order = {z.id: i for i, z in enumerate(self.zones)}
         self._projector: Projector | None = None
         if projection:
             self._projector = Projector(projection)
@@ -312,18 +311,16 @@ class ZoneSet:
         return self._kinds.get(kind, ())
 
     def candidates(self, point: Any) -> list[Zone]:
-        """Zones whose bounding box holds the point (STRtree envelope query)."""
+        """Zones whose bounding box holds the point (STRtree envelope query), in file order."""
         if not self.zones:
             return []
         zones = self.zones
-        return [zones[i] for i in self._tree.query(point)]
+        return [zones[i] for i in sorted(self._tree.query(point).tolist())]
 
     def zones_at(self, x: float, y: float) -> list[Zone]:
         """Zones containing the point, in file order."""
         point = shapely.Point(x, y)
-        found = [z for z in self.candidates(point) if z.metric.contains(point)]
-        found.sort(key=lambda z: self._order[z.id])
-        return found
+        return [z for z in self.candidates(point) if z.metric.contains(point)]
 
     def near(self, x: float, y: float, distance: float,
              kinds: Iterable[str] | None = None) -> list[tuple[Zone, float]]:

@@ -70,5 +70,5 @@ class EmergencyDevice(BaseRule):
             if now - last > self.end_after_s:
                 if vessel is not None:
                     vessel.rule_state.pop(self.name, None)
-                ctx.book.end(alert, last + self.end_after_s,
-                             {"last_heard": iso_time(last)})
+                ctx.book.end(alert, now, {"last_heard": iso_time(last)},
+                             ended_at=last + self.end_after_s)

@@ -25,17 +25,17 @@ class SourceSilent(BaseRule):
     def __init__(self, config: RulesConfig) -> None:
         self.silent_s = config.source_silent.silent_s
 
-    def _end(self, ctx: RuleContext, receiver: str, time: float) -> None:
+    def _end(self, ctx: RuleContext, receiver: str, heard: float, now: float) -> None:
         for alert in ctx.book.of_rule(self.name):
             if alert.details.get("receiver") == receiver:
-                ctx.book.end(alert, time, {"silent_s": round(
-                    time - alert.started_at + self.silent_s, 1)})
+                ctx.book.end(alert, now, {"silent_s": round(
+                    heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         if len(ctx.book.of_rule(self.name)) == 0:
             return
         for receiver in report.sources:
-            self._end(ctx, receiver, report.time)
+            self._end(ctx, receiver, report.time, report.time)
 
     def on_tick(self, ctx: RuleContext, now: float) -> None:
         active = {str(a.details.get("receiver")): a for a in ctx.book.of_rule(self.name)}
@@ -43,7 +43,7 @@ class SourceSilent(BaseRule):
             alert = active.get(rec.name)
             if alert is not None:
                 if rec.last_heard > alert.started_at - self.silent_s:
-                    self._end(ctx, rec.name, rec.last_heard)
+                    self._end(ctx, rec.name, rec.last_heard, now)
                 continue
             due = rec.last_heard + self.silent_s
             if now > due:

@@ -1,0 +1,160 @@
+"""dark_vessel: coverage- and receiver-aware silence, and source_silent next to it."""
+
+from __future__ import annotations
+
+import json
+
+from geofence.alert import Alert
+from geofence.engine import Engine
+from tests.rulekit import T0, Run, at, port_zones, report, rules_config, span
+
+SHIP = 244123456
+OPEN_WATER = (0.0, 5000.0)  # 15 km inside the coverage edge
+
+
+def ship_then_silence(**kw: object) -> list:  # type: ignore[type-arg]
+    return at(SHIP, span(0, 100, 10), *OPEN_WATER, speed=8.0, **kw)
+
+
+def test_silent_599_s_then_back_no_alert() -> None:
+    run = Run()
+    run.beacon(span(0, 690, 30))
+    run.feed(*ship_then_silence())
+    run.play(at(SHIP, [699], *OPEN_WATER, speed=8.0), [report(244000001, 695, 5000, 5000)])
+    assert run.of("dark_vessel") == []
+
+
+def test_silent_601_s_then_back_opens_and_ends() -> None:
+    run = Run()
+    run.play(ship_then_silence(), at(244000001, span(0, 700, 30), 5000, 5000),
+             at(SHIP, [701], 0, 6000, speed=8.0))
+    assert [e.transition for e in run.of("dark_vessel")] == ["new", "end"]
+    end = run.of("dark_vessel", "end")[0].alert
+    assert end["started_at"] == "2026-01-01T12:01:40Z"  # the last report before the gap
+    assert end["details"]["gap_s"] == 601.0
+    assert 999.0 <= end["details"]["distance_m"] <= 1001.0
+    assert end["details"]["implied_speed_kn"] == round(end["details"]["distance_m"] / 601
+                                                        * 3600 / 1852, 2)
+    assert end["details"]["receivers"] == ["rx1"]
+    assert end["details"]["reports"][0]["time"] == "2026-01-01T12:01:40Z"
+
+
+def test_timer_opens_while_still_silent() -> None:
+    run = Run()
+    run.play(ship_then_silence(), at(244000001, span(0, 900, 30), 5000, 5000))
+    (event,) = run.of("dark_vessel")
+    assert event.transition == "new" and event.time == T0 + 720  # first tick past 700
+    alert = event.alert
+    assert alert["risk_area"] == "criminal_activity" and alert["state"] == "open"
+    assert alert["details"]["threshold_s"] == 600.0
+    assert alert["details"]["stationary"] is False
+    assert alert["details"]["edge_distance_m"] >= 14999
+
+
+def test_stationary_vessel_gets_1800_s() -> None:
+    run = Run()
+    run.play(at(SHIP, span(0, 100, 10), *OPEN_WATER, speed=0.0, status=1),
+             at(244000001, span(0, 1890, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+    run.play(at(244000001, span(1920, 1950, 30), 5000, 5000))
+    (event,) = run.of("dark_vessel")
+    assert event.alert["details"]["threshold_s"] == 1800.0
+
+
+def test_leaving_across_the_coverage_edge_is_not_dark() -> None:
+    run = Run()
+    near_edge = at(SHIP, span(0, 100, 10), 18500, 0, speed=12.0, course=90.0)  # 1.5 km
+    run.play(near_edge, at(244000001, span(0, 3000, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+
+
+def test_never_in_coverage_is_not_dark() -> None:
+    run = Run()
+    run.play(at(SHIP, span(0, 100, 10), 30000, 0, speed=8.0),
+             at(244000001, span(0, 3000, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+
+
+def test_only_receiver_silent_gives_source_silent_not_dark() -> None:
+    run = Run()
+    run.play(ship_then_silence(sources=("rx2",)), at(244000001, span(0, 3000, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+    (silent,) = run.of("source_silent")
+    assert silent.alert["details"]["receiver"] == "rx2"
+    assert silent.alert["started_at"] == "2026-01-01T12:03:40Z"  # 100 + 120 s
+    # The receiver comes back with the vessel: silence ends, still no dark alert.
+    run.feed(report(SHIP, 3010, *OPEN_WATER, speed=8.0, sources=("rx2",)))
+    assert [e.transition for e in run.of("source_silent")] == ["new", "end"]
+    assert run.of("dark_vessel") == []
+
+
+def test_second_receiver_still_hearing_makes_it_dark() -> None:
+    run = Run()
+    run.play(ship_then_silence(sources=("rx1", "rx2")),
+             at(244000001, span(0, 900, 30), 5000, 5000, sources=("rx1",)))
+    (event,) = run.of("dark_vessel")
+    assert event.alert["details"]["receivers"] == ["rx1"]
+    assert [e.alert["details"]["receiver"] for e in run.of("source_silent")] == ["rx2"]
+
+
+def test_receiver_gap_during_silence_is_not_dark() -> None:
+    run = Run()
+    # rx1 hears others until 150, then nothing until 500: the silence is not the vessel's.
+    run.play(ship_then_silence(), at(244000001, span(0, 150, 30), 5000, 5000),
+             at(244000001, span(500, 1500, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+
+
+def _saved(engine: Engine) -> tuple[list[dict[str, object]], list[Alert]]:
+    states = json.loads(json.dumps([v.to_state() for v in engine.picture.vessels.values()]))
+    alerts = [Alert.from_dict(a.to_dict()) for a in engine.open_alerts()]
+    return states, alerts
+
+
+def test_dark_timer_survives_a_restart() -> None:
+    baseline = Run()
+    baseline.play(ship_then_silence(), at(244000001, span(0, 900, 30), 5000, 5000))
+    first = Run()
+    first.play(ship_then_silence(), at(244000001, span(0, 300, 30), 5000, 5000))
+    states, alerts = _saved(first.engine)
+    second = Run()
+    second.engine.restore(states, alerts)
+    second.play(at(244000001, span(330, 900, 30), 5000, 5000))
+    assert [e.alert["id"] for e in second.of("dark_vessel")] == [
+        e.alert["id"] for e in baseline.of("dark_vessel")]
+    assert len(second.of("dark_vessel")) == 1
+
+
+def test_long_downtime_does_not_make_everyone_dark() -> None:
+    first = Run()
+    first.play(ship_then_silence(), at(244000001, span(0, 300, 30), 5000, 5000))
+    states, alerts = _saved(first.engine)
+    second = Run()
+    second.engine.restore(states, alerts)
+    second.play(at(244000001, span(3600, 6000, 30), 5000, 5000))
+    assert second.of("dark_vessel") == []
+    assert second.of("source_silent") == []
+
+
+def test_open_dark_alert_ends_after_restart() -> None:
+    first = Run()
+    first.play(ship_then_silence(), at(244000001, span(0, 900, 30), 5000, 5000))
+    states, alerts = _saved(first.engine)
+    assert [a.rule for a in alerts] == ["dark_vessel"]
+    second = Run()
+    second.engine.restore(states, alerts)
+    second.feed(report(SHIP, 1000, *OPEN_WATER, speed=8.0))
+    (end,) = second.of("dark_vessel", "end")
+    assert end.alert["id"] == alerts[0].id and end.alert["details"]["gap_s"] == 900.0
+
+
+def test_source_silent_edges() -> None:
+    engine = Engine(rules_config(), port_zones())
+    engine.process(report(244000001, 0, 5000, 5000, sources=("rx1",)))
+    assert engine.tick(T0 + 120) == []
+    (event,) = engine.tick(T0 + 121)
+    assert event.alert["rule"] == "source_silent" and event.alert["mmsi"] is None
+    assert event.alert["risk_area"] == "information_security"
+    assert engine.tick(T0 + 500) == []  # no re-firing while it stays silent
+    (end,) = engine.process(report(244000001, 600, 5000, 5000, sources=("rx1",)))
+    assert end.transition == "end" and end.alert["details"]["silent_s"] == 600.0

@@ -1,0 +1,42 @@
+"""emergency_device: SART / MOB / EPIRB MMSIs give one critical alert, not one per report."""
+
+from __future__ import annotations
+
+import pytest
+
+from geofence.rules.emergency import device_kind
+from tests.rulekit import T0, Run, report, span
+
+SART = 970123456
+
+
+@pytest.mark.parametrize(("mmsi", "kind"), [
+    (970123456, "ais_sart"), (972000001, "mob"), (974999999, "epirb"),
+    (971123456, None), (973123456, None), (244123456, None), (97012345, None),
+])
+def test_device_kind(mmsi: int, kind: str | None) -> None:
+    assert device_kind(mmsi) == kind
+
+
+def test_one_alert_that_follows_and_ends() -> None:
+    run = Run()
+    for i, t in enumerate(span(0, 600, 60)):
+        run.feed(report(SART, t, 500, 500 + 30 * i, status=14, speed=0.5))
+    # 30 m a minute: an update every 120 m (≥ 100 m moved), at t=240 and t=480
+    assert [(e.transition, e.time - T0) for e in run.of("emergency_device")] == [
+        ("new", 0), ("update", 240), ("update", 480)]
+    new = run.of("emergency_device", "new")[0].alert
+    assert new["severity"] == "critical" and new["details"]["device"] == "ais_sart"
+    assert new["details"]["status"] == 14
+    run.tick(600 + 900)
+    assert run.of("emergency_device", "end") == []
+    run.tick(600 + 901)
+    (end,) = run.of("emergency_device", "end")
+    assert end.alert["ended_at"] == "2026-01-01T12:25:00Z"
+    assert end.time == T0 + 1501
+
+
+def test_ordinary_vessel_no_alert() -> None:
+    run = Run()
+    run.track(244123456, span(0, 300, 60), 500, 500)
+    assert run.of("emergency_device") == []

@@ -1,0 +1,191 @@
+"""The engine: picture contents, suspect fixes, zone hot swap, determinism, registry."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from geofence.engine import Engine
+from geofence.picture import Vessel
+from geofence.rules import REGISTRY, BaseRule, Phase, RuleContext, build_rules
+from geofence.zones import ZoneSet
+from ingest.report import Report
+from tests.rulekit import (
+    PORT_FEATURES,
+    T0,
+    Run,
+    at,
+    collection,
+    port_zones,
+    rect,
+    report,
+    rules_config,
+    span,
+)
+
+SHIP = 244123456
+
+
+def test_picture_merges_static_and_kinematics() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 100, 25, speed=0.1, status=5, heading=90, sources=("rx1", "rx2")))
+    run.feed(report(SHIP, 5, None, None, msg_type=5, speed=None, course=None, status=None,
+                    shipname="NORDIC STAR", callsign="PDAB", imo=9123456, shiptype=70,
+                    to_bow=100, to_stern=20, draught=7.5, destination="NLRTM"))
+    run.feed(report(SHIP, 10, 100, 25, speed=0.0, status=5, sources=("rx2",)))
+    vessel = run.engine.picture.vessels[SHIP]
+    assert (vessel.shipname, vessel.callsign, vessel.imo, vessel.shiptype) == (
+        "NORDIC STAR", "PDAB", 9123456, 70)
+    assert vessel.length == 120 and vessel.draught == 7.5 and vessel.ais_class == "A"
+    assert vessel.status == 5 and vessel.speed == 0.0 and vessel.heading == 90
+    assert vessel.first_seen == T0 and vessel.last_seen == T0 + 10
+    assert vessel.sources == {"rx1": T0 + 5, "rx2": T0 + 10}
+    assert list(vessel.zones) == ["coverage", "port", "berth_1"]
+    assert len(vessel.history) == 2
+    data = vessel.to_dict()
+    assert data["zones"] == ["coverage", "port", "berth_1"] and data["sources"] == ["rx1", "rx2"]
+    assert data["time"] == "2026-01-01T12:00:10Z"
+
+
+def test_class_b_static_from_24_and_19() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 500, 500, msg_type=18, status=None))
+    run.feed(report(SHIP, 1, None, None, msg_type=24, partno=0, shipname="SEA DOG",
+                    speed=None, course=None, status=None))
+    run.feed(report(SHIP, 2, None, None, msg_type=24, partno=1, callsign="XY12", shiptype=37,
+                    to_bow=8, to_stern=4, speed=None, course=None, status=None))
+    vessel = run.engine.picture.vessels[SHIP]
+    assert (vessel.ais_class, vessel.shipname, vessel.callsign, vessel.shiptype, vessel.length) \
+        == ("B", "SEA DOG", "XY12", 37, 12)
+
+
+def test_base_stations_and_own_ship_stay_out() -> None:
+    run = Run()
+    run.feed(report(2442000, 0, 100, 100, msg_type=4))
+    own = report(SHIP, 0, 100, 100)
+    own.own = True
+    run.feed(own)
+    assert run.engine.picture.vessels == {}
+    assert "rx1" in run.engine.picture.receivers
+
+
+def test_live_excludes_long_silent_but_keeps_state() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 500, 500))
+    run.feed(report(244000002, 1000, 600, 600))
+    live = [v.mmsi for v in run.engine.picture.live(T0 + 1000)]
+    assert live == [244000002]
+    assert SHIP in run.engine.picture.vessels
+
+
+def test_forgotten_after_forget_s_unless_alert_open() -> None:
+    run = Run(picture={"forget_s": 3600})
+    run.feed(report(SHIP, 0, 500, 500))
+    run.feed(report(244000002, 0, -1750, -1750))
+    run.feed(report(244000002, 10, -1750, -1750))  # restricted_entry stays open
+    run.tick(4000)
+    assert set(run.engine.picture.vessels) == {244000002}
+
+
+class RejectFar(BaseRule):
+    """A validation rule for the test: fixes east of 10 km are spoofed."""
+
+    name = "reject_far"
+    phase = Phase.VALIDATE
+
+    def __init__(self) -> None:
+        self.seen_before: list[float | None] = []
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        self.seen_before.append(vessel.x)
+        if report.lon is not None and report.lon > 4.15:
+            ctx.reject_fix("too far east")
+
+
+def test_validation_rule_vetoes_the_fix() -> None:
+    config = rules_config()
+    veto = RejectFar()
+    engine = Engine(config, port_zones(), rules=[*build_rules(config), veto])
+    assert engine.rules[0] is veto  # validation phase first
+    engine.process(report(SHIP, 0, 100, 25, speed=1.0))
+    engine.process(report(SHIP, 10, 100, 25, speed=1.0))
+    engine.process(report(SHIP, 20, 15000, 25, speed=30.0))
+    vessel = engine.picture.vessels[SHIP]
+    assert vessel.last_seen == T0 + 20 and vessel.fix_time == T0 + 10
+    assert vessel.speed == 1.0 and list(vessel.zones) == ["coverage", "port", "berth_1"]
+    assert engine.counters["suspect"] == 1
+    assert veto.seen_before[0] is None and veto.seen_before[1] is not None
+
+
+def test_registry_names_match_config_sections() -> None:
+    config = rules_config()
+    for name, _factory in REGISTRY:
+        assert hasattr(config, name)
+    names = [rule.name for rule in build_rules(rules_config(loitering={"enabled": False}))]
+    assert "loitering" not in names and "dark_vessel" in names
+
+
+def test_set_zones_keeps_vessels_and_ends_zone_alerts() -> None:
+    run = Run()
+    run.track(SHIP, [0, 10], -1750, -1750)
+    assert len(run.of("restricted_entry", "new")) == 1
+    smaller = ZoneSet.from_geojson(collection(*[f for f in PORT_FEATURES
+                                                if f["properties"]["id"] != "restricted_1"]))
+    events = run.engine.set_zones(smaller)
+    assert [(e.transition, e.alert["rule"]) for e in events] == [("end", "restricted_entry")]
+    vessel = run.engine.picture.vessels[SHIP]
+    assert list(vessel.zones) == ["coverage", "port"] and vessel.messages == 2
+    # A new zone is picked up by the next reports.
+    bigger = ZoneSet.from_geojson(collection(*PORT_FEATURES,
+                                             rect("new_zone", "anchorage", -1800, -1800,
+                                                  -1700, -1700)))
+    run.engine.set_zones(bigger)
+    run.track(SHIP, [20, 30], -1750, -1750)
+    assert [e.alert["zone"] for e in run.of("zone_entry")][-2:] == ["restricted_1", "new_zone"]
+
+
+def test_vessel_state_round_trips_through_json() -> None:
+    run = Run()
+    run.track(SHIP, span(0, 600, 10), 100, 300, speed=1.0)
+    vessel = run.engine.picture.vessels[SHIP]
+    state = json.loads(json.dumps(vessel.to_state()))
+    again = Vessel.from_state(state)
+    assert again.to_state() == vessel.to_state()
+    assert again.rule_state["loitering"]["since"] == T0
+
+
+def _scenario(seed: int) -> list[Report]:
+    rng = random.Random(seed)
+    out: list[Report] = []
+    for mmsi in range(244000100, 244000130):
+        x, y = rng.uniform(-4000, 4000), rng.uniform(-4000, 4000)
+        speed = rng.choice([0.0, 1.0, 5.0, 9.0])
+        stop = rng.uniform(600, 3600)
+        out += at(mmsi, span(rng.uniform(0, 30), stop, rng.choice([10, 30, 180])), x, y,
+                  speed=speed, sources=(rng.choice(["rx1", "rx2"]),))
+    out += at(970000001, span(100, 400, 60), 0, 0)
+    out.sort(key=lambda r: r.time)
+    return out
+
+
+def test_same_input_twice_gives_identical_alerts() -> None:
+    def run_once() -> list[tuple[str, str, float]]:
+        engine = Engine(rules_config(speeding={"max_speed_kn": 8}), port_zones())
+        events = []
+        for rep in _scenario(7):
+            events += engine.process(rep)
+        events += engine.tick(T0 + 8000)
+        return [(e.transition, json.dumps(e.alert, sort_keys=True), e.time) for e in events]
+
+    first, second = run_once(), run_once()
+    assert first == second
+    rules = {json.loads(a)["rule"] for _t, a, _ in first}
+    assert {"zone_entry", "emergency_device", "speeding", "dark_vessel"} <= rules
+
+
+def test_drill_marks_every_alert() -> None:
+    engine = Engine(rules_config(), port_zones(), drill=True)
+    events = []
+    for t in (0, 10):
+        events += engine.process(report(SHIP, t, -1750, -1750))
+    assert events and all(e.alert["drill"] is True for e in events)

@@ -1,0 +1,77 @@
+"""speeding: over the zone limit (channel_1: 6 kn) for at least 60 s."""
+
+from __future__ import annotations
+
+from tests.rulekit import Run, at, report, span
+
+SHIP = 244123456
+IN_CHANNEL = (0.0, -2500.0)
+
+
+def enter(run: Run, speed: float = 5.0) -> None:
+    run.track(SHIP, [0, 5], *IN_CHANNEL, speed=speed)  # membership confirmed at t=5
+
+
+def test_over_limit_59_s_no_alert() -> None:
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 69, 59 / 4), *IN_CHANNEL, speed=8.0)
+    run.feed(report(SHIP, 75, *IN_CHANNEL, speed=5.0))
+    assert run.of("speeding") == []
+
+
+def test_over_limit_60_s_alert() -> None:
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 70, 10), *IN_CHANNEL, speed=8.0)
+    (event,) = run.of("speeding")
+    assert event.transition == "new" and event.time == run.engine.newest
+    alert = event.alert
+    assert alert["zone"] == "channel_1" and alert["started_at"] == "2026-01-01T12:00:10Z"
+    assert alert["details"]["limit_kn"] == 6.0 and alert["details"]["held_s"] == 60.0
+    assert len(alert["details"]["reports"]) == 2
+
+
+def test_at_the_limit_is_not_over() -> None:
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 200, 10), *IN_CHANNEL, speed=6.0)
+    assert run.of("speeding") == []
+
+
+def test_ends_once_below_limit_minus_margin() -> None:
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 100, 10), *IN_CHANNEL, speed=8.0)
+    run.track(SHIP, [110, 120], *IN_CHANNEL, speed=5.8)  # between 5.5 and 6: still open
+    run.track(SHIP, [130, 140, 150], *IN_CHANNEL, speed=6.5)
+    run.feed(report(SHIP, 160, *IN_CHANNEL, speed=5.4))
+    assert [e.transition for e in run.of("speeding")] == ["new", "end"]
+    end = run.of("speeding", "end")[0].alert
+    assert end["ended_at"] == "2026-01-01T12:02:40Z" and end["details"]["max_speed"] == 8.0
+
+
+def test_update_only_on_big_increase() -> None:
+    run = Run()
+    enter(run)
+    speeds = [7.0] * 7 + [8.0, 9.5, 10.0, 10.5] + [11.0] * 6
+    for i, speed in enumerate(speeds):
+        run.feed(report(SHIP, 10 + 10 * i, *IN_CHANNEL, speed=speed))
+    updates = run.of("speeding", "update")
+    # opened at t=70 (max 7); +2 kn reached at t=90 but the first update waits to t=130
+    assert [(e.time - updates[0].time, e.alert["details"]["max_speed"]) for e in updates] == [
+        (0.0, 11.0)]
+    assert updates[0].alert["details"]["held_s"] == 120.0
+
+
+def test_port_default_limit_applies_to_port_limit_zone() -> None:
+    run = Run(speeding={"max_speed_kn": 10})
+    run.play(at(SHIP, span(0, 80, 10), 500, 500, speed=12.0))
+    (event,) = run.of("speeding")
+    assert event.alert["zone"] == "port" and event.alert["details"]["limit_kn"] == 10.0
+
+
+def test_no_limit_no_alert() -> None:
+    run = Run()
+    run.track(SHIP, span(0, 300, 10), 500, 500, speed=25.0)
+    assert run.of("speeding") == []
