@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from geofence.alert import Alert
 from geofence.engine import Engine
+from ingest.report import Report
 from tests.rulekit import T0, Run, at, port_zones, report, rules_config, span
 
 SHIP = 244123456
 OPEN_WATER = (0.0, 5000.0)  # 15 km inside the coverage edge
 
 
-def ship_then_silence(**kw: object) -> list:  # type: ignore[type-arg]
+def ship_then_silence(**kw: Any) -> list[Report]:
     return at(SHIP, span(0, 100, 10), *OPEN_WATER, speed=8.0, **kw)
 
 

@@ -1,0 +1,198 @@
+"""The YAML config: defaults, errors with file/line/field, env secrets, migrations, checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harbourwatch import config as config_mod
+from harbourwatch.config import (
+    Config,
+    ConfigError,
+    check_config,
+    load_config,
+    parse_config,
+)
+from tests.rulekit import PORT_FEATURES, collection, rect
+
+FULL = """\
+version: 1
+port:
+  name: demo-port
+  zones: zones.geojson
+sources:
+  - {kind: udp, name: rx-quay, port: 10110}
+  - {kind: tcp, name: national, host: 127.0.0.1, port: 5631}
+  - {kind: serial, name: dongle, device: /dev/ttyUSB0}
+  - {kind: file, name: log, path: "-"}
+ingest: {fragment_ttl_s: 4, dedup_window_s: 2}
+rules:
+  dark_vessel: {moving_s: 900}
+  speeding: {max_speed_kn: 8}
+  encounter: {enabled: false}
+  exempt_shiptypes: [50, 52]
+store: {url: "sqlite:///hw.db", spool_dir: spool}
+api:
+  enabled: true
+  tokens:
+    - {name: duty-officer, role: operator, token: s3cret}
+    - {name: admin, role: admin, token_sha256: "%s"}
+mqtt: {url: "mqtt://127.0.0.1:1883", username: hw}
+""" % ("ab" * 32)
+
+
+def write(tmp_path: Path, text: str, name: str = "port.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_design() -> None:
+    config = Config()
+    rules = config.rules
+    assert config.version == 1
+    assert (rules.dark_vessel.moving_s, rules.dark_vessel.stationary_s,
+            rules.dark_vessel.edge_m) == (600, 1800, 2000)
+    assert (rules.loitering.speed_kn, rules.loitering.end_speed_kn, rules.loitering.loiter_s,
+            rules.loitering.range_m) == (2, 3, 1200, 500)
+    assert (rules.encounter.distance_m, rules.encounter.duration_s) == (200, 900)
+    assert rules.speeding.hold_s == 60 and rules.source_silent.silent_s == 120
+    assert (rules.collision_risk.cpa_m, rules.collision_risk.tcpa_s) == (463, 600)
+    assert (rules.anchor_drag.margin_m, rules.anchor_drag.min_radius_m) == (100, 150)
+    assert (rules.sudden_stop.from_kn, rules.sudden_stop.to_kn) == (7, 1)
+    assert rules.position_jump.max_speed_kn == 50
+    assert rules.exempt_shiptypes == [50, 51, 52, 53, 55]
+    assert rules.membership.inertia_reports == 2
+    assert (config.ingest.fragment_ttl_s, config.ingest.max_pending_groups,
+            config.ingest.dedup_window_s) == (5, 1000, 3)
+    assert config.mqtt.prefix == "harbourwatch/port"
+
+
+def test_every_field_has_a_description() -> None:
+    def walk(model: type) -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            if not field.description:
+                missing.append(f"{model.__name__}.{name}")
+            for arg in getattr(field.annotation, "__args__", (field.annotation,)):
+                inner = getattr(arg, "__args__", (arg,))
+                for item in inner:
+                    if isinstance(item, type) and hasattr(item, "model_fields"):
+                        missing += walk(item)
+        return missing
+
+    assert walk(Config) == []
+
+
+def test_full_file_loads_and_resolves_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL), env={})
+    assert config.port.zones == tmp_path / "zones.geojson"
+    assert config.store.spool_dir == tmp_path / "spool"
+    assert [s.kind for s in config.sources] == ["udp", "tcp", "serial", "file"]
+    assert config.sources[2].baud == 38400
+    assert config.rules.dark_vessel.moving_s == 900
+    assert not config.rules.rule_enabled("encounter") and config.rules.rule_enabled("loitering")
+    assert config.mqtt.prefix == "harbourwatch/demo-port"
+    assert config.api.tokens[0].token is not None
+    assert config.api.tokens[0].token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(config)
+
+
+def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    text = FULL.replace("port: 10110", "port: 99999").replace(
+        "moving_s: 900", "moving_s: -1, movng_s: 3").replace(
+        "{kind: tcp, name: national, host: 127.0.0.1, port: 5631}", "{kind: tcp, name: national}")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.errors == [
+        f"{path}:6: sources.0.port: Input should be less than or equal to 65535",
+        f"{path}:7: sources.1: a tcp source needs host and port",
+        f"{path}:12: rules.dark_vessel.moving_s: Input should be greater than 0",
+        f"{path}:12: rules.dark_vessel.movng_s: Extra inputs are not permitted",
+    ]
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nport:\n  name: [demo\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:4: not valid YAML"):
+        load_config(path, env={})
+
+
+def test_duplicate_names_and_bad_values(tmp_path: Path) -> None:
+    text = ("sources:\n  - {kind: udp, name: a, port: 1}\n  - {kind: udp, name: a, port: 2}\n"
+            "port: {name: Bad Name}\nstore: {url: 'mysql://x'}\nmqtt: {url: 'http://x'}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    fields = [line.split(": ")[1] for line in info.value.errors]
+    assert fields == ["port.name", "sources", "store.url", "mqtt.url"]
+    assert "duplicate source name 'a'" in info.value.errors[1]
+
+
+def test_env_overrides_secrets(tmp_path: Path) -> None:
+    env = {"HARBOURWATCH_MQTT_PASSWORD": "pw", "HARBOURWATCH_DB_URL": "postgresql://h/db",
+           "HARBOURWATCH_API_TOKEN_DUTY_OFFICER": "from-env",
+           "HARBOURWATCH_API_TOKEN_ADMIN": "admin-env"}
+    config = load_config(write(tmp_path, FULL), env=env)
+    assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "pw"
+    assert config.store.url is not None
+    assert config.store.url.get_secret_value() == "postgresql://h/db"
+    tokens = {t.name: t for t in config.api.tokens}
+    assert tokens["duty-officer"].token is not None
+    assert tokens["duty-officer"].token.get_secret_value() == "from-env"
+    assert tokens["admin"].token_sha256 is None  # the env token replaces the hash
+
+
+def test_token_may_come_only_from_env(tmp_path: Path) -> None:
+    text = "api:\n  tokens:\n    - {name: ops, role: viewer}\n"
+    with pytest.raises(ConfigError, match="give exactly one of token or token_sha256"):
+        load_config(write(tmp_path, text), env={})
+    config = load_config(write(tmp_path, text), env={"HARBOURWATCH_API_TOKEN_OPS": "t"})
+    assert config.api.tokens[0].role == "viewer"
+
+
+def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, FULL), env={"HARBOURWATCH_DB_URL": "oracle://x"})
+    assert info.value.errors == [
+        f"{tmp_path / 'port.yaml'}: store.url (from environment HARBOURWATCH_DB_URL): "
+        "url must start with sqlite://, postgres:// or postgresql://"]
+
+
+def test_versions_and_migrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="newer than this harbourwatch"):
+        parse_config("version: 2\n", env={})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        parse_config("version: '1'\n", env={})
+    assert parse_config("", env={}).version == 1
+
+    def rename(data: dict[str, object]) -> dict[str, object]:
+        data["port"] = {"name": data.pop("harbour")}
+        return data
+
+    monkeypatch.setattr(config_mod, "CURRENT_VERSION", 2)
+    monkeypatch.setitem(config_mod.MIGRATIONS, 1, rename)
+    migrated = config_mod.migrate({"version": 1, "harbour": "old"})
+    assert migrated == {"version": 2, "port": {"name": "old"}}
+
+
+def test_default_for_zones() -> None:
+    config = Config.default_for_zones("fixtures/Demo Port.geojson")
+    assert config.port.name == "demo-port" and config.port.zones is not None
+    assert config.port.zones.is_absolute() and config.mqtt.prefix == "harbourwatch/demo-port"
+
+
+def test_check_config_reports_config_and_zone_problems(tmp_path: Path) -> None:
+    (tmp_path / "zones.geojson").write_text(json.dumps(collection(*PORT_FEATURES)))
+    path = write(tmp_path, FULL)
+    assert check_config(path, env={}) == []
+    (tmp_path / "zones.geojson").write_text(json.dumps(collection(
+        rect("a", "harbour", 0, 0, 10, 10))))
+    (error,) = check_config(path, env={})
+    assert error.startswith(f"{tmp_path / 'zones.geojson'}: feature 'a': unknown kind")
+    assert check_config(write(tmp_path, "bogus: 1\n", "bad.yaml"), env={}) == [
+        f"{tmp_path / 'bad.yaml'}:1: bogus: Extra inputs are not permitted"]
+    assert check_config(None, tmp_path / "missing.geojson")[0].endswith(
+        "cannot read: No such file or directory")

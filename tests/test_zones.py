@@ -1,0 +1,126 @@
+"""Zone loading (validation with feature ids and reasons), projection and spatial queries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import shapely
+
+from geofence.projection import Projector, utm_epsg
+from geofence.zones import ZoneError, ZoneSet
+from tests.rulekit import PORT_FEATURES, collection, lonlat, port_zones, rect
+
+
+def errors_of(obj: Any) -> list[str]:
+    with pytest.raises(ZoneError) as info:
+        ZoneSet.from_geojson(obj)
+    return info.value.errors
+
+
+def test_loads_projects_to_utm_and_queries() -> None:
+    zones = port_zones()
+    assert zones.crs == "EPSG:32631" and len(zones) == 6
+    berth = zones.by_id["berth_1"]
+    assert berth.kind == "berth" and berth.name == "berth 1"
+    assert berth.metric.area == pytest.approx(200 * 50, rel=1e-3)
+    x, y = zones.project(*lonlat(100, 25))
+    assert [z.id for z in zones.zones_at(x, y)] == ["coverage", "port", "berth_1"]
+    near = zones.near(*zones.project(*lonlat(100, 300)), 500, ["berth", "security"])
+    assert [(z.id, round(d)) for z, d in near] == [("berth_1", 250)]
+    found = zones.distance_to_kind(*zones.project(*lonlat(1300, 1050)), "security")
+    assert found is not None and found[0].id == "security_1" and round(found[1]) == 200
+    assert zones.distance_to_kind(x, y, "anchorage") is None
+    edge = zones.coverage_edge_distance(*zones.project(*lonlat(0, 18000)))
+    assert edge == pytest.approx(2000, abs=1)
+    assert zones.coverage_edge_distance(*zones.project(*lonlat(0, 25000))) is None
+    assert zones.by_id["restricted_1"].get("allowed_mmsi") == [244000999]
+    assert zones.by_id["channel_1"].get("max_speed_kn") == 6.0
+
+
+def test_clockwise_rings_are_normalised_and_round_trip() -> None:
+    feature = rect("b", "berth", 0, 0, 100, 100)
+    ring = feature["geometry"]["coordinates"][0]
+    feature["geometry"]["coordinates"][0] = ring[::-1]  # clockwise
+    zones = ZoneSet.from_geojson(collection(feature))
+    assert shapely.get_exterior_ring(zones.by_id["b"].geometry).is_ccw
+    again = ZoneSet.from_geojson(zones.to_geojson())
+    assert again.to_geojson() == zones.to_geojson()
+
+
+def test_invalid_geometry_names_feature_and_reason() -> None:
+    bowtie = rect("bow", "berth", 0, 0, 100, 100)
+    a, b, c, d, _ = bowtie["geometry"]["coordinates"][0]
+    bowtie["geometry"]["coordinates"][0] = [a, c, b, d, a]
+    (error,) = errors_of(collection(bowtie))
+    assert "feature 'bow'" in error and "Self-intersection" in error
+
+
+def test_every_problem_reported_at_once() -> None:
+    unknown = rect("a", "marina", 0, 0, 10, 10)
+    dup1 = rect("d", "berth", 0, 0, 10, 10)
+    dup2 = rect("d", "berth", 20, 20, 30, 30)
+    noid = rect("x", "berth", 0, 0, 10, 10)
+    del noid["properties"]["id"]
+    point = {"type": "Feature", "properties": {"id": "p", "kind": "berth"},
+             "geometry": {"type": "Point", "coordinates": [4.0, 52.0]}}
+    bad_override = rect("s", "channel", 0, 0, 10, 10, max_speed_kn="fast")
+    slug = rect("Berth 3", "berth", 0, 0, 10, 10)
+    errors = errors_of(collection(unknown, dup1, dup2, noid, point, bad_override, slug))
+    assert errors == [
+        "<zones>: feature 'a': unknown kind 'marina' (expected one of port_limit, coverage, "
+        "berth, anchorage, restricted, channel, security)",
+        "<zones>: feature 'd': duplicate id 'd'",
+        "<zones>: feature #3: missing properties.id",
+        "<zones>: feature 'p': geometry must be Polygon or MultiPolygon, not 'Point'",
+        "<zones>: feature 's': property max_speed_kn: Input should be a valid number, "
+        "unable to parse string as a number",
+        "<zones>: feature 'Berth 3': id 'Berth 3' is not a slug (a-z, 0-9, _ and -)",
+    ]
+
+
+def test_lat_lon_swapped_is_caught() -> None:
+    feature = rect("z", "berth", 0, 0, 10, 10)
+    feature["geometry"]["coordinates"][0] = [[lat, lon + 100] for lon, lat in
+                                             feature["geometry"]["coordinates"][0]]
+    (error,) = errors_of(collection(feature))
+    assert "out of range" in error
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "zones.geojson"
+    path.write_text('{"type": "FeatureCollection",\n "features": [}')
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:2: not JSON")
+    path.write_text(json.dumps({"type": "Feature"}))
+    assert errors_of(path) == [f"{path}: not a GeoJSON FeatureCollection"]
+    assert errors_of(tmp_path / "missing.geojson")[0].startswith(
+        f"{tmp_path / 'missing.geojson'}: cannot read")
+
+
+def test_unknown_properties_warn_styling_does_not() -> None:
+    zones = ZoneSet.from_geojson(collection(
+        rect("a", "berth", 0, 0, 10, 10, max_speed_knots=5, fill="#ff0000")))
+    assert zones.warnings == ["<zones>: feature 'a': unknown property 'max_speed_knots' ignored"]
+
+
+def test_projection_override_and_empty_set() -> None:
+    zones = ZoneSet.from_geojson(collection(*PORT_FEATURES), projection="EPSG:3035")
+    assert zones.crs == "EPSG:3035"
+    with pytest.raises(ZoneError, match="not projected"):
+        ZoneSet.from_geojson(collection(*PORT_FEATURES), projection="EPSG:4326")
+    empty = ZoneSet.empty()
+    assert empty.crs is None and empty.zones_at(0, 0) == []
+    empty.project(-70.6, -33.0)
+    assert empty.crs == "EPSG:32719"
+
+
+def test_utm_zone_choice_and_projector_round_trip() -> None:
+    assert utm_epsg(4.0, 52.0) == "EPSG:32631"
+    assert utm_epsg(-180.0, 10.0) == "EPSG:32601"
+    assert utm_epsg(180.0, -10.0) == "EPSG:32760"
+    proj = Projector("EPSG:32631")
+    lon, lat = proj.inverse(*proj.forward(4.1, 51.9))
+    assert (lon, lat) == pytest.approx((4.1, 51.9), abs=1e-9)
