@@ -481,7 +481,6 @@ class MqttFeed:
                 async with self._make_client() as client:
                     attempt = 0
                     self.counters["connects"] += 1
-                    self._connected_event.set()
                     log.info("MQTT connected to %s:%d", self.host, self.port)
                     await self._run_connected(client)
                     return  # clean stop
@@ -524,6 +523,7 @@ class MqttFeed:
 
     async def _write_loop(self, client: aiomqtt.Client) -> None:
         await client.publish(self.topics.available, b"online", qos=1, retain=True)
+        self._connected_event.set()  # "connected" = up and announced
         await self._drain_outbox(client)
         await self._republish_retained(client)
         loop = asyncio.get_running_loop()

@@ -178,7 +178,8 @@ async def test_per_alert_topic_retained_while_open(broker: MosquittoBroker) -> N
 
 async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> None:
     p = new_prefix()
-    feed = feed_for(broker, p)
+    feed = feed_for(broker, p, stats_interval_s=0.05)
+    feed.set_stats_provider(lambda: {"reports": 2})
     await connected(feed)
     feed.on_report(report(244123456, T0, msg_type=5, lat=None, lon=None, shipname="NORDIC",
                           callsign="PBAB", shiptype=70))
@@ -187,14 +188,13 @@ async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> N
     feed.source_status("rx2", True)
     feed.source_status("rx2", False)
     async with Subscriber(broker, f"{p}/stats") as stats_sub:
-        feed.set_stats_provider(lambda: {"reports": 2})
-        feed.stats_interval_s = 0.05
-        feed.on_report(report(244123457, T0 + 11))  # wakes the writer
-        _, stats, qos, retain = await stats_sub.get_json()
+        feed.on_report(report(244123457, T0 + 11))
+        stats: dict[str, Any] = {}
+        while stats.get("time") != "2026-01-01T10:00:11Z":  # one sent after that report
+            _, stats, qos, retain = await stats_sub.get_json()
         feed.stats_interval_s = 3600.0
     assert stats["reports"] == 2
     assert stats["mqtt"]["connects"] == 1
-    assert stats["time"] == "2026-01-01T10:00:11Z"
     assert (qos, retain) == (0, False)
     async with Subscriber(broker, f"{p}/vessels/244123456") as vs:  # published by now?
         _topic, vessel, _, _ = await vs.get_json()
@@ -431,7 +431,7 @@ async def test_credentials_from_environment(
         assert bytes((await sub.get()).payload) == b"online"
         await feed.stop()
     monkeypatch.setenv("HARBOURWATCH_MQTT_PASSWORD", "wrong")
-    bad = MqttFeed(url, prefix=p, backoff_initial_s=5.0, backoff_max_s=5.0)
+    bad = MqttFeed(url, prefix=p, backoff_initial_s=5.0, backoff_max_s=5.0, stop_timeout_s=0.1)
     await bad.start()
     while bad.counters["connect_failures"] == 0:
         await asyncio.sleep(0.02)
@@ -466,3 +466,61 @@ def test_default_prefix_from_port_name() -> None:
     feed = MqttFeed(port_name="Port of Delfzijl")
     assert feed.topics.available == "harbourwatch/Port_of_Delfzijl/available"
     assert MqttFeed(port_name="p", drill=True).topics.alerts == "harbourwatch/p/drill/alerts"
+
+
+def test_from_config() -> None:
+    from harbourwatch.config import MqttConfig
+
+    cfg = MqttConfig.model_validate({
+        "url": "mqtt://127.0.0.1:1884", "prefix": "ops/harbour", "username": "hw",
+        "password": "pw", "position_max_age_s": 120.0, "stats_interval_s": 30.0})
+    feed = MqttFeed.from_config(cfg, port_name="x", drill=True)
+    assert (feed.host, feed.port) == ("127.0.0.1", 1884)
+    assert feed.topics.root == "ops/harbour/drill"
+    assert (feed.position_max_age_s, feed.stats_interval_s) == (120.0, 30.0)
+    assert "pw" not in repr(feed)
+    with pytest.raises(MqttConfigError, match="off"):
+        MqttFeed.from_config(MqttConfig())
+
+
+class TlsBroker(MosquittoBroker):
+    """The shared fixture's broker with a TLS listener; the certificate names only
+    ``localhost``, so connecting to 127.0.0.1 needs ``tls_insecure``."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        d = self.workdir
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+        run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=hwtest-ca")
+        run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+        (d / "san.ext").write_text("subjectAltName=DNS:localhost\n")
+        run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+        with self.config.open("a") as conf:
+            conf.write(f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\n"
+                       f"keyfile {d / 'server.key'}\n")
+
+
+async def test_tls(tmp_path: Path) -> None:
+    broker = TlsBroker(tmp_path)
+    broker.start()
+    try:
+        url = f"mqtts://{broker.host}:{broker.port}"
+        ok = MqttFeed(url, prefix=new_prefix(), tls_ca_file=tmp_path / "ca.crt",
+                      tls_insecure=True)
+        await connected(ok)
+        await ok.stop()
+        strict = MqttFeed(url, prefix=new_prefix(), tls_ca_file=tmp_path / "ca.crt",
+                          backoff_initial_s=5.0, backoff_max_s=5.0, stop_timeout_s=0.1)
+        await strict.start()
+        while strict.counters["connect_failures"] == 0:  # host name 127.0.0.1 not in cert
+            await asyncio.sleep(0.02)
+        assert not strict.connected
+        await strict.stop()
+    finally:
+        broker.stop()
