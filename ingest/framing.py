@@ -68,6 +68,18 @@ class Meta:
     time: float | None
 
 
+#: Sentence heads seen so far (``AIVDM`` → talker, own); heads repeat on every line.
+_HEADS: dict[bytes, tuple[str, bool] | None] = {}
+#: Tag block contents recently verified → (time, station) or None; a station's block repeats
+#: within a second, and some feeds send the same bare block before every sentence.
+_TAGS: dict[bytes, tuple[float | None, str | None] | None] = {}
+#: Gatehouse dates → Unix seconds of their midnight.
+_DAYS: dict[tuple[bytes, bytes, bytes], float | None] = {}
+_CACHE_MAX = 4096
+_HEX = "0123456789ABCDEFabcdef"
+_HEX2 = {(a + b).encode(): int(a + b, 16) for a in _HEX for b in _HEX}
+
+
 def frame(line: bytes) -> Sentence | Meta | str:
     """Classify one line; a ``str`` result is the rejection reason."""
     line = line.strip()
@@ -77,10 +89,10 @@ def frame(line: bytes) -> Sentence | Meta | str:
         return TOO_LONG
     if not line.isascii():
         return NOT_ASCII
-    first = line[:1]
+    first = line[0]
     line_time: float | None = None
-    if first != b"!" and first != b"\\" and first != b"$":
-        if first == b"#":
+    if first != 33 and first != 92 and first != 36:  # not ! \ $
+        if first == 35:  # '#'
             return COMMENT
         start = min((i for i in (line.find(m) for m in _MARKS) if i > 0), default=-1)
         if start < 0:
@@ -89,15 +101,22 @@ def frame(line: bytes) -> Sentence | Meta | str:
         if line_time is None:
             return JUNK
         line = line[start:]
-        first = line[:1]
+        first = line[0]
 
     station: str | None = None
     time_source: str | None = None if line_time is None else "line"
-    if first == b"\\":
+    if first == 92:  # '\\': a tag block
         end = line.find(b"\\", 1)
         if end < 0:
             return BAD_TAGBLOCK
-        tag = _tag_block(line[1:end])
+        block = line[1:end]
+        if block in _TAGS:
+            tag = _TAGS[block]
+        else:
+            tag = _tag_block(block)
+            if len(_TAGS) >= _CACHE_MAX:
+                _TAGS.clear()
+            _TAGS[block] = tag
         if tag is None:
             return BAD_TAGBLOCK
         tag_time, station = tag
@@ -106,39 +125,37 @@ def frame(line: bytes) -> Sentence | Meta | str:
         line = line[end + 1 :]
         if not line:
             return Meta(None)
-        first = line[:1]
+        first = line[0]
 
     star = line.find(b"*")
     if star < 0:
-        if first == b"!" and line[3:6] in (b"VDM", b"VDO"):
+        if first == 33 and line[3:6] in (b"VDM", b"VDO"):
             return NO_CHECKSUM
-        return NOT_AIS if first in (b"!", b"$") else JUNK
+        return NOT_AIS if first == 33 or first == 36 else JUNK
     body = line[1:star]
-    check = line[star + 1 : star + 3]
-    try:
-        expected = int(check, 16)
-    except ValueError:
-        return NO_CHECKSUM
-    if len(check) != 2:
+    expected = _HEX2.get(line[star + 1 : star + 3])
+    if expected is None:
         return NO_CHECKSUM
     if xor_checksum(body) != expected:
         return BAD_CHECKSUM
-    suffix = line[star + 3 :]
-    if suffix and line_time is None:
-        line_time = suffix_time(suffix)
+    if len(line) > star + 3 and line_time is None:
+        line_time = suffix_time(line[star + 3 :])
         if line_time is not None:
             time_source = "line"
 
     fields = body.split(b",")
     head = fields[0]
-    if first == b"$":
-        if head == b"PGHP":
-            return Meta(gatehouse_time(fields))
-        return NOT_AIS
-    if first != b"!":
-        return JUNK
-    kind = head[2:]
-    if len(head) != 5 or (kind != b"VDM" and kind != b"VDO"):
+    if first != 33:
+        if first == 36 and head == b"PGHP":
+            return Meta(_gatehouse(fields))
+        return NOT_AIS if first == 36 else JUNK
+    if head in _HEADS:
+        kind = _HEADS[head]
+    else:
+        kind = _head(head)
+        if len(_HEADS) < _CACHE_MAX:
+            _HEADS[head] = kind
+    if kind is None:
         return NOT_AIS
     if len(fields) != 7:
         return MALFORMED
@@ -153,20 +170,44 @@ def frame(line: bytes) -> Sentence | Meta | str:
     payload = fields[5]
     if not payload or not is_armoured_payload(payload):
         return BAD_PAYLOAD
-    return Sentence(
-        talker=head[:2].decode(),
-        own=kind == b"VDO",
-        count=count,
-        number=number,
-        seq=fields[3],
-        channel=channel,
-        payload=payload,
-        fill=fill,
-        raw=line,
-        time=line_time,
-        time_source=time_source,
-        station=station,
-    )
+    talker, own = kind
+    return Sentence(talker, own, count, number, fields[3], channel, payload, fill, line,
+                    line_time, time_source, station)
+
+
+def _head(head: bytes) -> tuple[str, bool] | None:
+    """``AIVDM`` → (``"AI"``, own=False); ``None`` when not a VDM/VDO sentence."""
+    kind = head[2:]
+    if len(head) != 5 or (kind != b"VDM" and kind != b"VDO"):
+        return None
+    return head[:2].decode(), kind == b"VDO"
+
+
+def _gatehouse(fields: list[bytes]) -> float | None:
+    """:func:`gatehouse_time`, with the date's midnight cached (it is the same all day)."""
+    if len(fields) < 9 or fields[1] != b"1":
+        return None
+    date = (fields[2], fields[3], fields[4])
+    if date in _DAYS:
+        midnight = _DAYS[date]
+    else:
+        midnight = gatehouse_time([b"PGHP", b"1", *date, b"0", b"0", b"0", b"0"])
+        if len(_DAYS) >= _CACHE_MAX:
+            _DAYS.clear()
+        _DAYS[date] = midnight
+    if midnight is None:
+        return None
+    try:
+        hour = int(fields[5])
+        minute = int(fields[6])
+        second = int(fields[7])
+        milli = int(fields[8])
+    except ValueError:
+        return None
+    if not (0 <= hour < 24 and 0 <= minute < 60 and 0 <= second < 60 and 0 <= milli < 1000):
+        return None
+    # One correctly rounded division, as datetime.timestamp() does.
+    return ((int(midnight) + hour * 3600 + minute * 60 + second) * 1000 + milli) / 1000
 
 
 def _tag_block(block: bytes) -> tuple[float | None, str | None] | None:

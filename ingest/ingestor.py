@@ -27,6 +27,9 @@ _CLOCK_JUMP_S = 3600.0
 _CLOCK_CONFIRMATIONS = 3
 _MAX_HELD = 5000
 _HOUSEKEEPING_S = 1.0
+#: Recent lines and how they framed (framing is a pure function of the bytes).
+_FRAME_CACHE = 4096
+_FILL_KEY = (b"", b"/1", b"/2", b"/3", b"/4", b"/5")
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class Ingestor:
         self._recent: OrderedDict[bytes, Report] = OrderedDict()
         self._next_housekeeping = float("-inf")
         self._dropped: list[Dropped] = []
+        self._framed: dict[bytes, Sentence | Meta | str] = {}
         self.nominal_rate = nominal_rate
         self.untimed_sources: set[str] = set()
 
@@ -76,7 +80,13 @@ class Ingestor:
         health.lines += 1
         if received is not None:
             health.last_received = received
-        framed = frame(data)
+        # Overlapping receivers send byte-identical lines: frame each line once.
+        framed = self._framed.get(data)
+        if framed is None:
+            framed = frame(data)
+            if len(self._framed) >= _FRAME_CACHE:
+                self._framed.clear()
+            self._framed[data] = framed
         if type(framed) is Sentence:
             health.sentences += 1
             return self._sentence(source, state, framed, received)
@@ -152,8 +162,9 @@ class Ingestor:
         if newest >= self._next_housekeeping:
             self._housekeeping(newest)
         if sentence.count == 1:
+            payload = sentence.payload
+            fill = sentence.fill
             parts: Sequence[Sentence] = (sentence,)
-            key = sentence.payload
         else:
             group = self.assembler.add(source, sentence, time, self._dropped)
             if self._dropped:
@@ -161,7 +172,8 @@ class Ingestor:
             if group is None:
                 return
             parts = group
-            key = b"".join(p.payload for p in group)
+            payload = b"".join([p.payload for p in group])
+            fill = group[-1].fill
             # The group's time and receiver are those of its first fragment.
             first = group[0]
             if first.time is not None:
@@ -179,15 +191,14 @@ class Ingestor:
         if rx.last_heard is None or time > rx.last_heard:
             rx.last_heard = time
 
-        fill = parts[-1].fill
-        key += b"%d" % fill
+        # The same message whether one sentence or several ('/' is not a payload character).
+        key = payload if fill == 0 else payload + _FILL_KEY[fill]
         seen = self._recent.get(key)
         if seen is not None and abs(time - seen.time) <= self.dedup_window_s:
             health.duplicates += 1
             if receiver not in seen.sources:
                 seen.sources.append(receiver)
             return
-        payload = parts[0].payload if len(parts) == 1 else b"".join(p.payload for p in parts)
         try:
             msg = decode_payload(payload, fill)
             report = build_report(msg, payload, fill, time, time_source, [receiver],

@@ -265,3 +265,20 @@ def test_aisabnormal_gatehouse_recording() -> None:
     assert health.meta > 26000  # a $PGHP before every message
     assert {r.time_source for r in out} <= {"line", "carried"}
     balanced(ingestor)
+
+
+def test_checksum_digits_must_be_hex() -> None:
+    """A corrupted checksum digit (``* 5``) is not read as a checksum by ``int()``."""
+    line = LINE[: LINE.rindex("*") + 1] + " " + LINE[-1]
+    assert frame(line.encode()) == framing.NO_CHECKSUM
+
+
+def test_identical_lines_from_two_sources_frame_the_same() -> None:
+    """The ingestor frames a repeated line once; results stay per source."""
+    ingestor = Ingestor()
+    bad = _flip_checksum(LINE)
+    feed_all(ingestor, "a", [LINE, bad], received=T0)
+    feed_all(ingestor, "b", [LINE, bad], received=T0 + 10)
+    for name in ("a", "b"):
+        health = ingestor.health(name)
+        assert (health.lines, health.messages, health.rejected["checksum"]) == (2, 1, 1)
