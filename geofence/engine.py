@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
 from geofence.picture import NON_VESSEL_TYPES, Picture, Vessel, update_membership
-from geofence.rules import Phase, Rule, RuleContext, build_rules
+from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
 from ingest.report import Report
 
@@ -39,8 +39,15 @@ class Engine:
         self.book = AlertBook(drill=drill)
         self.rules: list[Rule] = (sorted(rules, key=lambda r: r.phase) if rules is not None
                                   else build_rules(config))
-        self._validators = [r for r in self.rules if r.phase == Phase.VALIDATE]
-        self._observers = [r for r in self.rules if r.phase != Phase.VALIDATE]
+        # Rules that keep BaseRule's no-op on_report cost nothing per report.
+        reporting = [r for r in self.rules
+                     if getattr(type(r), "on_report", None) is not BaseRule.on_report]
+        self._validators = [r for r in reporting if r.phase == Phase.VALIDATE]
+        # Rules flagged ``zone_changes_only`` run only on reports that enter or leave a zone.
+        self._observers = [r for r in reporting if r.phase != Phase.VALIDATE
+                           and not getattr(r, "zone_changes_only", False)]
+        self._zone_observers = [r for r in reporting if r.phase != Phase.VALIDATE
+                                and getattr(r, "zone_changes_only", False)]
         self.ctx = RuleContext(config, zones, self.picture, self.book)
         self.newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
@@ -66,8 +73,14 @@ class Engine:
         if self._resume_pending:
             self._resume(t)
         picture = self.picture
+        receivers = picture.receivers
         for name in report.sources:
-            picture.hear(name, t, self._gap_s)
+            rec = receivers.get(name)
+            if rec is not None and rec.last_heard <= t <= rec.last_heard + self._gap_s:
+                rec.last_heard = t  # the common case, inlined
+                rec.messages += 1
+            else:
+                picture.hear(name, t, self._gap_s)
         if t >= self._next_tick:
             self._advance(t)
         elif t > self.newest:
@@ -98,6 +111,9 @@ class Engine:
                                                             self._margin)
         else:
             self.counters["suspect"] += 1
+        if ctx.entered or ctx.exited:
+            for rule in self._zone_observers:
+                rule.on_report(ctx, vessel, report)
         for rule in self._observers:
             rule.on_report(ctx, vessel, report)
         return self.book.drain()

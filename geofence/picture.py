@@ -224,10 +224,19 @@ class Picture:
     @staticmethod
     def move(vessel: Vessel, report: Report, x: float | None, y: float | None) -> None:
         """Kinematics and (when ``x``/``y`` are given) the position of an accepted report."""
-        for name in KINEMATIC_FIELDS:
-            value = getattr(report, name)
-            if value is not None:
-                setattr(vessel, name, value)
+        # Written out: this runs for every report.
+        if report.speed is not None:
+            vessel.speed = report.speed
+        if report.course is not None:
+            vessel.course = report.course
+        if report.heading is not None:
+            vessel.heading = report.heading
+        if report.turn is not None:
+            vessel.turn = report.turn
+        if report.status is not None:
+            vessel.status = report.status
+        if report.accuracy is not None:
+            vessel.accuracy = report.accuracy
         if x is None or y is None or report.lat is None or report.lon is None:
             return
         if vessel.fix_time is not None and report.time < vessel.fix_time:
@@ -262,8 +271,7 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
     if vessel._inside_at == (x, y):
         inside = vessel._inside
     else:
-        point = shapely.Point(x, y)
-        inside = tuple(z.id for z in zones.candidates(point) if z.metric.contains(point))
+        inside = zones.ids_at(x, y)
         vessel._inside_at, vessel._inside = (x, y), inside
     confirmed, pending = vessel.zones, vessel.pending
     entered: list[Zone] = []

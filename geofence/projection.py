@@ -7,6 +7,7 @@ pyproj transformer costs far more than using it and the picture projects every f
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
@@ -59,7 +60,7 @@ class Projector:
         lon, lat = self._back.transform(x, y)
         return float(lon), float(lat)
 
-    def forward_many(self, lons: list[float], lats: list[float]) -> tuple[list[float], list[float]]:
-        """Vectorised :meth:`forward` (used to project zone rings once at load)."""
+    def forward_arrays(self, lons: Any, lats: Any) -> tuple[Any, Any]:
+        """Vectorised :meth:`forward` on arrays (projects zone rings once at load)."""
         xs, ys = self._fwd.transform(lons, lats)
-        return [float(v) for v in xs], [float(v) for v in ys]
+        return xs, ys

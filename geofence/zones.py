@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shapely.geometry import mapping, shape
@@ -65,6 +64,10 @@ class ZoneOverrides(BaseModel):
 
 
 OVERRIDE_NAMES = frozenset(ZoneOverrides.model_fields)
+#: Side of the grid cells that cache STRtree answers (metres).
+CELL_M = 250.0
+#: Cached cells kept at most (a cell is ~100 bytes plus its tuples).
+MAX_CELLS = 200_000
 
 
 @dataclass(slots=True, eq=False)
@@ -252,15 +255,17 @@ class ZoneSet:
         return {"type": "FeatureCollection", "features": [z.to_feature() for z in self.zones]}
 
     def _project_all(self, projector: Projector) -> None:
-        def fwd(coords: Any) -> Any:
-            xs, ys = projector.forward_many(list(coords[:, 0]), list(coords[:, 1]))
-            return np.column_stack([xs, ys])
-
         for zone in self.zones:
-            zone.metric = shapely.transform(zone.geometry, fwd)
+            zone.metric = shapely.transform(zone.geometry, projector.forward_arrays,
+                                            interleaved=False)
             shapely.prepare(zone.metric)
 
     def _build_indexes(self) -> None:
+        # Per-report queries go through a grid of cells; each cell asks the STRtree once
+        # which zones cover it entirely and which cross it, so a report costs a dict lookup
+        # plus an exact test only for zones whose boundary runs through its cell.
+        self._cells: dict[tuple[int, int], tuple[tuple[Zone, bool], ...]] = {}
+        self._near_cells: dict[tuple[float, tuple[str, ...], int, int], tuple[Zone, ...]] = {}
         self._tree = shapely.STRtree([z.metric for z in self.zones])
         self._kinds: dict[str, tuple[Zone, ...]] = {}
         self._kind_trees: dict[str, Any] = {}
@@ -310,32 +315,61 @@ class ZoneSet:
     def of_kind(self, kind: str) -> tuple[Zone, ...]:
         return self._kinds.get(kind, ())
 
-    def candidates(self, point: Any) -> list[Zone]:
-        """Zones whose bounding box holds the point (STRtree envelope query), in file order."""
-        if not self.zones:
-            return []
-        zones = self.zones
-        return [zones[i] for i in sorted(self._tree.query(point).tolist())]
+    def _cell(self, key: tuple[int, int]) -> tuple[tuple[Zone, bool], ...]:
+        i, j = key
+        box = shapely.box(i * CELL_M, j * CELL_M, (i + 1) * CELL_M, (j + 1) * CELL_M)
+        out = []
+        for index in sorted(self._tree.query(box, predicate="intersects").tolist()):
+            zone = self.zones[index]
+            out.append((zone, bool(zone.metric.contains(box))))
+        if len(self._cells) >= MAX_CELLS:
+            self._cells.clear()
+        cell = self._cells[key] = tuple(out)
+        return cell
 
     def zones_at(self, x: float, y: float) -> list[Zone]:
         """Zones containing the point, in file order."""
-        point = shapely.Point(x, y)
-        return [z for z in self.candidates(point) if z.metric.contains(point)]
+        key = (int(x // CELL_M), int(y // CELL_M))
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cell(key)
+        return [z for z, whole in cell if whole or shapely.contains_xy(z.metric, x, y)]
+
+    def ids_at(self, x: float, y: float) -> tuple[str, ...]:
+        """Ids of the zones containing the point, in file order."""
+        key = (int(x // CELL_M), int(y // CELL_M))
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cell(key)
+        return tuple(z.id for z, whole in cell
+                     if whole or shapely.contains_xy(z.metric, x, y))
 
     def near(self, x: float, y: float, distance: float,
              kinds: Iterable[str] | None = None) -> list[tuple[Zone, float]]:
         """Zones within ``distance`` metres (0 inside), of the given kinds, nearest first."""
+        kinds_key = tuple(KINDS if kinds is None else kinds)
+        i, j = int(x // CELL_M), int(y // CELL_M)
+        key = (distance, kinds_key, i, j)
+        found = self._near_cells.get(key)
+        if found is None:
+            box = shapely.box(i * CELL_M, j * CELL_M, (i + 1) * CELL_M, (j + 1) * CELL_M)
+            hits: set[str] = set()
+            for kind in kinds_key:
+                tree = self._kind_trees.get(kind)
+                if tree is not None:
+                    members = self._kinds[kind]
+                    hits.update(members[k].id for k in
+                                tree.query(box, predicate="dwithin", distance=distance))
+            found = tuple(z for z in self.zones if z.id in hits)
+            if len(self._near_cells) >= MAX_CELLS:
+                self._near_cells.clear()
+            self._near_cells[key] = found
+        if not found:
+            return []
         point = shapely.Point(x, y)
-        out: list[tuple[Zone, float]] = []
-        for kind in (KINDS if kinds is None else kinds):
-            tree = self._kind_trees.get(kind)
-            if tree is None:
-                continue
-            members = self._kinds[kind]
-            for i in tree.query(point, predicate="dwithin", distance=distance):
-                zone = members[i]
-                out.append((zone, float(zone.metric.distance(point))))
-        out.sort(key=lambda item: (item[1], item[0].id))
+        out = [(zone, d) for zone in found
+               if (d := float(zone.metric.distance(point))) <= distance]
+        out.sort(key=lambda item: item[1])
         return out
 
     def distance_to_kind(self, x: float, y: float, kind: str) -> tuple[Zone, float] | None:

@@ -77,6 +77,9 @@ class BaseRule:
 
     name = ""
     phase = Phase.OBSERVE
+    #: OBSERVE rules that only react to ``ctx.entered``/``ctx.exited`` set this: the engine
+    #: then calls ``on_report`` only for reports that changed zone membership.
+    zone_changes_only = False
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         return None

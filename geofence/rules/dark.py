@@ -104,7 +104,8 @@ class DarkVessel(BaseRule):
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         alert = ctx.book.find(self.name, vessel.mmsi, any_zone=True)
         prev = ctx.prev_seen
-        if alert is None and prev is not None and report.time > prev:
+        if alert is None and prev is not None and (
+                report.time - prev > self._limit.get(vessel.mmsi, float("inf"))):
             # Reappeared before a tick noticed: judge the gap now, on the state before it.
             self._catch_up(ctx, vessel, prev, report.time)
             alert = ctx.book.find(self.name, vessel.mmsi, any_zone=True)

@@ -30,6 +30,7 @@ class Loitering(BaseRule):
         self.moored_status = cfg.berth_requires_moored_status
         self._max_speed = self.speed_kn
         self._max_range = self.range_m
+        self._query_kinds = tuple(dict.fromkeys(("berth", *self.kinds)))
 
     def _limits(self, ctx: RuleContext) -> None:
         watched = [z for k in self.kinds for z in ctx.zones.of_kind(k)]
@@ -39,7 +40,7 @@ class Loitering(BaseRule):
     def _near(self, ctx: RuleContext, vessel: Vessel) -> tuple[list[Zone], bool]:
         """Watched zones in range, nearest first, and whether moored inside a berth."""
         assert vessel.x is not None and vessel.y is not None
-        near = ctx.zones.near(vessel.x, vessel.y, self._max_range, ("berth", *self.kinds))
+        near = ctx.zones.near(vessel.x, vessel.y, self._max_range, self._query_kinds)
         in_berth = any(z.kind == "berth" and d == 0.0 for z, d in near) and (
             not self.moored_status or vessel.status == STATUS_MOORED)
         watched = [z for z, d in near

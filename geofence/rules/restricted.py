@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class RestrictedEntry(BaseRule):
     name = "restricted_entry"
+    zone_changes_only = True
 
     def __init__(self, config: RulesConfig) -> None:
         self.kinds = frozenset(config.restricted_entry.kinds)

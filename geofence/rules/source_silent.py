@@ -1,7 +1,8 @@
 """``source_silent``: a receiver has sent nothing for more than ``silent_s``.
 
 Receivers are the tag-block stations or the sources themselves (``Report.sources``). The
-alert ends when the receiver is heard again. ``dark_vessel`` needs no message from this
+alert ends when the receiver is heard again (noticed on the next tick; ``ended_at`` is the
+time it was heard). ``dark_vessel`` needs no message from this
 rule: a silence longer than ``silent_s`` breaks the receiver's continuity
 (:class:`~geofence.picture.Receiver`), so vessels only it heard cannot be called dark.
 """
@@ -11,9 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity, alert_id
-from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext
-from ingest.report import Report, iso_time
+from ingest.report import iso_time
 
 if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
@@ -30,12 +30,6 @@ class SourceSilent(BaseRule):
             if alert.details.get("receiver") == receiver:
                 ctx.book.end(alert, now, {"silent_s": round(
                     heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
-
-    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
-        if len(ctx.book.of_rule(self.name)) == 0:
-            return
-        for receiver in report.sources:
-            self._end(ctx, receiver, report.time, report.time)
 
     def on_tick(self, ctx: RuleContext, now: float) -> None:
         active = {str(a.details.get("receiver")): a for a in ctx.book.of_rule(self.name)}

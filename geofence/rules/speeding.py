@@ -32,6 +32,9 @@ class Speeding(BaseRule):
         self.default_limit = cfg.max_speed_kn
         self.default_kinds = frozenset(cfg.default_kinds)
         self.margin = cfg.end_margin_kn
+        # mmsi -> strictest (zone, limit), refreshed when the vessel's zones change
+        self._strictest: dict[int, tuple[Zone, float] | None] = {}
+        self._lowest = float("inf")  # the lowest limit of any zone
 
     def limit_of(self, zone: Zone) -> float | None:
         own = zone.get("max_speed_kn")
@@ -57,10 +60,17 @@ class Speeding(BaseRule):
             return
         state = vessel.rule_state.get(self.name)
         t = report.time
+        mmsi = vessel.mmsi
+        if ctx.entered or ctx.exited:
+            self._strictest.pop(mmsi, None)
+        if state is None and speed <= self._lowest:
+            return  # slower than any limit anywhere: nothing to do
         if state is not None and state.get("alert"):
             self._follow(ctx, vessel, report, state, speed)
             return
-        found = self.strictest(ctx, vessel)
+        if mmsi not in self._strictest:
+            self._strictest[mmsi] = self.strictest(ctx, vessel)
+        found = self._strictest[mmsi]
         if found is None or speed <= found[1]:
             if state is not None:
                 del vessel.rule_state[self.name]
@@ -109,6 +119,9 @@ class Speeding(BaseRule):
                             details={"max_speed": top, "held_s": round(t - since, 1)})
 
     def on_zones(self, ctx: RuleContext) -> None:
+        self._strictest.clear()
+        limits = [lim for z in ctx.zones if (lim := self.limit_of(z)) is not None]
+        self._lowest = min(limits) if limits else float("inf")
         for alert in ctx.book.of_rule(self.name):
             if alert.zone not in ctx.zones.by_id:
                 ctx.book.end(alert, ctx.now, {"end_reason": "zones changed"})

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 class _ZoneEvent(BaseRule):
     entering = True
+    zone_changes_only = True
 
     def __init__(self, config: RulesConfig) -> None:
         section: ZoneEventConfig = getattr(config, self.name)
