@@ -103,7 +103,11 @@ class Engine:
         if ctx.suspect is None:
             x = y = None
             if report.lat is not None and report.lon is not None:
-                x, y = self.zones.project(report.lon, report.lat)
+                if report.lat == vessel.lat and report.lon == vessel.lon and (
+                        vessel.x is not None):
+                    x, y = vessel.x, vessel.y  # at rest: no need to project again
+                else:
+                    x, y = self.zones.project(report.lon, report.lat)
             picture.move(vessel, report, x, y)
             if x is not None and vessel.fix_time == t:
                 ctx.fix_accepted = True
