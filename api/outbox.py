@@ -19,7 +19,7 @@ import inspect
 import sqlite3
 from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 _T = TypeVar("_T")
 
@@ -145,20 +145,28 @@ class SqliteOutbox:
 
 
 class OutboxStore(Protocol):
-    """What the store offers for the outbox; its methods may be plain or ``async``."""
+    """What the store offers for the outbox; its methods may be plain or ``async``.
+
+    ``outbox_pending`` rows are either objects with ``id, topic, payload, qos, retain``
+    attributes (``store.OutboxMessage``) or ``(id, topic, payload, qos, retain)`` tuples.
+    """
 
     def outbox_add(
         self, topic: str, payload: bytes, qos: int, retain: bool
     ) -> int | Awaitable[int]: ...
 
-    def outbox_pending(
-        self, limit: int
-    ) -> (
-        Iterable[tuple[int, str, bytes, int, bool]]
-        | Awaitable[Iterable[tuple[int, str, bytes, int, bool]]]
-    ): ...
+    def outbox_pending(self, limit: int) -> Iterable[Any] | Awaitable[Iterable[Any]]: ...
 
     def outbox_done(self, ids: list[int]) -> Awaitable[None] | None: ...
+
+
+def _entry(row: Any) -> OutboxEntry:
+    if isinstance(row, tuple):
+        i, t, p, q, r = row
+    else:
+        i, t, p, q, r = row.id, row.topic, row.payload, row.qos, row.retain
+    payload = p.encode() if isinstance(p, str) else bytes(p)
+    return OutboxEntry(int(i), str(t), payload, int(q), bool(r))
 
 
 async def _resolve(value: _T | Awaitable[_T]) -> _T:
@@ -178,9 +186,7 @@ class StoreOutbox:
 
     async def pending(self, limit: int) -> list[OutboxEntry]:
         rows = await _resolve(self._store.outbox_pending(limit))
-        return [
-            OutboxEntry(int(i), str(t), bytes(p), int(q), bool(r)) for i, t, p, q, r in rows
-        ]
+        return [_entry(row) for row in rows]
 
     async def done(self, ids: Sequence[int]) -> None:
         if ids:

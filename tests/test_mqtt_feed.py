@@ -524,3 +524,10 @@ async def test_tls(tmp_path: Path) -> None:
         await strict.stop()
     finally:
         broker.stop()
+
+
+def test_is_a_sink() -> None:
+    from harbourwatch.sinks import Sink
+
+    sink: Sink = MqttFeed()
+    assert callable(sink.on_alert)

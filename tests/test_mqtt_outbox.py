@@ -12,7 +12,12 @@ from api.outbox import MemoryOutbox, Outbox, OutboxEntry, SqliteOutbox, StoreOut
 
 
 class SyncStore:
-    """The store's outbox methods as the store helper will offer them (real SQLite)."""
+    """A minimal store with ``outbox_*`` methods returning tuples (real SQLite).
+
+    The project's ``store.SqliteStore`` returns ``OutboxMessage`` objects; the adapter takes
+    both. It is not used here because its ``stop()`` does not return when only the outbox
+    was used (reported to the lead).
+    """
 
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None)
