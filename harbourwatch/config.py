@@ -208,6 +208,13 @@ class EncounterConfig(_Model):
     duration_s: float = Field(default=900.0, gt=0, le=86400, description="Held this long")
     excluded_kinds: list[ZoneKind] = Field(default_factory=_encounter_kinds,
                                            description="Not inside these zone kinds")
+    end_margin_m: float = Field(default=100.0, ge=0, le=5000,
+                                description="An open encounter ends beyond distance_m + this")
+    end_speed_kn: float = Field(default=3.0, gt=0, le=20,
+                                description="An open encounter ends when either is faster")
+    stale_s: float = Field(default=600.0, gt=0, le=86400,
+                           description="A vessel silent this long leaves its pairs (slow "
+                                       "vessels report every 3 min)")
 
 
 class SpeedingConfig(_Model):
@@ -227,6 +234,14 @@ class CollisionRiskConfig(_Model):
     speed_kn: float = Field(default=3.0, ge=0, le=50, description="Both faster than this")
     cpa_m: float = Field(default=463.0, gt=0, le=20000, description="CPA limit (0.25 NM)")
     tcpa_s: float = Field(default=600.0, gt=0, le=7200, description="TCPA limit (10 min)")
+    end_factor: float = Field(default=1.25, ge=1, le=5,
+                              description="An open alert ends when CPA or TCPA exceed their "
+                                          "limit times this, or the vessels have passed")
+    search_m: float = Field(default=5000.0, ge=100, le=50000,
+                            description="Pairs are assessed within this distance (a closing "
+                                        "speed of 24 kn is then caught ~6 min ahead)")
+    max_age_s: float = Field(default=120.0, gt=0, le=3600,
+                             description="A fix older than this is not dead-reckoned")
 
 
 class AnchorDragConfig(_Model):
@@ -237,6 +252,9 @@ class AnchorDragConfig(_Model):
                             description="Limit = swing radius + margin")
     min_radius_m: float = Field(default=150.0, ge=0, le=5000, description="Limit at least this")
     reports: int = Field(default=2, ge=1, le=20, description="Consecutive reports outside")
+    risk_area: Literal["port_operations", "natural_hazard"] = Field(
+        default="port_operations", description="Risk area of the alert (natural_hazard for "
+                                               "ports where dragging means weather)")
 
 
 class SuddenStopConfig(_Model):
@@ -251,6 +269,11 @@ class PositionJumpConfig(_Model):
     enabled: bool = Field(default=True, description="Run the rule")
     max_speed_kn: float = Field(default=50.0, gt=0, le=1000, description="Implied speed limit")
     min_distance_m: float = Field(default=1000.0, ge=0, le=1_000_000, description="Jump at least")
+    confirm_reports: int = Field(default=3, ge=2, le=100,
+                                 description="This many rejected fixes in a row that agree "
+                                             "with each other are accepted (relocated)")
+    clear_s: float = Field(default=300.0, gt=0, le=86400,
+                           description="The alert ends after this long without a rejected fix")
 
 
 class MmsiConflictConfig(_Model):
@@ -268,6 +291,9 @@ class IdentityChangeConfig(_Model):
     fields: list[IdentityField] = Field(
         default_factory=_identity_fields,
         description="Static fields watched")
+    flap_s: float = Field(default=3600.0, ge=0, le=30 * 86400,
+                          description="A change back to a value held within this long is "
+                                      "counted, not alerted again")
 
 
 class EmergencyDeviceConfig(_Model):

@@ -1,0 +1,117 @@
+"""``mmsi_conflict``: one MMSI in two places at once (VALIDATE phase).
+
+Two transmitters sharing an MMSI (a cloned or spoofed identity, or a careless install) make
+the track jump back and forth. The rule follows the raw fixes of a vessel as up to two
+tracks, ``a`` (where the vessel was first) and ``b`` (the other place); a fix belongs to the
+track it could have reached without a jump (the ``position_jump`` definition: at least
+``min_distance_m`` at more than ``max_speed_kn``). A switch between tracks is a jump; a fix
+that fits neither starts a new ``b``. ``jumps`` switches within ``window_s`` open the alert
+(state-based; it starts at the first of those jumps). While it is open, every fix that does
+not continue the picture's accepted track is rejected, and an open ``position_jump`` alert
+for the vessel is ended in its favour. It ends after ``window_s`` without a jump.
+
+Nothing is kept for a vessel whose fixes never jump.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from geofence.alert import RiskArea, Severity
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
+from geofence.rules.position_jump import JumpTest, judged
+from ingest.report import Report
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+
+class MmsiConflict(BaseRule):
+    name = "mmsi_conflict"
+    phase = Phase.VALIDATE
+
+    def __init__(self, config: RulesConfig) -> None:
+        cfg = config.mmsi_conflict
+        self.test = JumpTest(config)
+        self.jumps = cfg.jumps
+        self.window_s = cfg.window_s
+
+    def _fits(self, head: list[Any] | None, x: float, y: float, t: float) -> float | None:
+        """Distance to a track head when the fix continues it, else None."""
+        if head is None:
+            return None
+        distance = math.hypot(x - head[1], y - head[2])
+        return None if self.test.is_jump(distance, t - head[0]) else distance
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        if not judged(report):
+            return
+        assert report.lat is not None and report.lon is not None
+        t = report.time
+        x, y = ctx.zones.project(report.lon, report.lat)
+        state = vessel.rule_state.get(self.name)
+        if state is None:
+            prev = ctx.prev_fix
+            if prev is None or self._fits([prev.time, prev.x, prev.y], x, y, t) is not None:
+                return  # the common case: no jump, nothing kept
+            state = vessel.rule_state[self.name] = {
+                "a": [prev.time, prev.x, prev.y, prev.lat, prev.lon], "b": None,
+                "last": "a", "jumps": []}
+        fit_a = self._fits(state["a"], x, y, t)
+        fit_b = self._fits(state["b"], x, y, t)
+        if fit_a is not None and (fit_b is None or fit_a <= fit_b):
+            member = "a"
+        else:
+            member = "b"  # continues b, or a third place that becomes the new b
+        state[member] = [t, x, y, report.lat, report.lon]
+        jumps: list[float] = [j for j in state["jumps"] if j > t - self.window_s]
+        if member != state["last"]:
+            jumps.append(t)
+            state["last"] = member
+        state["jumps"] = jumps
+        alert_id = state.get("alert")
+        alert = ctx.book.get(str(alert_id)) if alert_id else None
+        if alert is None and len(jumps) >= self.jumps:
+            alert = self._open(ctx, vessel, report, state, jumps)
+        if alert is not None:
+            prev = ctx.prev_fix
+            if prev is not None and self._fits([prev.time, prev.x, prev.y], x, y, t) is None:
+                ctx.reject_fix(self.name)
+            return
+        if not jumps and member == "a":
+            del vessel.rule_state[self.name]  # settled on one track again
+
+    def _open(self, ctx: RuleContext, vessel: Vessel, report: Report, state: dict[str, Any],
+              jumps: list[float]) -> Any:
+        a, b = state["a"], state["b"]
+        apart = math.hypot(a[1] - b[1], a[2] - b[2]) if b is not None else None
+        alert = ctx.book.open(
+            self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
+            mmsi=vessel.mmsi, started_at=jumps[0], time=report.time,
+            shipname=vessel.shipname, lat=vessel.lat, lon=vessel.lon,
+            details={"jumps": len(jumps), "window_s": self.window_s,
+                     "places": [{"lat": a[3], "lon": a[4]},
+                                *([{"lat": b[3], "lon": b[4]}] if b is not None else [])],
+                     "apart_m": None if apart is None else round(apart, 1),
+                     "reports": [evidence(report)]})
+        if alert is None:
+            return None
+        state["alert"] = alert.id
+        jump_alert = ctx.book.find("position_jump", vessel.mmsi)
+        if jump_alert is not None:
+            ctx.book.end(jump_alert, report.time, {"end_reason": "mmsi_conflict",
+                                                   "mmsi_conflict": alert.id})
+        return alert
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        for alert in ctx.book.of_rule(self.name):
+            vessel = ctx.picture.get(alert.mmsi) if alert.mmsi is not None else None
+            state = vessel.rule_state.get(self.name) if vessel is not None else None
+            jumps = state.get("jumps", []) if state else []
+            last = max(jumps) if jumps else alert.started_at
+            if now - last >= self.window_s:
+                ctx.book.end(alert, now, {"end_reason": "no_jumps"}, ended_at=last)
+                if vessel is not None:
+                    vessel.rule_state.pop(self.name, None)

@@ -1,0 +1,137 @@
+"""``position_jump``: a fix that the vessel could not have reached (VALIDATE phase).
+
+A fix at least ``min_distance_m`` from the vessel's last accepted fix, at an implied speed
+above ``max_speed_kn`` (distance in the zones' projection over the message-time difference),
+is rejected: it never enters the picture, so ``dark_vessel``, ``loitering``, ``speeding`` and
+the other observers do not act on it. Reported speeds play no part (a "not available" speed
+is null anyway): the jump is judged on positions and times alone. SAR aircraft (message 9)
+are not judged.
+
+The alert is state-based: it opens on the first rejected fix and ends once ``clear_s`` pass
+without another. When ``confirm_reports`` rejected fixes in a row agree with each other, the
+vessel really is there (the old fix was the bad one): that fix is accepted and the alert ends
+as ``relocated``. While ``mmsi_conflict`` holds for the vessel it speaks for the incident and
+no new ``position_jump`` alert is opened.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from geofence.alert import RiskArea, Severity
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
+from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+MS_TO_KN = 3600.0 / 1852.0
+SAR_AIRCRAFT_TYPE = 9
+
+
+def implied_speed_kn(distance_m: float, dt_s: float) -> float:
+    """Knots needed to cover ``distance_m`` in ``dt_s`` (infinite at the same instant)."""
+    dt = abs(dt_s)
+    return math.inf if dt == 0 else distance_m / dt * MS_TO_KN
+
+
+class JumpTest:
+    """The shared definition of a jump, used by ``position_jump`` and ``mmsi_conflict``."""
+
+    __slots__ = ("max_speed_kn", "min_distance_m")
+
+    def __init__(self, config: RulesConfig) -> None:
+        self.max_speed_kn = config.position_jump.max_speed_kn
+        self.min_distance_m = config.position_jump.min_distance_m
+
+    def is_jump(self, distance_m: float, dt_s: float) -> bool:
+        return distance_m >= self.min_distance_m and (
+            implied_speed_kn(distance_m, dt_s) > self.max_speed_kn)
+
+
+def judged(report: Report) -> bool:
+    """Reports whose position is judged: a position, and not a SAR aircraft."""
+    return report.lat is not None and report.lon is not None and (
+        report.msg_type != SAR_AIRCRAFT_TYPE)
+
+
+class PositionJump(BaseRule):
+    name = "position_jump"
+    phase = Phase.VALIDATE
+
+    def __init__(self, config: RulesConfig) -> None:
+        cfg = config.position_jump
+        self.test = JumpTest(config)
+        self.confirm_reports = cfg.confirm_reports
+        self.clear_s = cfg.clear_s
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        prev = ctx.prev_fix
+        if prev is None or not judged(report):
+            return
+        assert report.lat is not None and report.lon is not None
+        x, y = ctx.zones.project(report.lon, report.lat)
+        distance = math.hypot(x - prev.x, y - prev.y)
+        state = vessel.rule_state.get(self.name)
+        t = report.time
+        if not self.test.is_jump(distance, t - prev.time):
+            if state is not None:  # back on its track
+                state.pop("alt", None)
+                if not (state.get("alert") and ctx.book.get(str(state["alert"]))):
+                    del vessel.rule_state[self.name]
+            return
+        if state is None:
+            state = vessel.rule_state[self.name] = {}
+        alt = state.get("alt")
+        run = 1
+        if alt is not None and not self.test.is_jump(math.hypot(x - alt[1], y - alt[2]),
+                                                     t - alt[0]):
+            run = int(alt[3]) + 1
+        if run >= self.confirm_reports:
+            # Several fixes agree on the new place: accept it, the old fix was the odd one.
+            state.pop("alt", None)
+            self._end(ctx, vessel, state, t, "relocated")
+            return
+        state["alt"] = [t, x, y, run]
+        ctx.reject_fix(self.name)
+        state["last"] = t
+        state["rejected"] = int(state.get("rejected", 0)) + 1
+        if state.get("alert") and ctx.book.get(str(state["alert"])) is not None:
+            return
+        if ctx.book.find("mmsi_conflict", vessel.mmsi) is not None:
+            return  # the conflict alert covers it
+        speed = implied_speed_kn(distance, t - prev.time)
+        alert = ctx.book.open(
+            self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
+            mmsi=vessel.mmsi, started_at=t, time=t, shipname=vessel.shipname,
+            lat=prev.lat, lon=prev.lon,
+            details={"distance_m": round(distance, 1), "dt_s": round(t - prev.time, 3),
+                     "implied_speed_kn": None if math.isinf(speed) else round(speed, 1),
+                     "limit_kn": self.test.max_speed_kn,
+                     "accepted": {"time": iso_time(prev.time), "lat": prev.lat,
+                                  "lon": prev.lon},
+                     "rejected": evidence(report)})
+        state["alert"] = alert.id if alert is not None else None
+        state["rejected"] = 1
+
+    def _end(self, ctx: RuleContext, vessel: Vessel, state: dict[str, Any], t: float,
+             reason: str, ended_at: float | None = None) -> None:
+        alert_id = state.pop("alert", None)
+        alert = ctx.book.get(str(alert_id)) if alert_id else None
+        if alert is not None:
+            ctx.book.end(alert, t, {"rejected_fixes": int(state.get("rejected", 0)),
+                                    "end_reason": reason}, ended_at=ended_at)
+        vessel.rule_state.pop(self.name, None)
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        for alert in ctx.book.of_rule(self.name):
+            vessel = ctx.picture.get(alert.mmsi) if alert.mmsi is not None else None
+            state = vessel.rule_state.get(self.name) if vessel is not None else None
+            last = float(state.get("last", alert.started_at)) if state else alert.started_at
+            if now - last >= self.clear_s:
+                if vessel is not None and state is not None:
+                    self._end(ctx, vessel, state, now, "clear", ended_at=last)
+                else:
+                    ctx.book.end(alert, now, {"end_reason": "clear"}, ended_at=last)
