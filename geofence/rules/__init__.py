@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from geofence.rules.anchor_drag import AnchorDrag
 from geofence.rules.base import BaseRule, Phase, Rule, RuleContext, RuleFactory, evidence
+from geofence.rules.collision_risk import CollisionRisk
 from geofence.rules.dark import DarkVessel
 from geofence.rules.emergency import EmergencyDevice
+from geofence.rules.encounter import Encounter
+from geofence.rules.identity_change import IdentityChange
+from geofence.rules.invalid_mmsi import InvalidMmsi
 from geofence.rules.loitering import Loitering
+from geofence.rules.mmsi_conflict import MmsiConflict
+from geofence.rules.position_jump import PositionJump
 from geofence.rules.restricted import RestrictedEntry
 from geofence.rules.source_silent import SourceSilent
 from geofence.rules.speeding import Speeding
+from geofence.rules.sudden_stop import SuddenStop
 from geofence.rules.zone_events import ZoneEntry, ZoneExit
 
 if TYPE_CHECKING:
@@ -34,6 +42,16 @@ REGISTRY: list[tuple[str, RuleFactory]] = [
     ("loitering", Loitering),
     ("speeding", Speeding),
     ("emergency_device", EmergencyDevice),
+    # track integrity: VALIDATE phase, position_jump before mmsi_conflict
+    ("position_jump", PositionJump),
+    ("mmsi_conflict", MmsiConflict),
+    ("invalid_mmsi", InvalidMmsi),
+    ("identity_change", IdentityChange),
+    # traffic safety
+    ("encounter", Encounter),
+    ("collision_risk", CollisionRisk),
+    ("anchor_drag", AnchorDrag),
+    ("sudden_stop", SuddenStop),
 ]
 
 

@@ -1,0 +1,242 @@
+"""``collision_risk``: two vessels under way closing to a small CPA within a short TCPA.
+
+Both faster than ``speed_kn`` with a known course, neither of an exempt ship type; CPA below
+``cpa_m`` with ``0 < TCPA < tcpa_s``. CPA/TCPA are computed in metres in the zones'
+projection, each vessel dead-reckoned from its last fix (speed over ground, course over
+ground) to the time of the report being judged. Close passing is normal in a basin or a
+channel, so a pair is judged only when at least one of the two is outside the port limit
+(everywhere, when no ``port_limit`` zone exists) or inside a zone that sets its own
+``cpa_m`` (and optionally ``tcpa_s``); when such zones apply, the smallest ``cpa_m`` among
+them is the limit.
+
+State-based with hysteresis: it opens when the condition first holds and ends when the
+vessels have passed (TCPA ≤ 0), when CPA or TCPA exceed ``end_factor`` times their limits,
+when either slows to ``speed_kn`` or less, or when either has not reported for
+``max_age_s``. Neighbours within ``search_m`` come from two grids (all vessels under way;
+those where the rule applies), so a vessel inside the port limit only looks for watched
+neighbours and no report ever looks at all vessels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from geofence.alert import RiskArea, Severity
+from geofence.neighbours import Grid, Pairs, pair_key
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, RuleContext, evidence
+from geofence.rules.encounter import is_exempt
+from ingest.report import Report
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+KN_TO_MS = 1852.0 / 3600.0
+SWEEP_EVERY_S = 60.0
+
+
+class Motion(NamedTuple):
+    """A vessel's last fix as the grids keep it."""
+
+    time: float
+    vx: float
+    vy: float
+    watched: bool
+    cpa_m: float | None  # a zone's own limits, when the vessel is in such a zone
+    tcpa_s: float | None
+    zone: str | None
+
+
+def cpa_tcpa(rx: float, ry: float, vx: float, vy: float) -> tuple[float, float | None]:
+    """CPA (m) and TCPA (s) of relative position ``r`` and relative velocity ``v``.
+
+    TCPA is None when the relative velocity is (nearly) zero: the distance does not change.
+    """
+    vv = vx * vx + vy * vy
+    if vv < 1e-9:
+        return math.hypot(rx, ry), None
+    tcpa = -(rx * vx + ry * vy) / vv
+    return math.hypot(rx + vx * tcpa, ry + vy * tcpa), tcpa
+
+
+def velocity(speed_kn: float, course_deg: float) -> tuple[float, float]:
+    """East and north components (m/s) of a speed and a course from north."""
+    speed = speed_kn * KN_TO_MS
+    rad = math.radians(course_deg)
+    return speed * math.sin(rad), speed * math.cos(rad)
+
+
+class CollisionRisk(BaseRule):
+    name = "collision_risk"
+
+    def __init__(self, config: RulesConfig) -> None:
+        cfg = config.collision_risk
+        self.speed_kn = cfg.speed_kn
+        self.cpa_m = cfg.cpa_m
+        self.tcpa_s = cfg.tcpa_s
+        self.end_factor = cfg.end_factor
+        self.search_m = cfg.search_m
+        self.max_age_s = cfg.max_age_s
+        self.exempt = frozenset(config.exempt_shiptypes)
+        self.moving: Grid[Motion] = Grid(self.search_m)
+        self.watched: Grid[Motion] = Grid(self.search_m)
+        self.pairs = Pairs()
+        self._has_port_limit = False
+        self._zone_limits = False
+        self._next_sweep = float("-inf")
+
+    # -- where the rule applies -----------------------------------------------------------
+
+    def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
+        assert vessel.speed is not None and vessel.course is not None
+        vx, vy = velocity(vessel.speed, vessel.course)
+        cpa = tcpa = None
+        zone_id = None
+        in_port = False
+        if vessel.zones:
+            by_id = ctx.zones.by_id
+            for zid in vessel.zones:
+                zone = by_id.get(zid)
+                if zone is None:
+                    continue
+                if zone.kind == "port_limit":
+                    in_port = True
+                own = zone.get("cpa_m") if self._zone_limits else None
+                if own is not None and (cpa is None or own < cpa):
+                    cpa, tcpa, zone_id = float(own), zone.get("tcpa_s"), zone.id
+        watched = cpa is not None or not (self._has_port_limit and in_port)
+        return Motion(t, vx, vy, watched, cpa, tcpa, zone_id)
+
+    def _limits(self, a: Motion, b: Motion) -> tuple[float, float, str | None]:
+        """(cpa, tcpa, zone) for a pair: a zone's own limits when either is in one."""
+        best: Motion | None = None
+        best_cpa = math.inf
+        for m in (a, b):
+            if m.cpa_m is not None and m.cpa_m < best_cpa:
+                best, best_cpa = m, m.cpa_m
+        if best is None:
+            return self.cpa_m, self.tcpa_s, None
+        return best_cpa, best.tcpa_s or self.tcpa_s, best.zone
+
+    # -- reports --------------------------------------------------------------------------
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        if not ctx.fix_accepted:
+            return
+        mmsi = vessel.mmsi
+        speed, course = vessel.speed, vessel.course
+        if speed is None or course is None or speed <= self.speed_kn or (
+                is_exempt(vessel, self.exempt)):
+            if mmsi in self.moving or self.pairs.has(mmsi):  # the common case skips this
+                self._leave(ctx, mmsi, report.time, "slow_or_exempt", report)
+            return
+        assert vessel.x is not None and vessel.y is not None
+        t = report.time
+        x, y = vessel.x, vessel.y
+        me = self._motion(ctx, vessel, t)
+        self.moving.put(mmsi, x, y, me)
+        if me.watched:
+            self.watched.put(mmsi, x, y, me)
+        else:
+            self.watched.remove(mmsi)
+        grid = self.moving if me.watched else self.watched
+        met: set[tuple[int, int]] = set()
+        picture = ctx.picture
+        for other, ox, oy, them in grid.near(x, y, self.search_m):
+            age = t - them.time
+            if other == mmsi or age > self.max_age_s:
+                continue
+            partner = picture.get(other)
+            if partner is None or is_exempt(partner, self.exempt):
+                continue
+            # Dead-reckon the other vessel to now; this one is at its fix.
+            rx, ry = ox + them.vx * age - x, oy + them.vy * age - y
+            cpa, tcpa = cpa_tcpa(rx, ry, them.vx - me.vx, them.vy - me.vy)
+            cpa_lim, tcpa_lim, zone = self._limits(me, them)
+            key = pair_key(mmsi, other)
+            state = self.pairs.state.get(key)
+            if state is not None:
+                if tcpa is not None and 0 < tcpa <= tcpa_lim * self.end_factor and (
+                        cpa <= cpa_lim * self.end_factor):
+                    met.add(key)
+                    state["min_cpa"] = min(state["min_cpa"], cpa)
+                continue
+            if tcpa is None or not (0 < tcpa < tcpa_lim) or cpa >= cpa_lim:
+                continue
+            met.add(key)
+            self._open(ctx, key, vessel, partner, report, cpa, tcpa, math.hypot(rx, ry),
+                       cpa_lim, tcpa_lim, zone)
+        for key in self.pairs.of(mmsi) - met:
+            self._end_pair(ctx, key, t, "passed_or_clear", report)
+
+    def _open(self, ctx: RuleContext, key: tuple[int, int], vessel: Vessel, partner: Vessel,
+              report: Report, cpa: float, tcpa: float, distance: float, cpa_lim: float,
+              tcpa_lim: float, zone: str | None) -> None:
+        first, second = (vessel, partner) if vessel.mmsi == key[0] else (partner, vessel)
+        t = report.time
+        alert = ctx.book.open(
+            self.name, risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.WARNING,
+            mmsi=key[0], other_mmsi=key[1], started_at=t, time=t, zone=zone,
+            shipname=first.shipname, lat=first.lat, lon=first.lon,
+            details={"cpa_m": round(cpa, 1), "tcpa_s": round(tcpa, 1),
+                     "distance_m": round(distance, 1), "cpa_limit_m": cpa_lim,
+                     "tcpa_limit_s": tcpa_lim, "other_shipname": second.shipname,
+                     "other_lat": second.lat, "other_lon": second.lon,
+                     "speeds": [first.speed, second.speed],
+                     "courses": [first.course, second.course],
+                     "reports": [evidence(report)]})
+        if alert is not None:
+            self.pairs.add(key, {"alert": alert.id, "min_cpa": cpa})
+
+    def _leave(self, ctx: RuleContext, mmsi: int, t: float, reason: str,
+               report: Report | None = None) -> None:
+        self.moving.remove(mmsi)
+        self.watched.remove(mmsi)
+        for key in self.pairs.of(mmsi):
+            self._end_pair(ctx, key, t, reason, report)
+
+    def _end_pair(self, ctx: RuleContext, key: tuple[int, int], t: float, reason: str,
+                  report: Report | None = None) -> None:
+        state = self.pairs.remove(key)
+        alert = ctx.book.get(str(state["alert"])) if state is not None else None
+        if alert is None or state is None:
+            return
+        details: dict[str, Any] = {"end_reason": reason,
+                                   "min_cpa_m": round(float(state["min_cpa"]), 1)}
+        if report is not None:
+            details["exit"] = evidence(report)
+        ctx.book.end(alert, t, details)
+
+    # -- timers, zones, restart -----------------------------------------------------------
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY_S
+        horizon = now - self.max_age_s
+        for mmsi in self.moving.members():
+            entry = self.moving.get(mmsi)
+            if entry is not None and entry[2].time < horizon:
+                self._leave(ctx, mmsi, now, "silent")
+        for key in list(self.pairs.state):
+            if any(m not in self.moving for m in key):
+                self._end_pair(ctx, key, now, "silent")
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        # Whether a vessel is watched depends on the zones: vessels re-enter the grids with
+        # their next report (seconds, under way); open pairs are judged again then.
+        self._has_port_limit = bool(ctx.zones.of_kind("port_limit"))
+        self._zone_limits = any("cpa_m" in z.overrides for z in ctx.zones)
+        self.moving = Grid(self.search_m)
+        self.watched = Grid(self.search_m)
+        self._next_sweep = ctx.now + SWEEP_EVERY_S
+
+    def on_restore(self, ctx: RuleContext) -> None:
+        self.on_zones(ctx)
+        self.pairs = Pairs()
+        for alert in ctx.book.of_rule(self.name):
+            if alert.mmsi is not None and alert.other_mmsi is not None:
+                self.pairs.add(pair_key(alert.mmsi, alert.other_mmsi),
+                               {"alert": alert.id,
+                                "min_cpa": alert.details.get("cpa_m", self.cpa_m)})

@@ -1,0 +1,74 @@
+"""``sudden_stop``: from more than ``from_kn`` to less than ``to_kn`` within ``within_s``,
+then held below ``to_kn`` for ``hold_s`` (a possible grounding or collision; DMA
+AisAbnormal's idea).
+
+A ship does not lose 7 kn in 30 s by its own will; one that then stays stopped needs a
+look. An event alert, raised when the hold is complete, with the last fast report and the
+first stopped one as evidence. Only reports whose fix was accepted count, so a spoofed
+report cannot stage a stop. Vessels faster than ``from_kn`` keep two numbers in
+``rule_state``; all others keep nothing unless a stop is pending.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from geofence.alert import RiskArea, Severity
+from geofence.picture import Vessel
+from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from ingest.report import Report, iso_time
+
+if TYPE_CHECKING:
+    from harbourwatch.config import RulesConfig
+
+
+class SuddenStop(BaseRule):
+    name = "sudden_stop"
+
+    def __init__(self, config: RulesConfig) -> None:
+        cfg = config.sudden_stop
+        self.from_kn = cfg.from_kn
+        self.to_kn = cfg.to_kn
+        self.within_s = cfg.within_s
+        self.hold_s = cfg.hold_s
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        speed = report.speed
+        if speed is None or not ctx.fix_accepted:
+            return
+        t = report.time
+        rule_state = vessel.rule_state
+        state = rule_state.get(self.name)
+        if speed > self.from_kn:
+            if state is None:
+                rule_state[self.name] = {"fast_t": t, "fast_kn": speed}
+            else:
+                state["fast_t"], state["fast_kn"] = t, speed
+                state.pop("stop", None)
+            return
+        if state is None:
+            return
+        if speed >= self.to_kn:
+            state.pop("stop", None)  # slowing down, or moving again: not (or no longer) held
+            if t - state["fast_t"] > self.within_s:
+                del rule_state[self.name]
+            return
+        stop = state.get("stop")
+        if stop is None:
+            if t - state["fast_t"] > self.within_s:
+                del rule_state[self.name]  # a gradual stop
+                return
+            stop = state["stop"] = {"time": t, "first": evidence(report)}
+        held = t - stop["time"]
+        if held < self.hold_s:
+            return
+        del rule_state[self.name]
+        ctx.book.event(
+            self.name, risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.WARNING,
+            mmsi=vessel.mmsi, time=t, zone=next(iter(reversed(vessel.zones)), None),
+            **vessel_fields(vessel),
+            details={"from_kn": state["fast_kn"], "fast_at": iso_time(state["fast_t"]),
+                     "stopped_at": iso_time(stop["time"]),
+                     "drop_s": round(stop["time"] - state["fast_t"], 1),
+                     "held_s": round(held, 1), "speed": speed,
+                     "reports": [stop["first"], evidence(report)]})
