@@ -54,9 +54,7 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
         raw = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite:"):]
         if not raw:
             raise StoreError(f"no file in {url!r}: use sqlite:///path.db")
-        path = Path(raw)
-        if not path.is_absolute():
-            path = base / path
+        path = Path(raw)  # relative to the working directory, like any command-line path
         return SqliteStore(path, spool_path=spool_path, drill=drill, batch_size=batch_size,
                            max_age=max_age, memory_limit=memory_limit)
     if scheme in ("postgresql", "postgres"):

@@ -260,7 +260,7 @@ class PostgresStore(WriterStore):
             if transition != "update" or before != state:
                 await conn.execute(_AUDIT_INSERT, alert["id"], ts(when), "rules", transition,
                                    None, before, state,
-                                   f"{alert['id']}|{transition}|{when!r}|{state}")
+                                   f"{alert['id']}|{transition}|{when!r}|{alert['state']}")
 
     async def _write_statics(self, conn: asyncpg.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}

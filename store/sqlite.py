@@ -187,7 +187,7 @@ class SqliteStore(WriterStore):
             if transition != "update" or before != state:
                 conn.execute(_AUDIT_INSERT, (
                     alert["id"], when, "rules", transition, None, before, state,
-                    f"{alert['id']}|{transition}|{when!r}|{state}"))
+                    f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
 
     def _write_statics(self, conn: sqlite3.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}

@@ -86,9 +86,13 @@ class BatchWriter:
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # The loop sees _stopping after its current pass; no cancel, so a write in flight
+            # finishes (cancelling wait_for in 3.11 can also be swallowed).
+            done, _ = await asyncio.wait({self._task}, timeout=self._retry_max + 65)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if self._queue:
             items = list(self._queue)
@@ -105,11 +109,19 @@ class BatchWriter:
 
     # --- the flush loop ----------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
+        try:
+            await self._loop()
+        finally:
+            self._pass_done.set()  # never leave a flush() waiting
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
             if len(self._queue) < self.batch_size and not self._spool.pending:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.max_age)
             self._wake.clear()
+            if self._stopping.is_set():
+                break
             try:
                 ok = await self._drain()
             except StoreError as exc:  # the spool itself failed: keep rows in memory

@@ -1,0 +1,320 @@
+"""The store contract: one test suite, run against real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
+from ingest.report import Report, iso_time
+from store import AlertQuery, NotFound, Store, VesselState, open_store
+from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
+
+T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
+A, B, C = 244123456, 244654321, 211000001
+
+
+def pos(mmsi: int, t: float, lat: float = 51.9, lon: float = 4.1, speed: float | None = 5.5,
+        msg_type: int = 1, **extra: Any) -> Report:
+    return Report(mmsi=mmsi, msg_type=msg_type, time=t, time_source="tagblock",
+                  sources=["rx1", "rx2"], nmea=["!AIVDM,..."], lat=lat, lon=lon, speed=speed,
+                  course=87.5, heading=88, status=0, extra=extra)
+
+
+def static(mmsi: int, t: float, **fields: Any) -> Report:
+    return Report(mmsi=mmsi, msg_type=5, time=t, time_source="tagblock", sources=["rx1"],
+                  nmea=[], **fields)
+
+
+def alert_event(transition: Transition, alert: Alert, t: float) -> AlertEvent:
+    return AlertEvent(transition, alert.to_dict(), t)
+
+
+def dark(mmsi: int = A, start: float = T0, drill: bool = False, zone: str = "berth_3") -> Alert:
+    return Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                 severity=Severity.WARNING, mmsi=mmsi, started_at=start, zone=zone,
+                 shipname="NORDIC", lat=51.9, lon=4.1, drill=drill, details={"gap_s": 700})
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hw.db'}"
+    return str(request.getfixturevalue("pg_dsn"))
+
+
+@pytest.fixture
+async def store(store_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(store_url, tmp_path, max_age=0.05)
+    await s.start()
+    yield s
+    await s.stop()
+
+
+async def test_positions_round_trip_with_values(store: Store) -> None:
+    for i in range(50):
+        store.on_report(pos(A, T0 + i * 10, lat=51.9 + i * 1e-4, speed=5.5 + i / 10))
+    store.on_report(pos(B, T0 + 5, lat=52.0, lon=4.2, speed=None, drill=True))
+    store.on_report(static(C, T0, shipname="NO POSITION"))  # no position: no row
+    await store.flush()
+
+    assert await store.position_count() == 51
+    track = await store.track(A, T0, T0 + 1000)
+    assert len(track) == 50
+    assert track[0] == {"time": iso_time(T0), "lat": 51.9, "lon": 4.1, "speed": 5.5,
+                        "course": 87.5, "heading": 88}
+    assert track[-1]["time"] == iso_time(T0 + 490)
+    assert track[-1]["lat"] == pytest.approx(51.9 + 49e-4)
+    assert [p["time"] for p in track] == sorted(p["time"] for p in track)
+    assert await store.track(A, T0 + 100, T0 + 120) == track[10:13]
+    assert await store.track(B, T0, T0 + 10, drill=False) == []
+    drill_track = await store.track(B, T0, T0 + 10, drill=True)
+    assert drill_track[0]["speed"] is None
+
+
+async def test_positions_are_idempotent(store: Store) -> None:
+    reports = [pos(A, T0 + i) for i in range(100)]
+    for r in reports:
+        store.on_report(r)
+    await store.flush()
+    for r in [*reports[50:], pos(A, T0 + 500)]:  # a catch-up overlapping what is stored
+        store.on_report(r)
+    await store.flush()
+    assert await store.position_count(A) == 101
+    # Same key in one batch, and a different message type at the same time: kept apart.
+    store.on_report(pos(B, T0))
+    store.on_report(pos(B, T0))
+    store.on_report(pos(B, T0, msg_type=3))
+    await store.flush()
+    assert await store.position_count(B) == 2
+
+
+async def test_track_is_downsampled_for_long_ranges(store: Store) -> None:
+    for i in range(1000):
+        store.on_report(pos(A, T0 + i, lat=50 + i / 1000))
+    await store.flush()
+    track = await store.track(A, T0, T0 + 999, max_points=100)
+    # 1000 s in at most 100 buckets: 10 s each, the earliest fix of every bucket.
+    assert [p["time"] for p in track] == [iso_time(T0 + 10 * k) for k in range(100)]
+    assert track[3]["lat"] == pytest.approx(50.03)
+    assert len(await store.track(A, T0, T0 + 999, max_points=1000)) == 1000
+
+
+async def test_picture_at_a_past_moment(store: Store) -> None:
+    store.on_report(static(A, T0 - 100, shipname="NORDIC", callsign="PD1234", shiptype=70))
+    store.on_report(pos(A, T0, lat=51.0))
+    store.on_report(pos(A, T0 + 60, lat=51.1))
+    store.on_report(pos(A, T0 + 120, lat=51.2))
+    store.on_report(pos(B, T0 - 7200, lat=52.0))  # outside the window at T0+60
+    store.on_report(pos(B, T0 + 30, lat=52.1, drill=True))
+    await store.flush()
+
+    picture = await store.picture_at(T0 + 60)
+    assert [(v["mmsi"], v["lat"], v["time"]) for v in picture] == [
+        (A, 51.1, iso_time(T0 + 60)), (B, 52.1, iso_time(T0 + 30))]
+    assert picture[0]["shipname"] == "NORDIC"
+    assert picture[0]["sources"] == ["rx1", "rx2"]
+    assert picture[1]["drill"] is True
+    assert [v["mmsi"] for v in await store.picture_at(T0 + 60, drill=False)] == [A]
+    assert [v["mmsi"] for v in await store.picture_at(T0 + 30, window=7300)] == [A, B]
+    assert await store.picture_at(T0 - 8000) == []
+
+
+async def test_static_data_and_its_history(store: Store) -> None:
+    store.on_report(static(A, T0, shipname="NORDIC", callsign="PD1234", imo=9123456))
+    store.on_report(static(A, T0 + 360, shipname="NORDIC", destination="ROTTERDAM"))
+    store.on_report(static(A, T0 + 720, shipname="BALTIC", destination="ROTTERDAM"))
+    await store.flush()
+    vessel = await store.vessel(A)
+    assert vessel is not None
+    assert (vessel["shipname"], vessel["callsign"], vessel["imo"], vessel["destination"]) == (
+        "BALTIC", "PD1234", 9123456, "ROTTERDAM")
+    history = await store.vessel_history(A)
+    assert [h["time"] for h in history] == [iso_time(T0), iso_time(T0 + 360),
+                                            iso_time(T0 + 720)]
+    assert history[2]["changes"] == {"shipname": ["NORDIC", "BALTIC"]}
+    # Replaying the same reports (a catch-up) adds no history.
+    store.on_report(static(A, T0 + 720, shipname="BALTIC", destination="ROTTERDAM"))
+    await store.flush()
+    assert len(await store.vessel_history(A)) == 3
+    assert await store.vessel(B) is None
+
+
+async def test_alert_lifecycle_and_audit(store: Store) -> None:
+    alert = dark()
+    store.on_alert(alert_event(Transition.NEW, alert, T0 + 700))
+    await store.flush()
+    stored = await store.alert(alert.id)
+    assert {k: stored[k] for k in alert.to_dict()} == alert.to_dict()
+    assert stored["acknowledged_by"] is None
+
+    acked = await store.ack(alert.id, "duty-officer", "watching it", at=T0 + 800)
+    assert acked["state"] == "acknowledged"
+    assert (acked["acknowledged_by"], acked["ack_note"]) == ("duty-officer", "watching it")
+    # A rule update after the ack keeps the operator's state.
+    alert.details = {"gap_s": 900}
+    store.on_alert(alert_event(Transition.UPDATE, alert, T0 + 900))
+    await store.flush()
+    assert (await store.alert(alert.id))["state"] == "acknowledged"
+    assert (await store.alert(alert.id))["details"] == {"gap_s": 900}
+    assert [a["id"] for a in await store.open_alerts()] == [alert.id]
+
+    alert.state, alert.ended_at = AlertState.ENDED, T0 + 1000
+    store.on_alert(alert_event(Transition.END, alert, T0 + 1000))
+    await store.flush()
+    ended = await store.alert(alert.id)
+    assert (ended["state"], ended["ended_at"]) == ("ended", iso_time(T0 + 1000))
+    assert await store.open_alerts() == []
+
+    resolved = await store.resolve(alert.id, "harbour-master", "false alarm", at=T0 + 1100)
+    assert (resolved["state"], resolved["resolved_by"]) == ("resolved", "harbour-master")
+    trail = await store.audit(alert.id)
+    assert [(a["actor"], a["action"], a["before"], a["after"]) for a in trail] == [
+        ("rules", "new", None, "open"),
+        ("duty-officer", "ack", "open", "acknowledged"),
+        ("rules", "end", "acknowledged", "ended"),
+        ("harbour-master", "resolve", "ended", "resolved"),
+    ]
+    assert trail[1]["note"] == "watching it"
+    assert trail[1]["time"] == iso_time(T0 + 800)
+    # Catch-up replays the same transitions: no duplicate audit rows, state unchanged.
+    store.on_alert(alert_event(Transition.NEW, dark(), T0 + 700))
+    store.on_alert(alert_event(Transition.END, alert, T0 + 1000))
+    await store.flush()
+    assert len(await store.audit(alert.id)) == 4
+    assert (await store.alert(alert.id))["state"] == "resolved"
+
+    with pytest.raises(NotFound):
+        await store.alert("nope")
+    with pytest.raises(NotFound):
+        await store.ack("nope", "x")
+
+
+async def test_alert_filters(store: Store) -> None:
+    a1 = dark(A, T0)
+    a2 = dark(B, T0 + 3600, drill=True, zone="anchorage")
+    a3 = Alert(rule="speeding", risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.INFO,
+               mmsi=C, other_mmsi=None, started_at=T0 + 7200, zone="channel")
+    a4 = Alert(rule="encounter", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+               severity=Severity.WARNING, mmsi=C, other_mmsi=A, started_at=T0 + 100)
+    for a in (a1, a2, a3, a4):
+        store.on_alert(alert_event(Transition.NEW, a, a.started_at))
+    a1.state, a1.ended_at = AlertState.ENDED, T0 + 600
+    store.on_alert(alert_event(Transition.END, a1, T0 + 600))
+    await store.flush()
+
+    async def ids(**filters: Any) -> list[str]:
+        return [a["id"] for a in await store.alerts(AlertQuery(**filters))]
+
+    assert await ids() == [a3.id, a2.id, a4.id, a1.id]  # newest first
+    assert await ids(rule="dark_vessel") == [a2.id, a1.id]
+    assert await ids(state="ended") == [a1.id]
+    assert await ids(state=("open", "acknowledged")) == [a3.id, a2.id, a4.id]
+    assert await ids(risk_area="port_operations") == [a3.id]
+    assert await ids(zone="anchorage") == [a2.id]
+    assert await ids(mmsi=A) == [a4.id, a1.id]  # either vessel of the alert
+    assert await ids(drill=True) == [a2.id]
+    assert await ids(start=T0 + 700, end=T0 + 5000) == [a2.id, a4.id]  # a1 ended before
+    assert await ids(limit=2, offset=1) == [a2.id, a4.id]
+
+
+async def test_snoozes(store: Store) -> None:
+    snooze = await store.snooze("dark_vessel", A, T0 + 3600, "duty-officer", "known", at=T0)
+    assert (snooze.rule, snooze.mmsi, snooze.until) == ("dark_vessel", A, T0 + 3600)
+    await store.snooze("loitering", B, T0 + 600, "duty-officer", at=T0)
+    assert [(s.rule, s.mmsi) for s in await store.snoozes()] == [
+        ("dark_vessel", A), ("loitering", B)]
+    assert [s.mmsi for s in await store.snoozes(active_at=T0 + 1000)] == [A]
+    assert (await store.snoozes())[0].note == "known"
+    assert await store.unsnooze("dark_vessel", A, "duty-officer") is True
+    assert await store.unsnooze("dark_vessel", A, "duty-officer") is False
+    assert [s.mmsi for s in await store.snoozes()] == [B]
+
+
+async def test_zone_versions(store: Store) -> None:
+    assert await store.latest_zones() is None
+    v1 = {"type": "FeatureCollection", "features": []}
+    v2 = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": None,
+                                                      "properties": {"id": "berth_3"}}]}
+    first = await store.save_zones(v1, "admin", at=T0)
+    second = await store.save_zones(v2, "admin2", at=T0 + 1)
+    assert second > first
+    latest = await store.latest_zones()
+    assert latest == {"version": second, "time": iso_time(T0 + 1), "actor": "admin2",
+                      "geojson": v2}
+
+
+async def test_outbox_in_order(store: Store) -> None:
+    ids = [await store.outbox_add("hw/alerts", f'{{"n": {i}}}', qos=1) for i in range(3)]
+    retained = await store.outbox_add("hw/alerts/dark_vessel/x", b"", qos=1, retain=True)
+    pending = await store.outbox_pending(10)
+    assert [m.id for m in pending] == [*ids, retained]
+    assert pending[0].payload == b'{"n": 0}'
+    assert (pending[3].retain, pending[3].payload, pending[3].qos) == (True, b"", 1)
+    await store.outbox_done(ids[:2])
+    assert [m.id for m in await store.outbox_pending(10)] == [ids[2], retained]
+    assert [m.id for m in await store.outbox_pending(1)] == [ids[2]]
+
+
+async def test_source_health_snapshots(store: Store) -> None:
+    await store.save_source_health(T0, {"rx1": {"messages": 10}, "rx2": {"messages": 3}})
+    await store.save_source_health(T0 + 60, {"rx1": {"messages": 25}})
+    assert await store.latest_source_health() == {"rx1": {"messages": 25},
+                                                 "rx2": {"messages": 3}}
+
+
+async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
+                                                             tmp_path: Path) -> None:
+    first = open_store(store_url, tmp_path)
+    await first.start()
+    states = [VesselState(A, T0 + 50, {"dark": {"since": T0 - 700, "inside": ["coverage"]}}),
+              VesselState(B, T0 + 51, {"anchor": {"centre": [4.1, 51.9], "radius_m": 80.5}})]
+    await first.save_vessel_states(states)
+    still_open, closed = dark(A, T0), dark(B, T0 + 10)
+    first.on_alert(alert_event(Transition.NEW, still_open, T0))
+    first.on_alert(alert_event(Transition.NEW, closed, T0 + 10))
+    closed.state, closed.ended_at = AlertState.ENDED, T0 + 20
+    first.on_alert(alert_event(Transition.END, closed, T0 + 20))
+    first.on_report(pos(A, T0 + 50))
+    await first.stop()  # stop flushes what is queued
+
+    second = open_store(store_url, tmp_path)
+    await second.start()
+    try:
+        assert await second.load_vessel_states() == {A: states[0], B: states[1]}
+        restored = [Alert.from_dict(a) for a in await second.open_alerts()]
+        assert [a.to_dict() for a in restored] == [still_open.to_dict()]
+        assert await second.position_count() == 1
+        assert await second.schema_version() == 1  # type: ignore[attr-defined]
+        # replace=True makes the saved set a snapshot
+        await second.save_vessel_states([states[1]], replace=True)
+        assert list(await second.load_vessel_states()) == [B]
+    finally:
+        await second.stop()
+
+
+def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from store.postgres import PostgresStore
+    from store.sqlite import SqliteStore
+
+    default = open_store(None, tmp_path)
+    assert isinstance(default, SqliteStore)
+    assert default.path == tmp_path / "harbourwatch.db"
+    monkeypatch.chdir(tmp_path)
+    cwd_default = open_store(None, None)
+    assert isinstance(cwd_default, SqliteStore)
+    assert cwd_default.path == tmp_path / "harbourwatch.db"
+    absolute = open_store(f"sqlite:///{tmp_path}/x/y.db", None)
+    assert isinstance(absolute, SqliteStore)
+    assert absolute.path == tmp_path / "x" / "y.db"
+    relative = open_store("sqlite:///rel.db", tmp_path / "cfg")
+    assert isinstance(relative, SqliteStore)
+    assert relative.path == Path("rel.db")
+    pg = open_store("postgresql://u:p@127.0.0.1:5432/hw", tmp_path)
+    assert isinstance(pg, PostgresStore)
+    from store import StoreError
+    with pytest.raises(StoreError, match="unknown database URL"):
+        open_store("mysql://x", tmp_path)
