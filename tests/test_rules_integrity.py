@@ -1,0 +1,306 @@
+"""Track integrity: position_jump, mmsi_conflict, invalid_mmsi, identity_change, the MID table,
+and a spoofed fix that must not reach the picture or the rules after it."""
+
+from __future__ import annotations
+
+from geofence.mid import classify, is_ship_mmsi, mmsi_text
+from ingest.report import Report
+from tests.rulekit import T0, Run, report, span
+
+SHIP = 244123456
+FAR = 244000001  # keeps rx1 heard
+
+
+def static(mmsi: int, t: float, msg_type: int = 5, **fields: object) -> Report:
+    return report(mmsi, t, None, None, msg_type=msg_type, speed=None, course=None,
+                  status=None, **fields)
+
+
+# -- position_jump ------------------------------------------------------------------------
+
+def test_999_m_in_one_second_is_no_jump() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 5000, 5000), report(SHIP, 1, 5999, 5000))
+    assert run.of("position_jump") == []
+    assert run.engine.counters["suspect"] == 0
+
+
+def test_1000_m_at_51_kn_is_a_jump_at_49_kn_is_not() -> None:
+    run = Run()  # 1000 m take 38.9 s at 50 kn
+    run.feed(report(SHIP, 0, 5000, 5000), report(SHIP, 39, 6000, 5000))
+    assert run.of("position_jump") == []
+    run.feed(report(SHIP, 77, 7000, 5000))
+    (event,) = run.of("position_jump")
+    alert = event.alert
+    assert alert["risk_area"] == "information_security" and alert["state"] == "open"
+    assert alert["details"]["distance_m"] == 1000.0 and alert["details"]["dt_s"] == 38.0
+    assert 51.1 <= alert["details"]["implied_speed_kn"] <= 51.2
+    vessel = run.engine.picture.vessels[SHIP]
+    assert vessel.fix_time == T0 + 39  # the jumped fix did not move it
+
+
+def test_not_available_speed_plays_no_part() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 5000, 5000, speed=None),
+             report(SHIP, 10, 5100, 5000, speed=None),  # 19 kn implied: fine
+             report(SHIP, 20, 9000, 5000, speed=None))  # 758 kn implied
+    assert [e.alert["rule"] for e in run.of("position_jump")] == ["position_jump"]
+
+
+def test_sar_aircraft_is_not_judged() -> None:
+    run = Run()
+    aircraft = 111244001
+    run.feed(*(report(aircraft, t, 5000 + 60 * t, 5000, speed=120.0, msg_type=9)
+               for t in span(0, 60, 10)))
+    assert run.of("position_jump") == [] and run.of("mmsi_conflict") == []
+    assert run.engine.picture.vessels[aircraft].fix_time == T0 + 60
+
+
+def test_three_agreeing_fixes_relocate_and_end_the_alert() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 5000, 5000))
+    run.feed(*(report(SHIP, t, 12000, 5000) for t in (10, 20)))
+    assert run.engine.picture.vessels[SHIP].fix_time == T0
+    run.feed(report(SHIP, 30, 12000, 5000))
+    assert [e.transition for e in run.of("position_jump")] == ["new", "end"]
+    end = run.of("position_jump", "end")[0].alert
+    assert end["details"] == {**end["details"], "end_reason": "relocated", "rejected_fixes": 2}
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 30
+
+
+def test_alert_ends_after_clear_s_without_another_jump() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 5000, 5000), report(SHIP, 10, 15000, 5000))
+    run.feed(*(report(SHIP, t, 5000, 5000) for t in span(20, 300, 10)))
+    assert [e.transition for e in run.of("position_jump")] == ["new"]
+    run.feed(report(SHIP, 310, 5000, 5000))
+    end = run.of("position_jump", "end")[0].alert
+    assert end["details"]["end_reason"] == "clear"
+    assert end["ended_at"] == "2026-01-01T12:00:10Z"
+    assert "position_jump" not in run.engine.picture.vessels[SHIP].rule_state
+
+
+# -- a spoofed fix ------------------------------------------------------------------------
+
+def spoofed(**sections: object) -> Run:
+    """The real ship steams east at 10 kn far out; a spoofer puts its MMSI twice at 20 kn in
+    the 6 kn channel and twice slow next to the berth. Short holds make one or two fixes
+    enough to fire, so the control run (validators off) shows what a spoof would do."""
+    run = Run(speeding={"hold_s": 0}, loitering={"loiter_s": 5}, **sections)
+    real = [report(SHIP, t, 9000 + 5.14 * t, 9000, speed=10.0, course=90.0)
+            for t in span(0, 300, 10)]
+    spoof = [report(SHIP, t, 0, -2500, speed=20.0, course=90.0) for t in (101, 103)]
+    spoof += [report(SHIP, t, 100, 300, speed=0.5) for t in (201, 206)]
+    run.play(real, spoof)
+    return run
+
+
+def test_spoofed_fixes_trigger_nothing_and_do_not_move_the_vessel() -> None:
+    control = spoofed(position_jump={"enabled": False}, mmsi_conflict={"enabled": False})
+    assert control.of("speeding") and control.of("loitering")
+    run = spoofed()
+    assert run.of("speeding") == [] and run.of("loitering") == []
+    assert run.of("zone_entry") == []
+    vessel = run.engine.picture.vessels[SHIP]
+    assert vessel.fix_time == T0 + 300 and vessel.speed == 10.0
+    assert list(vessel.zones) == ["coverage"]
+    assert all(fix.x > 9000 for fix in vessel.history)
+    assert run.engine.counters["suspect"] == 4
+    assert [e.transition for e in run.of("position_jump")] == ["new", "end"]
+    assert run.of("position_jump", "end")[0].alert["details"]["end_reason"] == "mmsi_conflict"
+    assert [e.transition for e in run.of("mmsi_conflict")] == ["new"]
+
+
+def silent_after_spoof(**sections: object) -> Run:
+    run = Run(**sections)
+    run.feed(report(SHIP, 0, 19500, 0, speed=10.0, course=90.0))  # 500 m from the edge
+    run.feed(report(SHIP, 10, 0, 0, speed=10.0))  # spoofed, 19.5 km inside
+    run.beacon(span(0, 3000, 60))
+    run.tick(3000)
+    return run
+
+
+def test_spoofed_fix_deep_in_coverage_does_not_make_a_vessel_dark() -> None:
+    control = silent_after_spoof(position_jump={"enabled": False})
+    assert len(control.of("dark_vessel")) == 1
+    run = silent_after_spoof()
+    assert run.of("dark_vessel") == []
+    assert run.engine.picture.vessels[SHIP].x is not None
+    assert run.engine.picture.vessels[SHIP].fix_time == T0
+
+
+# -- mmsi_conflict ------------------------------------------------------------------------
+
+A, B = (-9000.0, 5000.0), (9000.0, 5000.0)  # 18 km apart
+
+
+def test_two_jumps_no_conflict_three_within_600_s_conflict() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, *A), report(SHIP, 100, *B), report(SHIP, 200, *A))
+    assert run.of("mmsi_conflict") == []
+    run.feed(report(SHIP, 300, *B))
+    (event,) = run.of("mmsi_conflict")
+    alert = event.alert
+    assert alert["started_at"] == "2026-01-01T12:01:40Z"  # the first of the three jumps
+    assert alert["details"]["jumps"] == 3 and alert["details"]["apart_m"] == 18000.0
+    assert alert["risk_area"] == "information_security"
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 200  # stays on track a
+
+
+def test_three_jumps_spread_over_more_than_600_s_no_conflict() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, *A), report(SHIP, 100, *B), report(SHIP, 400, *A),
+             report(SHIP, 750, *B))
+    assert run.of("mmsi_conflict") == []
+
+
+def test_conflict_rejects_the_other_place_and_ends_after_quiet_window() -> None:
+    run = Run()
+    run.feed(*(report(SHIP, t, *(A if i % 2 == 0 else B)) for i, t in
+               enumerate(span(0, 300, 100))))
+    assert len(run.of("mmsi_conflict", "new")) == 1
+    # Three fixes in a row at B would relocate a plain jump; during a conflict they stay out.
+    run.feed(*(report(SHIP, t, *B) for t in (310, 320, 330)))
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 200
+    run.feed(*(report(SHIP, t, *A) for t in span(340, 930, 30)))
+    assert run.of("mmsi_conflict", "end") == []
+    run.feed(report(SHIP, 960, *A))
+    end = run.of("mmsi_conflict", "end")[0].alert
+    assert end["details"]["end_reason"] == "no_jumps"
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 960
+
+
+# -- invalid_mmsi and the MID table --------------------------------------------------------
+
+def test_classify_kinds() -> None:
+    assert classify(244123456).kind == "ship" and classify(244123456).country == "Netherlands"
+    assert classify(2442000).kind == "coast" and mmsi_text(2442000) == "002442000"
+    assert classify(992446000).kind == "aton"
+    assert classify(982440001).kind == "auxiliary"
+    assert classify(824412345).kind == "handheld"
+    assert classify(111244001).kind == "sar_aircraft"
+    assert [classify(m).kind for m in (970123456, 972123456, 974123456)] == [
+        "sart", "mob", "epirb"]
+    assert classify(24412345).reason == "group_mmsi"
+    assert classify(1_234_567_890).reason == "not_9_digits"
+    assert classify(123456789).reason == "unallocated_mid"
+    assert classify(200123456).reason == "unallocated_mid"
+    assert classify(776000000).reason == "unallocated_mid"
+    assert classify(111111111).reason == "unallocated_mid"  # a SAR aircraft needs a real MID
+    assert classify(0).reason == "unallocated_mid"
+    assert is_ship_mmsi(201000000) and is_ship_mmsi(775999999)
+    assert not is_ship_mmsi(217000000)  # a gap in the table
+
+
+def test_unallocated_mid_one_alert_for_many_reports() -> None:
+    run = Run()
+    run.track(123456789, span(0, 600, 10), 5000, 5000)
+    (event,) = run.of("invalid_mmsi")
+    alert = event.alert
+    assert alert["risk_area"] == "information_security" and alert["state"] == "ended"
+    assert alert["details"]["reason"] == "unallocated_mid"
+    assert alert["details"]["mmsi_text"] == "123456789" and alert["details"]["mid"] == 123
+
+
+def test_ten_digits_and_group_numbers_are_flagged() -> None:
+    run = Run()
+    run.track(1_234_567_890, [0, 10], 5000, 5000)
+    run.track(24412345, [0, 10], 6000, 5000)
+    reasons = {e.alert["mmsi"]: e.alert["details"]["reason"] for e in run.of("invalid_mmsi")}
+    assert reasons == {1_234_567_890: "not_9_digits", 24412345: "group_mmsi"}
+    assert run.of("invalid_mmsi")[1].alert["details"]["mmsi_text"] == "024412345"
+
+
+def test_ships_devices_stations_aton_and_sar_aircraft_are_not_flagged() -> None:
+    run = Run()
+    for mmsi in (244123456, 970123456, 972123456, 974123456, 2442000, 992446000,
+                 982440001, 824412345):
+        run.track(mmsi, [0, 10], 5000, 5000)
+    run.feed(report(111244001, 0, 5000, 5000, msg_type=9, speed=120.0))
+    assert run.of("invalid_mmsi") == []
+    assert len(run.of("emergency_device", "new")) == 3
+    assert run.engine.picture.vessels[2442000].rule_state["invalid_mmsi"] == {"kind": "coast"}
+
+
+# -- identity_change ----------------------------------------------------------------------
+
+def part_a(t: float, name: str) -> Report:
+    return static(SHIP, t, msg_type=24, partno=0, shipname=name)
+
+
+def part_b(t: float, callsign: str = "PD1234", shiptype: int = 37) -> Report:
+    return static(SHIP, t, msg_type=24, partno=1, callsign=callsign, shiptype=shiptype,
+                  to_bow=8, to_stern=4)
+
+
+def test_class_b_first_24a_and_24b_are_no_change() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 5000, 5000, msg_type=18, status=None))
+    run.feed(part_a(10, "SEA DOG"))
+    run.feed(part_b(20))
+    for t in span(360, 3600, 360):
+        run.feed(part_a(t, "SEA DOG"), part_b(t + 1))
+    assert run.of("identity_change") == []
+
+
+def test_class_b_real_name_change_is_one_alert_not_one_per_report() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 5000, 5000, msg_type=18, status=None))
+    run.feed(part_a(10, "SEA DOG"), part_b(20))
+    for t in span(360, 3600, 360):
+        run.feed(part_a(t, "SEA DOG" if t < 1800 else "NIGHT RUNNER"), part_b(t + 1))
+    (event,) = run.of("identity_change")
+    alert = event.alert
+    assert alert["risk_area"] == "criminal_activity"
+    assert alert["details"]["changes"] == {"shipname": {"old": "SEA DOG",
+                                                        "new": "NIGHT RUNNER"}}
+    assert alert["started_at"] == "2026-01-01T12:30:00Z" and alert["shipname"] == "NIGHT RUNNER"
+    assert alert["details"]["ais_class"] == "B"
+
+
+def test_class_a_name_and_callsign_change_in_one_message_is_one_alert() -> None:
+    run = Run()
+    run.feed(static(SHIP, 0, shipname="NORDIC STAR", callsign="PDAB", imo=9123456,
+                    shiptype=70))
+    run.feed(static(SHIP, 360, shipname="NORDIC STAR@@@@", callsign="PDAB", imo=0,
+                    shiptype=0))  # padding and "not available" are no change
+    assert run.of("identity_change") == []
+    run.feed(static(SHIP, 720, shipname="BALTIC STAR", callsign="9HXY", imo=9123456,
+                    shiptype=70))
+    (event,) = run.of("identity_change")
+    assert event.alert["details"]["changes"] == {
+        "shipname": {"old": "NORDIC STAR", "new": "BALTIC STAR"},
+        "callsign": {"old": "PDAB", "new": "9HXY"}}
+
+
+def test_ship_type_and_imo_changes_and_watched_fields() -> None:
+    run = Run()
+    run.feed(static(SHIP, 0, shipname="X", imo=9123456, shiptype=70))
+    run.feed(static(SHIP, 360, shipname="X", imo=9654321, shiptype=80))
+    (event,) = run.of("identity_change")
+    assert set(event.alert["details"]["changes"]) == {"imo", "shiptype"}
+    quiet = Run(identity_change={"fields": ["shipname"]})
+    quiet.feed(static(SHIP, 0, shipname="X", callsign="AAAA"),
+               static(SHIP, 360, shipname="X", callsign="BBBB"))
+    assert quiet.of("identity_change") == []
+
+
+def test_flapping_between_two_names_alerts_once() -> None:
+    run = Run()
+    for i, t in enumerate(span(0, 3000, 300)):
+        run.feed(static(SHIP, t, shipname="ALPHA" if i % 2 == 0 else "BRAVO"))
+    assert len(run.of("identity_change")) == 1
+    assert run.engine.picture.vessels[SHIP].rule_state["identity_change"]["flaps"] == 9
+
+
+def test_replay_gives_the_same_alert_ids() -> None:
+    def once() -> list[str]:
+        run = Run()
+        run.feed(report(SHIP, 0, *A), report(SHIP, 100, *B), report(SHIP, 200, *A),
+                 report(SHIP, 300, *B))
+        run.track(123456789, [0, 10], 5000, 5000)
+        run.feed(static(SHIP, 0, shipname="X"), static(SHIP, 360, shipname="Y"))
+        return [e.alert["id"] for e in run.events]
+
+    first = once()
+    assert len(first) >= 4 and first == once()
