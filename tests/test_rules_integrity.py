@@ -3,6 +3,8 @@ and a spoofed fix that must not reach the picture or the rules after it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from geofence.mid import classify, is_ship_mmsi, mmsi_text
 from ingest.report import Report
 from tests.rulekit import T0, Run, report, span
@@ -11,7 +13,7 @@ SHIP = 244123456
 FAR = 244000001  # keeps rx1 heard
 
 
-def static(mmsi: int, t: float, msg_type: int = 5, **fields: object) -> Report:
+def static(mmsi: int, t: float, msg_type: int = 5, **fields: Any) -> Report:
     return report(mmsi, t, None, None, msg_type=msg_type, speed=None, course=None,
                   status=None, **fields)
 
@@ -82,7 +84,7 @@ def test_alert_ends_after_clear_s_without_another_jump() -> None:
 
 # -- a spoofed fix ------------------------------------------------------------------------
 
-def spoofed(**sections: object) -> Run:
+def spoofed(**sections: Any) -> Run:
     """The real ship steams east at 10 kn far out; a spoofer puts its MMSI twice at 20 kn in
     the 6 kn channel and twice slow next to the berth. Short holds make one or two fixes
     enough to fire, so the control run (validators off) shows what a spoof would do."""
@@ -111,7 +113,7 @@ def test_spoofed_fixes_trigger_nothing_and_do_not_move_the_vessel() -> None:
     assert [e.transition for e in run.of("mmsi_conflict")] == ["new"]
 
 
-def silent_after_spoof(**sections: object) -> Run:
+def silent_after_spoof(**sections: Any) -> Run:
     run = Run(**sections)
     run.feed(report(SHIP, 0, 19500, 0, speed=10.0, course=90.0))  # 500 m from the edge
     run.feed(report(SHIP, 10, 0, 0, speed=10.0))  # spoofed, 19.5 km inside
