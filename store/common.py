@@ -19,11 +19,12 @@ class WriterStore:
     """The ``Sink`` half of a store: ``on_report``/``on_alert`` only enqueue."""
 
     def __init__(self, spool_path: Path, *, drill: bool = False, batch_size: int = 2000,
-                 max_age: float = 1.0, memory_limit: int = 200_000) -> None:
+                 max_age: float = 1.0, memory_limit: int = 200_000,
+                 retry_max: float = 5.0) -> None:
         #: Mark every report as drill (a drill replay); a report's ``extra["drill"]`` wins.
         self.drill = drill
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
-                                   memory_limit=memory_limit)
+                                   memory_limit=memory_limit, retry_max=retry_max)
 
     async def write_batch(self, batch: Batch) -> None:
         raise NotImplementedError

@@ -11,6 +11,7 @@ schema runs as plain tables and :attr:`PostgresStore.timescaledb` is ``False``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time as wallclock
@@ -116,9 +117,10 @@ class PostgresStore(WriterStore):
     def __init__(self, dsn: str, *, spool_path: Path, retention: timedelta | None = None,
                  compress_after: timedelta = timedelta(days=7), drill: bool = False,
                  batch_size: int = 2000, max_age: float = 1.0, memory_limit: int = 200_000,
-                 pool_size: int = 4, connect_timeout: float = 5.0) -> None:
+                 retry_max: float = 5.0, pool_size: int = 4,
+                 connect_timeout: float = 5.0) -> None:
         super().__init__(spool_path, drill=drill, batch_size=batch_size, max_age=max_age,
-                         memory_limit=memory_limit)
+                         memory_limit=memory_limit, retry_max=retry_max)
         self.dsn = dsn
         self.retention = retention
         self.compress_after = compress_after
@@ -161,8 +163,11 @@ class PostgresStore(WriterStore):
     async def _close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            with self._errors():
-                await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                log.warning("store: closing PostgreSQL connections: %r", exc)
+                pool.terminate()
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
