@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import models as m
-from api.auth import AuthError, Principal, Role
+from api.auth import Authenticator, AuthError, Principal, Role
 from api.deps import ApiDeps
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.stream import StreamFilter
@@ -48,6 +48,25 @@ _COUNT_PAGE = 10_000
 
 Mmsi = Annotated[int, Path(ge=0, le=_MAX_MMSI, description="9-digit MMSI")]
 AlertId = Annotated[str, Path(min_length=1, max_length=64, description="Alert id")]
+
+
+_bearer = HTTPBearer(auto_error=False, description="Token from api.tokens "
+                     "(viewer < operator < admin)")
+
+
+def _need(role: Role) -> Callable[..., Principal]:
+    """A dependency checking the caller against the app's authenticator."""
+
+    def check(request: Request, _: Annotated[Any, Depends(_bearer)] = None) -> Principal:
+        auth: Authenticator = request.app.state.auth
+        return auth.check(request.headers.get("authorization"), role)
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(_need(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(_need(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(_need(Role.ADMIN))]
 
 
 class ApiError(Exception):
@@ -243,8 +262,6 @@ def create_app(deps: ApiDeps) -> FastAPI:
     store, auth, hub = deps.store, deps.auth, deps.hub
     zone_state = _ZoneState(deps.zones)
     rules = deps.extra.get("rules", DESIGN_RULES)
-    bearer = HTTPBearer(auto_error=False, description="Token from api.tokens "
-                        "(viewer < operator < admin)")
 
     def vessel_count() -> int:
         return 0 if deps.picture is None else sum(1 for _ in deps.picture.vessels())
@@ -255,15 +272,6 @@ def create_app(deps: ApiDeps) -> FastAPI:
         vessels=None if deps.picture is None else vessel_count)
     registry = make_registry(collector)
 
-    def need(role: Role) -> Callable[..., Principal]:
-        def check(request: Request,
-                  _: Annotated[Any, Depends(bearer)] = None) -> Principal:
-            return auth.check(request.headers.get("authorization"), role)
-        return check
-
-    Viewer = Annotated[Principal, Depends(need(Role.VIEWER))]
-    Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
-    Admin = Annotated[Principal, Depends(need(Role.ADMIN))]
     errors: dict[int | str, dict[str, Any]] = {
         401: {"model": m.ErrorOut, "description": "No or unknown token"},
         403: {"model": m.ErrorOut, "description": "Role too small"},
@@ -282,6 +290,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                   description="Live vessel picture, tracks, alerts and their lifecycle for "
                               "a small or medium seaport. Bearer tokens; roles viewer < "
                               "operator < admin.")
+    app.state.auth = auth
     _install_errors(app)
     _install_openapi(app, [m.VesselCollection])
 

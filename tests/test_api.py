@@ -1,0 +1,435 @@
+"""HTTP API over a real SQLite store: auth, picture, tracks, alerts, snoozes, zones, metrics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.auth import Authenticator, Role, sha256_hex
+from geofence.alert import Transition
+from ingest.report import iso_time
+from tests.api_helpers import (
+    A,
+    B,
+    C,
+    T0,
+    TOKENS,
+    ZONES_PATH,
+    Rig,
+    Token,
+    event,
+    headers,
+    make_alert,
+    pos,
+    rig,
+)
+
+BERTH_1 = (-23.8346, 151.2668)  # lat, lon inside berth_1 of the demo port
+OPEN_SEA = (-23.70, 151.70)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> Any:
+    async with rig(tmp_path) as r:
+        yield r
+
+
+# -- auth --------------------------------------------------------------------------------------
+
+async def test_health_is_open_and_everything_else_needs_a_token(api: Rig) -> None:
+    health = await api.client.get("/health")
+    assert (health.status_code, health.json()["status"]) == (200, "ok")
+    for path in ("/vessels", "/alerts", "/zones", "/stats", "/metrics", "/sources", "/snoozes"):
+        resp = await api.client.get(path)
+        assert resp.status_code == 401, path
+        assert resp.headers["www-authenticate"] == "Bearer"
+        assert resp.json()["error"].startswith("missing bearer token")
+    bad = await api.client.get("/vessels", headers={"Authorization": "Bearer wrong"})
+    assert (bad.status_code, bad.json()["error"]) == (401, "unknown or revoked token")
+    malformed = await api.client.get("/vessels", headers={"Authorization": "Basic abc"})
+    assert malformed.status_code == 401
+    ok = await api.client.get("/vessels", headers=headers("viewer"))
+    assert ok.status_code == 200
+
+
+async def test_viewer_cannot_acknowledge(api: Rig) -> None:
+    alert = make_alert()
+    api.store.on_alert(event(alert))
+    await api.store.flush()
+    resp = await api.client.post(f"/alerts/{alert.id}/ack", json={"note": "x"},
+                                 headers=headers("viewer"))
+    assert resp.status_code == 403
+    assert resp.json() == {"error": "token 'viewer-1' has role viewer; this needs operator",
+                           "detail": None}
+    assert (await api.store.alert(alert.id))["state"] == "open"
+    assert [a["action"] for a in await api.store.audit(alert.id)] == ["new"]
+    put = await api.client.put("/zones", json=json.loads(ZONES_PATH.read_text()),
+                               headers=headers("operator"))
+    assert put.status_code == 403
+
+
+async def test_open_read_lets_anonymous_read_but_not_write(tmp_path: Path) -> None:
+    async with rig(tmp_path, open_read=True) as r:
+        assert (await r.client.get("/vessels")).status_code == 200
+        assert (await r.client.get("/alerts")).status_code == 200
+        resp = await r.client.post("/snoozes", json={"rule": "dark_vessel", "mmsi": A,
+                                                     "duration_s": 60})
+        assert resp.status_code == 401
+        bad = await r.client.get("/vessels", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401  # a wrong token is never taken as anonymous
+
+
+def test_tokens_are_held_hashed_from_config_and_environment() -> None:
+    auth = Authenticator.from_config(
+        [Token("ops", "operator", token_sha256=sha256_hex("s3cret"))],
+        env={"HARBOURWATCH_API_TOKENS": "boss:admin:b:o:s:s, eye:viewer:look"})
+    assert auth.names == ["ops", "boss", "eye"]
+    assert auth.identify("s3cret") is not None and auth.identify("s3cret").role is Role.OPERATOR
+    assert auth.identify("b:o:s:s").name == "boss"  # type: ignore[union-attr]
+    assert auth.identify("look").role is Role.VIEWER  # type: ignore[union-attr]
+    assert auth.identify("s3cre") is None
+    assert not any(secret.encode() in repr(auth.__dict__).encode()
+                   for secret in ("s3cret", "b:o:s:s", "look"))
+    with pytest.raises(ValueError, match="unknown role"):
+        Authenticator.from_config([], env={"HARBOURWATCH_API_TOKENS": "x:captain:y"})
+
+
+# -- vessels -----------------------------------------------------------------------------------
+
+def _fill_picture(api: Rig) -> None:
+    api.feed(pos(A, T0, *BERTH_1, speed=0.2))                       # class A, in berth_1
+    api.feed(pos(B, T0 + 5, *OPEN_SEA, speed=12.0, msg_type=18))    # class B, outside
+    api.feed(pos(C, T0 + 9, -23.80, 151.40, speed=7.5))             # class A, in the port
+    api.feed(pos(A, T0 + 10, BERTH_1[0] + 1e-4, BERTH_1[1], speed=0.3))  # newer for A
+
+
+async def test_vessel_filters_and_geojson(api: Rig) -> None:
+    _fill_picture(api)
+    h = headers("viewer")
+
+    async def mmsis(**params: Any) -> list[int]:
+        resp = await api.client.get("/vessels", params=params, headers=h)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["count"] == len(body["vessels"])
+        return sorted(v["mmsi"] for v in body["vessels"])
+
+    assert await mmsis() == sorted([A, B, C])
+    assert await mmsis(bbox="151.2,-23.9,151.5,-23.75") == sorted([A, C])
+    assert await mmsis(min_speed=5) == sorted([B, C])
+    assert await mmsis(**{"class": "B"}) == [B]
+    assert await mmsis(zone="berth_1") == [A]
+    assert await mmsis(zone="port_limit", min_speed=1) == [C]
+
+    resp = await api.client.get("/vessels", headers=h)
+    one = {v["mmsi"]: v for v in resp.json()["vessels"]}[A]
+    assert (one["lat"], one["lon"], one["speed"]) == (BERTH_1[0] + 1e-4, BERTH_1[1], 0.3)
+    assert (one["time"], one["class"], one["sources"]) == (iso_time(T0 + 10), "A", ["rx1"])
+
+    geo = await api.client.get("/vessels", params={"format": "geojson", "zone": "berth_1"},
+                               headers=h)
+    assert geo.headers["content-type"] == "application/geo+json"
+    fc = geo.json()
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 1
+    feature = fc["features"][0]
+    assert feature["type"] == "Feature" and feature["id"] == A
+    assert feature["geometry"] == {"type": "Point",
+                                   "coordinates": [BERTH_1[1], BERTH_1[0] + 1e-4]}  # lon, lat
+    assert feature["properties"]["mmsi"] == A and "lat" not in feature["properties"]
+    by_accept = await api.client.get("/vessels", headers={**h, "Accept": "application/geo+json"})
+    assert len(by_accept.json()["features"]) == 3
+
+
+async def test_vessel_filter_errors_are_json(api: Rig) -> None:
+    h = headers("viewer")
+    cases = {
+        "bbox=1,2,3": "bbox: expected minlon,minlat,maxlon,maxlat (four numbers)",
+        "bbox=10,0,5,1": "bbox: need -180 <= minlon <= maxlon <= 180 and "
+                         "-90 <= minlat <= maxlat <= 90",
+        "zone=nowhere": "zone: unknown zone 'nowhere'",
+    }
+    for query, message in cases.items():
+        resp = await api.client.get(f"/vessels?{query}", headers=h)
+        assert (resp.status_code, resp.json()["error"]) == (422, message)
+    resp = await api.client.get("/vessels?min_speed=fast", headers=h)
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["error"].startswith("invalid request: query.min_speed:")
+    assert body["detail"][0]["loc"] == ["query", "min_speed"]
+
+
+async def test_one_vessel_live_or_stored(api: Rig) -> None:
+    _fill_picture(api)
+    from tests.test_store import static  # the same static report helper
+
+    api.store.on_report(static(211999999, T0, shipname="ONLY STATIC", callsign="XX1"))
+    await api.store.flush()
+    h = headers("viewer")
+    live = (await api.client.get(f"/vessels/{C}", headers=h)).json()
+    assert (live["mmsi"], live["lat"], live["lon"], live["speed"]) == (C, -23.80, 151.40, 7.5)
+    stored = (await api.client.get("/vessels/211999999", headers=h)).json()
+    assert (stored["shipname"], stored["callsign"], stored["lat"]) == ("ONLY STATIC", "XX1", None)
+    missing = await api.client.get("/vessels/123456789", headers=h)
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "vessel 123456789 is not in the picture nor in the store"
+    assert (await api.client.get("/vessels/-5", headers=h)).status_code == 422
+
+
+async def test_track_is_a_linestring_with_per_vertex_times(api: Rig) -> None:
+    for i in range(5):
+        api.feed(pos(A, T0 + 10 * i, -23.83 + i * 1e-3, 151.26 + i * 2e-3, speed=4 + i))
+    api.feed(pos(B, T0, *OPEN_SEA))
+    await api.store.flush()
+    resp = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"), params={
+        "start": iso_time(T0 + 5), "end": iso_time(T0 + 40)})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/geo+json"
+    feat = resp.json()
+    assert feat["type"] == "Feature" and feat["geometry"]["type"] == "LineString"
+    coords = feat["geometry"]["coordinates"]
+    assert coords == [[pytest.approx(151.26 + i * 2e-3), pytest.approx(-23.83 + i * 1e-3)]
+                      for i in (1, 2, 3, 4)]
+    times = feat["properties"]["coordinateProperties"]["times"]
+    assert times == [iso_time(T0 + 10 * i) for i in (1, 2, 3, 4)]
+    assert all(t.endswith("Z") for t in times) and len(times) == len(coords)
+    assert feat["properties"]["coordinateProperties"]["speed"] == [5, 6, 7, 8]
+    assert (feat["properties"]["start"], feat["properties"]["points"]) == (iso_time(T0 + 5), 4)
+
+    one = (await api.client.get(f"/vessels/{B}/track", headers=headers("viewer"), params={
+        "start": iso_time(T0 - 1), "end": iso_time(T0 + 1)})).json()
+    assert one["geometry"] == {"type": "Point", "coordinates": [OPEN_SEA[1], OPEN_SEA[0]]}
+    bad = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"),
+                               params={"start": "yesterday"})
+    assert (bad.status_code, bad.json()["error"]) == (
+        422, "start: not an ISO 8601 time ('yesterday')")
+    backwards = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"), params={
+        "start": iso_time(T0 + 40), "end": iso_time(T0)})
+    assert (backwards.status_code, backwards.json()["error"]) == (422, "end is before start")
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+async def _seed_alerts(api: Rig) -> list[str]:
+    from geofence.alert import RiskArea
+
+    alerts = [
+        make_alert("dark_vessel", A, T0),
+        make_alert("dark_vessel", B, T0 + 3600, zone="outer_anchorage", drill=True),
+        make_alert("speeding", C, T0 + 7200, zone="main_channel",
+                   risk=RiskArea.PORT_OPERATIONS),
+        make_alert("encounter", C, T0 + 100, zone=None, other=A),
+    ]
+    for a in alerts:
+        api.store.on_alert(event(a))
+    ended = alerts[0]
+    from geofence.alert import AlertState
+
+    ended.state, ended.ended_at = AlertState.ENDED, T0 + 600
+    api.store.on_alert(event(ended, Transition.END))
+    await api.store.flush()
+    return [a.id for a in alerts]
+
+
+async def test_alert_filters_and_pagination(api: Rig) -> None:
+    a1, a2, a3, a4 = await _seed_alerts(api)
+    h = headers("viewer")
+
+    async def page(**params: Any) -> dict[str, Any]:
+        resp = await api.client.get("/alerts", params=params, headers=h)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def ids(**params: Any) -> list[str]:
+        return [a["id"] for a in (await page(**params))["alerts"]]
+
+    assert await ids() == [a3, a2, a4, a1]
+    assert await ids(rule="dark_vessel") == [a2, a1]
+    assert await ids(state="ended") == [a1]
+    assert await ids(state="open,acknowledged") == [a3, a2, a4]
+    assert await ids(risk_area="port_operations") == [a3]
+    assert await ids(zone="outer_anchorage") == [a2]
+    assert await ids(mmsi=A) == [a4, a1]
+    assert await ids(drill="true") == [a2]
+    assert await ids(drill="false") == [a3, a4, a1]
+    assert await ids(start=iso_time(T0 + 700), end=iso_time(T0 + 5000)) == [a2, a4]
+
+    first = await page(limit=2)
+    assert (first["total"], first["limit"], first["offset"]) == (4, 2, 0)
+    assert [a["id"] for a in first["alerts"]] == [a3, a2]
+    second = await page(limit=2, offset=2)
+    assert (second["total"], [a["id"] for a in second["alerts"]]) == (4, [a4, a1])
+    beyond = await page(limit=2, offset=10)
+    assert (beyond["total"], beyond["alerts"]) == (4, [])
+    assert (await page(rule="dark_vessel", limit=1))["total"] == 2
+
+    stored = (await page(rule="speeding"))["alerts"][0]
+    assert stored["started_at"] == iso_time(T0 + 7200) and stored["state"] == "open"
+    assert (stored["lat"], stored["lon"], stored["risk_area"]) == (
+        -23.85, 151.25, "port_operations")
+    for bad in ({"state": "sleeping"}, {"risk_area": "pirates"}, {"limit": 0},
+                {"start": "soon"}):
+        assert (await api.client.get("/alerts", params=bad, headers=h)).status_code == 422
+
+
+async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
+    a1, *_ = await _seed_alerts(api)
+    alert_id = (await api.client.get("/alerts", params={"rule": "speeding"},
+                                     headers=headers("viewer"))).json()["alerts"][0]["id"]
+    detail = (await api.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))).json()
+    assert [(e["actor"], e["action"]) for e in detail["audit"]] == [("rules", "new")]
+
+    acked = await api.client.post(f"/alerts/{alert_id}/ack", json={"note": "seen on radar"},
+                                  headers=headers("operator"))
+    assert acked.status_code == 200
+    body = acked.json()
+    assert (body["state"], body["acknowledged_by"], body["ack_note"]) == (
+        "acknowledged", "operator-1", "seen on radar")
+    last = body["audit"][-1]
+    assert (last["actor"], last["action"], last["note"], last["before"], last["after"]) == (
+        "operator-1", "ack", "seen on radar", "open", "acknowledged")
+    assert last["time"].endswith("Z") and last["time"] == body["acknowledged_at"]
+
+    resolved = await api.client.post(f"/alerts/{alert_id}/resolve", headers=headers("admin"))
+    assert resolved.status_code == 200
+    trail = (await api.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))).json()
+    assert trail["state"] == "resolved" and trail["resolved_by"] == "admin-1"
+    assert [(e["actor"], e["action"], e["after"]) for e in trail["audit"]] == [
+        ("rules", "new", "open"), ("operator-1", "ack", "acknowledged"),
+        ("admin-1", "resolve", "resolved")]
+
+    missing = await api.client.post("/alerts/nope/ack", headers=headers("operator"))
+    assert (missing.status_code, missing.json()["error"]) == (404, "no alert 'nope'")
+    extra = await api.client.post(f"/alerts/{a1}/ack", json={"nope": 1},
+                                  headers=headers("operator"))
+    assert extra.status_code == 422
+
+
+async def test_snoozes_are_audited_and_removable(api: Rig, tmp_path: Path) -> None:
+    h = headers("operator")
+    resp = await api.client.post("/snoozes", headers=h, json={
+        "rule": "loitering", "mmsi": A, "duration_s": 1800, "note": "bunker barge"})
+    assert resp.status_code == 201
+    assert resp.json() == {"id": f"loitering:{A}", "rule": "loitering", "mmsi": A,
+                           "until": iso_time(T0 + 3600 + 1800), "actor": "operator-1",
+                           "note": "bunker barge", "created": resp.json()["created"],
+                           "active": True}
+    listed = (await api.client.get("/snoozes", headers=headers("viewer"))).json()
+    assert [s["id"] for s in listed] == [f"loitering:{A}"]
+    typo = await api.client.post("/snoozes", headers=h,
+                                 json={"rule": "loitring", "mmsi": A, "duration_s": 60})
+    assert (typo.status_code, typo.json()["error"]) == (422, "rule: unknown rule 'loitring'")
+    viewer = await api.client.post("/snoozes", headers=headers("viewer"),
+                                   json={"rule": "loitering", "mmsi": A, "duration_s": 60})
+    assert viewer.status_code == 403
+
+    gone = await api.client.delete(f"/snoozes/loitering:{A}", headers=h)
+    assert gone.status_code == 204
+    assert (await api.client.get("/snoozes", headers=h)).json() == []
+    again = await api.client.delete(f"/snoozes/loitering:{A}", headers=h)
+    assert again.status_code == 404
+    assert (await api.client.delete("/snoozes/garbage", headers=h)).status_code == 422
+
+    conn = sqlite3.connect(tmp_path / "api.db")
+    rows = conn.execute("SELECT actor, action, note, time FROM alert_audit "
+                        "WHERE alert_id IS NULL ORDER BY id").fetchall()
+    conn.close()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("operator-1", "snooze", "bunker barge"), ("operator-1", "unsnooze", None)]
+    assert all(r[3] > T0 for r in rows)  # wall time of the act
+
+
+# -- zones -------------------------------------------------------------------------------------
+
+class Recorder:
+    def __init__(self) -> None:
+        self.applied: list[Any] = []
+
+    def set_zones(self, zones: Any) -> None:
+        self.applied.append(zones)
+
+
+async def test_zones_get_put_versioned_and_validated(tmp_path: Path) -> None:
+    target = Recorder()
+    async with rig(tmp_path, zone_target=target) as api:
+        current = (await api.client.get("/zones", headers=headers("viewer"))).json()
+        assert current["type"] == "FeatureCollection" and current["version"] is None
+        assert len(current["features"]) == 13
+
+        bad = json.loads(ZONES_PATH.read_text())
+        bad["features"][3]["properties"]["kind"] = "pier"
+        bad["features"][4]["geometry"] = {"type": "Point", "coordinates": [151.2, -23.8]}
+        resp = await api.client.put("/zones", json=bad, headers=headers("admin"))
+        assert resp.status_code == 422
+        err = resp.json()
+        assert err["detail"] == [
+            "<zones>: feature 'berth_1': unknown kind 'pier' (expected one of port_limit, "
+            "coverage, berth, anchorage, restricted, channel, security)",
+            "<zones>: feature 'berth_2': geometry must be Polygon or MultiPolygon, not 'Point'"]
+        assert err["error"] == "zones rejected: " + err["detail"][0]
+        assert target.applied == [] and await api.store.latest_zones() is None
+        assert (await api.client.put("/zones", json=[1, 2], headers=headers("admin"))
+                ).status_code == 422
+
+        new = json.loads(ZONES_PATH.read_text())
+        new["features"] = [f for f in new["features"] if f["properties"]["id"] != "berth_8"]
+        ok = await api.client.put("/zones", json=new, headers=headers("admin"))
+        assert ok.status_code == 200, ok.text
+        version = ok.json()["version"]
+        assert ok.json()["zones"] == 12
+        assert len(target.applied) == 1 and "berth_8" not in target.applied[0]
+        latest = await api.store.latest_zones()
+        assert latest is not None and (latest["version"], latest["actor"]) == (version,
+                                                                                "admin-1")
+        after = (await api.client.get("/zones", headers=headers("viewer"))).json()
+        assert (after["version"], after["updated_by"]) == (version, "admin-1")
+        assert after["updated_at"] == latest["time"]
+        assert [f["properties"]["id"] for f in after["features"]] == [
+            f["properties"]["id"] for f in new["features"]]
+        # What GET returns can be PUT back as is.
+        again = await api.client.put("/zones", json=after, headers=headers("admin"))
+        assert again.status_code == 200 and again.json()["version"] > version
+        # The vessel filter uses the zones now running.
+        assert (await api.client.get("/vessels?zone=berth_8", headers=headers("viewer"))
+                ).status_code == 422
+
+
+# -- service -----------------------------------------------------------------------------------
+
+async def test_sources_stats_and_metrics(api: Rig) -> None:
+    _fill_picture(api)
+    h = headers("viewer")
+    sources = (await api.client.get("/sources", headers=h)).json()
+    assert sources["sources"]["udp"]["messages"] == 9
+    assert sources["receivers"]["rx1"]["source"] == "udp"
+    stats = (await api.client.get("/stats", headers=h)).json()
+    assert stats["pipeline"] == {"reports": 7, "alert_events": 2, "own_reports": 0}
+    assert stats["vessels"] == 3 and stats["stream"]["clients"] == 0
+    assert stats["store"]["description"].startswith("SQLite")
+    text = (await api.client.get("/metrics", headers=h)).text
+    lines = set(text.splitlines())
+    for expected in ("harbourwatch_reports_total 7.0", "harbourwatch_alert_events_total 2.0",
+                     'harbourwatch_source_messages_total{source="udp"} 9.0',
+                     'harbourwatch_source_rejected_total{reason="checksum",source="udp"} 1.0',
+                     'harbourwatch_receiver_messages_total{receiver="rx1",source="udp"} 9.0',
+                     'harbourwatch_source_last_heard_timestamp_seconds{source="udp"} '
+                     "1.7672616e+09",
+                     "harbourwatch_vessels 3.0", "harbourwatch_stream_clients 0.0"):
+        assert expected in lines, expected
+
+
+async def test_openapi_documents_examples_and_security(api: Rig) -> None:
+    schema = (await api.client.get("/openapi.json")).json()
+    assert "VesselCollection" in schema["components"]["schemas"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["components"]["schemas"]["SnoozeIn"]["examples"][0]["rule"] == "loitering"
+    assert set(schema["paths"]) >= {
+        "/vessels", "/vessels/{mmsi}", "/vessels/{mmsi}/track", "/alerts", "/alerts/{alert_id}",
+        "/alerts/{alert_id}/ack", "/alerts/{alert_id}/resolve", "/snoozes",
+        "/snoozes/{snooze_id}", "/zones", "/sources", "/stats", "/health", "/metrics",
+        "/stream"}
+    assert TOKENS["admin"] not in json.dumps(schema)
