@@ -13,12 +13,12 @@ from api.auth import Authenticator, Role, sha256_hex
 from geofence.alert import Transition
 from ingest.report import iso_time
 from tests.api_helpers import (
-    A,
-    B,
-    C,
     T0,
     TOKENS,
     ZONES_PATH,
+    A,
+    B,
+    C,
     Rig,
     Token,
     event,
