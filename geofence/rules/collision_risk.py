@@ -94,9 +94,11 @@ class CollisionRisk(BaseRule):
         cpa = tcpa = None
         zone_id = None
         in_port = False
-        if vessel.zones:
+        if ctx.zones.zones:
+            # Where the fix is, not the confirmed membership: a pair is judged at once.
+            assert vessel.x is not None and vessel.y is not None
             by_id = ctx.zones.by_id
-            for zid in vessel.zones:
+            for zid in ctx.zones.ids_at(vessel.x, vessel.y):
                 zone = by_id.get(zid)
                 if zone is None:
                     continue

@@ -104,7 +104,10 @@ class Encounter(BaseRule):
         met: set[tuple[int, int]] = set()
         picture = ctx.picture
         for other, ox, oy, (ot, ospeed) in self.grid.near(x, y, self._reach):
-            if other == mmsi or t - ot > self.stale_s:
+            if other == mmsi:
+                continue
+            if t - ot > self.stale_s:
+                self._end_pair(ctx, pair_key(mmsi, other), t, "silent", ended_at=ot)
                 continue
             partner = picture.get(other)
             if partner is None or is_exempt(partner, self.exempt):

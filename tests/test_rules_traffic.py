@@ -1,0 +1,381 @@
+"""Traffic safety: encounter, collision_risk, anchor_drag, sudden_stop and the neighbour grid.
+
+The test port (tests/rulekit.py) has its port limit at ±3 km; "at sea" below means north of
+it, where collision_risk applies with the global limits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from geofence.neighbours import Grid, Pairs, pair_key
+from geofence.rules.collision_risk import cpa_tcpa
+from geofence.zones import ZoneSet
+from ingest.report import Report
+from tests.rulekit import PORT_FEATURES, Run, collection, rect, report, span
+
+SHIP, OTHER = 244000010, 244000020
+TUG1, TUG2, PILOT = 244000031, 244000032, 244000050
+KN = 1852.0 / 3600.0
+
+
+def typed(mmsi: int, t: float, shiptype: int) -> Report:
+    return report(mmsi, t, None, None, msg_type=5, speed=None, course=None, status=None,
+                  shipname=f"V{mmsi % 1000}", shiptype=shiptype)
+
+
+# -- neighbour grid -----------------------------------------------------------------------
+
+def test_grid_moves_removes_and_finds_within_radius() -> None:
+    grid: Grid[str] = Grid(200.0)
+    grid.put(1, 0.0, 0.0, "a")
+    grid.put(2, 150.0, 0.0, "b")
+    grid.put(3, 0.0, 450.0, "c")
+    assert sorted(k for k, *_ in grid.near(0.0, 0.0, 200.0)) == [1, 2]
+    grid.put(3, 0.0, 190.0, "c2")  # moved into reach, across a cell edge
+    assert sorted((k, p) for k, _, _, p in grid.near(0.0, 0.0, 200.0)) == [
+        (1, "a"), (2, "b"), (3, "c2")]
+    grid.remove(2)
+    assert sorted(k for k, *_ in grid.near(0.0, 0.0, 1000.0)) == [1, 3] and len(grid) == 2
+    assert grid.get(2) is None and 3 in grid
+    assert sorted(k for k, *_ in grid.near(-150.0, -150.0, 220.0)) == [1]  # negative cells
+
+
+def test_pairs_index_by_vessel() -> None:
+    pairs = Pairs()
+    key = pair_key(9, 3)
+    assert key == (3, 9)
+    pairs.add(key, {"since": 1.0})
+    assert pairs.of(3) == {key} and pairs.has(9)
+    assert pairs.remove(key) == {"since": 1.0}
+    assert not pairs.has(3) and len(pairs) == 0
+
+
+def test_cpa_tcpa_head_on_and_parallel() -> None:
+    cpa, tcpa = cpa_tcpa(1000.0, 100.0, -10.0, 0.0)
+    assert math.isclose(cpa, 100.0) and math.isclose(tcpa or 0, 100.0)
+    cpa, tcpa = cpa_tcpa(0.0, 300.0, 0.0, 0.0)
+    assert cpa == 300.0 and tcpa is None
+
+
+# -- encounter ----------------------------------------------------------------------------
+
+def pair(run: Run, times: list[float], gap: float, speed: float = 1.0,
+         at: tuple[float, float] = (5000.0, 5000.0), **kw: Any) -> None:
+    for t in times:
+        run.feed(report(SHIP, t, *at, speed=speed, **kw),
+                 report(OTHER, t, at[0] + gap, at[1], speed=speed, **kw))
+
+
+def test_encounter_200_m_at_900_s_alerts_from_the_start() -> None:
+    run = Run()
+    pair(run, span(0, 840, 60), 200.0)
+    assert run.of("encounter") == []
+    pair(run, [900], 200.0)
+    (event,) = run.of("encounter")
+    alert = event.alert
+    assert (alert["mmsi"], alert["other_mmsi"]) == (SHIP, OTHER)
+    assert alert["risk_area"] == "criminal_activity" and alert["state"] == "open"
+    assert alert["started_at"] == "2026-01-01T12:00:00Z"
+    assert alert["details"]["duration_s"] == 900.0
+    assert 199.5 <= alert["details"]["distance_m"] <= 200.5
+
+
+def test_encounter_201_m_or_2_kn_no_alert() -> None:
+    run = Run()
+    pair(run, span(0, 3600, 60), 201.0)
+    assert run.of("encounter") == []
+    run = Run()
+    pair(run, span(0, 3600, 60), 100.0, speed=2.0)
+    assert run.of("encounter") == []
+
+
+def test_encounter_in_an_anchorage_no_alert() -> None:
+    zones = ZoneSet.from_geojson(collection(*PORT_FEATURES,
+                                            rect("anch", "anchorage", 4000, 4000, 6000, 6000)))
+    run = Run(zones)
+    pair(run, span(0, 3600, 60), 100.0)
+    assert run.of("encounter") == []
+
+
+def test_encounter_hysteresis_and_end() -> None:
+    run = Run()
+    pair(run, span(0, 900, 60), 150.0)
+    pair(run, [960, 1020], 290.0, speed=2.8)  # beyond 200 m and 2 kn, within the margins
+    assert [e.transition for e in run.of("encounter")] == ["new"]
+    pair(run, [1080], 310.0)
+    assert [e.transition for e in run.of("encounter")] == ["new", "end"]
+    end = run.of("encounter", "end")[0].alert
+    assert end["details"]["end_reason"] == "apart_or_faster"
+    assert end["details"]["duration_s"] == 1080.0
+
+
+def test_encounter_ends_when_a_partner_falls_silent() -> None:
+    run = Run()
+    pair(run, span(0, 900, 60), 100.0)
+    run.track(SHIP, span(960, 1500, 60), 5000, 5000, speed=1.0)
+    assert run.of("encounter", "end") == []  # silent 600 s: not yet
+    run.feed(report(SHIP, 1560, 5000, 5000, speed=1.0))
+    end = run.of("encounter", "end")[0].alert
+    assert end["details"]["end_reason"] == "silent"
+    assert end["ended_at"] == "2026-01-01T12:15:00Z"
+
+
+def test_zone_encounter_overrides_are_the_most_sensitive() -> None:
+    zones = ZoneSet.from_geojson(collection(
+        *PORT_FEATURES, rect("drift", "security", 4000, 4000, 6000, 6000, encounter_m=400,
+                             encounter_s=300)))
+    run = Run(zones)
+    pair(run, span(0, 300, 60), 350.0)
+    assert run.of("encounter") == []
+    pair(run, [360], 350.0)
+    (event,) = run.of("encounter")  # from the 2nd report, when both are in the zone (inertia)
+    assert event.alert["started_at"] == "2026-01-01T12:01:00Z"
+
+
+def tugs_at_berth(**sections: Any) -> Run:
+    """A ship moored in berth_1 with two tugs lying just outside the berth polygon."""
+    run = Run(**sections)
+    run.feed(typed(TUG1, 0, 52), typed(TUG2, 0, 52), typed(SHIP, 0, 70))
+    for t in span(1, 3600, 60):
+        run.feed(report(SHIP, t, 100, 25, speed=0.0, status=5),
+                 report(TUG1, t, 50, 60, speed=0.3),
+                 report(TUG2, t, 150, 60, speed=0.3))
+    return run
+
+
+def test_two_tugs_alongside_a_ship_at_its_berth_no_encounter() -> None:
+    control = tugs_at_berth(exempt_shiptypes=[])
+    assert [(e.alert["mmsi"], e.alert["other_mmsi"]) for e in control.of("encounter")] == [
+        (TUG1, TUG2)]  # the ship in its berth is never paired
+    assert tugs_at_berth().of("encounter") == []
+
+
+def pilot_boarding(**sections: Any) -> Run:
+    """A ship under way at 8 kn north at sea; the pilot boat comes up from astern at 12 kn,
+    30 m off, and runs alongside at 8 kn."""
+    run = Run(**sections)
+    run.feed(typed(PILOT, 0, 50), typed(SHIP, 0, 70))
+    for t in span(1, 900, 5):
+        y = 5000 + 8 * KN * t
+        astern = 300 - 4 * KN * t
+        run.feed(report(SHIP, t, 0, y, speed=8.0, course=0.0))
+        run.feed(report(PILOT, t, 30, y - max(astern, 0.0),
+                        speed=12.0 if astern > 0 else 8.0, course=0.0))
+    return run
+
+
+def test_pilot_boat_alongside_a_ship_under_way_no_encounter_no_collision_risk() -> None:
+    control = pilot_boarding(exempt_shiptypes=[])
+    assert len(control.of("collision_risk", "new")) == 1
+    run = pilot_boarding()
+    assert run.of("encounter") == [] and run.of("collision_risk") == []
+    assert control.of("encounter") == []  # under way: never an encounter
+
+
+# -- collision_risk -----------------------------------------------------------------------
+
+def meeting(run: Run, offset: float, *, distance: float = 4000.0, speed: float = 10.0,
+            y: float = 8000.0, times: list[float] | None = None, first: int = SHIP,
+            second: int = OTHER) -> None:
+    """Two vessels on reciprocal courses, ``offset`` m apart abeam, starting ``distance`` m
+    apart end to end."""
+    v = speed * KN
+    for t in times or [0.0]:
+        run.feed(report(first, t, -distance / 2 + v * t, y, speed=speed, course=90.0),
+                 report(second, t, distance / 2 - v * t, y + offset, speed=speed,
+                        course=270.0))
+
+
+def test_cpa_450_m_alerts_470_m_does_not() -> None:
+    run = Run()
+    meeting(run, 450.0)
+    (event,) = run.of("collision_risk")
+    alert = event.alert
+    assert alert["risk_area"] == "port_operations" and alert["state"] == "open"
+    assert (alert["mmsi"], alert["other_mmsi"]) == (SHIP, OTHER)
+    assert 449.0 <= alert["details"]["cpa_m"] <= 451.0
+    assert 385.0 <= alert["details"]["tcpa_s"] <= 393.0
+    run = Run()
+    meeting(run, 470.0)
+    assert run.of("collision_risk") == []
+
+
+def test_tcpa_just_over_and_under_10_min() -> None:
+    run = Run()  # closing at 7 kn: 600 s is 2161 m
+    meeting(run, 100.0, distance=2200.0, speed=3.5)
+    assert run.of("collision_risk") == []
+    run = Run()
+    meeting(run, 100.0, distance=2150.0, speed=3.5)
+    assert len(run.of("collision_risk")) == 1
+
+
+def test_3_kn_is_not_under_way_enough() -> None:
+    run = Run()
+    meeting(run, 100.0, distance=1000.0, speed=3.0)
+    assert run.of("collision_risk") == []
+    run = Run()
+    meeting(run, 100.0, distance=1000.0, speed=3.1)
+    assert len(run.of("collision_risk")) == 1
+
+
+def test_open_alert_keeps_under_end_factor_and_ends_when_passed() -> None:
+    run = Run()
+    meeting(run, 450.0, times=[0.0])
+    meeting(run, 540.0, times=[10.0])  # 540 < 463 × 1.25
+    assert [e.transition for e in run.of("collision_risk")] == ["new"]
+    meeting(run, 450.0, times=span(20, 400, 10))
+    end = run.of("collision_risk", "end")[0].alert
+    assert end["details"]["end_reason"] == "passed_or_clear"
+    assert 449.0 <= end["details"]["min_cpa_m"] <= 451.0
+
+
+def test_inside_the_port_limit_only_where_a_zone_sets_cpa_m() -> None:
+    run = Run()
+    meeting(run, 100.0, y=1000.0)  # in the port limit, no zone of its own
+    assert run.of("collision_risk") == []
+    zones = ZoneSet.from_geojson(collection(
+        *PORT_FEATURES, rect("basin", "channel", -2900, 500, 2900, 1600, cpa_m=150)))
+    run = Run(zones)
+    meeting(run, 100.0, y=1000.0)
+    (event,) = run.of("collision_risk")
+    assert event.alert["zone"] == "basin" and event.alert["details"]["cpa_limit_m"] == 150
+    run = Run(zones)
+    meeting(run, 200.0, y=1000.0)
+    assert run.of("collision_risk") == []
+
+
+def test_two_vessels_passing_on_parallel_courses_300_m_apart_no_collision_risk() -> None:
+    """Reciprocal parallel courses 300 m apart through the port: normal passing in a basin
+    (no alert), and none either where the basin sets a 200 m CPA of its own."""
+    run = Run()
+    meeting(run, 300.0, y=1000.0, times=span(0, 400, 10))
+    assert run.of("collision_risk") == []
+    zones = ZoneSet.from_geojson(collection(
+        *PORT_FEATURES, rect("basin", "channel", -2900, 500, 2900, 1600, cpa_m=200)))
+    run = Run(zones)
+    meeting(run, 300.0, y=1000.0, times=span(0, 400, 10))
+    assert run.of("collision_risk") == []
+    # Same course, same speed, 300 m abeam at sea: the distance never closes.
+    run = Run()
+    for t in span(0, 400, 10):
+        run.feed(report(SHIP, t, 10 * KN * t, 8000, speed=10.0, course=90.0),
+                 report(OTHER, t, 10 * KN * t, 8300, speed=10.0, course=90.0))
+    assert run.of("collision_risk") == []
+
+
+# -- anchor_drag --------------------------------------------------------------------------
+
+CENTRE = (5000.0, 5000.0)
+
+
+def swing(t: float, radius: float = 80.0, period: float = 600.0) -> tuple[float, float]:
+    angle = 2 * math.pi * t / period
+    return CENTRE[0] + radius * math.sin(angle), CENTRE[1] + radius * math.cos(angle)
+
+
+def anchored(run: Run, times: list[float], **kw: Any) -> None:
+    for t in times:
+        run.feed(report(SHIP, t, *swing(t, **kw), status=1, speed=0.1))
+
+
+def test_anchoring_then_swinging_within_its_circle_no_drag() -> None:
+    run = Run()
+    anchored(run, span(0, 6 * 3600, 60))
+    assert run.of("anchor_drag") == []
+    state = run.engine.picture.vessels[SHIP].rule_state["anchor_drag"]
+    assert 79.0 <= state["radius"] <= 81.0 and 179.0 <= state["limit"] <= 181.0
+
+
+def at_anchor(run: Run, t: float, distance: float) -> None:
+    run.feed(report(SHIP, t, CENTRE[0], CENTRE[1] + distance, status=1, speed=0.1))
+
+
+def test_limit_is_radius_plus_100_on_two_consecutive_reports() -> None:
+    run = Run()
+    anchored(run, span(0, 1800, 60))
+    at_anchor(run, 1860, 175.0)
+    at_anchor(run, 1920, 175.0)
+    at_anchor(run, 1980, 185.0)
+    at_anchor(run, 2040, 70.0)  # one report outside is not a drag
+    assert run.of("anchor_drag") == []
+    at_anchor(run, 2100, 185.0)
+    at_anchor(run, 2160, 200.0)
+    (event,) = run.of("anchor_drag")
+    alert = event.alert
+    assert alert["risk_area"] == "port_operations" and alert["state"] == "open"
+    assert alert["started_at"] == "2026-01-01T12:35:00Z"
+    assert 199.0 <= alert["details"]["distance_m"] <= 201.0
+    run.feed(report(SHIP, 2220, CENTRE[0], CENTRE[1] + 260, status=0, speed=4.0))
+    end = run.of("anchor_drag", "end")[0].alert
+    assert end["details"]["end_reason"] == "weighed"
+    assert "anchor_drag" not in run.engine.picture.vessels[SHIP].rule_state
+
+
+def test_small_swing_has_a_150_m_floor_and_risk_area_is_configurable() -> None:
+    run = Run(anchor_drag={"risk_area": "natural_hazard"})
+    anchored(run, span(0, 1800, 60), radius=20.0)
+    at_anchor(run, 1860, 140.0)
+    at_anchor(run, 1920, 145.0)
+    assert run.of("anchor_drag") == []
+    at_anchor(run, 1980, 155.0)
+    at_anchor(run, 2040, 160.0)
+    (event,) = run.of("anchor_drag")
+    assert event.alert["risk_area"] == "natural_hazard"
+    assert event.alert["details"]["limit_m"] == 150.0
+
+
+def test_class_b_without_status_is_never_judged() -> None:
+    run = Run()
+    for t in span(0, 4000, 60):
+        run.feed(report(SHIP, t, 5000, 5000 + t / 4, status=None, msg_type=18, speed=0.2))
+    assert run.of("anchor_drag") == [] and run.engine.picture.vessels[SHIP].rule_state == {}
+
+
+# -- sudden_stop --------------------------------------------------------------------------
+
+def stop(run: Run, speeds: list[tuple[float, float]], mmsi: int = SHIP) -> None:
+    for t, speed in speeds:
+        run.feed(report(mmsi, t, 5000, 5000 + t, speed=speed, course=0.0))
+
+
+def test_8_to_0_5_kn_in_25_s_held_60_s_is_one_event() -> None:
+    run = Run()
+    stop(run, [(0, 8.0), (10, 8.0), (20, 8.0), (35, 3.0), (45, 0.5), (75, 0.4), (104, 0.3)])
+    assert run.of("sudden_stop") == []
+    stop(run, [(105, 0.2), (115, 0.2)])
+    (event,) = run.of("sudden_stop")
+    alert = event.alert
+    assert alert["risk_area"] == "port_operations" and alert["state"] == "ended"
+    assert alert["started_at"] == "2026-01-01T12:01:45Z"
+    assert alert["details"]["from_kn"] == 8.0 and alert["details"]["drop_s"] == 25.0
+    assert alert["details"]["held_s"] == 60.0
+
+
+def test_drop_over_31_s_or_from_7_kn_is_no_sudden_stop() -> None:
+    run = Run()
+    stop(run, [(0, 8.0), (31, 0.5), (100, 0.5), (200, 0.5)])
+    assert run.of("sudden_stop") == []
+    run = Run()
+    stop(run, [(0, 7.0), (10, 0.5), (100, 0.5)])
+    assert run.of("sudden_stop") == []
+
+
+def test_stop_not_held_60_s_is_no_sudden_stop() -> None:
+    run = Run()
+    stop(run, [(0, 9.0), (10, 0.5), (50, 0.5), (60, 2.0), (75, 0.5), (200, 0.5)])
+    assert run.of("sudden_stop") == []
+    assert "sudden_stop" not in run.engine.picture.vessels[SHIP].rule_state
+
+
+def test_traffic_alert_ids_repeat_on_replay() -> None:
+    def once() -> list[str]:
+        run = Run()
+        pair(run, span(0, 900, 60), 100.0)
+        meeting(run, 450.0, y=9000.0, first=TUG1, second=TUG2)
+        stop(run, [(0, 8.0), (10, 0.5), (70, 0.5)], mmsi=PILOT)
+        return [e.alert["id"] for e in run.events]
+
+    first = once()
+    assert len(first) == 3 and first == once()
