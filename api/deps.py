@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from api.auth import Authenticator
 from api.stream import StreamHub
+from geofence.alert import AlertEvent
 from geofence.zones import ZoneSet
 from store.base import Store
 
@@ -26,9 +27,31 @@ class PictureView(Protocol):
 
 
 class ZoneTarget(Protocol):
-    """Where new zones take effect (``geofence.engine.Engine.set_zones``)."""
+    """Where new zones take effect (see :class:`EngineZones`)."""
 
-    def set_zones(self, zones: ZoneSet) -> None: ...
+    def set_zones(self, zones: ZoneSet) -> object: ...
+
+
+class _ZoneEngine(Protocol):
+    def set_zones(self, zones: ZoneSet) -> list[AlertEvent]: ...
+
+
+class EngineZones:
+    """A :class:`ZoneTarget` over ``geofence.engine.Engine``.
+
+    ``Engine.set_zones`` returns the transitions the change caused (alerts tied to removed
+    zones end); ``emit`` hands each to the sinks, as the pipeline does for reports.
+    """
+
+    def __init__(self, engine: _ZoneEngine, emit: Callable[[AlertEvent], None]) -> None:
+        self.engine = engine
+        self.emit = emit
+
+    def set_zones(self, zones: ZoneSet) -> list[AlertEvent]:
+        events = self.engine.set_zones(zones)
+        for event in events:
+            self.emit(event)
+        return events
 
 
 class SnoozeTarget(Protocol):
