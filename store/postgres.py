@@ -153,7 +153,7 @@ class PostgresStore(WriterStore):
     async def _open(self) -> None:
         with self._errors():
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self._pool_size, init=_init_connection,
+                self.dsn, min_size=0, max_size=self._pool_size, init=_init_connection,
                 timeout=self._connect_timeout, command_timeout=60)
             async with self.pool.acquire() as conn:
                 await self._migrate(conn)

@@ -65,7 +65,10 @@ async def test_outage_mid_stream_every_position_exactly_once(
             if i == 2000:
                 store.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), T0 + 1000))
             if i == 4500:
-                await asyncio.sleep(0.2)  # the writer tries and fails, buffer overflows
+                for _ in range(200):  # let the writer try, fail and overflow to disk
+                    await asyncio.sleep(0.05)
+                    if not store.stats().db_up and store.stats().spooled:
+                        break
                 assert not store.stats().db_up
                 await asyncio.to_thread(postgres_server.start)
         await drain(store)
