@@ -49,7 +49,6 @@ from store.rows import (
     POSITION_COLUMNS,
     STATIC_FIELDS,
     Batch,
-    PositionRow,
     StaticRow,
     iso,
     merge_state,
@@ -101,14 +100,31 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.timestamp() if isinstance(v, datetime) else v) for k, v in record.items()}
 
 
-def _records(rows: list[PositionRow]) -> list[tuple[Any, ...]]:
-    return [(ts(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
-            for r in rows]
+_PG_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z, the zero of PostgreSQL's timestamps
+
+
+def _encode_ts(value: float) -> tuple[int]:
+    return (round((value - _PG_EPOCH) * 1_000_000),)
+
+
+def _decode_ts(value: tuple[int]) -> float:
+    return value[0] / 1_000_000 + _PG_EPOCH
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
                               schema="pg_catalog")
+
+
+async def _init_writer(conn: asyncpg.Connection) -> None:
+    """The writer's own connection takes Unix seconds for timestamptz (binary, as int64 µs).
+
+    Queued rows then go to COPY as they are, without a datetime per row: that conversion
+    alone cost as much as the COPY itself.
+    """
+    await _init_connection(conn)
+    await conn.set_type_codec("timestamptz", encoder=_encode_ts, decoder=_decode_ts,
+                              schema="pg_catalog", format="tuple")
 
 
 class PostgresStore(WriterStore):
@@ -129,6 +145,7 @@ class PostgresStore(WriterStore):
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
+        self._wconn: asyncpg.Connection | None = None
         self._safe_left = 0
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -161,6 +178,9 @@ class PostgresStore(WriterStore):
         log.info("store: %s", self.description)
 
     async def _close(self) -> None:
+        if self._wconn is not None:
+            self._wconn.terminate()
+            self._wconn = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -221,9 +241,17 @@ class PostgresStore(WriterStore):
                             f"after {self.compress_after}, retention {keep})")
 
     # --- batch write ---------------------------------------------------------------------------
+    async def _writer_connection(self) -> asyncpg.Connection:
+        if self._wconn is None or self._wconn.is_closed():
+            self._wconn = await asyncpg.connect(self.dsn, timeout=self._connect_timeout,
+                                                command_timeout=60)
+            await _init_writer(self._wconn)
+        return self._wconn
+
     async def write_batch(self, batch: Batch) -> None:
         with self._errors():
-            async with self.pool.acquire() as conn:
+            try:
+                conn = await self._writer_connection()
                 fast = self._safe_left == 0
                 if not fast:
                     self._safe_left -= 1
@@ -236,10 +264,16 @@ class PostgresStore(WriterStore):
                     self._safe_left = _SAFE_BATCHES
                     async with conn.transaction():
                         await self._write_batch(conn, batch, fast=False)
+            except _UNAVAILABLE:
+                if self._wconn is not None:  # reconnect on the next try
+                    self._wconn.terminate()
+                    self._wconn = None
+                raise
 
     async def _write_batch(self, conn: asyncpg.Connection, batch: Batch, fast: bool) -> None:
+        """On the writer connection: every timestamptz is Unix seconds (see _init_writer)."""
         if batch.positions:
-            records = _records(batch.positions)
+            records = batch.positions
             if fast:
                 await conn.copy_records_to_table("positions", records=records,
                                                  columns=POSITION_COLUMNS)
@@ -252,18 +286,15 @@ class PostgresStore(WriterStore):
                     "ON CONFLICT DO NOTHING")
         if batch.statics:
             await self._write_statics(conn, batch.statics)
-        now = ts(wallclock.time())
+        now = wallclock.time()
         for transition, when, alert in batch.alerts:
             before = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE",
                                          alert["id"])
             state = merge_state(before, str(alert["state"]))
-            cols = alert_columns(alert, state, 0.0)
-            cols["started_at"] = ts(cols["started_at"])
-            cols["ended_at"] = None if cols["ended_at"] is None else ts(cols["ended_at"])
-            cols["updated_at"] = now
+            cols = alert_columns(alert, state, now)
             await conn.execute(_ALERT_UPSERT, *(cols[c] for c in ALERT_COLUMNS))
             if transition != "update" or before != state:
-                await conn.execute(_AUDIT_INSERT, alert["id"], ts(when), "rules", transition,
+                await conn.execute(_AUDIT_INSERT, alert["id"], when, "rules", transition,
                                    None, before, state,
                                    f"{alert['id']}|{transition}|{when!r}|{alert['state']}")
 
@@ -273,14 +304,14 @@ class PostgresStore(WriterStore):
             by_mmsi.setdefault(row[0], []).append(row)
         found = await conn.fetch("SELECT * FROM vessels WHERE mmsi = ANY($1::integer[]) "
                                  "FOR UPDATE", list(by_mmsi))
-        current = {r["mmsi"]: _plain(r) for r in found}
+        current = {r["mmsi"]: dict(r.items()) for r in found}
         upserts: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
         for mmsi, updates in by_mmsi.items():
             record, changes = merge_statics(current.get(mmsi), updates)
             upserts.append((mmsi, *(record.get(f) for f in STATIC_FIELDS),
-                            ts(record["updated_at"])))
-            history.extend((mmsi, ts(t), c) for t, c in changes)
+                            record["updated_at"]))
+            history.extend((mmsi, t, c) for t, c in changes)
         await conn.executemany(_VESSEL_UPSERT, upserts)
         if history:
             await conn.executemany("INSERT INTO vessel_history VALUES ($1, $2, $3) "

@@ -35,9 +35,11 @@ Item = tuple[str, Any]
 
 
 def position_row(report: Report, drill: bool) -> PositionRow:
+    # ``sources`` is not copied (hot path): ingest may still append late duplicates' receivers
+    # to it within its window, and storing those too is right.
     return (report.time, report.mmsi, report.lat, report.lon,  # type: ignore[return-value]
             report.speed, report.course, report.heading, report.status, report.msg_type,
-            list(report.sources), drill)
+            report.sources, drill)
 
 
 def static_row(report: Report) -> StaticRow | None:
