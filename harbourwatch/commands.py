@@ -1,11 +1,114 @@
-"""Sub-commands beyond ``decode``: run, replay, scenario, check-config (wired as they land)."""
+"""Sub-commands beyond ``decode``: run, replay, check-config, scenario."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
 from typing import Any
+
+from harbourwatch.config import ConfigError
+from harbourwatch.options import ServiceOptions, add_service_flags, resolve_config
 
 
 def add_commands(commands: Any) -> None:
     """Register the other sub-commands on the ``argparse`` sub-parser action."""
-    _ = (commands, argparse)
+    run = commands.add_parser("run", help="the live service")
+    add_service_flags(run, live=True)
+    run.add_argument("--drill", action="store_true",
+                     help="mark everything as a drill (MQTT under <prefix>/drill/...)")
+    run.set_defaults(handler=_run)
+
+    replay = commands.add_parser("replay", help="play recorded AIS logs on message time")
+    replay.add_argument("logs", nargs="+", metavar="LOG",
+                        help="recorded logs (plain or gzip; several are merged in time order)")
+    add_service_flags(replay, live=False)
+    replay.add_argument("--speed", default="max", metavar="N|max",
+                        help="1 real time, 60 an hour a minute, max as fast as possible "
+                             "(deterministic; default)")
+    replay.add_argument("--start", metavar="TIME",
+                        help="skip ahead to this message time (ISO 8601)")
+    replay.add_argument("--drill", action="store_true",
+                        help="mark the run as a drill end to end (alerts, API, store, MQTT)")
+    replay.add_argument("--nominal-rate", type=float, default=10.0, metavar="LINES_PER_S",
+                        help="how fast to play a log that has no timestamps at all (default 10)")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.set_defaults(handler=_replay)
+
+    check = commands.add_parser("check-config", help="validate a config and its zones")
+    check.add_argument("config", nargs="?", type=Path, metavar="PORT.yaml")
+    check.add_argument("--zones", type=Path, metavar="ZONES.geojson")
+    check.set_defaults(handler=_check_config)
+
+
+def _fail(errors: list[str]) -> int:
+    for line in errors:
+        print(f"harbourwatch: {line}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harbourwatch.service import run_service
+
+    options = ServiceOptions.from_args(args)
+    try:
+        config = resolve_config(options)
+        return asyncio.run(run_service(config, options))
+    except ConfigError as exc:
+        return _fail(exc.errors)
+    except _startup_errors() as exc:
+        return _fail(_messages(exc))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from harbourwatch.service import ReplayPlan, run_service
+    from harbourwatch.timeutil import parse_iso
+    from replay.pacing import parse_speed
+
+    options = ServiceOptions.from_args(args)
+    try:
+        speed = parse_speed(args.speed)
+        start = None if args.start is None else parse_iso(args.start)
+    except ValueError as exc:
+        return _fail([str(exc) if args.start is None else f"--start {args.start!r}: {exc}"])
+    if not args.nominal_rate > 0:
+        return _fail(["--nominal-rate must be greater than 0"])
+    missing = [p for p in args.logs if p != "-" and not Path(p).is_file()]
+    if missing:
+        return _fail([f"{p}: no such file" for p in missing])
+    plan = ReplayPlan(list(args.logs), speed, start, args.nominal_rate,
+                      progress=False if args.no_progress else None)
+    try:
+        config = resolve_config(options)
+        return asyncio.run(run_service(config, options, replay=plan))
+    except ConfigError as exc:
+        return _fail(exc.errors)
+    except _startup_errors() as exc:
+        return _fail(_messages(exc))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from harbourwatch.config import check_config
+
+    if args.config is None and args.zones is None:
+        return _fail(["give a config file, --zones, or both"])
+    errors = check_config(args.config, args.zones)
+    if errors:
+        return _fail(errors)
+    print("ok")
+    return 0
+
+
+def _startup_errors() -> tuple[type[BaseException], ...]:
+    from geofence.zones import ZoneError
+    from store import StoreError
+
+    return (ZoneError, StoreError)
+
+
+def _messages(exc: BaseException) -> list[str]:
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, list) and errors:
+        return [str(e) for e in errors]
+    return [str(exc)]

@@ -32,6 +32,8 @@ class RuleEngine(Protocol):
 
     def tick(self, now: float) -> list[AlertEvent]: ...
 
+    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
+
 
 Pacer = Callable[[float], Awaitable[None]]
 
@@ -50,6 +52,7 @@ class Pipeline:
         self.own_reports = 0
         self._next_tick = float("-inf")
         self.started_wall = time.time()
+        self._heard: dict[str, float] = {}
 
     # -- synchronous core (also used directly by benchmarks and tests) --------------------
 
@@ -69,15 +72,27 @@ class Pipeline:
         for sink in self.sinks:
             sink.on_report(report)
         if events:
-            self._emit(events)
+            self.emit(events)
         if report.time >= self._next_tick:
             self.tick(report.time)
 
     def tick(self, now: float) -> None:
         self._next_tick = now + _TICK_S
+        self._sync_receivers()
         events = self.engine.tick(now)
         if events:
-            self._emit(events)
+            self.emit(events)
+
+    def _sync_receivers(self) -> None:
+        """Receivers that only heard duplicates are still heard: tell the rules."""
+        heard = self._heard
+        for name, receiver in self.ingestor.receivers.items():
+            last = receiver.last_heard
+            if last is not None and last > heard.get(name, float("-inf")):
+                heard[name] = last
+                events = self.engine.source_heard(name, last)
+                if events:
+                    self.emit(events)
 
     def finish(self) -> None:
         """End of input: release what the ingestor still holds, run the last timers."""
@@ -87,7 +102,8 @@ class Pipeline:
         if newest is not None:
             self.tick(newest)
 
-    def _emit(self, events: list[AlertEvent]) -> None:
+    def emit(self, events: list[AlertEvent]) -> None:
+        """Hand alert transitions to every sink (also used for zone swaps by the API)."""
         self.alert_events += len(events)
         for event in events:
             for sink in self.sinks:

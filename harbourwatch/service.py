@@ -1,0 +1,251 @@
+"""The service: every stage built from the config and joined into one pipeline.
+
+``run`` reads live sources; ``replay`` plays recorded logs through the same pipeline on
+message time. Both get the store (SQLite by default), and as configured the MQTT feed,
+the HTTP API and an ``--alerts-out`` file. On start-up the rules' state is restored from the
+store so a restart neither resets dark-vessel timers nor leaves alerts dangling; it is saved
+again periodically and on a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geofence.alert import Alert
+from geofence.engine import Engine
+from geofence.zones import ZoneSet
+from harbourwatch.alerts_file import AlertsFileSink
+from harbourwatch.config import Config
+from harbourwatch.options import ServiceOptions, build_sources
+from harbourwatch.pipeline import Pipeline
+from harbourwatch.sinks import Sink
+from ingest.ingestor import Ingestor
+from ingest.sources.queue import LineQueue
+from ingest.sources.runner import run_sources
+from store import VesselState, open_store
+from store.base import Store
+
+if TYPE_CHECKING:
+    from api.stream import StreamHub
+
+log = logging.getLogger(__name__)
+
+#: Wall seconds between saves of the rules' per-vessel state (restart safety).
+STATE_SAVE_S = 30.0
+
+
+@dataclass(slots=True)
+class ReplayPlan:
+    logs: list[str]
+    speed: float | None
+    start: float | None
+    nominal_rate: float
+    progress: bool | None = None
+
+
+class EngineView:
+    """The API's view of the live picture, read from the engine's own picture."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def vessels(self) -> Iterable[Mapping[str, Any]]:
+        now = self.engine.newest
+        return [v.to_dict() for v in self.engine.picture.live(now)]
+
+    def vessel(self, mmsi: int) -> Mapping[str, Any] | None:
+        vessel = self.engine.picture.get(mmsi)
+        return None if vessel is None else vessel.to_dict()
+
+
+class ZoneApplier:
+    """PUT /zones lands here: new zones take effect on the next report."""
+
+    def __init__(self, pipeline: Pipeline, engine: Engine) -> None:
+        self.pipeline = pipeline
+        self.engine = engine
+
+    def set_zones(self, zones: ZoneSet) -> None:
+        events = self.engine.set_zones(zones)
+        if events:
+            self.pipeline.emit(events)
+
+
+def load_zones(config: Config) -> ZoneSet:
+    if config.port.zones is None:
+        log.warning("no zones configured: only zone-free rules can fire")
+        return ZoneSet.empty(config.port.projection)
+    return ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
+
+
+def make_store(config: Config, config_dir: Path, drill: bool) -> Store:
+    url = None if config.store.url is None else config.store.url.get_secret_value()
+    retention = (None if config.store.retention_days is None
+                 else timedelta(days=config.store.retention_days))
+    spool = None if config.store.spool_dir is None else (
+        config.store.spool_dir / "harbourwatch-spool.jsonl")
+    return open_store(url, config_dir, retention=retention, spool_path=spool, drill=drill,
+                      batch_size=config.store.batch_size,
+                      max_age=config.store.flush_interval_s,
+                      memory_limit=config.store.buffer_rows)
+
+
+async def restore_state(store: Store, engine: Engine) -> None:
+    """Give the rules back what they knew before the last stop (or crash)."""
+    states = await store.load_vessel_states()
+    alerts = [Alert.from_dict(a) for a in await store.open_alerts()
+              if bool(a.get("drill")) == engine.drill]
+    if states or alerts:
+        engine.restore([s.state for s in states.values()], alerts)
+        log.info("restored %d vessels and %d open alerts from the store", len(states),
+                 len(alerts))
+
+
+async def save_state(store: Store, engine: Engine) -> None:
+    states = [VesselState(v.mmsi, v.last_seen, v.to_state())
+              for v in engine.picture.vessels.values()]
+    await store.save_vessel_states(states)
+
+
+async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline) -> None:
+    while True:
+        await asyncio.sleep(STATE_SAVE_S)
+        try:
+            await save_state(store, engine)
+            await store.save_source_health(time.time(), pipeline.stats()["sources"])
+        except Exception:
+            log.exception("could not save the rules' state; will retry")
+
+
+async def run_service(config: Config, options: ServiceOptions, *,
+                      replay: ReplayPlan | None = None) -> int:
+    """Run until the sources end (replay) or a signal arrives (live). Exit code."""
+    drill = options.drill
+    config_dir = options.config.resolve().parent if options.config else Path.cwd()
+    zones = load_zones(config)
+    engine = Engine(config.rules, zones, drill=drill)
+    ingestor = Ingestor(fragment_ttl_s=config.ingest.fragment_ttl_s,
+                        max_pending_groups=config.ingest.max_pending_groups,
+                        dedup_window_s=config.ingest.dedup_window_s,
+                        nominal_rate=None if replay is None else replay.nominal_rate)
+    store = make_store(config, config_dir, drill)
+    await store.start()
+    log.warning("store: %s", store.description)
+    pipeline = Pipeline(ingestor, engine, [store], live=replay is None)
+    sinks = pipeline.sinks
+    started: list[Sink] = [store]
+    tasks: list[asyncio.Task[Any]] = []
+    stop = asyncio.Event()
+    sources = [] if replay is not None else build_sources(config, options)
+    try:
+        await restore_state(store, engine)
+        if options.alerts_out is not None:
+            sinks.append(AlertsFileSink(options.alerts_out))
+        if config.mqtt.url is not None:
+            from api.mqtt import MqttFeed
+            from api.outbox import StoreOutbox
+
+            feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
+                                        outbox=StoreOutbox(store))
+            feed.set_stats_provider(pipeline.stats)
+            for source in sources:
+                source.add_status_listener(feed.source_status)
+            sinks.append(feed)
+        if config.api.enabled:
+            from api.stream import StreamHub
+
+            hub = StreamHub()
+            sinks.append(hub)
+            tasks.append(asyncio.create_task(
+                _serve_api(config, store, engine, pipeline, ingestor, zones, stop, hub)))
+        for sink in sinks[1:]:
+            await sink.start()
+            started.append(sink)
+        tasks.append(asyncio.create_task(_save_periodically(store, engine, pipeline)))
+        if replay is not None:
+            await _replay(replay, pipeline)
+            if config.api.enabled:
+                log.warning("replay finished; still serving the API (Ctrl-C to stop)")
+                await _wait_for_signal(stop)
+        else:
+            await _live(sources, pipeline, config.ingest.queue_size, stop)
+        await save_state(store, engine)
+        return 0
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for sink in reversed(started):
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("could not stop %r cleanly", sink)
+
+
+async def _replay(plan: ReplayPlan, pipeline: Pipeline) -> None:
+    from replay.player import play
+    from replay.progress import Progress
+
+    progress = Progress(plan.logs, enabled=plan.progress)
+    try:
+        result = await play(plan.logs, pipeline, speed=plan.speed, start=plan.start,
+                            progress=progress)
+    finally:
+        progress.close()
+    log.warning("replayed %d lines, %d reports, %d alert transitions", result.lines,
+                result.reports, pipeline.alert_events)
+
+
+async def _live(sources: list[Any], pipeline: Pipeline, queue_size: int,
+                stop: asyncio.Event) -> None:
+    if not sources:
+        log.warning("no live sources configured (--udp, --tcp, --serial or sources:)")
+    queue = LineQueue(queue_size)
+    reading = asyncio.create_task(run_sources(sources, queue))
+    consuming = asyncio.create_task(pipeline.consume(queue))
+    waiting = asyncio.create_task(_wait_for_signal(stop))
+    try:
+        await asyncio.wait({reading, consuming, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reading, consuming, waiting):
+            task.cancel()
+        for task in (reading, consuming, waiting):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _wait_for_signal(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pipeline,
+                     ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
+                     hub: StreamHub) -> None:
+    from api.app import create_app
+    from api.auth import Authenticator
+    from api.deps import ApiDeps, sources_of
+    from api.server import serve
+    auth = Authenticator.from_config(config.api.tokens, open_read=config.api.open_read)
+    deps = ApiDeps(store=store, auth=auth, picture=EngineView(engine), hub=hub, zones=zones,
+                   zone_target=ZoneApplier(pipeline, engine), stats=pipeline.stats,
+                   sources=sources_of(ingestor),
+                   clock=lambda: ingestor.newest or time.time())
+    app = create_app(deps)
+    log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
+    await serve(app, config.api.host, config.api.port, hub=hub, stop=stop)
