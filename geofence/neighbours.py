@@ -10,7 +10,6 @@ they can pair (slow ones for ``encounter``, moving ones for ``collision_risk``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
@@ -62,22 +61,22 @@ class Grid(Generic[P]):
         if not bucket:
             del self._cells[cell]
 
-    def near(self, x: float, y: float, radius: float) -> Iterator[tuple[int, float, float, P]]:
+    def near(self, x: float, y: float, radius: float) -> list[tuple[int, float, float, P]]:
         """Entries within ``radius`` metres of the point (the point's own key included)."""
         size = self.cell_m
         reach = max(1, math.ceil(radius / size))
         ci, cj = int(x // size), int(y // size)
         r2 = radius * radius
         cells = self._cells
+        out: list[tuple[int, float, float, P]] = []
         for i in range(ci - reach, ci + reach + 1):
             for j in range(cj - reach, cj + reach + 1):
                 bucket = cells.get((i, j))
-                if bucket is None:
-                    continue
-                for key, (px, py, payload) in bucket.items():
-                    dx, dy = px - x, py - y
-                    if dx * dx + dy * dy <= r2:
-                        yield key, px, py, payload
+                if bucket is not None:
+                    out += [(key, px, py, payload)
+                            for key, (px, py, payload) in bucket.items()
+                            if (px - x) * (px - x) + (py - y) * (py - y) <= r2]
+        return out
 
     def members(self) -> list[int]:
         return list(self._where)

@@ -79,11 +79,13 @@ class CollisionRisk(BaseRule):
         self.search_m = cfg.search_m
         self.max_age_s = cfg.max_age_s
         self.exempt = frozenset(config.exempt_shiptypes)
-        self.moving: Grid[Motion] = Grid(self.search_m)
-        self.watched: Grid[Motion] = Grid(self.search_m)
+        self.moving: Grid[Motion] = Grid(self.search_m / 2)
+        self.watched: Grid[Motion] = Grid(self.search_m / 2)
         self.pairs = Pairs()
         self._has_port_limit = False
         self._zone_limits = False
+        self._loosest_cpa = self.cpa_m * self.end_factor  # no pair can pass wider (on_zones)
+        self._loosest_tcpa = self.tcpa_s * self.end_factor
         self._next_sweep = float("-inf")
 
     # -- where the rule applies -----------------------------------------------------------
@@ -144,28 +146,40 @@ class CollisionRisk(BaseRule):
             self.watched.remove(mmsi)
         grid = self.moving if me.watched else self.watched
         met: set[tuple[int, int]] = set()
-        picture = ctx.picture
+        max_age = self.max_age_s
+        loose_cpa2 = self._loosest_cpa * self._loosest_cpa
+        loose_tcpa = self._loosest_tcpa
+        mvx, mvy = me.vx, me.vy
         for other, ox, oy, them in grid.near(x, y, self.search_m):
             age = t - them.time
-            if other == mmsi or age > self.max_age_s:
+            if other == mmsi or age > max_age:
                 continue
-            partner = picture.get(other)
-            if partner is None or is_exempt(partner, self.exempt):
-                continue
-            # Dead-reckon the other vessel to now; this one is at its fix.
+            # Dead-reckon the other vessel to now (this one is at its fix), then the cheap
+            # tests first: most neighbours are moving apart or pass far off.
+            rvx, rvy = them.vx - mvx, them.vy - mvy
             rx, ry = ox + them.vx * age - x, oy + them.vy * age - y
-            cpa, tcpa = cpa_tcpa(rx, ry, them.vx - me.vx, them.vy - me.vy)
+            vv = rvx * rvx + rvy * rvy
+            dot = rx * rvx + ry * rvy
+            if vv < 1e-9 or dot >= 0 or -dot > loose_tcpa * vv:
+                continue  # constant distance, opening, or too far off in time
+            tcpa = -dot / vv
+            cx, cy = rx + rvx * tcpa, ry + rvy * tcpa
+            if cx * cx + cy * cy > loose_cpa2:
+                continue
+            cpa = math.hypot(cx, cy)
             cpa_lim, tcpa_lim, zone = self._limits(me, them)
             key = pair_key(mmsi, other)
             state = self.pairs.state.get(key)
             if state is not None:
-                if tcpa is not None and 0 < tcpa <= tcpa_lim * self.end_factor and (
-                        cpa <= cpa_lim * self.end_factor):
+                if tcpa <= tcpa_lim * self.end_factor and cpa <= cpa_lim * self.end_factor:
                     met.add(key)
                     state["min_cpa"] = min(state["min_cpa"], cpa)
                 continue
-            if tcpa is None or not (0 < tcpa < tcpa_lim) or cpa >= cpa_lim:
+            if tcpa >= tcpa_lim or cpa >= cpa_lim:
                 continue
+            partner = ctx.picture.get(other)
+            if partner is None or is_exempt(partner, self.exempt):
+                continue  # its static data came after its last position
             met.add(key)
             self._open(ctx, key, vessel, partner, report, cpa, tcpa, math.hypot(rx, ry),
                        cpa_lim, tcpa_lim, zone)
@@ -230,8 +244,12 @@ class CollisionRisk(BaseRule):
         # their next report (seconds, under way); open pairs are judged again then.
         self._has_port_limit = bool(ctx.zones.of_kind("port_limit"))
         self._zone_limits = any("cpa_m" in z.overrides for z in ctx.zones)
-        self.moving = Grid(self.search_m)
-        self.watched = Grid(self.search_m)
+        self._loosest_cpa = max([self.cpa_m, *(z.get("cpa_m", 0.0) for z in ctx.zones)]
+                                ) * self.end_factor
+        self._loosest_tcpa = max([self.tcpa_s, *(z.get("tcpa_s", 0.0) for z in ctx.zones)]
+                                 ) * self.end_factor
+        self.moving = Grid(self.search_m / 2)
+        self.watched = Grid(self.search_m / 2)
         self._next_sweep = ctx.now + SWEEP_EVERY_S
 
     def on_restore(self, ctx: RuleContext) -> None:
