@@ -59,8 +59,9 @@ class EngineView:
         self.engine = engine
 
     def vessels(self) -> Iterable[Mapping[str, Any]]:
+        """Live vessels with a position (the picture the rules trust: no spoofed fixes)."""
         now = self.engine.newest
-        return [v.to_dict() for v in self.engine.picture.live(now)]
+        return [v.to_dict() for v in self.engine.picture.live(now) if v.lat is not None]
 
     def vessel(self, mmsi: int) -> Mapping[str, Any] | None:
         vessel = self.engine.picture.get(mmsi)
