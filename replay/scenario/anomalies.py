@@ -41,7 +41,7 @@ from replay.scenario.truth import Expectation
 TRIES = 80
 
 
-class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Skip(Exception):
     """The injector cannot place its anomaly in this port or time span."""
 
 
@@ -221,7 +221,7 @@ def speeding(world: World, ctx: Context) -> list[Expectation]:
     path = world.inbound_path(target)
     probe = Route(path, 0.0, speed, v_start_kn=speed, accel=0.15)
     limited = shapely.union_all([poly for poly, lim in lay.limits if lim < speed - 1.0])
-    t_rel = _first_inside(Plan_of(probe), limited, 0.0, probe.t1)
+    t_rel = _first_inside(_plan_of(probe), limited, 0.0, probe.t1)
     t_in = _time(world, 0.1, 0.7, 600.0)
     plan = Plan()
     plan.add(Route(path, t_in - t_rel, speed, v_start_kn=speed, accel=0.15))
@@ -237,7 +237,7 @@ def speeding(world: World, ctx: Context) -> list[Expectation]:
                         window=(t_in - 10.0, t_in + hold + (90.0 if fast_b else 40.0)))]
 
 
-def Plan_of(route: Route) -> Plan:  # noqa: N802 - reads like a constructor
+def _plan_of(route: Route) -> Plan:
     plan = Plan()
     plan.add(route)
     return plan
@@ -247,12 +247,14 @@ def _visit(world: World, zone: Zone, t_in_target: float) -> tuple[Plan, float]:
     """In from open water, a few slow circles inside the zone (≥ 3 kn), and out again."""
     r = world.rng
     lay = world.layout
-    inner = zone.metric.buffer(-30.0)
-    centre_pt = random_point(r, inner if not inner.is_empty else zone.metric)
-    if centre_pt is None:
-        raise Skip(f"{zone.id} has no room inside")
     inscribed = shapely.maximum_inscribed_circle(zone.metric).length
-    radius = max(15.0, min(120.0, inscribed * 0.4))
+    radius = max(10.0, min(120.0, inscribed * 0.4))
+    # The circle stays inside: a second entry would be a second alert.
+    inner = zone.metric.buffer(-(radius + 25.0))
+    middle = random_point(r, inner if not inner.is_empty else zone.metric)
+    if middle is None:
+        raise Skip(f"{zone.id} has no room inside")
+    centre_pt = (middle[0] + radius, middle[1])
     avoid_others = None
     others = [z.metric.buffer(100.0) for z in lay.restricted if z is not zone]
     if others:
@@ -266,7 +268,7 @@ def _visit(world: World, zone: Zone, t_in_target: float) -> tuple[Plan, float]:
         speed = r.uniform(3.5, 6.0)
         probe = Route([origin, centre_pt], 0.0, speed, cap=world.cap(1.0), v_start_kn=speed,
                       v_end_kn=3.5, accel=0.1)
-        t_rel = _first_inside(Plan_of(probe), zone.metric, 0.0, probe.t1)
+        t_rel = _first_inside(_plan_of(probe), zone.metric, 0.0, probe.t1)
         t0 = t_in_target - t_rel
         plan = Plan()
         approach = Route([origin, centre_pt], t0, speed, cap=world.cap(1.0), v_start_kn=speed,

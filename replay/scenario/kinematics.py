@@ -5,6 +5,7 @@ drifting and following another vessel. Positions are metres in the zones' projec
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -58,7 +59,7 @@ class Route(Phase):
                  decel: float | None = None, status: int = STATUS_UNDER_WAY) -> None:
         xs: list[float] = []
         ys: list[float] = []
-        for (ax, ay), (bx, by) in zip(points, points[1:], strict=False):
+        for (ax, ay), (bx, by) in itertools.pairwise(points):
             n = max(1, int(math.dist((ax, ay), (bx, by)) // 25.0))
             for i in range(n):
                 xs.append(ax + (bx - ax) * i / n)

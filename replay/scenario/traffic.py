@@ -283,9 +283,9 @@ def arrival(world: World, berth: Zone, t_start: float, *, role: str = "cargo") -
     mmsi, static, _ = _ship(world, role)
     target = world.layout.berth_point(r, berth)
     plan = Plan()
-    route = Route(world.inbound_path(target, keep_m=r.uniform(50.0, 120.0)), t_start, r.uniform(10.0, 14.0),
-                  cap=world.cap(r.uniform(0.8, 2.0)), v_start_kn=r.uniform(9.0, 12.0),
-                  accel=r.uniform(0.03, 0.08))
+    route = Route(world.inbound_path(target, keep_m=r.uniform(50.0, 120.0)), t_start,
+                  r.uniform(10.0, 14.0), cap=world.cap(r.uniform(0.8, 2.0)),
+                  v_start_kn=r.uniform(9.0, 12.0), accel=r.uniform(0.03, 0.08))
     plan.add(route)
     plan.add(Hold(target, route.t1, world.end + 3600, r))
     return world.add(mmsi, "A", role, plan, static)
@@ -410,7 +410,7 @@ def pilot_boat(world: World, base: Zone, ship: Vessel) -> Vessel | None:
     meet_t = route.time_at_index(i)
     meet = (route.xs[i] + 60.0, route.ys[i] + 60.0)
     home = world.layout.berth_point(r, base)
-    path = list(reversed(world.inbound_path(home)))[:-1] + [meet]
+    path = [*list(reversed(world.inbound_path(home)))[:-1], meet]
     speed = r.uniform(16.0, 22.0)
     probe = Route(path, 0.0, speed, cap=world.cap(1.0), v_end_kn=8.0, accel=0.4)
     out = Route(path, meet_t - probe.t1 - 120.0, speed, cap=world.cap(1.0), v_end_kn=8.0,

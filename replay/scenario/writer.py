@@ -22,6 +22,7 @@ from replay.scenario.kinematics import STATUS_AT_ANCHOR, STATUS_MOORED, Kin
 from replay.scenario.traffic import Vessel, World
 
 STATIC_EVERY_S = 360.0
+DIMENSIONS = ("to_bow", "to_stern", "to_port", "to_starboard")
 BASE_EVERY_S = (30.0, 60.0)
 
 
@@ -66,7 +67,7 @@ def _position_msg(vessel: Vessel, kin: Kin, lon: float, lat: float, t: float) ->
     second = int(t) % 60
     speed = round(min(max(kin.speed, 0.0), 102.2), 1)
     course = round(kin.course % 360.0, 1)
-    heading = int(round(kin.heading)) % 360
+    heading = round(kin.heading) % 360
     if vessel.ais_class == "B":
         return {"type": 18, "mmsi": vessel.mmsi, "lon": lon, "lat": lat, "speed": speed,
                 "course": course, "heading": heading, "second": second, "accuracy": 1,
@@ -79,7 +80,7 @@ def _position_msg(vessel: Vessel, kin: Kin, lon: float, lat: float, t: float) ->
 
 def _static_msgs(vessel: Vessel, t: float) -> list[dict[str, Any]]:
     s = vessel.static_at(t)
-    dims = {k: s[k] for k in ("to_bow", "to_stern", "to_port", "to_starboard") if k in s}
+    dims: dict[str, Any] = {k: s[k] for k in DIMENSIONS if k in s}
     if vessel.ais_class == "B":
         return [{"type": 24, "mmsi": vessel.mmsi, "partno": 0, "shipname": s["shipname"]},
                 {"type": 24, "mmsi": vessel.mmsi, "partno": 1, "ship_type": s["shiptype"],
