@@ -106,7 +106,9 @@ def test_validation_rule_vetoes_the_fix() -> None:
     config = rules_config()
     veto = RejectFar()
     engine = Engine(config, port_zones(), rules=[*build_rules(config), veto])
-    assert engine.rules[0] is veto  # validation phase first
+    phases = [rule.phase for rule in engine.rules]
+    assert phases == sorted(phases)  # the validation phase runs first
+    assert veto.phase == Phase.VALIDATE and veto in engine.rules
     engine.process(report(SHIP, 0, 100, 25, speed=1.0))
     engine.process(report(SHIP, 10, 100, 25, speed=1.0))
     engine.process(report(SHIP, 20, 15000, 25, speed=30.0))
