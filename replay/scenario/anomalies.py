@@ -294,7 +294,7 @@ def restricted_entry(world: World, ctx: Context) -> list[Expectation]:
     if not zones:
         raise Skip("no restricted or security zone")
     zone = r.choice(zones)
-    allowed = set(cfg.allowed_mmsi) | set(zone.get("allowed_mmsi") or ())
+    allowed = set(cfg.allowed_mmsi) | {m for z in zones for m in z.get("allowed_mmsi") or ()}
     t_in = _time(world, 0.1, 0.5, 1500.0)
     plan, _ = _visit(world, zone, t_in)
     mmsi = world.new_mmsi()
@@ -304,13 +304,18 @@ def restricted_entry(world: World, ctx: Context) -> list[Expectation]:
                                                              r.randrange(12, 80)))
     out = [Expectation("restricted_entry", mmsi, f"not allowed in {zone.id}",
                        window=(t_in - 5.0, t_in + 60.0))]
-    if allowed:
-        ok = sorted(allowed)[0]
+    # Control: a vessel that may be there, in a zone (maybe another one) that allows it.
+    permits = [(z, sorted(set(cfg.allowed_mmsi) | set(z.get("allowed_mmsi") or ())))
+               for z in zones]
+    permits = [(z, ok) for z, ok in permits if ok]
+    if permits:
+        ok_zone, oks = r.choice(permits)
+        ok = oks[0]
         t_ok = _time(world, 0.05, 0.8, 1500.0)
-        plan_ok, _ = _visit(world, zone, t_ok)
+        plan_ok, _ = _visit(world, ok_zone, t_ok)
         world.used_mmsi.add(ok)
         world.add(ok, "A", "allowed", plan_ok, world.ship_static(33, r.randrange(40, 90)))
-        out.append(Expectation("restricted_entry", ok, f"allowed in {zone.id}"))
+        out.append(Expectation("restricted_entry", ok, f"allowed in {ok_zone.id}"))
     return out
 
 
