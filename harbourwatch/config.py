@@ -424,9 +424,10 @@ class MqttConfig(_Model):
                                                          "(env HARBOURWATCH_MQTT_PASSWORD)")
     tls: MqttTls = Field(default_factory=MqttTls, description="TLS options")
     client_id: str | None = Field(default=None, max_length=64, description="Client id")
-    position_max_age_s: float = Field(default=30.0, gt=0, le=3600,
+    position_max_age_s: float = Field(default=300.0, gt=0, le=3600,
                                       description="Positions older than this are dropped, "
-                                                  "not sent late")
+                                                  "not sent late (class A at anchor and "
+                                                  "class B report every 3 min)")
     stats_interval_s: float = Field(default=60.0, gt=0, le=86400, description="Stats period")
 
 
