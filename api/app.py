@@ -27,8 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import models as m
 from api.auth import Authenticator, AuthError, Principal, Role
-from api.deps import ApiDeps
+from api.deps import ApiDeps, PictureView
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
+from api.picture import feature
 from api.stream import StreamFilter
 from geofence.zones import ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
@@ -137,11 +138,19 @@ def _snooze_out(s: Snooze, now: float) -> dict[str, Any]:
             "created": iso_time(s.created), "active": s.until > now}
 
 
-def _vessel_feature(v: Mapping[str, Any]) -> dict[str, Any]:
-    props = {k: val for k, val in v.items() if k not in ("lat", "lon")}
-    return {"type": "Feature", "id": v["mmsi"],
-            "geometry": {"type": "Point", "coordinates": [v["lon"], v["lat"]]},
-            "properties": props}
+def _encode_vessels(picture: PictureView, vessels: list[Mapping[str, Any]],
+                    geojson: bool) -> bytes:
+    """The list body, joining per-vessel JSON the picture caches when it can."""
+    encoded = getattr(picture, "encoded", None)
+    if callable(encoded):
+        parts = [encoded(v, geojson) for v in vessels]
+    else:
+        parts = [json.dumps(feature(v) if geojson else v, separators=(",", ":")).encode()
+                 for v in vessels]
+    body = b",".join(parts)
+    if geojson:
+        return b'{"type":"FeatureCollection","features":[' + body + b"]}"
+    return b'{"count":%d,"vessels":[' % len(vessels) + body + b"]}"
 
 
 def _track_feature(mmsi: int, start: float, end: float,
@@ -294,7 +303,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     _install_errors(app)
     _install_openapi(app, [m.VesselCollection])
 
-    def picture_or_503() -> Any:
+    def picture_or_503() -> PictureView:
         if deps.picture is None:
             raise ApiError(503, "no live picture in this process (store-only API)")
         return deps.picture
@@ -322,13 +331,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 raise ApiError(422, f"zone: unknown zone {zone!r}",
                                sorted(zone_state.zones.by_id))
             geom = found.geometry
-        picked = _filter_vessels(picture_or_503().vessels(), box, min_speed, ais_class, geom)
+        picture = picture_or_503()
+        picked = _filter_vessels(picture.vessels(), box, min_speed, ais_class, geom)
         geo = format == "geojson" or (format is None
                                       and GEOJSON in request.headers.get("accept", ""))
-        if geo:
-            return _dump({"type": "FeatureCollection",
-                          "features": [_vessel_feature(v) for v in picked]}, GEOJSON)
-        return _dump({"count": len(picked), "vessels": picked})
+        return Response(_encode_vessels(picture, picked, geo),
+                        media_type=GEOJSON if geo else "application/json")
 
     @app.get("/vessels/{mmsi}", response_model=m.VesselOut, tags=["vessels"],
              responses=not_found)
@@ -531,7 +539,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if hub is not None:
             hs = hub.stats()
             out["stream"] = {"clients": hs.clients, "events": hs.events,
-                             "delivered": hs.delivered, "dropped": hs.dropped}
+                             "dropped": hs.dropped}
         if deps.picture is not None:
             out["vessels"] = vessel_count()
         return _dump(out)

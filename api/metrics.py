@@ -144,11 +144,8 @@ class ServiceCollector(Collector):
         stats = _as_dict(self._hub())
         yield GaugeMetricFamily("harbourwatch_stream_clients", "Live stream clients",
                                 value=float(stats.get("clients", 0)))
-        yield CounterMetricFamily("harbourwatch_stream_events", "Events encoded for clients",
+        yield CounterMetricFamily("harbourwatch_stream_events", "Events put on the stream ring",
                                   value=float(stats.get("events", 0)))
-        yield CounterMetricFamily("harbourwatch_stream_delivered",
-                                  "Events queued to clients",
-                                  value=float(stats.get("delivered", 0)))
         yield CounterMetricFamily("harbourwatch_stream_dropped",
                                   "Events dropped for slow clients",
                                   value=float(stats.get("dropped", 0)))

@@ -8,6 +8,7 @@ updated in place, so ``GET /vessels`` only filters and serialises. Vessels not h
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -32,6 +33,10 @@ class LivePicture:
         self.newest = 0.0
         self._vessels: dict[int, dict[str, Any]] = {}
         self._times: dict[int, float] = {}
+        # Encoded JSON per vessel (plain, GeoJSON Feature), dropped when the vessel changes:
+        # GET /vessels then only joins bytes for vessels not heard since the last request.
+        self._json: dict[int, bytes] = {}
+        self._geo: dict[int, bytes] = {}
         self._next_prune = 0.0
 
     async def start(self) -> None:
@@ -47,6 +52,8 @@ class LivePicture:
         if report.own or report.time_source == "none":
             return
         mmsi = report.mmsi
+        self._json.pop(mmsi, None)
+        self._geo.pop(mmsi, None)
         vessel = self._vessels.get(mmsi)
         if vessel is None:
             vessel = _blank(mmsi)
@@ -81,6 +88,8 @@ class LivePicture:
         for mmsi in [m for m, t in self._times.items() if t < horizon]:
             del self._times[mmsi]
             self._vessels.pop(mmsi, None)
+            self._json.pop(mmsi, None)
+            self._geo.pop(mmsi, None)
 
     # -- PictureView -------------------------------------------------------------------
 
@@ -98,6 +107,16 @@ class LivePicture:
             return None
         return self._vessels[mmsi]
 
+    def encoded(self, vessel: Mapping[str, Any], geojson: bool = False) -> bytes:
+        """The vessel as JSON (or a GeoJSON Point Feature), cached until it changes."""
+        mmsi = vessel["mmsi"]
+        cache = self._geo if geojson else self._json
+        data = cache.get(mmsi)
+        if data is None:
+            obj = feature(vessel) if geojson else vessel
+            data = cache[mmsi] = json.dumps(obj, separators=(",", ":")).encode()
+        return data
+
     def __len__(self) -> int:
         return len(self._times)
 
@@ -109,3 +128,11 @@ def _blank(mmsi: int) -> dict[str, Any]:
     vessel["sources"] = []
     vessel["drill"] = False
     return vessel
+
+
+def feature(vessel: Mapping[str, Any]) -> dict[str, Any]:
+    """A vessel as a GeoJSON Point Feature (RFC 7946: ``[lon, lat]``)."""
+    props = {k: v for k, v in vessel.items() if k not in ("lat", "lon")}
+    return {"type": "Feature", "id": vessel["mmsi"],
+            "geometry": {"type": "Point", "coordinates": [vessel["lon"], vessel["lat"]]},
+            "properties": props}

@@ -1,9 +1,10 @@
 """The live stream hub: alert transitions and position updates as server-sent events.
 
 The hub is a ``harbourwatch.sinks.Sink``: the pipeline calls ``on_report``/``on_alert``,
-which only filter, encode once and append to each client's bounded queue. A client that
-reads too slowly loses its oldest queued events (counted, and told with a ``dropped``
-event so it can re-read ``GET /alerts``); ingest never waits for a client.
+which only encode once and append to a bounded ring shared by all clients (nothing at all
+when no client listens). A client that reads too slowly loses its oldest events (counted,
+and told with a ``dropped`` event so it can re-read ``GET /alerts``); ingest never waits
+for a client, and its cost does not grow with the number of clients.
 
 Events (``text/event-stream``)::
 
@@ -20,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,25 +46,16 @@ class StreamFilter:
     vessels: frozenset[int] | None = None
     kinds: frozenset[str] = frozenset(KINDS)
 
-    def wants_position(self, mmsi: int, lon: float, lat: float) -> bool:
-        if "position" not in self.kinds:
+    def matches(self, kind: str, mmsi: int | None, other: int | None, lon: float | None,
+                lat: float | None, rule: str | None) -> bool:
+        if kind not in self.kinds:
             return False
-        if self.vessels is not None and mmsi not in self.vessels:
+        if self.rules is not None and kind == "alert" and rule not in self.rules:
             return False
-        return self.bbox is None or _inside(self.bbox, lon, lat)
-
-    def wants_alert(self, alert: Mapping[str, Any]) -> bool:
-        if "alert" not in self.kinds:
+        if self.vessels is not None and mmsi not in self.vessels and other not in self.vessels:
             return False
-        if self.rules is not None and alert.get("rule") not in self.rules:
-            return False
-        if self.vessels is not None and not (
-                alert.get("mmsi") in self.vessels or alert.get("other_mmsi") in self.vessels):
-            return False
-        if self.bbox is not None:
-            lon, lat = alert.get("lon"), alert.get("lat")
-            if lon is not None and lat is not None and not _inside(self.bbox, lon, lat):
-                return False
+        if self.bbox is not None and lon is not None and lat is not None:
+            return _inside(self.bbox, lon, lat)
         return True
 
 
@@ -72,47 +63,58 @@ def _inside(bbox: tuple[float, float, float, float], lon: float, lat: float) -> 
     return bbox[0] <= lon <= bbox[2] and bbox[1] <= lat <= bbox[3]
 
 
-class Subscriber:
-    """One client: a bounded queue of encoded events, oldest dropped first when full."""
+#: One ring entry: seq, kind, mmsi, other_mmsi, lon, lat, rule, encoded event.
+_Entry = tuple[int, str, int | None, int | None, float | None, float | None, str | None, bytes]
 
-    def __init__(self, filt: StreamFilter, max_queue: int) -> None:
+
+class Subscriber:
+    """One client: a cursor into the hub's ring; falling a whole ring behind drops events."""
+
+    def __init__(self, hub: StreamHub, filt: StreamFilter) -> None:
+        self.hub = hub
         self.filter = filt
-        self.max_queue = max_queue
-        self.queue: deque[bytes] = deque()
+        self.everything = filt == StreamFilter()
+        self.cursor = hub.seq  # only what happens after subscribing
         self.dropped = 0
         self.sent = 0
         self.closed = False
-        self._wake = asyncio.Event()
-
-    def put(self, chunk: bytes) -> None:
-        queue = self.queue
-        if len(queue) >= self.max_queue:
-            queue.popleft()
-            self.dropped += 1
-        queue.append(chunk)
-        if not self._wake.is_set():
-            self._wake.set()
 
     def close(self) -> None:
         self.closed = True
-        self._wake.set()
+        self.hub._wake_all()
+
+    def take(self) -> list[bytes]:
+        """Encoded events since the cursor that pass the filter (drops counted)."""
+        hub = self.hub
+        newest, size, ring = hub.seq, hub.ring_size, hub._ring
+        oldest = newest - size
+        if self.cursor < oldest:
+            self.dropped += oldest - self.cursor
+            self.cursor = oldest
+        seqs = range(self.cursor + 1, newest + 1)
+        self.cursor = newest
+        if self.everything:
+            return [ring[s % size][7] for s in seqs]
+        filt = self.filter
+        return [e[7] for e in (ring[s % size] for s in seqs) if filt.matches(*e[1:7])]
 
     async def chunks(self, linger_s: float, keepalive_s: float = _KEEPALIVE_S
                      ) -> AsyncIterator[bytes]:
         """What to write to the client, until the hub closes."""
         reported = 0
+        hub = self.hub
         yield b": connected\n\n"
         while not self.closed:
-            try:
-                await asyncio.wait_for(self._wake.wait(), keepalive_s)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if linger_s > 0 and not self.closed:
-                await asyncio.sleep(linger_s)
-            self._wake.clear()
-            parts = list(self.queue)
-            self.queue.clear()
+            if hub.seq == self.cursor:
+                try:
+                    await asyncio.wait_for(hub._new.wait(), keepalive_s)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                hub._new.clear()  # every waiter is already woken
+                if linger_s > 0 and not self.closed:
+                    await asyncio.sleep(linger_s)  # let a burst gather into one write
+            parts = self.take()
             if self.dropped != reported:
                 reported = self.dropped
                 parts.insert(0, _encode("dropped", {"dropped": reported}))
@@ -125,20 +127,26 @@ class Subscriber:
 class HubStats:
     clients: int
     events: int
-    delivered: int
     dropped: int
 
 
 class StreamHub:
-    """Fans alerts and positions out to SSE clients; a ``Sink``, never blocking ingest."""
+    """Fans alerts and positions out to SSE clients; a ``Sink``, never blocking ingest.
 
-    def __init__(self, *, max_queue: int = 1000, linger_s: float = 0.05) -> None:
-        self.max_queue = max_queue
+    Events go once into a shared ring of ``ring_size`` entries, whatever the number of
+    clients; each client's writer reads from its own cursor and filters there, so the cost
+    on the ingest path does not grow with clients. A client more than a ring behind loses
+    the oldest events (counted) and is told with a ``dropped`` event.
+    """
+
+    def __init__(self, *, ring_size: int = 10_000, linger_s: float = 0.05) -> None:
+        self.ring_size = ring_size
         self.linger_s = linger_s
+        self.seq = 0
+        self._ring: list[_Entry] = [(0, "", None, None, None, None, None, b"")] * ring_size
         self._subs: set[Subscriber] = set()
+        self._new = asyncio.Event()
         self._closed = False
-        self.events = 0
-        self.delivered = 0
         self._dropped_gone = 0
 
     # -- Sink ---------------------------------------------------------------------------
@@ -149,40 +157,39 @@ class StreamHub:
     async def stop(self) -> None:
         self.close()
 
+    def _append(self, entry_tail: tuple[str, int | None, int | None, float | None,
+                                        float | None, str | None, bytes]) -> None:
+        self.seq = seq = self.seq + 1
+        self._ring[seq % self.ring_size] = (seq, *entry_tail)
+        if not self._new.is_set():
+            self._new.set()
+
     def on_report(self, report: Report) -> None:
-        subs = self._subs
-        if not subs or report.lat is None or report.lon is None or report.own:
+        if not self._subs or report.lat is None or report.lon is None or report.own:
             return
-        mmsi, lon, lat = report.mmsi, report.lon, report.lat
-        chunk: bytes | None = None
-        for sub in subs:
-            if sub.filter.wants_position(mmsi, lon, lat):
-                if chunk is None:
-                    chunk = _encode("position", position_payload(report))
-                    self.events += 1
-                sub.put(chunk)
-                self.delivered += 1
+        self._append(("position", report.mmsi, None, report.lon, report.lat, None,
+                      _encode("position", position_payload(report))))
 
     def on_alert(self, event: AlertEvent) -> None:
         self.publish_alert(str(event.transition), event.alert)
 
     def publish_alert(self, transition: str, alert: Mapping[str, Any]) -> None:
         """An alert transition from the rules, or an operator act (``update``)."""
-        chunk: bytes | None = None
-        for sub in self._subs:
-            if sub.filter.wants_alert(alert):
-                if chunk is None:
-                    chunk = _encode("alert", {"type": transition, "alert": dict(alert)})
-                    self.events += 1
-                sub.put(chunk)
-                self.delivered += 1
+        if not self._subs:
+            return
+        self._append(("alert", alert.get("mmsi"), alert.get("other_mmsi"), alert.get("lon"),
+                      alert.get("lat"), alert.get("rule"),
+                      _encode("alert", {"type": transition, "alert": dict(alert)})))
 
     # -- clients ------------------------------------------------------------------------
 
+    def _wake_all(self) -> None:
+        self._new.set()
+
     def subscribe(self, filt: StreamFilter) -> Subscriber:
-        sub = Subscriber(filt, self.max_queue)
+        sub = Subscriber(self, filt)
         if self._closed:
-            sub.close()
+            sub.closed = True
         self._subs.add(sub)
         return sub
 
@@ -205,7 +212,8 @@ class StreamHub:
         """End every stream (at shutdown, so the server need not wait for them)."""
         self._closed = True
         for sub in self._subs:
-            sub.close()
+            sub.closed = True
+        self._wake_all()
 
     @property
     def clients(self) -> int:
@@ -213,8 +221,7 @@ class StreamHub:
 
     def stats(self) -> HubStats:
         dropped = self._dropped_gone + sum(s.dropped for s in self._subs)
-        return HubStats(clients=len(self._subs), events=self.events,
-                        delivered=self.delivered, dropped=dropped)
+        return HubStats(clients=len(self._subs), events=self.seq, dropped=dropped)
 
 
 def position_payload(report: Report) -> dict[str, Any]:
@@ -232,25 +239,3 @@ def position_payload(report: Report) -> dict[str, Any]:
 
 def _encode(event: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-def parse_csv_ints(text: str | None, what: str) -> frozenset[int] | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        return frozenset(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{what}: expected comma-separated integers") from None
-
-
-def parse_csv(text: str | None) -> frozenset[str] | None:
-    if text is None or not text.strip():
-        return None
-    return frozenset(v.strip() for v in text.split(",") if v.strip())
-
-
-def filter_of(bbox: tuple[float, float, float, float] | None, rules: Iterable[str] | None,
-              vessels: Iterable[int] | None, kinds: Iterable[str] | None) -> StreamFilter:
-    return StreamFilter(bbox=bbox, rules=None if rules is None else frozenset(rules),
-                        vessels=None if vessels is None else frozenset(vessels),
-                        kinds=frozenset(KINDS if kinds is None else kinds))

@@ -137,7 +137,7 @@ async def test_zone_change_applies_on_next_report_and_streams_the_alert(tmp_path
 
 
 async def test_slow_client_drops_oldest_and_is_told() -> None:
-    hub = StreamHub(max_queue=3, linger_s=0.0)
+    hub = StreamHub(ring_size=3, linger_s=0.0)
     sub = hub.subscribe(StreamFilter())
     chunks = sub.chunks(linger_s=0.0)
     assert await anext(chunks) == b": connected\n\n"
@@ -148,18 +148,20 @@ async def test_slow_client_drops_oldest_and_is_told() -> None:
     assert blocks[0] == 'event: dropped\ndata: {"dropped":2}'
     times = [json.loads(b.split("data: ")[1])["time"] for b in blocks[1:]]
     assert times == ["2026-01-01T10:00:02Z", "2026-01-01T10:00:03Z", "2026-01-01T10:00:04Z"]
-    assert hub.stats().dropped == 2 and hub.stats().delivered == 5
+    assert (hub.stats().dropped, hub.stats().events) == (2, 5)
     hub.unsubscribe(sub)
     assert hub.clients == 0 and hub.stats().dropped == 2
+    hub.on_report(pos(VESSEL, T0 + 9, *SPOT))  # nobody listens: nothing is encoded
+    assert hub.stats().events == 5
 
 
 def test_filters_pick_alerts_and_positions() -> None:
     f = StreamFilter(bbox=(151.0, -24.0, 152.0, -23.0), rules=frozenset({"speeding"}),
                      vessels=frozenset({1, 2}))
-    assert f.wants_position(1, 151.5, -23.5) and not f.wants_position(3, 151.5, -23.5)
-    assert not f.wants_position(1, 150.0, -23.5)
-    assert f.wants_alert({"rule": "speeding", "mmsi": 9, "other_mmsi": 2, "lat": None})
-    assert not f.wants_alert({"rule": "loitering", "mmsi": 1})
-    assert not f.wants_alert({"rule": "speeding", "mmsi": 1, "lat": 0.0, "lon": 0.0})
-    only_alerts = StreamFilter(kinds=frozenset({"alert"}))
-    assert not only_alerts.wants_position(1, 0.0, 0.0)
+    assert f.matches("position", 1, None, 151.5, -23.5, None)
+    assert not f.matches("position", 3, None, 151.5, -23.5, None)
+    assert not f.matches("position", 1, None, 150.0, -23.5, None)
+    assert f.matches("alert", 9, 2, None, None, "speeding")  # either vessel, no position
+    assert not f.matches("alert", 1, None, None, None, "loitering")
+    assert not f.matches("alert", 1, None, 0.0, 0.0, "speeding")
+    assert not StreamFilter(kinds=frozenset({"alert"})).matches("position", 1, None, 0, 0, None)
