@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from geofence.alert import AlertEvent
 from harbourwatch.sinks import Sink
+from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Ingestor
 from ingest.report import Report
 from ingest.sources.queue import LineQueue, LineQueueClosed
@@ -42,7 +43,7 @@ class Pipeline:
     """Feeds lines through ingest and rules, hands results to every sink."""
 
     def __init__(self, ingestor: Ingestor, engine: RuleEngine, sinks: Iterable[Sink] = (),
-                 *, live: bool = False) -> None:
+                 *, live: bool = False, snoozes: SnoozeBook | None = None) -> None:
         self.ingestor = ingestor
         self.engine = engine
         self.sinks: list[Sink] = list(sinks)
@@ -53,6 +54,8 @@ class Pipeline:
         self._next_tick = float("-inf")
         self.started_wall = time.time()
         self._heard: dict[str, float] = {}
+        self.snoozes = snoozes if snoozes is not None else SnoozeBook()
+        self.muted = 0
 
     # -- synchronous core (also used directly by benchmarks and tests) --------------------
 
@@ -106,6 +109,13 @@ class Pipeline:
         """Hand alert transitions to every sink (also used for zone swaps by the API)."""
         self.alert_events += len(events)
         for event in events:
+            if self.snoozes.muted(event):
+                # Recorded, not pushed: only sinks that keep snoozed alerts get it.
+                self.muted += 1
+                for sink in self.sinks:
+                    if getattr(sink, "keeps_snoozed", False):
+                        sink.on_alert(event)
+                continue
             for sink in self.sinks:
                 sink.on_alert(event)
 
@@ -153,5 +163,6 @@ class Pipeline:
             "reports": self.reports,
             "own_reports": self.own_reports,
             "alert_events": self.alert_events,
+            "muted_by_snooze": self.muted,
             "sources": {n: s.health.to_dict() for n, s in self.ingestor.sources.items()},
         }

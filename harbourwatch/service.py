@@ -28,6 +28,7 @@ from harbourwatch.config import Config
 from harbourwatch.options import ServiceOptions, build_sources
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.sinks import Sink
+from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Ingestor
 from ingest.sources.queue import LineQueue
 from ingest.sources.runner import run_sources
@@ -141,7 +142,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
     store = make_store(config, config_dir, drill)
     await store.start()
     log.warning("store: %s", store.description)
-    pipeline = Pipeline(ingestor, engine, [store], live=replay is None)
+    snoozes = SnoozeBook()
+    pipeline = Pipeline(ingestor, engine, [store], live=replay is None, snoozes=snoozes)
     sinks = pipeline.sinks
     started: list[Sink] = [store]
     tasks: list[asyncio.Task[Any]] = []
@@ -149,6 +151,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
     sources = [] if replay is not None else build_sources(config, options)
     try:
         await restore_state(store, engine)
+        for item in await store.snoozes():
+            snoozes.snooze(item.rule, item.mmsi, item.until)
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out))
         if config.mqtt.url is not None:
@@ -244,7 +248,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
     from api.server import serve
     auth = Authenticator.from_config(config.api.tokens, open_read=config.api.open_read)
     deps = ApiDeps(store=store, auth=auth, picture=EngineView(engine), hub=hub, zones=zones,
-                   zone_target=ZoneApplier(pipeline, engine), stats=pipeline.stats,
+                   zone_target=ZoneApplier(pipeline, engine),
+                   snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor),
                    clock=lambda: ingestor.newest or time.time())
     app = create_app(deps)

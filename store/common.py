@@ -18,6 +18,9 @@ from store.writer import BatchWriter
 class WriterStore:
     """The ``Sink`` half of a store: ``on_report``/``on_alert`` only enqueue."""
 
+    #: The store records alerts a snooze keeps from being pushed (see harbourwatch.snoozes).
+    keeps_snoozed = True
+
     def __init__(self, spool_path: Path, *, drill: bool = False, batch_size: int = 2000,
                  max_age: float = 1.0, memory_limit: int = 200_000,
                  retry_max: float = 5.0) -> None:

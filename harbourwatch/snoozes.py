@@ -1,0 +1,49 @@
+"""Snoozes: one rule muted for one vessel until a time, then re-armed.
+
+A snoozed alert is still recorded (the store keeps it, with its audit trail) but is not
+pushed to the people and systems that act on alerts: the MQTT feed, the live stream and the
+alerts file. Times are message time, like everything the rules do, so a drill replay's
+snooze covers drill time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from geofence.alert import AlertEvent
+
+
+class SnoozeBook:
+    """``(rule, mmsi) -> until``; also the API's snooze target."""
+
+    def __init__(self, entries: Iterable[tuple[str, int, float]] = ()) -> None:
+        self._until: dict[tuple[str, int], float] = {}
+        for rule, mmsi, until in entries:
+            self.snooze(rule, mmsi, until)
+
+    def snooze(self, rule: str, mmsi: int, until: float) -> None:
+        self._until[(rule, mmsi)] = until
+
+    def unsnooze(self, rule: str, mmsi: int) -> None:
+        self._until.pop((rule, mmsi), None)
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def muted(self, event: AlertEvent) -> bool:
+        """True when the event's rule is snoozed for its vessel (or the other vessel)."""
+        if not self._until:
+            return False
+        alert: dict[str, Any] = event.alert
+        rule = alert.get("rule")
+        for key in ("mmsi", "other_mmsi"):
+            mmsi = alert.get(key)
+            if mmsi is None:
+                continue
+            until = self._until.get((str(rule), int(mmsi)))
+            if until is not None:
+                if event.time < until:
+                    return True
+                del self._until[(str(rule), int(mmsi))]  # re-armed
+        return False
