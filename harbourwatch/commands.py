@@ -36,6 +36,20 @@ def add_commands(commands: Any) -> None:
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(handler=_replay)
 
+    scenario = commands.add_parser(
+        "scenario", help="write synthetic port traffic with injected anomalies and ground truth")
+    scenario.add_argument("--zones", type=Path, required=True, metavar="ZONES.geojson",
+                          help="the port to simulate (needs at least a channel and a berth)")
+    scenario.add_argument("--out", type=Path, required=True, metavar="LOG",
+                          help="the NMEA log to write (tag blocks with time and receiver)")
+    scenario.add_argument("--truth", type=Path, required=True, metavar="TRUTH.json",
+                          help="the anomalies injected and the controls, with time windows")
+    scenario.add_argument("--seed", type=int, default=1, help="same seed, same files")
+    scenario.add_argument("--hours", type=float, default=2.0, help="length (default 2)")
+    scenario.add_argument("--start", metavar="TIME",
+                          help="message time of the first report (ISO 8601; default fixed)")
+    scenario.set_defaults(handler=_scenario)
+
     check = commands.add_parser("check-config", help="validate a config and its zones")
     check.add_argument("config", nargs="?", type=Path, metavar="PORT.yaml")
     check.add_argument("--zones", type=Path, metavar="ZONES.geojson")
@@ -86,6 +100,29 @@ def _replay(args: argparse.Namespace) -> int:
         return _fail(exc.errors)
     except _startup_errors() as exc:
         return _fail(_messages(exc))
+
+
+def _scenario(args: argparse.Namespace) -> int:
+    from geofence.zones import ZoneError
+    from harbourwatch.timeutil import parse_iso
+    from replay.scenario import generate_scenario
+
+    if not args.hours > 0:
+        return _fail(["--hours must be greater than 0"])
+    try:
+        start = None if args.start is None else parse_iso(args.start)
+    except ValueError as exc:
+        return _fail([f"--start {args.start!r}: {exc}"])
+    try:
+        summary = generate_scenario(args.zones, seed=args.seed, hours=args.hours, out=args.out,
+                                    truth=args.truth, start=start)
+    except ZoneError as exc:
+        return _fail(_messages(exc))
+    except OSError as exc:
+        return _fail([str(exc)])
+    print(f"{summary.lines} lines, {summary.vessels} vessels, anomalies {summary.anomalies}, "
+          f"controls {summary.controls} -> {summary.out}, {summary.truth}")
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
