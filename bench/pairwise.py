@@ -5,8 +5,9 @@
 
 A synthetic port (40 km coverage, a 12 km port limit, 40 berths, two anchorages, a channel;
 with ``--layout density`` the same port scaled up so the density stays that of 500 vessels)
-is filled with vessels: 40 % moored in berths and 20 % at anchor (reporting every 180 s),
-30 % under way inside the port limit and 10 % under way at sea (every 10 s, 6–15 kn). Every
+is filled with vessels: 40 % moored in berths, 15 % at anchor and 5 % drifting at 0.8 kn
+between the port limit and the anchorages (reporting every 180 s), 30 % under way inside
+the port limit and 10 % under way at sea (every 10 s, 6–15 kn). Every
 vessel first reports for two 180 s cycles (all in the picture and the grids, zone
 memberships confirmed); then ``--seconds`` of message time are timed, report by report
 through ``Engine.process``. The figure is wall time per report, best of ``--repeat`` fresh
@@ -84,7 +85,7 @@ class Ship:
         self.mmsi = mmsi
         self.kind = kind
         self.phase = rng.uniform(0, 180.0 if kind in ("moored", "anchored") else 10.0)
-        self.period = 180.0 if kind in ("moored", "anchored") else 10.0
+        self.period = 10.0 if kind in ("port", "sea") else 180.0
         self.speed = 0.0
         self.course = 0.0
         self.status = 0
@@ -95,6 +96,10 @@ class Ship:
             self.x = rng.uniform(-3900, 3900)
             self.y = rng.choice((1, -1)) * rng.uniform(9100, 13900)
             self.status, self.speed = 1, 0.1
+        elif kind == "drifting":  # fishing or waiting outside any zone, slow
+            self.x = rng.uniform(-COVER_HALF + 3000, COVER_HALF - 3000)
+            self.y = rng.uniform(PORT_HALF + 500, 8500) * rng.choice((1, -1))
+            self.speed, self.course = 0.8, rng.uniform(0, 360)
         else:
             half = PORT_HALF - 500 if kind == "port" else COVER_HALF - 3000
             while True:
@@ -118,7 +123,8 @@ class Ship:
 
 def fleet(n: int, scale: float, seed: int = 7) -> list[Ship]:
     rng = random.Random(seed)
-    kinds = ["moored"] * 40 + ["anchored"] * 20 + ["port"] * 30 + ["sea"] * 10
+    kinds = ["moored"] * 40 + ["anchored"] * 15 + ["drifting"] * 5 + ["port"] * 30 + [
+        "sea"] * 10
     return [Ship(244_000_000 + i, kinds[i % 100], rng, scale) for i in range(n)]
 
 
