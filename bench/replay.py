@@ -1,0 +1,200 @@
+"""End-to-end replay at ``--speed max`` against bare pyais decoding, same run.
+
+    python bench/replay.py [--corpus FILE[=ZONES] ...] [--repeat N] [--profile]
+
+*harbourwatch* is the production replay: ``replay.player.play`` drives a ``Pipeline`` built
+as ``harbourwatch.service`` builds it (``load_zones``, ``Engine(config.rules, zones)``, an
+``Ingestor`` with the config's ingest settings, the SQLite store from ``make_store`` →
+``store.open_store("sqlite:///…")``). The clock runs from the first line to the end of
+``store.stop()``, so the store's final flush of positions, statics and alerts is timed; the
+store's start (schema migration of a fresh file) is not. Every run gets a new database.
+
+*pyais* is ``pyais.stream.IterMessages`` over the same lines, ``.decode()`` on each message.
+
+``play`` reads its log from a path, so each corpus is decompressed once to a plain file in a
+temporary directory before any timing; reading that file (page cache) is part of the
+harbourwatch time, while pyais gets the lines already in memory. The read cost is printed too.
+
+Figures are the best of ``--repeat`` runs. Two ratios are printed: messages/s (harbourwatch
+counts the reports it delivers, duplicates from several base stations removed; pyais counts
+every message it decodes) and time for the same input. Target (issue 8): >= 0.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import logging
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyais.stream import IterMessages
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from geofence.engine import Engine  # noqa: E402
+from harbourwatch.config import Config, PortConfig, load_config  # noqa: E402
+from harbourwatch.pipeline import Pipeline  # noqa: E402
+from harbourwatch.service import load_zones, make_store  # noqa: E402
+from ingest.ingestor import Ingestor  # noqa: E402
+from ingest.logfile import read_log_lines  # noqa: E402
+from replay.player import play  # noqa: E402
+
+DEMO = ROOT / "fixtures" / "demo-port"
+#: (log, config or None): the Gladstone recording with the demo port's zones and config;
+#: the Danish sample has no port drawn for it, so it runs with defaults and no zones
+#: (zone-free rules only).
+DEFAULT_CORPORA: tuple[tuple[Path, Path | None], ...] = (
+    (DEMO / "ais-gladstone-2012-01-27.txt.gz", DEMO / "port.yaml"),
+    (ROOT / "fixtures" / "aisabnormal" / "ais-sample.txt.gz", None),
+)
+NOMINAL_RATE = 10.0  # the CLI's default --nominal-rate (only used by untimed logs)
+
+
+@dataclass
+class Result:
+    messages: int
+    seconds: float
+    alerts: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+def make_config(config_path: Path | None, db_path: Path) -> tuple[Config, Path]:
+    """The service's config for one run: no API or MQTT, a fresh SQLite file."""
+    if config_path is not None:
+        config = load_config(config_path)
+        config_dir = config_path.resolve().parent
+    else:
+        config = Config(port=PortConfig(name="bench"))
+        config_dir = db_path.parent
+    config.api.enabled = False
+    config.mqtt.url = None
+    config.store.url = f"sqlite:///{db_path}"  # type: ignore[assignment]  # SecretStr
+    return config, config_dir
+
+
+async def run_harbourwatch(log: Path, config_path: Path | None, db_path: Path) -> Result:
+    config, config_dir = make_config(config_path, db_path)
+    engine = Engine(config.rules, load_zones(config))
+    ingestor = Ingestor(fragment_ttl_s=config.ingest.fragment_ttl_s,
+                        max_pending_groups=config.ingest.max_pending_groups,
+                        dedup_window_s=config.ingest.dedup_window_s,
+                        nominal_rate=NOMINAL_RATE)
+    store = make_store(config, config_dir, drill=False)
+    await store.start()
+    pipeline = Pipeline(ingestor, engine, [store], live=False)
+    gc.collect()
+    start = time.perf_counter()
+    try:
+        result = await play([str(log)], pipeline, speed=None)
+    finally:
+        await store.stop()  # flushes every buffered row: part of the timed work
+    seconds = time.perf_counter() - start
+    return Result(result.reports, seconds, pipeline.alert_events)
+
+
+def run_pyais(lines: Sequence[bytes]) -> int:
+    count = 0
+    for message in IterMessages(lines):
+        try:
+            message.decode()
+        except Exception:  # pyais raises many kinds; a failure is not a message
+            continue
+        count += 1
+    return count
+
+
+def best_sync(repeat: int, job: Callable[[], int]) -> Result:
+    best: Result | None = None
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        messages = job()
+        seconds = time.perf_counter() - start
+        if best is None or seconds < best.seconds:
+            best = Result(messages, seconds)
+    assert best is not None
+    return best
+
+
+def best_harbourwatch(repeat: int, log: Path, config: Path | None, tmp: Path) -> Result:
+    best: Result | None = None
+    for index in range(repeat):
+        result = asyncio.run(run_harbourwatch(log, config, tmp / f"run-{index}.db"))
+        if best is None or result.seconds < best.seconds:
+            best = result
+    assert best is not None
+    return best
+
+
+def read_seconds(log: Path) -> float:
+    start = time.perf_counter()
+    for _ in read_log_lines(str(log)):
+        pass
+    return time.perf_counter() - start
+
+
+def compare(log: Path, config: Path | None, repeat: int, tmp: Path, profile: bool) -> float:
+    lines = list(read_log_lines(str(log)))
+    plain = tmp / log.name.removesuffix(".gz")
+    plain.write_bytes(b"".join(line if line.endswith(b"\n") else line + b"\n"
+                               for line in lines))
+    ours = best_harbourwatch(repeat, plain, config, tmp)
+    theirs = best_sync(repeat, lambda: run_pyais(lines))
+    reading = min(read_seconds(plain) for _ in range(3))
+    ratio = ours.rate / theirs.rate if theirs.rate else float("inf")
+    zones = f"zones and config of {config.parent.name}/{config.name}" if config else "no zones"
+    print(f"{log.name}: {len(lines):,} lines, {zones}")
+    print(f"  harbourwatch  {ours.messages:>8,} msgs  {ours.seconds:7.3f} s  "
+          f"{ours.rate:>10,.0f} msg/s   ({ours.alerts:,} alert transitions; "
+          f"{reading:.3f} s of it reading the file)")
+    print(f"  pyais         {theirs.messages:>8,} msgs  {theirs.seconds:7.3f} s  "
+          f"{theirs.rate:>10,.0f} msg/s")
+    print(f"  ratio         {ratio:.2f}x msg/s   "
+          f"({theirs.seconds / ours.seconds:.2f}x by time for the same input)")
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        asyncio.run(run_harbourwatch(plain, config, tmp / "profile.db"))
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+    return ratio
+
+
+def parse_corpus(text: str) -> tuple[Path, Path | None]:
+    log, _, config = text.partition("=")
+    return Path(log), Path(config) if config else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--corpus", action="append", type=parse_corpus, metavar="LOG[=PORT.yaml]",
+                        help="log file (plain or gzip), optionally with a config; repeatable; "
+                             "default: the bundled ones")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure, best kept")
+    parser.add_argument("--profile", action="store_true",
+                        help="print a cProfile of one harbourwatch run per corpus")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the store's start-up notes are not figures
+    print(f"python {sys.version.split()[0]}, best of {args.repeat}")
+    met = True
+    with tempfile.TemporaryDirectory(prefix="hw-bench-replay-") as name:
+        for log, config in args.corpus or DEFAULT_CORPORA:
+            met &= compare(log, config, args.repeat, Path(name), args.profile) >= 0.5
+    print("target (>= 0.5x msg/s):", "met" if met else "NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
