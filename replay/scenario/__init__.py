@@ -93,6 +93,8 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
     anomalies: list[Expectation] = []
     controls: list[Expectation] = []
     skipped: dict[str, str] = {}
+    if "dark_vessel" in rule_names:
+        controls += ordinary_controls(world, ctx)
     for rule, inject in INJECTORS:
         if rule not in rule_names:
             continue
@@ -106,8 +108,6 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
                 continue
             (anomalies if item.window is not None else controls).append(item)
     world.finish_plans()
-    if "dark_vessel" in rule_names:
-        controls += ordinary_controls(world, ctx)
     txs: list[Tx] = []
     for vessel in world.vessels:
         txs.extend(transmissions(world, vessel))

@@ -328,6 +328,8 @@ def emergency_device(world: World, ctx: Context) -> list[Expectation]:
             raise Skip("no open water")
         heading = r.uniform(0, 2 * math.pi)
         end = (start[0] + math.sin(heading) * 2000.0, start[1] + math.cos(heading) * 2000.0)
+        if not world.layout.clear(start, end):
+            continue
         t_on = _time(world, 0.05, 0.8, 300.0)
         plan = Plan()
         plan.add(Route([start, end], t_on, r.uniform(0.5, 1.5), v_start_kn=1.0, accel=0.01,
@@ -482,7 +484,8 @@ def encounter(world: World, ctx: Context) -> list[Expectation]:
         for off in ((0.0, 0.0), (sep, 0.0)):
             origin = world.water_point(away_from_berths_m=900.0)
             leave = world.water_point(away_from_berths_m=900.0)
-            if origin is None or leave is None or math.dist(origin, centre) < 1500:
+            if origin is None or leave is None or math.dist(origin, centre) < 1500 or not (
+                    world.layout.clear(origin, centre) and world.layout.clear(centre, leave)):
                 break
             plans.append(drift_plan(world, centre, t_meet, dwell, approach_from=origin,
                                     offset=off, radius=25.0, speed_kn=speed, phase=phase,
@@ -576,6 +579,8 @@ def collision_risk(world: World, ctx: Context) -> list[Expectation]:
                          (m[0] + d[0] * s * after, m[1] + d[1] * s * after)])
         # The rule judges a pair when one of the two is outside the port limit.
         if not (allowed.contains(LineString(legs[0])) and heard.contains(LineString(legs[1]))):
+            continue
+        if not all(lay.clear(*leg) for leg in legs):
             continue
         if any(LineString(leg).intersects(poly) for leg in legs for poly, _ in lay.limits
                if poly is not lay.port_limit and not poly.equals(lay.port_limit or poly)):
@@ -735,6 +740,9 @@ def ordinary_controls(world: World, ctx: Context) -> list[Expectation]:
         if not isinstance(route, Route):
             continue
         gone = exit_time(world, route)
-        if gone is not None and world.start + 300.0 < gone < world.end - moving_s - 300.0:
+        if gone is None or not world.start + 300.0 < gone < world.end - moving_s - 300.0:
+            continue
+        # Reserved: a receiver outage must not be what silences it.
+        if world.heard_span(v.plan, world.start, gone - 30.0, step=30.0):
             out.append(Expectation("dark_vessel", v.mmsi, "left coverage across its edge"))
     return out

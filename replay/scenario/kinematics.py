@@ -143,7 +143,9 @@ class Anchored(Phase):
         self.theta0 = rng.uniform(0, 2 * math.pi)
         # A ship swings slowly with wind and tide: a few tens of degrees either side over
         # hours (the full reversal comes with the tide, ~6 h).
-        self.amp = rng.uniform(0.15, 0.4)
+        # Kept within a few tens of metres over a scenario's hours (anchor_drag learns the
+        # circle in its first half hour and allows 100 m more).
+        self.amp = min(rng.uniform(0.15, 0.4), rng.uniform(40.0, 70.0) / max(radius, 1.0))
         self.period = rng.uniform(3 * 3600.0, 6 * 3600.0)
         self.drag = drag
 
