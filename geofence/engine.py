@@ -115,6 +115,8 @@ class Engine:
                                                             self._margin)
         else:
             self.counters["suspect"] += 1
+            # Sinks see why: the API's picture and the MQTT feed keep the spoofed fix out.
+            report.extra["suspect"] = ctx.suspect
         if ctx.entered or ctx.exited:
             for rule in self._zone_observers:
                 rule.on_report(ctx, vessel, report)

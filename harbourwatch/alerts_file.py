@@ -24,7 +24,8 @@ class AlertsFileSink:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")
+        # Line-buffered: a live run is tailed by other tools, and a crash loses no line.
+        self._file = self.path.open("w", encoding="utf-8", buffering=1)
 
     def on_report(self, report: Report) -> None:
         return None

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +35,7 @@ from store import VesselState, open_store
 from store.base import Store
 
 if TYPE_CHECKING:
+    from api.picture import LivePicture
     from api.stream import StreamHub
 
 log = logging.getLogger(__name__)
@@ -51,35 +51,6 @@ class ReplayPlan:
     start: float | None
     nominal_rate: float
     progress: bool | None = None
-
-
-class EngineView:
-    """The API's view of the live picture, read from the engine's own picture."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def vessels(self) -> Iterable[Mapping[str, Any]]:
-        """Live vessels with a position (the picture the rules trust: no spoofed fixes)."""
-        now = self.engine.newest
-        return [v.to_dict() for v in self.engine.picture.live(now) if v.lat is not None]
-
-    def vessel(self, mmsi: int) -> Mapping[str, Any] | None:
-        vessel = self.engine.picture.get(mmsi)
-        return None if vessel is None else vessel.to_dict()
-
-
-class ZoneApplier:
-    """PUT /zones lands here: new zones take effect on the next report."""
-
-    def __init__(self, pipeline: Pipeline, engine: Engine) -> None:
-        self.pipeline = pipeline
-        self.engine = engine
-
-    def set_zones(self, zones: ZoneSet) -> None:
-        events = self.engine.set_zones(zones)
-        if events:
-            self.pipeline.emit(events)
 
 
 def load_zones(config: Config) -> ZoneSet:
@@ -166,12 +137,13 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 source.add_status_listener(feed.source_status)
             sinks.append(feed)
         if config.api.enabled:
+            from api.picture import LivePicture
             from api.stream import StreamHub
 
-            hub = StreamHub()
-            sinks.append(hub)
-            tasks.append(asyncio.create_task(
-                _serve_api(config, store, engine, pipeline, ingestor, zones, stop, hub)))
+            hub, picture = StreamHub(), LivePicture()
+            sinks += [picture, hub]
+            tasks.append(asyncio.create_task(_serve_api(
+                config, store, engine, pipeline, ingestor, zones, stop, hub, picture)))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -241,14 +213,14 @@ async def _wait_for_signal(stop: asyncio.Event) -> None:
 
 async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pipeline,
                      ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
-                     hub: StreamHub) -> None:
+                     hub: StreamHub, picture: LivePicture) -> None:
     from api.app import create_app
     from api.auth import Authenticator
-    from api.deps import ApiDeps, sources_of
+    from api.deps import ApiDeps, EngineZones, sources_of
     from api.server import serve
     auth = Authenticator.from_config(config.api.tokens, open_read=config.api.open_read)
-    deps = ApiDeps(store=store, auth=auth, picture=EngineView(engine), hub=hub, zones=zones,
-                   zone_target=ZoneApplier(pipeline, engine),
+    deps = ApiDeps(store=store, auth=auth, picture=picture, hub=hub, zones=zones,
+                   zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor),
                    clock=lambda: ingestor.newest or time.time())

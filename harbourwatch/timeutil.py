@@ -10,8 +10,12 @@ __all__ = ["iso_time", "parse_iso"]
 
 
 def parse_iso(text: str) -> float:
-    """Parse ISO 8601 (``Z`` or offset; naive means UTC) into Unix seconds."""
+    """Parse ISO 8601 (``Z`` or offset; naive means UTC), or Unix seconds, into Unix seconds."""
     value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     moment = datetime.fromisoformat(value)

@@ -1,0 +1,1 @@
+"""HTTP API, live stream, metrics and the MQTT feed for the command platform."""

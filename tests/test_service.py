@@ -1,0 +1,232 @@
+"""The whole service through its command line: replay determinism and pacing, restart after
+a kill, a live UDP run, snoozes. Real processes, real sockets, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geofence.alert import AlertEvent
+from harbourwatch.alerts_file import AlertsFileSink
+from harbourwatch.options import ServiceOptions, resolve_config
+from harbourwatch.pipeline import Pipeline
+from harbourwatch.service import load_zones
+from harbourwatch.snoozes import SnoozeBook
+from harbourwatch.timeutil import parse_iso
+from ingest.ingestor import Ingestor
+from replay.player import play
+from replay.scenario import generate_scenario
+from store import open_store
+from tests.ingest_helpers import position, single
+from tests.paths import FIXTURES
+
+DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
+
+
+def cli(*args: str | Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harbourwatch.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def alerts_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Half an hour of synthetic Gladstone traffic with anomalies (ground truth alongside)."""
+    folder = tmp_path_factory.mktemp("scenario")
+    log, truth = folder / "port.nmea", folder / "truth.json"
+    generate_scenario(DEMO_ZONES, seed=11, hours=0.75, out=log, truth=truth)
+    return log, json.loads(truth.read_text())
+
+
+def test_two_max_speed_replays_give_identical_alert_files(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    log, _ = scenario
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / f"alerts-{run}.jsonl"
+        done = cli("replay", log, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--db", f"sqlite:///{tmp_path / run}.db", "--alerts-out", out)
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    rules = {a["rule"] for a in alerts_of(tmp_path / "alerts-a.jsonl")}
+    assert {"speeding", "restricted_entry", "emergency_device"} <= rules
+
+
+def test_replay_at_60x_holds_message_time(scenario: tuple[Path, dict[str, Any]],
+                                          tmp_path: Path) -> None:
+    """Ten minutes of traffic at --speed 60 take ten seconds (within 10 %)."""
+    log, truth = scenario
+    start = parse_iso(truth["start"]) + 600.0
+    excerpt = tmp_path / "ten-minutes.nmea"
+    lines = [line for line in log.read_text().splitlines()
+             if start <= float(line.split("c:")[1].split("*")[0]) <= start + 600.0]
+    excerpt.write_text("\n".join(lines) + "\n")
+    config = resolve_config(ServiceOptions(zones=DEMO_ZONES))
+    from geofence.engine import Engine
+
+    pipeline = Pipeline(Ingestor(), Engine(config.rules, load_zones(config)))
+
+    async def timed() -> tuple[float, float]:
+        began = time.monotonic()
+        result = await play([str(excerpt)], pipeline, speed=60.0)
+        assert result.first_time is not None and result.last_time is not None
+        return time.monotonic() - began, (result.last_time - result.first_time) / 60.0
+
+    took, expected = asyncio.run(timed())
+    assert expected == pytest.approx(10.0, abs=0.2)
+    assert expected * 0.9 <= took <= expected * 1.1, (took, expected)
+
+
+def _open_dark(db: Path) -> list[tuple[str, str, int]]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db) as conn:
+            return list(conn.execute(
+                "SELECT id, state, mmsi FROM alerts WHERE rule = 'dark_vessel'"))
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_a_vessel_dark_before_a_kill_is_still_dark_after_restart(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    log, truth = scenario
+    dark = next(a for a in truth["anomalies"] if a["rule"] == "dark_vessel")
+    db = tmp_path / "hw.db"
+    common = ["--zones", DEMO_ZONES, "--db", f"sqlite:///{db}", "--no-progress"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--speed", "200",
+         *map(str, common)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while not _open_dark(db):
+            assert first.poll() is None, "replay ended before the vessel went dark"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    before = _open_dark(db)
+    assert [(s, m) for _, s, m in before] == [("open", dark["mmsi"])]
+    # Restart just after the vessel's last report (the first run was surely past it) and
+    # play to the end; the reports between that and the kill are played again.
+    with sqlite3.connect(db) as conn:
+        (started,) = conn.execute("SELECT started_at FROM alerts WHERE rule = 'dark_vessel'"
+                                  ).fetchone()
+    out = tmp_path / "after.jsonl"
+    done = cli("replay", log, "--start", str(float(started) + 1), "--speed", "max",
+               "--alerts-out", out,
+               *common)
+    assert done.returncode == 0, done.stderr
+    after = [a for a in alerts_of(out) if a["rule"] == "dark_vessel"]
+    # No second "new": the restarted service knew the vessel was dark, and ended that alert
+    # when the vessel came back.
+    assert [(a["transition"], a["id"]) for a in after] == [("end", before[0][0])], (before, after)
+    assert after[0]["details"]["gap_s"] > 600
+    assert _open_dark(db) == [(before[0][0], "ended", dark["mmsi"])]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_live_run_over_udp_raises_alerts_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_udp_port()
+    out = tmp_path / "alerts.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--udp", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 'live.db'}",
+         "--alerts-out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sart = single(position(mmsi=970012345, lat=-23.83, lon=151.25, speed=0.0))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            deadline = time.monotonic() + 30
+            while not (out.exists() and "emergency_device" in out.read_text()):
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "no alert from the live run"
+                sock.sendto((sart + "\r\n").encode(), ("127.0.0.1", port))
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    alert = next(a for a in alerts_of(out) if a["rule"] == "emergency_device")
+    assert alert["mmsi"] == 970012345 and alert["severity"] == "critical"
+    assert alert["transition"] == "new" and alert["drill"] is False
+    # Receive time is message time for a live source without timestamps.
+    assert abs(parse_iso(alert["started_at"]) - time.time()) < 120
+
+
+def test_a_snoozed_rule_is_recorded_but_not_pushed(tmp_path: Path) -> None:
+    event = AlertEvent.__new__(AlertEvent)
+    alert = {"id": "x1", "rule": "speeding", "mmsi": 244123456, "other_mmsi": None,
+             "risk_area": "port_operations", "severity": "warning", "state": "open",
+             "shipname": None, "zone": "channel", "lat": 1.0, "lon": 2.0,
+             "started_at": "2026-01-01T10:00:00Z", "ended_at": None, "drill": False,
+             "details": {}}
+    from geofence.alert import Transition
+
+    event = AlertEvent(Transition.NEW, alert, parse_iso("2026-01-01T10:00:00Z"))
+    later = AlertEvent(Transition.NEW, {**alert, "id": "x2",
+                                        "started_at": "2026-01-01T12:00:00Z"},
+                       parse_iso("2026-01-01T12:00:00Z"))
+
+    async def run() -> tuple[list[dict[str, Any]], list[str]]:
+        store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+        pushed = AlertsFileSink(tmp_path / "pushed.jsonl")
+        await store.start()
+        await pushed.start()
+        snoozes = SnoozeBook([("speeding", 244123456, parse_iso("2026-01-01T11:00:00Z"))])
+        pipeline = Pipeline(Ingestor(), _NoRules(), [store, pushed], snoozes=snoozes)
+        pipeline.emit([event, later])
+        await pushed.stop()
+        await store.stop()
+        reopened = open_store(f"sqlite:///{tmp_path / 's.db'}")
+        await reopened.start()
+        stored = await reopened.alerts()
+        await reopened.stop()
+        return stored, [a["id"] for a in alerts_of(tmp_path / "pushed.jsonl")]
+
+    stored, pushed_ids = asyncio.run(run())
+    assert sorted(a["id"] for a in stored) == ["x1", "x2"]  # both recorded
+    assert pushed_ids == ["x2"]  # the snoozed one was not pushed; the rule re-armed after
+
+
+class _NoRules:
+    def process(self, report: Any) -> list[AlertEvent]:
+        return []
+
+    def tick(self, now: float) -> list[AlertEvent]:
+        return []
+
+    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
+        return []
+
+
+def test_bad_config_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "port.yaml"
+    config.write_text("version: 1\nport:\n  name: x\nrules:\n  dark_vessel:\n    moving_s: -5\n")
+    done = cli("replay", FIXTURES / "pyais" / "messages.ais", "--config", config)
+    assert done.returncode == 2
+    assert f"{config}:6: rules.dark_vessel.moving_s" in done.stderr
+
+
+def test_env_is_clean() -> None:
+    assert "HARBOURWATCH_DB_URL" not in os.environ
