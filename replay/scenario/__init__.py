@@ -95,18 +95,23 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
     skipped: dict[str, str] = {}
     if "dark_vessel" in rule_names:
         controls += ordinary_controls(world, ctx)
-    for rule, inject in INJECTORS:
-        if rule not in rule_names:
-            continue
-        try:
-            found = inject(world, ctx)
-        except Skip as why:
-            skipped[rule] = str(why)
-            continue
-        for item in found:
-            if item.rule not in rule_names:
+    # One round of anomalies per started 4 hours (each round: one per rule).
+    rounds = max(1, int(hours // 4) + (1 if hours % 4 else 0)) if hours > 4 else 1
+    for _ in range(rounds):
+        for rule, inject in INJECTORS:
+            if rule not in rule_names:
                 continue
-            (anomalies if item.window is not None else controls).append(item)
+            try:
+                found = inject(world, ctx)
+            except Skip as why:
+                skipped.setdefault(rule, str(why))
+                continue
+            for item in found:
+                if item.rule not in rule_names or item in controls:
+                    continue
+                (anomalies if item.window is not None else controls).append(item)
+    injected = {a.rule for a in anomalies}
+    skipped = {rule: why for rule, why in skipped.items() if rule not in injected}
     world.finish_plans()
     txs: list[Tx] = []
     for vessel in world.vessels:

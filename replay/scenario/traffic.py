@@ -438,8 +438,10 @@ def ordinary_traffic(world: World, *, scale: float = 1.0) -> dict[str, list[Vess
     """
     r = world.rng
 
-    def count(lo: int, hi: int) -> int:
-        return max(1, round(r.randint(lo, hi) * scale))
+    def count(lo: int, hi: int, *, per_span: bool = False) -> int:
+        # Movements grow with the length of the scenario (counts are per 90 minutes).
+        factor = max(1.0, world.duration / 5400.0) if per_span else 1.0
+        return max(1, round(r.randint(lo, hi) * scale * factor))
 
     lay = world.layout
     out: dict[str, list[Vessel]] = {"moored": [], "arrival": [], "departure": [],
@@ -450,10 +452,10 @@ def ordinary_traffic(world: World, *, scale: float = 1.0) -> dict[str, list[Vess
         for _ in range(count(2, 5)):
             out["moored"].append(moored_ship(world, r.choice(berths), world.start - 7200,
                                              world.end + 3600))
-        for _ in range(count(2, 4)):
+        for _ in range(count(2, 4, per_span=True)):
             t = world.start + r.uniform(-0.3, 0.45) * span
             out["arrival"].append(arrival(world, r.choice(berths), t))
-        for i in range(count(1, 3)):
+        for i in range(count(1, 3, per_span=True)):
             t = world.start + r.uniform(0.05, 0.6) * span
             # The first one is seen off: it passes out of reception during the scenario.
             exit_at = world.start + r.uniform(0.1, 0.5) * span if i == 0 else None
@@ -462,7 +464,7 @@ def ordinary_traffic(world: World, *, scale: float = 1.0) -> dict[str, list[Vess
         for _ in range(count(1, 3)):
             out["anchored"].append(anchored(world, anchorage, world.start - 7200,
                                             world.end + 3600))
-    for _ in range(count(2, 5)):
+    for _ in range(count(2, 5, per_span=True)):
         v = class_b_wanderer(world, world.start + r.uniform(-600, 0.5 * span), world.end + 600)
         if v is not None:
             out["class_b"].append(v)
