@@ -92,16 +92,6 @@ def _time(world: World, lo: float, hi: float, need_after: float) -> float:
     return world.rng.uniform(a, b)
 
 
-def _first_inside(plan: Plan, area: Any, t0: float, t1: float, step: float = 2.0) -> float:
-    t = t0
-    while t <= t1:
-        k = plan.at(t)
-        if k is not None and shapely.contains_xy(area, k.x, k.y):
-            return t
-        t += step
-    raise Skip("the track never enters the zone")
-
-
 def _small_static(world: World, shiptype: int, length: int) -> dict[str, Any]:
     return world.ship_static(shiptype, length, small=length < 40)
 
@@ -221,7 +211,9 @@ def speeding(world: World, ctx: Context) -> list[Expectation]:
     path = world.inbound_path(target)
     probe = Route(path, 0.0, speed, v_start_kn=speed, accel=0.15)
     limited = shapely.union_all([poly for poly, lim in lay.limits if lim < speed - 1.0])
-    t_rel = _first_inside(_plan_of(probe), limited, 0.0, probe.t1)
+    t_rel = probe.first_inside(limited)
+    if t_rel is None:
+        raise Skip("the channel has no speed limit below the speeder's speed")
     t_in = _time(world, 0.1, 0.7, 600.0)
     plan = Plan()
     plan.add(Route(path, t_in - t_rel, speed, v_start_kn=speed, accel=0.15))
@@ -235,12 +227,6 @@ def speeding(world: World, ctx: Context) -> list[Expectation]:
     hold = ctx.config.speeding.hold_s
     return [Expectation("speeding", mmsi, f"{speed:.1f} kn where the limit is {limit:g} kn",
                         window=(t_in - 10.0, t_in + hold + (90.0 if fast_b else 40.0)))]
-
-
-def _plan_of(route: Route) -> Plan:
-    plan = Plan()
-    plan.add(route)
-    return plan
 
 
 def _visit(world: World, zone: Zone, t_in_target: float) -> tuple[Plan, float]:
@@ -268,7 +254,9 @@ def _visit(world: World, zone: Zone, t_in_target: float) -> tuple[Plan, float]:
         speed = r.uniform(3.5, 6.0)
         probe = Route([origin, centre_pt], 0.0, speed, cap=world.cap(1.0), v_start_kn=speed,
                       v_end_kn=3.5, accel=0.1)
-        t_rel = _first_inside(_plan_of(probe), zone.metric, 0.0, probe.t1)
+        t_rel = probe.first_inside(zone.metric)
+        if t_rel is None:
+            continue
         t0 = t_in_target - t_rel
         plan = Plan()
         approach = Route([origin, centre_pt], t0, speed, cap=world.cap(1.0), v_start_kn=speed,

@@ -10,6 +10,9 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import shapely
 
 KN = 1852.0 / 3600.0  # metres per second in one knot
 XY = tuple[float, float]
@@ -38,6 +41,10 @@ def bearing(dx: float, dy: float) -> float:
     return math.degrees(math.atan2(dx, dy)) % 360.0
 
 
+#: Speed caps (kn, None = none) for many points at once.
+Caps = Callable[[Sequence[float], Sequence[float]], list[float | None]]
+
+
 class Phase:
     t0: float
     t1: float
@@ -54,7 +61,7 @@ class Route(Phase):
     """
 
     def __init__(self, points: Sequence[XY], t0: float, cruise_kn: float, *,
-                 cap: Callable[[float, float], float | None] | None = None,
+                 cap: Caps | None = None,
                  v_start_kn: float = 0.0, v_end_kn: float = 0.0, accel: float = 0.05,
                  decel: float | None = None, status: int = STATUS_UNDER_WAY) -> None:
         xs: list[float] = []
@@ -68,8 +75,7 @@ class Route(Phase):
         ys.append(points[-1][1])
         v = [cruise_kn * KN] * len(xs)
         if cap is not None:
-            for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-                c = cap(x, y)
+            for i, c in enumerate(cap(xs, ys)):
                 if c is not None:
                     v[i] = min(v[i], c * KN)
         v[0] = min(v[0], max(v_start_kn, 0.3) * KN)
@@ -109,6 +115,12 @@ class Route(Phase):
 
     def time_at_index(self, i: int) -> float:
         return self.times[i]
+
+    def first_inside(self, area: Any) -> float | None:
+        """The first time the route is inside ``area`` (to the ~25 m step), or None."""
+        inside = shapely.contains_xy(area, self.xs, self.ys)
+        hits = inside.nonzero()[0]
+        return None if not len(hits) else self.times[int(hits[0])]
 
 
 class Hold(Phase):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,21 @@ class Layout:
         for poly, limit in self.limits:
             if shapely.dwithin(poly, Point(x, y), margin_m) and (best is None or limit < best):
                 best = limit
+        return best
+
+    def speed_limits(self, xs: Sequence[float], ys: Sequence[float], margin_m: float = 150.0,
+                     ) -> list[float | None]:
+        """:meth:`speed_limit_at` for many points at once."""
+        best: list[float | None] = [None] * len(xs)
+        if not self.limits or not len(xs):
+            return best
+        points = shapely.points(xs, ys)
+        for poly, limit in self.limits:
+            near = shapely.dwithin(poly, points, margin_m)
+            for i in near.nonzero()[0].tolist():
+                current = best[i]
+                if current is None or limit < current:
+                    best[i] = limit
         return best
 
     def heard_by(self, x: float, y: float) -> list[str]:

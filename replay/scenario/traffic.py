@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import string
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from replay.scenario.kinematics import (
     STATUS_UNDER_WAY,
     XY,
     Anchored,
+    Caps,
     Drift,
     Follow,
     Hold,
@@ -197,13 +198,13 @@ class World:
 
     # -- motion helpers -------------------------------------------------------------------
 
-    def cap(self, margin_kn: float = 1.0) -> Callable[[float, float], float | None]:
+    def cap(self, margin_kn: float = 1.0) -> Caps:
         """Speed caps that keep ordinary traffic under every zone's limit."""
         lay = self.layout
 
-        def cap(x: float, y: float) -> float | None:
-            limit = lay.speed_limit_at(x, y)
-            return None if limit is None else max(1.0, limit - margin_kn)
+        def cap(xs: Sequence[float], ys: Sequence[float]) -> list[float | None]:
+            return [None if limit is None else max(1.0, limit - margin_kn)
+                    for limit in lay.speed_limits(xs, ys)]
         return cap
 
     def water_point(self, area: Any = None, *, away_from_berths_m: float = 0.0,
