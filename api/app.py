@@ -419,6 +419,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
             out = await store.resolve(alert_id, who.name, note)
         if hub is not None:
             hub.publish_alert("update", out)
+        for listener in deps.operator_updates:
+            listener(out)
         return _dump({**out, "audit": await store.audit(alert_id)})
 
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],

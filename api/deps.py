@@ -119,5 +119,7 @@ class ApiDeps:
     #: Message-time "now" for snoozes (e.g. ``lambda: ingestor.newest or time.time()``):
     #: rules run on message time, so a snooze in a drill replay covers drill time.
     clock: Callable[[], float] = time.time
+    #: Told of every operator act (ack, resolve) with the updated alert, e.g. the MQTT feed.
+    operator_updates: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
     version: str = "0.1.0"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -14,12 +14,13 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geofence.alert import Alert
+from geofence.alert import Alert, AlertEvent, Transition
 from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
@@ -120,6 +121,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     tasks: list[asyncio.Task[Any]] = []
     stop = asyncio.Event()
     sources = [] if replay is not None else build_sources(config, options)
+    mqtt_feed: Any = None
     try:
         await restore_state(store, engine)
         for item in await store.snoozes():
@@ -136,14 +138,17 @@ async def run_service(config: Config, options: ServiceOptions, *,
             for source in sources:
                 source.add_status_listener(feed.source_status)
             sinks.append(feed)
+            mqtt_feed = feed
         if config.api.enabled:
             from api.picture import LivePicture
             from api.stream import StreamHub
 
             hub, picture = StreamHub(), LivePicture()
             sinks += [picture, hub]
+            listeners = [] if mqtt_feed is None else [_operator_acts_to(mqtt_feed, ingestor)]
             tasks.append(asyncio.create_task(_serve_api(
-                config, store, engine, pipeline, ingestor, zones, stop, hub, picture)))
+                config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
+                listeners)))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -169,6 +174,15 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 await sink.stop()
             except Exception:
                 log.exception("could not stop %r cleanly", sink)
+
+
+def _operator_acts_to(sink: Sink, ingestor: Ingestor) -> Callable[[Mapping[str, Any]], None]:
+    """Acks and resolves reach the command platform as ``update`` transitions."""
+
+    def forward(alert: Mapping[str, Any]) -> None:
+        sink.on_alert(AlertEvent(Transition.UPDATE, dict(alert), ingestor.newest or time.time()))
+
+    return forward
 
 
 async def _replay(plan: ReplayPlan, pipeline: Pipeline) -> None:
@@ -213,7 +227,8 @@ async def _wait_for_signal(stop: asyncio.Event) -> None:
 
 async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pipeline,
                      ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
-                     hub: StreamHub, picture: LivePicture) -> None:
+                     hub: StreamHub, picture: LivePicture,
+                     operator_updates: list[Callable[[Mapping[str, Any]], None]]) -> None:
     from api.app import create_app
     from api.auth import Authenticator
     from api.deps import ApiDeps, EngineZones, sources_of
@@ -223,7 +238,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                    zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor),
-                   clock=lambda: ingestor.newest or time.time())
+                   clock=lambda: ingestor.newest or time.time(),
+                   operator_updates=operator_updates)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     await serve(app, config.api.host, config.api.port, hub=hub, stop=stop)

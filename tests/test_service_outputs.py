@@ -1,0 +1,109 @@
+"""A drill replay served on the API and fed to a real Mosquitto, end to end: the command
+platform sees the replay's alerts under the drill branch, an operator's ack over HTTP reaches
+it as an update, and a clean stop leaves ``stopped``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import pytest
+
+from replay.scenario import generate_scenario
+from tests.paths import FIXTURES
+from tests.services.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
+
+DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
+TOKEN = "op-" + uuid.uuid4().hex
+
+
+async def _collect(broker: MosquittoBroker, topic: str, into: list[aiomqtt.Message],
+                   ready: asyncio.Event) -> None:
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.subscribe(topic, qos=1)
+        ready.set()
+        async for message in client.messages:
+            into.append(message)
+
+
+async def _wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_drill_replay_reaches_api_and_command_platform(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    log, truth = tmp_path / "port.nmea", tmp_path / "truth.json"
+    generate_scenario(DEMO_ZONES, seed=5, hours=0.5, out=log, truth=truth)
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    api_port = free_port()
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:operator:{TOKEN}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones", str(DEMO_ZONES),
+         "--speed", "max", "--drill", "--no-progress", "--serve", f"127.0.0.1:{api_port}",
+         "--mqtt", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--mqtt-prefix", prefix,
+         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def alerts() -> list[dict[str, Any]]:
+            return [json.loads(m.payload) for m in messages
+                    if str(m.topic) == f"{prefix}/drill/alerts"]
+
+        await _wait_for(lambda: len(alerts()) >= 5, 90, "drill alerts on MQTT")
+        # Nothing of a drill goes to the real branch.
+        assert not [m for m in messages if str(m.topic) == f"{prefix}/alerts"]
+        assert all(a["drill"] is True and a["alert"]["drill"] is True for a in alerts())
+        assert all(m.qos == 1 for m in messages if str(m.topic) == f"{prefix}/drill/alerts")
+
+        base = f"http://127.0.0.1:{api_port}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            await _wait_for(lambda: proc.poll() is None, 1, "the service")
+            opened: list[dict[str, Any]] = []
+
+            async def some_open() -> bool:
+                response = await http.get("/alerts", params={"state": "open", "drill": "true"},
+                                          headers=auth)
+                opened[:] = response.json()["alerts"] if response.status_code == 200 else []
+                return bool(opened)
+
+            deadline = time.monotonic() + 60
+            while not await some_open():
+                assert time.monotonic() < deadline, "no open drill alert on the API"
+                await asyncio.sleep(0.3)
+            assert (await http.get("/alerts")).status_code == 401
+            target = opened[0]
+            acked = await http.post(f"/alerts/{target['id']}/ack", headers=auth,
+                                    json={"note": "drill: patrol boat sent"})
+            assert acked.status_code == 200, acked.text
+            assert acked.json()["state"] == "acknowledged"
+            assert acked.json()["audit"][-1]["actor"] == "duty"
+
+        await _wait_for(lambda: any(a["type"] == "update" and a["alert"]["id"] == target["id"]
+                                    and a["alert"]["state"] == "acknowledged"
+                                    for a in alerts()), 30, "the ack on MQTT")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    await _wait_for(lambda: any(str(m.topic) == f"{prefix}/drill/available"
+                                and m.payload == b"stopped" for m in messages), 10, "stopped")
+    listener.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listener
