@@ -178,8 +178,13 @@ class DarkVesselConfig(_Model):
                                        description="Slower than this counts as stationary "
                                                    "(class B reports every 3 min below 2 kn)")
     receiver_window_s: float = Field(default=600.0, gt=0, le=86400,
-                                     description="Receivers that heard the vessel this long "
-                                                 "before its last report count as its receivers")
+                                     description="Receivers that heard a stationary vessel "
+                                                 "this long before its last report count as "
+                                                 "its receivers (reports every 3 min)")
+    receiver_window_moving_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="For a moving vessel only receivers that heard it this close to its last "
+                    "report count: it may have sailed out of the others' range")
 
 
 class LoiteringConfig(_Model):

@@ -99,6 +99,31 @@ def test_second_receiver_still_hearing_makes_it_dark() -> None:
     assert [e.alert["details"]["receiver"] for e in run.of("source_silent")] == ["rx2"]
 
 
+def test_moving_out_of_one_receivers_range_then_the_other_goes_silent_is_not_dark() -> None:
+    """Heard by rx1 until t=0, then only by rx2 (it sailed on); rx2 falls silent at t=300.
+
+    rx1 is still up, but it stopped hearing the vessel 300 s before its last report: the
+    silence is rx2's, not the vessel's.
+    """
+    run = Run()
+    run.play(at(SHIP, span(-60, 0, 10), *OPEN_WATER, speed=8.0, sources=("rx1", "rx2")),
+             at(SHIP, span(10, 300, 10), *OPEN_WATER, speed=8.0, sources=("rx2",)),
+             at(244000001, span(-60, 1500, 30), 5000, 5000, sources=("rx1",)),
+             at(244000002, span(-60, 300, 30), -5000, 5000, sources=("rx2",)))
+    assert run.of("dark_vessel") == []
+    assert [e.alert["details"]["receiver"] for e in run.of("source_silent")] == ["rx2"]
+
+
+def test_a_stationary_vessel_counts_receivers_over_its_3_minute_interval() -> None:
+    run = Run()
+    # At anchor, heard by rx1 at t=0 and by rx2 only since; rx2 stays up, rx1 too.
+    run.play(at(SHIP, [0], *OPEN_WATER, speed=0.0, status=1, sources=("rx1",)),
+             at(SHIP, [180], *OPEN_WATER, speed=0.0, status=1, sources=("rx2",)),
+             at(244000001, span(0, 2200, 30), 5000, 5000, sources=("rx1",)))
+    (event,) = run.of("dark_vessel")
+    assert event.alert["details"]["receivers"] == ["rx1"]
+
+
 def test_receiver_gap_during_silence_is_not_dark() -> None:
     run = Run()
     # rx1 hears others until 150, then nothing until 500: the silence is not the vessel's.

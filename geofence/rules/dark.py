@@ -39,6 +39,7 @@ class DarkVessel(BaseRule):
         self.stationary_s = cfg.stationary_s
         self.stationary_below_kn = cfg.stationary_below_kn
         self.window_s = cfg.receiver_window_s
+        self.moving_window_s = cfg.receiver_window_moving_s
         self.silent_s = config.source_silent.silent_s
         self._heap: list[tuple[float, int]] = []
         self._due: dict[int, float] = {}
@@ -70,10 +71,11 @@ class DarkVessel(BaseRule):
         if edge is None or edge < self.edge_m:
             return None
         last = vessel.last_seen
+        window = self.window_s if self.stationary(vessel) else self.moving_window_s
         hearing = []
         for name, heard in vessel.sources.items():
             rec = ctx.picture.receivers.get(name)
-            if (heard >= last - self.window_s and rec is not None and rec.up_since <= last
+            if (heard >= last - window and rec is not None and rec.up_since <= last
                     and now - rec.last_heard <= self.silent_s):
                 hearing.append(name)
         if not hearing:
