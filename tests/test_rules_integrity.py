@@ -215,13 +215,25 @@ def test_ten_digits_and_group_numbers_are_flagged() -> None:
 
 def test_ships_devices_stations_aton_and_sar_aircraft_are_not_flagged() -> None:
     run = Run()
-    for mmsi in (244123456, 970123456, 972123456, 974123456, 2442000, 992446000,
-                 982440001, 824412345):
+    for mmsi in (244123456, 970123456, 972123456, 974123456, 982440001, 824412345):
         run.track(mmsi, [0, 10], 5000, 5000)
+    # Stations and AtoN send station messages (here binary broadcasts, type 8).
+    for mmsi in (2442000, 992446000):
+        run.feed(report(mmsi, 0, 5000, 5000, msg_type=8))
     run.feed(report(111244001, 0, 5000, 5000, msg_type=9, speed=120.0))
     assert run.of("invalid_mmsi") == []
     assert len(run.of("emergency_device", "new")) == 3
     assert run.engine.picture.vessels[2442000].rule_state["invalid_mmsi"] == {"kind": "coast"}
+
+
+def test_a_station_number_on_ship_position_reports_is_flagged() -> None:
+    """A 7-digit MMSI on a type 1 (read 00MIDxxxx) is a misconfigured or false transponder."""
+    run = Run()
+    run.track(6459543, [0, 10, 20], 5000, 5000)
+    run.track(992446000, [0, 10], 4000, 5000, msg_type=18)
+    reasons = {e.alert["mmsi"]: e.alert["details"]["reason"] for e in run.of("invalid_mmsi")}
+    assert reasons == {6459543: "coast_mmsi_on_ship_report",
+                       992446000: "aton_mmsi_on_ship_report"}
 
 
 # -- identity_change ----------------------------------------------------------------------

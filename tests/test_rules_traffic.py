@@ -246,6 +246,19 @@ def test_inside_the_port_limit_only_where_a_zone_sets_cpa_m() -> None:
     assert run.of("collision_risk") == []
 
 
+def test_a_fairway_beyond_the_port_limit_is_judged_only_with_its_own_cpa_m() -> None:
+    """Two-way traffic in a channel that runs out to sea passes close by design."""
+    fairway = rect("fairway", "channel", -6000, 7500, 6000, 8700)
+    run = Run(ZoneSet.from_geojson(collection(*PORT_FEATURES, fairway)))
+    meeting(run, 200.0)  # y = 8000: outside the port limit, inside the fairway
+    assert run.of("collision_risk") == []
+    strict = rect("fairway", "channel", -6000, 7500, 6000, 8700, cpa_m=250)
+    run = Run(ZoneSet.from_geojson(collection(*PORT_FEATURES, strict)))
+    meeting(run, 200.0)
+    (event,) = run.of("collision_risk")
+    assert event.alert["zone"] == "fairway"
+
+
 def test_two_vessels_passing_on_parallel_courses_300_m_apart_no_collision_risk() -> None:
     """Reciprocal parallel courses 300 m apart through the port: normal passing in a basin
     (no alert), and none either where the basin sets a 200 m CPA of its own."""

@@ -95,7 +95,7 @@ class CollisionRisk(BaseRule):
         vx, vy = velocity(vessel.speed, vessel.course)
         cpa = tcpa = None
         zone_id = None
-        in_port = False
+        in_port = in_channel = False
         if ctx.zones.zones:
             # Where the fix is, not the confirmed membership: a pair is judged at once.
             assert vessel.x is not None and vessel.y is not None
@@ -106,10 +106,15 @@ class CollisionRisk(BaseRule):
                     continue
                 if zone.kind == "port_limit":
                     in_port = True
+                elif zone.kind == "channel":
+                    in_channel = True
                 own = zone.get("cpa_m") if self._zone_limits else None
                 if own is not None and (cpa is None or own < cpa):
                     cpa, tcpa, zone_id = float(own), zone.get("tcpa_s"), zone.id
-        watched = cpa is not None or not (self._has_port_limit and in_port)
+        # Close passing is normal inside the port and in a fairway (DESIGN), even where the
+        # channel runs out beyond the port limit: judged there only with a zone's own cpa_m.
+        sheltered = (self._has_port_limit and in_port) or in_channel
+        watched = cpa is not None or not sheltered
         return Motion(t, vx, vy, watched, cpa, tcpa, zone_id)
 
     def _limits(self, a: Motion, b: Motion) -> tuple[float, float, str | None]:

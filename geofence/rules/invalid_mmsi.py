@@ -1,6 +1,8 @@
 """``invalid_mmsi``: an MMSI that no ship station may carry (ITU MID table, :mod:`geofence.mid`).
 
-Flagged: more than nine digits, a MID that is not allocated, a group-call number. Classified
+Flagged: more than nine digits, a MID that is not allocated, a group-call number, and a
+coast-station or AtoN number (00…, 99…) sending ship reports (types 1-3, 5, 18, 19, 24, 27):
+a 7-digit "MMSI" on a vessel is read as 00MIDxxxx and must not pass as a station. Classified
 and not flagged: ship MMSIs, coast/base stations (00…), aids to navigation (99…), SAR aircraft
 (111…), craft of a parent ship (98…), handhelds (8…), and the emergency devices 970/972/974
 (``emergency_device`` handles those). One event per MMSI, not one per report: the vessel's
@@ -21,6 +23,11 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 
+#: Only ship stations send these; a station or AtoN number on them is misconfigured or false.
+SHIP_REPORT_TYPES = frozenset({1, 2, 3, 5, 18, 19, 24, 27})
+STATION_KINDS = frozenset({"coast", "aton"})
+
+
 class InvalidMmsi(BaseRule):
     name = "invalid_mmsi"
 
@@ -32,13 +39,16 @@ class InvalidMmsi(BaseRule):
         if is_ship_mmsi(mmsi) or self.name in vessel.rule_state:
             return
         kind = classify(mmsi)
+        reason = kind.reason
         if kind.valid:
-            vessel.rule_state[self.name] = {"kind": kind.kind}
-            return
-        vessel.rule_state[self.name] = {"kind": kind.kind, "reason": kind.reason}
+            if kind.kind not in STATION_KINDS or report.msg_type not in SHIP_REPORT_TYPES:
+                vessel.rule_state[self.name] = {"kind": kind.kind}
+                return
+            reason = f"{kind.kind}_mmsi_on_ship_report"
+        vessel.rule_state[self.name] = {"kind": kind.kind, "reason": reason}
         ctx.book.event(
             self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
             mmsi=mmsi, time=report.time, **vessel_fields(vessel),
             details={"mmsi_text": mmsi_text(mmsi) if mmsi <= 999_999_999 else str(mmsi),
-                     "reason": kind.reason, "mid": kind.mid, "country": kind.country,
+                     "reason": reason, "mid": kind.mid, "country": kind.country,
                      "reports": [evidence(report)]})
