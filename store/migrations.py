@@ -120,6 +120,9 @@ POSTGRES: tuple[Migration, ...] = (
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------
 
 TIMESCALE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS timescaledb"
+#: Without ``timescaledb`` preloaded, CREATE EXTENSION ends the backend (FATAL), so look
+#: first. Only superusers and pg_read_all_settings see this setting: no row means unknown.
+TIMESCALE_PRELOAD = "SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'"
 
 #: 2.13 and later: the generalised interface with a dimension builder.
 TIMESCALE_HYPERTABLE = (
@@ -141,6 +144,9 @@ TIMESCALE_COMPRESS = (
     "ALTER TABLE positions SET (timescaledb.compress, "
     "timescaledb.compress_segmentby = 'mmsi', "
     "timescaledb.compress_orderby = 'time DESC, msg_type, drill')"
+)
+TIMESCALE_REMOVE_COMPRESSION = (
+    "SELECT remove_compression_policy('positions', if_exists => TRUE)"
 )
 TIMESCALE_COMPRESSION_POLICY = (
     "SELECT add_compression_policy('positions', compress_after => $1::interval, "

@@ -111,6 +111,12 @@ def _decode_ts(value: tuple[int]) -> float:
     return value[0] / 1_000_000 + _PG_EPOCH
 
 
+def _preloads_timescaledb(setting: str) -> bool:
+    """Whether a ``shared_preload_libraries`` value names timescaledb (maybe with a path)."""
+    names = (lib.strip().strip('"').rsplit("/", 1)[-1] for lib in setting.split(","))
+    return "timescaledb" in names
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
                               schema="pg_catalog")
@@ -215,6 +221,12 @@ class PostgresStore(WriterStore):
                         "PostgreSQL table (time indexes, no compression or retention policy)")
             self.description = "PostgreSQL (TimescaleDB absent: plain tables)"
             return
+        preload = await conn.fetchval(migrations.TIMESCALE_PRELOAD)
+        if preload is not None and not _preloads_timescaledb(str(preload)):
+            log.warning("store: TimescaleDB installed but not in shared_preload_libraries; "
+                        "plain tables")
+            self.description = "PostgreSQL (TimescaleDB not preloaded: plain tables)"
+            return
         try:
             await conn.execute(migrations.TIMESCALE_EXTENSION)
         except asyncpg.PostgresError as exc:  # e.g. not in shared_preload_libraries
@@ -230,8 +242,10 @@ class PostgresStore(WriterStore):
                                else migrations.TIMESCALE_HYPERTABLE_OLD)
             if not await conn.fetchval(migrations.TIMESCALE_COMPRESSION_ENABLED):
                 await conn.execute(migrations.TIMESCALE_COMPRESS)
+            # Replace rather than keep: add_*_policy(if_not_exists) keeps an old window (with
+            # only a warning), so a changed compress_after or retention would not take effect.
+            await conn.execute(migrations.TIMESCALE_REMOVE_COMPRESSION)
             await conn.execute(migrations.TIMESCALE_COMPRESSION_POLICY, self.compress_after)
-            # Replace rather than keep: add_retention_policy(if_not_exists) keeps an old window.
             await conn.execute(migrations.TIMESCALE_REMOVE_RETENTION)
             if self.retention is not None:
                 await conn.execute(migrations.TIMESCALE_RETENTION_POLICY, self.retention)

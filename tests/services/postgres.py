@@ -5,6 +5,10 @@ as root the binaries run as the ``postgres`` user (PostgreSQL refuses to run as 
 ``pg_dsn`` (function) gives each test a fresh database on it. Missing binaries FAIL the test
 with the package to install: a silently skipped database test proves nothing.
 
+``HARBOURWATCH_PG_PRELOAD`` (opt-in, comma-separated) starts the server with those
+``shared_preload_libraries``, e.g. ``timescaledb`` to run the store tests on TimescaleDB
+(telemetry is then switched off). Unset, the server loads nothing extra.
+
 Use from a test module::
 
     from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -37,6 +42,19 @@ def pg_bindir() -> Path | None:
         if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
             return candidate
     return None
+
+
+def preload_options() -> str:
+    """Server options for ``HARBOURWATCH_PG_PRELOAD``; empty when it is unset."""
+    libraries = [lib.strip() for lib in os.environ.get("HARBOURWATCH_PG_PRELOAD", "").split(",")
+                 if lib.strip()]
+    if not libraries:
+        return ""
+    opts = f" -c shared_preload_libraries={shlex.quote(','.join(libraries))}"
+    if "timescaledb" in libraries:
+        # No telemetry from a test server: network traffic stays on 127.0.0.1.
+        opts += " -c timescaledb.telemetry_level=off"
+    return opts
 
 
 def _free_port() -> int:
@@ -83,7 +101,7 @@ class PostgresServer:
     def start(self) -> None:
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=50")
+                "-c max_connections=50" + preload_options())
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts,
                   "-w", "-t", "60", "start")
 
