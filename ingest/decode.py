@@ -7,6 +7,7 @@ heading 511, turn -128) are mapped to null here, once.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pyais.bit_vector import bit_vector
@@ -15,6 +16,12 @@ from pyais.messages import MSG_CLASS
 from ingest.report import Report
 
 _TURN_FAST = {127: "fastright", -127: "fastleft"}
+
+
+#: Message class by the payload's first byte (its 6 bits are the message type).
+_CLASS_BY_CHAR: dict[int, Any] = {
+    c: MSG_CLASS.get(c - 56 if c - 48 > 40 else c - 48) for c in range(48, 120)
+}
 
 
 class DecodeError(Exception):
@@ -77,8 +84,10 @@ def decode_payload(payload: bytes, fill: int) -> Any:
     """pyais message object for an armoured payload; :class:`DecodeError` on failure."""
     try:
         bits = bit_vector(payload, fill)
-        msg_type = bits.get(0, 6)
-        cls = MSG_CLASS.get(msg_type)
+        if fill == 0 or len(payload) > 1:
+            cls = _CLASS_BY_CHAR.get(payload[0])  # the type is the first 6-bit character
+        else:
+            cls = MSG_CLASS.get(bits.get(0, 6))
         if cls is None:
             raise DecodeError("unknown_type")
         return cls.from_vector(bits)
@@ -95,6 +104,11 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
     mmsi = msg.mmsi
     if not isinstance(mmsi, int):
         raise DecodeError("decode_error")
+    if msg_type <= 3 or msg_type == 18:
+        heading = msg.heading
+        if heading is not None:  # a full-length position report: every field is present
+            return _position_report(msg, msg_type, mmsi, heading, time, time_source,
+                                    sources, nmea, own, channel)
     report = Report(mmsi=mmsi, msg_type=msg_type, time=time, time_source=time_source,
                     sources=sources, nmea=nmea, own=own, channel=channel or None)
     if msg_type <= 3:
@@ -180,6 +194,39 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
     return report
 
 
+def _position_report(msg: Any, msg_type: int, mmsi: int, heading: Any, time: float,
+                     time_source: str, sources: list[str], nmea: list[str], own: bool,
+                     channel: str) -> Report:
+    """Types 1-3 and 18 with every field present: the helpers above inlined, one call.
+
+    Most traffic is these, so the report is built positionally in one constructor call;
+    the results are exactly those of the general path below it.
+    """
+    lat = msg.lat
+    lon = msg.lon
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
+        lat = lon = None
+    speed = msg.speed
+    speed = None if speed >= 102.3 - 1e-9 else float(speed)
+    course = msg.course
+    course = None if course >= 360.0 or course < 0 else float(course)
+    heading = None if heading >= 360 else int(heading)
+    if msg_type == 18:
+        return Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
+                      lat, lon, speed, course, heading, None, None, bool(msg.accuracy))
+    turn = msg.turn
+    if abs(turn) in (127, 128):
+        turn = int(turn)
+    indicator = _TURN_FAST.get(turn)
+    report = Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
+                    lat, lon, speed, course, heading,
+                    None if indicator is not None or turn == -128 else float(turn),
+                    int(msg.status), bool(msg.accuracy))
+    if indicator is not None:
+        report.extra["turn_indicator"] = indicator
+    return report
+
+
 def sentence_station_time(payload: bytes, fill: int) -> float | None:
     """UTC of a single-part base-station report, without building a report (time peeks)."""
     if payload[:1] not in (b"4", b";"):
@@ -192,8 +239,6 @@ def sentence_station_time(payload: bytes, fill: int) -> float | None:
 
 def _station_time(msg: Any) -> float | None:
     """UTC of a base-station report (type 4/11), or ``None`` when not available."""
-    from datetime import UTC, datetime
-
     try:
         moment = datetime(msg.year, msg.month, msg.day, msg.hour, msg.minute, msg.second,
                           tzinfo=UTC)

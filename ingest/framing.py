@@ -68,6 +68,8 @@ class Meta:
     time: float | None
 
 
+#: A bare tag block line (some feeds send one before every sentence): one shared object.
+_BARE_TAG = Meta(None)
 #: Sentence heads seen so far (``AIVDM`` → talker, own); heads repeat on every line.
 _HEADS: dict[bytes, tuple[str, bool] | None] = {}
 #: Tag block contents recently verified → (time, station) or None; a station's block repeats
@@ -76,6 +78,10 @@ _TAGS: dict[bytes, tuple[float | None, str | None] | None] = {}
 #: Gatehouse dates → Unix seconds of their midnight.
 _DAYS: dict[tuple[bytes, bytes, bytes], float | None] = {}
 _CACHE_MAX = 4096
+#: ``int()`` of the plain and zero-padded spellings of 0..999 (clock fields), as a lookup.
+_SMALL: dict[bytes, int] = {
+    form: n for n in range(1000) for form in (b"%d" % n, b"%02d" % n, b"%03d" % n)
+}
 _HEX = "0123456789ABCDEFabcdef"
 _HEX2 = {(a + b).encode(): int(a + b, 16) for a in _HEX for b in _HEX}
 
@@ -124,7 +130,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
             line_time, time_source = tag_time, "tagblock"
         line = line[end + 1 :]
         if not line:
-            return Meta(None)
+            return _BARE_TAG
         first = line[0]
 
     star = line.find(b"*")
@@ -136,7 +142,18 @@ def frame(line: bytes) -> Sentence | Meta | str:
     expected = _HEX2.get(line[star + 1 : star + 3])
     if expected is None:
         return NO_CHECKSUM
-    if xor_checksum(body) != expected:
+    if len(body) <= 64:
+        # xor_checksum inlined (the common length): one call less on every line.
+        value = int.from_bytes(body, "little")
+        value ^= value >> 256
+        value ^= value >> 128
+        value ^= value >> 64
+        value ^= value >> 32
+        value ^= value >> 16
+        value ^= value >> 8
+        if value & 0xFF != expected:
+            return BAD_CHECKSUM
+    elif xor_checksum(body) != expected:
         return BAD_CHECKSUM
     if len(line) > star + 3 and line_time is None:
         line_time = suffix_time(line[star + 3 :])
@@ -197,13 +214,19 @@ def _gatehouse(fields: list[bytes]) -> float | None:
         _DAYS[date] = midnight
     if midnight is None:
         return None
-    try:
-        hour = int(fields[5])
-        minute = int(fields[6])
-        second = int(fields[7])
-        milli = int(fields[8])
-    except ValueError:
-        return None
+    small = _SMALL
+    hour = small.get(fields[5])
+    minute = small.get(fields[6])
+    second = small.get(fields[7])
+    milli = small.get(fields[8])
+    if hour is None or minute is None or second is None or milli is None:
+        try:
+            hour = int(fields[5])
+            minute = int(fields[6])
+            second = int(fields[7])
+            milli = int(fields[8])
+        except ValueError:
+            return None
     if not (0 <= hour < 24 and 0 <= minute < 60 and 0 <= second < 60 and 0 <= milli < 1000):
         return None
     # One correctly rounded division, as datetime.timestamp() does.

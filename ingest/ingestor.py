@@ -164,14 +164,13 @@ class Ingestor:
         if sentence.count == 1:
             payload = sentence.payload
             fill = sentence.fill
-            parts: Sequence[Sentence] = (sentence,)
+            group = None
         else:
             group = self.assembler.add(source, sentence, time, self._dropped)
             if self._dropped:
                 self._count_dropped()
             if group is None:
                 return
-            parts = group
             payload = b"".join([p.payload for p in group])
             fill = group[-1].fill
             # The group's time and receiver are those of its first fragment.
@@ -199,10 +198,14 @@ class Ingestor:
             if receiver not in seen.sources:
                 seen.sources.append(receiver)
             return
+        if group is None:
+            nmea = [sentence.raw.decode()]
+        else:
+            nmea = [p.raw.decode() for p in group]
         try:
             msg = decode_payload(payload, fill)
             report = build_report(msg, payload, fill, time, time_source, [receiver],
-                                  [p.raw.decode() for p in parts], sentence.own,
+                                  nmea, sentence.own,
                                   sentence.channel)
         except DecodeError as exc:
             health.decode_errors[str(exc.args[0])] += 1
