@@ -65,6 +65,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown
+    # A connection cut in the middle of an operation can be left "busy" (seen while the
+    # server stops mid-COPY): drop it and reconnect, like any other outage.
+    asyncpg.InternalClientError,
 )
 #: Batches that use the staging path after a key conflict before COPY is tried again.
 _SAFE_BATCHES = 20

@@ -162,6 +162,13 @@ class BatchWriter:
         except StoreError as exc:
             log.error("store: batch of %d rejected (%s); retrying row by row", len(items), exc)
             return await self._write_one_by_one(items)
+        except Exception:
+            # Never let the writer die with rows in hand: an error we did not foresee is
+            # treated as an outage (kept, spooled if it lasts, retried with back-off).
+            log.exception("store: unexpected error writing a batch; will retry")
+            self._stats.db_up = False
+            self._stats.failures += 1
+            return False
         self._written(items)
         return True
 
