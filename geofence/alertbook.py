@@ -3,6 +3,10 @@
 Rules call :class:`AlertBook`; it keeps the active alerts indexed by rule and vessel and
 queues one :class:`~geofence.alert.AlertEvent` (a deep-copied snapshot) per transition. The
 engine drains the queue after every report or tick.
+
+Alert ``details`` are JSON values (dicts, lists, scalars), so the snapshot copies them with
+:func:`json_copy` rather than :func:`copy.deepcopy`, whose memo and dispatch cost many
+times more per value.
 """
 
 from __future__ import annotations
@@ -149,4 +153,28 @@ class AlertBook:
                     self._open_per_mmsi.pop(mmsi, None)
 
     def _emit(self, transition: Transition, alert: Alert, time: float) -> None:
-        self._events.append(AlertEvent(transition, copy.deepcopy(alert.to_dict()), time))
+        snapshot = alert.to_dict()  # a new dict of scalars, but ``details`` is the alert's
+        snapshot["details"] = json_copy(alert.details)
+        self._events.append(AlertEvent(transition, snapshot, time))
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-like data: dicts and lists are copied, anything else is shared.
+
+    Tuples are rebuilt only when they hold something mutable; other values (numbers,
+    strings, None, enums) are immutable and shared, as :func:`copy.deepcopy` would.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _ATOMS else json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMS else json_copy(v) for v in value]
+    if kind is tuple:
+        items = tuple(json_copy(v) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)  # anything unusual: the general (slow) path
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})

@@ -97,17 +97,19 @@ class Engine:
         ctx.prev_fix = vessel.history[-1] if vessel.history else None
         ctx.prev_report = vessel.last_report
         ctx.entered = ctx.exited = _NO_ZONES
+        # Projected once here, for the validators and the picture alike.
+        x = y = None
+        lat, lon = report.lat, report.lon
+        if lat is not None and lon is not None:
+            if lat == vessel.lat and lon == vessel.lon and vessel.x is not None:
+                x, y = vessel.x, vessel.y  # at rest: no need to project again
+            else:
+                x, y = self.zones.project(lon, lat)
+        ctx.x, ctx.y = x, y
         for rule in self._validators:
             rule.on_report(ctx, vessel, report)
         picture.note(vessel, report)
         if ctx.suspect is None:
-            x = y = None
-            if report.lat is not None and report.lon is not None:
-                if report.lat == vessel.lat and report.lon == vessel.lon and (
-                        vessel.x is not None):
-                    x, y = vessel.x, vessel.y  # at rest: no need to project again
-                else:
-                    x, y = self.zones.project(report.lon, report.lat)
             picture.move(vessel, report, x, y)
             if x is not None and vessel.fix_time == t:
                 ctx.fix_accepted = True

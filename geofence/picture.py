@@ -255,6 +255,21 @@ class Picture:
         return gone
 
 
+def zone_ids_here(vessel: Vessel, zones: ZoneSet) -> tuple[str, ...]:
+    """Ids of the zones containing the vessel's current fix (not confirmed membership).
+
+    Cached on the vessel for its fix, so membership and the rules ask the geometry once.
+    """
+    x, y = vessel.x, vessel.y
+    if x is None or y is None:
+        return ()
+    if vessel._inside_at == (x, y):
+        return vessel._inside
+    inside = zones.ids_at(x, y)
+    vessel._inside_at, vessel._inside = (x, y), inside
+    return inside
+
+
 def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
                       margin_m: float) -> tuple[list[Zone], list[Zone]]:
     """Advance zone membership with the vessel's current fix; return (entered, exited).
@@ -268,11 +283,7 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
         return [], []
     by_id = zones.by_id
     point = None
-    if vessel._inside_at == (x, y):
-        inside = vessel._inside
-    else:
-        inside = zones.ids_at(x, y)
-        vessel._inside_at, vessel._inside = (x, y), inside
+    inside = zone_ids_here(vessel, zones)
     confirmed, pending = vessel.zones, vessel.pending
     entered: list[Zone] = []
     exited: list[Zone] = []

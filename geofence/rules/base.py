@@ -44,6 +44,9 @@ class RuleContext:
     prev_seen: float | None = None
     prev_fix: Fix | None = None
     prev_report: Report | None = None
+    #: this report's position in metres (projected once by the engine), None without one
+    x: float | None = None
+    y: float | None = None
     entered: list[Zone] = field(default_factory=list)
     exited: list[Zone] = field(default_factory=list)
 

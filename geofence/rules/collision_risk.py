@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from geofence.alert import RiskArea, Severity
 from geofence.neighbours import Grid, Pairs, pair_key
-from geofence.picture import Vessel
+from geofence.picture import Vessel, zone_ids_here
 from geofence.rules.base import BaseRule, RuleContext, evidence
 from geofence.rules.encounter import is_exempt
 from ingest.report import Report
@@ -87,35 +87,48 @@ class CollisionRisk(BaseRule):
         self._loosest_cpa = self.cpa_m * self.end_factor  # no pair can pass wider (on_zones)
         self._loosest_tcpa = self.tcpa_s * self.end_factor
         self._next_sweep = float("-inf")
+        #: zone ids at a fix -> (watched, cpa, tcpa, zone): few distinct sets, many reports
+        self._places: dict[tuple[str, ...], tuple[bool, float | None, float | None,
+                                                  str | None]] = {}
 
     # -- where the rule applies -----------------------------------------------------------
 
     def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
         assert vessel.speed is not None and vessel.course is not None
         vx, vy = velocity(vessel.speed, vessel.course)
+        if not ctx.zones.zones:
+            return Motion(t, vx, vy, True, None, None, None)
+        # Where the fix is, not the confirmed membership: a pair is judged at once.
+        inside = zone_ids_here(vessel, ctx.zones)
+        place = self._places.get(inside)
+        if place is None:
+            place = self._places[inside] = self._place(ctx, inside)
+        watched, cpa, tcpa, zone_id = place
+        return Motion(t, vx, vy, watched, cpa, tcpa, zone_id)
+
+    def _place(self, ctx: RuleContext, inside: tuple[str, ...]
+               ) -> tuple[bool, float | None, float | None, str | None]:
+        """(watched, cpa, tcpa, zone) for a fix inside these zones (the same for any fix)."""
         cpa = tcpa = None
         zone_id = None
         in_port = in_channel = False
-        if ctx.zones.zones:
-            # Where the fix is, not the confirmed membership: a pair is judged at once.
-            assert vessel.x is not None and vessel.y is not None
-            by_id = ctx.zones.by_id
-            for zid in ctx.zones.ids_at(vessel.x, vessel.y):
-                zone = by_id.get(zid)
-                if zone is None:
-                    continue
-                if zone.kind == "port_limit":
-                    in_port = True
-                elif zone.kind == "channel":
-                    in_channel = True
-                own = zone.get("cpa_m") if self._zone_limits else None
-                if own is not None and (cpa is None or own < cpa):
-                    cpa, tcpa, zone_id = float(own), zone.get("tcpa_s"), zone.id
+        by_id = ctx.zones.by_id
+        for zid in inside:
+            zone = by_id.get(zid)
+            if zone is None:
+                continue
+            if zone.kind == "port_limit":
+                in_port = True
+            elif zone.kind == "channel":
+                in_channel = True
+            own = zone.get("cpa_m") if self._zone_limits else None
+            if own is not None and (cpa is None or own < cpa):
+                cpa, tcpa, zone_id = float(own), zone.get("tcpa_s"), zone.id
         # Close passing is normal inside the port and in a fairway (DESIGN), even where the
         # channel runs out beyond the port limit: judged there only with a zone's own cpa_m.
         sheltered = (self._has_port_limit and in_port) or in_channel
         watched = cpa is not None or not sheltered
-        return Motion(t, vx, vy, watched, cpa, tcpa, zone_id)
+        return watched, cpa, tcpa, zone_id
 
     def _limits(self, a: Motion, b: Motion) -> tuple[float, float, str | None]:
         """(cpa, tcpa, zone) for a pair: a zone's own limits when either is in one."""
@@ -247,6 +260,7 @@ class CollisionRisk(BaseRule):
     def on_zones(self, ctx: RuleContext) -> None:
         # Whether a vessel is watched depends on the zones: vessels re-enter the grids with
         # their next report (seconds, under way); open pairs are judged again then.
+        self._places = {}
         self._has_port_limit = bool(ctx.zones.of_kind("port_limit"))
         self._zone_limits = any("cpa_m" in z.overrides for z in ctx.zones)
         self._loosest_cpa = max([self.cpa_m, *(z.get("cpa_m", 0.0) for z in ctx.zones)]

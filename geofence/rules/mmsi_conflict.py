@@ -48,9 +48,9 @@ class MmsiConflict(BaseRule):
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         if not judged(report):
             return
-        assert report.lat is not None and report.lon is not None
         t = report.time
-        x, y = ctx.zones.project(report.lon, report.lat)
+        x, y = ctx.x, ctx.y  # projected once by the engine
+        assert x is not None and y is not None
         state = vessel.rule_state.get(self.name)
         if state is None:
             prev = ctx.prev_fix

@@ -71,8 +71,8 @@ class PositionJump(BaseRule):
         prev = ctx.prev_fix
         if prev is None or not judged(report):
             return
-        assert report.lat is not None and report.lon is not None
-        x, y = ctx.zones.project(report.lon, report.lat)
+        x, y = ctx.x, ctx.y  # projected once by the engine
+        assert x is not None and y is not None
         distance = math.hypot(x - prev.x, y - prev.y)
         state = vessel.rule_state.get(self.name)
         t = report.time
