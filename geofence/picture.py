@@ -285,6 +285,13 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
     point = None
     inside = zone_ids_here(vessel, zones)
     confirmed, pending = vessel.zones, vessel.pending
+    if not pending and len(inside) == len(confirmed):
+        # The usual report: still inside exactly the zones it is a member of.
+        for zid in inside:
+            if zid not in confirmed:
+                break
+        else:
+            return [], []
     entered: list[Zone] = []
     exited: list[Zone] = []
     for zid in inside:

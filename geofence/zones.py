@@ -196,6 +196,22 @@ def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[
     return zones, [f"{source}: {w}" for w in warnings]
 
 
+#: A zone in a grid cell: (zone, covers the whole cell, its metric bounding box).
+_CellZone = tuple["Zone", bool, float, float, float, float]
+#: A grid cell: (the ids when every zone covers the whole cell, else None; its zones).
+_Cell = tuple[tuple[str, ...] | None, tuple[_CellZone, ...]]
+
+
+def _contains(entry: _CellZone, x: float, y: float) -> bool:
+    """Whether the zone contains the point; outside its bounding box it cannot."""
+    zone, whole, x0, y0, x1, y1 = entry
+    if whole:
+        return True
+    if x < x0 or x > x1 or y < y0 or y > y1:
+        return False
+    return bool(shapely.contains_xy(zone.metric, x, y))
+
+
 class ZoneSet:
     """Zones with their metric geometry and spatial indexes; immutable once built.
 
@@ -264,7 +280,7 @@ class ZoneSet:
         # Per-report queries go through a grid of cells; each cell asks the STRtree once
         # which zones cover it entirely and which cross it, so a report costs a dict lookup
         # plus an exact test only for zones whose boundary runs through its cell.
-        self._cells: dict[tuple[int, int], tuple[tuple[Zone, bool], ...]] = {}
+        self._cells: dict[tuple[int, int], _Cell] = {}
         self._near_cells: dict[tuple[float, tuple[str, ...], int, int], tuple[Zone, ...]] = {}
         self._tree = shapely.STRtree([z.metric for z in self.zones])
         self._kinds: dict[str, tuple[Zone, ...]] = {}
@@ -315,16 +331,19 @@ class ZoneSet:
     def of_kind(self, kind: str) -> tuple[Zone, ...]:
         return self._kinds.get(kind, ())
 
-    def _cell(self, key: tuple[int, int]) -> tuple[tuple[Zone, bool], ...]:
+    def _cell(self, key: tuple[int, int]) -> _Cell:
         i, j = key
         box = shapely.box(i * CELL_M, j * CELL_M, (i + 1) * CELL_M, (j + 1) * CELL_M)
         out = []
         for index in sorted(self._tree.query(box, predicate="intersects").tolist()):
             zone = self.zones[index]
-            out.append((zone, bool(zone.metric.contains(box))))
+            x0, y0, x1, y1 = (float(v) for v in zone.metric.bounds)
+            out.append((zone, bool(zone.metric.contains(box)), x0, y0, x1, y1))
         if len(self._cells) >= MAX_CELLS:
             self._cells.clear()
-        cell = self._cells[key] = tuple(out)
+        # Most cells lie wholly inside every zone they touch: their answer is fixed.
+        fixed = tuple(e[0].id for e in out) if all(e[1] for e in out) else None
+        cell = self._cells[key] = (fixed, tuple(out))
         return cell
 
     def zones_at(self, x: float, y: float) -> list[Zone]:
@@ -333,7 +352,7 @@ class ZoneSet:
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cell(key)
-        return [z for z, whole in cell if whole or shapely.contains_xy(z.metric, x, y)]
+        return [e[0] for e in cell[1] if _contains(e, x, y)]
 
     def ids_at(self, x: float, y: float) -> tuple[str, ...]:
         """Ids of the zones containing the point, in file order."""
@@ -341,8 +360,10 @@ class ZoneSet:
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cell(key)
-        return tuple(z.id for z, whole in cell
-                     if whole or shapely.contains_xy(z.metric, x, y))
+        fixed = cell[0]
+        if fixed is not None:
+            return fixed
+        return tuple(e[0].id for e in cell[1] if _contains(e, x, y))
 
     def near(self, x: float, y: float, distance: float,
              kinds: Iterable[str] | None = None) -> list[tuple[Zone, float]]:
