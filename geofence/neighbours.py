@@ -63,19 +63,27 @@ class Grid(Generic[P]):
 
     def near(self, x: float, y: float, radius: float) -> list[tuple[int, float, float, P]]:
         """Entries within ``radius`` metres of the point (the point's own key included)."""
+        cells = self._cells
+        if not cells:
+            return []
         size = self.cell_m
         reach = max(1, math.ceil(radius / size))
         ci, cj = int(x // size), int(y // size)
         r2 = radius * radius
-        cells = self._cells
         out: list[tuple[int, float, float, P]] = []
-        for i in range(ci - reach, ci + reach + 1):
-            for j in range(cj - reach, cj + reach + 1):
-                bucket = cells.get((i, j))
-                if bucket is not None:
-                    out += [(key, px, py, payload)
-                            for key, (px, py, payload) in bucket.items()
-                            if (px - x) * (px - x) + (py - y) * (py - y) <= r2]
+        side = 2 * reach + 1
+        if len(cells) < side * side:
+            # Fewer occupied cells than the block holds: visit those in reach, in the
+            # block's order (by i, then j), so the answer is the same either way.
+            keys = sorted(k for k in cells
+                          if abs(k[0] - ci) <= reach and abs(k[1] - cj) <= reach)
+        else:
+            keys = [(i, j) for i in range(ci - reach, ci + reach + 1)
+                    for j in range(cj - reach, cj + reach + 1) if (i, j) in cells]
+        for cell in keys:
+            out += [(key, px, py, payload)
+                    for key, (px, py, payload) in cells[cell].items()
+                    if (px - x) * (px - x) + (py - y) * (py - y) <= r2]
         return out
 
     def members(self) -> list[int]:

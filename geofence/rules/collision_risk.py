@@ -201,8 +201,9 @@ class CollisionRisk(BaseRule):
             met.add(key)
             self._open(ctx, key, vessel, partner, report, cpa, tcpa, math.hypot(rx, ry),
                        cpa_lim, tcpa_lim, zone)
-        for key in self.pairs.of(mmsi) - met:
-            self._end_pair(ctx, key, t, "passed_or_clear", report)
+        if self.pairs.has(mmsi):
+            for key in self.pairs.of(mmsi) - met:
+                self._end_pair(ctx, key, t, "passed_or_clear", report)
 
     def _open(self, ctx: RuleContext, key: tuple[int, int], vessel: Vessel, partner: Vessel,
               report: Report, cpa: float, tcpa: float, distance: float, cpa_lim: float,

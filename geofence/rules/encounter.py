@@ -131,8 +131,9 @@ class Encounter(BaseRule):
             state["last_distance"] = distance
             if t - state["since"] >= duration:
                 self._open(ctx, key, state, vessel, partner, report, distance)
-        for key in self.pairs.of(mmsi) - met:
-            self._end_pair(ctx, key, t, "apart_or_faster", report)
+        if self.pairs.has(mmsi):
+            for key in self.pairs.of(mmsi) - met:
+                self._end_pair(ctx, key, t, "apart_or_faster", report)
 
     def _open(self, ctx: RuleContext, key: tuple[int, int], state: dict[str, Any],
               vessel: Vessel, partner: Vessel, report: Report, distance: float) -> None:
