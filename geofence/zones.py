@@ -68,6 +68,8 @@ OVERRIDE_NAMES = frozenset(ZoneOverrides.model_fields)
 CELL_M = 250.0
 #: Cached cells kept at most (a cell is ~100 bytes plus its tuples).
 MAX_CELLS = 200_000
+#: Exact points remembered by :meth:`ZoneSet.near` (vessels at rest ask from the same one).
+MAX_NEAR_POINTS = 20_000
 
 
 @dataclass(slots=True, eq=False)
@@ -196,6 +198,9 @@ def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[
     return zones, [f"{source}: {w}" for w in warnings]
 
 
+#: ``shapely.contains_xy`` without its wrapper (which only re-prepares the geometry): the
+#: same GEOS ufunc at half the cost; zone geometries are prepared at load.
+_contains_xy = shapely.lib.contains_xy
 #: A zone in a grid cell: (zone, covers the whole cell, its metric bounding box).
 _CellZone = tuple["Zone", bool, float, float, float, float]
 #: A grid cell: (the ids when every zone covers the whole cell, else None; its zones).
@@ -209,7 +214,7 @@ def _contains(entry: _CellZone, x: float, y: float) -> bool:
         return True
     if x < x0 or x > x1 or y < y0 or y > y1:
         return False
-    return bool(shapely.contains_xy(zone.metric, x, y))
+    return bool(_contains_xy(zone.metric, x, y))
 
 
 class ZoneSet:
@@ -282,6 +287,8 @@ class ZoneSet:
         # plus an exact test only for zones whose boundary runs through its cell.
         self._cells: dict[tuple[int, int], _Cell] = {}
         self._near_cells: dict[tuple[float, tuple[str, ...], int, int], tuple[Zone, ...]] = {}
+        self._near_points: dict[tuple[float, float, float, tuple[str, ...]],
+                                tuple[tuple[Zone, float], ...]] = {}
         self._tree = shapely.STRtree([z.metric for z in self.zones])
         self._kinds: dict[str, tuple[Zone, ...]] = {}
         self._kind_trees: dict[str, Any] = {}
@@ -387,10 +394,18 @@ class ZoneSet:
             self._near_cells[key] = found
         if not found:
             return []
+        # A vessel at rest asks again from the very same point: answer from the last time.
+        point_key = (x, y, distance, kinds_key)
+        known = self._near_points.get(point_key)
+        if known is not None:
+            return list(known)
         point = shapely.Point(x, y)
         out = [(zone, d) for zone in found
                if (d := float(zone.metric.distance(point))) <= distance]
         out.sort(key=lambda item: item[1])
+        if len(self._near_points) >= MAX_NEAR_POINTS:
+            self._near_points.clear()
+        self._near_points[point_key] = tuple(out)
         return out
 
     def distance_to_kind(self, x: float, y: float, kind: str) -> tuple[Zone, float] | None:
