@@ -11,6 +11,7 @@ Recorded lines seen before any time are held until the first base-station time a
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ingest.framing import Meta, Sentence, frame
 from ingest.health import ReceiverHealth, SourceHealth
 from ingest.report import Report
 
+log = logging.getLogger(__name__)
 _NOTHING: Sequence[Report] = ()
 #: A base-station time further than this from the carried clock is suspect (bad clock).
 _CLOCK_JUMP_S = 3600.0
@@ -96,6 +98,8 @@ class Ingestor:
                 state.gatehouse_time = framed.time
             return _NOTHING
         health.rejected[framed] += 1  # type: ignore[index]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: rejected (%s): %r", source, framed, data[:200])
         return _NOTHING
 
     def flush(self) -> list[Report]:
