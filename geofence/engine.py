@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
+from geofence.mid import is_ship_mmsi
 from geofence.picture import NON_VESSEL_TYPES, Picture, Vessel, update_membership
 from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
@@ -48,6 +49,11 @@ class Engine:
                            and not getattr(r, "zone_changes_only", False)]
         self._zone_observers = [r for r in reporting if r.phase != Phase.VALIDATE
                                 and getattr(r, "zone_changes_only", False)]
+        # Rules that declare what they need (BaseRule.needs_fix, msg_types, non_ship_only)
+        # are not called on other reports: observers per kind of report, built on first use.
+        self._blind_validators = [r for r in self._validators
+                                  if not getattr(r, "needs_fix", False)]
+        self._observer_sets: dict[tuple[int, bool, bool], list[Rule]] = {}
         self.ctx = RuleContext(config, zones, self.picture, self.book)
         self.newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
@@ -106,7 +112,7 @@ class Engine:
             else:
                 x, y = self.zones.project(lon, lat)
         ctx.x, ctx.y = x, y
-        for rule in self._validators:
+        for rule in self._validators if x is not None else self._blind_validators:
             rule.on_report(ctx, vessel, report)
         picture.note(vessel, report)
         if ctx.suspect is None:
@@ -122,9 +128,23 @@ class Engine:
         if ctx.entered or ctx.exited:
             for rule in self._zone_observers:
                 rule.on_report(ctx, vessel, report)
-        for rule in self._observers:
+        key = (report.msg_type, ctx.fix_accepted, is_ship_mmsi(vessel.mmsi))
+        observers = self._observer_sets.get(key)
+        if observers is None:
+            observers = self._observers_for(key)
+        for rule in observers:
             rule.on_report(ctx, vessel, report)
         return self.book.drain()
+
+    def _observers_for(self, key: tuple[int, bool, bool]) -> list[Rule]:
+        msg_type, fix, ship = key
+        chosen = [rule for rule in self._observers
+                  if (fix or not getattr(rule, "needs_fix", False))
+                  and not (ship and getattr(rule, "non_ship_only", False))
+                  and ((types := getattr(rule, "msg_types", None)) is None
+                       or msg_type in types)]
+        self._observer_sets[key] = chosen
+        return chosen
 
     def tick(self, now: float) -> list[AlertEvent]:
         """Run timers up to ``now`` (message time, or wall time in live mode)."""

@@ -33,6 +33,7 @@ def _latlon(ctx: RuleContext, x: float, y: float) -> dict[str, float]:
 
 class AnchorDrag(BaseRule):
     name = "anchor_drag"
+    needs_fix = True
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.anchor_drag

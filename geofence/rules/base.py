@@ -83,6 +83,14 @@ class BaseRule:
     #: OBSERVE rules that only react to ``ctx.entered``/``ctx.exited`` set this: the engine
     #: then calls ``on_report`` only for reports that changed zone membership.
     zone_changes_only = False
+    # What a rule needs before it does anything; the engine does not call it otherwise
+    # (each is a promise that ``on_report`` returns at once, with no effect, without it).
+    #: the report carries a position (VALIDATE) / an accepted fix (OBSERVE)
+    needs_fix = False
+    #: the message types it looks at (None: all)
+    msg_types: frozenset[int] | None = None
+    #: it ignores ship MMSIs (``geofence.mid.is_ship_mmsi``): stations, devices, bad numbers
+    non_ship_only = False
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         return None

@@ -69,6 +69,7 @@ def velocity(speed_kn: float, course_deg: float) -> tuple[float, float]:
 
 class CollisionRisk(BaseRule):
     name = "collision_risk"
+    needs_fix = True
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.collision_risk

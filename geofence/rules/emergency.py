@@ -32,6 +32,7 @@ def device_kind(mmsi: int) -> str | None:
 
 class EmergencyDevice(BaseRule):
     name = "emergency_device"
+    non_ship_only = True  # 97x devices are no ship MMSIs
 
     def __init__(self, config: RulesConfig) -> None:
         self.end_after_s = config.emergency_device.end_after_s

@@ -41,6 +41,7 @@ def is_exempt(vessel: Vessel, exempt: frozenset[int]) -> bool:
 
 class Encounter(BaseRule):
     name = "encounter"
+    needs_fix = True
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.encounter

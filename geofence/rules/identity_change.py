@@ -41,6 +41,7 @@ def clean(field: str, value: Any) -> Any:
 
 class IdentityChange(BaseRule):
     name = "identity_change"
+    msg_types = STATIC_TYPES
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.identity_change

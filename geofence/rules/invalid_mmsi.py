@@ -30,6 +30,7 @@ STATION_KINDS = frozenset({"coast", "aton"})
 
 class InvalidMmsi(BaseRule):
     name = "invalid_mmsi"
+    non_ship_only = True
 
     def __init__(self, config: RulesConfig) -> None:
         self.config = config.invalid_mmsi

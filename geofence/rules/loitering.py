@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class Loitering(BaseRule):
     name = "loitering"
+    needs_fix = True
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.loitering

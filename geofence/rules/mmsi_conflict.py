@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 class MmsiConflict(BaseRule):
     name = "mmsi_conflict"
+    needs_fix = True
     phase = Phase.VALIDATE
 
     def __init__(self, config: RulesConfig) -> None:

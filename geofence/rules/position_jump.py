@@ -59,6 +59,7 @@ def judged(report: Report) -> bool:
 
 class PositionJump(BaseRule):
     name = "position_jump"
+    needs_fix = True
     phase = Phase.VALIDATE
 
     def __init__(self, config: RulesConfig) -> None:

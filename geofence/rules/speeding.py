@@ -25,6 +25,7 @@ UPDATE_EVERY_S = 60.0
 
 class Speeding(BaseRule):
     name = "speeding"
+    needs_fix = True
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.speeding

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 class SuddenStop(BaseRule):
     name = "sudden_stop"
+    needs_fix = True
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.sudden_stop
