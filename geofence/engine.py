@@ -119,8 +119,9 @@ class Engine:
             picture.move(vessel, report, x, y)
             if x is not None and vessel.fix_time == t:
                 ctx.fix_accepted = True
-                ctx.entered, ctx.exited = update_membership(vessel, self.zones, self._inertia,
-                                                            self._margin)
+                if self.zones.zones or vessel.zones:  # no zones (yet): nothing to enter
+                    ctx.entered, ctx.exited = update_membership(
+                        vessel, self.zones, self._inertia, self._margin)
         else:
             self.counters["suspect"] += 1
             # Sinks see why: the API's picture and the MQTT feed keep the spoofed fix out.

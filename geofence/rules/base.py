@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geofence.alertbook import AlertBook
@@ -108,13 +109,27 @@ class BaseRule:
 RuleFactory = Callable[["RulesConfig"], Rule]
 
 
+#: Message times repeat (many reports a second, a report quoted by several alerts), and
+#: formatting one costs more than the rest of :func:`evidence`.
+_iso_time = lru_cache(maxsize=1024)(iso_time)
+
+
 def evidence(report: Report) -> dict[str, Any]:
     """A compact copy of a report for alert ``details``."""
-    out: dict[str, Any] = {"time": iso_time(report.time), "msg_type": report.msg_type}
-    for name in ("lat", "lon", "speed", "course", "heading", "status"):
-        value = getattr(report, name)
-        if value is not None:
-            out[name] = value
+    out: dict[str, Any] = {"time": _iso_time(report.time), "msg_type": report.msg_type}
+    # Written out (in this key order): alerts quote reports often.
+    if report.lat is not None:
+        out["lat"] = report.lat
+    if report.lon is not None:
+        out["lon"] = report.lon
+    if report.speed is not None:
+        out["speed"] = report.speed
+    if report.course is not None:
+        out["course"] = report.course
+    if report.heading is not None:
+        out["heading"] = report.heading
+    if report.status is not None:
+        out["status"] = report.status
     out["sources"] = list(report.sources)
     return out
 

@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
-from geofence.picture import Vessel
+from geofence.picture import STATUS_AT_ANCHOR, STATUS_MOORED, Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence
 from ingest.report import Report, iso_time
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 MS_TO_KN = 3600.0 / 1852.0
+STATIONARY_STATUSES = (STATUS_AT_ANCHOR, STATUS_MOORED)  # as Vessel.stationary_status
 
 
 class DarkVessel(BaseRule):
@@ -85,7 +86,13 @@ class DarkVessel(BaseRule):
     # -- hooks ----------------------------------------------------------------------------
 
     def _schedule(self, ctx: RuleContext, vessel: Vessel) -> None:
-        limit = self._limit[vessel.mmsi] = self.threshold(ctx, vessel)
+        if self._overrides:
+            limit = self.threshold(ctx, vessel)
+        else:  # threshold() without zone overrides, inlined: this runs for every report
+            speed = vessel.speed
+            limit = self.stationary_s if vessel.status in STATIONARY_STATUSES or (
+                speed is not None and speed < self.stationary_below_kn) else self.moving_s
+        self._limit[vessel.mmsi] = limit
         deadline = vessel.last_seen + limit
         due = self._due.get(vessel.mmsi)
         if due is None or deadline < due:
@@ -104,7 +111,9 @@ class DarkVessel(BaseRule):
                      **proof, "reports": [evidence(report)] if report is not None else []})
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
-        alert = ctx.book.find(self.name, vessel.mmsi, any_zone=True)
+        book = ctx.book
+        alert = (book.find(self.name, vessel.mmsi, any_zone=True)
+                 if book.has_open(vessel.mmsi) else None)
         prev = ctx.prev_seen
         if alert is None and prev is not None and (
                 report.time - prev > self._limit.get(vessel.mmsi, float("inf"))):

@@ -103,20 +103,24 @@ class Encounter(BaseRule):
         x, y = vessel.x, vessel.y
         self.grid.put(mmsi, x, y, (t, speed))
         met: set[tuple[int, int]] = set()
-        picture = ctx.picture
+        vessels = ctx.picture.vessels
+        exempt, stale_s, pair_state = self.exempt, self.stale_s, self.pairs.state
+        limit, duration = self.distance_m, self.duration_s
         for other, ox, oy, (ot, ospeed) in self.grid.near(x, y, self._reach):
             if other == mmsi:
                 continue
-            if t - ot > self.stale_s:
+            if t - ot > stale_s:
                 self._end_pair(ctx, pair_key(mmsi, other), t, "silent", ended_at=ot)
                 continue
-            partner = picture.get(other)
-            if partner is None or is_exempt(partner, self.exempt):
+            partner = vessels.get(other)
+            if partner is None or partner.shiptype in exempt or (
+                    other // 1_000_000 == SAR_AIRCRAFT_MID_PREFIX):  # is_exempt, inlined
                 continue
-            key = pair_key(mmsi, other)
+            key = (mmsi, other) if mmsi < other else (other, mmsi)
             distance = math.hypot(ox - x, oy - y)
-            limit, duration = self._limits(ctx, vessel, partner)
-            state = self.pairs.state.get(key)
+            if self._overrides:
+                limit, duration = self._limits(ctx, vessel, partner)
+            state = pair_state.get(key)
             if state is not None and state.get("alert"):
                 if distance <= limit + self.end_margin_m and ospeed <= self.end_speed_kn:
                     met.add(key)

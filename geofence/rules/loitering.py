@@ -32,6 +32,8 @@ class Loitering(BaseRule):
         self._max_speed = self.speed_kn
         self._max_range = self.range_m
         self._query_kinds = tuple(dict.fromkeys(("berth", *self.kinds)))
+        #: mmsi -> (x, y, zones near) of slow vessels: one at rest asks the geometry once
+        self._near_at: dict[int, tuple[float, float, list[tuple[Zone, float]]]] = {}
 
     def _limits(self, ctx: RuleContext) -> None:
         watched = [z for k in self.kinds for z in ctx.zones.of_kind(k)]
@@ -40,8 +42,14 @@ class Loitering(BaseRule):
 
     def _near(self, ctx: RuleContext, vessel: Vessel) -> tuple[list[Zone], bool]:
         """Watched zones in range, nearest first, and whether moored inside a berth."""
-        assert vessel.x is not None and vessel.y is not None
-        near = ctx.zones.near(vessel.x, vessel.y, self._max_range, self._query_kinds)
+        x, y = vessel.x, vessel.y
+        assert x is not None and y is not None
+        cached = self._near_at.get(vessel.mmsi)
+        if cached is not None and cached[0] == x and cached[1] == y:
+            near = cached[2]  # at rest: the same zones at the same distances
+        else:
+            near = ctx.zones.near(x, y, self._max_range, self._query_kinds)
+            self._near_at[vessel.mmsi] = (x, y, near)
         in_berth = any(z.kind == "berth" and d == 0.0 for z, d in near) and (
             not self.moored_status or vessel.status == STATUS_MOORED)
         watched = [z for z, d in near
@@ -54,6 +62,8 @@ class Loitering(BaseRule):
             return
         state = vessel.rule_state.get(self.name)
         if state is None and speed >= self._max_speed:
+            if self._near_at:
+                self._near_at.pop(vessel.mmsi, None)
             return  # the common case: moving, nothing pending
         watched, in_berth = self._near(ctx, vessel)
         t = report.time
@@ -95,6 +105,7 @@ class Loitering(BaseRule):
                 state["alert"] = alert.id
 
     def on_zones(self, ctx: RuleContext) -> None:
+        self._near_at.clear()
         self._limits(ctx)
         for alert in ctx.book.of_rule(self.name):
             if alert.zone not in ctx.zones.by_id:
@@ -104,4 +115,5 @@ class Loitering(BaseRule):
                     vessel.rule_state.pop(self.name, None)
 
     def on_restore(self, ctx: RuleContext) -> None:
+        self._near_at.clear()
         self._limits(ctx)
