@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from geofence.engine import Engine  # noqa: E402
 from harbourwatch.config import Config, PortConfig, load_config  # noqa: E402
 from harbourwatch.pipeline import Pipeline  # noqa: E402
-from harbourwatch.service import load_zones, make_store  # noqa: E402
+from harbourwatch.service import load_zones, make_store, tune_gc  # noqa: E402
 from ingest.ingestor import Ingestor  # noqa: E402
 from ingest.logfile import read_log_lines  # noqa: E402
 from replay.player import play  # noqa: E402
@@ -94,13 +94,14 @@ async def run_harbourwatch(log: Path, config_path: Path | None, db_path: Path) -
     store = make_store(config, config_dir, drill=False)
     await store.start()
     pipeline = Pipeline(ingestor, engine, [store], live=False)
-    gc.collect()
+    tune_gc()  # as the service does after start-up
     start = time.perf_counter()
     try:
         result = await play([str(log)], pipeline, speed=None)
     finally:
         await store.stop()  # flushes every buffered row: part of the timed work
     seconds = time.perf_counter() - start
+    gc.unfreeze()
     return Result(result.reports, seconds, pipeline.alert_events)
 
 

@@ -125,7 +125,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     mqtt_feed: Any = None
     try:
         await restore_state(store, engine)
-        _tune_gc()
+        tune_gc()
         for item in await store.snoozes():
             snoozes.snooze(item.rule, item.mmsi, item.until)
         if options.alerts_out is not None:
@@ -187,7 +187,7 @@ def _operator_acts_to(sink: Sink, ingestor: Ingestor) -> Callable[[Mapping[str, 
     return forward
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Fewer, cheaper collections: the picture holds many long-lived objects, and a full
     collection over them stalls the event loop for tens of milliseconds (alert latency).
     What exists after start-up is frozen out of collection altogether."""
