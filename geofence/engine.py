@@ -57,7 +57,7 @@ class Engine:
         self.ctx = RuleContext(config, zones, self.picture, self.book)
         self.newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
-                         "forgotten": 0}
+                         "forgotten": 0, "outside_watch_area": 0}
         self._tick_s = config.picture.tick_interval_s
         self._gap_s = config.source_silent.silent_s
         self._inertia = config.membership.inertia_reports
@@ -65,8 +65,27 @@ class Engine:
         self._next_tick = float("-inf")
         self._next_sweep = float("-inf")
         self._resume_pending = False
+        self._watch_kinds: tuple[str, ...] = ()
+        self._set_watch_area()
         for rule in self.rules:
             rule.on_zones(self.ctx)
+
+    def _set_watch_area(self) -> None:
+        """With ``watch_area: port``, the zones that bound where alerts are raised."""
+        kinds = ("coverage", "port_limit")
+        watched = self.config.watch_area == "port" and any(
+            self.zones.of_kind(kind) for kind in kinds)
+        self._watch_kinds = kinds if watched else ()
+
+    def _outside_watch_area(self, mmsi: int, x: float | None, y: float | None) -> bool:
+        if 970_000_000 <= mmsi < 975_000_000 or self.book.has_open(mmsi):
+            return False  # emergency devices everywhere; open alerts run to their end
+        if x is None or y is None:
+            return True
+        by_id = self.zones.by_id
+        kinds = self._watch_kinds
+        return not any(by_id[zid].kind in kinds for zid in self.zones.ids_at(x, y)
+                       if zid in by_id)
 
     # -- input ----------------------------------------------------------------------------
 
@@ -112,6 +131,12 @@ class Engine:
             else:
                 x, y = self.zones.project(lon, lat)
         ctx.x, ctx.y = x, y
+        if self._watch_kinds and self._outside_watch_area(vessel.mmsi, x, y):
+            # Outside the port's area: kept in the picture, never a subject of the rules.
+            self.counters["outside_watch_area"] += 1
+            picture.note(vessel, report)
+            picture.move(vessel, report, x, y)
+            return self.book.drain()
         for rule in self._validators if x is not None else self._blind_validators:
             rule.on_report(ctx, vessel, report)
         picture.note(vessel, report)
@@ -186,6 +211,7 @@ class Engine:
         end alerts tied to zones that are gone; those transitions are returned.
         """
         self.zones = self.ctx.zones = zones
+        self._set_watch_area()
         for vessel in self.picture.vessels.values():
             _reproject(vessel, zones)
         for rule in self.rules:

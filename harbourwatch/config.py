@@ -317,6 +317,11 @@ class RulesConfig(_Model):
     membership: MembershipConfig = Field(default_factory=MembershipConfig,
                                          description="Zone membership inertia")
     picture: PictureConfig = Field(default_factory=PictureConfig, description="Live picture")
+    watch_area: Literal["everywhere", "port"] = Field(
+        default="everywhere",
+        description="port: raise alerts only for vessels inside the coverage or port_limit "
+                    "zones (a national feed hears the whole coast); vessels elsewhere stay in "
+                    "the picture, emergency devices alert everywhere")
     exempt_shiptypes: list[int] = Field(
         default_factory=lambda: [50, 51, 52, 53, 55],
         description="Ship types exempt from encounter and collision_risk (pilot, SAR, tug, "

@@ -191,3 +191,20 @@ def test_drill_marks_every_alert() -> None:
     for t in (0, 10):
         events += engine.process(report(SHIP, t, -1750, -1750))
     assert events and all(e.alert["drill"] is True for e in events)
+
+
+def test_watch_area_port_keeps_far_vessels_in_the_picture_but_out_of_the_rules() -> None:
+    """A national feed hears the whole coast; with watch_area: port only the port alerts."""
+    far = 40_000.0  # outside the test port's 20 km coverage and its port limit
+    for area, expected in (("everywhere", 1), ("port", 0)):
+        run = Run(config=rules_config(watch_area=area))
+        run.feed(report(244000001, 0, far, 0, speed=10.0, course=90.0),
+                 report(244000002, 0, far + 4000, 100, speed=10.0, course=270.0))
+        run.feed(report(244000001, 10, far + 51, 0, speed=10.0, course=90.0),
+                 report(244000002, 10, far + 3949, 100, speed=10.0, course=270.0))
+        assert len(run.of("collision_risk", "new")) == expected, area
+        assert run.engine.picture.vessels[244000001].lat is not None
+    # An emergency device alerts wherever it is.
+    run = Run(config=rules_config(watch_area="port"))
+    run.feed(report(970111222, 0, far, 0))
+    assert len(run.of("emergency_device", "new")) == 1
