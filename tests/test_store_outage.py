@@ -128,3 +128,66 @@ async def test_rows_spooled_at_stop_reach_the_database_on_next_start(
     assert (n, distinct) == (1300, 1300)
     assert hi == T0 + 1299 * 0.5
     assert not spool.exists()
+
+
+async def test_postgres_stopped_in_the_middle_of_a_replay(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """The production replay path (scenario log → ingest → rules → PostgresStore), with the
+    server stopped a third of the way in and started again two thirds in: every position
+    the replay produced is stored exactly once, and the alerts too."""
+    from geofence.engine import Engine
+    from harbourwatch.options import ServiceOptions, resolve_config
+    from harbourwatch.pipeline import Pipeline
+    from harbourwatch.service import load_zones
+    from ingest.ingestor import Ingestor
+    from replay.player import play
+    from replay.scenario import generate_scenario
+    from tests.paths import FIXTURES
+
+    zones_path = FIXTURES / "demo-port" / "zones.geojson"
+    log = tmp_path / "port.nmea"
+    generate_scenario(zones_path, seed=21, hours=0.5, out=log, truth=tmp_path / "truth.json",
+                      scale=0.5)
+    config = resolve_config(ServiceOptions(zones=zones_path))
+    store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl", batch_size=200,
+                          max_age=0.01, memory_limit=1000, retry_max=0.3)
+    await store.start()
+    seen: list[Report] = []
+    alert_ids: set[str] = set()
+
+    class Outage:
+        """A sink that stops and restarts the server at fixed points of the replay."""
+
+        async def start(self) -> None: ...
+        async def stop(self) -> None: ...
+        def on_alert(self, event: AlertEvent) -> None:
+            alert_ids.add(event.alert["id"])
+
+        def on_report(self, report: Report) -> None:
+            seen.append(report)
+            if len(seen) == 1500:
+                postgres_server.stop("fast")
+            elif len(seen) == 3000:
+                postgres_server.start()
+
+    pipeline = Pipeline(Ingestor(), Engine(config.rules, load_zones(config)), [store, Outage()])
+    try:
+        await play([str(log)], pipeline, speed=None)
+        assert len(seen) > 3000
+        if not postgres_server.is_running():
+            postgres_server.start()
+        await drain(store)
+        assert store.stats().failures > 0  # the outage was seen
+    finally:
+        if not postgres_server.is_running():
+            postgres_server.start()
+        await store.stop()
+    keys = {(r.mmsi, round(r.time, 3), r.msg_type) for r in seen if r.lat is not None}
+    n, distinct, _, _ = await counts(pg_dsn)
+    assert n == distinct == len(keys)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        stored_alerts = await conn.fetchval("SELECT count(*) FROM alerts")
+    finally:
+        await conn.close()
+    assert stored_alerts == len(alert_ids) > 0
