@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from harbourwatch.config import Config, ConfigError, load_config
 from ingest.sources.base import SourceBase
@@ -77,19 +80,28 @@ def resolve_config(options: ServiceOptions) -> Config:
         if not options.db.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise ConfigError([f"--db {options.db!r}: expected sqlite:///path.db or "
                                "postgresql://…"])
-        config.store.url = options.db  # type: ignore[assignment]  # validated to SecretStr
+        _set(config.store, "url", options.db, "--db")
     if options.mqtt is not None:
-        config.mqtt.url = options.mqtt
+        _set(config.mqtt, "url", options.mqtt, "--mqtt")
     if options.mqtt_prefix is not None:
-        config.mqtt.prefix = options.mqtt_prefix
+        _set(config.mqtt, "prefix", options.mqtt_prefix, "--mqtt-prefix")
     if options.serve is not None:
         host, _, port = options.serve.rpartition(":")
         if not port.isdigit():
             raise ConfigError([f"--serve {options.serve!r}: expected HOST:PORT"])
         config.api.enabled = True
-        config.api.host = host or "127.0.0.1"
-        config.api.port = int(port)
+        _set(config.api, "host", host or "127.0.0.1", "--serve")
+        _set(config.api, "port", int(port), "--serve")
     return config
+
+
+def _set(section: Any, field: str, value: Any, flag: str) -> None:
+    """Assign a flag's value through the config model's validation; errors name the flag."""
+    try:
+        setattr(section, field, value)
+    except ValidationError as exc:
+        reason = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ConfigError([f"{flag} {value!r}: {reason}"]) from exc
 
 
 def build_sources(config: Config, options: ServiceOptions) -> list[SourceBase]:

@@ -15,7 +15,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -103,15 +103,25 @@ async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline) -
 
 async def run_service(config: Config, options: ServiceOptions, *,
                       replay: ReplayPlan | None = None) -> int:
-    """Run until the sources end (replay) or a signal arrives (live). Exit code."""
+    """Run until the sources end (replay) or a signal arrives. Exit code.
+
+    The rules' state is carried across runs of the port's live service (restored at start,
+    saved periodically and at stop). A replay starts from a clean slate, so the same log
+    gives the same alerts, unless it resumes one (``--start``); a drill never touches the
+    live service's state.
+    """
     drill = options.drill
+    keeps_state = not drill and (replay is None or replay.start is not None)
     config_dir = options.config.resolve().parent if options.config else Path.cwd()
+    sources = [] if replay is not None else build_sources(config, options)
     zones = load_zones(config)
     engine = Engine(config.rules, zones, drill=drill)
     ingestor = Ingestor(fragment_ttl_s=config.ingest.fragment_ttl_s,
                         max_pending_groups=config.ingest.max_pending_groups,
                         dedup_window_s=config.ingest.dedup_window_s,
                         nominal_rate=None if replay is None else replay.nominal_rate)
+    stop = asyncio.Event()
+    _on_signals(stop)
     store = make_store(config, config_dir, drill)
     await store.start()
     log.warning("store: %s", store.description)
@@ -120,14 +130,15 @@ async def run_service(config: Config, options: ServiceOptions, *,
     sinks = pipeline.sinks
     started: list[Sink] = [store]
     tasks: list[asyncio.Task[Any]] = []
-    stop = asyncio.Event()
-    sources = [] if replay is not None else build_sources(config, options)
+    api_task: asyncio.Task[None] | None = None
+    failures: list[str] = []
     mqtt_feed: Any = None
     try:
-        await restore_state(store, engine)
+        if keeps_state:
+            await restore_state(store, engine)
+            for item in await store.snoozes():
+                snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
-        for item in await store.snoozes():
-            snoozes.snooze(item.rule, item.mmsi, item.until)
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out))
         if config.mqtt.url is not None:
@@ -148,24 +159,33 @@ async def run_service(config: Config, options: ServiceOptions, *,
             hub, picture = StreamHub(), LivePicture()
             sinks += [picture, hub]
             listeners = [] if mqtt_feed is None else [_operator_acts_to(mqtt_feed, ingestor)]
-            tasks.append(asyncio.create_task(_serve_api(
+            api_task = asyncio.create_task(_serve_api(
                 config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
-                listeners)))
+                listeners, failures))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
-        tasks.append(asyncio.create_task(_save_periodically(store, engine, pipeline)))
+        if keeps_state:
+            tasks.append(asyncio.create_task(_save_periodically(store, engine, pipeline)))
         if replay is not None:
-            await _replay(replay, pipeline)
-            if config.api.enabled:
+            finished = await _until_stopped(_replay(replay, pipeline), stop)
+            if finished and config.api.enabled and not stop.is_set():
                 log.warning("replay finished; still serving the API (Ctrl-C to stop)")
-                await _wait_for_signal(stop)
+                await stop.wait()
         else:
             await _live(sources, pipeline, config.ingest.queue_size, stop)
-        await save_state(store, engine)
-        return 0
+        return 1 if failures else 0
     finally:
         stop.set()
+        if keeps_state:
+            try:
+                await save_state(store, engine)
+            except Exception:
+                log.exception("could not save the rules' state")
+        if api_task is not None:
+            # Let uvicorn shut down on its own (it saw ``stop``); cancel only if it hangs.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(api_task, timeout=8)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -176,6 +196,33 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 await sink.stop()
             except Exception:
                 log.exception("could not stop %r cleanly", sink)
+        for message in failures:
+            log.error("%s", message)
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM end the run cleanly: sinks flush, MQTT says ``stopped``."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` until it ends (True) or ``stop`` is set first (False, work cancelled)."""
+    task = asyncio.create_task(work)
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()  # re-raise a failure of the work itself
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
 
 
 def _operator_acts_to(sink: Sink, ingestor: Ingestor) -> Callable[[Mapping[str, Any]], None]:
@@ -217,7 +264,7 @@ async def _live(sources: list[Any], pipeline: Pipeline, queue_size: int,
     queue = LineQueue(queue_size)
     reading = asyncio.create_task(run_sources(sources, queue))
     consuming = asyncio.create_task(pipeline.consume(queue))
-    waiting = asyncio.create_task(_wait_for_signal(stop))
+    waiting = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({reading, consuming, waiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -228,18 +275,11 @@ async def _live(sources: list[Any], pipeline: Pipeline, queue_size: int,
                 await task
 
 
-async def _wait_for_signal(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pipeline,
                      ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
                      hub: StreamHub, picture: LivePicture,
-                     operator_updates: list[Callable[[Mapping[str, Any]], None]]) -> None:
+                     operator_updates: list[Callable[[Mapping[str, Any]], None]],
+                     failures: list[str]) -> None:
     from api.app import create_app
     from api.auth import Authenticator
     from api.deps import ApiDeps, EngineZones, sources_of
@@ -253,4 +293,10 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                    operator_updates=operator_updates)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
-    await serve(app, config.api.host, config.api.port, hub=hub, stop=stop)
+    try:
+        await serve(app, config.api.host, config.api.port, hub=hub, stop=stop)
+    except (SystemExit, OSError) as exc:
+        # uvicorn exits (code 3) when it cannot bind: make it this service's runtime failure.
+        failures.append(f"API on {config.api.host}:{config.api.port} could not start "
+                        f"({exc!r}); stopping")
+        stop.set()

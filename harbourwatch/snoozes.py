@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from geofence.alert import AlertEvent
+from geofence.alert import AlertEvent, Transition
 
 
 class SnoozeBook:
@@ -19,6 +19,9 @@ class SnoozeBook:
 
     def __init__(self, entries: Iterable[tuple[str, int, float]] = ()) -> None:
         self._until: dict[tuple[str, int], float] = {}
+        #: Alerts whose ``new`` was muted: their later transitions are muted too, and no
+        #: other alert's (a published alert's end must reach those who saw it open).
+        self._muted_ids: set[str] = set()
         for rule, mmsi, until in entries:
             self.snooze(rule, mmsi, until)
 
@@ -32,9 +35,25 @@ class SnoozeBook:
         return len(self._until)
 
     def muted(self, event: AlertEvent) -> bool:
-        """True when the event's rule is snoozed for its vessel (or the other vessel)."""
-        if not self._until:
+        """True when the event's rule is snoozed for its vessel (or the other vessel).
+
+        Only a ``new`` is judged against the snoozes; updates and the end follow their ``new``.
+        """
+        alert: dict[str, Any] = event.alert
+        if event.transition is not Transition.NEW:
+            alert_id = str(alert.get("id"))
+            if alert_id not in self._muted_ids:
+                return False
+            if event.transition is Transition.END:
+                self._muted_ids.discard(alert_id)
+            return True
+        if not self._until or not self._snoozed(event):
             return False
+        if alert.get("state") in ("open", "acknowledged"):
+            self._muted_ids.add(str(alert.get("id")))
+        return True
+
+    def _snoozed(self, event: AlertEvent) -> bool:
         alert: dict[str, Any] = event.alert
         rule = alert.get("rule")
         for key in ("mmsi", "other_mmsi"):

@@ -230,3 +230,57 @@ def test_bad_config_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
 
 def test_env_is_clean() -> None:
     assert "HARBOURWATCH_DB_URL" not in os.environ
+
+
+def test_a_published_alert_still_ends_when_its_rule_is_snoozed_later() -> None:
+    from geofence.alert import Transition
+
+    base = {"id": "a1", "rule": "loitering", "mmsi": 244123456, "other_mmsi": None,
+            "state": "open"}
+    book = SnoozeBook()
+    opened = AlertEvent(Transition.NEW, base, 100.0)
+    assert not book.muted(opened)  # published
+    book.snooze("loitering", 244123456, 10_000.0)
+    ended = AlertEvent(Transition.END, {**base, "state": "ended"}, 200.0)
+    assert not book.muted(ended)  # its end reaches those who saw it open
+    second = AlertEvent(Transition.NEW, {**base, "id": "a2"}, 300.0)
+    assert book.muted(second)
+    assert book.muted(AlertEvent(Transition.END, {**base, "id": "a2", "state": "ended"}, 400.0))
+
+
+def test_sigterm_during_a_replay_stops_cleanly_and_keeps_what_was_seen(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    log, _ = scenario
+    db = tmp_path / "hw.db"
+    out = tmp_path / "alerts.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones",
+         str(DEMO_ZONES), "--speed", "100", "--no-progress", "--db", f"sqlite:///{db}",
+         "--alerts-out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    written = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    with sqlite3.connect(db) as conn:
+        stored = {row[0] for row in conn.execute("SELECT id FROM alerts")}
+        positions = conn.execute("SELECT count(*) FROM positions").fetchone()[0]
+    assert set(written) == stored  # every alert pushed was also stored: nothing lost at stop
+    assert positions > 0
+
+
+def test_replaying_the_same_log_twice_into_one_database_gives_the_same_alerts(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    log, _ = scenario
+    db = f"sqlite:///{tmp_path / 'same.db'}"
+    files = []
+    for run in ("first", "second"):
+        out = tmp_path / f"{run}.jsonl"
+        done = cli("replay", log, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--db", db, "--alerts-out", out)
+        assert done.returncode == 0, done.stderr
+        files.append(out.read_bytes())
+    assert files[0] == files[1] and files[0]
