@@ -50,7 +50,12 @@ class ApiServer:
 
     async def serve(self) -> None:
         """Run until :meth:`stop`; raises ``OSError`` when the address is taken."""
-        await self.server.serve()
+        try:
+            await self.server.serve()
+        except SystemExit as exc:
+            # uvicorn calls sys.exit(3) when it cannot bind; inside a task that would end
+            # the whole event loop, so it becomes an ordinary error here.
+            raise OSError(f"cannot serve on {self.host}:{self._port}") from exc
         if not self.server.started and not self.server.should_exit:
             raise OSError(f"cannot serve on {self.host}:{self._port}")
 

@@ -174,7 +174,6 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 await stop.wait()
         else:
             await _live(sources, pipeline, config.ingest.queue_size, stop)
-        return 1 if failures else 0
     finally:
         stop.set()
         if keeps_state:
@@ -198,6 +197,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 log.exception("could not stop %r cleanly", sink)
         for message in failures:
             log.error("%s", message)
+    return 1 if failures else 0
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -260,7 +260,10 @@ async def _replay(plan: ReplayPlan, pipeline: Pipeline) -> None:
 async def _live(sources: list[Any], pipeline: Pipeline, queue_size: int,
                 stop: asyncio.Event) -> None:
     if not sources:
-        log.warning("no live sources configured (--udp, --tcp, --serial or sources:)")
+        log.warning("no live sources configured (--udp, --tcp, --serial or sources:); "
+                    "waiting for a signal")
+        await stop.wait()
+        return
     queue = LineQueue(queue_size)
     reading = asyncio.create_task(run_sources(sources, queue))
     consuming = asyncio.create_task(pipeline.consume(queue))
