@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import pstats
 import random
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyais.stream import IterMessages
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "bench"))
+
+from pyais_baseline import best_of as best_of_runs  # noqa: E402
+from pyais_baseline import run_pyais  # noqa: E402
 
 from ingest.ingestor import Ingestor  # noqa: E402
 from ingest.logfile import read_log_lines  # noqa: E402
@@ -114,28 +114,8 @@ def run_harbourwatch(items: Sequence[Item]) -> int:
     return count
 
 
-def run_pyais(lines: Sequence[bytes]) -> int:
-    count = 0
-    for message in IterMessages(lines):
-        try:
-            message.decode()
-        except Exception:  # pyais raises many kinds; a failure is not a message
-            continue
-        count += 1
-    return count
-
-
 def best_of(repeat: int, job: Callable[[], int]) -> Result:
-    best: Result | None = None
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        messages = job()
-        seconds = time.perf_counter() - start
-        if best is None or seconds < best.seconds:
-            best = Result(messages, seconds)
-    assert best is not None
-    return best
+    return Result(*best_of_runs(repeat, job))
 
 
 def compare(label: str, items: Sequence[Item], lines: Sequence[bytes], repeat: int,

@@ -35,10 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyais.stream import IterMessages
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "bench"))
+
+from pyais_baseline import best_of as best_of_runs  # noqa: E402
+from pyais_baseline import run_pyais  # noqa: E402
 
 from geofence.engine import Engine  # noqa: E402
 from harbourwatch.config import Config, PortConfig, load_config  # noqa: E402
@@ -105,28 +107,8 @@ async def run_harbourwatch(log: Path, config_path: Path | None, db_path: Path) -
     return Result(result.reports, seconds, pipeline.alert_events)
 
 
-def run_pyais(lines: Sequence[bytes]) -> int:
-    count = 0
-    for message in IterMessages(lines):
-        try:
-            message.decode()
-        except Exception:  # pyais raises many kinds; a failure is not a message
-            continue
-        count += 1
-    return count
-
-
 def best_sync(repeat: int, job: Callable[[], int]) -> Result:
-    best: Result | None = None
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        messages = job()
-        seconds = time.perf_counter() - start
-        if best is None or seconds < best.seconds:
-            best = Result(messages, seconds)
-    assert best is not None
-    return best
+    return Result(*best_of_runs(repeat, job))
 
 
 def best_harbourwatch(repeat: int, log: Path, config: Path | None, tmp: Path) -> Result:
