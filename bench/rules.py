@@ -28,6 +28,7 @@ import argparse
 import cProfile
 import gc
 import heapq
+import json
 import math
 import pstats
 import random
@@ -267,11 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure, best kept")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the picture and rules")
+    parser.add_argument("--alerts-out", type=Path, metavar="FILE.jsonl",
+                        help="write every alert transition of one run as a JSON line "
+                             "(to check that an optimisation changes no alert)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     zones = ZoneSet.from_geojson(make_zones(args.zones, rng))
     lines = make_lines(make_ships(args.vessels, rng), args.messages, rng)
     probe = run_full(lines, zones)
+    if args.alerts_out is not None:
+        write_alerts(lines, zones, args.alerts_out)
     engine = probe.engine
     assert isinstance(engine, Engine)
     stats = engine.stats()
@@ -294,6 +300,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         profile_rules(lines, zones)
     return 0
+
+
+def write_alerts(lines: Sequence[bytes], zones: ZoneSet, path: Path) -> None:
+    """Every alert transition of one full run, as ``--alerts-out`` of a replay writes it."""
+    with path.open("w", encoding="utf-8") as out:
+        pipeline = new_pipeline(zones)
+        pipeline.sinks.append(_LineSink(out))
+        for line in lines:
+            pipeline.feed_line("rx1", line, None)
+        pipeline.finish()
+
+
+class _LineSink:
+    """A minimal synchronous sink: alert transitions as sorted-key JSON lines."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    async def start(self) -> None:
+        return None
+
+    def on_report(self, report: Report) -> None:
+        return None
+
+    def on_alert(self, event: Any) -> None:
+        record = dict(event.alert)
+        record["transition"] = str(event.transition)
+        self.out.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+
+    async def stop(self) -> None:
+        return None
 
 
 def lines_span(lines: Sequence[bytes]) -> float:
