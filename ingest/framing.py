@@ -135,6 +135,9 @@ def frame(line: bytes) -> Sentence | Meta | str:
             return _BARE_TAG
         first = line[0]
 
+    if first == 36 and line[1:5] != b"PGHP":
+        # Other NMEA sentences (a third of some feeds): known not to be AIS without a checksum.
+        return NOT_AIS
     star = line.find(b"*")
     if star < 0:
         if first == 33 and line[3:6] in (b"VDM", b"VDO"):

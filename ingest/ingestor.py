@@ -20,6 +20,8 @@ from ingest.assembly import Assembler, Dropped
 from ingest.decode import DecodeError, build_report, decode_payload, sentence_station_time
 from ingest.framing import Meta, Sentence, frame
 from ingest.health import ReceiverHealth, SourceHealth
+from ingest.positions import FIRST_CHARS as _POSITION_FIRST_CHARS
+from ingest.positions import position_report
 from ingest.report import Report
 
 log = logging.getLogger(__name__)
@@ -206,14 +208,18 @@ class Ingestor:
             nmea = [sentence.raw.decode()]
         else:
             nmea = [p.raw.decode() for p in group]
-        try:
-            msg = decode_payload(payload, fill)
-            report = build_report(msg, payload, fill, time, time_source, [receiver],
-                                  nmea, sentence.own,
-                                  sentence.channel)
-        except DecodeError as exc:
-            health.decode_errors[str(exc.args[0])] += 1
-            return
+        report = None
+        if fill == 0 and len(payload) == 28 and payload[0] in _POSITION_FIRST_CHARS:
+            report = position_report(payload, time, time_source, [receiver], nmea,
+                                     sentence.own, sentence.channel)
+        if report is None:
+            try:
+                msg = decode_payload(payload, fill)
+                report = build_report(msg, payload, fill, time, time_source, [receiver],
+                                      nmea, sentence.own, sentence.channel)
+            except DecodeError as exc:
+                health.decode_errors[str(exc.args[0])] += 1
+                return
         self._recent[key] = report
         health.messages += 1
         health.by_type[report.msg_type] += 1

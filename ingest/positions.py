@@ -1,0 +1,96 @@
+"""Class A and B position reports (types 1, 2, 3, 18) read straight from the payload.
+
+These are most of AIS traffic, and for them pyais's own 168-bit fast path spends most of its
+time on objects we throw away (bit vector, attrs message, enums). Here the armoured payload
+becomes one integer (a byte translation into the base64 alphabet, decoded in C) and each
+field is a shift and a mask, with pyais's conversions: positions as
+``round(raw / 600000, 6)`` (integer arithmetic, bit-identical, as pyais does), speed and
+course in tenths, rate of turn as ``copysign(round((raw / 4.733) ** 2), raw)``.
+
+Only exact 168-bit payloads (28 characters, no fill bits) take this path; anything else
+goes through pyais (:mod:`ingest.decode`). ``tests/test_positions.py`` checks this module
+against pyais field by field on every such message of the bundled corpora and on random
+payloads.
+"""
+
+from __future__ import annotations
+
+import math
+from binascii import a2b_base64
+
+from ingest.report import Report
+
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+#: AIS armour ('0'..'W' = 0..39, '`'..'w' = 40..63) → the base64 letter of the same value.
+_ARMOUR = bytes(range(48, 88)) + bytes(range(96, 120))
+_TO_BASE64 = bytes.maketrans(_ARMOUR, _B64)
+#: First payload characters of types 1, 2, 3 ('1', '2', '3') and 18 ('B').
+FIRST_CHARS = frozenset(b"123B")
+_TURN_FAST = {127: "fastright", -127: "fastleft"}
+_NOT_AVAILABLE_SPEED = 1023  # 102.3 kn
+_NOT_AVAILABLE_COURSE = 3600  # 360.0°
+
+
+def _degrees(raw: int) -> float:
+    """pyais's ``to_lat_lon``: ``round(raw / 600000, 6)`` without the decimal round trip."""
+    return ((10 * raw + 3) // 6) / 1e6
+
+
+def position_report(payload: bytes, time: float, time_source: str, sources: list[str],
+                    nmea: list[str], own: bool, channel: str) -> Report | None:
+    """The report of a 168-bit type 1/2/3/18 payload; ``None`` for any other payload.
+
+    The caller has checked the payload's characters (framing) and that it is 28 long with
+    no fill bits.
+    """
+    v = int.from_bytes(a2b_base64(payload.translate(_TO_BASE64)), "big")
+    msg_type = v >> 162
+    mmsi = (v >> 130) & 0x3FFFFFFF
+    if msg_type == 18:
+        speed_raw = (v >> 112) & 0x3FF
+        lon_raw = (v >> 83) & 0xFFFFFFF
+        lat_raw = (v >> 56) & 0x7FFFFFF
+        course_raw = (v >> 44) & 0xFFF
+        heading_raw = (v >> 35) & 0x1FF
+        accuracy = bool((v >> 111) & 1)
+    elif 1 <= msg_type <= 3:
+        speed_raw = (v >> 108) & 0x3FF
+        lon_raw = (v >> 79) & 0xFFFFFFF
+        lat_raw = (v >> 52) & 0x7FFFFFF
+        course_raw = (v >> 40) & 0xFFF
+        heading_raw = (v >> 31) & 0x1FF
+        accuracy = bool((v >> 107) & 1)
+    else:
+        return None
+    if lon_raw & 0x8000000:
+        lon_raw -= 0x10000000
+    if lat_raw & 0x4000000:
+        lat_raw -= 0x8000000
+    lon = _degrees(lon_raw)
+    lat = _degrees(lat_raw)
+    # Not available (91°, 181°), out of range, or the (0, 0) null island: no position.
+    fix = -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat_raw != 0 or lon_raw != 0)
+    speed = None if speed_raw >= _NOT_AVAILABLE_SPEED else speed_raw / 10.0
+    course = None if course_raw >= _NOT_AVAILABLE_COURSE else course_raw / 10.0
+    heading = None if heading_raw >= 360 else heading_raw
+    if msg_type == 18:
+        return Report(mmsi, 18, time, time_source, sources, nmea, own, channel or None,
+                      lat if fix else None, lon if fix else None, speed, course, heading,
+                      None, None, accuracy)
+    turn_raw = (v >> 118) & 0xFF
+    if turn_raw > 127:
+        turn_raw -= 256
+    indicator = _TURN_FAST.get(turn_raw)
+    turn: float | None
+    if indicator is not None or turn_raw == -128:
+        turn = None
+    elif turn_raw == 0:
+        turn = 0.0
+    else:
+        turn = math.copysign(round((turn_raw / 4.733) ** 2), turn_raw)
+    report = Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
+                    lat if fix else None, lon if fix else None, speed, course, heading, turn,
+                    (v >> 126) & 0xF, accuracy)
+    if indicator is not None:
+        report.extra["turn_indicator"] = indicator
+    return report
