@@ -15,9 +15,10 @@ store's start (schema migration of a fresh file) is not. Every run gets a new da
 temporary directory before any timing; reading that file (page cache) is part of the
 harbourwatch time, while pyais gets the lines already in memory. The read cost is printed too.
 
-Figures are the best of ``--repeat`` runs. Two ratios are printed: messages/s (harbourwatch
-counts the reports it delivers, duplicates from several base stations removed; pyais counts
-every message it decodes) and time for the same input. Target (issue 8): >= 0.5x.
+Figures are the best of ``--repeat`` runs. Both sides are credited with the distinct
+messages of the log (the reports harbourwatch delivers): pyais's decodes of a message a
+national feed relays from several base stations deliver nothing new, so the ratio of
+messages/s is also the ratio of times for the same input. Target (issue 8): >= 0.5x.
 """
 
 from __future__ import annotations
@@ -136,16 +137,19 @@ def compare(log: Path, config: Path | None, repeat: int, tmp: Path, profile: boo
     ours = best_harbourwatch(repeat, plain, config, tmp)
     theirs = best_sync(repeat, lambda: run_pyais(lines))
     reading = min(read_seconds(plain) for _ in range(3))
-    ratio = ours.rate / theirs.rate if theirs.rate else float("inf")
+    # Both deliver the same distinct messages; pyais's decodes of a message relayed by
+    # several base stations add none (as in bench/ingest.py).
+    distinct = Result(ours.messages, theirs.seconds)
+    ratio = ours.rate / distinct.rate if distinct.rate else float("inf")
     zones = f"zones and config of {config.parent.name}/{config.name}" if config else "no zones"
     print(f"{log.name}: {len(lines):,} lines, {zones}")
     print(f"  harbourwatch  {ours.messages:>8,} msgs  {ours.seconds:7.3f} s  "
           f"{ours.rate:>10,.0f} msg/s   ({ours.alerts:,} alert transitions; "
           f"{reading:.3f} s of it reading the file)")
-    print(f"  pyais         {theirs.messages:>8,} msgs  {theirs.seconds:7.3f} s  "
-          f"{theirs.rate:>10,.0f} msg/s")
-    print(f"  ratio         {ratio:.2f}x msg/s   "
-          f"({theirs.seconds / ours.seconds:.2f}x by time for the same input)")
+    print(f"  pyais         {distinct.messages:>8,} msgs  {distinct.seconds:7.3f} s  "
+          f"{distinct.rate:>10,.0f} msg/s   ({theirs.messages:,} decoded, "
+          f"{theirs.messages - ours.messages:,} of them repeats)")
+    print(f"  ratio         {ratio:.2f}x")
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -1,4 +1,4 @@
-"""Class A and B position reports (types 1, 2, 3, 18) read straight from the payload.
+"""Position reports (types 1, 2, 3, 18, and base stations 4, 11) read straight from the payload.
 
 These are most of AIS traffic, and for them pyais's own 168-bit fast path spends most of its
 time on objects we throw away (bit vector, attrs message, enums). Here the armoured payload
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from binascii import a2b_base64
+from datetime import UTC, datetime
 
 from ingest.report import Report
 
@@ -24,8 +25,8 @@ _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #: AIS armour ('0'..'W' = 0..39, '`'..'w' = 40..63) → the base64 letter of the same value.
 _ARMOUR = bytes(range(48, 88)) + bytes(range(96, 120))
 _TO_BASE64 = bytes.maketrans(_ARMOUR, _B64)
-#: First payload characters of types 1, 2, 3 ('1', '2', '3') and 18 ('B').
-FIRST_CHARS = frozenset(b"123B")
+#: First payload characters of types 1, 2, 3 ('1', '2', '3'), 4 ('4'), 11 (';'), 18 ('B').
+FIRST_CHARS = frozenset(b"1234;B")
 _TURN_FAST = {127: "fastright", -127: "fastleft"}
 _NOT_AVAILABLE_SPEED = 1023  # 102.3 kn
 _NOT_AVAILABLE_COURSE = 3600  # 360.0°
@@ -38,7 +39,7 @@ def _degrees(raw: int) -> float:
 
 def position_report(payload: bytes, time: float, time_source: str, sources: list[str],
                     nmea: list[str], own: bool, channel: str) -> Report | None:
-    """The report of a 168-bit type 1/2/3/18 payload; ``None`` for any other payload.
+    """The report of a 168-bit type 1/2/3/4/11/18 payload; ``None`` for any other payload.
 
     The caller has checked the payload's characters (framing) and that it is 28 long with
     no fill bits.
@@ -60,6 +61,8 @@ def position_report(payload: bytes, time: float, time_source: str, sources: list
         course_raw = (v >> 40) & 0xFFF
         heading_raw = (v >> 31) & 0x1FF
         accuracy = bool((v >> 107) & 1)
+    elif msg_type == 4 or msg_type == 11:
+        return _base_station(v, msg_type, mmsi, time, time_source, sources, nmea, own, channel)
     else:
         return None
     if lon_raw & 0x8000000:
@@ -94,3 +97,46 @@ def position_report(payload: bytes, time: float, time_source: str, sources: list
     if indicator is not None:
         report.extra["turn_indicator"] = indicator
     return report
+
+
+def _base_station(v: int, msg_type: int, mmsi: int, time: float, time_source: str,
+                  sources: list[str], nmea: list[str], own: bool, channel: str) -> Report:
+    """Types 4 and 11: position, accuracy and the station's UTC (``extra.station_time``)."""
+    lon_raw = (v >> 61) & 0xFFFFFFF
+    lat_raw = (v >> 34) & 0x7FFFFFF
+    if lon_raw & 0x8000000:
+        lon_raw -= 0x10000000
+    if lat_raw & 0x4000000:
+        lat_raw -= 0x8000000
+    lon = _degrees(lon_raw)
+    lat = _degrees(lat_raw)
+    fix = -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat_raw != 0 or lon_raw != 0)
+    report = Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
+                    lat if fix else None, lon if fix else None,
+                    accuracy=bool((v >> 89) & 1))
+    midnight = _midnight((v >> 116) & 0x3FFF, (v >> 112) & 0xF, (v >> 107) & 0x1F)
+    hour = (v >> 102) & 0x1F
+    minute = (v >> 96) & 0x3F
+    second = (v >> 90) & 0x3F
+    # Not available (hour 24, minute or second 60) or invalid: no station time.
+    if midnight is not None and hour < 24 and minute < 60 and second < 60:
+        report.extra["station_time"] = midnight + (hour * 3600 + minute * 60 + second)
+    return report
+
+
+_MIDNIGHTS: dict[tuple[int, int, int], float | None] = {}
+
+
+def _midnight(year: int, month: int, day: int) -> float | None:
+    """Unix seconds of a date's 00:00 UTC (``None`` when not a date); stations repeat it."""
+    key = (year, month, day)
+    if key in _MIDNIGHTS:
+        return _MIDNIGHTS[key]
+    try:
+        value: float | None = datetime(year, month, day, tzinfo=UTC).timestamp()
+    except ValueError:
+        value = None
+    if len(_MIDNIGHTS) >= 4096:
+        _MIDNIGHTS.clear()
+    _MIDNIGHTS[key] = value
+    return value

@@ -1,4 +1,4 @@
-"""The direct decoder of types 1, 2, 3 and 18 gives exactly what the pyais path gives.
+"""The direct decoder of types 1, 2, 3, 4, 11, 18 gives exactly what the pyais path gives.
 
 Checked on every 168-bit position report of the bundled corpora, on the edge values of each
 field (not-available sentinels, null island, turn indicators, extremes of every width) and on
@@ -73,7 +73,7 @@ def test_every_position_report_of_the_corpora_matches_pyais() -> None:
     payloads = corpus_payloads()
     assert len(payloads) > 20_000  # the two big logs are in
     kinds = {p[:1] for p in payloads}
-    assert kinds == {b"1", b"2", b"3", b"B"}
+    assert kinds >= {b"1", b"2", b"3", b"4", b"B"}
     for payload in payloads:
         assert_same(payload)
 
@@ -95,7 +95,23 @@ def type18(*, mmsi: int = 338_000_001, speed: int = 0, accuracy: int = 0, lon: i
     return value | 0x54321
 
 
+def base_station(*, msg_type: int = 4, mmsi: int = 2_190_047, year: int = 2012,
+                 month: int = 1, day: int = 27, hour: int = 11, minute: int = 47,
+                 second: int = 12, accuracy: int = 0, lon: int = 0, lat: int = 0) -> int:
+    value = msg_type << 162 | mmsi << 130 | year << 116 | month << 112 | day << 107
+    value |= hour << 102 | minute << 96 | second << 90 | accuracy << 89
+    value |= (lon & 0xFFFFFFF) << 61 | (lat & 0x7FFFFFF) << 34
+    return value | 0x7 << 30 | 0x1234  # epfd and radio: must not matter
+
+
 EDGES = [
+    base_station(), base_station(msg_type=11, accuracy=1, lon=151 * 600_000, lat=-23 * 600_000),
+    base_station(year=0, month=0, day=0, hour=24, minute=60, second=60),  # not available
+    base_station(hour=24), base_station(minute=60), base_station(second=60),
+    base_station(hour=23, minute=59, second=59), base_station(month=13),
+    base_station(year=2011, month=2, day=29), base_station(year=2012, month=2, day=29),
+    base_station(year=16383, month=12, day=31), base_station(day=0),
+    base_station(lon=181 * 600_000, lat=91 * 600_000),
     type1(),  # null island: no position
     type1(lon=181 * 600_000, lat=91 * 600_000, speed=1023, course=3600, heading=511),
     type1(lon=-180 * 600_000, lat=-90 * 600_000, speed=1022, course=3599, heading=359),
@@ -135,13 +151,18 @@ def test_sentinels_become_null_and_turn_indicators_are_named() -> None:
     assert turning is not None and turning.turn == -math.copysign(round((20 / 4.733) ** 2), 1)
 
 
-def test_other_types_are_left_to_pyais() -> None:
-    assert direct(armour(4 << 162 | 2_190_000 << 130)) is None
+def test_base_station_time_and_other_types_are_left_to_pyais() -> None:
+    report = direct(armour(base_station()))
+    assert report is not None
+    assert report.extra == {"station_time": 1327664832.0}  # 2012-01-27T11:47:12Z
+    missing = direct(armour(base_station(hour=24)))
+    assert missing is not None and missing.extra == {}
     assert direct(armour(5 << 162)) is None
+    assert direct(armour(24 << 162)) is None
 
 
 @settings(max_examples=3000, deadline=None)
 @given(bits=st.integers(min_value=0, max_value=(1 << 162) - 1),
-       msg_type=st.sampled_from([1, 2, 3, 18]))
+       msg_type=st.sampled_from([1, 2, 3, 4, 11, 18]))
 def test_random_payloads_match_pyais(bits: int, msg_type: int) -> None:
     assert_same(armour(msg_type << 162 | bits))
