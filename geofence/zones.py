@@ -8,6 +8,7 @@ ids and non-polygons with the feature id (or index) and the reason, all problems
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,11 @@ CELL_M = 250.0
 MAX_CELLS = 200_000
 #: Exact points remembered by :meth:`ZoneSet.near` (vessels at rest ask from the same one).
 MAX_NEAR_POINTS = 20_000
+#: Projected points remembered by :meth:`ZoneSet.project` (a fix heard again, a vessel at rest).
+MAX_PROJECTED = 50_000
+#: Slack (metres) around the zones' bounds inside which :meth:`ZoneSet.ids_at` asks the grid:
+#: a point farther out is in no zone, whatever the rounding of its cell.
+BOUNDS_SLACK_M = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -207,16 +213,6 @@ _CellZone = tuple["Zone", bool, float, float, float, float]
 _Cell = tuple[tuple[str, ...] | None, tuple[_CellZone, ...]]
 
 
-def _contains(entry: _CellZone, x: float, y: float) -> bool:
-    """Whether the zone contains the point; outside its bounding box it cannot."""
-    zone, whole, x0, y0, x1, y1 = entry
-    if whole:
-        return True
-    if x < x0 or x > x1 or y < y0 or y > y1:
-        return False
-    return bool(_contains_xy(zone.metric, x, y))
-
-
 class ZoneSet:
     """Zones with their metric geometry and spatial indexes; immutable once built.
 
@@ -231,6 +227,7 @@ class ZoneSet:
         self.zones: tuple[Zone, ...] = tuple(zones)
         self.by_id: dict[str, Zone] = {z.id: z for z in self.zones}
         self._projector: Projector | None = None
+        self._projected: dict[tuple[float, float], tuple[float, float]] = {}
         if projection:
             self._projector = Projector(projection)
         elif self.zones:
@@ -290,6 +287,13 @@ class ZoneSet:
         self._near_points: dict[tuple[float, float, float, tuple[str, ...]],
                                 tuple[tuple[Zone, float], ...]] = {}
         self._tree = shapely.STRtree([z.metric for z in self.zones])
+        # Points outside every zone's bounds (traffic along the coast, far from the port)
+        # need no cell: with no zones the bounds are NaN and every point is outside.
+        x0, y0, x1, y1 = (shapely.total_bounds([z.metric for z in self.zones])
+                          if self.zones else (math.nan,) * 4)
+        slack = BOUNDS_SLACK_M
+        self._bounds = (float(x0) - slack, float(y0) - slack, float(x1) + slack,
+                        float(y1) + slack)
         self._kinds: dict[str, tuple[Zone, ...]] = {}
         self._kind_trees: dict[str, Any] = {}
         for kind in KINDS:
@@ -325,10 +329,18 @@ class ZoneSet:
 
     def project(self, lon: float, lat: float) -> tuple[float, float]:
         """WGS 84 to metres (the projector is fixed on first use when there are no zones)."""
+        key = (lon, lat)
+        xy = self._projected.get(key)
+        if xy is not None:
+            return xy  # PROJ releases the GIL per call: costly when another thread runs
         projector = self._projector
         if projector is None:
             projector = self._projector = Projector.around(lon, lat)
-        return projector.forward(lon, lat)
+        xy = projector.forward(lon, lat)
+        if len(self._projected) >= MAX_PROJECTED:
+            self._projected.clear()
+        self._projected[key] = xy
+        return xy
 
     def unproject(self, x: float, y: float) -> tuple[float, float]:
         if self._projector is None:
@@ -355,14 +367,14 @@ class ZoneSet:
 
     def zones_at(self, x: float, y: float) -> list[Zone]:
         """Zones containing the point, in file order."""
-        key = (int(x // CELL_M), int(y // CELL_M))
-        cell = self._cells.get(key)
-        if cell is None:
-            cell = self._cell(key)
-        return [e[0] for e in cell[1] if _contains(e, x, y)]
+        by_id = self.by_id
+        return [by_id[zid] for zid in self.ids_at(x, y)]
 
     def ids_at(self, x: float, y: float) -> tuple[str, ...]:
         """Ids of the zones containing the point, in file order."""
+        x0, y0, x1, y1 = self._bounds
+        if not (x0 <= x <= x1 and y0 <= y <= y1):
+            return ()
         key = (int(x // CELL_M), int(y // CELL_M))
         cell = self._cells.get(key)
         if cell is None:
@@ -370,7 +382,11 @@ class ZoneSet:
         fixed = cell[0]
         if fixed is not None:
             return fixed
-        return tuple(e[0].id for e in cell[1] if _contains(e, x, y))
+        # Outside a zone's bounding box it cannot contain the point: GEOS is asked only
+        # for zones whose box holds it (written out: this runs for most reports).
+        return tuple([zone.id for zone, whole, zx0, zy0, zx1, zy1 in cell[1]
+                      if whole or (zx0 <= x <= zx1 and zy0 <= y <= zy1
+                                   and _contains_xy(zone.metric, x, y))])
 
     def near(self, x: float, y: float, distance: float,
              kinds: Iterable[str] | None = None) -> list[tuple[Zone, float]]:

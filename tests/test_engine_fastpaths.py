@@ -1,0 +1,75 @@
+"""The engine's shortcuts give the answers of the plain computations they stand for."""
+
+from __future__ import annotations
+
+import random
+from itertools import pairwise
+
+import shapely
+
+from geofence.alert import Alert, AlertState, RiskArea, Severity
+from geofence.alertbook import snapshot
+from geofence.projection import Projector
+from geofence.zones import ZoneSet
+from tests.rulekit import lonlat, port_zones
+
+
+def plain_ids_at(zones: ZoneSet, x: float, y: float) -> tuple[str, ...]:
+    """Every zone tested exactly, in file order (what the grid of cells shortcuts)."""
+    return tuple(z.id for z in zones.zones if shapely.contains_xy(z.metric, x, y))
+
+
+def test_ids_at_matches_exact_tests_inside_on_edges_and_far_away() -> None:
+    zones = port_zones()
+    rng = random.Random(7)
+    x0, y0, x1, y1 = shapely.total_bounds([z.metric for z in zones.zones])
+    points = [(rng.uniform(x0 - 5000, x1 + 5000), rng.uniform(y0 - 5000, y1 + 5000))
+              for _ in range(3000)]
+    # Vertices and edge midpoints of every zone: on the boundary, contains is false.
+    for zone in zones.zones:
+        ring = list(zone.metric.exterior.coords)
+        points += ring
+        points += [((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for a, b in pairwise(ring)]
+    points += [(x0 - 1e6, y0), (x1 + 0.5, y1 + 0.5), (float("nan"), y0)]
+    inside = 0
+    for x, y in points:
+        expected = plain_ids_at(zones, x, y)
+        assert zones.ids_at(x, y) == expected, (x, y)
+        assert [z.id for z in zones.zones_at(x, y)] == list(expected)
+        inside += bool(expected)
+    assert inside > 500  # the sample does reach into the zones
+    assert ZoneSet.empty("EPSG:32631").ids_at(500_000.0, 5_700_000.0) == ()
+
+
+def test_projection_cache_returns_the_projectors_answer() -> None:
+    zones = port_zones()
+    assert zones.crs is not None
+    projector = Projector(zones.crs)
+    rng = random.Random(3)
+    points = [lonlat(rng.uniform(-3000, 3000), rng.uniform(-3000, 3000)) for _ in range(200)]
+    for lon, lat in points + points:  # the second round is answered from the cache
+        assert zones.project(lon, lat) == projector.forward(lon, lat)
+    lazy = ZoneSet.empty()
+    assert lazy.project(4.1, 51.9) == lazy.project(4.1, 51.9)
+    assert lazy.crs == "EPSG:32631"
+
+
+def test_snapshot_is_to_dict_with_details_copied() -> None:
+    details = {"reports": [{"time": "2026-01-01T10:00:00Z", "sources": ["rx1"]}],
+               "speeds": [3.5, None], "nested": {"a": [1, {"b": 2}]}}
+    open_alert = Alert(rule="encounter", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                       severity=Severity.WARNING, mmsi=244000001, other_mmsi=244000002,
+                       started_at=1_767_261_600.25, shipname="A", zone="berth_1",
+                       lat=51.9, lon=4.1, details=details)
+    ended = Alert(rule="zone_entry", risk_area=RiskArea.PORT_OPERATIONS,
+                  severity=Severity.INFO, mmsi=244000003, started_at=1_767_261_601.0,
+                  state=AlertState.ENDED, ended_at=1_767_261_601.0, drill=True)
+    for alert in (open_alert, ended):
+        snap = snapshot(alert)
+        assert snap == alert.to_dict()
+        assert list(snap) == list(alert.to_dict())  # the same key order for every sink
+    snap = snapshot(open_alert)
+    snap["details"]["reports"][0]["sources"].append("rx2")
+    snap["details"]["nested"]["a"][1]["b"] = 3
+    assert open_alert.details["reports"][0]["sources"] == ["rx1"]
+    assert open_alert.details["nested"] == {"a": [1, {"b": 2}]}
