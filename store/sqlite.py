@@ -8,6 +8,7 @@ for the lock), the reader thread serves queries (WAL lets it read while the writ
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sqlite3
@@ -39,12 +40,23 @@ from store.common import (
     track_point,
     vessel_out,
 )
-from store.rows import STATIC_FIELDS, Batch, StaticRow, iso, merge_state, merge_statics
+from store.rows import (
+    POSITION_COLUMNS,
+    STATIC_FIELDS,
+    Batch,
+    PositionRow,
+    StaticRow,
+    iso,
+    merge_state,
+    merge_statics,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_POSITION_INSERT = "INSERT OR IGNORE INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_POSITION_VALUES = "(?,?,?,?,?,?,?,?,?,?,?)"
+#: Most rows in one multi-row INSERT (fewer when the library allows fewer parameters).
+_POSITION_CHUNK = 256
 _VESSEL_UPSERT = (
     f"INSERT OR REPLACE INTO vessels (mmsi, {', '.join(STATIC_FIELDS)}, updated_at) "
     f"VALUES ({', '.join('?' * (len(STATIC_FIELDS) + 2))})"
@@ -58,6 +70,28 @@ _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
     "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
 )
+
+
+@functools.cache
+def _position_insert(rows: int) -> str:
+    return f"INSERT OR IGNORE INTO positions VALUES {','.join([_POSITION_VALUES] * rows)}"
+
+
+def _position_params(rows: list[PositionRow]) -> list[Any]:
+    """The rows' values in one flat list, ``sources`` as JSON text (each distinct list of
+    receivers serialised once per batch: most reports share a handful of them)."""
+    dumped: dict[tuple[str, ...], str] = {}
+    flat: list[Any] = []
+    add = flat.extend
+    for row in rows:
+        sources = row[9]
+        key = tuple(sources)
+        text = dumped.get(key)
+        if text is None:
+            text = dumped[key] = json.dumps(sources)
+        add((row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], text,
+             row[10]))
+    return flat
 
 
 class SqliteStore(WriterStore):
@@ -76,6 +110,7 @@ class SqliteStore(WriterStore):
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._chunk = 1
 
     # --- plumbing ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -86,6 +121,12 @@ class SqliteStore(WriterStore):
         # lose the last transactions, which the spool/replay design tolerates.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._chunk = max(1, min(_POSITION_CHUNK, params // len(POSITION_COLUMNS)))
         return conn
 
     async def _call(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
@@ -126,7 +167,7 @@ class SqliteStore(WriterStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.path.parent}: {exc}") from exc
-        self._wconn = await self._call(self._wx, self._connect)
+        self._wconn = await self._call(self._wx, self._connect_writer)
         await self._call(self._wx, self._migrate)
         self._rconn = await self._call(self._rx, self._connect)
         log.info("store: %s", self.description)
@@ -171,9 +212,7 @@ class SqliteStore(WriterStore):
 
     def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> None:
         if batch.positions:
-            conn.executemany(_POSITION_INSERT, [
-                (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                 json.dumps(r[9]), r[10]) for r in batch.positions])
+            self._write_positions(conn, batch.positions)
         if batch.statics:
             self._write_statics(conn, batch.statics)
         now = wallclock.time()
@@ -188,6 +227,24 @@ class SqliteStore(WriterStore):
                 conn.execute(_AUDIT_INSERT, (
                     alert["id"], when, "rules", transition, None, before, state,
                     f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
+
+    def _write_positions(self, conn: sqlite3.Connection, rows: list[PositionRow]) -> None:
+        """Multi-row INSERTs of up to ``_chunk`` rows, not ``executemany``.
+
+        ``executemany`` steps each row on its own and releases the GIL around every step; the
+        writer thread then waits up to the interpreter's switch interval to get it back from
+        the busy pipeline thread, once per row. One statement per chunk binds all its rows in
+        C and inserts them in one step with the GIL released. The statements are cached by
+        the connection (full chunks, then power-of-two remainders: a few distinct texts).
+        """
+        params = _position_params(rows)
+        width = len(POSITION_COLUMNS)
+        count, done = len(rows), 0
+        while done < count:
+            left = count - done
+            size = self._chunk if left >= self._chunk else 1 << (left.bit_length() - 1)
+            conn.execute(_position_insert(size), params[done * width:(done + size) * width])
+            done += size
 
     def _write_statics(self, conn: sqlite3.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}

@@ -1,0 +1,66 @@
+"""SQLite positions: the multi-row INSERTs store exactly what one row at a time would."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.report import Report
+from store.sqlite import SqliteStore
+
+T0 = 1_767_261_600.0
+
+
+def report(i: int) -> Report:
+    """Varied values: missing speed/course/heading/status, several receiver lists, drills."""
+    sources = [["rx1"], ["rx1", "rx2"], ["rx2", "rx1"], ["north", "søndre"], []][i % 5]
+    return Report(mmsi=244000000 + i % 7, msg_type=(1, 3, 18)[i % 3], time=T0 + i * 0.37,
+                  time_source="tagblock", sources=list(sources), nmea=[],
+                  lat=51.9 + i * 1.234567e-7, lon=-4.1 - i * 7.654321e-7,
+                  speed=None if i % 4 == 0 else i / 10, course=None if i % 6 == 0 else 0.1 * i,
+                  heading=None if i % 5 == 0 else i % 360, status=None if i % 9 == 0 else i % 16,
+                  extra={"drill": True} if i % 11 == 0 else {})
+
+
+def expected(r: Report) -> tuple[Any, ...]:
+    """The row as the former ``executemany`` of one tuple per report stored it."""
+    drill = bool(r.extra.get("drill", False))
+    return (r.time, r.mmsi, r.lat, r.lon, r.speed, r.course, r.heading, r.status, r.msg_type,
+            json.dumps(r.sources), int(drill))
+
+
+def stored(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute("SELECT * FROM positions").fetchall())
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+async def test_bulk_positions_match_row_by_row(tmp_path: Path, chunk: int | None) -> None:
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, batch_size=700, max_age=0.05)
+    await store.start()
+    if chunk is not None:  # as a library with a low parameter limit would give
+        store._chunk = chunk
+    reports = [report(i) for i in range(1537)]  # full chunks and every power-of-two remainder
+    for r in reports:
+        store.on_report(r)
+    for r in reports[100:900]:  # replayed again: ignored, within and across batches
+        store.on_report(r)
+    await store.flush()
+    await store.stop()
+    assert stored(path) == sorted(expected(r) for r in reports)
+
+
+async def test_chunk_follows_the_parameter_limit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hw.db")
+    await store.start()
+    try:
+        assert store._chunk >= 1
+        assert store._chunk * 11 <= sqlite3.connect(":memory:").getlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        await store.stop()
