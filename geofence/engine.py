@@ -114,12 +114,15 @@ class Engine:
             self.counters["not_vessels"] += 1
             return self.book.drain()
         self.counters["reports"] += 1
-        vessel = picture.vessel_for(report)
+        vessel = picture.vessels.get(report.mmsi)
+        if vessel is None:
+            vessel = picture.vessel_for(report)
         ctx = self.ctx
         ctx.suspect = None
         ctx.fix_accepted = False
+        history = vessel.history
         ctx.prev_seen = vessel.last_seen if vessel.messages else None
-        ctx.prev_fix = vessel.history[-1] if vessel.history else None
+        ctx.prev_fix = history[-1] if history else None
         ctx.prev_report = vessel.last_report
         ctx.entered = ctx.exited = _NO_ZONES
         # Projected once here, for the validators and the picture alike.
@@ -137,30 +140,36 @@ class Engine:
             picture.note(vessel, report)
             picture.move(vessel, report, x, y)
             return self.book.drain()
-        for rule in self._validators if x is not None else self._blind_validators:
-            rule.on_report(ctx, vessel, report)
+        if x is not None:
+            for rule in self._validators:
+                rule.on_report(ctx, vessel, report)
+        else:
+            for rule in self._blind_validators:
+                rule.on_report(ctx, vessel, report)
         picture.note(vessel, report)
         if ctx.suspect is None:
             picture.move(vessel, report, x, y)
             if x is not None and vessel.fix_time == t:
                 ctx.fix_accepted = True
-                if self.zones.zones or vessel.zones:  # no zones (yet): nothing to enter
-                    ctx.entered, ctx.exited = update_membership(
+                if vessel.zones or self.zones.zones:  # no zones (yet): nothing to enter
+                    entered, exited = update_membership(
                         vessel, self.zones, self._inertia, self._margin)
+                    if entered or exited:
+                        ctx.entered, ctx.exited = entered, exited
+                        for rule in self._zone_observers:
+                            rule.on_report(ctx, vessel, report)
         else:
             self.counters["suspect"] += 1
             # Sinks see why: the API's picture and the MQTT feed keep the spoofed fix out.
             report.extra["suspect"] = ctx.suspect
-        if ctx.entered or ctx.exited:
-            for rule in self._zone_observers:
-                rule.on_report(ctx, vessel, report)
         key = (report.msg_type, ctx.fix_accepted, is_ship_mmsi(vessel.mmsi))
         observers = self._observer_sets.get(key)
         if observers is None:
             observers = self._observers_for(key)
         for rule in observers:
             rule.on_report(ctx, vessel, report)
-        return self.book.drain()
+        book = self.book
+        return book.drain() if book._events else []
 
     def _observers_for(self, key: tuple[int, bool, bool]) -> list[Rule]:
         msg_type, fix, ship = key

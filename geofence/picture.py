@@ -27,6 +27,7 @@ KINEMATIC_FIELDS: tuple[str, ...] = ("speed", "course", "heading", "turn", "stat
 NON_VESSEL_TYPES = frozenset({4, 11, 16, 17, 20, 21, 22, 23})
 STATUS_AT_ANCHOR = 1
 STATUS_MOORED = 5
+_NEVER = float("-inf")
 
 
 class Fix(NamedTuple):
@@ -208,7 +209,7 @@ class Picture:
         vessel.last_report = report
         sources = vessel.sources
         for name in report.sources:
-            if sources.get(name, float("-inf")) < t:
+            if sources.get(name, _NEVER) < t:
                 sources[name] = t
         ais_class = report.ais_class
         if ais_class is not None:

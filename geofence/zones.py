@@ -71,8 +71,6 @@ CELL_M = 250.0
 MAX_CELLS = 200_000
 #: Exact points remembered by :meth:`ZoneSet.near` (vessels at rest ask from the same one).
 MAX_NEAR_POINTS = 20_000
-#: Projected points remembered by :meth:`ZoneSet.project` (a fix heard again, a vessel at rest).
-MAX_PROJECTED = 50_000
 #: Slack (metres) around the zones' bounds inside which :meth:`ZoneSet.ids_at` asks the grid:
 #: a point farther out is in no zone, whatever the rounding of its cell.
 BOUNDS_SLACK_M = 1.0
@@ -227,7 +225,6 @@ class ZoneSet:
         self.zones: tuple[Zone, ...] = tuple(zones)
         self.by_id: dict[str, Zone] = {z.id: z for z in self.zones}
         self._projector: Projector | None = None
-        self._projected: dict[tuple[float, float], tuple[float, float]] = {}
         if projection:
             self._projector = Projector(projection)
         elif self.zones:
@@ -329,18 +326,10 @@ class ZoneSet:
 
     def project(self, lon: float, lat: float) -> tuple[float, float]:
         """WGS 84 to metres (the projector is fixed on first use when there are no zones)."""
-        key = (lon, lat)
-        xy = self._projected.get(key)
-        if xy is not None:
-            return xy  # PROJ releases the GIL per call: costly when another thread runs
         projector = self._projector
         if projector is None:
             projector = self._projector = Projector.around(lon, lat)
-        xy = projector.forward(lon, lat)
-        if len(self._projected) >= MAX_PROJECTED:
-            self._projected.clear()
-        self._projected[key] = xy
-        return xy
+        return projector.forward(lon, lat)
 
     def unproject(self, x: float, y: float) -> tuple[float, float]:
         if self._projector is None:

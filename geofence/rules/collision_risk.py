@@ -96,7 +96,10 @@ class CollisionRisk(BaseRule):
 
     def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
         assert vessel.speed is not None and vessel.course is not None
-        vx, vy = velocity(vessel.speed, vessel.course)
+        # velocity(), written out: this runs for every report of a vessel under way.
+        speed = vessel.speed * KN_TO_MS
+        rad = math.radians(vessel.course)
+        vx, vy = speed * math.sin(rad), speed * math.cos(rad)
         if not ctx.zones.zones:
             return Motion(t, vx, vy, True, None, None, None)
         # Where the fix is, not the confirmed membership: a pair is judged at once.
