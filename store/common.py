@@ -11,7 +11,7 @@ from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
 from ingest.report import Report
 from store.base import AlertQuery, WriterStats
-from store.rows import STATIC_FIELDS, Batch, iso, position_row, static_row
+from store.rows import STATIC_FIELDS, Batch, iso, static_row
 from store.writer import BatchWriter
 
 
@@ -28,6 +28,7 @@ class WriterStore:
         self.drill = drill
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
                                    memory_limit=memory_limit, retry_max=retry_max)
+        self._put = self._writer.put
 
     async def write_batch(self, batch: Batch) -> None:
         raise NotImplementedError
@@ -53,9 +54,16 @@ class WriterStore:
         return self._writer.stats()
 
     def on_report(self, report: Report) -> None:
-        drill = bool(report.extra.get("drill", self.drill)) if report.extra else self.drill
-        if report.lat is not None and report.lon is not None:
-            self._writer.put(("p", position_row(report, drill)))
+        # The pipeline's hot path: one tuple and one deque append per position (the row is
+        # shaped inline, as store.rows.position_row does; the writer thread does the rest).
+        extra = report.extra
+        drill = bool(extra.get("drill", self.drill)) if extra else self.drill
+        lat, lon = report.lat, report.lon
+        if lat is not None and lon is not None:
+            # ``sources`` is not copied: see store.rows.position_row.
+            self._put(("p", (report.time, report.mmsi, lat, lon, report.speed, report.course,
+                             report.heading, report.status, report.msg_type, report.sources,
+                             drill)))
         if report.msg_type in _STATIC_MSG_TYPES:
             srow = static_row(report)
             if srow is not None:

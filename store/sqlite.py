@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import time as wallclock
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,13 +54,14 @@ from store.rows import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_POSITION_VALUES = "(?,?,?,?,?,?,?,?,?,?,?)"
-#: Most rows in one multi-row INSERT (fewer when the library allows fewer parameters).
-_POSITION_CHUNK = 256
+_POSITION_INSERT = "INSERT OR IGNORE INTO positions VALUES"
 _VESSEL_UPSERT = (
-    f"INSERT OR REPLACE INTO vessels (mmsi, {', '.join(STATIC_FIELDS)}, updated_at) "
-    f"VALUES ({', '.join('?' * (len(STATIC_FIELDS) + 2))})"
+    f"INSERT OR REPLACE INTO vessels (mmsi, {', '.join(STATIC_FIELDS)}, updated_at) VALUES"
 )
+_VESSEL_WIDTH = len(STATIC_FIELDS) + 2
+_HISTORY_INSERT = "INSERT OR IGNORE INTO vessel_history VALUES"
+#: Most rows (or keys) in one statement for static data: a batch holds few of them.
+_SMALL_CHUNK = 64
 _ALERT_UPSERT = (
     f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ALERT_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
@@ -72,9 +73,39 @@ _AUDIT_INSERT = (
 )
 
 
-@functools.cache
-def _position_insert(rows: int) -> str:
-    return f"INSERT OR IGNORE INTO positions VALUES {','.join([_POSITION_VALUES] * rows)}"
+@functools.lru_cache(maxsize=64)
+def _values_sql(head: str, width: int, rows: int) -> str:
+    """``head`` followed by ``rows`` groups of ``width`` placeholders."""
+    group = f"({','.join('?' * width)})"
+    return f"{head} {','.join([group] * rows)}"
+
+
+def _pieces(count: int, full: int) -> Iterator[tuple[int, int]]:
+    """``(start, size)`` of statements for ``count`` rows: full ones, then powers of two.
+
+    Compiling a multi-row statement costs about as much as running it, so only these few
+    sizes are ever used, and the connection keeps each one prepared.
+    """
+    done = 0
+    while done < count:
+        left = count - done
+        size = full if left >= full else 1 << (left.bit_length() - 1)
+        yield done, size
+        done += size
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, width: int, params: list[Any],
+                 full: int) -> None:
+    """Insert the rows whose values are laid out flat in ``params`` (``width`` per row).
+
+    Multi-row statements, not ``executemany``: that steps each row on its own and releases
+    the GIL around every step, and the writer thread then waits up to the interpreter's
+    switch interval to get it back from the busy pipeline thread, once per row. One
+    statement binds all its rows in C and inserts them in one step with the GIL released.
+    """
+    for start, size in _pieces(len(params) // width, full):
+        conn.execute(_values_sql(head, width, size),
+                     params[start * width:(start + size) * width])
 
 
 def _position_params(rows: list[PositionRow]) -> list[Any]:
@@ -111,6 +142,7 @@ class SqliteStore(WriterStore):
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._chunk = 1
+        self._limit = 999  # SQLite's lowest default, until the writer connection says
 
     # --- plumbing ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -125,8 +157,9 @@ class SqliteStore(WriterStore):
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = self._connect()
-        params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._chunk = max(1, min(_POSITION_CHUNK, params // len(POSITION_COLUMNS)))
+        self._limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._chunk = max(1, min(self._writer.batch_size,
+                                 self._limit // len(POSITION_COLUMNS)))
         return conn
 
     async def _call(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
@@ -229,36 +262,32 @@ class SqliteStore(WriterStore):
                     f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
 
     def _write_positions(self, conn: sqlite3.Connection, rows: list[PositionRow]) -> None:
-        """Multi-row INSERTs of up to ``_chunk`` rows, not ``executemany``.
-
-        ``executemany`` steps each row on its own and releases the GIL around every step; the
-        writer thread then waits up to the interpreter's switch interval to get it back from
-        the busy pipeline thread, once per row. One statement per chunk binds all its rows in
-        C and inserts them in one step with the GIL released. The statements are cached by
-        the connection (full chunks, then power-of-two remainders: a few distinct texts).
-        """
-        params = _position_params(rows)
-        width = len(POSITION_COLUMNS)
-        count, done = len(rows), 0
-        while done < count:
-            left = count - done
-            size = self._chunk if left >= self._chunk else 1 << (left.bit_length() - 1)
-            conn.execute(_position_insert(size), params[done * width:(done + size) * width])
-            done += size
+        """A full batch in one statement (``_chunk`` rows: the batch size, or fewer when the
+        library allows fewer parameters), a smaller one in power-of-two pieces."""
+        _insert_rows(conn, _POSITION_INSERT, len(POSITION_COLUMNS), _position_params(rows),
+                     self._chunk)
 
     def _write_statics(self, conn: sqlite3.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}
         for row in statics:
             by_mmsi.setdefault(row[0], []).append(row)
+        keys = list(by_mmsi)
+        current: dict[int, dict[str, Any]] = {}
+        for start, size in _pieces(len(keys), _SMALL_CHUNK):
+            sql = f"SELECT * FROM vessels WHERE mmsi IN ({','.join('?' * size)})"
+            current.update((r["mmsi"], dict(r))
+                           for r in conn.execute(sql, keys[start:start + size]))
+        upserts: list[Any] = []
+        history: list[Any] = []
         for mmsi, updates in by_mmsi.items():
-            found = conn.execute("SELECT * FROM vessels WHERE mmsi = ?", (mmsi,)).fetchone()
-            current = None if found is None else dict(found)
-            record, history = merge_statics(current, updates)
-            conn.execute(_VESSEL_UPSERT, (mmsi, *(record.get(f) for f in STATIC_FIELDS),
-                                          record["updated_at"]))
-            conn.executemany(
-                "INSERT OR IGNORE INTO vessel_history VALUES (?, ?, ?)",
-                [(mmsi, t, json.dumps(changes)) for t, changes in history])
+            record, changes = merge_statics(current.get(mmsi), updates)
+            upserts.extend((mmsi, *(record.get(f) for f in STATIC_FIELDS),
+                            record["updated_at"]))
+            for t, change in changes:
+                history.extend((mmsi, t, json.dumps(change)))
+        _insert_rows(conn, _VESSEL_UPSERT, _VESSEL_WIDTH, upserts,
+                     min(_SMALL_CHUNK, self._limit // _VESSEL_WIDTH))
+        _insert_rows(conn, _HISTORY_INSERT, 3, history, min(_SMALL_CHUNK, self._limit // 3))
 
     # --- reading -------------------------------------------------------------------------------
     async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,

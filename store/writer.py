@@ -52,6 +52,8 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._stats = WriterStats()
         self._backoff = retry_initial
+        #: flush() calls waiting: passes then write partial batches too.
+        self._flushing = 0
 
     # --- producer side (never blocks) --------------------------------------------------------
     def put(self, item: Item) -> None:
@@ -73,12 +75,16 @@ class BatchWriter:
 
     async def flush(self) -> None:
         """Return when all queued rows are written, or after one failed try while down."""
-        while self._task is not None and not self._task.done():
-            self._pass_done.clear()
-            self._wake.set()
-            await self._pass_done.wait()
-            if not self._stats.db_up or (not self._queue and not self._spool.pending):
-                return
+        self._flushing += 1
+        try:
+            while self._task is not None and not self._task.done():
+                self._pass_done.clear()
+                self._wake.set()
+                await self._pass_done.wait()
+                if not self._stats.db_up or (not self._queue and not self._spool.pending):
+                    return
+        finally:
+            self._flushing -= 1
 
     async def stop(self) -> None:
         """Flush; whatever the database did not take goes to the spool (nothing is lost)."""
@@ -116,14 +122,18 @@ class BatchWriter:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
+            due = True  # a pass that was not woken by a full batch writes what it finds
             if len(self._queue) < self.batch_size and not self._spool.pending:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.max_age)
+                    due = False
+                except TimeoutError:
+                    pass
             self._wake.clear()
             if self._stopping.is_set():
                 break
             try:
-                ok = await self._drain()
+                ok = await self._drain(due)
             except StoreError as exc:  # the spool itself failed: keep rows in memory
                 log.error("store: %s", exc)
                 ok = False
@@ -134,14 +144,23 @@ class BatchWriter:
                     await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff)
                 self._backoff = min(self._backoff * 2, self._retry_max)
 
-    async def _drain(self) -> bool:
-        """Write spool then queue until both are empty; False when the database is away."""
+    async def _drain(self, due: bool = True) -> bool:
+        """Write spool then queue until both are empty; False when the database is away.
+
+        Unless ``due`` (the flush interval is up) or a flush() waits, rows short of a full
+        batch stay queued for the next pass: what arrives while a batch is being written
+        would otherwise go out in many small transactions, each costing the database about
+        as much again per row (a busy replay wrote ~300-row batches back to back).
+        """
         while self._spool.pending:
             items, pos = await asyncio.to_thread(self._spool.peek, self.batch_size)
             if items and not await self._write(items):
                 return False
             self._spool.advance(pos, len(items) if items else self._spool.pending)
         while self._queue:
+            if (len(self._queue) < self.batch_size and not due and not self._flushing
+                    and not self._stopping.is_set()):
+                break
             count = min(self.batch_size, len(self._queue))
             items = list(islice(self._queue, 0, count))
             if not await self._write(items):

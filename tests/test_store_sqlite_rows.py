@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -62,5 +63,51 @@ async def test_chunk_follows_the_parameter_limit(tmp_path: Path) -> None:
         assert store._chunk >= 1
         assert store._chunk * 11 <= sqlite3.connect(":memory:").getlimit(
             sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        await store.stop()
+
+
+def static_report(i: int) -> Report:
+    """Static data of 150 vessels (more than one statement's worth), changing as i grows."""
+    return Report(mmsi=211000000 + i % 150, msg_type=5, time=T0 + i, time_source="tagblock",
+                  sources=["rx1"], nmea=[], shipname=f"SHIP {i % 150}",
+                  destination=("HAMBURG", "ROTTERDAM", None)[(i // 150) % 3],
+                  draught=None if i % 4 == 0 else 5.0 + (i // 150) / 10)
+
+
+def statics_of(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        return (sorted(conn.execute("SELECT * FROM vessels").fetchall()),
+                sorted(conn.execute("SELECT * FROM vessel_history").fetchall()))
+
+
+async def test_static_batches_match_one_report_per_batch(tmp_path: Path) -> None:
+    reports = [static_report(i) for i in range(600)]
+    bulk = SqliteStore(tmp_path / "bulk.db", batch_size=1000, max_age=5.0)
+    single = SqliteStore(tmp_path / "single.db", batch_size=1, max_age=5.0)
+    for store in (bulk, single):
+        await store.start()
+        for r in reports:
+            store.on_report(r)
+            if store is single:
+                await store.flush()  # one report per transaction, as the former code wrote
+        await store.stop()
+    vessels, history = statics_of(tmp_path / "bulk.db")
+    assert (vessels, history) == statics_of(tmp_path / "single.db")
+    assert len(vessels) == 150
+    assert len(history) > 2 * len(vessels)  # first sighting, then later changes
+
+
+async def test_a_partial_batch_is_written_within_the_flush_interval(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hw.db", batch_size=1000, max_age=0.05)
+    await store.start()
+    try:
+        for i in range(10):
+            store.on_report(report(i))
+        for _ in range(400):  # no flush(): the interval alone must bring them in
+            if await store.position_count() == 10:
+                break
+            await asyncio.sleep(0.025)
+        assert await store.position_count() == 10
     finally:
         await store.stop()
