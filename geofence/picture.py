@@ -13,9 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import shapely
-
 from geofence.zones import Zone, ZoneSet
+from geofence.zones import point as zone_point
 from ingest.report import Report, iso_time
 
 STATIC_FIELDS: tuple[str, ...] = (
@@ -40,6 +39,9 @@ class Fix(NamedTuple):
     y: float
     speed: float | None
     course: float | None
+
+
+_new_fix = tuple.__new__
 
 
 @dataclass(slots=True, eq=False)
@@ -244,8 +246,9 @@ class Picture:
             return  # an older fix arriving late must not move the vessel back
         vessel.lat, vessel.lon, vessel.x, vessel.y = report.lat, report.lon, x, y
         vessel.fix_time = report.time
-        vessel.history.append(Fix(report.time, report.lat, report.lon, x, y, report.speed,
-                                  report.course))
+        # Fix(...) without the namedtuple's Python-level __new__: one per accepted fix.
+        vessel.history.append(_new_fix(Fix, (report.time, report.lat, report.lon, x, y,
+                                             report.speed, report.course)))
 
     def forget(self, before: float, keep: Iterable[int]) -> list[int]:
         """Drop vessels last heard before ``before`` except those in ``keep``."""
@@ -284,7 +287,11 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
         return [], []
     by_id = zones.by_id
     point = None
-    inside = zone_ids_here(vessel, zones)
+    if vessel._inside_at == (x, y):  # zone_ids_here(), written out
+        inside = vessel._inside
+    else:
+        inside = zones.ids_at(x, y)
+        vessel._inside_at, vessel._inside = (x, y), inside
     confirmed, pending = vessel.zones, vessel.pending
     if not pending and len(inside) == len(confirmed):
         # The usual report: still inside exactly the zones it is a member of.
@@ -316,7 +323,7 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
             continue
         if margin_m > 0:
             if point is None:
-                point = shapely.Point(x, y)
+                point = zone_point(x, y)
             if zone.metric.distance(point) <= margin_m:
                 pending.pop(zid, None)
                 continue

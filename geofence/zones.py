@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shapely.geometry import mapping, shape
@@ -94,11 +95,11 @@ class Zone:
 
     def distance(self, x: float, y: float) -> float:
         """Metres from the point to the zone (0 inside)."""
-        return float(self.metric.distance(shapely.Point(x, y)))
+        return float(self.metric.distance(point(x, y)))
 
     def edge_distance(self, x: float, y: float) -> float:
         """Metres from the point to the zone's boundary (inside or outside)."""
-        return float(self.metric.boundary.distance(shapely.Point(x, y)))
+        return float(self.metric.boundary.distance(point(x, y)))
 
     def to_feature(self) -> dict[str, Any]:
         props = dict(self.properties)
@@ -200,6 +201,15 @@ def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[
     if errors:
         raise ZoneError(errors)
     return zones, [f"{source}: {w}" for w in warnings]
+
+
+_ALLOW_NAN = np.intc(0)  # shapely.HandleNaN.allow, the default of shapely.Point
+
+
+def point(x: float, y: float) -> shapely.Point:
+    """``shapely.Point(x, y)`` straight from the GEOS ufunc (a third of the cost)."""
+    geom: shapely.Point = shapely.lib.points((x, y), _ALLOW_NAN)
+    return geom
 
 
 #: ``shapely.contains_xy`` without its wrapper (which only re-prepares the geometry): the
@@ -404,9 +414,9 @@ class ZoneSet:
         known = self._near_points.get(point_key)
         if known is not None:
             return list(known)
-        point = shapely.Point(x, y)
+        here = point(x, y)
         out = [(zone, d) for zone in found
-               if (d := float(zone.metric.distance(point))) <= distance]
+               if (d := float(zone.metric.distance(here))) <= distance]
         out.sort(key=lambda item: item[1])
         if len(self._near_points) >= MAX_NEAR_POINTS:
             self._near_points.clear()
@@ -418,17 +428,17 @@ class ZoneSet:
         tree = self._kind_trees.get(kind)
         if tree is None:
             return None
-        point = shapely.Point(x, y)
-        index = tree.query_nearest(point, all_matches=False)
+        here = point(x, y)
+        index = tree.query_nearest(here, all_matches=False)
         zone = self._kinds[kind][int(index[0])]
-        return zone, float(zone.metric.distance(point))
+        return zone, float(zone.metric.distance(here))
 
     def coverage_edge_distance(self, x: float, y: float) -> float | None:
         """Metres from a point inside the union of coverage zones to its edge; None outside."""
         coverage, edge = self._coverage, self._coverage_edge
         if coverage is None or edge is None:
             return None
-        point = shapely.Point(x, y)
-        if not coverage.contains(point):
+        here = point(x, y)
+        if not coverage.contains(here):
             return None
-        return float(edge.distance(point))
+        return float(edge.distance(here))

@@ -48,6 +48,9 @@ class Motion(NamedTuple):
     zone: str | None
 
 
+_new_motion = tuple.__new__
+
+
 def cpa_tcpa(rx: float, ry: float, vx: float, vy: float) -> tuple[float, float | None]:
     """CPA (m) and TCPA (s) of relative position ``r`` and relative velocity ``v``.
 
@@ -107,8 +110,8 @@ class CollisionRisk(BaseRule):
         place = self._places.get(inside)
         if place is None:
             place = self._places[inside] = self._place(ctx, inside)
-        watched, cpa, tcpa, zone_id = place
-        return Motion(t, vx, vy, watched, cpa, tcpa, zone_id)
+        # Motion(...) without the namedtuple's Python-level __new__: one per report.
+        return _new_motion(Motion, (t, vx, vy, *place))
 
     def _place(self, ctx: RuleContext, inside: tuple[str, ...]
                ) -> tuple[bool, float | None, float | None, str | None]:
