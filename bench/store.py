@@ -92,7 +92,7 @@ async def bench_sqlite(rows: int, rounds: int, tmp: Path) -> None:
     try:
         rates = [await through_writer(store, make_reports(rows, offset=k * 1e6))
                  for k in range(rounds)]
-        print(f"sqlite writer (on_report → executemany, WAL): {max(rates):,.0f} rows/s "
+        print(f"sqlite writer (on_report → multi-row INSERT, WAL): {max(rates):,.0f} rows/s "
               "(target ≥ 100,000)")
         print(f"rows stored: {await store.position_count():,}")
     finally:

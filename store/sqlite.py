@@ -60,6 +60,9 @@ _VESSEL_UPSERT = (
 )
 _VESSEL_WIDTH = len(STATIC_FIELDS) + 2
 _HISTORY_INSERT = "INSERT OR IGNORE INTO vessel_history VALUES"
+#: Most positions in one statement (fewer when the library allows fewer parameters): a
+#: 500-row batch in one, and little padding (see _pieces) for the rest.
+_POSITION_CHUNK = 512
 #: Most rows (or keys) in one statement for static data: a batch holds few of them.
 _SMALL_CHUNK = 64
 _ALERT_UPSERT = (
@@ -80,8 +83,9 @@ def _values_sql(head: str, width: int, rows: int) -> str:
     return f"{head} {','.join([group] * rows)}"
 
 
-def _pieces(count: int, full: int) -> Iterator[tuple[int, int]]:
-    """``(start, size)`` of statements for ``count`` rows: full ones, then powers of two.
+def _pieces(count: int, full: int, pad: bool) -> Iterator[tuple[int, int]]:
+    """``(start, size)`` of the statements for ``count`` rows: ``full`` ones, then the rest
+    in one statement of the next power of two (``pad``) or in power-of-two pieces.
 
     Compiling a multi-row statement costs about as much as running it, so only these few
     sizes are ever used, and the connection keeps each one prepared.
@@ -89,23 +93,50 @@ def _pieces(count: int, full: int) -> Iterator[tuple[int, int]]:
     done = 0
     while done < count:
         left = count - done
-        size = full if left >= full else 1 << (left.bit_length() - 1)
+        if left >= full:
+            size = full
+        elif pad:
+            size = min(full, 1 << (left - 1).bit_length())
+        else:
+            size = 1 << (left.bit_length() - 1)
         yield done, size
-        done += size
+        done += min(size, left)
+
+
+def _run_pieces(conn: sqlite3.Connection, sql: Callable[[int], str], width: int,
+                params: list[Any], full: int, pad: bool) -> Iterator[sqlite3.Cursor]:
+    """Execute ``sql(rows)`` over the rows laid out flat in ``params`` (``width`` per row).
+
+    With ``pad`` a short last piece is filled up with copies of its last row: only for
+    statements where a repeated row changes nothing (INSERT OR IGNORE on a unique key, or
+    a key in IN (...)). Padding costs a failed key probe per copy; a statement more costs
+    two more GIL hand-offs with the pipeline thread.
+    """
+    for start, size in _pieces(len(params) // width, full, pad):
+        chunk = params[start * width:(start + size) * width]
+        missing = size - len(chunk) // width
+        if missing:
+            chunk += chunk[-width:] * missing
+        yield conn.execute(sql(size), chunk)
 
 
 def _insert_rows(conn: sqlite3.Connection, head: str, width: int, params: list[Any],
-                 full: int) -> None:
-    """Insert the rows whose values are laid out flat in ``params`` (``width`` per row).
+                 full: int, pad: bool) -> None:
+    """Insert rows with multi-row statements, not ``executemany``.
 
-    Multi-row statements, not ``executemany``: that steps each row on its own and releases
-    the GIL around every step, and the writer thread then waits up to the interpreter's
-    switch interval to get it back from the busy pipeline thread, once per row. One
-    statement binds all its rows in C and inserts them in one step with the GIL released.
+    ``executemany`` steps each row on its own and releases the GIL around every step; the
+    writer thread then waits up to the interpreter's switch interval to get it back from
+    the busy pipeline thread, once per row. One statement binds all its rows in C and
+    inserts them in one step with the GIL released.
     """
-    for start, size in _pieces(len(params) // width, full):
-        conn.execute(_values_sql(head, width, size),
-                     params[start * width:(start + size) * width])
+    for _ in _run_pieces(conn, functools.partial(_values_sql, head, width), width, params,
+                         full, pad):
+        pass
+
+
+@functools.lru_cache(maxsize=16)
+def _vessels_in(keys: int) -> str:
+    return f"SELECT * FROM vessels WHERE mmsi IN ({','.join('?' * keys)})"
 
 
 def _position_params(rows: list[PositionRow]) -> list[Any]:
@@ -158,8 +189,8 @@ class SqliteStore(WriterStore):
     def _connect_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         self._limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._chunk = max(1, min(self._writer.batch_size,
-                                 self._limit // len(POSITION_COLUMNS)))
+        fits = min(_POSITION_CHUNK, self._limit // len(POSITION_COLUMNS))
+        self._chunk = 1 << (fits.bit_length() - 1)  # a power of two, as _pieces pads to
         return conn
 
     async def _call(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
@@ -262,21 +293,18 @@ class SqliteStore(WriterStore):
                     f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
 
     def _write_positions(self, conn: sqlite3.Connection, rows: list[PositionRow]) -> None:
-        """A full batch in one statement (``_chunk`` rows: the batch size, or fewer when the
-        library allows fewer parameters), a smaller one in power-of-two pieces."""
+        """Statements of ``_chunk`` rows, the rest in one padded statement."""
         _insert_rows(conn, _POSITION_INSERT, len(POSITION_COLUMNS), _position_params(rows),
-                     self._chunk)
+                     self._chunk, pad=True)
 
     def _write_statics(self, conn: sqlite3.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}
         for row in statics:
             by_mmsi.setdefault(row[0], []).append(row)
-        keys = list(by_mmsi)
         current: dict[int, dict[str, Any]] = {}
-        for start, size in _pieces(len(keys), _SMALL_CHUNK):
-            sql = f"SELECT * FROM vessels WHERE mmsi IN ({','.join('?' * size)})"
-            current.update((r["mmsi"], dict(r))
-                           for r in conn.execute(sql, keys[start:start + size]))
+        for cursor in _run_pieces(conn, _vessels_in, 1, list(by_mmsi), _SMALL_CHUNK,
+                                  pad=True):
+            current.update((r["mmsi"], dict(r)) for r in cursor)
         upserts: list[Any] = []
         history: list[Any] = []
         for mmsi, updates in by_mmsi.items():
@@ -285,9 +313,11 @@ class SqliteStore(WriterStore):
                             record["updated_at"]))
             for t, change in changes:
                 history.extend((mmsi, t, json.dumps(change)))
+        # REPLACE would delete and re-insert a repeated row: no padding for it.
         _insert_rows(conn, _VESSEL_UPSERT, _VESSEL_WIDTH, upserts,
-                     min(_SMALL_CHUNK, self._limit // _VESSEL_WIDTH))
-        _insert_rows(conn, _HISTORY_INSERT, 3, history, min(_SMALL_CHUNK, self._limit // 3))
+                     min(_SMALL_CHUNK, self._limit // _VESSEL_WIDTH), pad=False)
+        _insert_rows(conn, _HISTORY_INSERT, 3, history, min(_SMALL_CHUNK, self._limit // 3),
+                     pad=True)
 
     # --- reading -------------------------------------------------------------------------------
     async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,

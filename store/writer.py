@@ -25,6 +25,11 @@ from store.spool import Spool
 
 log = logging.getLogger(__name__)
 
+#: Most batches' worth of queued rows written in one transaction when the writer is behind:
+#: a transaction costs the database much the same whatever its size, per row far less in a
+#: big one (SQLite: ~4 µs a row in 500-row transactions, ~3 µs in 2000-row ones).
+CATCH_UP_BATCHES = 4
+
 
 class BatchSink(Protocol):
     async def write_batch(self, batch: Batch) -> None:
@@ -161,7 +166,8 @@ class BatchWriter:
             if (len(self._queue) < self.batch_size and not due and not self._flushing
                     and not self._stopping.is_set()):
                 break
-            count = min(self.batch_size, len(self._queue))
+            # Behind (a replay at full speed, a catch-up): several batches per transaction.
+            count = min(self.batch_size * CATCH_UP_BATCHES, len(self._queue))
             items = list(islice(self._queue, 0, count))
             if not await self._write(items):
                 return False
