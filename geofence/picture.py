@@ -287,6 +287,7 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
         return [], []
     by_id = zones.by_id
     point = None
+    reach = margin_m + 1.0
     if vessel._inside_at == (x, y):  # zone_ids_here(), written out
         inside = vessel._inside
     else:
@@ -321,7 +322,12 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
             del confirmed[zid]
             pending.pop(zid, None)
             continue
-        if margin_m > 0:
+        box = zone.box
+        if margin_m > 0 and (box is None or (
+                box[0] - x <= reach and x - box[2] <= reach
+                and box[1] - y <= reach and y - box[3] <= reach)):
+            # Within reach of its bounding box: the exact distance decides (farther from
+            # the box than the margin and a metre, it is farther from the zone as well).
             if point is None:
                 point = zone_point(x, y)
             if zone.metric.distance(point) <= margin_m:

@@ -88,6 +88,8 @@ class Zone:
     metric: Any
     overrides: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
+    #: bounding box of ``metric`` (x0, y0, x1, y1), set with it
+    box: tuple[float, float, float, float] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         """An override, or ``default`` when the zone does not set it."""
@@ -284,6 +286,8 @@ class ZoneSet:
             zone.metric = shapely.transform(zone.geometry, projector.forward_arrays,
                                             interleaved=False)
             shapely.prepare(zone.metric)
+            x0, y0, x1, y1 = (float(v) for v in zone.metric.bounds)
+            zone.box = (x0, y0, x1, y1)
 
     def _build_indexes(self) -> None:
         # Per-report queries go through a grid of cells; each cell asks the STRtree once

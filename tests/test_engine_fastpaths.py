@@ -9,6 +9,7 @@ import shapely
 
 from geofence.alert import Alert, AlertState, RiskArea, Severity
 from geofence.alertbook import snapshot
+from geofence.picture import Vessel, update_membership
 from geofence.projection import Projector
 from geofence.zones import ZoneSet
 from tests.rulekit import lonlat, port_zones
@@ -73,3 +74,31 @@ def test_snapshot_is_to_dict_with_details_copied() -> None:
     snap["details"]["nested"]["a"][1]["b"] = 3
     assert open_alert.details["reports"][0]["sources"] == ["rx1"]
     assert open_alert.details["nested"] == {"a": [1, {"b": 2}]}
+
+
+def test_exit_margin_shortcut_decides_as_the_exact_distance() -> None:
+    """Leaving a zone: the bounding-box shortcut never changes when membership ends."""
+    zones = port_zones()
+    berth = zones.by_id["berth_1"]
+    assert berth.box is not None
+    x0, y0, x1, y1 = berth.box
+    rng = random.Random(11)
+    for _ in range(400):
+        # Just outside the berth, from inside the margin to well beyond it.
+        x = rng.choice([x0 - rng.uniform(0, 60), x1 + rng.uniform(0, 60),
+                        rng.uniform(x0, x1)])
+        y = rng.choice([y0 - rng.uniform(0, 60), y1 + rng.uniform(0, 60)])
+        outcomes = []
+        for box in (berth.box, None):  # the shortcut, then the exact distance alone
+            berth.box = box
+            vessel = Vessel(244000001, 0.0, 0.0, x=x, y=y)
+            vessel.zones[berth.id] = None
+            for zone in zones.zones:  # confirmed in every zone that holds the point
+                if zone.id != berth.id and shapely.contains_xy(zone.metric, x, y):
+                    vessel.zones[zone.id] = None
+            steps = [update_membership(vessel, zones, 2, 20.0) for _ in range(2)]
+            outcomes.append(([[z.id for z in e] for e, _ in steps],
+                             [[z.id for z in x_] for _, x_ in steps], dict(vessel.pending),
+                             list(vessel.zones)))
+        berth.box = (x0, y0, x1, y1)
+        assert outcomes[0] == outcomes[1], (x, y)
