@@ -124,10 +124,10 @@ def _insert_rows(conn: sqlite3.Connection, head: str, width: int, params: list[A
                  full: int, pad: bool) -> None:
     """Insert rows with multi-row statements, not ``executemany``.
 
-    ``executemany`` steps each row on its own and releases the GIL around every step; the
-    writer thread then waits up to the interpreter's switch interval to get it back from
-    the busy pipeline thread, once per row. One statement binds all its rows in C and
-    inserts them in one step with the GIL released.
+    ``executemany`` steps each row on its own and releases the GIL around every step, so
+    the writer thread has to win the GIL back from the busy pipeline thread once per row
+    (a context switch, or a wait of up to the interpreter's switch interval). One statement
+    binds all its rows in C and inserts them in one step with the GIL released.
     """
     for _ in _run_pieces(conn, functools.partial(_values_sql, head, width), width, params,
                          full, pad):
@@ -151,8 +151,10 @@ def _position_params(rows: list[PositionRow]) -> list[Any]:
         text = dumped.get(key)
         if text is None:
             text = dumped[key] = json.dumps(sources)
+        # drill as int: sqlite3 stores a bool as the same 0/1, but only after looking for an
+        # adapter for it, which costs more than binding the other ten values together.
         add((row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], text,
-             row[10]))
+             int(row[10])))
     return flat
 
 
