@@ -75,14 +75,15 @@ class Batch:
 
     @classmethod
     def of(cls, items: list[Item]) -> Batch:
-        batch = cls()
-        for kind, row in items:
-            if kind == "p":
-                batch.positions.append(row)
-            elif kind == "s":
-                batch.statics.append(row)
-            else:
-                batch.alerts.append(row)
+        # Positions are nearly all of a batch: one comprehension, and a loop over the items
+        # only when there is anything else.
+        batch = cls([row for kind, row in items if kind == "p"])
+        if len(batch.positions) < len(items):
+            for kind, row in items:
+                if kind == "s":
+                    batch.statics.append(row)
+                elif kind != "p":
+                    batch.alerts.append(row)
         return batch
 
 

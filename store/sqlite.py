@@ -139,22 +139,31 @@ def _vessels_in(keys: int) -> str:
     return f"SELECT * FROM vessels WHERE mmsi IN ({','.join('?' * keys)})"
 
 
+#: Bound in place of None: SQLite stores a NaN as NULL (it never keeps NaNs). sqlite3 binds
+#: a float directly, but looks for an adapter for None, and for a bool, before binding
+#: them: that lookup (an AttributeError raised and cleared) cost more than binding the
+#: row's other values together.
+_NULL = float("nan")
+
+
 def _position_params(rows: list[PositionRow]) -> list[Any]:
     """The rows' values in one flat list, ``sources`` as JSON text (each distinct list of
-    receivers serialised once per batch: most reports share a handful of them)."""
+    receivers serialised once per batch: most reports share a handful of them), missing
+    values as NaN and drill as 0/1 (same stored values, see :data:`_NULL`)."""
     dumped: dict[tuple[str, ...], str] = {}
     flat: list[Any] = []
     add = flat.extend
+    null = _NULL
     for row in rows:
         sources = row[9]
         key = tuple(sources)
         text = dumped.get(key)
         if text is None:
             text = dumped[key] = json.dumps(sources)
-        # drill as int: sqlite3 stores a bool as the same 0/1, but only after looking for an
-        # adapter for it, which costs more than binding the other ten values together.
-        add((row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], text,
-             int(row[10])))
+        _time, _mmsi, _lat, _lon, speed, course, heading, status, _type, _src, drill = row
+        add((row[0], row[1], row[2], row[3], null if speed is None else speed,
+             null if course is None else course, null if heading is None else heading,
+             null if status is None else status, row[8], text, 1 if drill else 0))
     return flat
 
 

@@ -176,8 +176,9 @@ class BatchWriter:
         return True
 
     async def _write(self, items: list[Item]) -> bool:
+        batch = Batch.of(items)
         try:
-            await self._backend.write_batch(Batch.of(items))
+            await self._backend.write_batch(batch)
         except StoreUnavailable as exc:
             if self._stats.db_up:
                 log.warning("store: database unreachable (%s); buffering", exc)
@@ -194,34 +195,31 @@ class BatchWriter:
             self._stats.db_up = False
             self._stats.failures += 1
             return False
-        self._written(items)
+        self._written(batch)
         return True
 
     async def _write_one_by_one(self, items: list[Item]) -> bool:
         for item in items:
+            batch = Batch.of([item])
             try:
-                await self._backend.write_batch(Batch.of([item]))
+                await self._backend.write_batch(batch)
             except StoreUnavailable:
                 return False  # rows before this one are written; retrying them is harmless
             except StoreError as exc:
                 self._reject(item, exc)
             else:
-                self._written([item])
+                self._written(batch)
         return True
 
-    def _written(self, items: list[Item]) -> None:
+    def _written(self, batch: Batch) -> None:
         if not self._stats.db_up:
             log.warning("store: database back; catching up")
         self._stats.db_up = True
         self._backoff = self._retry_initial
         self._stats.batches += 1
-        for kind, _row in items:
-            if kind == "p":
-                self._stats.written_positions += 1
-            elif kind == "s":
-                self._stats.written_statics += 1
-            else:
-                self._stats.written_alerts += 1
+        self._stats.written_positions += len(batch.positions)
+        self._stats.written_statics += len(batch.statics)
+        self._stats.written_alerts += len(batch.alerts)
 
     def _reject(self, item: Item, exc: StoreError) -> None:
         """A row the database refuses for its content: kept aside in a file, never retried."""

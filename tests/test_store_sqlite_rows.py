@@ -54,6 +54,9 @@ async def test_bulk_positions_match_row_by_row(tmp_path: Path, chunk: int | None
     await store.flush()
     await store.stop()
     assert stored(path) == sorted(expected(r) for r in reports)
+    with sqlite3.connect(path) as conn:  # missing values are NULL (bound as NaN), not NaN
+        nulls = conn.execute("SELECT count(*) FROM positions WHERE speed IS NULL").fetchone()
+    assert nulls[0] == sum(r.speed is None for r in reports) > 0
 
 
 async def test_chunk_follows_the_parameter_limit(tmp_path: Path) -> None:
