@@ -77,13 +77,21 @@ class Grid(Generic[P]):
             # block's order (by i, then j), so the answer is the same either way.
             keys = sorted(k for k in cells
                           if abs(k[0] - ci) <= reach and abs(k[1] - cj) <= reach)
-        else:
-            keys = [(i, j) for i in range(ci - reach, ci + reach + 1)
-                    for j in range(cj - reach, cj + reach + 1) if (i, j) in cells]
-        for cell in keys:
-            out += [(key, px, py, payload)
-                    for key, (px, py, payload) in cells[cell].items()
-                    if (px - x) * (px - x) + (py - y) * (py - y) <= r2]
+            for cell in keys:
+                out += [(key, px, py, payload)
+                        for key, (px, py, payload) in cells[cell].items()
+                        if (px - x) * (px - x) + (py - y) * (py - y) <= r2]
+            return out
+        # The block, by i then j; one lookup per cell (a busy port: this runs per report).
+        get = cells.get
+        rows = range(cj - reach, cj + reach + 1)
+        for i in range(ci - reach, ci + reach + 1):
+            for j in rows:
+                bucket = get((i, j))
+                if bucket is not None:
+                    out += [(key, px, py, payload)
+                            for key, (px, py, payload) in bucket.items()
+                            if (px - x) * (px - x) + (py - y) * (py - y) <= r2]
         return out
 
     def members(self) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from itertools import pairwise
 
@@ -9,6 +10,7 @@ import shapely
 
 from geofence.alert import Alert, AlertState, RiskArea, Severity
 from geofence.alertbook import snapshot
+from geofence.neighbours import Grid
 from geofence.picture import Vessel, update_membership
 from geofence.projection import Projector
 from geofence.zones import ZoneSet
@@ -102,3 +104,28 @@ def test_exit_margin_shortcut_decides_as_the_exact_distance() -> None:
                              list(vessel.zones)))
         berth.box = (x0, y0, x1, y1)
         assert outcomes[0] == outcomes[1], (x, y)
+
+
+def test_grid_near_lists_the_block_by_cell_then_insertion() -> None:
+    """Sparse or crowded grid, the neighbours come in the same order: by cell (i, then j)."""
+    rng = random.Random(5)
+    for count in (5, 400):  # fewer occupied cells than the block holds, and many more
+        grid: Grid[int] = Grid(100.0)
+        for key in range(count):
+            grid.put(key, rng.uniform(-2000, 2000), rng.uniform(-2000, 2000), key * 10)
+        for _ in range(50):
+            x, y = rng.uniform(-2100, 2100), rng.uniform(-2100, 2100)
+            radius = rng.choice([80.0, 150.0, 450.0])
+            reach = max(1, math.ceil(radius / 100.0))
+            ci, cj = int(x // 100.0), int(y // 100.0)
+            expected = []
+            for i in range(ci - reach, ci + reach + 1):
+                for j in range(cj - reach, cj + reach + 1):
+                    for key in range(count):
+                        entry = grid.get(key)
+                        assert entry is not None
+                        px, py, payload = entry
+                        if (int(px // 100.0), int(py // 100.0)) == (i, j) and (
+                                (px - x) ** 2 + (py - y) ** 2 <= radius * radius):
+                            expected.append((key, px, py, payload))
+            assert grid.near(x, y, radius) == expected
