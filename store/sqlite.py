@@ -43,6 +43,7 @@ from store.common import (
 from store.rows import (
     POSITION_COLUMNS,
     STATIC_FIELDS,
+    AlertRow,
     Batch,
     PositionRow,
     StaticRow,
@@ -65,11 +66,6 @@ _HISTORY_INSERT = "INSERT OR IGNORE INTO vessel_history VALUES"
 _POSITION_CHUNK = 512
 #: Most rows (or keys) in one statement for static data: a batch holds few of them.
 _SMALL_CHUNK = 64
-_ALERT_UPSERT = (
-    f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(ALERT_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in ALERT_COLUMNS if c != "id")
-)
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
     "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
@@ -137,6 +133,19 @@ def _insert_rows(conn: sqlite3.Connection, head: str, width: int, params: list[A
 @functools.lru_cache(maxsize=16)
 def _vessels_in(keys: int) -> str:
     return f"SELECT * FROM vessels WHERE mmsi IN ({','.join('?' * keys)})"
+
+
+@functools.lru_cache(maxsize=16)
+def _alerts_in(keys: int) -> str:
+    return f"SELECT id, state FROM alerts WHERE id IN ({','.join('?' * keys)})"
+
+
+@functools.lru_cache(maxsize=16)
+def _alert_upsert(rows: int) -> str:
+    return (_values_sql(f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) VALUES",
+                        len(ALERT_COLUMNS), rows)
+            + " ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in ALERT_COLUMNS if c != "id"))
 
 
 #: Bound in place of None: SQLite stores a NaN as NULL (it never keeps NaNs). sqlite3 binds
@@ -290,18 +299,35 @@ class SqliteStore(WriterStore):
             self._write_positions(conn, batch.positions)
         if batch.statics:
             self._write_statics(conn, batch.statics)
+        if batch.alerts:
+            self._write_alerts(conn, batch.alerts)
+
+    def _write_alerts(self, conn: sqlite3.Connection, alerts: list[AlertRow]) -> None:
+        """The alerts' states in one query, their rows in multi-row upserts (applied in
+        order, a later transition of the same alert over an earlier one), audit rows one by
+        one (their ids are AUTOINCREMENT: kept exactly as single inserts number them)."""
         now = wallclock.time()
-        for transition, when, alert in batch.alerts:
-            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert["id"],)).fetchone()
-            before = None if row is None else str(row[0])
-            state = merge_state(before, str(alert["state"]))
+        states: dict[str, str] = {}
+        ids = list(dict.fromkeys(alert["id"] for _t, _w, alert in alerts))
+        for cursor in _run_pieces(conn, _alerts_in, 1, ids, _SMALL_CHUNK, pad=True):
+            states.update((str(r[0]), str(r[1])) for r in cursor)
+        upserts: list[Any] = []
+        audits: list[tuple[Any, ...]] = []
+        for transition, when, alert in alerts:
+            before = states.get(alert["id"])
+            state = states[alert["id"]] = merge_state(before, str(alert["state"]))
             cols = alert_columns(alert, state, now)
             cols["details"] = json.dumps(cols["details"])
-            conn.execute(_ALERT_UPSERT, tuple(cols[c] for c in ALERT_COLUMNS))
+            upserts.extend(cols[c] for c in ALERT_COLUMNS)
             if transition != "update" or before != state:
-                conn.execute(_AUDIT_INSERT, (
-                    alert["id"], when, "rules", transition, None, before, state,
-                    f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
+                audits.append((alert["id"], when, "rules", transition, None, before, state,
+                               f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
+        width = len(ALERT_COLUMNS)
+        for _ in _run_pieces(conn, _alert_upsert, width, upserts,
+                             min(_SMALL_CHUNK, self._limit // width), pad=False):
+            pass
+        for audit in audits:
+            conn.execute(_AUDIT_INSERT, audit)
 
     def _write_positions(self, conn: sqlite3.Connection, rows: list[PositionRow]) -> None:
         """Statements of ``_chunk`` rows, the rest in one padded statement."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from ingest.report import Report
 from store.sqlite import SqliteStore
 
@@ -114,3 +115,47 @@ async def test_a_partial_batch_is_written_within_the_flush_interval(tmp_path: Pa
         assert await store.position_count() == 10
     finally:
         await store.stop()
+
+
+def alert_events() -> list[AlertEvent]:
+    """Three alerts' new/update/end, interleaved, and a replayed (duplicate) transition."""
+    events: list[AlertEvent] = []
+    alerts = [Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                    severity=Severity.WARNING, mmsi=244000000 + k, started_at=T0 + k,
+                    zone="berth_3", lat=51.9, lon=4.1, details={"gap_s": 600})
+              for k in range(3)]
+    for k, alert in enumerate(alerts):
+        events.append(AlertEvent(Transition.NEW, alert.to_dict(), T0 + k))
+    for k, alert in enumerate(alerts):
+        alert.details = {"gap_s": 700 + k}
+        events.append(AlertEvent(Transition.UPDATE, alert.to_dict(), T0 + 10 + k))
+    alerts[1].state, alerts[1].ended_at = AlertState.ENDED, T0 + 20
+    events.append(AlertEvent(Transition.END, alerts[1].to_dict(), T0 + 20))
+    events.append(AlertEvent(Transition.NEW, alerts[2].to_dict(), T0 + 2))  # replayed
+    return events
+
+
+def alerts_of(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Alerts (less the wall-clock updated_at) and the audit trail with its ids."""
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        alerts = [tuple(r[k] for k in r.keys() if k != "updated_at")  # noqa: SIM118
+                  for r in conn.execute("SELECT * FROM alerts ORDER BY id")]
+        audit = [tuple(r) for r in conn.execute("SELECT * FROM alert_audit ORDER BY id")]
+    return alerts, audit
+
+
+async def test_alert_batches_match_one_transition_per_batch(tmp_path: Path) -> None:
+    bulk = SqliteStore(tmp_path / "bulk.db", batch_size=1000, max_age=5.0)
+    single = SqliteStore(tmp_path / "single.db", batch_size=1, max_age=5.0)
+    for store in (bulk, single):
+        await store.start()
+        for event in alert_events():
+            store.on_alert(event)
+            if store is single:
+                await store.flush()
+        await store.stop()
+    alerts, audit = alerts_of(tmp_path / "bulk.db")
+    assert (alerts, audit) == alerts_of(tmp_path / "single.db")
+    assert sorted(a[4] for a in alerts) == ["ended", "open", "open"]  # state
+    assert [a[4] for a in audit] == ["new", "new", "new", "end"]  # action; replay ignored
