@@ -94,7 +94,7 @@ async def run_harbourwatch(log: Path, config_path: Path | None, db_path: Path) -
                         max_pending_groups=config.ingest.max_pending_groups,
                         dedup_window_s=config.ingest.dedup_window_s,
                         nominal_rate=NOMINAL_RATE)
-    store = make_store(config, config_dir, drill=False)
+    store = make_store(config, config_dir, drill=False, replay=True)
     await store.start()
     pipeline = Pipeline(ingestor, engine, [store], live=False)
     tune_gc()  # as the service does after start-up

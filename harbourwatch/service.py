@@ -62,7 +62,9 @@ def load_zones(config: Config) -> ZoneSet:
     return ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
 
 
-def make_store(config: Config, config_dir: Path, drill: bool) -> Store:
+def make_store(config: Config, config_dir: Path, drill: bool, *,
+               replay: bool = False) -> Store:
+    """The configured store; a replay writes SQLite batches inline (see SqliteStore)."""
     url = None if config.store.url is None else config.store.url.get_secret_value()
     retention = (None if config.store.retention_days is None
                  else timedelta(days=config.store.retention_days))
@@ -71,7 +73,7 @@ def make_store(config: Config, config_dir: Path, drill: bool) -> Store:
     return open_store(url, config_dir, retention=retention, spool_path=spool, drill=drill,
                       batch_size=config.store.batch_size,
                       max_age=config.store.flush_interval_s,
-                      memory_limit=config.store.buffer_rows)
+                      memory_limit=config.store.buffer_rows, inline_writes=replay)
 
 
 async def restore_state(store: Store, engine: Engine) -> None:
@@ -122,7 +124,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                         nominal_rate=None if replay is None else replay.nominal_rate)
     stop = asyncio.Event()
     _on_signals(stop)
-    store = make_store(config, config_dir, drill)
+    store = make_store(config, config_dir, drill, replay=replay is not None)
     await store.start()
     log.warning("store: %s", store.description)
     snoozes = SnoozeBook()

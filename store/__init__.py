@@ -35,7 +35,7 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
                compress_after: timedelta = timedelta(days=7),
                spool_path: Path | None = None, drill: bool = False,
                batch_size: int = 2000, max_age: float = 1.0,
-               memory_limit: int = 200_000) -> Store:
+               memory_limit: int = 200_000, inline_writes: bool = False) -> Store:
     """The store for ``--db``: ``None`` (SQLite next to the config, or in the working
     directory), ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
     ``postgresql://user:pass@host:port/db`` (``postgres://`` too).
@@ -43,6 +43,7 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
     Not started yet: ``await store.start()`` connects and migrates. ``retention`` and
     ``compress_after`` apply to TimescaleDB only. The outage spool defaults to a file next to
     the SQLite database, or ``harbourwatch-spool.jsonl`` in the config directory.
+    ``inline_writes`` (SQLite only; replays) writes batches on the event loop's thread.
     """
     base = config_dir if config_dir is not None else Path.cwd()
     if url is None or not url.strip():
@@ -56,7 +57,8 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
             raise StoreError(f"no file in {url!r}: use sqlite:///path.db")
         path = Path(raw)  # relative to the working directory, like any command-line path
         return SqliteStore(path, spool_path=spool_path, drill=drill, batch_size=batch_size,
-                           max_age=max_age, memory_limit=memory_limit)
+                           max_age=max_age, memory_limit=memory_limit,
+                           inline_writes=inline_writes)
     if scheme in ("postgresql", "postgres"):
         from store.postgres import PostgresStore
 

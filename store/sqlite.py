@@ -183,7 +183,8 @@ class SqliteStore(WriterStore):
 
     def __init__(self, path: Path, *, spool_path: Path | None = None, drill: bool = False,
                  batch_size: int = 2000, max_age: float = 1.0,
-                 memory_limit: int = 200_000) -> None:
+                 memory_limit: int = 200_000, inline_writes: bool = False) -> None:
+        """``inline_writes``: write batches on the event loop's thread (replays, see below)."""
         super().__init__(spool_path or path.with_name(path.name + ".spool.jsonl"), drill=drill,
                          batch_size=batch_size, max_age=max_age, memory_limit=memory_limit)
         self.path = path
@@ -194,6 +195,10 @@ class SqliteStore(WriterStore):
         self._rconn: sqlite3.Connection | None = None
         self._chunk = 1
         self._limit = 999  # SQLite's lowest default, until the writer connection says
+        # A replay at full speed keeps the main thread busy: a writer thread then costs more
+        # in GIL hand-overs (every pyproj call releases the GIL and wakes it) than the writes
+        # themselves, so replays write inline. Live runs keep the thread: ingest never waits.
+        self.inline_writes = inline_writes
 
     # --- plumbing ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -213,7 +218,8 @@ class SqliteStore(WriterStore):
         self._chunk = 1 << (fits.bit_length() - 1)  # a power of two, as _pieces pads to
         return conn
 
-    async def _call(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+    async def _call(self, executor: ThreadPoolExecutor | None, fn: Callable[[], T]) -> T:
+        """``fn`` on ``executor``'s thread, or right here when ``executor`` is None."""
         def guarded() -> T:
             try:
                 return fn()
@@ -222,6 +228,8 @@ class SqliteStore(WriterStore):
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite {self.path}: {exc}") from exc
 
+        if executor is None:
+            return guarded()
         return await asyncio.get_running_loop().run_in_executor(executor, guarded)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -237,7 +245,7 @@ class SqliteStore(WriterStore):
             conn.execute("COMMIT")
             return result
 
-        return await self._call(self._wx, run)
+        return await self._call(None if self.inline_writes else self._wx, run)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,23 @@ async def test_alert_batches_match_one_transition_per_batch(tmp_path: Path) -> N
     assert (alerts, audit) == alerts_of(tmp_path / "single.db")
     assert sorted(a[4] for a in alerts) == ["ended", "open", "open"]  # state
     assert [a[4] for a in audit] == ["new", "new", "new", "end"]  # action; replay ignored
+
+
+@pytest.mark.parametrize("inline", [False, True])
+async def test_replay_writes_inline_on_the_loop_thread_with_the_same_rows(
+        tmp_path: Path, inline: bool) -> None:
+    """``inline_writes`` (replays) stores the same rows, written by the event loop's thread."""
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, batch_size=300, max_age=0.05, inline_writes=inline)
+    await store.start()
+    writers: set[int] = set()
+    assert store._wconn is not None
+    store._wconn.set_trace_callback(lambda _sql: writers.add(threading.get_ident()))
+    reports = [report(i) for i in range(1000)]
+    for r in reports:
+        store.on_report(r)
+    await store.flush()
+    await store.stop()
+    assert stored(path) == sorted(expected(r) for r in reports)
+    main = threading.get_ident()
+    assert writers and (writers == {main} if inline else main not in writers)
