@@ -5,7 +5,7 @@
 For each corpus (lines read into memory first, so no I/O is timed):
 
 - *one receiver*: every line goes through ``Ingestor.feed`` (framing, checksum, tag block,
-  time, assembly with TTL, de-duplication, pyais decoding, report building, counters), then
+  time, assembly with TTL, de-duplication, decoding, report building, counters), then
   ``flush()``; against ``pyais.stream.IterMessages(lines)`` with ``.decode()`` on every
   message it yields (pyais's idiomatic path: it assembles multipart messages and decodes them
   into message objects, without verifying checksums).
