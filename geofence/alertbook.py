@@ -129,7 +129,11 @@ class AlertBook:
                 self._add(alert)
 
     def drain(self) -> list[AlertEvent]:
-        events, self._events = self._events, []
+        """The transitions since the last drain (most reports cause none: no new list)."""
+        events = self._events
+        if not events:
+            return []
+        self._events = []
         return events
 
     # -- internals ------------------------------------------------------------------------

@@ -182,8 +182,7 @@ class Engine:
             observers = self._observers_for(key)
         for rule in observers:
             rule.on_report(ctx, vessel, report)
-        book = self.book
-        return book.drain() if book._events else []
+        return self.book.drain()
 
     def _observers_for(self, key: tuple[int, bool, bool]) -> list[Rule]:
         msg_type, fix, ship = key

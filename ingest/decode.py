@@ -7,16 +7,13 @@ heading 511, turn -128) are mapped to null here, once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pyais.bit_vector import bit_vector
 from pyais.messages import MSG_CLASS
 
+from ingest.positions import TURN_INDICATORS, station_time
 from ingest.report import Report
-
-_TURN_FAST = {127: "fastright", -127: "fastleft"}
-
 
 #: Message class by the payload's first byte (its 6 bits are the message type).
 _CLASS_BY_CHAR: dict[int, Any] = {
@@ -104,11 +101,6 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
     mmsi = msg.mmsi
     if not isinstance(mmsi, int):
         raise DecodeError("decode_error")
-    if msg_type <= 3 or msg_type == 18:
-        heading = msg.heading
-        if heading is not None:  # a full-length position report: every field is present
-            return _position_report(msg, msg_type, mmsi, heading, time, time_source,
-                                    sources, nmea, own, channel)
     report = Report(mmsi=mmsi, msg_type=msg_type, time=time, time_source=time_source,
                     sources=sources, nmea=nmea, own=own, channel=channel or None)
     if msg_type <= 3:
@@ -119,8 +111,8 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
         report.status = int(msg.status)
         report.accuracy = bool(msg.accuracy)
         turn = int(msg.turn) if abs(msg.turn) in (127, 128) else msg.turn
-        if turn in _TURN_FAST:
-            report.extra["turn_indicator"] = _TURN_FAST[turn]
+        if turn in TURN_INDICATORS:
+            report.extra["turn_indicator"] = TURN_INDICATORS[turn]
         elif turn != -128:
             report.turn = float(turn)
     elif msg_type == 18:
@@ -194,39 +186,6 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
     return report
 
 
-def _position_report(msg: Any, msg_type: int, mmsi: int, heading: Any, time: float,
-                     time_source: str, sources: list[str], nmea: list[str], own: bool,
-                     channel: str) -> Report:
-    """Types 1-3 and 18 with every field present: the helpers above inlined, one call.
-
-    Most traffic is these, so the report is built positionally in one constructor call;
-    the results are exactly those of the general path below it.
-    """
-    lat = msg.lat
-    lon = msg.lon
-    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
-        lat = lon = None
-    speed = msg.speed
-    speed = None if speed >= 102.3 - 1e-9 else float(speed)
-    course = msg.course
-    course = None if course >= 360.0 or course < 0 else float(course)
-    heading = None if heading >= 360 else int(heading)
-    if msg_type == 18:
-        return Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
-                      lat, lon, speed, course, heading, None, None, bool(msg.accuracy))
-    turn = msg.turn
-    if abs(turn) in (127, 128):
-        turn = int(turn)
-    indicator = _TURN_FAST.get(turn)
-    report = Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
-                    lat, lon, speed, course, heading,
-                    None if indicator is not None or turn == -128 else float(turn),
-                    int(msg.status), bool(msg.accuracy))
-    if indicator is not None:
-        report.extra["turn_indicator"] = indicator
-    return report
-
-
 def sentence_station_time(payload: bytes, fill: int) -> float | None:
     """UTC of a single-part base-station report, without building a report (time peeks)."""
     if payload[:1] not in (b"4", b";"):
@@ -239,9 +198,4 @@ def sentence_station_time(payload: bytes, fill: int) -> float | None:
 
 def _station_time(msg: Any) -> float | None:
     """UTC of a base-station report (type 4/11), or ``None`` when not available."""
-    try:
-        moment = datetime(msg.year, msg.month, msg.day, msg.hour, msg.minute, msg.second,
-                          tzinfo=UTC)
-    except (TypeError, ValueError):
-        return None
-    return moment.timestamp()
+    return station_time(msg.year, msg.month, msg.day, msg.hour, msg.minute, msg.second)

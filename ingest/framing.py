@@ -147,18 +147,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
     expected = _HEX2.get(line[star + 1 : star + 3])
     if expected is None:
         return NO_CHECKSUM
-    if len(body) <= 64:
-        # xor_checksum inlined (the common length): one call less on every line.
-        value = int.from_bytes(body, "little")
-        value ^= value >> 256
-        value ^= value >> 128
-        value ^= value >> 64
-        value ^= value >> 32
-        value ^= value >> 16
-        value ^= value >> 8
-        if value & 0xFF != expected:
-            return BAD_CHECKSUM
-    elif xor_checksum(body) != expected:
+    if xor_checksum(body) != expected:
         return BAD_CHECKSUM
     if len(line) > star + 3 and line_time is None:
         line_time = suffix_time(line[star + 3 :])

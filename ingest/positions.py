@@ -27,7 +27,8 @@ _ARMOUR = bytes(range(48, 88)) + bytes(range(96, 120))
 _TO_BASE64 = bytes.maketrans(_ARMOUR, _B64)
 #: First payload characters of types 1, 2, 3 ('1', '2', '3'), 4 ('4'), 11 (';'), 18 ('B').
 FIRST_CHARS = frozenset(b"1234;B")
-_TURN_FAST = {127: "fastright", -127: "fastleft"}
+#: Rate of turn ±127: turning fast, no turn indicator (gpsd names).
+TURN_INDICATORS = {127: "fastright", -127: "fastleft"}
 _NOT_AVAILABLE_SPEED = 1023  # 102.3 kn
 _NOT_AVAILABLE_COURSE = 3600  # 360.0°
 
@@ -35,6 +36,20 @@ _NOT_AVAILABLE_COURSE = 3600  # 360.0°
 def _degrees(raw: int) -> float:
     """pyais's ``to_lat_lon``: ``round(raw / 600000, 6)`` without the decimal round trip."""
     return ((10 * raw + 3) // 6) / 1e6
+
+
+def _lat_lon(lon_raw: int, lat_raw: int) -> tuple[float | None, float | None]:
+    """(lat, lon) from the raw two's-complement fields; (None, None) when not available
+    (91°, 181°), out of range, or the (0, 0) null island."""
+    if lon_raw & 0x8000000:
+        lon_raw -= 0x10000000
+    if lat_raw & 0x4000000:
+        lat_raw -= 0x8000000
+    lon = _degrees(lon_raw)
+    lat = _degrees(lat_raw)
+    if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat_raw != 0 or lon_raw != 0):
+        return lat, lon
+    return None, None
 
 
 def position_report(payload: bytes, time: float, time_source: str, sources: list[str],
@@ -65,25 +80,17 @@ def position_report(payload: bytes, time: float, time_source: str, sources: list
         return _base_station(v, msg_type, mmsi, time, time_source, sources, nmea, own, channel)
     else:
         return None
-    if lon_raw & 0x8000000:
-        lon_raw -= 0x10000000
-    if lat_raw & 0x4000000:
-        lat_raw -= 0x8000000
-    lon = _degrees(lon_raw)
-    lat = _degrees(lat_raw)
-    # Not available (91°, 181°), out of range, or the (0, 0) null island: no position.
-    fix = -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat_raw != 0 or lon_raw != 0)
+    lat, lon = _lat_lon(lon_raw, lat_raw)
     speed = None if speed_raw >= _NOT_AVAILABLE_SPEED else speed_raw / 10.0
     course = None if course_raw >= _NOT_AVAILABLE_COURSE else course_raw / 10.0
     heading = None if heading_raw >= 360 else heading_raw
     if msg_type == 18:
         return Report(mmsi, 18, time, time_source, sources, nmea, own, channel or None,
-                      lat if fix else None, lon if fix else None, speed, course, heading,
-                      None, None, accuracy)
+                      lat, lon, speed, course, heading, None, None, accuracy)
     turn_raw = (v >> 118) & 0xFF
     if turn_raw > 127:
         turn_raw -= 256
-    indicator = _TURN_FAST.get(turn_raw)
+    indicator = TURN_INDICATORS.get(turn_raw)
     turn: float | None
     if indicator is not None or turn_raw == -128:
         turn = None
@@ -92,8 +99,7 @@ def position_report(payload: bytes, time: float, time_source: str, sources: list
     else:
         turn = math.copysign(round((turn_raw / 4.733) ** 2), turn_raw)
     report = Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
-                    lat if fix else None, lon if fix else None, speed, course, heading, turn,
-                    (v >> 126) & 0xF, accuracy)
+                    lat, lon, speed, course, heading, turn, (v >> 126) & 0xF, accuracy)
     if indicator is not None:
         report.extra["turn_indicator"] = indicator
     return report
@@ -102,26 +108,27 @@ def position_report(payload: bytes, time: float, time_source: str, sources: list
 def _base_station(v: int, msg_type: int, mmsi: int, time: float, time_source: str,
                   sources: list[str], nmea: list[str], own: bool, channel: str) -> Report:
     """Types 4 and 11: position, accuracy and the station's UTC (``extra.station_time``)."""
-    lon_raw = (v >> 61) & 0xFFFFFFF
-    lat_raw = (v >> 34) & 0x7FFFFFF
-    if lon_raw & 0x8000000:
-        lon_raw -= 0x10000000
-    if lat_raw & 0x4000000:
-        lat_raw -= 0x8000000
-    lon = _degrees(lon_raw)
-    lat = _degrees(lat_raw)
-    fix = -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 and (lat_raw != 0 or lon_raw != 0)
+    lat, lon = _lat_lon((v >> 61) & 0xFFFFFFF, (v >> 34) & 0x7FFFFFF)
     report = Report(mmsi, msg_type, time, time_source, sources, nmea, own, channel or None,
-                    lat if fix else None, lon if fix else None,
-                    accuracy=bool((v >> 89) & 1))
-    midnight = _midnight((v >> 116) & 0x3FFF, (v >> 112) & 0xF, (v >> 107) & 0x1F)
-    hour = (v >> 102) & 0x1F
-    minute = (v >> 96) & 0x3F
-    second = (v >> 90) & 0x3F
-    # Not available (hour 24, minute or second 60) or invalid: no station time.
-    if midnight is not None and hour < 24 and minute < 60 and second < 60:
-        report.extra["station_time"] = midnight + (hour * 3600 + minute * 60 + second)
+                    lat, lon, accuracy=bool((v >> 89) & 1))
+    stamp = station_time((v >> 116) & 0x3FFF, (v >> 112) & 0xF, (v >> 107) & 0x1F,
+                         (v >> 102) & 0x1F, (v >> 96) & 0x3F, (v >> 90) & 0x3F)
+    if stamp is not None:
+        report.extra["station_time"] = stamp
     return report
+
+
+def station_time(year: int | None, month: int | None, day: int | None, hour: int | None,
+                 minute: int | None, second: int | None) -> float | None:
+    """A base station's UTC in Unix seconds; ``None`` when not available (year, month or
+    day 0, hour 24, minute or second 60), missing (a short message) or not a date."""
+    if year is None or month is None or day is None or hour is None or minute is None \
+            or second is None or hour >= 24 or minute >= 60 or second >= 60:
+        return None
+    midnight = _midnight(year, month, day)
+    if midnight is None:
+        return None
+    return midnight + (hour * 3600 + minute * 60 + second)
 
 
 _MIDNIGHTS: dict[tuple[int, int, int], float | None] = {}

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 MS_TO_KN = 3600.0 / 1852.0
 STATIONARY_STATUSES = (STATUS_AT_ANCHOR, STATUS_MOORED)  # as Vessel.stationary_status
-_NEVER = float("inf")
+_NO_LIMIT = float("inf")  # a vessel not yet scheduled
 
 
 class DarkVessel(BaseRule):
@@ -117,27 +117,14 @@ class DarkVessel(BaseRule):
         alert = (book.find(self.name, mmsi, any_zone=True)
                  if book.has_open(mmsi) else None)
         prev = ctx.prev_seen
-        limits = self._limit
         if alert is None and prev is not None and (
-                report.time - prev > limits.get(mmsi, _NEVER)):
+                report.time - prev > self._limit.get(mmsi, _NO_LIMIT)):
             # Reappeared before a tick noticed: judge the gap now, on the state before it.
             self._catch_up(ctx, vessel, prev, report.time)
             alert = ctx.book.find(self.name, mmsi, any_zone=True)
         if alert is not None:
             self._end(ctx, vessel, alert, report)
-        if self._overrides:
-            self._schedule(ctx, vessel)
-            return
-        # _schedule() without zone overrides, written out: this runs for every report.
-        speed = vessel.speed
-        limit = self.stationary_s if vessel.status in STATIONARY_STATUSES or (
-            speed is not None and speed < self.stationary_below_kn) else self.moving_s
-        limits[mmsi] = limit
-        deadline = vessel.last_seen + limit
-        due = self._due.get(mmsi)
-        if due is None or deadline < due:
-            self._due[mmsi] = deadline
-            heapq.heappush(self._heap, (deadline, mmsi))
+        self._schedule(ctx, vessel)
 
     def _catch_up(self, ctx: RuleContext, vessel: Vessel, prev: float, now: float) -> None:
         limit = self._limit.get(vessel.mmsi)
