@@ -8,12 +8,9 @@ decide they have something to do; silence timers live in heaps and run on ticks.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-
-import shapely
 
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
@@ -79,22 +76,11 @@ class Engine:
         watched = self.config.watch_area == "port" and any(
             self.zones.of_kind(kind) for kind in kinds)
         self._watch_kinds = kinds if watched else ()
-        # Bounds of the watched zones (1 m slack): a fix beyond them is outside at once,
-        # without asking the zone grid (most of a national feed is far from the port).
-        self._watch_bounds = (-math.inf, -math.inf, math.inf, math.inf)
-        if watched:
-            x0, y0, x1, y1 = shapely.total_bounds(
-                [z.metric for kind in kinds for z in self.zones.of_kind(kind)])
-            self._watch_bounds = (float(x0) - 1.0, float(y0) - 1.0, float(x1) + 1.0,
-                                  float(y1) + 1.0)
 
     def _outside_watch_area(self, mmsi: int, x: float | None, y: float | None) -> bool:
         if 970_000_000 <= mmsi < 975_000_000 or self.book.has_open(mmsi):
             return False  # emergency devices everywhere; open alerts run to their end
         if x is None or y is None:
-            return True
-        x0, y0, x1, y1 = self._watch_bounds
-        if not (x0 <= x <= x1 and y0 <= y <= y1):
             return True
         by_id = self.zones.by_id
         kinds = self._watch_kinds

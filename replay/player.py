@@ -35,7 +35,6 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     so the API and MQTT keep serving during a ``--speed max`` replay.
     """
     pacer = Pacer(speed)
-    paced = speed is not None
     ingestor = pipeline.ingestor
     lines = reports = skipped = 0
     first: float | None = None
@@ -46,8 +45,7 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
             if start is not None and report.time < start:
                 skipped += 1
                 continue
-            if paced:
-                await pacer(report.time)
+            await pacer(report.time)
             pipeline.handle_report(report)
             reports += 1
             if first is None:
