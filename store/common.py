@@ -11,7 +11,7 @@ from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
 from ingest.report import Report
 from store.base import AlertQuery, WriterStats
-from store.rows import STATIC_FIELDS, Batch, iso, static_row
+from store.rows import STATIC_FIELDS, Batch, alert_row, iso, position_row, static_row
 from store.writer import BatchWriter
 
 
@@ -54,23 +54,19 @@ class WriterStore:
         return self._writer.stats()
 
     def on_report(self, report: Report) -> None:
-        # The pipeline's hot path: one tuple and one deque append per position (the row is
-        # shaped inline, as store.rows.position_row does; the writer thread does the rest).
+        # The pipeline's hot path: one tuple and one deque append per position; the writer
+        # does the rest.
         extra = report.extra
         drill = bool(extra.get("drill", self.drill)) if extra else self.drill
-        lat, lon = report.lat, report.lon
-        if lat is not None and lon is not None:
-            # ``sources`` is not copied: see store.rows.position_row.
-            self._put(("p", (report.time, report.mmsi, lat, lon, report.speed, report.course,
-                             report.heading, report.status, report.msg_type, report.sources,
-                             drill)))
+        if report.lat is not None and report.lon is not None:
+            self._put(("p", position_row(report, drill)))
         if report.msg_type in _STATIC_MSG_TYPES:
             srow = static_row(report)
             if srow is not None:
                 self._writer.put(("s", srow))
 
     def on_alert(self, event: AlertEvent) -> None:
-        self._writer.put(("a", (str(event.transition), event.time, dict(event.alert))))
+        self._writer.put(("a", alert_row(event)))
 
 
 # Static and voyage data come from these message types (5 class A, 19/24 class B, 21 AtoN).

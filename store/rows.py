@@ -50,17 +50,6 @@ def static_row(report: Report) -> StaticRow | None:
     return (report.mmsi, report.time, present)
 
 
-def report_items(report: Report, drill: bool) -> list[Item]:
-    """What one report becomes in the write queue (own-ship reports are kept too)."""
-    items: list[Item] = []
-    if report.lat is not None and report.lon is not None:
-        items.append(("p", position_row(report, drill)))
-    srow = static_row(report)
-    if srow is not None:
-        items.append(("s", srow))
-    return items
-
-
 def alert_row(event: AlertEvent) -> AlertRow:
     return (str(event.transition), event.time, dict(event.alert))
 
