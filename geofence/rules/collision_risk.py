@@ -99,10 +99,7 @@ class CollisionRisk(BaseRule):
 
     def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
         assert vessel.speed is not None and vessel.course is not None
-        # velocity(), written out: this runs for every report of a vessel under way.
-        speed = vessel.speed * KN_TO_MS
-        rad = math.radians(vessel.course)
-        vx, vy = speed * math.sin(rad), speed * math.cos(rad)
+        vx, vy = velocity(vessel.speed, vessel.course)
         if not ctx.zones.zones:
             return Motion(t, vx, vy, True, None, None, None)
         # Where the fix is, not the confirmed membership: a pair is judged at once.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from geofence.alert import RiskArea, Severity
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
-from geofence.rules.position_jump import MS_TO_KN, SAR_AIRCRAFT_TYPE, JumpTest
+from geofence.rules.position_jump import JumpTest, judged
 from ingest.report import Report
 
 if TYPE_CHECKING:
@@ -47,23 +47,16 @@ class MmsiConflict(BaseRule):
         return None if self.test.is_jump(distance, t - head[0]) else distance
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
-        if report.lat is None or report.lon is None or report.msg_type == SAR_AIRCRAFT_TYPE:
-            return  # judged(), written out
+        if not judged(report):
+            return
         t = report.time
         x, y = ctx.x, ctx.y  # projected once by the engine
         assert x is not None and y is not None
         state = vessel.rule_state.get(self.name)
         if state is None:
             prev = ctx.prev_fix
-            if prev is None:
-                return
-            # The common case, no jump and nothing kept: _fits() written out.
-            distance = math.hypot(x - prev.x, y - prev.y)
-            test = self.test
-            dt = abs(t - prev.time)
-            if not (distance >= test.min_distance_m and (
-                    (math.inf if dt == 0 else distance / dt * MS_TO_KN) > test.max_speed_kn)):
-                return
+            if prev is None or self._fits([prev.time, prev.x, prev.y], x, y, t) is not None:
+                return  # the common case: no jump, nothing kept
             state = vessel.rule_state[self.name] = {
                 "a": [prev.time, prev.x, prev.y, prev.lat, prev.lon], "b": None,
                 "last": "a", "jumps": []}

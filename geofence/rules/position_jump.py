@@ -70,19 +70,14 @@ class PositionJump(BaseRule):
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         prev = ctx.prev_fix
-        if prev is None or report.lat is None or report.lon is None or (
-                report.msg_type == SAR_AIRCRAFT_TYPE):
-            return  # judged(), written out
+        if prev is None or not judged(report):
+            return
         x, y = ctx.x, ctx.y  # projected once by the engine
         assert x is not None and y is not None
         distance = math.hypot(x - prev.x, y - prev.y)
         state = vessel.rule_state.get(self.name)
         t = report.time
-        test = self.test
-        # JumpTest.is_jump, written out: this runs for every fix.
-        dt = abs(t - prev.time)
-        if not (distance >= test.min_distance_m and (
-                (math.inf if dt == 0 else distance / dt * MS_TO_KN) > test.max_speed_kn)):
+        if not self.test.is_jump(distance, t - prev.time):
             if state is not None:  # back on its track
                 state.pop("alt", None)
                 if not (state.get("alert") and ctx.book.get(str(state["alert"]))):
