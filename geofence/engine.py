@@ -98,14 +98,8 @@ class Engine:
         if self._resume_pending:
             self._resume(t)
         picture = self.picture
-        receivers = picture.receivers
         for name in report.sources:
-            rec = receivers.get(name)
-            if rec is not None and rec.last_heard <= t <= rec.last_heard + self._gap_s:
-                rec.last_heard = t  # the common case, inlined
-                rec.messages += 1
-            else:
-                picture.hear(name, t, self._gap_s)
+            picture.hear(name, t, self._gap_s)
         if t >= self._next_tick:
             self._advance(t)
         elif t > self.newest:

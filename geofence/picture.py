@@ -288,11 +288,7 @@ def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
     by_id = zones.by_id
     point = None
     reach = margin_m + 1.0
-    if vessel._inside_at == (x, y):  # zone_ids_here(), written out
-        inside = vessel._inside
-    else:
-        inside = zones.ids_at(x, y)
-        vessel._inside_at, vessel._inside = (x, y), inside
+    inside = zone_ids_here(vessel, zones)
     confirmed, pending = vessel.zones, vessel.pending
     if not pending and len(inside) == len(confirmed):
         # The usual report: still inside exactly the zones it is a member of.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingest.nmea import PAYLOAD_CHARS, xor_checksum
+from ingest.nmea import is_armoured_payload, xor_checksum
 from ingest.timestamps import epoch_value, gatehouse_time, prefix_time, suffix_time
 
 # Rejection reasons: every rejected line is counted under exactly one of these.
@@ -71,7 +71,6 @@ class Meta:
 #: A bare tag block line (some feeds send one before every sentence): one shared object.
 _BARE_TAG = Meta(None)
 _UNSEEN = ("", False)  # a sentinel: not a cached head
-_NOT_PAYLOAD = bytes(sorted(PAYLOAD_CHARS))
 #: Sentence heads seen so far (``AIVDM`` → talker, own); heads repeat on every line.
 _HEADS: dict[bytes, tuple[str, bool] | None] = {}
 #: Tag block contents recently verified → (time, station) or None; a station's block repeats
@@ -179,7 +178,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
     if channel is None or fill is None:
         return MALFORMED
     payload = fields[5]
-    if not payload or payload.translate(None, _NOT_PAYLOAD):  # is_armoured_payload inlined
+    if not payload or not is_armoured_payload(payload):
         return BAD_PAYLOAD
     talker, own = kind
     return Sentence(talker, own, count, number, fields[3], channel, payload, fill, line,

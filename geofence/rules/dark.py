@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
-from geofence.picture import STATUS_AT_ANCHOR, STATUS_MOORED, Vessel
+from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence
 from ingest.report import Report, iso_time
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 MS_TO_KN = 3600.0 / 1852.0
-STATIONARY_STATUSES = (STATUS_AT_ANCHOR, STATUS_MOORED)  # as Vessel.stationary_status
 _NO_LIMIT = float("inf")  # a vessel not yet scheduled
 
 
@@ -87,12 +86,7 @@ class DarkVessel(BaseRule):
     # -- hooks ----------------------------------------------------------------------------
 
     def _schedule(self, ctx: RuleContext, vessel: Vessel) -> None:
-        if self._overrides:
-            limit = self.threshold(ctx, vessel)
-        else:  # threshold() without zone overrides, inlined: this runs for every report
-            speed = vessel.speed
-            limit = self.stationary_s if vessel.status in STATIONARY_STATUSES or (
-                speed is not None and speed < self.stationary_below_kn) else self.moving_s
+        limit = self.threshold(ctx, vessel)
         self._limit[vessel.mmsi] = limit
         deadline = vessel.last_seen + limit
         due = self._due.get(vessel.mmsi)

@@ -113,8 +113,7 @@ class Encounter(BaseRule):
                 self._end_pair(ctx, pair_key(mmsi, other), t, "silent", ended_at=ot)
                 continue
             partner = vessels.get(other)
-            if partner is None or partner.shiptype in exempt or (
-                    other // 1_000_000 == SAR_AIRCRAFT_MID_PREFIX):  # is_exempt, inlined
+            if partner is None or is_exempt(partner, exempt):
                 continue
             key = (mmsi, other) if mmsi < other else (other, mmsi)
             distance = math.hypot(ox - x, oy - y)
