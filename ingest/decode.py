@@ -44,6 +44,14 @@ def _position(report: Report, lon: Any, lat: Any) -> None:
     report.lon = lon
 
 
+def _kinematics(report: Report, msg: Any) -> None:
+    """Position, speed, course and heading of a class A or B position report."""
+    _position(report, msg.lon, msg.lat)
+    report.speed = _speed(msg.speed)
+    report.course = _course(msg.course)
+    report.heading = _heading(msg.heading)
+
+
 def _course(value: Any, unavailable: float = 360.0) -> float | None:
     if value is None or value >= unavailable or value < 0:
         return None
@@ -104,10 +112,7 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
     report = Report(mmsi=mmsi, msg_type=msg_type, time=time, time_source=time_source,
                     sources=sources, nmea=nmea, own=own, channel=channel or None)
     if msg_type <= 3:
-        _position(report, msg.lon, msg.lat)
-        report.speed = _speed(msg.speed)
-        report.course = _course(msg.course)
-        report.heading = _heading(msg.heading)
+        _kinematics(report, msg)
         report.status = int(msg.status)
         report.accuracy = bool(msg.accuracy)
         turn = int(msg.turn) if abs(msg.turn) in (127, 128) else msg.turn
@@ -116,10 +121,7 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
         elif turn != -128:
             report.turn = float(turn)
     elif msg_type == 18:
-        _position(report, msg.lon, msg.lat)
-        report.speed = _speed(msg.speed)
-        report.course = _course(msg.course)
-        report.heading = _heading(msg.heading)
+        _kinematics(report, msg)
         report.accuracy = bool(msg.accuracy)
     elif msg_type == 5:
         report.shipname = _text(msg.shipname)
@@ -141,10 +143,7 @@ def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: 
             else:
                 _dims(report, msg)
     elif msg_type == 19:
-        _position(report, msg.lon, msg.lat)
-        report.speed = _speed(msg.speed)
-        report.course = _course(msg.course)
-        report.heading = _heading(msg.heading)
+        _kinematics(report, msg)
         report.accuracy = bool(msg.accuracy)
         report.shipname = _text(msg.shipname)
         report.shiptype = _shiptype(msg.ship_type)
