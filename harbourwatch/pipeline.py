@@ -4,6 +4,12 @@ Data flows one way. The consumer loop is the only place that calls the ingestor 
 engine, so neither needs locks. Rules run on message time; the engine's timers are
 advanced whenever the newest message time moves on by a second, and in live mode also by a
 wall-clock tick (so a receiver that falls silent is noticed although no line arrives).
+
+Lines are decoded a run at a time (up to :data:`READ_AHEAD_LINES`) before their reports
+go to the rules: each stage then keeps its code and data in the CPU caches, a fifth faster
+than alternating line by line. The ingestor journals what a later line tells about earlier
+reports and receivers, and the pipeline applies it in line order, so no result depends on
+how the lines were grouped (live batches follow arrival, replays are fixed).
 """
 
 from __future__ import annotations
@@ -11,19 +17,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from geofence.alert import AlertEvent
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
-from ingest.ingestor import Ingestor
+from ingest.ingestor import Heard, Ingestor
 from ingest.report import Report
 from ingest.sources.queue import LineQueue, LineQueueClosed
 
 log = logging.getLogger(__name__)
+_NEVER = float("-inf")
 
 _TICK_S = 1.0
+#: Most lines decoded ahead of the rules (live batches are whatever is queued, up to this).
+READ_AHEAD_LINES = 100
+#: One line to decode: source name, bytes, receive time (None for recorded lines).
+LineInput = tuple[str, bytes, float | None]
 
 
 class RuleEngine(Protocol):
@@ -34,9 +45,6 @@ class RuleEngine(Protocol):
     def tick(self, now: float) -> list[AlertEvent]: ...
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
-
-
-Pacer = Callable[[float], Awaitable[None]]
 
 
 class Pipeline:
@@ -54,14 +62,62 @@ class Pipeline:
         self._next_tick = float("-inf")
         self.started_wall = time.time()
         self._heard: dict[str, float] = {}
+        # What the ingestor tells about lines already decoded, applied in line order.
+        self._journal: list[Heard] = []
+        self._applied = 0
+        ingestor.journal = self._journal
+        self._receiver_times: dict[str, float] = {}
         self.snoozes = snoozes if snoozes is not None else SnoozeBook()
         self.muted = 0
 
     # -- synchronous core (also used directly by benchmarks and tests) --------------------
 
     def feed_line(self, source: str, data: bytes, received: float | None) -> None:
-        for report in self.ingestor.feed(source, data, received):
+        self.feed_lines(((source, data, received),))
+
+    def feed_lines(self, lines: Iterable[LineInput]) -> None:
+        """Decode ``lines``, then hand their reports to the rules and sinks."""
+        for report in self.decode_ahead(lines):
             self.handle_report(report)
+
+    def decode_ahead(self, lines: Iterable[LineInput]) -> Iterator[Report]:
+        """Decode every line first, then yield the reports in order.
+
+        Before a line's reports are yielded, the journal entries of that line and those
+        before it are applied, so each report is exactly what it would be line by line
+        (e.g. ``sources`` without the receivers of duplicates in later lines).
+        """
+        feed = self.ingestor.feed
+        journal = self._journal
+        decoded = [(feed(source, data, received), len(journal))
+                   for source, data, received in lines]
+        return self._in_line_order(decoded)
+
+    def flush(self) -> Iterator[Report]:
+        """End of input: what the ingestor still holds, in order (see ``finish``)."""
+        return self._in_line_order([(self.ingestor.flush(), len(self._journal))])
+
+    def _in_line_order(self, decoded: list[tuple[Sequence[Report], int]]) -> Iterator[Report]:
+        try:
+            for reports, mark in decoded:
+                if mark > self._applied:
+                    self._catch_up(mark)
+                yield from reports
+        finally:
+            self._catch_up(len(self._journal))
+            self._journal.clear()
+            self._applied = 0
+
+    def _catch_up(self, mark: int) -> None:
+        """Apply the journal up to ``mark``: duplicates' receivers, receivers' times."""
+        journal, times = self._journal, self._receiver_times
+        for index in range(self._applied, mark):
+            receiver, time, duplicate_of = journal[index]
+            if time > times.get(receiver, _NEVER):
+                times[receiver] = time
+            if duplicate_of is not None and receiver not in duplicate_of.sources:
+                duplicate_of.sources.append(receiver)
+        self._applied = mark
 
     def handle_report(self, report: Report) -> None:
         """Rules first, then sinks: a report and the alerts it caused leave together."""
@@ -89,9 +145,8 @@ class Pipeline:
     def _sync_receivers(self) -> None:
         """Receivers that only heard duplicates are still heard: tell the rules."""
         heard = self._heard
-        for name, receiver in self.ingestor.receivers.items():
-            last = receiver.last_heard
-            if last is not None and last > heard.get(name, float("-inf")):
+        for name, last in self._receiver_times.items():
+            if last > heard.get(name, _NEVER):
                 heard[name] = last
                 events = self.engine.source_heard(name, last)
                 if events:
@@ -99,7 +154,7 @@ class Pipeline:
 
     def finish(self) -> None:
         """End of input: release what the ingestor still holds, run the last timers."""
-        for report in self.ingestor.flush():
+        for report in self.flush():
             self.handle_report(report)
         newest = self.ingestor.newest
         if newest is not None:
@@ -132,20 +187,16 @@ class Pipeline:
             except Exception:
                 log.exception("sink %r failed to stop cleanly", sink)
 
-    async def consume(self, queue: LineQueue, pacer: Pacer | None = None) -> None:
-        """Take lines until the queue closes; ``pacer`` may sleep to hold a replay speed."""
+    async def consume(self, queue: LineQueue) -> None:
+        """Take lines until the queue closes: whatever is queued, up to a read-ahead run."""
         ticker = asyncio.create_task(self._wall_ticks()) if self.live else None
         try:
             while True:
                 try:
-                    line = await queue.get()
+                    batch = await queue.get_many(READ_AHEAD_LINES)
                 except LineQueueClosed:
                     break
-                reports = self.ingestor.feed(line.source, line.data, line.received)
-                for report in reports:
-                    if pacer is not None:
-                        await pacer(report.time)
-                    self.handle_report(report)
+                self.feed_lines([(line.source, line.data, line.received) for line in batch])
             self.finish()
         finally:
             if ticker is not None:

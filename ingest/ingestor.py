@@ -26,6 +26,9 @@ from ingest.report import Report
 
 log = logging.getLogger(__name__)
 _NOTHING: Sequence[Report] = ()
+#: A journal entry (see ``Ingestor.journal``): a receiver heard at a message time, and the
+#: report a duplicate repeats (None when the receiver's time moved on otherwise).
+Heard = tuple[str, float, Report | None]
 #: A base-station time further than this from the carried clock is suspect (bad clock).
 _CLOCK_JUMP_S = 3600.0
 _CLOCK_CONFIRMATIONS = 3
@@ -69,6 +72,12 @@ class Ingestor:
         self._framed: dict[bytes, Sentence | Meta | str] = {}
         self.nominal_rate = nominal_rate
         self.untimed_sources: set[str] = set()
+        #: When a consumer sets a list here, what a line tells about reports already
+        #: returned is appended to it instead of applied: a duplicate's receiver (not added
+        #: to the first copy's ``sources``) and each receiver's newest time (``last_heard``
+        #: is still updated). A consumer that decodes lines ahead of its rules applies the
+        #: entries in line order, so its results do not depend on how far ahead it ran.
+        self.journal: list[Heard] | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -195,13 +204,17 @@ class Ingestor:
         rx.messages += 1
         if rx.last_heard is None or time > rx.last_heard:
             rx.last_heard = time
+            if self.journal is not None:
+                self.journal.append((receiver, time, None))
 
         # The same message whether one sentence or several ('/' is not a payload character).
         key = payload if fill == 0 else payload + _FILL_KEY[fill]
         seen = self._recent.get(key)
         if seen is not None and abs(time - seen.time) <= self.dedup_window_s:
             health.duplicates += 1
-            if receiver not in seen.sources:
+            if self.journal is not None:
+                self.journal.append((receiver, time, seen))
+            elif receiver not in seen.sources:
                 seen.sources.append(receiver)
             return
         if group is None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from itertools import islice
 
-from harbourwatch.pipeline import Pipeline
+from harbourwatch.pipeline import READ_AHEAD_LINES, Pipeline
 from replay.merge import merged_lines
 from replay.pacing import Pacer
 from replay.progress import Progress
@@ -32,16 +33,19 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
 
     Reports before ``start`` are decoded (so assembly and clocks stay right) but not
     handed to the rules or sinks. The event loop gets a turn every few hundred lines,
-    so the API and MQTT keep serving during a ``--speed max`` replay.
+    so the API and MQTT keep serving during a ``--speed max`` replay. Lines are decoded
+    a run at a time ahead of the rules (``Pipeline.decode_ahead``), which changes no result.
     """
     pacer = Pacer(speed)
     ingestor = pipeline.ingestor
     lines = reports = skipped = 0
+    next_yield = _YIELD_EVERY
     first: float | None = None
     last: float | None = None
-    for source, line in merged_lines(paths):
-        lines += 1
-        for report in ingestor.feed(source, line, None):
+    merged = merged_lines(paths)
+    while run := [(source, line, None) for source, line in islice(merged, READ_AHEAD_LINES)]:
+        lines += len(run)
+        for report in pipeline.decode_ahead(run):
             if start is not None and report.time < start:
                 skipped += 1
                 continue
@@ -51,11 +55,12 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
             if first is None:
                 first = report.time
             last = report.time
-        if lines % _YIELD_EVERY == 0:
+        if lines >= next_yield:
+            next_yield += _YIELD_EVERY
             if progress is not None:
                 progress.update(lines, last, pipeline.alert_events)
             await asyncio.sleep(0)
-    for report in ingestor.flush():
+    for report in pipeline.flush():
         if start is None or report.time >= start:
             pipeline.handle_report(report)
             reports += 1

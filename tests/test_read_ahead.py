@@ -1,0 +1,112 @@
+"""Decoding lines ahead of the rules changes nothing: the same reports, receivers and alerts
+whether lines reach the pipeline one at a time or in runs of any length."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from itertools import islice
+from typing import Any
+
+from geofence.alert import AlertEvent
+from geofence.engine import Engine
+from geofence.zones import ZoneSet
+from harbourwatch.config import RulesConfig
+from harbourwatch.pipeline import Pipeline
+from ingest.ingestor import Ingestor
+from ingest.report import Report
+from replay.scenario import build_scenario
+from tests.ingest_helpers import position, single, tag_block
+from tests.scenario_helpers import DEMO_ZONES
+
+T0 = 1_700_000_000
+
+
+class Recorder:
+    """A sink that keeps what each report and alert looked like when it arrived."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+        self.reports: list[Report] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def on_report(self, report: Report) -> None:
+        self.reports.append(report)
+        self.seen.append(("report", report.mmsi, report.time, tuple(report.sources)))
+
+    def on_alert(self, event: AlertEvent) -> None:
+        self.seen.append(("alert", str(event.transition), event.time,
+                          json.dumps(event.alert, sort_keys=True)))
+
+
+class HeardSpy(Engine):
+    """The real engine, also noting when it is told a receiver was heard."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heard: list[tuple[str, float]] = []
+
+    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
+        self.heard.append((receiver, time))
+        return super().source_heard(receiver, time)
+
+
+def run(lines: Sequence[bytes], zones: ZoneSet, read_ahead: int
+        ) -> tuple[Recorder, HeardSpy, Pipeline]:
+    recorder = Recorder()
+    engine = HeardSpy(RulesConfig(), zones)
+    pipeline = Pipeline(Ingestor(), engine, [recorder])
+    feed = iter(lines)
+    while run := [("log", line, None) for line in islice(feed, read_ahead)]:
+        pipeline.feed_lines(run)
+    pipeline.finish()
+    return recorder, engine, pipeline
+
+
+def line(receiver: str, t: float, **fields: Any) -> bytes:
+    return (tag_block(s=receiver, c=int(t)) + single(position(**fields))).encode()
+
+
+def test_a_later_duplicate_is_not_seen_by_the_report_it_repeats_before_its_line() -> None:
+    # rx2's copy of vessel 1's report arrives after vessel 2's report, in the same run.
+    lines = [line("rx1", T0, mmsi=244000001), line("rx1", T0 + 1, mmsi=244000002, lat=51.91),
+             line("rx2", T0 + 1, mmsi=244000001)]
+    for read_ahead in (1, 3):
+        recorder, engine, _ = run(lines, ZoneSet.from_geojson(DEMO_ZONES), read_ahead)
+        assert [s[3] for s in recorder.seen] == [("rx1",), ("rx1",)]
+        first = recorder.reports[0]
+        assert first.sources == ["rx1", "rx2"]  # the duplicate still counts, in its turn
+        assert dict(engine.picture.vessels[244000001].sources) == {"rx1": T0}
+
+
+@cache
+def scenario_lines() -> tuple[bytes, ...]:
+    scenario = build_scenario(ZoneSet.from_geojson(DEMO_ZONES), seed=5, hours=1.0, scale=0.5)
+    return tuple(text.encode("ascii") for text in scenario.lines)
+
+
+def test_any_read_ahead_gives_the_line_by_line_result() -> None:
+    lines = scenario_lines()
+    zones = ZoneSet.from_geojson(DEMO_ZONES)
+    one, one_engine, one_pipeline = run(lines, zones, 1)
+    alerts = [s for s in one.seen if s[0] == "alert"]
+    assert len(alerts) > 20
+    # The scenario's two receivers overlap: many reports gain a receiver after delivery,
+    # and receivers are heard through duplicates alone; both must land in the same place.
+    grown = sum(len(r.sources) > len(s[3]) for r, s in
+                zip(one.reports, [s for s in one.seen if s[0] == "report"], strict=True))
+    assert grown > 100
+    assert len(one_engine.heard) > 100
+    for read_ahead in (7, 100, len(lines)):
+        other, other_engine, other_pipeline = run(lines, ZoneSet.from_geojson(DEMO_ZONES),
+                                                  read_ahead)
+        assert other.seen == one.seen, read_ahead
+        assert other_engine.heard == one_engine.heard, read_ahead
+        assert [r.sources for r in other.reports] == [r.sources for r in one.reports]
+        assert other_pipeline.stats() == one_pipeline.stats()
