@@ -535,6 +535,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         writer = store.stats()
         out["store"] = {"description": store.description, "queued": writer.queued,
                         "written_positions": writer.written_positions,
+                        "duplicate_positions": writer.duplicate_positions,
                         "written_alerts": writer.written_alerts, "spooled": writer.spooled,
                         "failures": writer.failures, "db_up": writer.db_up,
                         "spool_pending": writer.spool_pending}

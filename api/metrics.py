@@ -30,8 +30,8 @@ _SOURCE_BY_REASON = (
     ("rejected", "Lines rejected, by reason"), ("decode_errors", "Decode failures, by reason"),
     ("fragments_dropped", "Multipart fragments dropped, by reason"),
 )
-_WRITER_COUNTERS = ("written_positions", "written_statics", "written_alerts", "spooled",
-                    "rejected", "batches", "failures")
+_WRITER_COUNTERS = ("written_positions", "duplicate_positions", "written_statics",
+                    "written_alerts", "spooled", "rejected", "batches", "failures")
 
 
 def _timestamp(value: Any) -> float | None:

@@ -89,7 +89,9 @@ class WriterStats:
     """Counters of the background writer (for /metrics and /stats)."""
 
     queued: int = 0
+    #: positions stored, and those the database already had (same mmsi, time, type, drill)
     written_positions: int = 0
+    duplicate_positions: int = 0
     written_statics: int = 0
     written_alerts: int = 0
     spooled: int = 0

@@ -30,7 +30,7 @@ class WriterStore:
                                    memory_limit=memory_limit, retry_max=retry_max)
         self._put = self._writer.put
 
-    async def write_batch(self, batch: Batch) -> None:
+    async def write_batch(self, batch: Batch) -> int:
         raise NotImplementedError
 
     async def _open(self) -> None:

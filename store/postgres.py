@@ -265,7 +265,7 @@ class PostgresStore(WriterStore):
             await _init_writer(self._wconn)
         return self._wconn
 
-    async def write_batch(self, batch: Batch) -> None:
+    async def write_batch(self, batch: Batch) -> int:
         with self._errors():
             try:
                 conn = await self._writer_connection()
@@ -274,33 +274,40 @@ class PostgresStore(WriterStore):
                     self._safe_left -= 1
                 try:
                     async with conn.transaction():
-                        await self._write_batch(conn, batch, fast)
+                        return await self._write_batch(conn, batch, fast)
                 except asyncpg.UniqueViolationError:
                     if not fast:
                         raise
                     self._safe_left = _SAFE_BATCHES
                     async with conn.transaction():
-                        await self._write_batch(conn, batch, fast=False)
+                        return await self._write_batch(conn, batch, fast=False)
             except _UNAVAILABLE:
                 if self._wconn is not None:  # reconnect on the next try
                     self._wconn.terminate()
                     self._wconn = None
                 raise
 
-    async def _write_batch(self, conn: asyncpg.Connection, batch: Batch, fast: bool) -> None:
-        """On the writer connection: every timestamptz is Unix seconds (see _init_writer)."""
+    async def _write_batch(self, conn: asyncpg.Connection, batch: Batch, fast: bool) -> int:
+        """On the writer connection: every timestamptz is Unix seconds (see _init_writer).
+
+        Returns the positions that were new: all of them when the plain COPY succeeds (it
+        fails on any key already stored), else what the staged INSERT reports.
+        """
+        new_positions = 0
         if batch.positions:
             records = batch.positions
             if fast:
                 await conn.copy_records_to_table("positions", records=records,
                                                  columns=POSITION_COLUMNS)
+                new_positions = len(records)
             else:
                 await conn.execute(_STAGE)
                 await conn.copy_records_to_table("positions_stage", records=records,
                                                  columns=POSITION_COLUMNS)
-                await conn.execute(
+                status = await conn.execute(
                     "INSERT INTO positions SELECT * FROM positions_stage "
                     "ON CONFLICT DO NOTHING")
+                new_positions = int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
         if batch.statics:
             await self._write_statics(conn, batch.statics)
         now = wallclock.time()
@@ -314,6 +321,7 @@ class PostgresStore(WriterStore):
                 await conn.execute(_AUDIT_INSERT, alert["id"], when, "rules", transition,
                                    None, before, state,
                                    f"{alert['id']}|{transition}|{when!r}|{alert['state']}")
+        return new_positions
 
     async def _write_statics(self, conn: asyncpg.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}

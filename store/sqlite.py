@@ -299,16 +299,21 @@ class SqliteStore(WriterStore):
         self._rx.shutdown(wait=True)
 
     # --- batch write ---------------------------------------------------------------------------
-    async def write_batch(self, batch: Batch) -> None:
-        await self._write(lambda conn: self._write_batch(conn, batch))
+    async def write_batch(self, batch: Batch) -> int:
+        return await self._write(lambda conn: self._write_batch(conn, batch))
 
-    def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> None:
+    def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> int:
+        """Returns the positions that were new (an ignored row and padding change nothing)."""
+        new_positions = 0
         if batch.positions:
+            before = conn.total_changes
             self._write_positions(conn, batch.positions)
+            new_positions = conn.total_changes - before
         if batch.statics:
             self._write_statics(conn, batch.statics)
         if batch.alerts:
             self._write_alerts(conn, batch.alerts)
+        return new_positions
 
     def _write_alerts(self, conn: sqlite3.Connection, alerts: list[AlertRow]) -> None:
         """The alerts' states in one query, their rows in multi-row upserts (applied in

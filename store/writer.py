@@ -32,8 +32,12 @@ CATCH_UP_BATCHES = 4
 
 
 class BatchSink(Protocol):
-    async def write_batch(self, batch: Batch) -> None:
-        """Write one batch in one transaction; raise StoreUnavailable or StoreError."""
+    async def write_batch(self, batch: Batch) -> int:
+        """Write one batch in one transaction; raise StoreUnavailable or StoreError.
+
+        Returns how many of its positions were new: a catch-up or a replay offers rows the
+        database already has, and those are ignored, not stored twice.
+        """
 
 
 class BatchWriter:
@@ -178,7 +182,7 @@ class BatchWriter:
     async def _write(self, items: list[Item]) -> bool:
         batch = Batch.of(items)
         try:
-            await self._backend.write_batch(batch)
+            new_positions = await self._backend.write_batch(batch)
         except StoreUnavailable as exc:
             if self._stats.db_up:
                 log.warning("store: database unreachable (%s); buffering", exc)
@@ -195,29 +199,30 @@ class BatchWriter:
             self._stats.db_up = False
             self._stats.failures += 1
             return False
-        self._written(batch)
+        self._written(batch, new_positions)
         return True
 
     async def _write_one_by_one(self, items: list[Item]) -> bool:
         for item in items:
             batch = Batch.of([item])
             try:
-                await self._backend.write_batch(batch)
+                new_positions = await self._backend.write_batch(batch)
             except StoreUnavailable:
                 return False  # rows before this one are written; retrying them is harmless
             except StoreError as exc:
                 self._reject(item, exc)
             else:
-                self._written(batch)
+                self._written(batch, new_positions)
         return True
 
-    def _written(self, batch: Batch) -> None:
+    def _written(self, batch: Batch, new_positions: int) -> None:
         if not self._stats.db_up:
             log.warning("store: database back; catching up")
         self._stats.db_up = True
         self._backoff = self._retry_initial
         self._stats.batches += 1
-        self._stats.written_positions += len(batch.positions)
+        self._stats.written_positions += new_positions
+        self._stats.duplicate_positions += len(batch.positions) - new_positions
         self._stats.written_statics += len(batch.statics)
         self._stats.written_alerts += len(batch.alerts)
 

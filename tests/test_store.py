@@ -84,12 +84,16 @@ async def test_positions_are_idempotent(store: Store) -> None:
         store.on_report(r)
     await store.flush()
     assert await store.position_count(A) == 101
+    stats = store.stats()
+    assert (stats.written_positions, stats.duplicate_positions) == (101, 50)
     # Same key in one batch, and a different message type at the same time: kept apart.
     store.on_report(pos(B, T0))
     store.on_report(pos(B, T0))
     store.on_report(pos(B, T0, msg_type=3))
     await store.flush()
     assert await store.position_count(B) == 2
+    stats = store.stats()
+    assert (stats.written_positions, stats.duplicate_positions) == (103, 51)
 
 
 async def test_track_is_downsampled_for_long_ranges(store: Store) -> None:
