@@ -66,6 +66,8 @@ _HISTORY_INSERT = "INSERT OR IGNORE INTO vessel_history VALUES"
 _POSITION_CHUNK = 512
 #: Most rows (or keys) in one statement for static data: a batch holds few of them.
 _SMALL_CHUNK = 64
+#: How long an inline write waits for a lock another process holds (ms; threads wait 10 s).
+_INLINE_BUSY_MS = 100
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
     "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
@@ -261,6 +263,11 @@ class SqliteStore(WriterStore):
             raise StoreError(f"cannot create {self.path.parent}: {exc}") from exc
         self._wconn = await self._call(self._wx, self._connect_writer)
         await self._call(self._wx, self._migrate)
+        if self.inline_writes:
+            # Writes now run on the event loop: a file another process keeps locked must not
+            # stall it (the API, signals) for the whole timeout. The write fails fast, its
+            # rows stay buffered, and the writer tries again with back-off.
+            self._wconn.execute(f"PRAGMA busy_timeout={_INLINE_BUSY_MS}")
         self._rconn = await self._call(self._rx, self._connect)
         log.info("store: %s", self.description)
 

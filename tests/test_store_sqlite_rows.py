@@ -180,3 +180,37 @@ async def test_replay_writes_inline_on_the_loop_thread_with_the_same_rows(
     assert stored(path) == sorted(expected(r) for r in reports)
     main = threading.get_ident()
     assert writers and (writers == {main} if inline else main not in writers)
+
+
+async def test_a_file_another_process_locks_fails_inline_writes_fast_and_loses_nothing(
+        tmp_path: Path) -> None:
+    """Inline writes (replays) do not wait out the 10 s busy timeout on the event loop: the
+    write fails, the rows stay buffered, and they are written once the lock is gone."""
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, batch_size=50, max_age=0.01, inline_writes=True)
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing
+        # Released from another thread after a second: a write that waited for the lock
+        # (the threads' 10 s timeout) would succeed instead of failing first.
+        release = threading.Timer(1.0, other.execute, ("ROLLBACK",))
+        release.start()
+        reports = [report(i) for i in range(120)]
+        for r in reports:
+            store.on_report(r)
+        await store.flush()  # one failed try while the database is away
+        down = store.stats()
+        assert (down.db_up, down.written_positions) == (False, 0)
+        assert down.failures >= 1
+        release.join()
+        for _ in range(100):  # the writer retries with back-off
+            await store.flush()
+            if store.stats().db_up and store.stats().queued == 0:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        other.close()
+        await store.stop()
+    assert store.stats().written_positions == 120
+    assert stored(path) == sorted(expected(r) for r in reports)
