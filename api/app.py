@@ -534,6 +534,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                                             if k != "sources"}}
         writer = store.stats()
         out["store"] = {"description": store.description, "queued": writer.queued,
+                        "held_positions": writer.held_positions,
                         "written_positions": writer.written_positions,
                         "duplicate_positions": writer.duplicate_positions,
                         "written_alerts": writer.written_alerts, "spooled": writer.spooled,

@@ -130,6 +130,8 @@ class ServiceCollector(Collector):
                                           f"Store writer: {key.replace('_', ' ')}",
                                           value=float(stats[key]))
         for key, help_text in (("queued", "Items waiting for the store writer"),
+                               ("held_positions",
+                                "Positions held until no duplicate can add a receiver"),
                                ("spool_pending", "Items spooled to disk, not yet written")):
             if key in stats:
                 yield GaugeMetricFamily(f"harbourwatch_store_{key}", help_text,

@@ -30,7 +30,7 @@ from harbourwatch.options import ServiceOptions, build_sources
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
-from ingest.ingestor import Ingestor
+from ingest.ingestor import Ingestor, sources_final_after
 from ingest.sources.queue import LineQueue
 from ingest.sources.runner import run_sources
 from store import VesselState, open_store
@@ -73,7 +73,8 @@ def make_store(config: Config, config_dir: Path, drill: bool, *,
     return open_store(url, config_dir, retention=retention, spool_path=spool, drill=drill,
                       batch_size=config.store.batch_size,
                       max_age=config.store.flush_interval_s,
-                      memory_limit=config.store.buffer_rows, inline_writes=replay)
+                      memory_limit=config.store.buffer_rows, inline_writes=replay,
+                      hold_s=sources_final_after(config.ingest.dedup_window_s))
 
 
 async def restore_state(store: Store, engine: Engine) -> None:

@@ -51,6 +51,15 @@ class _SourceState:
     untimed: bool = False
 
 
+def sources_final_after(dedup_window_s: float) -> float:
+    """Message time after a report's own by which no duplicate can add to its ``sources``.
+
+    A report is remembered for duplicates until housekeeping (every ``_HOUSEKEEPING_S`` of
+    message time) finds it two windows older than the newest message.
+    """
+    return 2 * dedup_window_s + _HOUSEKEEPING_S
+
+
 class Ingestor:
     """Frame, time, assemble, de-duplicate and decode lines from any number of sources."""
 

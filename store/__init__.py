@@ -35,7 +35,8 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
                compress_after: timedelta = timedelta(days=7),
                spool_path: Path | None = None, drill: bool = False,
                batch_size: int = 2000, max_age: float = 1.0,
-               memory_limit: int = 200_000, inline_writes: bool = False) -> Store:
+               memory_limit: int = 200_000, inline_writes: bool = False,
+               hold_s: float = 0.0) -> Store:
     """The store for ``--db``: ``None`` (SQLite next to the config, or in the working
     directory), ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
     ``postgresql://user:pass@host:port/db`` (``postgres://`` too).
@@ -44,6 +45,8 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
     ``compress_after`` apply to TimescaleDB only. The outage spool defaults to a file next to
     the SQLite database, or ``harbourwatch-spool.jsonl`` in the config directory.
     ``inline_writes`` (SQLite only; replays) writes batches on the event loop's thread.
+    ``hold_s``: message time positions wait before they are queued, so that receivers of
+    later duplicates are stored with them (``ingest.ingestor.sources_final_after``).
     """
     base = config_dir if config_dir is not None else Path.cwd()
     if url is None or not url.strip():
@@ -58,11 +61,12 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
         path = Path(raw)  # relative to the working directory, like any command-line path
         return SqliteStore(path, spool_path=spool_path, drill=drill, batch_size=batch_size,
                            max_age=max_age, memory_limit=memory_limit,
-                           inline_writes=inline_writes)
+                           inline_writes=inline_writes, hold_s=hold_s)
     if scheme in ("postgresql", "postgres"):
         from store.postgres import PostgresStore
 
         return PostgresStore(url, spool_path=spool_path or base / "harbourwatch-spool.jsonl",
                              retention=retention, compress_after=compress_after, drill=drill,
-                             batch_size=batch_size, max_age=max_age, memory_limit=memory_limit)
+                             batch_size=batch_size, max_age=max_age, memory_limit=memory_limit,
+                             hold_s=hold_s)
     raise StoreError(f"unknown database URL {url!r}: use sqlite:///path.db or postgresql://…")

@@ -92,6 +92,8 @@ class WriterStats:
     #: positions stored, and those the database already had (same mmsi, time, type, drill)
     written_positions: int = 0
     duplicate_positions: int = 0
+    #: positions waiting until no duplicate can add a receiver to them (store.common)
+    held_positions: int = 0
     written_statics: int = 0
     written_alerts: int = 0
     spooled: int = 0

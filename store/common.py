@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,15 @@ from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
 from ingest.report import Report
 from store.base import AlertQuery, WriterStats
-from store.rows import STATIC_FIELDS, Batch, alert_row, iso, position_row, static_row
+from store.rows import (
+    STATIC_FIELDS,
+    Batch,
+    PositionRow,
+    alert_row,
+    iso,
+    position_row,
+    static_row,
+)
 from store.writer import BatchWriter
 
 
@@ -23,12 +32,16 @@ class WriterStore:
 
     def __init__(self, spool_path: Path, *, drill: bool = False, batch_size: int = 2000,
                  max_age: float = 1.0, memory_limit: int = 200_000,
-                 retry_max: float = 5.0) -> None:
+                 retry_max: float = 5.0, hold_s: float = 0.0) -> None:
+        """``hold_s``: message time a position waits before it is queued (see ``_hold``)."""
         #: Mark every report as drill (a drill replay); a report's ``extra["drill"]`` wins.
         self.drill = drill
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
                                    memory_limit=memory_limit, retry_max=retry_max)
         self._put = self._writer.put
+        self.hold_s = hold_s
+        self._held: deque[PositionRow] = deque()
+        self._newest = float("-inf")
 
     async def write_batch(self, batch: Batch) -> int:
         raise NotImplementedError
@@ -44,14 +57,19 @@ class WriterStore:
         await self._writer.start()
 
     async def stop(self) -> None:
+        self._release_held()
         await self._writer.stop()
         await self._close()
 
     async def flush(self) -> None:
+        """Write everything received so far, held positions included."""
+        self._release_held()
         await self._writer.flush()
 
     def stats(self) -> WriterStats:
-        return self._writer.stats()
+        stats = self._writer.stats()
+        stats.held_positions = len(self._held)
+        return stats
 
     def on_report(self, report: Report) -> None:
         # The pipeline's hot path: one tuple and one deque append per position; the writer
@@ -59,7 +77,10 @@ class WriterStore:
         extra = report.extra
         drill = bool(extra.get("drill", self.drill)) if extra else self.drill
         if report.lat is not None and report.lon is not None:
-            self._put(("p", position_row(report, drill)))
+            if self.hold_s > 0:
+                self._hold(position_row(report, drill))
+            else:
+                self._put(("p", position_row(report, drill)))
         if report.msg_type in _STATIC_MSG_TYPES:
             srow = static_row(report)
             if srow is not None:
@@ -67,6 +88,28 @@ class WriterStore:
 
     def on_alert(self, event: AlertEvent) -> None:
         self._writer.put(("a", alert_row(event)))
+
+    def _hold(self, row: PositionRow) -> None:
+        """Queue positions only once their ``sources`` are final.
+
+        A duplicate from another receiver adds its name to the report's ``sources`` for as
+        long as ingest remembers the report (``ingest.ingestor.sources_final_after``). Held
+        that long in message time, every row is stored with all the receivers that heard
+        it, whenever its batch happens to be written (replays store the same rows each run).
+        """
+        held = self._held
+        held.append(row)
+        time = row[0]
+        if time > self._newest:
+            self._newest = time
+            horizon = time - self.hold_s
+            while held[0][0] < horizon:  # stops at the latest row at the latest
+                self._put(("p", held.popleft()))
+
+    def _release_held(self) -> None:
+        held = self._held
+        while held:
+            self._put(("p", held.popleft()))
 
 
 # Static and voyage data come from these message types (5 class A, 19/24 class B, 21 AtoN).

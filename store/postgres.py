@@ -143,9 +143,9 @@ class PostgresStore(WriterStore):
                  compress_after: timedelta = timedelta(days=7), drill: bool = False,
                  batch_size: int = 2000, max_age: float = 1.0, memory_limit: int = 200_000,
                  retry_max: float = 5.0, pool_size: int = 4,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, hold_s: float = 0.0) -> None:
         super().__init__(spool_path, drill=drill, batch_size=batch_size, max_age=max_age,
-                         memory_limit=memory_limit, retry_max=retry_max)
+                         memory_limit=memory_limit, retry_max=retry_max, hold_s=hold_s)
         self.dsn = dsn
         self.retention = retention
         self.compress_after = compress_after

@@ -35,8 +35,8 @@ Item = tuple[str, Any]
 
 
 def position_row(report: Report, drill: bool) -> PositionRow:
-    # ``sources`` is not copied (hot path): ingest may still append late duplicates' receivers
-    # to it within its window, and storing those too is right.
+    # ``sources`` is not copied: later duplicates' receivers are still added to it, and the
+    # store holds the row until they are all in (WriterStore._hold).
     return (report.time, report.mmsi, report.lat, report.lon,  # type: ignore[return-value]
             report.speed, report.course, report.heading, report.status, report.msg_type,
             report.sources, drill)

@@ -185,10 +185,12 @@ class SqliteStore(WriterStore):
 
     def __init__(self, path: Path, *, spool_path: Path | None = None, drill: bool = False,
                  batch_size: int = 2000, max_age: float = 1.0,
-                 memory_limit: int = 200_000, inline_writes: bool = False) -> None:
+                 memory_limit: int = 200_000, inline_writes: bool = False,
+                 hold_s: float = 0.0) -> None:
         """``inline_writes``: write batches on the event loop's thread (replays, see below)."""
         super().__init__(spool_path or path.with_name(path.name + ".spool.jsonl"), drill=drill,
-                         batch_size=batch_size, max_age=max_age, memory_limit=memory_limit)
+                         batch_size=batch_size, max_age=max_age, memory_limit=memory_limit,
+                         hold_s=hold_s)
         self.path = path
         self.description = f"SQLite (WAL) at {path}"
         self._wx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")

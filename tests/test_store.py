@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
+from ingest.ingestor import sources_final_after
 from ingest.report import Report, iso_time
 from store import AlertQuery, NotFound, Store, VesselState, open_store
 from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
@@ -94,6 +96,32 @@ async def test_positions_are_idempotent(store: Store) -> None:
     assert await store.position_count(B) == 2
     stats = store.stats()
     assert (stats.written_positions, stats.duplicate_positions) == (103, 51)
+
+
+async def test_positions_are_held_until_no_duplicate_can_add_a_receiver(
+        store_url: str, tmp_path: Path) -> None:
+    hold = sources_final_after(3.0)  # 7 s of message time
+    store = open_store(store_url, tmp_path, batch_size=1, max_age=0.01, hold_s=hold)
+    await store.start()
+    try:
+        first = pos(A, T0)
+        first.sources[:] = ["rx1"]
+        store.on_report(first)
+        await asyncio.sleep(0.1)  # a queued row would be written by now (batches of one)
+        first.sources.append("rx2")  # a later duplicate, applied by the pipeline
+        held = []
+        for i in range(1, 10):
+            store.on_report(pos(B, T0 + i))
+            held.append(store.stats().held_positions)
+        # Released once the newest message is more than 7 s past it: at T0 + 8.
+        assert held == [2, 3, 4, 5, 6, 7, 8, 8, 8]
+        await store.flush()  # everything, held rows included
+        assert store.stats().held_positions == 0
+        assert await store.position_count() == 10
+        [row] = [p for p in await store.picture_at(T0 + 0.5, window=1.0) if p["mmsi"] == A]
+        assert row["sources"] == ["rx1", "rx2"]
+    finally:
+        await store.stop()
 
 
 async def test_track_is_downsampled_for_long_ranges(store: Store) -> None:
