@@ -26,8 +26,8 @@ from ingest.report import Report
 
 log = logging.getLogger(__name__)
 _NOTHING: Sequence[Report] = ()
-#: A journal entry (see ``Ingestor.journal``): a receiver heard at a message time, and the
-#: report a duplicate repeats (None when the receiver's time moved on otherwise).
+#: A journal entry (see ``Ingestor.journal``): a receiver, the message time it was heard at,
+#: and the report its copy duplicates (None: only the receiver's newest time moved on).
 Heard = tuple[str, float, Report | None]
 #: A base-station time further than this from the carried clock is suspect (bad clock).
 _CLOCK_JUMP_S = 3600.0

@@ -60,7 +60,7 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
             if progress is not None:
                 progress.update(lines, last, pipeline.alert_events)
             await asyncio.sleep(0)
-    for report in pipeline.flush():
+    for report in pipeline.held_reports():
         if start is None or report.time >= start:
             pipeline.handle_report(report)
             reports += 1
