@@ -51,8 +51,9 @@ class RuleEngine(Protocol):
 class Pipeline:
     """Feeds lines through ingest and rules, hands results to every sink.
 
-    The pipeline keeps its ingestor's journal: lines go in through ``feed_line``,
-    ``feed_lines`` or ``decode_ahead``, never through the ingestor itself.
+    Lines go in through ``feed_line``, ``feed_lines`` or ``decode_ahead``, never through
+    the ingestor itself: the rules learn of receivers heard only through the ingestor's
+    journal, which the pipeline sets for each run.
     """
 
     def __init__(self, ingestor: Ingestor, engine: RuleEngine, sinks: Iterable[Sink] = (),
@@ -67,10 +68,7 @@ class Pipeline:
         self._next_tick = float("-inf")
         self.started_wall = time.time()
         self._heard: dict[str, float] = {}
-        # What the ingestor tells about lines already decoded, applied in line order.
-        self._journal: list[Heard] = []
-        self._applied = 0
-        ingestor.journal = self._journal
+        #: Receivers' newest times as of the line whose reports are being handled.
         self._receiver_times: dict[str, float] = {}
         self.snoozes = snoozes if snoozes is not None else SnoozeBook()
         self.muted = 0
@@ -88,41 +86,54 @@ class Pipeline:
     def decode_ahead(self, lines: Iterable[LineInput]) -> Iterator[Report]:
         """Decode every line first, then yield the reports in order.
 
-        Before a line's reports are yielded, the journal entries of that line and those
-        before it are applied, so each report is exactly what it would be line by line
-        (e.g. ``sources`` without the receivers of duplicates in later lines).
+        Before a line's reports are yielded, what the ingestor journaled for that line and
+        those before it is applied, so each report is exactly what it would be line by
+        line (e.g. ``sources`` without the receivers of duplicates in later lines). Each
+        run keeps its own journal: a run left unfinished (an exception, a cancelled replay)
+        applies the rest when it is closed and never disturbs the next one.
         """
-        feed = self.ingestor.feed
-        journal = self._journal
-        decoded = [(feed(source, data, received), len(journal))
-                   for source, data, received in lines]
-        return self._in_line_order(decoded)
+        ingestor = self.ingestor
+        journal: list[Heard] = []
+        ingestor.journal = journal
+        try:
+            decoded = [(ingestor.feed(source, data, received), len(journal))
+                       for source, data, received in lines]
+        finally:
+            ingestor.journal = None
+        return self._in_line_order(decoded, journal)
 
     def held_reports(self) -> Iterator[Report]:
         """End of input: the reports the ingestor still holds, in order (see ``finish``)."""
-        return self._in_line_order([(self.ingestor.flush(), len(self._journal))])
+        ingestor = self.ingestor
+        journal: list[Heard] = []
+        ingestor.journal = journal
+        try:
+            held = ingestor.flush()
+        finally:
+            ingestor.journal = None
+        return self._in_line_order([(held, len(journal))], journal)
 
-    def _in_line_order(self, decoded: list[tuple[Sequence[Report], int]]) -> Iterator[Report]:
+    def _in_line_order(self, decoded: list[tuple[Sequence[Report], int]],
+                       journal: list[Heard]) -> Iterator[Report]:
+        applied = 0
         try:
             for reports, mark in decoded:
-                if mark > self._applied:
-                    self._catch_up(mark)
+                if mark > applied:
+                    self._apply(journal, applied, mark)
+                    applied = mark
                 yield from reports
         finally:
-            self._catch_up(len(self._journal))
-            self._journal.clear()
-            self._applied = 0
+            self._apply(journal, applied, len(journal))
 
-    def _catch_up(self, mark: int) -> None:
-        """Apply the journal up to ``mark``: duplicates' receivers, receivers' times."""
-        journal, times = self._journal, self._receiver_times
-        for index in range(self._applied, mark):
+    def _apply(self, journal: list[Heard], start: int, stop: int) -> None:
+        """Journal entries ``start:stop``: duplicates' receivers, receivers' times."""
+        times = self._receiver_times
+        for index in range(start, stop):
             receiver, time, duplicate_of = journal[index]
             if time > times.get(receiver, _NEVER):
                 times[receiver] = time
             if duplicate_of is not None and receiver not in duplicate_of.sources:
                 duplicate_of.sources.append(receiver)
-        self._applied = mark
 
     def handle_report(self, report: Report) -> None:
         """Rules first, then sinks: a report and the alerts it caused leave together."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from harbourwatch.pipeline import READ_AHEAD_LINES, Pipeline
+from harbourwatch.pipeline import READ_AHEAD_LINES, LineInput, Pipeline
 from replay.merge import merged_lines
 from replay.pacing import Pacer
 from replay.progress import Progress
@@ -33,8 +34,9 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
 
     Reports before ``start`` are decoded (so assembly and clocks stay right) but not
     handed to the rules or sinks. The event loop gets a turn every few hundred lines,
-    so the API and MQTT keep serving during a ``--speed max`` replay. Lines are decoded
-    a run at a time ahead of the rules (``Pipeline.decode_ahead``), which changes no result.
+    so the API and MQTT keep serving during a ``--speed max`` replay. At ``max`` lines are
+    decoded a run at a time ahead of the rules (``Pipeline.decode_ahead``), which changes
+    no result.
     """
     pacer = Pacer(speed)
     ingestor = pipeline.ingestor
@@ -42,8 +44,8 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     next_yield = _YIELD_EVERY
     first: float | None = None
     last: float | None = None
-    merged = merged_lines(paths)
-    while run := [(source, line, None) for source, line in islice(merged, READ_AHEAD_LINES)]:
+    # Paced, a run is one line: what the API shows then never runs ahead of the rules.
+    for run in _runs(merged_lines(paths), READ_AHEAD_LINES if speed is None else 1):
         lines += len(run)
         for report in pipeline.decode_ahead(run):
             if start is not None and report.time < start:
@@ -72,3 +74,19 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
         log.warning("no timestamps in %s: played in order at a nominal %g lines/s",
                     ", ".join(untimed), ingestor.nominal_rate or 0)
     return ReplayResult(lines, reports, skipped, first, last, untimed)
+
+
+def _runs(lines: Iterator[tuple[str, bytes]], size: int) -> Iterator[list[LineInput]]:
+    """``size`` lines at a time; a log that breaks off still plays the lines before."""
+    while True:
+        run: list[LineInput] = []
+        try:
+            for source, line in islice(lines, size):
+                run.append((source, line, None))
+        except Exception:
+            if run:
+                yield run
+            raise
+        if not run:
+            return
+        yield run

@@ -3,11 +3,15 @@ whether lines reach the pipeline one at a time or in runs of any length."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from functools import cache
 from itertools import islice
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from geofence.alert import AlertEvent
 from geofence.engine import Engine
@@ -16,6 +20,8 @@ from harbourwatch.config import RulesConfig
 from harbourwatch.pipeline import Pipeline
 from ingest.ingestor import Ingestor
 from ingest.report import Report
+from ingest.sources.base import SourceError
+from replay import player
 from replay.scenario import build_scenario
 from tests.ingest_helpers import position, single, tag_block
 from tests.scenario_helpers import DEMO_ZONES
@@ -110,3 +116,23 @@ def test_any_read_ahead_gives_the_line_by_line_result() -> None:
         assert other_engine.heard == one_engine.heard, read_ahead
         assert [r.sources for r in other.reports] == [r.sources for r in one.reports]
         assert other_pipeline.stats() == one_pipeline.stats()
+
+
+async def test_a_log_that_breaks_off_plays_every_line_before_the_break(tmp_path: Path) -> None:
+    log = tmp_path / "cut.nmea.gz"
+    data = gzip.compress(b"\n".join(scenario_lines()[:3000]) + b"\n")
+    log.write_bytes(data[: len(data) * 2 // 3])  # a log cut short in transfer
+
+    async def handled(read_ahead: int) -> int:
+        recorder = Recorder()
+        pipeline = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.from_geojson(DEMO_ZONES)),
+                            [recorder])
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(player, "READ_AHEAD_LINES", read_ahead)
+            with pytest.raises(SourceError):
+                await player.play([str(log)], pipeline, speed=None)
+        return len(recorder.reports)
+
+    line_by_line = await handled(1)
+    assert line_by_line > 1000
+    assert await handled(100) == line_by_line
