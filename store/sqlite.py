@@ -66,7 +66,8 @@ _HISTORY_INSERT = "INSERT OR IGNORE INTO vessel_history VALUES"
 _POSITION_CHUNK = 512
 #: Most rows (or keys) in one statement for static data: a batch holds few of them.
 _SMALL_CHUNK = 64
-#: How long an inline write waits for a lock another process holds (ms; threads wait 10 s).
+#: How long a write waits for a lock another process holds (ms), and an inline batch write.
+_BUSY_MS = 10_000
 _INLINE_BUSY_MS = 100
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
@@ -212,7 +213,7 @@ class SqliteStore(WriterStore):
         # NORMAL is durable across application crashes in WAL mode; only power loss can
         # lose the last transactions, which the spool/replay design tolerates.
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
         return conn
 
     def _connect_writer(self) -> sqlite3.Connection:
@@ -236,18 +237,26 @@ class SqliteStore(WriterStore):
             return guarded()
         return await asyncio.get_running_loop().run_in_executor(executor, guarded)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *,
+                     busy_ms: int | None = None) -> T:
+        """``fn`` in one transaction; ``busy_ms`` waits that long (not 10 s) for the lock."""
         def run() -> T:
             assert self._wconn is not None
             conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
+            if busy_ms is not None:
+                conn.execute(f"PRAGMA busy_timeout={busy_ms}")
             try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            finally:
+                if busy_ms is not None:
+                    conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
 
         return await self._call(None if self.inline_writes else self._wx, run)
 
@@ -265,11 +274,6 @@ class SqliteStore(WriterStore):
             raise StoreError(f"cannot create {self.path.parent}: {exc}") from exc
         self._wconn = await self._call(self._wx, self._connect_writer)
         await self._call(self._wx, self._migrate)
-        if self.inline_writes:
-            # Writes now run on the event loop: a file another process keeps locked must not
-            # stall it (the API, signals) for the whole timeout. The write fails fast, its
-            # rows stay buffered, and the writer tries again with back-off.
-            self._wconn.execute(f"PRAGMA busy_timeout={_INLINE_BUSY_MS}")
         self._rconn = await self._call(self._rx, self._connect)
         log.info("store: %s", self.description)
 
@@ -309,7 +313,12 @@ class SqliteStore(WriterStore):
 
     # --- batch write ---------------------------------------------------------------------------
     async def write_batch(self, batch: Batch) -> int:
-        return await self._write(lambda conn: self._write_batch(conn, batch))
+        # Inline, batches run on the event loop: a file another process keeps locked must
+        # not stall it (the API, signals) for the whole timeout. The write fails fast, its
+        # rows stay buffered, and the writer tries again with back-off. (Other writes, which
+        # are rare and not retried, still wait.)
+        busy_ms = _INLINE_BUSY_MS if self.inline_writes else None
+        return await self._write(lambda conn: self._write_batch(conn, batch), busy_ms=busy_ms)
 
     def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> int:
         """Returns the positions that were new (an ignored row and padding change nothing)."""

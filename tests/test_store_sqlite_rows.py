@@ -184,18 +184,17 @@ async def test_replay_writes_inline_on_the_loop_thread_with_the_same_rows(
 
 async def test_a_file_another_process_locks_fails_inline_writes_fast_and_loses_nothing(
         tmp_path: Path) -> None:
-    """Inline writes (replays) do not wait out the 10 s busy timeout on the event loop: the
-    write fails, the rows stay buffered, and they are written once the lock is gone."""
+    """Inline batch writes (replays) do not wait out the 10 s busy timeout on the event loop:
+    the write fails, the rows stay buffered, and they are written once the lock is gone."""
     path = tmp_path / "hw.db"
     store = SqliteStore(path, batch_size=50, max_age=0.01, inline_writes=True)
     await store.start()
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    statements: list[str] = []
+    assert store._wconn is not None
+    store._wconn.set_trace_callback(statements.append)
+    other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process writing
-        # Released from another thread after a second: a write that waited for the lock
-        # (the threads' 10 s timeout) would succeed instead of failing first.
-        release = threading.Timer(1.0, other.execute, ("ROLLBACK",))
-        release.start()
         reports = [report(i) for i in range(120)]
         for r in reports:
             store.on_report(r)
@@ -203,7 +202,10 @@ async def test_a_file_another_process_locks_fails_inline_writes_fast_and_loses_n
         down = store.stats()
         assert (down.db_up, down.written_positions) == (False, 0)
         assert down.failures >= 1
-        release.join()
+        # The lock was waited for 100 ms, then the connection's usual 10 s came back.
+        assert statements[:3] == ["PRAGMA busy_timeout=100", "BEGIN IMMEDIATE",
+                                  "PRAGMA busy_timeout=10000"]
+        other.execute("ROLLBACK")
         for _ in range(100):  # the writer retries with back-off
             await store.flush()
             if store.stats().db_up and store.stats().queued == 0:
@@ -214,3 +216,21 @@ async def test_a_file_another_process_locks_fails_inline_writes_fast_and_loses_n
         await store.stop()
     assert store.stats().written_positions == 120
     assert stored(path) == sorted(expected(r) for r in reports)
+
+
+async def test_other_writes_still_wait_for_a_lock_in_a_replay(tmp_path: Path) -> None:
+    """A snooze is not retried like a batch: inline or not, it waits for the lock."""
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, inline_writes=True)
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.5, other.execute, ("ROLLBACK",))
+        release.start()
+        await store.snooze("loitering", 244000001, T0 + 3600, "duty officer")
+        release.join()
+        assert [(s.rule, s.mmsi) for s in await store.snoozes()] == [("loitering", 244000001)]
+    finally:
+        other.close()
+        await store.stop()
