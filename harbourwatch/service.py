@@ -173,6 +173,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if replay is not None:
             finished = await _until_stopped(_replay(replay, pipeline), stop)
             if finished and config.api.enabled and not stop.is_set():
+                await store.flush()  # the last positions too, held for late receivers
                 log.warning("replay finished; still serving the API (Ctrl-C to stop)")
                 await stop.wait()
         else:

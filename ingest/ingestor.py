@@ -55,7 +55,9 @@ def sources_final_after(dedup_window_s: float) -> float:
     """Message time after a report's own by which no duplicate can add to its ``sources``.
 
     A report is remembered for duplicates until housekeeping (every ``_HOUSEKEEPING_S`` of
-    message time) finds it two windows older than the newest message.
+    message time) finds it two windows older than the newest message. (Housekeeping drops
+    reports oldest-inserted first, so with message times far out of line order a report
+    can stay a little longer: then a very late duplicate's receiver can be missed.)
     """
     return 2 * dedup_window_s + _HOUSEKEEPING_S
 

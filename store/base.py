@@ -89,7 +89,8 @@ class WriterStats:
     """Counters of the background writer (for /metrics and /stats)."""
 
     queued: int = 0
-    #: positions stored, and those the database already had (same mmsi, time, type, drill)
+    #: positions stored, and those ignored because their key (mmsi, time, msg_type, drill)
+    #: was already stored (a catch-up, a replay, or two reports sharing a key)
     written_positions: int = 0
     duplicate_positions: int = 0
     #: positions waiting until no duplicate can add a receiver to them (store.common)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time as wallclock
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,11 +38,16 @@ class WriterStore:
         #: Mark every report as drill (a drill replay); a report's ``extra["drill"]`` wins.
         self.drill = drill
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
-                                   memory_limit=memory_limit, retry_max=retry_max)
+                                   memory_limit=memory_limit, retry_max=retry_max,
+                                   before_pass=self._release_stale if hold_s > 0 else None)
         self._put = self._writer.put
         self.hold_s = hold_s
         self._held: deque[PositionRow] = deque()
         self._newest = float("-inf")
+        # For the wall-clock bound: rows ever held and released, and (monotonic time, rows
+        # ever held) noted at each writer pass.
+        self._held_in = self._held_out = 0
+        self._marks: deque[tuple[float, int]] = deque()
 
     async def write_batch(self, batch: Batch) -> int:
         raise NotImplementedError
@@ -62,7 +68,8 @@ class WriterStore:
         await self._close()
 
     async def flush(self) -> None:
-        """Write everything received so far, held positions included."""
+        """Write everything received so far, held positions included (their ``sources``
+        then lack the receivers of duplicates still to come)."""
         self._release_held()
         await self._writer.flush()
 
@@ -96,18 +103,37 @@ class WriterStore:
         long as ingest remembers the report (``ingest.ingestor.sources_final_after``). Held
         that long in message time, every row is stored with all the receivers that heard
         it, whenever its batch happens to be written (replays store the same rows each run).
+        Rows leave in arrival order; a row held twice that long in wall time leaves anyway
+        (``_release_stale``), so a quiet feed or one message from a clock far ahead cannot
+        keep rows out of the database.
         """
         held = self._held
         held.append(row)
+        self._held_in += 1
         time = row[0]
         if time > self._newest:
             self._newest = time
             horizon = time - self.hold_s
             while held[0][0] < horizon:  # stops at the latest row at the latest
                 self._put(("p", held.popleft()))
+                self._held_out += 1
+
+    def _release_stale(self) -> None:
+        """Queue the rows held for more than ``2 * hold_s`` of wall time (per writer pass)."""
+        now = wallclock.monotonic()
+        marks = self._marks
+        marks.append((now, self._held_in))
+        due = 0
+        while marks and marks[0][0] <= now - 2 * self.hold_s:
+            due = marks.popleft()[1]  # every row held before this mark is stale
+        held = self._held
+        while self._held_out < due and held:
+            self._put(("p", held.popleft()))
+            self._held_out += 1
 
     def _release_held(self) -> None:
         held = self._held
+        self._held_out += len(held)
         while held:
             self._put(("p", held.popleft()))
 

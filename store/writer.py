@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Protocol
@@ -45,8 +46,11 @@ class BatchWriter:
 
     def __init__(self, backend: BatchSink, spool_path: Path, *, batch_size: int = 2000,
                  max_age: float = 1.0, memory_limit: int = 200_000,
-                 retry_initial: float = 0.2, retry_max: float = 5.0) -> None:
+                 retry_initial: float = 0.2, retry_max: float = 5.0,
+                 before_pass: Callable[[], None] | None = None) -> None:
+        """``before_pass`` runs at the start of every pass (at least every ``max_age``)."""
         self._backend = backend
+        self._before_pass = before_pass
         self._spool = Spool(spool_path)
         self._rejected_path = spool_path.with_suffix(".rejected.jsonl")
         self.batch_size = batch_size
@@ -141,6 +145,8 @@ class BatchWriter:
             self._wake.clear()
             if self._stopping.is_set():
                 break
+            if self._before_pass is not None:
+                self._before_pass()
             try:
                 ok = await self._drain(due)
             except StoreError as exc:  # the spool itself failed: keep rows in memory

@@ -124,6 +124,28 @@ async def test_positions_are_held_until_no_duplicate_can_add_a_receiver(
         await store.stop()
 
 
+async def test_a_clock_far_ahead_does_not_keep_positions_out_of_the_database(
+        store_url: str, tmp_path: Path) -> None:
+    # A short hold so that its wall-clock bound (twice the hold) comes in a test's time.
+    store = open_store(store_url, tmp_path, max_age=0.02, hold_s=0.2)
+    await store.start()
+    try:
+        store.on_report(pos(A, T0))
+        store.on_report(pos(B, T0 + 86_400))  # one receiver's clock a day ahead
+        for i in range(1, 51):
+            store.on_report(pos(A, T0 + i))  # message time never catches up with it
+        assert store.stats().held_positions == 51  # all but the first, behind the clock
+        for _ in range(100):  # released by wall time within the writer's passes
+            await asyncio.sleep(0.05)
+            if store.stats().held_positions == 0 and store.stats().queued == 0:
+                break
+        assert store.stats().held_positions == 0
+        assert store.stats().written_positions == 52  # written without a flush
+        assert await store.position_count() == 52
+    finally:
+        await store.stop()
+
+
 async def test_track_is_downsampled_for_long_ranges(store: Store) -> None:
     for i in range(1000):
         store.on_report(pos(A, T0 + i, lat=50 + i / 1000))
