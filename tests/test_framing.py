@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ingest import framing
+from ingest import ingestor as ingestor_module
 from ingest.framing import Meta, Sentence, frame
 from ingest.ingestor import Ingestor
 from ingest.logfile import read_log_lines
@@ -164,6 +165,23 @@ def test_duplicate_after_window_is_a_new_report() -> None:
     assert first[0].sources == ["north"]
     assert second[0].sources == ["south"]
     assert ingestor.health("south").duplicates == 0
+
+
+def test_a_clock_far_ahead_cannot_make_the_duplicate_memory_grow_without_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line a day ahead stalls housekeeping (message time) for a day: a size bound holds."""
+    monkeypatch.setattr(ingestor_module, "_MAX_RECENT", 100)
+    ingestor = Ingestor()
+    lines = [tag_block(s="bad", c=int(T0) + 86_400) + single(position(mmsi=244000000))]
+    lines += [tag_block(s="rx1", c=int(T0) + i) + single(position(mmsi=244000000 + i))
+              for i in range(1, 501)]
+    out = feed_all(ingestor, "feed", lines)
+    assert len(out) == 501
+    assert len(ingestor._recent) == 100
+    # The newest messages are still recognised when another receiver repeats them.
+    again = tag_block(s="rx2", c=int(T0) + 500) + single(position(mmsi=244000500))
+    assert feed_all(ingestor, "feed", [again]) == []
+    assert out[-1].sources == ["rx1", "rx2"]
 
 
 def test_duplicate_multipart_message_and_tag_block_stations() -> None:
