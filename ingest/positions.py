@@ -62,24 +62,20 @@ def position_report(payload: bytes, time: float, time_source: str, sources: list
     v = int.from_bytes(a2b_base64(payload.translate(_TO_BASE64)), "big")
     msg_type = v >> 162
     mmsi = (v >> 130) & 0x3FFFFFFF
-    if msg_type == 18:
-        speed_raw = (v >> 112) & 0x3FF
-        lon_raw = (v >> 83) & 0xFFFFFFF
-        lat_raw = (v >> 56) & 0x7FFFFFF
-        course_raw = (v >> 44) & 0xFFF
-        heading_raw = (v >> 35) & 0x1FF
-        accuracy = bool((v >> 111) & 1)
-    elif 1 <= msg_type <= 3:
-        speed_raw = (v >> 108) & 0x3FF
-        lon_raw = (v >> 79) & 0xFFFFFFF
-        lat_raw = (v >> 52) & 0x7FFFFFF
-        course_raw = (v >> 40) & 0xFFF
-        heading_raw = (v >> 31) & 0x1FF
-        accuracy = bool((v >> 107) & 1)
-    elif msg_type == 4 or msg_type == 11:
+    if msg_type == 4 or msg_type == 11:
         return _base_station(v, msg_type, mmsi, time, time_source, sources, nmea, own, channel)
+    if msg_type == 18:
+        k = v >> 4  # type 18 has 4 more bits before its speed: then the same layout
+    elif 1 <= msg_type <= 3:
+        k = v
     else:
         return None
+    speed_raw = (k >> 108) & 0x3FF
+    accuracy = bool((k >> 107) & 1)
+    lon_raw = (k >> 79) & 0xFFFFFFF
+    lat_raw = (k >> 52) & 0x7FFFFFF
+    course_raw = (k >> 40) & 0xFFF
+    heading_raw = (k >> 31) & 0x1FF
     lat, lon = _lat_lon(lon_raw, lat_raw)
     speed = None if speed_raw >= _NOT_AVAILABLE_SPEED else speed_raw / 10.0
     course = None if course_raw >= _NOT_AVAILABLE_COURSE else course_raw / 10.0
