@@ -13,15 +13,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
-from ingest.report import iso_time
-
-#: Alert times repeat (an alert's start in each of its transitions, many alerts a second):
-#: formatting one costs more than the rest of a snapshot.
-_iso_time = lru_cache(maxsize=4096)(iso_time)
 
 
 class AlertBook:
@@ -167,25 +161,10 @@ class AlertBook:
 
 
 def snapshot(alert: Alert) -> dict[str, Any]:
-    """:meth:`Alert.to_dict` with ``details`` deep-copied, times formatted through a cache."""
-    ended = alert.ended_at
-    return {
-        "id": alert.id,
-        "rule": alert.rule,
-        "risk_area": str(alert.risk_area),
-        "severity": str(alert.severity),
-        "state": str(alert.state),
-        "mmsi": alert.mmsi,
-        "other_mmsi": alert.other_mmsi,
-        "shipname": alert.shipname,
-        "zone": alert.zone,
-        "lat": alert.lat,
-        "lon": alert.lon,
-        "started_at": _iso_time(alert.started_at),
-        "ended_at": None if ended is None else _iso_time(ended),
-        "drill": alert.drill,
-        "details": json_copy(alert.details),
-    }
+    """:meth:`Alert.to_dict` with its own copy of ``details`` (the alert keeps changing)."""
+    out = alert.to_dict()
+    out["details"] = json_copy(alert.details)
+    return out
 
 
 def json_copy(value: Any) -> Any:

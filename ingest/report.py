@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 #: Fields copied to JSON when not null, in this order (gpsd/pyais names).
@@ -19,8 +20,13 @@ CLASS_B_TYPES = frozenset({14, 18, 19, 24})
 STATIC_TYPES = frozenset({5, 19, 21, 24})
 
 
+@lru_cache(maxsize=4096)
 def iso_time(ts: float) -> str:
-    """ISO 8601 UTC with a `Z` and millisecond precision when the time has a fraction."""
+    """ISO 8601 UTC with a `Z` and millisecond precision when the time has a fraction.
+
+    Cached: times repeat (many reports a second, a report quoted by several alerts, an
+    alert's start in each of its transitions), and formatting costs more than a lookup.
+    """
     moment = datetime.fromtimestamp(ts, UTC)
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

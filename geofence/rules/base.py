@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geofence.alertbook import AlertBook
@@ -109,14 +108,9 @@ class BaseRule:
 RuleFactory = Callable[["RulesConfig"], Rule]
 
 
-#: Message times repeat (many reports a second, a report quoted by several alerts), and
-#: formatting one costs more than the rest of :func:`evidence`.
-_iso_time = lru_cache(maxsize=1024)(iso_time)
-
-
 def evidence(report: Report) -> dict[str, Any]:
     """A compact copy of a report for alert ``details``."""
-    out: dict[str, Any] = {"time": _iso_time(report.time), "msg_type": report.msg_type}
+    out: dict[str, Any] = {"time": iso_time(report.time), "msg_type": report.msg_type}
     # Written out (in this key order): alerts quote reports often.
     if report.lat is not None:
         out["lat"] = report.lat
