@@ -82,10 +82,8 @@ class Engine:
             return False  # emergency devices everywhere; open alerts run to their end
         if x is None or y is None:
             return True
-        by_id = self.zones.by_id
         kinds = self._watch_kinds
-        return not any(by_id[zid].kind in kinds for zid in self.zones.ids_at(x, y)
-                       if zid in by_id)
+        return not any(zone.kind in kinds for zone in self.zones.zones_at(x, y))
 
     # -- input ----------------------------------------------------------------------------
 
@@ -108,9 +106,7 @@ class Engine:
             self.counters["not_vessels"] += 1
             return self.book.drain()
         self.counters["reports"] += 1
-        vessel = picture.vessels.get(report.mmsi)
-        if vessel is None:
-            vessel = picture.vessel_for(report)
+        vessel = picture.vessel_for(report)
         ctx = self.ctx
         ctx.suspect = None
         ctx.fix_accepted = False

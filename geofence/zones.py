@@ -359,8 +359,8 @@ class ZoneSet:
         out = []
         for index in sorted(self._tree.query(box, predicate="intersects").tolist()):
             zone = self.zones[index]
-            x0, y0, x1, y1 = (float(v) for v in zone.metric.bounds)
-            out.append((zone, bool(zone.metric.contains(box)), x0, y0, x1, y1))
+            assert zone.box is not None  # set with the metric geometry
+            out.append((zone, bool(zone.metric.contains(box)), *zone.box))
         if len(self._cells) >= MAX_CELLS:
             self._cells.clear()
         # Most cells lie wholly inside every zone they touch: their answer is fixed.
