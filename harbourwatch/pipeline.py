@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from geofence.alert import AlertEvent
@@ -92,26 +92,26 @@ class Pipeline:
         run keeps its own journal: a run left unfinished (an exception, a cancelled replay)
         applies the rest when it is closed and never disturbs the next one.
         """
-        ingestor = self.ingestor
-        journal: list[Heard] = []
-        ingestor.journal = journal
-        try:
-            decoded = [(ingestor.feed(source, data, received), len(journal))
-                       for source, data, received in lines]
-        finally:
-            ingestor.journal = None
-        return self._in_line_order(decoded, journal)
+        feed = self.ingestor.feed
+        return self._journaled(lambda journal: [(feed(source, data, received), len(journal))
+                                                for source, data, received in lines])
 
     def held_reports(self) -> Iterator[Report]:
         """End of input: the reports the ingestor still holds, in order (see ``finish``)."""
-        ingestor = self.ingestor
+        flush = self.ingestor.flush
+        return self._journaled(lambda journal: [(flush(), len(journal))])
+
+    def _journaled(self, decode: Callable[[list[Heard]], list[tuple[Sequence[Report], int]]]
+                   ) -> Iterator[Report]:
+        """``decode`` with the ingestor journaling into a new list; its reports in order,
+        each line's ``(reports, journal length after it)`` applied just before them."""
         journal: list[Heard] = []
-        ingestor.journal = journal
+        self.ingestor.journal = journal
         try:
-            held = ingestor.flush()
+            decoded = decode(journal)
         finally:
-            ingestor.journal = None
-        return self._in_line_order([(held, len(journal))], journal)
+            self.ingestor.journal = None
+        return self._in_line_order(decoded, journal)
 
     def _in_line_order(self, decoded: list[tuple[Sequence[Report], int]],
                        journal: list[Heard]) -> Iterator[Report]:

@@ -302,8 +302,9 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     try:
         await serve(app, config.api.host, config.api.port, hub=hub, stop=stop)
-    except (SystemExit, OSError) as exc:
-        # uvicorn exits (code 3) when it cannot bind: make it this service's runtime failure.
+    except OSError as exc:
+        # The address is taken (api.server turns uvicorn's exit into OSError): a failure of
+        # this run, not of the event loop.
         failures.append(f"API on {config.api.host}:{config.api.port} could not start "
                         f"({exc!r}); stopping")
         stop.set()

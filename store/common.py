@@ -44,9 +44,9 @@ class WriterStore:
         self.hold_s = hold_s
         self._held: deque[PositionRow] = deque()
         self._newest = float("-inf")
-        # For the wall-clock bound: rows ever held and released, and (monotonic time, rows
-        # ever held) noted at each writer pass.
-        self._held_in = self._held_out = 0
+        # For the wall-clock bound: rows ever held, and (monotonic time, rows ever held)
+        # noted at each writer pass.
+        self._held_in = 0
         self._marks: deque[tuple[float, int]] = deque()
 
     async def write_batch(self, batch: Batch) -> int:
@@ -91,10 +91,10 @@ class WriterStore:
         if report.msg_type in _STATIC_MSG_TYPES:
             srow = static_row(report)
             if srow is not None:
-                self._writer.put(("s", srow))
+                self._put(("s", srow))
 
     def on_alert(self, event: AlertEvent) -> None:
-        self._writer.put(("a", alert_row(event)))
+        self._put(("a", alert_row(event)))
 
     def _hold(self, row: PositionRow) -> None:
         """Queue positions only once their ``sources`` are final.
@@ -116,7 +116,6 @@ class WriterStore:
             horizon = time - self.hold_s
             while held[0][0] < horizon:  # stops at the latest row at the latest
                 self._put(("p", held.popleft()))
-                self._held_out += 1
 
     def _release_stale(self) -> None:
         """Queue the rows held for more than ``2 * hold_s`` of wall time (per writer pass)."""
@@ -127,13 +126,12 @@ class WriterStore:
         while marks and marks[0][0] <= now - 2 * self.hold_s:
             due = marks.popleft()[1]  # every row held before this mark is stale
         held = self._held
-        while self._held_out < due and held:
+        # Rows leave in arrival order: the first ``_held_in - len(held)`` have left.
+        for _ in range(due - (self._held_in - len(held))):
             self._put(("p", held.popleft()))
-            self._held_out += 1
 
     def _release_held(self) -> None:
         held = self._held
-        self._held_out += len(held)
         while held:
             self._put(("p", held.popleft()))
 
