@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from harbourwatch.service import ReplayPlan, run_service
     from harbourwatch.timeutil import parse_iso
+    from ingest.sources.base import SourceError
+    from replay.decoding import DecodingFailed
     from replay.pacing import parse_speed
 
     options = ServiceOptions.from_args(args)
@@ -100,6 +102,10 @@ def _replay(args: argparse.Namespace) -> int:
         return _fail(exc.errors)
     except _startup_errors() as exc:
         return _fail(_messages(exc))
+    except (SourceError, DecodingFailed) as exc:
+        # A log that breaks off: what was read before the break was played and stored.
+        print(f"harbourwatch: replay stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 def _scenario(args: argparse.Namespace) -> int:

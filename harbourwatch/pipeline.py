@@ -51,9 +51,10 @@ class RuleEngine(Protocol):
 class Pipeline:
     """Feeds lines through ingest and rules, hands results to every sink.
 
-    Lines go in through ``feed_line``, ``feed_lines`` or ``decode_ahead``, never through
-    the ingestor itself: the rules learn of receivers heard only through the ingestor's
-    journal, which the pipeline sets for each run.
+    Lines go in through ``feed_line``, ``feed_lines`` or ``decode_ahead`` (or come decoded
+    with their journal through ``in_line_order``), never through the ingestor itself: the
+    rules learn of receivers heard only through the ingestor's journal, which the pipeline
+    sets for each run.
     """
 
     def __init__(self, ingestor: Ingestor, engine: RuleEngine, sinks: Iterable[Sink] = (),
@@ -111,10 +112,13 @@ class Pipeline:
             decoded = decode(journal)
         finally:
             self.ingestor.journal = None
-        return self._in_line_order(decoded, journal)
+        return self.in_line_order(decoded, journal)
 
-    def _in_line_order(self, decoded: list[tuple[Sequence[Report], int]],
-                       journal: list[Heard]) -> Iterator[Report]:
+    def in_line_order(self, decoded: list[tuple[Sequence[Report], int]],
+                      journal: list[Heard]) -> Iterator[Report]:
+        """The reports of decoded lines, each line's ``(reports, journal length after it)``,
+        with the journal applied just before them (also for lines decoded in another
+        process: ``replay.decoding``)."""
         applied = 0
         try:
             for reports, mark in decoded:

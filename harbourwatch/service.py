@@ -39,6 +39,7 @@ from store.base import Store
 if TYPE_CHECKING:
     from api.picture import LivePicture
     from api.stream import StreamHub
+    from replay.decoding import DecodingProcess
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,17 @@ async def run_service(config: Config, options: ServiceOptions, *,
                         max_pending_groups=config.ingest.max_pending_groups,
                         dedup_window_s=config.ingest.dedup_window_s,
                         nominal_rate=None if replay is None else replay.nominal_rate)
+    # Forked before the store starts its threads (see replay.decoding).
+    decoder = _start_decoding(replay, ingestor)
     stop = asyncio.Event()
     _on_signals(stop)
     store = make_store(config, config_dir, drill, replay=replay is not None)
-    await store.start()
+    try:
+        await store.start()
+    except BaseException:
+        if decoder is not None:
+            decoder.close()
+        raise
     log.warning("store: %s", store.description)
     snoozes = SnoozeBook()
     pipeline = Pipeline(ingestor, engine, [store], live=replay is None, snoozes=snoozes)
@@ -171,7 +179,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if keeps_state:
             tasks.append(asyncio.create_task(_save_periodically(store, engine, pipeline)))
         if replay is not None:
-            finished = await _until_stopped(_replay(replay, pipeline), stop)
+            finished = await _until_stopped(_replay(replay, pipeline, decoder), stop)
             if finished and config.api.enabled and not stop.is_set():
                 await store.flush()  # the last positions too, held for late receivers
                 log.warning("replay finished; still serving the API (Ctrl-C to stop)")
@@ -180,6 +188,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             await _live(sources, pipeline, config.ingest.queue_size, stop)
     finally:
         stop.set()
+        if decoder is not None:
+            decoder.close()
         if keeps_state:
             try:
                 await save_state(store, engine)
@@ -247,16 +257,28 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-async def _replay(plan: ReplayPlan, pipeline: Pipeline) -> None:
+def _start_decoding(plan: ReplayPlan | None, ingestor: Ingestor) -> DecodingProcess | None:
+    """A ``--speed max`` replay decodes in a second process when it can."""
+    if plan is None or plan.speed is not None:
+        return None
+    from replay.decoding import DecodingProcess
+
+    return DecodingProcess.start(plan.logs, ingestor)
+
+
+async def _replay(plan: ReplayPlan, pipeline: Pipeline,
+                  decoder: DecodingProcess | None) -> None:
     from replay.player import play
     from replay.progress import Progress
 
     progress = Progress(plan.logs, enabled=plan.progress)
     try:
         result = await play(plan.logs, pipeline, speed=plan.speed, start=plan.start,
-                            progress=progress)
+                            progress=progress, decoder=decoder)
     finally:
         progress.close()
+        if decoder is not None:
+            decoder.close()  # done (or cut short): not left to linger while the API serves
     log.warning("replayed %d lines, %d reports, %d alert transitions", result.lines,
                 result.reports, pipeline.alert_events)
 

@@ -55,6 +55,16 @@ class _SourceState:
     untimed: bool = False
 
 
+@dataclass(slots=True)
+class IngestProgress:
+    """An ingestor's clock and counters (``Ingestor.progress``), e.g. sent between processes."""
+
+    newest: float | None
+    sources: dict[str, SourceHealth]
+    receivers: dict[str, ReceiverHealth]
+    untimed_sources: set[str]
+
+
 def sources_final_after(dedup_window_s: float) -> float:
     """Message time after a report's own by which no duplicate can add to its ``sources``.
 
@@ -127,6 +137,23 @@ class Ingestor:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: rejected (%s): %r", source, framed, data[:200])
         return _NOTHING
+
+    def oldest_remembered(self) -> Report | None:
+        """The oldest report a later duplicate can still add its receiver to (None: none)."""
+        return next(iter(self._recent.values()), None)
+
+    def progress(self) -> IngestProgress:
+        """What this ingestor has counted so far, to show in another process."""
+        return IngestProgress(self.newest, {n: s.health for n, s in self.sources.items()},
+                              self.receivers, self.untimed_sources)
+
+    def follow(self, progress: IngestProgress) -> None:
+        """Show ``progress`` of an ingestor that decodes elsewhere as this one's own."""
+        self.newest = progress.newest
+        for name, health in progress.sources.items():
+            self._state(name).health = health
+        self.receivers.update(progress.receivers)
+        self.untimed_sources.update(progress.untimed_sources)
 
     def flush(self) -> list[Report]:
         """End of input: release held lines (with no time at all), expire partial groups."""
@@ -249,6 +276,10 @@ class Ingestor:
                 health.decode_errors[str(exc.args[0])] += 1
                 return
         recent = self._recent
+        if seen is not None:
+            # Re-inserted at the end, so the reports remembered stay in the order they were
+            # made (the oldest first: see ``oldest_remembered``).
+            del recent[key]
         recent[key] = report
         if len(recent) > _MAX_RECENT:
             recent.popitem(last=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 from ingest.decode import sentence_station_time
@@ -69,6 +70,27 @@ def merged_lines(paths: list[str]) -> Iterator[tuple[str, bytes]]:
         item = cursors[index].next_line()
         if item is not None:
             heapq.heappush(heap, (item[0], index, item[1]))
+
+
+def merged_runs(paths: list[str], size: int
+                ) -> Iterator[list[tuple[str, bytes, float | None]]]:
+    """``merged_lines`` ``size`` at a time, as ``(source, line, None)`` (no receive time).
+
+    A log that breaks off still yields the lines read before the break, then raises.
+    """
+    lines = merged_lines(paths)
+    while True:
+        run: list[tuple[str, bytes, float | None]] = []
+        try:
+            for source, line in islice(lines, size):
+                run.append((source, line, None))
+        except Exception:
+            if run:
+                yield run
+            raise
+        if not run:
+            return
+        yield run
 
 
 def _unique_names(paths: list[str]) -> list[str]:

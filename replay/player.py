@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
-from itertools import islice
 
-from harbourwatch.pipeline import READ_AHEAD_LINES, LineInput, Pipeline
-from replay.merge import merged_lines
+from harbourwatch.pipeline import READ_AHEAD_LINES, Pipeline
+from ingest.report import Report
+from replay.decoding import DecodingProcess
+from replay.merge import merged_runs
 from replay.pacing import Pacer
 from replay.progress import Progress
 
@@ -29,14 +31,16 @@ class ReplayResult:
 
 
 async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
-               start: float | None = None, progress: Progress | None = None) -> ReplayResult:
+               start: float | None = None, progress: Progress | None = None,
+               decoder: DecodingProcess | None = None) -> ReplayResult:
     """Feed every line of ``paths`` (merged in time order) through ``pipeline``.
 
     Reports before ``start`` are decoded (so assembly and clocks stay right) but not
     handed to the rules or sinks. The event loop gets a turn every few hundred lines,
     so the API and MQTT keep serving during a ``--speed max`` replay. At ``max`` lines are
-    decoded a run at a time ahead of the rules (``Pipeline.decode_ahead``), which changes
-    no result.
+    decoded a run at a time ahead of the rules (``Pipeline.decode_ahead``), or by
+    ``decoder``, a process started for these logs and the pipeline's ingestor; neither
+    changes any result.
     """
     pacer = Pacer(speed)
     ingestor = pipeline.ingestor
@@ -44,28 +48,29 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     next_yield = _YIELD_EVERY
     first: float | None = None
     last: float | None = None
-    # Paced, a run is one line: what the API shows then never runs ahead of the rules.
-    for run in _runs(merged_lines(paths), READ_AHEAD_LINES if speed is None else 1):
-        lines += len(run)
-        for report in pipeline.decode_ahead(run):
-            if start is not None and report.time < start:
-                skipped += 1
-                continue
-            await pacer(report.time)
-            pipeline.handle_report(report)
-            reports += 1
-            if first is None:
-                first = report.time
-            last = report.time
-        if lines >= next_yield:
-            next_yield += _YIELD_EVERY
-            if progress is not None:
-                progress.update(lines, last, pipeline.alert_events)
-            await asyncio.sleep(0)
-    for report in pipeline.held_reports():
-        if start is None or report.time >= start:
-            pipeline.handle_report(report)
-            reports += 1
+    if decoder is not None and speed is None:
+        runs = decoder.runs(pipeline)
+    else:
+        # Paced, a run is one line: what the API shows then never runs ahead of the rules.
+        runs = _decoded_here(paths, pipeline, READ_AHEAD_LINES if speed is None else 1)
+    async with aclosing(runs):
+        async for count, decoded in runs:
+            lines += count
+            for report in decoded:
+                if start is not None and report.time < start:
+                    skipped += 1
+                    continue
+                await pacer(report.time)
+                pipeline.handle_report(report)
+                reports += 1
+                if first is None:
+                    first = report.time
+                last = report.time
+            if lines >= next_yield:
+                next_yield += _YIELD_EVERY
+                if progress is not None:
+                    progress.update(lines, last, pipeline.alert_events)
+                await asyncio.sleep(0)
     pipeline.finish()
     if progress is not None:
         progress.update(lines, last, pipeline.alert_events)
@@ -76,17 +81,9 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     return ReplayResult(lines, reports, skipped, first, last, untimed)
 
 
-def _runs(lines: Iterator[tuple[str, bytes]], size: int) -> Iterator[list[LineInput]]:
-    """``size`` lines at a time; a log that breaks off still plays the lines before."""
-    while True:
-        run: list[LineInput] = []
-        try:
-            for source, line in islice(lines, size):
-                run.append((source, line, None))
-        except Exception:
-            if run:
-                yield run
-            raise
-        if not run:
-            return
-        yield run
+async def _decoded_here(paths: list[str], pipeline: Pipeline, size: int
+                        ) -> AsyncGenerator[tuple[int, Iterator[Report]], None]:
+    """``(lines, their reports)`` a run at a time, then the reports the ingestor held."""
+    for run in merged_runs(paths, size):
+        yield len(run), pipeline.decode_ahead(run)
+    yield 0, pipeline.held_reports()
