@@ -49,8 +49,9 @@ from pyais_baseline import run_pyais  # noqa: E402
 
 from geofence.engine import Engine  # noqa: E402
 from harbourwatch.config import Config, PortConfig, load_config  # noqa: E402
+from harbourwatch.gctune import tune_gc  # noqa: E402
 from harbourwatch.pipeline import Pipeline  # noqa: E402
-from harbourwatch.service import load_zones, make_store, tune_gc  # noqa: E402
+from harbourwatch.service import load_zones, make_store  # noqa: E402
 from ingest.ingestor import Ingestor  # noqa: E402
 from ingest.logfile import read_log_lines  # noqa: E402
 from replay.decoding import DecodingProcess  # noqa: E402

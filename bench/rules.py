@@ -19,7 +19,7 @@ Lines are built first; then, in the same run:
   ``finish()``.
 
 Both are the best of ``--repeat`` runs, with the garbage collector tuned as the service tunes
-it after start-up (``harbourwatch.service.tune_gc``); figures are µs per decoded message and
+it after start-up (``harbourwatch.gctune.tune_gc``); figures are µs per decoded message and
 the share the picture and rules add to ingest's cost. Target (issue 3): at most +30 %.
 ``--profile`` prints a cProfile of the rules part alone (the same reports, already decoded,
 through ``Pipeline.handle_report``). ``--alerts-out`` writes every alert transition of one run as a
@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 from geofence.engine import Engine  # noqa: E402
 from geofence.zones import ZoneSet  # noqa: E402
 from harbourwatch.config import RulesConfig  # noqa: E402
+from harbourwatch.gctune import tune_gc  # noqa: E402
 from harbourwatch.pipeline import READ_AHEAD_LINES, Pipeline  # noqa: E402
-from harbourwatch.service import tune_gc  # noqa: E402
 from ingest.ingestor import Ingestor  # noqa: E402
 from ingest.nmea import xor_checksum  # noqa: E402
 from ingest.report import Report  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import time
@@ -26,6 +25,7 @@ from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.config import Config
+from harbourwatch.gctune import tune_gc
 from harbourwatch.options import ServiceOptions, build_sources
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.sinks import Sink
@@ -127,9 +127,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
     # Forked before the store starts its threads (see replay.decoding).
     decoder = _start_decoding(replay, ingestor)
     stop = asyncio.Event()
-    _on_signals(stop)
-    store = make_store(config, config_dir, drill, replay=replay is not None)
     try:
+        _on_signals(stop)
+        store = make_store(config, config_dir, drill, replay=replay is not None)
         await store.start()
     except BaseException:
         if decoder is not None:
@@ -246,15 +246,6 @@ def _operator_acts_to(sink: Sink, ingestor: Ingestor) -> Callable[[Mapping[str, 
         sink.on_alert(AlertEvent(Transition.UPDATE, dict(alert), ingestor.newest or time.time()))
 
     return forward
-
-
-def tune_gc() -> None:
-    """Fewer, cheaper collections: the picture holds many long-lived objects, and a full
-    collection over them stalls the event loop for tens of milliseconds (alert latency).
-    What exists after start-up is frozen out of collection altogether."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def _start_decoding(plan: ReplayPlan | None, ingestor: Ingestor) -> DecodingProcess | None:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from ingest.sources.base import SourceError
 from replay import decoding
 from replay.decoding import DecodingFailed, DecodingProcess
 from replay.player import ReplayResult, play
-from tests.paths import FIXTURES
+from tests.paths import FIXTURES, ROOT
 from tests.scenario_helpers import DEMO_ZONES
 from tests.test_read_ahead import HeardSpy, Recorder, line, scenario_lines
 
@@ -87,8 +88,8 @@ async def test_the_decoding_process_gives_the_in_process_result(
     # The parent's ingestor shows the child's counters and clock (/stats, /sources, ticks).
     assert there_pipeline.stats() == here_pipeline.stats()
     assert there_pipeline.ingestor.newest == here_pipeline.ingestor.newest
-    assert ({n: r.to_dict() for n, r in there_pipeline.ingestor.receivers.items()}
-            == {n: r.to_dict() for n, r in here_pipeline.ingestor.receivers.items()})
+    assert ([r.to_dict() for r in there_pipeline.ingestor.receivers.values()]
+            == [r.to_dict() for r in here_pipeline.ingestor.receivers.values()])
 
 
 async def test_merged_logs_a_start_time_and_held_lines_match_too(
@@ -174,6 +175,108 @@ async def test_a_replay_cut_short_stops_the_child(tmp_path: Path, single_threade
     assert decoder.pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(decoder.pid, 0)  # gone, and reaped
+
+
+class _NeedsTwoArguments(Exception):
+    def __init__(self, what: str, where: int) -> None:
+        super().__init__(f"{what} at {where}")
+
+
+@pytest.mark.parametrize("error", [KeyError("boom"), _NeedsTwoArguments("boom", 7)])
+async def test_an_error_in_the_child_is_raised_with_the_childs_traceback(
+        tmp_path: Path, single_threaded: None, monkeypatch: pytest.MonkeyPatch,
+        error: Exception) -> None:
+    log = _write(tmp_path / "port.nmea", scenario_lines())
+    real_feed = Ingestor.feed
+    calls = 0
+
+    def failing_feed(self: Ingestor, source: str, data: bytes, received: float | None = None
+                     ) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2000:
+            raise error
+        return real_feed(self, source, data, received)
+
+    monkeypatch.setattr(Ingestor, "feed", failing_feed)  # the fork copies it
+    pipeline, _, _ = _pipeline()
+    decoder = DecodingProcess.start([log], pipeline.ingestor)
+    assert decoder is not None
+    try:
+        with pytest.raises(Exception) as raised:
+            await play([log], pipeline, speed=None, decoder=decoder)
+    finally:
+        decoder.close()
+    if isinstance(error, KeyError):
+        assert type(raised.value) is KeyError and raised.value.args == ("boom",)
+    else:  # it would not survive pickling: its type and text come as a RuntimeError
+        assert type(raised.value) is RuntimeError
+        assert str(raised.value) == "_NeedsTwoArguments: boom at 7"
+    cause = str(raised.value.__cause__)
+    assert "in the decoding process" in cause and "failing_feed" in cause
+
+
+def test_the_decoding_process_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    log = _write(tmp_path / "port.nmea", list(scenario_lines()) * 20)
+    parent = subprocess.Popen([sys.executable, "-c", _STALLED_PARENT, log],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not _running(child), "the decoding process outlived its parent"
+    finally:
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+#: A parent that starts a replay, then stops reading: the child blocks writing to it.
+_STALLED_PARENT = """
+import asyncio, sys
+from geofence.engine import Engine
+from geofence.zones import ZoneSet
+from harbourwatch.config import RulesConfig
+from harbourwatch.pipeline import Pipeline
+from ingest.ingestor import Ingestor
+from replay.decoding import DecodingProcess
+
+async def main() -> None:
+    pipeline = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.empty(None)))
+    decoder = DecodingProcess.start([sys.argv[1]], pipeline.ingestor)
+    await anext(decoder.runs(pipeline))
+    print(decoder.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by init)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_no_fork_with_one_cpu(tmp_path: Path, single_threaded: None) -> None:
+    log = _write(tmp_path / "port.nmea", scenario_lines()[:10])
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.fail("this test needs a machine with two CPUs")
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        assert DecodingProcess.start([log], Ingestor()) is None
+    finally:
+        os.sched_setaffinity(0, cpus)
+    decoder = DecodingProcess.start([log], Ingestor())
+    assert decoder is not None
+    decoder.close()
 
 
 def test_no_fork_while_another_thread_runs_nor_for_stdin(tmp_path: Path,

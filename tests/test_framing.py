@@ -167,6 +167,26 @@ def test_duplicate_after_window_is_a_new_report() -> None:
     assert ingestor.health("south").duplicates == 0
 
 
+def test_reports_are_remembered_in_the_order_they_were_made() -> None:
+    """A message that comes again beyond the window is a new report, remembered as the
+    newest: the oldest remembered is then vessel 2's, and housekeeping forgets it on time
+    (two windows after it) rather than when the older message's slot falls due."""
+    ingestor = Ingestor()
+
+    def at(t: int, mmsi: int, receiver: str = "rx1") -> str:
+        return tag_block(s=receiver, c=int(T0) + t) + single(position(mmsi=mmsi))
+
+    out = feed_all(ingestor, "feed", [at(0, 244000001), at(1, 244000002), at(4, 244000001)])
+    assert [r.mmsi for r in out] == [244000001, 244000002, 244000001]
+    assert ingestor.oldest_remembered() is out[1]
+    out += feed_all(ingestor, "feed", [at(8, 244000003)])  # vessel 2's report is forgotten
+    assert ingestor.oldest_remembered() is out[2]
+    # So a copy of it from a receiver lagging by 7 s is a report of its own.
+    late = feed_all(ingestor, "feed", [at(3, 244000002, "rx2")])
+    assert [r.sources for r in late] == [["rx2"]]
+    assert out[1].sources == ["rx1"]
+
+
 def test_a_clock_far_ahead_cannot_make_the_duplicate_memory_grow_without_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """One line a day ahead stalls housekeeping (message time) for a day: a size bound holds."""
