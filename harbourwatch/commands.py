@@ -103,7 +103,8 @@ def _replay(args: argparse.Namespace) -> int:
     except _startup_errors() as exc:
         return _fail(_messages(exc))
     except (SourceError, DecodingFailed) as exc:
-        # A log that breaks off: what was read before the break was played and stored.
+        # A log that breaks off (or the decoding process killed): what came before it was
+        # played and stored.
         print(f"harbourwatch: replay stopped: {exc}", file=sys.stderr)
         return 1
 

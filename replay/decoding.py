@@ -141,7 +141,10 @@ class DecodingProcess:
         if self._started:
             raise RuntimeError("a decoding process plays its logs once")
         self._started = True
-        self._conn.send_bytes(_GO)
+        try:
+            self._conn.send_bytes(_GO)
+        except OSError:
+            raise self._ended() from None
         registry: dict[int, Report] = {}
         made = forgotten = 0
         while (chunk := await self._receive()) is not None:
@@ -169,13 +172,16 @@ class DecodingProcess:
         try:
             message = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
-            self._process.join(timeout=5)
-            raise DecodingFailed(f"the decoding process ended unexpectedly (exit code "
-                                 f"{self._process.exitcode})") from None
+            raise self._ended() from None
         if isinstance(message, _Failed):
             raise message.error from _ChildTraceback(message.traceback)
         assert message is None or isinstance(message, _Chunk)
         return message
+
+    def _ended(self) -> DecodingFailed:
+        self._process.join(timeout=5)
+        return DecodingFailed(f"the decoding process ended unexpectedly (exit code "
+                              f"{self._process.exitcode})")
 
     def close(self) -> None:
         """Stop the child if it still runs (a replay cut short) and wait for it."""

@@ -148,13 +148,18 @@ async def test_a_log_that_breaks_off_plays_every_line_before_the_break(
     assert counts[1] == counts[0]
 
 
+@pytest.mark.parametrize("wait_for_death", [False, True])
 async def test_a_child_that_dies_fails_the_replay_clearly(
-        tmp_path: Path, single_threaded: None) -> None:
+        tmp_path: Path, single_threaded: None, wait_for_death: bool) -> None:
     log = _write(tmp_path / "port.nmea", scenario_lines())
     pipeline, _, _ = _pipeline()
     decoder = DecodingProcess.start([log], pipeline.ingestor)
     assert decoder is not None and decoder.pid is not None
     os.kill(decoder.pid, signal.SIGKILL)
+    if wait_for_death:
+        deadline = time.monotonic() + 10
+        while _running(decoder.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
     try:
         with pytest.raises(DecodingFailed, match=r"ended unexpectedly \(exit code -9\)"):
             await play([log], pipeline, speed=None, decoder=decoder)
