@@ -41,9 +41,14 @@ LineInput = tuple[str, bytes, float | None]
 class RuleEngine(Protocol):
     """What the pipeline needs from ``geofence.engine.Engine``."""
 
+    #: The rules' clock: the newest message time they accepted (see ``Engine.tick``).
+    newest: float
+    #: What the rules did with the reports (e.g. ``clock_ahead``: held out as a bad clock).
+    counters: dict[str, int]
+
     def process(self, report: Report) -> list[AlertEvent]: ...
 
-    def tick(self, now: float) -> list[AlertEvent]: ...
+    def tick(self, now: float, *, message_time: bool = False) -> list[AlertEvent]: ...
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
 
@@ -155,10 +160,13 @@ class Pipeline:
         if report.time >= self._next_tick:
             self.tick(report.time)
 
-    def tick(self, now: float) -> None:
-        self._next_tick = now + _TICK_S
+    def tick(self, now: float, *, message_time: bool = True) -> None:
+        """Timers up to ``now``: a message time, or (live) the wall clock's."""
         self._sync_receivers()
-        events = self.engine.tick(now)
+        events = self.engine.tick(now, message_time=message_time)
+        # The engine ignores a message time far ahead of its clock (a bad clock): so does
+        # the next tick, or it would wait for that time to come.
+        self._next_tick = min(now, self.engine.newest) + _TICK_S
         if events:
             self.emit(events)
 
@@ -226,8 +234,9 @@ class Pipeline:
         """Live only: timers advance with the wall clock when no message arrives."""
         while True:
             await asyncio.sleep(_TICK_S)
-            newest = self.ingestor.newest or 0.0
-            self.tick(max(newest, time.time()))
+            # The rules' clock, not ingest's: one line from a clock far ahead must not
+            # hold the wall clock back.
+            self.tick(max(self.engine.newest, time.time()), message_time=False)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -235,5 +244,6 @@ class Pipeline:
             "own_reports": self.own_reports,
             "alert_events": self.alert_events,
             "muted_by_snooze": self.muted,
+            "rules": dict(self.engine.counters),
             "sources": {n: s.health.to_dict() for n, s in self.ingestor.sources.items()},
         }
