@@ -288,17 +288,16 @@ class MqttFeed:
         if report.msg_type not in VESSEL_MSG_TYPES:
             return
         t = report.time
-        # A fix the rules rejected (position jump, MMSI conflict) never moves the vessel, and
-        # a time they took for a bad clock is no "now" (it would make every vessel stale).
-        suspect = report.extra.get("suspect") if report.extra else None
-        if suspect != "clock_ahead" and (self._newest is None or t > self._newest):
+        if self._newest is None or t > self._newest:
             self._newest = t
         mmsi = report.mmsi
         state = self._vessels.get(mmsi)
         if state is None:
             state = self._vessels[mmsi] = {"mmsi": mmsi}
         changed = False
-        if (report.has_position and suspect is None
+        # A fix the rules rejected (position jump, MMSI conflict) never moves the vessel.
+        suspect = bool(report.extra) and "suspect" in report.extra
+        if (report.has_position and not suspect
                 and t >= self._vessel_time.get(mmsi, float("-inf"))):
             for name in POSITION_FIELDS:
                 state[name] = getattr(report, name)

@@ -57,7 +57,7 @@ class Engine:
         self.ctx = RuleContext(config, zones, self.picture, self.book)
         self.newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
-                         "forgotten": 0, "outside_watch_area": 0, "clock_ahead": 0}
+                         "forgotten": 0, "outside_watch_area": 0}
         self._tick_s = config.picture.tick_interval_s
         self._gap_s = config.source_silent.silent_s
         self._inertia = config.membership.inertia_reports
@@ -65,10 +65,6 @@ class Engine:
         self._next_tick = float("-inf")
         self._next_sweep = float("-inf")
         self._resume_pending = False
-        self._jump_s = config.picture.max_clock_jump_s
-        #: (receiver, time) of the first report since the last one near the clock that came
-        #: too far ahead of it.
-        self._jump_claim: tuple[str, float] | None = None
         self._watch_kinds: tuple[str, ...] = ()
         self._set_watch_area()
         for rule in self.rules:
@@ -99,12 +95,6 @@ class Engine:
         t = report.time
         if self._resume_pending:
             self._resume(t)
-        elif self._far_ahead(t) and not self._jump_confirmed(report):
-            self.counters["clock_ahead"] += 1
-            report.extra["suspect"] = "clock_ahead"  # sinks keep its fix out, as a spoof's
-            return self.book.drain()
-        else:
-            self._jump_claim = None
         picture = self.picture
         for name in report.sources:
             picture.hear(name, t, self._gap_s)
@@ -180,54 +170,18 @@ class Engine:
         self._observer_sets[key] = chosen
         return chosen
 
-    def tick(self, now: float, *, message_time: bool = False) -> list[AlertEvent]:
-        """Run timers up to ``now`` (wall time in live mode, or message time).
-
-        A ``message_time`` too far ahead of the clock is ignored: only reports move the
-        clock that far (see ``_jump_confirmed``). The wall clock is believed.
-        """
+    def tick(self, now: float) -> list[AlertEvent]:
+        """Run timers up to ``now`` (message time, or wall time in live mode)."""
         if self._resume_pending:
             self._resume(now)
-        elif message_time and self._far_ahead(now):
-            return self.book.drain()
         if now >= self._next_tick:
             self._advance(now)
         return self.book.drain()
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
         """A receiver was heard without a report reaching the rules (e.g. a duplicate)."""
-        if self._far_ahead(time) and not self._resume_pending:
-            return self.book.drain()  # a bad clock, as in ``process``
         self.picture.hear(receiver, time, self._gap_s)
-        return self.tick(time, message_time=True)
-
-    def _far_ahead(self, t: float) -> bool:
-        """Too far ahead of the running clock to be believed on its own."""
-        return t > self.newest + self._jump_s and self.newest != float("-inf")
-
-    def _jump_confirmed(self, report: Report) -> bool:
-        """Whether ``report``, far ahead of the clock, shows that time really moved on.
-
-        One receiver with a bad clock (a day ahead) would otherwise sweep the picture and
-        stop every timer until message time caught up. A real gap in a log is confirmed by
-        the next report ahead from another receiver; from the same receiver, by its next
-        report when no other receiver is known, else once its reports ahead span
-        ``source_silent.silent_s`` (the others would count as silent by then). A report near
-        the clock in between withdraws the claim. The reports before the confirmation are
-        lost to the rules, and counted (``clock_ahead``).
-        """
-        receiver = report.sources[0] if report.sources else ""
-        t = report.time
-        claim = self._jump_claim
-        if claim is None or t < claim[1] - self._jump_s:
-            self._jump_claim = (receiver, t)
-            return False
-        known = self.picture.receivers
-        if (receiver != claim[0] or not known or (len(known) == 1 and receiver in known)
-                or t - claim[1] >= self._gap_s):
-            self._jump_claim = None
-            return True
-        return False
+        return self.tick(time)
 
     def _advance(self, now: float) -> None:
         if now > self.newest:

@@ -150,11 +150,6 @@ class PictureConfig(_Model):
     history_len: int = Field(default=16, ge=2, le=1024, description="Recent fixes kept per vessel")
     tick_interval_s: float = Field(default=1.0, gt=0, le=60,
                                    description="Timers run at most this often in message time")
-    max_clock_jump_s: float = Field(
-        default=3600.0, ge=60, le=30 * 86400,
-        description="A report this far ahead of the rules' clock moves it only when the next "
-                    "report ahead comes from another receiver (or there is only one); until "
-                    "then it is held out of the rules as a bad clock")
 
 
 class ZoneEventConfig(_Model):

@@ -41,14 +41,12 @@ LineInput = tuple[str, bytes, float | None]
 class RuleEngine(Protocol):
     """What the pipeline needs from ``geofence.engine.Engine``."""
 
-    #: The rules' clock: the newest message time they accepted (see ``Engine.tick``).
-    newest: float
-    #: What the rules did with the reports (e.g. ``clock_ahead``: held out as a bad clock).
+    #: What the rules did with the reports (suspect fixes, outside the watch area, ...).
     counters: dict[str, int]
 
     def process(self, report: Report) -> list[AlertEvent]: ...
 
-    def tick(self, now: float, *, message_time: bool = False) -> list[AlertEvent]: ...
+    def tick(self, now: float) -> list[AlertEvent]: ...
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
 
@@ -160,13 +158,10 @@ class Pipeline:
         if report.time >= self._next_tick:
             self.tick(report.time)
 
-    def tick(self, now: float, *, message_time: bool = True) -> None:
-        """Timers up to ``now``: a message time, or (live) the wall clock's."""
+    def tick(self, now: float) -> None:
+        self._next_tick = now + _TICK_S
         self._sync_receivers()
-        events = self.engine.tick(now, message_time=message_time)
-        # The engine ignores a message time far ahead of its clock (a bad clock): so does
-        # the next tick, or it would wait for that time to come.
-        self._next_tick = min(now, self.engine.newest) + _TICK_S
+        events = self.engine.tick(now)
         if events:
             self.emit(events)
 
@@ -234,9 +229,8 @@ class Pipeline:
         """Live only: timers advance with the wall clock when no message arrives."""
         while True:
             await asyncio.sleep(_TICK_S)
-            # The rules' clock, not ingest's: one line from a clock far ahead must not
-            # hold the wall clock back.
-            self.tick(max(self.engine.newest, time.time()), message_time=False)
+            newest = self.ingestor.newest or 0.0
+            self.tick(max(newest, time.time()))
 
     def stats(self) -> dict[str, Any]:
         return {
