@@ -104,7 +104,20 @@ def decode_payload(payload: bytes, fill: int) -> Any:
 
 def build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: str,
                  sources: list[str], nmea: list[str], own: bool, channel: str) -> Report:
-    """Map a pyais message to a :class:`Report` (gpsd names and units)."""
+    """Map a pyais message to a :class:`Report` (gpsd names and units).
+
+    A payload too short for its type leaves pyais's fields ``None``: :class:`DecodeError`
+    (``missing_fields``), counted like any other, never an exception out of ingest.
+    """
+    try:
+        return _build_report(msg, payload, fill, time, time_source, sources, nmea, own,
+                             channel)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DecodeError("missing_fields") from exc
+
+
+def _build_report(msg: Any, payload: bytes, fill: int, time: float, time_source: str,
+                  sources: list[str], nmea: list[str], own: bool, channel: str) -> Report:
     msg_type = msg.msg_type
     mmsi = msg.mmsi
     if not isinstance(mmsi, int):

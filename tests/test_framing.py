@@ -243,6 +243,18 @@ def test_risky_exact_earth_with_tag_block() -> None:
     assert len(with_position) >= 178
 
 
+def test_libais_test_log_decodes_or_counts_every_line() -> None:
+    """Its line 312 is a type 27 too short for its fields: counted, not an exception."""
+    ingestor, out = _run(str(fixture("libais", "test.aivdm")))
+    health = ingestor.health("log")
+    assert health.decode_errors["missing_fields"] >= 1
+    assert health.messages == len(out) > 200
+    short = b"!AIVDM,1,1,,B,KktDVAq=;h,4*39,d-120,S0364,t082309.00,T09.72717154,r09SGHA1,1272442990"
+    alone = Ingestor()
+    assert feed_all(alone, "log", [short.decode()]) == []
+    assert alone.health("log").decode_errors == {"missing_fields": 1}
+
+
 def test_libais_typeexamples_decode_or_are_counted() -> None:
     path = fixture("libais", "typeexamples.nmea")
     expected = [json.loads(line) for line in fixture("libais", "typeexamples.json")
