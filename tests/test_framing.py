@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -253,6 +254,30 @@ def test_libais_test_log_decodes_or_counts_every_line() -> None:
     alone = Ingestor()
     assert feed_all(alone, "log", [short.decode()]) == []
     assert alone.health("log").decode_errors == {"missing_fields": 1}
+
+
+def test_every_payload_cut_short_at_every_length_is_decoded_or_counted() -> None:
+    """One single-part payload of each first character in the real captures, cut after
+    every character with every fill: no exception leaves ingest, every message is counted."""
+    payloads: dict[bytes, bytes] = {}
+    for name in ("gpsd/sample.aivdm", "libais/test.aivdm", "aislib/stream_example.txt"):
+        for line in read_log_lines(str(fixture(*name.split("/")))):
+            match = re.search(rb"!\w\wVD[MO],1,1,[^,]*,[^,]*,([^,]+),\d\*", line)
+            if match:
+                payloads.setdefault(match.group(1)[:1], match.group(1))
+    assert len(payloads) >= 25
+    ingestor = Ingestor()
+    lines = []
+    for payload in payloads.values():
+        for end in range(1, len(payload) + 1):
+            for fill in range(6):
+                lines.append(sentence(payload[:end].decode(), fill))
+    reports = feed_all(ingestor, "cut", lines, received=T0)
+    health = ingestor.health("cut")
+    assert health.sentences == len(lines)
+    assert health.messages + sum(health.decode_errors.values()) + health.duplicates == len(lines)
+    assert health.messages == len(reports) > 1000
+    assert health.decode_errors["missing_fields"] > 100
 
 
 def test_libais_typeexamples_decode_or_are_counted() -> None:
