@@ -25,17 +25,15 @@ from ingest.sources.base import SourceError
 from replay import decoding
 from replay.decoding import DecodingFailed, DecodingProcess
 from replay.player import ReplayResult, play
-from tests.paths import FIXTURES, ROOT
+from tests.paths import ROOT
 from tests.scenario_helpers import DEMO_ZONES
 from tests.test_read_ahead import HeardSpy, Recorder, line, scenario_lines
-
-DEMO_PORT = FIXTURES / "demo-port"
 
 
 @pytest.fixture
 def single_threaded() -> Iterator[None]:
-    """The decoding process is forked only with no other thread alive (as in the service,
-    which starts it before anything else): wait out threads other tests left ending."""
+    """The decoding process is forked only with no other Python thread alive (the service
+    forks before the store starts its threads): wait out threads other tests left ending."""
     deadline = time.monotonic() + 20
     while threading.active_count() > 1 and time.monotonic() < deadline:
         time.sleep(0.1)
