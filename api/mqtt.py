@@ -295,9 +295,7 @@ class MqttFeed:
         if state is None:
             state = self._vessels[mmsi] = {"mmsi": mmsi}
         changed = False
-        # A fix the rules rejected (position jump, MMSI conflict) never moves the vessel.
-        suspect = bool(report.extra) and "suspect" in report.extra
-        if (report.has_position and not suspect
+        if (report.has_position and not report.fix_rejected
                 and t >= self._vessel_time.get(mmsi, float("-inf"))):
             for name in POSITION_FIELDS:
                 state[name] = getattr(report, name)

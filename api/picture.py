@@ -57,9 +57,7 @@ class LivePicture:
         vessel = self._vessels.get(mmsi)
         if vessel is None:
             vessel = _blank(mmsi)
-        # A fix the rules rejected (position jump, MMSI conflict) never moves the vessel.
-        has_position = (report.lat is not None and report.lon is not None
-                        and not (report.extra and report.extra.get("suspect")))
+        has_position = report.has_position and not report.fix_rejected
         if has_position:
             if report.time < self._times.get(mmsi, float("-inf")):
                 return  # an older report (another receiver's late copy) never rolls back

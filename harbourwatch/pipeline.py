@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from geofence.alert import AlertEvent
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
-from ingest.ingestor import Heard, Ingestor
+from ingest.ingestor import Decoded, Heard, Ingestor, LineInput
 from ingest.report import Report
 from ingest.sources.queue import LineQueue, LineQueueClosed
 
@@ -34,8 +34,6 @@ _NEVER = float("-inf")
 _TICK_S = 1.0
 #: Most lines decoded ahead of the rules (live batches are whatever is queued, up to this).
 READ_AHEAD_LINES = 100
-#: One line to decode: source name, bytes, receive time (None for recorded lines).
-LineInput = tuple[str, bytes, float | None]
 
 
 class RuleEngine(Protocol):
@@ -96,29 +94,13 @@ class Pipeline:
         run keeps its own journal: a run left unfinished (an exception, a cancelled replay)
         applies the rest when it is closed and never disturbs the next one.
         """
-        feed = self.ingestor.feed
-        return self._journaled(lambda journal: [(feed(source, data, received), len(journal))
-                                                for source, data, received in lines])
+        return self.in_line_order(*self.ingestor.decode_run(lines))
 
     def held_reports(self) -> Iterator[Report]:
         """End of input: the reports the ingestor still holds, in order (see ``finish``)."""
-        flush = self.ingestor.flush
-        return self._journaled(lambda journal: [(flush(), len(journal))])
+        return self.in_line_order(*self.ingestor.decode_run(None))
 
-    def _journaled(self, decode: Callable[[list[Heard]], list[tuple[Sequence[Report], int]]]
-                   ) -> Iterator[Report]:
-        """``decode`` with the ingestor journaling into a new list; its reports in order,
-        each line's ``(reports, journal length after it)`` applied just before them."""
-        journal: list[Heard] = []
-        self.ingestor.journal = journal
-        try:
-            decoded = decode(journal)
-        finally:
-            self.ingestor.journal = None
-        return self.in_line_order(decoded, journal)
-
-    def in_line_order(self, decoded: list[tuple[Sequence[Report], int]],
-                      journal: list[Heard]) -> Iterator[Report]:
+    def in_line_order(self, decoded: Decoded, journal: list[Heard]) -> Iterator[Report]:
         """The reports of decoded lines, each line's ``(reports, journal length after it)``,
         with the journal applied just before them (also for lines decoded in another
         process: ``replay.decoding``)."""

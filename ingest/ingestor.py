@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.assembly import Assembler, Dropped
@@ -29,6 +29,11 @@ _NOTHING: Sequence[Report] = ()
 #: A journal entry (see ``Ingestor.journal``): a receiver, the message time it was heard at,
 #: and the report its copy duplicates (None: only the receiver's newest time moved on).
 Heard = tuple[str, float, Report | None]
+#: One line to decode: source name, bytes, receive time (None for recorded lines).
+LineInput = tuple[str, bytes, float | None]
+#: Decoded lines (``Ingestor.decode_run``): each line's reports, and the journal's length
+#: once the line was fed.
+Decoded = list[tuple[Sequence[Report], int]]
 #: A base-station time further than this from the carried clock is suspect (bad clock).
 _CLOCK_JUMP_S = 3600.0
 _CLOCK_CONFIRMATIONS = 3
@@ -137,6 +142,25 @@ class Ingestor:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: rejected (%s): %r", source, framed, data[:200])
         return _NOTHING
+
+    def decode_run(self, lines: Iterable[LineInput] | None) -> tuple[Decoded, list[Heard]]:
+        """Feed ``lines`` with a journal of their own; ``None``: the end of input, the
+        reports still held (``flush``) as one line.
+
+        For a consumer that decodes lines ahead of its rules (``Pipeline.decode_ahead``,
+        ``replay.decoding``): it applies the journal in line order, just before each line's
+        reports. A run that raises leaves no journal set for the next.
+        """
+        journal: list[Heard] = []
+        self.journal = journal
+        try:
+            if lines is None:
+                return [(self.flush(), len(journal))], journal
+            feed = self.feed
+            return [(feed(source, data, received), len(journal))
+                    for source, data, received in lines], journal
+        finally:
+            self.journal = None
 
     def oldest_remembered(self) -> Report | None:
         """The oldest report a later duplicate can still add its receiver to (None: none)."""

@@ -79,6 +79,12 @@ class Report:
         return self.lat is not None and self.lon is not None
 
     @property
+    def fix_rejected(self) -> bool:
+        """The rules rejected its fix (``extra["suspect"]``: a position jump, an MMSI
+        conflict): kept and counted, but it moves no vessel on a map."""
+        return "suspect" in self.extra
+
+    @property
     def ais_class(self) -> str | None:
         """``A`` or ``B`` for ship transponders, ``None`` for stations, AtoN and others."""
         if self.msg_type in CLASS_A_TYPES:

@@ -40,7 +40,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ingest.health import ReceiverHealth
-from ingest.ingestor import Heard, Ingestor, IngestProgress
+from ingest.ingestor import Decoded, Heard, Ingestor, IngestProgress, LineInput
 from ingest.report import Report
 from ingest.sources.file import STDIN
 from replay.merge import merged_runs
@@ -148,7 +148,7 @@ class DecodingProcess:
         registry: dict[int, Report] = {}
         made = forgotten = 0
         while (chunk := await self._receive()) is not None:
-            decoded: list[tuple[Sequence[Report], int]] = []
+            decoded: Decoded = []
             for fields_of_line, mark in chunk.reports:
                 reports = [Report(*values) for values in fields_of_line]
                 for report in reports:
@@ -256,21 +256,9 @@ class _Encoder:
         self._first = 0
         self._sent: dict[str, tuple[int, float | None]] = {}
 
-    def chunk(self, run: list[tuple[str, bytes, float | None]] | None) -> bytes:
+    def chunk(self, run: list[LineInput] | None) -> bytes:
         """The message for ``run`` fed to the ingestor (None: the end, its held reports)."""
-        ingestor = self.ingestor
-        journal: list[Heard] = []
-        ingestor.journal = journal
-        decoded: list[tuple[Sequence[Report], int]]
-        try:
-            if run is None:
-                decoded = [(ingestor.flush(), len(journal))]
-            else:
-                feed = ingestor.feed
-                decoded = [(feed(source, data, received), len(journal))
-                           for source, data, received in run]
-        finally:
-            ingestor.journal = None
+        decoded, journal = self.ingestor.decode_run(run)
         number_of, made = self._number_of, self._made
         encoded: list[tuple[list[tuple[Any, ...]], int]] = []
         for reports, mark in decoded:
@@ -282,7 +270,7 @@ class _Encoder:
             encoded.append(([_report_fields(report) for report in reports], mark))
         heard = [(receiver, time, None if repeated is None else number_of[id(repeated)])
                  for receiver, time, repeated in journal]
-        oldest_report = ingestor.oldest_remembered()
+        oldest_report = self.ingestor.oldest_remembered()
         oldest = None if oldest_report is None else number_of[id(oldest_report)]
         self._forget(self._first + len(made) if oldest is None else oldest)
         chunk = _Chunk(0 if run is None else len(run), encoded, heard, oldest,

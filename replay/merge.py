@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ingest.decode import sentence_station_time
 from ingest.framing import Meta, Sentence, frame
+from ingest.ingestor import LineInput
 from ingest.logfile import read_log_lines
 from ingest.sources.base import slugify
 
@@ -72,15 +73,14 @@ def merged_lines(paths: list[str]) -> Iterator[tuple[str, bytes]]:
             heapq.heappush(heap, (item[0], index, item[1]))
 
 
-def merged_runs(paths: list[str], size: int
-                ) -> Iterator[list[tuple[str, bytes, float | None]]]:
+def merged_runs(paths: list[str], size: int) -> Iterator[list[LineInput]]:
     """``merged_lines`` ``size`` at a time, as ``(source, line, None)`` (no receive time).
 
     A log that breaks off still yields the lines read before the break, then raises.
     """
     lines = merged_lines(paths)
     while True:
-        run: list[tuple[str, bytes, float | None]] = []
+        run: list[LineInput] = []
         try:
             for source, line in islice(lines, size):
                 run.append((source, line, None))
