@@ -29,6 +29,9 @@ from pathlib import Path
 
 import pytest
 
+#: util-linux's runuser lives in /usr/sbin, which a minimal PATH (cron, CI) may lack.
+_RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+
 PG_VERSIONS = ("17", "16", "15")
 
 
@@ -87,7 +90,7 @@ class PostgresServer:
     def _run(self, *args: str) -> None:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            cmd = [_RUNUSER, "-u", "postgres", "--", *cmd]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
