@@ -25,6 +25,8 @@ _SOURCE_COUNTERS = (
     ("messages", "AIS messages decoded"), ("checksum_failures", "Checksum failures"),
     ("duplicates", "Duplicates heard from several receivers"),
     ("own_messages", "Own-ship (VDO) messages"),
+    ("clock_rejected", "Base-station times rejected as a bad clock"),
+    ("clock_ahead", "Live lines timed ahead of their arrival, timed by arrival instead"),
 )
 _SOURCE_BY_REASON = (
     ("rejected", "Lines rejected, by reason"), ("decode_errors", "Decode failures, by reason"),

@@ -28,6 +28,7 @@ class SourceHealth:
     duplicates: int = 0
     own_messages: int = 0
     clock_rejected: int = 0
+    clock_ahead: int = 0
     last_heard: float | None = None
     last_received: float | None = None
 
@@ -50,6 +51,7 @@ class SourceHealth:
             "duplicates": self.duplicates,
             "own_messages": self.own_messages,
             "clock_rejected": self.clock_rejected,
+            "clock_ahead": self.clock_ahead,
             "last_heard": None if self.last_heard is None else iso_time(self.last_heard),
         }
 

@@ -5,6 +5,9 @@ sources only feed it. Message time is resolved here (DESIGN "Time is message tim
 tag block ``c:`` → a time carried by the line (prefix, suffix, ``$PGHP``) → for live
 sources the receive time → for recorded logs the UTC of the stream's own base-station
 reports carried forward, else the source's previous line time carried forward.
+A live line whose own time is ahead of its receive time by more than the allowed lead
+comes from a receiver clock that is wrong (nothing is heard before it is sent): its
+receive time is used instead, and it is counted (``clock_ahead``).
 Recorded lines seen before any time are held until the first base-station time arrives
 (bounded), so they are not stamped with a made-up time.
 """
@@ -85,11 +88,14 @@ class Ingestor:
     """Frame, time, assemble, de-duplicate and decode lines from any number of sources."""
 
     def __init__(self, *, fragment_ttl_s: float = 5.0, max_pending_groups: int = 1000,
-                 dedup_window_s: float = 3.0, nominal_rate: float | None = None) -> None:
+                 dedup_window_s: float = 3.0, nominal_rate: float | None = None,
+                 max_clock_lead_s: float = 60.0) -> None:
         """``nominal_rate`` (lines/s): how a recorded log with no time at all is timed.
 
         ``None`` leaves such lines untimed (``time_source`` ``none``, JSON time null);
         replay sets a rate so a log without timestamps still plays, in order.
+        ``max_clock_lead_s``: how far a live line's own time may run ahead of its receive
+        time (clock error and jitter) before the receive time replaces it.
         """
         self.assembler = Assembler(fragment_ttl_s, max_pending_groups)
         self.dedup_window_s = dedup_window_s
@@ -101,6 +107,8 @@ class Ingestor:
         self._dropped: list[Dropped] = []
         self._framed: dict[bytes, Sentence | Meta | str] = {}
         self.nominal_rate = nominal_rate
+        self.max_clock_lead_s = max_clock_lead_s
+        self._clock_ahead_warned: set[str] = set()
         self.untimed_sources: set[str] = set()
         #: When a consumer sets a list here, what a line tells about reports already
         #: returned is appended to it instead of applied: a duplicate's receiver (not added
@@ -225,6 +233,8 @@ class Ingestor:
                 return self._hold(source, state, sentence)
         else:
             state.gatehouse_time = None
+        if received is not None and time > received + self.max_clock_lead_s:
+            time, time_source = self._clock_ahead(source, state, sentence, time, received)
         state.last_time = time
         placed: list[Report] = []
         if state.held:
@@ -232,11 +242,24 @@ class Ingestor:
             held, state.held = state.held, []
             for item in held:
                 self._place(source, state, item, time, "carried", placed)
-        self._place(source, state, sentence, time, time_source or "line", placed)
+        self._place(source, state, sentence, time, time_source or "line", placed, received)
         return placed or _NOTHING
 
+    def _clock_ahead(self, source: str, state: _SourceState, sentence: Sentence, time: float,
+                     received: float) -> tuple[float, str]:
+        """A live line timed ahead of its arrival: count it, warn once per receiver, and
+        time it by its arrival."""
+        state.health.clock_ahead += 1
+        receiver = sentence.station or source
+        if receiver not in self._clock_ahead_warned:
+            self._clock_ahead_warned.add(receiver)
+            log.warning("%s: receiver %s stamps lines %.0f s ahead of their arrival (its "
+                        "clock is wrong?); using the receive time instead", source, receiver,
+                        time - received)
+        return received, "receive"
+
     def _place(self, source: str, state: _SourceState, sentence: Sentence, time: float,
-               time_source: str, out: list[Report]) -> None:
+               time_source: str, out: list[Report], received: float | None = None) -> None:
         newest = self.newest
         if newest is None or time > newest:
             self.newest = newest = time
@@ -254,9 +277,11 @@ class Ingestor:
                 return
             payload = b"".join([p.payload for p in group])
             fill = group[-1].fill
-            # The group's time and receiver are those of its first fragment.
+            # The group's time and receiver are those of its first fragment (unless that
+            # time ran ahead of arrival: see ``_clock_ahead``).
             first = group[0]
-            if first.time is not None:
+            if first.time is not None and (
+                    received is None or first.time <= received + self.max_clock_lead_s):
                 time = first.time
                 time_source = first.time_source or time_source
             if first.station is not None:

@@ -28,7 +28,7 @@ from ingest.ingestor import Ingestor
 from replay.player import play
 from replay.scenario import generate_scenario
 from store import open_store
-from tests.ingest_helpers import position, single
+from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
@@ -147,7 +147,11 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_live_run_over_udp_raises_alerts_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stamp_ahead_s", [None, 7200], ids=["untimed", "clock-ahead"])
+def test_live_run_over_udp_raises_alerts_and_stops_cleanly(tmp_path: Path,
+                                                           stamp_ahead_s: int | None) -> None:
+    """A live line is timed by its arrival when it has no time of its own, and when its
+    receiver stamps it ahead of its arrival (a clock on local time, say)."""
     port = free_udp_port()
     out = tmp_path / "alerts.jsonl"
     proc = subprocess.Popen(
@@ -161,7 +165,9 @@ def test_live_run_over_udp_raises_alerts_and_stops_cleanly(tmp_path: Path) -> No
             while not (out.exists() and "emergency_device" in out.read_text()):
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "no alert from the live run"
-                sock.sendto((sart + "\r\n").encode(), ("127.0.0.1", port))
+                stamp = ("" if stamp_ahead_s is None
+                         else tag_block(s="rx-local-time", c=int(time.time()) + stamp_ahead_s))
+                sock.sendto((stamp + sart + "\r\n").encode(), ("127.0.0.1", port))
                 time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -170,7 +176,6 @@ def test_live_run_over_udp_raises_alerts_and_stops_cleanly(tmp_path: Path) -> No
     alert = next(a for a in alerts_of(out) if a["rule"] == "emergency_device")
     assert alert["mmsi"] == 970012345 and alert["severity"] == "critical"
     assert alert["transition"] == "new" and alert["drill"] is False
-    # Receive time is message time for a live source without timestamps.
     assert abs(parse_iso(alert["started_at"]) - time.time()) < 120
 
 

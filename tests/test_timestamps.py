@@ -269,3 +269,71 @@ def test_gatehouse_timed_multipart_keeps_the_gatehouse_time() -> None:
     out = feed_all(ingestor, "gh", [single(base_station(2008, 5, 9, 0, 0, 5)), gh, *parts])
     assert [(r.msg_type, r.time) for r in out] == [
         (4, _utc(2008, 5, 9, 0, 0, 5)), (5, _utc(2008, 5, 9) + 0.010)]
+
+
+# -- a live receiver whose clock runs ahead ----------------------------------------------
+
+ARRIVAL = T + 5.0  # a live line is received this long after it was stamped (well in time)
+
+
+@pytest.mark.parametrize(("stamp", "expected"), [
+    (T, (T, "tagblock")),                                # stamped before arrival
+    (ARRIVAL + 60, (ARRIVAL + 60, "tagblock")),          # at the allowed lead
+    (ARRIVAL + 61, (ARRIVAL, "receive")),                # just beyond it
+    (ARRIVAL + 7200, (ARRIVAL, "receive")),              # local time stamped as UTC
+    (ARRIVAL - 86400 * 365, (ARRIVAL - 86400 * 365, "tagblock")),  # behind: backlog or drill
+])
+def test_a_live_line_stamped_ahead_of_its_arrival_is_timed_by_its_arrival(
+        stamp: float, expected: tuple[float, str]) -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "udp", [tag_block(s="rx-bad", c=int(stamp)) + LINE], ARRIVAL)
+    assert [(r.time, r.time_source) for r in out] == [expected]
+    assert ingestor.health("udp").clock_ahead == (expected[1] == "receive")
+    assert ingestor.newest == expected[0]
+
+
+def test_the_allowed_lead_is_configurable_and_recorded_lines_are_not_judged() -> None:
+    strict = Ingestor(max_clock_lead_s=0.0)
+    out = feed_all(strict, "udp", [tag_block(c=int(ARRIVAL) + 1) + LINE], ARRIVAL)
+    assert [(r.time, r.time_source) for r in out] == [(ARRIVAL, "receive")]
+    recorded = Ingestor(max_clock_lead_s=0.0)  # a log has no arrival time to judge by
+    out = feed_all(recorded, "log", [tag_block(c=int(ARRIVAL) + 7200) + LINE])
+    assert [(r.time, r.time_source) for r in out] == [(ARRIVAL + 7200, "tagblock")]
+    assert recorded.health("log").clock_ahead == 0
+
+
+def test_a_live_gatehouse_time_ahead_of_arrival_is_replaced_too() -> None:
+    ingestor = Ingestor()
+    gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
+    arrival = _utc(2008, 5, 8)  # the $PGHP line says a day later
+    out = feed_all(ingestor, "gh", [gh, LINE], arrival)
+    assert [(r.time, r.time_source) for r in out] == [(arrival, "receive")]
+    assert ingestor.health("gh").clock_ahead == 1
+
+
+def test_a_live_group_stamped_ahead_on_its_first_fragment_is_timed_by_arrival() -> None:
+    """The group takes its first fragment's time, but not a time that ran ahead."""
+    from tests.ingest_helpers import multipart, static
+
+    ingestor = Ingestor()
+    parts = multipart(static(), 2, seq="0")
+    out = feed_all(ingestor, "udp", [tag_block(c=int(ARRIVAL) + 7200) + parts[0], parts[1]],
+                   ARRIVAL)
+    assert [(r.msg_type, r.time, r.time_source) for r in out] == [(5, ARRIVAL, "receive")]
+    assert ingestor.health("udp").clock_ahead == 1
+    assert not ingestor.health("udp").fragments_dropped
+
+
+def test_a_receiver_clock_ahead_is_warned_about_once_per_receiver(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ingestor = Ingestor()
+    ahead = int(ARRIVAL) + 7200
+    lines = [tag_block(s=rx, c=ahead) + single(position(mmsi=mmsi))
+             for rx, mmsi in (("rx-a", 211000001), ("rx-a", 211000002), ("rx-b", 211000003))]
+    with caplog.at_level("WARNING", logger="ingest.ingestor"):
+        feed_all(ingestor, "national", lines, ARRIVAL)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2
+    assert "receiver rx-a stamps lines 7200 s ahead" in warned[0]
+    assert "receiver rx-b" in warned[1]
+    assert ingestor.health("national").clock_ahead == 3
