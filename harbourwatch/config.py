@@ -316,6 +316,12 @@ class SourceSilentConfig(_Model):
     enabled: bool = Field(default=True, description="Run the rule")
     silent_s: float = Field(default=120.0, gt=0, le=86400,
                             description="Receiver silent longer than")
+    receivers: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=1000,
+        description="Receivers to alert on, as shell patterns (fnmatch) of receiver names: "
+                    "the tag-block station, else the source. A national feed's hundreds of "
+                    "stations need not alert; vessels only a silent receiver heard are never "
+                    "called dark, whether or not it is listed")
 
 
 class RulesConfig(_Model):

@@ -185,3 +185,17 @@ def test_source_silent_edges() -> None:
     assert engine.tick(T0 + 500) == []  # no re-firing while it stays silent
     (end,) = engine.process(report(244000001, 600, 5000, 5000, sources=("rx1",)))
     assert end.transition == "end" and end.alert["details"]["silent_s"] == 600.0
+
+
+def test_source_silent_alerts_only_for_the_receivers_listed() -> None:
+    """A national feed's stations come and go; only the port's own receivers alert. A vessel
+    only an unlisted silent station heard is still not called dark."""
+    run = Run(source_silent={"receivers": ["rx-quay*", "harbour"]})
+    run.play(ship_then_silence(sources=("2190067",)),
+             at(244000001, span(0, 3000, 30), 5000, 5000, sources=("rx-quay-north",)),
+             at(244000002, span(0, 100, 30), -5000, 5000, sources=("rx-quay-south",)),
+             at(244000003, span(0, 100, 30), -5000, -5000, sources=("harbour",)),
+             at(244000004, span(0, 100, 30), 5000, -5000, sources=("harbourmaster",)))
+    assert sorted(e.alert["details"]["receiver"] for e in run.of("source_silent")) == [
+        "harbour", "rx-quay-south"]
+    assert run.of("dark_vessel") == []

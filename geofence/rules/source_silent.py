@@ -5,10 +5,12 @@ alert ends when the receiver is heard again (noticed on the next tick; ``ended_a
 time it was heard). ``dark_vessel`` needs no message from this
 rule: a silence longer than ``silent_s`` breaks the receiver's continuity
 (:class:`~geofence.picture.Receiver`), so vessels only it heard cannot be called dark.
+Only receivers matching one of the ``receivers`` patterns alert.
 """
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity, alert_id
@@ -24,6 +26,16 @@ class SourceSilent(BaseRule):
 
     def __init__(self, config: RulesConfig) -> None:
         self.silent_s = config.source_silent.silent_s
+        self.patterns = config.source_silent.receivers
+        self._watched: dict[str, bool] = {}
+
+    def watches(self, receiver: str) -> bool:
+        """Whether ``receiver`` matches a pattern (answers cached: ticks ask every second)."""
+        watched = self._watched.get(receiver)
+        if watched is None:
+            watched = self._watched[receiver] = any(
+                fnmatchcase(receiver, pattern) for pattern in self.patterns)
+        return watched
 
     def _end(self, ctx: RuleContext, receiver: str, heard: float, now: float) -> None:
         for alert in ctx.book.of_rule(self.name):
@@ -40,7 +52,7 @@ class SourceSilent(BaseRule):
                     self._end(ctx, rec.name, rec.last_heard, now)
                 continue
             due = rec.last_heard + self.silent_s
-            if now > due:
+            if now > due and self.watches(rec.name):
                 ctx.book.open(
                     self.name, risk_area=RiskArea.INFORMATION_SECURITY,
                     severity=Severity.WARNING, mmsi=None, started_at=due, time=now,
