@@ -75,3 +75,34 @@ def test_no_limit_no_alert() -> None:
     run = Run()
     run.track(SHIP, span(0, 300, 10), 500, 500, speed=25.0)
     assert run.of("speeding") == []
+
+
+def test_a_channel_entered_on_a_report_without_speed_still_has_its_limit() -> None:
+    """AIS speed "not available" (102.3 → null) on the report that confirms the entry."""
+    run = Run()
+    for t in span(0, 600, 10):  # northward through channel_1 (y -2600..-2400) at 12 kn
+        run.feed(report(SHIP, t, 0, -3000 + t * 2.0, speed=None if t == 220 else 12.0))
+    assert [(e.transition, e.alert["zone"]) for e in run.of("speeding")] == [
+        ("new", "channel_1"), ("end", "channel_1")]
+
+
+def test_leaving_the_channel_on_a_report_without_speed_leaves_its_limit_behind() -> None:
+    """Out of the 6 kn channel (exit confirmed with no speed), 12 kn in the port is no
+    speeding: no alert naming a channel the vessel has left."""
+    run = Run()
+    for t in span(0, 900, 10):
+        x, y = (0.0, -2550 + t * 2.0) if t <= 200 else ((t - 200) * 6.0, -2150.0)
+        speed = {50: 7.0, 100: None}.get(t, 5.0 if t < 100 else 12.0)
+        run.feed(report(SHIP, t, x, y, speed=speed))
+    assert [e.alert["zone"] for e in run.of("zone_exit")] == ["channel_1", "port"]
+    assert run.of("speeding") == []
+
+
+def test_an_alert_ends_on_leaving_even_when_that_report_has_no_speed() -> None:
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 70, 10), *IN_CHANNEL, speed=8.0)
+    run.track(SHIP, [80, 90], 0.0, -2350.0, speed=None)  # out of the channel, no speed
+    (_, end) = run.of("speeding")
+    assert end.transition == "end" and end.alert["ended_at"] == "2026-01-01T12:01:30Z"
+    assert end.alert["details"]["end_reason"] == "left_zone"

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 UPDATE_STEP_KN = 2.0
 UPDATE_EVERY_S = 60.0
+_MAX_CACHED = 10_000  # distinct zone sets remembered (a port has a handful)
+_UNKNOWN: Any = object()
 
 
 class Speeding(BaseRule):
@@ -33,8 +35,10 @@ class Speeding(BaseRule):
         self.default_limit = cfg.max_speed_kn
         self.default_kinds = frozenset(cfg.default_kinds)
         self.margin = cfg.end_margin_kn
-        # mmsi -> strictest (zone, limit), refreshed when the vessel's zones change
-        self._strictest: dict[int, tuple[Zone, float] | None] = {}
+        # A vessel's confirmed zone ids -> the strictest (zone, limit) among them. Keyed on
+        # the zones themselves, so it cannot go stale when a vessel's zones change on a
+        # report that never reaches the check (no speed), nor when a vessel is forgotten.
+        self._strictest: dict[tuple[str, ...], tuple[Zone, float] | None] = {}
         self._lowest = float("inf")  # the lowest limit of any zone
 
     def limit_of(self, zone: Zone) -> float | None:
@@ -56,22 +60,22 @@ class Speeding(BaseRule):
         return best
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        if not ctx.fix_accepted:
+            return
         speed = report.speed
-        if not ctx.fix_accepted or speed is None:
-            return
         state = vessel.rule_state.get(self.name)
-        t = report.time
-        mmsi = vessel.mmsi
-        if ctx.entered or ctx.exited:
-            self._strictest.pop(mmsi, None)
-        if state is None and speed <= self._lowest:
-            return  # slower than any limit anywhere: nothing to do
         if state is not None and state.get("alert"):
-            self._follow(ctx, vessel, report, state, speed)
+            self._follow(ctx, vessel, report, state, speed)  # even with no speed: it may leave
             return
-        if mmsi not in self._strictest:
-            self._strictest[mmsi] = self.strictest(ctx, vessel)
-        found = self._strictest[mmsi]
+        if speed is None or (state is None and speed <= self._lowest):
+            return  # no speed, or slower than any limit anywhere: nothing to do
+        t = report.time
+        key = tuple(vessel.zones)
+        found = self._strictest.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            if len(self._strictest) >= _MAX_CACHED:
+                self._strictest.clear()
+            found = self._strictest[key] = self.strictest(ctx, vessel)
         if found is None or speed <= found[1]:
             if state is not None:
                 del vessel.rule_state[self.name]
@@ -95,7 +99,7 @@ class Speeding(BaseRule):
                 state.update(alert=alert.id, updated=t, reported_max=state["max"])
 
     def _follow(self, ctx: RuleContext, vessel: Vessel, report: Report,
-                state: dict[str, Any], speed: float) -> None:
+                state: dict[str, Any], speed: float | None) -> None:
         alert = ctx.book.get(str(state["alert"]))
         if alert is None:  # ended elsewhere (zone swap)
             del vessel.rule_state[self.name]
@@ -103,10 +107,10 @@ class Speeding(BaseRule):
         t = report.time
         limit = float(state["limit"])
         since = float(state["since"])
-        top = max(float(state["max"]), speed)
+        top = float(state["max"]) if speed is None else max(float(state["max"]), speed)
         state["max"] = top
         left = alert.zone not in vessel.zones
-        if left or speed <= limit - self.margin:
+        if left or (speed is not None and speed <= limit - self.margin):
             ctx.book.end(alert, t, {"max_speed": top, "held_s": round(t - since, 1),
                                     "end_reason": "left_zone" if left else "speed",
                                     "exit": evidence(report)})
