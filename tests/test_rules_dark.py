@@ -199,3 +199,24 @@ def test_source_silent_alerts_only_for_the_receivers_listed() -> None:
     assert sorted(e.alert["details"]["receiver"] for e in run.of("source_silent")) == [
         "harbour", "rx-quay-south"]
     assert run.of("dark_vessel") == []
+
+
+def test_silent_exactly_600_s_is_not_dark() -> None:
+    """"Silent > 600 s": a report exactly 600 s after the last one is in time."""
+    run = Run()
+    run.play(ship_then_silence(), at(244000001, span(0, 700, 10), 5000, 5000),
+             at(SHIP, [700], *OPEN_WATER, speed=8.0))
+    assert run.of("dark_vessel") == []
+
+
+def test_a_late_copy_of_an_old_report_does_not_end_a_dark_alert() -> None:
+    """A feed's backlog delivers the vessel's report from before its silence: it has not
+    come back, so the alert stays open (and is never opened twice under one id)."""
+    run = Run()
+    run.play(ship_then_silence(), at(244000001, span(0, 1000, 10), 5000, 5000))
+    run.feed(report(SHIP, 90, *OPEN_WATER, speed=8.0, sources=("rx2",)))
+    run.play(at(244000001, span(1010, 1100, 10), 5000, 5000))
+    assert [e.transition for e in run.of("dark_vessel")] == ["new"]
+    run.feed(report(SHIP, 1110, *OPEN_WATER, speed=8.0))
+    (_, end) = run.of("dark_vessel")
+    assert end.transition == "end" and end.alert["details"]["gap_s"] == 1010.0

@@ -116,7 +116,9 @@ class DarkVessel(BaseRule):
             # Reappeared before a tick noticed: judge the gap now, on the state before it.
             self._catch_up(ctx, vessel, prev, report.time)
             alert = ctx.book.find(self.name, mmsi, any_zone=True)
-        if alert is not None:
+        if alert is not None and report.time > alert.started_at:
+            # Only a report from after the silence ends it: a late copy of an older report
+            # (a feed's backlog) is not the vessel coming back.
             self._end(ctx, vessel, alert, report)
         self._schedule(ctx, vessel)
 
@@ -151,7 +153,7 @@ class DarkVessel(BaseRule):
 
     def on_tick(self, ctx: RuleContext, now: float) -> None:
         heap, due = self._heap, self._due
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] < now:  # silent *longer* than the threshold
             deadline, mmsi = heapq.heappop(heap)
             if due.get(mmsi) != deadline:
                 continue  # superseded by an earlier deadline
@@ -164,7 +166,7 @@ class DarkVessel(BaseRule):
                 continue
             limit = self.threshold(ctx, vessel)
             true_deadline = vessel.last_seen + limit
-            if true_deadline > now:
+            if true_deadline >= now:
                 due[mmsi] = true_deadline
                 heapq.heappush(heap, (true_deadline, mmsi))
                 continue
