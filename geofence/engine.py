@@ -77,9 +77,13 @@ class Engine:
             self.zones.of_kind(kind) for kind in kinds)
         self._watch_kinds = kinds if watched else ()
 
-    def _outside_watch_area(self, mmsi: int, x: float | None, y: float | None) -> bool:
-        if 970_000_000 <= mmsi < 975_000_000 or self.book.has_open(mmsi):
-            return False  # emergency devices everywhere; open alerts run to their end
+    def _outside_watch_area(self, vessel: Vessel, x: float | None, y: float | None) -> bool:
+        mmsi = vessel.mmsi
+        if 970_000_000 <= mmsi < 975_000_000 or self.book.has_open(mmsi) or vessel.zones:
+            # Emergency devices everywhere; open alerts run to their end; a vessel still a
+            # member of a zone stays a subject until its exits are confirmed (leaving the
+            # port limit is always leaving the watch area).
+            return False
         if x is None or y is None:
             return True
         kinds = self._watch_kinds
@@ -124,7 +128,7 @@ class Engine:
             else:
                 x, y = self.zones.project(lon, lat)
         ctx.x, ctx.y = x, y
-        if self._watch_kinds and self._outside_watch_area(vessel.mmsi, x, y):
+        if self._watch_kinds and self._outside_watch_area(vessel, x, y):
             # Outside the port's area: kept in the picture, never a subject of the rules.
             self.counters["outside_watch_area"] += 1
             picture.note(vessel, report)

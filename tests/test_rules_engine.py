@@ -208,3 +208,21 @@ def test_watch_area_port_keeps_far_vessels_in_the_picture_but_out_of_the_rules()
     run = Run(config=rules_config(watch_area="port"))
     run.feed(report(970111222, 0, far, 0))
     assert len(run.of("emergency_device", "new")) == 1
+
+
+def test_watch_area_port_still_confirms_leaving_the_port() -> None:
+    """Leaving the port limit is always leaving the watch area: the exit (and a later
+    re-entry) must still be seen, and the vessel not left a member of the port for ever."""
+    zones = ZoneSet.from_geojson(collection(
+        rect("coverage", "coverage", -5000, -5000, 5000, 5000),
+        rect("port", "port_limit", -8000, -8000, 8000, 8000)))
+    run = Run(zones, config=rules_config(watch_area="port"))
+    run.feed(*[report(SHIP, t, t * 5.144, 0, speed=10.0, course=90.0)
+               for t in span(0, 2400, 10)])  # 10 kn east, 12 km out
+    assert list(run.engine.picture.vessels[SHIP].zones) == []
+    run.feed(*[report(SHIP, t, (4800 - t) * 5.144, 0, speed=10.0, course=270.0)
+               for t in span(2410, 4800, 10)])  # and back
+    assert [(e.alert["rule"], e.alert["started_at"]) for e in run.events
+            if e.alert["zone"] == "port"] == [
+        ("zone_entry", "2026-01-01T12:00:10Z"), ("zone_exit", "2026-01-01T12:26:10Z"),
+        ("zone_entry", "2026-01-01T12:54:20Z")]
