@@ -15,7 +15,18 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
+from geofence.alert import (
+    Alert,
+    AlertEvent,
+    AlertState,
+    RiskArea,
+    Severity,
+    Transition,
+    alert_id,
+)
+
+#: Ids of the latest instantaneous alerts remembered, to tell apart two that share a key.
+_EVENT_IDS_KEPT = 4096
 
 
 class AlertBook:
@@ -28,6 +39,7 @@ class AlertBook:
         self._by_vessel: dict[tuple[str, int | None], list[Alert]] = {}
         self._open_per_mmsi: dict[int, int] = {}
         self._events: list[AlertEvent] = []
+        self._event_ids: dict[str, None] = {}
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -113,6 +125,18 @@ class AlertBook:
                       started_at=time, other_mmsi=other_mmsi, shipname=shipname, zone=zone,
                       lat=lat, lon=lon, state=AlertState.ENDED, ended_at=time,
                       drill=self.drill, details=dict(details or {}))
+        seen = self._event_ids
+        if alert.id in seen:
+            # Two events of one rule for one vessel at one time (a class B vessel's 24A and
+            # 24B in the same second, each changing a field): a consumer de-duplicating by
+            # id, and the store, must keep both. Numbered in order: still deterministic.
+            number = 1
+            while (key := alert_id(rule, mmsi, other_mmsi, f"{zone}#{number}", time)) in seen:
+                number += 1
+            alert.id = key
+        seen[alert.id] = None
+        if len(seen) > _EVENT_IDS_KEPT:
+            del seen[next(iter(seen))]
         self._emit(Transition.NEW, alert, time)
         return alert
 

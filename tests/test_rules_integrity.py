@@ -318,3 +318,22 @@ def test_replay_gives_the_same_alert_ids() -> None:
 
     first = once()
     assert len(first) >= 4 and first == once()
+
+
+def test_two_identity_changes_in_one_second_keep_apart_ids() -> None:
+    """A class B vessel's 24A (name) and 24B (callsign) in the same second, both changed:
+    two events, two ids (the store and consumers de-duplicate by id), the same every run."""
+    def changes() -> list[tuple[str, list[str]]]:
+        run = Run()
+        static = {"msg_type": 24, "speed": None, "course": None, "status": None}
+        run.feed(report(SHIP, 0, shipname="ALPHA", **static),
+                 report(SHIP, 0, callsign="PA1", shiptype=37, **static),
+                 report(SHIP, 600, shipname="BRAVO", **static),
+                 report(SHIP, 600, callsign="PB2", shiptype=37, **static))
+        return [(e.alert["id"], sorted(e.alert["details"]["changes"]))
+                for e in run.of("identity_change")]
+
+    first = changes()
+    assert [fields for _, fields in first] == [["shipname"], ["callsign"]]
+    assert first[0][0] != first[1][0]
+    assert changes() == first
