@@ -9,13 +9,13 @@ decide they have something to do; silence timers live in heaps and run on ticks.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
 from geofence.mid import is_ship_mmsi
-from geofence.picture import NON_VESSEL_TYPES, Picture, Vessel, update_membership
+from geofence.picture import NON_VESSEL_TYPES, Picture, Receiver, Vessel, update_membership
 from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
 from ingest.report import Report
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 SWEEP_EVERY_S = 60.0
+_NEVER = float("-inf")
 _NO_ZONES: list[Any] = []
 
 
@@ -224,16 +225,36 @@ class Engine:
         """Active alerts (open or acknowledged), for the store and the API."""
         return self.book.open_alerts()
 
-    def restore(self, vessels: Iterable[Vessel | dict[str, Any]],
-                open_alerts: Iterable[Alert]) -> None:
-        """Resume after a restart from saved vessel states and still-active alerts.
+    def saved_state(self) -> dict[str, Any]:
+        """What the rules know that belongs to no vessel, in JSON parts, for a restart:
+        the receivers' continuity and rules' own state (see ``restore``)."""
+        parts: dict[str, Any] = {"receivers": {
+            rec.name: [rec.last_heard, None if rec.up_since == _NEVER else rec.up_since,
+                       rec.messages]
+            for rec in self.picture.receivers.values()}}
+        for rule in self.rules:
+            state = rule.saved_state()
+            if state is not None:
+                parts[f"rule:{rule.name}"] = state
+        return parts
 
-        Receivers are rebuilt from the vessels' ``sources``. When the next message time
+    def restore(self, vessels: Iterable[Vessel | dict[str, Any]],
+                open_alerts: Iterable[Alert], saved: Mapping[str, Any] | None = None) -> None:
+        """Resume after a restart from saved vessel states, still-active alerts and what
+        ``saved_state`` gave (``saved``).
+
+        Receivers come back with their continuity; without it (state saved before it was
+        kept), they are rebuilt from the vessels' ``sources``. When the next message time
         comes more than ``silent_s`` after a receiver was last heard, its continuity starts
         again there (so the downtime cannot make vessels dark) and it gets ``silent_s`` of
-        grace before ``source_silent``.
+        grace before ``source_silent`` (unless that alert is open already: it stays open).
         """
         picture = self.picture
+        saved = saved or {}
+        for name, (heard, up_since, messages) in saved.get("receivers", {}).items():
+            picture.receivers[name] = Receiver(
+                name, float(heard), _NEVER if up_since is None else float(up_since),
+                int(messages))
         for item in vessels:
             vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
             if vessel.history.maxlen != picture.history_len:
@@ -253,12 +274,19 @@ class Engine:
         self._resume_pending = True
         for rule in self.rules:
             rule.on_restore(self.ctx)
+            state = saved.get(f"rule:{rule.name}")
+            if state is not None:
+                rule.load_state(self.ctx, state)
 
     def _resume(self, now: float) -> None:
         self._resume_pending = False
+        still_silent = {alert.details.get("receiver")
+                        for alert in self.book.of_rule("source_silent")}
         for rec in self.picture.receivers.values():
             if now - rec.last_heard > self._gap_s:
-                rec.up_since = rec.last_heard = now
+                rec.up_since = now
+                if rec.name not in still_silent:
+                    rec.last_heard = now  # grace: it may not have sent since the restart
 
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "vessels": len(self.picture), "open_alerts": len(self.book),

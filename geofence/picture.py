@@ -27,6 +27,9 @@ NON_VESSEL_TYPES = frozenset({4, 11, 16, 17, 20, 21, 22, 23})
 STATUS_AT_ANCHOR = 1
 STATUS_MOORED = 5
 _NEVER = float("-inf")
+#: What a restart keeps of a vessel's last report: what alert evidence quotes.
+_KEPT_REPORT_FIELDS = ("msg_type", "time", "sources", "lat", "lon", "speed", "course",
+                       "heading", "status")
 
 
 class Fix(NamedTuple):
@@ -147,13 +150,16 @@ class Vessel:
         state["history"] = [list(fix) for fix in self.history]
         state["history_len"] = self.history.maxlen
         state["rule_state"] = self.rule_state
+        report = self.last_report
+        if report is not None:  # the evidence a dark alert quotes
+            state["last_report"] = {name: getattr(report, name) for name in _KEPT_REPORT_FIELDS}
         return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Vessel:
         simple = {k: v for k, v in state.items()
                   if k not in ("sources", "zones", "pending", "history", "history_len",
-                               "rule_state")}
+                               "rule_state", "last_report")}
         vessel = cls(**simple)
         vessel.sources = {str(k): float(v) for k, v in state.get("sources", {}).items()}
         vessel.zones = dict.fromkeys(state.get("zones", ()))
@@ -161,6 +167,10 @@ class Vessel:
         vessel.history = deque((Fix(*item) for item in state.get("history", ())),
                                maxlen=state.get("history_len") or 16)
         vessel.rule_state = dict(state.get("rule_state", {}))
+        last = state.get("last_report")
+        if last:
+            vessel.last_report = Report(mmsi=vessel.mmsi, time_source="restored", nmea=[],
+                                        **last)
         return vessel
 
 

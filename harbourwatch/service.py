@@ -84,7 +84,8 @@ async def restore_state(store: Store, engine: Engine) -> None:
     alerts = [Alert.from_dict(a) for a in await store.open_alerts()
               if bool(a.get("drill")) == engine.drill]
     if states or alerts:
-        engine.restore([s.state for s in states.values()], alerts)
+        engine.restore([s.state for s in states.values()], alerts,
+                       await store.load_engine_state())
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
 
@@ -93,6 +94,7 @@ async def save_state(store: Store, engine: Engine) -> None:
     states = [VesselState(v.mmsi, v.last_seen, v.to_state())
               for v in engine.picture.vessels.values()]
     await store.save_vessel_states(states)
+    await store.save_engine_state(engine.newest, engine.saved_state())
 
 
 async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline) -> None:

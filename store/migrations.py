@@ -60,6 +60,12 @@ SQLITE: tuple[Migration, ...] = (
             id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
             qos INTEGER NOT NULL, retain INTEGER NOT NULL, created REAL NOT NULL)""",
     )),
+    # The rules' state that belongs to no vessel (receivers' continuity, pairs not yet
+    # alerted), one row per part: without it a restart forgot receivers' breaks.
+    (2, (
+        """CREATE TABLE engine_state (
+            part TEXT PRIMARY KEY, time REAL NOT NULL, state TEXT NOT NULL)""",
+    )),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -114,6 +120,10 @@ POSTGRES: tuple[Migration, ...] = (
         """CREATE TABLE outbox (
             id bigserial PRIMARY KEY, topic text NOT NULL, payload bytea NOT NULL,
             qos smallint NOT NULL, retain boolean NOT NULL, created timestamptz NOT NULL)""",
+    )),
+    (2, (
+        """CREATE TABLE engine_state (
+            part text PRIMARY KEY, time timestamptz NOT NULL, state jsonb NOT NULL)""",
     )),
 )
 

@@ -540,6 +540,18 @@ class PostgresStore(WriterStore):
         return {r["mmsi"]: VesselState(r["mmsi"], r["time"].timestamp(), r["state"])
                 for r in rows}
 
+    async def save_engine_state(self, time: float, parts: Mapping[str, Any]) -> None:
+        rows = [(part, ts(time), state) for part, state in parts.items()]
+        with self._errors():
+            await self.pool.executemany(
+                "INSERT INTO engine_state VALUES ($1, $2, $3) ON CONFLICT (part) "
+                "DO UPDATE SET time = excluded.time, state = excluded.state", rows)
+
+    async def load_engine_state(self) -> dict[str, Any]:
+        with self._errors():
+            rows = await self.pool.fetch("SELECT * FROM engine_state")
+        return {r["part"]: r["state"] for r in rows}
+
     async def save_source_health(self, time: float,
                                  health: Mapping[str, Mapping[str, Any]]) -> None:
         rows = [(ts(time), source, dict(data)) for source, data in health.items()]

@@ -588,6 +588,15 @@ class SqliteStore(WriterStore):
         return {r["mmsi"]: VesselState(r["mmsi"], r["time"], json.loads(r["state"]))
                 for r in rows}
 
+    async def save_engine_state(self, time: float, parts: Mapping[str, Any]) -> None:
+        rows = [(part, time, json.dumps(state)) for part, state in parts.items()]
+        await self._write(lambda c: c.executemany(
+            "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)", rows))
+
+    async def load_engine_state(self) -> dict[str, Any]:
+        rows = await self._read(lambda c: c.execute("SELECT * FROM engine_state").fetchall())
+        return {r["part"]: json.loads(r["state"]) for r in rows}
+
     async def save_source_health(self, time: float,
                                  health: Mapping[str, Mapping[str, Any]]) -> None:
         rows = [(time, source, json.dumps(dict(data))) for source, data in health.items()]

@@ -327,6 +327,10 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
     states = [VesselState(A, T0 + 50, {"dark": {"since": T0 - 700, "inside": ["coverage"]}}),
               VesselState(B, T0 + 51, {"anchor": {"centre": [4.1, 51.9], "radius_m": 80.5}})]
     await first.save_vessel_states(states)
+    engine_parts = {"receivers": {"rx1": [T0 + 50, None, 7], "rx2": [T0 + 20, T0 - 5, 3]},
+                    "rule:encounter": [[A, B, {"since": T0, "min_distance": 80.5}]]}
+    await first.save_engine_state(T0 + 40, {"receivers": {}})
+    await first.save_engine_state(T0 + 50, engine_parts)  # each part replaced
     still_open, closed = dark(A, T0), dark(B, T0 + 10)
     first.on_alert(alert_event(Transition.NEW, still_open, T0))
     first.on_alert(alert_event(Transition.NEW, closed, T0 + 10))
@@ -342,7 +346,8 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         restored = [Alert.from_dict(a) for a in await second.open_alerts()]
         assert [a.to_dict() for a in restored] == [still_open.to_dict()]
         assert await second.position_count() == 1
-        assert await second.schema_version() == 1  # type: ignore[attr-defined]
+        assert await second.load_engine_state() == engine_parts
+        assert await second.schema_version() == 2  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
         await second.save_vessel_states([states[1]], replace=True)
         assert list(await second.load_vessel_states()) == [B]
@@ -372,3 +377,27 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     from store import StoreError
     with pytest.raises(StoreError, match="unknown database URL"):
         open_store("mysql://x", tmp_path)
+
+
+async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) -> None:
+    """A database written by a release before the engine state was kept: version 2 adds
+    its table and keeps every row."""
+    import sqlite3
+
+    from store import migrations
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in migrations.SQLITE[0][1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("INSERT INTO vessel_state VALUES (?, ?, ?)", (A, T0, '{"messages": 3}'))
+    store = open_store(f"sqlite:///{path}", tmp_path)
+    await store.start()
+    try:
+        assert await store.schema_version() == 2  # type: ignore[attr-defined]
+        assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
+        assert await store.load_engine_state() == {}
+    finally:
+        await store.stop()

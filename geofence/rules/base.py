@@ -74,6 +74,13 @@ class Rule(Protocol):
     def on_restore(self, ctx: RuleContext) -> None:
         """Vessels and open alerts were restored after a restart: rebuild derived state."""
 
+    def saved_state(self) -> Any:
+        """The rule's own state that belongs to no vessel, as JSON values, to keep across a
+        restart (None: nothing to keep)."""
+
+    def load_state(self, ctx: RuleContext, state: Any) -> None:
+        """After ``on_restore``: what ``saved_state`` gave before the restart."""
+
 
 class BaseRule:
     """No-op defaults for the optional hooks."""
@@ -102,6 +109,12 @@ class BaseRule:
         return None
 
     def on_restore(self, ctx: RuleContext) -> None:
+        return None
+
+    def saved_state(self) -> Any:
+        return None
+
+    def load_state(self, ctx: RuleContext, state: Any) -> None:
         return None
 
 

@@ -263,8 +263,9 @@ class CollisionRisk(BaseRule):
                 self._end_pair(ctx, key, now, "silent")
 
     def on_zones(self, ctx: RuleContext) -> None:
-        # Whether a vessel is watched depends on the zones: vessels re-enter the grids with
-        # their next report (seconds, under way); open pairs are judged again then.
+        # Whether a vessel is watched depends on the zones, so the grids are built again
+        # from the picture (left empty, a pair's partner would be missing at the next
+        # report and the pair ended as passed while the two still close).
         self._places = {}
         self._has_port_limit = bool(ctx.zones.of_kind("port_limit"))
         self._zone_limits = any("cpa_m" in z.overrides for z in ctx.zones)
@@ -275,6 +276,16 @@ class CollisionRisk(BaseRule):
         self.moving = Grid(self.search_m / 2)
         self.watched = Grid(self.search_m / 2)
         self._next_sweep = ctx.now + SWEEP_EVERY_S
+        for vessel in ctx.picture.vessels.values():
+            t, x, y = vessel.fix_time, vessel.x, vessel.y
+            if (t is None or x is None or y is None or vessel.speed is None
+                    or vessel.course is None or vessel.speed <= self.speed_kn
+                    or is_exempt(vessel, self.exempt)):
+                continue
+            motion = self._motion(ctx, vessel, t)
+            self.moving.put(vessel.mmsi, x, y, motion)
+            if motion.watched:
+                self.watched.put(vessel.mmsi, x, y, motion)
 
     def on_restore(self, ctx: RuleContext) -> None:
         self.on_zones(ctx)

@@ -214,6 +214,17 @@ class Encounter(BaseRule):
             if any(v is None or self._excluded(ctx, v) for v in vessels):
                 self._end_pair(ctx, key, ctx.now, "zones changed")
 
+    def saved_state(self) -> Any:
+        """Pairs still short of ``duration_s``: a restart must not start their clock again."""
+        return [[*key, state] for key, state in self.pairs.state.items()
+                if not state.get("alert")]
+
+    def load_state(self, ctx: RuleContext, state: Any) -> None:
+        for first, second, pair in state:
+            key = pair_key(int(first), int(second))
+            if key not in self.pairs.state and all(ctx.picture.get(m) for m in key):
+                self.pairs.add(key, dict(pair))
+
     def on_restore(self, ctx: RuleContext) -> None:
         self._rebuild(ctx)
         self.pairs = Pairs()

@@ -1,0 +1,139 @@
+"""A restart mid-stream gives the transitions an uninterrupted run gives.
+
+The service saves vessel states, open alerts and ``Engine.saved_state`` (receivers'
+continuity, pairs not yet alerted) and gives them back at start-up; here they go through JSON
+as through the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+from geofence.alert import Alert, AlertEvent
+from geofence.engine import Engine
+from ingest.report import Report
+from tests.rulekit import port_zones, report, rules_config, span
+
+Stream = Callable[[float, float], list[Report]]
+SHIP = 244123456
+
+
+def feed(engine: Engine, reports: Iterable[Report]) -> list[AlertEvent]:
+    out: list[AlertEvent] = []
+    for rep in reports:
+        out += engine.process(rep)
+    return out
+
+
+def restarted(first: Engine) -> Engine:
+    """A new engine given back what ``first`` would have saved, through JSON."""
+    vessels = json.loads(json.dumps([v.to_state() for v in first.picture.vessels.values()]))
+    alerts = [Alert.from_dict(json.loads(json.dumps(a.to_dict())))
+              for a in first.open_alerts()]
+    saved = json.loads(json.dumps(first.saved_state(), allow_nan=False))
+    second = Engine(rules_config(), port_zones())
+    second.restore(vessels, alerts, saved)
+    return second
+
+
+def with_and_without_restart(stream: Stream, at: float, end: float, step: float = 10
+                             ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Transitions after ``at``: uninterrupted, and with a restart (no downtime) there."""
+    def shown(events: list[AlertEvent]) -> list[dict[str, object]]:
+        return [{"transition": str(e.transition), "time": e.time, **e.alert} for e in events]
+
+    whole = Engine(rules_config(), port_zones())
+    feed(whole, stream(0, at))
+    first = Engine(rules_config(), port_zones())
+    feed(first, stream(0, at))
+    return (shown(feed(whole, stream(at + step, end))),
+            shown(feed(restarted(first), stream(at + step, end))))
+
+
+def test_a_receivers_break_before_the_restart_still_excuses_its_vessels() -> None:
+    """rx1 was down from 460 to 700 s, after its only vessel's last report at 450 s: the
+    silence is rx1's. Forgetting the break at a restart called the vessel dark."""
+    def stream(a: float, b: float) -> list[Report]:
+        out = []
+        for t in span(a, b, 10):
+            if t <= 450:
+                out.append(report(SHIP, t, 8000 + t * 4.1, 8000, speed=8.0, course=90.0))
+            if not 460 < t < 700:
+                out.append(report(244000001, t, 5000, 5000))
+            out.append(report(244000002, t, 6000, 5000, sources=("rx2",)))
+        return out
+
+    whole, restart = with_and_without_restart(stream, 800, 2000)
+    assert restart == whole
+    assert not [e for e in restart if e["rule"] == "dark_vessel"]
+
+
+def test_a_receiver_silent_across_the_restart_keeps_its_one_alert() -> None:
+    def stream(a: float, b: float) -> list[Report]:
+        out = []
+        for t in span(a, b, 10):
+            out.append(report(244000001, t, 5000, 5000))
+            if t <= 100:
+                out.append(report(244000002, t, 6000, 5000, sources=("rx2",)))
+        return out
+
+    whole, restart = with_and_without_restart(stream, 600, 1200)
+    assert restart == whole == []  # open since 220 s, still open: no end, no second alert
+
+
+def test_an_open_collision_risk_stays_open_across_the_restart() -> None:
+    def stream(a: float, b: float) -> list[Report]:
+        out = []
+        for t in span(a, b, 5):  # head-on outside the port limit, 10 kn each
+            out.append(report(244000011, t, 8000 + t * 5.144, 8000, speed=10.0, course=90.0))
+            out.append(report(244000022, t + 1, 12000 - (t + 1) * 5.144, 8010, speed=10.0,
+                              course=270.0))
+        return out
+
+    whole, restart = with_and_without_restart(stream, 150, 380, step=5)
+    assert restart == whole
+    assert not [e for e in restart if e["rule"] == "collision_risk"]  # still open, not ended
+
+
+def test_an_encounter_keeps_its_clock_across_the_restart() -> None:
+    def stream(a: float, b: float) -> list[Report]:
+        out = []
+        for t in span(a, b, 10):  # 80 m apart, both slow, in open water
+            out.append(report(244000011, t, 8000, 8000, speed=0.5))
+            out.append(report(244000022, t, 8080, 8000, speed=0.5))
+        return out
+
+    whole, restart = with_and_without_restart(stream, 600, 2000)
+    assert restart == whole
+    (opened,) = [e for e in restart if e["rule"] == "encounter"]
+    assert opened["started_at"] == "2026-01-01T12:00:00Z"
+
+
+def test_a_vessel_going_dark_after_the_restart_keeps_its_evidence() -> None:
+    def stream(a: float, b: float) -> list[Report]:
+        out = []
+        for t in span(a, b, 10):
+            if t <= 100:
+                out.append(report(SHIP, t, 0, 5000, speed=8.0, course=0.0))
+            out.append(report(244000001, t, 5000, 5000))
+        return out
+
+    whole, restart = with_and_without_restart(stream, 300, 900)
+    assert restart == whole
+    (dark,) = [e for e in restart if e["rule"] == "dark_vessel"]
+    assert dark["details"]["reports"][0]["time"] == "2026-01-01T12:01:40Z"  # type: ignore[index]
+
+
+def test_a_zone_swap_keeps_an_open_collision_risk() -> None:
+    engine = Engine(rules_config(), port_zones())
+    for t in span(0, 150, 5):
+        feed(engine, [report(244000011, t, 8000 + t * 5.144, 8000, speed=10.0, course=90.0),
+                      report(244000022, t + 1, 12000 - (t + 1) * 5.144, 8010, speed=10.0,
+                             course=270.0)])
+    assert [a.rule for a in engine.open_alerts()] == ["collision_risk"]
+    assert engine.set_zones(port_zones()) == []
+    events = feed(engine, [report(244000011, 155, 8000 + 155 * 5.144, 8000, speed=10.0,
+                                  course=90.0)])
+    assert [e.alert["rule"] for e in events] == []
+    assert [a.rule for a in engine.open_alerts()] == ["collision_risk"]
