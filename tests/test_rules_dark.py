@@ -220,3 +220,13 @@ def test_a_late_copy_of_an_old_report_does_not_end_a_dark_alert() -> None:
     run.feed(report(SHIP, 1110, *OPEN_WATER, speed=8.0))
     (_, end) = run.of("dark_vessel")
     assert end.transition == "end" and end.alert["details"]["gap_s"] == 1010.0
+
+
+def test_emergency_devices_and_sar_aircraft_are_never_dark() -> None:
+    """An AIS-SART switched off after a rescue is no vessel hiding; an aircraft flies off."""
+    run = Run()
+    run.play(at(970123456, span(0, 1200, 60), 8000, 8000, speed=0.5, status=14),
+             at(111232511, span(0, 100, 10), 0, 5000, speed=120.0, msg_type=9),
+             at(SHIP, span(0, 100, 10), -3000, 5000, speed=8.0),
+             at(244000001, span(0, 4000, 30), 5000, 5000))
+    assert [e.alert["mmsi"] for e in run.of("dark_vessel")] == [SHIP]

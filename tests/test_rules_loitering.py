@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.rulekit import Run, report, span
+from tests.rulekit import Run, port_zones, rect, report, span
 
 SHIP = 244123456
 NEAR_BERTH = (100.0, 300.0)  # 250 m north of berth_1
@@ -75,3 +75,16 @@ def test_near_security_zone_and_zone_override() -> None:
     run.feed(report(SHIP, 300, 6200, 6050, speed=0.5))
     (event,) = run.of("loitering")
     assert event.alert["zone"] == "gate" and event.alert["severity"] == "warning"
+
+
+def test_drifting_from_one_watched_zone_to_another_names_the_zone_it_is_near() -> None:
+    """Slow all along, from 100 m off security_1 to 100 m off a berth 800 m east: the dwell
+    goes on, and the alert names the berth it is near, not the zone it left out of range."""
+    run = Run(zones=port_zones(rect("berth_2", "berth", 2000, 1000, 2100, 1100)))
+    for t in span(0, 3000, 30):
+        x = min(1200 + max(t - 300, 0) * 0.7, 1900)
+        run.feed(report(SHIP, t, x, 1050, speed=1.4, course=90.0))
+    (event,) = run.of("loitering")
+    assert event.alert["zone"] == "berth_2"
+    assert event.alert["started_at"] == "2026-01-01T12:00:00Z"
+    assert event.alert["details"]["distance_m"] <= 500

@@ -30,6 +30,12 @@ MS_TO_KN = 3600.0 / 1852.0
 _NO_LIMIT = float("inf")  # a vessel not yet scheduled
 
 
+def can_go_dark(mmsi: int) -> bool:
+    """Not emergency devices (970/972/974…: an AIS-SART switched off after a rescue is no
+    vessel hiding) nor SAR aircraft (111…: they fly out of coverage)."""
+    return not (970_000_000 <= mmsi < 975_000_000 or mmsi // 1_000_000 == 111)
+
+
 class DarkVessel(BaseRule):
     name = "dark_vessel"
 
@@ -106,8 +112,10 @@ class DarkVessel(BaseRule):
                      **proof, "reports": [evidence(report)] if report is not None else []})
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
-        book = ctx.book
         mmsi = vessel.mmsi
+        if not can_go_dark(mmsi):
+            return
+        book = ctx.book
         alert = (book.find(self.name, mmsi, any_zone=True)
                  if book.has_open(mmsi) else None)
         prev = ctx.prev_seen
@@ -180,7 +188,8 @@ class DarkVessel(BaseRule):
             for z in ctx.zones)
         self._heap, self._due, self._limit = [], {}, {}
         for vessel in ctx.picture.vessels.values():
-            if ctx.book.find(self.name, vessel.mmsi, any_zone=True) is None:
+            if can_go_dark(vessel.mmsi) and (
+                    ctx.book.find(self.name, vessel.mmsi, any_zone=True) is None):
                 self._schedule(ctx, vessel)
 
     def on_zones(self, ctx: RuleContext) -> None:

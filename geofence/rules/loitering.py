@@ -80,9 +80,15 @@ class Loitering(BaseRule):
         if in_berth or not watched:
             vessel.rule_state.pop(self.name, None)
             return
-        zone = watched[0]
-        if state is not None and state["zone"] in ctx.zones.by_id:
-            zone = ctx.zones.by_id[state["zone"]]
+        zone = watched[0]  # the nearest
+        if state is not None:
+            counted = ctx.zones.by_id.get(state["zone"])
+            if counted is not None and counted in watched:
+                zone = counted
+            else:
+                # Drifted on, still slow and near a watched zone: the dwell goes on, named
+                # after the zone it is near now (not one it left out of range).
+                state["zone"] = zone.id
         if speed >= zone.get("loiter_speed_kn", self.speed_kn):
             vessel.rule_state.pop(self.name, None)
             return
