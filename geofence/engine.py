@@ -86,7 +86,10 @@ class Engine:
             # port limit is always leaving the watch area).
             return False
         if x is None or y is None:
-            return True
+            # A report with no position (static and voyage data): where the vessel was.
+            x, y = vessel.x, vessel.y
+            if x is None or y is None:
+                return True
         kinds = self._watch_kinds
         return not any(zone.kind in kinds for zone in self.zones.zones_at(x, y))
 

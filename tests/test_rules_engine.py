@@ -226,3 +226,15 @@ def test_watch_area_port_still_confirms_leaving_the_port() -> None:
             if e.alert["zone"] == "port"] == [
         ("zone_entry", "2026-01-01T12:00:10Z"), ("zone_exit", "2026-01-01T12:26:10Z"),
         ("zone_entry", "2026-01-01T12:54:20Z")]
+
+
+def test_watch_area_port_judges_static_reports_where_the_vessel_is() -> None:
+    """Static and voyage data carry no position: a vessel in the port is still a subject
+    (its identity change was missed), one far outside is not."""
+    for x, expected in ((0.0, 1), (40_000.0, 0)):
+        run = Run(config=rules_config(watch_area="port"))
+        run.feed(report(SHIP, 0, x, 0, speed=0.0))  # one fix: no zone membership yet
+        static = {"msg_type": 5, "speed": None, "course": None, "status": None}
+        run.feed(report(SHIP, 10, shipname="ALPHA", **static),
+                 report(SHIP, 20, shipname="BRAVO", **static))
+        assert len(run.of("identity_change")) == expected, x
