@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from geofence.zones import ZoneSet
+from harbourwatch.config import RulesConfig
 from replay.scenario import build_scenario, check, registered_rules
 from replay.scenario.anomalies import INJECTORS
 from tests.scenario_helpers import DEMO_ZONES, replay, synthetic_port
@@ -31,18 +32,27 @@ def _describe(alerts: list[dict[str, object]]) -> str:
 
 @pytest.mark.parametrize("port", ["demo", "synthetic"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_every_anomaly_detected_and_no_control_alerts(port: str, seed: int) -> None:
+@pytest.mark.parametrize("watch_area", ["everywhere", "port"])
+def test_every_anomaly_detected_and_no_control_alerts(port: str, seed: int,
+                                                      watch_area: str) -> None:
+    """With the rules everywhere, and only in the port as the demo port's config has them
+    (that once kept every report without a position, so every identity change, out)."""
     zones = _zones(port)
     scenario = build_scenario(zones, seed=seed, hours=1.5, scale=0.6)
     truth = scenario.truth
-    collector, pipeline = replay(scenario.lines, _zones(port))
+    config = RulesConfig.model_validate({"watch_area": watch_area})
+    collector, pipeline = replay(scenario.lines, _zones(port), config)
     alerts = list(collector.alerts.values())
 
     verdict = check(truth, alerts)
-    missed = [(m.rule, m.mmsi, m.note) for m in verdict.missed]
+    # Collision risks are planted beyond the port limit, where the rule applies, and there
+    # beyond the coverage too: outside the watch area, so not alerted with watch_area: port.
+    expected_missing = {"collision_risk"} if watch_area == "port" else set()
+    missing = [m for m in verdict.missed if m.rule not in expected_missing]
+    missed = [(m.rule, m.mmsi, m.note) for m in missing]
     assert missed == [], "missed: " + "; ".join(
         f"{m} (alerts for it: {_describe([a for a in alerts if x.matches(a)])})"
-        for m, x in zip(missed, verdict.missed, strict=True))
+        for m, x in zip(missed, missing, strict=True))
     false = [(c.rule, c.mmsi, c.note, a["started_at"]) for c, a in verdict.false_alarms]
     assert false == []
 
