@@ -2,8 +2,9 @@
 
 Data flows one way. The consumer loop is the only place that calls the ingestor and the
 engine, so neither needs locks. Rules run on message time; the engine's timers are
-advanced whenever the newest message time moves on by a second, and in live mode also by a
-wall-clock tick (so a receiver that falls silent is noticed although no line arrives).
+advanced whenever the newest message time moves on by a second, and in live mode also by the
+wall time elapsed since it last did (so a receiver that falls silent is noticed although no
+line arrives).
 
 Lines are decoded a run at a time (up to :data:`READ_AHEAD_LINES`) before their reports
 go to the rules: each stage then keeps its code and data in the CPU caches (replays run
@@ -41,6 +42,8 @@ class RuleEngine(Protocol):
 
     #: What the rules did with the reports (suspect fixes, outside the watch area, ...).
     counters: dict[str, int]
+    #: The newest message time the rules have seen (restored at start-up; -inf: none).
+    newest: float
 
     def process(self, report: Report) -> list[AlertEvent]: ...
 
@@ -74,6 +77,9 @@ class Pipeline:
         self._receiver_times: dict[str, float] = {}
         self.snoozes = snoozes if snoozes is not None else SnoozeBook()
         self.muted = 0
+        # Message time as the live clock last saw it, and when (time.monotonic()).
+        self._wall_newest = _NEVER
+        self._wall_since = 0.0
 
     # -- synchronous core (also used directly by benchmarks and tests) --------------------
 
@@ -211,8 +217,24 @@ class Pipeline:
         """Live only: timers advance with the wall clock when no message arrives."""
         while True:
             await asyncio.sleep(_TICK_S)
-            newest = self.ingestor.newest or 0.0
-            self.tick(max(newest, time.time()))
+            self.wall_tick(time.monotonic())
+
+    def wall_tick(self, monotonic_now: float) -> None:
+        """Advance the timers by the wall time elapsed since message time last moved on.
+
+        Never to the wall clock itself: a feed stamped behind its arrival (a national feed's
+        delay, a drill piping an old recording in) would make every receiver and vessel
+        look silent. Before the first message, the clock restored at start-up moves on.
+        """
+        newest = self.ingestor.newest
+        if newest is None:
+            restored = self.engine.newest
+            if restored == _NEVER:
+                return
+            newest = restored
+        if newest != self._wall_newest:
+            self._wall_newest, self._wall_since = newest, monotonic_now
+        self.tick(newest + (monotonic_now - self._wall_since))
 
     def stats(self) -> dict[str, Any]:
         return {

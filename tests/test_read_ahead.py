@@ -136,3 +136,25 @@ async def test_a_log_that_breaks_off_plays_every_line_before_the_break(tmp_path:
     line_by_line = await handled(1)
     assert line_by_line > 1000
     assert await handled(100) == line_by_line
+
+
+def test_live_timers_advance_from_message_time_not_to_the_wall_clock() -> None:
+    """A live feed stamped 300 s behind its arrival (a national feed's delay): between lines
+    the timers move on by the wall time elapsed, so nothing looks silent until it is."""
+    engine = Engine(RulesConfig(), ZoneSet.empty(None))
+    recorder = Recorder()
+    pipeline = Pipeline(Ingestor(), engine, [recorder], live=True)
+    stamp = 1_767_268_800
+    for second in range(0, 30, 2):
+        for rx, mmsi in (("rx-a", 244000001), ("rx-b", 244000002)):
+            line = tag_block(s=rx, c=stamp + second) + single(position(mmsi=mmsi))
+            pipeline.feed_lines([("national", line.encode(), stamp + second + 300.0)])
+        pipeline.wall_tick(1000.0 + second)  # a wall tick between lines: nothing silent
+    assert [s for s in recorder.seen if s[0] == "alert"] == []
+    pipeline.wall_tick(1000.0 + 28 + 120)  # quiet for 120 s: not yet
+    assert [s for s in recorder.seen if s[0] == "alert"] == []
+    pipeline.wall_tick(1000.0 + 28 + 122)  # quiet for longer: both receivers silent
+    silent = [json.loads(s[3]) for s in recorder.seen if s[0] == "alert"]
+    assert sorted((a["rule"], a["details"]["receiver"], a["started_at"]) for a in silent) == [
+        ("source_silent", "rx-a", "2026-01-01T12:02:28Z"),
+        ("source_silent", "rx-b", "2026-01-01T12:02:28Z")]
