@@ -45,9 +45,11 @@ class Transition(StrEnum):
 
 
 def alert_id(rule: str, mmsi: int | None, other_mmsi: int | None, zone: str | None,
-             started_at: float) -> str:
-    """Deterministic: a replay of the same log yields the same ids."""
-    key = f"{rule}|{mmsi}|{other_mmsi}|{zone}|{started_at:.3f}"
+             started_at: float, drill: bool = False) -> str:
+    """Deterministic: a replay of the same log yields the same ids. A drill's alerts have
+    ids of their own, so a drill replayed into the live database never takes over (and
+    marks as drill) the real alerts of the same log."""
+    key = f"{rule}|{mmsi}|{other_mmsi}|{zone}|{started_at:.3f}" + ("|drill" if drill else "")
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
@@ -73,7 +75,8 @@ class Alert:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = alert_id(self.rule, self.mmsi, self.other_mmsi, self.zone, self.started_at)
+            self.id = alert_id(self.rule, self.mmsi, self.other_mmsi, self.zone, self.started_at,
+                               self.drill)
 
     @property
     def is_active(self) -> bool:

@@ -131,7 +131,8 @@ class AlertBook:
             # 24B in the same second, each changing a field): a consumer de-duplicating by
             # id, and the store, must keep both. Numbered in order: still deterministic.
             number = 1
-            while (key := alert_id(rule, mmsi, other_mmsi, f"{zone}#{number}", time)) in seen:
+            while (key := alert_id(rule, mmsi, other_mmsi, f"{zone}#{number}", time,
+                                   self.drill)) in seen:
                 number += 1
             alert.id = key
         seen[alert.id] = None

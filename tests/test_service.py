@@ -289,3 +289,26 @@ def test_replaying_the_same_log_twice_into_one_database_gives_the_same_alerts(
         assert done.returncode == 0, done.stderr
         files.append(out.read_bytes())
     assert files[0] == files[1] and files[0]
+
+
+def _alerts_by_drill(path: Path) -> dict[int, set[str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT id, drill FROM alerts").fetchall()
+    return {flag: {i for i, d in rows if d == flag} for flag in (0, 1)}
+
+
+def test_a_drill_replayed_into_the_live_database_leaves_the_real_alerts_alone(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """The same log as a real run, then as a drill, into one database: the drill's alerts
+    are its own (they took over the real ones, ids and all, and marked them drill)."""
+    log, _ = scenario
+    db = tmp_path / "port.db"
+    for flags in ((), ("--drill",)):
+        done = cli("replay", log, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--db", f"sqlite:///{db}", "--alerts-out", tmp_path / f"out{len(flags)}",
+                   *flags)
+        assert done.returncode == 0, done.stderr
+    real = {a["id"] for a in alerts_of(tmp_path / "out0")}
+    drill = {a["id"] for a in alerts_of(tmp_path / "out1")}
+    assert real and len(drill) == len(real) and not real & drill
+    assert _alerts_by_drill(db) == {0: real, 1: drill}

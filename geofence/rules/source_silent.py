@@ -56,6 +56,7 @@ class SourceSilent(BaseRule):
                 ctx.book.open(
                     self.name, risk_area=RiskArea.INFORMATION_SECURITY,
                     severity=Severity.WARNING, mmsi=None, started_at=due, time=now,
-                    alert_id=alert_id(self.name, None, None, f"receiver:{rec.name}", due),
+                    alert_id=alert_id(self.name, None, None, f"receiver:{rec.name}", due,
+                                      ctx.book.drill),
                     details={"receiver": rec.name, "last_heard": iso_time(rec.last_heard),
                              "silent_s": self.silent_s})
