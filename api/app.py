@@ -359,6 +359,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         end: Annotated[str | None, Query(description="ISO 8601; default now (message time)",
                                          examples=["2026-01-01T11:00:00Z"])] = None,
         max_points: Annotated[int, Query(ge=2, le=20_000)] = 2000,
+        drill: Annotated[bool | None, Query(
+            description="Drill positions (true) or real ones (false); default: those of "
+                        "the run serving the API")] = None,
     ) -> Response:
         t_end = _parse_time(end, "end")
         t_start = _parse_time(start, "start")
@@ -368,7 +371,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
             t_start = t_end - 3600.0
         if t_end < t_start:
             raise ApiError(422, "end is before start")
-        points = await store.track(mmsi, t_start, t_end, max_points)
+        points = await store.track(mmsi, t_start, t_end, max_points,
+                                   drill=deps.drill if drill is None else drill)
         return _dump(_track_feature(mmsi, t_start, t_end, points), GEOJSON)
 
     # -- alerts ---------------------------------------------------------------------------

@@ -121,5 +121,8 @@ class ApiDeps:
     clock: Callable[[], float] = time.time
     #: Told of every operator act (ack, resolve) with the updated alert, e.g. the MQTT feed.
     operator_updates: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
+    #: The service runs a drill: a track shows its positions unless asked otherwise (a drill
+    #: replayed into the live database shares it with the real positions of the same log).
+    drill: bool = False
     version: str = "0.1.0"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -313,7 +313,7 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor),
                    clock=lambda: ingestor.newest or time.time(),
-                   operator_updates=operator_updates)
+                   operator_updates=operator_updates, drill=engine.drill)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     try:

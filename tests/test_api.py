@@ -12,6 +12,7 @@ import pytest
 from api.auth import Authenticator, Role, sha256_hex
 from geofence.alert import Transition
 from ingest.report import iso_time
+from store import open_store
 from tests.api_helpers import (
     T0,
     TOKENS,
@@ -433,3 +434,27 @@ async def test_openapi_documents_examples_and_security(api: Rig) -> None:
         "/snoozes/{snooze_id}", "/zones", "/sources", "/stats", "/health", "/metrics",
         "/stream"}
     assert TOKENS["admin"] not in json.dumps(schema)
+
+
+async def test_a_track_keeps_drill_and_real_positions_apart(api: Rig, tmp_path: Path) -> None:
+    """A drill replayed into the live database writes the same vessel at the same times."""
+    drill_store = open_store(f"sqlite:///{tmp_path / 'api.db'}", tmp_path, drill=True)
+    await drill_store.start()
+    try:
+        for i in range(3):
+            api.feed(pos(A, T0 + 10 * i, -23.83, 151.26 + i * 1e-3))
+            drill_store.on_report(pos(A, T0 + 10 * i, -23.90, 151.30 + i * 1e-3))
+        await api.store.flush()
+        await drill_store.flush()
+    finally:
+        await drill_store.stop()
+    window = {"start": iso_time(T0), "end": iso_time(T0 + 30)}
+
+    async def lats(**params: str) -> set[float]:
+        resp = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"),
+                                    params={**window, **params})
+        return {lat for _, lat in resp.json()["geometry"]["coordinates"]}
+
+    assert await lats() == {-23.83}  # the API of a real run
+    assert await lats(drill="true") == {-23.90}
+    assert await lats(drill="false") == {-23.83}
