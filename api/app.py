@@ -97,6 +97,11 @@ def _dump(obj: Any, media_type: str = "application/json") -> Response:
     return Response(json.dumps(obj, separators=(",", ":")), media_type=media_type)
 
 
+#: The times a datetime can show (ISO 8601 years 1 to 9999), in Unix seconds.
+_FIRST_TIME = -62_135_596_800.0
+_LAST_TIME = 253_402_300_799.0
+
+
 def _parse_time(value: str | None, name: str) -> float | None:
     if value is None:
         return None
@@ -106,6 +111,8 @@ def _parse_time(value: str | None, name: str) -> float | None:
         raise ApiError(422, f"{name}: not an ISO 8601 time ({value!r})") from exc
     if not math.isfinite(ts):
         raise ApiError(422, f"{name}: not a finite time")
+    if not _FIRST_TIME <= ts <= _LAST_TIME:
+        raise ApiError(422, f"{name}: out of range (years 1 to 9999)")
     return ts
 
 

@@ -210,6 +210,11 @@ async def test_track_is_a_linestring_with_per_vertex_times(api: Rig) -> None:
     backwards = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"), params={
         "start": iso_time(T0 + 40), "end": iso_time(T0)})
     assert (backwards.status_code, backwards.json()["error"]) == (422, "end is before start")
+    for name, value in (("start", "1e308"), ("end", "-1e300"), ("end", "1e20")):
+        far = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"),
+                                   params={name: value})
+        assert (far.status_code, far.json()["error"]) == (
+            422, f"{name}: out of range (years 1 to 9999)")
 
 
 # -- alerts ------------------------------------------------------------------------------------
