@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from geofence.alert import AlertEvent
+from harbourwatch.operator_acts import OperatorActs
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Decoded, Heard, Ingestor, LineInput
@@ -77,6 +78,8 @@ class Pipeline:
         self._receiver_times: dict[str, float] = {}
         self.snoozes = snoozes if snoozes is not None else SnoozeBook()
         self.muted = 0
+        #: Acks and resolves, kept in later transitions of the same alerts.
+        self.operator_acts = OperatorActs()
         # Message time as the live clock last saw it, and when (time.monotonic()).
         self._wall_newest = _NEVER
         self._wall_since = 0.0
@@ -174,7 +177,10 @@ class Pipeline:
     def emit(self, events: list[AlertEvent]) -> None:
         """Hand alert transitions to every sink (also used for zone swaps by the API)."""
         self.alert_events += len(events)
+        acts = self.operator_acts
         for event in events:
+            if acts:
+                event = acts.over(event)
             if self.snoozes.muted(event):
                 # Recorded, not pushed: only sinks that keep snoozed alerts get it.
                 self.muted += 1

@@ -26,6 +26,7 @@ from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.config import Config
 from harbourwatch.gctune import tune_gc
+from harbourwatch.operator_acts import OperatorActs
 from harbourwatch.options import ServiceOptions, build_sources
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.sinks import Sink
@@ -78,11 +79,16 @@ def make_store(config: Config, config_dir: Path, drill: bool, *,
                       hold_s=sources_final_after(config.ingest.dedup_window_s))
 
 
-async def restore_state(store: Store, engine: Engine) -> None:
-    """Give the rules back what they knew before the last stop (or crash)."""
+async def restore_state(store: Store, engine: Engine,
+                        acts: OperatorActs | None = None) -> None:
+    """Give the rules back what they knew before the last stop (or crash), and ``acts``
+    the operators' acts on the alerts still open."""
     states = await store.load_vessel_states()
-    alerts = [Alert.from_dict(a) for a in await store.open_alerts()
-              if bool(a.get("drill")) == engine.drill]
+    stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill]
+    alerts = [Alert.from_dict(a) for a in stored]
+    if acts is not None:
+        for alert in stored:
+            acts.record(alert)
     if states or alerts:
         engine.restore([s.state for s in states.values()], alerts,
                        await store.load_engine_state())
@@ -149,7 +155,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     mqtt_feed: Any = None
     try:
         if keeps_state:
-            await restore_state(store, engine)
+            await restore_state(store, engine, pipeline.operator_acts)
             for item in await store.snoozes():
                 snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
@@ -172,7 +178,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
 
             hub, picture = StreamHub(), LivePicture()
             sinks += [picture, hub]
-            listeners = [] if mqtt_feed is None else [_operator_acts_to(mqtt_feed, ingestor)]
+            listeners: list[Callable[[Mapping[str, Any]], None]] = [
+                pipeline.operator_acts.record]
+            if mqtt_feed is not None:
+                listeners.append(_operator_acts_to(mqtt_feed, ingestor))
             api_task = asyncio.create_task(_serve_api(
                 config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
                 listeners, failures))

@@ -1,0 +1,49 @@
+"""Operators' acks and resolves laid over the rules' later transitions of the same alert.
+
+The rules know nothing of operator acts; the store merges them into its rows, but the
+MQTT feed and the live stream publish what the rules emit. Without this, a rule's next
+``update`` (or its ``end``) published an acknowledged alert as open again, and re-created
+the retained topic of a resolved one: a rule transition must never undo an operator act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from geofence.alert import AlertEvent, Transition
+from store.rows import merge_state
+
+#: What an operator act adds to an alert (as the store returns it).
+ACT_FIELDS = ("acknowledged_at", "acknowledged_by", "ack_note", "resolved_at", "resolved_by",
+              "resolve_note")
+
+
+class OperatorActs:
+    """The latest operator act on each alert the rules may still change."""
+
+    def __init__(self) -> None:
+        self._acts: dict[str, dict[str, Any]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._acts)
+
+    def record(self, alert: Mapping[str, Any]) -> None:
+        """An alert as the store has it after an act (or as restored at start-up)."""
+        if alert.get("state") not in ("acknowledged", "resolved"):
+            return
+        self._acts[str(alert["id"])] = {
+            "state": alert["state"],
+            **{name: alert[name] for name in ACT_FIELDS if alert.get(name) is not None}}
+
+    def over(self, event: AlertEvent) -> AlertEvent:
+        """``event`` with the operator's state and fields, when an operator acted on it."""
+        alert_id = str(event.alert.get("id"))
+        acts = self._acts.get(alert_id)
+        if acts is None:
+            return event
+        if event.transition is Transition.END:
+            del self._acts[alert_id]  # the rules are done with it
+        alert = {**event.alert, **acts,
+                 "state": merge_state(acts["state"], str(event.alert.get("state")))}
+        return AlertEvent(event.transition, alert, event.time)
