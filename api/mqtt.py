@@ -32,7 +32,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
@@ -316,6 +316,18 @@ class MqttFeed:
             changed = True
         if changed:
             self._schedule_vessel(mmsi, t)
+
+    def remember_open(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+        """Alerts still open after a restart (as the store has them): their retained topics
+        are published again at every connect, like those of alerts raised since (a broker
+        without persistence has lost them)."""
+        for stored in alerts:
+            alert = dict(stored)
+            drill = self.drill or bool(alert.get("drill"))
+            alert["drill"] = drill
+            topics = self.drill_topics if drill else self.topics
+            per_alert = topics.alert(str(alert.get("rule", "alert")), str(alert.get("id", "")))
+            self._open_alerts[per_alert] = _dumps({**alert, "time": alert.get("started_at")})
 
     def on_alert(self, event: AlertEvent) -> None:
         """Queue the transition (and the retained per-alert topic) for the outbox."""

@@ -80,9 +80,9 @@ def make_store(config: Config, config_dir: Path, drill: bool, *,
 
 
 async def restore_state(store: Store, engine: Engine,
-                        acts: OperatorActs | None = None) -> None:
+                        acts: OperatorActs | None = None) -> list[dict[str, Any]]:
     """Give the rules back what they knew before the last stop (or crash), and ``acts``
-    the operators' acts on the alerts still open."""
+    the operators' acts on the alerts still open; those alerts, as the store has them."""
     states = await store.load_vessel_states()
     stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill]
     alerts = [Alert.from_dict(a) for a in stored]
@@ -94,6 +94,7 @@ async def restore_state(store: Store, engine: Engine,
                        await store.load_engine_state())
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
+    return stored
 
 
 async def save_state(store: Store, engine: Engine) -> None:
@@ -154,8 +155,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
     failures: list[str] = []
     mqtt_feed: Any = None
     try:
+        restored: list[dict[str, Any]] = []
         if keeps_state:
-            await restore_state(store, engine, pipeline.operator_acts)
+            restored = await restore_state(store, engine, pipeline.operator_acts)
             for item in await store.snoozes():
                 snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
@@ -168,6 +170,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
                                         outbox=StoreOutbox(store))
             feed.set_stats_provider(pipeline.stats)
+            feed.remember_open(restored)
             for source in sources:
                 source.add_status_listener(feed.source_status)
             sinks.append(feed)

@@ -176,6 +176,25 @@ async def test_per_alert_topic_retained_while_open(broker: MosquittoBroker) -> N
         assert await late.sync() == []  # cleared: nothing retained is left
 
 
+async def test_alerts_restored_at_start_up_are_retained_again(broker: MosquittoBroker) -> None:
+    """After a restart (and a broker that kept nothing), the alerts still open are on their
+    retained topics again, with the operator's state as the store has it."""
+    p = new_prefix()
+    stored = {**make_event(Transition.NEW, 3).alert, "state": "acknowledged",
+              "acknowledged_by": "duty"}
+    feed = feed_for(broker, p)
+    feed.remember_open([stored])
+    await connected(feed)
+    async with Subscriber(broker, f"{p}/alerts/+/+") as late:
+        seen = await late.sync()
+    await feed.stop()
+    assert [(str(m.topic), m.retain) for m in seen] == [
+        (f"{p}/alerts/dark_vessel/{stored['id']}", True)]
+    body = json.loads(bytes(seen[0].payload))
+    assert (body["state"], body["acknowledged_by"], body["drill"]) == (
+        "acknowledged", "duty", False)
+
+
 async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> None:
     p = new_prefix()
     feed = feed_for(broker, p, stats_interval_s=0.05)
