@@ -53,6 +53,7 @@ from store.rows import (
     iso,
     merge_state,
     merge_statics,
+    state_after_rules,
 )
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ class PostgresStore(WriterStore):
         for transition, when, alert in batch.alerts:
             before = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE",
                                          alert["id"])
-            state = merge_state(before, str(alert["state"]))
+            state = state_after_rules(before, str(alert["state"]))
             cols = alert_columns(alert, state, now)
             await conn.execute(_ALERT_UPSERT, *(cols[c] for c in ALERT_COLUMNS))
             if transition != "update" or before != state:

@@ -50,6 +50,7 @@ from store.rows import (
     iso,
     merge_state,
     merge_statics,
+    state_after_rules,
 )
 
 log = logging.getLogger(__name__)
@@ -346,7 +347,7 @@ class SqliteStore(WriterStore):
         audits: list[tuple[Any, ...]] = []
         for transition, when, alert in alerts:
             before = states.get(alert["id"])
-            state = states[alert["id"]] = merge_state(before, str(alert["state"]))
+            state = states[alert["id"]] = state_after_rules(before, str(alert["state"]))
             cols = alert_columns(alert, state, now)
             cols["details"] = json.dumps(cols["details"])
             upserts.extend(cols[c] for c in ALERT_COLUMNS)

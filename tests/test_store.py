@@ -247,6 +247,30 @@ async def test_alert_lifecycle_and_audit(store: Store) -> None:
         await store.ack("nope", "x")
 
 
+async def test_the_same_log_replayed_again_reopens_its_ended_alerts_in_step(
+        store: Store) -> None:
+    """A second replay into the same database runs each alert again: while it runs the row
+    is open (it said "ended" with no ended_at), and it ends again; a resolve is kept."""
+    first, resolved = dark(A, T0), dark(B, T0)
+    for alert in (first, resolved):
+        store.on_alert(alert_event(Transition.NEW, alert, T0))
+        alert.state, alert.ended_at = AlertState.ENDED, T0 + 60
+        store.on_alert(alert_event(Transition.END, alert, T0 + 60))
+    await store.flush()
+    await store.resolve(resolved.id, "duty", "towed away")
+    for alert in (first, resolved):  # the second run
+        alert.state, alert.ended_at = AlertState.OPEN, None
+        store.on_alert(alert_event(Transition.NEW, alert, T0))
+    await store.flush()
+    again = await store.alert(first.id)
+    assert (again["state"], again["ended_at"]) == ("open", None)
+    assert (await store.alert(resolved.id))["state"] == "resolved"
+    first.state, first.ended_at = AlertState.ENDED, T0 + 60
+    store.on_alert(alert_event(Transition.END, first, T0 + 60))
+    await store.flush()
+    assert (await store.alert(first.id))["state"] == "ended"
+
+
 async def test_alert_filters(store: Store) -> None:
     a1 = dark(A, T0)
     a2 = dark(B, T0 + 3600, drill=True, zone="anchorage")
