@@ -60,6 +60,7 @@ STATIC_FIELDS = (
 )
 _CLOSED_STATES = frozenset({"ended", "resolved"})
 _BATCH = 100
+_OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again
 
 
 class MqttError(Exception):
@@ -221,6 +222,7 @@ class MqttFeed:
         # Alert messages not yet in the outbox (on_alert must not wait for the outbox).
         self._to_persist: deque[tuple[str, bytes, int, bool]] = deque()
         self._unacked: set[int] = set()  # outbox ids added by this process, not yet acked
+        self._outbox_error: Exception | None = None  # the outbox is unreachable (why)
         self._open_alerts: dict[str, bytes] = {}  # retained per-alert topic → payload
         self._vessels: dict[int, dict[str, Any]] = {}
         self._vessel_time: dict[int, float] = {}
@@ -232,7 +234,8 @@ class MqttFeed:
         self._sources_dirty: dict[str, None] = {}
         self._stats_provider: Callable[[], Mapping[str, Any]] | None = None
         self.counters: dict[str, int] = dict.fromkeys(
-            ("connects", "connect_failures", "alerts_enqueued", "alert_messages_acked",
+            ("connects", "connect_failures", "outbox_outages", "alerts_enqueued",
+             "alert_messages_acked",
              "vessels_published", "vessels_rate_limited", "vessels_stale_dropped",
              "stats_published"), 0)
 
@@ -430,9 +433,9 @@ class MqttFeed:
             self._persist_wake.clear()
             try:
                 await self._persist_now()
-            except Exception:
-                log.exception("MQTT outbox: cannot store an alert message; retrying")
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                self._outbox_away(exc)  # logged once per outage, not every second
+                await asyncio.sleep(_OUTBOX_RETRY_S)
                 self._persist_wake.set()
             self._persisted.set()
             self._wake.set()
@@ -557,6 +560,8 @@ class MqttFeed:
             wait = max(0.0, self._stats_due - loop.time())
             if self._deferred:
                 wait = min(wait, 0.25)  # deferred vessels fall due as message time moves
+            if self._outbox_error is not None:
+                wait = min(wait, _OUTBOX_RETRY_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
@@ -580,20 +585,44 @@ class MqttFeed:
         return len(messages)
 
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        """Publish the outbox in order. When the outbox cannot be read or updated (the
+        database holding it is away), alerts wait for it and the rest of the feed goes on:
+        dropping the broker for that stopped vessels too, and reconnected in a loop."""
         while True:
-            batch: list[OutboxEntry] = await self.outbox.pending(_BATCH)
+            try:
+                batch: list[OutboxEntry] = await self.outbox.pending(_BATCH)
+            except Exception as exc:
+                self._outbox_away(exc)
+                return
             if not batch:
+                self._outbox_back()
                 self._delivered.set()
                 return
             acked = await self._publish_all(
                 client, [(e.topic, e.payload, e.qos, e.retain) for e in batch])
-            await self.outbox.done([e.id for e in batch[:acked]])
+            try:
+                await self.outbox.done([e.id for e in batch[:acked]])
+            except Exception as exc:
+                self._outbox_away(exc)  # sent again once it is back: at least once
+                return
+            self._outbox_back()
             self._unacked.difference_update(e.id for e in batch[:acked])
             if not self._unacked:
                 self._delivered.set()
             self.counters["alert_messages_acked"] += acked
             if acked < len(batch):
                 raise MqttConnectError("alert publish not acknowledged")
+
+    def _outbox_away(self, exc: Exception) -> None:
+        if self._outbox_error is None:
+            log.warning("MQTT outbox unreachable (%s): alerts wait for it, vessels go on", exc)
+            self.counters["outbox_outages"] += 1
+        self._outbox_error = exc
+
+    def _outbox_back(self) -> None:
+        if self._outbox_error is not None:
+            log.warning("MQTT outbox reachable again: sending the alerts that waited")
+            self._outbox_error = None
 
     async def _republish_retained(self, client: aiomqtt.Client) -> None:
         """After every connect: open alerts, sources, fresh vessels (broker may be new)."""

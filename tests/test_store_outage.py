@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -10,6 +11,7 @@ import asyncpg  # type: ignore[import-untyped]
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from ingest.report import Report
 from store.postgres import PostgresStore
+from tests.services.mosquitto import MosquittoBroker, mosquitto  # noqa: F401
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
 
 T0 = 1_767_261_600.0
@@ -191,3 +193,61 @@ async def test_postgres_stopped_in_the_middle_of_a_replay(
     finally:
         await conn.close()
     assert stored_alerts == len(alert_ids) > 0
+
+
+async def test_the_mqtt_feed_goes_on_while_its_outbox_database_is_away(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """The MQTT outbox lives in PostgreSQL: while it is away vessels are still published on
+    the same connection (it was dropped and re-made in a loop, vessels and all), and the
+    alerts raised meanwhile follow, in order, once it is back."""
+    import aiomqtt
+
+    from api.mqtt import MqttFeed
+    from api.outbox import StoreOutbox
+
+    mosquitto.start()
+    store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl", max_age=0.01,
+                          retry_max=0.3)
+    await store.start()
+    prefix = f"hwtest/outage-{tmp_path.name[-8:]}"
+    feed = MqttFeed(f"mqtt://{mosquitto.host}:{mosquitto.port}", prefix=prefix,
+                    outbox=StoreOutbox(store), backoff_initial_s=0.2, backoff_max_s=1.0)
+    alerts = [Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                    severity=Severity.WARNING, mmsi=VESSELS[i], started_at=T0 + i)
+              for i in range(3)]
+    try:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, username=mosquitto.username,
+                                  password=mosquitto.password) as sub:
+            await sub.subscribe(f"{prefix}/alerts", qos=1)
+            await sub.subscribe(f"{prefix}/vessels/+", qos=1)
+            await feed.start()
+            await asyncio.wait_for(feed.wait_connected(), 15)
+            await asyncio.to_thread(postgres_server.stop, "fast")
+            for i, alert in enumerate(alerts):
+                feed.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), T0 + i))
+            feed.on_report(report(0))
+            got: list[str] = []
+            async with asyncio.timeout(30):
+                async for message in sub.messages:
+                    got.append(str(message.topic))
+                    if message.topic.matches(f"{prefix}/vessels/+"):
+                        break
+            assert got == [f"{prefix}/vessels/{VESSELS[0]}"]  # no alert yet: no outbox
+            assert feed.counters["connects"] == 1 and feed.counters["outbox_outages"] >= 1
+            await asyncio.to_thread(postgres_server.start)
+            sent: list[int] = []
+            async with asyncio.timeout(30):
+                async for message in sub.messages:
+                    if str(message.topic) == f"{prefix}/alerts":
+                        assert isinstance(message.payload, bytes)
+                        sent.append(json.loads(message.payload)["alert"]["mmsi"])
+                        if len(sent) == len(alerts):
+                            break
+            assert sent == VESSELS[:3]
+            assert feed.counters["connects"] == 1
+    finally:
+        if not postgres_server.is_running():
+            postgres_server.start()
+        await feed.stop()
+        await store.stop()
