@@ -31,6 +31,7 @@ from harbourwatch.options import ServiceOptions, build_sources
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
+from harbourwatch.timeutil import parse_iso
 from ingest.ingestor import Ingestor, sources_final_after
 from ingest.sources.queue import LineQueue
 from ingest.sources.runner import run_sources
@@ -79,36 +80,44 @@ def make_store(config: Config, config_dir: Path, drill: bool, *,
                       hold_s=sources_final_after(config.ingest.dedup_window_s))
 
 
-async def restore_state(store: Store, engine: Engine,
-                        acts: OperatorActs | None = None) -> list[dict[str, Any]]:
+async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None = None, *,
+                        scope: str = "live", until: float | None = None,
+                        ) -> list[dict[str, Any]]:
     """Give the rules back what they knew before the last stop (or crash), and ``acts``
-    the operators' acts on the alerts still open; those alerts, as the store has them."""
-    states = await store.load_vessel_states()
-    stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill]
+    the operators' acts on the alerts still open; those alerts, as the store has them.
+
+    ``scope``: whose saved state ("live", "replay"). ``until``: a replay resumed there takes
+    only alerts started by then (not the live service's, in the same database, since).
+    """
+    states = await store.load_vessel_states(scope)
+    stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill
+              and (until is None or parse_iso(a["started_at"]) <= until)]
     alerts = [Alert.from_dict(a) for a in stored]
     if acts is not None:
         for alert in stored:
             acts.record(alert)
     if states or alerts:
         engine.restore([s.state for s in states.values()], alerts,
-                       await store.load_engine_state())
+                       await store.load_engine_state(scope))
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
     return stored
 
 
-async def save_state(store: Store, engine: Engine) -> None:
+async def save_state(store: Store, engine: Engine, scope: str = "live") -> None:
+    """A snapshot of the rules' state (vessels the rules forgot are not kept)."""
     states = [VesselState(v.mmsi, v.last_seen, v.to_state())
               for v in engine.picture.vessels.values()]
-    await store.save_vessel_states(states)
-    await store.save_engine_state(engine.newest, engine.saved_state())
+    await store.save_vessel_states(states, replace=True, scope=scope)
+    await store.save_engine_state(engine.newest, engine.saved_state(), scope)
 
 
-async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline) -> None:
+async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline,
+                             scope: str) -> None:
     while True:
         await asyncio.sleep(STATE_SAVE_S)
         try:
-            await save_state(store, engine)
+            await save_state(store, engine, scope)
             await store.save_source_health(time.time(), pipeline.stats()["sources"])
         except Exception:
             log.exception("could not save the rules' state; will retry")
@@ -119,12 +128,14 @@ async def run_service(config: Config, options: ServiceOptions, *,
     """Run until the sources end (replay) or a signal arrives. Exit code.
 
     The rules' state is carried across runs of the port's live service (restored at start,
-    saved periodically and at stop). A replay starts from a clean slate, so the same log
-    gives the same alerts, unless it resumes one (``--start``); a drill never touches the
-    live service's state.
+    saved periodically and at stop). A replay saves its own (scope "replay") and starts from
+    a clean slate, so the same log gives the same alerts, unless it resumes one
+    (``--start``); a drill never reads or writes any.
     """
     drill = options.drill
-    keeps_state = not drill and (replay is None or replay.start is not None)
+    scope = "live" if replay is None else "replay"
+    saves_state = not drill
+    restores_state = saves_state and (replay is None or replay.start is not None)
     config_dir = options.config.resolve().parent if options.config else Path.cwd()
     sources = [] if replay is not None else build_sources(config, options)
     zones = load_zones(config)
@@ -156,8 +167,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
     mqtt_feed: Any = None
     try:
         restored: list[dict[str, Any]] = []
-        if keeps_state:
-            restored = await restore_state(store, engine, pipeline.operator_acts)
+        if restores_state:
+            restored = await restore_state(
+                store, engine, pipeline.operator_acts, scope=scope,
+                until=None if replay is None else replay.start)
             for item in await store.snoozes():
                 snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
@@ -191,8 +204,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
-        if keeps_state:
-            tasks.append(asyncio.create_task(_save_periodically(store, engine, pipeline)))
+        if saves_state:
+            tasks.append(asyncio.create_task(
+                _save_periodically(store, engine, pipeline, scope)))
         if replay is not None:
             finished = await _until_stopped(_replay(replay, pipeline, decoder), stop)
             if finished and config.api.enabled and not stop.is_set():
@@ -205,9 +219,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
         stop.set()
         if decoder is not None:
             decoder.close()
-        if keeps_state:
+        if saves_state:
             try:
-                await save_state(store, engine)
+                await save_state(store, engine, scope)
             except Exception:
                 log.exception("could not save the rules' state")
         if api_task is not None:

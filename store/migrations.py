@@ -61,10 +61,19 @@ SQLITE: tuple[Migration, ...] = (
             qos INTEGER NOT NULL, retain INTEGER NOT NULL, created REAL NOT NULL)""",
     )),
     # The rules' state that belongs to no vessel (receivers' continuity, pairs not yet
-    # alerted), one row per part: without it a restart forgot receivers' breaks.
+    # alerted), one row per part: without it a restart forgot receivers' breaks. Saved state
+    # gets a scope ("live", "replay"): a replay into the live database, or resumed with
+    # --start, no longer reads or overwrites the live service's.
     (2, (
         """CREATE TABLE engine_state (
-            part TEXT PRIMARY KEY, time REAL NOT NULL, state TEXT NOT NULL)""",
+            scope TEXT NOT NULL, part TEXT NOT NULL, time REAL NOT NULL, state TEXT NOT NULL,
+            PRIMARY KEY (scope, part))""",
+        """CREATE TABLE vessel_state_scoped (
+            scope TEXT NOT NULL, mmsi INTEGER NOT NULL, time REAL NOT NULL,
+            state TEXT NOT NULL, PRIMARY KEY (scope, mmsi))""",
+        "INSERT INTO vessel_state_scoped SELECT 'live', mmsi, time, state FROM vessel_state",
+        "DROP TABLE vessel_state",
+        "ALTER TABLE vessel_state_scoped RENAME TO vessel_state",
     )),
 )
 
@@ -123,7 +132,14 @@ POSTGRES: tuple[Migration, ...] = (
     )),
     (2, (
         """CREATE TABLE engine_state (
-            part text PRIMARY KEY, time timestamptz NOT NULL, state jsonb NOT NULL)""",
+            scope text NOT NULL, part text NOT NULL, time timestamptz NOT NULL,
+            state jsonb NOT NULL, PRIMARY KEY (scope, part))""",
+        """CREATE TABLE vessel_state_scoped (
+            scope text NOT NULL, mmsi integer NOT NULL, time timestamptz NOT NULL,
+            state jsonb NOT NULL, PRIMARY KEY (scope, mmsi))""",
+        "INSERT INTO vessel_state_scoped SELECT 'live', mmsi, time, state FROM vessel_state",
+        "DROP TABLE vessel_state",
+        "ALTER TABLE vessel_state_scoped RENAME TO vessel_state",
     )),
 )
 

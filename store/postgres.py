@@ -524,33 +524,34 @@ class PostgresStore(WriterStore):
         return {"version": row["version"], "time": iso(row["time"].timestamp()),
                 "actor": row["actor"], "geojson": json.loads(row["geojson"])}
 
-    async def save_vessel_states(self, states: Iterable[VesselState],
-                                 replace: bool = False) -> None:
-        rows = [(s.mmsi, ts(s.time), s.state) for s in states]
+    async def save_vessel_states(self, states: Iterable[VesselState], replace: bool = False,
+                                 scope: str = "live") -> None:
+        rows = [(scope, s.mmsi, ts(s.time), s.state) for s in states]
         with self._errors():
             async with self.pool.acquire() as conn, conn.transaction():
                 if replace:
-                    await conn.execute("DELETE FROM vessel_state")
+                    await conn.execute("DELETE FROM vessel_state WHERE scope = $1", scope)
                 await conn.executemany(
-                    "INSERT INTO vessel_state VALUES ($1, $2, $3) ON CONFLICT (mmsi) "
+                    "INSERT INTO vessel_state VALUES ($1, $2, $3, $4) ON CONFLICT (scope, mmsi) "
                     "DO UPDATE SET time = excluded.time, state = excluded.state", rows)
 
-    async def load_vessel_states(self) -> dict[int, VesselState]:
+    async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]:
         with self._errors():
-            rows = await self.pool.fetch("SELECT * FROM vessel_state")
+            rows = await self.pool.fetch("SELECT * FROM vessel_state WHERE scope = $1", scope)
         return {r["mmsi"]: VesselState(r["mmsi"], r["time"].timestamp(), r["state"])
                 for r in rows}
 
-    async def save_engine_state(self, time: float, parts: Mapping[str, Any]) -> None:
-        rows = [(part, ts(time), state) for part, state in parts.items()]
+    async def save_engine_state(self, time: float, parts: Mapping[str, Any],
+                                scope: str = "live") -> None:
+        rows = [(scope, part, ts(time), state) for part, state in parts.items()]
         with self._errors():
             await self.pool.executemany(
-                "INSERT INTO engine_state VALUES ($1, $2, $3) ON CONFLICT (part) "
+                "INSERT INTO engine_state VALUES ($1, $2, $3, $4) ON CONFLICT (scope, part) "
                 "DO UPDATE SET time = excluded.time, state = excluded.state", rows)
 
-    async def load_engine_state(self) -> dict[str, Any]:
+    async def load_engine_state(self, scope: str = "live") -> dict[str, Any]:
         with self._errors():
-            rows = await self.pool.fetch("SELECT * FROM engine_state")
+            rows = await self.pool.fetch("SELECT * FROM engine_state WHERE scope = $1", scope)
         return {r["part"]: r["state"] for r in rows}
 
     async def save_source_health(self, time: float,

@@ -573,29 +573,32 @@ class SqliteStore(WriterStore):
         return {"version": row["version"], "time": iso(row["time"]), "actor": row["actor"],
                 "geojson": json.loads(row["geojson"])}
 
-    async def save_vessel_states(self, states: Iterable[VesselState],
-                                 replace: bool = False) -> None:
-        rows = [(s.mmsi, s.time, json.dumps(s.state)) for s in states]
+    async def save_vessel_states(self, states: Iterable[VesselState], replace: bool = False,
+                                 scope: str = "live") -> None:
+        rows = [(scope, s.mmsi, s.time, json.dumps(s.state)) for s in states]
 
         def run(conn: sqlite3.Connection) -> None:
             if replace:
-                conn.execute("DELETE FROM vessel_state")
-            conn.executemany("INSERT OR REPLACE INTO vessel_state VALUES (?, ?, ?)", rows)
+                conn.execute("DELETE FROM vessel_state WHERE scope = ?", (scope,))
+            conn.executemany("INSERT OR REPLACE INTO vessel_state VALUES (?, ?, ?, ?)", rows)
 
         await self._write(run)
 
-    async def load_vessel_states(self) -> dict[int, VesselState]:
-        rows = await self._read(lambda c: c.execute("SELECT * FROM vessel_state").fetchall())
+    async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM vessel_state WHERE scope = ?", (scope,)).fetchall())
         return {r["mmsi"]: VesselState(r["mmsi"], r["time"], json.loads(r["state"]))
                 for r in rows}
 
-    async def save_engine_state(self, time: float, parts: Mapping[str, Any]) -> None:
-        rows = [(part, time, json.dumps(state)) for part, state in parts.items()]
+    async def save_engine_state(self, time: float, parts: Mapping[str, Any],
+                                scope: str = "live") -> None:
+        rows = [(scope, part, time, json.dumps(state)) for part, state in parts.items()]
         await self._write(lambda c: c.executemany(
-            "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)", rows))
+            "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?, ?)", rows))
 
-    async def load_engine_state(self) -> dict[str, Any]:
-        rows = await self._read(lambda c: c.execute("SELECT * FROM engine_state").fetchall())
+    async def load_engine_state(self, scope: str = "live") -> dict[str, Any]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT * FROM engine_state WHERE scope = ?", (scope,)).fetchall())
         return {r["part"]: json.loads(r["state"]) for r in rows}
 
     async def save_source_health(self, time: float,

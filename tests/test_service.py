@@ -312,3 +312,35 @@ def test_a_drill_replayed_into_the_live_database_leaves_the_real_alerts_alone(
     drill = {a["id"] for a in alerts_of(tmp_path / "out1")}
     assert real and len(drill) == len(real) and not real & drill
     assert _alerts_by_drill(db) == {0: real, 1: drill}
+
+
+def test_a_replay_cut_short_and_resumed_with_start_gives_the_alerts_of_one_run(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """A replay saves its rules' state (its own, apart from the live service's), so the
+    rest of the log with --start carries on where it stopped: pending timers, open alerts
+    and all (the resumed run started from a clean slate, and re-raised or delayed alerts)."""
+    log, _ = scenario
+    lines = log.read_text().splitlines(keepends=True)
+    first_half = tmp_path / "first-half.nmea"
+    first_half.write_text("".join(lines[:len(lines) // 2]))
+    cut = int(lines[len(lines) // 2 - 1].split("c:")[1].split("*")[0])
+    db = tmp_path / "resumed.db"
+    live_state = ("live", 244000001, 1.0, '{"messages": 1}')  # to be left alone
+
+    def replay(path: Path, db: Path, out: str, *more: str | int) -> list[str]:
+        done = cli("replay", path, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--db", f"sqlite:///{db}", "--alerts-out", tmp_path / out, *map(str, more))
+        assert done.returncode == 0, done.stderr
+        return sorted((tmp_path / out).read_text().splitlines())
+
+    whole = replay(log, tmp_path / "whole.db", "whole.jsonl")
+    before = replay(first_half, db, "before.jsonl")
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO vessel_state VALUES (?, ?, ?, ?)", live_state)
+        scopes = dict(conn.execute("SELECT scope, count(*) FROM vessel_state GROUP BY scope"))
+    assert scopes["replay"] > 0
+    after = replay(log, db, "after.jsonl", "--start", cut + 1)
+    assert sorted(before + after) == whole and after
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT * FROM vessel_state WHERE scope = 'live'").fetchall() == [
+            live_state]

@@ -375,6 +375,13 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         # replace=True makes the saved set a snapshot
         await second.save_vessel_states([states[1]], replace=True)
         assert list(await second.load_vessel_states()) == [B]
+        # A replay's state is its own: it neither reads nor replaces the live service's.
+        await second.save_vessel_states([states[0]], replace=True, scope="replay")
+        await second.save_engine_state(T0 + 60, {"receivers": {}}, "replay")
+        assert list(await second.load_vessel_states("replay")) == [A]
+        assert list(await second.load_vessel_states()) == [B]
+        assert await second.load_engine_state("replay") == {"receivers": {}}
+        assert await second.load_engine_state() == engine_parts
     finally:
         await second.stop()
 
