@@ -378,6 +378,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
             t_start = t_end - 3600.0
         if t_end < t_start:
             raise ApiError(422, "end is before start")
+        if t_start < _FIRST_TIME or t_end > _LAST_TIME:  # a bound made by default
+            raise ApiError(422, "start/end: the default hour falls outside years 1 to 9999")
         points = await store.track(mmsi, t_start, t_end, max_points,
                                    drill=deps.drill if drill is None else drill)
         return _dump(_track_feature(mmsi, t_start, t_end, points), GEOJSON)

@@ -222,7 +222,8 @@ class MqttFeed:
         # Alert messages not yet in the outbox (on_alert must not wait for the outbox).
         self._to_persist: deque[tuple[str, bytes, int, bool]] = deque()
         self._unacked: set[int] = set()  # outbox ids added by this process, not yet acked
-        self._outbox_error: Exception | None = None  # the outbox is unreachable (why)
+        #: why the outbox cannot send / keep alerts now (None: it can)
+        self._outbox_errors: dict[str, Exception | None] = {"send": None, "keep": None}
         self._open_alerts: dict[str, bytes] = {}  # retained per-alert topic → payload
         self._vessels: dict[int, dict[str, Any]] = {}
         self._vessel_time: dict[int, float] = {}
@@ -374,7 +375,11 @@ class MqttFeed:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         # Whatever on_alert queued after the last persist pass still reaches the outbox.
-        await self._persist_now()
+        try:
+            await self._persist_now()
+        except Exception as exc:
+            log.error("MQTT outbox: %d alert messages could not be kept at stop and are "
+                      "lost (%s)", len(self._to_persist), exc)
         await self.outbox.close()
 
     # ---- further inputs ---------------------------------------------------------------
@@ -433,8 +438,9 @@ class MqttFeed:
             self._persist_wake.clear()
             try:
                 await self._persist_now()
+                self._outbox_back("keep")
             except Exception as exc:
-                self._outbox_away(exc)  # logged once per outage, not every second
+                self._outbox_away(exc, "keep")  # logged once per outage, not every second
                 await asyncio.sleep(_OUTBOX_RETRY_S)
                 self._persist_wake.set()
             self._persisted.set()
@@ -560,7 +566,7 @@ class MqttFeed:
             wait = max(0.0, self._stats_due - loop.time())
             if self._deferred:
                 wait = min(wait, 0.25)  # deferred vessels fall due as message time moves
-            if self._outbox_error is not None:
+            if self._outbox_errors["send"] is not None:
                 wait = min(wait, _OUTBOX_RETRY_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -613,16 +619,21 @@ class MqttFeed:
             if acked < len(batch):
                 raise MqttConnectError("alert publish not acknowledged")
 
-    def _outbox_away(self, exc: Exception) -> None:
-        if self._outbox_error is None:
-            log.warning("MQTT outbox unreachable (%s): alerts wait for it, vessels go on", exc)
+    def _outbox_away(self, exc: Exception, side: str = "send") -> None:
+        """The outbox failed while sending (reading or marking done) or keeping (adding)
+        alerts: warned once per outage of each side, so a store that reads but cannot
+        write does not flap."""
+        if self._outbox_errors[side] is None:
+            log.warning("MQTT outbox unavailable for %s alerts (%s): they wait for it, "
+                        "vessels go on", "sending" if side == "send" else "keeping", exc)
             self.counters["outbox_outages"] += 1
-        self._outbox_error = exc
+        self._outbox_errors[side] = exc
 
-    def _outbox_back(self) -> None:
-        if self._outbox_error is not None:
-            log.warning("MQTT outbox reachable again: sending the alerts that waited")
-            self._outbox_error = None
+    def _outbox_back(self, side: str = "send") -> None:
+        if self._outbox_errors[side] is not None:
+            log.warning("MQTT outbox available again for %s alerts",
+                        "sending" if side == "send" else "keeping")
+            self._outbox_errors[side] = None
 
     async def _republish_retained(self, client: aiomqtt.Client) -> None:
         """After every connect: open alerts, sources, fresh vessels (broker may be new)."""

@@ -56,6 +56,7 @@ class Engine:
                                   if not getattr(r, "needs_fix", False)]
         self._observer_sets: dict[tuple[int, bool, bool], list[Rule]] = {}
         self.ctx = RuleContext(config, zones, self.picture, self.book)
+        self.ctx.in_watch_area = self.in_watch_area
         self.newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
                          "forgotten": 0, "outside_watch_area": 0}
@@ -77,6 +78,11 @@ class Engine:
         watched = self.config.watch_area == "port" and any(
             self.zones.of_kind(kind) for kind in kinds)
         self._watch_kinds = kinds if watched else ()
+
+    def in_watch_area(self, vessel: Vessel) -> bool:
+        """Whether the vessel is a subject of the rules (always, with no watch area)."""
+        return not self._watch_kinds or not self._outside_watch_area(vessel, vessel.x,
+                                                                     vessel.y)
 
     def _outside_watch_area(self, vessel: Vessel, x: float | None, y: float | None) -> bool:
         mmsi = vessel.mmsi
@@ -178,9 +184,13 @@ class Engine:
         self._observer_sets[key] = chosen
         return chosen
 
-    def tick(self, now: float) -> list[AlertEvent]:
-        """Run timers up to ``now`` (message time, or wall time in live mode)."""
-        if self._resume_pending:
+    def tick(self, now: float, *, resume: bool = True) -> list[AlertEvent]:
+        """Run timers up to ``now`` (message time, or wall time in live mode).
+
+        ``resume=False``: a live tick before any line since a restart; the downtime is
+        judged at the first real message time, not at a time near the restored clock.
+        """
+        if self._resume_pending and resume:
             self._resume(now)
         if now >= self._next_tick:
             self._advance(now)

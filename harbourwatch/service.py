@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -90,15 +91,20 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     only alerts started by then (not the live service's, in the same database, since).
     """
     states = await store.load_vessel_states(scope)
+    saved = await store.load_engine_state(scope)
+    # The alerts this scope had open when it saved: a replay resumed in the live database
+    # must not take the live service's (state saved before this was kept: those started by
+    # ``until``).
+    owned = None if saved.get("open_alerts") is None else set(saved["open_alerts"])
     stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill
-              and (until is None or parse_iso(a["started_at"]) <= until)]
+              and (a["id"] in owned if owned is not None
+                   else until is None or parse_iso(a["started_at"]) <= until)]
     alerts = [Alert.from_dict(a) for a in stored]
     if acts is not None:
         for alert in stored:
             acts.record(alert)
-    if states or alerts:
-        engine.restore([s.state for s in states.values()], alerts,
-                       await store.load_engine_state(scope))
+    if states or alerts or saved:
+        engine.restore([s.state for s in states.values()], alerts, saved)
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
     return stored
@@ -109,7 +115,11 @@ async def save_state(store: Store, engine: Engine, scope: str = "live") -> None:
     states = [VesselState(v.mmsi, v.last_seen, v.to_state())
               for v in engine.picture.vessels.values()]
     await store.save_vessel_states(states, replace=True, scope=scope)
-    await store.save_engine_state(engine.newest, engine.saved_state(), scope)
+    parts = {**engine.saved_state(),
+             "open_alerts": sorted(alert.id for alert in engine.open_alerts())}
+    # As of the newest message time (none yet: 0, which PostgreSQL can store; -inf not).
+    as_of = engine.newest if math.isfinite(engine.newest) else 0.0
+    await store.save_engine_state(as_of, parts, scope)
 
 
 async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline,

@@ -215,6 +215,10 @@ async def test_track_is_a_linestring_with_per_vertex_times(api: Rig) -> None:
                                    params={name: value})
         assert (far.status_code, far.json()["error"]) == (
             422, f"{name}: out of range (years 1 to 9999)")
+    last_hour = await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"),
+                                     params={"start": "9999-12-31T23:30:00Z"})
+    assert (last_hour.status_code, last_hour.json()["error"]) == (
+        422, "start/end: the default hour falls outside years 1 to 9999")
 
 
 # -- alerts ------------------------------------------------------------------------------------

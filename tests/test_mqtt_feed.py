@@ -22,7 +22,7 @@ import aiomqtt  # tests only subscribe; the feed's own aiomqtt calls stay in api
 import pytest
 
 from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url
-from api.outbox import SqliteOutbox
+from api.outbox import MemoryOutbox, SqliteOutbox
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from ingest.report import Report
 from tests.services.mosquitto import MosquittoBroker, mosquitto, mosquitto_auth  # noqa: F401
@@ -565,3 +565,33 @@ def test_is_a_sink() -> None:
 
     sink: Sink = MqttFeed()
     assert callable(sink.on_alert)
+
+
+class _DiskFullOutbox(MemoryOutbox):
+    """Reads fine, cannot keep anything new (a full disk): a fault a test cannot make for
+    real as root, who writes to read-only files."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    async def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        self.refused += 1
+        raise OSError(28, "No space left on device")
+
+
+async def test_an_outbox_that_reads_but_cannot_keep_is_one_outage(
+        broker: MosquittoBroker) -> None:
+    """Sending (reads) worked, keeping (adds) did not: the outage was reported over and
+    over, each successful read taking it back."""
+    outbox = _DiskFullOutbox()
+    feed = feed_for(broker, new_prefix(), outbox=outbox)
+    await connected(feed)
+    feed.on_alert(make_event(Transition.NEW, 1))
+    async with asyncio.timeout(WAIT_S):
+        while outbox.refused < 3:  # retried every second
+            await asyncio.sleep(0.1)
+    assert feed.counters["outbox_outages"] == 1
+    assert feed.counters["connects"] == 1
+    feed.stop_timeout_s = 0.5
+    await feed.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from geofence.alert import Alert
+from geofence.alert import Alert, RiskArea, Severity
 from geofence.engine import Engine
 from ingest.report import Report
 from tests.rulekit import T0, Run, at, port_zones, report, rules_config, span
@@ -230,3 +230,14 @@ def test_emergency_devices_and_sar_aircraft_are_never_dark() -> None:
              at(SHIP, span(0, 100, 10), -3000, 5000, speed=8.0),
              at(244000001, span(0, 4000, 30), 5000, 5000))
     assert [e.alert["mmsi"] for e in run.of("dark_vessel")] == [SHIP]
+
+
+def test_a_dark_alert_raised_on_a_device_before_the_upgrade_ends_when_it_is_heard() -> None:
+    """Restored from before devices were exempt: it still ends, or it stays open for ever."""
+    old = Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                severity=Severity.WARNING, mmsi=970123456, started_at=T0)
+    engine = Engine(rules_config(), port_zones())
+    engine.restore([], [old])
+    events = engine.process(report(970123456, 900, 8000, 8000, status=14))
+    (end,) = [e for e in events if e.alert["rule"] == "dark_vessel"]
+    assert (end.transition, end.alert["id"], end.alert["state"]) == ("end", old.id, "ended")

@@ -137,3 +137,60 @@ def test_a_zone_swap_keeps_an_open_collision_risk() -> None:
                                   course=90.0)])
     assert [e.alert["rule"] for e in events] == []
     assert [a.rule for a in engine.open_alerts()] == ["collision_risk"]
+
+
+def test_a_live_restart_judges_the_downtime_at_the_first_line_not_at_a_wall_tick() -> None:
+    """The service ticks every second of wall time before its sources deliver: those ticks
+    run from the restored clock at the wall rate, and must not use up the downtime's grace
+    (every receiver but the first heard raised source_silent an hour back)."""
+    from harbourwatch.pipeline import Pipeline
+    from ingest.ingestor import Ingestor
+
+    first = Engine(rules_config(), port_zones())
+    for t in span(0, 590, 10):
+        feed(first, [report(244000000 + n, t + n, 5000 + 500 * n, 5000, sources=(f"rx{n}",))
+                     for n in (1, 2, 3)])
+    second = restarted(first)
+    pipeline = Pipeline(Ingestor(), second, live=True)
+    seen: list[AlertEvent] = []
+    pipeline.emit = seen.extend  # type: ignore[method-assign]
+    start = second.newest
+    for s in range(60):
+        pipeline.wall_tick(1000.0 + s)
+    assert second.newest == start + 59  # from the restored clock, at the wall's rate
+    back = 592 + 3600  # down for an hour
+    for t in span(back, back + 30, 10):
+        for n in (1, 2, 3):
+            pipeline.handle_report(report(244000000 + n, t + n, 5000 + 500 * n, 5000,
+                                          sources=(f"rx{n}",)))
+    assert seen == []
+
+
+def test_a_dead_feed_after_a_live_restart_still_raises_source_silent() -> None:
+    from harbourwatch.pipeline import Pipeline
+    from ingest.ingestor import Ingestor
+
+    first = Engine(rules_config(), port_zones())
+    feed(first, [report(244000001, t, 5000, 5000) for t in span(0, 100, 10)])
+    pipeline = Pipeline(Ingestor(), restarted(first), live=True)
+    seen: list[AlertEvent] = []
+    pipeline.emit = seen.extend  # type: ignore[method-assign]
+    for s in range(200):  # nothing arrives
+        pipeline.wall_tick(1000.0 + s)
+    assert [(str(e.transition), e.alert["details"]["receiver"]) for e in seen] == [
+        ("new", "rx1")]
+
+
+def test_a_zone_swap_rebuilds_no_pair_with_a_vessel_outside_the_watch_area() -> None:
+    def run(swap: bool) -> list[AlertEvent]:
+        engine = Engine(rules_config(watch_area="port"), port_zones())
+        events: list[AlertEvent] = []
+        for t in span(0, 30, 10):  # one just outside the coverage, one inside, head-on
+            events += feed(engine, [
+                report(244000001, t, 21500 - t * 5.144, 0, speed=10.0, course=270.0),
+                report(244000002, t, 19000 + t * 5.144, 0, speed=10.0, course=90.0)])
+            if swap and t == 10:
+                events += engine.set_zones(port_zones())
+        return [e for e in events if e.alert["rule"] == "collision_risk"]
+
+    assert run(swap=True) == run(swap=False) == []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from geofence.alert import AlertEvent
+from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.options import ServiceOptions, resolve_config
 from harbourwatch.pipeline import Pipeline
@@ -218,7 +218,7 @@ class _NoRules:
     def process(self, report: Any) -> list[AlertEvent]:
         return []
 
-    def tick(self, now: float) -> list[AlertEvent]:
+    def tick(self, now: float, *, resume: bool = True) -> list[AlertEvent]:
         return []
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
@@ -335,6 +335,11 @@ def test_a_replay_cut_short_and_resumed_with_start_gives_the_alerts_of_one_run(
 
     whole = replay(log, tmp_path / "whole.db", "whole.jsonl")
     before = replay(first_half, db, "before.jsonl")
+    # The live service's state and one of its open alerts, on a vessel of the log.
+    later = next(json.loads(line) for line in whole if json.loads(line)["mmsi"])
+    live_alert = Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                       severity=Severity.WARNING, mmsi=later["mmsi"], started_at=cut - 7200)
+    asyncio.run(_store_alert(db, tmp_path, live_alert))
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO vessel_state VALUES (?, ?, ?, ?)", live_state)
         scopes = dict(conn.execute("SELECT scope, count(*) FROM vessel_state GROUP BY scope"))
@@ -344,3 +349,15 @@ def test_a_replay_cut_short_and_resumed_with_start_gives_the_alerts_of_one_run(
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT * FROM vessel_state WHERE scope = 'live'").fetchall() == [
             live_state]
+        assert conn.execute("SELECT state FROM alerts WHERE id = ?",
+                            (live_alert.id,)).fetchone() == ("open",)
+
+
+async def _store_alert(db: Path, folder: Path, alert: Alert) -> None:
+    store = open_store(f"sqlite:///{db}", folder)
+    await store.start()
+    try:
+        store.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), alert.started_at))
+        await store.flush()
+    finally:
+        await store.stop()

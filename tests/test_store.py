@@ -337,6 +337,18 @@ async def test_outbox_in_order(store: Store) -> None:
     assert [m.id for m in await store.outbox_pending(1)] == [ids[2]]
 
 
+async def test_the_rules_state_of_an_engine_that_saw_nothing_saves(store: Store) -> None:
+    """Its clock is -inf (PostgreSQL refused that as a time, every 30 s and at stop)."""
+    from geofence.engine import Engine
+    from geofence.zones import ZoneSet
+    from harbourwatch.config import RulesConfig
+    from harbourwatch.service import save_state
+
+    await save_state(store, Engine(RulesConfig(), ZoneSet.empty(None)))
+    assert await store.load_engine_state() == {"receivers": {}, "rule:encounter": [],
+                                               "open_alerts": []}
+
+
 async def test_source_health_snapshots(store: Store) -> None:
     await store.save_source_health(T0, {"rx1": {"messages": 10}, "rx2": {"messages": 3}})
     await store.save_source_health(T0 + 60, {"rx1": {"messages": 25}})

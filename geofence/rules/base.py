@@ -38,6 +38,9 @@ class RuleContext:
     picture: Picture
     book: AlertBook
     now: float = float("-inf")
+    #: Whether a vessel is a subject of the rules (``watch_area``); for state rebuilt from
+    #: the picture, which also holds vessels outside the port.
+    in_watch_area: Callable[[Vessel], bool] = field(default=lambda _vessel: True)
     # -- per report --
     suspect: str | None = None
     fix_accepted: bool = False

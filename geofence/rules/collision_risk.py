@@ -280,7 +280,7 @@ class CollisionRisk(BaseRule):
             t, x, y = vessel.fix_time, vessel.x, vessel.y
             if (t is None or x is None or y is None or vessel.speed is None
                     or vessel.course is None or vessel.speed <= self.speed_kn
-                    or is_exempt(vessel, self.exempt)):
+                    or is_exempt(vessel, self.exempt) or not ctx.in_watch_area(vessel)):
                 continue
             motion = self._motion(ctx, vessel, t)
             self.moving.put(vessel.mmsi, x, y, motion)

@@ -113,11 +113,13 @@ class DarkVessel(BaseRule):
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         mmsi = vessel.mmsi
-        if not can_go_dark(mmsi):
-            return
         book = ctx.book
         alert = (book.find(self.name, mmsi, any_zone=True)
                  if book.has_open(mmsi) else None)
+        if not can_go_dark(mmsi):
+            if alert is not None and report.time > alert.started_at:
+                self._end(ctx, vessel, alert, report)  # raised before devices were exempt
+            return
         prev = ctx.prev_seen
         if alert is None and prev is not None and (
                 report.time - prev > self._limit.get(mmsi, _NO_LIMIT)):

@@ -204,7 +204,8 @@ class Encounter(BaseRule):
         self.grid = Grid(self._reach)
         for vessel in ctx.picture.vessels.values():
             if (vessel.x is not None and vessel.y is not None and vessel.fix_time is not None
-                    and vessel.speed is not None and vessel.speed <= self.end_speed_kn):
+                    and vessel.speed is not None and vessel.speed <= self.end_speed_kn
+                    and ctx.in_watch_area(vessel)):
                 self.grid.put(vessel.mmsi, vessel.x, vessel.y, (vessel.fix_time, vessel.speed))
 
     def on_zones(self, ctx: RuleContext) -> None:
