@@ -80,6 +80,8 @@ class Pipeline:
         self.muted = 0
         #: Acks and resolves, kept in later transitions of the same alerts.
         self.operator_acts = OperatorActs()
+        #: Sink class name -> calls that raised (see ``_sink_failed``).
+        self.sink_failures: dict[str, int] = {}
         # Message time as the live clock last saw it, and when (time.monotonic()).
         self._wall_newest = _NEVER
         self._wall_since = 0.0
@@ -143,7 +145,10 @@ class Pipeline:
         else:
             events = self.engine.process(report)
         for sink in self.sinks:
-            sink.on_report(report)
+            try:
+                sink.on_report(report)
+            except Exception:
+                self._sink_failed(sink)
         if events:
             self.emit(events)
         if report.time >= self._next_tick:
@@ -186,10 +191,26 @@ class Pipeline:
                 self.muted += 1
                 for sink in self.sinks:
                     if getattr(sink, "keeps_snoozed", False):
-                        sink.on_alert(event)
+                        self._to_sink(sink, event)
                 continue
             for sink in self.sinks:
-                sink.on_alert(event)
+                self._to_sink(sink, event)
+
+    def _to_sink(self, sink: Sink, event: AlertEvent) -> None:
+        try:
+            sink.on_alert(event)
+        except Exception:
+            self._sink_failed(sink)
+
+    def _sink_failed(self, sink: Sink) -> None:
+        """One output failing (a full disk under the alerts file, a bug) must not stop ingest
+        and the other outputs: counted (``/stats`` ``sink_failures``) and logged, the first
+        time and then every thousandth."""
+        name = type(sink).__name__
+        failures = self.sink_failures[name] = self.sink_failures.get(name, 0) + 1
+        if failures == 1 or failures % 1000 == 0:
+            log.exception("%s failed (%d times so far); ingest and the other outputs go on",
+                          name, failures)
 
     # -- asyncio driving ------------------------------------------------------------------
 
@@ -252,6 +273,7 @@ class Pipeline:
             "own_reports": self.own_reports,
             "alert_events": self.alert_events,
             "muted_by_snooze": self.muted,
+            "sink_failures": dict(self.sink_failures),
             "rules": dict(self.engine.counters),
             "sources": {n: s.health.to_dict() for n, s in self.ingestor.sources.items()},
         }

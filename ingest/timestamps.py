@@ -52,7 +52,13 @@ def iso_value(text: bytes) -> float | None:
         sign = -1 if zone[:1] == b"-" else 1
         digits = zone[1:].replace(b":", b"")
         value -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return value
+    return _plausible(value)
+
+
+def _plausible(value: float) -> float | None:
+    """An AIS log's time (1990..2100), else None: year 1 with an offset is no time at all
+    (it is not even a date once the offset is applied, and broke formatting downstream)."""
+    return value if _MIN_EPOCH <= value <= _MAX_EPOCH else None
 
 
 def prefix_time(prefix: bytes) -> float | None:
@@ -90,4 +96,4 @@ def gatehouse_time(fields: list[bytes]) -> float | None:
         moment = datetime(year, month, day, hour, minute, second, milli * 1000, tzinfo=UTC)
     except ValueError:
         return None
-    return moment.timestamp()
+    return _plausible(moment.timestamp())

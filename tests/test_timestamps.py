@@ -337,3 +337,21 @@ def test_a_receiver_clock_ahead_is_warned_about_once_per_receiver(
     assert "receiver rx-a stamps lines 7200 s ahead" in warned[0]
     assert "receiver rx-b" in warned[1]
     assert ingestor.health("national").clock_ahead == 3
+
+
+@pytest.mark.parametrize("text", [b"0001-01-01T00:00:00+23:59", b"9999-12-31T23:59:59-23:59",
+                                  b"1970-01-01T00:00:00Z", b"2150-01-01T00:00:00Z"])
+def test_iso_times_outside_ais_years_are_no_times(text: bytes) -> None:
+    """Year 1 with an offset is not even a date: it once stopped the live service."""
+    assert iso_value(text) is None
+
+
+def test_gatehouse_times_outside_ais_years_are_no_times() -> None:
+    assert gatehouse_time(b"PGHP,1,1,1,1,0,0,0,0".split(b",")) is None
+    assert gatehouse_time(b"PGHP,1,2008,5,9,0,0,0,10".split(b",")) == _utc(2008, 5, 9) + 0.01
+
+
+def test_a_line_with_an_impossible_time_prefix_is_counted_as_junk() -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "udp", ["0001-01-01T00:00:00+23:59 " + LINE], ARRIVAL)
+    assert out == [] and ingestor.health("udp").rejected == {"junk": 1}

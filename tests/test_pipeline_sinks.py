@@ -1,0 +1,49 @@
+"""One output failing (a full disk under the alerts file) stops neither ingest nor the
+other outputs: the failure is counted and logged."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from geofence.alert import AlertEvent
+from geofence.engine import Engine
+from harbourwatch.alerts_file import AlertsFileSink
+from harbourwatch.pipeline import Pipeline
+from ingest.ingestor import Ingestor
+from ingest.report import Report
+from tests.ingest_helpers import position, single
+from tests.rulekit import port_zones, rules_config
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.reports: list[Report] = []
+        self.alerts: list[AlertEvent] = []
+
+    def on_report(self, report: Report) -> None:
+        self.reports.append(report)
+
+    def on_alert(self, event: AlertEvent) -> None:
+        self.alerts.append(event)
+
+
+def test_a_full_disk_under_the_alerts_file_stops_nothing_else(
+        caplog: pytest.LogCaptureFixture) -> None:
+    full = AlertsFileSink(Path("/dev/full"))  # every write fails: ENOSPC
+    asyncio.run(full.start())
+    seen = Seen()
+    pipeline = Pipeline(Ingestor(), Engine(rules_config(), port_zones()), [full, seen],
+                        live=True)
+    sarts = [single(position(mmsi=970000000 + n, speed=0.0)) for n in range(1, 4)]
+    with caplog.at_level("ERROR", logger="harbourwatch.pipeline"):
+        for n, line in enumerate(sarts):
+            pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
+    assert [r.mmsi for r in seen.reports] == [970000001, 970000002, 970000003]
+    assert [e.alert["mmsi"] for e in seen.alerts] == [970000001, 970000002, 970000003]
+    assert pipeline.stats()["sink_failures"] == {"AlertsFileSink": 3}
+    assert len(caplog.records) == 1 and "AlertsFileSink failed" in caplog.records[0].message
+    with pytest.raises(OSError):
+        asyncio.run(full.stop())
