@@ -254,9 +254,13 @@ async def run_service(config: Config, options: ServiceOptions, *,
 
 
 def _on_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM end the run cleanly: sinks flush, MQTT says ``stopped``."""
+    """SIGINT/SIGTERM/SIGHUP end the run cleanly: sinks flush, MQTT says ``stopped``.
+
+    SIGHUP too: a closed terminal or SSH session killed the service by default, losing the
+    buffered positions and the rules' state.
+    """
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 

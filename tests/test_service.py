@@ -253,8 +253,10 @@ def test_a_published_alert_still_ends_when_its_rule_is_snoozed_later() -> None:
     assert book.muted(AlertEvent(Transition.END, {**base, "id": "a2", "state": "ended"}, 400.0))
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_sigterm_during_a_replay_stops_cleanly_and_keeps_what_was_seen(
-        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGHUP too: a closed terminal killed the service, losing what was buffered."""
     log, _ = scenario
     db = tmp_path / "hw.db"
     out = tmp_path / "alerts.jsonl"
@@ -267,7 +269,7 @@ def test_sigterm_during_a_replay_stops_cleanly_and_keeps_what_was_seen(
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
     written = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     with sqlite3.connect(db) as conn:
