@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from harbourwatch.service import ReplayPlan, run_service
-    from harbourwatch.timeutil import parse_iso
+    from harbourwatch.timeutil import parse_message_time
     from ingest.sources.base import SourceError
     from replay.decoding import DecodingFailed
     from replay.pacing import parse_speed
@@ -85,7 +85,7 @@ def _replay(args: argparse.Namespace) -> int:
     options = ServiceOptions.from_args(args)
     try:
         speed = parse_speed(args.speed)
-        start = None if args.start is None else parse_iso(args.start)
+        start = None if args.start is None else parse_message_time(args.start)
     except ValueError as exc:
         return _fail([str(exc) if args.start is None else f"--start {args.start!r}: {exc}"])
     if not args.nominal_rate > 0:
@@ -111,13 +111,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _scenario(args: argparse.Namespace) -> int:
     from geofence.zones import ZoneError
-    from harbourwatch.timeutil import parse_iso
+    from harbourwatch.timeutil import parse_message_time
     from replay.scenario import generate_scenario
 
     if not args.hours > 0:
         return _fail(["--hours must be greater than 0"])
     try:
-        start = None if args.start is None else parse_iso(args.start)
+        start = None if args.start is None else parse_message_time(args.start)
     except ValueError as exc:
         return _fail([f"--start {args.start!r}: {exc}"])
     try:

@@ -355,3 +355,22 @@ def test_a_line_with_an_impossible_time_prefix_is_counted_as_junk() -> None:
     ingestor = Ingestor()
     out = feed_all(ingestor, "udp", ["0001-01-01T00:00:00+23:59 " + LINE], ARRIVAL)
     assert out == [] and ingestor.health("udp").rejected == {"junk": 1}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2012-01-27T12:00:00Z", 1327665600.0), ("1327665600", 1327665600.0),
+    ("1327665600000", 1327665600.0),  # milliseconds, as tag blocks may give them
+])
+def test_a_start_time_is_iso_seconds_or_milliseconds(text: str, expected: float) -> None:
+    from harbourwatch.timeutil import parse_message_time
+
+    assert parse_message_time(text) == expected
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-1", "1e15", "1800-01-01T00:00:00Z"])
+def test_a_start_time_that_is_no_message_time_is_refused(text: str) -> None:
+    """They replayed nothing, or everything, without a word."""
+    from harbourwatch.timeutil import parse_message_time
+
+    with pytest.raises(ValueError, match="not a message time between 1990 and 2100"):
+        parse_message_time(text)
