@@ -100,13 +100,13 @@ def _replay(args: argparse.Namespace) -> int:
         return asyncio.run(run_service(config, options, replay=plan))
     except ConfigError as exc:
         return _fail(exc.errors)
-    except _startup_errors() as exc:
-        return _fail(_messages(exc))
     except (SourceError, DecodingFailed) as exc:
         # A log that breaks off (or the decoding process killed): what came before it was
         # played and stored.
         print(f"harbourwatch: replay stopped: {exc}", file=sys.stderr)
         return 1
+    except _startup_errors() as exc:
+        return _fail(_messages(exc))
 
 
 def _scenario(args: argparse.Namespace) -> int:
@@ -145,10 +145,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _startup_errors() -> tuple[type[BaseException], ...]:
+    """What stops a run before or as it starts, with a message for the user (exit 2)."""
+    from api.mqtt import MqttConfigError
     from geofence.zones import ZoneError
+    from ingest.sources.base import SourceError
     from store import StoreError
 
-    return (ZoneError, StoreError)
+    return (ZoneError, StoreError, SourceError, MqttConfigError)
 
 
 def _messages(exc: BaseException) -> list[str]:

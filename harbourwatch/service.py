@@ -34,6 +34,7 @@ from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
 from harbourwatch.timeutil import parse_iso
 from ingest.ingestor import Ingestor, sources_final_after
+from ingest.sources.base import SourceError
 from ingest.sources.queue import LineQueue
 from ingest.sources.runner import run_sources
 from store import VesselState, open_store
@@ -334,8 +335,17 @@ async def _live(sources: list[Any], pipeline: Pipeline, queue_size: int,
         for task in (reading, consuming, waiting):
             task.cancel()
         for task in (reading, consuming, waiting):
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except ExceptionGroup as group:
+                # A source that cannot start (a port in use, a host that does not resolve)
+                # comes out of the sources' task group: say which, not a traceback.
+                failed, _rest = group.split(SourceError)
+                if failed is None:
+                    raise
+                raise failed.exceptions[0] from None
 
 
 async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pipeline,

@@ -363,3 +363,17 @@ async def _store_alert(db: Path, folder: Path, alert: Alert) -> None:
         await store.flush()
     finally:
         await store.stop()
+
+
+def test_a_udp_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
+    """It was a 48-line ExceptionGroup traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        done = cli("run", "--zones", DEMO_ZONES, "--udp", f"127.0.0.1:{port}",
+                   "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"harbourwatch: source udp-{port}: cannot listen on UDP 127.0.0.1:{port}: "
+        "[Errno 98] Address already in use")
+    assert "Traceback" not in done.stderr
