@@ -86,14 +86,18 @@ class IngestorView(Protocol):
     def receivers(self) -> Mapping[str, HasHealth]: ...
 
 
-def sources_of(ingestor: IngestorView) -> SourcesProvider:
-    """A :data:`SourcesProvider` over an ingestor's live counters."""
+def sources_of(ingestor: IngestorView,
+               transport: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+               ) -> SourcesProvider:
+    """A :data:`SourcesProvider` over an ingestor's live counters, each source's merged
+    with ``transport``'s (lines the queue dropped, links lost: what never reached ingest)."""
 
     def provide() -> dict[str, Any]:
-        return {
-            "sources": {n: s.health.to_dict() for n, s in ingestor.sources.items()},
-            "receivers": {n: r.to_dict() for n, r in ingestor.receivers.items()},
-        }
+        sources = {n: s.health.to_dict() for n, s in ingestor.sources.items()}
+        for name, counters in (transport() if transport is not None else {}).items():
+            sources[name] = {**sources.get(name, {"name": name}), **counters}
+        return {"sources": sources,
+                "receivers": {n: r.to_dict() for n, r in ingestor.receivers.items()}}
 
     return provide
 

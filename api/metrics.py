@@ -27,6 +27,11 @@ _SOURCE_COUNTERS = (
     ("own_messages", "Own-ship (VDO) messages"),
     ("clock_rejected", "Base-station times rejected as a bad clock"),
     ("clock_ahead", "Live lines timed ahead of their arrival, timed by arrival instead"),
+    ("queue_dropped", "Lines dropped because the queue was full (UDP cannot be slowed)"),
+    ("kernel_dropped", "UDP datagrams the kernel dropped: the socket buffer was full"),
+    ("overlong", "Unterminated runs longer than a line can be, thrown away"),
+    ("partial_lines", "Unterminated line ends thrown away when a link broke"),
+    ("disconnects", "Links lost after they were up"),
 )
 _SOURCE_BY_REASON = (
     ("rejected", "Lines rejected, by reason"), ("decode_errors", "Decode failures, by reason"),

@@ -149,6 +149,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     restores_state = saves_state and (replay is None or replay.start is not None)
     config_dir = options.config.resolve().parent if options.config else Path.cwd()
     sources = [] if replay is not None else build_sources(config, options)
+    queue = LineQueue(config.ingest.queue_size)
     zones = load_zones(config)
     engine = Engine(config.rules, zones, drill=drill)
     ingestor = Ingestor(fragment_ttl_s=config.ingest.fragment_ttl_s,
@@ -211,7 +212,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 listeners.append(_operator_acts_to(mqtt_feed, ingestor))
             api_task = asyncio.create_task(_serve_api(
                 config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
-                listeners, failures))
+                listeners, failures, transport_of(sources, queue)))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -225,7 +226,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 log.warning("replay finished; still serving the API (Ctrl-C to stop)")
                 await stop.wait()
         else:
-            await _live(sources, pipeline, config.ingest.queue_size, stop)
+            await _live(sources, pipeline, queue, stop)
     finally:
         stop.set()
         if decoder is not None:
@@ -318,14 +319,35 @@ async def _replay(plan: ReplayPlan, pipeline: Pipeline,
                 result.reports, pipeline.alert_events)
 
 
-async def _live(sources: list[Any], pipeline: Pipeline, queue_size: int,
+def transport_of(sources: list[Any], queue: LineQueue
+                 ) -> Callable[[], dict[str, dict[str, Any]]]:
+    """Each live source's counters of what never reached ingest, for /sources and /metrics:
+    lines the full queue dropped, datagrams the kernel dropped, links lost."""
+
+    def provide() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for source in sources:
+            stats = source.stats
+            counters: dict[str, Any] = {
+                "queue_dropped": queue.drops.get(source.name, 0),
+                "overlong": stats.overlong, "partial_lines": stats.partial_lines,
+                "connects": stats.connects, "disconnects": stats.disconnects}
+            kernel = getattr(source, "kernel_drops", None)
+            if kernel is not None:
+                counters["kernel_dropped"] = kernel()
+            out[source.name] = counters
+        return out
+
+    return provide
+
+
+async def _live(sources: list[Any], pipeline: Pipeline, queue: LineQueue,
                 stop: asyncio.Event) -> None:
     if not sources:
         log.warning("no live sources configured (--udp, --tcp, --serial or sources:); "
                     "waiting for a signal")
         await stop.wait()
         return
-    queue = LineQueue(queue_size)
     reading = asyncio.create_task(run_sources(sources, queue))
     consuming = asyncio.create_task(pipeline.consume(queue))
     waiting = asyncio.create_task(stop.wait())
@@ -352,7 +374,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                      ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
                      hub: StreamHub, picture: LivePicture,
                      operator_updates: list[Callable[[Mapping[str, Any]], None]],
-                     failures: list[str]) -> None:
+                     failures: list[str],
+                     transport: Callable[[], dict[str, dict[str, Any]]]) -> None:
     from api.app import create_app
     from api.auth import Authenticator
     from api.deps import ApiDeps, EngineZones, sources_of
@@ -361,7 +384,7 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
     deps = ApiDeps(store=store, auth=auth, picture=picture, hub=hub, zones=zones,
                    zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
-                   sources=sources_of(ingestor),
+                   sources=sources_of(ingestor, transport),
                    clock=lambda: ingestor.newest or time.time(),
                    operator_updates=operator_updates, drill=engine.drill)
     app = create_app(deps)

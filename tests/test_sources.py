@@ -635,3 +635,33 @@ def test_names_are_validated_and_slugified() -> None:
     assert slugify("serial-ttyUSB0") == "serial-ttyusb0"
     assert slugify("tcp-::1-10110") == "tcp-1-10110"
     assert parse_host_port("[fe80::1]:1", flag="--tcp") == ("fe80::1", 1)
+
+
+async def test_what_a_flood_dropped_shows_in_sources_and_metrics() -> None:
+    """The queue counted its drops, but nothing showed them (DESIGN: counted drops)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from api.deps import sources_of
+    from api.metrics import ServiceCollector
+    from harbourwatch.service import transport_of
+    from ingest.ingestor import Ingestor
+
+    queue = LineQueue(maxsize=16)
+    source = UdpSource("udp-flood", "127.0.0.1", 0)
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for d in range(10):
+                tx.sendto(b"".join(b"junk-%d-%d\n" % (d, i) for i in range(10)),
+                          source.local_address)
+            await wait_until(lambda: source.datagrams == 10)
+        provide = sources_of(Ingestor(), transport_of([source], queue))
+        shown = provide()["sources"]["udp-flood"]
+        registry = CollectorRegistry()
+        registry.register(ServiceCollector(sources=provide))
+        metrics = generate_latest(registry).decode()
+    assert (shown["queue_dropped"], shown["kernel_dropped"]) == (100 - 16, 0)
+    assert (shown["connects"], shown["disconnects"], shown["overlong"]) == (1, 0, 0)
+    assert 'harbourwatch_source_queue_dropped_total{source="udp-flood"} 84.0' in metrics

@@ -12,11 +12,13 @@ returns what is left, then raises :class:`LineQueueClosed`; ``async for`` just s
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 from ingest.lines import RawLine
 
+log = logging.getLogger(__name__)
 DEFAULT_MAXSIZE = 10_000
 
 
@@ -68,7 +70,10 @@ class LineQueue:
     def offer(self, line: RawLine) -> bool:
         """Enqueue without waiting; when full (or closed) count a drop and return False."""
         if self._closed or len(self._items) >= self._maxsize:
-            self.drops[line.source] = self.drops.get(line.source, 0) + 1
+            dropped = self.drops[line.source] = self.drops.get(line.source, 0) + 1
+            if dropped == 1 or dropped % 10_000 == 0:
+                log.warning("source %s: the line queue is full; %d lines dropped so far "
+                            "(see /sources queue_dropped)", line.source, dropped)
             return False
         self._items.append(line)
         self._wake(self._getters)
