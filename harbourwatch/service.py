@@ -67,6 +67,23 @@ def load_zones(config: Config) -> ZoneSet:
     return ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
 
 
+async def _zones_in_force(store: Store, config: Config, zones: ZoneSet) -> ZoneSet:
+    """Live: the zones last saved over the API (PUT /zones) when newer than the zones file,
+    else the file's. A security zone the duty officer added went away at the next restart."""
+    saved = await store.latest_zones()
+    if saved is None:
+        return zones
+    path = config.port.zones
+    saved_at = parse_iso(str(saved["time"]))
+    if path is not None and path.stat().st_mtime >= saved_at:
+        log.warning("zones: %s is newer than version %s saved over the API at %s; using the "
+                    "file", path, saved["version"], saved["time"])
+        return zones
+    log.warning("zones: using version %s saved over the API by %s at %s%s", saved["version"],
+                saved["actor"], saved["time"], "" if path is None else f" (newer than {path})")
+    return ZoneSet.from_geojson(saved["geojson"], projection=zones.crs)
+
+
 def make_store(config: Config, config_dir: Path, drill: bool, *,
                replay: bool = False) -> Store:
     """The configured store; a replay writes SQLite batches inline (see SqliteStore)."""
@@ -178,6 +195,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
     failures: list[str] = []
     mqtt_feed: Any = None
     try:
+        if replay is None and not drill:
+            zones = await _zones_in_force(store, config, zones)
+            engine.set_zones(zones)
         restored: list[dict[str, Any]] = []
         if restores_state:
             restored = await restore_state(

@@ -377,3 +377,32 @@ def test_a_udp_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
         f"harbourwatch: source udp-{port}: cannot listen on UDP 127.0.0.1:{port}: "
         "[Errno 98] Address already in use")
     assert "Traceback" not in done.stderr
+
+
+def test_zones_saved_over_the_api_are_in_force_after_a_restart(tmp_path: Path) -> None:
+    """A PUT /zones after the zones file was written wins at start-up; editing the file
+    afterwards wins again. The added zone went away at every restart."""
+    from harbourwatch.service import _zones_in_force
+
+    zones_file = tmp_path / "zones.geojson"
+    zones_file.write_text(DEMO_ZONES.read_text())
+    os.utime(zones_file, (1_700_000_000, 1_700_000_000))
+    config = resolve_config(ServiceOptions(zones=zones_file))
+    from_file = load_zones(config)
+    added = json.loads(zones_file.read_text())
+    added["features"].append({**added["features"][-1], "properties": {
+        **added["features"][-1]["properties"], "id": "new_security", "kind": "security"}})
+
+    async def in_force() -> set[str]:
+        store = open_store(f"sqlite:///{tmp_path / 'z.db'}", tmp_path)
+        await store.start()
+        try:
+            if await store.latest_zones() is None:
+                await store.save_zones(added, "admin")
+            return {zone.id for zone in await _zones_in_force(store, config, from_file)}
+        finally:
+            await store.stop()
+
+    assert "new_security" in asyncio.run(in_force())
+    zones_file.write_text(zones_file.read_text())  # edited after the PUT
+    assert "new_security" not in asyncio.run(in_force())
