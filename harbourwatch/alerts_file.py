@@ -14,6 +14,10 @@ from geofence.alert import AlertEvent
 from ingest.report import Report
 
 
+class AlertsFileError(RuntimeError):
+    """The alerts file cannot be opened (a directory, no permission, no such folder)."""
+
+
 class AlertsFileSink:
     """A :class:`harbourwatch.sinks.Sink` appending alert transitions to a file."""
 
@@ -23,9 +27,13 @@ class AlertsFileSink:
         self.written = 0
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Line-buffered: a live run is tailed by other tools, and a crash loses no line.
-        self._file = self.path.open("w", encoding="utf-8", buffering=1)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Line-buffered: a live run is tailed by other tools, and a crash loses no line.
+            self._file = self.path.open("w", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise AlertsFileError(
+                f"--alerts-out {self.path}: cannot write: {exc.strerror or exc}") from exc
 
     def on_report(self, report: Report) -> None:
         return None

@@ -628,6 +628,9 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{file}:{line}: not UTF-8 text (byte {exc.start})"]) from exc
     return parse_config(text, str(file), base_dir=file.parent.resolve(), env=env)
 
 

@@ -196,3 +196,11 @@ def test_check_config_reports_config_and_zone_problems(tmp_path: Path) -> None:
         f"{tmp_path / 'bad.yaml'}:1: bogus: Extra inputs are not permitted"]
     assert check_config(None, tmp_path / "missing.geojson")[0].endswith(
         "cannot read: No such file or directory")
+
+
+def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "port.yaml"
+    path.write_bytes(b"version: 1\nport: {name: caf\xe9}\n")  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.errors == [f"{path}:2: not UTF-8 text (byte 27)"]

@@ -406,3 +406,11 @@ def test_zones_saved_over_the_api_are_in_force_after_a_restart(tmp_path: Path) -
     assert "new_security" in asyncio.run(in_force())
     zones_file.write_text(zones_file.read_text())  # edited after the PUT
     assert "new_security" not in asyncio.run(in_force())
+
+
+def test_an_alerts_file_that_cannot_be_written_is_a_message_and_exit_2(tmp_path: Path) -> None:
+    done = cli("replay", FIXTURES / "pyais" / "messages.ais", "--zones", DEMO_ZONES,
+               "--db", f"sqlite:///{tmp_path / 'x.db'}", "--alerts-out", tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"harbourwatch: --alerts-out {tmp_path}: cannot write: Is a directory")

@@ -124,3 +124,11 @@ def test_utm_zone_choice_and_projector_round_trip() -> None:
     proj = Projector("EPSG:32631")
     lon, lat = proj.inverse(*proj.forward(4.1, 51.9))
     assert (lon, lat) == pytest.approx((4.1, 51.9), abs=1e-9)
+
+
+def test_zones_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "zones.geojson"
+    path.write_bytes(b'{"type": "FeatureCollection",\n "features": []}\n\xff')
+    with pytest.raises(ZoneError) as caught:
+        ZoneSet.from_geojson(path)
+    assert caught.value.errors == [f"{path}:3: not UTF-8 text (byte 47)"]
