@@ -591,6 +591,11 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: not valid YAML: {problem}"]) from exc
+    repeated = _repeated_keys(root)
+    if repeated:
+        # YAML keeps the last silently: a second ``sources:`` wiped the first.
+        raise ConfigError([f"{source}:{line}: {key!r} given twice (first on line {first})"
+                           for key, first, line in repeated])
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -606,12 +611,34 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
     return config
 
 
+def _repeated_keys(node: yaml.Node | None) -> list[tuple[str, int, int]]:
+    """(key, first line, repeated line) of every key given twice in one mapping."""
+    out: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            line = key.start_mark.line + 1
+            if name in seen:
+                out.append((name, seen[name], line))
+            else:
+                seen[name] = line
+            out += _repeated_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            out += _repeated_keys(item)
+    return out
+
+
 def _resolve_paths(config: Config, base: Path) -> None:
     def resolve(path: Path | None) -> Path | None:
         return None if path is None or path.is_absolute() else (base / path).resolve()
 
     if config.port.zones is not None:
         config.port.zones = resolve(config.port.zones) or config.port.zones
+    for item in config.sources:  # like the zones: relative to the config file, not the cwd
+        if item.kind == "file" and item.path not in (None, "-"):
+            item.path = str(resolve(Path(str(item.path))) or item.path)
     if config.store.spool_dir is not None:
         config.store.spool_dir = resolve(config.store.spool_dir) or config.store.spool_dir
     tls = config.mqtt.tls

@@ -204,3 +204,19 @@ def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.errors == [f"{path}:2: not UTF-8 text (byte 27)"]
+
+
+def test_a_key_given_twice_names_both_lines() -> None:
+    """YAML keeps the last silently: a second sources: wiped the first."""
+    text = ("version: 1\nsources:\n  - {kind: udp, name: a, port: 10110}\nport: {name: t}\n"
+            "sources:\n  - {kind: udp, name: b, port: 10111, port: 10112}\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "port.yaml")
+    assert caught.value.errors == ["port.yaml:5: 'sources' given twice (first on line 2)",
+                                   "port.yaml:6: 'port' given twice (first on line 6)"]
+
+
+def test_a_file_source_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    text = "version: 1\nsources:\n  - {kind: file, name: log, path: logs/today.nmea}\n"
+    config = parse_config(text, "port.yaml", base_dir=tmp_path)
+    assert config.sources[0].path == str(tmp_path / "logs" / "today.nmea")
