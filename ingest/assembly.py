@@ -1,11 +1,11 @@
 """Multipart assembly with a time to live and a bound on pending groups.
 
 pyais's own buffer never expires, so a lost fragment would sit forever and a reused
-sequence id could glue two messages together. Here a group is keyed by
-(source, channel, sequence id, fragment count); a fragment that does not fit its group
-(out of order: a gap, a number seen twice, a new first fragment) ends the old group as
-*inconsistent*, and groups older than the TTL (message time) are *expired*. Neither is
-ever glued to another.
+sequence id could glue two messages together. Here a group is keyed by (source,
+receiving station, channel, sequence id, fragment count); a fragment that does not fit its
+group (out of order: a gap, a number seen twice, a new first fragment) ends the old group as
+*inconsistent*, and groups older than the TTL (message time) are *expired*. Neither is ever
+glued to another.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from ingest.framing import Sentence
 
-GroupKey = tuple[str, str, bytes, int]
+#: (source, receiving station or None, channel, sequence id, fragment count)
+GroupKey = tuple[str, str | None, str, bytes, int]
 
 
 @dataclass(slots=True)
@@ -40,6 +41,9 @@ class Assembler:
         self.ttl_s = ttl_s
         self.max_groups = max_groups
         self._groups: OrderedDict[GroupKey, _Group] = OrderedDict()
+        #: (source, channel, sequence id, count) -> station of the group it last started:
+        #: where a continuation fragment without a tag-block station belongs.
+        self._started_by: dict[tuple[str, str, bytes, int], str | None] = {}
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -50,7 +54,17 @@ class Assembler:
 
         Groups given up on are appended to ``dropped``.
         """
-        key = (source, sentence.channel, sentence.seq, sentence.count)
+        # A national feed is many stations behind one source, and two of them can use the
+        # same sequence id at once: their fragments must not meet (tag-block ``s:``).
+        base = (source, sentence.channel, sentence.seq, sentence.count)
+        station = sentence.station
+        if sentence.number == 1:
+            if len(self._started_by) >= 4 * self.max_groups:
+                self._started_by.clear()
+            self._started_by[base] = station
+        elif station is None:
+            station = self._started_by.get(base)
+        key = (source, station, sentence.channel, sentence.seq, sentence.count)
         group = self._groups.get(key)
         if group is not None and sentence.number != len(group.parts) + 1:
             # Fragments of one source arrive in order: a gap, a repeated number or a new

@@ -228,3 +228,23 @@ def test_assembler_alone_keys_and_orders() -> None:
     assert done is not None
     assert [s.number for s in done] == [1, 2, 3]
     assert [(d.source, d.reason, d.fragments) for d in dropped] == [("y", "inconsistent", 1)]
+
+
+def test_two_stations_of_one_feed_with_the_same_sequence_id_are_not_glued() -> None:
+    """A national feed: stations rxA and rxB interleave two type 5 messages on sequence id
+    3. Keyed by source alone, B's first fragment took A's second (and A was lost)."""
+    from ingest.ingestor import Ingestor
+    from tests.ingest_helpers import feed_all, multipart, static, tag_block
+
+    alpha = multipart(static(mmsi=244123456, shipname="ALPHA", destination="ROTTERDAM"), 2,
+                      seq="3")
+    bravo = multipart(static(mmsi=636012345, shipname="BRAVO",
+                             destination="GLADSTONE PILOT GROU"), 2, seq="3")
+    a, b = tag_block(s="rxA", c=1_767_268_800), tag_block(s="rxB", c=1_767_268_800)
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "national", [a + alpha[0], b + bravo[0], a + alpha[1],
+                                          b + bravo[1]])
+    assert sorted((r.mmsi, r.shipname, r.destination, tuple(r.sources)) for r in out) == [
+        (244123456, "ALPHA", "ROTTERDAM", ("rxA",)),
+        (636012345, "BRAVO", "GLADSTONE PILOT GROU", ("rxB",))]
+    assert not ingestor.health("national").fragments_dropped
