@@ -271,9 +271,6 @@ class ZoneSet:
                 obj = json.loads(obj_or_path)
             except json.JSONDecodeError as exc:
                 raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
-            except UnicodeDecodeError as exc:
-                line = path.read_bytes()[:exc.start].count(b"\n") + 1
-                raise ZoneError([f"{source}:{line}: not UTF-8 text (byte {exc.start})"]) from exc
         zones, warnings = parse_features(obj, source)
         try:
             return cls(zones, projection=projection, source=source, warnings=warnings)
