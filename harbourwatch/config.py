@@ -671,11 +671,23 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
             Config.default_for_zones(zones) if zones is not None else Config())
     except ConfigError as exc:
         return exc.errors
+    where = str(path) if path is not None else "<flags>"
+    # What ``run`` finds only when it starts (it said "ok" here, then stopped there).
+    errors = [f"{where}: sources: {item.name}: no such file: {item.path}"
+              for item in config.sources
+              if item.kind == "file" and item.path not in (None, "-")
+              and not Path(str(item.path)).is_file()]
+    if config.mqtt.url is not None:
+        from api.mqtt import MqttConfigError, MqttFeed
+
+        try:
+            MqttFeed.from_config(config.mqtt, port_name=config.port.name)
+        except MqttConfigError as exc:
+            errors.append(f"{where}: mqtt: {exc}")
     zones_path = Path(zones) if zones is not None else config.port.zones
-    if zones_path is None:
-        return []
-    try:
-        ZoneSet.from_geojson(zones_path, projection=config.port.projection)
-    except ZoneError as exc:
-        return exc.errors
-    return []
+    if zones_path is not None:
+        try:
+            ZoneSet.from_geojson(zones_path, projection=config.port.projection)
+        except ZoneError as exc:
+            errors += exc.errors
+    return errors

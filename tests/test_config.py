@@ -220,3 +220,18 @@ def test_a_file_source_path_is_relative_to_the_config(tmp_path: Path) -> None:
     text = "version: 1\nsources:\n  - {kind: file, name: log, path: logs/today.nmea}\n"
     config = parse_config(text, "port.yaml", base_dir=tmp_path)
     assert config.sources[0].path == str(tmp_path / "logs" / "today.nmea")
+
+
+def test_check_config_finds_what_run_would_stop_on(tmp_path: Path) -> None:
+    """It said "ok", then run stopped on a missing log, an MQTT port out of range, or a
+    TLS file that is not there."""
+    path = tmp_path / "port.yaml"
+    path.write_text("version: 1\nsources:\n  - {kind: file, name: log, path: missing.nmea}\n"
+                    "mqtt: {url: 'mqtt://127.0.0.1:99999'}\n")
+    assert check_config(path) == [
+        f"{path}: sources: log: no such file: {tmp_path / 'missing.nmea'}",
+        f"{path}: mqtt: MQTT URL has a bad port: Port out of range 0-65535"]
+    path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', "
+                    "tls: {enabled: true, ca_file: ca.pem}}\n")
+    assert check_config(path) == [
+        f"{path}: mqtt: MQTT TLS files: [Errno 2] No such file or directory"]
