@@ -89,3 +89,18 @@ def test_bad_usage_exits_2() -> None:
     result = _decode()
     assert result.returncode == 2
     assert b"FILE" in result.stderr
+
+
+def test_two_receivers_logs_of_one_file_name_stay_two_sources(tmp_path: Path) -> None:
+    """a/rx.txt and b/rx.txt: one source, so one receiver's lines counted as duplicates
+    of the other's."""
+    line = single(position(mmsi=244000001)) + "\n"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "rx.txt").write_text(line)
+    result = _decode(str(tmp_path / "a" / "rx.txt"), str(tmp_path / "b" / "rx.txt"), "--stats")
+    assert result.returncode == 0, result.stderr.decode()
+    stats = json.loads(result.stderr)
+    assert [s["name"] for s in stats["sources"]] == ["rx.txt", "rx.txt-2"]
+    (report,) = [json.loads(out) for out in result.stdout.splitlines()]
+    assert report["sources"] == ["rx.txt", "rx.txt-2"]
