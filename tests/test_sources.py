@@ -665,3 +665,34 @@ async def test_what_a_flood_dropped_shows_in_sources_and_metrics() -> None:
     assert (shown["queue_dropped"], shown["kernel_dropped"]) == (100 - 16, 0)
     assert (shown["connects"], shown["disconnects"], shown["overlong"]) == (1, 0, 0)
     assert 'harbourwatch_source_queue_dropped_total{source="udp-flood"} 84.0' in metrics
+
+
+async def test_udp_sentences_cut_across_datagrams_are_joined_per_sender() -> None:
+    """A serial-to-network converter packs bytes into fixed-size datagrams: sentences cut
+    in two were two rejected lines. Whole sentences without a line end stay lines of their
+    own, and a second sender's datagrams do not mix in."""
+    from ingest.ingestor import Ingestor
+    from tests.ingest_helpers import position, single
+
+    sentences = [single(position(mmsi=244000000 + i)) for i in range(40)]
+    stream = "".join(s + "\r\n" for s in sentences).encode()
+    queue = LineQueue()
+    source = UdpSource("udp-packed", "127.0.0.1", 0)
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as packer, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+            chunks = [stream[i:i + 64] for i in range(0, len(stream), 64)]
+            for chunk in chunks:
+                packer.sendto(chunk, source.local_address)
+                plain.sendto(sentences[0].encode(), source.local_address)  # no line end
+            await wait_until(lambda: source.datagrams == 2 * len(chunks))
+    ingestor = Ingestor()
+    reports = [r for line in [line async for line in _drain(queue)]
+               for r in ingestor.feed(line.source, line.data, line.received)]
+    health = ingestor.health("udp-packed")
+    assert dict(health.rejected) == {}
+    assert sorted({r.mmsi for r in reports}) == [244000000 + i for i in range(40)]
+    assert health.sentences == 40 + len(chunks)

@@ -1,12 +1,20 @@
-"""UDP listener: the usual output of an AIS receiver (one or more sentences per datagram)."""
+"""UDP listener: the usual output of an AIS receiver (one or more sentences per datagram).
+
+Most receivers send whole sentences, terminated or not. Serial-to-network converters that
+pack bytes into fixed-size datagrams cut sentences in two: an unterminated last line that
+cannot be a whole sentence (no ``*hh`` checksum in it) waits for the same sender's next
+datagram, and is joined to it unless that one starts a sentence of its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import socket
 import time
+from typing import Any
 
 from ingest.lines import RawLine
 from ingest.sources.base import SourceBase, SourceError
@@ -14,6 +22,9 @@ from ingest.sources.queue import LineQueue
 from ingest.sources.splitter import split_lines
 
 log = logging.getLogger(__name__)
+_HAS_CHECKSUM = re.compile(rb"\*[0-9A-Fa-f]{2}")
+_SENTENCE_STARTS = frozenset(b"!\\$")  # what a line of its own starts with
+_MAX_SENDERS_HELD = 1024
 
 DEFAULT_RCVBUF = 4 * 1024 * 1024
 """Socket receive buffer asked for; the kernel caps it (net.core.rmem_max). A larger buffer
@@ -38,6 +49,8 @@ class UdpSource(SourceBase):
         """The bound address once running (tells the port when ``port`` was 0)."""
         self.datagrams = 0
         self._inode: int | None = None
+        #: sender -> (start of a sentence cut at the end of its last datagram, its arrival)
+        self._held: dict[Any, tuple[bytes, float]] = {}
 
     async def run(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
@@ -93,14 +106,27 @@ class UdpSource(SourceBase):
                 continue
         return None
 
-    def _datagram(self, data: bytes, queue: LineQueue) -> None:
+    def _datagram(self, data: bytes, queue: LineQueue, sender: Any = None) -> None:
         received = time.time()
         self.datagrams += 1
         stats = self._stats
         stats.bytes += len(data)
         name = self.name
         offer = queue.offer
-        for line in split_lines(data):
+        held = self._held.pop(sender, None) if self._held else None
+        if held is not None:
+            start, when = held
+            if data and data[0] not in _SENTENCE_STARTS:
+                data, received = start + data, when  # the rest of the cut sentence
+            else:
+                stats.lines += 1
+                offer(RawLine(name, start, when))  # never continued: counted as it is
+        lines = split_lines(data)
+        if lines and data[-1:] not in (b"\n", b"\r") and not _HAS_CHECKSUM.search(lines[-1]):
+            if len(self._held) >= _MAX_SENDERS_HELD:
+                self._held.clear()
+            self._held[sender] = (lines.pop(), received)
+        for line in lines:
             stats.lines += 1
             offer(RawLine(name, line, received))
 
@@ -111,7 +137,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._queue = queue
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self._source._datagram(data, self._queue)
+        self._source._datagram(data, self._queue, addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors on a listening socket say nothing about incoming data: note and go on.
