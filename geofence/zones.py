@@ -42,9 +42,12 @@ class ZoneError(ValueError):
 
 
 class ZoneOverrides(BaseModel):
-    """Per-zone rule overrides, given as Feature properties (all optional)."""
+    """Per-zone rule overrides, given as Feature properties (all optional).
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: JSON ``true`` is no speed limit (it was taken as 1 kn), ``"8"`` no number.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_speed_kn: float | None = Field(None, gt=0, le=60, description="speeding: limit in the zone")
     speeding_hold_s: float | None = Field(None, ge=0, le=3600, description="speeding: hold time")

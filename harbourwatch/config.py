@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -74,6 +75,28 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_true_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's true/false are no numbers: pydantic took ``queue_size: true`` as 1."""
+        if isinstance(value, bool) and info.field_name in _numeric_fields(cls):
+            raise ValueError("a number is needed, not true or false")
+        return value
+
+
+_NUMERIC_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _numeric_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Names of the int and float fields (optional ones included) of a model."""
+    names = _NUMERIC_FIELDS.get(model)
+    if names is None:
+        names = _NUMERIC_FIELDS[model] = frozenset(
+            name for name, field in model.model_fields.items()
+            if {t for t in (get_args(field.annotation) or (field.annotation,))
+                if t is not type(None)} <= {int, float})
+    return names
 
 
 # --- port, sources, ingest ------------------------------------------------------------------

@@ -235,3 +235,13 @@ def test_check_config_finds_what_run_would_stop_on(tmp_path: Path) -> None:
                     "tls: {enabled: true, ca_file: ca.pem}}\n")
     assert check_config(path) == [
         f"{path}: mqtt: MQTT TLS files: [Errno 2] No such file or directory"]
+
+
+def test_true_is_no_number() -> None:
+    """pydantic took queue_size: true as 1, a speed limit of true as 1 kn."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config("version: 1\ningest: {queue_size: true}\nrules:\n"
+                     "  speeding: {max_speed_kn: true, enabled: false}\n", "port.yaml")
+    assert caught.value.errors == [
+        "port.yaml:2: ingest.queue_size: a number is needed, not true or false",
+        "port.yaml:4: rules.speeding.max_speed_kn: a number is needed, not true or false"]

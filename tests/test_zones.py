@@ -75,8 +75,7 @@ def test_every_problem_reported_at_once() -> None:
         "<zones>: feature 'd': duplicate id 'd'",
         "<zones>: feature #3: missing properties.id",
         "<zones>: feature 'p': geometry must be Polygon or MultiPolygon, not 'Point'",
-        "<zones>: feature 's': property max_speed_kn: Input should be a valid number, "
-        "unable to parse string as a number",
+        "<zones>: feature 's': property max_speed_kn: Input should be a valid number",
         "<zones>: feature 'Berth 3': id 'Berth 3' is not a slug (a-z, 0-9, _ and -)",
     ]
 
@@ -132,3 +131,13 @@ def test_zones_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ZoneError) as caught:
         ZoneSet.from_geojson(path)
     assert caught.value.errors == [f"{path}:3: not UTF-8 text (byte 47)"]
+
+
+def test_a_zone_override_of_true_is_no_number() -> None:
+    features = [*PORT_FEATURES]
+    bad = json.loads(json.dumps(features[-1]))
+    bad["properties"]["id"], bad["properties"]["max_speed_kn"] = "fast_lane", True
+    with pytest.raises(ZoneError) as caught:
+        ZoneSet.from_geojson(collection(*features, bad))
+    assert any("fast_lane" in e and "max_speed_kn" in e for e in caught.value.errors), (
+        caught.value.errors)
