@@ -64,6 +64,7 @@ def _fail(errors: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from harbourwatch.service import run_service
+    from ingest.sources.base import SourceReadError
 
     options = ServiceOptions.from_args(args)
     try:
@@ -71,6 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(run_service(config, options))
     except ConfigError as exc:
         return _fail(exc.errors)
+    except SourceReadError as exc:  # a file source that broke off: a runtime failure
+        print(f"harbourwatch: run stopped: {exc}", file=sys.stderr)
+        return 1
     except _startup_errors() as exc:
         return _fail(_messages(exc))
 

@@ -113,7 +113,8 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     # The alerts this scope had open when it saved: a replay resumed in the live database
     # must not take the live service's (state saved before this was kept: those started by
     # ``until``).
-    owned = None if saved.get("open_alerts") is None else set(saved["open_alerts"])
+    owned = (set(saved["open_alerts"]) if scope == "replay" and "open_alerts" in saved
+             else None)  # live: every open alert, also those opened after the last save
     stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill
               and (a["id"] in owned if owned is not None
                    else until is None or parse_iso(a["started_at"]) <= until)]
@@ -270,6 +271,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 await sink.stop()
             except Exception:
                 log.exception("could not stop %r cleanly", sink)
+        if pipeline.sink_failures:  # e.g. an alerts file on a full disk: it is incomplete
+            failures.append(f"outputs failed (calls that raised): {pipeline.sink_failures}")
         for message in failures:
             log.error("%s", message)
     return 1 if failures else 0
@@ -283,6 +286,8 @@ def _on_signals(stop: asyncio.Event) -> None:
     """
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # started under nohup: the operator asked for it to go on
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 

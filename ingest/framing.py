@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.nmea import is_armoured_payload, xor_checksum
-from ingest.timestamps import epoch_value, gatehouse_time, prefix_time, suffix_time
+from ingest.timestamps import epoch_value, gatehouse_time, plausible, prefix_time, suffix_time
 
 # Rejection reasons: every rejected line is counted under exactly one of these.
 EMPTY = "empty"
@@ -107,6 +107,10 @@ def frame(line: bytes) -> Sentence | Meta | str:
         line_time = prefix_time(line[:start])
         if line_time is None:
             return JUNK
+        if not plausible(line_time):
+            # A date, but not one an AIS log can have (a receiver without a clock stamps
+            # 1970 or the GPS epoch): the sentence stays, its time comes from elsewhere.
+            line_time = None
         line = line[start:]
         first = line[0]
 

@@ -52,13 +52,17 @@ def iso_value(text: bytes) -> float | None:
         sign = -1 if zone[:1] == b"-" else 1
         digits = zone[1:].replace(b":", b"")
         value -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return _plausible(value)
+    return value
+
+
+def plausible(value: float) -> bool:
+    """A time an AIS log can have (1990..2100). Year 1 with an offset is not even a date
+    (it broke formatting downstream); 1970 or the GPS epoch is a receiver with no clock."""
+    return _MIN_EPOCH <= value <= _MAX_EPOCH
 
 
 def _plausible(value: float) -> float | None:
-    """An AIS log's time (1990..2100), else None: year 1 with an offset is no time at all
-    (it is not even a date once the offset is applied, and broke formatting downstream)."""
-    return value if _MIN_EPOCH <= value <= _MAX_EPOCH else None
+    return value if plausible(value) else None
 
 
 def prefix_time(prefix: bytes) -> float | None:

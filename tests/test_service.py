@@ -414,3 +414,72 @@ def test_an_alerts_file_that_cannot_be_written_is_a_message_and_exit_2(tmp_path:
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (
         f"harbourwatch: --alerts-out {tmp_path}: cannot write: Is a directory")
+
+
+def test_a_live_restart_restores_alerts_opened_after_the_last_save(tmp_path: Path) -> None:
+    """A crash comes between two saves: an alert opened since the last one is still the
+    service's to reconcile (only a replay's resume is limited to the alerts it saved)."""
+    from geofence.engine import Engine
+    from harbourwatch.config import RulesConfig
+    from harbourwatch.service import restore_state, save_state
+
+    late = Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                 severity=Severity.WARNING, mmsi=244000001, started_at=1_767_268_800.0)
+
+    async def restored() -> list[str]:
+        store = open_store(f"sqlite:///{tmp_path / 'live.db'}", tmp_path)
+        await store.start()
+        try:
+            await save_state(store, Engine(RulesConfig(), load_zones(
+                resolve_config(ServiceOptions(zones=DEMO_ZONES)))))
+            store.on_alert(AlertEvent(Transition.NEW, late.to_dict(), late.started_at))
+            await store.flush()
+            engine = Engine(RulesConfig(), load_zones(resolve_config(
+                ServiceOptions(zones=DEMO_ZONES))))
+            await restore_state(store, engine)
+            return [a.id for a in engine.open_alerts()]
+        finally:
+            await store.stop()
+
+    assert asyncio.run(restored()) == [late.id]
+
+
+def test_sighup_is_left_alone_under_nohup(tmp_path: Path) -> None:
+    port = free_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--udp", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 'n.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup does
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None  # still running, as the operator asked
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_a_replay_whose_alerts_file_fills_the_disk_exits_1(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """The replay goes on to the end (store, API), but its alerts file is incomplete."""
+    log, _ = scenario
+    done = cli("replay", log, "--zones", DEMO_ZONES, "--db", f"sqlite:///{tmp_path / 'f.db'}",
+               "--alerts-out", "/dev/full")
+    assert done.returncode == 1
+    assert "outputs failed (calls that raised): {'AlertsFileSink':" in done.stderr
+
+
+def test_a_file_source_that_breaks_off_in_a_run_is_a_runtime_failure(tmp_path: Path) -> None:
+    import gzip as gz
+
+    broken = tmp_path / "cut.nmea.gz"
+    whole = gz.compress((single(position()) + "\n").encode() * 2000)
+    broken.write_bytes(whole[:len(whole) // 2])
+    config = tmp_path / "port.yaml"
+    config.write_text(f"version: 1\nport: {{name: t, zones: {DEMO_ZONES}}}\n"
+                      f"sources:\n  - {{kind: file, name: cut, path: {broken}}}\n")
+    done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert done.returncode == 1
+    assert "harbourwatch: run stopped: cannot read" in done.stderr

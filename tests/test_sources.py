@@ -696,3 +696,23 @@ async def test_udp_sentences_cut_across_datagrams_are_joined_per_sender() -> Non
     assert dict(health.rejected) == {}
     assert sorted({r.mmsi for r in reports}) == [244000000 + i for i in range(40)]
     assert health.sentences == 40 + len(chunks)
+
+
+async def test_a_tag_blocked_sentence_cut_after_its_tag_block_is_joined() -> None:
+    """The tag block's own *hh is no sign that the sentence is whole."""
+    from tests.ingest_helpers import position, single, tag_block
+
+    line = (tag_block(s="rx1", c=1_767_268_800) + single(position()) + "\r\n").encode()
+    queue = LineQueue()
+    source = UdpSource("udp-cut", "127.0.0.1", 0)
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for piece in (line[:45], line[45:66], line[66:]):
+                tx.sendto(piece, source.local_address)
+            tx.sendto(line[:30], source.local_address)  # a start whose rest never comes
+            await wait_until(lambda: source.datagrams == 4)
+    assert [got.data async for got in _drain(queue)] == [line.rstrip()]
+    assert source.stats.partial_lines == 1

@@ -341,9 +341,12 @@ def test_a_receiver_clock_ahead_is_warned_about_once_per_receiver(
 
 @pytest.mark.parametrize("text", [b"0001-01-01T00:00:00+23:59", b"9999-12-31T23:59:59-23:59",
                                   b"1970-01-01T00:00:00Z", b"2150-01-01T00:00:00Z"])
-def test_iso_times_outside_ais_years_are_no_times(text: bytes) -> None:
+def test_iso_times_outside_ais_years_are_not_plausible(text: bytes) -> None:
     """Year 1 with an offset is not even a date: it once stopped the live service."""
-    assert iso_value(text) is None
+    from ingest.timestamps import plausible
+
+    value = iso_value(text)
+    assert value is not None and not plausible(value)
 
 
 def test_gatehouse_times_outside_ais_years_are_no_times() -> None:
@@ -351,10 +354,15 @@ def test_gatehouse_times_outside_ais_years_are_no_times() -> None:
     assert gatehouse_time(b"PGHP,1,2008,5,9,0,0,0,10".split(b",")) == _utc(2008, 5, 9) + 0.01
 
 
-def test_a_line_with_an_impossible_time_prefix_is_counted_as_junk() -> None:
+@pytest.mark.parametrize("prefix", ["0001-01-01T00:00:00+23:59", "1980-01-06T00:00:12Z",
+                                    "1970-01-01 00:00:12"])
+def test_a_line_stamped_with_no_real_time_keeps_its_sentence(prefix: str) -> None:
+    """A receiver without a clock (1970, the GPS epoch), or no date at all: the sentence is
+    kept and timed as if the line had no time (live: by its arrival)."""
     ingestor = Ingestor()
-    out = feed_all(ingestor, "udp", ["0001-01-01T00:00:00+23:59 " + LINE], ARRIVAL)
-    assert out == [] and ingestor.health("udp").rejected == {"junk": 1}
+    out = feed_all(ingestor, "udp", [f"{prefix} {LINE}"], ARRIVAL)
+    assert [(r.time, r.time_source) for r in out] == [(ARRIVAL, "receive")]
+    assert not ingestor.health("udp").rejected
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -33,6 +33,10 @@ class SourceError(Exception):
     """A source could not start (bad address, port in use, file missing ...)."""
 
 
+class SourceReadError(SourceError):
+    """A source failed after it started (a log that breaks off): a runtime failure."""
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a usable slug (it becomes an MQTT topic level and a label)."""
     if not _NAME_RE.fullmatch(name):

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator
 
 from ingest.lines import RawLine
-from ingest.sources.base import SourceBase, SourceError
+from ingest.sources.base import SourceBase, SourceError, SourceReadError
 from ingest.sources.queue import LineQueue, LineQueueClosed
 from ingest.sources.splitter import DEFAULT_MAX_PENDING, LineSplitter
 
@@ -220,7 +220,7 @@ def _read_chunk(f: io.BufferedIOBase, size: int, path: str | os.PathLike[str]) -
         # read1 returns what is at hand instead of filling the whole chunk from a slow pipe.
         data = f.read1(size)
     except (OSError, EOFError, zlib.error) as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from exc
+        raise SourceReadError(f"cannot read {path}: {exc}") from exc
     return data
 
 
@@ -244,10 +244,10 @@ class _Gunzip:
                 data = self._d.unused_data
                 self._d = zlib.decompressobj(wbits=31)
         except zlib.error as exc:
-            raise SourceError(f"cannot read {self._label}: broken gzip: {exc}") from exc
+            raise SourceReadError(f"cannot read {self._label}: broken gzip: {exc}") from exc
         return b"".join(out)
 
     def finish(self) -> None:
         """Raise if the stream ended inside a member (a truncated download, a killed writer)."""
         if self._inside:
-            raise SourceError(f"cannot read {self._label}: truncated gzip")
+            raise SourceReadError(f"cannot read {self._label}: truncated gzip")

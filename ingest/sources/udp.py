@@ -80,6 +80,9 @@ class UdpSource(SourceBase):
         finally:
             transport.close()
             self._inode = None
+            # Starts of sentences whose rest never came: counted, like a broken link's.
+            self._stats.partial_lines += len(self._held)
+            self._held.clear()
             self._set_connected(False)
 
     def kernel_drops(self) -> int | None:
@@ -122,7 +125,9 @@ class UdpSource(SourceBase):
                 stats.lines += 1
                 offer(RawLine(name, start, when))  # never continued: counted as it is
         lines = split_lines(data)
-        if lines and data[-1:] not in (b"\n", b"\r") and not _HAS_CHECKSUM.search(lines[-1]):
+        # The sentence's own checksum, after any tag block (whose ``*hh`` says nothing).
+        if lines and data[-1:] not in (b"\n", b"\r") and not _HAS_CHECKSUM.search(
+                lines[-1].rpartition(b"\\")[2]):
             if len(self._held) >= _MAX_SENDERS_HELD:
                 self._held.clear()
             self._held[sender] = (lines.pop(), received)
