@@ -57,7 +57,9 @@ class Assembler:
         # A national feed is many stations behind one source, and two of them can use the
         # same sequence id at once: their fragments must not meet (tag-block ``s:``).
         base = (source, sentence.channel, sentence.seq, sentence.count)
-        station = sentence.station
+        # The tag block's group id tells the fragments of one message apart best: a
+        # continuation carries it even where only the first fragment names its station.
+        station = sentence.station if sentence.group is None else f"g:{sentence.group}"
         if sentence.number == 1:
             if len(self._started_by) >= 4 * self.max_groups:
                 self._started_by.clear()

@@ -59,6 +59,8 @@ class Sentence:
     time: float | None
     time_source: str | None
     station: str | None
+    #: The tag block's group id (``g:1-2-3985`` → ``3985``): which fragments go together.
+    group: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,9 +75,9 @@ _BARE_TAG = Meta(None)
 _UNSEEN = ("", False)  # a sentinel: not a cached head
 #: Sentence heads seen so far (``AIVDM`` → talker, own); heads repeat on every line.
 _HEADS: dict[bytes, tuple[str, bool] | None] = {}
-#: Tag block contents recently verified → (time, station) or None; a station's block repeats
-#: within a second, and some feeds send the same bare block before every sentence.
-_TAGS: dict[bytes, tuple[float | None, str | None] | None] = {}
+#: Tag block contents recently verified → (time, station, group) or None; a station's block
+#: repeats within a second, and some feeds send the same bare block before every sentence.
+_TAGS: dict[bytes, tuple[float | None, str | None, str | None] | None] = {}
 #: Gatehouse dates → Unix seconds of their midnight.
 _DAYS: dict[tuple[bytes, bytes, bytes], float | None] = {}
 _CACHE_MAX = 4096
@@ -115,6 +117,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
         first = line[0]
 
     station: str | None = None
+    group: str | None = None
     time_source: str | None = None if line_time is None else "line"
     if first == 92:  # '\\': a tag block
         end = line.find(b"\\", 1)
@@ -130,7 +133,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
             _TAGS[block] = tag
         if tag is None:
             return BAD_TAGBLOCK
-        tag_time, station = tag
+        tag_time, station, group = tag
         if tag_time is not None:
             line_time, time_source = tag_time, "tagblock"
         line = line[end + 1 :]
@@ -186,7 +189,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
         return BAD_PAYLOAD
     talker, own = kind
     return Sentence(talker, own, count, number, fields[3], channel, payload, fill, line,
-                    line_time, time_source, station)
+                    line_time, time_source, station, group)
 
 
 def _head(head: bytes) -> tuple[str, bool] | None:
@@ -230,8 +233,9 @@ def _gatehouse(fields: list[bytes]) -> float | None:
     return ((int(midnight) + hour * 3600 + minute * 60 + second) * 1000 + milli) / 1000
 
 
-def _tag_block(block: bytes) -> tuple[float | None, str | None] | None:
-    """Parse ``c:..,s:..,g:..*hh`` → (time, station); ``None`` when the checksum fails."""
+def _tag_block(block: bytes) -> tuple[float | None, str | None, str | None] | None:
+    """Parse ``c:..,s:..,g:..*hh`` → (time, station, group id); ``None`` when the checksum
+    fails."""
     star = block.rfind(b"*")
     if star < 0:
         return None
@@ -244,10 +248,13 @@ def _tag_block(block: bytes) -> tuple[float | None, str | None] | None:
         return None
     time: float | None = None
     station: str | None = None
+    group: str | None = None
     for item in content.split(b","):
         key, _, value = item.partition(b":")
         if key == b"c":
             time = epoch_value(value)
         elif key == b"s" and value:
             station = value.decode()
-    return time, station
+        elif key == b"g" and value.count(b"-") == 2:
+            group = value.rsplit(b"-", 1)[1].decode() or None
+    return time, station, group

@@ -248,3 +248,24 @@ def test_two_stations_of_one_feed_with_the_same_sequence_id_are_not_glued() -> N
         (244123456, "ALPHA", "ROTTERDAM", ("rxA",)),
         (636012345, "BRAVO", "GLADSTONE PILOT GROU", ("rxB",))]
     assert not ingestor.health("national").fragments_dropped
+
+
+def test_interleaved_tag_block_groups_are_told_apart_by_their_group_id() -> None:
+    """libais style: only the first fragment names its station; the second carries just
+    ``g:2-2-<id>``. By station alone A's second fragment finished B's message."""
+    from ingest.ingestor import Ingestor
+    from tests.ingest_helpers import feed_all, group_tag, multipart, static
+
+    alpha = multipart(static(mmsi=244123456, shipname="ALPHA", destination="ROTTERDAM"), 2,
+                      seq="3")
+    bravo = multipart(static(mmsi=636012345, shipname="BRAVO",
+                             destination="GLADSTONE PILOT GROU"), 2, seq="3")
+    t = 1_767_268_800
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "national", [
+        group_tag(1, 2, 11, s="rxA", c=t) + alpha[0], group_tag(1, 2, 12, s="rxB", c=t) + bravo[0],
+        group_tag(2, 2, 11) + alpha[1], group_tag(2, 2, 12) + bravo[1]])
+    assert sorted((r.mmsi, r.shipname, r.destination, tuple(r.sources)) for r in out) == [
+        (244123456, "ALPHA", "ROTTERDAM", ("rxA",)),
+        (636012345, "BRAVO", "GLADSTONE PILOT GROU", ("rxB",))]
+    assert not ingestor.health("national").fragments_dropped
