@@ -637,6 +637,18 @@ def test_names_are_validated_and_slugified() -> None:
     assert parse_host_port("[fe80::1]:1", flag="--tcp") == ("fe80::1", 1)
 
 
+@contextlib.asynccontextmanager
+async def udp_listening(name: str, queue: LineQueue
+                        ) -> AsyncIterator[tuple[UdpSource, tuple[str, int]]]:
+    """A UDP source on a free 127.0.0.1 port, running until the block ends."""
+    source = UdpSource(name, "127.0.0.1", 0)
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        yield source, source.local_address
+
+
 async def test_what_a_flood_dropped_shows_in_sources_and_metrics() -> None:
     """The queue counted its drops, but nothing showed them (DESIGN: counted drops)."""
     from prometheus_client import CollectorRegistry, generate_latest
@@ -647,15 +659,10 @@ async def test_what_a_flood_dropped_shows_in_sources_and_metrics() -> None:
     from ingest.ingestor import Ingestor
 
     queue = LineQueue(maxsize=16)
-    source = UdpSource("udp-flood", "127.0.0.1", 0)
-    status = StatusLog(source)
-    async with running(source, queue):
-        await status.wait_for(1)
-        assert source.local_address is not None
+    async with udp_listening("udp-flood", queue) as (source, address):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for d in range(10):
-                tx.sendto(b"".join(b"junk-%d-%d\n" % (d, i) for i in range(10)),
-                          source.local_address)
+                tx.sendto(b"".join(b"junk-%d-%d\n" % (d, i) for i in range(10)), address)
             await wait_until(lambda: source.datagrams == 10)
         provide = sources_of(Ingestor(), transport_of([source], queue))
         shown = provide()["sources"]["udp-flood"]
@@ -677,17 +684,13 @@ async def test_udp_sentences_cut_across_datagrams_are_joined_per_sender() -> Non
     sentences = [single(position(mmsi=244000000 + i)) for i in range(40)]
     stream = "".join(s + "\r\n" for s in sentences).encode()
     queue = LineQueue()
-    source = UdpSource("udp-packed", "127.0.0.1", 0)
-    status = StatusLog(source)
-    async with running(source, queue):
-        await status.wait_for(1)
-        assert source.local_address is not None
+    async with udp_listening("udp-packed", queue) as (source, address):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as packer, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
             chunks = [stream[i:i + 64] for i in range(0, len(stream), 64)]
             for chunk in chunks:
-                packer.sendto(chunk, source.local_address)
-                plain.sendto(sentences[0].encode(), source.local_address)  # no line end
+                packer.sendto(chunk, address)
+                plain.sendto(sentences[0].encode(), address)  # no line end
             await wait_until(lambda: source.datagrams == 2 * len(chunks))
     ingestor = Ingestor()
     reports = [r for line in [line async for line in _drain(queue)]
@@ -704,15 +707,11 @@ async def test_a_tag_blocked_sentence_cut_after_its_tag_block_is_joined() -> Non
 
     line = (tag_block(s="rx1", c=1_767_268_800) + single(position()) + "\r\n").encode()
     queue = LineQueue()
-    source = UdpSource("udp-cut", "127.0.0.1", 0)
-    status = StatusLog(source)
-    async with running(source, queue):
-        await status.wait_for(1)
-        assert source.local_address is not None
+    async with udp_listening("udp-cut", queue) as (source, address):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for piece in (line[:45], line[45:66], line[66:]):
-                tx.sendto(piece, source.local_address)
-            tx.sendto(line[:30], source.local_address)  # a start whose rest never comes
+                tx.sendto(piece, address)
+            tx.sendto(line[:30], address)  # a start whose rest never comes
             await wait_until(lambda: source.datagrams == 4)
     assert [got.data async for got in _drain(queue)] == [line.rstrip()]
     assert source.stats.partial_lines == 1
