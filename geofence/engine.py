@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
-from geofence.mid import is_ship_mmsi
+from geofence.mid import is_device, is_ship_mmsi
 from geofence.picture import NON_VESSEL_TYPES, Picture, Receiver, Vessel, update_membership
 from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
@@ -86,7 +86,7 @@ class Engine:
 
     def _outside_watch_area(self, vessel: Vessel, x: float | None, y: float | None) -> bool:
         mmsi = vessel.mmsi
-        if 970_000_000 <= mmsi < 975_000_000 or self.book.has_open(mmsi) or vessel.zones:
+        if is_device(mmsi) or self.book.has_open(mmsi) or vessel.zones:
             # Emergency devices everywhere; open alerts run to their end; a vessel still a
             # member of a zone stays a subject until its exits are confirmed (leaving the
             # port limit is always leaving the watch area).

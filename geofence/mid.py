@@ -141,6 +141,16 @@ def _with_mid(kind: str, mid: int) -> MmsiClass:
     return MmsiClass(kind, mid, country)
 
 
+def is_device(mmsi: int) -> bool:
+    """An emergency device: AIS-SART (970…), MOB (972…) or EPIRB (974…)."""
+    return 970_000_000 <= mmsi < 975_000_000 and mmsi // 1_000_000 in DEVICES
+
+
+def is_sar_aircraft(mmsi: int) -> bool:
+    """A SAR aircraft (111MIDxxx): no vessel at all."""
+    return mmsi // 1_000_000 == 111
+
+
 def is_ship_mmsi(mmsi: int) -> bool:
     """The common case, fast: a nine-digit ship MMSI with an allocated MID."""
     return 201_000_000 <= mmsi < 776_000_000 and mmsi // 1_000_000 in SHIP_MIDS

@@ -19,6 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
+from geofence.mid import is_device, is_sar_aircraft
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence
 from ingest.report import Report, iso_time
@@ -31,9 +32,9 @@ _NO_LIMIT = float("inf")  # a vessel not yet scheduled
 
 
 def can_go_dark(mmsi: int) -> bool:
-    """Not emergency devices (970/972/974…: an AIS-SART switched off after a rescue is no
-    vessel hiding) nor SAR aircraft (111…: they fly out of coverage)."""
-    return not (970_000_000 <= mmsi < 975_000_000 or mmsi // 1_000_000 == 111)
+    """Not emergency devices (an AIS-SART switched off after a rescue is no vessel hiding)
+    nor SAR aircraft (they fly out of coverage)."""
+    return not (is_device(mmsi) or is_sar_aircraft(mmsi))
 
 
 class DarkVessel(BaseRule):

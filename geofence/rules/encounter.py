@@ -21,6 +21,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
+from geofence.mid import is_sar_aircraft
 from geofence.neighbours import Grid, Pairs, pair_key
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence
@@ -30,13 +31,12 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 SWEEP_EVERY_S = 60.0
-SAR_AIRCRAFT_MID_PREFIX = 111
 
 
 def is_exempt(vessel: Vessel, exempt: frozenset[int]) -> bool:
     """Exempt ship types, and SAR aircraft (111… / message 9) which are no vessels at all."""
     return (vessel.shiptype is not None and vessel.shiptype in exempt) or (
-        vessel.mmsi // 1_000_000 == SAR_AIRCRAFT_MID_PREFIX)
+        is_sar_aircraft(vessel.mmsi))
 
 
 class Encounter(BaseRule):
