@@ -184,20 +184,20 @@ class Engine:
         self._observer_sets[key] = chosen
         return chosen
 
-    def tick(self, now: float, *, resume: bool = True) -> list[AlertEvent]:
+    def tick(self, now: float) -> list[AlertEvent]:
         """Run timers up to ``now`` (message time, or wall time in live mode).
 
-        ``resume=False``: a live tick before any line since a restart; the downtime is
-        judged at the first real message time, not at a time near the restored clock.
+        A tick is no message: after a restart the downtime is judged at the first message
+        (``process``, ``source_heard``), not at a live tick near the restored clock.
         """
-        if self._resume_pending and resume:
-            self._resume(now)
         if now >= self._next_tick:
             self._advance(now)
         return self.book.drain()
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
         """A receiver was heard without a report reaching the rules (e.g. a duplicate)."""
+        if self._resume_pending:
+            self._resume(time)
         self.picture.hear(receiver, time, self._gap_s)
         return self.tick(time)
 
@@ -259,8 +259,8 @@ class Engine:
         Receivers come back with their continuity; without it (state saved before it was
         kept), they are rebuilt from the vessels' ``sources``. When the next message time
         comes more than ``silent_s`` after a receiver was last heard, its continuity starts
-        again there (so the downtime cannot make vessels dark) and it gets ``silent_s`` of
-        grace before ``source_silent`` (unless that alert is open already: it stays open).
+        again there (so the downtime cannot make vessels dark) and its silence counts from
+        there for ``source_silent`` (an alert open already stays open).
         """
         picture = self.picture
         saved = saved or {}
@@ -293,13 +293,9 @@ class Engine:
 
     def _resume(self, now: float) -> None:
         self._resume_pending = False
-        still_silent = {alert.details.get("receiver")
-                        for alert in self.book.of_rule("source_silent")}
         for rec in self.picture.receivers.values():
             if now - rec.last_heard > self._gap_s:
-                rec.up_since = now
-                if rec.name not in still_silent:
-                    rec.last_heard = now  # grace: it may not have sent since the restart
+                rec.up_since = rec.silence_from = now
 
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "vessels": len(self.picture), "open_alerts": len(self.book),

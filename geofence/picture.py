@@ -55,6 +55,9 @@ class Receiver:
     last_heard: float
     up_since: float
     messages: int = 0
+    #: Its silence counts from here when later than ``last_heard``: the first message time
+    #: after the service's own downtime (it may not have sent since the restart).
+    silence_from: float = _NEVER
 
     def hear(self, time: float, gap_s: float) -> None:
         """Count a message; a silence longer than ``gap_s`` breaks continuity."""

@@ -48,7 +48,7 @@ class RuleEngine(Protocol):
 
     def process(self, report: Report) -> list[AlertEvent]: ...
 
-    def tick(self, now: float, *, resume: bool = True) -> list[AlertEvent]: ...
+    def tick(self, now: float) -> list[AlertEvent]: ...
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
 
@@ -154,10 +154,10 @@ class Pipeline:
         if report.time >= self._next_tick:
             self.tick(report.time)
 
-    def tick(self, now: float, *, resume: bool = True) -> None:
+    def tick(self, now: float) -> None:
         self._next_tick = now + _TICK_S
         self._sync_receivers()
-        events = self.engine.tick(now, resume=resume)
+        events = self.engine.tick(now)
         if events:
             self.emit(events)
 
@@ -256,12 +256,12 @@ class Pipeline:
         newest = self.ingestor.newest
         if newest is None:
             # No line yet: from the clock restored at start-up, taken once (the ticks move
-            # the engine's clock on), and without judging the downtime (see Engine.tick).
+            # the engine's clock on).
             if self._wall_newest == _NEVER:
                 if self.engine.newest == _NEVER:
                     return
                 self._wall_newest, self._wall_since = self.engine.newest, monotonic_now
-            self.tick(self._wall_newest + (monotonic_now - self._wall_since), resume=False)
+            self.tick(self._wall_newest + (monotonic_now - self._wall_since))
             return
         if newest != self._wall_newest:
             self._wall_newest, self._wall_since = newest, monotonic_now

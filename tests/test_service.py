@@ -218,7 +218,7 @@ class _NoRules:
     def process(self, report: Any) -> list[AlertEvent]:
         return []
 
-    def tick(self, now: float, *, resume: bool = True) -> list[AlertEvent]:
+    def tick(self, now: float) -> list[AlertEvent]:
         return []
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:

@@ -51,7 +51,7 @@ class SourceSilent(BaseRule):
                 if rec.last_heard > alert.started_at - self.silent_s:
                     self._end(ctx, rec.name, rec.last_heard, now)
                 continue
-            due = rec.last_heard + self.silent_s
+            due = max(rec.last_heard, rec.silence_from) + self.silent_s
             if now > due and self.watches(rec.name):
                 ctx.book.open(
                     self.name, risk_area=RiskArea.INFORMATION_SECURITY,
