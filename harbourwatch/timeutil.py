@@ -5,12 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ingest.report import iso_time
+from ingest.timestamps import epoch_number, plausible
 
 __all__ = ["iso_time", "parse_iso", "parse_message_time"]
-
-# The message times of AIS logs, as ingest accepts them (1990..2100).
-_FIRST_MESSAGE_TIME = 631152000.0
-_LAST_MESSAGE_TIME = 4102444800.0
 
 
 def parse_iso(text: str) -> float:
@@ -32,10 +29,10 @@ def parse_message_time(text: str) -> float:
     """A message time given by a user (``--start``): ISO 8601, Unix seconds, or Unix
     milliseconds (above 10^11, as in tag blocks); ValueError when it is none (NaN,
     infinity, or outside the years AIS logs have: 1990-2100)."""
-    value = parse_iso(text)
-    if value > 1e11:
-        value /= 1000.0
-    if not _FIRST_MESSAGE_TIME <= value <= _LAST_MESSAGE_TIME:  # NaN fails this too
+    value = epoch_number(text.strip().encode())
+    if value is None:
+        value = parse_iso(text)  # ISO 8601 (or NaN, infinity: refused below)
+    if not plausible(value):
         raise ValueError("not a message time between 1990 and 2100 (ISO 8601, Unix seconds "
                          "or milliseconds)")
     return value

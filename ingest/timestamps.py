@@ -6,6 +6,7 @@ All return Unix seconds (float) or ``None`` when the text is not a timestamp we 
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -19,19 +20,22 @@ _ISO = re.compile(
 )
 
 
-def epoch_value(text: bytes) -> float | None:
-    """Unix seconds from ``1334337317``, ``1334337317.25`` or ``1327992119173`` (ms)."""
+def epoch_number(text: bytes) -> float | None:
+    """Unix seconds from ``1334337317``, ``1334337317.25`` or ``1327992119173`` (ms), of
+    any year; None when the text is no finite number."""
     try:
         value = float(text)
     except ValueError:
         return None
-    if value != value:  # NaN
+    if not math.isfinite(value):
         return None
-    if value > 1e11:
-        value /= 1000.0
-    if _MIN_EPOCH <= value <= _MAX_EPOCH:
-        return value
-    return None
+    return value / 1000.0 if value > 1e11 else value
+
+
+def epoch_value(text: bytes) -> float | None:
+    """:func:`epoch_number`, when it is a time an AIS log can have (see :func:`plausible`)."""
+    value = epoch_number(text)
+    return value if value is not None and plausible(value) else None
 
 
 def iso_value(text: bytes) -> float | None:
@@ -61,17 +65,13 @@ def plausible(value: float) -> bool:
     return _MIN_EPOCH <= value <= _MAX_EPOCH
 
 
-def _plausible(value: float) -> float | None:
-    return value if plausible(value) else None
-
-
 def prefix_time(prefix: bytes) -> float | None:
     """Time from the text before the sentence, e.g. ``2024-05-01T10:00:00Z;`` or ``1714557600 ``."""
     text = prefix.strip().rstrip(b";,|: \t").strip()
     if not text:
         return None
     if text[:1].isdigit() and b"-" not in text[:5]:
-        return epoch_value(text)
+        return epoch_number(text)  # of any year: framing keeps the sentence if implausible
     return iso_value(text)
 
 
@@ -100,4 +100,5 @@ def gatehouse_time(fields: list[bytes]) -> float | None:
         moment = datetime(year, month, day, hour, minute, second, milli * 1000, tzinfo=UTC)
     except ValueError:
         return None
-    return _plausible(moment.timestamp())
+    value = moment.timestamp()
+    return value if plausible(value) else None

@@ -355,7 +355,7 @@ def test_gatehouse_times_outside_ais_years_are_no_times() -> None:
 
 
 @pytest.mark.parametrize("prefix", ["0001-01-01T00:00:00+23:59", "1980-01-06T00:00:12Z",
-                                    "1970-01-01 00:00:12"])
+                                    "1970-01-01 00:00:12", "0", "315964812"])
 def test_a_line_stamped_with_no_real_time_keeps_its_sentence(prefix: str) -> None:
     """A receiver without a clock (1970, the GPS epoch), or no date at all: the sentence is
     kept and timed as if the line had no time (live: by its arrival)."""
