@@ -10,6 +10,7 @@ from pathlib import Path
 from ingest.ingestor import Ingestor
 from ingest.logfile import read_log_lines
 from ingest.sources.base import SourceError
+from replay.merge import unique_names
 
 log = logging.getLogger(__name__)
 
@@ -18,26 +19,14 @@ def source_name(path: str) -> str:
     return "stdin" if path == "-" else Path(path).name
 
 
-def source_names(paths: list[str]) -> list[str]:
-    """One source name per file; two files of one name (``a/rx.txt``, ``b/rx.txt``, two
-    receivers' logs) stay two sources (``rx.txt``, ``rx.txt-2``), not one."""
-    names: list[str] = []
-    for path in paths:
-        base = name = source_name(path)
-        number = 2
-        while name in names:
-            name, number = f"{base}-{number}", number + 1
-        names.append(name)
-    return names
-
-
 def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) -> int:
     """Decode every file in turn through one ingestor (so cross-file duplicates count)."""
     ingestor = Ingestor(dedup_window_s=dedup_window_s)
     out = sys.stdout
     dumps = json.dumps
     try:
-        for path, name in zip(files, source_names(files), strict=True):
+        names = unique_names([source_name(path) for path in files])
+        for path, name in zip(files, names, strict=True):
             for line in read_log_lines(path):
                 for report in ingestor.feed(name, line, None):
                     out.write(dumps(report.to_dict(), separators=(",", ":")) + "\n")

@@ -53,7 +53,7 @@ class _Cursor:
 
 def merged_lines(paths: list[str]) -> Iterator[tuple[str, bytes]]:
     """Yield ``(source name, line)`` from every log, earliest message time first."""
-    names = _unique_names(paths)
+    names = unique_names([log_source_name(path) for path in paths])
     if len(paths) == 1:
         for line in read_log_lines(paths[0]):
             yield names[0], line
@@ -93,10 +93,11 @@ def merged_runs(paths: list[str], size: int) -> Iterator[list[LineInput]]:
         yield run
 
 
-def _unique_names(paths: list[str]) -> list[str]:
+def unique_names(bases: list[str]) -> list[str]:
+    """One source name per log: a base name met again gets ``-2``, ``-3``… (two receivers'
+    logs of one file name in two folders stay two sources)."""
     names: list[str] = []
-    for path in paths:
-        base = log_source_name(path)
+    for base in bases:
         name, n = base, 2
         while name in names:
             name, n = f"{base}-{n}", n + 1
