@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from geofence.alert import AlertEvent, Transition
-from store.rows import merge_state
+from store.rows import state_after_rules
 
 #: What an operator act adds to an alert (as the store returns it).
 ACT_FIELDS = ("acknowledged_at", "acknowledged_by", "ack_note", "resolved_at", "resolved_by",
@@ -45,5 +45,5 @@ class OperatorActs:
         if event.transition is Transition.END:
             del self._acts[alert_id]  # the rules are done with it
         alert = {**event.alert, **acts,
-                 "state": merge_state(acts["state"], str(event.alert.get("state")))}
+                 "state": state_after_rules(acts["state"], str(event.alert.get("state")))}
         return AlertEvent(event.transition, alert, event.time)

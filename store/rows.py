@@ -101,21 +101,15 @@ def state_after_rules(existing: str | None, incoming: str) -> str:
     """State of a stored alert after a rule transition: the rule's, keeping the operator's
     ack or resolve.
 
-    Unlike :func:`merge_state`, an alert stored as ended that the rules open again is
+    :func:`merge_state`, except that an alert stored as ended that the rules open again is
     open: that is the same log replayed into the same database, and the row otherwise said
     "ended" with no ``ended_at`` (the rule's) while the alert ran.
     """
-    if AlertState.RESOLVED in (existing, incoming):
-        return str(AlertState.RESOLVED)
-    if incoming == AlertState.ENDED:
-        return str(AlertState.ENDED)
-    if AlertState.ACKNOWLEDGED in (existing, incoming):
-        return str(AlertState.ACKNOWLEDGED)
-    return str(AlertState.OPEN)
+    return merge_state(None if existing == AlertState.ENDED else existing, incoming)
 
 
 def merge_state(existing: str | None, incoming: str) -> str:
-    """State of an alert after a rule transition, keeping the operator's acts.
+    """State of an alert after a change, keeping the operator's acts.
 
     ``resolved`` (operator) wins, then ``ended`` (condition over), then ``acknowledged``.
     """
