@@ -326,26 +326,27 @@ class MqttFeed:
         are published again at every connect, like those of alerts raised since (a broker
         without persistence has lost them)."""
         for stored in alerts:
-            alert = dict(stored)
-            drill = self.drill or bool(alert.get("drill"))
-            alert["drill"] = drill
-            topics = self.drill_topics if drill else self.topics
-            per_alert = topics.alert(str(alert.get("rule", "alert")), str(alert.get("id", "")))
+            alert, _topics, per_alert = self._placed(stored)
             self._open_alerts[per_alert] = _dumps({**alert, "time": alert.get("started_at")})
+
+    def _placed(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], Topics, str]:
+        """The alert marked drill when it or this feed is, its topics and retained topic."""
+        alert = dict(given)
+        drill = alert["drill"] = self.drill or bool(alert.get("drill"))
+        topics = self.drill_topics if drill else self.topics
+        return alert, topics, topics.alert(str(alert.get("rule", "alert")),
+                                           str(alert.get("id", "")))
 
     def on_alert(self, event: AlertEvent) -> None:
         """Queue the transition (and the retained per-alert topic) for the outbox."""
-        alert = dict(event.alert)
-        drill = self.drill or bool(alert.get("drill"))
-        alert["drill"] = drill
-        topics = self.drill_topics if drill else self.topics
+        alert, topics, per_alert = self._placed(event.alert)
+        drill = alert["drill"]
         when = iso_time(event.time)
         if self._newest is None or event.time > self._newest:
             self._newest = event.time
         transition = {"type": str(event.transition), "alert": alert, "time": when,
                       "drill": drill}
         self._enqueue(topics.alerts, _dumps(transition), 1, False)
-        per_alert = topics.alert(str(alert.get("rule", "alert")), str(alert.get("id", "")))
         if event.transition is Transition.END or alert.get("state") in _CLOSED_STATES:
             self._open_alerts.pop(per_alert, None)
             self._enqueue(per_alert, b"", 1, True)  # empty retained = clear
