@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ingest.assembly import Assembler, Dropped
 from ingest.decode import DecodeError, build_report, decode_payload, sentence_station_time
@@ -234,7 +234,8 @@ class Ingestor:
         else:
             state.gatehouse_time = None
         if received is not None and time > received + self.max_clock_lead_s:
-            time, time_source = self._clock_ahead(source, state, sentence, time, received)
+            sentence = self._clock_ahead(source, state, sentence, time, received)
+            time, time_source = received, "receive"
         state.last_time = time
         placed: list[Report] = []
         if state.held:
@@ -242,13 +243,14 @@ class Ingestor:
             held, state.held = state.held, []
             for item in held:
                 self._place(source, state, item, time, "carried", placed)
-        self._place(source, state, sentence, time, time_source or "line", placed, received)
+        self._place(source, state, sentence, time, time_source or "line", placed)
         return placed or _NOTHING
 
     def _clock_ahead(self, source: str, state: _SourceState, sentence: Sentence, time: float,
-                     received: float) -> tuple[float, str]:
+                     received: float) -> Sentence:
         """A live line timed ahead of its arrival: count it, warn once per receiver, and
-        time it by its arrival."""
+        time it by its arrival (a copy: framed sentences are shared by identical lines; a
+        multipart group then takes the corrected time from its first fragment)."""
         state.health.clock_ahead += 1
         receiver = sentence.station or source
         if receiver not in self._clock_ahead_warned:
@@ -256,10 +258,10 @@ class Ingestor:
             log.warning("%s: receiver %s stamps lines %.0f s ahead of their arrival (its "
                         "clock is wrong?); using the receive time instead", source, receiver,
                         time - received)
-        return received, "receive"
+        return replace(sentence, time=received, time_source="receive")
 
     def _place(self, source: str, state: _SourceState, sentence: Sentence, time: float,
-               time_source: str, out: list[Report], received: float | None = None) -> None:
+               time_source: str, out: list[Report]) -> None:
         newest = self.newest
         if newest is None or time > newest:
             self.newest = newest = time
@@ -277,11 +279,9 @@ class Ingestor:
                 return
             payload = b"".join([p.payload for p in group])
             fill = group[-1].fill
-            # The group's time and receiver are those of its first fragment (unless that
-            # time ran ahead of arrival: see ``_clock_ahead``).
+            # The group's time and receiver are those of its first fragment.
             first = group[0]
-            if first.time is not None and (
-                    received is None or first.time <= received + self.max_clock_lead_s):
+            if first.time is not None:
                 time = first.time
                 time_source = first.time_source or time_source
             if first.station is not None:
