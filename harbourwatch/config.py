@@ -139,6 +139,11 @@ class SourceConfig(_Model):
             raise ValueError(f"a {self.kind} source needs {' and '.join(missing)}")
         return self
 
+    @property
+    def log_path(self) -> Path | None:
+        """The log a file source reads (None: another kind, or stdin)."""
+        return Path(self.path) if self.kind == "file" and self.path not in (None, "-") else None
+
 
 class IngestConfig(_Model):
     fragment_ttl_s: float = Field(default=5.0, gt=0, le=120,
@@ -660,8 +665,8 @@ def _resolve_paths(config: Config, base: Path) -> None:
     if config.port.zones is not None:
         config.port.zones = resolve(config.port.zones) or config.port.zones
     for item in config.sources:  # like the zones: relative to the config file, not the cwd
-        if item.kind == "file" and item.path not in (None, "-"):
-            item.path = str(resolve(Path(str(item.path))) or item.path)
+        if item.log_path is not None:
+            item.path = str(resolve(item.log_path) or item.path)
     if config.store.spool_dir is not None:
         config.store.spool_dir = resolve(config.store.spool_dir) or config.store.spool_dir
     tls = config.mqtt.tls
@@ -698,8 +703,7 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
     # What ``run`` finds only when it starts (it said "ok" here, then stopped there).
     errors = [f"{where}: sources: {item.name}: no such file: {item.path}"
               for item in config.sources
-              if item.kind == "file" and item.path not in (None, "-")
-              and not Path(str(item.path)).is_file()]
+              if item.log_path is not None and not item.log_path.exists()]  # FIFOs play
     if config.mqtt.url is not None:
         from api.mqtt import MqttConfigError, MqttFeed
 
