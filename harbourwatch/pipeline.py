@@ -255,14 +255,11 @@ class Pipeline:
         """
         newest = self.ingestor.newest
         if newest is None:
-            # No line yet: from the clock restored at start-up, taken once (the ticks move
-            # the engine's clock on).
-            if self._wall_newest == _NEVER:
-                if self.engine.newest == _NEVER:
-                    return
-                self._wall_newest, self._wall_since = self.engine.newest, monotonic_now
-            self.tick(self._wall_newest + (monotonic_now - self._wall_since))
-            return
+            # No line yet: the clock restored at start-up, taken once (the ticks move the
+            # engine's clock on).
+            newest = self._wall_newest if self._wall_newest != _NEVER else self.engine.newest
+            if newest == _NEVER:
+                return
         if newest != self._wall_newest:
             self._wall_newest, self._wall_since = newest, monotonic_now
         self.tick(newest + (monotonic_now - self._wall_since))
