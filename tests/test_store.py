@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -444,3 +446,64 @@ async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) 
         assert await store.load_engine_state() == {}
     finally:
         await store.stop()
+
+
+async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescaledb_if_offered(
+        pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """A version 1 database with rows: version 2 keeps them. Positions become a hypertable
+    with its policies exactly when the server preloads TimescaleDB
+    (``HARBOURWATCH_PG_PRELOAD=timescaledb``), and stay a plain table otherwise."""
+    import asyncpg
+
+    from store import migrations
+    from store.postgres import PostgresStore
+    from tests.services.postgres import preload_options
+
+    with_timescale = "timescaledb" in preload_options()
+    recent = float(int(time.time()) - 3600)  # inside the retention window, which is wall time
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        for statement in migrations.POSTGRES[0][1]:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO schema_version VALUES (1)")
+        await conn.execute("INSERT INTO vessel_state VALUES ($1, to_timestamp($2), $3)",
+                           A, T0, '{"messages": 3}')
+        await conn.execute(
+            "INSERT INTO positions (time, mmsi, lat, lon, msg_type, sources, drill) "
+            "VALUES (to_timestamp($1), $2, 51.9, 4.1, 1, '{rx1}', false)", recent, A)
+    finally:
+        await conn.close()
+    store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl",
+                          retention=timedelta(days=30))
+    await store.start()
+    try:
+        assert await store.schema_version() == 2
+        assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
+        assert await store.load_engine_state() == {}
+        track = await store.track(A, recent - 1, recent + 1)
+        assert [p["time"] for p in track] == [iso_time(recent)]
+        assert store.timescaledb is with_timescale, store.description
+    finally:
+        await store.stop()
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        extension = await conn.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        if not with_timescale:
+            assert extension is None
+            return
+        assert await conn.fetchval(
+            "SELECT count(*) FROM timescaledb_information.hypertables "
+            "WHERE hypertable_name = 'positions' AND compression_enabled") == 1
+        jobs = {row["proc_name"]: row["config"] for row in await conn.fetch(
+            "SELECT proc_name, config FROM timescaledb_information.jobs "
+            "WHERE hypertable_name = 'positions'")}
+        assert set(jobs) == {"policy_compression", "policy_retention"}
+        assert '"drop_after": "30 days"' in jobs["policy_retention"]
+        assert '"compress_after": "7 days"' in jobs["policy_compression"]
+        # The row written before the hypertable existed was moved into a chunk.
+        assert await conn.fetchval("SELECT count(*) FROM ONLY positions") == 0
+        assert await conn.fetchval("SELECT count(*) FROM positions") == 1
+    finally:
+        await conn.close()
