@@ -27,6 +27,12 @@ publishes it (countries and territories, by region), written out by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+#: An MMSI in a config or zone file: at most nine digits (leading zeros are dropped).
+Mmsi = Annotated[int, Field(ge=0, le=999_999_999)]
 
 #: MID -> country or territory.
 MIDS: dict[int, str] = {

@@ -20,6 +20,7 @@ import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shapely.geometry import mapping, shape
 
+from geofence.mid import Mmsi
 from geofence.projection import ProjectionError, Projector
 
 KINDS: tuple[str, ...] = (
@@ -55,7 +56,7 @@ class ZoneOverrides(BaseModel):
     loiter_speed_kn: float | None = Field(None, gt=0, le=10, description="loitering: speed below")
     loiter_range_m: float | None = Field(None, ge=0, le=10000,
                                          description="loitering: distance from this zone")
-    allowed_mmsi: list[int] | None = Field(None, description="restricted_entry: allowed MMSIs")
+    allowed_mmsi: list[Mmsi] | None = Field(None, description="restricted_entry: allowed MMSIs")
     cpa_m: float | None = Field(None, gt=0, le=20000,
                                 description="collision_risk: CPA limit inside this zone")
     tcpa_s: float | None = Field(None, gt=0, le=7200, description="collision_risk: TCPA limit")

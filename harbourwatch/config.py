@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from geofence.mid import Mmsi
 
 CURRENT_VERSION = 1
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -196,7 +198,7 @@ class RestrictedEntryConfig(_Model):
     enabled: bool = Field(default=True, description="Run the rule")
     kinds: list[ZoneKind] = Field(default_factory=_restricted_kinds,
                                   description="Zone kinds that are restricted")
-    allowed_mmsi: list[int] = Field(default_factory=list,
+    allowed_mmsi: list[Mmsi] = Field(default_factory=list,
                                     description="Allowed everywhere (zone allowed_mmsi adds)")
 
 
@@ -361,7 +363,7 @@ class RulesConfig(_Model):
         description="port: raise alerts only for vessels inside the coverage or port_limit "
                     "zones (a national feed hears the whole coast); vessels elsewhere stay in "
                     "the picture, emergency devices alert everywhere")
-    exempt_shiptypes: list[int] = Field(
+    exempt_shiptypes: list[Annotated[int, Field(ge=0, le=255)]] = Field(
         default_factory=lambda: [50, 51, 52, 53, 55],
         description="Ship types exempt from encounter and collision_risk (pilot, SAR, tug, "
                     "port tender, law enforcement)")

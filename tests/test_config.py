@@ -245,3 +245,17 @@ def test_true_is_no_number() -> None:
     assert caught.value.errors == [
         "port.yaml:2: ingest.queue_size: a number is needed, not true or false",
         "port.yaml:4: rules.speeding.max_speed_kn: a number is needed, not true or false"]
+
+
+def test_mmsis_and_ship_types_in_lists_are_bounded(tmp_path: Path) -> None:
+    """A ten-digit MMSI (a typo) or a ship type beyond the 8-bit field is refused by name."""
+    text = ("rules:\n  restricted_entry: {allowed_mmsi: [244123456, 2441234567]}\n"
+            "  exempt_shiptypes: [50, 256]\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert sorted(info.value.errors) == [
+        f"{path}:2: rules.restricted_entry.allowed_mmsi.1: "
+        "Input should be less than or equal to 999999999",
+        f"{path}:3: rules.exempt_shiptypes.1: Input should be less than or equal to 255",
+    ]

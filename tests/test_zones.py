@@ -141,3 +141,13 @@ def test_a_zone_override_of_true_is_no_number() -> None:
         ZoneSet.from_geojson(collection(*features, bad))
     assert any("fast_lane" in e and "max_speed_kn" in e for e in caught.value.errors), (
         caught.value.errors)
+
+
+def test_a_zone_allowed_mmsi_of_ten_digits_names_the_zone() -> None:
+    features = [*PORT_FEATURES]
+    bad = json.loads(json.dumps(features[-1]))
+    bad["properties"]["id"], bad["properties"]["allowed_mmsi"] = "pier_9", [2441234567]
+    with pytest.raises(ZoneError) as caught:
+        ZoneSet.from_geojson(collection(*features, bad))
+    assert any("pier_9" in e and "allowed_mmsi" in e and "999999999" in e
+               for e in caught.value.errors), caught.value.errors
