@@ -210,11 +210,16 @@ class Ingestor:
                   received: float | None) -> Sequence[Report]:
         time = sentence.time
         time_source = sentence.time_source
+        gatehouse = state.gatehouse_time
+        if gatehouse is not None:
+            # A $PGHP line times the sentence after it ahead of that line's own prefix or
+            # trailing epoch (a tag block comes first): a satellite feed's $PGHP is when the
+            # message was heard, its trailing epoch when it reached the ground, hours later.
+            state.gatehouse_time = None
+            if time_source != "tagblock":
+                time, time_source = gatehouse, "line"
         if time is None:
-            if state.gatehouse_time is not None:
-                time, time_source = state.gatehouse_time, "line"
-                state.gatehouse_time = None
-            elif received is not None:
+            if received is not None:
                 time, time_source = received, "receive"
             elif sentence.number > 1 and state.last_time is not None:
                 # A continuation fragment is timed with the fragment before it (a tag block
@@ -231,8 +236,6 @@ class Ingestor:
                 time, time_source = state.last_time, "carried"
             else:
                 return self._hold(source, state, sentence)
-        else:
-            state.gatehouse_time = None
         if received is not None and time > received + self.max_clock_lead_s:
             sentence = self._clock_ahead(source, state, sentence, time, received)
             time, time_source = received, "receive"

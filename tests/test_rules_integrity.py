@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from geofence.mid import classify, is_ship_mmsi, mmsi_text
 from ingest.report import Report
 from tests.rulekit import T0, Run, report, span
@@ -35,10 +37,30 @@ def test_1000_m_at_51_kn_is_a_jump_at_49_kn_is_not() -> None:
     (event,) = run.of("position_jump")
     alert = event.alert
     assert alert["risk_area"] == "information_security" and alert["state"] == "open"
-    assert alert["details"]["distance_m"] == 1000.0 and alert["details"]["dt_s"] == 38.0
+    # Measured on the ellipsoid: the projection's 1000 m are 1000.3 m there.
+    assert alert["details"]["distance_m"] == pytest.approx(1000.0, abs=0.5)
+    assert alert["details"]["dt_s"] == 38.0
     assert 51.1 <= alert["details"]["implied_speed_kn"] <= 51.2
     vessel = run.engine.picture.vessels[SHIP]
     assert vessel.fix_time == T0 + 39  # the jumped fix did not move it
+
+
+def test_far_from_the_projection_a_jump_is_measured_on_the_ellipsoid() -> None:
+    """57° east of the port's UTM zone the projection makes 1,096 m look like 1,956 m: at
+    60 s apart that is 63 kn projected, 35.5 kn true. A satellite or national feed gives
+    such vessels; they made most of exactEarth's sample's false jumps."""
+    run = Run()
+    far = [Report(mmsi=SHIP, msg_type=1, time=T0 + t, time_source="tagblock",
+                  sources=["rx1"], nmea=[], lat=10.0, lon=lon, speed=12.0, course=90.0,
+                  status=0) for t, lon in ((0, 60.0), (60, 60.01))]
+    run.feed(*far)
+    assert run.of("position_jump") == []
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 60
+    run.feed(Report(mmsi=SHIP, msg_type=1, time=T0 + 90, time_source="tagblock",
+                    sources=["rx1"], nmea=[], lat=10.0, lon=60.03, speed=12.0, course=90.0,
+                    status=0))  # 2,193 m in 30 s: 142 kn, a jump on any measure
+    (event,) = run.of("position_jump")
+    assert event.alert["details"]["distance_m"] == pytest.approx(2192.8, abs=1)
 
 
 def test_not_available_speed_plays_no_part() -> None:

@@ -167,6 +167,18 @@ def test_prefix_beats_suffix_and_receive_time() -> None:
     assert [(r.time, r.time_source) for r in out] == [(1500000000.0, "line")]
 
 
+def test_gatehouse_beats_the_sentence_own_prefix_and_suffix() -> None:
+    """DESIGN's order: tag block, $PGHP, prefix, suffix. A satellite feed's $PGHP is when the
+    message was heard; the epoch after its checksum, when it reached the ground (hours
+    later in exactEarth's sample): the later one made a steaming ship jump 1,911 kn."""
+    gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
+    for line in (LINE + ",1500000000", "1400000000 " + LINE, LINE):
+        ingestor = Ingestor()
+        out = feed_all(ingestor, "x", [gh, line, LINE + ",1500000000"])
+        assert [(r.time, r.time_source) for r in out] == [
+            (_utc(2008, 5, 9) + 0.010, "line"), (1500000000.0, "line")], line
+
+
 def test_gatehouse_beats_receive_time_and_receive_beats_nothing() -> None:
     ingestor = Ingestor()
     gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"

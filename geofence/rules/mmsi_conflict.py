@@ -39,34 +39,40 @@ class MmsiConflict(BaseRule):
         self.jumps = cfg.jumps
         self.window_s = cfg.window_s
 
-    def _fits(self, head: list[Any] | None, x: float, y: float, t: float) -> float | None:
-        """Distance to a track head when the fix continues it, else None."""
+    def _fits(self, head: list[Any] | None, x: float, y: float, lat: float, lon: float,
+              t: float) -> float | None:
+        """Distance to a track head ``[t, x, y, lat, lon]`` when the fix continues it,
+        else None."""
         if head is None:
             return None
-        distance = math.hypot(x - head[1], y - head[2])
-        return None if self.test.is_jump(distance, t - head[0]) else distance
+        if self.test.jump_distance(x, y, lat, lon, head[1], head[2], head[3], head[4],
+                                   t - head[0]) is not None:
+            return None
+        return math.hypot(x - head[1], y - head[2])
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         if not judged(report):
             return
         t = report.time
         x, y = ctx.x, ctx.y  # projected once by the engine
-        assert x is not None and y is not None
+        lat, lon = report.lat, report.lon
+        assert x is not None and y is not None and lat is not None and lon is not None
         state = vessel.rule_state.get(self.name)
         if state is None:
             prev = ctx.prev_fix
-            if prev is None or self._fits([prev.time, prev.x, prev.y], x, y, t) is not None:
+            if prev is None or self._fits([prev.time, prev.x, prev.y, prev.lat, prev.lon],
+                                          x, y, lat, lon, t) is not None:
                 return  # the common case: no jump, nothing kept
             state = vessel.rule_state[self.name] = {
                 "a": [prev.time, prev.x, prev.y, prev.lat, prev.lon], "b": None,
                 "last": "a", "jumps": []}
-        fit_a = self._fits(state["a"], x, y, t)
-        fit_b = self._fits(state["b"], x, y, t)
+        fit_a = self._fits(state["a"], x, y, lat, lon, t)
+        fit_b = self._fits(state["b"], x, y, lat, lon, t)
         if fit_a is not None and (fit_b is None or fit_a <= fit_b):
             member = "a"
         else:
             member = "b"  # continues b, or a third place that becomes the new b
-        state[member] = [t, x, y, report.lat, report.lon]
+        state[member] = [t, x, y, lat, lon]
         jumps: list[float] = [j for j in state["jumps"] if j > t - self.window_s]
         if member != state["last"]:
             jumps.append(t)
@@ -78,7 +84,8 @@ class MmsiConflict(BaseRule):
             alert = self._open(ctx, vessel, report, state, jumps)
         if alert is not None:
             prev = ctx.prev_fix
-            if prev is not None and self._fits([prev.time, prev.x, prev.y], x, y, t) is None:
+            if prev is not None and self._fits([prev.time, prev.x, prev.y, prev.lat, prev.lon],
+                                               x, y, lat, lon, t) is None:
                 ctx.reject_fix(self.name)
             return
         if not jumps and member == "a":

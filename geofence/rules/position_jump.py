@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from pyproj import Geod
+
 from geofence.alert import RiskArea, Severity
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
@@ -50,6 +52,27 @@ class JumpTest:
         return distance_m >= self.min_distance_m and (
             implied_speed_kn(distance_m, dt_s) > self.max_speed_kn)
 
+    def jump_distance(self, x: float, y: float, lat: float, lon: float, x0: float, y0: float,
+                      lat0: float, lon0: float, dt_s: float) -> float | None:
+        """Metres between two fixes when the move is a jump, else None.
+
+        Projected metres answer first (cheap, and exact enough near the port); a candidate
+        jump is confirmed on the ellipsoid, because far from the projection's zone (a
+        national or satellite feed) UTM stretches distances many times over.
+        """
+        if not self.is_jump(math.hypot(x - x0, y - y0), dt_s):
+            return None
+        distance = geodesic_m(lat0, lon0, lat, lon)
+        return distance if self.is_jump(distance, dt_s) else None
+
+
+_WGS84 = Geod(ellps="WGS84")
+
+
+def geodesic_m(lat0: float, lon0: float, lat: float, lon: float) -> float:
+    """Metres on the WGS 84 ellipsoid between two points."""
+    return float(_WGS84.inv(lon0, lat0, lon, lat)[2])
+
 
 def judged(report: Report) -> bool:
     """Reports whose position is judged: a position, and not a SAR aircraft."""
@@ -73,11 +96,14 @@ class PositionJump(BaseRule):
         if prev is None or not judged(report):
             return
         x, y = ctx.x, ctx.y  # projected once by the engine
-        assert x is not None and y is not None
-        distance = math.hypot(x - prev.x, y - prev.y)
+        lat, lon = report.lat, report.lon
+        assert x is not None and y is not None and lat is not None and lon is not None
         state = vessel.rule_state.get(self.name)
         t = report.time
-        if not self.test.is_jump(distance, t - prev.time):
+        test = self.test
+        distance = test.jump_distance(x, y, lat, lon, prev.x, prev.y, prev.lat, prev.lon,
+                                      t - prev.time)
+        if distance is None:
             if state is not None:  # back on its track
                 state.pop("alt", None)
                 if not (state.get("alert") and ctx.book.get(str(state["alert"]))):
@@ -86,16 +112,18 @@ class PositionJump(BaseRule):
         if state is None:
             state = vessel.rule_state[self.name] = {}
         alt = state.get("alt")
+        if alt is not None and len(alt) < 6:
+            alt = None  # saved before the place had its lat/lon: judge afresh
         run = 1
-        if alt is not None and not self.test.is_jump(math.hypot(x - alt[1], y - alt[2]),
-                                                     t - alt[0]):
+        if alt is not None and test.jump_distance(x, y, lat, lon, alt[1], alt[2], alt[4],
+                                                  alt[5], t - alt[0]) is None:
             run = int(alt[3]) + 1
         if run >= self.confirm_reports:
             # Several fixes agree on the new place: accept it, the old fix was the odd one.
             state.pop("alt", None)
             self._end(ctx, vessel, state, t, "relocated")
             return
-        state["alt"] = [t, x, y, run]
+        state["alt"] = [t, x, y, run, lat, lon]
         ctx.reject_fix(self.name)
         state["last"] = t
         state["rejected"] = int(state.get("rejected", 0)) + 1
