@@ -17,6 +17,18 @@ def test_entry_needs_two_consecutive_reports() -> None:
     assert all(e.transition == "new" and e.alert["state"] == "ended" for e in entries)
     assert entries[0].alert["started_at"] == "2026-01-01T12:00:10Z"
     assert entries[0].alert["risk_area"] == "port_operations"
+    # Seen inside from its first fix: the crossing was not observed, and the event says so.
+    assert all(e.alert["details"]["first_seen_inside"] is True for e in entries)
+
+
+def test_an_entry_after_a_fix_outside_is_a_crossing() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 100, 25), report(SHIP, 10, 100, 25))  # berth_1 and port
+    run.feed(report(SHIP, 20, 500, 500), report(SHIP, 30, 500, 500))  # left the berth
+    run.feed(report(SHIP, 40, 100, 25), report(SHIP, 50, 100, 25))  # back in
+    second = [e.alert for e in run.of("zone_entry") if e.alert["started_at"].endswith(":50Z")]
+    assert [a["zone"] for a in second] == ["berth_1"]
+    assert "first_seen_inside" not in second[0]["details"]
 
 
 def test_no_events_for_coverage_kind() -> None:

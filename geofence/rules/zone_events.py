@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.picture import Vessel
@@ -21,6 +21,7 @@ class _ZoneEvent(BaseRule):
     def __init__(self, config: RulesConfig) -> None:
         section: ZoneEventConfig = getattr(config, self.name)
         self.kinds = frozenset(section.kinds)
+        self.inertia = config.membership.inertia_reports
 
     def _wanted(self, zone: Zone) -> bool:
         override = zone.get("events")
@@ -30,11 +31,20 @@ class _ZoneEvent(BaseRule):
         zones = ctx.entered if self.entering else ctx.exited
         for zone in zones:
             if self._wanted(zone):
+                details: dict[str, Any] = {"zone_kind": zone.kind, "zone_name": zone.name,
+                           "reports": [evidence(report)]}
+                if self.entering and self._first_seen_inside(vessel):
+                    details["first_seen_inside"] = True
                 ctx.book.event(self.name, risk_area=RiskArea.PORT_OPERATIONS,
                                severity=Severity.INFO, mmsi=vessel.mmsi, time=report.time,
-                               zone=zone.id, **vessel_fields(vessel),
-                               details={"zone_kind": zone.kind, "zone_name": zone.name,
-                                        "reports": [evidence(report)]})
+                               zone=zone.id, **vessel_fields(vessel), details=details)
+
+    def _first_seen_inside(self, vessel: Vessel) -> bool:
+        """Whether the vessel's fixes so far are just those that confirmed the entry: it
+        was inside when first seen (at start-up, or its AIS switched on at a berth), so
+        no crossing was observed. A full history cannot tell."""
+        fixes = len(vessel.history)
+        return fixes <= self.inertia and fixes != vessel.history.maxlen
 
 
 class ZoneEntry(_ZoneEvent):
