@@ -40,3 +40,15 @@ def test_ordinary_vessel_no_alert() -> None:
     run = Run()
     run.track(244123456, span(0, 300, 60), 500, 500)
     assert run.of("emergency_device") == []
+
+
+def test_a_garbled_message_with_a_device_number_is_no_alert() -> None:
+    """A type 27 heard at the noise floor decoded as EPIRB 974291422 (libais's examples);
+    devices send types 1 and 14 only."""
+    run = Run()
+    run.feed(report(974291422, 0, 500, 500, msg_type=27, speed=16.0))
+    run.feed(report(974291422, 60, 500, 500, msg_type=5))
+    assert run.of("emergency_device") == []
+    run.feed(report(974291422, 120, 500, 500, msg_type=14, speed=None))
+    assert [e.alert["details"]["device"] for e in run.of("emergency_device", "new")] == [
+        "epirb"]

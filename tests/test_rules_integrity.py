@@ -235,13 +235,25 @@ def test_ten_digits_and_group_numbers_are_flagged() -> None:
     assert run.of("invalid_mmsi")[1].alert["details"]["mmsi_text"] == "024412345"
 
 
+def test_an_mmsi_heard_once_is_not_judged() -> None:
+    """A garbled message that passes its checksum carries a random MMSI (exactEarth's
+    sample: a type 5 from 1036343774 named "KUS>!JW2KG\\?CC"): judged from the second."""
+    run = Run()
+    run.feed(report(1_036_343_774, 0, 5000, 5000, msg_type=5))
+    assert run.of("invalid_mmsi") == []
+    run.feed(report(1_036_343_774, 30, 5000, 5000))
+    (event,) = run.of("invalid_mmsi")
+    assert event.time == T0 + 30 and event.alert["details"]["reason"] == "not_9_digits"
+
+
 def test_ships_devices_stations_aton_and_sar_aircraft_are_not_flagged() -> None:
     run = Run()
     for mmsi in (244123456, 970123456, 972123456, 974123456, 982440001, 824412345):
         run.track(mmsi, [0, 10], 5000, 5000)
     # Stations and AtoN send station messages (here binary broadcasts, type 8).
     for mmsi in (2442000, 992446000):
-        run.feed(report(mmsi, 0, 5000, 5000, msg_type=8))
+        run.feed(report(mmsi, 0, 5000, 5000, msg_type=8), report(mmsi, 60, 5000, 5000,
+                                                                 msg_type=8))
     run.feed(report(111244001, 0, 5000, 5000, msg_type=9, speed=120.0))
     assert run.of("invalid_mmsi") == []
     assert len(run.of("emergency_device", "new")) == 3

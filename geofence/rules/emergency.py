@@ -1,5 +1,9 @@
 """``emergency_device``: an AIS-SART (970), MOB device (972) or EPIRB-AIS (974) is heard.
 
+Devices send position reports (type 1) and safety broadcasts (type 14, "SART ACTIVE"); a
+97x MMSI on any other message is a garbled one (a type 27 at the noise floor with a longitude
+of 200° made a critical EPIRB alert) and is not judged.
+
 State-based so a device transmitting every minute gives one alert: it opens on the first
 report, moves with the device (updates at most once a minute, only when it moved ≥ 100 m),
 and ends once the device has been silent for ``end_after_s``.
@@ -19,6 +23,9 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 DEVICES = {970: "ais_sart", 972: "mob", 974: "epirb"}
+#: What AIS-SART, MOB and EPIRB-AIS devices transmit (ITU-R M.1371: position reports and
+#: safety-related broadcasts); 2 and 3 as well, the other class A position reports.
+DEVICE_MESSAGE_TYPES = frozenset({1, 2, 3, 14})
 UPDATE_MOVE_M = 100.0
 UPDATE_EVERY_S = 60.0
 
@@ -33,6 +40,7 @@ def device_kind(mmsi: int) -> str | None:
 class EmergencyDevice(BaseRule):
     name = "emergency_device"
     non_ship_only = True  # 97x devices are no ship MMSIs
+    msg_types = DEVICE_MESSAGE_TYPES
 
     def __init__(self, config: RulesConfig) -> None:
         self.end_after_s = config.emergency_device.end_after_s

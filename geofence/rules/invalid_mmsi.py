@@ -6,7 +6,10 @@ a 7-digit "MMSI" on a vessel is read as 00MIDxxxx and must not pass as a station
 and not flagged: ship MMSIs, coast/base stations (00…), aids to navigation (99…), SAR aircraft
 (111…), craft of a parent ship (98…), handhelds (8…), and the emergency devices 970/972/974
 (``emergency_device`` handles those). One event per MMSI, not one per report: the vessel's
-``rule_state`` remembers it was flagged (and survives a restart with the vessel).
+``rule_state`` remembers it was flagged (and survives a restart with the vessel). Judged
+from an MMSI's second message: a message garbled on a noisy channel that still passes its
+checksum carries a random MMSI (often 10 digits) nobody sends twice; a real misconfigured
+transponder repeats.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class InvalidMmsi(BaseRule):
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         mmsi = vessel.mmsi
-        if is_ship_mmsi(mmsi) or self.name in vessel.rule_state:
+        if is_ship_mmsi(mmsi) or self.name in vessel.rule_state or vessel.messages < 2:
             return
         kind = classify(mmsi)
         reason = kind.reason
