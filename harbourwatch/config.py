@@ -282,6 +282,10 @@ class CollisionRiskConfig(_Model):
                                         "speed of 24 kn is then caught ~6 min ahead)")
     max_age_s: float = Field(default=120.0, gt=0, le=3600,
                              description="A fix older than this is not dead-reckoned")
+    min_relative_kn: float = Field(default=1.0, ge=0, le=50,
+                                   description="Opens only when the vessels' relative speed "
+                                               "is at least this (vessels in company, a tow, "
+                                               "keep their distance)")
 
 
 class AnchorDragConfig(_Model):

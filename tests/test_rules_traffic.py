@@ -278,6 +278,24 @@ def test_two_vessels_passing_on_parallel_courses_300_m_apart_no_collision_risk()
     assert run.of("collision_risk") == []
 
 
+def test_a_tow_in_company_no_alert_a_pair_closing_at_1_kn_alerts() -> None:
+    """Gladstone: a tug and its barge 297 m apart at 5.5/5.6 kn made four alerts in five
+    minutes, CPA = distance and TCPA flickering about zero. Under ``min_relative_kn`` (1 kn)
+    a pair does not open; just over it, the same geometry does."""
+    def overtaking(relative_kn: float, behind_m: float) -> Run:
+        """OTHER overtakes SHIP 100 m abeam (CPA 100 m), ``behind_m`` astern at first."""
+        run = Run()
+        v, w = 5.5 * KN, (5.5 + relative_kn) * KN
+        for t in span(0, 300, 10):
+            run.feed(report(SHIP, t, v * t, 8000, speed=5.5, course=90.0),
+                     report(OTHER, t, w * t - behind_m, 8100, speed=5.5 + relative_kn,
+                            course=90.0))
+        return run
+    assert overtaking(0.2, 50.0).of("collision_risk") == []  # TCPA 486 s
+    assert overtaking(0.9, 200.0).of("collision_risk") == []  # TCPA 432 s
+    assert len(overtaking(1.1, 200.0).of("collision_risk", "new")) == 1  # TCPA 353 s
+
+
 # -- anchor_drag --------------------------------------------------------------------------
 
 CENTRE = (5000.0, 5000.0)

@@ -9,6 +9,10 @@ channel, so a pair is judged only when at least one of the two is outside the po
 ``cpa_m`` (and optionally ``tcpa_s``); when such zones apply, the smallest ``cpa_m`` among
 them is the limit.
 
+A pair opens only at a relative speed of ``min_relative_kn`` or more: vessels steaming in
+company (a tug and its tow 300 m apart) keep their distance, so they are at their CPA
+already, and the sign of a TCPA near zero flickers with every report.
+
 State-based with hysteresis: it opens when the condition first holds and ends when the
 vessels have passed (TCPA ≤ 0), when CPA or TCPA exceed ``end_factor`` times their limits,
 when either slows to ``speed_kn`` or less, or when either has not reported for
@@ -82,6 +86,8 @@ class CollisionRisk(BaseRule):
         self.end_factor = cfg.end_factor
         self.search_m = cfg.search_m
         self.max_age_s = cfg.max_age_s
+        min_relative = cfg.min_relative_kn * KN_TO_MS
+        self._min_relative2 = min_relative * min_relative  # (m/s)², against vv
         self.exempt = frozenset(config.exempt_shiptypes)
         self.moving: Grid[Motion] = Grid(self.search_m / 2)
         self.watched: Grid[Motion] = Grid(self.search_m / 2)
@@ -199,6 +205,8 @@ class CollisionRisk(BaseRule):
                 continue
             if tcpa >= tcpa_lim or cpa >= cpa_lim:
                 continue
+            if vv < self._min_relative2:
+                continue  # in company: not closing
             partner = ctx.picture.get(other)
             if partner is None or is_exempt(partner, self.exempt):
                 continue  # its static data came after its last position
