@@ -353,9 +353,18 @@ class SourceSilentConfig(_Model):
     receivers: list[str] = Field(
         default_factory=lambda: ["*"], min_length=1, max_length=1000,
         description="Receivers to alert on, as shell patterns (fnmatch) of receiver names: "
-                    "the tag-block station, else the source. A national feed's hundreds of "
-                    "stations need not alert; vessels only a silent receiver heard are never "
-                    "called dark, whether or not it is listed")
+                    "the tag-block or $PGHP station, else the source. A national feed's "
+                    "hundreds of stations need not alert; vessels only a silent receiver "
+                    "heard are never called dark, whether or not it is listed")
+
+    @field_validator("receivers", mode="before")
+    @classmethod
+    def _station_numbers_are_names(cls, value: Any) -> Any:
+        """Gatehouse stations are numbers (``2190067``): YAML reads them unquoted as ints."""
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                    for v in value]
+        return value
 
 
 class RulesConfig(_Model):

@@ -8,6 +8,7 @@ USCG metadata). ``$PGHP`` Gatehouse lines are meta lines that time the next sent
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ingest.nmea import is_armoured_payload, xor_checksum
@@ -68,6 +69,8 @@ class Meta:
     """A line that carries no message but is understood: a Gatehouse time, a bare tag block."""
 
     time: float | None
+    #: A ``$PGHP`` line's shore station (its PSS field), the receiver of the next sentence.
+    station: str | None = None
 
 
 #: A bare tag block line (some feeds send one before every sentence): one shared object.
@@ -162,8 +165,12 @@ def frame(line: bytes) -> Sentence | Meta | str:
 
     if first != 33:
         if first == 36 and (body[:5] == b"PGHP," or body == b"PGHP"):
-            # Only the clock fields are read: split no further than them.
-            return Meta(_gatehouse(body.split(b",", 9)))
+            # Only the clock fields and the station are read: split no further than them.
+            fields = body.split(b",", 12)
+            station = _STATIONS.get(fields[11]) if len(fields) > 11 else ""
+            if station is None:
+                station = _gatehouse_station(fields[11])
+            return Meta(_gatehouse(fields), station or None)
         return NOT_AIS if first == 36 else JUNK
     fields = body.split(b",")
     head = fields[0]
@@ -198,6 +205,22 @@ def _head(head: bytes) -> tuple[str, bool] | None:
     if len(head) != 5 or (kind != b"VDM" and kind != b"VDO"):
         return None
     return head[:2].decode(), kind == b"VDO"
+
+
+#: A station field fit to name a receiver (digits in Gatehouse feeds: an MMSI-like number).
+_STATION = re.compile(rb"[A-Za-z0-9_-]{1,32}")
+#: Station fields seen → their receiver name ("" when unfit): a feed has few stations.
+_STATIONS: dict[bytes, str] = {}
+
+
+def _gatehouse_station(pss: bytes) -> str:
+    """``$PGHP,1,date…,country,region,pss,…``: the physical shore station (field 11) as a
+    receiver name, "" when it cannot be one; remembered in ``_STATIONS``."""
+    station = pss.decode() if _STATION.fullmatch(pss) else ""
+    if len(_STATIONS) >= _CACHE_MAX:
+        _STATIONS.clear()
+    _STATIONS[pss] = station
+    return station
 
 
 def _gatehouse(fields: list[bytes]) -> float | None:

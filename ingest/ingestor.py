@@ -55,6 +55,7 @@ _FILL_KEY = (b"", b"/1", b"/2", b"/3", b"/4", b"/5")
 class _SourceState:
     health: SourceHealth
     gatehouse_time: float | None = None
+    gatehouse_station: str | None = None
     clock: float | None = None
     suspect_clock: list[float] = field(default_factory=list)
     held: list[Sentence] = field(default_factory=list)
@@ -71,6 +72,35 @@ class IngestProgress:
     sources: dict[str, SourceHealth]
     receivers: dict[str, ReceiverHealth]
     untimed_sources: set[str]
+
+
+def _after_gatehouse(state: _SourceState, sentence: Sentence
+                     ) -> tuple[Sentence, float | None, str | None, str | None]:
+    """The sentence after a ``$PGHP`` line, its time and time source by that line, and the
+    line's shore station (``None`` when the sentence carries it).
+
+    ``$PGHP`` times the sentence ahead of its own prefix or trailing epoch (a tag block
+    comes first): in a satellite feed ``$PGHP`` is when the message was heard, the trailing
+    epoch when it reached the ground, up to hours later. Its station is the receiver, as a
+    tag block's ``s:`` is. A timed single-part sentence is returned as it is (one per
+    message of a $PGHP feed: no copy); a fragment, or a sentence that may wait for a time,
+    is copied with both (framed sentences are shared by identical lines), so its multipart
+    group takes them from its first fragment.
+    """
+    time, station = state.gatehouse_time, state.gatehouse_station
+    state.gatehouse_time = state.gatehouse_station = None
+    time_source = sentence.time_source
+    if time is None or time_source == "tagblock":
+        time = sentence.time
+    else:
+        time_source = "line"
+    if sentence.count == 1 and time is not None:
+        return sentence, time, time_source, None if sentence.station else station
+    copy = Sentence(sentence.talker, sentence.own, sentence.count, sentence.number,
+                    sentence.seq, sentence.channel, sentence.payload, sentence.fill,
+                    sentence.raw, time, time_source, sentence.station or station,
+                    sentence.group)
+    return copy, time, time_source, None
 
 
 def sources_final_after(dedup_window_s: float) -> float:
@@ -145,6 +175,8 @@ class Ingestor:
             health.meta += 1
             if framed.time is not None:
                 state.gatehouse_time = framed.time
+            if framed.station is not None:
+                state.gatehouse_station = framed.station
             return _NOTHING
         health.rejected[framed] += 1  # type: ignore[index]
         if log.isEnabledFor(logging.DEBUG):
@@ -208,16 +240,11 @@ class Ingestor:
 
     def _sentence(self, source: str, state: _SourceState, sentence: Sentence,
                   received: float | None) -> Sequence[Report]:
-        time = sentence.time
-        time_source = sentence.time_source
-        gatehouse = state.gatehouse_time
-        if gatehouse is not None:
-            # A $PGHP line times the sentence after it ahead of that line's own prefix or
-            # trailing epoch (a tag block comes first): a satellite feed's $PGHP is when the
-            # message was heard, its trailing epoch when it reached the ground, hours later.
-            state.gatehouse_time = None
-            if time_source != "tagblock":
-                time, time_source = gatehouse, "line"
+        station = None  # a $PGHP line's station, for a single-part sentence
+        if state.gatehouse_time is not None or state.gatehouse_station is not None:
+            sentence, time, time_source, station = _after_gatehouse(state, sentence)
+        else:
+            time, time_source = sentence.time, sentence.time_source
         if time is None:
             if received is not None:
                 time, time_source = received, "receive"
@@ -246,7 +273,7 @@ class Ingestor:
             held, state.held = state.held, []
             for item in held:
                 self._place(source, state, item, time, "carried", placed)
-        self._place(source, state, sentence, time, time_source or "line", placed)
+        self._place(source, state, sentence, time, time_source or "line", placed, station)
         return placed or _NOTHING
 
     def _clock_ahead(self, source: str, state: _SourceState, sentence: Sentence, time: float,
@@ -264,7 +291,9 @@ class Ingestor:
         return replace(sentence, time=received, time_source="receive")
 
     def _place(self, source: str, state: _SourceState, sentence: Sentence, time: float,
-               time_source: str, out: list[Report]) -> None:
+               time_source: str, out: list[Report], station: str | None = None) -> None:
+        """Assemble, de-duplicate and decode a timed sentence; ``station``: its receiver
+        when the sentence names none (a ``$PGHP`` line's, for a single-part sentence)."""
         newest = self.newest
         if newest is None or time > newest:
             self.newest = newest = time
@@ -289,7 +318,7 @@ class Ingestor:
                 time_source = first.time_source or time_source
             if first.station is not None:
                 sentence = first
-        receiver = sentence.station or source
+        receiver = sentence.station or station or source
         health = state.health
         health.last_heard = time
         rx = self.receivers.get(receiver)

@@ -259,3 +259,10 @@ def test_mmsis_and_ship_types_in_lists_are_bounded(tmp_path: Path) -> None:
         "Input should be less than or equal to 999999999",
         f"{path}:3: rules.exempt_shiptypes.1: Input should be less than or equal to 255",
     ]
+
+
+def test_unquoted_station_numbers_are_receiver_names(tmp_path: Path) -> None:
+    """The README's own example: Gatehouse stations are numbers, written unquoted."""
+    path = write(tmp_path, "rules:\n  source_silent: {receivers: [rx-quay*, 2190067]}\n")
+    config = load_config(path, env={})
+    assert config.rules.source_silent.receivers == ["rx-quay*", "2190067"]

@@ -11,10 +11,13 @@ from ingest.ingestor import Ingestor
 from ingest.timestamps import epoch_value, gatehouse_time, iso_value, prefix_time, suffix_time
 from tests.ingest_helpers import (
     base_station,
+    checksum,
     feed_all,
     fixture,
+    multipart,
     position,
     single,
+    static,
     tag_block,
 )
 
@@ -177,6 +180,30 @@ def test_gatehouse_beats_the_sentence_own_prefix_and_suffix() -> None:
         out = feed_all(ingestor, "x", [gh, line, LINE + ",1500000000"])
         assert [(r.time, r.time_source) for r in out] == [
             (_utc(2008, 5, 9) + 0.010, "line"), (1500000000.0, "line")], line
+
+
+def pghp(station: str, second: int = 0) -> str:
+    """A Danish-network ``$PGHP`` line: 2013-11-12 12:00:``second``, shore station."""
+    body = f"PGHP,1,2013,11,12,12,0,{second},11,219,,{station},1,62"
+    return f"${body}*{checksum(body)}"
+
+
+def test_a_gatehouse_station_is_the_receiver_of_the_next_sentence() -> None:
+    """The Danish network names its shore station in each $PGHP line (field 11): the
+    receiver, as a tag block's s: is, for single- and multipart messages alike."""
+    ingestor = Ingestor()
+    lines = [pghp("2190067"), single(position(mmsi=211000001)),
+             pghp("2190048", 1), *multipart(static(mmsi=211000002), 2),
+             single(position(mmsi=211000003)),  # no $PGHP before it: the source
+             pghp("2190067", 2), tag_block(s="rx9") + single(position(mmsi=211000004))]
+    out = feed_all(ingestor, "dk", lines)
+    t = datetime(2013, 11, 12, 12, 0, 0, tzinfo=UTC).timestamp() + 0.011
+    assert [(r.mmsi, r.sources, r.time) for r in out] == [
+        (211000001, ["2190067"], t), (211000002, ["2190048"], t + 1),
+        (211000003, ["dk"], t + 1), (211000004, ["rx9"], t + 2)]
+    assert set(ingestor.receivers) == {"2190067", "2190048", "dk", "rx9"}
+    assert frame(pghp("rx 1; DROP").encode()) == Meta(
+        datetime(2013, 11, 12, 12, 0, 0, tzinfo=UTC).timestamp() + 0.011, None)
 
 
 def test_gatehouse_beats_receive_time_and_receive_beats_nothing() -> None:
