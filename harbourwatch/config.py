@@ -352,7 +352,8 @@ class SourceSilentConfig(_Model):
                             description="Receiver silent longer than")
     receivers: list[str] = Field(
         default_factory=lambda: ["*"], min_length=1, max_length=1000,
-        description="Receivers to alert on, as shell patterns (fnmatch) of receiver names: "
+        description="Receivers to alert on, as shell patterns (fnmatch) of receiver names, "
+                    "'!pattern' to leave some out: "
                     "the tag-block or $PGHP station, else the source. A national feed's "
                     "hundreds of stations need not alert; vessels only a silent receiver "
                     "heard are never called dark, whether or not it is listed")

@@ -201,6 +201,16 @@ def test_source_silent_alerts_only_for_the_receivers_listed() -> None:
     assert run.of("dark_vessel") == []
 
 
+def test_source_silent_leaves_out_the_receivers_excluded() -> None:
+    """``!`` patterns: every receiver but the satellite station, whose passes come and go
+    (the Gladstone recording's exactEarth lines)."""
+    run = Run(source_silent={"receivers": ["*", "!3160000*"]})
+    run.play(at(244000001, span(0, 3000, 30), 5000, 5000, sources=("rx-quay",)),
+             at(244000002, span(0, 100, 30), -5000, 5000, sources=("316000002",)),
+             at(244000003, span(0, 100, 30), -5000, -5000, sources=("harbour",)))
+    assert [e.alert["details"]["receiver"] for e in run.of("source_silent")] == ["harbour"]
+
+
 def test_silent_exactly_600_s_is_not_dark() -> None:
     """"Silent > 600 s": a report exactly 600 s after the last one is in time."""
     run = Run()

@@ -5,7 +5,8 @@ alert ends when the receiver is heard again (noticed on the next tick; ``ended_a
 time it was heard). ``dark_vessel`` needs no message from this
 rule: a silence longer than ``silent_s`` breaks the receiver's continuity
 (:class:`~geofence.picture.Receiver`), so vessels only it heard cannot be called dark.
-Only receivers matching one of the ``receivers`` patterns alert.
+Only receivers matching one of the ``receivers`` patterns, and none of its ``!`` patterns,
+alert (``["*", "!316000002"]``: all but a satellite station, whose passes come and go).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class SourceSilent(BaseRule):
 
     def __init__(self, config: RulesConfig) -> None:
         self.silent_s = config.source_silent.silent_s
-        self.patterns = config.source_silent.receivers
+        patterns = config.source_silent.receivers
+        self.patterns = [p for p in patterns if not p.startswith("!")]
+        self.excluded = [p[1:] for p in patterns if p.startswith("!")]
         self._watched: dict[str, bool] = {}
 
     def watches(self, receiver: str) -> bool:
@@ -34,7 +37,8 @@ class SourceSilent(BaseRule):
         watched = self._watched.get(receiver)
         if watched is None:
             watched = self._watched[receiver] = any(
-                fnmatchcase(receiver, pattern) for pattern in self.patterns)
+                fnmatchcase(receiver, pattern) for pattern in self.patterns) and not any(
+                fnmatchcase(receiver, pattern) for pattern in self.excluded)
         return watched
 
     def _end(self, ctx: RuleContext, receiver: str, heard: float, now: float) -> None:
