@@ -528,11 +528,18 @@ class Config(_Model):
         return self
 
     @classmethod
-    def default_for_zones(cls, zones_path: str | Path) -> Config:
-        """Defaults for a run started with nothing but ``--zones``."""
+    def default_for_zones(cls, zones_path: str | Path, *,
+                          env: Mapping[str, str] | None = None) -> Config:
+        """Defaults for a run started with nothing but ``--zones``, with the secrets from
+        the environment as a config file would take them (``HARBOURWATCH_DB_URL`` …)."""
         path = Path(zones_path)
         name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_")[:63] or "port"
-        return cls(port=PortConfig(name=name, zones=path.resolve()))
+        data: dict[str, Any] = {"port": {"name": name, "zones": str(path.resolve())}}
+        origin = _apply_env(data, os.environ if env is None else env)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, "<environment>", None, origin)) from exc
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -712,7 +719,7 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
 
     try:
         config = load_config(path, env=env) if path is not None else (
-            Config.default_for_zones(zones) if zones is not None else Config())
+            Config.default_for_zones(zones, env=env) if zones is not None else Config())
     except ConfigError as exc:
         return exc.errors
     where = str(path) if path is not None else "<flags>"

@@ -179,9 +179,25 @@ def test_versions_and_migrations(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_for_zones() -> None:
-    config = Config.default_for_zones("fixtures/Demo Port.geojson")
+    config = Config.default_for_zones("fixtures/Demo Port.geojson", env={})
     assert config.port.name == "demo-port" and config.port.zones is not None
     assert config.port.zones.is_absolute() and config.mqtt.prefix == "harbourwatch/demo-port"
+    assert config.store.url is None and config.mqtt.username is None
+
+
+def test_with_zones_only_the_secrets_still_come_from_the_environment() -> None:
+    """A port started from nothing but its zones file: the database and broker account in
+    the environment (the README's secrets) are used, not silently a local SQLite file."""
+    env = {"HARBOURWATCH_DB_URL": "postgresql://hw@db/port", "HARBOURWATCH_MQTT_USERNAME": "hw",
+           "HARBOURWATCH_MQTT_PASSWORD": "pw"}
+    config = Config.default_for_zones("fixtures/demo.geojson", env=env)
+    assert config.store.url is not None and config.mqtt.username == "hw"
+    assert config.store.url.get_secret_value() == "postgresql://hw@db/port"
+    assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "pw"
+    with pytest.raises(ConfigError) as info:
+        Config.default_for_zones("fixtures/demo.geojson", env={"HARBOURWATCH_DB_URL": "x"})
+    (error,) = info.value.errors
+    assert error.startswith("<environment>: store.url (from environment HARBOURWATCH_DB_URL)")
 
 
 def test_check_config_reports_config_and_zone_problems(tmp_path: Path) -> None:
