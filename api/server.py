@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Generator
 
 import uvicorn
 from fastapi import FastAPI
 
 from api.stream import StreamHub
+
+
+class ApiAddressError(OSError):
+    """The API's address cannot be served (taken, or not this host's)."""
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind and release ``host:port`` as uvicorn will (address reuse on), so a taken port
+    stops the run before it starts, with a message, instead of failing later in a task."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        socket.create_server(address, family=family).close()
+    except OSError as exc:
+        raise ApiAddressError(f"API on {host}:{port} cannot be served: {exc.strerror or exc}"
+                              ) from exc
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -151,12 +151,14 @@ def _check_config(args: argparse.Namespace) -> int:
 def _startup_errors() -> tuple[type[BaseException], ...]:
     """What stops a run before or as it starts, with a message for the user (exit 2)."""
     from api.mqtt import MqttConfigError
+    from api.server import ApiAddressError
     from geofence.zones import ZoneError
     from harbourwatch.alerts_file import AlertsFileError
     from ingest.sources.base import SourceError
     from store import StoreError
 
-    return (ZoneError, StoreError, SourceError, MqttConfigError, AlertsFileError)
+    return (ZoneError, StoreError, SourceError, MqttConfigError, AlertsFileError,
+            ApiAddressError)
 
 
 def _messages(exc: BaseException) -> list[str]:

@@ -180,6 +180,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
     stop = asyncio.Event()
     try:
         _on_signals(stop)
+        if config.api.enabled:
+            from api.server import check_address
+            check_address(config.api.host, config.api.port)
         store = make_store(config, config_dir, drill, replay=replay is not None)
         await store.start()
     except BaseException:

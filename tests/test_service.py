@@ -379,6 +379,21 @@ def test_a_udp_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_an_api_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
+    """It ran on without its API, logged an error and exited 1 at the end."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("run", "--zones", DEMO_ZONES, "--serve", f"127.0.0.1:{port}",
+                   "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(
+        f"harbourwatch: API on 127.0.0.1:{port} cannot be served: Address already in use")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()  # nothing started
+
+
 def test_zones_saved_over_the_api_are_in_force_after_a_restart(tmp_path: Path) -> None:
     """A PUT /zones after the zones file was written wins at start-up; editing the file
     afterwards wins again. The added zone went away at every restart."""
