@@ -31,6 +31,7 @@ _SOURCE_COUNTERS = (
     ("kernel_dropped", "UDP datagrams the kernel dropped: the socket buffer was full"),
     ("overlong", "Unterminated runs longer than a line can be, thrown away"),
     ("partial_lines", "Unterminated line ends thrown away when a link broke"),
+    ("connects", "Links established (a reconnecting feed counts each time)"),
     ("disconnects", "Links lost after they were up"),
 )
 _SOURCE_BY_REASON = (

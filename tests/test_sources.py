@@ -672,6 +672,7 @@ async def test_what_a_flood_dropped_shows_in_sources_and_metrics() -> None:
     assert (shown["queue_dropped"], shown["kernel_dropped"]) == (100 - 16, 0)
     assert (shown["connects"], shown["disconnects"], shown["overlong"]) == (1, 0, 0)
     assert 'harbourwatch_source_queue_dropped_total{source="udp-flood"} 84.0' in metrics
+    assert 'harbourwatch_source_connects_total{source="udp-flood"} 1.0' in metrics
 
 
 async def test_udp_sentences_cut_across_datagrams_are_joined_per_sender() -> None:
