@@ -222,6 +222,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
             feed.remember_open(restored)
             for source in sources:
                 source.add_status_listener(feed.source_status)
+                # Its state now (offline until it is up): a source that never comes up is
+                # "offline", not the "online" a previous run left retained.
+                feed.source_status(source.name, source.connected)
             sinks.append(feed)
             mqtt_feed = feed
         if config.api.enabled:

@@ -107,3 +107,40 @@ async def test_drill_replay_reaches_api_and_command_platform(
     listener.cancel()
     with pytest.raises(asyncio.CancelledError):
         await listener
+
+
+async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """A feed down from the start published nothing: its retained "online" from the run
+    before stayed in place. Now every source's state is published when the feed starts."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    closed, udp = free_port(), free_port()
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:  # the run before
+        await client.publish(f"{prefix}/sources/tcp-127-0-0-1-{closed}/status", b"online",
+                             qos=1, retain=True)
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/sources/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--tcp", f"127.0.0.1:{closed}", "--udp", f"127.0.0.1:{udp}",
+         "--mqtt", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--mqtt-prefix", prefix,
+         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def latest(name: str) -> bytes | None:
+            topic = f"{prefix}/sources/{name}/status"
+            found = [m.payload for m in messages if str(m.topic) == topic]
+            return bytes(found[-1]) if isinstance(found[-1] if found else None, bytes) else None
+
+        await _wait_for(lambda: latest(f"tcp-127-0-0-1-{closed}") == b"offline", 30,
+                        "the dead feed's offline")
+        await _wait_for(lambda: latest(f"udp-{udp}") == b"online", 30, "the UDP source")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
