@@ -131,8 +131,9 @@ async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
     try:
         def latest(name: str) -> bytes | None:
             topic = f"{prefix}/sources/{name}/status"
-            found = [m.payload for m in messages if str(m.topic) == topic]
-            return bytes(found[-1]) if isinstance(found[-1] if found else None, bytes) else None
+            found = [m.payload for m in messages
+                     if str(m.topic) == topic and isinstance(m.payload, bytes)]
+            return found[-1] if found else None
 
         await _wait_for(lambda: latest(f"tcp-127-0-0-1-{closed}") == b"offline", 30,
                         "the dead feed's offline")
