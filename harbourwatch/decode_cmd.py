@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
 from ingest.ingestor import Ingestor
 from ingest.logfile import read_log_lines
 from ingest.sources.base import SourceError
+from ingest.sources.spec import log_source_name
 from replay.merge import unique_names
 
 log = logging.getLogger(__name__)
-
-
-def source_name(path: str) -> str:
-    return "stdin" if path == "-" else Path(path).name
 
 
 def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) -> int:
@@ -25,7 +21,7 @@ def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) ->
     out = sys.stdout
     dumps = json.dumps
     try:
-        names = unique_names([source_name(path) for path in files])
+        names = unique_names([log_source_name(path) for path in files])
         for path, name in zip(files, names, strict=True):
             for line in read_log_lines(path):
                 for report in ingestor.feed(name, line, None):

@@ -10,21 +10,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from itertools import islice
-from pathlib import Path
 
 from ingest.decode import sentence_station_time
 from ingest.framing import Meta, Sentence, frame
 from ingest.ingestor import LineInput
 from ingest.logfile import read_log_lines
-from ingest.sources.base import slugify
-
-
-def log_source_name(path: str) -> str:
-    """A source slug for a log file: its name without compression suffixes."""
-    name = Path(path).name
-    for suffix in (".gz", ".txt", ".nmea", ".ais", ".log"):
-        name = name.removesuffix(suffix)
-    return slugify(name) or "log"
+from ingest.sources.spec import log_source_name
 
 
 class _Cursor:

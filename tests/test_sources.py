@@ -606,7 +606,7 @@ def test_specs_build_sources_with_default_names() -> None:
 
     log = parse_source_spec("file", "/var/log/ais/2026-01-01.nmea.gz")
     assert isinstance(log, FileSource)
-    assert log.name == "file-2026-01-01-nmea-gz"
+    assert log.name == "2026-01-01"  # as replay and decode name it
     assert parse_source_spec("file", "-").name == "stdin"
 
 

@@ -74,12 +74,23 @@ def parse_serial_spec(spec: str, *, name: str | None = None) -> SerialSource:
     return SerialSource(name or slugify(f"serial-{base}"), device, baudrate)
 
 
+def log_source_name(path: str) -> str:
+    """The default name of a log's source, the same in ``run``, ``replay`` and ``decode``:
+    ``stdin`` for ``-``, else the file name without log and compression suffixes, as a slug
+    (``day1-rx2.nmea.gz`` → ``day1-rx2``)."""
+    if path == STDIN:
+        return "stdin"
+    name = os.path.basename(path)
+    for suffix in (".gz", ".txt", ".nmea", ".ais", ".log"):
+        name = name.removesuffix(suffix)
+    return slugify(name) or "log"
+
+
 def parse_file_spec(spec: str, *, name: str | None = None) -> FileSource:
-    """A log path or ``-`` (stdin); name ``file-<basename>`` or ``stdin``."""
+    """A log path or ``-`` (stdin); named by :func:`log_source_name` unless ``name``."""
     if not spec:
         raise ValueError("log path is empty (use - for stdin)")
-    default = "stdin" if spec == STDIN else slugify(f"file-{os.path.basename(spec)}")
-    return FileSource(name or default, spec)
+    return FileSource(name or log_source_name(spec), spec)
 
 
 def parse_source_spec(kind: SourceKind | str, spec: str, *, name: str | None = None) -> SourceBase:
