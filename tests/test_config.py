@@ -282,3 +282,15 @@ def test_unquoted_station_numbers_are_receiver_names(tmp_path: Path) -> None:
     path = write(tmp_path, "rules:\n  source_silent: {receivers: [rx-quay*, 2190067]}\n")
     config = load_config(path, env={})
     assert config.rules.source_silent.receivers == ["rx-quay*", "2190067"]
+
+
+def test_the_readme_lists_every_config_key_as_the_models_define_it() -> None:
+    """The README's reference table is the models' own (regenerate it when this fails:
+    python -m harbourwatch.config_reference)."""
+    from harbourwatch.config_reference import reference
+    from tests.paths import ROOT
+
+    table = reference()
+    assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "| `rules.collision_risk.min_relative_kn` | float | `1.0` | ≥ 0, ≤ 50 |" in table
+    assert "| `sources[].kind` | `udp` \\| `tcp` \\| `serial` \\| `file` | required |" in table
