@@ -352,11 +352,11 @@ class SourceSilentConfig(_Model):
                             description="Receiver silent longer than")
     receivers: list[str] = Field(
         default_factory=lambda: ["*"], min_length=1, max_length=1000,
-        description="Receivers to alert on, as shell patterns (fnmatch) of receiver names, "
-                    "'!pattern' to leave some out: "
-                    "the tag-block or $PGHP station, else the source. A national feed's "
-                    "hundreds of stations need not alert; vessels only a silent receiver "
-                    "heard are never called dark, whether or not it is listed")
+        description="Receivers to alert on, as shell patterns (fnmatch) of receiver names "
+                    "(the tag-block or $PGHP station, else the source); '!pattern' leaves "
+                    "receivers out. A national feed's hundreds of stations need not alert; "
+                    "vessels only a silent receiver heard are never called dark, whether or "
+                    "not it is listed")
 
     @field_validator("receivers", mode="before")
     @classmethod

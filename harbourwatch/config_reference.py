@@ -1,12 +1,14 @@
 """Every config key as a Markdown table, from the pydantic models themselves.
 
 The README carries this table; a test compares the two, so a key added, renamed or given a
-new default or bound shows there. Regenerate with ``python -m harbourwatch.config_reference``.
+new default or bound shows there. ``python -m harbourwatch.config_reference`` prints it;
+``… --readme README.md`` rewrites the README's copy in place.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
 from collections.abc import Iterator
@@ -93,11 +95,24 @@ def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[str]:
             yield from rows(sub, f"{key}{marker}")
 
 
+HEADER = "| key | type | default | bounds | meaning |"
+
+
 def reference() -> str:
     """The whole table, header included."""
-    head = ["| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
-    return "\n".join([*head, *rows()]) + "\n"
+    return "\n".join([HEADER, "|---|---|---|---|---|", *rows()]) + "\n"
+
+
+def rewrite(readme: Path) -> None:
+    """Replace the table in ``readme`` (from its header row to the blank line after it)."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(HEADER)
+    end = text.index("\n\n", start) + 1
+    readme.write_text(text[:start] + reference() + text[end:], encoding="utf-8")
 
 
 if __name__ == "__main__":
-    print(reference(), end="")
+    if sys.argv[1:2] == ["--readme"] and len(sys.argv) == 3:
+        rewrite(Path(sys.argv[2]))
+    else:
+        print(reference(), end="")
