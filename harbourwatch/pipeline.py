@@ -115,6 +115,10 @@ class Pipeline:
         """The reports of decoded lines, each line's ``(reports, journal length after it)``,
         with the journal applied just before them (also for lines decoded in another
         process: ``replay.decoding``)."""
+        # Optional (``Engine.project_ahead``): the run's positions projected in one call.
+        project_ahead = getattr(self.engine, "project_ahead", None)
+        if project_ahead is not None:
+            project_ahead(decoded)
         applied = 0
         try:
             for reports, mark in decoded:

@@ -57,6 +57,29 @@ def test_project_gives_the_projectors_answer_and_is_lazy_without_zones() -> None
     assert lazy.crs == "EPSG:32631"
 
 
+def test_project_ahead_gives_the_scalar_projection() -> None:
+    from geofence.engine import Engine
+    from harbourwatch.config import RulesConfig
+    from ingest.report import Report
+
+    zones = port_zones()
+    engine = Engine(RulesConfig(), zones)
+    rng = random.Random(5)
+    reports = [Report(mmsi=244_000_000 + i, msg_type=1, time=1.0, time_source="tagblock",
+                      sources=["rx"], nmea=[], lat=lat, lon=lon)
+               for i in range(300)
+               for lon, lat in (lonlat(rng.uniform(-9000, 9000), rng.uniform(-9000, 9000)),)]
+    reports.append(Report(mmsi=1, msg_type=5, time=1.0, time_source="tagblock", sources=[],
+                          nmea=[]))  # no position: not projected
+    engine.project_ahead([(reports[:150], 0), (reports[150:], 0)])
+    assert len(engine._ahead) == 300
+    for report in reports[:-1]:
+        assert report.lat is not None and report.lon is not None
+        assert engine._ahead[(report.lon, report.lat)] == zones.project(report.lon, report.lat)
+    engine.project_ahead([(reports[:3], 0)])  # too few to vectorise: projected one by one
+    assert engine._ahead == {}
+
+
 def test_snapshot_is_to_dict_with_details_copied() -> None:
     details = {"reports": [{"time": "2026-01-01T10:00:00Z", "sources": ["rx1"]}],
                "speeds": [3.5, None], "nested": {"a": [1, {"b": 2}]}}
