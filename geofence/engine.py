@@ -72,8 +72,8 @@ class Engine:
         self._next_sweep = float("-inf")
         self._resume_pending = False
         self._watch_kinds: tuple[str, ...] = ()
-        #: (lon, lat) -> (x, y) of the positions of the run being processed (project_ahead)
-        self._ahead: dict[tuple[float, float], tuple[float, float]] = {}
+        #: (lon, lat) -> (x, y, ids of the zones there) of the run's positions (project_ahead)
+        self._ahead: dict[tuple[float, float], tuple[float, float, tuple[str, ...]]] = {}
         self._set_watch_area()
         for rule in self.rules:
             rule.on_zones(self.ctx)
@@ -108,13 +108,13 @@ class Engine:
     # -- input ----------------------------------------------------------------------------
 
     def project_ahead(self, runs: Iterable[tuple[Sequence[Report], int]]) -> None:
-        """Project every position of a decoded run in one vectorised pyproj call.
+        """Project every position of a decoded run in one vectorised pyproj call, and find
+        the zones containing each (``ZoneSet.ids_at``) while the grid is in the caches.
 
         ``runs`` is what ``Ingestor.decode_run`` gives (each line's reports). ``process``
         then looks a report's position up instead of projecting it alone: the same
-        numbers (pyproj projects an array point by point), at a fraction of the per-call
-        cost. Keyed on the position itself, so a report this run did not hold is simply
-        projected as before.
+        numbers (pyproj projects an array point by point). Keyed on the position itself,
+        so a report this run did not hold is simply projected as before.
         """
         projector = self.zones.projector
         lons: list[float] = []
@@ -130,10 +130,13 @@ class Engine:
             self._ahead = {}
             return
         assert projector is not None
-        xs, ys = projector.forward_arrays(np.array(lons, dtype=float),
-                                          np.array(lats, dtype=float))
+        x_array, y_array = projector.forward_arrays(np.array(lons, dtype=float),
+                                                    np.array(lats, dtype=float))
+        xs, ys = x_array.tolist(), y_array.tolist()
+        ids_at = self.zones.ids_at
         self._ahead = dict(zip(zip(lons, lats, strict=True),
-                               zip(xs.tolist(), ys.tolist(), strict=True), strict=True))
+                               [(x, y, ids_at(x, y)) for x, y in zip(xs, ys, strict=True)],
+                               strict=True))
 
     def process(self, report: Report) -> list[AlertEvent]:
         """One decoded report; returns the alert transitions it caused (in order)."""
@@ -165,13 +168,17 @@ class Engine:
         ctx.entered = ctx.exited = _NO_ZONES
         # Projected once here, for the validators and the picture alike.
         x = y = None
+        inside = None  # the zones at (x, y), when project_ahead found them
         lat, lon = report.lat, report.lon
         if lat is not None and lon is not None:
             if lat == vessel.lat and lon == vessel.lon and vessel.x is not None:
                 x, y = vessel.x, vessel.y  # at rest: no need to project again
             else:
-                xy = self._ahead.get((lon, lat))  # projected with its run (project_ahead)
-                x, y = xy if xy is not None else self.zones.project(lon, lat)
+                ahead = self._ahead.get((lon, lat))  # projected with its run
+                if ahead is not None:
+                    x, y, inside = ahead
+                else:
+                    x, y = self.zones.project(lon, lat)
         ctx.x, ctx.y = x, y
         if self._watch_kinds and self._outside_watch_area(vessel, x, y):
             # Outside the port's area: kept in the picture, never a subject of the rules.
@@ -190,6 +197,9 @@ class Engine:
             picture.move(vessel, report, x, y)
             if x is not None and vessel.fix_time == t:
                 ctx.fix_accepted = True
+                if inside is not None and y is not None:
+                    # The vessel is at (x, y) now: its zone_ids_here cache, filled ahead.
+                    vessel._inside_at, vessel._inside = (x, y), inside
                 if vessel.zones or self.zones.zones:  # no zones (yet): nothing to enter
                     entered, exited = update_membership(
                         vessel, self.zones, self._inertia, self._margin)

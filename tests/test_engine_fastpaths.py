@@ -75,7 +75,9 @@ def test_project_ahead_gives_the_scalar_projection() -> None:
     assert len(engine._ahead) == 300
     for report in reports[:-1]:
         assert report.lat is not None and report.lon is not None
-        assert engine._ahead[(report.lon, report.lat)] == zones.project(report.lon, report.lat)
+        x, y, inside = engine._ahead[(report.lon, report.lat)]
+        assert (x, y) == zones.project(report.lon, report.lat)
+        assert inside == zones.ids_at(x, y)
     engine.project_ahead([(reports[:3], 0)])  # too few to vectorise: projected one by one
     assert engine._ahead == {}
 
