@@ -12,6 +12,7 @@ times more per value.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,7 +40,9 @@ class AlertBook:
         self._by_vessel: dict[tuple[str, int | None], list[Alert]] = {}
         self._open_per_mmsi: dict[int, int] = {}
         self._events: list[AlertEvent] = []
-        self._event_ids: dict[str, None] = {}
+        #: Oldest first. An OrderedDict drops its oldest in O(1): ``next(iter(d))`` on a
+        #: plain dict emptied at the front scans the dead slots (~2 µs at 4,096 kept).
+        self._event_ids: OrderedDict[str, None] = OrderedDict()
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -137,7 +140,7 @@ class AlertBook:
             alert.id = key
         seen[alert.id] = None
         if len(seen) > _EVENT_IDS_KEPT:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)
         self._emit(Transition.NEW, alert, time)
         return alert
 
@@ -200,9 +203,19 @@ def json_copy(value: Any) -> Any:
     """
     kind = type(value)
     if kind is dict:
-        return {k: v if type(v) in _ATOMS else json_copy(v) for k, v in value.items()}
+        # A C-level copy, then only the values that are not atoms copied in place (setting
+        # an existing key while iterating is allowed: the dict does not change size).
+        out = value.copy()
+        for k, v in out.items():
+            if type(v) not in _ATOMS:
+                out[k] = json_copy(v)
+        return out
     if kind is list:
-        return [v if type(v) in _ATOMS else json_copy(v) for v in value]
+        copied = value.copy()
+        for index, v in enumerate(copied):
+            if type(v) not in _ATOMS:
+                copied[index] = json_copy(v)
+        return copied
     if kind is tuple:
         items = tuple(json_copy(v) for v in value)
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
