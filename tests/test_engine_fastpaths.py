@@ -154,3 +154,29 @@ def test_grid_near_lists_the_block_by_cell_then_insertion() -> None:
                                 (px - x) ** 2 + (py - y) ** 2 <= radius * radius):
                             expected.append((key, px, py, payload))
             assert grid.near(x, y, radius) == expected
+
+
+def test_dark_vessel_per_report_shortcuts_agree_with_threshold_and_can_go_dark() -> None:
+    from geofence.alertbook import AlertBook
+    from geofence.picture import Picture
+    from geofence.rules.base import RuleContext
+    from geofence.rules.dark import DarkVessel, can_go_dark
+    from harbourwatch.config import RulesConfig
+
+    config = RulesConfig()
+    zones = port_zones()
+    rule = DarkVessel(config)
+    ctx = RuleContext(config, zones, Picture(), AlertBook())
+    for status in (None, 0, 1, 5, 8, 15):
+        for speed in (None, 0.0, 1.99, 2.0, 2.01, 12.0):
+            vessel = Vessel(244_000_001, 0.0, 100.0, status=status, speed=speed)
+            rule._due.clear()
+            rule._schedule(ctx, vessel)
+            assert rule._limit[vessel.mmsi] == rule.threshold(ctx, vessel), (status, speed)
+    ranges = (970_000_000 <= m < 975_000_000 or 111_000_000 <= m < 112_000_000
+              for m in range(0, 1_000_000_000, 997))
+    for mmsi, in_ranges in zip(range(0, 1_000_000_000, 997), ranges, strict=True):
+        assert in_ranges or can_go_dark(mmsi), mmsi
+    # Inside the ranges can_go_dark() decides: devices and SAR aircraft cannot, 973… can.
+    assert [can_go_dark(m) for m in (970_123_456, 972_000_001, 974_999_999, 973_000_000,
+                                     111_244_001)] == [False, False, False, True, False]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.mid import is_device, is_sar_aircraft
-from geofence.picture import Vessel
+from geofence.picture import STATUS_AT_ANCHOR, STATUS_MOORED, Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence
 from ingest.report import Report, iso_time
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MS_TO_KN = 3600.0 / 1852.0
 _NO_LIMIT = float("inf")  # a vessel not yet scheduled
+_STATIONARY_STATUSES = (STATUS_AT_ANCHOR, STATUS_MOORED)  # Vessel.stationary_status
 
 
 def can_go_dark(mmsi: int) -> bool:
@@ -93,13 +94,19 @@ class DarkVessel(BaseRule):
     # -- hooks ----------------------------------------------------------------------------
 
     def _schedule(self, ctx: RuleContext, vessel: Vessel) -> None:
-        limit = self.threshold(ctx, vessel)
-        self._limit[vessel.mmsi] = limit
+        mmsi = vessel.mmsi
+        if self._overrides:
+            limit = self.threshold(ctx, vessel)
+        else:  # threshold() without zone overrides, written out: this runs per report
+            speed = vessel.speed
+            limit = (self.stationary_s if vessel.status in _STATIONARY_STATUSES or (
+                speed is not None and speed < self.stationary_below_kn) else self.moving_s)
+        self._limit[mmsi] = limit
         deadline = vessel.last_seen + limit
-        due = self._due.get(vessel.mmsi)
+        due = self._due.get(mmsi)
         if due is None or deadline < due:
-            self._due[vessel.mmsi] = deadline
-            heapq.heappush(self._heap, (deadline, vessel.mmsi))
+            self._due[mmsi] = deadline
+            heapq.heappush(self._heap, (deadline, mmsi))
 
     def _open(self, ctx: RuleContext, vessel: Vessel, limit: float, proof: dict[str, Any],
               time: float, report: Report | None) -> None:
@@ -117,7 +124,10 @@ class DarkVessel(BaseRule):
         book = ctx.book
         alert = (book.find(self.name, mmsi, any_zone=True)
                  if book.has_open(mmsi) else None)
-        if not can_go_dark(mmsi):
+        # Outside the device (970…974) and SAR aircraft (111…) ranges every MMSI can go
+        # dark: can_go_dark() is asked only inside them.
+        if (970_000_000 <= mmsi < 975_000_000 or 111_000_000 <= mmsi < 112_000_000) and (
+                not can_go_dark(mmsi)):
             if alert is not None and report.time > alert.started_at:
                 self._end(ctx, vessel, alert, report)  # raised before devices were exempt
             return
