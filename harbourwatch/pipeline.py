@@ -35,7 +35,7 @@ _NEVER = float("-inf")
 
 _TICK_S = 1.0
 #: Most lines decoded ahead of the rules (live batches are whatever is queued, up to this).
-READ_AHEAD_LINES = 100
+READ_AHEAD_LINES = 400
 
 
 class RuleEngine(Protocol):
