@@ -173,6 +173,7 @@ class Engine:
         ctx.prev_fix = history[-1] if history else None
         ctx.prev_report = vessel.last_report
         ctx.entered = ctx.exited = _NO_ZONES
+        ctx.prev_jump = None
         # Projected once here, for the validators and the picture alike.
         x = y = None
         inside = None  # the zones at (x, y), when project_ahead found them

@@ -52,6 +52,9 @@ class RuleContext:
     y: float | None = None
     entered: list[Zone] = field(default_factory=list)
     exited: list[Zone] = field(default_factory=list)
+    #: whether this report's fix is a jump from ``prev_fix`` (``JumpTest.jumps_from_prev``,
+    #: shared by ``position_jump`` and ``mmsi_conflict``); None until a rule asks
+    prev_jump: bool | None = None
 
     def reject_fix(self, reason: str) -> None:
         """VALIDATE phase: keep this report's position and kinematics out of the picture."""

@@ -60,8 +60,7 @@ class MmsiConflict(BaseRule):
         state = vessel.rule_state.get(self.name)
         if state is None:
             prev = ctx.prev_fix
-            if prev is None or self._fits([prev.time, prev.x, prev.y, prev.lat, prev.lon],
-                                          x, y, lat, lon, t) is not None:
+            if prev is None or not self.test.jumps_from_prev(ctx, x, y, lat, lon, t):
                 return  # the common case: no jump, nothing kept
             state = vessel.rule_state[self.name] = {
                 "a": [prev.time, prev.x, prev.y, prev.lat, prev.lon], "b": None,

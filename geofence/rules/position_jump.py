@@ -1,7 +1,7 @@
 """``position_jump``: a fix that the vessel could not have reached (VALIDATE phase).
 
 A fix at least ``min_distance_m`` from the vessel's last accepted fix, at an implied speed
-above ``max_speed_kn`` (distance in the zones' projection over the message-time difference),
+above ``max_speed_kn`` (distance on the WGS 84 ellipsoid over the message-time difference),
 is rejected: it never enters the picture, so ``dark_vessel``, ``loitering``, ``speeding`` and
 the other observers do not act on it. Reported speeds play no part (a "not available" speed
 is null anyway): the jump is judged on positions and times alone. SAR aircraft (message 9)
@@ -66,6 +66,19 @@ class JumpTest:
         return distance if self.is_jump(distance, dt_s) else None
 
 
+    def jumps_from_prev(self, ctx: RuleContext, x: float, y: float, lat: float, lon: float,
+                        t: float) -> bool:
+        """Whether the fix at ``t`` is a jump from ``ctx.prev_fix`` (which must be set),
+        worked out once per report: both rules ask it of every position."""
+        jumped = ctx.prev_jump
+        if jumped is None:
+            prev = ctx.prev_fix
+            assert prev is not None
+            jumped = ctx.prev_jump = self.jump_distance(
+                x, y, lat, lon, prev.x, prev.y, prev.lat, prev.lon, t - prev.time) is not None
+        return jumped
+
+
 _WGS84 = Geod(ellps="WGS84")
 
 
@@ -101,9 +114,7 @@ class PositionJump(BaseRule):
         state = vessel.rule_state.get(self.name)
         t = report.time
         test = self.test
-        distance = test.jump_distance(x, y, lat, lon, prev.x, prev.y, prev.lat, prev.lon,
-                                      t - prev.time)
-        if distance is None:
+        if not test.jumps_from_prev(ctx, x, y, lat, lon, t):
             if state is not None:  # back on its track
                 state.pop("alt", None)
                 if not (state.get("alert") and ctx.book.get(str(state["alert"]))):
@@ -131,6 +142,7 @@ class PositionJump(BaseRule):
             return
         if ctx.book.find("mmsi_conflict", vessel.mmsi) is not None:
             return  # the conflict alert covers it
+        distance = geodesic_m(prev.lat, prev.lon, lat, lon)
         speed = implied_speed_kn(distance, t - prev.time)
         alert = ctx.book.open(
             self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
