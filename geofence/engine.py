@@ -147,13 +147,8 @@ class Engine:
         if self._resume_pending:
             self._resume(t)
         picture = self.picture
-        receivers = picture.receivers
         for name in report.sources:
-            rec = receivers.get(name)
-            if rec is None:
-                picture.hear(name, t, self._gap_s)
-            else:
-                rec.hear(t, self._gap_s)
+            picture.hear(name, t, self._gap_s)
         if t >= self._next_tick:
             self._advance(t)
         elif t > self.newest:
@@ -162,9 +157,7 @@ class Engine:
             self.counters["not_vessels"] += 1
             return self.book.drain()
         self.counters["reports"] += 1
-        vessel = picture.vessels.get(report.mmsi)
-        if vessel is None:
-            vessel = picture.vessel_for(report)
+        vessel = picture.vessel_for(report)
         ctx = self.ctx
         ctx.suspect = None
         ctx.fix_accepted = False

@@ -42,10 +42,7 @@ class Grid(Generic[P]):
         size = self.cell_m
         cell = (int(x // size), int(y // size))
         old = self._where.get(key)
-        if old == cell:  # the usual move: within its cell
-            self._cells[cell][key] = (x, y, payload)
-            return
-        if old is not None:
+        if old is not None and old != cell:
             self._drop(key, old)
         bucket = self._cells.get(cell)
         if bucket is None:
