@@ -17,7 +17,14 @@ import numpy as np
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
 from geofence.mid import is_device, is_ship_mmsi
-from geofence.picture import NON_VESSEL_TYPES, Picture, Receiver, Vessel, update_membership
+from geofence.picture import (
+    NON_VESSEL_TYPES,
+    Picture,
+    Receiver,
+    Vessel,
+    remember_zone_ids,
+    update_membership,
+)
 from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
 from ingest.report import Report
@@ -199,8 +206,7 @@ class Engine:
             if x is not None and vessel.fix_time == t:
                 ctx.fix_accepted = True
                 if inside is not None and y is not None:
-                    # The vessel is at (x, y) now: its zone_ids_here cache, filled ahead.
-                    vessel._inside_at, vessel._inside = (x, y), inside
+                    remember_zone_ids(vessel, x, y, inside)  # found with its run
                 if vessel.zones or self.zones.zones:  # no zones (yet): nothing to enter
                     entered, exited = update_membership(
                         vessel, self.zones, self._inertia, self._margin)

@@ -287,6 +287,12 @@ def zone_ids_here(vessel: Vessel, zones: ZoneSet) -> tuple[str, ...]:
     return inside
 
 
+def remember_zone_ids(vessel: Vessel, x: float, y: float, inside: tuple[str, ...]) -> None:
+    """Fill :func:`zone_ids_here`'s cache for the vessel at ``(x, y)`` with ``inside``, the
+    zones found there already (``Engine.project_ahead`` looks a whole run up at once)."""
+    vessel._inside_at, vessel._inside = (x, y), inside
+
+
 def update_membership(vessel: Vessel, zones: ZoneSet, inertia: int,
                       margin_m: float) -> tuple[list[Zone], list[Zone]]:
     """Advance zone membership with the vessel's current fix; return (entered, exited).
