@@ -124,10 +124,7 @@ class DarkVessel(BaseRule):
         book = ctx.book
         alert = (book.find(self.name, mmsi, any_zone=True)
                  if book.has_open(mmsi) else None)
-        # Outside the device (970…974) and SAR aircraft (111…) ranges every MMSI can go
-        # dark: can_go_dark() is asked only inside them.
-        if (970_000_000 <= mmsi < 975_000_000 or 111_000_000 <= mmsi < 112_000_000) and (
-                not can_go_dark(mmsi)):
+        if not can_go_dark(mmsi):
             if alert is not None and report.time > alert.started_at:
                 self._end(ctx, vessel, alert, report)  # raised before devices were exempt
             return
