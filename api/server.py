@@ -22,15 +22,29 @@ class ApiAddressError(OSError):
 
 
 def check_address(host: str, port: int) -> None:
-    """Bind and release ``host:port`` as uvicorn will (address reuse on), so a taken port
-    stops the run before it starts, with a message, instead of failing later in a task."""
+    """Bind and release ``host:port`` as uvicorn will, so a taken port stops the run before
+    it starts, with a message, instead of failing later in a task.
+
+    Every address the name resolves to, at once (``localhost`` is ``::1`` and 127.0.0.1),
+    with address reuse on and IPv6 sockets IPv6-only, as asyncio's ``create_server`` binds.
+    """
+    sockets: list[socket.socket] = []
     try:
-        family, _, _, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        socket.create_server(address, family=family).close()
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
     except OSError as exc:
         raise ApiAddressError(f"API on {host}:{port} cannot be served: {exc.strerror or exc}"
                               ) from exc
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class _EmbeddedServer(uvicorn.Server):

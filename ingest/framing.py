@@ -71,6 +71,8 @@ class Meta:
     time: float | None
     #: A ``$PGHP`` line's shore station (its PSS field), the receiver of the next sentence.
     station: str | None = None
+    #: A ``$PGHP`` line (it speaks for the next line), not a bare tag block.
+    gatehouse: bool = False
 
 
 #: A bare tag block line (some feeds send one before every sentence): one shared object.
@@ -170,7 +172,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
             station = _STATIONS.get(fields[11]) if len(fields) > 11 else ""
             if station is None:
                 station = _gatehouse_station(fields[11])
-            return Meta(_gatehouse(fields), station or None)
+            return Meta(_gatehouse(fields), station or None, True)
         return NOT_AIS if first == 36 else JUNK
     fields = body.split(b",")
     head = fields[0]

@@ -56,6 +56,8 @@ class _SourceState:
     health: SourceHealth
     gatehouse_time: float | None = None
     gatehouse_station: str | None = None
+    #: More fragments follow of a group whose first was timed by a $PGHP line.
+    gatehouse_group: bool = False
     clock: float | None = None
     suspect_clock: list[float] = field(default_factory=list)
     held: list[Sentence] = field(default_factory=list)
@@ -173,11 +175,11 @@ class Ingestor:
             return self._sentence(source, state, framed, received)
         if type(framed) is Meta:
             health.meta += 1
-            if framed.time is not None:
-                state.gatehouse_time = framed.time
-            if framed.station is not None:
-                state.gatehouse_station = framed.station
+            if framed.gatehouse:  # it speaks for the next line only: one replaces the other
+                state.gatehouse_time, state.gatehouse_station = framed.time, framed.station
             return _NOTHING
+        # The sentence a pending $PGHP line spoke for: it is gone, so is what it said.
+        state.gatehouse_time = state.gatehouse_station = None
         health.rejected[framed] += 1  # type: ignore[index]
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: rejected (%s): %r", source, framed, data[:200])
@@ -243,8 +245,16 @@ class Ingestor:
         station = None  # a $PGHP line's station, for a single-part sentence
         if state.gatehouse_time is not None or state.gatehouse_station is not None:
             sentence, time, time_source, station = _after_gatehouse(state, sentence)
+            state.gatehouse_group = sentence.number < sentence.count
+        elif (state.gatehouse_group and sentence.number > 1
+              and sentence.time_source != "tagblock" and state.last_time is not None):
+            # A continuation of a group its $PGHP line timed keeps that clock, not its own
+            # line time (hours later in a satellite log: the group would expire).
+            time, time_source = state.last_time, "carried"
+            state.gatehouse_group = sentence.number < sentence.count
         else:
             time, time_source = sentence.time, sentence.time_source
+            state.gatehouse_group = False
         if time is None:
             if received is not None:
                 time, time_source = received, "receive"

@@ -394,6 +394,19 @@ def test_an_api_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()  # nothing started
 
 
+def test_the_api_address_check_binds_every_address_of_a_name() -> None:
+    """``localhost`` may resolve to ::1 first; uvicorn binds 127.0.0.1 as well."""
+    from api.server import ApiAddressError, check_address
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ApiAddressError, match="Address already in use"):
+            check_address("localhost", port)
+    check_address("localhost", port)  # free again
+
+
 def test_zones_saved_over_the_api_are_in_force_after_a_restart(tmp_path: Path) -> None:
     """A PUT /zones after the zones file was written wins at start-up; editing the file
     afterwards wins again. The added zone went away at every restart."""

@@ -203,7 +203,32 @@ def test_a_gatehouse_station_is_the_receiver_of_the_next_sentence() -> None:
         (211000003, ["dk"], t + 1), (211000004, ["rx9"], t + 2)]
     assert set(ingestor.receivers) == {"2190067", "2190048", "dk", "rx9"}
     assert frame(pghp("rx 1; DROP").encode()) == Meta(
-        datetime(2013, 11, 12, 12, 0, 0, tzinfo=UTC).timestamp() + 0.011, None)
+        datetime(2013, 11, 12, 12, 0, 0, tzinfo=UTC).timestamp() + 0.011, None, True)
+
+
+def test_a_gatehouse_line_speaks_for_the_next_line_only() -> None:
+    """The Gladstone recording: a satellite $PGHP line, then $GPRMC, then a terrestrial
+    report. The report kept the satellite station and time; a rejected or non-AIS line
+    takes what the $PGHP line said with it, and a second $PGHP line replaces the first."""
+    own = LINE + ",1500000000"
+    for between in ("$GPRMC,1*00", "!AIVDM,1,1,,A,bad*00", pghp("", 5)):
+        ingestor = Ingestor()
+        out = feed_all(ingestor, "dk", [pghp("2190067"), between, own])
+        assert [(r.time, r.sources) for r in out] == [
+            (1500000000.0 if not between.startswith("$PGHP") else
+             datetime(2013, 11, 12, 12, 0, 5, tzinfo=UTC).timestamp() + 0.011, ["dk"])], between
+
+
+def test_a_group_timed_by_gatehouse_keeps_its_clock_across_its_fragments() -> None:
+    """exactEarth: $PGHP before the first fragment only, each fragment with its own epoch
+    after the checksum, hours later (when it reached the ground): the group expired."""
+    first, second = multipart(static(mmsi=316001234), 2)
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "sat", [pghp("316000002"), first + ",1384261200157",
+                                     second + ",1384261200173"])
+    t = datetime(2013, 11, 12, 12, 0, 0, tzinfo=UTC).timestamp() + 0.011
+    assert [(r.mmsi, r.time, r.sources) for r in out] == [(316001234, t, ["316000002"])]
+    assert not ingestor.health("sat").fragments_dropped
 
 
 def test_gatehouse_beats_receive_time_and_receive_beats_nothing() -> None:

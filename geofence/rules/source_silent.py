@@ -28,7 +28,8 @@ class SourceSilent(BaseRule):
     def __init__(self, config: RulesConfig) -> None:
         self.silent_s = config.source_silent.silent_s
         patterns = config.source_silent.receivers
-        self.patterns = [p for p in patterns if not p.startswith("!")]
+        # Exclusions alone mean "all but these".
+        self.patterns = [p for p in patterns if not p.startswith("!")] or ["*"]
         self.excluded = [p[1:] for p in patterns if p.startswith("!")]
         self._watched: dict[str, bool] = {}
 
