@@ -77,9 +77,13 @@ def _default(field: FieldInfo) -> str:
 def _bounds(field: FieldInfo) -> str:
     parts = [f"{sign} {getattr(item, type(item).__name__.lower())}"
              for item in field.metadata for kind, sign in _BOUNDS if isinstance(item, kind)]
+    parts += [f"length ≥ {item.min_length}" for item in field.metadata
+              if isinstance(item, annotated_types.MinLen)]
     parts += [f"length ≤ {item.max_length}" for item in field.metadata
               if isinstance(item, annotated_types.MaxLen)]
-    return ", ".join(parts)
+    parts += [f"matches `{pattern}`" for item in field.metadata
+              if (pattern := getattr(item, "pattern", None)) is not None]
+    return ", ".join(parts).replace("|", "\\|")
 
 
 def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[str]:
