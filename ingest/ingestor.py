@@ -56,8 +56,6 @@ class _SourceState:
     health: SourceHealth
     gatehouse_time: float | None = None
     gatehouse_station: str | None = None
-    #: More fragments follow of a group whose first was timed by a $PGHP line.
-    gatehouse_group: bool = False
     clock: float | None = None
     suspect_clock: list[float] = field(default_factory=list)
     held: list[Sentence] = field(default_factory=list)
@@ -98,10 +96,8 @@ def _after_gatehouse(state: _SourceState, sentence: Sentence
         time_source = "line"
     if sentence.count == 1 and time is not None:
         return sentence, time, time_source, None if sentence.station else station
-    copy = Sentence(sentence.talker, sentence.own, sentence.count, sentence.number,
-                    sentence.seq, sentence.channel, sentence.payload, sentence.fill,
-                    sentence.raw, time, time_source, sentence.station or station,
-                    sentence.group)
+    copy = replace(sentence, time=time, time_source=time_source,
+                   station=sentence.station or station)
     return copy, time, time_source, None
 
 
@@ -245,16 +241,14 @@ class Ingestor:
         station = None  # a $PGHP line's station, for a single-part sentence
         if state.gatehouse_time is not None or state.gatehouse_station is not None:
             sentence, time, time_source, station = _after_gatehouse(state, sentence)
-            state.gatehouse_group = sentence.number < sentence.count
-        elif (state.gatehouse_group and sentence.number > 1
-              and sentence.time_source != "tagblock" and state.last_time is not None):
-            # A continuation of a group its $PGHP line timed keeps that clock, not its own
-            # line time (hours later in a satellite log: the group would expire).
+        elif (sentence.number > 1 and sentence.time_source == "line"
+              and state.last_time is not None):
+            # A continuation keeps the clock of the fragment before it, not its own line
+            # time (in a satellite log the first is timed by $PGHP, the rest by when they
+            # reached the ground, hours later: the group would expire).
             time, time_source = state.last_time, "carried"
-            state.gatehouse_group = sentence.number < sentence.count
         else:
             time, time_source = sentence.time, sentence.time_source
-            state.gatehouse_group = False
         if time is None:
             if received is not None:
                 time, time_source = received, "receive"
