@@ -83,8 +83,7 @@ class MmsiConflict(BaseRule):
             alert = self._open(ctx, vessel, report, state, jumps)
         if alert is not None:
             prev = ctx.prev_fix
-            if prev is not None and self._fits([prev.time, prev.x, prev.y, prev.lat, prev.lon],
-                                               x, y, lat, lon, t) is None:
+            if prev is not None and self.test.jumps_from_prev(ctx, x, y, lat, lon, t):
                 ctx.reject_fix(self.name)
             return
         if not jumps and member == "a":
