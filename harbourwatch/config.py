@@ -534,12 +534,8 @@ class Config(_Model):
         the environment as a config file would take them (``HARBOURWATCH_DB_URL`` …)."""
         path = Path(zones_path)
         name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_")[:63] or "port"
-        data: dict[str, Any] = {"port": {"name": name, "zones": str(path.resolve())}}
-        origin = _apply_env(data, os.environ if env is None else env)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_format_errors(exc, "<environment>", None, origin)) from exc
+        return _validated({"port": {"name": name, "zones": str(path.resolve())}},
+                          "<environment>", None, env)
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -651,15 +647,20 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: the config must be a mapping of sections"])
-    data = migrate(data, source)
-    origin = _apply_env(data, os.environ if env is None else env)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source, root, origin)) from exc
+    config = _validated(migrate(data, source), source, root, env)
     if base_dir is not None:
         _resolve_paths(config, base_dir)
     return config
+
+
+def _validated(data: dict[str, Any], source: str, root: yaml.Node | None,
+               env: Mapping[str, str] | None) -> Config:
+    """``data`` with the environment's secrets over it, validated; errors name where."""
+    origin = _apply_env(data, os.environ if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, root, origin)) from exc
 
 
 def _repeated_keys(node: yaml.Node | None) -> list[tuple[str, int, int]]:
