@@ -9,8 +9,7 @@ import sys
 from ingest.ingestor import Ingestor
 from ingest.logfile import read_log_lines
 from ingest.sources.base import SourceError
-from ingest.sources.spec import log_source_name
-from replay.merge import unique_names
+from replay.merge import log_source_names
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) ->
     out = sys.stdout
     dumps = json.dumps
     try:
-        names = unique_names([log_source_name(path) for path in files])
+        names = log_source_names(files)
         for path, name in zip(files, names, strict=True):
             for line in read_log_lines(path):
                 for report in ingestor.feed(name, line, None):

@@ -44,7 +44,7 @@ class _Cursor:
 
 def merged_lines(paths: list[str]) -> Iterator[tuple[str, bytes]]:
     """Yield ``(source name, line)`` from every log, earliest message time first."""
-    names = unique_names([log_source_name(path) for path in paths])
+    names = log_source_names(paths)
     if len(paths) == 1:
         for line in read_log_lines(paths[0]):
             yield names[0], line
@@ -84,11 +84,11 @@ def merged_runs(paths: list[str], size: int) -> Iterator[list[LineInput]]:
         yield run
 
 
-def unique_names(bases: list[str]) -> list[str]:
-    """One source name per log: a base name met again gets ``-2``, ``-3``… (two receivers'
-    logs of one file name in two folders stay two sources)."""
+def log_source_names(paths: list[str]) -> list[str]:
+    """One source name per log (``log_source_name``): a name met again gets ``-2``,
+    ``-3``… (two receivers' logs of one file name in two folders stay two sources)."""
     names: list[str] = []
-    for base in bases:
+    for base in map(log_source_name, paths):
         name, n = base, 2
         while name in names:
             name, n = f"{base}-{n}", n + 1
