@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.mid import is_device, is_sar_aircraft
-from geofence.picture import STATUS_AT_ANCHOR, STATUS_MOORED, Vessel
+from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence
 from ingest.report import Report, iso_time
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 MS_TO_KN = 3600.0 / 1852.0
 _NO_LIMIT = float("inf")  # a vessel not yet scheduled
-_STATIONARY_STATUSES = (STATUS_AT_ANCHOR, STATUS_MOORED)  # Vessel.stationary_status
 
 
 def can_go_dark(mmsi: int) -> bool:
@@ -95,13 +94,7 @@ class DarkVessel(BaseRule):
 
     def _schedule(self, ctx: RuleContext, vessel: Vessel) -> None:
         mmsi = vessel.mmsi
-        if self._overrides:
-            limit = self.threshold(ctx, vessel)
-        else:  # threshold() without zone overrides, written out: this runs per report
-            speed = vessel.speed
-            limit = (self.stationary_s if vessel.status in _STATIONARY_STATUSES or (
-                speed is not None and speed < self.stationary_below_kn) else self.moving_s)
-        self._limit[mmsi] = limit
+        limit = self._limit[mmsi] = self.threshold(ctx, vessel)
         deadline = vessel.last_seen + limit
         due = self._due.get(mmsi)
         if due is None or deadline < due:
