@@ -250,12 +250,14 @@ class Ingestor:
         else:
             time, time_source = sentence.time, sentence.time_source
         if time is None:
-            if received is not None:
-                time, time_source = received, "receive"
-            elif sentence.number > 1 and state.last_time is not None:
+            if sentence.number > 1 and state.last_time is not None:
                 # A continuation fragment is timed with the fragment before it (a tag block
-                # or $PGHP on the first part), not with the base-station clock.
+                # or $PGHP on the first part), not with its arrival (a feed's tag blocks may
+                # run behind arrival by more than a group's time to live) nor the
+                # base-station clock.
                 time, time_source = state.last_time, "carried"
+            elif received is not None:
+                time, time_source = received, "receive"
             elif state.clock is not None:
                 time, time_source = state.clock, "basestation"
             elif state.untimed:
@@ -263,7 +265,7 @@ class Ingestor:
                 self._untimed(source, state, sentence, out)
                 return out or _NOTHING
             elif state.last_time is not None:
-                # e.g. the second fragment of a group whose tag block is on the first.
+                # The source's previous line time (a log timed on some lines only).
                 time, time_source = state.last_time, "carried"
             else:
                 return self._hold(source, state, sentence)

@@ -446,3 +446,17 @@ def test_a_start_time_that_is_no_message_time_is_refused(text: str) -> None:
 
     with pytest.raises(ValueError, match="not a message time between 1990 and 2100"):
         parse_message_time(text)
+
+
+@pytest.mark.parametrize("lag", [0.0, 6.0, 60.0, 3600.0])
+def test_a_live_group_tagged_on_its_first_fragment_only_keeps_that_time(lag: float) -> None:
+    """Its continuation has no tag block: it takes the first fragment's time, not its
+    arrival. With the arrival, a feed running over 5 s behind lost every multipart message
+    (the group expired on the gap) and moved message time to the wall clock."""
+    ingestor = Ingestor()
+    parts = multipart(static(), 2, seq="0")
+    out = feed_all(ingestor, "udp", [tag_block(s="rx", c=int(T)) + parts[0], parts[1]],
+                   T + lag)
+    assert [(r.msg_type, r.time, r.time_source) for r in out] == [(5, T, "tagblock")]
+    assert not ingestor.health("udp").fragments_dropped
+    assert ingestor.newest == T
