@@ -264,11 +264,21 @@ class Engine:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:
-        """Drop long-silent vessels, but never one with an active alert."""
-        before = now - self.config.picture.forget_s
-        keep = [m for m, v in self.picture.vessels.items()
-                if v.last_seen < before and self.book.has_open(m)]
-        self.counters["forgotten"] += len(self.picture.forget(before, keep))
+        """Drop vessels silent for ``forget_s``, ending the alerts still open on them first.
+
+        Kept while an alert was open, a vessel that never came back (a dark one, a garbled
+        MMSI) kept its alert and its state for as long as the service ran.
+        """
+        forget_s = self.config.picture.forget_s
+        gone = set(self.picture.forget(now - forget_s))
+        if not gone:
+            return
+        for alert in self.book.open_alerts():
+            if alert.mmsi in gone or alert.other_mmsi in gone:
+                self.book.end(alert, now, {"end_reason": "forgotten", "forget_s": forget_s})
+        for rule in self.rules:
+            rule.on_forget(self.ctx, gone)
+        self.counters["forgotten"] += len(gone)
 
     # -- zones, alerts, restart -----------------------------------------------------------
 

@@ -9,7 +9,7 @@ timers such as ``dark_vessel`` survive a restart.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -263,10 +263,9 @@ class Picture:
         vessel.history.append(_new_fix(Fix, (report.time, report.lat, report.lon, x, y,
                                              report.speed, report.course)))
 
-    def forget(self, before: float, keep: Iterable[int]) -> list[int]:
-        """Drop vessels last heard before ``before`` except those in ``keep``."""
-        kept = set(keep)
-        gone = [m for m, v in self.vessels.items() if v.last_seen < before and m not in kept]
+    def forget(self, before: float) -> list[int]:
+        """Drop vessels last heard before ``before``; their MMSIs."""
+        gone = [m for m, v in self.vessels.items() if v.last_seen < before]
         for mmsi in gone:
             del self.vessels[mmsi]
         return gone

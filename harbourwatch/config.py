@@ -180,8 +180,9 @@ class PictureConfig(_Model):
     live_s: float = Field(default=900.0, ge=30, le=86400,
                           description="A vessel not heard for this long leaves the live picture")
     forget_s: float = Field(default=86400.0, ge=60, le=30 * 86400,
-                            description="State is dropped after this silence (never while an "
-                                        "alert on the vessel is open)")
+                            description="A vessel's state is dropped after this silence; "
+                                        "alerts still open on it then end (end_reason "
+                                        "forgotten)")
     history_len: int = Field(default=16, ge=2, le=1024, description="Recent fixes kept per vessel")
     tick_interval_s: float = Field(default=1.0, gt=0, le=60,
                                    description="Timers run at most this often in message time")

@@ -129,7 +129,7 @@ async def test_zone_change_applies_on_next_report_and_streams_the_alert(tmp_path
                 await api.store.flush()
                 ended = (await client.get(f"/alerts/{alert['id']}")).json()
                 assert ended["state"] == "ended" and ended["ended_at"] is not None
-                assert ended["details"]["reason"] == "zones changed"
+                assert ended["details"]["end_reason"] == "zones changed"
         finally:
             server.stop()
             await serving

@@ -169,7 +169,7 @@ def test_dark_vessel_per_report_shortcuts_agree_with_threshold_and_can_go_dark()
     ctx = RuleContext(config, zones, Picture(), AlertBook())
     for status in (None, 0, 1, 5, 8, 15):
         for speed in (None, 0.0, 1.99, 2.0, 2.01, 12.0):
-            vessel = Vessel(244_000_001, 0.0, 100.0, status=status, speed=speed)
+            vessel = Vessel(244_000_001, 0.0, 100.0, status=status, speed=speed, messages=2)
             rule._due.clear()
             rule._schedule(ctx, vessel)
             assert rule._limit[vessel.mmsi] == rule.threshold(ctx, vessel), (status, speed)

@@ -253,3 +253,31 @@ def test_a_dark_alert_raised_on_a_device_before_the_upgrade_ends_when_it_is_hear
     events = engine.process(report(970123456, 900, 8000, 8000, status=14))
     (end,) = [e for e in events if e.alert["rule"] == "dark_vessel"]
     assert (end.transition, end.alert["id"], end.alert["state"]) == ("end", old.id, "ended")
+
+
+def test_a_vessel_heard_once_is_not_dark() -> None:
+    """A garbled message carries a random MMSI heard once: that is no vessel going dark."""
+    run = Run()
+    run.play(at(SHIP, [0], *OPEN_WATER, speed=8.0),
+             at(244000001, span(0, 2000, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+    run = Run()  # heard twice: dark
+    run.play(at(SHIP, [0, 10], *OPEN_WATER, speed=8.0),
+             at(244000001, span(0, 2000, 30), 5000, 5000))
+    assert [e.transition for e in run.of("dark_vessel")] == ["new"]
+    run = Run()  # once, then again after the threshold: no catch-up alert for the gap
+    run.play(at(SHIP, [0, *span(700, 2000, 10)], *OPEN_WATER, speed=8.0),
+             at(244000001, span(0, 2000, 30), 5000, 5000))
+    assert run.of("dark_vessel") == []
+
+
+def test_a_dark_vessel_that_never_returns_ends_forgotten_and_leaves_nothing_behind() -> None:
+    run = Run(picture={"forget_s": 3600})
+    run.play(ship_then_silence(), at(244000001, span(0, 3690, 30), 5000, 5000))
+    assert [e.transition for e in run.of("dark_vessel")] == ["new"]
+    run.play(at(244000001, span(3720, 3900, 30), 5000, 5000))
+    end = run.of("dark_vessel", "end")[0]
+    assert end.alert["details"]["end_reason"] == "forgotten"
+    assert SHIP not in run.engine.picture.vessels
+    dark = next(r for r in run.engine.rules if r.name == "dark_vessel")
+    assert SHIP not in dark._limit and SHIP not in dark._due  # type: ignore[attr-defined]

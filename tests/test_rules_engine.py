@@ -78,13 +78,26 @@ def test_live_excludes_long_silent_but_keeps_state() -> None:
     assert SHIP in run.engine.picture.vessels
 
 
-def test_forgotten_after_forget_s_unless_alert_open() -> None:
+def test_forgotten_after_forget_s_with_the_alerts_still_open_on_it_ended() -> None:
+    """Kept while an alert was open, a vessel that never came back stayed for good."""
     run = Run(picture={"forget_s": 3600})
     run.feed(report(SHIP, 0, 500, 500))
     run.feed(report(244000002, 0, -1750, -1750))
-    run.feed(report(244000002, 10, -1750, -1750))  # restricted_entry stays open
-    run.tick(4000)
-    assert set(run.engine.picture.vessels) == {244000002}
+    run.feed(report(244000002, 10, -1750, -1750))  # restricted_entry opens
+    run.feed(report(244000003, 3000, 500, 500))
+    assert [e.transition for e in run.of("restricted_entry")] == ["new"]
+    run.tick(3605)
+    assert set(run.engine.picture.vessels) == {244000002, 244000003}  # 3,595 s silent
+    assert run.engine.book.has_open(244000002)
+    ended = [e for e in run.tick(3700) if e.alert["rule"] != "source_silent"]
+    assert set(run.engine.picture.vessels) == {244000003}
+    assert [(e.transition, e.alert["rule"], e.alert["details"]["end_reason"]) for e in ended] \
+        == [("end", "restricted_entry", "forgotten")]
+    assert not run.engine.book.has_open(244000002)
+    assert run.engine.counters["forgotten"] == 2
+    # Back a day later: a vessel like any other, entering afresh.
+    run.feed(report(244000002, 5000, -1750, -1750), report(244000002, 5010, -1750, -1750))
+    assert [e.transition for e in run.of("restricted_entry")] == ["new", "end", "new"]
 
 
 class RejectFar(BaseRule):

@@ -10,7 +10,7 @@ a phase; alerts go through ``ctx.book``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -80,6 +80,10 @@ class Rule(Protocol):
     def on_restore(self, ctx: RuleContext) -> None:
         """Vessels and open alerts were restored after a restart: rebuild derived state."""
 
+    def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
+        """These vessels left the picture for good (their alerts are ended): drop what the
+        rule keeps on them outside ``Vessel.rule_state``."""
+
     def saved_state(self) -> Any:
         """The rule's own state that belongs to no vessel, as JSON values, to keep across a
         restart (None: nothing to keep)."""
@@ -115,6 +119,9 @@ class BaseRule:
         return None
 
     def on_restore(self, ctx: RuleContext) -> None:
+        return None
+
+    def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
         return None
 
     def saved_state(self) -> Any:

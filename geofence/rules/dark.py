@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Set
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
@@ -93,6 +94,8 @@ class DarkVessel(BaseRule):
     # -- hooks ----------------------------------------------------------------------------
 
     def _schedule(self, ctx: RuleContext, vessel: Vessel) -> None:
+        if vessel.messages < 2:
+            return  # one message is no vessel yet: garbled MMSIs are heard once
         mmsi = vessel.mmsi
         limit = self._limit[mmsi] = self.threshold(ctx, vessel)
         deadline = vessel.last_seen + limit
@@ -197,6 +200,11 @@ class DarkVessel(BaseRule):
 
     def on_zones(self, ctx: RuleContext) -> None:
         self._rebuild(ctx)
+
+    def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
+        for mmsi in mmsis:
+            self._limit.pop(mmsi, None)
+            self._due.pop(mmsi, None)  # its heap entry is then skipped as superseded
 
     def on_restore(self, ctx: RuleContext) -> None:
         self._rebuild(ctx)

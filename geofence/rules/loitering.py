@@ -5,6 +5,7 @@ range, or once moored in a berth. Dwell is counted in message time between repor
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity
@@ -119,6 +120,10 @@ class Loitering(BaseRule):
                 vessel = ctx.picture.get(alert.mmsi) if alert.mmsi is not None else None
                 if vessel is not None:
                     vessel.rule_state.pop(self.name, None)
+
+    def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
+        for mmsi in mmsis:
+            self._near_at.pop(mmsi, None)
 
     def on_restore(self, ctx: RuleContext) -> None:
         self._near_at.clear()

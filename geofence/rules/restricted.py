@@ -50,4 +50,4 @@ class RestrictedEntry(BaseRule):
             zone = ctx.zones.by_id.get(alert.zone or "")
             if zone is None or zone.kind not in self.kinds or (
                     alert.mmsi is not None and self.allowed_in(zone, alert.mmsi)):
-                ctx.book.end(alert, ctx.now, {"reason": "zones changed"})
+                ctx.book.end(alert, ctx.now, {"end_reason": "zones changed"})
