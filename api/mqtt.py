@@ -60,6 +60,7 @@ STATIC_FIELDS = (
 )
 _CLOSED_STATES = frozenset({"ended", "resolved"})
 _BATCH = 100
+_PRUNE_EVERY_S = 60.0  # message time between looks for vessels that left the picture
 _OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again
 
 
@@ -169,6 +170,7 @@ class MqttFeed:
         tls: bool = False,
         outbox: Outbox | None = None,
         position_max_age_s: float = 300.0,
+        vessel_live_s: float = 900.0,
         vessel_min_interval_s: float = 1.0,
         stats_interval_s: float = 60.0,
         backoff_initial_s: float = 0.5,
@@ -202,13 +204,15 @@ class MqttFeed:
             self.drill_topics = Topics.for_prefix(base, drill=True)
         except ValueError as exc:
             raise MqttConfigError(str(exc)) from None
-        if position_max_age_s <= 0 or vessel_min_interval_s < 0 or stats_interval_s <= 0:
+        if (position_max_age_s <= 0 or vessel_live_s <= 0 or vessel_min_interval_s < 0
+                or stats_interval_s <= 0):
             raise MqttConfigError("MQTT intervals and ages must be positive")
         if not 0 < backoff_initial_s <= backoff_max_s:
             raise MqttConfigError("MQTT back-off needs 0 < initial <= max")
         self.drill = drill
         self.outbox: Outbox = outbox if outbox is not None else MemoryOutbox()
         self.position_max_age_s = position_max_age_s
+        self.vessel_live_s = vessel_live_s
         self.vessel_min_interval_s = vessel_min_interval_s
         self.stats_interval_s = stats_interval_s
         self.backoff_initial_s = backoff_initial_s
@@ -229,6 +233,9 @@ class MqttFeed:
         self._vessel_time: dict[int, float] = {}
         self._last_pub: dict[int, float] = {}
         self._ready: dict[int, None] = {}  # ordered set of MMSIs due for publishing
+        self._heard: dict[int, float] = {}  # newest report of each vessel kept
+        self._gone: dict[int, None] = {}  # published vessels left the picture: topic to clear
+        self._next_prune = float("-inf")
         self._deferred: list[tuple[float, int]] = []  # heap of (due message time, mmsi)
         self._deferred_set: set[int] = set()
         self._sources: dict[str, bool] = {}
@@ -238,6 +245,7 @@ class MqttFeed:
             ("connects", "connect_failures", "outbox_outages", "alerts_enqueued",
              "alert_messages_acked",
              "vessels_published", "vessels_rate_limited", "vessels_stale_dropped",
+             "vessels_cleared",
              "stats_published"), 0)
 
         self._wake = asyncio.Event()
@@ -298,6 +306,8 @@ class MqttFeed:
         state = self._vessels.get(mmsi)
         if state is None:
             state = self._vessels[mmsi] = {"mmsi": mmsi}
+        if t > self._heard.get(mmsi, float("-inf")):
+            self._heard[mmsi] = t
         changed = False
         if (report.has_position and not report.fix_rejected
                 and t >= self._vessel_time.get(mmsi, float("-inf"))):
@@ -320,6 +330,8 @@ class MqttFeed:
             changed = True
         if changed:
             self._schedule_vessel(mmsi, t)
+        if self._newest >= self._next_prune:
+            self._prune_vessels(self._newest)
 
     def remember_open(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         """Alerts still open after a restart (as the store has them): their retained topics
@@ -557,6 +569,7 @@ class MqttFeed:
             await self._publish_sources(client)
             self._release_deferred(everything=self._stopping)
             await self._publish_vessels(client, list(self._ready))
+            await self._clear_gone_vessels(client)
             if loop.time() >= self._stats_due:
                 await self._publish_stats(client)
                 self._stats_due = loop.time() + self.stats_interval_s
@@ -675,16 +688,34 @@ class MqttFeed:
             for mmsi in chunk[:done]:
                 self._last_pub[mmsi] = self._vessel_time[mmsi]
             self.counters["vessels_published"] += done
-        self._forget_old_vessels()
 
-    def _forget_old_vessels(self) -> None:
-        """Bound memory: vessels silent for long are dropped from the state we keep."""
-        if self._newest is None or len(self._vessels) < 10_000:
-            return
-        horizon = self._newest - max(3600.0, self.position_max_age_s)
-        for mmsi in [m for m, t in self._vessel_time.items() if t < horizon]:
-            for table in (self._vessels, self._vessel_time, self._last_pub):
+    def _prune_vessels(self, newest: float) -> None:
+        """Vessels not heard for ``vessel_live_s`` of message time leave the picture, as
+        they leave the API's: their state goes (connected or not) and the retained topic
+        of each one published is cleared, so the broker does not keep every MMSI ever
+        heard (a garbled message's among them)."""
+        self._next_prune = newest + _PRUNE_EVERY_S
+        horizon = newest - self.vessel_live_s
+        for mmsi in [m for m, t in self._heard.items() if t < horizon]:
+            for table in (self._heard, self._vessels, self._vessel_time, self._ready):
                 table.pop(mmsi, None)
+            if self._last_pub.pop(mmsi, None) is not None:
+                self._gone[mmsi] = None
+        if self._gone:
+            self._wake.set()
+
+    async def _clear_gone_vessels(self, client: aiomqtt.Client) -> None:
+        for mmsi in [m for m in self._gone if m in self._last_pub]:
+            del self._gone[mmsi]  # back and published again since: its topic is current
+        while self._gone:
+            mmsis = list(self._gone)[:_BATCH]
+            done = await self._publish_all(
+                client, [(self.topics.vessel(mmsi), b"", 0, True) for mmsi in mmsis])
+            for mmsi in mmsis[:done]:
+                self._gone.pop(mmsi, None)
+            self.counters["vessels_cleared"] += done
+            if done < len(mmsis):
+                return
 
     async def _publish_stats(self, client: aiomqtt.Client) -> None:
         body: dict[str, Any] = {}

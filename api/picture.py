@@ -32,7 +32,8 @@ class LivePicture:
         self.max_age_s = max_age_s
         self.newest = 0.0
         self._vessels: dict[int, dict[str, Any]] = {}
-        self._times: dict[int, float] = {}
+        self._times: dict[int, float] = {}  # of each vessel's position: what lists it
+        self._heard: dict[int, float] = {}  # of each vessel's newest report: what keeps it
         # Encoded JSON per vessel (plain, GeoJSON Feature), dropped when the vessel changes:
         # GET /vessels then only joins bytes for vessels not heard since the last request.
         self._json: dict[int, bytes] = {}
@@ -77,6 +78,8 @@ class LivePicture:
             vessel["class"] = cls
         # Static data alone is kept but does not put a vessel on the picture (no ``_times``).
         self._vessels[mmsi] = vessel
+        if report.time > self._heard.get(mmsi, float("-inf")):
+            self._heard[mmsi] = report.time
         if report.time > self.newest:
             self.newest = report.time
             if report.time >= self._next_prune:
@@ -85,8 +88,11 @@ class LivePicture:
     def _prune(self) -> None:
         self._next_prune = self.newest + _PRUNE_EVERY_S
         horizon = self.newest - self.max_age_s
-        for mmsi in [m for m, t in self._times.items() if t < horizon]:
-            del self._times[mmsi]
+        # By the newest report of any kind: a vessel heard only by its static data (or a
+        # garbled one) has no position time, and was kept for good.
+        for mmsi in [m for m, t in self._heard.items() if t < horizon]:
+            del self._heard[mmsi]
+            self._times.pop(mmsi, None)
             self._vessels.pop(mmsi, None)
             self._json.pop(mmsi, None)
             self._geo.pop(mmsi, None)

@@ -217,7 +217,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.outbox import StoreOutbox
 
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
-                                        outbox=StoreOutbox(store))
+                                        outbox=StoreOutbox(store),
+                                        vessel_live_s=config.rules.picture.live_s)
             feed.set_stats_provider(pipeline.stats)
             feed.remember_open(restored)
             for source in sources:
@@ -231,7 +232,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.picture import LivePicture
             from api.stream import StreamHub
 
-            hub, picture = StreamHub(), LivePicture()
+            hub, picture = StreamHub(), LivePicture(config.rules.picture.live_s)
             sinks += [picture, hub]
             listeners: list[Callable[[Mapping[str, Any]], None]] = [
                 pipeline.operator_acts.record]

@@ -467,3 +467,29 @@ async def test_a_track_keeps_drill_and_real_positions_apart(api: Rig, tmp_path: 
     assert await lats() == {-23.83}  # the API of a real run
     assert await lats(drill="true") == {-23.90}
     assert await lats(drill="false") == {-23.83}
+
+
+def test_the_live_picture_forgets_vessels_heard_only_by_their_static_data() -> None:
+    """Pruned by the newest report of any kind: a vessel heard only by its type 5 (or a
+    garbled one) had no position time and stayed for as long as the service ran."""
+    from api.picture import LivePicture
+    from ingest.report import Report
+
+    picture = LivePicture(max_age_s=900.0)
+    t0 = 1_767_261_600.0
+
+    def heard(mmsi: int, t: float, shipname: str | None = None) -> None:
+        picture.on_report(Report(
+            mmsi=mmsi, msg_type=1 if shipname is None else 5, time=t, time_source="tagblock",
+            sources=["rx1"], nmea=["!AIVDM,..."], shipname=shipname,
+            lat=51.9 if shipname is None else None, lon=4.1 if shipname is None else None))
+
+    heard(244000001, t0)
+    heard(244000002, t0, "STATIC ONLY")
+    heard(244000003, t0 + 800, "HEARD LATER")
+    heard(244000004, t0 + 950)
+    assert [v["mmsi"] for v in picture.vessels()] == [244000004]
+    assert set(picture._vessels) == {244000003, 244000004}
+    heard(244000005, t0 + 1800)
+    assert set(picture._vessels) == {244000004, 244000005}
+    assert picture.vessel(244000004) is not None  # 850 s: still live

@@ -432,7 +432,7 @@ async def test_broker_restart_mid_stream_loses_nothing(broker: MosquittoBroker) 
 
 async def test_stale_positions_dropped_after_reconnect(broker: MosquittoBroker) -> None:
     p = new_prefix()
-    feed = feed_for(broker, p, position_max_age_s=300.0)
+    feed = feed_for(broker, p, position_max_age_s=300.0, vessel_live_s=3600.0)
     await connected(feed)
     broker.stop()
     while feed.connected:
@@ -448,6 +448,45 @@ async def test_stale_positions_dropped_after_reconnect(broker: MosquittoBroker) 
     assert rest == []
     assert feed.counters["vessels_stale_dropped"] >= 1
     await feed.stop()
+
+
+async def test_a_vessel_leaving_the_picture_has_its_retained_topic_cleared(
+        broker: MosquittoBroker) -> None:
+    """Not heard for ``vessel_live_s`` of message time: gone from the feed's state and from
+    the broker, which otherwise kept a topic for every MMSI ever heard."""
+    p = new_prefix()
+    feed = feed_for(broker, p, vessel_live_s=900.0)
+    await connected(feed)
+    topic = {m: f"{p}/vessels/{m}" for m in (211000020, 211000021, 211000022)}
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        feed.on_report(report(211000020, T0))
+        feed.on_report(report(211000021, T0))
+        assert {(await sub.get_json())[0] for _ in range(2)} == {topic[211000020],
+                                                                 topic[211000021]}
+        feed.on_report(report(211000021, T0 + 500))
+        assert (await sub.get_json())[0] == topic[211000021]
+        feed.on_report(report(211000022, T0 + 901))  # 020 silent 901 s: it leaves
+        got = {t: body for t, body, _, _ in [await sub.get_json() for _ in range(2)]}
+    assert set(got) == {topic[211000020], topic[211000022]}
+    assert got[topic[211000020]] is None  # an empty retained message: the topic cleared
+    assert got[topic[211000022]]["mmsi"] == 211000022
+    async with Subscriber(broker, f"{p}/vessels/+") as late:
+        retained = {str(m.topic) for m in await late.sync()}
+    assert retained == {topic[211000021], topic[211000022]}
+    assert set(feed._vessels) == {211000021, 211000022}
+    assert feed.counters["vessels_cleared"] == 1
+    await feed.stop()
+
+
+def test_vessels_leave_the_feed_while_the_broker_is_away() -> None:
+    """Pruned on message time whether connected or not: with the broker away for a day,
+    every MMSI heard (a garbled one's too) was kept, and queued for publishing."""
+    feed = MqttFeed("mqtt://127.0.0.1:1", prefix=new_prefix(), vessel_live_s=900.0)
+    for n in range(2000):  # a new vessel every 30 s, heard once
+        feed.on_report(report(211000000 + n, T0 + 30 * n))
+    assert len(feed._vessels) <= 900 // 30 + 60 // 30 + 1
+    assert len(feed._ready) <= len(feed._vessels)
+    assert not feed._gone  # none was ever published: no topic to clear
 
 
 async def test_credentials_from_environment(
