@@ -252,6 +252,11 @@ class MqttFeed:
         self._persist_wake = asyncio.Event()
         self._persisted = asyncio.Event()
         self._delivered = asyncio.Event()
+        # Held while a message is added and registered as unacknowledged: a database
+        # outbox commits the row before ``add`` returns, and a drain reading it then sent
+        # and acknowledged it before it was registered, leaving it "unacknowledged" for good
+        # (the feed then never published ``stopped``).
+        self._adding = asyncio.Lock()
         self._connected_event = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -440,9 +445,10 @@ class MqttFeed:
     async def _persist_now(self) -> None:
         while self._to_persist:
             topic, payload, qos, retain = self._to_persist[0]
-            entry_id = await self.outbox.add(topic, payload, qos, retain)
-            self._to_persist.popleft()  # only after the add: a failed add is retried
-            self._unacked.add(entry_id)
+            async with self._adding:
+                entry_id = await self.outbox.add(topic, payload, qos, retain)
+                self._to_persist.popleft()  # only after the add: a failed add is retried
+                self._unacked.add(entry_id)
 
     async def _persist_loop(self) -> None:
         """Move queued alert messages into the outbox, whether connected or not."""
@@ -610,7 +616,8 @@ class MqttFeed:
         dropping the broker for that stopped vessels too, and reconnected in a loop."""
         while True:
             try:
-                batch: list[OutboxEntry] = await self.outbox.pending(_BATCH)
+                async with self._adding:
+                    batch: list[OutboxEntry] = await self.outbox.pending(_BATCH)
             except Exception as exc:
                 self._outbox_away(exc)
                 return

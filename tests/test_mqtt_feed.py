@@ -489,6 +489,36 @@ def test_vessels_leave_the_feed_while_the_broker_is_away() -> None:
     assert not feed._gone  # none was ever published: no topic to clear
 
 
+class CommitsBeforeReturning(MemoryOutbox):
+    """A database outbox: the row is readable before ``add`` returns (its round trip)."""
+
+    async def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        entry_id = await super().add(topic, payload, qos, retain)
+        await asyncio.sleep(0.2)
+        return entry_id
+
+
+async def test_an_alert_drained_while_its_add_returns_is_not_left_unacknowledged(
+        broker: MosquittoBroker) -> None:
+    """The writer, woken by a vessel, sent and acknowledged the row during the add's round
+    trip; registered afterwards, it stayed "unacknowledged" and ``stopped`` never went out
+    (the retained ``available`` kept saying ``online`` after a clean exit)."""
+    p = new_prefix()
+    feed = feed_for(broker, p, outbox=CommitsBeforeReturning(), stop_timeout_s=3.0)
+    await connected(feed)
+    async with Subscriber(broker, f"{p}/alerts") as sub:
+        feed.on_alert(make_event(Transition.NEW, 1))
+        await asyncio.sleep(0.05)  # the add is under way, its row already stored
+        feed.on_report(report(211000030, T0))  # wakes the writer
+        (_, body, _, _) = await sub.get_json()
+        assert body["alert"]["id"] == make_event(Transition.NEW, 1).alert["id"]
+        await asyncio.sleep(0.3)  # the add has returned
+    assert not feed._unacked
+    await feed.stop()
+    async with Subscriber(broker, f"{p}/available") as late:
+        assert [bytes(m.payload) for m in await late.sync()] == [b"stopped"]
+
+
 async def test_credentials_from_environment(
         mosquitto_auth: MosquittoBroker,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
