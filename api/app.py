@@ -400,7 +400,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
         start: Annotated[str | None, Query(description="Active at or after (ISO 8601)")] = None,
         end: Annotated[str | None, Query(description="Started at or before (ISO 8601)")] = None,
-        drill: bool | None = None,
+        drill: Annotated[bool | Literal["any"] | None, Query(
+            description="Drill alerts (true), real ones (false) or both (any); default: "
+                        "those of the run serving the API, so a drill replayed into the "
+                        "live database stays out of the watch's list")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Response:
@@ -411,7 +414,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         query = AlertQuery(rule=rule, state=None if states is None else tuple(states),
                            risk_area=risk_area, zone=zone, mmsi=mmsi,
                            start=_parse_time(start, "start"), end=_parse_time(end, "end"),
-                           drill=drill, limit=limit, offset=offset)
+                           drill=(deps.drill if drill is None
+                                  else None if drill == "any" else drill),
+                           limit=limit, offset=offset)
         page = await store.alerts(query)
         total = (offset + len(page) if 0 < len(page) < limit
                  else await _count_alerts(store, query))
