@@ -37,6 +37,8 @@ class WriterStore:
         """``hold_s``: message time a position waits before it is queued (see ``_hold``)."""
         #: Mark every report as drill (a drill replay); a report's ``extra["drill"]`` wins.
         self.drill = drill
+        #: When this run began (wall clock): a drill run is an exercise of its own.
+        self.run_started = wallclock.time()
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
                                    memory_limit=memory_limit, retry_max=retry_max,
                                    before_pass=self._release_stale if hold_s > 0 else None)
@@ -154,6 +156,27 @@ def alert_columns(alert: Mapping[str, Any], state: str, updated: float) -> dict[
         "updated_at": updated,
     }
 
+
+def new_exercise(store: WriterStore, transition: str, stored_at: float | None) -> bool:
+    """A drill run's ``new`` of an alert an earlier run stored (the same log replayed
+    again): a drill reads no saved state, so each run is an exercise of its own, and the
+    alert starts afresh for the trainees instead of showing the last exercise's ack or
+    resolve (which the audit trail keeps)."""
+    return (store.drill and transition == "new" and stored_at is not None
+            and stored_at < store.run_started)
+
+
+def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,
+              when: float) -> str:
+    """What makes a rule's audit row unique: a batch written again after an outage adds
+    none, while each drill run (an exercise of its own) keeps its own rows."""
+    key = f"{alert['id']}|{transition}|{when!r}|{alert['state']}"
+    return f"{key}|run {store.run_started!r}" if store.drill else key
+
+
+#: Clears the operator's acts on an alert (a new exercise, see ``new_exercise``).
+CLEAR_ACTS = ("acked_at = NULL, acked_by = NULL, ack_note = NULL, resolved_at = NULL, "
+              "resolved_by = NULL, resolve_note = NULL")
 
 ALERT_COLUMNS: tuple[str, ...] = (
     "id", "rule", "risk_area", "severity", "state", "mmsi", "other_mmsi", "shipname", "zone",

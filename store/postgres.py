@@ -35,12 +35,15 @@ from store.base import (
 )
 from store.common import (
     ALERT_COLUMNS,
+    CLEAR_ACTS,
     WriterStore,
     alert_columns,
     alert_filters,
     alert_out,
+    audit_key,
     audit_out,
     bucket_width,
+    new_exercise,
     position_out,
     track_point,
     vessel_out,
@@ -313,15 +316,22 @@ class PostgresStore(WriterStore):
             await self._write_statics(conn, batch.statics)
         now = wallclock.time()
         for transition, when, alert in batch.alerts:
-            before = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE",
-                                         alert["id"])
-            state = state_after_rules(before, str(alert["state"]))
+            stored = await conn.fetchrow(
+                "SELECT state, updated_at FROM alerts WHERE id = $1 FOR UPDATE", alert["id"])
+            before = None if stored is None else stored["state"]
+            fresh = new_exercise(self, transition, None if stored is None
+                                 else stored["updated_at"])
+            if fresh:
+                await conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = $1",
+                                   alert["id"])
+            state = (str(alert["state"]) if fresh
+                     else state_after_rules(before, str(alert["state"])))
             cols = alert_columns(alert, state, now)
             await conn.execute(_ALERT_UPSERT, *(cols[c] for c in ALERT_COLUMNS))
             if transition != "update" or before != state:
                 await conn.execute(_AUDIT_INSERT, alert["id"], when, "rules", transition,
-                                   None, before, state,
-                                   f"{alert['id']}|{transition}|{when!r}|{alert['state']}")
+                                   "a new drill run" if fresh else None, before, state,
+                                   audit_key(self, alert, transition, when))
         return new_positions
 
     async def _write_statics(self, conn: asyncpg.Connection, statics: list[StaticRow]) -> None:

@@ -30,12 +30,15 @@ from store.base import (
 )
 from store.common import (
     ALERT_COLUMNS,
+    CLEAR_ACTS,
     WriterStore,
     alert_columns,
     alert_filters,
     alert_out,
+    audit_key,
     audit_out,
     bucket_width,
+    new_exercise,
     position_out,
     track_point,
     vessel_out,
@@ -141,7 +144,7 @@ def _vessels_in(keys: int) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _alerts_in(keys: int) -> str:
-    return f"SELECT id, state FROM alerts WHERE id IN ({','.join('?' * keys)})"
+    return f"SELECT id, state, updated_at FROM alerts WHERE id IN ({','.join('?' * keys)})"
 
 
 @functools.lru_cache(maxsize=16)
@@ -340,20 +343,30 @@ class SqliteStore(WriterStore):
         one (their ids are AUTOINCREMENT: kept exactly as single inserts number them)."""
         now = wallclock.time()
         states: dict[str, str] = {}
+        stored_at: dict[str, float] = {}
         ids = list(dict.fromkeys(alert["id"] for _t, _w, alert in alerts))
         for cursor in _run_pieces(conn, _alerts_in, 1, ids, _SMALL_CHUNK, pad=True):
-            states.update((str(r[0]), str(r[1])) for r in cursor)
+            for row in cursor:
+                states[str(row[0])], stored_at[str(row[0])] = str(row[1]), float(row[2])
         upserts: list[Any] = []
         audits: list[tuple[Any, ...]] = []
+        fresh_ids: list[str] = []
         for transition, when, alert in alerts:
             before = states.get(alert["id"])
-            state = states[alert["id"]] = state_after_rules(before, str(alert["state"]))
+            fresh = new_exercise(self, transition, stored_at.pop(alert["id"], None))
+            if fresh:
+                fresh_ids.append(alert["id"])
+            state = states[alert["id"]] = (
+                str(alert["state"]) if fresh else state_after_rules(before, str(alert["state"])))
             cols = alert_columns(alert, state, now)
             cols["details"] = json.dumps(cols["details"])
             upserts.extend(cols[c] for c in ALERT_COLUMNS)
             if transition != "update" or before != state:
-                audits.append((alert["id"], when, "rules", transition, None, before, state,
-                               f"{alert['id']}|{transition}|{when!r}|{alert['state']}"))
+                audits.append((alert["id"], when, "rules", transition,
+                               "a new drill run" if fresh else None, before, state,
+                               audit_key(self, alert, transition, when)))
+        for alert_id in fresh_ids:
+            conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = ?", (alert_id,))
         width = len(ALERT_COLUMNS)
         for _ in _run_pieces(conn, _alert_upsert, width, upserts,
                              min(_SMALL_CHUNK, self._limit // width), pad=False):

@@ -273,6 +273,55 @@ async def test_the_same_log_replayed_again_reopens_its_ended_alerts_in_step(
     assert (await store.alert(first.id))["state"] == "ended"
 
 
+async def test_a_drill_run_again_is_an_exercise_of_its_own(store_url: str,
+                                                           tmp_path: Path) -> None:
+    """The same drill log replayed into the same database: its alerts start afresh for
+    the trainees (the store kept the last exercise's resolve, while MQTT, the stream and
+    the alerts file said "open"); the audit trail keeps both exercises."""
+    alert = dark(drill=True)
+    first = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await first.start()
+    try:
+        first.on_alert(alert_event(Transition.NEW, alert, T0))
+        await first.flush()
+        await first.resolve(alert.id, "trainer", "well spotted")
+    finally:
+        await first.stop()
+    second = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await second.start()
+    try:
+        second.on_alert(alert_event(Transition.NEW, alert, T0))
+        await second.flush()
+        again = await second.alert(alert.id)
+        assert (again["state"], again["resolved_by"], again["resolve_note"]) == (
+            "open", None, None)
+        await second.ack(alert.id, "trainee")
+        second.on_alert(alert_event(Transition.NEW, alert, T0))  # written again: same run
+        await second.flush()
+        assert (await second.alert(alert.id))["state"] == "acknowledged"
+        trail = await second.audit(alert.id)
+        assert [(a["actor"], a["action"], a["after"], a["note"]) for a in trail] == [
+            ("rules", "new", "open", None),
+            ("trainer", "resolve", "resolved", "well spotted"),
+            ("rules", "new", "open", "a new drill run"),
+            ("trainee", "ack", "acknowledged", None),
+        ]
+    finally:
+        await second.stop()
+    real = dark()  # a real alert written again keeps its operator's acts (backlog, catch-up)
+    live = open_store(store_url, tmp_path, max_age=0.05)
+    await live.start()
+    try:
+        live.on_alert(alert_event(Transition.NEW, real, T0))
+        await live.flush()
+        await live.resolve(real.id, "duty")
+        live.on_alert(alert_event(Transition.NEW, real, T0))
+        await live.flush()
+        assert (await live.alert(real.id))["state"] == "resolved"
+    finally:
+        await live.stop()
+
+
 async def test_alert_filters(store: Store) -> None:
     a1 = dark(A, T0)
     a2 = dark(B, T0 + 3600, drill=True, zone="anchorage")
