@@ -284,7 +284,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     collector = ServiceCollector(
         stats=deps.stats, sources=deps.sources, writer=store.stats,
-        hub=None if hub is None else hub.stats,
+        hub=None if hub is None else hub.stats, mqtt=deps.mqtt,
         vessels=None if deps.picture is None else vessel_count)
     registry = make_registry(collector)
 
@@ -564,12 +564,18 @@ def create_app(deps: ApiDeps) -> FastAPI:
                              "dropped": hs.dropped}
         if deps.picture is not None:
             out["vessels"] = vessel_count()
+        if deps.mqtt is not None:
+            out["mqtt"] = dict(deps.mqtt())
         return _dump(out)
 
     @app.get("/health", response_model=m.HealthOut, tags=["service"])
     async def health() -> Response:
-        """Open to everyone (load balancers, monitoring)."""
-        return _dump({"status": "ok", "version": deps.version})
+        """Open to everyone (load balancers, monitoring); 200 while the API answers."""
+        store_up = store.stats().db_up
+        mqtt_up = None if deps.mqtt is None else bool(deps.mqtt().get("connected"))
+        return _dump({"status": "ok" if store_up and mqtt_up is not False else "degraded",
+                      "version": deps.version, "store_up": store_up,
+                      "mqtt_connected": mqtt_up})
 
     @app.get("/metrics", tags=["service"], responses={
         **errors, 200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})

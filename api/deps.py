@@ -120,6 +120,8 @@ class ApiDeps:
     snooze_target: SnoozeTarget | None = None
     stats: StatsProvider = _nothing
     sources: SourcesProvider = _nothing
+    #: The MQTT feed's ``status()``, when the run feeds a broker.
+    mqtt: StatsProvider | None = None
     #: Message-time "now" for snoozes (e.g. ``lambda: ingestor.newest or time.time()``):
     #: rules run on message time, so a snooze in a drill replay covers drill time.
     clock: Callable[[], float] = time.time

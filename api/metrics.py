@@ -66,15 +66,17 @@ class ServiceCollector(Collector):
 
     def __init__(self, *, stats: Provider | None = None, sources: Provider | None = None,
                  writer: Provider | None = None, hub: Provider | None = None,
+                 mqtt: Provider | None = None,
                  vessels: Callable[[], int] | None = None) -> None:
         self._stats, self._sources, self._writer = stats, sources, writer
-        self._hub, self._vessels = hub, vessels
+        self._hub, self._mqtt, self._vessels = hub, mqtt, vessels
 
     def collect(self) -> Iterator[Metric]:
         yield from self._pipeline()
         yield from self._source_health()
         yield from self._writer_stats()
         yield from self._hub_stats()
+        yield from self._mqtt_stats()
         if self._vessels is not None:
             yield GaugeMetricFamily("harbourwatch_vessels", "Vessels in the live picture",
                                     value=self._vessels())
@@ -159,6 +161,24 @@ class ServiceCollector(Collector):
         yield CounterMetricFamily("harbourwatch_stream_dropped",
                                   "Events dropped for slow clients",
                                   value=float(stats.get("dropped", 0)))
+
+
+    def _mqtt_stats(self) -> Iterator[Metric]:
+        if self._mqtt is None:
+            return
+        stats = _as_dict(self._mqtt())
+        yield GaugeMetricFamily("harbourwatch_mqtt_up", "1 while connected to the broker",
+                                value=1.0 if stats.get("connected") else 0.0)
+        for key, help_text in (("outbox_unacked", "Alert messages not yet acknowledged"),
+                               ("vessels", "Vessels the MQTT feed keeps")):
+            yield GaugeMetricFamily(f"harbourwatch_mqtt_{key}", help_text,
+                                    value=float(stats.get(key, 0)))
+        for key, value in stats.items():
+            if key not in ("connected", "outbox_up", "outbox_unacked", "vessels") and (
+                    isinstance(value, int)):
+                yield CounterMetricFamily(f"harbourwatch_mqtt_{key}",
+                                          f"MQTT feed: {key.replace('_', ' ')}",
+                                          value=float(value))
 
 
 def make_registry(collector: ServiceCollector) -> CollectorRegistry:

@@ -242,8 +242,12 @@ class ZonesSaved(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: the database or the MQTT broker is away (what they miss is "
+                    "buffered and caught up); the API and the rules go on")
     version: str
+    store_up: bool
+    mqtt_connected: bool | None = Field(description="null when the run feeds no broker")
 
 
 class SourcesOut(BaseModel):

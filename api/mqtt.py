@@ -420,6 +420,14 @@ class MqttFeed:
     def connected(self) -> bool:
         return self._connected_event.is_set()
 
+    def status(self) -> dict[str, Any]:
+        """Connected or not, the outbox, and the counters: for ``<p>/stats`` and the API's
+        ``/stats``, ``/metrics`` and ``/health`` (which still answer while the broker is away)."""
+        return {"connected": self.connected,
+                "outbox_up": all(e is None for e in self._outbox_errors.values()),
+                "outbox_unacked": len(self._unacked), "vessels": len(self._vessels),
+                **self.counters}
+
     async def wait_connected(self) -> None:
         """Return once a connection is up (use with a timeout)."""
         await self._connected_event.wait()
@@ -731,8 +739,7 @@ class MqttFeed:
                 body.update(self._stats_provider())
             except Exception:
                 log.exception("MQTT stats provider failed")
-        body["mqtt"] = {**self.counters, "outbox_unacked": len(self._unacked),
-                        "vessels": len(self._vessels)}
+        body["mqtt"] = self.status()
         body["time"] = None if self._newest is None else iso_time(self._newest)
         body["wall_time"] = iso_time(round(time.time(), 3))
         body["drill"] = self.drill

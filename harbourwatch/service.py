@@ -240,7 +240,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 listeners.append(_operator_acts_to(mqtt_feed, ingestor))
             api_task = asyncio.create_task(_serve_api(
                 config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
-                listeners, failures, transport_of(sources, queue)))
+                listeners, failures, transport_of(sources, queue),
+                None if mqtt_feed is None else mqtt_feed.status))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -407,7 +408,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                      hub: StreamHub, picture: LivePicture,
                      operator_updates: list[Callable[[Mapping[str, Any]], None]],
                      failures: list[str],
-                     transport: Callable[[], dict[str, dict[str, Any]]]) -> None:
+                     transport: Callable[[], dict[str, dict[str, Any]]],
+                     mqtt_status: Callable[[], Mapping[str, Any]] | None) -> None:
     from api.app import create_app
     from api.auth import Authenticator
     from api.deps import ApiDeps, EngineZones, sources_of
@@ -418,7 +420,7 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor, transport),
                    clock=lambda: ingestor.newest or time.time(),
-                   operator_updates=operator_updates, drill=engine.drill)
+                   operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +79,8 @@ class Rig:
 
 @asynccontextmanager
 async def rig(tmp_path: Path, *, open_read: bool = False, zone_target: ZoneTarget | None = None,
-              zones: ZoneSet | None = None, clock: float = T0 + 3600) -> AsyncIterator[Rig]:
+              zones: ZoneSet | None = None, clock: float = T0 + 3600,
+              mqtt: Callable[[], Mapping[str, Any]] | None = None) -> AsyncIterator[Rig]:
     store = open_store(f"sqlite:///{tmp_path / 'api.db'}", tmp_path, max_age=0.02)
     await store.start()
     picture, hub = LivePicture(), StreamHub(linger_s=0.0)
@@ -93,7 +94,7 @@ async def rig(tmp_path: Path, *, open_read: bool = False, zone_target: ZoneTarge
                                     "receivers": {"rx1": {"name": "rx1", "source": "udp",
                                                           "messages": 9,
                                                           "last_heard": "2026-01-01T10:00:00Z"}}},
-                   clock=lambda: clock)
+                   clock=lambda: clock, mqtt=mqtt)
     app = create_app(deps)
     transport = httpx.ASGITransport(app=app)
     try:

@@ -44,6 +44,7 @@ async def api(tmp_path: Path) -> Any:
 async def test_health_is_open_and_everything_else_needs_a_token(api: Rig) -> None:
     health = await api.client.get("/health")
     assert (health.status_code, health.json()["status"]) == (200, "ok")
+    assert (health.json()["store_up"], health.json()["mqtt_connected"]) == (True, None)
     for path in ("/vessels", "/alerts", "/zones", "/stats", "/metrics", "/sources", "/snoozes"):
         resp = await api.client.get(path)
         assert resp.status_code == 401, path
@@ -495,3 +496,24 @@ def test_the_live_picture_forgets_vessels_heard_only_by_their_static_data() -> N
     heard(244000005, t0 + 1800)
     assert set(picture._vessels) == {244000004, 244000005}
     assert picture.vessel(244000004) is not None  # 850 s: still live
+
+
+async def test_an_mqtt_broker_away_shows_in_health_stats_and_metrics(tmp_path: Path) -> None:
+    """Its counters went out only on <p>/stats, which cannot be read while it is away."""
+    from api.mqtt import MqttFeed
+
+    feed = MqttFeed("mqtt://127.0.0.1:1", prefix="hwtest/health")  # never connected
+    feed.on_report(pos(A, T0, *BERTH_1, speed=0.2))
+    async with rig(tmp_path, mqtt=feed.status) as api:
+        health = (await api.client.get("/health")).json()
+        assert (health["status"], health["store_up"], health["mqtt_connected"]) == (
+            "degraded", True, False)
+        stats = (await api.client.get("/stats", headers=headers("viewer"))).json()
+        assert (stats["mqtt"]["connected"], stats["mqtt"]["vessels"],
+                stats["mqtt"]["connects"]) == (False, 1, 0)
+        text = (await api.client.get("/metrics", headers=headers("viewer"))).text
+        lines = set(text.splitlines())
+        for expected in ("harbourwatch_mqtt_up 0.0", "harbourwatch_mqtt_vessels 1.0",
+                         "harbourwatch_mqtt_outbox_unacked 0.0",
+                         "harbourwatch_mqtt_connects_total 0.0"):
+            assert expected in lines, expected
