@@ -38,7 +38,7 @@ from ingest.sources.base import SourceError
 from ingest.sources.queue import LineQueue
 from ingest.sources.runner import run_sources
 from store import VesselState, open_store
-from store.base import Store
+from store.base import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from api.picture import LivePicture
@@ -148,6 +148,8 @@ async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline,
         try:
             await save_state(store, engine, scope)
             await store.save_source_health(time.time(), pipeline.stats()["sources"])
+        except StoreUnavailable as exc:  # an outage the writer reports too: one line
+            log.warning("could not save the rules' state (%s); will retry", exc)
         except Exception:
             log.exception("could not save the rules' state; will retry")
 
