@@ -264,9 +264,13 @@ class Pipeline:
             newest = self._wall_newest if self._wall_newest != _NEVER else self.engine.newest
             if newest == _NEVER:
                 return
-        if newest != self._wall_newest:
+        if (self._wall_newest == _NEVER
+                or newest > self._wall_newest + (monotonic_now - self._wall_since)):
+            # Message time moved on past the clock: take it. Not when it moved on less (a
+            # feed stamped behind its arrival, once a source ahead of it fell silent): the
+            # clock would step back by that feed's delay, and silences be noticed late.
             self._wall_newest, self._wall_since = newest, monotonic_now
-        self.tick(newest + (monotonic_now - self._wall_since))
+        self.tick(self._wall_newest + (monotonic_now - self._wall_since))
 
     def stats(self) -> dict[str, Any]:
         return {

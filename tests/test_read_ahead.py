@@ -158,3 +158,28 @@ def test_live_timers_advance_from_message_time_not_to_the_wall_clock() -> None:
     assert sorted((a["rule"], a["details"]["receiver"], a["started_at"]) for a in silent) == [
         ("source_silent", "rx-a", "2026-01-01T12:02:28Z"),
         ("source_silent", "rx-b", "2026-01-01T12:02:28Z")]
+
+
+def test_the_clock_does_not_step_back_when_the_source_ahead_falls_silent() -> None:
+    """A receiver timed by arrival and a national feed 90 s behind it: when the receiver
+    stops, message time moved on only with the feed's older stamps, so the wall ticks
+    started again from them and its silence was noticed 90 s late."""
+    engine = Engine(RulesConfig(), ZoneSet.empty(None))
+    recorder = Recorder()
+    pipeline = Pipeline(Ingestor(), engine, [recorder], live=True)
+    start = 1_767_268_800
+    noticed = None
+    for second in range(0, 300, 2):
+        arrival = start + second
+        lines = [("national", (tag_block(s="amsa-1", c=arrival - 90)
+                               + single(position(mmsi=244000002))).encode(), arrival)]
+        if second <= 60:
+            lines.append(("udp", single(position(mmsi=244000001)).encode(), arrival))
+        pipeline.feed_lines(lines)
+        pipeline.wall_tick(1000.0 + second + 1)
+        silent = [json.loads(s[3]) for s in recorder.seen if s[0] == "alert"]
+        if silent and noticed is None:
+            noticed = second + 1
+            assert [(a["details"]["receiver"], a["started_at"]) for a in silent] == [
+                ("udp", "2026-01-01T12:03:00Z")]
+    assert noticed == 183  # last line at 60 s; the first tick with the clock past 180 s
