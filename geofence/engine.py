@@ -154,8 +154,9 @@ class Engine:
         if self._resume_pending:
             self._resume(t)
         picture = self.picture
+        clock = t if t > self.newest else self.newest
         for name in report.sources:
-            picture.hear(name, t, self._gap_s)
+            picture.hear(name, t, self._gap_s, clock)
         if t >= self._next_tick:
             self._advance(t)
         elif t > self.newest:
@@ -250,7 +251,7 @@ class Engine:
         """A receiver was heard without a report reaching the rules (e.g. a duplicate)."""
         if self._resume_pending:
             self._resume(time)
-        self.picture.hear(receiver, time, self._gap_s)
+        self.picture.hear(receiver, time, self._gap_s, max(time, self.newest))
         return self.tick(time)
 
     def _advance(self, now: float) -> None:
@@ -341,7 +342,7 @@ class Engine:
             for name, heard in vessel.sources.items():
                 rec = picture.receivers.get(name)
                 if rec is None:
-                    picture.hear(name, heard, self._gap_s)
+                    picture.hear(name, heard, self._gap_s, heard)
                     picture.receivers[name].up_since = float("-inf")
                 elif heard > rec.last_heard:
                     rec.last_heard = heard

@@ -58,14 +58,26 @@ class Receiver:
     #: Its silence counts from here when later than ``last_heard``: the first message time
     #: after the service's own downtime (it may not have sent since the restart).
     silence_from: float = _NEVER
+    #: The port's clock (the newest message time of any receiver) when it was last heard:
+    #: what its silence is judged by. Its own stamps may run behind that clock (a national
+    #: feed's delay) and would make it look silent while it is heard all the time.
+    heard_at: float = _NEVER
 
-    def hear(self, time: float, gap_s: float) -> None:
-        """Count a message; a silence longer than ``gap_s`` breaks continuity."""
+    def hear(self, time: float, gap_s: float, clock: float) -> None:
+        """Count a message stamped ``time``, heard at ``clock``; a silence longer than
+        ``gap_s`` (in its own stamps) breaks continuity."""
         if time - self.last_heard > gap_s:
             self.up_since = time
         if time > self.last_heard:
             self.last_heard = time
+        if clock > self.heard_at:
+            self.heard_at = clock
         self.messages += 1
+
+    def heard_last(self) -> float:
+        """When it was last heard, on the port's clock (its own stamp, restored after a
+        restart)."""
+        return self.heard_at if self.heard_at > self.last_heard else self.last_heard
 
 
 @dataclass(slots=True, eq=False)
@@ -197,11 +209,11 @@ class Picture:
         horizon = now - self.live_s
         return (v for v in self.vessels.values() if v.last_seen >= horizon)
 
-    def hear(self, receiver: str, time: float, gap_s: float) -> Receiver:
+    def hear(self, receiver: str, time: float, gap_s: float, clock: float) -> Receiver:
         rec = self.receivers.get(receiver)
         if rec is None:
             rec = self.receivers[receiver] = Receiver(receiver, time, time)
-        rec.hear(time, gap_s)
+        rec.hear(time, gap_s, clock)
         return rec
 
     def vessel_for(self, report: Report) -> Vessel:

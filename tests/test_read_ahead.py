@@ -183,3 +183,39 @@ def test_the_clock_does_not_step_back_when_the_source_ahead_falls_silent() -> No
             assert [(a["details"]["receiver"], a["started_at"]) for a in silent] == [
                 ("udp", "2026-01-01T12:03:00Z")]
     assert noticed == 183  # last line at 60 s; the first tick with the clock past 180 s
+
+
+@pytest.mark.parametrize("delay", [0.0, 120.0])
+def test_a_feed_stamped_behind_its_arrival_is_not_silent_and_its_vessels_can_go_dark(
+        delay: float) -> None:
+    """A receiver timed by arrival beside a national feed whose stamps run ``delay`` s
+    behind: the feed's station was judged silent by its stamps against the arrival clock
+    (source_silent opened and closed 118 times in 20 minutes), and a vessel only it heard
+    could then never be called dark."""
+    engine = Engine(RulesConfig(), ZoneSet.from_geojson(DEMO_ZONES))
+    recorder = Recorder()
+    pipeline = Pipeline(Ingestor(), engine, [recorder], live=True)
+    start, stop = 1_767_268_800, 300
+    in_transit: list[tuple[float, str]] = []  # (arrival, line) of the national feed
+    for second in range(0, 1300):
+        arrival = start + second
+        if second % 10 == 0:
+            quay_only = single(position(mmsi=503000104, lat=-23.80 + second * 1e-5,
+                                        lon=151.42, speed=10.0, course=0.0))
+            feed_only = single(position(mmsi=503000105, lat=-23.88 + second * 1e-5,
+                                        lon=151.45, speed=10.0, course=0.0))
+            moored = single(position(mmsi=503000199, lat=-23.85, lon=151.40, speed=0.0,
+                                     status=5))  # keeps both receivers busy throughout
+            quay = [moored] + ([quay_only] if second < stop else [])
+            pipeline.feed_lines([("rx-quay", line.encode(), arrival) for line in quay])
+            in_transit += [(arrival + delay, tag_block(s="amsa-102", c=arrival) + line)
+                           for line in [moored] + ([feed_only] if second < stop else [])]
+        due = [line for when, line in in_transit if when <= arrival]
+        in_transit = [(when, line) for when, line in in_transit if when > arrival]
+        pipeline.feed_lines([("national", line.encode(), arrival) for line in due])
+        pipeline.wall_tick(5000.0 + second)
+    alerts = [a for s in recorder.seen if s[0] == "alert"
+              and (a := json.loads(s[3]))["rule"] in ("dark_vessel", "source_silent")]
+    assert sorted((a["rule"], a["mmsi"], a["started_at"]) for a in alerts) == [
+        ("dark_vessel", 503000104, "2026-01-01T12:04:50Z"),
+        ("dark_vessel", 503000105, "2026-01-01T12:04:50Z")]

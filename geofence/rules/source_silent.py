@@ -52,11 +52,12 @@ class SourceSilent(BaseRule):
         active = {str(a.details.get("receiver")): a for a in ctx.book.of_rule(self.name)}
         for rec in ctx.picture.receivers.values():
             alert = active.get(rec.name)
+            heard = rec.heard_last()
             if alert is not None:
-                if rec.last_heard > alert.started_at - self.silent_s:
-                    self._end(ctx, rec.name, rec.last_heard, now)
+                if heard > alert.started_at - self.silent_s:
+                    self._end(ctx, rec.name, heard, now)
                 continue
-            due = max(rec.last_heard, rec.silence_from) + self.silent_s
+            due = max(heard, rec.silence_from) + self.silent_s
             if now > due and self.watches(rec.name):
                 ctx.book.open(
                     self.name, risk_area=RiskArea.INFORMATION_SECURITY,
