@@ -354,6 +354,13 @@ class Engine:
             state = saved.get(f"rule:{rule.name}")
             if state is not None:
                 rule.load_state(self.ctx, state)
+        if any(a.zone is not None and a.zone not in self.zones.by_id
+               for a in self.book.open_alerts()):
+            # The zones changed while the service was down (the file won over a version
+            # saved over the API): their alerts end as a live swap ends them; the vessels'
+            # memberships of those zones went without an exit.
+            for rule in self.rules:
+                rule.on_zones(self.ctx)
 
     def _resume(self, now: float) -> None:
         self._resume_pending = False

@@ -194,3 +194,21 @@ def test_a_zone_swap_rebuilds_no_pair_with_a_vessel_outside_the_watch_area() -> 
         return [e for e in events if e.alert["rule"] == "collision_risk"]
 
     assert run(swap=True) == run(swap=False) == []
+
+
+def test_alerts_of_a_zone_gone_while_the_service_was_down_end_at_the_restart() -> None:
+    """The file won over a zone version saved over the API: the vessel's membership of the
+    removed zone went without an exit, so its restricted_entry stayed open for good."""
+    from tests.rulekit import rect
+
+    extra = rect("security_2", "security", -100, -100, 300, 300)  # over berth_1
+    first = Engine(rules_config(), port_zones(extra))
+    feed(first, [report(SHIP, t, 100, 20, speed=0.0) for t in span(0, 30, 10)])
+    assert [a.rule for a in first.open_alerts()] == ["restricted_entry"]
+    vessels = json.loads(json.dumps([v.to_state() for v in first.picture.vessels.values()]))
+    second = Engine(rules_config(), port_zones())  # the zones file, without security_2
+    second.restore(vessels, first.open_alerts(), first.saved_state())
+    ended = feed(second, [report(SHIP, 40, 100, 20, speed=0.0)])
+    assert [(str(e.transition), e.alert["rule"], e.alert["details"]["end_reason"])
+            for e in ended] == [("end", "restricted_entry", "zones changed")]
+    assert second.open_alerts() == []
