@@ -525,17 +525,24 @@ def create_app(deps: ApiDeps) -> FastAPI:
             zones = ZoneSet.from_geojson(raw, projection=zone_state.zones.crs)
         except ZoneError as exc:
             raise ApiError(422, "zones rejected: " + exc.errors[0], exc.errors) from exc
-        normalised = zones.to_geojson()
-        version = await store.save_zones(normalised, who.name)
+        if not len(zones):
+            # Every zone of the running port gone at once: a mistake far more often than a
+            # wish (with watch_area: port, zone alerting stops).
+            raise ApiError(422, "zones rejected: no zones (a port keeps at least one)")
+        version = (await store.save_zones(zones.to_geojson(), who.name) if deps.saves_zones
+                   else None)
         if deps.zone_target is not None:
             deps.zone_target.set_zones(zones)
         zone_state.zones, zone_state.version = zones, version
         zone_state.updated_at, zone_state.updated_by = iso_time(deps.clock()), who.name
         zone_state.checked_store = True
-        latest = await store.latest_zones()
-        if latest is not None and latest.get("version") == version:
-            zone_state.updated_at = latest["time"]
-        log.info("zones version %d applied by %s (%d zones)", version, who.name, len(zones))
+        if version is not None:
+            latest = await store.latest_zones()
+            if latest is not None and latest.get("version") == version:
+                zone_state.updated_at = latest["time"]
+        log.warning("zones %s applied over the API by %s (%d zones)",
+                    "not saved (a replay's own)" if version is None else f"version {version}",
+                    who.name, len(zones))
         return _dump({"version": version, "zones": len(zones), "warnings": zones.warnings})
 
     # -- service --------------------------------------------------------------------------

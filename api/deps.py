@@ -130,5 +130,8 @@ class ApiDeps:
     #: The service runs a drill: a track shows its positions unless asked otherwise (a drill
     #: replayed into the live database shares it with the real positions of the same log).
     drill: bool = False
+    #: PUT /zones saves a new version of the port's zones (the live service). A replay or a
+    #: drill only applies it to itself: saved, it became the live service's zones.
+    saves_zones: bool = True
     version: str = "0.1.0"
     extra: dict[str, Any] = field(default_factory=dict)

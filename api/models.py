@@ -236,7 +236,8 @@ class ZonesIn(BaseModel):
 
 
 class ZonesSaved(BaseModel):
-    version: int
+    version: int | None = Field(description="null: applied to this replay or drill only, "
+                                            "not saved as the port's zones")
     zones: int = Field(description="Number of zones now running")
     warnings: list[str]
 

@@ -8,6 +8,7 @@ ids and non-polygons with the feature id (or index) and the reason, all problems
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +23,8 @@ from shapely.geometry import mapping, shape
 
 from geofence.mid import Mmsi
 from geofence.projection import ProjectionError, Projector
+
+log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = (
     "port_limit", "coverage", "berth", "anchorage", "restricted", "channel", "security",
@@ -264,7 +267,7 @@ class ZoneSet:
             path = Path(obj_or_path)
             source = str(path)
             try:
-                obj = json.loads(path.read_text(encoding="utf-8"))
+                obj = json.loads(path.read_text(encoding="utf-8-sig"))  # an editor's BOM
             except OSError as exc:
                 raise ZoneError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
             except json.JSONDecodeError as exc:
@@ -278,6 +281,8 @@ class ZoneSet:
             except json.JSONDecodeError as exc:
                 raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
         zones, warnings = parse_features(obj, source)
+        for warning in warnings:  # e.g. a misspelt override: the limit it meant is not set
+            log.warning("%s", warning)
         try:
             return cls(zones, projection=projection, source=source, warnings=warnings)
         except ProjectionError as exc:

@@ -243,7 +243,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             api_task = asyncio.create_task(_serve_api(
                 config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
                 listeners, failures, transport_of(sources, queue),
-                None if mqtt_feed is None else mqtt_feed.status))
+                None if mqtt_feed is None else mqtt_feed.status,
+                saves_zones=replay is None and not drill))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -411,7 +412,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                      operator_updates: list[Callable[[Mapping[str, Any]], None]],
                      failures: list[str],
                      transport: Callable[[], dict[str, dict[str, Any]]],
-                     mqtt_status: Callable[[], Mapping[str, Any]] | None) -> None:
+                     mqtt_status: Callable[[], Mapping[str, Any]] | None, *,
+                     saves_zones: bool) -> None:
     from api.app import create_app
     from api.auth import Authenticator
     from api.deps import ApiDeps, EngineZones, sources_of
@@ -422,7 +424,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor, transport),
                    clock=lambda: ingestor.newest or time.time(),
-                   operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status)
+                   operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
+                   saves_zones=saves_zones)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     try:

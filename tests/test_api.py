@@ -409,6 +409,40 @@ async def test_zones_get_put_versioned_and_validated(tmp_path: Path) -> None:
         # The vessel filter uses the zones now running.
         assert (await api.client.get("/vessels?zone=berth_8", headers=headers("viewer"))
                 ).status_code == 422
+        empty = await api.client.put("/zones", json={"type": "FeatureCollection",
+                                                     "features": []}, headers=headers("admin"))
+        assert (empty.status_code, empty.json()["error"]) == (
+            422, "zones rejected: no zones (a port keeps at least one)")
+
+
+async def test_zones_put_during_a_replay_or_drill_are_its_own(tmp_path: Path) -> None:
+    """Saved, they became the live service's zones at its next start."""
+    target = Recorder()
+    async with rig(tmp_path, zone_target=target) as api:
+        api.deps.saves_zones = False  # what the service sets for a replay or a drill
+        new = json.loads(ZONES_PATH.read_text())
+        new["features"] = new["features"][:3]
+        ok = await api.client.put("/zones", json=new, headers=headers("admin"))
+        assert (ok.status_code, ok.json()["version"], ok.json()["zones"]) == (200, None, 3)
+        assert len(target.applied) == 1 and await api.store.latest_zones() is None
+        now = (await api.client.get("/zones", headers=headers("viewer"))).json()
+        assert (len(now["features"]), now["version"], now["updated_by"]) == (3, None,
+                                                                            "admin-1")
+
+
+def test_a_zones_file_with_a_bom_loads_and_a_misspelt_override_is_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from geofence.zones import ZoneSet
+
+    data = json.loads(ZONES_PATH.read_text())
+    data["features"][0]["properties"]["max_speed_kts"] = 8
+    path = tmp_path / "zones.geojson"
+    path.write_text(json.dumps(data), encoding="utf-8-sig")
+    with caplog.at_level("WARNING", logger="geofence.zones"):
+        assert len(ZoneSet.from_geojson(path)) == 13
+    first = data["features"][0]["properties"]["id"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: feature {first!r}: unknown property 'max_speed_kts' ignored"]
 
 
 # -- service -----------------------------------------------------------------------------------
