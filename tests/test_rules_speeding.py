@@ -106,3 +106,22 @@ def test_an_alert_ends_on_leaving_even_when_that_report_has_no_speed() -> None:
     (_, end) = run.of("speeding")
     assert end.transition == "end" and end.alert["ended_at"] == "2026-01-01T12:01:30Z"
     assert end.alert["details"]["end_reason"] == "left_zone"
+
+
+def test_a_limit_raised_over_the_api_ends_the_alert_it_no_longer_holds() -> None:
+    """The alert followed the limit it was opened under, 6 kn, after the channel's became
+    30 kn: open for good at 8 kn."""
+    from geofence.zones import ZoneSet
+    from tests.rulekit import PORT_FEATURES, collection, rect
+
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 70, 10), *IN_CHANNEL, speed=8.0)
+    assert [e.transition for e in run.of("speeding")] == ["new"]
+    raised = [f for f in PORT_FEATURES if f["properties"]["id"] != "channel_1"]
+    raised.append(rect("channel_1", "channel", -2500, -2600, 2500, -2400, max_speed_kn=30))
+    ended = run.engine.set_zones(ZoneSet.from_geojson(collection(*raised)))
+    assert [(e.transition, e.alert["details"]["end_reason"]) for e in ended] == [
+        ("end", "zones changed")]
+    run.track(SHIP, span(80, 200, 10), *IN_CHANNEL, speed=8.0)
+    assert [e.transition for e in run.of("speeding")] == ["new"]  # none under 30 kn

@@ -128,5 +128,11 @@ class Speeding(BaseRule):
         limits = [lim for z in ctx.zones if (lim := self.limit_of(z)) is not None]
         self._lowest = min(limits) if limits else float("inf")
         for alert in ctx.book.of_rule(self.name):
-            if alert.zone not in ctx.zones.by_id:
+            zone = ctx.zones.by_id.get(alert.zone or "")
+            # Gone, or its limit changed: judged afresh from the next report (an alert kept
+            # under a raised limit followed the old one).
+            if zone is None or self.limit_of(zone) != alert.details.get("limit_kn"):
                 ctx.book.end(alert, ctx.now, {"end_reason": "zones changed"})
+                vessel = ctx.picture.get(alert.mmsi) if alert.mmsi is not None else None
+                if vessel is not None:
+                    vessel.rule_state.pop(self.name, None)
