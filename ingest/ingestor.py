@@ -46,6 +46,9 @@ _MAX_HELD = 5000
 #: one line from a clock far ahead, which stalls housekeeping until message time catches up.
 _MAX_RECENT = 200_000
 _HOUSEKEEPING_S = 1.0
+#: The longest delay of a live feed that duplicates are still merged across (memory: the
+#: messages of this long are kept).
+MAX_MERGED_DELAY_S = 300.0
 #: Recent lines and how they framed (framing is a pure function of the bytes).
 _FRAME_CACHE = 4096
 _FILL_KEY = (b"", b"/1", b"/2", b"/3", b"/4", b"/5")
@@ -62,6 +65,8 @@ class _SourceState:
     last_time: float | None = None
     nominal_next: float = 0.0
     untimed: bool = False
+    #: How far its last live line's own time ran behind its arrival (a feed's delay).
+    delay: float = 0.0
 
 
 @dataclass(slots=True)
@@ -269,9 +274,11 @@ class Ingestor:
                 time, time_source = state.last_time, "carried"
             else:
                 return self._hold(source, state, sentence)
-        if received is not None and time > received + self.max_clock_lead_s:
-            sentence = self._clock_ahead(source, state, sentence, time, received)
-            time, time_source = received, "receive"
+        if received is not None:
+            if time > received + self.max_clock_lead_s:
+                sentence = self._clock_ahead(source, state, sentence, time, received)
+                time, time_source = received, "receive"
+            state.delay = received - time
         state.last_time = time
         placed: list[Report] = []
         if state.held:
@@ -436,7 +443,10 @@ class Ingestor:
         if self._dropped:
             self._count_dropped()
         recent = self._recent
-        limit = now - 2 * self.dedup_window_s
+        # Kept for as long as the slowest live feed runs behind (bounded): its copy of a
+        # message another receiver gave at once arrives that much later, with the same time.
+        delay = max((s.delay for s in self.sources.values()), default=0.0)
+        limit = now - 2 * self.dedup_window_s - min(max(delay, 0.0), MAX_MERGED_DELAY_S)
         while recent:
             key, report = next(iter(recent.items()))
             if report.time >= limit:

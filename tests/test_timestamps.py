@@ -460,3 +460,19 @@ def test_a_live_group_tagged_on_its_first_fragment_only_keeps_that_time(lag: flo
     assert [(r.msg_type, r.time, r.time_source) for r in out] == [(5, T, "tagblock")]
     assert not ingestor.health("udp").fragments_dropped
     assert ingestor.newest == T
+
+
+def test_a_copy_from_a_feed_running_behind_its_arrival_is_merged() -> None:
+    """A receiver timed by arrival and a national feed 90 s behind hear one message: the
+    feed's copy arrives 90 s later with the same time. Forgotten by then (kept 2 windows of
+    the newest time), it was processed a second time and never listed both receivers."""
+    ingestor = Ingestor()
+    earlier = tag_block(s="amsa-1", c=int(T) - 90) + single(position(mmsi=211000099))
+    feed_all(ingestor, "national", [earlier], T)  # the feed runs 90 s behind
+    first = feed_all(ingestor, "udp", [single(position(mmsi=211000001))], T)
+    for second in range(1, 91):  # the receiver goes on hearing others
+        feed_all(ingestor, "udp", [single(position(mmsi=211000100 + second))], T + second)
+    late = tag_block(s="amsa-1", c=int(T)) + single(position(mmsi=211000001))
+    assert feed_all(ingestor, "national", [late], T + 90) == []
+    assert ingestor.health("national").duplicates == 1
+    assert first[0].sources == ["udp", "amsa-1"]
