@@ -9,7 +9,7 @@ updated in place, so ``GET /vessels`` only filters and serialises. Vessels not h
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from geofence.alert import AlertEvent
@@ -28,9 +28,13 @@ _PRUNE_EVERY_S = 60.0
 class LivePicture:
     """Latest position, static and voyage data per vessel; implements ``Sink``."""
 
-    def __init__(self, max_age_s: float = 3600.0) -> None:
+    def __init__(self, max_age_s: float = 3600.0,
+                 clock: Callable[[], float] | None = None) -> None:
+        """``clock``: the rules' clock (it moves on with the wall time in live mode): with
+        every source silent, the vessels still leave the picture."""
         self.max_age_s = max_age_s
         self.newest = 0.0
+        self._clock = clock
         self._vessels: dict[int, dict[str, Any]] = {}
         self._times: dict[int, float] = {}  # of each vessel's position: what lists it
         self._heard: dict[int, float] = {}  # of each vessel's newest report: what keeps it
@@ -100,7 +104,7 @@ class LivePicture:
     # -- PictureView -------------------------------------------------------------------
 
     def vessels(self) -> Iterator[Mapping[str, Any]]:
-        horizon = self.newest - self.max_age_s
+        horizon = self._now() - self.max_age_s
         times = self._times
         vessels = self._vessels
         for mmsi, t in times.items():
@@ -109,7 +113,7 @@ class LivePicture:
 
     def vessel(self, mmsi: int) -> Mapping[str, Any] | None:
         t = self._times.get(mmsi)
-        if t is None or t < self.newest - self.max_age_s:
+        if t is None or t < self._now() - self.max_age_s:
             return None
         return self._vessels[mmsi]
 
@@ -125,6 +129,9 @@ class LivePicture:
 
     def __len__(self) -> int:
         return len(self._times)
+
+    def _now(self) -> float:
+        return self.newest if self._clock is None else max(self.newest, self._clock())
 
 
 def _blank(mmsi: int) -> dict[str, Any]:

@@ -234,7 +234,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.picture import LivePicture
             from api.stream import StreamHub
 
-            hub, picture = StreamHub(), LivePicture(config.rules.picture.live_s)
+            hub = StreamHub()
+            picture = LivePicture(config.rules.picture.live_s, clock=lambda: engine.newest)
             sinks += [picture, hub]
             listeners: list[Callable[[Mapping[str, Any]], None]] = [
                 pipeline.operator_acts.record]

@@ -551,3 +551,19 @@ async def test_an_mqtt_broker_away_shows_in_health_stats_and_metrics(tmp_path: P
                          "harbourwatch_mqtt_outbox_unacked 0.0",
                          "harbourwatch_mqtt_connects_total 0.0"):
             assert expected in lines, expected
+
+
+def test_the_live_picture_empties_on_the_rules_clock_when_every_source_is_silent() -> None:
+    """It moved on only with reports: 17 minutes into a total silence /vessels still listed
+    every vessel as live."""
+    from api.picture import LivePicture
+    from ingest.report import Report
+
+    clock = [T0]
+    picture = LivePicture(max_age_s=900.0, clock=lambda: clock[0])
+    picture.on_report(Report(mmsi=A, msg_type=1, time=T0, time_source="receive",
+                             sources=["rx1"], nmea=[], lat=-23.8, lon=151.2))
+    clock[0] = T0 + 900
+    assert [v["mmsi"] for v in picture.vessels()] == [A]
+    clock[0] = T0 + 1020  # the wall ticks moved the rules' clock on
+    assert list(picture.vessels()) == [] and picture.vessel(A) is None
