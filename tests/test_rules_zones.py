@@ -29,6 +29,23 @@ def test_an_entry_after_a_fix_outside_is_a_crossing() -> None:
     second = [e.alert for e in run.of("zone_entry") if e.alert["started_at"].endswith(":50Z")]
     assert [a["zone"] for a in second] == ["berth_1"]
     assert "first_seen_inside" not in second[0]["details"]
+    assert "inside_when_zones_changed" not in second[0]["details"]
+
+
+def test_an_entry_into_a_zone_added_around_a_vessel_says_so() -> None:
+    """Moored at berth_1 all along when a zone is drawn around it: no crossing was seen,
+    and the entry looked like one."""
+    from geofence.zones import ZoneSet
+    from tests.rulekit import PORT_FEATURES, collection, rect
+
+    run = Run()
+    run.track(SHIP, span(0, 100, 10), 100, 25, speed=0.0)
+    run.engine.set_zones(ZoneSet.from_geojson(collection(
+        *PORT_FEATURES, rect("works", "berth", 50, 0, 300, 60))))
+    run.track(SHIP, [110, 120], 100, 25, speed=0.0)
+    (entry,) = [e.alert for e in run.of("zone_entry") if e.alert["zone"] == "works"]
+    assert entry["details"]["inside_when_zones_changed"] is True
+    assert "first_seen_inside" not in entry["details"]
 
 
 def test_no_events_for_coverage_kind() -> None:

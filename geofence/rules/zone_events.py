@@ -35,6 +35,10 @@ class _ZoneEvent(BaseRule):
                            "reports": [evidence(report)]}
                 if self.entering and self._first_seen_inside(vessel):
                     details["first_seen_inside"] = True
+                elif self.entering and self._always_inside(vessel, zone):
+                    # Every fix remembered is inside: the zone came around the vessel (a
+                    # zone change over the API, or the file at a restart), no crossing.
+                    details["inside_when_zones_changed"] = True
                 ctx.book.event(self.name, risk_area=RiskArea.PORT_OPERATIONS,
                                severity=Severity.INFO, mmsi=vessel.mmsi, time=report.time,
                                zone=zone.id, **vessel_fields(vessel), details=details)
@@ -45,6 +49,11 @@ class _ZoneEvent(BaseRule):
         no crossing was observed. A full history cannot tell."""
         fixes = len(vessel.history)
         return fixes <= self.inertia and fixes != vessel.history.maxlen
+
+
+    @staticmethod
+    def _always_inside(vessel: Vessel, zone: Zone) -> bool:
+        return all(zone.distance(fix.x, fix.y) == 0.0 for fix in vessel.history)
 
 
 class ZoneEntry(_ZoneEvent):
