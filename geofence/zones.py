@@ -25,6 +25,8 @@ from geofence.mid import Mmsi
 from geofence.projection import ProjectionError, Projector
 
 log = logging.getLogger(__name__)
+#: Zones wider or taller than this (degrees) stretch distances in one UTM zone: warned about.
+_WIDEST_DEG = 6.0
 
 KINDS: tuple[str, ...] = (
     "port_limit", "coverage", "berth", "anchorage", "restricted", "channel", "security",
@@ -251,6 +253,12 @@ class ZoneSet:
         elif self.zones:
             lon0, lat0, lon1, lat1 = shapely.total_bounds([z.geometry for z in self.zones])
             self._projector = Projector.around((lon0 + lon1) / 2, (lat0 + lat1) / 2)
+            if lon1 - lon0 > _WIDEST_DEG or lat1 - lat0 > _WIDEST_DEG:
+                self.warnings.append(
+                    f"{source}: the zones span {lon1 - lon0:.1f}° of longitude and "
+                    f"{lat1 - lat0:.1f}° of latitude, measured in metres in one UTM zone "
+                    f"({self._projector.crs}): far from it every distance stretches (a zone "
+                    "far from the others, or [lat, lon] swapped?)")
         if self._projector is not None:
             self._project_all(self._projector)
         self._build_indexes()
@@ -281,12 +289,13 @@ class ZoneSet:
             except json.JSONDecodeError as exc:
                 raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
         zones, warnings = parse_features(obj, source)
-        for warning in warnings:  # e.g. a misspelt override: the limit it meant is not set
-            log.warning("%s", warning)
         try:
-            return cls(zones, projection=projection, source=source, warnings=warnings)
+            zone_set = cls(zones, projection=projection, source=source, warnings=warnings)
         except ProjectionError as exc:
             raise ZoneError([f"{source}: {exc}"]) from exc
+        for warning in zone_set.warnings:  # a misspelt override sets no limit: say so
+            log.warning("%s", warning)
+        return zone_set
 
     @classmethod
     def empty(cls, projection: str | None = None) -> ZoneSet:

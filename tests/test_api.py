@@ -567,3 +567,22 @@ def test_the_live_picture_empties_on_the_rules_clock_when_every_source_is_silent
     assert [v["mmsi"] for v in picture.vessels()] == [A]
     clock[0] = T0 + 1020  # the wall ticks moved the rules' clock on
     assert list(picture.vessels()) == [] and picture.vessel(A) is None
+
+
+def test_zones_far_apart_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """A Rotterdam berth added to the Gladstone zones moved the projection: a 1,019 m
+    distance at Gladstone measured 2,208 m, with nothing said."""
+    from geofence.zones import ZoneSet
+
+    data = json.loads(ZONES_PATH.read_text())
+    assert ZoneSet.from_geojson(data).warnings == []
+    far = json.loads(json.dumps(data["features"][3]))
+    far["properties"]["id"] = "rotterdam"
+    far["geometry"] = {"type": "Polygon", "coordinates": [[[4.05, 51.95], [4.06, 51.95],
+                                                           [4.06, 51.96], [4.05, 51.95]]]}
+    data["features"].append(far)
+    with caplog.at_level("WARNING", logger="geofence.zones"):
+        zones = ZoneSet.from_geojson(data)
+    assert len(zones.warnings) == 1 and "[lat, lon] swapped?" in zones.warnings[0]
+    assert zones.warnings[0].startswith("<zones>: the zones span 147.6° of longitude")
+    assert [r.getMessage() for r in caplog.records] == zones.warnings
