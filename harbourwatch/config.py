@@ -158,7 +158,7 @@ class IngestConfig(_Model):
     queue_size: int = Field(default=10000, ge=1, le=10_000_000,
                             description="Bounded line queue; a flood beyond it is dropped and "
                                         "counted")
-    max_clock_lead_s: float = Field(default=60.0, ge=0, le=86400,
+    max_clock_lead_s: float = Field(default=10.0, ge=0, le=86400,
                                     description="Live: a line whose own time (tag block, log "
                                                 "prefix) runs further ahead of its arrival is "
                                                 "timed by its arrival and counted "

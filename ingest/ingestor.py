@@ -122,7 +122,7 @@ class Ingestor:
 
     def __init__(self, *, fragment_ttl_s: float = 5.0, max_pending_groups: int = 1000,
                  dedup_window_s: float = 3.0, nominal_rate: float | None = None,
-                 max_clock_lead_s: float = 60.0) -> None:
+                 max_clock_lead_s: float = 10.0) -> None:
         """``nominal_rate`` (lines/s): how a recorded log with no time at all is timed.
 
         ``None`` leaves such lines untimed (``time_source`` ``none``, JSON time null);

@@ -342,8 +342,9 @@ ARRIVAL = T + 5.0  # a live line is received this long after it was stamped (wel
 
 @pytest.mark.parametrize(("stamp", "expected"), [
     (T, (T, "tagblock")),                                # stamped before arrival
-    (ARRIVAL + 60, (ARRIVAL + 60, "tagblock")),          # at the allowed lead
-    (ARRIVAL + 61, (ARRIVAL, "receive")),                # just beyond it
+    (ARRIVAL + 10, (ARRIVAL + 10, "tagblock")),          # at the allowed lead
+    (ARRIVAL + 11, (ARRIVAL, "receive")),                # just beyond it
+    (ARRIVAL + 45, (ARRIVAL, "receive")),                # 45 s fast: shifted the port
     (ARRIVAL + 7200, (ARRIVAL, "receive")),              # local time stamped as UTC
     (ARRIVAL - 86400 * 365, (ARRIVAL - 86400 * 365, "tagblock")),  # behind: backlog or drill
 ])
