@@ -162,7 +162,6 @@ class ServiceCollector(Collector):
                                   "Events dropped for slow clients",
                                   value=float(stats.get("dropped", 0)))
 
-
     def _mqtt_stats(self) -> Iterator[Metric]:
         if self._mqtt is None:
             return

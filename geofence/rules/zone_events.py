@@ -50,7 +50,6 @@ class _ZoneEvent(BaseRule):
         fixes = len(vessel.history)
         return fixes <= self.inertia and fixes != vessel.history.maxlen
 
-
     @staticmethod
     def _always_inside(vessel: Vessel, zone: Zone) -> bool:
         return all(zone.distance(fix.x, fix.y) == 0.0 for fix in vessel.history)
