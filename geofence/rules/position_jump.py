@@ -65,7 +65,6 @@ class JumpTest:
         distance = geodesic_m(lat0, lon0, lat, lon)
         return distance if self.is_jump(distance, dt_s) else None
 
-
     def jumps_from_prev(self, ctx: RuleContext, x: float, y: float, lat: float, lon: float,
                         t: float) -> bool:
         """Whether the fix at ``t`` is a jump from ``ctx.prev_fix`` (which must be set),
