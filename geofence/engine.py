@@ -307,7 +307,7 @@ class Engine:
         the receivers' continuity and rules' own state (see ``restore``)."""
         parts: dict[str, Any] = {"receivers": {
             rec.name: [rec.last_heard, None if rec.up_since == _NEVER else rec.up_since,
-                       rec.messages]
+                       rec.messages, rec.heard_last()]
             for rec in self.picture.receivers.values()}}
         for rule in self.rules:
             state = rule.saved_state()
@@ -328,10 +328,13 @@ class Engine:
         """
         picture = self.picture
         saved = saved or {}
-        for name, (heard, up_since, messages) in saved.get("receivers", {}).items():
+        for name, (heard, up_since, messages, *heard_at) in saved.get("receivers",
+                                                                      {}).items():
+            # heard_at: the port's clock when last heard (not kept before stop 15); without
+            # it a feed stamped behind its arrival looked silent right after a restart.
             picture.receivers[name] = Receiver(
                 name, float(heard), _NEVER if up_since is None else float(up_since),
-                int(messages))
+                int(messages), heard_at=float(heard_at[0]) if heard_at else _NEVER)
         for item in vessels:
             vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
             if vessel.history.maxlen != picture.history_len:
@@ -354,18 +357,16 @@ class Engine:
             state = saved.get(f"rule:{rule.name}")
             if state is not None:
                 rule.load_state(self.ctx, state)
-        if any(a.zone is not None and a.zone not in self.zones.by_id
-               for a in self.book.open_alerts()):
-            # The zones changed while the service was down (the file won over a version
-            # saved over the API): their alerts end as a live swap ends them; the vessels'
-            # memberships of those zones went without an exit.
-            for rule in self.rules:
-                rule.on_zones(self.ctx)
+        # The zones may have changed while the service was down (the file won over a version
+        # saved over the API, or was edited): alerts of zones gone or changed end as a live
+        # swap ends them; the vessels' memberships of removed zones went without an exit.
+        for rule in self.rules:
+            rule.on_zones(self.ctx)
 
     def _resume(self, now: float) -> None:
         self._resume_pending = False
         for rec in self.picture.receivers.values():
-            if now - rec.last_heard > self._gap_s:
+            if now - rec.heard_last() > self._gap_s:
                 rec.up_since = rec.silence_from = now
 
     def stats(self) -> dict[str, Any]:

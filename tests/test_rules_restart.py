@@ -212,3 +212,40 @@ def test_alerts_of_a_zone_gone_while_the_service_was_down_end_at_the_restart() -
     assert [(str(e.transition), e.alert["rule"], e.alert["details"]["end_reason"])
             for e in ended] == [("end", "restricted_entry", "zones changed")]
     assert second.open_alerts() == []
+
+
+def test_a_feed_stamped_behind_the_clock_is_not_silent_after_a_restart() -> None:
+    """Its stamps run 110 s behind the port's clock: restored with only its last stamp,
+    it looked silent seconds after the restart (source_silent opened and closed)."""
+    def run(engine: Engine, start: int, stop: int) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        for s in range(start, stop):
+            events += engine.process(report(244000001, s, 100, 20, sources=("quay",)))
+            if s % 6 == 0:
+                events += engine.process(report(244000002, s - 110, 5000, 5000,
+                                                sources=("national",)))
+            events += engine.tick(engine.newest + 0.5)
+        return events
+
+    first = Engine(rules_config(), port_zones())
+    assert not [e for e in run(first, 0, 600) if e.alert["rule"] == "source_silent"]
+    second = restarted(first)
+    assert not [e for e in run(second, 603, 900) if e.alert["rule"] == "source_silent"]
+
+
+def test_a_limit_changed_while_the_service_was_down_ends_the_alert_under_the_old_one() -> None:
+    from geofence.zones import ZoneSet
+    from tests.rulekit import PORT_FEATURES, collection, rect
+
+    first = Engine(rules_config(), port_zones())
+    feed(first, [report(SHIP, t, 0.0, -2500.0, speed=8.0) for t in [0, 5, *span(10, 70, 10)]])
+    assert [a.rule for a in first.open_alerts()] == ["speeding"]
+    raised = [f for f in PORT_FEATURES if f["properties"]["id"] != "channel_1"]
+    raised.append(rect("channel_1", "channel", -2500, -2600, 2500, -2400, max_speed_kn=30))
+    second = Engine(rules_config(), ZoneSet.from_geojson(collection(*raised)))
+    second.restore(json.loads(json.dumps([v.to_state() for v in first.picture.vessels.values()])),
+                   first.open_alerts(), json.loads(json.dumps(first.saved_state())))
+    ended = feed(second, [report(SHIP, t, 0.0, -2500.0, speed=8.0) for t in span(80, 300, 10)])
+    assert [(str(e.transition), e.alert["details"]["end_reason"]) for e in ended] == [
+        ("end", "zones changed")]
+    assert second.open_alerts() == []
