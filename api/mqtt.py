@@ -701,7 +701,11 @@ class MqttFeed:
                 messages.append((self.topics.vessel(mmsi), self._vessel_payload(mmsi), 0, True))
             done = await self._publish_all(client, messages)
             for mmsi in chunk[:done]:
-                self._last_pub[mmsi] = self._vessel_time[mmsi]
+                t = self._vessel_time.get(mmsi)
+                if t is None:  # it left the picture while being published: clear its topic
+                    self._gone[mmsi] = None
+                else:
+                    self._last_pub[mmsi] = t
             self.counters["vessels_published"] += done
 
     def _prune_vessels(self, newest: float) -> None:

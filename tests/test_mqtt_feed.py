@@ -478,6 +478,40 @@ async def test_a_vessel_leaving_the_picture_has_its_retained_topic_cleared(
     await feed.stop()
 
 
+class MovesOnWhilePublishing(MqttFeed):
+    """The real feed, with message time moving on 2,000 s while a vessel is published (a
+    fast replay's next run arriving during the await)."""
+
+    later: Report | None = None
+
+    async def _publish_all(self, client: aiomqtt.Client,
+                           messages: list[tuple[str, bytes, int, bool]]) -> int:
+        done = await super()._publish_all(client, messages)
+        if self.later is not None and any("/vessels/" in m[0] for m in messages):
+            report_later, self.later = self.later, None
+            self.on_report(report_later)  # prunes the vessel just published
+        return done
+
+
+async def test_a_vessel_pruned_while_it_is_published_has_its_topic_cleared(
+        broker: MosquittoBroker) -> None:
+    """Its time was looked up after the publish: a KeyError, taken for a broken connection
+    (reconnect, everything published again), and its topic never cleared."""
+    p = new_prefix()
+    feed = MovesOnWhilePublishing(f"mqtt://{broker.host}:{broker.port}", prefix=p,
+                                  vessel_live_s=900.0, backoff_initial_s=0.2,
+                                  backoff_max_s=1.0)
+    feed.later = report(211000041, T0 + 2000)
+    await connected(feed)
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        feed.on_report(report(211000040, T0))
+        got = {t: body for t, body, _, _ in [await sub.get_json() for _ in range(3)]}
+    assert got[f"{p}/vessels/211000040"] is None  # published, then cleared
+    assert got[f"{p}/vessels/211000041"]["mmsi"] == 211000041
+    assert feed.counters["connects"] == 1 and feed.counters["vessels_cleared"] == 1
+    await feed.stop()
+
+
 def test_vessels_leave_the_feed_while_the_broker_is_away() -> None:
     """Pruned on message time whether connected or not: with the broker away for a day,
     every MMSI heard (a garbled one's too) was kept, and queued for publishing."""
