@@ -39,6 +39,8 @@ class WriterStore:
         self.drill = drill
         #: When this run began (wall clock): a drill run is an exercise of its own.
         self.run_started = wallclock.time()
+        #: Ids of the alerts this run has written (a drill's: see ``new_exercise``).
+        self._written_alerts: set[str] = set()
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
                                    memory_limit=memory_limit, retry_max=retry_max,
                                    before_pass=self._release_stale if hold_s > 0 else None)
@@ -157,13 +159,21 @@ def alert_columns(alert: Mapping[str, Any], state: str, updated: float) -> dict[
     }
 
 
-def new_exercise(store: WriterStore, transition: str, stored_at: float | None) -> bool:
+def new_exercise(store: WriterStore, transition: str, alert_id: str, stored: bool) -> bool:
     """A drill run's ``new`` of an alert an earlier run stored (the same log replayed
     again): a drill reads no saved state, so each run is an exercise of its own, and the
     alert starts afresh for the trainees instead of showing the last exercise's ack or
-    resolve (which the audit trail keeps)."""
-    return (store.drill and transition == "new" and stored_at is not None
-            and stored_at < store.run_started)
+    resolve (which the audit trail keeps). Judged by the ids this run has written, not by
+    times: a trainee's ack may reach the old row before the run's ``new`` does."""
+    return (store.drill and transition == "new" and stored
+            and alert_id not in store._written_alerts)
+
+
+def mark_written(store: WriterStore, batch: Batch) -> None:
+    """After a batch is committed (a failed one is written again, and must still count as
+    the run's first write)."""
+    if store.drill and batch.alerts:
+        store._written_alerts.update(alert["id"] for _t, _w, alert in batch.alerts)
 
 
 def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,

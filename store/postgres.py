@@ -43,6 +43,7 @@ from store.common import (
     audit_key,
     audit_out,
     bucket_width,
+    mark_written,
     new_exercise,
     position_out,
     track_point,
@@ -270,6 +271,11 @@ class PostgresStore(WriterStore):
         return self._wconn
 
     async def write_batch(self, batch: Batch) -> int:
+        written = await self._write_batch_committed(batch)
+        mark_written(self, batch)
+        return written
+
+    async def _write_batch_committed(self, batch: Batch) -> int:
         with self._errors():
             try:
                 conn = await self._writer_connection()
@@ -316,11 +322,9 @@ class PostgresStore(WriterStore):
             await self._write_statics(conn, batch.statics)
         now = wallclock.time()
         for transition, when, alert in batch.alerts:
-            stored = await conn.fetchrow(
-                "SELECT state, updated_at FROM alerts WHERE id = $1 FOR UPDATE", alert["id"])
-            before = None if stored is None else stored["state"]
-            fresh = new_exercise(self, transition, None if stored is None
-                                 else stored["updated_at"])
+            before = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE",
+                                         alert["id"])
+            fresh = new_exercise(self, transition, alert["id"], before is not None)
             if fresh:
                 await conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = $1",
                                    alert["id"])

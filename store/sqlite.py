@@ -38,6 +38,7 @@ from store.common import (
     audit_key,
     audit_out,
     bucket_width,
+    mark_written,
     new_exercise,
     position_out,
     track_point,
@@ -144,7 +145,7 @@ def _vessels_in(keys: int) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _alerts_in(keys: int) -> str:
-    return f"SELECT id, state, updated_at FROM alerts WHERE id IN ({','.join('?' * keys)})"
+    return f"SELECT id, state FROM alerts WHERE id IN ({','.join('?' * keys)})"
 
 
 @functools.lru_cache(maxsize=16)
@@ -322,7 +323,10 @@ class SqliteStore(WriterStore):
         # rows stay buffered, and the writer tries again with back-off. (Other writes, which
         # are rare and not retried, still wait.)
         busy_ms = _INLINE_BUSY_MS if self.inline_writes else None
-        return await self._write(lambda conn: self._write_batch(conn, batch), busy_ms=busy_ms)
+        written = await self._write(lambda conn: self._write_batch(conn, batch),
+                                    busy_ms=busy_ms)
+        mark_written(self, batch)
+        return written
 
     def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> int:
         """Returns the positions that were new (an ignored row and padding change nothing)."""
@@ -343,17 +347,16 @@ class SqliteStore(WriterStore):
         one (their ids are AUTOINCREMENT: kept exactly as single inserts number them)."""
         now = wallclock.time()
         states: dict[str, str] = {}
-        stored_at: dict[str, float] = {}
         ids = list(dict.fromkeys(alert["id"] for _t, _w, alert in alerts))
         for cursor in _run_pieces(conn, _alerts_in, 1, ids, _SMALL_CHUNK, pad=True):
-            for row in cursor:
-                states[str(row[0])], stored_at[str(row[0])] = str(row[1]), float(row[2])
+            states.update((str(r[0]), str(r[1])) for r in cursor)
+        stored = set(states)
         upserts: list[Any] = []
         audits: list[tuple[Any, ...]] = []
         fresh_ids: list[str] = []
         for transition, when, alert in alerts:
             before = states.get(alert["id"])
-            fresh = new_exercise(self, transition, stored_at.pop(alert["id"], None))
+            fresh = new_exercise(self, transition, alert["id"], alert["id"] in stored)
             if fresh:
                 fresh_ids.append(alert["id"])
             state = states[alert["id"]] = (
