@@ -11,6 +11,7 @@ glued to another.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ingest.framing import Sentence
@@ -96,13 +97,14 @@ class Assembler:
             return [group.parts[n] for n in range(1, sentence.count + 1)]
         return None
 
-    def expire(self, now: float, dropped: list[Dropped]) -> None:
-        """Give up on groups older than the TTL at message time ``now``."""
-        limit = now - self.ttl_s
+    def expire(self, now_of: Callable[[str], float], dropped: list[Dropped]) -> None:
+        """Give up on groups older than the TTL at their source's message time
+        (``now_of(source)``: a feed stamped minutes behind another source's clock would
+        otherwise lose every group between its fragments)."""
         # Groups are kept in arrival order, so the stale ones are at the front.
         while self._groups:
             key, group = next(iter(self._groups.items()))
-            if group.started >= limit:
+            if group.started >= now_of(key[0]) - self.ttl_s:
                 break
             del self._groups[key]
             dropped.append(Dropped(key[0], "expired", len(group.parts)))

@@ -112,7 +112,9 @@ def sources_final_after(dedup_window_s: float) -> float:
     A report is remembered for duplicates until housekeeping (every ``_HOUSEKEEPING_S`` of
     message time) finds it two windows older than the newest message. (Housekeeping drops
     reports oldest-inserted first, so with message times far out of line order a report
-    can stay a little longer: then a very late duplicate's receiver can be missed.)
+    can stay a little longer: then a very late duplicate's receiver can be missed.) Beside
+    a live feed stamped behind its arrival reports are remembered that much longer, so its
+    late copies merge; their receivers come after this and miss the stored row.
     """
     return 2 * dedup_window_s + _HOUSEKEEPING_S
 
@@ -439,7 +441,11 @@ class Ingestor:
 
     def _housekeeping(self, now: float) -> None:
         self._next_housekeeping = now + _HOUSEKEEPING_S
-        self.assembler.expire(now, self._dropped)
+        def source_now(source: str) -> float:
+            state = self.sources.get(source)
+            return now if state is None or state.last_time is None else state.last_time
+
+        self.assembler.expire(source_now, self._dropped)
         if self._dropped:
             self._count_dropped()
         recent = self._recent

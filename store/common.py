@@ -106,7 +106,8 @@ class WriterStore:
         A duplicate from another receiver adds its name to the report's ``sources`` for as
         long as ingest remembers the report (``ingest.ingestor.sources_final_after``). Held
         that long in message time, every row is stored with all the receivers that heard
-        it, whenever its batch happens to be written (replays store the same rows each run).
+        it, whenever its batch happens to be written (replays store the same rows each run);
+        except the copies of a live feed stamped behind its arrival, which come later.
         Rows leave in arrival order; a row held twice that long in wall time leaves anyway
         (``_release_stale``), so a quiet feed or one message from a clock far ahead cannot
         keep rows out of the database.

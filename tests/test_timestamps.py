@@ -477,3 +477,17 @@ def test_a_copy_from_a_feed_running_behind_its_arrival_is_merged() -> None:
     assert feed_all(ingestor, "national", [late], T + 90) == []
     assert ingestor.health("national").duplicates == 1
     assert first[0].sources == ["udp", "amsa-1"]
+
+
+def test_a_group_from_a_feed_behind_another_receiver_expires_on_its_own_clock() -> None:
+    """Groups expired against the newest time of any source: beside a receiver timed by
+    arrival, a feed 120 s behind lost every group whose fragments straddled a second."""
+    ingestor = Ingestor()
+    feed_all(ingestor, "quay", [single(position(mmsi=211000001))], T)
+    parts = multipart(static(), 2, seq="0")
+    first = feed_all(ingestor, "national", [tag_block(s="amsa", c=int(T) - 120) + parts[0]],
+                     T + 0.5)
+    feed_all(ingestor, "quay", [single(position(mmsi=211000002))], T + 1.2)  # housekeeping
+    last = feed_all(ingestor, "national", [parts[1]], T + 1.3)
+    assert [(r.msg_type, r.time) for r in [*first, *last]] == [(5, T - 120)]
+    assert not ingestor.health("national").fragments_dropped
