@@ -37,7 +37,7 @@ class WriterStore:
         """``hold_s``: message time a position waits before it is queued (see ``_hold``)."""
         #: Mark every report as drill (a drill replay); a report's ``extra["drill"]`` wins.
         self.drill = drill
-        #: When this run began (wall clock): a drill run is an exercise of its own.
+        #: When this run began (wall clock): keys a drill run's own audit rows.
         self.run_started = wallclock.time()
         #: Ids of the alerts this run has written (a drill's: see ``new_exercise``).
         self._written_alerts: set[str] = set()
