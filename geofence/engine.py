@@ -307,7 +307,7 @@ class Engine:
         the receivers' continuity and rules' own state (see ``restore``)."""
         parts: dict[str, Any] = {"receivers": {
             rec.name: [rec.last_heard, None if rec.up_since == _NEVER else rec.up_since,
-                       rec.messages, rec.heard_last()]
+                       rec.messages, rec.heard_at]
             for rec in self.picture.receivers.values()}}
         for rule in self.rules:
             state = rule.saved_state()
@@ -330,11 +330,12 @@ class Engine:
         saved = saved or {}
         for name, (heard, up_since, messages, *heard_at) in saved.get("receivers",
                                                                       {}).items():
-            # heard_at: the port's clock when last heard (not kept before stop 15); without
-            # it a feed stamped behind its arrival looked silent right after a restart.
+            # heard_at: the port's clock when last heard (not kept before stop 15: its own
+            # stamp then); without it a feed stamped behind its arrival looked silent right
+            # after a restart.
             picture.receivers[name] = Receiver(
                 name, float(heard), _NEVER if up_since is None else float(up_since),
-                int(messages), heard_at=float(heard_at[0]) if heard_at else _NEVER)
+                int(messages), heard_at=float(heard_at[0] if heard_at else heard))
         for item in vessels:
             vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
             if vessel.history.maxlen != picture.history_len:
@@ -349,6 +350,7 @@ class Engine:
                     picture.receivers[name].up_since = float("-inf")
                 elif heard > rec.last_heard:
                     rec.last_heard = heard
+                    rec.heard_at = max(rec.heard_at, heard)
         self.ctx.now = self.newest
         self.book.restore(open_alerts)
         self._resume_pending = True
@@ -366,7 +368,7 @@ class Engine:
     def _resume(self, now: float) -> None:
         self._resume_pending = False
         for rec in self.picture.receivers.values():
-            if now - rec.heard_last() > self._gap_s:
+            if now - rec.heard_at > self._gap_s:
                 rec.up_since = rec.silence_from = now
 
     def stats(self) -> dict[str, Any]:

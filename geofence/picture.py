@@ -74,11 +74,6 @@ class Receiver:
             self.heard_at = clock
         self.messages += 1
 
-    def heard_last(self) -> float:
-        """When it was last heard, on the port's clock (its own stamp, restored after a
-        restart)."""
-        return self.heard_at if self.heard_at > self.last_heard else self.last_heard
-
 
 @dataclass(slots=True, eq=False)
 class Vessel:

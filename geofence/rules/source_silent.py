@@ -52,7 +52,7 @@ class SourceSilent(BaseRule):
         active = {str(a.details.get("receiver")): a for a in ctx.book.of_rule(self.name)}
         for rec in ctx.picture.receivers.values():
             alert = active.get(rec.name)
-            heard = rec.heard_last()
+            heard = rec.heard_at
             if alert is not None:
                 if heard > alert.started_at - self.silent_s:
                     self._end(ctx, rec.name, heard, now)
