@@ -27,6 +27,7 @@ import contextlib
 import heapq
 import json
 import logging
+import math
 import os
 import random
 import ssl
@@ -179,7 +180,10 @@ class MqttFeed:
         timeout_s: float = 10.0,
         stop_timeout_s: float = 5.0,
         client_id: str | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: the rules' clock (it moves on with the wall time in a live run): with
+        every source silent, vessels still leave the picture and their topics are cleared."""
         host, port, url_tls, url_user, url_password = parse_url(url)
         self.host, self.port = host, port
         self._username = username if username is not None else url_user
@@ -221,6 +225,7 @@ class MqttFeed:
         self._timeout = timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._client_id = client_id
+        self._clock = clock
 
         self._newest: float | None = None
         # Alert messages not yet in the outbox (on_alert must not wait for the outbox).
@@ -583,6 +588,10 @@ class MqttFeed:
             await self._publish_sources(client)
             self._release_deferred(everything=self._stopping)
             await self._publish_vessels(client, list(self._ready))
+            if self._clock is not None:  # no report may come to move message time on
+                now = self._clock()
+                if now >= self._next_prune and math.isfinite(now):
+                    self._prune_vessels(now)
             await self._clear_gone_vessels(client)
             if loop.time() >= self._stats_due:
                 await self._publish_stats(client)

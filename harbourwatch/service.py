@@ -220,7 +220,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
 
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
                                         outbox=StoreOutbox(store),
-                                        vessel_live_s=config.rules.picture.live_s)
+                                        vessel_live_s=config.rules.picture.live_s,
+                                        clock=lambda: engine.newest)
             feed.set_stats_provider(pipeline.stats)
             feed.remember_open(restored)
             for source in sources:

@@ -512,6 +512,25 @@ async def test_a_vessel_pruned_while_it_is_published_has_its_topic_cleared(
     await feed.stop()
 
 
+async def test_vessels_leave_on_the_rules_clock_when_every_source_is_silent(
+        broker: MosquittoBroker) -> None:
+    """Pruned only as reports moved message time on: with every source silent the last
+    vessels' topics stayed, while the API's picture emptied on the rules' clock."""
+    p = new_prefix()
+    clock = [T0]
+    feed = feed_for(broker, p, vessel_live_s=900.0, stats_interval_s=0.2,
+                    clock=lambda: clock[0])
+    await connected(feed)
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        feed.on_report(report(211000050, T0))
+        assert (await sub.get_json())[1]["mmsi"] == 211000050
+        clock[0] = T0 + 1000  # wall ticks moved the rules' clock on; no report came
+        topic, body, _, _ = await sub.get_json()
+    assert (topic, body) == (f"{p}/vessels/211000050", None)
+    assert feed.counters["vessels_cleared"] == 1 and not feed._vessels
+    await feed.stop()
+
+
 def test_vessels_leave_the_feed_while_the_broker_is_away() -> None:
     """Pruned on message time whether connected or not: with the broker away for a day,
     every MMSI heard (a garbled one's too) was kept, and queued for publishing."""
