@@ -238,11 +238,15 @@ class Picture:
             vessel.ais_class = ais_class
         if report.shipname is not None or report.shiptype is not None or (
                 report.callsign is not None or report.to_bow is not None):
+            # A static report older than the newest one (a late copy from another
+            # receiver, a satellite pass) only fills what is still unknown.
+            newer = vessel.static_time is None or t >= vessel.static_time
             for name in STATIC_FIELDS:
                 value = getattr(report, name)
-                if value is not None:
+                if value is not None and (newer or getattr(vessel, name) is None):
                     setattr(vessel, name, value)
-            vessel.static_time = t
+            if newer:
+                vessel.static_time = t
 
     @staticmethod
     def move(vessel: Vessel, report: Report, x: float | None, y: float | None) -> None:

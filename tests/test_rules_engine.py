@@ -59,6 +59,20 @@ def test_class_b_static_from_24_and_19() -> None:
         == ("B", "SEA DOG", "XY12", 37, 12)
 
 
+def test_a_late_older_static_report_fills_gaps_but_overwrites_nothing() -> None:
+    run = Run()
+    static = dict(msg_type=5, speed=None, course=None, status=None)
+    run.feed(report(SHIP, 0, 100, 25))
+    run.feed(report(SHIP, 20, None, None, shipname="NEW NAME", destination="NLRTM", **static))
+    # A copy of the report from before the rename, later than the duplicate window.
+    run.feed(report(SHIP, 10, None, None, shipname="OLD NAME", destination="DEHAM",
+                    callsign="PDAB", **static))
+    vessel = run.engine.picture.vessels[SHIP]
+    assert (vessel.shipname, vessel.destination, vessel.callsign) == (
+        "NEW NAME", "NLRTM", "PDAB")
+    assert vessel.static_time == T0 + 20
+
+
 def test_base_stations_and_own_ship_stay_out() -> None:
     run = Run()
     run.feed(report(2442000, 0, 100, 100, msg_type=4))
