@@ -19,12 +19,14 @@ from store.base import (
     StoreError,
     StoreUnavailable,
     VesselState,
+    VesselStateJSON,
     WriterStats,
 )
 
 __all__ = [
     "DEFAULT_SQLITE_NAME", "AlertQuery", "NotFound", "OutboxMessage", "Snooze", "Store",
-    "StoreError", "StoreUnavailable", "VesselState", "WriterStats", "open_store",
+    "StoreError", "StoreUnavailable", "VesselState", "VesselStateJSON", "WriterStats",
+    "open_store",
 ]
 
 DEFAULT_SQLITE_NAME = "harbourwatch.db"

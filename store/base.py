@@ -12,6 +12,7 @@ acts); read methods return JSON-ready dicts with ISO 8601 ``Z`` times.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -60,6 +61,19 @@ class VesselState:
     mmsi: int
     time: float
     state: dict[str, Any]
+
+    def encoded(self) -> VesselStateJSON:
+        return VesselStateJSON(self.mmsi, self.time, json.dumps(self.state))
+
+
+@dataclass(slots=True, frozen=True)
+class VesselStateJSON:
+    """A :class:`VesselState` to save, its state already JSON text (encoded by the caller a
+    few vessels at a time, so a large picture does not hold up the event loop)."""
+
+    mmsi: int
+    time: float
+    state: str
 
 
 @dataclass(slots=True, frozen=True)
@@ -153,7 +167,7 @@ class Store(Protocol):
                          at: float | None = None) -> int: ...
     async def latest_zones(self) -> dict[str, Any] | None: ...
     # Saved rule state has a scope: "live" for the service, "replay" for replays.
-    async def save_vessel_states(self, states: Iterable[VesselState], replace: bool = False,
+    async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None: ...
     async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]: ...
     async def save_engine_state(self, time: float, parts: Mapping[str, Any],

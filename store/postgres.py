@@ -32,6 +32,7 @@ from store.base import (
     StoreError,
     StoreUnavailable,
     VesselState,
+    VesselStateJSON,
 )
 from store.common import (
     ALERT_COLUMNS,
@@ -538,7 +539,7 @@ class PostgresStore(WriterStore):
         return {"version": row["version"], "time": iso(row["time"].timestamp()),
                 "actor": row["actor"], "geojson": json.loads(row["geojson"])}
 
-    async def save_vessel_states(self, states: Iterable[VesselState], replace: bool = False,
+    async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None:
         rows = [(scope, s.mmsi, ts(s.time), s.state) for s in states]
         with self._errors():
@@ -546,7 +547,8 @@ class PostgresStore(WriterStore):
                 if replace:
                     await conn.execute("DELETE FROM vessel_state WHERE scope = $1", scope)
                 await conn.executemany(
-                    "INSERT INTO vessel_state VALUES ($1, $2, $3, $4) ON CONFLICT (scope, mmsi) "
+                    "INSERT INTO vessel_state VALUES ($1, $2, $3, $4::text::jsonb) "
+                    "ON CONFLICT (scope, mmsi) "
                     "DO UPDATE SET time = excluded.time, state = excluded.state", rows)
 
     async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]:

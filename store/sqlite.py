@@ -27,6 +27,7 @@ from store.base import (
     StoreError,
     StoreUnavailable,
     VesselState,
+    VesselStateJSON,
 )
 from store.common import (
     ALERT_COLUMNS,
@@ -589,9 +590,9 @@ class SqliteStore(WriterStore):
         return {"version": row["version"], "time": iso(row["time"]), "actor": row["actor"],
                 "geojson": json.loads(row["geojson"])}
 
-    async def save_vessel_states(self, states: Iterable[VesselState], replace: bool = False,
+    async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None:
-        rows = [(scope, s.mmsi, s.time, json.dumps(s.state)) for s in states]
+        rows = [(scope, s.mmsi, s.time, s.state) for s in states]
 
         def run(conn: sqlite3.Connection) -> None:
             if replace:

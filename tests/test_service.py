@@ -511,3 +511,37 @@ def test_a_file_source_that_breaks_off_in_a_run_is_a_runtime_failure(tmp_path: P
     done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'c.db'}")
     assert done.returncode == 1
     assert "harbourwatch: run stopped: cannot read" in done.stderr
+
+
+def test_a_large_picture_is_saved_a_chunk_at_a_time_with_the_loop_turning(
+        tmp_path: Path) -> None:
+    """Encoding 24,000 vessels at once held the event loop for 1.7 s; a report judged while
+    the save runs reaches the vessels not yet encoded."""
+    from geofence.engine import Engine
+    from harbourwatch.service import STATE_SAVE_CHUNK, save_state
+    from tests.rulekit import port_zones, report, rules_config
+
+    engine = Engine(rules_config(), port_zones())
+    count = STATE_SAVE_CHUNK * 5
+    for i in range(count):
+        engine.process(report(244000000 + i, 0, -15000 + i % 50 * 600, -15000 + i // 50 * 600))
+    first, last = (engine.picture.vessels[244000000 + i] for i in (0, count - 1))
+
+    async def run() -> dict[int, Any]:
+        store = open_store(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+        await store.start()
+
+        async def meanwhile() -> None:
+            await asyncio.sleep(0)  # the save's first turn
+            first.messages = last.messages = 99
+
+        try:
+            await asyncio.gather(save_state(store, engine), meanwhile())
+            return {m: s.state for m, s in (await store.load_vessel_states()).items()}
+        finally:
+            await store.stop()
+
+    saved = asyncio.run(run())
+    assert len(saved) == count
+    assert saved[first.mmsi]["messages"] == 1  # encoded before the loop's first turn
+    assert saved[last.mmsi]["messages"] == 99  # encoded after it

@@ -417,7 +417,7 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
     await first.start()
     states = [VesselState(A, T0 + 50, {"dark": {"since": T0 - 700, "inside": ["coverage"]}}),
               VesselState(B, T0 + 51, {"anchor": {"centre": [4.1, 51.9], "radius_m": 80.5}})]
-    await first.save_vessel_states(states)
+    await first.save_vessel_states([s.encoded() for s in states])
     engine_parts = {"receivers": {"rx1": [T0 + 50, None, 7], "rx2": [T0 + 20, T0 - 5, 3]},
                     "rule:encounter": [[A, B, {"since": T0, "min_distance": 80.5}]]}
     await first.save_engine_state(T0 + 40, {"receivers": {}})
@@ -440,10 +440,10 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         assert await second.load_engine_state() == engine_parts
         assert await second.schema_version() == 2  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
-        await second.save_vessel_states([states[1]], replace=True)
+        await second.save_vessel_states([states[1].encoded()], replace=True)
         assert list(await second.load_vessel_states()) == [B]
         # A replay's state is its own: it neither reads nor replaces the live service's.
-        await second.save_vessel_states([states[0]], replace=True, scope="replay")
+        await second.save_vessel_states([states[0].encoded()], replace=True, scope="replay")
         await second.save_engine_state(T0 + 60, {"receivers": {}}, "replay")
         assert list(await second.load_vessel_states("replay")) == [A]
         assert list(await second.load_vessel_states()) == [B]
