@@ -143,9 +143,21 @@ def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
     lon_min, lat_min, lon_max, lat_max = geom.bounds
     if not (-180 <= lon_min <= lon_max <= 180 and -90 <= lat_min <= lat_max <= 90):
         return None, "coordinates out of range (GeoJSON is [lon, lat] in WGS 84)"
+    if lon_max - lon_min > 180:
+        # A box from 179.9 to -179.9 is read as the 359.8° band the other way round.
+        return None, (f"spans {lon_max - lon_min:.1f}° of longitude: zones across the "
+                      "antimeridian are not supported")
     if not shapely.is_valid(geom):
         return None, f"invalid geometry: {shapely.is_valid_reason(geom)}"
     return shapely.orient_polygons(geom, exterior_cw=False), None
+
+
+def _unclosed_rings(raw: Any) -> int:
+    """Rings whose last position is not their first (shapely closes them silently)."""
+    coords = raw["coordinates"]  # a geometry shapely read: a (Multi)Polygon
+    polygons = [coords] if raw["type"] == "Polygon" else coords
+    return sum(1 for polygon in polygons or () for ring in polygon or ()
+               if isinstance(ring, list) and ring and ring[0] != ring[-1])
 
 
 def _parse_feature(index: int, feature: Any, seen: set[str],
@@ -170,6 +182,9 @@ def _parse_feature(index: int, feature: Any, seen: set[str],
     geom, reason = _parse_geometry(feature.get("geometry"))
     if reason:
         errors.append(f"{label}: {reason}")
+    elif unclosed := _unclosed_rings(feature.get("geometry")):
+        warnings.append(f"{label}: {unclosed} ring(s) not closed (GeoJSON repeats the first "
+                        "position at the end); closed from the last position to the first")
     overrides_raw = {k: v for k, v in props.items() if k in OVERRIDE_NAMES}
     try:
         overrides = ZoneOverrides.model_validate(overrides_raw).model_dump(exclude_none=True)

@@ -105,6 +105,26 @@ def test_unknown_properties_warn_styling_does_not() -> None:
     assert zones.warnings == ["<zones>: feature 'a': unknown property 'max_speed_knots' ignored"]
 
 
+def test_an_unclosed_ring_is_closed_with_a_warning() -> None:
+    feature = rect("a", "berth", 0, 0, 100, 100)
+    ring = feature["geometry"]["coordinates"][0]
+    del ring[-1]
+    zones = ZoneSet.from_geojson(collection(feature, rect("b", "berth", 200, 0, 300, 100)))
+    assert zones.warnings == [
+        "<zones>: feature 'a': 1 ring(s) not closed (GeoJSON repeats the first position at "
+        "the end); closed from the last position to the first"]
+    assert zones.by_id["a"].metric.area == pytest.approx(100 * 100, rel=1e-3)
+
+
+def test_a_zone_across_the_antimeridian_is_refused_not_read_as_a_band() -> None:
+    ring = [[179.9, -17.0], [-179.9, -17.0], [-179.9, -16.9], [179.9, -16.9], [179.9, -17.0]]
+    feature = {"type": "Feature", "properties": {"id": "fiji", "kind": "berth"},
+               "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    assert errors_of(collection(feature)) == [
+        "<zones>: feature 'fiji': spans 359.8° of longitude: zones across the antimeridian "
+        "are not supported"]
+
+
 def test_projection_override_and_empty_set() -> None:
     zones = ZoneSet.from_geojson(collection(*PORT_FEATURES), projection="EPSG:3035")
     assert zones.crs == "EPSG:3035"
