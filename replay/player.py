@@ -76,8 +76,11 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
         progress.update(lines, last, pipeline.alert_events)
     untimed = sorted(ingestor.untimed_sources)
     if untimed:
-        log.warning("no timestamps in %s: played in order at a nominal %g lines/s",
-                    ", ".join(untimed), ingestor.nominal_rate or 0)
+        rate = ingestor.nominal_rate
+        log.warning("no timestamps in %s: played %s%s", ", ".join(untimed),
+                    "at time 0" if rate is None else f"in order at a nominal {rate:g} lines/s",
+                    "" if len(untimed) == len(paths) else
+                    "; dated 1970, not beside the timed logs: replay it on its own")
     return ReplayResult(lines, reports, skipped, first, last, untimed)
 
 

@@ -91,7 +91,7 @@ async def test_the_decoding_process_gives_the_in_process_result(
 
 
 async def test_merged_logs_a_start_time_and_held_lines_match_too(
-        tmp_path: Path, single_threaded: None) -> None:
+        tmp_path: Path, single_threaded: None, caplog: pytest.LogCaptureFixture) -> None:
     lines = scenario_lines()
     by_receiver = [[line for line in lines if b"s:" + rx in line]
                    for rx in (b"rx-light", b"rx-south")]
@@ -105,6 +105,8 @@ async def test_merged_logs_a_start_time_and_held_lines_match_too(
     here, here_seen, _, here_pipeline = await _play(paths, in_child=False, start=start)
     there, there_seen, _, there_pipeline = await _play(paths, in_child=True, start=start)
     assert here.skipped > 1000 and here.untimed_sources == ["untimed"]
+    assert "no timestamps in untimed: played at time 0; dated 1970, not beside the timed " \
+        "logs: replay it on its own" in caplog.messages
     assert there == here
     assert there_seen.seen == here_seen.seen
     assert there_pipeline.stats() == here_pipeline.stats()
