@@ -33,7 +33,7 @@ from api.picture import feature
 from api.stream import StreamFilter
 from geofence.zones import ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
-from store.base import AlertQuery, NotFound, Snooze, Store, StoreError, StoreUnavailable
+from store.base import AlertQuery, Conflict, NotFound, Snooze, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +244,10 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return _error(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
 
     @app.exception_handler(StoreUnavailable)
     async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:

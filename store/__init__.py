@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from store.base import (
     AlertQuery,
+    Conflict,
     NotFound,
     OutboxMessage,
     Snooze,
@@ -24,8 +25,8 @@ from store.base import (
 )
 
 __all__ = [
-    "DEFAULT_SQLITE_NAME", "AlertQuery", "NotFound", "OutboxMessage", "Snooze", "Store",
-    "StoreError", "StoreUnavailable", "VesselState", "VesselStateJSON", "WriterStats",
+    "DEFAULT_SQLITE_NAME", "AlertQuery", "Conflict", "NotFound", "OutboxMessage", "Snooze",
+    "Store", "StoreError", "StoreUnavailable", "VesselState", "VesselStateJSON", "WriterStats",
     "open_store",
 ]
 

@@ -33,6 +33,10 @@ class NotFound(StoreError):
     """The object asked for does not exist."""
 
 
+class Conflict(StoreError):
+    """The act contradicts one already made (an alert acknowledged or resolved twice)."""
+
+
 @dataclass(slots=True, frozen=True)
 class AlertQuery:
     """Filters for :meth:`Store.alerts`; ``None`` means "any".

@@ -170,6 +170,12 @@ def new_exercise(store: WriterStore, transition: str, alert_id: str, stored: boo
             and alert_id not in store._written_alerts)
 
 
+def earlier_exercise(store: WriterStore, alert_id: str, drill_row: bool) -> bool:
+    """Whether a drill alert's stored acts belong to an earlier run of the drill: this run
+    has not written it yet (see ``new_exercise``), so a trainee may act on it afresh."""
+    return store.drill and drill_row and alert_id not in store._written_alerts
+
+
 def mark_written(store: WriterStore, batch: Batch) -> None:
     """After a batch is committed (a failed one is written again, and must still count as
     the run's first write)."""

@@ -26,6 +26,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 from store import migrations
 from store.base import (
     AlertQuery,
+    Conflict,
     NotFound,
     OutboxMessage,
     Snooze,
@@ -44,6 +45,7 @@ from store.common import (
     audit_key,
     audit_out,
     bucket_width,
+    earlier_exercise,
     mark_written,
     new_exercise,
     position_out,
@@ -55,6 +57,7 @@ from store.rows import (
     STATIC_FIELDS,
     Batch,
     StaticRow,
+    act_refused,
     iso,
     merge_state,
     merge_statics,
@@ -463,10 +466,18 @@ class PostgresStore(WriterStore):
         prefix = "resolve" if action == "resolve" else "ack"
         with self._errors():
             async with self.pool.acquire() as conn, conn.transaction():
-                before = await conn.fetchval(
-                    "SELECT state FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
-                if before is None:
+                row = await conn.fetchrow(
+                    "SELECT state, drill, acked_by, acked_at, resolved_by, resolved_at "
+                    "FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+                if row is None:
                     raise NotFound(f"no alert {alert_id!r}")
+                found = _plain(row)
+                refused = act_refused(alert_id, action, found["acked_by"], found["acked_at"],
+                                      found["resolved_by"], found["resolved_at"])
+                if refused is not None and not earlier_exercise(self, alert_id,
+                                                                found["drill"]):
+                    raise Conflict(refused)
+                before = found["state"]
                 after = merge_state(before, "resolved" if action == "resolve"
                                     else "acknowledged")
                 await conn.execute(

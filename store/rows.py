@@ -108,6 +108,21 @@ def state_after_rules(existing: str | None, incoming: str) -> str:
     return merge_state(None if existing == AlertState.ENDED else existing, incoming)
 
 
+def act_refused(alert_id: str, action: str, acked_by: str | None, acked_at: float | None,
+                resolved_by: str | None, resolved_at: float | None) -> str | None:
+    """Why an operator's ``action`` ("ack", "resolve") cannot be taken, or None.
+
+    An act is made once: a repeat would replace the first one's who, when and note (the
+    audit trail keeps every act, the alert shows the first). A resolved alert is closed for
+    operators; an acknowledged one can still be resolved.
+    """
+    if resolved_by is not None:
+        return f"alert {alert_id} was already resolved by {resolved_by} at {iso(resolved_at)}"
+    if action == "ack" and acked_by is not None:
+        return f"alert {alert_id} was already acknowledged by {acked_by} at {iso(acked_at)}"
+    return None
+
+
 def merge_state(existing: str | None, incoming: str) -> str:
     """State of an alert after a change, keeping the operator's acts.
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from store import migrations
 from store.base import (
     AlertQuery,
+    Conflict,
     NotFound,
     OutboxMessage,
     Snooze,
@@ -39,6 +40,7 @@ from store.common import (
     audit_key,
     audit_out,
     bucket_width,
+    earlier_exercise,
     mark_written,
     new_exercise,
     position_out,
@@ -52,6 +54,7 @@ from store.rows import (
     Batch,
     PositionRow,
     StaticRow,
+    act_refused,
     iso,
     merge_state,
     merge_statics,
@@ -508,9 +511,13 @@ class SqliteStore(WriterStore):
         when = wallclock.time() if at is None else at
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            row = conn.execute("SELECT state, drill, acked_by, acked_at, resolved_by, "
+                               "resolved_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no alert {alert_id!r}")
+            refused = act_refused(alert_id, action, *row[2:])
+            if refused is not None and not earlier_exercise(self, alert_id, bool(row[1])):
+                raise Conflict(refused)
             before = str(row[0])
             after = merge_state(before, "resolved" if action == "resolve" else "acknowledged")
             prefix = "resolve" if action == "resolve" else "ack"

@@ -315,6 +315,24 @@ async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
         ("rules", "new", "open"), ("operator-1", "ack", "acknowledged"),
         ("admin-1", "resolve", "resolved")]
 
+    # Each act is made once: a repeat would overwrite who, when and the note.
+    again = await api.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
+    assert again.status_code == 409
+    assert again.json()["error"] == (
+        f"alert {alert_id} was already resolved by admin-1 at {trail['resolved_at']}")
+    assert (await api.client.post(f"/alerts/{alert_id}/resolve", headers=headers("admin"))
+            ).status_code == 409
+    acked_twice = await api.client.post(f"/alerts/{a1}/ack", json={"note": "first"},
+                                        headers=headers("operator"))
+    assert acked_twice.status_code == 200
+    second = await api.client.post(f"/alerts/{a1}/ack", headers=headers("admin"))
+    assert (second.status_code, second.json()["error"]) == (
+        409, f"alert {a1} was already acknowledged by operator-1 at "
+        f"{acked_twice.json()['acknowledged_at']}")
+    kept = (await api.client.get(f"/alerts/{a1}", headers=headers("viewer"))).json()
+    assert (kept["acknowledged_by"], kept["ack_note"]) == ("operator-1", "first")
+    assert [e["actor"] for e in kept["audit"] if e["action"] == "ack"] == ["operator-1"]
+
     missing = await api.client.post("/alerts/nope/ack", headers=headers("operator"))
     assert (missing.status_code, missing.json()["error"]) == (404, "no alert 'nope'")
     extra = await api.client.post(f"/alerts/{a1}/ack", json={"nope": 1},
