@@ -299,6 +299,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     }
     not_found: dict[int | str, dict[str, Any]] = {
         **errors, 404: {"model": m.ErrorOut, "description": "Not found"}}
+    acted: dict[int | str, dict[str, Any]] = {
+        **not_found, 409: {"model": m.ErrorOut, "description": "Already acted on"}}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -446,13 +448,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return _dump({**out, "audit": await store.audit(alert_id)})
 
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
-              responses=not_found)
+              responses=acted)
     async def ack(alert_id: AlertId, who: Operator, body: m.NoteIn | None = None) -> Response:
         """Acknowledge (operator): records the token name, the wall time and the note."""
         return await act(alert_id, who, body, "ack")
 
     @app.post("/alerts/{alert_id}/resolve", response_model=m.AlertDetail, tags=["alerts"],
-              responses=not_found)
+              responses=acted)
     async def resolve(alert_id: AlertId, who: Operator,
                       body: m.NoteIn | None = None) -> Response:
         """Resolve (operator): the alert is closed for operators; audited."""
