@@ -122,8 +122,9 @@ class ApiDeps:
     sources: SourcesProvider = _nothing
     #: The MQTT feed's ``status()``, when the run feeds a broker.
     mqtt: StatsProvider | None = None
-    #: Message-time "now" for snoozes (e.g. ``lambda: ingestor.newest or time.time()``):
-    #: rules run on message time, so a snooze in a drill replay covers drill time.
+    #: The rules' clock (message time, moved on by the wall clock while every source is
+    #: silent) for snoozes, default track ranges and zone versions: a snooze in a drill
+    #: replay covers drill time, and a live one ends when the rules re-arm.
     clock: Callable[[], float] = time.time
     #: Told of every operator act (ack, resolve) with the updated alert, e.g. the MQTT feed.
     operator_updates: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)

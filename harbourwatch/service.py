@@ -438,7 +438,7 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                    zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
                    sources=sources_of(ingestor, transport),
-                   clock=lambda: ingestor.newest or time.time(),
+                   clock=lambda: engine.newest if math.isfinite(engine.newest) else time.time(),
                    operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
                    saves_zones=saves_zones)
     app = create_app(deps)

@@ -4,6 +4,7 @@ a kill, a live UDP run, snoozes. Real processes, real sockets, real SQLite."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -545,3 +546,41 @@ def test_a_large_picture_is_saved_a_chunk_at_a_time_with_the_loop_turning(
     assert len(saved) == count
     assert saved[first.mmsi]["messages"] == 1  # encoded before the loop's first turn
     assert saved[last.mmsi]["messages"] == 99  # encoded after it
+
+
+def test_the_api_runs_on_the_rules_clock_while_the_feed_is_quiet(tmp_path: Path) -> None:
+    """A snooze took the newest line's time while the rules' clock moved on with the wall
+    clock: it ended early, and was listed active after the rules had re-armed."""
+    import httpx
+
+    udp, api = free_udp_port(), free_udp_port()
+    token = "op-clock-test"
+    line_time = 1_700_000_000
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--udp", f"127.0.0.1:{udp}", "--serve", f"127.0.0.1:{api}",
+         "--db", f"sqlite:///{tmp_path / 'live.db'}"],
+        env={**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:operator:{token}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = tag_block(s="rx1", c=line_time) + single(position(mmsi=244123456, lat=-23.83,
+                                                             lon=151.25, speed=0.0))
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+                httpx.Client(base_url=f"http://127.0.0.1:{api}", headers=auth) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the line never reached the picture"
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get("/vessels").json().get("vessels"):
+                        break
+                sock.sendto((line + "\r\n").encode(), ("127.0.0.1", udp))
+                time.sleep(0.2)
+            time.sleep(3)  # the feed is quiet: the rules' clock moves on by the wall time
+            snooze = http.post("/snoozes", json={"rule": "speeding", "mmsi": 244123456,
+                                                 "duration_s": 60}).json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert parse_iso(snooze["until"]) >= line_time + 60 + 2
