@@ -712,7 +712,36 @@ async def test_a_tag_blocked_sentence_cut_after_its_tag_block_is_joined() -> Non
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for piece in (line[:45], line[45:66], line[66:]):
                 tx.sendto(piece, address)
+            closing = line.index(b"\\", 1)  # cut just before the tag block's closing "\"
+            for piece in (line[:closing], line[closing:]):
+                tx.sendto(piece, address)
             tx.sendto(line[:30], address)  # a start whose rest never comes
-            await wait_until(lambda: source.datagrams == 4)
-    assert [got.data async for got in _drain(queue)] == [line.rstrip()]
+            await wait_until(lambda: source.datagrams == 6)
+    assert [got.data async for got in _drain(queue)] == [line.rstrip()] * 2
     assert source.stats.partial_lines == 1
+
+
+async def test_a_udp_stream_of_non_nmea_bytes_is_not_held_without_end() -> None:
+    """A sender of unterminated bytes with no ``*hh`` had each datagram glued to all it sent
+    before: memory and CPU grew with the square of it, and no counter moved."""
+    from ingest.framing import MAX_LINE
+    from ingest.ingestor import Ingestor
+    from tests.ingest_helpers import position, single
+
+    sentence = single(position()).encode()
+    junk = bytes(random.Random(1).choice(b"abcdefgh0123456789,") for _ in range(1400))
+    queue = LineQueue()
+    async with udp_listening("udp-junk", queue) as (source, address):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for _ in range(200):
+                tx.sendto(junk, address)
+            await wait_until(lambda: source.datagrams == 200)
+            assert all(len(start) <= MAX_LINE for start, _ in source._held.values())
+            tx.sendto(sentence + b"\r\n", address)  # the same sender, a sentence of its own
+            await wait_until(lambda: source.datagrams == 201)
+    lines = [line async for line in _drain(queue)]
+    assert len(lines) == 201 and lines[-1].data == sentence
+    ingestor = Ingestor()
+    for line in lines:
+        ingestor.feed(line.source, line.data, line.received)
+    assert dict(ingestor.health("udp-junk").rejected) == {"too_long": 200}

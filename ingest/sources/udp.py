@@ -16,6 +16,7 @@ import socket
 import time
 from typing import Any
 
+from ingest.framing import MAX_LINE
 from ingest.lines import RawLine
 from ingest.sources.base import SourceBase, SourceError
 from ingest.sources.queue import LineQueue
@@ -119,21 +120,37 @@ class UdpSource(SourceBase):
         held = self._held.pop(sender, None) if self._held else None
         if held is not None:
             start, when = held
-            if data and data[0] not in _SENTENCE_STARTS:
+            if data and (data[0] not in _SENTENCE_STARTS or _closes_tag_block(start, data)):
                 data, received = start + data, when  # the rest of the cut sentence
             else:
                 stats.lines += 1
                 offer(RawLine(name, start, when))  # never continued: counted as it is
         lines = split_lines(data)
-        # The sentence's own checksum, after any tag block (whose ``*hh`` says nothing).
-        if lines and data[-1:] not in (b"\n", b"\r") and not _HAS_CHECKSUM.search(
-                lines[-1].rpartition(b"\\")[2]):
+        if lines and data[-1:] not in (b"\n", b"\r") and _unfinished(lines[-1]):
             if len(self._held) >= _MAX_SENDERS_HELD:
                 self._held.clear()
             self._held[sender] = (lines.pop(), received)
         for line in lines:
             stats.lines += 1
             offer(RawLine(name, line, received))
+
+
+def _unfinished(line: bytes) -> bool:
+    """A datagram's unterminated last line that cannot be a whole sentence: a tag block
+    not closed yet, or no checksum of the sentence's own (a tag block's ``*hh`` says
+    nothing). Past MAX_LINE it cannot be a sentence's start (a stream of non-NMEA bytes):
+    it is a line as it is, counted and rejected, not held and joined again without end."""
+    if len(line) > MAX_LINE:
+        return False
+    if line[:1] == b"\\" and line.count(b"\\") == 1:
+        return True
+    return not _HAS_CHECKSUM.search(line.rpartition(b"\\")[2])
+
+
+def _closes_tag_block(start: bytes, data: bytes) -> bool:
+    """``data`` begins with the closing backslash of the tag block ``start`` left open."""
+    return (start[:1] == b"\\" and start.count(b"\\") == 1 and data[:1] == b"\\"
+            and data[1:2] in (b"!", b"$"))
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
