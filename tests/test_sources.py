@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -293,24 +294,33 @@ async def test_udp_port_in_use_is_a_source_error() -> None:
 # -- TCP --------------------------------------------------------------------------------------
 
 
-async def test_tcp_client_reconnects_after_the_feed_goes_and_comes_back() -> None:
+async def test_tcp_client_reconnects_after_the_feed_goes_and_comes_back(
+        caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     close_first = asyncio.Event()
+    noise = b"x" * 200  # unterminated past max_pending: an overlong run on each link
 
     async def first_feed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(S1 + b"\r\n" + S2 + b"\r\n" + b"!AIVDM,1,1,,A,13u?et")  # cut mid-line
+        writer.write(S1 + b"\r\n" + S2 + b"\r\n" + noise)
+        await writer.drain()
+        await wait_until(lambda: source.stats.overlong == 1)
+        writer.write(b"\n!AIVDM,1,1,,A,13u?et")  # cut mid-line
         await writer.drain()
         await close_first.wait()
         writer.close()
 
     async def second_feed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(S3 + b"\n" + S1 + b"\n")
+        writer.write(noise)
+        await writer.drain()
+        await wait_until(lambda: source.stats.overlong == 2)
+        writer.write(b"\n" + S3 + b"\n" + S1 + b"\n")
         await writer.drain()
         await reader.read()  # hold the link until the client goes
         writer.close()
 
+    caplog.set_level("WARNING", logger="ingest.sources.stream")
     queue = LineQueue()
-    source = TcpClientSource("tcp-test", "127.0.0.1", port, backoff=FAST)
+    source = TcpClientSource("tcp-test", "127.0.0.1", port, backoff=FAST, max_pending=100)
     status = StatusLog(source)
     server = await asyncio.start_server(first_feed, "127.0.0.1", port)
     async with running(source, queue):
@@ -343,7 +353,17 @@ async def test_tcp_client_reconnects_after_the_feed_goes_and_comes_back() -> Non
     assert source.stats.disconnects == 1
     assert source.stats.partial_lines == 1
     assert source.stats.lines == 4
+    assert source.stats.overlong == 2  # the second link's count adds to the first's
     assert not source.connected
+    # One warning when the outage starts and one when the feed is back (the back-off's
+    # further refusals are at debug level).
+    where = f"tcp 127.0.0.1:{port}"
+    assert [re.sub(r"retrying in \S+ s", "retrying", m) for m in caplog.messages] == [
+        f"source tcp-test: lost {where}: closed by peer; retrying",
+        f"source tcp-test: cannot open {where}: [Errno 111] Connect call failed "
+        f"('127.0.0.1', {port}); retrying",
+        f"source tcp-test: connected to {where} again",
+    ]
 
 
 async def test_tcp_lines_split_over_segments_are_joined() -> None:

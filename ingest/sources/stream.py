@@ -57,17 +57,26 @@ class StreamSource(SourceBase, abc.ABC):
 
     async def run(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
+        # One warning an outage: when the link is lost or first cannot be opened, and a
+        # warning when it is back, so the log's last word on a receiver is its state.
+        failed_opens = 0
+        down = False
         try:
             while True:
                 try:
                     reader, writer = await self._open()
                 except (OSError, TimeoutError) as exc:
                     self._stats.connect_failures += 1
-                    await self._retry_later(f"cannot open {self._where()}: {exc}")
+                    failed_opens += 1
+                    down = True
+                    await self._retry_later(f"cannot open {self._where()}: {exc}",
+                                            warn=failed_opens == 1)
                     continue
                 up_since = loop.time()
                 self._set_connected(True)
-                log.info("source %s: connected to %s", self.name, self._where())
+                log.log(logging.WARNING if down else logging.INFO, "source %s: connected to %s%s",
+                        self.name, self._where(), " again" if down else "")
+                failed_opens, down = 0, False
                 reason = "closed by peer"
                 try:
                     await self._read(reader, queue)
@@ -81,7 +90,8 @@ class StreamSource(SourceBase, abc.ABC):
                 self._stats.disconnects += 1
                 if loop.time() - up_since >= self.backoff.policy.healthy_after:
                     self.backoff.reset()
-                await self._retry_later(f"lost {self._where()}: {reason}")
+                down = True
+                await self._retry_later(f"lost {self._where()}: {reason}", warn=True)
         finally:
             self._set_connected(False)
 
@@ -105,8 +115,9 @@ class StreamSource(SourceBase, abc.ABC):
                     return
                 received = time.time()
                 stats.bytes += len(chunk)
+                overlong = splitter.overlong
                 lines = splitter.feed(chunk)
-                stats.overlong = splitter.overlong
+                stats.overlong += splitter.overlong - overlong  # a new splitter per link
                 if lines:
                     stats.lines += len(lines)
                     await queue.put_many([RawLine(name, line, received) for line in lines])
@@ -115,12 +126,12 @@ class StreamSource(SourceBase, abc.ABC):
                 stats.partial_lines += 1
                 log.debug("source %s: dropped a partial line at disconnect", name)
 
-    async def _retry_later(self, why: str) -> None:
+    async def _retry_later(self, why: str, *, warn: bool) -> None:
+        """Wait the back-off. Only the failures that start an outage are warnings; the
+        rest are at debug level, so a feed that is down for a day does not flood the log."""
         delay = self.backoff.next_delay()
-        # The first failure in a row is worth a warning; the rest only at debug level, so a
-        # feed that is down for a day does not flood the log.
-        level = logging.WARNING if self.backoff.attempts == 1 else logging.DEBUG
-        log.log(level, "source %s: %s; retrying in %.3g s", self.name, why, delay)
+        log.log(logging.WARNING if warn else logging.DEBUG, "source %s: %s; retrying in %.3g s",
+                self.name, why, delay)
         await asyncio.sleep(delay)
 
 
