@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -277,11 +278,40 @@ def _install_openapi(app: FastAPI, extra: Iterable[type[BaseModel]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters of a route and of its dependencies."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+def _only_known_query_parameters(request: Request) -> None:
+    """A misspelt filter (``severity=``, ``max_speed=``) was ignored and gave every item."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    for name in request.query_params:
+        if name not in known:
+            raise ApiError(422, f"{name}: unknown query parameter"
+                           + (f" (expected {', '.join(sorted(known))})" if known else ""))
+
+
 def create_app(deps: ApiDeps) -> FastAPI:
     """The API over ``deps``; serve it with :func:`api.server.serve` or any ASGI server."""
     store, auth, hub = deps.store, deps.auth, deps.hub
     zone_state = _ZoneState(deps.zones)
     rules = deps.extra.get("rules", DESIGN_RULES)
+
+    def known_rules(names: Iterable[str] | None, field: str) -> None:
+        """A misspelt rule would match nothing, silently: refused, with the rule names."""
+        for name in names or ():
+            if name not in rules:
+                raise ApiError(422, f"{field}: unknown rule {name!r}", sorted(rules))
 
     def vessel_count() -> int:
         return 0 if deps.picture is None else sum(1 for _ in deps.picture.vessels())
@@ -309,6 +339,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             hub.close()  # end the streams so shutdown need not wait for them
 
     app = FastAPI(title="harbourwatch", version=deps.version, lifespan=lifespan,
+                  dependencies=[Depends(_only_known_query_parameters)],
                   description="Live vessel picture, tracks, alerts and their lifecycle for "
                               "a small or medium seaport. Bearer tokens; roles viewer < "
                               "operator < admin.")
@@ -417,9 +448,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         bad = [s for s in states or () if s not in ("open", "acknowledged", "ended", "resolved")]
         if bad:
             raise ApiError(422, f"state: unknown state {bad[0]!r}")
+        known_rules(rule and [rule], "rule")
+        t_start, t_end = _parse_time(start, "start"), _parse_time(end, "end")
+        if t_start is not None and t_end is not None and t_end < t_start:
+            raise ApiError(422, "end is before start")
         query = AlertQuery(rule=rule, state=None if states is None else tuple(states),
-                           risk_area=risk_area, zone=zone, mmsi=mmsi,
-                           start=_parse_time(start, "start"), end=_parse_time(end, "end"),
+                           risk_area=risk_area, zone=zone, mmsi=mmsi, start=t_start, end=t_end,
                            drill=(deps.drill if drill is None
                                   else None if drill == "any" else drill),
                            limit=limit, offset=offset)
@@ -466,8 +500,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
               responses=errors)
     async def snooze(body: m.SnoozeIn, who: Operator) -> Response:
         """Silence one rule for one vessel for ``duration_s`` of message time, then re-arm."""
-        if body.rule not in rules:
-            raise ApiError(422, f"rule: unknown rule {body.rule!r}", sorted(rules))
+        known_rules([body.rule], "rule")
         now = deps.clock()
         until = now + body.duration_s
         saved = await store.snooze(body.rule, body.mmsi, until, who.name, body.note)
@@ -617,6 +650,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if kinds is not None and not set(kinds) <= {"alert", "position"}:
             raise ApiError(422, "types: expected alert, position or both")
         rule_set = _csv(rules)
+        known_rules(rule_set, "rules")
         filt = StreamFilter(bbox=box, vessels=mmsis,
                             rules=None if rule_set is None else frozenset(rule_set),
                             kinds=frozenset(kinds or ("alert", "position")))

@@ -285,8 +285,18 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
     assert (stored["lat"], stored["lon"], stored["risk_area"]) == (
         -23.85, 151.25, "port_operations")
     for bad in ({"state": "sleeping"}, {"risk_area": "pirates"}, {"limit": 0},
-                {"start": "soon"}, {"drill": "both"}):
+                {"start": "soon"}, {"drill": "both"}, {"rule": "speedng"},
+                {"start": "2026-01-01T12:00:00Z", "end": "2026-01-01T11:00:00Z"}):
         assert (await api.client.get("/alerts", params=bad, headers=h)).status_code == 422
+    # A filter the API does not have matched everything, silently.
+    unknown = await api.client.get("/alerts", params={"severity": "critical"}, headers=h)
+    assert unknown.status_code == 422
+    assert unknown.json()["error"].startswith(
+        "severity: unknown query parameter (expected drill, end, limit, mmsi, offset, ")
+    assert (await api.client.get("/vessels", params={"max_speed": 3}, headers=h)
+            ).status_code == 422
+    assert (await api.client.get("/stream", params={"rules": "speeding,speedng"}, headers=h)
+            ).json()["error"] == "rules: unknown rule 'speedng'"
 
 
 async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
