@@ -134,6 +134,8 @@ def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
         return None, "missing geometry"
     if raw.get("type") not in ("Polygon", "MultiPolygon"):
         return None, f"geometry must be Polygon or MultiPolygon, not {raw.get('type')!r}"
+    if not _numeric_positions(raw.get("coordinates"), 2 if raw["type"] == "Polygon" else 3):
+        return None, "malformed coordinates: a position is [lon, lat] numbers"
     try:
         geom = shape(raw)
     except Exception as exc:  # shapely raises several types for malformed coordinates
@@ -150,6 +152,16 @@ def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
     if not shapely.is_valid(geom):
         return None, f"invalid geometry: {shapely.is_valid_reason(geom)}"
     return shapely.orient_polygons(geom, exterior_cw=False), None
+
+
+def _numeric_positions(coords: Any, depth: int) -> bool:
+    """Every position ``depth`` lists down is numbers (shapely would take "151.2" too)."""
+    if not isinstance(coords, list | tuple):
+        return False
+    if depth == 0:
+        return 2 <= len(coords) <= 3 and all(
+            isinstance(c, int | float) and not isinstance(c, bool) for c in coords)
+    return all(_numeric_positions(item, depth - 1) for item in coords)
 
 
 def _unclosed_rings(raw: Any) -> int:
@@ -176,6 +188,8 @@ def _parse_feature(index: int, feature: Any, seen: set[str],
         errors.append(f"{label}: id {zone_id!r} is not a slug (a-z, 0-9, _ and -)")
     elif zone_id in seen:
         errors.append(f"{label}: duplicate id {zone_id!r}")
+    else:
+        seen.add(zone_id)  # also when the feature has other faults: its duplicates are said
     kind = props.get("kind")
     if kind not in KINDS:
         errors.append(f"{label}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
@@ -200,7 +214,6 @@ def _parse_feature(index: int, feature: Any, seen: set[str],
     if errors:
         return None, errors
     assert isinstance(zone_id, str) and isinstance(kind, str)
-    seen.add(zone_id)
     extra = {k: v for k, v in props.items() if k not in ("id", "name", "kind")}
     name = props.get("name")
     return Zone(id=zone_id, name=name if isinstance(name, str) and name else zone_id,

@@ -125,6 +125,18 @@ def test_a_zone_across_the_antimeridian_is_refused_not_read_as_a_band() -> None:
         "are not supported"]
 
 
+def test_a_duplicate_of_a_faulty_feature_and_text_coordinates_are_reported() -> None:
+    faulty = rect("d", "marina", 0, 0, 10, 10)
+    duplicate = rect("d", "berth", 20, 20, 30, 30)
+    text = rect("t", "berth", 40, 40, 50, 50)
+    text["geometry"]["coordinates"][0] = [[str(c) for c in p]
+                                          for p in text["geometry"]["coordinates"][0]]
+    errors = errors_of(collection(faulty, duplicate, text))
+    assert errors[1:] == [
+        "<zones>: feature 'd': duplicate id 'd'",
+        "<zones>: feature 't': malformed coordinates: a position is [lon, lat] numbers"]
+
+
 def test_projection_override_and_empty_set() -> None:
     zones = ZoneSet.from_geojson(collection(*PORT_FEATURES), projection="EPSG:3035")
     assert zones.crs == "EPSG:3035"
