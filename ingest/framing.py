@@ -94,15 +94,24 @@ _HEX = "0123456789ABCDEFabcdef"
 _HEX2 = {(a + b).encode(): int(a + b, 16) for a in _HEX for b in _HEX}
 
 
+#: Stripped from both ends of a line: whitespace, and the NULs a serial link pads with.
+_PADDING = b" \t\r\n\x0b\x0c\x00"
+_BOM = b"\xef\xbb\xbf"
+
+
 def frame(line: bytes) -> Sentence | Meta | str:
     """Classify one line; a ``str`` result is the rejection reason."""
-    line = line.strip()
+    line = line.strip(_PADDING)
     if not line:
         return EMPTY
     if len(line) > MAX_LINE:
         return TOO_LONG
     if not line.isascii():
-        return NOT_ASCII
+        if not line.startswith(_BOM):
+            return NOT_ASCII
+        line = line[len(_BOM):].strip(_PADDING)  # a log file saved by a Windows editor
+        if not line or not line.isascii():
+            return NOT_ASCII if line else EMPTY
     first = line[0]
     line_time: float | None = None
     if first != 33 and first != 92 and first != 36:  # not ! \ $

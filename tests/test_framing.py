@@ -104,6 +104,16 @@ def test_rejection_reasons(line: bytes, reason: str) -> None:
     assert frame(line) == reason
 
 
+def test_serial_nul_padding_and_a_byte_order_mark_do_not_lose_the_sentence() -> None:
+    clean = frame(LINE.encode())
+    assert isinstance(clean, Sentence)
+    for padded in (b"\x00\x00" + LINE.encode() + b"\x00\r\n", b"\xef\xbb\xbf" + LINE.encode()):
+        framed = frame(padded)
+        assert isinstance(framed, Sentence) and framed.payload == clean.payload
+    assert frame(b"\xef\xbb\xbf") == framing.EMPTY
+    assert frame(b"\xef\xbb\xbf\xff!AIVDM") == framing.NOT_ASCII
+
+
 def test_malformed_and_bad_payload() -> None:
     assert frame(sentence("13HOI:0P0000VOHLCnHQKwvL05Ip", channel="Z").encode()) == (
         framing.MALFORMED)
