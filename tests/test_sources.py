@@ -253,9 +253,11 @@ async def test_udp_flood_into_a_tiny_queue_counts_every_drop() -> None:
     assert [line.data for line in delivered] == [b"line-0-%d-%d" % divmod(i, 10) for i in range(16)]
 
 
-async def test_udp_kernel_drops_are_reported_when_the_loop_falls_behind() -> None:
+async def test_udp_kernel_drops_are_reported_when_the_loop_falls_behind(
+        caplog: pytest.LogCaptureFixture) -> None:
     queue = LineQueue()
-    source = UdpSource("udp-slow", "127.0.0.1", 0, rcvbuf=2048)  # room for a few datagrams
+    # Room for a few datagrams.
+    source = UdpSource("udp-slow", "127.0.0.1", 0, rcvbuf=2048, drops_check_s=0.01)
     status = StatusLog(source)
     async with running(source, queue):
         await status.wait_for(1)
@@ -270,9 +272,13 @@ async def test_udp_kernel_drops_are_reported_when_the_loop_falls_behind() -> Non
 
         await wait_until(accounted)
         kernel = source.kernel_drops()
+        await wait_until(lambda: bool(caplog.messages))
     assert kernel is not None and kernel > 0
     assert source.datagrams == queue.qsize() == 200 - kernel
     assert source.kernel_drops() is None  # stopped
+    assert caplog.messages == [
+        f"source udp-slow: the kernel dropped {kernel} datagrams ({kernel} since the start): "
+        "the service fell behind for longer than the socket buffer lasts (net.core.rmem_max)"]
 
 
 async def _drain(queue: LineQueue) -> AsyncIterator[RawLine]:

@@ -30,6 +30,8 @@ _MAX_SENDERS_HELD = 1024
 DEFAULT_RCVBUF = 4 * 1024 * 1024
 """Socket receive buffer asked for; the kernel caps it (net.core.rmem_max). A larger buffer
 rides out short bursts while the event loop is busy elsewhere."""
+KERNEL_DROPS_CHECK_S = 10.0
+"""How often the kernel's drop count is looked at for a warning (wall seconds)."""
 
 
 class UdpSource(SourceBase):
@@ -40,12 +42,14 @@ class UdpSource(SourceBase):
     """
 
     def __init__(
-        self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF
+        self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF,
+        drops_check_s: float = KERNEL_DROPS_CHECK_S,
     ) -> None:
         super().__init__(name)
         self.host = host
         self.port = port
         self.rcvbuf = rcvbuf
+        self.drops_check_s = drops_check_s
         self.local_address: tuple[str, int] | None = None
         """The bound address once running (tells the port when ``port`` was 0)."""
         self.datagrams = 0
@@ -77,7 +81,7 @@ class UdpSource(SourceBase):
             self.local_address = (str(sockname[0]), int(sockname[1]))
             log.info("source %s: listening on UDP %s:%d", self.name, *self.local_address)
             self._set_connected(True)
-            await asyncio.Future()  # until cancelled
+            await self._watch_kernel_drops()  # until cancelled
         finally:
             transport.close()
             self._inode = None
@@ -85,6 +89,18 @@ class UdpSource(SourceBase):
             self._stats.partial_lines += len(self._held)
             self._held.clear()
             self._set_connected(False)
+
+    async def _watch_kernel_drops(self) -> None:
+        """Warn when the kernel drops datagrams: they never reach the ingestor's counters."""
+        warned = 0
+        while True:
+            await asyncio.sleep(self.drops_check_s)
+            drops = self.kernel_drops() or 0
+            if drops > warned:
+                log.warning("source %s: the kernel dropped %d datagrams (%d since the start): "
+                            "the service fell behind for longer than the socket buffer lasts "
+                            "(net.core.rmem_max)", self.name, drops - warned, drops)
+                warned = drops
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped because our socket buffer was full (Linux only).
