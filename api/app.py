@@ -441,6 +441,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
             description="Drill alerts (true), real ones (false) or both (any); default: "
                         "those of the run serving the API, so a drill replayed into the "
                         "live database stays out of the watch's list")] = None,
+        after: Annotated[str | None, Query(
+            max_length=64, description="The last alert of the page before (its `next`): "
+                                       "new alerts do not shift the pages, as with offset")
+                         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Response:
@@ -456,11 +460,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
                            risk_area=risk_area, zone=zone, mmsi=mmsi, start=t_start, end=t_end,
                            drill=(deps.drill if drill is None
                                   else None if drill == "any" else drill),
-                           limit=limit, offset=offset)
+                           after=after, limit=limit, offset=offset)
+        if after is not None:
+            try:
+                await store.alert(after)
+            except NotFound:
+                raise ApiError(422, f"after: no alert {after!r}") from None
         page = await store.alerts(query)
-        total = (offset + len(page) if 0 < len(page) < limit
+        total = (offset + len(page) if after is None and 0 < len(page) < limit
                  else await _count_alerts(store, query))
-        return _dump({"total": total, "limit": limit, "offset": offset, "alerts": page})
+        return _dump({"total": total, "limit": limit, "offset": offset,
+                      "next": page[-1]["id"] if len(page) == limit else None, "alerts": page})
 
     @app.get("/alerts/{alert_id}", response_model=m.AlertDetail, tags=["alerts"],
              responses=not_found)

@@ -162,11 +162,13 @@ class AlertDetail(AlertOut):
 
 class AlertPage(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"total": 1, "limit": 100, "offset": 0, "alerts": [_ALERT_EXAMPLE]}]})
+        {"total": 1, "limit": 100, "offset": 0, "next": None, "alerts": [_ALERT_EXAMPLE]}]})
 
     total: int = Field(description="Alerts matching the filters, over all pages")
     limit: int
     offset: int
+    next: str | None = Field(description="For the next page: `after=<next>` (null on the "
+                                         "last page)")
     alerts: list[AlertOut]
 
 

@@ -43,7 +43,8 @@ class AlertQuery:
 
     ``mmsi`` matches either vessel of an alert; ``start``/``end`` select alerts whose active
     span ``[started_at, ended_at or ∞)`` overlaps the range; ``state`` may be one state or a
-    tuple of states.
+    tuple of states. ``after``: only alerts after this one in the listing's order (newest
+    started first, then id): a page that new alerts cannot shift.
     """
 
     rule: str | None = None
@@ -54,6 +55,7 @@ class AlertQuery:
     start: float | None = None
     end: float | None = None
     drill: bool | None = None
+    after: str | None = None
     limit: int = 100
     offset: int = 0
 

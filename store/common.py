@@ -284,4 +284,8 @@ def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
         where.append(f"(ended_at IS NULL OR ended_at >= {ph(ts(query.start))})")
     if query.drill is not None:
         where.append(f"drill = {ph(query.drill)}")
+    if query.after is not None:  # the listing's order: started_at DESC, id
+        marker = ph(query.after)
+        started = f"(SELECT started_at FROM alerts WHERE id = {marker})"
+        where.append(f"(started_at < {started} OR (started_at = {started} AND id > {marker}))")
     return (" WHERE " + " AND ".join(where)) if where else ""

@@ -276,6 +276,13 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
     assert [a["id"] for a in first["alerts"]] == [a3, a2]
     second = await page(limit=2, offset=2, drill="any")
     assert (second["total"], [a["id"] for a in second["alerts"]]) == (4, [a4, a1])
+    # By cursor: the page after the first one's last alert, whatever arrived since.
+    assert first["next"] == a2
+    by_cursor = await page(limit=2, after=first["next"], drill="any")
+    assert (by_cursor["total"], [a["id"] for a in by_cursor["alerts"]]) == (4, [a4, a1])
+    assert by_cursor["next"] == a1 and (await page(after=a1))["next"] is None
+    missing = await api.client.get("/alerts", params={"after": "nope"}, headers=h)
+    assert (missing.status_code, missing.json()["error"]) == (422, "after: no alert 'nope'")
     beyond = await page(limit=2, offset=10, drill="any")
     assert (beyond["total"], beyond["alerts"]) == (4, [])
     assert (await page(rule="dark_vessel", limit=1, drill="any"))["total"] == 2
@@ -292,7 +299,7 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
     unknown = await api.client.get("/alerts", params={"severity": "critical"}, headers=h)
     assert unknown.status_code == 422
     assert unknown.json()["error"].startswith(
-        "severity: unknown query parameter (expected drill, end, limit, mmsi, offset, ")
+        "severity: unknown query parameter (expected after, drill, end, limit, mmsi, ")
     assert (await api.client.get("/vessels", params={"max_speed": 3}, headers=h)
             ).status_code == 422
     assert (await api.client.get("/stream", params={"rules": "speeding,speedng"}, headers=h)

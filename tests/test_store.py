@@ -352,6 +352,21 @@ async def test_alert_filters(store: Store) -> None:
     assert await ids(drill=True) == [a2.id]
     assert await ids(start=T0 + 700, end=T0 + 5000) == [a2.id, a4.id]  # a1 ended before
     assert await ids(limit=2, offset=1) == [a2.id, a4.id]
+    # Keyset pages: an alert arriving between two pages shifts nothing.
+    first = await ids(limit=2)
+    a5 = Alert(rule="speeding", risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.INFO,
+               mmsi=A, other_mmsi=None, started_at=T0 + 9000, zone="channel")
+    a6 = Alert(rule="speeding", risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.INFO,
+               mmsi=B, other_mmsi=None, started_at=T0 + 100, zone="channel")  # a4's time
+    for a in (a5, a6):
+        store.on_alert(alert_event(Transition.NEW, a, a.started_at))
+    await store.flush()
+    rest = await ids(after=first[-1], limit=10)
+    tied = sorted([a4.id, a6.id])
+    assert first == [a3.id, a2.id] and rest == [*tied, a1.id]
+    assert await ids(after=tied[0]) == [tied[1], a1.id]  # ties broken by id
+    assert await ids(after=a1.id) == []
+    assert await ids(after=a3.id, rule="dark_vessel") == [a2.id, a1.id]
 
 
 async def test_snoozes(store: Store) -> None:
