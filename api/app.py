@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import shapely
-from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -647,6 +647,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         rules: Annotated[str | None, Query(description="Alert rules, comma-separated")] = None,
         vessels: Annotated[str | None, Query(description="MMSIs, comma-separated")] = None,
         types: Annotated[str | None, Query(description="alert,position (default both)")] = None,
+        last_event_id: Annotated[str | None, Header(
+            alias="Last-Event-ID", max_length=64,
+            description="Resume after this event (sent by EventSource on reconnect)")] = None,
     ) -> StreamingResponse:
         """Live alert transitions and positions; a slow client loses its oldest events."""
         if hub is None:
@@ -664,7 +667,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         filt = StreamFilter(bbox=box, vessels=mmsis,
                             rules=None if rule_set is None else frozenset(rule_set),
                             kinds=frozenset(kinds or ("alert", "position")))
-        return StreamingResponse(hub.stream(filt), media_type="text/event-stream",
+        return StreamingResponse(hub.stream(filt, last_event_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
 

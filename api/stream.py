@@ -10,7 +10,13 @@ Events (``text/event-stream``)::
 
     event: alert      data: {"type": "new"|"update"|"end", "alert": {...}}
     event: position   data: {"mmsi": ..., "time": ..., "lat": ..., "lon": ..., ...}
-    event: dropped    data: {"dropped": <total lost so far by this client>}
+    event: dropped    data: {"dropped": <total lost so far by this client, null: unknown>}
+
+Alerts and positions carry an ``id`` (``<run>-<seq>``). A client that reconnects with it as
+``Last-Event-ID`` (browsers' EventSource do) gets what it missed while it was away, as far as
+the ring still holds it: alerts always (they go to the ring even with nobody listening),
+positions if another client was listening. An id of an earlier run of the service, or one
+the ring no longer holds, is told with ``dropped``.
 
 Each client's writer sends everything queued in one chunk, waiting ``linger_s`` after the
 first event so that at thousands of reports per second a client costs one write per
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,12 +77,21 @@ _Entry = tuple[int, str, int | None, int | None, float | None, float | None, str
 class Subscriber:
     """One client: a cursor into the hub's ring; falling a whole ring behind drops events."""
 
-    def __init__(self, hub: StreamHub, filt: StreamFilter) -> None:
+    def __init__(self, hub: StreamHub, filt: StreamFilter, last_event_id: str | None = None
+                 ) -> None:
         self.hub = hub
         self.filter = filt
         self.everything = filt == StreamFilter()
         self.cursor = hub.seq  # only what happens after subscribing
         self.dropped = 0
+        #: Resumed from an id this hub cannot place: what was missed is unknown.
+        self.lost_unknown = False
+        if last_event_id is not None:
+            run, _, seq = last_event_id.rpartition("-")
+            if run == hub.run_id and seq.isdigit() and int(seq) <= hub.seq:
+                self.cursor = int(seq)  # take() counts what the ring no longer holds
+            else:
+                self.lost_unknown = True
         self.sent = 0
         self.closed = False
 
@@ -104,6 +120,8 @@ class Subscriber:
         reported = 0
         hub = self.hub
         yield b": connected\n\n"
+        if self.lost_unknown:
+            yield _encode("dropped", {"dropped": None})
         while not self.closed:
             if hub.seq == self.cursor:
                 try:
@@ -142,6 +160,9 @@ class StreamHub:
     def __init__(self, *, ring_size: int = 10_000, linger_s: float = 0.05) -> None:
         self.ring_size = ring_size
         self.linger_s = linger_s
+        #: Tells this run's event ids from an earlier run's (seq starts again at 0).
+        self.run_id = secrets.token_hex(4)
+        self._run = self.run_id.encode()
         self.seq = 0
         self._ring: list[_Entry] = [(0, "", None, None, None, None, None, b"")] * ring_size
         self._subs: set[Subscriber] = set()
@@ -160,7 +181,9 @@ class StreamHub:
     def _append(self, entry_tail: tuple[str, int | None, int | None, float | None,
                                         float | None, str | None, bytes]) -> None:
         self.seq = seq = self.seq + 1
-        self._ring[seq % self.ring_size] = (seq, *entry_tail)
+        kind, mmsi, other, lon, lat, rule, encoded = entry_tail
+        self._ring[seq % self.ring_size] = (seq, kind, mmsi, other, lon, lat, rule,
+                                            b"id: %s-%d\n%s" % (self._run, seq, encoded))
         if not self._new.is_set():
             self._new.set()
 
@@ -174,9 +197,8 @@ class StreamHub:
         self.publish_alert(str(event.transition), event.alert)
 
     def publish_alert(self, transition: str, alert: Mapping[str, Any]) -> None:
-        """An alert transition from the rules, or an operator act (``update``)."""
-        if not self._subs:
-            return
+        """An alert transition from the rules, or an operator act (``update``); kept in the
+        ring with nobody listening too, for a client that reconnects."""
         self._append(("alert", alert.get("mmsi"), alert.get("other_mmsi"), alert.get("lon"),
                       alert.get("lat"), alert.get("rule"),
                       _encode("alert", {"type": transition, "alert": dict(alert)})))
@@ -186,8 +208,8 @@ class StreamHub:
     def _wake_all(self) -> None:
         self._new.set()
 
-    def subscribe(self, filt: StreamFilter) -> Subscriber:
-        sub = Subscriber(self, filt)
+    def subscribe(self, filt: StreamFilter, last_event_id: str | None = None) -> Subscriber:
+        sub = Subscriber(self, filt, last_event_id)
         if self._closed:
             sub.closed = True
         self._subs.add(sub)
@@ -199,9 +221,10 @@ class StreamHub:
             self._dropped_gone += sub.dropped
         sub.close()
 
-    async def stream(self, filt: StreamFilter) -> AsyncIterator[bytes]:
+    async def stream(self, filt: StreamFilter, last_event_id: str | None = None
+                     ) -> AsyncIterator[bytes]:
         """The body of one SSE response; unsubscribes when the client goes away."""
-        sub = self.subscribe(filt)
+        sub = self.subscribe(filt, last_event_id)
         try:
             async for chunk in sub.chunks(self.linger_s):
                 yield chunk

@@ -165,3 +165,60 @@ def test_filters_pick_alerts_and_positions() -> None:
     assert not f.matches("alert", 1, None, None, None, "loitering")
     assert not f.matches("alert", 1, None, 0.0, 0.0, "speeding")
     assert not StreamFilter(kinds=frozenset({"alert"})).matches("position", 1, None, 0, 0, None)
+
+
+async def test_a_client_reconnecting_with_last_event_id_gets_the_alerts_it_missed(
+        tmp_path: Path) -> None:
+    """EventSource reconnects with the last id it saw; the alerts of the gap were lost."""
+    async with rig(tmp_path) as api:
+        server = ApiServer(create_app(api.deps), "127.0.0.1", 0, hub=api.hub)
+        serving = asyncio.create_task(server.serve())
+        await server.wait_started()
+
+        def alert(n: int) -> dict[str, Any]:
+            return {"id": f"a{n}", "rule": "speeding", "mmsi": VESSEL, "state": "open"}
+
+        async def read(last_event_id: str | None, count: int) -> list[tuple[str, str, Any]]:
+            """(id, event, data) of the first ``count`` events."""
+            got: list[tuple[str, str, Any]] = []
+            extra = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}",
+                                         headers={**headers("viewer"), **extra},
+                                         timeout=10) as client, \
+                    client.stream("GET", "/stream", params={"types": "alert"}) as resp:
+                block: dict[str, str] = {}
+                async for line in resp.aiter_lines():
+                    if line.startswith(":"):
+                        if len(got) == 0 and count == 1 and last_event_id is None:
+                            api.hub.publish_alert("new", alert(1))  # once connected
+                        continue
+                    if line:
+                        key, _, value = line.partition(": ")
+                        block[key] = value
+                        continue
+                    if not block:
+                        continue  # the end of a comment
+                    got.append((block.get("id", ""), block["event"], json.loads(block["data"])))
+                    block = {}
+                    if len(got) == count:
+                        return got
+            return got
+
+        try:
+            ((first_id, kind, data),) = await read(None, 1)
+            assert (kind, data["alert"]["id"]) == ("alert", "a1")
+            while api.hub.clients:
+                await asyncio.sleep(0.01)
+            for n in (2, 3):  # while the client is away
+                api.hub.publish_alert("new", alert(n))
+            resumed = await read(first_id, 2)
+            assert [(k, d["alert"]["id"]) for _, k, d in resumed] == [
+                ("alert", "a2"), ("alert", "a3")]
+            run, _, seq = first_id.rpartition("-")
+            assert [i for i, _, _ in resumed] == [f"{run}-{int(seq) + 1}",
+                                                  f"{run}-{int(seq) + 2}"]
+            # An id of an earlier run of the service: what was missed is unknown.
+            assert await read("0badc0de-7", 1) == [("", "dropped", {"dropped": None})]
+        finally:
+            server.stop()
+            await serving
