@@ -131,6 +131,12 @@ class SourceConfig(_Model):
     baud: int = Field(default=38400, ge=300, le=4_000_000, description="serial speed")
     path: str | None = Field(default=None, max_length=4096,
                              description="file: log path (plain or .gz), '-' for stdin")
+    idle_timeout_s: float = Field(default=0.0, ge=0, le=86400,
+                                  description="tcp: reconnect after this long without a byte, "
+                                              "e.g. 300 for a national feed (a stalled server "
+                                              "keeps the connection open; TCP keep-alive only "
+                                              "finds one that is gone); 0: never (a small "
+                                              "port's receiver may be quiet for minutes)")
 
     @model_validator(mode="after")
     def _needs_for_kind(self) -> SourceConfig:
@@ -139,6 +145,8 @@ class SourceConfig(_Model):
         missing = [n for n in needs if getattr(self, n) is None]
         if missing:
             raise ValueError(f"a {self.kind} source needs {' and '.join(missing)}")
+        if self.kind != "tcp" and "idle_timeout_s" in self.model_fields_set:
+            raise ValueError(f"idle_timeout_s is for tcp sources, not {self.kind}")
         return self
 
     @property

@@ -119,7 +119,8 @@ def build_sources(config: Config, options: ServiceOptions) -> list[SourceBase]:
             sources.append(UdpSource(item.name, item.host or "0.0.0.0", item.port))
         elif item.kind == "tcp":
             assert item.host is not None and item.port is not None
-            sources.append(TcpClientSource(item.name, item.host, item.port))
+            sources.append(TcpClientSource(item.name, item.host, item.port,
+                                           idle_timeout=item.idle_timeout_s or None))
         elif item.kind == "serial":
             assert item.device is not None
             sources.append(SerialSource(item.name, item.device, item.baud))

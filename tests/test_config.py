@@ -294,3 +294,20 @@ def test_the_readme_lists_every_config_key_as_the_models_define_it() -> None:
     assert table in (ROOT / "README.md").read_text(encoding="utf-8")
     assert "| `rules.collision_risk.min_relative_kn` | float | `1.0` | ≥ 0, ≤ 50 |" in table
     assert "| `sources[].kind` | `udp` \\| `tcp` \\| `serial` \\| `file` | required |" in table
+
+
+def test_a_tcp_feed_can_be_reconnected_when_it_stalls(tmp_path: Path) -> None:
+    from harbourwatch.options import ServiceOptions, build_sources
+    from ingest.sources.tcp import TcpClientSource
+
+    text = ("sources:\n  - {kind: tcp, name: national, host: 127.0.0.1, port: 5631, "
+            "idle_timeout_s: 300}\n  - {kind: tcp, name: own, host: 127.0.0.1, port: 5632}\n")
+    config = load_config(write(tmp_path, text), env={})
+    national, own = build_sources(config, ServiceOptions())
+    assert isinstance(national, TcpClientSource) and isinstance(own, TcpClientSource)
+    assert (national.idle_timeout, own.idle_timeout) == (300.0, None)
+    path = write(tmp_path, "sources:\n  - {kind: udp, name: u, port: 1, idle_timeout_s: 60}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.errors == [
+        f"{path}:2: sources.0: idle_timeout_s is for tcp sources, not udp"]
