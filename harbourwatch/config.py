@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -28,6 +28,9 @@ from pydantic import (
 )
 
 from geofence.mid import Mmsi
+
+if TYPE_CHECKING:
+    from api.auth import Authenticator
 
 CURRENT_VERSION = 1
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -722,6 +725,18 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     return parse_config(text, str(file), base_dir=file.parent.resolve(), env=env)
 
 
+def api_authenticator(config: Config, env: Mapping[str, str] | None = None) -> Authenticator:
+    """The API's tokens (config and environment), or the ConfigError that stops a run: the
+    API task would fail alone, leaving the service running without its API."""
+    from api.auth import Authenticator
+
+    try:
+        return Authenticator.from_config(config.api.tokens, open_read=config.api.open_read,
+                                         env=env)
+    except ValueError as exc:
+        raise ConfigError([f"api.tokens: {exc}"]) from exc
+
+
 def check_config(path: str | Path | None, zones: str | Path | None = None, *,
                  env: Mapping[str, str] | None = None) -> list[str]:
     """Every problem in a config file and its zones (empty when both load)."""
@@ -737,6 +752,10 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
     errors = [f"{where}: sources: {item.name}: no such file: {item.path}"
               for item in config.sources
               if item.log_path is not None and not item.log_path.exists()]  # FIFOs play
+    try:  # also without api.enabled: ``run --serve`` turns the API on
+        api_authenticator(config, env)
+    except ConfigError as exc:
+        errors += [f"{where}: {e}" for e in exc.errors]
     if config.mqtt.url is not None:
         from api.mqtt import MqttConfigError, MqttFeed
 

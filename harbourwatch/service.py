@@ -26,7 +26,7 @@ from geofence.alert import Alert, AlertEvent, Transition
 from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
-from harbourwatch.config import Config
+from harbourwatch.config import Config, api_authenticator
 from harbourwatch.gctune import tune_gc
 from harbourwatch.operator_acts import OperatorActs
 from harbourwatch.options import ServiceOptions, build_sources
@@ -42,6 +42,7 @@ from store import VesselStateJSON, open_store
 from store.base import Store, StoreUnavailable
 
 if TYPE_CHECKING:
+    from api.auth import Authenticator
     from api.picture import LivePicture
     from api.stream import StreamHub
     from replay.decoding import DecodingProcess
@@ -195,9 +196,11 @@ async def run_service(config: Config, options: ServiceOptions, *,
     stop = asyncio.Event()
     try:
         _on_signals(stop)
+        auth = None
         if config.api.enabled:
             from api.server import check_address
             check_address(config.api.host, config.api.port)
+            auth = api_authenticator(config)
         store = make_store(config, config_dir, drill, replay=replay is not None)
         await store.start()
     except BaseException:
@@ -255,8 +258,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 pipeline.operator_acts.record]
             if mqtt_feed is not None:
                 listeners.append(_operator_acts_to(mqtt_feed, ingestor))
+            assert auth is not None
             api_task = asyncio.create_task(_serve_api(
-                config, store, engine, pipeline, ingestor, zones, stop, hub, picture,
+                config, auth, store, engine, pipeline, ingestor, zones, stop, hub, picture,
                 listeners, failures, transport_of(sources, queue),
                 None if mqtt_feed is None else mqtt_feed.status,
                 saves_zones=replay is None and not drill))
@@ -421,7 +425,8 @@ async def _live(sources: list[Any], pipeline: Pipeline, queue: LineQueue,
                 raise failed.exceptions[0] from None
 
 
-async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pipeline,
+async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: Engine,
+                     pipeline: Pipeline,
                      ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
                      hub: StreamHub, picture: LivePicture,
                      operator_updates: list[Callable[[Mapping[str, Any]], None]],
@@ -430,10 +435,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
                      mqtt_status: Callable[[], Mapping[str, Any]] | None, *,
                      saves_zones: bool) -> None:
     from api.app import create_app
-    from api.auth import Authenticator
     from api.deps import ApiDeps, EngineZones, sources_of
     from api.server import serve
-    auth = Authenticator.from_config(config.api.tokens, open_read=config.api.open_read)
     deps = ApiDeps(store=store, auth=auth, picture=picture, hub=hub, zones=zones,
                    zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
                    snooze_target=pipeline.snoozes, stats=pipeline.stats,
@@ -450,4 +453,8 @@ async def _serve_api(config: Config, store: Store, engine: Engine, pipeline: Pip
         # this run, not of the event loop.
         failures.append(f"API on {config.api.host}:{config.api.port} could not start "
                         f"({exc!r}); stopping")
+        stop.set()
+    except Exception as exc:  # the run must not go on without its API, and end with 0
+        log.exception("the API failed")
+        failures.append(f"the API failed ({exc!r}); stopping")
         stop.set()

@@ -584,3 +584,18 @@ def test_the_api_runs_on_the_rules_clock_while_the_feed_is_quiet(tmp_path: Path)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert parse_iso(snooze["until"]) >= line_time + 60 + 2
+
+
+def test_a_malformed_token_variable_stops_the_start_and_check_config(tmp_path: Path) -> None:
+    """The API task failed alone: the service ran on without its API and exited 0."""
+    env = {**os.environ, "HARBOURWATCH_API_TOKENS": "duty:superuser:tok"}
+    done = cli("run", "--zones", DEMO_ZONES, "--serve", f"127.0.0.1:{free_udp_port()}",
+               "--db", f"sqlite:///{tmp_path / 'x.db'}", env=env)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "harbourwatch: api.tokens: unknown role 'superuser' (viewer, operator or admin)")
+    assert not (tmp_path / "x.db").exists()  # nothing started
+    checked = cli("check-config", "--zones", DEMO_ZONES, env=env)
+    assert checked.returncode == 2 and checked.stderr.splitlines()[-1] == (
+        "harbourwatch: <flags>: api.tokens: unknown role 'superuser' (viewer, operator or "
+        "admin)")
