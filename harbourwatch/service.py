@@ -196,6 +196,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
     stop = asyncio.Event()
     try:
         _on_signals(stop)
+        for source in sources:
+            source.check()
         auth = None
         if config.api.enabled:
             from api.server import check_address

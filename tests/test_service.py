@@ -378,6 +378,8 @@ def test_a_udp_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
         f"harbourwatch: source udp-{port}: cannot listen on UDP 127.0.0.1:{port}: "
         "[Errno 98] Address already in use")
     assert "Traceback" not in done.stderr
+    # Nothing started: a second instance said "stopped" on MQTT over the one running.
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_an_api_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:

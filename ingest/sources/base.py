@@ -115,6 +115,10 @@ class SourceBase:
     def stats(self) -> SourceStats:
         return self._stats
 
+    def check(self) -> None:
+        """Raise SourceError for what would stop this source as it starts (a port taken),
+        so a run can fail before its outputs start; nothing by default."""
+
     def add_status_listener(self, listener: StatusListener) -> None:
         self._listeners.append(listener)
 

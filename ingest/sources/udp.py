@@ -57,6 +57,21 @@ class UdpSource(SourceBase):
         #: sender -> (start of a sentence cut at the end of its last datagram, its arrival)
         self._held: dict[Any, tuple[bytes, float]] = {}
 
+    def check(self) -> None:
+        """Bind the port and let it go: a second instance of the service fails here,
+        before it says anything on MQTT over the one that runs."""
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_DGRAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(address)
+        except OSError as exc:
+            raise self._cannot_listen(exc) from exc
+
+    def _cannot_listen(self, exc: OSError) -> SourceError:
+        return SourceError(
+            f"source {self.name}: cannot listen on UDP {self.host}:{self.port}: {exc}")
+
     async def run(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -65,9 +80,7 @@ class UdpSource(SourceBase):
             )
         except OSError as exc:
             self._stats.connect_failures += 1
-            raise SourceError(
-                f"source {self.name}: cannot listen on UDP {self.host}:{self.port}: {exc}"
-            ) from exc
+            raise self._cannot_listen(exc) from exc
         try:
             sock = transport.get_extra_info("socket")
             if self.rcvbuf and sock is not None:
