@@ -58,10 +58,15 @@ def open_store(url: str | None, config_dir: Path | None = None, *,
     if scheme == "sqlite":
         from store.sqlite import SqliteStore
 
+        if url.startswith("sqlite://") and not url.startswith("sqlite:///"):
+            # sqlite://rel.db made /rel.db at the file system's root
+            raise StoreError(f"{url!r}: use sqlite:///relative.db or sqlite:////absolute.db")
         raw = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite:"):]
         if not raw:
             raise StoreError(f"no file in {url!r}: use sqlite:///path.db")
-        path = Path(raw)  # relative to the working directory, like any command-line path
+        # Relative to the working directory, like any command-line path; the log names it
+        # in full.
+        path = Path(raw).absolute()
         return SqliteStore(path, spool_path=spool_path, drill=drill, batch_size=batch_size,
                            max_age=max_age, memory_limit=memory_limit,
                            inline_writes=inline_writes, hold_s=hold_s)

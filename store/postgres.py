@@ -190,9 +190,16 @@ class PostgresStore(WriterStore):
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=0, max_size=self._pool_size, init=_init_connection,
                 timeout=self._connect_timeout, command_timeout=60)
-            async with self.pool.acquire() as conn:
+            try:
+                conn = await self.pool.acquire()  # the first connection reads the URL
+            except ValueError as exc:  # a port "5432hw", a stray character
+                raise StoreError(f"store.url (--db): not a PostgreSQL URL asyncpg can read: "
+                                 f"{exc}") from exc
+            try:
                 await self._migrate(conn)
                 await self._setup_timescale(conn)
+            finally:
+                await self.pool.release(conn)
         log.info("store: %s", self.description)
 
     async def _close(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from ingest.ingestor import sources_final_after
 from ingest.report import Report, iso_time
-from store import AlertQuery, NotFound, Store, VesselState, open_store
+from store import AlertQuery, NotFound, Store, StoreError, VesselState, open_store
 from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
@@ -484,12 +484,22 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert absolute.path == tmp_path / "x" / "y.db"
     relative = open_store("sqlite:///rel.db", tmp_path / "cfg")
     assert isinstance(relative, SqliteStore)
-    assert relative.path == Path("rel.db")
+    assert relative.path == tmp_path / "rel.db"  # the working directory's, named in full
+    with pytest.raises(StoreError, match=r"use sqlite:///relative\.db or sqlite:////absolute\.db"):
+        open_store("sqlite://rel.db", None)  # it made /rel.db
     pg = open_store("postgresql://u:p@127.0.0.1:5432/hw", tmp_path)
     assert isinstance(pg, PostgresStore)
-    from store import StoreError
     with pytest.raises(StoreError, match="unknown database URL"):
         open_store("mysql://x", tmp_path)
+
+
+async def test_a_postgresql_url_asyncpg_cannot_read_is_named_not_a_traceback(
+        tmp_path: Path) -> None:
+    store = open_store("postgresql://hw:pw@127.0.0.1:55432hw", tmp_path)
+    with pytest.raises(StoreError, match=r"^store.url \(--db\): not a PostgreSQL URL asyncpg "
+                       r"can read: invalid literal for int\(\) with base 10: '55432hw'"):
+        await store.start()
+    await store.stop()
 
 
 async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) -> None:
