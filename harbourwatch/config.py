@@ -442,7 +442,10 @@ class StoreConfig(_Model):
     spool_dir: Path | None = Field(default=None,
                                    description="Spool directory (default next to config)")
     retention_days: int | None = Field(default=90, ge=1, le=36500,
-                                       description="Positions older than this are dropped")
+                                       description="Positions (and receiver-health "
+                                                   "snapshots) older than this on the wall "
+                                                   "clock are dropped: hourly by a live run, "
+                                                   "by TimescaleDB's policy there; null: kept")
 
     @field_validator("url")
     @classmethod

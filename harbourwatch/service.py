@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Wall seconds between saves of the rules' per-vessel state (restart safety).
 STATE_SAVE_S = 30.0
+#: Wall seconds between drops of positions older than ``store.retention_days``.
+PRUNE_S = 3600.0
 #: Vessels encoded between the event loop's turns during a save (~70 µs each: ~15 ms).
 STATE_SAVE_CHUNK = 200
 
@@ -168,6 +170,21 @@ async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline,
             log.exception("could not save the rules' state; will retry")
 
 
+async def _prune_periodically(store: Store, keep_s: float) -> None:
+    """``store.retention_days`` on the wall clock, as TimescaleDB's policy counts it; live
+    runs only (a replay of an old log would lose its positions at once)."""
+    while True:
+        try:
+            dropped = await store.prune(time.time() - keep_s)
+            if dropped:
+                log.info("store: dropped %d positions older than the retention", dropped)
+        except StoreUnavailable as exc:
+            log.warning("could not drop old positions (%s); will retry", exc)
+        except Exception:
+            log.exception("could not drop old positions; will retry")
+        await asyncio.sleep(PRUNE_S)
+
+
 async def run_service(config: Config, options: ServiceOptions, *,
                       replay: ReplayPlan | None = None) -> int:
     """Run until the sources end (replay) or a signal arrives. Exit code.
@@ -272,6 +289,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if saves_state:
             tasks.append(asyncio.create_task(
                 _save_periodically(store, engine, pipeline, scope)))
+        if replay is None and config.store.retention_days is not None:
+            tasks.append(asyncio.create_task(
+                _prune_periodically(store, config.store.retention_days * 86400.0)))
         if replay is not None:
             finished = await _until_stopped(_replay(replay, pipeline, decoder), stop)
             if finished and config.api.enabled and not stop.is_set():

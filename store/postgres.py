@@ -588,6 +588,15 @@ class PostgresStore(WriterStore):
             rows = await self.pool.fetch("SELECT * FROM engine_state WHERE scope = $1", scope)
         return {r["part"]: r["state"] for r in rows}
 
+    async def prune(self, before: float) -> int:
+        with self._errors():
+            await self.pool.execute("DELETE FROM source_health WHERE time < $1", ts(before))
+            if self.timescaledb:
+                return 0  # its retention policy drops whole chunks of positions
+            status = await self.pool.execute("DELETE FROM positions WHERE time < $1",
+                                             ts(before))
+        return int(status.split()[-1])
+
     async def save_source_health(self, time: float,
                                  health: Mapping[str, Mapping[str, Any]]) -> None:
         rows = [(ts(time), source, dict(data)) for source, data in health.items()]

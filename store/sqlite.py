@@ -78,6 +78,8 @@ _SMALL_CHUNK = 64
 #: How long a write waits for a lock another process holds (ms), and an inline batch write.
 _BUSY_MS = 10_000
 _INLINE_BUSY_MS = 100
+#: Positions dropped in one transaction when pruning (a first prune of years of rows).
+_PRUNE_ROWS = 50_000
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
     "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
@@ -624,6 +626,20 @@ class SqliteStore(WriterStore):
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM engine_state WHERE scope = ?", (scope,)).fetchall())
         return {r["part"]: json.loads(r["state"]) for r in rows}
+
+    async def prune(self, before: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM source_health WHERE time < ?", (before,))
+            return conn.execute(
+                "DELETE FROM positions WHERE rowid IN (SELECT rowid FROM positions "
+                f"WHERE time < ? LIMIT {_PRUNE_ROWS})", (before,)).rowcount
+
+        dropped = 0
+        while True:  # in bites, so the writer's batches are not held up for long
+            done = await self._write(run)
+            dropped += done
+            if done < _PRUNE_ROWS:
+                return dropped
 
     async def save_source_health(self, time: float,
                                  health: Mapping[str, Mapping[str, Any]]) -> None:

@@ -601,3 +601,37 @@ def test_a_malformed_token_variable_stops_the_start_and_check_config(tmp_path: P
     assert checked.returncode == 2 and checked.stderr.splitlines()[-1] == (
         "harbourwatch: <flags>: api.tokens: unknown role 'superuser' (viewer, operator or "
         "admin)")
+
+
+def test_a_live_run_drops_positions_older_than_the_retention(tmp_path: Path) -> None:
+    """Only TimescaleDB's policy dropped them: the default SQLite store grew for ever."""
+    from tests.api_helpers import pos
+
+    db = tmp_path / "live.db"
+
+    async def seed() -> None:
+        store = open_store(f"sqlite:///{db}", tmp_path)
+        await store.start()
+        for age_days in (400, 1):  # the default retention is 90 days
+            store.on_report(pos(244123456, time.time() - age_days * 86400, -23.83, 151.25))
+        await store.flush()
+        await store.stop()
+
+    asyncio.run(seed())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--udp", f"127.0.0.1:{free_udp_port()}", "--db", f"sqlite:///{db}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                kept = conn.execute("SELECT count(*) FROM positions").fetchone()[0]
+            if kept == 1:
+                break
+            assert time.monotonic() < deadline, f"{kept} positions still stored"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -79,6 +79,23 @@ async def test_positions_round_trip_with_values(store: Store) -> None:
     assert drill_track[0]["speed"] is None
 
 
+async def test_prune_drops_what_retention_no_longer_keeps(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only TimescaleDB's policy dropped old rows: SQLite and plain PostgreSQL grew for ever."""
+    monkeypatch.setattr("store.sqlite._PRUNE_ROWS", 3)  # SQLite drops them in bites
+    for i in range(20):
+        store.on_report(pos(A, T0 + i * 10))
+    await store.flush()
+    await store.save_source_health(T0 + 50, {"rx1": {"messages": 1}})
+    await store.save_source_health(T0 + 150, {"rx1": {"messages": 2}})
+    assert await store.prune(T0 + 100) == 10
+    assert [p["time"] for p in await store.track(A, T0, T0 + 1000)] == [
+        iso_time(T0 + i * 10) for i in range(10, 20)]
+    assert await store.position_count() == 10
+    assert await store.latest_source_health() == {"rx1": {"messages": 2}}
+    assert await store.prune(T0 + 100) == 0
+
+
 async def test_positions_are_idempotent(store: Store) -> None:
     reports = [pos(A, T0 + i) for i in range(100)]
     for r in reports:
