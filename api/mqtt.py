@@ -133,16 +133,21 @@ def make_tls_context(
     insecure: bool = False,
 ) -> ssl.SSLContext:
     """Client TLS context; ``insecure`` skips the host name check only (like mosquitto_pub)."""
+    if key_file is not None and cert_file is None:
+        raise MqttConfigError("MQTT TLS key file given without a certificate file")
     try:
         ctx = ssl.create_default_context(
             ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else str(ca_file)
         )
-        if cert_file is not None:
-            ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
     except (OSError, ssl.SSLError) as exc:
-        raise MqttConfigError(f"MQTT TLS files: {exc}") from None
-    if key_file is not None and cert_file is None:
-        raise MqttConfigError("MQTT TLS key file given without a certificate file")
+        raise MqttConfigError(f"mqtt.tls.ca_file {str(ca_file)!r}: {exc}") from None
+    if cert_file is not None:
+        try:
+            ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttConfigError(f"mqtt.tls.cert_file {str(cert_file)!r} / key_file "
+                                  f"{None if key_file is None else str(key_file)!r}: "
+                                  f"{exc}") from None
     if insecure:
         ctx.check_hostname = False
     return ctx

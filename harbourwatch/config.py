@@ -765,7 +765,7 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
         try:
             MqttFeed.from_config(config.mqtt, port_name=config.port.name)
         except MqttConfigError as exc:
-            errors.append(f"{where}: mqtt: {exc}")
+            errors.append(f"{where}: {exc}")  # it names the mqtt setting
     zones_path = Path(zones) if zones is not None else config.port.zones
     if zones_path is not None:
         try:

@@ -246,11 +246,12 @@ def test_check_config_finds_what_run_would_stop_on(tmp_path: Path) -> None:
                     "mqtt: {url: 'mqtt://127.0.0.1:99999'}\n")
     assert check_config(path) == [
         f"{path}: sources: log: no such file: {tmp_path / 'missing.nmea'}",
-        f"{path}: mqtt: MQTT URL has a bad port: Port out of range 0-65535"]
+        f"{path}: MQTT URL has a bad port: Port out of range 0-65535"]
     path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', "
                     "tls: {enabled: true, ca_file: ca.pem}}\n")
     assert check_config(path) == [
-        f"{path}: mqtt: MQTT TLS files: [Errno 2] No such file or directory"]
+        f"{path}: mqtt.tls.ca_file {str(tmp_path / 'ca.pem')!r}: [Errno 2] No such file or "
+        "directory"]
 
 
 def test_true_is_no_number() -> None:
