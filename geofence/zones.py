@@ -118,6 +118,9 @@ class Zone:
         return {"type": "Feature", "properties": props, "geometry": mapping(self.geometry)}
 
 
+_TOO_DEEP = "not GeoJSON: nested too deeply to read"
+
+
 def _feature_label(index: int, feature: Any) -> str:
     if isinstance(feature, dict):
         props = feature.get("properties")
@@ -125,7 +128,7 @@ def _feature_label(index: int, feature: Any) -> str:
             return f"feature {props['id']!r}"
         if isinstance(feature.get("id"), str):
             return f"feature {feature['id']!r}"
-    return f"feature #{index}"
+    return f"features[{index}]"  # the JSON path: the first is features[0]
 
 
 def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
@@ -135,7 +138,7 @@ def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
     if raw.get("type") not in ("Polygon", "MultiPolygon"):
         return None, f"geometry must be Polygon or MultiPolygon, not {raw.get('type')!r}"
     if not _numeric_positions(raw.get("coordinates"), 2 if raw["type"] == "Polygon" else 3):
-        return None, "malformed coordinates: a position is [lon, lat] numbers"
+        return None, "malformed coordinates: a position is [lon, lat], finite numbers"
     try:
         geom = shape(raw)
     except Exception as exc:  # shapely raises several types for malformed coordinates
@@ -160,7 +163,8 @@ def _numeric_positions(coords: Any, depth: int) -> bool:
         return False
     if depth == 0:
         return 2 <= len(coords) <= 3 and all(
-            isinstance(c, int | float) and not isinstance(c, bool) for c in coords)
+            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+            for c in coords)
     return all(_numeric_positions(item, depth - 1) for item in coords)
 
 
@@ -308,6 +312,8 @@ class ZoneSet:
                 raise ZoneError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
             except json.JSONDecodeError as exc:
                 raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
+            except RecursionError:
+                raise ZoneError([f"{source}: {_TOO_DEEP}"]) from None
             except UnicodeDecodeError as exc:
                 line = path.read_bytes()[:exc.start].count(b"\n") + 1
                 raise ZoneError([f"{source}:{line}: not UTF-8 text (byte {exc.start})"]) from exc
@@ -316,6 +322,8 @@ class ZoneSet:
                 obj = json.loads(obj_or_path)
             except json.JSONDecodeError as exc:
                 raise ZoneError([f"{source}:{exc.lineno}: not JSON: {exc.msg}"]) from exc
+            except RecursionError:
+                raise ZoneError([f"{source}: {_TOO_DEEP}"]) from None
         zones, warnings = parse_features(obj, source)
         try:
             zone_set = cls(zones, projection=projection, source=source, warnings=warnings)

@@ -73,7 +73,7 @@ def test_every_problem_reported_at_once() -> None:
         "<zones>: feature 'a': unknown kind 'marina' (expected one of port_limit, coverage, "
         "berth, anchorage, restricted, channel, security)",
         "<zones>: feature 'd': duplicate id 'd'",
-        "<zones>: feature #3: missing properties.id",
+        "<zones>: features[3]: missing properties.id",
         "<zones>: feature 'p': geometry must be Polygon or MultiPolygon, not 'Point'",
         "<zones>: feature 's': property max_speed_kn: Input should be a valid number",
         "<zones>: feature 'Berth 3': id 'Berth 3' is not a slug (a-z, 0-9, _ and -)",
@@ -134,7 +134,18 @@ def test_a_duplicate_of_a_faulty_feature_and_text_coordinates_are_reported() -> 
     errors = errors_of(collection(faulty, duplicate, text))
     assert errors[1:] == [
         "<zones>: feature 'd': duplicate id 'd'",
-        "<zones>: feature 't': malformed coordinates: a position is [lon, lat] numbers"]
+        "<zones>: feature 't': malformed coordinates: a position is [lon, lat], finite numbers"]
+
+
+def test_nan_coordinates_and_json_nested_too_deeply_are_reasons_not_tracebacks(
+        tmp_path: Path) -> None:
+    feature = rect("n", "berth", 0, 0, 10, 10)
+    feature["geometry"]["coordinates"][0][1][0] = float("nan")
+    assert errors_of(collection(feature)) == [
+        "<zones>: feature 'n': malformed coordinates: a position is [lon, lat], finite numbers"]
+    path = tmp_path / "deep.geojson"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert errors_of(path) == [f"{path}: not GeoJSON: nested too deeply to read"]
 
 
 def test_projection_override_and_empty_set() -> None:
