@@ -8,6 +8,7 @@ decide they have something to do; silence timers live in heaps and run on ticks.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ from ingest.report import Report
 
 if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
+
+log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
 _NEVER = float("-inf")
@@ -88,8 +91,11 @@ class Engine:
     def _set_watch_area(self) -> None:
         """With ``watch_area: port``, the zones that bound where alerts are raised."""
         kinds = ("coverage", "port_limit")
-        watched = self.config.watch_area == "port" and any(
-            self.zones.of_kind(kind) for kind in kinds)
+        wanted = self.config.watch_area == "port"
+        watched = wanted and any(self.zones.of_kind(kind) for kind in kinds)
+        if wanted and not watched and len(self.zones):
+            log.warning("rules.watch_area is port, but the zones have no coverage or "
+                        "port_limit zone: every vessel heard is a subject of the rules")
         self._watch_kinds = kinds if watched else ()
 
     def in_watch_area(self, vessel: Vessel) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from geofence.engine import Engine
 from geofence.picture import Vessel
 from geofence.rules import REGISTRY, BaseRule, Phase, RuleContext, build_rules
@@ -235,6 +237,19 @@ def test_watch_area_port_keeps_far_vessels_in_the_picture_but_out_of_the_rules()
     run = Run(config=rules_config(watch_area="port"))
     run.feed(report(970111222, 0, far, 0))
     assert len(run.of("emergency_device", "new")) == 1
+
+
+def test_watch_area_port_without_a_port_zone_says_the_rules_watch_everywhere(
+        caplog: pytest.LogCaptureFixture) -> None:
+    berth_only = ZoneSet.from_geojson(collection(rect("b", "berth", 0, 0, 100, 100)))
+    Run(zones=berth_only, config=rules_config(watch_area="port"))
+    assert caplog.messages == [
+        "rules.watch_area is port, but the zones have no coverage or port_limit zone: every "
+        "vessel heard is a subject of the rules"]
+    caplog.clear()
+    Run(config=rules_config(watch_area="port"))  # the test port has both
+    Run(zones=berth_only, config=rules_config(watch_area="everywhere"))
+    assert caplog.messages == []
 
 
 def test_watch_area_port_still_confirms_leaving_the_port() -> None:
