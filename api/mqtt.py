@@ -534,13 +534,17 @@ class MqttFeed:
         return random.uniform(cap / 2, cap)  # "equal jitter": never zero, never in step
 
     async def _supervise(self) -> None:
+        # The log says when an outage starts and when it ends; the retries in between are
+        # at debug level (a broker away for a day logged a warning every 30 s).
         attempt = 0
         while True:
             try:
                 async with self._make_client() as client:
-                    attempt = 0
                     self.counters["connects"] += 1
-                    log.info("MQTT connected to %s:%d", self.host, self.port)
+                    log.log(logging.WARNING if attempt else logging.INFO,
+                            "MQTT connected to %s:%d%s", self.host, self.port,
+                            " again" if attempt else "")
+                    attempt = 0
                     await self._run_connected(client)
                     return  # clean stop
             except asyncio.CancelledError:
@@ -548,8 +552,10 @@ class MqttFeed:
             except Exception as exc:
                 err = _translate(exc)
                 self.counters["connect_failures"] += 1
-                level = logging.ERROR if isinstance(err, MqttAuthError) else logging.WARNING
-                log.log(level, "MQTT %s:%d: %s", self.host, self.port, err)
+                level = (logging.DEBUG if attempt else logging.ERROR
+                         if isinstance(err, MqttAuthError) else logging.WARNING)
+                log.log(level, "MQTT %s:%d: %s%s", self.host, self.port, err,
+                        "" if attempt else "; retrying with back-off")
             finally:
                 self._connected_event.clear()
             delay = self._backoff(attempt)

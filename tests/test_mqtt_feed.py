@@ -394,7 +394,9 @@ asyncio.run(main())
     await again.close()
 
 
-async def test_broker_restart_mid_stream_loses_nothing(broker: MosquittoBroker) -> None:
+async def test_broker_restart_mid_stream_loses_nothing(
+        broker: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="api.mqtt")
     p = new_prefix()
     # First retry 1-2 s after the drop: time for the test's subscriber to reconnect first.
     feed = feed_for(broker, p, backoff_initial_s=2.0, backoff_max_s=4.0)
@@ -428,6 +430,10 @@ async def test_broker_restart_mid_stream_loses_nothing(broker: MosquittoBroker) 
     ids = {make_event(Transition.NEW, n).alert["id"] for n in range(35) if n != 3}
     assert retained == {f"{p}/alerts/dark_vessel/{i}" for i in ids}
     await feed.stop()
+    # One warning when the outage starts, one when it ends (none for each retry between).
+    said = [r.getMessage() for r in caplog.records if r.name == "api.mqtt"]
+    assert len(said) == 2 and said[0].endswith("; retrying with back-off"), said
+    assert said[1] == f"MQTT connected to {broker.host}:{broker.port} again"
 
 
 async def test_stale_positions_dropped_after_reconnect(broker: MosquittoBroker) -> None:
