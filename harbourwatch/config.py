@@ -534,6 +534,9 @@ class Config(_Model):
     @classmethod
     def _unique_sources(cls, value: list[SourceConfig]) -> list[SourceConfig]:
         _no_duplicates([s.name for s in value], "source name")
+        # Two listeners on one UDP port: the second could not start ("address in use").
+        _no_duplicates([f"{s.host or '0.0.0.0'}:{s.port}" for s in value if s.kind == "udp"],
+                       "UDP address")
         return value
 
     @model_validator(mode="after")

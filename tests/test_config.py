@@ -129,6 +129,11 @@ def test_duplicate_names_and_bad_values(tmp_path: Path) -> None:
     fields = [line.split(": ")[1] for line in info.value.errors]
     assert fields == ["port.name", "sources", "store.url", "mqtt.url"]
     assert "duplicate source name 'a'" in info.value.errors[1]
+    text = "sources:\n  - {kind: udp, name: a, port: 1}\n  - {kind: udp, name: b, port: 1}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert info.value.errors[0].endswith("port.yaml:1: sources: duplicate UDP address "
+                                         "'0.0.0.0:1'")
 
 
 def test_env_overrides_secrets(tmp_path: Path) -> None:
