@@ -464,6 +464,13 @@ class ApiToken(_Model):
     token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
                                      description="Or its SHA-256, hex")
 
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("empty: a token no one can present")
+        return value
+
     @model_validator(mode="after")
     def _one_secret(self) -> ApiToken:
         if (self.token is None) == (self.token_sha256 is None):

@@ -156,6 +156,12 @@ def test_token_may_come_only_from_env(tmp_path: Path) -> None:
         load_config(write(tmp_path, text), env={})
     config = load_config(write(tmp_path, text), env={"HARBOURWATCH_API_TOKEN_OPS": "t"})
     assert config.api.tokens[0].role == "viewer"
+    # Set but empty: a token no one could ever present.
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={"HARBOURWATCH_API_TOKEN_OPS": ""})
+    assert info.value.errors[0].endswith(
+        "api.tokens.0.token (from environment HARBOURWATCH_API_TOKEN_OPS): empty: a token no "
+        "one can present")
 
 
 def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
