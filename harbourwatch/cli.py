@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="AIS vessel tracking and port-security alerts for small and medium ports.",
     )
     parser.add_argument("--version", action="version", version=f"harbourwatch {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging (-vv: debug, logs every rejected line)")
+    verbose_help = "more logging (-vv: debug, logs every rejected line)"
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     decode = commands.add_parser("decode", help="decode NMEA logs to JSON lines")
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harbourwatch import commands as more
 
     more.add_commands(commands)
+    for command in commands.choices.values():  # also after the command: ``run -v``
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                             help=verbose_help)
     return parser
 
 

@@ -104,3 +104,13 @@ def test_two_receivers_logs_of_one_file_name_stay_two_sources(tmp_path: Path) ->
     assert [s["name"] for s in stats["sources"]] == ["rx", "rx-2"]
     (report,) = [json.loads(out) for out in result.stdout.splitlines()]
     assert report["sources"] == ["rx", "rx-2"]
+
+
+def test_verbose_goes_before_or_after_the_command() -> None:
+    """``harbourwatch run -v`` was a usage error: -v had to come before the command."""
+    from harbourwatch.cli import build_parser
+
+    parser = build_parser()
+    assert [parser.parse_args(args).verbose for args in (
+        ["decode", "x.nmea"], ["decode", "-v", "x.nmea"], ["-vv", "decode", "x.nmea"],
+        ["decode", "x.nmea", "-vv"])] == [0, 1, 2, 2]
