@@ -44,15 +44,19 @@ def add_commands(commands: Any) -> None:
                           help="the NMEA log to write (tag blocks with time and receiver)")
     scenario.add_argument("--truth", type=Path, required=True, metavar="TRUTH.json",
                           help="the anomalies injected and the controls, with time windows")
-    scenario.add_argument("--seed", type=int, default=1, help="same seed, same files")
+    scenario.add_argument("--seed", type=int, default=1,
+                          help="same seed, same files (default 1)")
     scenario.add_argument("--hours", type=float, default=2.0, help="length (default 2)")
     scenario.add_argument("--start", metavar="TIME",
                           help="message time of the first report (ISO 8601; default fixed)")
     scenario.set_defaults(handler=_scenario)
 
     check = commands.add_parser("check-config", help="validate a config and its zones")
-    check.add_argument("config", nargs="?", type=Path, metavar="PORT.yaml")
-    check.add_argument("--zones", type=Path, metavar="ZONES.geojson")
+    check.add_argument("config", nargs="?", type=Path, metavar="PORT.yaml",
+                       help="the config file (its zones, sources' files, MQTT TLS files and "
+                            "the API tokens of the environment are checked too)")
+    check.add_argument("--zones", type=Path, metavar="ZONES.geojson",
+                       help="a zones file (instead of, or as well as, the config's)")
     check.set_defaults(handler=_check_config)
 
 

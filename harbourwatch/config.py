@@ -652,6 +652,9 @@ def migrate(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
     return data
 
 
+_SECTIONS = frozenset({"port", "ingest", "rules", "store", "api", "mqtt"})
+
+
 def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None = None,
                  env: Mapping[str, str] | None = None) -> Config:
     """Validate YAML text; relative paths resolve against ``base_dir``."""
@@ -672,6 +675,9 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: the config must be a mapping of sections"])
+    # A section left empty (its settings commented out) means its defaults.
+    data = {key: {} if value is None and key in _SECTIONS else value
+            for key, value in data.items()}
     config = _validated(migrate(data, source), source, root, env)
     if base_dir is not None:
         _resolve_paths(config, base_dir)

@@ -11,6 +11,7 @@ from harbourwatch import config as config_mod
 from harbourwatch.config import (
     Config,
     ConfigError,
+    RulesConfig,
     check_config,
     load_config,
     parse_config,
@@ -323,3 +324,10 @@ def test_a_tcp_feed_can_be_reconnected_when_it_stalls(tmp_path: Path) -> None:
         load_config(path, env={})
     assert info.value.errors == [
         f"{path}:2: sources.0: idle_timeout_s is for tcp sources, not udp"]
+
+
+def test_a_section_left_empty_means_its_defaults() -> None:
+    """``rules:`` with its settings commented out said "Input should be a valid dictionary
+    or instance of RulesConfig"."""
+    config = parse_config("version: 1\nrules:\n#  dark_vessel: {moving_s: 900}\ningest:\n")
+    assert config.rules == RulesConfig() and config.ingest.queue_size == 10000

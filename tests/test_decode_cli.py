@@ -75,14 +75,12 @@ def test_decode_stdin() -> None:
     assert stats["sources"][0]["rejected"] == {"junk": 1}
 
 
-def test_missing_file_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+def test_missing_file_exits_2_with_a_clear_message_as_replay_does(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-log.nmea"
     result = _decode(str(missing))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stdout == b""
-    message = result.stderr.decode()
-    assert str(missing) in message
-    assert "No such file" in message
+    assert result.stderr.decode() == f"harbourwatch: {missing}: no such file\n"
 
 
 def test_bad_usage_exits_2() -> None:
