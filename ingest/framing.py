@@ -218,6 +218,9 @@ def _head(head: bytes) -> tuple[str, bool] | None:
     return head[:2].decode(), kind == b"VDO"
 
 
+#: A tag block's ``s:`` fit to name a receiver: printable, no control characters (they would
+#: reach the log and a terminal as they are); else the line's receiver is its source.
+_TAG_STATION = re.compile(rb"[ -~]{1,64}")
 #: A station field fit to name a receiver (digits in Gatehouse feeds: an MMSI-like number).
 _STATION = re.compile(rb"[A-Za-z0-9_-]{1,32}")
 #: Station fields seen → their receiver name ("" when unfit): a feed has few stations.
@@ -287,7 +290,7 @@ def _tag_block(block: bytes) -> tuple[float | None, str | None, str | None] | No
         key, _, value = item.partition(b":")
         if key == b"c":
             time = epoch_value(value)
-        elif key == b"s" and value:
+        elif key == b"s" and _TAG_STATION.fullmatch(value):
             station = value.decode()
         elif key == b"g" and value.count(b"-") == 2:
             group = value.rsplit(b"-", 1)[1].decode() or None

@@ -114,6 +114,16 @@ def test_serial_nul_padding_and_a_byte_order_mark_do_not_lose_the_sentence() -> 
     assert frame(b"\xef\xbb\xbf\xff!AIVDM") == framing.NOT_ASCII
 
 
+def test_a_station_with_control_characters_names_no_receiver() -> None:
+    """An escape sequence in ``s:`` reached the log as it was: it could erase a terminal's
+    line and print a forged one."""
+    forged = frame((tag_block(s="rx\x1b[2K\x1b[0GFAKE", c=1_767_268_800) + LINE).encode())
+    plain = frame((tag_block(s="AIS Station-2", c=1_767_268_800) + LINE).encode())
+    assert isinstance(forged, Sentence) and isinstance(plain, Sentence)
+    assert (forged.station, forged.time) == (None, 1_767_268_800)
+    assert plain.station == "AIS Station-2"
+
+
 def test_malformed_and_bad_payload() -> None:
     assert frame(sentence("13HOI:0P0000VOHLCnHQKwvL05Ip", channel="Z").encode()) == (
         framing.MALFORMED)

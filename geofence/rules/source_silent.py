@@ -42,20 +42,15 @@ class SourceSilent(BaseRule):
                 fnmatchcase(receiver, pattern) for pattern in self.excluded)
         return watched
 
-    def _end(self, ctx: RuleContext, receiver: str, heard: float, now: float) -> None:
-        for alert in ctx.book.of_rule(self.name):
-            if alert.details.get("receiver") == receiver:
-                ctx.book.end(alert, now, {"silent_s": round(
-                    heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
-
     def on_tick(self, ctx: RuleContext, now: float) -> None:
         active = {str(a.details.get("receiver")): a for a in ctx.book.of_rule(self.name)}
         for rec in ctx.picture.receivers.values():
             alert = active.get(rec.name)
             heard = rec.heard_at
             if alert is not None:
-                if heard > alert.started_at - self.silent_s:
-                    self._end(ctx, rec.name, heard, now)
+                if heard > alert.started_at - self.silent_s:  # heard again
+                    ctx.book.end(alert, now, {"silent_s": round(
+                        heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
                 continue
             due = max(heard, rec.silence_from) + self.silent_s
             if now > due and self.watches(rec.name):
