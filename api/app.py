@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import models as m
 from api.auth import Authenticator, AuthError, Principal, Role
 from api.deps import ApiDeps, PictureView
+from api.guard import BodyGuard
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.picture import feature
 from api.stream import StreamFilter
@@ -344,6 +345,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                               "a small or medium seaport. Bearer tokens; roles viewer < "
                               "operator < admin.")
     app.state.auth = auth
+    app.add_middleware(BodyGuard, auth=auth)
     _install_errors(app)
     _install_openapi(app, [m.VesselCollection])
 
