@@ -339,7 +339,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if hub is not None:
             hub.close()  # end the streams so shutdown need not wait for them
 
+    # No redirect of a trailing slash: Starlette builds its Location from the Host header.
     app = FastAPI(title="harbourwatch", version=deps.version, lifespan=lifespan,
+                  redirect_slashes=False,
                   dependencies=[Depends(_only_known_query_parameters)],
                   description="Live vessel picture, tracks, alerts and their lifecycle for "
                               "a small or medium seaport. Bearer tokens; roles viewer < "
@@ -625,6 +627,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if deps.mqtt is not None:
             out["mqtt"] = dict(deps.mqtt())
         return _dump(out)
+
+    @app.head("/health", include_in_schema=False)
+    async def health_probe() -> Response:
+        """A load balancer's probe (it read 405 as down): 200 while the API answers."""
+        return Response(status_code=200)
 
     @app.get("/health", response_model=m.HealthOut, tags=["service"])
     async def health() -> Response:

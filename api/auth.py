@@ -108,11 +108,12 @@ class Authenticator:
                 raise ValueError(f"token {spec.name!r}: give token or token_sha256")
             entries.append((spec.name, Role.parse(spec.role), digest.lower()))
         raw = (os.environ if env is None else env).get(TOKENS_ENV, "")
-        for item in filter(None, (part.strip() for part in raw.split(","))):
+        for number, item in enumerate(filter(None, (p.strip() for p in raw.split(","))), 1):
             name, sep, rest = item.partition(":")
             role, sep2, token = rest.partition(":")
             if not (sep and sep2 and name and token):
-                raise ValueError(f"{TOKENS_ENV}: expected name:role:token, got {name!r}...")
+                # Not the entry itself: it may be a token alone, and a log keeps it.
+                raise ValueError(f"{TOKENS_ENV}: entry {number} is not name:role:token")
             entries.append((name, Role.parse(role), sha256_hex(token)))
         return cls(entries, open_read=open_read)
 

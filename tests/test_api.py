@@ -652,3 +652,21 @@ def test_zones_far_apart_are_warned_about(caplog: pytest.LogCaptureFixture) -> N
     assert len(zones.warnings) == 1 and "[lat, lon] swapped?" in zones.warnings[0]
     assert zones.warnings[0].startswith("<zones>: the zones span 147.6° of longitude")
     assert [r.getMessage() for r in caplog.records] == zones.warnings
+
+
+async def test_health_answers_head_and_a_trailing_slash_is_not_redirected(api: Rig) -> None:
+    """HEAD /health was 405 (a load balancer's probe: down); /vessels/ redirected to the
+    host the request named (``Host: evil.example``)."""
+    head = await api.client.head("/health")
+    assert (head.status_code, head.content) == (200, b"")
+    slash = await api.client.get("/vessels/", headers={**headers("viewer"),
+                                                       "host": "evil.example"})
+    assert slash.status_code == 404 and "location" not in slash.headers
+
+
+def test_a_malformed_token_entry_is_not_echoed() -> None:
+    from api.auth import Authenticator
+
+    with pytest.raises(ValueError) as info:
+        Authenticator.from_config(env={"HARBOURWATCH_API_TOKENS": "a:viewer:ok,S3CRETVALUE"})
+    assert str(info.value) == "HARBOURWATCH_API_TOKENS: entry 2 is not name:role:token"
