@@ -311,8 +311,11 @@ class MqttFeed:
         ]
 
     def on_report(self, report: Report) -> None:
-        """Merge a report into the vessel state; publish is coalesced and rate-limited."""
-        if report.msg_type not in VESSEL_MSG_TYPES:
+        """Merge a report into the vessel state; publish is coalesced and rate-limited.
+
+        Not own-ship (VDO) reports, as the API's picture: the rules never judge them, and a
+        forged VDO line with a real vessel's MMSI moved that vessel here unchecked."""
+        if report.msg_type not in VESSEL_MSG_TYPES or report.own:
             return
         t = report.time
         if self._newest is None or t > self._newest:
@@ -331,8 +334,6 @@ class MqttFeed:
             state["msg_type"] = report.msg_type
             state["time"] = iso_time(t)
             state["sources"] = list(report.sources)
-            if report.own:
-                state["own"] = True
             self._vessel_time[mmsi] = t
             changed = True
         statics = {n: getattr(report, n) for n in STATIC_FIELDS if getattr(report, n) is not None}

@@ -188,7 +188,8 @@ class StreamHub:
             self._new.set()
 
     def on_report(self, report: Report) -> None:
-        if not self._subs or report.lat is None or report.lon is None or report.own:
+        if (not self._subs or report.lat is None or report.lon is None or report.own
+                or report.fix_rejected):  # a spoofed jump is not the vessel's position
             return
         self._append(("position", report.mmsi, None, report.lon, report.lat, None,
                       _encode("position", position_payload(report))))

@@ -222,3 +222,12 @@ async def test_a_client_reconnecting_with_last_event_id_gets_the_alerts_it_misse
         finally:
             server.stop()
             await serving
+
+
+def test_a_fix_the_rules_rejected_is_not_streamed() -> None:
+    """A spoofed jump reached /stream while the picture and MQTT kept the vessel in place."""
+    hub = StreamHub(ring_size=8, linger_s=0.0)
+    hub.subscribe(StreamFilter())
+    hub.on_report(pos(VESSEL, T0, *SPOT))
+    hub.on_report(pos(VESSEL, T0 + 1, -29.9, 151.4, suspect="position_jump"))
+    assert hub.stats().events == 1

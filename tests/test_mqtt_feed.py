@@ -723,3 +723,12 @@ async def test_an_outbox_that_reads_but_cannot_keep_is_one_outage(
     assert feed.counters["connects"] == 1
     feed.stop_timeout_s = 0.5
     await feed.stop()
+
+
+def test_own_ship_reports_move_no_vessel_on_the_feed() -> None:
+    """A forged !AIVDO line with a real vessel's MMSI moved it on the command platform's
+    map, past the rules (which never judge own-ship reports) and unlike the API."""
+    feed = MqttFeed("mqtt://127.0.0.1:1", prefix="test/own")
+    feed.on_report(report(211000001, T0, 51.9, 4.1))
+    feed.on_report(report(211000001, T0 + 1, 49.0, 2.0, own=True))
+    assert (feed._vessels[211000001]["lat"], feed._vessels[211000001]["lon"]) == (51.9, 4.1)
