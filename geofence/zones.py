@@ -119,6 +119,9 @@ class Zone:
 
 
 _TOO_DEEP = "not GeoJSON: nested too deeply to read"
+#: Positions of all the zones together: a port's zones have hundreds, a detailed coastline
+#: tens of thousands.
+MAX_POSITIONS = 200_000
 
 
 def _feature_label(index: int, feature: Any) -> str:
@@ -243,6 +246,12 @@ def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[
             zones.append(zone)
     if errors:
         raise ZoneError(errors)
+    positions = sum(int(shapely.get_num_coordinates(z.geometry)) for z in zones)
+    if positions > MAX_POSITIONS:
+        # A zone of millions of vertices held the rules for seconds at each swap, and every
+        # GET /zones sent 120 MB.
+        raise ZoneError([f"{source}: {positions} positions in all, over the limit of "
+                         f"{MAX_POSITIONS} (simplify the outlines)"])
     return zones, [f"{source}: {w}" for w in warnings]
 
 

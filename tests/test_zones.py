@@ -194,3 +194,13 @@ def test_a_zone_allowed_mmsi_of_ten_digits_names_the_zone() -> None:
         ZoneSet.from_geojson(collection(*features, bad))
     assert any("pier_9" in e and "allowed_mmsi" in e and "999999999" in e
                for e in caught.value.errors), caught.value.errors
+
+
+def test_zones_of_millions_of_vertices_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geofence import zones as zones_module
+
+    monkeypatch.setattr(zones_module, "MAX_POSITIONS", 9)
+    assert len(ZoneSet.from_geojson(collection(rect("a", "berth", 0, 0, 10, 10)))) == 1
+    assert errors_of(collection(rect("a", "berth", 0, 0, 10, 10),
+                                rect("b", "berth", 20, 0, 30, 10))) == [
+        "<zones>: 10 positions in all, over the limit of 9 (simplify the outlines)"]
