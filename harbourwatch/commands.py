@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ def add_commands(commands: Any) -> None:
     check.set_defaults(handler=_check_config)
 
 
+def _private_files() -> None:
+    """What a run writes (tracks, operator notes, alerts, the spool) is no other local
+    user's to read: the umask loses every bit for others and group write."""
+    os.umask(os.umask(0) | 0o027)
+
+
 def _fail(errors: list[str]) -> int:
     for line in errors:
         print(f"harbourwatch: {line}", file=sys.stderr)
@@ -71,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     from ingest.sources.base import SourceReadError
 
     options = ServiceOptions.from_args(args)
+    _private_files()
     try:
         config = resolve_config(options)
         return asyncio.run(run_service(config, options))
@@ -103,6 +111,7 @@ def _replay(args: argparse.Namespace) -> int:
         return _fail([f"{p}: no such file" for p in missing])
     plan = ReplayPlan(list(args.logs), speed, start, args.nominal_rate,
                       progress=False if args.no_progress else None)
+    _private_files()
     try:
         config = resolve_config(options)
         return asyncio.run(run_service(config, options, replay=plan))

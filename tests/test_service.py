@@ -64,6 +64,8 @@ def test_two_max_speed_replays_give_identical_alert_files(
         assert done.returncode == 0, done.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+    # Tracks, operator notes and alerts are not for every local user (they were 0644).
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {"0o640"}
     rules = {a["rule"] for a in alerts_of(tmp_path / "alerts-a.jsonl")}
     assert {"speeding", "restricted_entry", "emergency_device"} <= rules
 
