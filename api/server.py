@@ -59,8 +59,11 @@ class ApiServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *,
                  hub: StreamHub | None = None, log_level: str = "warning",
                  graceful_s: float = 5.0) -> None:
+        # A short accept backlog: when the process runs out of file descriptors, asyncio
+        # logs (and re-schedules) once per backlog slot and per retry: 2048, uvicorn's
+        # default, wrote 446 MB of log in a minute. A port's API has a handful of clients.
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                access_log=False, lifespan="on",
+                                access_log=False, lifespan="on", backlog=64,
                                 timeout_graceful_shutdown=int(graceful_s) or 1)
         self.server = _EmbeddedServer(config)
         self.hub = hub
