@@ -171,8 +171,8 @@ async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline,
 
 
 async def _prune_periodically(store: Store, keep_s: float) -> None:
-    """``store.retention_days`` on the wall clock, as TimescaleDB's policy counts it; live
-    runs only (a replay of an old log would lose its positions at once)."""
+    """``store.retention_days`` on the wall clock, as TimescaleDB's policy counts it; the
+    live service only (a replay or drill of an old log would lose its positions at once)."""
     while True:
         try:
             dropped = await store.prune(time.time() - keep_s)
@@ -289,7 +289,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if saves_state:
             tasks.append(asyncio.create_task(
                 _save_periodically(store, engine, pipeline, scope)))
-        if replay is None and config.store.retention_days is not None:
+        if replay is None and not drill and config.store.retention_days is not None:
             tasks.append(asyncio.create_task(
                 _prune_periodically(store, config.store.retention_days * 86400.0)))
         if replay is not None:
