@@ -12,7 +12,6 @@ acts); read methods return JSON-ready dicts with ISO 8601 ``Z`` times.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -67,9 +66,6 @@ class VesselState:
     mmsi: int
     time: float
     state: dict[str, Any]
-
-    def encoded(self) -> VesselStateJSON:
-        return VesselStateJSON(self.mmsi, self.time, json.dumps(self.state))
 
 
 @dataclass(slots=True, frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -14,7 +15,15 @@ import pytest
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from ingest.ingestor import sources_final_after
 from ingest.report import Report, iso_time
-from store import AlertQuery, NotFound, Store, StoreError, VesselState, open_store
+from store import (
+    AlertQuery,
+    NotFound,
+    Store,
+    StoreError,
+    VesselState,
+    VesselStateJSON,
+    open_store,
+)
 from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
@@ -443,13 +452,17 @@ async def test_source_health_snapshots(store: Store) -> None:
                                                  "rx2": {"messages": 3}}
 
 
+def encoded(state: VesselState) -> VesselStateJSON:
+    return VesselStateJSON(state.mmsi, state.time, json.dumps(state.state))
+
+
 async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
                                                              tmp_path: Path) -> None:
     first = open_store(store_url, tmp_path)
     await first.start()
     states = [VesselState(A, T0 + 50, {"dark": {"since": T0 - 700, "inside": ["coverage"]}}),
               VesselState(B, T0 + 51, {"anchor": {"centre": [4.1, 51.9], "radius_m": 80.5}})]
-    await first.save_vessel_states([s.encoded() for s in states])
+    await first.save_vessel_states([encoded(s) for s in states])
     engine_parts = {"receivers": {"rx1": [T0 + 50, None, 7], "rx2": [T0 + 20, T0 - 5, 3]},
                     "rule:encounter": [[A, B, {"since": T0, "min_distance": 80.5}]]}
     await first.save_engine_state(T0 + 40, {"receivers": {}})
@@ -472,10 +485,10 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         assert await second.load_engine_state() == engine_parts
         assert await second.schema_version() == 2  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
-        await second.save_vessel_states([states[1].encoded()], replace=True)
+        await second.save_vessel_states([encoded(states[1])], replace=True)
         assert list(await second.load_vessel_states()) == [B]
         # A replay's state is its own: it neither reads nor replaces the live service's.
-        await second.save_vessel_states([states[0].encoded()], replace=True, scope="replay")
+        await second.save_vessel_states([encoded(states[0])], replace=True, scope="replay")
         await second.save_engine_state(T0 + 60, {"receivers": {}}, "replay")
         assert list(await second.load_vessel_states("replay")) == [A]
         assert list(await second.load_vessel_states()) == [B]
