@@ -162,8 +162,8 @@ def _encode_vessels(picture: PictureView, vessels: list[Mapping[str, Any]],
     return b'{"count":%d,"vessels":[' % len(vessels) + body + b"]}"
 
 
-def _track_feature(mmsi: int, start: float, end: float,
-                   points: list[dict[str, Any]]) -> dict[str, Any]:
+def _track_feature(mmsi: int, start: float, end: float, points: list[dict[str, Any]],
+                   rejected: bool = False) -> dict[str, Any]:
     coords = [[p["lon"], p["lat"]] for p in points]
     geometry: dict[str, Any] | None
     if len(coords) >= 2:
@@ -179,6 +179,7 @@ def _track_feature(mmsi: int, start: float, end: float,
             "speed": [p.get("speed") for p in points],
             "course": [p.get("course") for p in points],
             "heading": [p.get("heading") for p in points],
+            **({"rejected": [bool(p.get("rejected")) for p in points]} if rejected else {}),
         }}}
 
 
@@ -410,6 +411,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         drill: Annotated[bool | None, Query(
             description="Drill positions (true) or real ones (false); default: those of "
                         "the run serving the API")] = None,
+        rejected: Annotated[bool, Query(
+            description="Also the fixes the rules rejected (a position jump, an MMSI "
+                        "conflict), flagged in coordinateProperties.rejected")] = False,
     ) -> Response:
         t_end = _parse_time(end, "end")
         t_start = _parse_time(start, "start")
@@ -422,8 +426,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if t_start < _FIRST_TIME or t_end > _LAST_TIME:  # a bound made by default
             raise ApiError(422, "start/end: the default hour falls outside years 1 to 9999")
         points = await store.track(mmsi, t_start, t_end, max_points,
-                                   drill=deps.drill if drill is None else drill)
-        return _dump(_track_feature(mmsi, t_start, t_end, points), GEOJSON)
+                                   drill=deps.drill if drill is None else drill,
+                                   rejected=rejected)
+        return _dump(_track_feature(mmsi, t_start, t_end, points, rejected), GEOJSON)
 
     # -- alerts ---------------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ async def through_writer(store: PostgresStore | SqliteStore, reports: list[Repor
 
 async def raw_copy(dsn: str, reports: list[Report], batch: int) -> float:
     records = [(datetime.fromtimestamp(r.time, UTC), r.mmsi, r.lat, r.lon, r.speed, r.course,
-                r.heading, r.status, r.msg_type, list(r.sources), False) for r in reports]
+                r.heading, r.status, r.msg_type, list(r.sources), False, False)
+               for r in reports]  # drill, suspect
     conn = await asyncpg.connect(dsn)
     try:
         start = time.perf_counter()

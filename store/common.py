@@ -245,8 +245,11 @@ def position_out(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def track_point(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"time": iso(row["time"]), "lat": row["lat"], "lon": row["lon"],
-            "speed": row["speed"], "course": row["course"], "heading": row["heading"]}
+    point = {"time": iso(row["time"]), "lat": row["lat"], "lon": row["lon"],
+             "speed": row["speed"], "course": row["course"], "heading": row["heading"]}
+    if row["suspect"]:  # only when asked for (``rejected``)
+        point["rejected"] = True
+    return point
 
 
 def vessel_out(row: Mapping[str, Any]) -> dict[str, Any]:

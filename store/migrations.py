@@ -75,6 +75,9 @@ SQLITE: tuple[Migration, ...] = (
         "DROP TABLE vessel_state",
         "ALTER TABLE vessel_state_scoped RENAME TO vessel_state",
     )),
+    # A fix the rules rejected (position jump, MMSI conflict) is kept, marked: tracks and
+    # the picture at a past moment leave it out unless asked (a spoof moved them 300 km).
+    (3, ("ALTER TABLE positions ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0",)),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -141,6 +144,7 @@ POSTGRES: tuple[Migration, ...] = (
         "DROP TABLE vessel_state",
         "ALTER TABLE vessel_state_scoped RENAME TO vessel_state",
     )),
+    (3, ("ALTER TABLE positions ADD COLUMN suspect boolean NOT NULL DEFAULT false",)),
 )
 
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------

@@ -370,19 +370,22 @@ class PostgresStore(WriterStore):
 
     # --- reading -------------------------------------------------------------------------------
     async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,
-                    drill: bool | None = None) -> list[dict[str, Any]]:
+                    drill: bool | None = None, rejected: bool = False
+                    ) -> list[dict[str, Any]]:
         cond = "mmsi = $1 AND time >= $2 AND time <= $3"
         params: list[Any] = [mmsi, ts(start), ts(end)]
         if drill is not None:
             cond += " AND drill = $4"
             params.append(drill)
+        if not rejected:
+            cond += " AND NOT suspect"
         with self._errors():
             async with self.pool.acquire() as conn:
                 count = await conn.fetchval(f"SELECT count(*) FROM positions WHERE {cond}",
                                             *params)
                 if count <= max_points:
                     rows = await conn.fetch(
-                        "SELECT time, lat, lon, speed, course, heading FROM positions "
+                        "SELECT time, lat, lon, speed, course, heading, suspect FROM positions "
                         f"WHERE {cond} ORDER BY time", *params)
                 else:
                     width = timedelta(seconds=bucket_width(start, end, max_points))
@@ -391,13 +394,13 @@ class PostgresStore(WriterStore):
                               if self.timescaledb else f"date_bin(${n}::interval, time, $2)")
                     rows = await conn.fetch(
                         f"SELECT DISTINCT ON (bucket) {bucket} AS bucket, time, lat, lon, "
-                        f"speed, course, heading FROM positions WHERE {cond} "
+                        f"speed, course, heading, suspect FROM positions WHERE {cond} "
                         "ORDER BY bucket, time", *params, width)
         return [track_point(_plain(r)) for r in rows]
 
     async def picture_at(self, t: float, window: float = 3600.0,
                          drill: bool | None = None) -> list[dict[str, Any]]:
-        cond = "p.time > $1 AND p.time <= $2"
+        cond = "p.time > $1 AND p.time <= $2 AND NOT p.suspect"
         params: list[Any] = [ts(t - window), ts(t)]
         if drill is not None:
             cond += " AND p.drill = $3"

@@ -15,7 +15,7 @@ from ingest.report import Report, iso_time
 #: Column order of ``positions`` (and of :data:`PositionRow`).
 POSITION_COLUMNS: tuple[str, ...] = (
     "time", "mmsi", "lat", "lon", "speed", "course", "heading", "status", "msg_type",
-    "sources", "drill",
+    "sources", "drill", "suspect",
 )
 
 #: Static and voyage fields kept per vessel, with their change history.
@@ -24,9 +24,9 @@ STATIC_FIELDS: tuple[str, ...] = (
     "to_starboard", "draught", "destination",
 )
 
-#: time, mmsi, lat, lon, speed, course, heading, status, msg_type, sources, drill
+#: time, mmsi, lat, lon, speed, course, heading, status, msg_type, sources, drill, suspect
 PositionRow = tuple[float, int, float, float, float | None, float | None, int | None,
-                    int | None, int, list[str], bool]
+                    int | None, int, list[str], bool, bool]
 #: mmsi, time, {field: value} (only the fields the report carried)
 StaticRow = tuple[int, float, dict[str, Any]]
 #: transition, time, alert dict (Alert.to_dict shape)
@@ -37,9 +37,10 @@ Item = tuple[str, Any]
 def position_row(report: Report, drill: bool) -> PositionRow:
     # ``sources`` is not copied: later duplicates' receivers are still added to it, and the
     # store holds the row until they are all in (WriterStore._hold).
+    # ``suspect``: the rules rejected the fix (they see a report before the store does).
     return (report.time, report.mmsi, report.lat, report.lon,  # type: ignore[return-value]
             report.speed, report.course, report.heading, report.status, report.msg_type,
-            report.sources, drill)
+            report.sources, drill, report.fix_rejected)
 
 
 def static_row(report: Report) -> StaticRow | None:

@@ -79,7 +79,8 @@ class Spool:
 def _decode(raw: Any) -> Item:
     kind, row = raw
     if kind == "p":
-        return (kind, tuple(row))
+        # Spooled before positions had ``suspect``: not marked.
+        return (kind, tuple(row) if len(row) == 12 else (*row, False))
     if kind == "s":
         return (kind, (int(row[0]), float(row[1]), dict(row[2])))
     return (kind, (str(row[0]), float(row[1]), dict(row[2])))

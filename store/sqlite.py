@@ -172,7 +172,7 @@ _NULL = float("nan")
 def _position_params(rows: list[PositionRow]) -> list[Any]:
     """The rows' values in one flat list, ``sources`` as JSON text (each distinct list of
     receivers serialised once per batch: most reports share a handful of them), missing
-    values as NaN and drill as 0/1 (same stored values, see :data:`_NULL`)."""
+    values as NaN and drill and suspect as 0/1 (same stored values, see :data:`_NULL`)."""
     dumped: dict[tuple[str, ...], str] = {}
     flat: list[Any] = []
     add = flat.extend
@@ -183,10 +183,12 @@ def _position_params(rows: list[PositionRow]) -> list[Any]:
         text = dumped.get(key)
         if text is None:
             text = dumped[key] = json.dumps(sources)
-        _time, _mmsi, _lat, _lon, speed, course, heading, status, _type, _src, drill = row
+        _time, _mmsi, _lat, _lon, speed, course, heading, status, _type, _src, drill, suspect \
+            = row
         add((row[0], row[1], row[2], row[3], null if speed is None else speed,
              null if course is None else course, null if heading is None else heading,
-             null if status is None else status, row[8], text, 1 if drill else 0))
+             null if status is None else status, row[8], text, 1 if drill else 0,
+             1 if suspect else 0))
     return flat
 
 
@@ -412,26 +414,29 @@ class SqliteStore(WriterStore):
 
     # --- reading -------------------------------------------------------------------------------
     async def track(self, mmsi: int, start: float, end: float, max_points: int = 2000,
-                    drill: bool | None = None) -> list[dict[str, Any]]:
+                    drill: bool | None = None, rejected: bool = False
+                    ) -> list[dict[str, Any]]:
         cond = "mmsi = ?1 AND time >= ?2 AND time <= ?3"
         params: list[Any] = [mmsi, start, end]
         if drill is not None:
             cond += " AND drill = ?4"
             params.append(drill)
+        if not rejected:
+            cond += " AND suspect = 0"
 
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             count = conn.execute(f"SELECT count(*) FROM positions WHERE {cond}",
                                  params).fetchone()[0]
             if count <= max_points:
                 rows = conn.execute(
-                    "SELECT time, lat, lon, speed, course, heading FROM positions "
+                    "SELECT time, lat, lon, speed, course, heading, suspect FROM positions "
                     f"WHERE {cond} ORDER BY time", params).fetchall()
             else:
                 width = bucket_width(start, end, max_points)
                 # The earliest fix of each bucket (SQLite takes bare columns from the
                 # min() row), as date_bin/time_bucket + DISTINCT ON do on PostgreSQL.
                 rows = conn.execute(
-                    "SELECT min(time) AS time, lat, lon, speed, course, heading "
+                    "SELECT min(time) AS time, lat, lon, speed, course, heading, suspect "
                     f"FROM positions WHERE {cond} "
                     f"GROUP BY CAST((time - ?2) / {width} AS INTEGER) ORDER BY 1",
                     params).fetchall()
@@ -441,7 +446,7 @@ class SqliteStore(WriterStore):
 
     async def picture_at(self, t: float, window: float = 3600.0,
                          drill: bool | None = None) -> list[dict[str, Any]]:
-        cond = "p.time > ? AND p.time <= ?"
+        cond = "p.time > ? AND p.time <= ? AND p.suspect = 0"
         params: list[Any] = [t - window, t]
         if drill is not None:
             cond += " AND p.drill = ?"

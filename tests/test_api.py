@@ -232,6 +232,18 @@ async def test_track_is_a_linestring_with_per_vertex_times(api: Rig) -> None:
     assert feat["properties"]["coordinateProperties"]["speed"] == [5, 6, 7, 8]
     assert (feat["properties"]["start"], feat["properties"]["points"]) == (iso_time(T0 + 5), 4)
 
+    # A fix the rules rejected (a spoof 300 km off) is no vertex, unless asked for.
+    api.feed(pos(A, T0 + 45, -26.5, 151.3, suspect="position_jump"))
+    await api.store.flush()
+    window = {"start": iso_time(T0 + 35), "end": iso_time(T0 + 50)}
+    plain = (await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"),
+                                  params=window)).json()
+    assert plain["properties"]["points"] == 1 and "rejected" not in plain["properties"][
+        "coordinateProperties"]
+    every = (await api.client.get(f"/vessels/{A}/track", headers=headers("viewer"),
+                                  params={**window, "rejected": "true"})).json()
+    assert every["properties"]["coordinateProperties"]["rejected"] == [False, True]
+
     one = (await api.client.get(f"/vessels/{B}/track", headers=headers("viewer"), params={
         "start": iso_time(T0 - 1), "end": iso_time(T0 + 1)})).json()
     assert one["geometry"] == {"type": "Point", "coordinates": [OPEN_SEA[1], OPEN_SEA[0]]}

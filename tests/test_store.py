@@ -97,10 +97,13 @@ async def test_prune_drops_what_retention_no_longer_keeps(
     await store.flush()
     await store.save_source_health(T0 + 50, {"rx1": {"messages": 1}})
     await store.save_source_health(T0 + 150, {"rx1": {"messages": 2}})
-    assert await store.prune(T0 + 100) == 10
-    assert [p["time"] for p in await store.track(A, T0, T0 + 1000)] == [
-        iso_time(T0 + i * 10) for i in range(10, 20)]
-    assert await store.position_count() == 10
+    if getattr(store, "timescaledb", False):  # its retention policy drops the chunks
+        assert await store.prune(T0 + 100) == 0 and await store.position_count() == 20
+    else:
+        assert await store.prune(T0 + 100) == 10
+        assert [p["time"] for p in await store.track(A, T0, T0 + 1000)] == [
+            iso_time(T0 + i * 10) for i in range(10, 20)]
+        assert await store.position_count() == 10
     assert await store.latest_source_health() == {"rx1": {"messages": 2}}
     assert await store.prune(T0 + 100) == 0
 
@@ -183,6 +186,26 @@ async def test_track_is_downsampled_for_long_ranges(store: Store) -> None:
     assert [p["time"] for p in track] == [iso_time(T0 + 10 * k) for k in range(100)]
     assert track[3]["lat"] == pytest.approx(50.03)
     assert len(await store.track(A, T0, T0 + 999, max_points=1000)) == 1000
+
+
+async def test_a_fix_the_rules_rejected_is_kept_but_out_of_tracks_unless_asked(
+        store: Store) -> None:
+    """A spoofed position (a jump the rules rejected) was drawn into the vessel's track and
+    the picture at a past moment: 300 km off and back."""
+    store.on_report(pos(A, T0, lat=51.9))
+    store.on_report(pos(A, T0 + 20, lat=51.9001))
+    store.on_report(pos(A, T0 + 31, lat=49.2, suspect="position_jump"))
+    store.on_report(pos(A, T0 + 40, lat=51.9002))
+    await store.flush()
+    assert await store.position_count(A) == 4
+    assert [p["lat"] for p in await store.track(A, T0, T0 + 60)] == [51.9, 51.9001, 51.9002]
+    every = await store.track(A, T0, T0 + 60, rejected=True)
+    assert [(p["lat"], p.get("rejected", False)) for p in every] == [
+        (51.9, False), (51.9001, False), (49.2, True), (51.9002, False)]
+    assert [p["lat"] for p in await store.picture_at(T0 + 35) if p["mmsi"] == A] == [51.9001]
+    # Downsampled to two 30 s buckets: the second's first fix is the rejected one, left out.
+    assert [p["lat"] for p in await store.track(A, T0, T0 + 60, max_points=2)] == [
+        51.9, 51.9002]
 
 
 async def test_picture_at_a_past_moment(store: Store) -> None:
@@ -483,7 +506,7 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         assert [a.to_dict() for a in restored] == [still_open.to_dict()]
         assert await second.position_count() == 1
         assert await second.load_engine_state() == engine_parts
-        assert await second.schema_version() == 2  # type: ignore[attr-defined]
+        assert await second.schema_version() == 3  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
         await second.save_vessel_states([encoded(states[1])], replace=True)
         assert list(await second.load_vessel_states()) == [B]
@@ -549,7 +572,7 @@ async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) 
     store = open_store(f"sqlite:///{path}", tmp_path)
     await store.start()
     try:
-        assert await store.schema_version() == 2  # type: ignore[attr-defined]
+        assert await store.schema_version() == 3  # type: ignore[attr-defined]
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
     finally:
@@ -586,7 +609,7 @@ async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescale
                           retention=timedelta(days=30))
     await store.start()
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == 3
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
         track = await store.track(A, recent - 1, recent + 1)
@@ -615,3 +638,47 @@ async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescale
         assert await conn.fetchval("SELECT count(*) FROM positions") == 1
     finally:
         await conn.close()
+
+
+async def test_a_version_2_postgres_database_takes_the_suspect_column_compressed_or_not(
+        pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Schema 3 adds ``positions.suspect``. With TimescaleDB its chunks may be compressed
+    already (``HARBOURWATCH_PG_PRELOAD=timescaledb``): the column is added all the same and
+    the old rows read as not rejected."""
+    import asyncpg
+
+    from store import migrations
+    from store.postgres import PostgresStore
+
+    recent = float(int(time.time()) - 3600)
+    monkeypatch.setattr(migrations, "POSTGRES", migrations.POSTGRES[:2])
+    old = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl")
+    await old.start()
+    try:
+        assert await old.schema_version() == 2
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO positions (time, mmsi, lat, lon, msg_type, sources, drill) "
+                "VALUES (to_timestamp($1), $2, 51.9, 4.1, 1, '{rx1}', false)", recent, A)
+            if old.timescaledb:
+                compressed = await conn.fetch(
+                    "SELECT compress_chunk(c) FROM show_chunks('positions') c")
+                assert len(compressed) == 1
+        finally:
+            await conn.close()
+    finally:
+        await old.stop()
+    monkeypatch.undo()
+    store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl")
+    await store.start()
+    try:
+        assert await store.schema_version() == 3
+        store.on_report(pos(A, recent + 1, lat=49.0, suspect="position_jump"))
+        await store.flush()
+        every = await store.track(A, recent - 1, recent + 2, rejected=True)
+        assert [(p["lat"], p.get("rejected", False)) for p in every] == [
+            (51.9, False), (49.0, True)]
+        assert [p["lat"] for p in await store.track(A, recent - 1, recent + 2)] == [51.9]
+    finally:
+        await store.stop()

@@ -251,3 +251,16 @@ async def test_the_mqtt_feed_goes_on_while_its_outbox_database_is_away(
             postgres_server.start()
         await feed.stop()
         await store.stop()
+
+
+def test_a_position_spooled_before_the_suspect_column_reads_as_not_rejected(
+        tmp_path: Path) -> None:
+    """Rows spooled by the release before schema 3 have 11 values: the writer needs 12."""
+    from store.spool import Spool
+
+    path = tmp_path / "spool.jsonl"
+    old = ["p", [1767261600.0, 244123456, 51.9, 4.1, 5.5, 87.5, 88, 0, 1, ["rx1"], False]]
+    path.write_text(json.dumps(old) + "\n")
+    (item,), _ = Spool(path).peek(10)
+    assert item == ("p", (1767261600.0, 244123456, 51.9, 4.1, 5.5, 87.5, 88, 0, 1, ["rx1"],
+                          False, False))

@@ -19,21 +19,23 @@ T0 = 1_767_261_600.0
 
 
 def report(i: int) -> Report:
-    """Varied values: missing speed/course/heading/status, several receiver lists, drills."""
+    """Varied values: missing speed/course/heading/status, several receiver lists, drills,
+    fixes the rules rejected."""
     sources = [["rx1"], ["rx1", "rx2"], ["rx2", "rx1"], ["north", "søndre"], []][i % 5]
     return Report(mmsi=244000000 + i % 7, msg_type=(1, 3, 18)[i % 3], time=T0 + i * 0.37,
                   time_source="tagblock", sources=list(sources), nmea=[],
                   lat=51.9 + i * 1.234567e-7, lon=-4.1 - i * 7.654321e-7,
                   speed=None if i % 4 == 0 else i / 10, course=None if i % 6 == 0 else 0.1 * i,
                   heading=None if i % 5 == 0 else i % 360, status=None if i % 9 == 0 else i % 16,
-                  extra={"drill": True} if i % 11 == 0 else {})
+                  extra={"drill": True} if i % 11 == 0 else
+                  {"suspect": "position_jump"} if i % 13 == 0 else {})
 
 
 def expected(r: Report) -> tuple[Any, ...]:
     """The row as the former ``executemany`` of one tuple per report stored it."""
     drill = bool(r.extra.get("drill", False))
     return (r.time, r.mmsi, r.lat, r.lon, r.speed, r.course, r.heading, r.status, r.msg_type,
-            json.dumps(r.sources), int(drill))
+            json.dumps(r.sources), int(drill), int(r.fix_rejected))
 
 
 def stored(path: Path) -> list[tuple[Any, ...]]:
