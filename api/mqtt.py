@@ -43,7 +43,7 @@ import aiomqtt
 from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
 from geofence.alert import AlertEvent, Transition
-from ingest.report import Report, iso_time
+from ingest.report import Report, iso_time, statics_to_apply
 
 if TYPE_CHECKING:
     from harbourwatch.config import MqttConfig
@@ -244,6 +244,7 @@ class MqttFeed:
         self._last_pub: dict[int, float] = {}
         self._ready: dict[int, None] = {}  # ordered set of MMSIs due for publishing
         self._heard: dict[int, float] = {}  # newest report of each vessel kept
+        self._static_time: dict[int, float] = {}  # of each vessel's newest static data
         self._gone: dict[int, None] = {}  # published vessels left the picture: topic to clear
         self._next_prune = float("-inf")
         self._deferred: list[tuple[float, int]] = []  # heap of (due message time, mmsi)
@@ -338,8 +339,11 @@ class MqttFeed:
             changed = True
         statics = {n: getattr(report, n) for n in STATIC_FIELDS if getattr(report, n) is not None}
         if statics:
-            state.update(statics)
-            state["static_time"] = iso_time(t)
+            newer = t >= self._static_time.get(mmsi, float("-inf"))
+            state.update(statics_to_apply(state, statics, newer))
+            if newer:
+                self._static_time[mmsi] = t
+                state["static_time"] = iso_time(t)
             if mmsi not in self._vessel_time:
                 self._vessel_time[mmsi] = t
                 state["time"] = iso_time(t)
@@ -737,7 +741,8 @@ class MqttFeed:
         self._next_prune = newest + _PRUNE_EVERY_S
         horizon = newest - self.vessel_live_s
         for mmsi in [m for m, t in self._heard.items() if t < horizon]:
-            for table in (self._heard, self._vessels, self._vessel_time, self._ready):
+            for table in (self._heard, self._vessels, self._vessel_time, self._ready,
+                          self._static_time):
                 table.pop(mmsi, None)
             if self._last_pub.pop(mmsi, None) is not None:
                 self._gone[mmsi] = None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from geofence.alert import AlertEvent
-from ingest.report import Report, iso_time
+from ingest.report import Report, iso_time, statics_to_apply
 
 POSITION_KEYS: tuple[str, ...] = (
     "lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy",
@@ -38,6 +38,7 @@ class LivePicture:
         self._vessels: dict[int, dict[str, Any]] = {}
         self._times: dict[int, float] = {}  # of each vessel's position: what lists it
         self._heard: dict[int, float] = {}  # of each vessel's newest report: what keeps it
+        self._static_times: dict[int, float] = {}  # of each vessel's newest static data
         # Encoded JSON per vessel (plain, GeoJSON Feature), dropped when the vessel changes:
         # GET /vessels then only joins bytes for vessels not heard since the last request.
         self._json: dict[int, bytes] = {}
@@ -73,10 +74,13 @@ class LivePicture:
             vessel["sources"] = list(report.sources)
             vessel["drill"] = bool(report.extra.get("drill", False)) if report.extra else False
             self._times[mmsi] = report.time
-        for key in STATIC_KEYS:
-            value = getattr(report, key)
-            if value is not None:
-                vessel[key] = value
+        fields = {key: value for key in STATIC_KEYS
+                  if (value := getattr(report, key)) is not None}
+        if fields:
+            newer = report.time >= self._static_times.get(mmsi, float("-inf"))
+            vessel.update(statics_to_apply(vessel, fields, newer))
+            if newer:
+                self._static_times[mmsi] = report.time
         cls = report.ais_class
         if cls is not None:
             vessel["class"] = cls
@@ -97,6 +101,7 @@ class LivePicture:
         for mmsi in [m for m, t in self._heard.items() if t < horizon]:
             del self._heard[mmsi]
             self._times.pop(mmsi, None)
+            self._static_times.pop(mmsi, None)
             self._vessels.pop(mmsi, None)
             self._json.pop(mmsi, None)
             self._geo.pop(mmsi, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -114,3 +115,11 @@ class Report:
         out["time_source"] = self.time_source
         out["nmea"] = list(self.nmea)
         return out
+
+
+def statics_to_apply(held: Mapping[str, Any], fields: Mapping[str, Any],
+                     newer: bool) -> dict[str, Any]:
+    """The static fields a report may set over ``held``: all of them when it is not older
+    than the static data held, else only those still unknown (a late copy of an older
+    report from another receiver must not rename the vessel back)."""
+    return dict(fields) if newer else {k: v for k, v in fields.items() if held.get(k) is None}

@@ -97,6 +97,8 @@ _AUDIT_INSERT = (
     "INSERT INTO alert_audit (alert_id, time, actor, action, note, before_state, after_state, "
     "dedup) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
 )
+#: Positions dropped in one statement when pruning.
+_PRUNE_ROWS = 50_000
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS positions_stage "
     "(LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -596,9 +598,15 @@ class PostgresStore(WriterStore):
             await self.pool.execute("DELETE FROM source_health WHERE time < $1", ts(before))
             if self.timescaledb:
                 return 0  # its retention policy drops whole chunks of positions
-            status = await self.pool.execute("DELETE FROM positions WHERE time < $1",
-                                             ts(before))
-        return int(status.split()[-1])
+            dropped = 0
+            while True:  # in bites: years of rows in one statement outlast command_timeout
+                status = await self.pool.execute(
+                    "DELETE FROM positions WHERE ctid = ANY(ARRAY(SELECT ctid FROM positions "
+                    f"WHERE time < $1 LIMIT {_PRUNE_ROWS}))", ts(before))
+                done = int(status.split()[-1])
+                dropped += done
+                if done < _PRUNE_ROWS:
+                    return dropped
 
     async def save_source_health(self, time: float,
                                  health: Mapping[str, Mapping[str, Any]]) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geofence.alert import AlertEvent, AlertState
-from ingest.report import Report, iso_time
+from ingest.report import Report, iso_time, statics_to_apply
 
 #: Column order of ``positions`` (and of :data:`PositionRow`).
 POSITION_COLUMNS: tuple[str, ...] = (
@@ -90,9 +90,11 @@ def merge_statics(current: dict[str, Any] | None,
     record: dict[str, Any] = dict(current or {})
     history: History = []
     for _mmsi, time, fields in updates:
-        changes = {k: [record.get(k), v] for k, v in fields.items() if record.get(k) != v}
+        held = record.get("updated_at")
+        applied = statics_to_apply(record, fields, held is None or time >= float(held))
+        changes = {k: [record.get(k), v] for k, v in applied.items() if record.get(k) != v}
         if changes:
-            record.update(fields)
+            record.update(applied)
             history.append((time, changes))
         record["updated_at"] = max(float(record.get("updated_at") or time), time)
     return record, history

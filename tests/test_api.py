@@ -77,6 +77,10 @@ async def test_a_body_is_refused_before_it_is_read_without_a_token_or_over_its_s
     zones = await api.client.put("/zones", content=b" " * (32 * 1024 * 1024 + 1),
                                  headers=headers("admin"))
     assert zones.status_code == 413
+    json_body = {"content-type": "application/json"}
+    operator = await api.client.put("/zones", content=garbage,
+                                    headers={**headers("operator"), **json_body})
+    assert operator.status_code == 403  # not 422: the zones are the admin's, not parsed
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b"{}"
@@ -682,3 +686,26 @@ def test_a_malformed_token_entry_is_not_echoed() -> None:
     with pytest.raises(ValueError) as info:
         Authenticator.from_config(env={"HARBOURWATCH_API_TOKENS": "a:viewer:ok,S3CRETVALUE"})
     assert str(info.value) == "HARBOURWATCH_API_TOKENS: entry 2 is not name:role:token"
+
+
+def test_a_late_older_static_report_renames_no_vessel_in_the_picture_nor_on_mqtt() -> None:
+    """Only the rules' picture kept the newer name: /vessels and the MQTT feed showed the
+    late copy's."""
+    from api.mqtt import MqttFeed
+    from api.picture import LivePicture
+    from ingest.report import Report
+
+    picture = LivePicture(max_age_s=900.0)
+    feed = MqttFeed("mqtt://127.0.0.1:1", prefix="hwtest/static")
+    reports = [pos(A, T0, *BERTH_1, speed=0.2)] + [
+        Report(mmsi=A, msg_type=5, time=T0 + dt, time_source="tagblock", sources=["rx1"],
+               nmea=[], shipname=name, draught=draught)
+        for dt, name, draught in ((100, "NEW NAME", None), (50, "OLD NAME", 7.5))]
+    for report in reports:
+        picture.on_report(report)
+        feed.on_report(report)
+    shown = picture.vessel(A)
+    assert shown is not None and (shown["shipname"], shown["draught"]) == ("NEW NAME", 7.5)
+    state = feed._vessels[A]
+    assert (state["shipname"], state["draught"], state["static_time"]) == (
+        "NEW NAME", 7.5, iso_time(T0 + 100))

@@ -91,7 +91,8 @@ async def test_positions_round_trip_with_values(store: Store) -> None:
 async def test_prune_drops_what_retention_no_longer_keeps(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only TimescaleDB's policy dropped old rows: SQLite and plain PostgreSQL grew for ever."""
-    monkeypatch.setattr("store.sqlite._PRUNE_ROWS", 3)  # SQLite drops them in bites
+    monkeypatch.setattr("store.sqlite._PRUNE_ROWS", 3)  # both drop them in bites
+    monkeypatch.setattr("store.postgres._PRUNE_ROWS", 3)
     for i in range(20):
         store.on_report(pos(A, T0 + i * 10))
     await store.flush()
@@ -246,6 +247,14 @@ async def test_static_data_and_its_history(store: Store) -> None:
     await store.flush()
     assert len(await store.vessel_history(A)) == 3
     assert await store.vessel(B) is None
+    # A late copy of an older report (another receiver, past the duplicate window) fills
+    # only what is unknown: it renamed the vessel back, with a false history entry.
+    store.on_report(static(A, T0 + 500, shipname="NORDIC", draught=7.5))
+    await store.flush()
+    vessel = await store.vessel(A)
+    assert vessel is not None and (vessel["shipname"], vessel["draught"]) == ("BALTIC", 7.5)
+    late = [h["changes"] for h in await store.vessel_history(A) if h["time"] == iso_time(T0 + 500)]
+    assert late == [{"draught": [None, 7.5]}]
 
 
 async def test_alert_lifecycle_and_audit(store: Store) -> None:
