@@ -46,6 +46,8 @@ class StreamSource(SourceBase, abc.ABC):
         self.backoff = Backoff(backoff, rng)
         self.idle_timeout = idle_timeout
         self.max_pending = max_pending
+        #: An outage was warned about and the link has not been healthy since.
+        self._outage = False
 
     @abc.abstractmethod
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -57,29 +59,24 @@ class StreamSource(SourceBase, abc.ABC):
 
     async def run(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
-        # One warning an outage: when the link is lost or first cannot be opened, and a
-        # warning when it is back, so the log's last word on a receiver is its state.
-        failed_opens = 0
-        down = False
+        # One warning an outage: when the link is lost or first cannot be opened; one when
+        # it is back, delivering for ``healthy_after`` (a proxy that accepts and closes at
+        # once, its receiver away, is still the same outage), so the log's last word on a
+        # receiver is its state. What happens between is at debug level.
         try:
             while True:
                 try:
                     reader, writer = await self._open()
                 except (OSError, TimeoutError) as exc:
                     self._stats.connect_failures += 1
-                    failed_opens += 1
-                    down = True
-                    await self._retry_later(f"cannot open {self._where()}: {exc}",
-                                            warn=failed_opens == 1)
+                    await self._retry_later(f"cannot open {self._where()}: {exc}")
                     continue
                 up_since = loop.time()
                 self._set_connected(True)
-                log.log(logging.WARNING if down else logging.INFO, "source %s: connected to %s%s",
-                        self.name, self._where(), " again" if down else "")
-                failed_opens, down = 0, False
+                log.info("source %s: connected to %s", self.name, self._where())
                 reason = "closed by peer"
                 try:
-                    await self._read(reader, queue)
+                    await self._read(reader, queue, up_since)
                 except (OSError, TimeoutError) as exc:
                     reason = str(exc) or type(exc).__name__
                 except LineQueueClosed:
@@ -90,15 +87,16 @@ class StreamSource(SourceBase, abc.ABC):
                 self._stats.disconnects += 1
                 if loop.time() - up_since >= self.backoff.policy.healthy_after:
                     self.backoff.reset()
-                down = True
-                await self._retry_later(f"lost {self._where()}: {reason}", warn=True)
+                await self._retry_later(f"lost {self._where()}: {reason}")
         finally:
             self._set_connected(False)
 
-    async def _read(self, reader: asyncio.StreamReader, queue: LineQueue) -> None:
+    async def _read(self, reader: asyncio.StreamReader, queue: LineQueue,
+                    up_since: float) -> None:
         splitter = LineSplitter(self.max_pending)
         stats = self._stats
         name = self.name
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if self.idle_timeout is None:
@@ -113,6 +111,9 @@ class StreamSource(SourceBase, abc.ABC):
                         ) from None
                 if not chunk:
                     return
+                if self._outage and loop.time() - up_since >= self.backoff.policy.healthy_after:
+                    self._outage = False
+                    log.warning("source %s: connected to %s again", name, self._where())
                 received = time.time()
                 stats.bytes += len(chunk)
                 overlong = splitter.overlong
@@ -126,12 +127,13 @@ class StreamSource(SourceBase, abc.ABC):
                 stats.partial_lines += 1
                 log.debug("source %s: dropped a partial line at disconnect", name)
 
-    async def _retry_later(self, why: str, *, warn: bool) -> None:
-        """Wait the back-off. Only the failures that start an outage are warnings; the
-        rest are at debug level, so a feed that is down for a day does not flood the log."""
+    async def _retry_later(self, why: str) -> None:
+        """Wait the back-off. Only the failure that starts an outage is a warning; the rest
+        are at debug level, so a feed that is down for a day does not flood the log."""
         delay = self.backoff.next_delay()
-        log.log(logging.WARNING if warn else logging.DEBUG, "source %s: %s; retrying in %.3g s",
-                self.name, why, delay)
+        log.log(logging.DEBUG if self._outage else logging.WARNING,
+                "source %s: %s; retrying in %.3g s", self.name, why, delay)
+        self._outage = True
         await asyncio.sleep(delay)
 
 
