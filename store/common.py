@@ -12,11 +12,12 @@ from typing import Any
 from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
 from ingest.report import Report
-from store.base import AlertQuery, WriterStats
+from store.base import AlertQuery, Conflict, WriterStats
 from store.rows import (
     STATIC_FIELDS,
     Batch,
     PositionRow,
+    act_refused,
     alert_row,
     iso,
     position_row,
@@ -41,6 +42,8 @@ class WriterStore:
         self.run_started = wallclock.time()
         #: Ids of the alerts this run has written (a drill's: see ``new_exercise``).
         self._written_alerts: set[str] = set()
+        #: Ids of the alerts an operator has acted on in this run (a drill's: ``act_basis``).
+        self._acted_alerts: set[str] = set()
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
                                    memory_limit=memory_limit, retry_max=retry_max,
                                    before_pass=self._release_stale if hold_s > 0 else None)
@@ -165,15 +168,31 @@ def new_exercise(store: WriterStore, transition: str, alert_id: str, stored: boo
     again): a drill reads no saved state, so each run is an exercise of its own, and the
     alert starts afresh for the trainees instead of showing the last exercise's ack or
     resolve (which the audit trail keeps). Judged by the ids this run has written, not by
-    times: a trainee's ack may reach the old row before the run's ``new`` does."""
+    times: a trainee's ack may reach the old row before the run's ``new`` does (that act
+    cleared the earlier run's, see ``act_basis``, and is this run's: it stays)."""
     return (store.drill and transition == "new" and stored
-            and alert_id not in store._written_alerts)
+            and alert_id not in store._written_alerts and alert_id not in store._acted_alerts)
 
 
 def earlier_exercise(store: WriterStore, alert_id: str, drill_row: bool) -> bool:
     """Whether a drill alert's stored acts belong to an earlier run of the drill: this run
-    has not written it yet (see ``new_exercise``), so a trainee may act on it afresh."""
-    return store.drill and drill_row and alert_id not in store._written_alerts
+    has neither written it (see ``new_exercise``) nor acted on it yet."""
+    return (store.drill and drill_row and alert_id not in store._written_alerts
+            and alert_id not in store._acted_alerts)
+
+
+def act_basis(store: WriterStore, alert_id: str, action: str,
+              found: Mapping[str, Any]) -> tuple[str, bool]:
+    """The state an operator's ``action`` applies to, and whether the row's acts are an
+    earlier drill run's, to clear first (a trainee acts afresh, once: then the acts of
+    this run count). :class:`Conflict` when the act was made already."""
+    if earlier_exercise(store, alert_id, bool(found["drill"])):
+        return ("ended" if found["ended_at"] is not None else "open"), True
+    refused = act_refused(alert_id, action, found["acked_by"], found["acked_at"],
+                          found["resolved_by"], found["resolved_at"])
+    if refused is not None:
+        raise Conflict(refused)
+    return str(found["state"]), False
 
 
 def mark_written(store: WriterStore, batch: Batch) -> None:

@@ -26,7 +26,6 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 from store import migrations
 from store.base import (
     AlertQuery,
-    Conflict,
     NotFound,
     OutboxMessage,
     Snooze,
@@ -39,13 +38,13 @@ from store.common import (
     ALERT_COLUMNS,
     CLEAR_ACTS,
     WriterStore,
+    act_basis,
     alert_columns,
     alert_filters,
     alert_out,
     audit_key,
     audit_out,
     bucket_width,
-    earlier_exercise,
     mark_written,
     new_exercise,
     position_out,
@@ -57,7 +56,6 @@ from store.rows import (
     STATIC_FIELDS,
     Batch,
     StaticRow,
-    act_refused,
     iso,
     merge_state,
     merge_statics,
@@ -479,18 +477,17 @@ class PostgresStore(WriterStore):
         with self._errors():
             async with self.pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    "SELECT state, drill, acked_by, acked_at, resolved_by, resolved_at "
-                    "FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+                    "SELECT state, drill, ended_at, acked_by, acked_at, resolved_by, "
+                    "resolved_at FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
                 if row is None:
                     raise NotFound(f"no alert {alert_id!r}")
                 found = _plain(row)
-                refused = act_refused(alert_id, action, found["acked_by"], found["acked_at"],
-                                      found["resolved_by"], found["resolved_at"])
-                if refused is not None and not earlier_exercise(self, alert_id,
-                                                                found["drill"]):
-                    raise Conflict(refused)
+                basis, clear = act_basis(self, alert_id, action, found)
+                if clear:
+                    await conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = $1",
+                                       alert_id)
                 before = found["state"]
-                after = merge_state(before, "resolved" if action == "resolve"
+                after = merge_state(basis, "resolved" if action == "resolve"
                                     else "acknowledged")
                 await conn.execute(
                     f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
@@ -498,6 +495,7 @@ class PostgresStore(WriterStore):
                     after, when, actor, note, alert_id)
                 await conn.execute(_AUDIT_INSERT, alert_id, when, actor, action, note,
                                    before, after, None)
+        self._acted_alerts.add(alert_id)
         return await self.alert(alert_id)
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,

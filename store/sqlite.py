@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from store import migrations
 from store.base import (
     AlertQuery,
-    Conflict,
     NotFound,
     OutboxMessage,
     Snooze,
@@ -34,13 +33,13 @@ from store.common import (
     ALERT_COLUMNS,
     CLEAR_ACTS,
     WriterStore,
+    act_basis,
     alert_columns,
     alert_filters,
     alert_out,
     audit_key,
     audit_out,
     bucket_width,
-    earlier_exercise,
     mark_written,
     new_exercise,
     position_out,
@@ -54,7 +53,6 @@ from store.rows import (
     Batch,
     PositionRow,
     StaticRow,
-    act_refused,
     iso,
     merge_state,
     merge_statics,
@@ -518,15 +516,15 @@ class SqliteStore(WriterStore):
         when = wallclock.time() if at is None else at
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT state, drill, acked_by, acked_at, resolved_by, "
+            row = conn.execute("SELECT state, drill, ended_at, acked_by, acked_at, resolved_by, "
                                "resolved_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no alert {alert_id!r}")
-            refused = act_refused(alert_id, action, *row[2:])
-            if refused is not None and not earlier_exercise(self, alert_id, bool(row[1])):
-                raise Conflict(refused)
-            before = str(row[0])
-            after = merge_state(before, "resolved" if action == "resolve" else "acknowledged")
+            basis, clear = act_basis(self, alert_id, action, row)
+            if clear:
+                conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = ?", (alert_id,))
+            before = str(row["state"])
+            after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
             prefix = "resolve" if action == "resolve" else "ack"
             by = "resolved" if action == "resolve" else "acked"
             conn.execute(
@@ -536,6 +534,7 @@ class SqliteStore(WriterStore):
                                          None))
 
         await self._write(run)
+        self._acted_alerts.add(alert_id)
         return await self.alert(alert_id)
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,

@@ -17,6 +17,7 @@ from ingest.ingestor import sources_final_after
 from ingest.report import Report, iso_time
 from store import (
     AlertQuery,
+    Conflict,
     NotFound,
     Store,
     StoreError,
@@ -349,24 +350,30 @@ async def test_a_drill_run_again_is_an_exercise_of_its_own(store_url: str,
     await second.start()
     try:
         # A trainee acks the alert seen on MQTT before the writer has stored its ``new``
-        # (judged by times, that write touched the row and kept the last resolve).
+        # (judged by times, that write touched the row and kept the last resolve): the
+        # earlier run's acts are cleared, the trainee's is this run's and stays.
         await second.ack(alert.id, "trainee")
         second.on_alert(alert_event(Transition.NEW, alert, T0))
         await second.flush()
         again = await second.alert(alert.id)
-        assert (again["state"], again["resolved_by"], again["resolve_note"]) == (
-            "open", None, None)
-        await second.ack(alert.id, "trainee")
+        assert (again["state"], again["acknowledged_by"], again["resolved_by"]) == (
+            "acknowledged", "trainee", None)
+        # Within this run each act is made once, as in a live one.
+        with pytest.raises(Conflict, match="already acknowledged by trainee"):
+            await second.ack(alert.id, "trainee-2")
+        await second.resolve(alert.id, "trainee")
+        with pytest.raises(Conflict, match="already resolved by trainee"):
+            await second.resolve(alert.id, "trainee-2")
         second.on_alert(alert_event(Transition.NEW, alert, T0))  # written again: same run
         await second.flush()
-        assert (await second.alert(alert.id))["state"] == "acknowledged"
+        assert (await second.alert(alert.id))["state"] == "resolved"
         trail = await second.audit(alert.id)
         assert [(a["actor"], a["action"], a["after"], a["note"]) for a in trail] == [
             ("rules", "new", "open", None),
             ("trainer", "resolve", "resolved", "well spotted"),
-            ("trainee", "ack", "resolved", None),
-            ("rules", "new", "open", "a new drill run"),
             ("trainee", "ack", "acknowledged", None),
+            ("rules", "new", "acknowledged", None),
+            ("trainee", "resolve", "resolved", None),
         ]
     finally:
         await second.stop()
