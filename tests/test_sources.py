@@ -736,12 +736,16 @@ async def test_a_tag_blocked_sentence_cut_after_its_tag_block_is_joined() -> Non
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for piece in (line[:45], line[45:66], line[66:]):
                 tx.sendto(piece, address)
-            closing = line.index(b"\\", 1)  # cut just before the tag block's closing "\"
-            for piece in (line[:closing], line[closing:]):
-                tx.sendto(piece, address)
+            closing = line.index(b"\\", 1)  # the tag block's closing "\"
+            cuts = ((line[:closing], line[closing:]),  # just before it
+                    (line[:closing + 1], line[closing + 1:]),  # just after it
+                    (line[:closing], line[closing:closing + 1], line[closing + 1:]))  # alone
+            for pieces in cuts:
+                for piece in pieces:
+                    tx.sendto(piece, address)
             tx.sendto(line[:30], address)  # a start whose rest never comes
-            await wait_until(lambda: source.datagrams == 6)
-    assert [got.data async for got in _drain(queue)] == [line.rstrip()] * 2
+            await wait_until(lambda: source.datagrams == 11)
+    assert [got.data async for got in _drain(queue)] == [line.rstrip()] * 4
     assert source.stats.partial_lines == 1
 
 
@@ -798,3 +802,20 @@ async def test_a_link_that_is_closed_as_soon_as_it_opens_is_one_warning(
     assert len(warnings) == 1 and warnings[0].startswith(
         f"source tcp-flap: lost tcp 127.0.0.1:{port}: closed by peer"), warnings
     assert sum("lost" in r.getMessage() for r in caplog.records) >= 9  # at debug level
+
+
+async def test_a_tag_blocked_sentence_cut_in_two_anywhere_is_joined() -> None:
+    """A converter cuts wherever its buffer fills: right after the tag block's closing
+    backslash the two halves stayed two lines (the sentence lost its time and receiver)."""
+    from tests.ingest_helpers import position, single, tag_block
+
+    line = (tag_block(s="rx1", c=1_767_268_800) + single(position()) + "\r\n").encode()
+    cuts = range(1, len(line) - 2)
+    queue = LineQueue()
+    async with udp_listening("udp-cut-anywhere", queue) as (source, address):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for cut in cuts:
+                tx.sendto(line[:cut], address)
+                tx.sendto(line[cut:], address)
+            await wait_until(lambda: source.datagrams == 2 * len(cuts))
+    assert [got.data async for got in _drain(queue)] == [line.rstrip()] * len(cuts)

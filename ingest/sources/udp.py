@@ -149,7 +149,7 @@ class UdpSource(SourceBase):
         held = self._held.pop(sender, None) if self._held else None
         if held is not None:
             start, when = held
-            if data and (data[0] not in _SENTENCE_STARTS or _closes_tag_block(start, data)):
+            if data and (data[0] not in _SENTENCE_STARTS or _continues_tag_block(start, data)):
                 data, received = start + data, when  # the rest of the cut sentence
             else:
                 stats.lines += 1
@@ -176,10 +176,15 @@ def _unfinished(line: bytes) -> bool:
     return not _HAS_CHECKSUM.search(line.rpartition(b"\\")[2])
 
 
-def _closes_tag_block(start: bytes, data: bytes) -> bool:
-    """``data`` begins with the closing backslash of the tag block ``start`` left open."""
-    return (start[:1] == b"\\" and start.count(b"\\") == 1 and data[:1] == b"\\"
-            and data[1:2] in (b"!", b"$"))
+def _continues_tag_block(start: bytes, data: bytes) -> bool:
+    """``data`` goes on with the tag block ``start``: its closing backslash (alone, or with
+    the sentence after it) when the block is open, the sentence when it is closed with
+    nothing after it yet."""
+    if start[:1] != b"\\":
+        return False
+    if start.count(b"\\") == 1:
+        return data[:1] == b"\\" and data[1:2] in (b"", b"!", b"$")
+    return start.count(b"\\") == 2 and start[-1:] == b"\\" and data[:1] in (b"!", b"$")
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
