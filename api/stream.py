@@ -88,7 +88,8 @@ class Subscriber:
         self.lost_unknown = False
         if last_event_id is not None:
             run, _, seq = last_event_id.rpartition("-")
-            if run == hub.run_id and seq.isdigit() and int(seq) <= hub.seq:
+            # isascii: "²".isdigit() is true, and int("²") raises
+            if run == hub.run_id and seq.isascii() and seq.isdigit() and int(seq) <= hub.seq:
                 self.cursor = int(seq)  # take() counts what the ring no longer holds
             else:
                 self.lost_unknown = True
