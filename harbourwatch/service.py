@@ -213,8 +213,11 @@ async def run_service(config: Config, options: ServiceOptions, *,
     stop = asyncio.Event()
     try:
         _on_signals(stop)
-        for source in sources:
-            source.check()
+        with contextlib.ExitStack() as probes:  # all held at once: two sources may clash
+            for source in sources:
+                held = source.probe()
+                if held is not None:
+                    probes.enter_context(held)
         auth = None
         if config.api.enabled:
             from api.server import check_address

@@ -637,3 +637,19 @@ def test_a_live_run_drops_positions_older_than_the_retention(tmp_path: Path) -> 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_two_udp_sources_on_one_port_spelt_apart_stop_the_start(tmp_path: Path) -> None:
+    """127.0.0.1:P and 0.0.0.0:P passed the config; the second bind failed only after the
+    store and MQTT had started."""
+    port = free_udp_port()
+    config = tmp_path / "port.yaml"
+    config.write_text(f"version: 1\nport: {{name: t, zones: {DEMO_ZONES}}}\nsources:\n"
+                      f"  - {{kind: udp, name: a, host: 127.0.0.1, port: {port}}}\n"
+                      f"  - {{kind: udp, name: b, host: 0.0.0.0, port: {port}}}\n")
+    done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"harbourwatch: source b: cannot listen on UDP 0.0.0.0:{port}: "
+        "[Errno 98] Address already in use")
+    assert not (tmp_path / "x.db").exists()

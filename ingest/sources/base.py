@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -115,9 +116,11 @@ class SourceBase:
     def stats(self) -> SourceStats:
         return self._stats
 
-    def check(self) -> None:
-        """Raise SourceError for what would stop this source as it starts (a port taken),
-        so a run can fail before its outputs start; nothing by default."""
+    def probe(self) -> socket.socket | None:
+        """Take what this source will listen on, for the caller to hold while it probes the
+        run's other sources and then close (SourceError when it is taken), so a run fails
+        before its outputs start; nothing to take by default."""
+        return None
 
     def add_status_listener(self, listener: StatusListener) -> None:
         self._listeners.append(listener)

@@ -57,16 +57,21 @@ class UdpSource(SourceBase):
         #: sender -> (start of a sentence cut at the end of its last datagram, its arrival)
         self._held: dict[Any, tuple[bytes, float]] = {}
 
-    def check(self) -> None:
-        """Bind the port and let it go: a second instance of the service fails here,
-        before it says anything on MQTT over the one that runs."""
+    def probe(self) -> socket.socket:
+        """The port, bound: a second instance of the service, or two of the run's sources on
+        one port however spelt, fail here, before anything is said on MQTT."""
         try:
             family, kind, proto, _, address = socket.getaddrinfo(
                 self.host, self.port, type=socket.SOCK_DGRAM)[0]
-            with socket.socket(family, kind, proto) as probe:
-                probe.bind(address)
+            sock = socket.socket(family, kind, proto)
         except OSError as exc:
             raise self._cannot_listen(exc) from exc
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise self._cannot_listen(exc) from exc
+        return sock
 
     def _cannot_listen(self, exc: OSError) -> SourceError:
         return SourceError(
