@@ -94,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from harbourwatch.service import ReplayPlan, run_service
     from harbourwatch.timeutil import parse_message_time
+    from ingest.logfile import missing_logs
     from ingest.sources.base import SourceError
     from replay.decoding import DecodingFailed
     from replay.pacing import parse_speed
@@ -106,7 +107,7 @@ def _replay(args: argparse.Namespace) -> int:
         return _fail([str(exc) if args.start is None else f"--start {args.start!r}: {exc}"])
     if not args.nominal_rate > 0:
         return _fail(["--nominal-rate must be greater than 0"])
-    missing = [p for p in args.logs if p != "-" and not Path(p).is_file()]
+    missing = missing_logs(args.logs)
     if missing:
         return _fail([f"{p}: no such file" for p in missing])
     plan = ReplayPlan(list(args.logs), speed, start, args.nominal_rate,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
 from ingest.ingestor import Ingestor
-from ingest.logfile import read_log_lines
+from ingest.logfile import missing_logs, read_log_lines
 from ingest.sources.base import SourceError
 from replay.merge import log_source_names
 
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def run_decode(files: list[str], *, stats: bool, dedup_window_s: float = 3.0) -> int:
     """Decode every file in turn through one ingestor (so cross-file duplicates count)."""
-    missing = [p for p in files if p != "-" and not Path(p).is_file()]
+    missing = missing_logs(files)
     if missing:  # a usage error, as for replay: nothing decoded
         for path in missing:
             print(f"harbourwatch: {path}: no such file", file=sys.stderr)

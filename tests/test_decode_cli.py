@@ -112,3 +112,25 @@ def test_verbose_goes_before_or_after_the_command() -> None:
     assert [parser.parse_args(args).verbose for args in (
         ["decode", "x.nmea"], ["decode", "-v", "x.nmea"], ["-vv", "decode", "x.nmea"],
         ["decode", "x.nmea", "-vv"])] == [0, 1, 2, 2]
+
+
+def test_a_pipe_is_a_log_to_decode(tmp_path: Path) -> None:
+    """``decode <(zcat log.gz)`` and a FIFO were refused as "no such file" (not regular)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "feed.fifo"
+    os.mkfifo(fifo)
+    line = single(position(mmsi=244123456)) + "\n"
+
+    def write() -> None:
+        with open(fifo, "w") as fh:
+            fh.write(line)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    result = _decode(str(fifo))
+    writer.join(10)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mmsi"] == 244123456
+    assert _decode(str(tmp_path)).returncode == 2  # a directory is no log
