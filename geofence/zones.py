@@ -171,6 +171,17 @@ def _numeric_positions(coords: Any, depth: int) -> bool:
     return all(_numeric_positions(item, depth - 1) for item in coords)
 
 
+def _positions_in(feature: Any) -> int:
+    """Positions in a feature's (Multi)Polygon rings, read as they are (0 for junk)."""
+    geometry = feature.get("geometry") if isinstance(feature, dict) else None
+    if not isinstance(geometry, dict) or not isinstance(geometry.get("coordinates"), list):
+        return 0
+    coords = geometry["coordinates"]
+    polygons = coords if geometry.get("type") == "MultiPolygon" else [coords]
+    return sum(len(ring) for polygon in polygons if isinstance(polygon, list)
+               for ring in polygon if isinstance(ring, list))
+
+
 def _unclosed_rings(raw: Any) -> int:
     """Rings whose last position is not their first (shapely closes them silently)."""
     coords = raw["coordinates"]  # a geometry shapely read: a (Multi)Polygon
@@ -235,6 +246,12 @@ def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[
     features = obj.get("features")
     if not isinstance(features, list):
         raise ZoneError([f"{source}: FeatureCollection has no 'features' list"])
+    positions = sum(_positions_in(feature) for feature in features)
+    if positions > MAX_POSITIONS:
+        # Counted before any geometry is built: 3 million vertices held the rules for
+        # seconds (shapely builds and validates them all), and every GET /zones sent 120 MB.
+        raise ZoneError([f"{source}: {positions} positions in all, over the limit of "
+                         f"{MAX_POSITIONS} (simplify the outlines)"])
     zones: list[Zone] = []
     errors: list[str] = []
     warnings: list[str] = []
@@ -246,12 +263,6 @@ def parse_features(obj: Any, source: str = "<zones>") -> tuple[list[Zone], list[
             zones.append(zone)
     if errors:
         raise ZoneError(errors)
-    positions = sum(int(shapely.get_num_coordinates(z.geometry)) for z in zones)
-    if positions > MAX_POSITIONS:
-        # A zone of millions of vertices held the rules for seconds at each swap, and every
-        # GET /zones sent 120 MB.
-        raise ZoneError([f"{source}: {positions} positions in all, over the limit of "
-                         f"{MAX_POSITIONS} (simplify the outlines)"])
     return zones, [f"{source}: {w}" for w in warnings]
 
 
