@@ -89,6 +89,18 @@ class _Model(BaseModel):
             raise ValueError("a number is needed, not true or false")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: Any) -> Any:
+        """A section or list left empty (its entries commented out, YAML's null) means its
+        defaults, at any depth: ``rules:`` / ``  loitering:`` / ``sources:``."""
+        if not isinstance(data, dict):
+            return data
+        return {key: cls.model_fields[key].default_factory()  # type: ignore[call-arg, misc]
+                if value is None and key in cls.model_fields
+                and cls.model_fields[key].default_factory is not None else value
+                for key, value in data.items()}
+
 
 _NUMERIC_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
 
@@ -652,9 +664,6 @@ def migrate(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
     return data
 
 
-_SECTIONS = frozenset({"port", "ingest", "rules", "store", "api", "mqtt"})
-
-
 def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None = None,
                  env: Mapping[str, str] | None = None) -> Config:
     """Validate YAML text; relative paths resolve against ``base_dir``."""
@@ -675,9 +684,6 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: the config must be a mapping of sections"])
-    # A section left empty (its settings commented out) means its defaults.
-    data = {key: {} if value is None and key in _SECTIONS else value
-            for key, value in data.items()}
     config = _validated(migrate(data, source), source, root, env)
     if base_dir is not None:
         _resolve_paths(config, base_dir)

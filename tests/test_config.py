@@ -331,3 +331,7 @@ def test_a_section_left_empty_means_its_defaults() -> None:
     or instance of RulesConfig"."""
     config = parse_config("version: 1\nrules:\n#  dark_vessel: {moving_s: 900}\ningest:\n")
     assert config.rules == RulesConfig() and config.ingest.queue_size == 10000
+    nested = parse_config("version: 1\nrules:\n  loitering:\n  speeding: {max_speed_kn: 8}\n"
+                          "sources:\nmqtt:\n  url: mqtt://127.0.0.1\n  tls:\n")
+    assert nested.rules.loitering == RulesConfig().loitering and nested.sources == []
+    assert nested.rules.speeding.max_speed_kn == 8 and nested.mqtt.tls.enabled is False
