@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     more.add_commands(commands)
     for command in commands.choices.values():  # also after the command: ``run -v``
-        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                             help=verbose_help)
+        command.add_argument("-v", "--verbose", dest="verbose_after", action="count",
+                             default=0, help=verbose_help)
     return parser
 
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from harbourwatch.logs import setup_logging
 
-    setup_logging(args.verbose)
+    setup_logging(args.verbose + args.verbose_after)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -109,9 +109,10 @@ def test_verbose_goes_before_or_after_the_command() -> None:
     from harbourwatch.cli import build_parser
 
     parser = build_parser()
-    assert [parser.parse_args(args).verbose for args in (
+    counts = [(args := parser.parse_args(argv)).verbose + args.verbose_after for argv in (
         ["decode", "x.nmea"], ["decode", "-v", "x.nmea"], ["-vv", "decode", "x.nmea"],
-        ["decode", "x.nmea", "-vv"])] == [0, 1, 2, 2]
+        ["decode", "x.nmea", "-vv"], ["-v", "decode", "x.nmea", "-v"])]
+    assert counts == [0, 1, 2, 2, 2]
 
 
 def test_a_pipe_is_a_log_to_decode(tmp_path: Path) -> None:
