@@ -62,7 +62,9 @@ def _need(role: Role) -> Callable[..., Principal]:
 
     def check(request: Request, _: Annotated[Any, Depends(_bearer)] = None) -> Principal:
         auth: Authenticator = request.app.state.auth
-        return auth.check(request.headers.get("authorization"), role)
+        principal = auth.check(request.headers.get("authorization"), role)
+        _only_known_query_parameters(request)  # after the token: names are for callers
+        return principal
 
     return check
 
@@ -280,15 +282,20 @@ def _install_openapi(app: FastAPI, extra: Iterable[type[BaseModel]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    """The query parameters of a route and of its dependencies."""
+def _query_names(request: Request, route: APIRoute) -> frozenset[str]:
+    """The query parameters of a route and of its dependencies (kept per route)."""
+    cache: dict[int, frozenset[str]] = request.app.state.query_names
+    found = cache.get(id(route))  # the app holds its routes: their ids stay theirs
+    if found is not None:
+        return found
     names: set[str] = set()
     pending = [route.dependant]
     while pending:
         dependant = pending.pop()
         names.update(param.alias for param in dependant.query_params)
         pending.extend(dependant.dependencies)
-    return frozenset(names)
+    found = cache[id(route)] = frozenset(names)
+    return found
 
 
 def _only_known_query_parameters(request: Request) -> None:
@@ -296,7 +303,7 @@ def _only_known_query_parameters(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = _query_names(route)
+    known = _query_names(request, route)
     for name in request.query_params:
         if name not in known:
             raise ApiError(422, f"{name}: unknown query parameter"
@@ -343,11 +350,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
     # No redirect of a trailing slash: Starlette builds its Location from the Host header.
     app = FastAPI(title="harbourwatch", version=deps.version, lifespan=lifespan,
                   redirect_slashes=False,
-                  dependencies=[Depends(_only_known_query_parameters)],
                   description="Live vessel picture, tracks, alerts and their lifecycle for "
                               "a small or medium seaport. Bearer tokens; roles viewer < "
                               "operator < admin.")
     app.state.auth = auth
+    app.state.query_names = {}
     app.add_middleware(BodyGuard, auth=auth)
     _install_errors(app)
     _install_openapi(app, [m.VesselCollection])
@@ -471,6 +478,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
                                   else None if drill == "any" else drill),
                            after=after, limit=limit, offset=offset)
         if after is not None:
+            if offset:
+                raise ApiError(422, "after and offset: give one (after pages by the last "
+                                    "alert seen, offset by a count that new alerts shift)")
             try:
                 await store.alert(after)
             except NotFound:

@@ -548,7 +548,7 @@ class MqttFeed:
                     self.counters["connects"] += 1
                     log.log(logging.WARNING if attempt else logging.INFO,
                             "MQTT connected to %s:%d%s", self.host, self.port,
-                            " again" if attempt else "")
+                            f" after {attempt} failed attempts" if attempt else "")
                     attempt = 0
                     await self._run_connected(client)
                     return  # clean stop

@@ -330,6 +330,8 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
     assert by_cursor["next"] == a1 and (await page(after=a1))["next"] is None
     missing = await api.client.get("/alerts", params={"after": "nope"}, headers=h)
     assert (missing.status_code, missing.json()["error"]) == (422, "after: no alert 'nope'")
+    both = await api.client.get("/alerts", params={"after": a2, "offset": 2}, headers=h)
+    assert both.status_code == 422  # the offset would skip alerts past the cursor
     beyond = await page(limit=2, offset=10, drill="any")
     assert (beyond["total"], beyond["alerts"]) == (4, [])
     assert (await page(rule="dark_vessel", limit=1, drill="any"))["total"] == 2
@@ -349,6 +351,8 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
         "severity: unknown query parameter (expected after, drill, end, limit, mmsi, ")
     assert (await api.client.get("/vessels", params={"max_speed": 3}, headers=h)
             ).status_code == 422
+    # The names are for callers: no token, a 401 before any of them is said.
+    assert (await api.client.get("/alerts", params={"severity": "critical"})).status_code == 401
     assert (await api.client.get("/stream", params={"rules": "speeding,speedng"}, headers=h)
             ).json()["error"] == "rules: unknown rule 'speedng'"
 
