@@ -183,11 +183,15 @@ def earlier_exercise(store: WriterStore, alert_id: str, drill_row: bool) -> bool
 
 def act_basis(store: WriterStore, alert_id: str, action: str,
               found: Mapping[str, Any]) -> tuple[str, bool]:
-    """The state an operator's ``action`` applies to, and whether the row's acts are an
-    earlier drill run's, to clear first (a trainee acts afresh, once: then the acts of
-    this run count). :class:`Conflict` when the act was made already."""
+    """The state an operator's ``action`` applies to, and whether the row's acts (and its
+    end) are an earlier drill run's, to clear first: a trainee acts afresh on the alert this
+    run opened, once; then the acts of this run count. The alert counts as acted on at
+    once, in the act's transaction: a second act, or the run's ``new``, sees it (undo with
+    ``_acted_alerts.discard`` if the transaction fails). :class:`Conflict` when the act was
+    made already."""
     if earlier_exercise(store, alert_id, bool(found["drill"])):
-        return ("ended" if found["ended_at"] is not None else "open"), True
+        store._acted_alerts.add(alert_id)
+        return "open", True
     refused = act_refused(alert_id, action, found["acked_by"], found["acked_at"],
                           found["resolved_by"], found["resolved_at"])
     if refused is not None:
@@ -210,6 +214,8 @@ def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,
     return f"{key}|run {store.run_started!r}" if store.drill else key
 
 
+#: Clears an earlier drill run's acts and end before a trainee's first act (``act_basis``).
+CLEAR_EARLIER_RUN = "ended_at = NULL, "
 #: Clears the operator's acts on an alert (a new exercise, see ``new_exercise``).
 CLEAR_ACTS = ("acked_at = NULL, acked_by = NULL, ack_note = NULL, resolved_at = NULL, "
               "resolved_by = NULL, resolve_note = NULL")

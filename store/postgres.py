@@ -37,6 +37,7 @@ from store.base import (
 from store.common import (
     ALERT_COLUMNS,
     CLEAR_ACTS,
+    CLEAR_EARLIER_RUN,
     WriterStore,
     act_basis,
     alert_columns,
@@ -474,28 +475,34 @@ class PostgresStore(WriterStore):
         when = ts(wallclock.time() if at is None else at)
         by = "resolved" if action == "resolve" else "acked"
         prefix = "resolve" if action == "resolve" else "ack"
-        with self._errors():
-            async with self.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT state, drill, ended_at, acked_by, acked_at, resolved_by, "
-                    "resolved_at FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
-                if row is None:
-                    raise NotFound(f"no alert {alert_id!r}")
-                found = _plain(row)
-                basis, clear = act_basis(self, alert_id, action, found)
-                if clear:
-                    await conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = $1",
-                                       alert_id)
-                before = found["state"]
-                after = merge_state(basis, "resolved" if action == "resolve"
-                                    else "acknowledged")
-                await conn.execute(
-                    f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
-                    f"{prefix}_note = $4, updated_at = $2 WHERE id = $5",
-                    after, when, actor, note, alert_id)
-                await conn.execute(_AUDIT_INSERT, alert_id, when, actor, action, note,
-                                   before, after, None)
-        self._acted_alerts.add(alert_id)
+        cleared = False
+        try:
+            with self._errors():
+                async with self.pool.acquire() as conn, conn.transaction():
+                    row = await conn.fetchrow(
+                        "SELECT state, drill, ended_at, acked_by, acked_at, resolved_by, "
+                        "resolved_at FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+                    if row is None:
+                        raise NotFound(f"no alert {alert_id!r}")
+                    found = _plain(row)
+                    basis, cleared = act_basis(self, alert_id, action, found)
+                    if cleared:
+                        await conn.execute(
+                            f"UPDATE alerts SET {CLEAR_EARLIER_RUN}{CLEAR_ACTS} WHERE id = $1",
+                            alert_id)
+                    before = found["state"]
+                    after = merge_state(basis, "resolved" if action == "resolve"
+                                        else "acknowledged")
+                    await conn.execute(
+                        f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
+                        f"{prefix}_note = $4, updated_at = $2 WHERE id = $5",
+                        after, when, actor, note, alert_id)
+                    await conn.execute(_AUDIT_INSERT, alert_id, when, actor, action, note,
+                                       before, after, None)
+        except BaseException:
+            if cleared:
+                self._acted_alerts.discard(alert_id)
+            raise
         return await self.alert(alert_id)
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,

@@ -32,6 +32,7 @@ from store.base import (
 from store.common import (
     ALERT_COLUMNS,
     CLEAR_ACTS,
+    CLEAR_EARLIER_RUN,
     WriterStore,
     act_basis,
     alert_columns,
@@ -522,7 +523,9 @@ class SqliteStore(WriterStore):
                 raise NotFound(f"no alert {alert_id!r}")
             basis, clear = act_basis(self, alert_id, action, row)
             if clear:
-                conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = ?", (alert_id,))
+                cleared.append(alert_id)
+                conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN}{CLEAR_ACTS} WHERE id = ?",
+                             (alert_id,))
             before = str(row["state"])
             after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
             prefix = "resolve" if action == "resolve" else "ack"
@@ -533,8 +536,12 @@ class SqliteStore(WriterStore):
             conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after,
                                          None))
 
-        await self._write(run)
-        self._acted_alerts.add(alert_id)
+        cleared: list[str] = []
+        try:
+            await self._write(run)
+        except BaseException:
+            self._acted_alerts.difference_update(cleared)
+            raise
         return await self.alert(alert_id)
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,

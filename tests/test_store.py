@@ -391,6 +391,42 @@ async def test_a_drill_run_again_is_an_exercise_of_its_own(store_url: str,
         await live.stop()
 
 
+async def test_a_drill_run_again_judges_its_first_acts_at_once_and_afresh(
+        store_url: str, tmp_path: Path) -> None:
+    """Two trainees acking at once both passed (the run's acts were counted after the
+    commit), and an alert that had ended in the earlier run was acked as "ended" and then
+    listed open with its ack."""
+    alert = dark(drill=True)
+    first = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await first.start()
+    try:
+        first.on_alert(alert_event(Transition.NEW, alert, T0))
+        alert.state, alert.ended_at = AlertState.ENDED, T0 + 60
+        first.on_alert(alert_event(Transition.END, alert, T0 + 60))
+        await first.flush()
+        await first.resolve(alert.id, "trainer")
+    finally:
+        await first.stop()
+    second = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await second.start()
+    try:
+        acts = await asyncio.gather(second.ack(alert.id, "t1"), second.ack(alert.id, "t2"),
+                                    return_exceptions=True)
+        assert sorted(type(a).__name__ for a in acts) == ["Conflict", "dict"]
+        stored = await second.alert(alert.id)
+        assert (stored["state"], stored["ended_at"], stored["resolved_by"]) == (
+            "acknowledged", None, None)
+        fresh = dark(drill=True)  # this run's new, as MQTT showed it to the trainees
+        second.on_alert(alert_event(Transition.NEW, fresh, T0))
+        await second.flush()
+        stored = await second.alert(alert.id)
+        assert stored["state"] == "acknowledged" and stored["acknowledged_by"] in ("t1", "t2")
+        assert [a["actor"] for a in await second.audit(alert.id)
+                if a["action"] == "ack"] == [stored["acknowledged_by"]]
+    finally:
+        await second.stop()
+
+
 async def test_alert_filters(store: Store) -> None:
     a1 = dark(A, T0)
     a2 = dark(B, T0 + 3600, drill=True, zone="anchorage")
