@@ -649,8 +649,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return Response(status_code=200)
 
     @app.get("/health", response_model=m.HealthOut, tags=["service"])
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
         """Open to everyone (load balancers, monitoring); 200 while the API answers."""
+        _only_known_query_parameters(request)
         store_up = store.stats().db_up
         mqtt_up = None if deps.mqtt is None else bool(deps.mqtt().get("connected"))
         return _dump({"status": "ok" if store_up and mqtt_up is not False else "degraded",

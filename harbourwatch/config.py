@@ -92,14 +92,20 @@ class _Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _empty_means_defaults(cls, data: Any) -> Any:
-        """A section or list left empty (its entries commented out, YAML's null) means its
-        defaults, at any depth: ``rules:`` / ``  loitering:`` / ``sources:``."""
+        """A section left empty (its entries commented out, YAML's null) means its defaults,
+        at any depth (``rules:``, ``  loitering:``), and so does a list whose default is
+        empty (``sources:``). Not a list with entries by default (``exempt_shiptypes:``):
+        emptied, it would mean "none", so it stays an error naming it."""
         if not isinstance(data, dict):
             return data
-        return {key: cls.model_fields[key].default_factory()  # type: ignore[call-arg, misc]
-                if value is None and key in cls.model_fields
-                and cls.model_fields[key].default_factory is not None else value
-                for key, value in data.items()}
+        out = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if value is None and field is not None and field.default_factory is not None:
+                default = field.default_factory()  # type: ignore[call-arg]
+                if isinstance(default, BaseModel) or default == []:
+                    out[key] = default
+        return out
 
 
 _NUMERIC_FIELDS: dict[type[BaseModel], frozenset[str]] = {}

@@ -679,6 +679,7 @@ async def test_health_answers_head_and_a_trailing_slash_is_not_redirected(api: R
     host the request named (``Host: evil.example``)."""
     head = await api.client.head("/health")
     assert (head.status_code, head.content) == (200, b"")
+    assert (await api.client.get("/health", params={"verbose": 1})).status_code == 422
     slash = await api.client.get("/vessels/", headers={**headers("viewer"),
                                                        "host": "evil.example"})
     assert slash.status_code == 404 and "location" not in slash.headers
