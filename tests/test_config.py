@@ -336,5 +336,5 @@ def test_a_section_left_empty_means_its_defaults() -> None:
     assert nested.rules.loitering == RulesConfig().loitering and nested.sources == []
     assert nested.rules.speeding.max_speed_kn == 8 and nested.mqtt.tls.enabled is False
     # A list with entries by default, emptied, would mean "none": an error, not the default.
-    with pytest.raises(ConfigError, match="rules.exempt_shiptypes"):
+    with pytest.raises(ConfigError, match=r"rules\.exempt_shiptypes"):
         parse_config("version: 1\nrules:\n  exempt_shiptypes:\n#   - 52\n")
