@@ -182,8 +182,8 @@ def _position_params(rows: list[PositionRow]) -> list[Any]:
         text = dumped.get(key)
         if text is None:
             text = dumped[key] = json.dumps(sources)
-        _time, _mmsi, _lat, _lon, speed, course, heading, status, _type, _src, drill, suspect \
-            = row
+        (_time, _mmsi, _lat, _lon, speed, course, heading, status, _type, _src, drill,
+         suspect) = row
         add((row[0], row[1], row[2], row[3], null if speed is None else speed,
              null if course is None else course, null if heading is None else heading,
              null if status is None else status, row[8], text, 1 if drill else 0,
