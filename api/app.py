@@ -500,6 +500,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def act(alert_id: str, who: Principal, body: m.NoteIn | None,
                   action: Literal["ack", "resolve"]) -> Response:
         note = None if body is None else body.note
+        # The stream and MQTT tell of an alert before the writer's batch stores it (up to
+        # store.flush_interval_s): acting at once got 404, or, in a drill run again, acted
+        # on the earlier exercise's row, and MQTT then kept a state the store had not.
+        await store.flush()
         if action == "ack":
             out = await store.ack(alert_id, who.name, note)
         else:

@@ -714,3 +714,13 @@ def test_a_late_older_static_report_renames_no_vessel_in_the_picture_nor_on_mqtt
     state = feed._vessels[A]
     assert (state["shipname"], state["draught"], state["static_time"]) == (
         "NEW NAME", 7.5, iso_time(T0 + 100))
+
+
+async def test_an_alert_the_stream_just_announced_can_be_acknowledged_at_once(
+        api: Rig) -> None:
+    """The stream and MQTT tell of an alert before the writer's batch stores it: an ack at
+    once was 404 "no alert" for up to a second."""
+    alert = make_alert(rule="speeding", mmsi=B)
+    api.store.on_alert(event(alert))  # published by the rules, not yet written
+    acked = await api.client.post(f"/alerts/{alert.id}/ack", headers=headers("operator"))
+    assert (acked.status_code, acked.json()["state"]) == (200, "acknowledged")
