@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -529,6 +530,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     # -- snoozes --------------------------------------------------------------------------
 
+    #: A drill's snoozes: the drill run's alone, never stored (a trainee's snooze was, and
+    #: the live service restored it and muted a real AIS-SART).
+    drill_snoozes: dict[tuple[str, int], Snooze] = {}
+
     @app.post("/snoozes", status_code=201, response_model=m.SnoozeOut, tags=["alerts"],
               responses=errors)
     async def snooze(body: m.SnoozeIn, who: Operator) -> Response:
@@ -536,7 +541,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
         known_rules([body.rule], "rule")
         now = deps.clock()
         until = now + body.duration_s
-        saved = await store.snooze(body.rule, body.mmsi, until, who.name, body.note)
+        if deps.drill:
+            saved = drill_snoozes[(body.rule, body.mmsi)] = Snooze(
+                body.rule, body.mmsi, until, who.name, body.note, time.time())
+        else:
+            saved = await store.snooze(body.rule, body.mmsi, until, who.name, body.note)
         if deps.snooze_target is not None:
             deps.snooze_target.snooze(body.rule, body.mmsi, until)
         resp = _dump(_snooze_out(saved, now))
@@ -546,7 +555,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"], responses=errors)
     async def snoozes(_: Viewer, active: bool = True) -> Response:
         now = deps.clock()
-        found = await store.snoozes(active_at=now if active else None)
+        if deps.drill:
+            found = [s for _, s in sorted(drill_snoozes.items()) if not active or s.until > now]
+        else:
+            found = await store.snoozes(active_at=now if active else None)
         return _dump([_snooze_out(s, now) for s in found])
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
@@ -557,7 +569,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         rule, _, mmsi_text = snooze_id.partition(":")
         if not mmsi_text.isdigit() or len(mmsi_text) > 9 or not rule:
             raise ApiError(422, "snooze id: expected '<rule>:<mmsi>'")
-        if not await store.unsnooze(rule, int(mmsi_text), who.name):
+        gone = (drill_snoozes.pop((rule, int(mmsi_text)), None) is not None if deps.drill
+                else await store.unsnooze(rule, int(mmsi_text), who.name))
+        if not gone:
             raise ApiError(404, f"no snooze {snooze_id!r}")
         if deps.snooze_target is not None:
             deps.snooze_target.unsnooze(rule, int(mmsi_text))

@@ -95,7 +95,9 @@ class WriterStore:
                 self._hold(position_row(report, drill))
             else:
                 self._put(("p", position_row(report, drill)))
-        if report.msg_type in _STATIC_MSG_TYPES:
+        if report.msg_type in _STATIC_MSG_TYPES and not drill:
+            # Not a drill's: vessel records and their name history have no drill marker,
+            # and a drill's made-up identity change became a real vessel's history.
             srow = static_row(report)
             if srow is not None:
                 self._put(("s", srow))

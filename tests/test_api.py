@@ -724,3 +724,31 @@ async def test_an_alert_the_stream_just_announced_can_be_acknowledged_at_once(
     api.store.on_alert(event(alert))  # published by the rules, not yet written
     acked = await api.client.post(f"/alerts/{alert.id}/ack", headers=headers("operator"))
     assert (acked.status_code, acked.json()["state"]) == (200, "acknowledged")
+
+
+async def test_a_drills_snooze_is_the_drill_runs_alone(api: Rig) -> None:
+    """A trainee's snooze was stored: it replaced the live service's, and the next live run
+    restored it and muted a real AIS-SART."""
+    import httpx
+
+    from api.app import create_app
+    from harbourwatch.snoozes import SnoozeBook
+
+    await api.store.snooze("emergency_device", 970999001, T0 + 10, "duty", "LIVE snooze")
+    api.deps.drill = True
+    book = api.deps.snooze_target = SnoozeBook()
+    drill_app = create_app(api.deps)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=drill_app),
+                                 base_url="http://hw") as drill:
+        made = await drill.post("/snoozes", headers=headers("operator"), json={
+            "rule": "emergency_device", "mmsi": 970999001, "duration_s": 7200,
+            "note": "DRILL snooze"})
+        assert made.status_code == 201 and len(book) == 1
+        listed = (await drill.get("/snoozes", headers=headers("viewer"))).json()
+        assert [s["note"] for s in listed] == ["DRILL snooze"]
+        assert (await drill.delete("/snoozes/emergency_device:970999001",
+                                   headers=headers("operator"))).status_code == 204
+        assert (await drill.delete("/snoozes/emergency_device:970999001",
+                                   headers=headers("operator"))).status_code == 404
+    stored = await api.store.snoozes()
+    assert [(s.note, s.until) for s in stored] == [("LIVE snooze", T0 + 10)]

@@ -258,6 +258,15 @@ async def test_static_data_and_its_history(store: Store) -> None:
     assert late == [{"draught": [None, 7.5]}]
 
 
+async def test_a_drills_static_data_stays_out_of_the_vessel_records(store: Store) -> None:
+    store.on_report(static(A, T0, shipname="REAL NAME"))
+    store.on_report(static(A, T0 + 10, shipname="DRILL NAME", extra={"drill": True}))
+    await store.flush()
+    vessel = await store.vessel(A)
+    assert vessel is not None and vessel["shipname"] == "REAL NAME"
+    assert len(await store.vessel_history(A)) == 1
+
+
 async def test_alert_lifecycle_and_audit(store: Store) -> None:
     alert = dark()
     store.on_alert(alert_event(Transition.NEW, alert, T0 + 700))
