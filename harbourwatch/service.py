@@ -16,7 +16,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -157,32 +157,33 @@ async def save_state(store: Store, engine: Engine, scope: str = "live") -> None:
     await store.save_engine_state(as_of, parts, scope)
 
 
-async def _save_periodically(store: Store, engine: Engine, pipeline: Pipeline,
-                             scope: str) -> None:
+async def _periodically(every_s: float, what: str, work: Callable[[], Awaitable[None]], *,
+                        at_once: bool = False) -> None:
+    """``work`` every ``every_s`` wall seconds, until cancelled. A failure is logged and
+    tried again next time; a database outage (which the writer reports too) in one line."""
+    if not at_once:
+        await asyncio.sleep(every_s)
     while True:
-        await asyncio.sleep(STATE_SAVE_S)
         try:
-            await save_state(store, engine, scope)
-            await store.save_source_health(time.time(), pipeline.stats()["sources"])
-        except StoreUnavailable as exc:  # an outage the writer reports too: one line
-            log.warning("could not save the rules' state (%s); will retry", exc)
+            await work()
+        except StoreUnavailable as exc:
+            log.warning("could not %s (%s); will retry", what, exc)
         except Exception:
-            log.exception("could not save the rules' state; will retry")
+            log.exception("could not %s; will retry", what)
+        await asyncio.sleep(every_s)
 
 
-async def _prune_periodically(store: Store, keep_s: float) -> None:
+async def _save_all(store: Store, engine: Engine, pipeline: Pipeline, scope: str) -> None:
+    await save_state(store, engine, scope)
+    await store.save_source_health(time.time(), pipeline.stats()["sources"])
+
+
+async def _prune(store: Store, keep_s: float) -> None:
     """``store.retention_days`` on the wall clock, as TimescaleDB's policy counts it; the
     live service only (a replay or drill of an old log would lose its positions at once)."""
-    while True:
-        try:
-            dropped = await store.prune(time.time() - keep_s)
-            if dropped:
-                log.info("store: dropped %d positions older than the retention", dropped)
-        except StoreUnavailable as exc:
-            log.warning("could not drop old positions (%s); will retry", exc)
-        except Exception:
-            log.exception("could not drop old positions; will retry")
-        await asyncio.sleep(PRUNE_S)
+    dropped = await store.prune(time.time() - keep_s)
+    if dropped:
+        log.info("store: dropped %d positions older than the retention", dropped)
 
 
 async def run_service(config: Config, options: ServiceOptions, *,
@@ -290,11 +291,13 @@ async def run_service(config: Config, options: ServiceOptions, *,
             await sink.start()
             started.append(sink)
         if saves_state:
-            tasks.append(asyncio.create_task(
-                _save_periodically(store, engine, pipeline, scope)))
+            tasks.append(asyncio.create_task(_periodically(
+                STATE_SAVE_S, "save the rules' state",
+                lambda: _save_all(store, engine, pipeline, scope))))
         if replay is None and not drill and config.store.retention_days is not None:
-            tasks.append(asyncio.create_task(
-                _prune_periodically(store, config.store.retention_days * 86400.0)))
+            keep_s = config.store.retention_days * 86400.0
+            tasks.append(asyncio.create_task(_periodically(
+                PRUNE_S, "drop old positions", lambda: _prune(store, keep_s), at_once=True)))
         if replay is not None:
             finished = await _until_stopped(_replay(replay, pipeline, decoder), stop)
             if finished and config.api.enabled and not stop.is_set():
