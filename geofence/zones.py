@@ -171,23 +171,26 @@ def _numeric_positions(coords: Any, depth: int) -> bool:
     return all(_numeric_positions(item, depth - 1) for item in coords)
 
 
-def _positions_in(feature: Any) -> int:
-    """Positions in a feature's (Multi)Polygon rings, read as they are (0 for junk)."""
-    geometry = feature.get("geometry") if isinstance(feature, dict) else None
-    if not isinstance(geometry, dict) or not isinstance(geometry.get("coordinates"), list):
-        return 0
-    coords = geometry["coordinates"]
+def _rings(geometry: Any) -> Iterator[list[Any]]:
+    """The rings of a (Multi)Polygon geometry as given, before shapely reads it (what is
+    not a list is skipped)."""
+    coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+    if not isinstance(coords, list):
+        return
     polygons = coords if geometry.get("type") == "MultiPolygon" else [coords]
-    return sum(len(ring) for polygon in polygons if isinstance(polygon, list)
-               for ring in polygon if isinstance(ring, list))
+    for polygon in polygons:
+        if isinstance(polygon, list):
+            yield from (ring for ring in polygon if isinstance(ring, list))
 
 
-def _unclosed_rings(raw: Any) -> int:
+def _positions_in(feature: Any) -> int:
+    return sum(len(ring) for ring in _rings(
+        feature.get("geometry") if isinstance(feature, dict) else None))
+
+
+def _unclosed_rings(geometry: Any) -> int:
     """Rings whose last position is not their first (shapely closes them silently)."""
-    coords = raw["coordinates"]  # a geometry shapely read: a (Multi)Polygon
-    polygons = [coords] if raw["type"] == "Polygon" else coords
-    return sum(1 for polygon in polygons or () for ring in polygon or ()
-               if isinstance(ring, list) and ring and ring[0] != ring[-1])
+    return sum(1 for ring in _rings(geometry) if ring and ring[0] != ring[-1])
 
 
 def _parse_feature(index: int, feature: Any, seen: set[str],
