@@ -172,8 +172,7 @@ def new_exercise(store: WriterStore, transition: str, alert_id: str, stored: boo
     resolve (which the audit trail keeps). Judged by the ids this run has written, not by
     times: a trainee's ack may reach the old row before the run's ``new`` does (that act
     cleared the earlier run's, see ``act_basis``, and is this run's: it stays)."""
-    return (store.drill and transition == "new" and stored
-            and alert_id not in store._written_alerts and alert_id not in store._acted_alerts)
+    return transition == "new" and stored and earlier_exercise(store, alert_id, True)
 
 
 def earlier_exercise(store: WriterStore, alert_id: str, drill_row: bool) -> bool:

@@ -640,11 +640,12 @@ class SqliteStore(WriterStore):
 
     async def prune(self, before: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            conn.execute("DELETE FROM source_health WHERE time < ?", (before,))
             return conn.execute(
                 "DELETE FROM positions WHERE rowid IN (SELECT rowid FROM positions "
                 f"WHERE time < ? LIMIT {_PRUNE_ROWS})", (before,)).rowcount
 
+        await self._write(lambda c: c.execute("DELETE FROM source_health WHERE time < ?",
+                                              (before,)))
         dropped = 0
         while True:  # in bites, so the writer's batches are not held up for long
             done = await self._write(run)
