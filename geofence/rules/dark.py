@@ -205,6 +205,3 @@ class DarkVessel(BaseRule):
         for mmsi in mmsis:
             self._limit.pop(mmsi, None)
             self._due.pop(mmsi, None)  # its heap entry is then skipped as superseded
-
-    def on_restore(self, ctx: RuleContext) -> None:
-        self._rebuild(ctx)

@@ -124,7 +124,3 @@ class Loitering(BaseRule):
     def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
         for mmsi in mmsis:
             self._near_at.pop(mmsi, None)
-
-    def on_restore(self, ctx: RuleContext) -> None:
-        self._near_at.clear()
-        self._limits(ctx)
