@@ -504,7 +504,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         # The stream and MQTT tell of an alert before the writer's batch stores it (up to
         # store.flush_interval_s): acting at once got 404, or, in a drill run again, acted
         # on the earlier exercise's row, and MQTT then kept a state the store had not.
-        await store.flush()
+        # Alerts are never held: the positions held for late receivers stay held.
+        await store.flush(held=False)
         if action == "ack":
             out = await store.ack(alert_id, who.name, note)
         else:

@@ -74,10 +74,11 @@ class WriterStore:
         await self._writer.stop()
         await self._close()
 
-    async def flush(self) -> None:
-        """Write everything received so far, held positions included (their ``sources``
-        then lack the receivers of duplicates still to come)."""
-        self._release_held()
+    async def flush(self, *, held: bool = True) -> None:
+        """Write everything received so far, held positions included unless ``held`` is
+        false (written now, their ``sources`` lack the receivers of duplicates to come)."""
+        if held:
+            self._release_held()
         await self._writer.flush()
 
     def stats(self) -> WriterStats:
