@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import models as m
 from api.auth import Authenticator, AuthError, Principal, Role
 from api.deps import ApiDeps, PictureView
+from api.drill_snoozes import DrillSnoozes, SnoozeKeeper
 from api.guard import BodyGuard
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.picture import feature
@@ -531,9 +531,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     # -- snoozes --------------------------------------------------------------------------
 
-    #: A drill's snoozes: the drill run's alone, never stored (a trainee's snooze was, and
-    #: the live service restored it and muted a real AIS-SART).
-    drill_snoozes: dict[tuple[str, int], Snooze] = {}
+    snooze_keeper: SnoozeKeeper = DrillSnoozes() if deps.drill else store
 
     @app.post("/snoozes", status_code=201, response_model=m.SnoozeOut, tags=["alerts"],
               responses=errors)
@@ -542,11 +540,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         known_rules([body.rule], "rule")
         now = deps.clock()
         until = now + body.duration_s
-        if deps.drill:
-            saved = drill_snoozes[(body.rule, body.mmsi)] = Snooze(
-                body.rule, body.mmsi, until, who.name, body.note, time.time())
-        else:
-            saved = await store.snooze(body.rule, body.mmsi, until, who.name, body.note)
+        saved = await snooze_keeper.snooze(body.rule, body.mmsi, until, who.name, body.note)
         if deps.snooze_target is not None:
             deps.snooze_target.snooze(body.rule, body.mmsi, until)
         resp = _dump(_snooze_out(saved, now))
@@ -556,10 +550,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"], responses=errors)
     async def snoozes(_: Viewer, active: bool = True) -> Response:
         now = deps.clock()
-        if deps.drill:
-            found = [s for _, s in sorted(drill_snoozes.items()) if not active or s.until > now]
-        else:
-            found = await store.snoozes(active_at=now if active else None)
+        found = await snooze_keeper.snoozes(active_at=now if active else None)
         return _dump([_snooze_out(s, now) for s in found])
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
@@ -570,9 +561,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         rule, _, mmsi_text = snooze_id.partition(":")
         if not mmsi_text.isdigit() or len(mmsi_text) > 9 or not rule:
             raise ApiError(422, "snooze id: expected '<rule>:<mmsi>'")
-        gone = (drill_snoozes.pop((rule, int(mmsi_text)), None) is not None if deps.drill
-                else await store.unsnooze(rule, int(mmsi_text), who.name))
-        if not gone:
+        if not await snooze_keeper.unsnooze(rule, int(mmsi_text), who.name):
             raise ApiError(404, f"no snooze {snooze_id!r}")
         if deps.snooze_target is not None:
             deps.snooze_target.unsnooze(rule, int(mmsi_text))
