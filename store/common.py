@@ -57,6 +57,15 @@ class WriterStore:
         self._marks: deque[tuple[float, int]] = deque()
 
     async def write_batch(self, batch: Batch) -> int:
+        """Write a batch in one transaction; the positions that were new."""
+        written = await self._commit_batch(batch)
+        # After the commit (a failed batch is written again, and must still count as the
+        # run's first write of its alerts: see ``new_exercise``).
+        if self.drill and batch.alerts:
+            self._written_alerts.update(alert["id"] for _t, _w, alert in batch.alerts)
+        return written
+
+    async def _commit_batch(self, batch: Batch) -> int:
         raise NotImplementedError
 
     async def _open(self) -> None:
@@ -201,13 +210,6 @@ def act_basis(store: WriterStore, alert_id: str, action: str,
     return str(found["state"]), False
 
 
-def mark_written(store: WriterStore, batch: Batch) -> None:
-    """After a batch is committed (a failed one is written again, and must still count as
-    the run's first write)."""
-    if store.drill and batch.alerts:
-        store._written_alerts.update(alert["id"] for _t, _w, alert in batch.alerts)
-
-
 def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,
               when: float) -> str:
     """What makes a rule's audit row unique: a batch written again after an outage adds
@@ -216,11 +218,15 @@ def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,
     return f"{key}|run {store.run_started!r}" if store.drill else key
 
 
-#: Clears an earlier drill run's acts and end before a trainee's first act (``act_basis``).
-CLEAR_EARLIER_RUN = "ended_at = NULL, "
 #: Clears the operator's acts on an alert (a new exercise, see ``new_exercise``).
 CLEAR_ACTS = ("acked_at = NULL, acked_by = NULL, ack_note = NULL, resolved_at = NULL, "
               "resolved_by = NULL, resolve_note = NULL")
+#: Clears an earlier drill run's acts and end before a trainee's first act (``act_basis``).
+CLEAR_EARLIER_RUN = f"ended_at = NULL, {CLEAR_ACTS}"
+#: What ``act_basis`` reads of an alert's row.
+ACT_COLUMNS = "state, drill, acked_by, acked_at, resolved_by, resolved_at"
+#: Positions deleted in one statement when pruning (a first prune of years of rows).
+PRUNE_ROWS = 50_000
 
 ALERT_COLUMNS: tuple[str, ...] = (
     "id", "rule", "risk_area", "severity", "state", "mmsi", "other_mmsi", "shipname", "zone",

@@ -35,9 +35,11 @@ from store.base import (
     VesselStateJSON,
 )
 from store.common import (
+    ACT_COLUMNS,
     ALERT_COLUMNS,
     CLEAR_ACTS,
     CLEAR_EARLIER_RUN,
+    PRUNE_ROWS,
     WriterStore,
     act_basis,
     alert_columns,
@@ -46,7 +48,6 @@ from store.common import (
     audit_key,
     audit_out,
     bucket_width,
-    mark_written,
     new_exercise,
     position_out,
     track_point,
@@ -96,8 +97,6 @@ _AUDIT_INSERT = (
     "INSERT INTO alert_audit (alert_id, time, actor, action, note, before_state, after_state, "
     "dedup) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
 )
-#: Positions dropped in one statement when pruning.
-_PRUNE_ROWS = 50_000
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS positions_stage "
     "(LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -282,12 +281,7 @@ class PostgresStore(WriterStore):
             await _init_writer(self._wconn)
         return self._wconn
 
-    async def write_batch(self, batch: Batch) -> int:
-        written = await self._write_batch_committed(batch)
-        mark_written(self, batch)
-        return written
-
-    async def _write_batch_committed(self, batch: Batch) -> int:
+    async def _commit_batch(self, batch: Batch) -> int:
         with self._errors():
             try:
                 conn = await self._writer_connection()
@@ -480,15 +474,14 @@ class PostgresStore(WriterStore):
             with self._errors():
                 async with self.pool.acquire() as conn, conn.transaction():
                     row = await conn.fetchrow(
-                        "SELECT state, drill, ended_at, acked_by, acked_at, resolved_by, "
-                        "resolved_at FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+                        f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
                     if row is None:
                         raise NotFound(f"no alert {alert_id!r}")
                     found = _plain(row)
                     basis, cleared = act_basis(self, alert_id, action, found)
                     if cleared:
                         await conn.execute(
-                            f"UPDATE alerts SET {CLEAR_EARLIER_RUN}{CLEAR_ACTS} WHERE id = $1",
+                            f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = $1",
                             alert_id)
                     before = found["state"]
                     after = merge_state(basis, "resolved" if action == "resolve"
@@ -607,10 +600,10 @@ class PostgresStore(WriterStore):
             while True:  # in bites: years of rows in one statement outlast command_timeout
                 status = await self.pool.execute(
                     "DELETE FROM positions WHERE ctid = ANY(ARRAY(SELECT ctid FROM positions "
-                    f"WHERE time < $1 LIMIT {_PRUNE_ROWS}))", ts(before))
+                    f"WHERE time < $1 LIMIT {PRUNE_ROWS}))", ts(before))
                 done = int(status.split()[-1])
                 dropped += done
-                if done < _PRUNE_ROWS:
+                if done < PRUNE_ROWS:
                     return dropped
 
     async def save_source_health(self, time: float,

@@ -30,9 +30,11 @@ from store.base import (
     VesselStateJSON,
 )
 from store.common import (
+    ACT_COLUMNS,
     ALERT_COLUMNS,
     CLEAR_ACTS,
     CLEAR_EARLIER_RUN,
+    PRUNE_ROWS,
     WriterStore,
     act_basis,
     alert_columns,
@@ -41,7 +43,6 @@ from store.common import (
     audit_key,
     audit_out,
     bucket_width,
-    mark_written,
     new_exercise,
     position_out,
     track_point,
@@ -77,8 +78,6 @@ _SMALL_CHUNK = 64
 #: How long a write waits for a lock another process holds (ms), and an inline batch write.
 _BUSY_MS = 10_000
 _INLINE_BUSY_MS = 100
-#: Positions dropped in one transaction when pruning (a first prune of years of rows).
-_PRUNE_ROWS = 50_000
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
     "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
@@ -324,16 +323,13 @@ class SqliteStore(WriterStore):
         self._rx.shutdown(wait=True)
 
     # --- batch write ---------------------------------------------------------------------------
-    async def write_batch(self, batch: Batch) -> int:
+    async def _commit_batch(self, batch: Batch) -> int:
         # Inline, batches run on the event loop: a file another process keeps locked must
         # not stall it (the API, signals) for the whole timeout. The write fails fast, its
         # rows stay buffered, and the writer tries again with back-off. (Other writes, which
         # are rare and not retried, still wait.)
         busy_ms = _INLINE_BUSY_MS if self.inline_writes else None
-        written = await self._write(lambda conn: self._write_batch(conn, batch),
-                                    busy_ms=busy_ms)
-        mark_written(self, batch)
-        return written
+        return await self._write(lambda conn: self._write_batch(conn, batch), busy_ms=busy_ms)
 
     def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> int:
         """Returns the positions that were new (an ignored row and padding change nothing)."""
@@ -517,15 +513,14 @@ class SqliteStore(WriterStore):
         when = wallclock.time() if at is None else at
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT state, drill, ended_at, acked_by, acked_at, resolved_by, "
-                               "resolved_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            row = conn.execute(f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = ?",
+                               (alert_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no alert {alert_id!r}")
             basis, clear = act_basis(self, alert_id, action, row)
             if clear:
                 cleared.append(alert_id)
-                conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN}{CLEAR_ACTS} WHERE id = ?",
-                             (alert_id,))
+                conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = ?", (alert_id,))
             before = str(row["state"])
             after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
             prefix = "resolve" if action == "resolve" else "ack"
@@ -642,7 +637,7 @@ class SqliteStore(WriterStore):
         def run(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "DELETE FROM positions WHERE rowid IN (SELECT rowid FROM positions "
-                f"WHERE time < ? LIMIT {_PRUNE_ROWS})", (before,)).rowcount
+                f"WHERE time < ? LIMIT {PRUNE_ROWS})", (before,)).rowcount
 
         await self._write(lambda c: c.execute("DELETE FROM source_health WHERE time < ?",
                                               (before,)))
@@ -650,7 +645,7 @@ class SqliteStore(WriterStore):
         while True:  # in bites, so the writer's batches are not held up for long
             done = await self._write(run)
             dropped += done
-            if done < _PRUNE_ROWS:
+            if done < PRUNE_ROWS:
                 return dropped
 
     async def save_source_health(self, time: float,

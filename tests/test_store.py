@@ -92,8 +92,8 @@ async def test_positions_round_trip_with_values(store: Store) -> None:
 async def test_prune_drops_what_retention_no_longer_keeps(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only TimescaleDB's policy dropped old rows: SQLite and plain PostgreSQL grew for ever."""
-    monkeypatch.setattr("store.sqlite._PRUNE_ROWS", 3)  # both drop them in bites
-    monkeypatch.setattr("store.postgres._PRUNE_ROWS", 3)
+    monkeypatch.setattr("store.sqlite.PRUNE_ROWS", 3)  # both drop them in bites
+    monkeypatch.setattr("store.postgres.PRUNE_ROWS", 3)
     for i in range(20):
         store.on_report(pos(A, T0 + i * 10))
     await store.flush()
