@@ -9,9 +9,9 @@ a declared, bounded size, from the headers alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Authenticator, AuthError, Role
@@ -42,28 +42,26 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         status, message, extra = refused
-        body = json.dumps({"error": message, "detail": None}).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()), *extra]})
-        await send({"type": "http.response.body", "body": body})
+        # The shape of the API's other errors (see api.app._error).
+        await JSONResponse({"error": message, "detail": None}, status_code=status,
+                           headers=extra)(scope, receive, send)
 
     def _refused(self, scope: Scope, headers: Mapping[str, str]
-                 ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+                 ) -> tuple[int, str, dict[str, str]] | None:
         zones = scope["path"].rstrip("/") == "/zones"
         try:  # the zones are the admin's: an operator's 32 MB was parsed before its 403
             self.auth.check(headers.get("authorization"), Role.ADMIN if zones else Role.OPERATOR)
         except AuthError as exc:
-            extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
-            return exc.status, exc.message, extra
+            return exc.status, exc.message, (
+                {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {})
         limit = MAX_ZONES_BYTES if zones else MAX_BODY_BYTES
         length = headers.get("content-length")
         if length is None:
             if "chunked" in headers.get("transfer-encoding", "").lower():
-                return 411, "a body needs a Content-Length", []
+                return 411, "a body needs a Content-Length", {}
             return None  # no body at all
         if not length.isdigit():
-            return 400, "Content-Length is not a number", []
+            return 400, "Content-Length is not a number", {}
         if int(length) > limit:
-            return 413, f"body of {int(length)} bytes is over the limit of {limit}", []
+            return 413, f"body of {int(length)} bytes is over the limit of {limit}", {}
         return None
