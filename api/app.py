@@ -478,15 +478,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
                            drill=(deps.drill if drill is None
                                   else None if drill == "any" else drill),
                            after=after, limit=limit, offset=offset)
-        if after is not None:
-            if offset:
-                raise ApiError(422, "after and offset: give one (after pages by the last "
-                                    "alert seen, offset by a count that new alerts shift)")
+        if after is not None and offset:
+            raise ApiError(422, "after and offset: give one (after pages by the last alert "
+                                "seen, offset by a count that new alerts shift)")
+        page = await store.alerts(query)
+        if after is not None and not page:  # the end, or a cursor that names no alert
             try:
                 await store.alert(after)
             except NotFound:
                 raise ApiError(422, f"after: no alert {after!r}") from None
-        page = await store.alerts(query)
         total = (offset + len(page) if after is None and 0 < len(page) < limit
                  else await _count_alerts(store, query))
         return _dump({"total": total, "limit": limit, "offset": offset,
