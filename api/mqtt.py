@@ -42,6 +42,7 @@ import aiomqtt
 
 from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
+from api.picture import PRUNE_EVERY_S
 from geofence.alert import AlertEvent, Transition
 from ingest.report import Report, iso_time, statics_to_apply
 
@@ -61,7 +62,6 @@ STATIC_FIELDS = (
 )
 _CLOSED_STATES = frozenset({"ended", "resolved"})
 _BATCH = 100
-_PRUNE_EVERY_S = 60.0  # message time between looks for vessels that left the picture
 _OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again
 
 
@@ -738,7 +738,7 @@ class MqttFeed:
         they leave the API's: their state goes (connected or not) and the retained topic
         of each one published is cleared, so the broker does not keep every MMSI ever
         heard (a garbled message's among them)."""
-        self._next_prune = newest + _PRUNE_EVERY_S
+        self._next_prune = newest + PRUNE_EVERY_S
         horizon = newest - self.vessel_live_s
         for mmsi in [m for m, t in self._heard.items() if t < horizon]:
             for table in (self._heard, self._vessels, self._vessel_time, self._ready,

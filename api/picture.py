@@ -22,7 +22,8 @@ STATIC_KEYS: tuple[str, ...] = (
     "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
     "to_starboard", "draught", "destination",
 )
-_PRUNE_EVERY_S = 60.0
+#: Message time between looks for vessels that left the picture (the MQTT feed's too).
+PRUNE_EVERY_S = 60.0
 
 
 class LivePicture:
@@ -94,7 +95,7 @@ class LivePicture:
                 self._prune()
 
     def _prune(self) -> None:
-        self._next_prune = self.newest + _PRUNE_EVERY_S
+        self._next_prune = self.newest + PRUNE_EVERY_S
         horizon = self.newest - self.max_age_s
         # By the newest report of any kind: a vessel heard only by its static data (or a
         # garbled one) has no position time, and was kept for good.

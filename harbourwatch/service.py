@@ -198,6 +198,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
     drill = options.drill
     scope = "live" if replay is None else "replay"
     saves_state = not drill
+    #: The port's own service: its zones, snoozes kept and retention (not a replay or drill).
+    live_service = replay is None and not drill
     restores_state = saves_state and (replay is None or replay.start is not None)
     config_dir = options.config.resolve().parent if options.config else Path.cwd()
     sources = [] if replay is not None else build_sources(config, options)
@@ -240,7 +242,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     failures: list[str] = []
     mqtt_feed: Any = None
     try:
-        if replay is None and not drill:
+        if live_service:
             zones = await _zones_in_force(store, config, zones)
             engine.set_zones(zones)
         restored: list[dict[str, Any]] = []
@@ -286,7 +288,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 config, auth, store, engine, pipeline, ingestor, zones, stop, hub, picture,
                 listeners, failures, transport_of(sources, queue),
                 None if mqtt_feed is None else mqtt_feed.status,
-                saves_zones=replay is None and not drill))
+                saves_zones=live_service))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -294,7 +296,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             tasks.append(asyncio.create_task(_periodically(
                 STATE_SAVE_S, "save the rules' state",
                 lambda: _save_all(store, engine, pipeline, scope))))
-        if replay is None and not drill and config.store.retention_days is not None:
+        if live_service and config.store.retention_days is not None:
             keep_s = config.store.retention_days * 86400.0
             tasks.append(asyncio.create_task(_periodically(
                 PRUNE_S, "drop old positions", lambda: _prune(store, keep_s), at_once=True)))
