@@ -44,7 +44,7 @@ from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
 from api.picture import PRUNE_EVERY_S
 from geofence.alert import AlertEvent, Transition
-from ingest.report import Report, iso_time, statics_to_apply
+from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
 
 if TYPE_CHECKING:
     from harbourwatch.config import MqttConfig
@@ -56,10 +56,6 @@ PASSWORD_ENV = "HARBOURWATCH_MQTT_PASSWORD"
 #: AIS message types that describe a vessel (not base stations or aids to navigation).
 VESSEL_MSG_TYPES = frozenset({1, 2, 3, 5, 9, 18, 19, 24, 27})
 POSITION_FIELDS = ("lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy")
-STATIC_FIELDS = (
-    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
-    "to_starboard", "draught", "destination",
-)
 _CLOSED_STATES = frozenset({"ended", "resolved"})
 _BATCH = 100
 _OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again

@@ -13,14 +13,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from geofence.alert import AlertEvent
-from ingest.report import Report, iso_time, statics_to_apply
+from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
 
 POSITION_KEYS: tuple[str, ...] = (
     "lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy",
-)
-STATIC_KEYS: tuple[str, ...] = (
-    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
-    "to_starboard", "draught", "destination",
 )
 #: Message time between looks for vessels that left the picture (the MQTT feed's too).
 PRUNE_EVERY_S = 60.0
@@ -75,7 +71,7 @@ class LivePicture:
             vessel["sources"] = list(report.sources)
             vessel["drill"] = bool(report.extra.get("drill", False)) if report.extra else False
             self._times[mmsi] = report.time
-        fields = {key: value for key in STATIC_KEYS
+        fields = {key: value for key in STATIC_FIELDS
                   if (value := getattr(report, key)) is not None}
         if fields:
             newer = report.time >= self._static_times.get(mmsi, float("-inf"))
@@ -142,7 +138,7 @@ class LivePicture:
 
 def _blank(mmsi: int) -> dict[str, Any]:
     vessel: dict[str, Any] = {"mmsi": mmsi, "time": None, "class": None, "msg_type": None}
-    for key in POSITION_KEYS + STATIC_KEYS:
+    for key in POSITION_KEYS + STATIC_FIELDS:
         vessel[key] = None
     vessel["sources"] = []
     vessel["drill"] = False

@@ -15,12 +15,8 @@ from typing import Any, NamedTuple
 
 from geofence.zones import Zone, ZoneSet
 from geofence.zones import point as zone_point
-from ingest.report import Report, iso_time
+from ingest.report import STATIC_FIELDS, Report, iso_time
 
-STATIC_FIELDS: tuple[str, ...] = (
-    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
-    "to_starboard", "draught", "destination",
-)
 KINEMATIC_FIELDS: tuple[str, ...] = ("speed", "course", "heading", "turn", "status", "accuracy")
 #: Base stations, AtoN and base-station management messages: not vessels.
 NON_VESSEL_TYPES = frozenset({4, 11, 16, 17, 20, 21, 22, 23})

@@ -34,6 +34,13 @@ def iso_time(ts: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Static and voyage data fields of a report (types 5, 19, 24): what every picture merges.
+STATIC_FIELDS: tuple[str, ...] = (
+    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
+    "to_starboard", "draught", "destination",
+)
+
+
 @dataclass(slots=True, eq=False)
 class Report:
     """One decoded AIS message, "not available" values already turned into ``None``.

@@ -11,10 +11,9 @@ from typing import Any
 
 from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
-from ingest.report import Report
+from ingest.report import STATIC_FIELDS, Report
 from store.base import AlertQuery, Conflict, WriterStats
 from store.rows import (
-    STATIC_FIELDS,
     Batch,
     PositionRow,
     act_refused,

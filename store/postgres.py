@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
+from ingest.report import STATIC_FIELDS
 from store import migrations
 from store.base import (
     AlertQuery,
@@ -55,7 +56,6 @@ from store.common import (
 )
 from store.rows import (
     POSITION_COLUMNS,
-    STATIC_FIELDS,
     Batch,
     StaticRow,
     iso,

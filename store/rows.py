@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geofence.alert import AlertEvent, AlertState
-from ingest.report import Report, iso_time, statics_to_apply
+from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
 
 #: Column order of ``positions`` (and of :data:`PositionRow`).
 POSITION_COLUMNS: tuple[str, ...] = (
@@ -18,11 +18,6 @@ POSITION_COLUMNS: tuple[str, ...] = (
     "sources", "drill", "suspect",
 )
 
-#: Static and voyage fields kept per vessel, with their change history.
-STATIC_FIELDS: tuple[str, ...] = (
-    "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
-    "to_starboard", "draught", "destination",
-)
 
 #: time, mmsi, lat, lon, speed, course, heading, status, msg_type, sources, drill, suspect
 PositionRow = tuple[float, int, float, float, float | None, float | None, int | None,

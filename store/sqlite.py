@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ingest.report import STATIC_FIELDS
 from store import migrations
 from store.base import (
     AlertQuery,
@@ -50,7 +51,6 @@ from store.common import (
 )
 from store.rows import (
     POSITION_COLUMNS,
-    STATIC_FIELDS,
     AlertRow,
     Batch,
     PositionRow,
