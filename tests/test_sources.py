@@ -254,10 +254,10 @@ async def test_udp_flood_into_a_tiny_queue_counts_every_drop() -> None:
 
 
 async def test_udp_kernel_drops_are_reported_when_the_loop_falls_behind(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ingest.sources.udp.KERNEL_DROPS_CHECK_S", 0.01)
     queue = LineQueue()
-    # Room for a few datagrams.
-    source = UdpSource("udp-slow", "127.0.0.1", 0, rcvbuf=2048, drops_check_s=0.01)
+    source = UdpSource("udp-slow", "127.0.0.1", 0, rcvbuf=2048)  # room for a few datagrams
     status = StatusLog(source)
     async with running(source, queue):
         await status.wait_for(1)

@@ -42,14 +42,12 @@ class UdpSource(SourceBase):
     """
 
     def __init__(
-        self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF,
-        drops_check_s: float = KERNEL_DROPS_CHECK_S,
+        self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF
     ) -> None:
         super().__init__(name)
         self.host = host
         self.port = port
         self.rcvbuf = rcvbuf
-        self.drops_check_s = drops_check_s
         self.local_address: tuple[str, int] | None = None
         """The bound address once running (tells the port when ``port`` was 0)."""
         self.datagrams = 0
@@ -112,7 +110,7 @@ class UdpSource(SourceBase):
         """Warn when the kernel drops datagrams: they never reach the ingestor's counters."""
         warned = 0
         while True:
-            await asyncio.sleep(self.drops_check_s)
+            await asyncio.sleep(KERNEL_DROPS_CHECK_S)
             drops = self.kernel_drops() or 0
             if drops > warned:
                 log.warning("source %s: the kernel dropped %d datagrams (%d since the start): "
