@@ -125,8 +125,8 @@ class Report:
 
 
 def statics_to_apply(held: Mapping[str, Any], fields: Mapping[str, Any],
-                     newer: bool) -> dict[str, Any]:
+                     newer: bool) -> Mapping[str, Any]:
     """The static fields a report may set over ``held``: all of them when it is not older
     than the static data held, else only those still unknown (a late copy of an older
     report from another receiver must not rename the vessel back)."""
-    return dict(fields) if newer else {k: v for k, v in fields.items() if held.get(k) is None}
+    return fields if newer else {k: v for k, v in fields.items() if held.get(k) is None}
