@@ -75,10 +75,13 @@ class Rule(Protocol):
         """Timers: ``now`` is the newest message time (or the wall clock in live mode)."""
 
     def on_zones(self, ctx: RuleContext) -> None:
-        """The zone set was swapped (``ctx.zones`` is the new one)."""
+        """The zone set was swapped (``ctx.zones`` is the new one); also called at a restart
+        after ``on_restore`` and ``load_state``: what depends on zones and the picture is
+        rebuilt here, once."""
 
     def on_restore(self, ctx: RuleContext) -> None:
-        """Vessels and open alerts were restored after a restart: rebuild derived state."""
+        """Vessels and open alerts were restored after a restart: rebuild derived state (what
+        ``on_zones``, called next, does not)."""
 
     def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
         """These vessels left the picture for good (their alerts are ended): drop what the

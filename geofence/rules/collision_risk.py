@@ -296,7 +296,7 @@ class CollisionRisk(BaseRule):
                 self.watched.put(vessel.mmsi, x, y, motion)
 
     def on_restore(self, ctx: RuleContext) -> None:
-        self.on_zones(ctx)
+        # The grids: the engine's on_zones after this builds them.
         self.pairs = Pairs()
         for alert in ctx.book.of_rule(self.name):
             if alert.mmsi is not None and alert.other_mmsi is not None:

@@ -227,7 +227,7 @@ class Encounter(BaseRule):
                 self.pairs.add(key, dict(pair))
 
     def on_restore(self, ctx: RuleContext) -> None:
-        self._rebuild(ctx)
+        # The grid: the engine's on_zones after this builds it.
         self.pairs = Pairs()
         for alert in ctx.book.of_rule(self.name):
             if alert.mmsi is not None and alert.other_mmsi is not None:
