@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -41,6 +42,8 @@ from store.base import AlertQuery, Conflict, NotFound, Snooze, Store, StoreError
 log = logging.getLogger(__name__)
 
 GEOJSON = "application/geo+json"
+#: Where the /docs and /redoc pages load their scripts and styles from.
+DOCS_STATIC = "/docs/static"
 #: Rule names of DESIGN "Rules"; a snooze for anything else is a typo, rejected.
 DESIGN_RULES = frozenset({
     "zone_entry", "zone_exit", "restricted_entry", "dark_vessel", "loitering", "encounter",
@@ -349,11 +352,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
             hub.close()  # end the streams so shutdown need not wait for them
 
     # No redirect of a trailing slash: Starlette builds its Location from the Host header.
-    app = FastAPI(title="harbourwatch", version=deps.version, lifespan=lifespan,
-                  redirect_slashes=False,
-                  description="Live vessel picture, tracks, alerts and their lifecycle for "
-                              "a small or medium seaport. Bearer tokens; roles viewer < "
-                              "operator < admin.")
+    # FastAPIOffline serves Swagger UI and ReDoc from its package: a port network often has
+    # no internet, and the CDN's scripts left /docs blank there.
+    app = FastAPIOffline(title="harbourwatch", version=deps.version, lifespan=lifespan,
+                         redirect_slashes=False, static_url=DOCS_STATIC,
+                         description="Live vessel picture, tracks, alerts and their lifecycle "
+                                     "for a small or medium seaport. Bearer tokens; roles "
+                                     "viewer < operator < admin.")
     app.state.auth = auth
     app.state.query_names = {}
     app.add_middleware(BodyGuard, auth=auth)

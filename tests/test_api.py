@@ -752,3 +752,15 @@ async def test_a_drills_snooze_is_the_drill_runs_alone(api: Rig) -> None:
                                    headers=headers("operator"))).status_code == 404
     stored = await api.store.snoozes()
     assert [(s.note, s.until) for s in stored] == [("LIVE snooze", T0 + 10)]
+
+
+async def test_the_docs_pages_need_no_internet(api: Rig) -> None:
+    """Swagger UI and ReDoc load their scripts from the service: a port network may be closed."""
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = (await api.client.get(page)).text
+        assert f'src="/docs/static/{script}"' in html, page
+        assert "cdn" not in html.lower(), page
+        served = await api.client.get(f"/docs/static/{script}")
+        assert served.status_code == 200 and len(served.content) > 100_000, script
+    css = await api.client.get("/docs/static/swagger-ui.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
