@@ -558,6 +558,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
         found = await snooze_keeper.snoozes(active_at=now if active else None)
         return _dump([_snooze_out(s, now) for s in found])
 
+    @app.get("/snoozes/history", response_model=list[m.SnoozeActOut], tags=["alerts"],
+             responses=errors)
+    async def snooze_history(
+        _: Viewer, rule: Annotated[str | None, Query(max_length=64)] = None,
+        mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        """Who snoozed and unsnoozed which rule for which vessel, newest first."""
+        known_rules(rule and [rule], "rule")
+        return _dump(await snooze_keeper.snooze_acts(rule, mmsi, limit))
+
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
                 responses=not_found)
     async def unsnooze(who: Operator, snooze_id: Annotated[str, Path(

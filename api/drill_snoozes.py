@@ -8,9 +8,14 @@ run serves them from here instead.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections import deque
+from typing import Any, Protocol
 
 from store.base import Snooze
+from store.common import snooze_act
+
+#: Acts a drill run remembers for ``GET /snoozes/history``: far more than a drill makes.
+DRILL_ACTS_KEPT = 10_000
 
 
 class SnoozeKeeper(Protocol):
@@ -20,6 +25,8 @@ class SnoozeKeeper(Protocol):
                      note: str | None = None) -> Snooze: ...
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...
     async def unsnooze(self, rule: str, mmsi: int, actor: str) -> bool: ...
+    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]: ...
 
 
 class DrillSnoozes:
@@ -27,10 +34,12 @@ class DrillSnoozes:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, int], Snooze] = {}
+        self._acts: deque[dict[str, Any]] = deque(maxlen=DRILL_ACTS_KEPT)  # newest first
 
     async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
                      note: str | None = None) -> Snooze:
         made = self._by_key[(rule, mmsi)] = Snooze(rule, mmsi, until, actor, note, time.time())
+        self._acts.appendleft(snooze_act(made.created, actor, "snooze", rule, mmsi, until, note))
         return made
 
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
@@ -38,4 +47,12 @@ class DrillSnoozes:
                 if active_at is None or s.until > active_at]
 
     async def unsnooze(self, rule: str, mmsi: int, actor: str) -> bool:
-        return self._by_key.pop((rule, mmsi), None) is not None
+        if self._by_key.pop((rule, mmsi), None) is None:
+            return False
+        self._acts.appendleft(snooze_act(time.time(), actor, "unsnooze", rule, mmsi, None, None))
+        return True
+
+    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        return [a for a in self._acts
+                if rule in (None, a["rule"]) and mmsi in (None, a["mmsi"])][:limit]

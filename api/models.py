@@ -210,6 +210,23 @@ class SnoozeOut(BaseModel):
     active: bool
 
 
+class SnoozeActOut(BaseModel):
+    """One snooze or unsnooze, as the audit trail keeps it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"time": "2026-01-01T10:00:00Z", "actor": "duty-officer", "action": "snooze",
+         "rule": "loitering", "mmsi": 244123456, "until": "2026-01-01T11:00:00Z",
+         "note": "Bunker barge"}]})
+
+    time: str = Field(description="Wall time of the act")
+    actor: str
+    action: Literal["snooze", "unsnooze"]
+    rule: str | None
+    mmsi: int | None
+    until: str | None = Field(description="Message time the snooze ran to (snooze only)")
+    note: str | None = None
+
+
 class ZonesOut(BaseModel):
     """The running zones: a FeatureCollection plus version metadata (foreign members)."""
 

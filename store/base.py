@@ -166,6 +166,9 @@ class Store(Protocol):
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...
     async def unsnooze(self, rule: str, mmsi: int, actor: str,
                        at: float | None = None) -> bool: ...
+    # Snooze and unsnooze acts, newest first (see store.common.snooze_acts).
+    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]: ...
 
     # --- zones, restart state, health, outbox ---------------------------------------------
     async def save_zones(self, geojson: Mapping[str, Any], actor: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time as wallclock
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,36 @@ def alert_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "ack_note": row["ack_note"], "resolved_at": iso(row["resolved_at"]),
         "resolved_by": row["resolved_by"], "resolve_note": row["resolve_note"],
     }
+
+
+#: The audit rows of snooze acts (they name no alert), newest first.
+SNOOZE_ACTS_SQL = ("SELECT * FROM alert_audit WHERE alert_id IS NULL "
+                   "AND action IN ('snooze', 'unsnooze') ORDER BY id DESC")
+
+
+def snooze_acts(rows: Iterable[Mapping[str, Any]], rule: str | None, mmsi: int | None,
+                limit: int) -> list[dict[str, Any]]:
+    """The snooze acts among audit ``rows`` (newest first) on ``rule`` and ``mmsi``.
+
+    The snoozes table keeps only each (rule, vessel)'s latest snooze, and a DELETE removes
+    it: who muted what, and who lifted it, is in these rows alone."""
+    found: list[dict[str, Any]] = []
+    for row in rows:
+        if len(found) >= limit:
+            break
+        what = json.loads(row["after_state"] or row["before_state"] or "{}")
+        if rule not in (None, what.get("rule")) or mmsi not in (None, what.get("mmsi")):
+            continue
+        found.append(snooze_act(row["time"], row["actor"], row["action"], what.get("rule"),
+                                what.get("mmsi"), what.get("until"), row["note"]))
+    return found
+
+
+def snooze_act(when: float, actor: str, action: str, rule: str | None, mmsi: int | None,
+               until: float | None, note: str | None) -> dict[str, Any]:
+    """One snooze act as the API gives it: ``time`` is wall time, ``until`` message time."""
+    return {"time": iso(when), "actor": actor, "action": action, "rule": rule, "mmsi": mmsi,
+            "until": iso(until), "note": note}
 
 
 def audit_out(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from store.common import (
     CLEAR_ACTS,
     CLEAR_EARLIER_RUN,
     PRUNE_ROWS,
+    SNOOZE_ACTS_SQL,
     WriterStore,
     act_basis,
     alert_columns,
@@ -51,6 +52,7 @@ from store.common import (
     bucket_width,
     new_exercise,
     position_out,
+    snooze_acts,
     track_point,
     vessel_out,
 )
@@ -542,6 +544,12 @@ class PostgresStore(WriterStore):
                     await conn.execute(_AUDIT_INSERT, None, when, actor, "unsnooze", None,
                                        json.dumps({"rule": rule, "mmsi": mmsi}), None, None)
         return deleted
+
+    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        with self._errors():
+            rows = await self.pool.fetch(SNOOZE_ACTS_SQL)
+        return snooze_acts((_plain(r) for r in rows), rule, mmsi, limit)
 
     # --- zones, restart state, health, outbox --------------------------------------------------
     async def save_zones(self, geojson: Mapping[str, Any], actor: str,

@@ -36,6 +36,7 @@ from store.common import (
     CLEAR_ACTS,
     CLEAR_EARLIER_RUN,
     PRUNE_ROWS,
+    SNOOZE_ACTS_SQL,
     WriterStore,
     act_basis,
     alert_columns,
@@ -46,6 +47,7 @@ from store.common import (
     bucket_width,
     new_exercise,
     position_out,
+    snooze_acts,
     track_point,
     vessel_out,
 )
@@ -583,6 +585,11 @@ class SqliteStore(WriterStore):
             return cur.rowcount > 0
 
         return await self._write(run)
+
+    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        return await self._read(lambda c: snooze_acts(c.execute(SNOOZE_ACTS_SQL), rule, mmsi,
+                                                      limit))
 
     # --- zones, restart state, health, outbox --------------------------------------------------
     async def save_zones(self, geojson: Mapping[str, Any], actor: str,

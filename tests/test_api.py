@@ -440,6 +440,15 @@ async def test_snoozes_are_audited_and_removable(api: Rig, tmp_path: Path) -> No
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("operator-1", "snooze", "bunker barge"), ("operator-1", "unsnooze", None)]
     assert all(r[3] > T0 for r in rows)  # wall time of the act
+    history = await api.client.get("/snoozes/history", headers=headers("viewer"))
+    assert [(a["action"], a["actor"], a["rule"], a["mmsi"], a["note"]) for a in history.json()] \
+        == [("unsnooze", "operator-1", "loitering", A, None),
+            ("snooze", "operator-1", "loitering", A, "bunker barge")]
+    assert history.json()[1]["until"] == iso_time(T0 + 3600 + 1800)
+    assert (await api.client.get(f"/snoozes/history?mmsi={A + 1}", headers=h)).json() == []
+    typo = await api.client.get("/snoozes/history?rule=loitring", headers=h)
+    assert typo.status_code == 422
+    assert (await api.client.get("/snoozes/history")).status_code == 401
 
 
 # -- zones -------------------------------------------------------------------------------------
@@ -750,6 +759,9 @@ async def test_a_drills_snooze_is_the_drill_runs_alone(api: Rig) -> None:
                                    headers=headers("operator"))).status_code == 204
         assert (await drill.delete("/snoozes/emergency_device:970999001",
                                    headers=headers("operator"))).status_code == 404
+        history = (await drill.get("/snoozes/history", headers=headers("viewer"))).json()
+        assert [(a["action"], a["note"]) for a in history] == [
+            ("unsnooze", None), ("snooze", "DRILL snooze")]
     stored = await api.store.snoozes()
     assert [(s.note, s.until) for s in stored] == [("LIVE snooze", T0 + 10)]
 

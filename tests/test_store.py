@@ -492,6 +492,19 @@ async def test_snoozes(store: Store) -> None:
     assert await store.unsnooze("dark_vessel", A, "duty-officer") is True
     assert await store.unsnooze("dark_vessel", A, "duty-officer") is False
     assert [s.mmsi for s in await store.snoozes()] == [B]
+    # The table forgot the lifted snooze; the audit trail says who muted and lifted what.
+    acts = await store.snooze_acts()
+    assert [(a["action"], a["rule"], a["mmsi"]) for a in acts] == [
+        ("unsnooze", "dark_vessel", A), ("snooze", "loitering", B), ("snooze", "dark_vessel", A)]
+    assert acts[2] == {"time": iso_time(T0), "actor": "duty-officer", "action": "snooze",
+                       "rule": "dark_vessel", "mmsi": A, "until": iso_time(T0 + 3600),
+                       "note": "known"}
+    assert acts[0]["until"] is None and acts[0]["note"] is None
+    assert [a["action"] for a in await store.snooze_acts(rule="dark_vessel", mmsi=A)] == [
+        "unsnooze", "snooze"]
+    assert [a["mmsi"] for a in await store.snooze_acts(mmsi=B)] == [B]
+    assert [a["action"] for a in await store.snooze_acts(limit=1)] == ["unsnooze"]
+    assert await store.snooze_acts(rule="speeding") == []
 
 
 async def test_zone_versions(store: Store) -> None:
