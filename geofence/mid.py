@@ -153,8 +153,11 @@ def is_device(mmsi: int) -> bool:
 
 
 def is_sar_aircraft(mmsi: int) -> bool:
-    """A SAR aircraft (111MIDxxx): no vessel at all."""
-    return mmsi // 1_000_000 == 111
+    """A SAR aircraft (111MIDxxx with an allocated MID): no vessel at all.
+
+    The MID matters: 111111111 is a common unset number, and a vessel using it was exempt
+    from the dark and pairwise rules (the demo recording has one sending type 1)."""
+    return mmsi // 1_000_000 == 111 and (mmsi // 1000) % 1000 in MIDS
 
 
 def is_ship_mmsi(mmsi: int) -> bool:
