@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
+#: The highest speed AIS can give, meaning "this or more" (102.3 is "not available").
+UNRELIABLE_SPEED_KN = 102.2
 _NEVER = float("-inf")
 _NO_ZONES: list[Any] = []
 #: Fewer positions than this in a run are projected one by one (an array call costs ~3 µs).
@@ -171,6 +174,12 @@ class Engine:
             self.counters["not_vessels"] += 1
             return self.book.drain()
         self.counters["reports"] += 1
+        speed = report.speed
+        if speed is not None and speed >= UNRELIABLE_SPEED_KN:
+            # "102.2 kn or more": a broken log in practice (a moored vessel reported
+            # speeding, an anchored one on a collision course). The rules take it as no
+            # speed; the sinks keep what was sent (the copy shares ``extra`` and ``sources``).
+            report = replace(report, speed=None)
         vessel = picture.vessel_for(report)
         ctx = self.ctx
         ctx.suspect = None

@@ -182,6 +182,9 @@ def _build_report(msg: Any, payload: bytes, fill: int, time: float, time_source:
         _dims(report, msg)
         report.extra["virtual_aid"] = bool(msg.virtual_aid)
         report.extra["off_position"] = bool(msg.off_position)
+    elif msg_type in (12, 14):
+        # Safety text: an AIS-SART says "SART ACTIVE" or "SART TEST" (IEC 61097-14).
+        report.extra["text"] = _text(msg.text)
     elif msg_type == 27:
         _position(report, msg.lon, msg.lat)
         report.speed = None if msg.speed >= 63 else float(msg.speed)

@@ -377,3 +377,12 @@ def test_identical_lines_from_two_sources_frame_the_same() -> None:
     for name in ("a", "b"):
         health = ingestor.health(name)
         assert (health.lines, health.messages, health.rejected["checksum"]) == (2, 1, 1)
+
+
+def test_safety_text_is_kept() -> None:
+    """An AIS-SART's type 14 says whether it is active or under test."""
+    ingestor = Ingestor()
+    line = tag_block(c=1767261600) + single(
+        {"type": 14, "mmsi": 970123456, "text": "SART TEST"})
+    (report,) = ingestor.feed("rx1", line.encode(), None) + ingestor.flush()
+    assert (report.msg_type, report.extra["text"]) == (14, "SART TEST")

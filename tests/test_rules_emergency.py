@@ -52,3 +52,33 @@ def test_a_garbled_message_with_a_device_number_is_no_alert() -> None:
     run.feed(report(974291422, 120, 500, 500, msg_type=14, speed=None))
     assert [e.alert["details"]["device"] for e in run.of("emergency_device", "new")] == [
         "epirb"]
+
+
+def test_a_device_in_test_mode_is_information_until_it_reports_active() -> None:
+    """Status 15 or "SART TEST" is a survey's test (IEC 61097-14); status 14 is a distress."""
+    run = Run()
+    run.feed(report(SART, 0, 500, 500, status=15))
+    run.feed(report(SART, 30, 500, 500, msg_type=14, status=None, extra={"text": "SART TEST"}))
+    (test,) = run.of("emergency_device", "new")
+    assert (test.alert["severity"], test.alert["details"]["mode"]) == ("info", "test")
+    run.feed(report(SART, 60, 500, 500, status=14))
+    ended, active = run.of("emergency_device", "end"), run.of("emergency_device", "new")[1:]
+    assert [e.alert["details"]["reason"] for e in ended] == ["active"]
+    assert [(e.alert["severity"], e.alert["details"]["mode"], e.time - T0) for e in active] \
+        == [("critical", "active", 60)]
+    run.feed(report(SART, 90, 500, 500, status=15))  # back to test: the distress stands
+    assert len(run.of("emergency_device", "new")) == 2 and len(ended) == 1
+
+
+@pytest.mark.parametrize(("status", "text", "severity"), [
+    (15, None, "info"), (14, None, "critical"), (None, "MOB TEST", "info"),
+    (None, "SART ACTIVE", "critical"), (None, "HELP", "critical"), (0, None, "critical"),
+])
+def test_what_counts_as_a_test(status: int | None, text: str | None, severity: str) -> None:
+    run = Run()
+    extra = {} if text is None else {"text": text}
+    run.feed(report(972000001, 0, 500, 500, status=status, msg_type=1 if text is None else 14,
+                    extra=extra))
+    (new,) = run.of("emergency_device", "new")
+    assert new.alert["severity"] == severity
+    assert new.alert["details"]["text"] == text

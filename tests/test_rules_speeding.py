@@ -125,3 +125,17 @@ def test_a_limit_raised_over_the_api_ends_the_alert_it_no_longer_holds() -> None
         ("end", "zones changed")]
     run.track(SHIP, span(80, 200, 10), *IN_CHANNEL, speed=8.0)
     assert [e.transition for e in run.of("speeding")] == ["new"]  # none under 30 kn
+
+
+def test_the_top_speed_ais_can_give_is_a_broken_log_not_speeding() -> None:
+    """102.2 kn means "102.2 or more": a moored vessel's faulty log (the demo recording has
+    one). The rules take it as no speed; just below it is a speed like any other."""
+    run = Run()
+    enter(run)
+    run.track(SHIP, span(10, 200, 10), *IN_CHANNEL, speed=102.2, status=5)
+    assert run.of("speeding") == []
+    run.track(SHIP, span(210, 300, 10), *IN_CHANNEL, speed=102.1, status=5)
+    assert [e.alert["details"]["max_speed"] for e in run.of("speeding", "new")] == [102.1]
+    sent = report(SHIP, 310, *IN_CHANNEL, speed=102.2, status=5)
+    run.feed(sent)
+    assert sent.speed == 102.2  # what the sinks store and show

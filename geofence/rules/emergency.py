@@ -7,6 +7,11 @@ of 200° made a critical EPIRB alert) and is not judged.
 State-based so a device transmitting every minute gives one alert: it opens on the first
 report, moves with the device (updates at most once a minute, only when it moved ≥ 100 m),
 and ends once the device has been silent for ``end_after_s``.
+
+A device in test mode (navigational status 15, or "... TEST" in its safety text, IEC
+61097-14; an active one sends 14 and "... ACTIVE") is heard at every annual survey: its
+alert is ``info``, ``details.mode`` "test", and it gives way to a critical one as soon as
+the device reports active.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ DEVICES = {970: "ais_sart", 972: "mob", 974: "epirb"}
 DEVICE_MESSAGE_TYPES = frozenset({1, 2, 3, 14})
 UPDATE_MOVE_M = 100.0
 UPDATE_EVERY_S = 60.0
+#: The navigational status of a device in test mode; an active one sends 14.
+TEST_STATUS = 15
+
+
+def device_mode(report: Report) -> str:
+    """``"test"`` or ``"active"``; anything unclear counts as active (fail safe)."""
+    text = report.extra.get("text") if report.extra else None
+    if text is not None:
+        return "test" if "TEST" in text.upper() else "active"
+    return "test" if report.status == TEST_STATUS else "active"
 
 
 def device_kind(mmsi: int) -> str | None:
@@ -49,12 +64,18 @@ class EmergencyDevice(BaseRule):
         kind = device_kind(vessel.mmsi)
         if kind is None:
             return
+        mode = device_mode(report)
         alert = ctx.book.find(self.name, vessel.mmsi)
+        if alert is not None and mode == "active" and alert.details.get("mode") == "test":
+            ctx.book.end(alert, report.time, {"reason": "active"})
+            alert = None
         if alert is None:
             ctx.book.open(self.name, risk_area=RiskArea.PORT_OPERATIONS,
-                          severity=Severity.CRITICAL, mmsi=vessel.mmsi,
-                          started_at=report.time, time=report.time, **vessel_fields(vessel),
-                          details={"device": kind, "status": report.status,
+                          severity=Severity.CRITICAL if mode == "active" else Severity.INFO,
+                          mmsi=vessel.mmsi, started_at=report.time, time=report.time,
+                          **vessel_fields(vessel),
+                          details={"device": kind, "mode": mode, "status": report.status,
+                                   "text": report.extra.get("text"),
                                    "reports": [evidence(report)]})
             vessel.rule_state[self.name] = {"updated": report.time, "x": vessel.x,
                                             "y": vessel.y}
