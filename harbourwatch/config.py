@@ -325,6 +325,9 @@ class AnchorDragConfig(_Model):
     margin_m: float = Field(default=100.0, ge=0, le=5000,
                             description="Limit = swing radius + margin")
     min_radius_m: float = Field(default=150.0, ge=0, le=5000, description="Limit at least this")
+    settle_kn: float = Field(default=1.0, gt=0, le=10,
+                             description="Only fixes slower than this are learnt (a crew may "
+                                         "set 'at anchor' while still approaching)")
     reports: int = Field(default=2, ge=1, le=20, description="Consecutive reports outside")
     risk_area: Literal["port_operations", "natural_hazard"] = Field(
         default="port_operations", description="Risk area of the alert (natural_hazard for "

@@ -13,7 +13,7 @@ from geofence.neighbours import Grid, Pairs, pair_key
 from geofence.rules.collision_risk import cpa_tcpa
 from geofence.zones import ZoneSet
 from ingest.report import Report
-from tests.rulekit import PORT_FEATURES, Run, collection, rect, report, span
+from tests.rulekit import PORT_FEATURES, T0, Run, collection, rect, report, span
 
 SHIP, OTHER = 244000010, 244000020
 TUG1, TUG2, PILOT = 244000031, 244000032, 244000050
@@ -355,6 +355,22 @@ def test_small_swing_has_a_150_m_floor_and_risk_area_is_configurable() -> None:
     (event,) = run.of("anchor_drag")
     assert event.alert["risk_area"] == "natural_hazard"
     assert event.alert["details"]["limit_m"] == 150.0
+
+
+def test_at_anchor_set_while_approaching_is_not_learnt_as_swing() -> None:
+    """Status 1 set 10 min early while closing at 2.5 kn, then a swing within 30 m and a
+    400 m drag north at 0.7 kn: the approach once made the limit about 450 m."""
+    run = Run()
+    for t in span(0, 540, 30):  # 2.5 kn from 770 m south of the anchor position
+        run.feed(report(SHIP, t, CENTRE[0], CENTRE[1] - 770 + 1.286 * t, status=1, speed=2.5))
+    anchored(run, span(600, 2400 + 600, 60), radius=30.0, period=900.0)
+    state = run.engine.picture.vessels[SHIP].rule_state["anchor_drag"]
+    assert state["limit"] == 150.0 and state["since"] == T0 + 600
+    for i, t in enumerate(span(3060, 4200, 60)):  # 0.7 kn: 21.6 m a minute
+        run.feed(report(SHIP, t, CENTRE[0], CENTRE[1] + 21.6 * (i + 1), status=1, speed=0.7))
+    (event,) = run.of("anchor_drag", "new")
+    assert event.alert["details"]["limit_m"] == 150.0
+    assert 150.0 < event.alert["details"]["distance_m"] < 200.0
 
 
 def test_class_b_without_status_is_never_judged() -> None:

@@ -6,7 +6,10 @@ round its anchor by up to its length plus the chain out; the fixes show how far 
 After that, a fix farther from the centre than ``max(radius + margin_m, min_radius_m)`` on
 ``reports`` consecutive reports opens the alert (state-based, started at the first of those
 reports). It ends when a fix is back inside the limit, or when the status is no longer
-"at anchor" (weighed anchor; learning starts afresh at the next anchoring). Class B has no
+"at anchor" (weighed anchor; learning starts afresh at the next anchoring). Only fixes
+slower than ``settle_kn`` are learnt, and learning starts at the first of them: a crew may
+set "at anchor" while still approaching, and the approach made the circle so large that a
+400 m drag stayed inside it. Class B has no
 status and is never judged. Everything is kept in the vessel's ``rule_state``.
 """
 
@@ -40,6 +43,7 @@ class AnchorDrag(BaseRule):
         self.learn_s = cfg.learn_s
         self.margin_m = cfg.margin_m
         self.min_radius_m = cfg.min_radius_m
+        self.settle_kn = cfg.settle_kn
         self.reports = cfg.reports
         self.risk_area = RiskArea(cfg.risk_area)
 
@@ -53,11 +57,15 @@ class AnchorDrag(BaseRule):
             return
         assert vessel.x is not None and vessel.y is not None
         t, x, y = report.time, vessel.x, vessel.y
+        settled = report.speed is None or report.speed < self.settle_kn
         if state is None:
-            vessel.rule_state[self.name] = {"since": t, "points": [[x, y]]}
+            if settled:
+                vessel.rule_state[self.name] = {"since": t, "points": [[x, y]]}
             return
         if "centre" not in state:
             if t - state["since"] < self.learn_s:
+                if not settled:
+                    return
                 points = state["points"]
                 points.append([x, y])
                 if len(points) > MAX_POINTS:
