@@ -9,8 +9,8 @@ reports). It ends when a fix is back inside the limit, or when the status is no 
 "at anchor" (weighed anchor; learning starts afresh at the next anchoring). Only fixes
 slower than ``settle_kn`` are learnt, and learning starts at the first of them: a crew may
 set "at anchor" while still approaching, and the approach made the circle so large that a
-400 m drag stayed inside it. Class B has no
-status and is never judged. Everything is kept in the vessel's ``rule_state``.
+400 m drag stayed inside it. Class B has no status and is never judged. Everything is
+kept in the vessel's ``rule_state``.
 """
 
 from __future__ import annotations
