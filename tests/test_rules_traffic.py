@@ -416,6 +416,20 @@ def test_stop_not_held_60_s_is_no_sudden_stop() -> None:
     assert "sudden_stop" not in run.engine.picture.vessels[SHIP].rule_state
 
 
+def test_a_stop_in_a_berth_is_a_landing_and_the_alert_names_no_wide_zone() -> None:
+    """A ferry losing 7 kn in 25 s as it lands in its berth is no grounding. Elsewhere the
+    alert names the zone the vessel is in, not the coverage area around everything."""
+    speeds = [(0, 8.0), (10, 8.0), (20, 8.0), (35, 3.0), (45, 0.5), (75, 0.4), (105, 0.2),
+              (115, 0.2)]
+    zones = []
+    for place in ((100.0, 25.0), (0.0, -2500.0), (5000.0, 5000.0)):  # berth, channel, open
+        run = Run()
+        for t, speed in speeds:
+            run.feed(report(SHIP, t, *place, speed=speed, course=0.0))
+        zones.append([e.alert["zone"] for e in run.of("sudden_stop")])
+    assert zones == [[], ["channel_1"], [None]]
+
+
 def test_traffic_alert_ids_repeat_on_replay() -> None:
     def once() -> list[str]:
         run = Run()

@@ -7,6 +7,10 @@ look. An event alert, raised when the hold is complete, with the last fast repor
 first stopped one as evidence. Only reports whose fix was accepted count, so a spoofed
 report cannot stage a stop. Vessels faster than ``from_kn`` keep two numbers in
 ``rule_state``; all others keep nothing unless a stop is pending.
+
+A stop inside a ``berth`` is a ferry or a tug landing there, not a grounding: no alert. The
+alert names the zone the vessel was last seen entering, ``coverage`` and ``port_limit``
+aside (they say nothing about where in the port).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
+
+
+#: Zones that say nothing about where in the port a vessel stopped.
+_WIDE_KINDS = frozenset({"coverage", "port_limit"})
 
 
 class SuddenStop(BaseRule):
@@ -64,9 +72,14 @@ class SuddenStop(BaseRule):
         if held < self.hold_s:
             return
         del rule_state[self.name]
+        kinds = {zid: ctx.zones.by_id[zid].kind for zid in vessel.zones
+                 if zid in ctx.zones.by_id}
+        if "berth" in kinds.values():
+            return
         ctx.book.event(
             self.name, risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.WARNING,
-            mmsi=vessel.mmsi, time=t, zone=next(iter(reversed(vessel.zones)), None),
+            mmsi=vessel.mmsi, time=t,
+            zone=next((zid for zid in reversed(kinds) if kinds[zid] not in _WIDE_KINDS), None),
             **vessel_fields(vessel),
             details={"from_kn": state["fast_kn"], "fast_at": iso_time(state["fast_t"]),
                      "stopped_at": iso_time(stop["time"]),
