@@ -82,6 +82,21 @@ def test_a_receiver_silent_across_the_restart_keeps_its_one_alert() -> None:
     assert restart == whole == []  # open since 220 s, still open: no end, no second alert
 
 
+def test_a_receiver_timed_below_the_millisecond_stays_silent_across_the_restart() -> None:
+    """An untagged UDP receiver is timed by arrival (microseconds); its alert's start went
+    through the store as milliseconds, and the restart took the silence for a return."""
+    def stream(a: float, b: float) -> list[Report]:
+        out = []
+        for t in span(a, b, 10):
+            out.append(report(244000001, t, 5000, 5000))
+            if t <= 100:
+                out.append(report(244000002, t + 0.0004567, 6000, 5000, sources=("rx2",)))
+        return out
+
+    whole, restart = with_and_without_restart(stream, 600, 1200)
+    assert restart == whole == []
+
+
 def test_an_open_collision_risk_stays_open_across_the_restart() -> None:
     def stream(a: float, b: float) -> list[Report]:
         out = []

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
 
 
+#: Alert times are stored and restored to the millisecond (ISO 8601).
+STORED_TIME_RESOLUTION_S = 0.001
+
+
 class SourceSilent(BaseRule):
     name = "source_silent"
 
@@ -48,7 +52,9 @@ class SourceSilent(BaseRule):
             alert = active.get(rec.name)
             heard = rec.heard_at
             if alert is not None:
-                if heard > alert.started_at - self.silent_s:  # heard again
+                # Heard again. An alert restored from the store has its start in
+                # milliseconds; a receiver timed by arrival is heard in microseconds.
+                if heard > alert.started_at - self.silent_s + STORED_TIME_RESOLUTION_S:
                     ctx.book.end(alert, now, {"silent_s": round(
                         heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
                 continue
