@@ -8,12 +8,29 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-#: Fields copied to JSON when not null, in this order (gpsd/pyais names).
+#: Fields copied to JSON (when not null, or carried by the type), in this order
+#: (gpsd/pyais names).
 REPORT_FIELDS: tuple[str, ...] = (
     "lat", "lon", "speed", "course", "heading", "turn", "status", "accuracy",
     "shipname", "callsign", "imo", "shiptype", "to_bow", "to_stern", "to_port",
     "to_starboard", "draught", "destination",
 )
+
+_KINEMATICS = ("lat", "lon", "speed", "course", "heading")
+_DIMENSIONS = ("to_bow", "to_stern", "to_port", "to_starboard")
+#: The fields each message type carries: in JSON even when "not available" (null), so a
+#: reader tells "not available" from "not in this message" (the rest are left out).
+CARRIED_FIELDS: dict[int, frozenset[str]] = {
+    **dict.fromkeys((1, 2, 3), frozenset((*_KINEMATICS, "turn", "status", "accuracy"))),
+    18: frozenset((*_KINEMATICS, "accuracy")),
+    19: frozenset((*_KINEMATICS, "accuracy", "shipname", "shiptype", *_DIMENSIONS)),
+    27: frozenset(("lat", "lon", "speed", "course", "status", "accuracy")),
+    9: frozenset(("lat", "lon", "speed", "course", "accuracy")),
+    **dict.fromkeys((4, 11), frozenset(("lat", "lon", "accuracy"))),
+    21: frozenset(("lat", "lon", "accuracy", "shipname", *_DIMENSIONS)),
+    5: frozenset(("shipname", "callsign", "imo", "shiptype", *_DIMENSIONS, "draught",
+                  "destination")),
+}
 
 POSITION_TYPES = frozenset({1, 2, 3, 4, 9, 11, 18, 19, 21, 27})
 CLASS_A_TYPES = frozenset({1, 2, 3, 5})
@@ -102,15 +119,17 @@ class Report:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of the design: nulls left out, time as ISO 8601 UTC."""
+        """The JSON shape of the design, time as ISO 8601 UTC: the fields the message type
+        carries, null when "not available", and the others it set."""
         out: dict[str, Any] = {
             "mmsi": self.mmsi,
             "msg_type": self.msg_type,
             "time": None if self.time_source == "none" else iso_time(self.time),
         }
+        carried = CARRIED_FIELDS.get(self.msg_type, frozenset())
         for name in REPORT_FIELDS:
             value = getattr(self, name)
-            if value is not None:
+            if value is not None or name in carried:
                 out[name] = value
         if self.partno is not None:
             out["partno"] = self.partno

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ingest.report import POSITION_TYPES
 from tests.ingest_helpers import fixture, position, single
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
@@ -49,9 +50,12 @@ def test_decode_gzip_log_with_stats() -> None:
         assert report["time"].startswith("2012-01-27T")
         assert report["sources"]
         assert all(n.startswith("!") for n in report["nmea"])
-        if "lat" in report:
-            assert -90 <= report["lat"] <= 90 and -180 <= report["lon"] <= 180
-    assert DESIGN_FIELDS - {"turn"} <= seen  # every design field occurs somewhere
+        if report["msg_type"] in POSITION_TYPES:  # "not available" is null, not left out
+            assert report["lat"] is None or -90 <= report["lat"] <= 90
+            assert report["lon"] is None or -180 <= report["lon"] <= 180
+        if report["msg_type"] in (1, 2, 3):
+            assert {"speed", "course", "heading", "turn", "status"} <= set(report)
+    assert seen >= DESIGN_FIELDS  # every design field occurs somewhere
     assert stats["receivers"]
 
 

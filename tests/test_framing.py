@@ -386,3 +386,16 @@ def test_safety_text_is_kept() -> None:
         {"type": 14, "mmsi": 970123456, "text": "SART TEST"})
     (report,) = ingestor.feed("rx1", line.encode(), None) + ingestor.flush()
     assert (report.msg_type, report.extra["text"]) == (14, "SART TEST")
+
+
+def test_not_available_is_null_in_json_and_other_types_fields_are_left_out() -> None:
+    """lat 91, lon 181, speed 102.3, course 360, heading 511, turn -128 become null: the key
+    is there (a reader tells "not available" from "not in this message")."""
+    ingestor = Ingestor()
+    line = tag_block(c=1767261600) + single(position(
+        lat=91, lon=181, speed=102.3, course=360, heading=511, turn=-128))
+    (report,) = ingestor.feed("rx1", line.encode(), None) + ingestor.flush()
+    out = report.to_dict()
+    unavailable = ("lat", "lon", "speed", "course", "heading", "turn")
+    assert {k: out[k] for k in unavailable} == dict.fromkeys(unavailable)
+    assert "shipname" not in out and "draught" not in out
