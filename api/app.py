@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -650,13 +650,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         out: dict[str, Any] = {"pipeline": {k: v for k, v in deps.stats().items()
                                             if k != "sources"}}
         writer = store.stats()
-        out["store"] = {"description": store.description, "queued": writer.queued,
-                        "held_positions": writer.held_positions,
-                        "written_positions": writer.written_positions,
-                        "duplicate_positions": writer.duplicate_positions,
-                        "written_alerts": writer.written_alerts, "spooled": writer.spooled,
-                        "failures": writer.failures, "db_up": writer.db_up,
-                        "spool_pending": writer.spool_pending}
+        out["store"] = {"description": store.description,
+                        **{f.name: getattr(writer, f.name) for f in fields(writer)
+                           if f.name != "extra"}}  # the backend's own: /metrics
         if hub is not None:
             hs = hub.stats()
             out["stream"] = {"clients": hs.clients, "events": hs.events,

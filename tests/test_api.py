@@ -552,6 +552,8 @@ async def test_sources_stats_and_metrics(api: Rig) -> None:
     assert stats["pipeline"] == {"reports": 7, "alert_events": 2, "own_reports": 0}
     assert stats["vessels"] == 3 and stats["stream"]["clients"] == 0
     assert stats["store"]["description"].startswith("SQLite")
+    assert {"written_statics", "rejected", "batches", "held_positions", "db_up"} <= set(
+        stats["store"])
     text = (await api.client.get("/metrics", headers=h)).text
     lines = set(text.splitlines())
     for expected in ("harbourwatch_reports_total 7.0", "harbourwatch_alert_events_total 2.0",
