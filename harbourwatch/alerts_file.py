@@ -21,6 +21,10 @@ class AlertsFileError(RuntimeError):
 class AlertsFileSink:
     """A :class:`harbourwatch.sinks.Sink` appending alert transitions to a file."""
 
+    #: A record, as the store: alerts a snooze keeps from being pushed are written too, so
+    #: the file is the same whatever a drill's trainees muted.
+    keeps_snoozed = True
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: TextIO | None = None

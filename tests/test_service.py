@@ -196,25 +196,41 @@ def test_a_snoozed_rule_is_recorded_but_not_pushed(tmp_path: Path) -> None:
                                         "started_at": "2026-01-01T12:00:00Z"},
                        parse_iso("2026-01-01T12:00:00Z"))
 
+    pushed = _Pushed()
+
     async def run() -> tuple[list[dict[str, Any]], list[str]]:
         store = open_store(f"sqlite:///{tmp_path / 's.db'}")
-        pushed = AlertsFileSink(tmp_path / "pushed.jsonl")
+        record = AlertsFileSink(tmp_path / "alerts.jsonl")
         await store.start()
-        await pushed.start()
+        await record.start()
         snoozes = SnoozeBook([("speeding", 244123456, parse_iso("2026-01-01T11:00:00Z"))])
-        pipeline = Pipeline(Ingestor(), _NoRules(), [store, pushed], snoozes=snoozes)
+        pipeline = Pipeline(Ingestor(), _NoRules(), [store, record, pushed], snoozes=snoozes)
         pipeline.emit([event, later])
-        await pushed.stop()
+        await record.stop()
         await store.stop()
         reopened = open_store(f"sqlite:///{tmp_path / 's.db'}")
         await reopened.start()
         stored = await reopened.alerts()
         await reopened.stop()
-        return stored, [a["id"] for a in alerts_of(tmp_path / "pushed.jsonl")]
+        return stored, [a["id"] for a in alerts_of(tmp_path / "alerts.jsonl")]
 
-    stored, pushed_ids = asyncio.run(run())
+    stored, filed = asyncio.run(run())
     assert sorted(a["id"] for a in stored) == ["x1", "x2"]  # both recorded
-    assert pushed_ids == ["x2"]  # the snoozed one was not pushed; the rule re-armed after
+    assert filed == ["x1", "x2"]  # the alerts file is a record too
+    assert pushed.ids == ["x2"]  # the snoozed one was not pushed; the rule re-armed after
+
+
+class _Pushed:
+    """A sink that pushes (as MQTT and the stream do): no ``keeps_snoozed``."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def on_report(self, report: Any) -> None:
+        return None
+
+    def on_alert(self, event: AlertEvent) -> None:
+        self.ids.append(event.alert["id"])
 
 
 class _NoRules:
