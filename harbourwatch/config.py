@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -557,6 +558,20 @@ class Config(_Model):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Storage")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT feed")
+    #: Where settings that name files were written ("port.yaml:4"), for messages about
+    #: those files; a command-line flag writes its own name ("--zones").
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def where(self, field: str) -> str:
+        """``port.yaml:4: port.zones``, ``--zones``, or the field alone: what to name in a
+        message about the file a setting names."""
+        origin = self._origins.get(field)
+        if origin is None:
+            return field
+        return origin if origin.startswith("--") else f"{origin}: {field}"
+
+    def set_origin(self, field: str, origin: str) -> None:
+        self._origins[field] = origin
 
     @field_validator("sources")
     @classmethod
@@ -696,6 +711,11 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
     config = _validated(migrate(data, source), source, root, env)
     if base_dir is not None:
         _resolve_paths(config, base_dir)
+    fields = [("port", "zones")] + [("sources", i, "path") for i in range(len(config.sources))]
+    for loc in fields:
+        node = _node_at(root, loc)
+        if node is not None and node.value == loc[-1]:  # the key itself: it was written
+            config.set_origin(".".join(map(str, loc)), f"{source}:{node.start_mark.line + 1}")
     return config
 
 
@@ -783,8 +803,8 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
         return exc.errors
     where = str(path) if path is not None else "<flags>"
     # What ``run`` finds only when it starts (it said "ok" here, then stopped there).
-    errors = [f"{where}: sources: {item.name}: no such file: {item.path}"
-              for item in config.sources
+    errors = [f"{config.where(f'sources.{index}.path')}: source {item.name}: no such file: "
+              f"{item.path}" for index, item in enumerate(config.sources)
               if item.log_path is not None and not item.log_path.exists()]  # FIFOs play
     try:  # also without api.enabled: ``run --serve`` turns the API on
         api_authenticator(config, env)
@@ -797,10 +817,22 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
             MqttFeed.from_config(config.mqtt, port_name=config.port.name)
         except MqttConfigError as exc:
             errors.append(f"{where}: {exc}")  # it names the mqtt setting
-    zones_path = Path(zones) if zones is not None else config.port.zones
-    if zones_path is not None:
+    if zones is not None:
+        config.port.zones = Path(zones)
+        config.set_origin("port.zones", "--zones")
+    if config.port.zones is not None:
         try:
-            ZoneSet.from_geojson(zones_path, projection=config.port.projection)
-        except ZoneError as exc:
+            zones_file(config)
+            ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
+        except (ZoneError, ConfigError) as exc:
             errors += exc.errors
     return errors
+
+
+def zones_file(config: Config) -> Path | None:
+    """The zones file the config names; :class:`ConfigError` naming the setting's file and
+    line when there is no such file (the GeoJSON's own errors name the GeoJSON file)."""
+    path = config.port.zones
+    if path is not None and not path.exists():
+        raise ConfigError([f"{config.where('port.zones')}: no such file: {path}"])
+    return path

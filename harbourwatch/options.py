@@ -76,6 +76,7 @@ def resolve_config(options: ServiceOptions) -> Config:
         raise ConfigError(["give --config PORT.yaml or --zones ZONES.geojson"])
     if options.zones is not None:
         config.port.zones = options.zones.resolve()
+        config.set_origin("port.zones", "--zones")
     if options.db is not None:
         if not options.db.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise ConfigError([f"--db {options.db!r}: expected sqlite:///path.db or "

@@ -26,7 +26,7 @@ from geofence.alert import Alert, AlertEvent, Transition
 from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
-from harbourwatch.config import Config, api_authenticator
+from harbourwatch.config import Config, api_authenticator, zones_file
 from harbourwatch.gctune import tune_gc
 from harbourwatch.operator_acts import OperatorActs
 from harbourwatch.options import ServiceOptions, build_sources
@@ -67,10 +67,11 @@ class ReplayPlan:
 
 
 def load_zones(config: Config) -> ZoneSet:
-    if config.port.zones is None:
+    path = zones_file(config)
+    if path is None:
         log.warning("no zones configured: only zone-free rules can fire")
         return ZoneSet.empty(config.port.projection)
-    return ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
+    return ZoneSet.from_geojson(path, projection=config.port.projection)
 
 
 async def _zones_in_force(store: Store, config: Config, zones: ZoneSet) -> ZoneSet:

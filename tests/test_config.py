@@ -222,8 +222,12 @@ def test_check_config_reports_config_and_zone_problems(tmp_path: Path) -> None:
     assert error.startswith(f"{tmp_path / 'zones.geojson'}: feature 'a': unknown kind")
     assert check_config(write(tmp_path, "bogus: 1\n", "bad.yaml"), env={}) == [
         f"{tmp_path / 'bad.yaml'}:1: bogus: Extra inputs are not permitted"]
-    assert check_config(None, tmp_path / "missing.geojson")[0].endswith(
-        "cannot read: No such file or directory")
+    assert check_config(None, tmp_path / "missing.geojson") == [
+        f"--zones: no such file: {tmp_path / 'missing.geojson'}"]
+    path.write_text(FULL.replace("zones.geojson", "nothere.geojson"))
+    line = FULL.splitlines().index(next(t for t in FULL.splitlines() if "zones.geojson" in t))
+    assert check_config(path, env={}) == [  # the setting that names the file, and its line
+        f"{path}:{line + 1}: port.zones: no such file: {tmp_path / 'nothere.geojson'}"]
 
 
 def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
@@ -257,7 +261,7 @@ def test_check_config_finds_what_run_would_stop_on(tmp_path: Path) -> None:
     path.write_text("version: 1\nsources:\n  - {kind: file, name: log, path: missing.nmea}\n"
                     "mqtt: {url: 'mqtt://127.0.0.1:99999'}\n")
     assert check_config(path) == [
-        f"{path}: sources: log: no such file: {tmp_path / 'missing.nmea'}",
+        f"{path}:3: sources.0.path: source log: no such file: {tmp_path / 'missing.nmea'}",
         f"{path}: MQTT URL has a bad port: Port out of range 0-65535"]
     path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', "
                     "tls: {enabled: true, ca_file: ca.pem}}\n")
