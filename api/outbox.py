@@ -152,10 +152,11 @@ class OutboxStore(Protocol):
     """
 
     def outbox_add(
-        self, topic: str, payload: bytes, qos: int, retain: bool
+        self, topic: str, payload: bytes, qos: int, retain: bool, scope: str
     ) -> int | Awaitable[int]: ...
 
-    def outbox_pending(self, limit: int) -> Iterable[Any] | Awaitable[Iterable[Any]]: ...
+    def outbox_pending(self, limit: int,
+                       scope: str) -> Iterable[Any] | Awaitable[Iterable[Any]]: ...
 
     def outbox_done(self, ids: list[int]) -> Awaitable[None] | None: ...
 
@@ -176,16 +177,21 @@ async def _resolve(value: _T | Awaitable[_T]) -> _T:
 
 
 class StoreOutbox:
-    """:class:`Outbox` over the store's ``outbox_*`` methods (SQLite or PostgreSQL)."""
+    """:class:`Outbox` over the store's ``outbox_*`` methods (SQLite or PostgreSQL).
 
-    def __init__(self, store: OutboxStore) -> None:
+    ``scope`` ("live", "replay", "drill") keeps each run's messages its own: a drill into
+    the live database drained the live service's outbox to the training broker."""
+
+    def __init__(self, store: OutboxStore, scope: str = "live") -> None:
         self._store = store
+        self.scope = scope
 
     async def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        return int(await _resolve(self._store.outbox_add(topic, bytes(payload), qos, retain)))
+        return int(await _resolve(self._store.outbox_add(topic, bytes(payload), qos, retain,
+                                                         scope=self.scope)))
 
     async def pending(self, limit: int) -> list[OutboxEntry]:
-        rows = await _resolve(self._store.outbox_pending(limit))
+        rows = await _resolve(self._store.outbox_pending(limit, scope=self.scope))
         return [_entry(row) for row in rows]
 
     async def done(self, ids: Sequence[int]) -> None:

@@ -261,7 +261,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.outbox import StoreOutbox
 
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
-                                        outbox=StoreOutbox(store),
+                                        outbox=StoreOutbox(store, "drill" if drill else scope),
                                         vessel_live_s=config.rules.picture.live_s,
                                         clock=lambda: engine.newest)
             feed.set_stats_provider(pipeline.stats)

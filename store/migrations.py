@@ -78,6 +78,11 @@ SQLITE: tuple[Migration, ...] = (
     # A fix the rules rejected (position jump, MMSI conflict) is kept, marked: tracks and
     # the picture at a past moment leave it out unless asked (a spoof moved them 300 km).
     (3, ("ALTER TABLE positions ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0",)),
+    # The MQTT outbox gets a scope ("live", "replay", "drill"): every process on one database
+    # drained the one table, so a drill into the live database sent the live service's
+    # alerts to the training broker, and the live service sent the drill's.
+    (4, ("ALTER TABLE outbox ADD COLUMN scope TEXT NOT NULL DEFAULT 'live'",
+         "CREATE INDEX outbox_scope ON outbox (scope, id)")),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -145,6 +150,8 @@ POSTGRES: tuple[Migration, ...] = (
         "ALTER TABLE vessel_state_scoped RENAME TO vessel_state",
     )),
     (3, ("ALTER TABLE positions ADD COLUMN suspect boolean NOT NULL DEFAULT false",)),
+    (4, ("ALTER TABLE outbox ADD COLUMN scope text NOT NULL DEFAULT 'live'",
+         "CREATE INDEX outbox_scope ON outbox (scope, id)")),
 )
 
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------

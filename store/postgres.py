@@ -630,17 +630,19 @@ class PostgresStore(WriterStore):
         return {r["source"]: r["data"] for r in rows}
 
     async def outbox_add(self, topic: str, payload: bytes | str, qos: int = 1,
-                         retain: bool = False) -> int:
+                         retain: bool = False, scope: str = "live") -> int:
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         with self._errors():
             return int(await self.pool.fetchval(
-                "INSERT INTO outbox (topic, payload, qos, retain, created) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                topic, data, qos, retain, ts(wallclock.time())))
+                "INSERT INTO outbox (topic, payload, qos, retain, created, scope) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                topic, data, qos, retain, ts(wallclock.time()), scope))
 
-    async def outbox_pending(self, limit: int = 100) -> list[OutboxMessage]:
+    async def outbox_pending(self, limit: int = 100, scope: str = "live"
+                             ) -> list[OutboxMessage]:
         with self._errors():
-            rows = await self.pool.fetch("SELECT * FROM outbox ORDER BY id LIMIT $1", limit)
+            rows = await self.pool.fetch(
+                "SELECT * FROM outbox WHERE scope = $1 ORDER BY id LIMIT $2", scope, limit)
         return [OutboxMessage(r["id"], r["topic"], bytes(r["payload"]), r["qos"], r["retain"],
                               r["created"].timestamp()) for r in rows]
 

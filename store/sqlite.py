@@ -668,21 +668,23 @@ class SqliteStore(WriterStore):
         return {r["source"]: json.loads(r["data"]) for r in rows}
 
     async def outbox_add(self, topic: str, payload: bytes | str, qos: int = 1,
-                         retain: bool = False) -> int:
+                         retain: bool = False, scope: str = "live") -> int:
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         when = wallclock.time()
 
         def run(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
-                "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?,?,?,?,?)",
-                (topic, data, qos, retain, when))
+                "INSERT INTO outbox (topic, payload, qos, retain, created, scope) "
+                "VALUES (?,?,?,?,?,?)", (topic, data, qos, retain, when, scope))
             return int(cur.lastrowid or 0)
 
         return await self._write(run)
 
-    async def outbox_pending(self, limit: int = 100) -> list[OutboxMessage]:
+    async def outbox_pending(self, limit: int = 100, scope: str = "live"
+                             ) -> list[OutboxMessage]:
         rows = await self._read(lambda c: c.execute(
-            "SELECT * FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall())
+            "SELECT * FROM outbox WHERE scope = ? ORDER BY id LIMIT ?",
+            (scope, limit)).fetchall())
         return [OutboxMessage(r["id"], r["topic"], bytes(r["payload"]), r["qos"],
                               bool(r["retain"]), r["created"]) for r in rows]
 

@@ -22,16 +22,19 @@ class SyncStore:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("CREATE TABLE o (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT,"
-                        " payload BLOB, qos INTEGER, retain INTEGER)")
+                        " payload BLOB, qos INTEGER, retain INTEGER, scope TEXT)")
 
-    def outbox_add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        cur = self.db.execute("INSERT INTO o (topic, payload, qos, retain) VALUES (?,?,?,?)",
-                              (topic, payload, qos, retain))
+    def outbox_add(self, topic: str, payload: bytes, qos: int, retain: bool,
+                   scope: str = "live") -> int:
+        cur = self.db.execute("INSERT INTO o (topic, payload, qos, retain, scope) "
+                              "VALUES (?,?,?,?,?)", (topic, payload, qos, retain, scope))
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def outbox_pending(self, limit: int) -> list[tuple[int, str, bytes, int, bool]]:
-        rows = self.db.execute("SELECT * FROM o ORDER BY id LIMIT ?", (limit,)).fetchall()
+    def outbox_pending(self, limit: int,
+                       scope: str = "live") -> list[tuple[int, str, bytes, int, bool]]:
+        rows = self.db.execute("SELECT id, topic, payload, qos, retain FROM o WHERE scope = ? "
+                               "ORDER BY id LIMIT ?", (scope, limit)).fetchall()
         return [(i, t, p, q, bool(r)) for i, t, p, q, r in rows]
 
     def outbox_done(self, ids: list[int]) -> None:
@@ -40,13 +43,13 @@ class SyncStore:
 
 class AsyncStore(SyncStore):
     async def outbox_add(self, topic: str, payload: bytes, qos: int,  # type: ignore[override]
-                         retain: bool) -> int:
-        return SyncStore.outbox_add(self, topic, payload, qos, retain)
+                         retain: bool, scope: str = "live") -> int:
+        return SyncStore.outbox_add(self, topic, payload, qos, retain, scope)
 
     async def outbox_pending(  # type: ignore[override]
-        self, limit: int
+        self, limit: int, scope: str = "live"
     ) -> list[tuple[int, str, bytes, int, bool]]:
-        return SyncStore.outbox_pending(self, limit)
+        return SyncStore.outbox_pending(self, limit, scope)
 
     async def outbox_done(self, ids: list[int]) -> None:  # type: ignore[override]
         SyncStore.outbox_done(self, ids)

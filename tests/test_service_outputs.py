@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from replay.scenario import generate_scenario
+from store import open_store
 from tests.paths import FIXTURES
 from tests.services.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
 
@@ -53,6 +54,12 @@ async def test_drill_replay_reaches_api_and_command_platform(
     ready = asyncio.Event()
     listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
     await asyncio.wait_for(ready.wait(), 10)
+    # The live service's alert waiting for its broker, in the database the drill shares:
+    # the drill once drained it to its own broker.
+    live_store = open_store(f"sqlite:///{tmp_path / 'hw.db'}")
+    await live_store.start()
+    waiting = await live_store.outbox_add(f"{prefix}/alerts", b'{"live": true}', qos=1)
+    await live_store.stop()
     env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:operator:{TOKEN}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones", str(DEMO_ZONES),
@@ -107,6 +114,11 @@ async def test_drill_replay_reaches_api_and_command_platform(
     listener.cancel()
     with pytest.raises(asyncio.CancelledError):
         await listener
+    assert not [m for m in messages if str(m.topic) == f"{prefix}/alerts"]
+    live_store = open_store(f"sqlite:///{tmp_path / 'hw.db'}")
+    await live_store.start()
+    assert [m.id for m in await live_store.outbox_pending(10)] == [waiting]  # still the live's
+    await live_store.stop()
 
 
 async def test_a_source_that_never_comes_up_is_offline_on_mqtt(

@@ -530,6 +530,10 @@ async def test_outbox_in_order(store: Store) -> None:
     await store.outbox_done(ids[:2])
     assert [m.id for m in await store.outbox_pending(10)] == [ids[2], retained]
     assert [m.id for m in await store.outbox_pending(1)] == [ids[2]]
+    # Each run drains its own: a drill into the live database took the live service's.
+    drill = await store.outbox_add("hw/drill/alerts", b"{}", qos=1, scope="drill")
+    assert [m.id for m in await store.outbox_pending(10)] == [ids[2], retained]
+    assert [m.id for m in await store.outbox_pending(10, scope="drill")] == [drill]
 
 
 async def test_the_rules_state_of_an_engine_that_saw_nothing_saves(store: Store) -> None:
@@ -582,7 +586,7 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         assert [a.to_dict() for a in restored] == [still_open.to_dict()]
         assert await second.position_count() == 1
         assert await second.load_engine_state() == engine_parts
-        assert await second.schema_version() == 3  # type: ignore[attr-defined]
+        assert await second.schema_version() == 4  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
         await second.save_vessel_states([encoded(states[1])], replace=True)
         assert list(await second.load_vessel_states()) == [B]
@@ -648,7 +652,7 @@ async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) 
     store = open_store(f"sqlite:///{path}", tmp_path)
     await store.start()
     try:
-        assert await store.schema_version() == 3  # type: ignore[attr-defined]
+        assert await store.schema_version() == 4  # type: ignore[attr-defined]
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
     finally:
@@ -685,7 +689,7 @@ async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescale
                           retention=timedelta(days=30))
     await store.start()
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
         track = await store.track(A, recent - 1, recent + 1)
@@ -749,7 +753,7 @@ async def test_a_version_2_postgres_database_takes_the_suspect_column_compressed
     store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl")
     await store.start()
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         store.on_report(pos(A, recent + 1, lat=49.0, suspect="position_jump"))
         await store.flush()
         every = await store.track(A, recent - 1, recent + 2, rejected=True)
