@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from harbourwatch.config import MqttConfig
 
 log = logging.getLogger(__name__)
+#: How many undelivered alert messages a stop counts before it says "N+".
+UNDELIVERED_COUNTED = 10_000
 
 PASSWORD_ENV = "HARBOURWATCH_MQTT_PASSWORD"
 
@@ -409,7 +411,26 @@ class MqttFeed:
         except Exception as exc:
             log.error("MQTT outbox: %d alert messages could not be kept at stop and are "
                       "lost (%s)", len(self._to_persist), exc)
+        else:
+            await self._warn_undelivered()
         await self.outbox.close()
+
+    async def _warn_undelivered(self) -> None:
+        """Say what the broker never acknowledged: a stop left it silently."""
+        try:
+            left = len(await self.outbox.pending(UNDELIVERED_COUNTED))
+        except Exception:  # the store is away: its own outage was logged
+            return
+        if not left:
+            return
+        more = "+" if left >= UNDELIVERED_COUNTED else ""
+        if isinstance(self.outbox, MemoryOutbox):
+            log.warning("MQTT: %d%s alert messages were never acknowledged by the broker and "
+                        "are lost (no store to keep them)", left, more)
+        else:
+            log.warning("MQTT: %d%s alert messages were never acknowledged by the broker; "
+                        "the outbox keeps them for the next start of this kind of run",
+                        left, more)
 
     # ---- further inputs ---------------------------------------------------------------
 

@@ -732,3 +732,22 @@ def test_own_ship_reports_move_no_vessel_on_the_feed() -> None:
     feed.on_report(report(211000001, T0, 51.9, 4.1))
     feed.on_report(report(211000001, T0 + 1, 49.0, 2.0, own=True))
     assert (feed._vessels[211000001]["lat"], feed._vessels[211000001]["lon"]) == (51.9, 4.1)
+
+
+async def test_a_stop_says_how_many_alerts_the_broker_never_acknowledged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A drill whose broker never came up exited 0 leaving 278 alerts unsent, unsaid."""
+    from tests.services.mosquitto import free_port
+
+    url = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    for outbox, fate in ((MemoryOutbox(), "are lost"),
+                         (SqliteOutbox(tmp_path / "o.db"), "keeps them for the next start")):
+        feed = MqttFeed(url, prefix=new_prefix(), outbox=outbox, backoff_initial_s=0.2,
+                        backoff_max_s=1.0, stop_timeout_s=0.5)
+        await feed.start()
+        feed.on_alert(make_event(Transition.NEW, 1))
+        feed.on_alert(make_event(Transition.NEW, 2))
+        caplog.clear()
+        await feed.stop()
+        (said,) = [r.getMessage() for r in caplog.records if "never acknowledged" in r.message]
+        assert said.startswith("MQTT: 4 alert messages") and fate in said  # 2 topics each
