@@ -16,7 +16,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -108,9 +108,10 @@ def make_store(config: Config, config_dir: Path, drill: bool, *,
 
 async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None = None, *,
                         scope: str = "live", until: float | None = None,
-                        ) -> list[dict[str, Any]]:
-    """Give the rules back what they knew before the last stop (or crash), and ``acts``
-    the operators' acts on the alerts still open; those alerts, as the store has them.
+                        snoozes: SnoozeBook | None = None) -> list[dict[str, Any]]:
+    """Give the rules back what they knew before the last stop (or crash), ``acts`` the
+    operators' acts on the alerts still open and ``snoozes`` which of them were muted;
+    those alerts, as the store has them.
 
     ``scope``: whose saved state ("live", "replay"). ``until``: a replay resumed there takes
     only alerts started by then (not the live service's, in the same database, since).
@@ -129,6 +130,8 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     if acts is not None:
         for alert in stored:
             acts.record(alert)
+    if snoozes is not None:
+        snoozes.remember_muted(saved.get("muted_alerts", ()))
     if states or alerts or saved:
         engine.restore([s.state for s in states.values()], alerts, saved)
         log.info("restored %d vessels and %d open alerts from the store", len(states),
@@ -136,8 +139,10 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     return stored
 
 
-async def save_state(store: Store, engine: Engine, scope: str = "live") -> None:
-    """A snapshot of the rules' state (vessels the rules forgot are not kept).
+async def save_state(store: Store, engine: Engine, scope: str = "live",
+                     muted: Iterable[str] = ()) -> None:
+    """A snapshot of the rules' state (vessels the rules forgot are not kept), and which
+    open alerts a snooze muted (``muted``).
 
     Each vessel is encoded whole at once; the event loop gets a turn every
     ``STATE_SAVE_CHUNK`` vessels, so reports go on being judged while a large picture is
@@ -151,8 +156,9 @@ async def save_state(store: Store, engine: Engine, scope: str = "live") -> None:
         states.extend(VesselStateJSON(v.mmsi, v.last_seen, json.dumps(v.to_state()))
                       for v in vessels[start:start + STATE_SAVE_CHUNK])
     await store.save_vessel_states(states, replace=True, scope=scope)
-    parts = {**engine.saved_state(),
-             "open_alerts": sorted(alert.id for alert in engine.open_alerts())}
+    open_ids = {alert.id for alert in engine.open_alerts()}
+    parts = {**engine.saved_state(), "open_alerts": sorted(open_ids),
+             "muted_alerts": sorted(open_ids.intersection(muted))}
     # As of the newest message time (none yet: 0, which PostgreSQL can store; -inf not).
     as_of = engine.newest if math.isfinite(engine.newest) else 0.0
     await store.save_engine_state(as_of, parts, scope)
@@ -175,7 +181,7 @@ async def _periodically(every_s: float, what: str, work: Callable[[], Awaitable[
 
 
 async def _save_all(store: Store, engine: Engine, pipeline: Pipeline, scope: str) -> None:
-    await save_state(store, engine, scope)
+    await save_state(store, engine, scope, muted=pipeline.snoozes.muted_ids)
     await store.save_source_health(time.time(), pipeline.stats()["sources"])
 
 
@@ -250,7 +256,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if restores_state:
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,
-                until=None if replay is None else replay.start)
+                until=None if replay is None else replay.start, snoozes=snoozes)
             for item in await store.snoozes():
                 snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
@@ -265,7 +271,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                                         vessel_live_s=config.rules.picture.live_s,
                                         clock=lambda: engine.newest)
             feed.set_stats_provider(pipeline.stats)
-            feed.remember_open(restored)
+            feed.remember_open(a for a in restored if a["id"] not in snoozes.muted_ids)
             for source in sources:
                 source.add_status_listener(feed.source_status)
                 # Its state now (offline until it is up): a source that never comes up is
@@ -283,7 +289,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             listeners: list[Callable[[Mapping[str, Any]], None]] = [
                 pipeline.operator_acts.record]
             if mqtt_feed is not None:
-                listeners.append(_operator_acts_to(mqtt_feed, ingestor))
+                listeners.append(_operator_acts_to(mqtt_feed, ingestor, snoozes))
             assert auth is not None
             api_task = asyncio.create_task(_serve_api(
                 config, auth, store, engine, pipeline, ingestor, zones, stop, hub, picture,
@@ -315,7 +321,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             decoder.close()
         if saves_state:
             try:
-                await save_state(store, engine, scope)
+                await save_state(store, engine, scope, muted=snoozes.muted_ids)
             except Exception:
                 log.exception("could not save the rules' state")
         if api_task is not None:
@@ -370,11 +376,16 @@ async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -
     return False
 
 
-def _operator_acts_to(sink: Sink, ingestor: Ingestor) -> Callable[[Mapping[str, Any]], None]:
-    """Acks and resolves reach the command platform as ``update`` transitions."""
+def _operator_acts_to(sink: Sink, ingestor: Ingestor,
+                      snoozes: SnoozeBook) -> Callable[[Mapping[str, Any]], None]:
+    """Acks and resolves reach the command platform as ``update`` transitions, unless the
+    alert was muted (its ``update`` left a retained alert the platform never saw open, and
+    its muted end never cleared)."""
 
     def forward(alert: Mapping[str, Any]) -> None:
-        sink.on_alert(AlertEvent(Transition.UPDATE, dict(alert), ingestor.newest or time.time()))
+        event = AlertEvent(Transition.UPDATE, dict(alert), ingestor.newest or time.time())
+        if not snoozes.muted(event):
+            sink.on_alert(event)
 
     return forward
 

@@ -34,6 +34,16 @@ class SnoozeBook:
     def __len__(self) -> int:
         return len(self._until)
 
+    @property
+    def muted_ids(self) -> frozenset[str]:
+        """The open alerts whose ``new`` was muted (saved with the rules' state)."""
+        return frozenset(self._muted_ids)
+
+    def remember_muted(self, alert_ids: Iterable[str]) -> None:
+        """Alerts muted before a restart stay muted: their acts and end were pushed to a
+        platform that never saw them open."""
+        self._muted_ids.update(alert_ids)
+
     def muted(self, event: AlertEvent) -> bool:
         """True when the event's rule is snoozed for its vessel (or the other vessel).
 

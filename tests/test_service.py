@@ -493,6 +493,50 @@ def test_a_live_restart_restores_alerts_opened_after_the_last_save(tmp_path: Pat
     assert asyncio.run(restored()) == [late.id]
 
 
+def test_a_muted_alert_stays_muted_across_a_restart_and_its_acts_are_not_pushed(
+        tmp_path: Path) -> None:
+    """Its ack went to MQTT as an update (a retained alert the platform never saw open,
+    never cleared, as its end was muted); after a restart it was unmuted altogether."""
+    from geofence.engine import Engine
+    from harbourwatch.config import RulesConfig
+    from harbourwatch.service import _operator_acts_to, restore_state, save_state
+
+    def engine() -> Engine:
+        return Engine(RulesConfig(), load_zones(resolve_config(ServiceOptions(zones=DEMO_ZONES))))
+
+    muted, heard = (Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                          severity=Severity.WARNING, mmsi=mmsi, started_at=1_767_268_800.0)
+                    for mmsi in (503999001, 503999002))
+    first = SnoozeBook([("dark_vessel", 503999001, muted.started_at + 3600)])
+    pushed = _Pushed()
+
+    async def restart() -> SnoozeBook:
+        store = open_store(f"sqlite:///{tmp_path / 'live.db'}", tmp_path)
+        await store.start()
+        try:
+            for alert in (muted, heard):
+                opened = AlertEvent(Transition.NEW, alert.to_dict(), alert.started_at)
+                assert first.muted(opened) is (alert is muted)
+                store.on_alert(opened)
+            await store.flush()
+            before = engine()
+            before.restore([], [muted, heard], {})
+            await save_state(store, before, muted=first.muted_ids)
+            after = SnoozeBook()  # the snooze itself has run out meanwhile
+            await restore_state(store, engine(), snoozes=after)
+            return after
+        finally:
+            await store.stop()
+
+    after = asyncio.run(restart())
+    forward = _operator_acts_to(pushed, Ingestor(), after)
+    for alert in (muted, heard):
+        forward({**alert.to_dict(), "state": "acknowledged"})
+    assert pushed.ids == [heard.id]
+    ended = AlertEvent(Transition.END, {**muted.to_dict(), "state": "ended"}, 1_767_270_000.0)
+    assert after.muted(ended)
+
+
 def test_sighup_is_left_alone_under_nohup(tmp_path: Path) -> None:
     port = free_udp_port()
     proc = subprocess.Popen(

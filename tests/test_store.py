@@ -545,7 +545,7 @@ async def test_the_rules_state_of_an_engine_that_saw_nothing_saves(store: Store)
 
     await save_state(store, Engine(RulesConfig(), ZoneSet.empty(None)))
     assert await store.load_engine_state() == {"receivers": {}, "rule:encounter": [],
-                                               "open_alerts": []}
+                                               "open_alerts": [], "muted_alerts": []}
 
 
 async def test_source_health_snapshots(store: Store) -> None:
