@@ -61,6 +61,10 @@ POSITION_FIELDS = ("lat", "lon", "speed", "course", "heading", "turn", "status",
 _CLOSED_STATES = frozenset({"ended", "resolved"})
 _BATCH = 100
 _OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again
+#: At the first connect, retained topics an earlier run left are collected until none has
+#: come for the quiet period (at most the limit), then those no longer current are cleared.
+RECONCILE_QUIET_S = 0.5
+RECONCILE_LIMIT_S = 5.0
 
 
 class MqttError(Exception):
@@ -244,6 +248,9 @@ class MqttFeed:
         self._heard: dict[int, float] = {}  # newest report of each vessel kept
         self._static_time: dict[int, float] = {}  # of each vessel's newest static data
         self._gone: dict[int, None] = {}  # published vessels left the picture: topic to clear
+        #: Retained topics seen while reconciling (None: not reconciling); done once a run.
+        self._left_behind: list[str] | None = None
+        self._reconciled = False
         self._next_prune = float("-inf")
         self._deferred: list[tuple[float, int]] = []  # heap of (due message time, mmsi)
         self._deferred_set: set[int] = set()
@@ -254,7 +261,7 @@ class MqttFeed:
             ("connects", "connect_failures", "outbox_outages", "alerts_enqueued",
              "alert_messages_acked",
              "vessels_published", "vessels_rate_limited", "vessels_stale_dropped",
-             "vessels_cleared",
+             "vessels_cleared", "stale_alerts_cleared",
              "stats_published"), 0)
 
         self._wake = asyncio.Event()
@@ -602,17 +609,52 @@ class MqttFeed:
                 raise _translate(error) from error
         raise MqttConnectError("connection ended")
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
-        """We subscribe to nothing: the iterator only ends, raising, on disconnect."""
-        async for _ in client.messages:
-            pass
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """The iterator ends, raising, on disconnect. We subscribe only while reconciling:
+        retained messages then name the topics an earlier run left."""
+        async for message in client.messages:
+            if message.retain and self._left_behind is not None and message.payload:
+                self._left_behind.append(str(message.topic))
+
+    async def _reconcile(self, client: aiomqtt.Client) -> None:
+        """Clear the retained vessels and alerts an earlier run left that are no longer
+        current: a vessel that left while the service was down, a replay's open alert. The
+        broker kept them for ever, and the platform showed them as live."""
+        root = self.topics.root
+        filters = [f"{root}/vessels/+", f"{root}/alerts/+/+"]
+        self._left_behind = []
+        loop = asyncio.get_running_loop()
+        try:
+            await client.subscribe([(f, 0) for f in filters])
+            deadline = loop.time() + RECONCILE_LIMIT_S
+            seen = -1
+            while seen != len(self._left_behind) and loop.time() < deadline:
+                seen = len(self._left_behind)
+                await asyncio.sleep(RECONCILE_QUIET_S)
+            await client.unsubscribe(filters)
+        finally:
+            found, self._left_behind = self._left_behind, None
+        self._reconciled = True
+        stale_alerts = [(t, b"", 1, True) for t in found
+                        if t.startswith(f"{root}/alerts/") and t not in self._open_alerts]
+        await self._publish_all(client, stale_alerts)
+        stale_vessels = [int(level) for topic in found
+                         if topic.startswith(f"{root}/vessels/")
+                         and (level := topic.rpartition("/")[2]).isdigit()
+                         and int(level) not in self._last_pub]
+        self._gone.update(dict.fromkeys(stale_vessels))
+        self.counters["stale_alerts_cleared"] += len(stale_alerts)
+        if stale_alerts or stale_vessels:
+            log.info("MQTT: cleared what an earlier run left retained and is no longer "
+                     "current: %d alerts, %d vessels", len(stale_alerts), len(stale_vessels))
 
     async def _write_loop(self, client: aiomqtt.Client) -> None:
         await client.publish(self.topics.available, b"online", qos=1, retain=True)
         self._connected_event.set()  # "connected" = up and announced
         await self._drain_outbox(client)
         await self._republish_retained(client)
+        if not self._reconciled:
+            await self._reconcile(client)
         loop = asyncio.get_running_loop()
         self._stats_due = loop.time() + self.stats_interval_s
         while True:

@@ -751,3 +751,32 @@ async def test_a_stop_says_how_many_alerts_the_broker_never_acknowledged(
         await feed.stop()
         (said,) = [r.getMessage() for r in caplog.records if "never acknowledged" in r.message]
         assert said.startswith("MQTT: 4 alert messages") and fate in said  # 2 topics each
+
+
+async def test_what_an_earlier_run_left_retained_and_is_no_longer_current_is_cleared(
+        broker: MosquittoBroker) -> None:
+    """A restart left 1,424 vessels on the broker, and a replay its open alerts: nothing
+    cleared what this run never published."""
+    p = new_prefix()
+    kept_alert = make_event(Transition.NEW, 1).alert
+    stale_alert = make_event(Transition.NEW, 2).alert
+    topics = {"kept_alert": f"{p}/alerts/dark_vessel/{kept_alert['id']}",
+              "stale_alert": f"{p}/alerts/dark_vessel/{stale_alert['id']}",
+              "heard": f"{p}/vessels/211000030", "gone": f"{p}/vessels/211000031"}
+    async with aiomqtt.Client(broker.host, broker.port) as earlier_run:
+        for topic in topics.values():
+            await earlier_run.publish(topic, b'{"earlier": true}', qos=1, retain=True)
+    feed = feed_for(broker, p)
+    feed.remember_open([kept_alert])  # still open after the restart
+    feed.on_report(report(211000030, T0))
+    await connected(feed)
+    async with asyncio.timeout(WAIT_S):
+        while feed.counters["vessels_cleared"] < 1:
+            await asyncio.sleep(0.1)
+    async with Subscriber(broker, f"{p}/#") as late:
+        retained = {str(m.topic): json.loads(m.payload) for m in await late.sync()
+                    if m.retain and m.payload and str(m.topic) in topics.values()}
+    assert set(retained) == {topics["kept_alert"], topics["heard"]}
+    assert retained[topics["heard"]]["mmsi"] == 211000030  # this run's, not the earlier one
+    assert feed.counters["stale_alerts_cleared"] == 1
+    await feed.stop()
