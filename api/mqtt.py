@@ -63,6 +63,8 @@ _BATCH = 100
 _OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again
 #: At the first connect, retained topics an earlier run left are collected until none has
 #: come for the quiet period (at most the limit), then those no longer current are cleared.
+#: A connection that lasted this long was healthy: the back-off starts again from its start.
+HEALTHY_AFTER_S = 10.0
 RECONCILE_QUIET_S = 0.5
 RECONCILE_LIMIT_S = 5.0
 
@@ -565,15 +567,19 @@ class MqttFeed:
     async def _supervise(self) -> None:
         # The log says when an outage starts and when it ends; the retries in between are
         # at debug level (a broker away for a day logged a warning every 30 s).
+        loop = asyncio.get_running_loop()
         attempt = 0
+        short_warned = False
         while True:
+            connected_at: float | None = None
             try:
                 async with self._make_client() as client:
                     self.counters["connects"] += 1
-                    log.log(logging.WARNING if attempt else logging.INFO,
-                            "MQTT connected to %s:%d%s", self.host, self.port,
-                            f" after {attempt} failed attempts" if attempt else "")
-                    attempt = 0
+                    if not short_warned:
+                        log.log(logging.WARNING if attempt else logging.INFO,
+                                "MQTT connected to %s:%d%s", self.host, self.port,
+                                f" after {attempt} failed attempts" if attempt else "")
+                    connected_at = loop.time()
                     await self._run_connected(client)
                     return  # clean stop
             except asyncio.CancelledError:
@@ -581,6 +587,15 @@ class MqttFeed:
             except Exception as exc:
                 err = _translate(exc)
                 self.counters["connect_failures"] += 1
+                if connected_at is not None and loop.time() - connected_at >= HEALTHY_AFTER_S:
+                    attempt, short_warned = 0, False  # a real outage: announce it afresh
+                elif connected_at is not None and attempt and not short_warned:
+                    # Dropped again at once (a second client with our client_id takes the
+                    # session over, and each reconnect takes it back): back off, say so once.
+                    short_warned = True
+                    log.warning("MQTT %s:%d: the connection keeps dropping right after it is "
+                                "made (%s); is another client using client_id %r?", self.host,
+                                self.port, err, self._client_id)
                 level = (logging.DEBUG if attempt else logging.ERROR
                          if isinstance(err, MqttAuthError) else logging.WARNING)
                 log.log(level, "MQTT %s:%d: %s%s", self.host, self.port, err,

@@ -780,3 +780,20 @@ async def test_what_an_earlier_run_left_retained_and_is_no_longer_current_is_cle
     assert retained[topics["heard"]]["mmsi"] == 211000030  # this run's, not the earlier one
     assert feed.counters["stale_alerts_cleared"] == 1
     await feed.stop()
+
+
+async def test_two_feeds_with_one_client_id_back_off_and_say_so_once(
+        broker: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
+    """The broker hands the session to the newer client, the other reconnects at once and
+    takes it back: 65 reconnects each in 25 s, 90 warnings, and nothing said why."""
+    client_id = f"hwtest-{uuid.uuid4().hex[:8]}"
+    feeds = [feed_for(broker, new_prefix(), client_id=client_id) for _ in range(2)]
+    for feed in feeds:
+        await feed.start()
+    await asyncio.sleep(4.0)
+    for feed in feeds:
+        feed.stop_timeout_s = 0.5
+        await feed.stop()
+    said = [r.getMessage() for r in caplog.records if "keeps dropping" in r.message]
+    assert said and all(repr(client_id) in m for m in said)
+    assert len(said) <= 2  # once per feed
