@@ -37,6 +37,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
+#: The zones that bound the port's area with ``watch_area: port``.
+WATCH_KINDS = ("coverage", "port_limit")
+
+
+def zone_set_warnings(config: RulesConfig, zones: ZoneSet) -> list[str]:
+    """What a zone set leaves the rules unable to do, for the log and ``check-config``."""
+    if not len(zones):
+        return []  # no zones at all is said where the zones are loaded
+    out = []
+    if config.watch_area == "port" and not any(zones.of_kind(k) for k in WATCH_KINDS):
+        out.append("rules.watch_area is port, but the zones have no coverage or port_limit "
+                   "zone: every vessel heard is a subject of the rules")
+    if config.dark_vessel.enabled and not zones.of_kind("coverage"):
+        out.append("the zones have no coverage zone: dark_vessel judges only vessels whose "
+                   "last fix is inside coverage, so no vessel can be called dark (draw where "
+                   "the port's receivers hear)")
+    return out
+
+
 #: The highest speed AIS can give, meaning "this or more" (102.3 is "not available").
 UNRELIABLE_SPEED_KN = 102.2
 _NEVER = float("-inf")
@@ -85,6 +104,7 @@ class Engine:
         self._next_sweep = float("-inf")
         self._resume_pending = False
         self._watch_kinds: tuple[str, ...] = ()
+        self._warned: set[str] = set()
         #: (lon, lat) -> (x, y, ids of the zones there) of the run's positions (project_ahead)
         self._ahead: dict[tuple[float, float], tuple[float, float, tuple[str, ...]]] = {}
         self._set_watch_area()
@@ -93,13 +113,13 @@ class Engine:
 
     def _set_watch_area(self) -> None:
         """With ``watch_area: port``, the zones that bound where alerts are raised."""
-        kinds = ("coverage", "port_limit")
+        for warning in zone_set_warnings(self.config, self.zones):
+            if warning not in self._warned:  # once: the live service sets zones twice
+                self._warned.add(warning)
+                log.warning("%s", warning)
         wanted = self.config.watch_area == "port"
-        watched = wanted and any(self.zones.of_kind(kind) for kind in kinds)
-        if wanted and not watched and len(self.zones):
-            log.warning("rules.watch_area is port, but the zones have no coverage or "
-                        "port_limit zone: every vessel heard is a subject of the rules")
-        self._watch_kinds = kinds if watched else ()
+        watched = wanted and any(self.zones.of_kind(kind) for kind in WATCH_KINDS)
+        self._watch_kinds = WATCH_KINDS if watched else ()
 
     def in_watch_area(self, vessel: Vessel) -> bool:
         """Whether the vessel is a subject of the rules (always, with no watch area)."""

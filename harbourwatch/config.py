@@ -9,6 +9,7 @@ to date by the ordered functions in :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ from geofence.mid import Mmsi
 
 if TYPE_CHECKING:
     from api.auth import Authenticator
+
+log = logging.getLogger(__name__)
 
 CURRENT_VERSION = 1
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -823,9 +826,16 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
     if config.port.zones is not None:
         try:
             zones_file(config)
-            ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
+            loaded = ZoneSet.from_geojson(config.port.zones, projection=config.port.projection)
         except (ZoneError, ConfigError) as exc:
             errors += exc.errors
+        else:
+            from geofence.engine import zone_set_warnings
+
+            # Not errors (a port may want it so), but said: run would only log them.
+            for warning in ([f"{config.port.zones}: no zone in the file"] if not len(loaded)
+                            else zone_set_warnings(config.rules, loaded)):
+                log.warning("%s", warning)
     return errors
 
 

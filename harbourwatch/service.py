@@ -71,7 +71,10 @@ def load_zones(config: Config) -> ZoneSet:
     if path is None:
         log.warning("no zones configured: only zone-free rules can fire")
         return ZoneSet.empty(config.port.projection)
-    return ZoneSet.from_geojson(path, projection=config.port.projection)
+    zones = ZoneSet.from_geojson(path, projection=config.port.projection)
+    if not len(zones):
+        log.warning("%s: no zone in the file: only zone-free rules can fire", path)
+    return zones
 
 
 async def _zones_in_force(store: Store, config: Config, zones: ZoneSet) -> ZoneSet:

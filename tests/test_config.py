@@ -342,3 +342,29 @@ def test_a_section_left_empty_means_its_defaults() -> None:
     # A list with entries by default, emptied, would mean "none": an error, not the default.
     with pytest.raises(ConfigError, match=r"rules\.exempt_shiptypes"):
         parse_config("version: 1\nrules:\n  exempt_shiptypes:\n#   - 52\n")
+
+
+def test_check_config_warns_of_what_the_zones_leave_the_rules_unable_to_do(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Berths, a restricted zone and an anchorage but no coverage: dark_vessel could never
+    fire, and check-config said "ok"; an empty zones file too."""
+    from geofence.engine import Engine
+    from geofence.zones import ZoneSet
+
+    zones = tmp_path / "zones.geojson"
+    no_coverage = [f for f in PORT_FEATURES if f["properties"]["kind"] != "coverage"]
+    zones.write_text(json.dumps(collection(*no_coverage)))
+    assert check_config(None, zones) == []
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("the zones have no coverage zone: dark_vessel")
+    caplog.clear()
+    engine = Engine(RulesConfig(), ZoneSet.from_geojson(zones))
+    engine.set_zones(ZoneSet.from_geojson(zones))  # the live service sets them twice
+    assert [r.getMessage() for r in caplog.records] == [said]  # once
+    caplog.clear()
+    zones.write_text(json.dumps(collection()))
+    assert check_config(None, zones) == []
+    assert [r.getMessage() for r in caplog.records] == [f"{zones}: no zone in the file"]
+    caplog.clear()
+    zones.write_text(json.dumps(collection(*PORT_FEATURES)))
+    assert check_config(None, zones) == [] and caplog.records == []

@@ -242,13 +242,14 @@ def test_watch_area_port_keeps_far_vessels_in_the_picture_but_out_of_the_rules()
 def test_watch_area_port_without_a_port_zone_says_the_rules_watch_everywhere(
         caplog: pytest.LogCaptureFixture) -> None:
     berth_only = ZoneSet.from_geojson(collection(rect("b", "berth", 0, 0, 100, 100)))
-    Run(zones=berth_only, config=rules_config(watch_area="port"))
+    no_dark = {"dark_vessel": {"enabled": False}}  # its own warning: no coverage zone
+    Run(zones=berth_only, config=rules_config(watch_area="port", **no_dark))
     assert caplog.messages == [
         "rules.watch_area is port, but the zones have no coverage or port_limit zone: every "
         "vessel heard is a subject of the rules"]
     caplog.clear()
     Run(config=rules_config(watch_area="port"))  # the test port has both
-    Run(zones=berth_only, config=rules_config(watch_area="everywhere"))
+    Run(zones=berth_only, config=rules_config(watch_area="everywhere", **no_dark))
     assert caplog.messages == []
 
 
