@@ -25,8 +25,11 @@ class AlertsFileSink:
     #: the file is the same whatever a drill's trainees muted.
     keeps_snoozed = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, append: bool = False) -> None:
+        """``append``: a live run adds to the file (a restart erased the alert log); a
+        replay writes it afresh, so two replays can be compared byte for byte."""
         self.path = path
+        self.append = append
         self._file: TextIO | None = None
         self.written = 0
 
@@ -34,7 +37,9 @@ class AlertsFileSink:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Line-buffered: a live run is tailed by other tools, and a crash loses no line.
-            self._file = self.path.open("w", encoding="utf-8", buffering=1)
+            # Appending (O_APPEND) also lets logrotate's copytruncate cut it without a hole.
+            self._file = self.path.open("a" if self.append else "w", encoding="utf-8",
+                                        buffering=1)
         except OSError as exc:
             raise AlertsFileError(
                 f"--alerts-out {self.path}: cannot write: {exc.strerror or exc}") from exc

@@ -264,7 +264,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
         if options.alerts_out is not None:
-            sinks.append(AlertsFileSink(options.alerts_out))
+            sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))
         if config.mqtt.url is not None:
             from api.mqtt import MqttFeed
             from api.outbox import StoreOutbox
