@@ -96,6 +96,10 @@ class Authenticator:
             self._entries.append((bytes.fromhex(digest), Principal(name, role)))
         self.open_read = open_read
 
+    def __len__(self) -> int:
+        """How many tokens open the API."""
+        return len(self._entries)
+
     @classmethod
     def from_config(cls, tokens: Iterable[TokenSpec] = (), *, open_read: bool = False,
                     env: Mapping[str, str] | None = None) -> Authenticator:

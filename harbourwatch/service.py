@@ -491,6 +491,9 @@ async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: 
                    saves_zones=saves_zones)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
+    if not len(auth) and not auth.open_read:
+        log.warning("API: no tokens (api.tokens, HARBOURWATCH_API_TOKENS) and api.open_read "
+                    "is false: every request but /health and /docs answers 401")
     try:
         await serve(app, config.api.host, config.api.port, hub=hub, stop=stop)
     except OSError as exc:

@@ -652,6 +652,32 @@ def test_the_api_runs_on_the_rules_clock_while_the_feed_is_quiet(tmp_path: Path)
     assert parse_iso(snooze["until"]) >= line_time + 60 + 2
 
 
+def test_an_api_no_token_opens_is_said_at_start(tmp_path: Path) -> None:
+    """The README's first run example answered 401 to everything, and nothing said why."""
+    import httpx
+
+    api = free_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(FIXTURES / "pyais" /
+                                                                 "messages.ais"),
+         "--zones", str(DEMO_ZONES), "--serve", f"127.0.0.1:{api}", "--no-progress",
+         "--db", f"sqlite:///{tmp_path / 'r.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{api}/vessels").status_code == 401:
+                    break
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert "API: no tokens (api.tokens, HARBOURWATCH_API_TOKENS) and api.open_read is " \
+        "false" in (proc.stderr.read() if proc.stderr else "")
+
+
 def test_a_malformed_token_variable_stops_the_start_and_check_config(tmp_path: Path) -> None:
     """The API task failed alone: the service ran on without its API and exited 0."""
     env = {**os.environ, "HARBOURWATCH_API_TOKENS": "duty:superuser:tok"}
