@@ -498,7 +498,10 @@ class ApiToken(_Model):
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiToken:
-        if (self.token is None) == (self.token_sha256 is None):
+        if self.token is None and self.token_sha256 is None:
+            raise ValueError(f"no token: set {token_variable(self.name)}, or give token or "
+                             "token_sha256")
+        if self.token is not None and self.token_sha256 is not None:
             raise ValueError("give exactly one of token or token_sha256")
         return self
 
@@ -605,6 +608,7 @@ class Config(_Model):
 # --- loading --------------------------------------------------------------------------------
 
 ENV_PREFIX = "HARBOURWATCH_"
+TOKEN_VARIABLE_PREFIX = ENV_PREFIX + "API_TOKEN_"
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[Any, ...], str]:
@@ -624,15 +628,28 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[Any, 
             section(sect)[key] = env[ENV_PREFIX + var]
             origin[(sect, key)] = ENV_PREFIX + var
     tokens = section("api").get("tokens")
+    used: set[str] = set()
     if isinstance(tokens, list):
         for index, entry in enumerate(tokens):
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                var = ENV_PREFIX + "API_TOKEN_" + entry["name"].upper().replace("-", "_")
+                var = token_variable(entry["name"])
                 if var in env:
+                    used.add(var)
                     entry["token"] = env[var]
                     entry.pop("token_sha256", None)
                     origin[("api", "tokens", index, "token")] = var
+    for var in sorted(env):
+        if var.startswith(TOKEN_VARIABLE_PREFIX) and var not in used:
+            name = var.removeprefix(TOKEN_VARIABLE_PREFIX).lower().replace("_", "-")
+            log.warning("%s names no api.tokens entry %r and opens nothing: add the entry "
+                        "(its role), or use %sAPI_TOKENS=%s:<role>:<token>", var, name,
+                        ENV_PREFIX, name)
     return origin
+
+
+def token_variable(name: str) -> str:
+    """The environment variable that holds a configured token's secret."""
+    return TOKEN_VARIABLE_PREFIX + name.upper().replace("-", "_")
 
 
 def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:

@@ -151,10 +151,16 @@ def test_env_overrides_secrets(tmp_path: Path) -> None:
     assert tokens["admin"].token_sha256 is None  # the env token replaces the hash
 
 
-def test_token_may_come_only_from_env(tmp_path: Path) -> None:
+def test_token_may_come_only_from_env(tmp_path: Path,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     text = "api:\n  tokens:\n    - {name: ops, role: viewer}\n"
-    with pytest.raises(ConfigError, match="give exactly one of token or token_sha256"):
-        load_config(write(tmp_path, text), env={})
+    with pytest.raises(ConfigError) as missing:  # it names the variable it looked for
+        load_config(write(tmp_path, text), env={"HARBOURWATCH_API_TOKEN_OPZ": "t"})
+    assert missing.value.errors == [f"{tmp_path / 'port.yaml'}:3: api.tokens.0: no token: set "
+                                    "HARBOURWATCH_API_TOKEN_OPS, or give token or token_sha256"]
+    assert caplog.messages == [  # the misspelt one opens nothing, and says so
+        "HARBOURWATCH_API_TOKEN_OPZ names no api.tokens entry 'opz' and opens nothing: add "
+        "the entry (its role), or use HARBOURWATCH_API_TOKENS=opz:<role>:<token>"]
     config = load_config(write(tmp_path, text), env={"HARBOURWATCH_API_TOKEN_OPS": "t"})
     assert config.api.tokens[0].role == "viewer"
     # Set but empty: a token no one could ever present.
