@@ -465,7 +465,8 @@ class StoreConfig(_Model):
                              description="Rows kept in memory while the database is away "
                                          "before spooling to disk")
     spool_dir: Path | None = Field(default=None,
-                                   description="Spool directory (default next to config)")
+                                   description="Spool directory (default: beside the SQLite "
+                                               "database, or the config for PostgreSQL)")
     retention_days: int | None = Field(default=90, ge=1, le=36500,
                                        description="Positions (and receiver-health "
                                                    "snapshots) older than this on the wall "
@@ -478,6 +479,11 @@ class StoreConfig(_Model):
         if value is not None and not re.match(r"^(sqlite|postgres|postgresql)://",
                                               value.get_secret_value()):
             raise ValueError("url must start with sqlite://, postgres:// or postgresql://")
+        if value is not None and re.match(r"^sqlite://[^/]", value.get_secret_value()):
+            # Other tools read sqlite://x.db as /x.db; run refused it after check-config
+            # said ok.
+            raise ValueError("use sqlite:///relative.db (beside the config) or "
+                             "sqlite:////absolute.db")
         return value
 
 
@@ -578,6 +584,10 @@ class Config(_Model):
 
     def set_origin(self, field: str, origin: str) -> None:
         self._origins[field] = origin
+
+    def origin(self, field: str) -> str | None:
+        """Where a setting was written (``port.yaml:4``, ``--zones``, ``environment …``)."""
+        return self._origins.get(field)
 
     @field_validator("sources")
     @classmethod
@@ -744,9 +754,12 @@ def _validated(data: dict[str, Any], source: str, root: yaml.Node | None,
     """``data`` with the environment's secrets over it, validated; errors name where."""
     origin = _apply_env(data, os.environ if env is None else env)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, root, origin)) from exc
+    for loc, var in origin.items():
+        config.set_origin(".".join(map(str, loc)), f"environment {var}")
+    return config
 
 
 def _repeated_keys(node: yaml.Node | None) -> list[tuple[str, int, int]]:
@@ -779,6 +792,12 @@ def _resolve_paths(config: Config, base: Path) -> None:
             item.path = str(resolve(item.log_path) or item.path)
     if config.store.spool_dir is not None:
         config.store.spool_dir = resolve(config.store.spool_dir) or config.store.spool_dir
+    url = config.store.url.get_secret_value() if config.store.url is not None else ""
+    if url.startswith("sqlite:///") and config.origin("store.url") is None:
+        # Written in the file: beside it, like every other path there (under systemd the
+        # working directory is /). A URL from --db or the environment is the shell's.
+        db = Path(url.removeprefix("sqlite:///"))
+        config.store.url = SecretStr(f"sqlite:///{resolve(db) or db}")
     tls = config.mqtt.tls
     for name in ("ca_file", "cert_file", "key_file"):
         value = getattr(tls, name)

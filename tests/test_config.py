@@ -374,3 +374,21 @@ def test_check_config_warns_of_what_the_zones_leave_the_rules_unable_to_do(
     caplog.clear()
     zones.write_text(json.dumps(collection(*PORT_FEATURES)))
     assert check_config(None, zones) == [] and caplog.records == []
+
+
+def test_a_relative_sqlite_path_in_the_file_is_beside_it(tmp_path: Path) -> None:
+    """Every other path in the file is; the database went to the working directory (under
+    systemd, /). From the environment it is the shell's, as from --db."""
+    text = "version: 1\nstore: {url: 'sqlite:///data/port.db'}\n"
+    config = load_config(write(tmp_path, text), env={})
+    assert config.store.url is not None
+    assert config.store.url.get_secret_value() == f"sqlite:///{tmp_path / 'data' / 'port.db'}"
+    config = load_config(write(tmp_path, "version: 1\n"),
+                         env={"HARBOURWATCH_DB_URL": "sqlite:///env.db"})
+    assert config.store.url is not None
+    assert config.store.url.get_secret_value() == "sqlite:///env.db"
+    assert config.origin("store.url") == "environment HARBOURWATCH_DB_URL"
+    path = write(tmp_path, "version: 1\nstore:\n  url: 'sqlite://port.db'\n")
+    assert check_config(path, env={}) == [  # run refused it after check-config said ok
+        f"{path}:3: store.url: use sqlite:///relative.db (beside the config) or "
+        "sqlite:////absolute.db"]
