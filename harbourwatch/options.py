@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from harbourwatch.config import Config, ConfigError, load_config
 from ingest.sources.base import SourceBase
 
+#: ``--serve off`` / ``--mqtt off``: not the API or broker the config names.
+OFF = "off"
+
 
 @dataclass(slots=True)
 class ServiceOptions:
@@ -51,10 +54,14 @@ def add_service_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
     parser.add_argument("--db", metavar="URL",
                         help="sqlite:///path.db or postgresql://… (default: SQLite file next "
                              "to the config, or in the working directory)")
-    parser.add_argument("--mqtt", metavar="mqtt://HOST:PORT", help="publish to this broker")
+    parser.add_argument("--mqtt", metavar="mqtt://HOST:PORT",
+                        help="publish to this broker ('off': not to the config's; a drill "
+                             "beside the live service with the port's own config)")
     parser.add_argument("--mqtt-prefix", metavar="PREFIX",
                         help="topic prefix (default harbourwatch/<port>)")
-    parser.add_argument("--serve", metavar="HOST:PORT", help="serve the HTTP API here")
+    parser.add_argument("--serve", metavar="HOST:PORT",
+                        help="serve the HTTP API here ('off': not at all, though the config "
+                             "enables it; a replay then exits when it ends)")
     parser.add_argument("--alerts-out", type=Path, metavar="FILE.jsonl",
                         help="write every alert transition as a JSON line")
     if live:
@@ -82,11 +89,15 @@ def resolve_config(options: ServiceOptions) -> Config:
             raise ConfigError([f"--db {options.db!r}: expected sqlite:///path.db or "
                                "postgresql://…"])
         _set(config.store, "url", options.db, "--db")
-    if options.mqtt is not None:
+    if options.mqtt == OFF:
+        config.mqtt.url = None
+    elif options.mqtt is not None:
         _set(config.mqtt, "url", options.mqtt, "--mqtt")
     if options.mqtt_prefix is not None:
         _set(config.mqtt, "prefix", options.mqtt_prefix, "--mqtt-prefix")
-    if options.serve is not None:
+    if options.serve == OFF:
+        config.api.enabled = False
+    elif options.serve is not None:
         host, _, port = options.serve.rpartition(":")
         if not port.isdigit():
             raise ConfigError([f"--serve {options.serve!r}: expected HOST:PORT"])

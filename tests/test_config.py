@@ -392,3 +392,16 @@ def test_a_relative_sqlite_path_in_the_file_is_beside_it(tmp_path: Path) -> None
     assert check_config(path, env={}) == [  # run refused it after check-config said ok
         f"{path}:3: store.url: use sqlite:///relative.db (beside the config) or "
         "sqlite:////absolute.db"]
+
+
+def test_serve_and_mqtt_off_leave_out_what_the_config_turns_on(tmp_path: Path) -> None:
+    """A drill beside the live service with the port's own config: its API port was taken,
+    and a replay that serves the API never ends (no scripted drills)."""
+    from harbourwatch.options import ServiceOptions, resolve_config
+
+    path = write(tmp_path, "version: 1\napi: {enabled: true, port: 8080}\n"
+                           "mqtt: {url: 'mqtt://127.0.0.1:1883'}\n")
+    config = resolve_config(ServiceOptions(config=path, serve="off", mqtt="off"))
+    assert (config.api.enabled, config.mqtt.url) == (False, None)
+    config = resolve_config(ServiceOptions(config=path))
+    assert config.api.enabled and config.mqtt.url is not None
