@@ -33,7 +33,7 @@ from harbourwatch.options import ServiceOptions, build_sources
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
-from harbourwatch.timeutil import parse_iso
+from harbourwatch.timeutil import iso_time, parse_iso
 from ingest.ingestor import Ingestor, sources_final_after
 from ingest.sources.base import SourceError
 from ingest.sources.queue import LineQueue
@@ -260,6 +260,14 @@ async def run_service(config: Config, options: ServiceOptions, *,
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,
                 until=None if replay is None else replay.start, snoozes=snoozes)
+            if replay is not None and replay.start is not None \
+                    and engine.newest > replay.start:
+                # Saved by a replay that went on past --start (the same one run again):
+                # the rules know its end, and the lines from --start raise nothing again.
+                log.warning("the replay state saved in this database is as of %s, after "
+                            "--start %s: what the logs hold before then is not judged "
+                            "again; resume a replay cut short, or use a new --db",
+                            iso_time(engine.newest), iso_time(replay.start))
             for item in await store.snoozes():
                 snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()

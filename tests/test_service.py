@@ -369,6 +369,12 @@ def test_a_replay_cut_short_and_resumed_with_start_gives_the_alerts_of_one_run(
     assert scopes["replay"] > 0
     after = replay(log, db, "after.jsonl", "--start", cut + 1)
     assert sorted(before + after) == whole and after
+    # The same resume again: the saved state is as of the log's end, so nothing is raised
+    # again, and it is said (it was silent).
+    again = cli("replay", log, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                "--db", f"sqlite:///{db}", "--start", str(cut + 1))
+    assert again.returncode == 0
+    assert "the replay state saved in this database is as of" in again.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT * FROM vessel_state WHERE scope = 'live'").fetchall() == [
             live_state]
