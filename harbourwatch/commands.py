@@ -29,7 +29,8 @@ def add_commands(commands: Any) -> None:
                         help="1 real time, 60 an hour a minute, max as fast as possible "
                              "(deterministic; default)")
     replay.add_argument("--start", metavar="TIME",
-                        help="skip ahead to this message time (ISO 8601)")
+                        help="skip ahead to this message time (ISO 8601, or Unix seconds or "
+                             "milliseconds), resuming the replay state saved by then")
     replay.add_argument("--drill", action="store_true",
                         help="mark the run as a drill end to end (alerts, API, store, MQTT)")
     replay.add_argument("--nominal-rate", type=float, default=10.0, metavar="LINES_PER_S",
@@ -57,7 +58,8 @@ def add_commands(commands: Any) -> None:
                        help="the config file (its zones, sources' files, MQTT TLS files and "
                             "the API tokens of the environment are checked too)")
     check.add_argument("--zones", type=Path, metavar="ZONES.geojson",
-                       help="a zones file (instead of, or as well as, the config's)")
+                       help="a zones file, checked instead of the config's (as run and "
+                            "replay would take it)")
     check.set_defaults(handler=_check_config)
 
 

@@ -684,6 +684,23 @@ def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
+def _description(loc: tuple[Any, ...]) -> str | None:
+    """The description of the config field at a pydantic error location."""
+    model: Any = Config
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list of models
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+        args = [a for a in get_args(model) if isinstance(a, type)]
+        model = next((a for a in args if hasattr(a, "model_fields")), model)
+    return None if info is None else info.description
+
+
 def _format_errors(exc: ValidationError, source: str, root: yaml.Node | None,
                    origin: dict[tuple[Any, ...], str]) -> list[str]:
     lines = []
@@ -691,6 +708,13 @@ def _format_errors(exc: ValidationError, source: str, root: yaml.Node | None,
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function")))
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":  # a regex says little: say the form
+            # (Not echoing the value: token_sha256 may hold a pasted token.)
+            if (err.get("ctx") or {}).get("pattern") == SLUG:
+                msg = ("not a slug (a-z, 0-9, '_' and '-', starting with a letter or digit, "
+                       "at most 63)")
+            else:
+                msg = f"not of the form: {_description(loc) or msg}"
         if loc in origin:
             lines.append(f"{source}: {field} (from environment {origin[loc]}): {msg}")
             continue

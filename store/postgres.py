@@ -109,6 +109,13 @@ def ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+def _span(span: timedelta) -> str:
+    """``7 days`` rather than timedelta's ``7 days, 0:00:00``."""
+    if span % timedelta(days=1) == timedelta(0):
+        return f"{span.days} day{'s' if span.days != 1 else ''}"
+    return str(span)
+
+
 def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record with timestamps as Unix seconds, as the shared shaping helpers expect."""
     return {k: (v.timestamp() if isinstance(v, datetime) else v) for k, v in record.items()}
@@ -271,9 +278,9 @@ class PostgresStore(WriterStore):
             if self.retention is not None:
                 await conn.execute(migrations.TIMESCALE_RETENTION_POLICY, self.retention)
         self.timescaledb = True
-        keep = "forever" if self.retention is None else str(self.retention)
+        keep = "forever" if self.retention is None else _span(self.retention)
         self.description = (f"PostgreSQL with TimescaleDB {version} (hypertable, compression "
-                            f"after {self.compress_after}, retention {keep})")
+                            f"after {_span(self.compress_after)}, retention {keep})")
 
     # --- batch write ---------------------------------------------------------------------------
     async def _writer_connection(self) -> asyncpg.Connection:

@@ -405,3 +405,12 @@ def test_serve_and_mqtt_off_leave_out_what_the_config_turns_on(tmp_path: Path) -
     assert (config.api.enabled, config.mqtt.url) == (False, None)
     config = resolve_config(ServiceOptions(config=path))
     assert config.api.enabled and config.mqtt.url is not None
+
+
+def test_a_value_of_the_wrong_form_says_the_form_not_a_regex() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("mqtt: {url: 'http://broker'}\nport: {name: Bad Name}\n", "p.yaml")
+    assert caught.value.errors == [
+        "p.yaml:2: port.name: not a slug (a-z, 0-9, '_' and '-', starting with a letter or "
+        "digit, at most 63)",
+        "p.yaml:1: mqtt.url: not of the form: mqtt://host:port or mqtts://host:port; none = off"]

@@ -762,3 +762,12 @@ async def test_a_version_2_postgres_database_takes_the_suspect_column_compressed
         assert [p["lat"] for p in await store.track(A, recent - 1, recent + 2)] == [51.9]
     finally:
         await store.stop()
+
+
+def test_timescaledb_windows_are_said_in_days() -> None:
+    from datetime import timedelta
+
+    from store.postgres import _span
+
+    assert (_span(timedelta(days=7)), _span(timedelta(days=1)),
+            _span(timedelta(hours=36))) == ("7 days", "1 day", "1 day, 12:00:00")
