@@ -242,7 +242,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if decoder is not None:
             decoder.close()
         raise
-    log.warning("store: %s", store.description)
+    origin = config.origin("store.url")  # the environment's wins over the file's: say so
+    log.warning("store: %s%s", store.description, f" (from the {origin})" if origin else "")
     snoozes = SnoozeBook()
     pipeline = Pipeline(ingestor, engine, [store], live=replay is None, snoozes=snoozes)
     sinks = pipeline.sinks
