@@ -1,4 +1,4 @@
-"""Sub-commands beyond ``decode``: run, replay, check-config, scenario."""
+"""Sub-commands beyond ``decode``: run, replay, check-config, scenario, score."""
 
 from __future__ import annotations
 
@@ -52,6 +52,14 @@ def add_commands(commands: Any) -> None:
     scenario.add_argument("--start", metavar="TIME",
                           help="message time of the first report (ISO 8601; default fixed)")
     scenario.set_defaults(handler=_scenario)
+
+    score = commands.add_parser(
+        "score", help="score a replay's alerts against a scenario's ground truth")
+    score.add_argument("truth", type=Path, metavar="TRUTH.json",
+                       help="the truth file `scenario` wrote")
+    score.add_argument("alerts", type=Path, metavar="ALERTS.jsonl",
+                       help="the --alerts-out file of the replay of its log")
+    score.set_defaults(handler=_score)
 
     check = commands.add_parser("check-config", help="validate a config and its zones")
     check.add_argument("config", nargs="?", type=Path, metavar="PORT.yaml",
@@ -150,6 +158,38 @@ def _scenario(args: argparse.Namespace) -> int:
     print(f"{summary.lines} lines, {summary.vessels} vessels, anomalies {summary.anomalies}, "
           f"controls {summary.controls} -> {summary.out}, {summary.truth}")
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Every anomaly found in its window and no control alerted: exit 0; else 1."""
+    import json
+
+    from replay.scenario.truth import Truth, check
+
+    try:
+        truth = Truth.load(args.truth)
+        with args.alerts.open(encoding="utf-8") as lines:
+            alerts = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _fail([f"cannot read the truth or the alerts: {exc}"])
+    verdict = check(truth, alerts)
+    for missed in verdict.missed:
+        print(f"missed: {_expected(missed.to_dict())}")
+    for control, alert in verdict.false_alarms:
+        print(f"false alarm: {_expected(control.to_dict())}: alert {alert.get('id')} "
+              f"started {alert.get('started_at')}")
+    found = len(truth.anomalies) - len(verdict.missed)
+    print(f"{found} of {len(truth.anomalies)} anomalies detected in their windows; "
+          f"{len(verdict.false_alarms)} false alarms on {len(truth.controls)} controls"
+          + "".join(f"; skipped {rule}: {why}" for rule, why in truth.skipped.items()))
+    return 0 if verdict.ok else 1
+
+
+def _expected(item: dict[str, Any]) -> str:
+    who = item.get("receiver") or item.get("mmsi")
+    other = f" and {item['other_mmsi']}" if item.get("other_mmsi") else ""
+    window = f" in {' to '.join(item['window'])}" if item.get("window") else ""
+    return f"{item['rule']} {who}{other}{window} ({item['note']})"
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -70,6 +70,30 @@ def test_two_max_speed_replays_give_identical_alert_files(
     assert {"speeding", "restricted_entry", "emergency_device"} <= rules
 
 
+def test_a_drill_is_scored_against_its_truth_from_the_command_line(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """The README pointed at a Python call that took a parsed Truth, not its file."""
+    log, truth = scenario
+    truth_file = log.parent / "truth.json"
+    out = tmp_path / "alerts.jsonl"
+    done = cli("replay", log, "--zones", DEMO_ZONES, "--no-progress", "--drill",
+               "--db", f"sqlite:///{tmp_path / 'd.db'}", "--alerts-out", out)
+    assert done.returncode == 0, done.stderr
+    scored = cli("score", truth_file, out)
+    anomalies = len(truth["anomalies"])
+    assert (scored.returncode, scored.stdout.splitlines()[-1].split(";")[0]) == (
+        0, f"{anomalies} of {anomalies} anomalies detected in their windows")
+    planted = truth["anomalies"][0]
+    kept = [line for line in out.read_text().splitlines()
+            if not (json.loads(line)["rule"] == planted["rule"]
+                    and json.loads(line)["mmsi"] == planted["mmsi"])]
+    out.write_text("\n".join(kept) + "\n")
+    scored = cli("score", truth_file, out)
+    assert scored.returncode == 1
+    assert scored.stdout.startswith(f"missed: {planted['rule']} ")
+    assert cli("score", truth_file, tmp_path / "none.jsonl").returncode == 2
+
+
 def test_replay_at_60x_holds_message_time(scenario: tuple[Path, dict[str, Any]],
                                           tmp_path: Path) -> None:
     """Ten minutes of traffic at --speed 60 take ten seconds (within 10 %)."""
