@@ -193,3 +193,15 @@ TIMESCALE_REMOVE_RETENTION = "SELECT remove_retention_policy('positions', if_exi
 TIMESCALE_RETENTION_POLICY = (
     "SELECT add_retention_policy('positions', drop_after => $1::interval, if_not_exists => TRUE)"
 )
+
+
+def refuse_newer(current: int, known: tuple[Migration, ...], backend: str) -> None:
+    """A database an upgrade migrated is not for an older release: its writes would miss
+    the new columns' meaning (it read them as absent)."""
+    latest = max(version for version, _ in known)
+    if current > latest:
+        from store.base import StoreError
+
+        raise StoreError(f"{backend} schema version {current} is newer than this harbourwatch "
+                         f"knows ({latest}): run the release that migrated it, or a later one")
+

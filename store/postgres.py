@@ -225,6 +225,9 @@ class PostgresStore(WriterStore):
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        migrations.refuse_newer(
+            await conn.fetchval("SELECT max(version) FROM schema_version") or 0,
+            migrations.POSTGRES, "PostgreSQL")
         for version, statements in migrations.POSTGRES:
             async with conn.transaction():
                 # Two instances starting at once must not both migrate.

@@ -771,3 +771,29 @@ def test_timescaledb_windows_are_said_in_days() -> None:
 
     assert (_span(timedelta(days=7)), _span(timedelta(days=1)),
             _span(timedelta(hours=36))) == ("7 days", "1 day", "1 day, 12:00:00")
+
+
+async def test_a_database_an_upgrade_migrated_is_refused_by_an_older_release(
+        store_url: str, tmp_path: Path) -> None:
+    from store import StoreError
+
+    first = open_store(store_url, tmp_path)
+    await first.start()
+    latest = await first.schema_version()  # type: ignore[attr-defined]
+    await first.stop()
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (latest + 1,))
+    else:
+        import asyncpg  # type: ignore[import-untyped]
+
+        conn = await asyncpg.connect(store_url)
+        await conn.execute("INSERT INTO schema_version VALUES ($1)", latest + 1)
+        await conn.close()
+    newer = open_store(store_url, tmp_path)
+    with pytest.raises(StoreError, match=f"schema version {latest + 1} is newer than this "
+                                         f"harbourwatch knows \\({latest}\\)"):
+        await newer.start()
+    await newer.stop()
