@@ -2,6 +2,11 @@
 
 One :class:`Projector` per zone set: its two transformers are built once, because building a
 pyproj transformer costs far more than using it and the picture projects every fix.
+
+Directions differ too: grid north (the projection's y axis) is true north only on the central
+meridian. A course over ground is true, so a rule that turns one into x/y metres first
+subtracts the meridian convergence at the fix (:meth:`Projector.convergence`): 0.8° at 4°E in
+UTM 31, 3° at 12.6°E in UTM 32, enough to move a CPA 4 km ahead by 55 m or 200 m.
 """
 
 from __future__ import annotations
@@ -9,10 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pyproj import CRS, Transformer
+from pyproj import CRS, Proj, Transformer
 from pyproj.exceptions import CRSError
 
 WGS84 = "EPSG:4326"
+TRANSVERSE_MERCATOR = 9807  # EPSG method code (UTM is one); 9808, south-orientated, is not
+_RAD = math.pi / 180.0
+_CONVERGENCE_CACHE_MAX = 100_000  # other projections: cached per 0.01° (~1 km) square
 
 
 class ProjectionError(ValueError):
@@ -36,16 +44,30 @@ def check_crs(text: str) -> CRS:
     return crs
 
 
+def central_meridian(crs: CRS) -> float | None:
+    """λ0 (degrees) of a transverse Mercator projection, else None."""
+    operation = crs.coordinate_operation
+    if operation is None or operation.method_code != str(TRANSVERSE_MERCATOR):
+        return None
+    for param in operation.params:
+        if param.code == "8802" and param.unit_name == "degree":  # longitude of origin
+            return float(param.value)
+    return None
+
+
 class Projector:
     """Projects lon/lat to x/y metres and back in one fixed CRS."""
 
-    __slots__ = ("_back", "_fwd", "crs")
+    __slots__ = ("_back", "_convergence", "_fwd", "_lon0", "_proj", "crs")
 
     def __init__(self, crs: str) -> None:
         self.crs = crs
         target = check_crs(crs)
         self._fwd = Transformer.from_crs(WGS84, target, always_xy=True)
         self._back = Transformer.from_crs(target, WGS84, always_xy=True)
+        self._lon0 = central_meridian(target)
+        self._proj: Proj | None = None  # built on first use, for other projections only
+        self._convergence: dict[tuple[int, int], float] = {}
 
     @classmethod
     def around(cls, lon: float, lat: float) -> Projector:
@@ -59,6 +81,30 @@ class Projector:
     def inverse(self, x: float, y: float) -> tuple[float, float]:
         lon, lat = self._back.transform(x, y)
         return float(lon), float(lat)
+
+    def convergence(self, lon: float, lat: float) -> float:
+        """Meridian convergence at a point, in radians: the grid bearing of a direction is
+        its true bearing minus this (positive east of a transverse Mercator's central
+        meridian in the northern hemisphere, as pyproj's ``meridian_convergence``).
+
+        Transverse Mercator (UTM): the closed form atan(tan(λ − λ0)·sin φ), exact on the
+        sphere and within 1e-4° of the ellipsoid's value across a UTM zone; a few
+        floating-point operations, as the rules ask it on every moving fix. Any other
+        projection: pyproj's value at the centre of the fix's 0.01° square, cached.
+        """
+        lon0 = self._lon0
+        if lon0 is not None:
+            return math.atan(math.tan((lon - lon0) * _RAD) * math.sin(lat * _RAD))
+        key = (round(lon * 100.0), round(lat * 100.0))
+        gamma = self._convergence.get(key)
+        if gamma is None:
+            if self._proj is None:
+                self._proj = Proj(check_crs(self.crs))
+            if len(self._convergence) >= _CONVERGENCE_CACHE_MAX:
+                self._convergence.clear()
+            factors = self._proj.get_factors(key[0] / 100.0, key[1] / 100.0)
+            gamma = self._convergence[key] = math.radians(factors.meridian_convergence)
+        return gamma
 
     def forward_arrays(self, lons: Any, lats: Any) -> tuple[Any, Any]:
         """Vectorised :meth:`forward` on arrays (projects zone rings once at load)."""

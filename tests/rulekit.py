@@ -2,13 +2,18 @@
 small driver that feeds an engine and collects alert transitions.
 
 Offsets are metres east/north of ORIGIN in UTM 31N, converted to lon/lat once here, so a
-test can say "200 m outside the berth" and mean it.
+test can say "200 m outside the berth" and mean it. They are grid metres: grid north is 0.79°
+west of true north at ORIGIN (4°E, 1° east of the zone's central meridian), so a vessel
+moving along a grid axis reports a true course that differs from the axis's bearing
+(:func:`course_along`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from pyproj import Proj
 
 from geofence.alert import AlertEvent
 from geofence.engine import Engine
@@ -21,11 +26,19 @@ T0 = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 ORIGIN = (4.0, 52.0)  # lon, lat
 PROJ = Projector("EPSG:32631")
 X0, Y0 = PROJ.forward(*ORIGIN)
+_FACTORS = Proj("EPSG:32631")
 
 
 def lonlat(dx: float, dy: float) -> tuple[float, float]:
     """The lon/lat of a point ``dx`` m east and ``dy`` m north of ORIGIN."""
     return PROJ.inverse(X0 + dx, Y0 + dy)
+
+
+def course_along(grid_bearing: float, dx: float, dy: float) -> float:
+    """The true course (COG) of a vessel at the offset moving on ``grid_bearing`` in the
+    test's metres: the bearing plus pyproj's meridian convergence there."""
+    gamma = _FACTORS.get_factors(*lonlat(dx, dy)).meridian_convergence
+    return (grid_bearing + gamma) % 360.0
 
 
 def rect(zone_id: str, kind: str, x0: float, y0: float, x1: float, y1: float,

@@ -7,13 +7,28 @@ it, where collision_risk applies with the global limits.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
+import pytest
+from pyproj import Geod, Proj, Transformer
+
 from geofence.neighbours import Grid, Pairs, pair_key
+from geofence.projection import Projector
 from geofence.rules.collision_risk import cpa_tcpa
 from geofence.zones import ZoneSet
 from ingest.report import Report
-from tests.rulekit import PORT_FEATURES, T0, Run, collection, rect, report, span
+from tests.rulekit import (
+    PORT_FEATURES,
+    T0,
+    Run,
+    collection,
+    course_along,
+    lonlat,
+    rect,
+    report,
+    span,
+)
 
 SHIP, OTHER = 244000010, 244000020
 TUG1, TUG2, PILOT = 244000031, 244000032, 244000050
@@ -179,13 +194,14 @@ def test_pilot_boat_alongside_a_ship_under_way_no_encounter_no_collision_risk() 
 def meeting(run: Run, offset: float, *, distance: float = 4000.0, speed: float = 10.0,
             y: float = 8000.0, times: list[float] | None = None, first: int = SHIP,
             second: int = OTHER) -> None:
-    """Two vessels on reciprocal courses, ``offset`` m apart abeam, starting ``distance`` m
-    apart end to end."""
+    """Two vessels on reciprocal courses along the grid's x axis, ``offset`` m apart abeam,
+    starting ``distance`` m apart end to end."""
     v = speed * KN
     for t in times or [0.0]:
-        run.feed(report(first, t, -distance / 2 + v * t, y, speed=speed, course=90.0),
-                 report(second, t, distance / 2 - v * t, y + offset, speed=speed,
-                        course=270.0))
+        x1, x2 = -distance / 2 + v * t, distance / 2 - v * t
+        run.feed(report(first, t, x1, y, speed=speed, course=course_along(90.0, x1, y)),
+                 report(second, t, x2, y + offset, speed=speed,
+                        course=course_along(270.0, x2, y + offset)))
 
 
 def test_cpa_450_m_alerts_470_m_does_not() -> None:
@@ -209,6 +225,36 @@ def test_tcpa_just_over_and_under_10_min() -> None:
     run = Run()
     meeting(run, 100.0, distance=2150.0, speed=3.5)
     assert len(run.of("collision_risk")) == 1
+
+
+@pytest.mark.parametrize(("crs", "lon", "lat"), [
+    ("EPSG:32631", 4.0, 52.0), ("EPSG:32631", 1.0, 52.0), ("EPSG:32632", 12.6, 55.7),
+    ("EPSG:32756", 151.25, -23.8), ("EPSG:32756", 154.0, -23.8),
+    ("EPSG:28992", 5.0, 52.5), ("EPSG:2154", 6.0, 47.0), ("EPSG:3857", 4.0, 52.0)])
+def test_meridian_convergence_agrees_with_pyproj(crs: str, lon: float, lat: float) -> None:
+    """Sign and size: pyproj's meridian_convergence, and the grid bearing of true north
+    measured on the projection itself (a point 10 m north) is minus it."""
+    gamma = math.degrees(Projector(crs).convergence(lon, lat))
+    assert gamma == pytest.approx(Proj(crs).get_factors(lon, lat).meridian_convergence,
+                                  abs=2e-3)  # other projections: at the 0.01° square
+    fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    (x0, x1), (y0, y1) = fwd.transform([lon, lon], [lat, lat + 1e-4])
+    assert math.degrees(math.atan2(x1 - x0, y1 - y0)) == pytest.approx(-gamma, abs=2e-3)
+
+
+def test_courses_are_true_not_grid_bearings() -> None:
+    """Head-on on true courses 090/270 with tracks 450 m apart, 4 km apart, at 4°E in UTM 31
+    (0.79° meridian convergence): taken as grid bearings, the CPA was 503 m and no alert."""
+    geod = Geod(ellps="WGS84")
+    lon, lat = lonlat(-2000.0, 8000.0)
+    far_lon, far_lat, _ = geod.fwd(lon, lat, 90.0, 4000.0)
+    other_lon, other_lat, _ = geod.fwd(far_lon, far_lat, 0.0, 450.0)
+    run = Run()
+    run.feed(replace(report(SHIP, 0, 0, 0, speed=10.0, course=90.0), lon=lon, lat=lat),
+             replace(report(OTHER, 0, 0, 0, speed=10.0, course=270.0),
+                     lon=other_lon, lat=other_lat))
+    (event,) = run.of("collision_risk")
+    assert 445.0 <= event.alert["details"]["cpa_m"] <= 455.0
 
 
 def test_3_kn_is_not_under_way_enough() -> None:

@@ -63,11 +63,14 @@ def tag_block(receiver: str, t: int) -> str:
     return f"\\{body}*{checksum(body)}\\"
 
 
-def _position_msg(vessel: Vessel, kin: Kin, lon: float, lat: float, t: float) -> dict[str, Any]:
+def _position_msg(vessel: Vessel, kin: Kin, lon: float, lat: float, t: float,
+                  convergence: float) -> dict[str, Any]:
+    """``kin`` moves in grid metres: its course and heading are grid bearings, sent as true
+    ones (plus the meridian convergence at the fix, in degrees)."""
     second = int(t) % 60
     speed = round(min(max(kin.speed, 0.0), 102.2), 1)
-    course = round(kin.course % 360.0, 1)
-    heading = round(kin.heading) % 360
+    course = round((kin.course + convergence) % 360.0, 1) % 360.0
+    heading = round(kin.heading + convergence) % 360
     if vessel.ais_class == "B":
         return {"type": 18, "mmsi": vessel.mmsi, "lon": lon, "lat": lat, "speed": speed,
                 "course": course, "heading": heading, "second": second, "accuracy": 1,
@@ -100,6 +103,7 @@ def transmissions(world: World, vessel: Vessel) -> Iterator[Tx]:
     """Everything one vessel sends within the scenario, in time order."""
     plan = vessel.plan
     lay = world.layout
+    projector = lay.zones.projector
     r = vessel.rng
     t = max(plan.t0, world.start + r.uniform(0.0, 12.0))
     end = min(plan.t1, world.end)
@@ -118,7 +122,8 @@ def transmissions(world: World, vessel: Vessel) -> Iterator[Tx]:
                 _, dx, dy = glitches.pop(0)
                 x, y = x + dx, y + dy
             lon, lat = lay.lonlat(x, y)
-            out.append(Tx(t, kin.x, kin.y, _position_msg(vessel, kin, lon, lat, t),
+            gamma = math.degrees(projector.convergence(lon, lat)) if projector else 0.0
+            out.append(Tx(t, kin.x, kin.y, _position_msg(vessel, kin, lon, lat, t, gamma),
                           vessel.mmsi))
         while (next_static <= t + step or (extra and extra[0] <= t + step)) and (
                 min(next_static, extra[0] if extra else math.inf) < end):
