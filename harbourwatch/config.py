@@ -320,6 +320,15 @@ class CollisionRiskConfig(_Model):
                                    description="Opens only when the vessels' relative speed "
                                                "is at least this (vessels in company, a tow, "
                                                "keep their distance)")
+    end_speed_kn: float = Field(default=2.0, ge=0, le=50,
+                                description="An open alert ends when either is this slow "
+                                            "or slower (at most speed_kn: a ferry hovering "
+                                            "about speed_kn keeps its one alert)")
+    reopen_s: float = Field(default=120.0, ge=0, le=3600,
+                            description="After its alert ends, a pair opens again within "
+                                        "this long only for a CPA under half the ended "
+                                        "alert's smallest (a fix jittering about the "
+                                        "passing point does not re-open it)")
 
 
 class AnchorDragConfig(_Model):

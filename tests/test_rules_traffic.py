@@ -277,6 +277,50 @@ def test_open_alert_keeps_under_end_factor_and_ends_when_passed() -> None:
     assert 449.0 <= end["details"]["min_cpa_m"] <= 451.0
 
 
+def test_a_ferry_hovering_about_3_kn_keeps_one_alert_until_it_slows_to_2_kn() -> None:
+    """A ferry at 2.7–3.4 kn meeting a ship opened and ended (``slow_or_exempt``) at every
+    crossing of 3 kn. It opens above ``speed_kn`` and ends at ``end_speed_kn`` (2 kn)."""
+    run = Run()
+    v1, v2, y = 10.0 * KN, 3.0 * KN, 8000.0
+    speeds = [3.4, 2.8, 3.3, 2.7, 3.2, 2.9]
+
+    def both(t: float, ferry_kn: float) -> None:
+        x1, x2 = -1500.0 + v1 * t, 1500.0 - v2 * t
+        run.feed(report(SHIP, t, x1, y, speed=10.0, course=course_along(90.0, x1, y)),
+                 report(OTHER, t, x2, y + 200.0, speed=ferry_kn,
+                        course=course_along(270.0, x2, y + 200.0)))
+
+    for i, t in enumerate(span(0, 360, 10)):
+        both(t, speeds[i % len(speeds)])
+    assert [e.transition for e in run.of("collision_risk")] == ["new"]
+    both(370, 1.9)
+    assert [e.transition for e in run.of("collision_risk")] == ["new", "end"]
+    assert run.of("collision_risk", "end")[0].alert["details"]["end_reason"] == (
+        "slow_or_exempt")
+
+
+def test_a_fix_jittering_about_the_passing_point_does_not_reopen_the_pair() -> None:
+    """Passed abeam 150 m off, the alert ends; 5 s later a fix 40 m off along its track puts
+    the other 8 m ahead again (TCPA 1.6 s, CPA 150 m): the same encounter, no new alert
+    (``reopen_s``)."""
+    run = Run()
+    v, y = 5.0 * KN, 8000.0
+
+    def both(t: float, jitter: float = 0.0) -> None:
+        x1, x2 = -1000.0 + v * t, 1000.0 - v * t + jitter
+        run.feed(report(SHIP, t, x1, y, speed=5.0, course=course_along(90.0, x1, y)),
+                 report(OTHER, t, x2, y + 150.0, speed=5.0,
+                        course=course_along(270.0, x2, y + 150.0)))
+
+    for t in span(0, 390, 10):
+        both(t)
+    assert [e.transition for e in run.of("collision_risk")] == ["new", "end"]
+    both(395, jitter=40.0)
+    for t in span(400, 450, 10):
+        both(t)
+    assert [e.transition for e in run.of("collision_risk")] == ["new", "end"]
+
+
 def test_inside_the_port_limit_only_where_a_zone_sets_cpa_m() -> None:
     run = Run()
     meeting(run, 100.0, y=1000.0)  # in the port limit, no zone of its own

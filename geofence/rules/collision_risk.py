@@ -18,10 +18,15 @@ already, and the sign of a TCPA near zero flickers with every report.
 
 State-based with hysteresis: it opens when the condition first holds and ends when the
 vessels have passed (TCPA ≤ 0), when CPA or TCPA exceed ``end_factor`` times their limits,
-when either slows to ``speed_kn`` or less, or when either has not reported for
-``max_age_s``. Neighbours within ``search_m`` come from two grids (all vessels under way;
-those where the rule applies), so a vessel inside the port limit only looks for watched
-neighbours and no report ever looks at all vessels.
+when either slows to ``end_speed_kn`` or less (below ``speed_kn``: a vessel in an open pair
+stays in the grid between the two), or when either has not reported for ``max_age_s``.
+Within ``reopen_s`` of its end a pair opens again only for a markedly closer approach (a CPA
+under ``REOPEN_CLOSER`` times the ended alert's smallest): a fix jittering about the passing
+point, or a speed dipping and recovering, does not fire it again.
+
+Neighbours within ``search_m`` come from two grids (all vessels under way; those where the
+rule applies), so a vessel inside the port limit only looks for watched neighbours and no
+report ever looks at all vessels.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 
 KN_TO_MS = 1852.0 / 3600.0
 SWEEP_EVERY_S = 60.0
+REOPEN_CLOSER = 0.5  # within reopen_s, a pair re-opens only under this × its last min CPA
 
 
 class Motion(NamedTuple):
@@ -49,6 +55,7 @@ class Motion(NamedTuple):
     time: float
     vx: float
     vy: float
+    speed: float  # knots: a vessel between end_speed_kn and speed_kn opens no pair
     watched: bool
     cpa_m: float | None  # a zone's own limits, when the vessel is in such a zone
     tcpa_s: float | None
@@ -92,12 +99,16 @@ class CollisionRisk(BaseRule):
         self.end_factor = cfg.end_factor
         self.search_m = cfg.search_m
         self.max_age_s = cfg.max_age_s
+        self.end_speed_kn = min(cfg.end_speed_kn, cfg.speed_kn)
+        self.reopen_s = cfg.reopen_s
         min_relative = cfg.min_relative_kn * KN_TO_MS
         self._min_relative2 = min_relative * min_relative  # (m/s)², against vv
         self.exempt = frozenset(config.exempt_shiptypes)
         self.moving: Grid[Motion] = Grid(self.search_m / 2)
         self.watched: Grid[Motion] = Grid(self.search_m / 2)
         self.pairs = Pairs()
+        #: pair -> (time its alert ended, its smallest CPA): the re-opening hold
+        self._ended: dict[tuple[int, int], tuple[float, float]] = {}
         self._has_port_limit = False
         self._zone_limits = False
         self._loosest_cpa = self.cpa_m * self.end_factor  # no pair can pass wider (on_zones)
@@ -116,14 +127,14 @@ class CollisionRisk(BaseRule):
         gamma = 0.0 if projector is None else projector.convergence(vessel.lon, vessel.lat)
         vx, vy = velocity(vessel.speed, vessel.course, gamma)
         if not ctx.zones.zones:
-            return Motion(t, vx, vy, True, None, None, None)
+            return Motion(t, vx, vy, vessel.speed, True, None, None, None)
         # Where the fix is, not the confirmed membership: a pair is judged at once.
         inside = zone_ids_here(vessel, ctx.zones)
         place = self._places.get(inside)
         if place is None:
             place = self._places[inside] = self._place(ctx, inside)
         # Motion(...) without the namedtuple's Python-level __new__: one per report.
-        return _new_motion(Motion, (t, vx, vy, *place))
+        return _new_motion(Motion, (t, vx, vy, vessel.speed, *place))
 
     def _place(self, ctx: RuleContext, inside: tuple[str, ...]
                ) -> tuple[bool, float | None, float | None, str | None]:
@@ -167,7 +178,9 @@ class CollisionRisk(BaseRule):
             return
         mmsi = vessel.mmsi
         speed, course = vessel.speed, vessel.course
-        if speed is None or course is None or speed <= self.speed_kn or (
+        # Between end_speed_kn and speed_kn a vessel stays only for the pairs it is in.
+        if speed is None or course is None or speed <= self.end_speed_kn or (
+                speed <= self.speed_kn and not self.pairs.has(mmsi)) or (
                 is_exempt(vessel, self.exempt)):
             if mmsi in self.moving or self.pairs.has(mmsi):  # the common case skips this
                 self._leave(ctx, mmsi, report.time, "slow_or_exempt", report)
@@ -184,6 +197,8 @@ class CollisionRisk(BaseRule):
         grid = self.moving if me.watched else self.watched
         met: set[tuple[int, int]] = set()
         max_age = self.max_age_s
+        open_kn = self.speed_kn
+        can_open = speed > open_kn
         loose_cpa2 = self._loosest_cpa * self._loosest_cpa
         loose_tcpa = self._loosest_tcpa
         mvx, mvy = me.vx, me.vy
@@ -212,10 +227,15 @@ class CollisionRisk(BaseRule):
                     met.add(key)
                     state["min_cpa"] = min(state["min_cpa"], cpa)
                 continue
-            if tcpa >= tcpa_lim or cpa >= cpa_lim:
+            if tcpa >= tcpa_lim or cpa >= cpa_lim or not can_open or them.speed <= open_kn:
                 continue
             if vv < self._min_relative2:
                 continue  # in company: not closing
+            held = self._ended.get(key)
+            if held is not None:
+                if t - held[0] < self.reopen_s and cpa >= held[1] * REOPEN_CLOSER:
+                    continue  # the same encounter again: no new alert
+                del self._ended[key]
             partner = ctx.picture.get(other)
             if partner is None or is_exempt(partner, self.exempt):
                 continue  # its static data came after its last position
@@ -258,6 +278,7 @@ class CollisionRisk(BaseRule):
         alert = ctx.book.get(str(state["alert"])) if state is not None else None
         if alert is None or state is None:
             return
+        self._ended[key] = (t, float(state["min_cpa"]))
         details: dict[str, Any] = {"end_reason": reason,
                                    "min_cpa_m": round(float(state["min_cpa"]), 1)}
         if report is not None:
@@ -278,6 +299,8 @@ class CollisionRisk(BaseRule):
         for key in list(self.pairs.state):
             if any(m not in self.moving for m in key):
                 self._end_pair(ctx, key, now, "silent")
+        held = now - self.reopen_s
+        self._ended = {key: v for key, v in self._ended.items() if v[0] >= held}
 
     def on_zones(self, ctx: RuleContext) -> None:
         # Whether a vessel is watched depends on the zones, so the grids are built again
@@ -296,7 +319,8 @@ class CollisionRisk(BaseRule):
         for vessel in ctx.picture.vessels.values():
             t, x, y = vessel.fix_time, vessel.x, vessel.y
             if (t is None or x is None or y is None or vessel.speed is None
-                    or vessel.course is None or vessel.speed <= self.speed_kn
+                    or vessel.course is None or vessel.speed <= self.end_speed_kn
+                    or (vessel.speed <= self.speed_kn and not self.pairs.has(vessel.mmsi))
                     or is_exempt(vessel, self.exempt) or not ctx.in_watch_area(vessel)):
                 continue
             motion = self._motion(ctx, vessel, t)
@@ -304,9 +328,18 @@ class CollisionRisk(BaseRule):
             if motion.watched:
                 self.watched.put(vessel.mmsi, x, y, motion)
 
+    def saved_state(self) -> Any:
+        """Pairs whose alert ended within ``reopen_s``: a restart must not lift the hold."""
+        return [[*key, *held] for key, held in self._ended.items()] or None
+
+    def load_state(self, ctx: RuleContext, state: Any) -> None:
+        for first, second, ended, min_cpa in state:
+            self._ended[pair_key(int(first), int(second))] = (float(ended), float(min_cpa))
+
     def on_restore(self, ctx: RuleContext) -> None:
         # The grids: the engine's on_zones after this builds them.
         self.pairs = Pairs()
+        self._ended = {}
         for alert in ctx.book.of_rule(self.name):
             if alert.mmsi is not None and alert.other_mmsi is not None:
                 self.pairs.add(pair_key(alert.mmsi, alert.other_mmsi),
