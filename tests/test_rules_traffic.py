@@ -17,7 +17,7 @@ from geofence.neighbours import Grid, Pairs, pair_key
 from geofence.projection import Projector
 from geofence.rules.collision_risk import cpa_tcpa
 from geofence.zones import ZoneSet
-from ingest.report import Report
+from ingest.report import Report, iso_time
 from tests.rulekit import (
     PORT_FEATURES,
     T0,
@@ -321,6 +321,39 @@ def test_a_fix_jittering_about_the_passing_point_does_not_reopen_the_pair() -> N
     assert [e.transition for e in run.of("collision_risk")] == ["new", "end"]
 
 
+def test_a_silent_pair_ends_at_the_last_fix_plus_max_age() -> None:
+    """The other vessel's last fix is at 20 s: dead-reckoned for ``max_age_s`` (120 s), the
+    pair ends as of 140 s, "silent", whether the clean-up sweep notices it (at 300 s, the
+    first tick after both fell silent; it said 300 s) or the ship's own report does (it said
+    "passed_or_clear" at 150 s, with the vessels still 2.5 km apart and closing)."""
+    run = Run()
+    meeting(run, 100.0, times=span(0, 20, 10))
+    run.tick(300)
+    (end,) = run.of("collision_risk", "end")
+    assert end.alert["details"]["end_reason"] == "silent"
+    assert end.alert["ended_at"] == iso_time(T0 + 140) and end.time == T0 + 300
+
+    run = Run()
+    meeting(run, 100.0, times=span(0, 20, 10))
+    for t in span(30, 200, 10):
+        run.feed(report(SHIP, t, -2000.0 + 10 * KN * t, 8000.0, speed=10.0,
+                        course=course_along(90.0, 0.0, 8000.0)))
+    (end,) = run.of("collision_risk", "end")
+    assert end.alert["details"]["end_reason"] == "silent"
+    assert end.alert["ended_at"] == iso_time(T0 + 140)
+
+
+def test_reports_far_behind_the_clock_open_no_collision_risk() -> None:
+    """A satellite pass delivers two vessels' reports 10 minutes late: a meeting that was
+    live then is history now; no live alert opens from it."""
+    run = Run()
+    run.feed(report(244000001, 600, 5000, 5000))  # the rules' clock is at 600 s
+    meeting(run, 100.0, times=span(0, 30, 10))
+    assert run.of("collision_risk") == []
+    meeting(run, 100.0, times=[600.0], distance=4000.0 + 2 * 10 * KN * 600)
+    assert len(run.of("collision_risk", "new")) == 1  # the same geometry, on time
+
+
 def test_inside_the_port_limit_only_where_a_zone_sets_cpa_m() -> None:
     run = Run()
     meeting(run, 100.0, y=1000.0)  # in the port limit, no zone of its own
@@ -523,10 +556,11 @@ def test_a_stop_in_a_berth_is_a_landing_and_the_alert_names_no_wide_zone() -> No
 def test_traffic_alert_ids_repeat_on_replay() -> None:
     def once() -> list[str]:
         run = Run()
-        pair(run, span(0, 900, 60), 100.0)
+        # The meeting first: a report far behind the rules' clock opens no collision risk.
         meeting(run, 450.0, y=9000.0, first=TUG1, second=TUG2)
+        pair(run, span(0, 900, 60), 100.0)
         stop(run, [(0, 8.0), (10, 0.5), (70, 0.5)], mmsi=PILOT)
         return [e.alert["id"] for e in run.events]
 
     first = once()
-    assert len(first) == 3 and first == once()
+    assert len(set(first)) == 3 and first == once()  # the collision risk also ends

@@ -19,7 +19,10 @@ already, and the sign of a TCPA near zero flickers with every report.
 State-based with hysteresis: it opens when the condition first holds and ends when the
 vessels have passed (TCPA ≤ 0), when CPA or TCPA exceed ``end_factor`` times their limits,
 when either slows to ``end_speed_kn`` or less (below ``speed_kn``: a vessel in an open pair
-stays in the grid between the two), or when either has not reported for ``max_age_s``.
+stays in the grid between the two), or when either has not reported for ``max_age_s`` (as
+of its last fix plus ``max_age_s``, "silent", whether the other's report or the sweep finds
+it). A report more than ``max_age_s`` behind the rules' clock (a satellite pass delivered
+late) updates the vessel's fix but opens no pair, nor ends one as passed: no live evidence.
 Within ``reopen_s`` of its end a pair opens again only for a markedly closer approach (a CPA
 under ``REOPEN_CLOSER`` times the ended alert's smallest): a fix jittering about the passing
 point, or a speed dipping and recovering, does not fire it again.
@@ -194,9 +197,14 @@ class CollisionRisk(BaseRule):
             self.watched.put(mmsi, x, y, me)
         else:
             self.watched.remove(mmsi)
+        max_age = self.max_age_s
+        if ctx.now - t > max_age:
+            # Far behind the rules' clock (a satellite pass delivered minutes late): kept as
+            # the vessel's last fix, but no evidence of a live risk, nor of one over.
+            return
         grid = self.moving if me.watched else self.watched
         met: set[tuple[int, int]] = set()
-        max_age = self.max_age_s
+        in_pairs = self.pairs.has(mmsi)
         open_kn = self.speed_kn
         can_open = speed > open_kn
         loose_cpa2 = self._loosest_cpa * self._loosest_cpa
@@ -204,7 +212,13 @@ class CollisionRisk(BaseRule):
         mvx, mvy = me.vx, me.vy
         for other, ox, oy, them in grid.near(x, y, self.search_m):
             age = t - them.time
-            if other == mmsi or age > max_age:
+            if other == mmsi:
+                continue
+            if age > max_age:
+                # Not dead-reckoned any further: its pair ends as of then (not "passed").
+                if in_pairs and pair_key(mmsi, other) in self.pairs.state:
+                    self._end_pair(ctx, pair_key(mmsi, other), t, "silent",
+                                   ended_at=them.time + max_age)
                 continue
             # Dead-reckon the other vessel to now (this one is at its fix), then the cheap
             # tests first: most neighbours are moving apart or pass far off.
@@ -242,7 +256,7 @@ class CollisionRisk(BaseRule):
             met.add(key)
             self._open(ctx, key, vessel, partner, report, cpa, tcpa, math.hypot(rx, ry),
                        cpa_lim, tcpa_lim, zone)
-        if self.pairs.has(mmsi):
+        if in_pairs:
             for key in self.pairs.of(mmsi) - met:
                 self._end_pair(ctx, key, t, "passed_or_clear", report)
 
@@ -266,24 +280,28 @@ class CollisionRisk(BaseRule):
             self.pairs.add(key, {"alert": alert.id, "min_cpa": cpa})
 
     def _leave(self, ctx: RuleContext, mmsi: int, t: float, reason: str,
-               report: Report | None = None) -> None:
+               report: Report | None = None, ended_at: float | None = None) -> None:
         self.moving.remove(mmsi)
         self.watched.remove(mmsi)
         for key in self.pairs.of(mmsi):
-            self._end_pair(ctx, key, t, reason, report)
+            self._end_pair(ctx, key, t, reason, report, ended_at)
 
     def _end_pair(self, ctx: RuleContext, key: tuple[int, int], t: float, reason: str,
-                  report: Report | None = None) -> None:
+                  report: Report | None = None, ended_at: float | None = None) -> None:
+        """End a pair's alert, noticed at ``t``; ``ended_at``, when earlier, is when the
+        condition ended (a silent vessel's last fix plus ``max_age_s``)."""
         state = self.pairs.remove(key)
         alert = ctx.book.get(str(state["alert"])) if state is not None else None
         if alert is None or state is None:
             return
-        self._ended[key] = (t, float(state["min_cpa"]))
+        if ended_at is not None and ended_at >= t:
+            ended_at = None
+        self._ended[key] = (t if ended_at is None else ended_at, float(state["min_cpa"]))
         details: dict[str, Any] = {"end_reason": reason,
                                    "min_cpa_m": round(float(state["min_cpa"]), 1)}
         if report is not None:
             details["exit"] = evidence(report)
-        ctx.book.end(alert, t, details)
+        ctx.book.end(alert, t, details, ended_at=ended_at)
 
     # -- timers, zones, restart -----------------------------------------------------------
 
@@ -291,14 +309,21 @@ class CollisionRisk(BaseRule):
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_EVERY_S
-        horizon = now - self.max_age_s
+        max_age = self.max_age_s
+        horizon = now - max_age
         for mmsi in self.moving.members():
             entry = self.moving.get(mmsi)
             if entry is not None and entry[2].time < horizon:
-                self._leave(ctx, mmsi, now, "silent")
+                # Ended as of its last fix plus max_age_s, not at this sweep (up to a
+                # minute later, and later still on a quiet feed).
+                self._leave(ctx, mmsi, now, "silent", ended_at=entry[2].time + max_age)
         for key in list(self.pairs.state):
             if any(m not in self.moving for m in key):
-                self._end_pair(ctx, key, now, "silent")
+                fixes = [v.fix_time if (v := ctx.picture.get(m)) is not None
+                         and v.fix_time is not None else -math.inf for m in key]
+                last = min(fixes)
+                self._end_pair(ctx, key, now, "silent",
+                               ended_at=last + max_age if last > -math.inf else None)
         held = now - self.reopen_s
         self._ended = {key: v for key, v in self._ended.items() if v[0] >= held}
 
