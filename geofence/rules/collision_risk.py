@@ -35,6 +35,7 @@ report ever looks at all vessels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from geofence.alert import RiskArea, Severity
@@ -117,6 +118,8 @@ class CollisionRisk(BaseRule):
         self._loosest_cpa = self.cpa_m * self.end_factor  # no pair can pass wider (on_zones)
         self._loosest_tcpa = self.tcpa_s * self.end_factor
         self._next_sweep = float("-inf")
+        #: the zones' Projector.convergence, once there is a projection (on_zones resets it)
+        self._convergence: Callable[[float, float], float] | None = None
         #: zone ids at a fix -> (watched, cpa, tcpa, zone): few distinct sets, many reports
         self._places: dict[tuple[str, ...], tuple[bool, float | None, float | None,
                                                   str | None]] = {}
@@ -126,9 +129,12 @@ class CollisionRisk(BaseRule):
     def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
         assert vessel.speed is not None and vessel.course is not None
         assert vessel.lon is not None and vessel.lat is not None
-        projector = ctx.zones.projector  # set: the fix was projected
-        gamma = 0.0 if projector is None else projector.convergence(vessel.lon, vessel.lat)
-        vx, vy = velocity(vessel.speed, vessel.course, gamma)
+        convergence = self._convergence
+        if convergence is None:
+            projector = ctx.zones.projector  # set: the fix was projected
+            assert projector is not None
+            convergence = self._convergence = projector.convergence
+        vx, vy = velocity(vessel.speed, vessel.course, convergence(vessel.lon, vessel.lat))
         if not ctx.zones.zones:
             return Motion(t, vx, vy, vessel.speed, True, None, None, None)
         # Where the fix is, not the confirmed membership: a pair is judged at once.
@@ -332,6 +338,7 @@ class CollisionRisk(BaseRule):
         # from the picture (left empty, a pair's partner would be missing at the next
         # report and the pair ended as passed while the two still close).
         self._places = {}
+        self._convergence = None  # the projection may have changed with the zones
         self._has_port_limit = bool(ctx.zones.of_kind("port_limit"))
         self._zone_limits = any("cpa_m" in z.overrides for z in ctx.zones)
         self._loosest_cpa = max([self.cpa_m, *(z.get("cpa_m", 0.0) for z in ctx.zones)]
