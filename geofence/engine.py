@@ -289,6 +289,22 @@ class Engine:
         self.picture.hear(receiver, time, self._gap_s, max(time, self.newest))
         return self.tick(time)
 
+    def report_heard_by(self, report: Report, receiver: str) -> None:
+        """``receiver`` heard ``report`` too: a duplicate of it, added to its ``sources``
+        after the report reached the rules (ingest merges copies within its window).
+
+        The vessel counts it among its receivers at the report's time, as if the copy had
+        come first: ``dark_vessel`` asks which receivers heard a vessel, and cutting the
+        faster receiver as a vessel switches off must not excuse the silence. A report the
+        picture did not take (own ship, untimed, not a vessel) or has not taken yet (its
+        copy came in the same line: ``Picture.note`` copies the receiver then) is left alone.
+        """
+        if report.own or report.time_source == "none" or report.msg_type in NON_VESSEL_TYPES:
+            return
+        vessel = self.picture.vessels.get(report.mmsi)
+        if vessel is not None and vessel.sources.get(receiver, _NEVER) < report.time:
+            vessel.sources[receiver] = report.time
+
     def _advance(self, now: float) -> None:
         if now > self.newest:
             self.newest = self.ctx.now = now

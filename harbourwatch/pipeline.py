@@ -52,6 +52,8 @@ class RuleEngine(Protocol):
 
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
 
+    def report_heard_by(self, report: Report, receiver: str) -> None: ...
+
 
 class Pipeline:
     """Feeds lines through ingest and rules, hands results to every sink.
@@ -138,6 +140,8 @@ class Pipeline:
                 times[receiver] = time
             if duplicate_of is not None and receiver not in duplicate_of.sources:
                 duplicate_of.sources.append(receiver)
+                # The vessel's receivers too: Picture.note copied the sources already.
+                self.engine.report_heard_by(duplicate_of, receiver)
 
     def handle_report(self, report: Report) -> None:
         """Rules first, then sinks: a report and the alerts it caused leave together."""

@@ -88,7 +88,8 @@ def test_a_later_duplicate_is_not_seen_by_the_report_it_repeats_before_its_line(
         assert [s[3] for s in recorder.seen] == [("rx1",), ("rx1",)]
         first = recorder.reports[0]
         assert first.sources == ["rx1", "rx2"]  # the duplicate still counts, in its turn
-        assert dict(engine.picture.vessels[244000001].sources) == {"rx1": T0}
+        # ... and in the vessel's receivers, at the report's time (dark_vessel asks them).
+        assert dict(engine.picture.vessels[244000001].sources) == {"rx1": T0, "rx2": T0}
 
 
 @cache

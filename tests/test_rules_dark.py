@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from geofence.alert import Alert, RiskArea, Severity
 from geofence.engine import Engine
+from harbourwatch.pipeline import Pipeline
+from ingest.ingestor import Ingestor
 from ingest.report import Report
-from tests.rulekit import T0, Run, at, port_zones, report, rules_config, span
+from tests.ingest_helpers import position, single, tag_block
+from tests.rulekit import T0, Run, at, lonlat, port_zones, report, rules_config, span
 
 SHIP = 244123456
 OPEN_WATER = (0.0, 5000.0)  # 15 km inside the coverage edge
@@ -283,3 +288,51 @@ def test_a_dark_vessel_that_never_returns_ends_forgotten_and_leaves_nothing_behi
     assert SHIP not in run.engine.picture.vessels
     dark = next(r for r in run.engine.rules if r.name == "dark_vessel")
     assert SHIP not in dark._limit and SHIP not in dark._due  # type: ignore[attr-defined]
+
+
+def _heard_lines() -> list[tuple[float, bytes]]:
+    """SHIP heard by rx2 until t=100, and by rx1 once, as a copy of rx2's report at t=50
+    that came a second later (merged into that report as a duplicate). rx2 falls silent with
+    the ship; rx1 hears another vessel throughout."""
+    def line(receiver: str, t: float, mmsi: int, dx: float, dy: float) -> tuple[float, bytes]:
+        lon, lat = lonlat(dx, dy)
+        data = {"mmsi": mmsi, "lat": lat, "lon": lon, "speed": 8.0, "course": 90.0}
+        return t, (tag_block(s=receiver, c=int(T0 + t)) + single(position(**data))).encode()
+
+    lines = [line("rx1", t, 244000001, 5000, 5000) for t in span(0, 1000, 10)]
+    lines += [line("rx2", t, 244000002, -5000, 5000) for t in span(0, 100, 10)]
+    lines += [line("rx2", t, SHIP, *OPEN_WATER) for t in span(0, 100, 10)]
+    lines.append(line("rx1", 51, SHIP, *OPEN_WATER))  # the same payload: a duplicate
+    return sorted(lines, key=lambda item: item[0])
+
+
+@pytest.mark.parametrize("read_ahead", [1, 7, 1000])
+def test_a_receiver_that_heard_the_vessel_only_through_a_duplicate_is_its_receiver(
+        read_ahead: int) -> None:
+    """rx1's copy of a report rx2 gave first is merged into it after the rules saw it: rx1
+    still heard the vessel, so switching AIS off while cutting rx2 is no excuse (only a
+    source_silent for rx2 came out)."""
+    engine = Engine(rules_config(), port_zones())
+    events: list[Any] = []
+
+    class Sink:
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        def on_report(self, report: Report) -> None: ...
+
+        def on_alert(self, event: Any) -> None:
+            events.append(event)
+
+    pipeline = Pipeline(Ingestor(), engine, [Sink()])
+    lines = [("log", data, None) for _, data in _heard_lines()]
+    for start in range(0, len(lines), read_ahead):
+        pipeline.feed_lines(lines[start:start + read_ahead])
+    pipeline.finish()
+    assert engine.picture.vessels[SHIP].sources == {"rx2": T0 + 100, "rx1": T0 + 50}
+    dark = [e.alert for e in events if e.alert["rule"] == "dark_vessel"]
+    assert [(a["mmsi"], a["started_at"], a["details"]["receivers"]) for a in dark] == [
+        (SHIP, "2026-01-01T12:01:40Z", ["rx1"])]
+    assert [e.alert["details"]["receiver"] for e in events
+            if e.alert["rule"] == "source_silent"] == ["rx2"]

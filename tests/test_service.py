@@ -269,6 +269,9 @@ class _NoRules:
     def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
         return []
 
+    def report_heard_by(self, report: Any, receiver: str) -> None:
+        return None
+
 
 def test_bad_config_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
     config = tmp_path / "port.yaml"
