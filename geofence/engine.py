@@ -94,6 +94,11 @@ class Engine:
         self.ctx = RuleContext(config, zones, self.picture, self.book)
         self.ctx.in_watch_area = self.in_watch_area
         self.newest = float("-inf")
+        #: The port's clock for receivers (``Receiver.heard_at``): the newest message time
+        #: any receiver was heard at, in line order. Message time only: ``newest`` also moves
+        #: with ticks (in live mode by the wall clock), and a receiver's silence judged from
+        #: it would start at whatever moment a tick came.
+        self.heard_newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
                          "forgotten": 0, "outside_watch_area": 0}
         self._tick_s = config.picture.tick_interval_s
@@ -183,9 +188,12 @@ class Engine:
         if self._resume_pending:
             self._resume(t)
         picture = self.picture
-        clock = t if t > self.newest else self.newest
+        clock = self.heard_newest
+        if t > clock:
+            self.heard_newest = clock = t
+        now = self.newest if self.newest > clock else clock
         for name in report.sources:
-            picture.hear(name, t, self._gap_s, clock)
+            picture.hear(name, t, self._gap_s, clock, now)
         if t >= self._next_tick:
             self._advance(t)
         elif t > self.newest:
@@ -282,12 +290,20 @@ class Engine:
             self._advance(now)
         return self.book.drain()
 
-    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
-        """A receiver was heard without a report reaching the rules (e.g. a duplicate)."""
+    def source_heard(self, receiver: str, time: float) -> None:
+        """A receiver was heard at message time ``time``, told in line order before the
+        line's reports (``Pipeline.in_line_order``): also when no report of it reaches the
+        rules (a duplicate, own ship, a message that did not decode).
+
+        No timers run here: they run on ticks, and a receiver's state must not depend on
+        when those come (live ticks follow the wall clock).
+        """
         if self._resume_pending:
             self._resume(time)
-        self.picture.hear(receiver, time, self._gap_s, max(time, self.newest))
-        return self.tick(time)
+        clock = self.heard_newest
+        if time > clock:
+            self.heard_newest = clock = time
+        self.picture.hear(receiver, time, self._gap_s, clock, max(clock, self.newest))
 
     def report_heard_by(self, report: Report, receiver: str) -> None:
         """``receiver`` heard ``report`` too: a duplicate of it, added to its ``sources``
@@ -358,7 +374,7 @@ class Engine:
         the receivers' continuity and rules' own state (see ``restore``)."""
         parts: dict[str, Any] = {"receivers": {
             rec.name: [rec.last_heard, None if rec.up_since == _NEVER else rec.up_since,
-                       rec.messages, rec.heard_at]
+                       rec.messages, rec.heard_at, rec.heard_live]
             for rec in self.picture.receivers.values()}}
         for rule in self.rules:
             state = rule.saved_state()
@@ -379,14 +395,17 @@ class Engine:
         """
         picture = self.picture
         saved = saved or {}
-        for name, (heard, up_since, messages, *heard_at) in saved.get("receivers",
-                                                                      {}).items():
+        for name, (heard, up_since, messages, *clocks) in saved.get("receivers",
+                                                                    {}).items():
             # heard_at: the port's clock when last heard (not kept before stop 15: its own
             # stamp then); without it a feed stamped behind its arrival looked silent right
-            # after a restart.
+            # after a restart. heard_live: the engine's clock then (kept since heard_at is
+            # message time only; before, heard_at was both).
+            heard_at = float(clocks[0] if clocks else heard)
             picture.receivers[name] = Receiver(
                 name, float(heard), _NEVER if up_since is None else float(up_since),
-                int(messages), heard_at=float(heard_at[0] if heard_at else heard))
+                int(messages), heard_at=heard_at,
+                heard_live=float(clocks[1]) if len(clocks) > 1 else heard_at)
         for item in vessels:
             vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
             if vessel.history.maxlen != picture.history_len:
@@ -397,12 +416,15 @@ class Engine:
             for name, heard in vessel.sources.items():
                 rec = picture.receivers.get(name)
                 if rec is None:
-                    picture.hear(name, heard, self._gap_s, heard)
+                    picture.hear(name, heard, self._gap_s, heard, heard)
                     picture.receivers[name].up_since = float("-inf")
                 elif heard > rec.last_heard:
                     rec.last_heard = heard
                     rec.heard_at = max(rec.heard_at, heard)
+                    rec.heard_live = max(rec.heard_live, heard)
         self.ctx.now = self.newest
+        self.heard_newest = max([self.heard_newest, self.newest,
+                                 *(rec.heard_at for rec in picture.receivers.values())])
         self.book.restore(open_alerts)
         self._resume_pending = True
         for rule in self.rules:
@@ -419,7 +441,7 @@ class Engine:
     def _resume(self, now: float) -> None:
         self._resume_pending = False
         for rec in self.picture.receivers.values():
-            if now - rec.heard_at > self._gap_s:
+            if now - rec.heard_live > self._gap_s:
                 rec.up_since = rec.silence_from = now
 
     def stats(self) -> dict[str, Any]:

@@ -54,20 +54,29 @@ class Receiver:
     #: Its silence counts from here when later than ``last_heard``: the first message time
     #: after the service's own downtime (it may not have sent since the restart).
     silence_from: float = _NEVER
-    #: The port's clock (the newest message time of any receiver) when it was last heard:
-    #: what its silence is judged by. Its own stamps may run behind that clock (a national
-    #: feed's delay) and would make it look silent while it is heard all the time.
+    #: The port's clock (the newest message time of any receiver, in line order) when it
+    #: was last heard: its silence counts from here (``source_silent``'s start and id).
+    #: Its own stamps may run behind that clock (a national feed's delay) and would make it
+    #: look silent while it is heard all the time.
     heard_at: float = _NEVER
+    #: The engine's clock when it was last heard: ``heard_at``, or later in live mode, where
+    #: ticks move the clock on with the wall clock between lines. Whether it is silent *now*
+    #: is judged by this (a feed stamped behind its arrival is still heard once the source
+    #: ahead of it fell silent); being wall time, it never dates an alert.
+    heard_live: float = _NEVER
 
-    def hear(self, time: float, gap_s: float, clock: float) -> None:
-        """Count a message stamped ``time``, heard at ``clock``; a silence longer than
-        ``gap_s`` (in its own stamps) breaks continuity."""
+    def hear(self, time: float, gap_s: float, clock: float, now: float) -> None:
+        """Count a message stamped ``time``, heard at ``clock`` (message time) when the
+        engine's clock was ``now`` (``>= clock``); a silence longer than ``gap_s`` (in its
+        own stamps) breaks continuity."""
         if time - self.last_heard > gap_s:
             self.up_since = time
         if time > self.last_heard:
             self.last_heard = time
         if clock > self.heard_at:
             self.heard_at = clock
+        if now > self.heard_live:
+            self.heard_live = now
         self.messages += 1
 
 
@@ -200,11 +209,12 @@ class Picture:
         horizon = now - self.live_s
         return (v for v in self.vessels.values() if v.last_seen >= horizon)
 
-    def hear(self, receiver: str, time: float, gap_s: float, clock: float) -> Receiver:
+    def hear(self, receiver: str, time: float, gap_s: float, clock: float,
+             now: float) -> Receiver:
         rec = self.receivers.get(receiver)
         if rec is None:
             rec = self.receivers[receiver] = Receiver(receiver, time, time)
-        rec.hear(time, gap_s, clock)
+        rec.hear(time, gap_s, clock, now)
         return rec
 
     def vessel_for(self, report: Report) -> Vessel:

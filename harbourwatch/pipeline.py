@@ -50,7 +50,7 @@ class RuleEngine(Protocol):
 
     def tick(self, now: float) -> list[AlertEvent]: ...
 
-    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]: ...
+    def source_heard(self, receiver: str, time: float) -> None: ...
 
     def report_heard_by(self, report: Report, receiver: str) -> None: ...
 
@@ -75,9 +75,6 @@ class Pipeline:
         self.own_reports = 0
         self._next_tick = float("-inf")
         self.started_wall = time.time()
-        self._heard: dict[str, float] = {}
-        #: Receivers' newest times as of the line whose reports are being handled.
-        self._receiver_times: dict[str, float] = {}
         self.snoozes = snoozes if snoozes is not None else SnoozeBook()
         self.muted = 0
         #: Acks and resolves, kept in later transitions of the same alerts.
@@ -132,16 +129,23 @@ class Pipeline:
             self._apply(journal, applied, len(journal))
 
     def _apply(self, journal: list[Heard], start: int, stop: int) -> None:
-        """Journal entries ``start:stop``: duplicates' receivers, receivers' times."""
-        times = self._receiver_times
+        """Journal entries ``start:stop``: receivers' times, duplicates' receivers.
+
+        The engine hears each receiver here, in line order, not at the next tick: when a
+        receiver was last heard, on the port's clock, is then a matter of message times and
+        line order only (told at a tick, it was the clock at that tick, and so depended on
+        how lines were batched and, live, on the wall clock: ``source_silent``'s start and
+        id with it).
+        """
+        engine = self.engine
         for index in range(start, stop):
             receiver, time, duplicate_of = journal[index]
-            if time > times.get(receiver, _NEVER):
-                times[receiver] = time
-            if duplicate_of is not None and receiver not in duplicate_of.sources:
+            if duplicate_of is None:
+                engine.source_heard(receiver, time)
+            elif receiver not in duplicate_of.sources:
                 duplicate_of.sources.append(receiver)
                 # The vessel's receivers too: Picture.note copied the sources already.
-                self.engine.report_heard_by(duplicate_of, receiver)
+                engine.report_heard_by(duplicate_of, receiver)
 
     def handle_report(self, report: Report) -> None:
         """Rules first, then sinks: a report and the alerts it caused leave together."""
@@ -164,20 +168,9 @@ class Pipeline:
 
     def tick(self, now: float) -> None:
         self._next_tick = now + _TICK_S
-        self._sync_receivers()
         events = self.engine.tick(now)
         if events:
             self.emit(events)
-
-    def _sync_receivers(self) -> None:
-        """Receivers that only heard duplicates are still heard: tell the rules."""
-        heard = self._heard
-        for name, last in self._receiver_times.items():
-            if last > heard.get(name, _NEVER):
-                heard[name] = last
-                events = self.engine.source_heard(name, last)
-                if events:
-                    self.emit(events)
 
     def finish(self) -> None:
         """End of input: release what the ingestor still holds, run the last timers."""

@@ -58,9 +58,9 @@ class HeardSpy(Engine):
         super().__init__(*args, **kwargs)
         self.heard: list[tuple[str, float]] = []
 
-    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
+    def source_heard(self, receiver: str, time: float) -> None:
         self.heard.append((receiver, time))
-        return super().source_heard(receiver, time)
+        super().source_heard(receiver, time)
 
 
 def run(lines: Sequence[bytes], zones: ZoneSet, read_ahead: int
@@ -220,3 +220,91 @@ def test_a_feed_stamped_behind_its_arrival_is_not_silent_and_its_vessels_can_go_
     assert sorted((a["rule"], a["mmsi"], a["started_at"]) for a in alerts) == [
         ("dark_vessel", 503000104, "2026-01-01T12:04:50Z"),
         ("dark_vessel", 503000105, "2026-01-01T12:04:50Z")]
+
+
+def _silent_receivers_lines() -> list[tuple[float, bytes]]:
+    """(arrival, line): rx1 hears vessel 1 every second throughout; rx2 hears vessel 2 every
+    2 s until 60 s; rx3 only ever repeats rx1's reports (duplicates, stamped a little
+    behind, arriving just after) until 40 s. Stamps in milliseconds, off the whole second,
+    so a tick's clock is not the clock at a line."""
+    out = []
+    for k in range(300):
+        stamp = T0 + 0.3 + k
+        out.append((stamp, tag_block(s="rx1", c=int(stamp * 1000)) + single(position(
+            mmsi=244000001, lat=51.9 + k * 1e-5))))
+        if k <= 40:
+            out.append((stamp + 0.05, tag_block(s="rx3", c=int((stamp - 0.2) * 1000))
+                        + single(position(mmsi=244000001, lat=51.9 + k * 1e-5))))
+        if k % 2 == 0 and k <= 60:
+            out.append((stamp + 0.45, tag_block(s="rx2", c=int((stamp + 0.45) * 1000))
+                        + single(position(mmsi=244000002, lat=51.8 + k * 1e-5))))
+    out.sort(key=lambda item: item[0])
+    return [(arrival, text.encode()) for arrival, text in out]
+
+
+def _silences(pipeline: Pipeline, recorder: Recorder) -> list[tuple[Any, ...]]:
+    return sorted((json.loads(s[3])["details"]["receiver"], s[1], json.loads(s[3])["id"],
+                   json.loads(s[3])["started_at"], json.loads(s[3])["ended_at"])
+                  for s in recorder.seen if s[0] == "alert"
+                  and json.loads(s[3])["rule"] == "source_silent")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_silent_receiver_is_dated_by_message_times_not_by_batches_or_ticks(
+        seed: int) -> None:
+    """The same lines, replayed in runs of any length or fed live in batches with wall ticks
+    anywhere between them, give the same source_silent alerts, with the same start and id:
+    the start is the port's clock (the newest message time) at the line the receiver was
+    last heard in, plus silent_s. (The time a receiver was heard was taken when the next
+    tick came, so the start and the id moved with batching and, live, with the wall clock:
+    12:04:22.811Z replayed, 12:04:22.141Z live on the Danish log.)"""
+    import random
+
+    lines = _silent_receivers_lines()
+    recorder = Recorder()
+    replayed = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.empty(None)), [recorder])
+    for start in range(0, len(lines), 400):
+        replayed.feed_lines([("log", data, None) for _, data in lines[start:start + 400]])
+    replayed.finish()
+    expected = _silences(replayed, recorder)
+
+    rnd = random.Random(seed)
+    recorder = Recorder()
+    live = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.empty(None)), [recorder],
+                    live=True)
+    index = 0
+    while index < len(lines):
+        batch = lines[index:index + rnd.randint(1, 5)]
+        index += len(batch)
+        live.feed_lines([("udp", data, arrival + 0.5) for arrival, data in batch])
+        if rnd.random() < 0.6:
+            live.wall_tick(batch[-1][0] - T0 + rnd.random() * 0.4)
+    live.finish()
+    assert _silences(live, recorder) == expected
+    assert [(rx, started) for rx, _, _, started, _ in expected] == [
+        ("rx2", "2023-11-14T22:16:20.750Z"),  # its last line, stamped 60.75 s, + 120 s
+        ("rx3", "2023-11-14T22:16:00.300Z")]  # its last copy came after rx1's 40.3 s line
+
+
+def test_a_feed_stamped_further_behind_than_silent_s_stays_heard_when_the_source_ahead_stops(
+        ) -> None:
+    """Silences are dated by message time, but judged live by the engine's clock: a national
+    feed 150 s behind a receiver timed by arrival is heard all the time, also once that
+    receiver has fallen silent and the wall ticks carry the clock on (judged by message time
+    alone, its station opened and closed an alert at every tick)."""
+    engine = Engine(RulesConfig(), ZoneSet.empty(None))
+    recorder = Recorder()
+    pipeline = Pipeline(Ingestor(), engine, [recorder], live=True)
+    start = 1_767_268_800
+    for second in range(0, 400, 2):
+        arrival = start + second
+        lines = []
+        if second <= 60:
+            lines.append(("udp", single(position(mmsi=244000001)).encode(), arrival))
+        lines.append(("national", (tag_block(s="amsa-1", c=arrival - 150)
+                                   + single(position(mmsi=244000002))).encode(), arrival))
+        pipeline.feed_lines(lines)
+        pipeline.wall_tick(1000.0 + second + 1)
+    silent = [json.loads(s[3]) for s in recorder.seen if s[0] == "alert"]
+    assert [(a["details"]["receiver"], a["started_at"]) for a in silent] == [
+        ("udp", "2026-01-01T12:03:00Z")]

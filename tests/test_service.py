@@ -266,8 +266,8 @@ class _NoRules:
     def tick(self, now: float) -> list[AlertEvent]:
         return []
 
-    def source_heard(self, receiver: str, time: float) -> list[AlertEvent]:
-        return []
+    def source_heard(self, receiver: str, time: float) -> None:
+        return None
 
     def report_heard_by(self, report: Any, receiver: str) -> None:
         return None

@@ -85,7 +85,7 @@ class DarkVessel(BaseRule):
         for name, heard in vessel.sources.items():
             rec = ctx.picture.receivers.get(name)
             if (heard >= last - window and rec is not None and rec.up_since <= last
-                    and now - rec.heard_at <= self.silent_s):
+                    and now - rec.heard_live <= self.silent_s):
                 hearing.append(name)
         if not hearing:
             return None

@@ -1,10 +1,13 @@
 """``source_silent``: a receiver has sent nothing for more than ``silent_s``.
 
 Receivers are the tag-block stations or the sources themselves (``Report.sources``). The
-alert ends when the receiver is heard again (noticed on the next tick; ``ended_at`` is the
-time it was heard). ``dark_vessel`` needs no message from this
-rule: a silence longer than ``silent_s`` breaks the receiver's continuity
-(:class:`~geofence.picture.Receiver`), so vessels only it heard cannot be called dark.
+alert starts ``silent_s`` after the receiver was last heard on the port's clock (the newest
+message time at that line: ``Receiver.heard_at``), so its start and id are the same live and
+replayed, however lines were batched and whenever ticks came. The alert ends when the
+receiver is heard again (noticed on the next tick; ``ended_at`` is the time it was heard).
+``dark_vessel`` needs no message from this rule: a silence longer than ``silent_s`` breaks
+the receiver's continuity (:class:`~geofence.picture.Receiver`), so vessels only it heard
+cannot be called dark.
 Only receivers matching one of the ``receivers`` patterns, and none of its ``!`` patterns,
 alert (``["*", "!316000002"]``: all but a satellite station, whose passes come and go).
 """
@@ -58,8 +61,11 @@ class SourceSilent(BaseRule):
                     ctx.book.end(alert, now, {"silent_s": round(
                         heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
                 continue
+            # Dated by message time alone (the start and the id do not depend on when ticks
+            # come), judged by the engine's clock (live, it moves on with the wall clock).
             due = max(heard, rec.silence_from) + self.silent_s
-            if now > due and self.watches(rec.name):
+            if now > max(rec.heard_live, rec.silence_from) + self.silent_s and self.watches(
+                    rec.name):
                 ctx.book.open(
                     self.name, risk_area=RiskArea.INFORMATION_SECURITY,
                     severity=Severity.WARNING, mmsi=None, started_at=due, time=now,
