@@ -90,6 +90,17 @@ class LivePicture:
             if report.time >= self._next_prune:
                 self._prune()
 
+    def on_duplicate(self, report: Report, receiver: str) -> None:
+        """``receiver`` heard ``report`` too (a copy within the dedup window, merged after
+        the report went by): listed with the vessel's position when that is the report's."""
+        vessel = self._vessels.get(report.mmsi)
+        if vessel is None or self._times.get(report.mmsi) != report.time \
+                or receiver in vessel["sources"]:
+            return
+        vessel["sources"] = [*vessel["sources"], receiver]
+        self._json.pop(report.mmsi, None)
+        self._geo.pop(report.mmsi, None)
+
     def _prune(self) -> None:
         self._next_prune = self.newest + PRUNE_EVERY_S
         horizon = self.newest - self.max_age_s

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from geofence.alert import AlertEvent
@@ -138,6 +138,7 @@ class Pipeline:
         id with it).
         """
         engine = self.engine
+        hooks: list[Callable[[Report, str], None]] | None = None
         for index in range(start, stop):
             receiver, time, duplicate_of = journal[index]
             if duplicate_of is None:
@@ -146,6 +147,11 @@ class Pipeline:
                 duplicate_of.sources.append(receiver)
                 # The vessel's receivers too: Picture.note copied the sources already.
                 engine.report_heard_by(duplicate_of, receiver)
+                if hooks is None:  # sinks that show a report's receivers (the API's picture)
+                    hooks = [hook for sink in self.sinks
+                             if (hook := getattr(sink, "on_duplicate", None)) is not None]
+                for hook in hooks:
+                    hook(duplicate_of, receiver)
 
     def handle_report(self, report: Report) -> None:
         """Rules first, then sinks: a report and the alerts it caused leave together."""

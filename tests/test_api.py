@@ -778,3 +778,26 @@ async def test_the_docs_pages_need_no_internet(api: Rig) -> None:
         assert served.status_code == 200 and len(served.content) > 100_000, script
     css = await api.client.get("/docs/static/swagger-ui.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_the_live_picture_lists_a_receiver_whose_copy_was_merged_later() -> None:
+    """The report keeps every receiver that heard it; /vessels showed only the first (its
+    copy of the list was taken before the duplicate came)."""
+    from api.picture import LivePicture
+    from geofence.engine import Engine
+    from geofence.zones import ZoneSet
+    from harbourwatch.config import RulesConfig
+    from harbourwatch.pipeline import Pipeline
+    from ingest.ingestor import Ingestor
+    from tests.ingest_helpers import position, single, tag_block
+
+    picture = LivePicture(max_age_s=900.0)
+    pipeline = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.empty(None)), [picture])
+    line = single(position(mmsi=A, lat=-23.83, lon=151.26))
+    for i, rx in enumerate(("rx1", "rx2")):
+        pipeline.feed_lines([("udp", (tag_block(s=rx, c=1_767_261_600 + i) + line).encode(),
+                              None)])
+        shown = picture.vessel(A)
+        assert shown is not None
+        assert json.loads(picture.encoded(shown))["sources"] == ["rx1", "rx2"][:i + 1]
+    pipeline.finish()
