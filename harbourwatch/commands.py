@@ -41,7 +41,8 @@ def add_commands(commands: Any) -> None:
     scenario = commands.add_parser(
         "scenario", help="write synthetic port traffic with injected anomalies and ground truth")
     scenario.add_argument("--zones", type=Path, required=True, metavar="ZONES.geojson",
-                          help="the port to simulate (needs at least a channel and a berth)")
+                          help="the port to simulate (anomalies its zones cannot host, e.g. "
+                               "speeding without a channel, are skipped and listed)")
     scenario.add_argument("--out", type=Path, required=True, metavar="LOG",
                           help="the NMEA log to write (tag blocks with time and receiver)")
     scenario.add_argument("--truth", type=Path, required=True, metavar="TRUTH.json",
@@ -157,6 +158,8 @@ def _scenario(args: argparse.Namespace) -> int:
         return _fail([str(exc)])
     print(f"{summary.lines} lines, {summary.vessels} vessels, anomalies {summary.anomalies}, "
           f"controls {summary.controls} -> {summary.out}, {summary.truth}")
+    for rule, why in summary.skipped.items():
+        print(f"skipped {rule}: {why}")
     return 0
 
 

@@ -774,3 +774,13 @@ def test_two_udp_sources_on_one_port_spelt_apart_stop_the_start(tmp_path: Path) 
         f"harbourwatch: source b: cannot listen on UDP 0.0.0.0:{port}: "
         "[Errno 98] Address already in use")
     assert not (tmp_path / "x.db").exists()
+
+
+def test_scenario_says_what_it_skipped(tmp_path: Path) -> None:
+    """The reasons were only inside the truth file."""
+    done = cli("scenario", "--zones", DEMO_ZONES, "--out", tmp_path / "s.nmea", "--truth",
+               tmp_path / "t.json", "--hours", "0.2")
+    assert done.returncode == 0, done.stderr
+    skipped = json.loads((tmp_path / "t.json").read_text())["skipped"]
+    assert skipped and [f"skipped {rule}: {why}" for rule, why in skipped.items()] == \
+        done.stdout.splitlines()[1:]
