@@ -600,9 +600,12 @@ class PostgresStore(WriterStore):
                                 scope: str = "live") -> None:
         rows = [(scope, part, ts(time), state) for part, state in parts.items()]
         with self._errors():
-            await self.pool.executemany(
-                "INSERT INTO engine_state VALUES ($1, $2, $3, $4) ON CONFLICT (scope, part) "
-                "DO UPDATE SET time = excluded.time, state = excluded.state", rows)
+            async with self.pool.acquire() as conn, conn.transaction():
+                # The scope's state is these parts only: a part left over from an earlier
+                # save (a rule with nothing to keep now) came back at the next restore.
+                await conn.execute("DELETE FROM engine_state WHERE scope = $1", scope)
+                await conn.executemany("INSERT INTO engine_state VALUES ($1, $2, $3, $4)",
+                                       rows)
 
     async def load_engine_state(self, scope: str = "live") -> dict[str, Any]:
         with self._errors():

@@ -633,8 +633,14 @@ class SqliteStore(WriterStore):
     async def save_engine_state(self, time: float, parts: Mapping[str, Any],
                                 scope: str = "live") -> None:
         rows = [(scope, part, time, json.dumps(state)) for part, state in parts.items()]
-        await self._write(lambda c: c.executemany(
-            "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?, ?)", rows))
+
+        def run(conn: sqlite3.Connection) -> None:
+            # The scope's state is these parts only: a part left over from an earlier save
+            # (a rule with nothing to keep now) came back at the next restore.
+            conn.execute("DELETE FROM engine_state WHERE scope = ?", (scope,))
+            conn.executemany("INSERT INTO engine_state VALUES (?, ?, ?, ?)", rows)
+
+        await self._write(run)
 
     async def load_engine_state(self, scope: str = "live") -> dict[str, Any]:
         rows = await self._read(lambda c: c.execute(

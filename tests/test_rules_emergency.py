@@ -61,13 +61,15 @@ def test_a_device_in_test_mode_is_information_until_it_reports_active() -> None:
     run.feed(report(SART, 30, 500, 500, msg_type=14, status=None, extra={"text": "SART TEST"}))
     (test,) = run.of("emergency_device", "new")
     assert (test.alert["severity"], test.alert["details"]["mode"]) == ("info", "test")
-    run.feed(report(SART, 60, 500, 500, status=14))
-    ended, active = run.of("emergency_device", "end"), run.of("emergency_device", "new")[1:]
-    assert [e.alert["details"]["reason"] for e in ended] == ["active"]
-    assert [(e.alert["severity"], e.alert["details"]["mode"], e.time - T0) for e in active] \
-        == [("critical", "active", 60)]
+    run.feed(report(SART, 30, 500, 500, status=14))  # the same second as the test text
+    (escalated,) = run.of("emergency_device", "update")
+    assert escalated.alert["id"] == test.alert["id"]  # one alert: a new one had its id
+    assert (escalated.alert["severity"], escalated.alert["details"]["mode"],
+            escalated.alert["details"]["active_at"]) == ("critical", "active",
+                                                         "2026-01-01T12:00:30Z")
     run.feed(report(SART, 90, 500, 500, status=15))  # back to test: the distress stands
-    assert len(run.of("emergency_device", "new")) == 2 and len(ended) == 1
+    assert run.of("emergency_device", "end") == []
+    assert len(run.of("emergency_device", "new")) == 1
 
 
 @pytest.mark.parametrize(("status", "text", "severity"), [

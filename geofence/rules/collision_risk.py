@@ -362,7 +362,7 @@ class CollisionRisk(BaseRule):
 
     def saved_state(self) -> Any:
         """Pairs whose alert ended within ``reopen_s``: a restart must not lift the hold."""
-        return [[*key, *held] for key, held in self._ended.items()] or None
+        return [[*key, *held] for key, held in self._ended.items()]
 
     def load_state(self, ctx: RuleContext, state: Any) -> None:
         for first, second, ended, min_cpa in state:

@@ -10,8 +10,8 @@ and ends once the device has been silent for ``end_after_s``.
 
 A device in test mode (navigational status 15, or "... TEST" in its safety text, IEC
 61097-14; an active one sends 14 and "... ACTIVE") is heard at every annual survey: its
-alert is ``info``, ``details.mode`` "test", and it gives way to a critical one as soon as
-the device reports active.
+alert is ``info``, ``details.mode`` "test", and it is escalated to critical (an update,
+``details.mode`` "active", ``active_at``) as soon as the device reports active.
 """
 
 from __future__ import annotations
@@ -67,8 +67,14 @@ class EmergencyDevice(BaseRule):
         mode = device_mode(report)
         alert = ctx.book.find(self.name, vessel.mmsi)
         if alert is not None and mode == "active" and alert.details.get("mode") == "test":
-            ctx.book.end(alert, report.time, {"reason": "active"})
-            alert = None
+            # The same alert, escalated: ended and opened anew in the same second, the
+            # critical one had the test alert's id, and a consumer de-duplicating on ids
+            # dropped it.
+            alert.severity = Severity.CRITICAL
+            ctx.book.update(alert, report.time, lat=vessel.lat, lon=vessel.lon, details={
+                "mode": "active", "status": report.status, "text": report.extra.get("text"),
+                "active_at": iso_time(report.time), "last_report": evidence(report)})
+            return
         if alert is None:
             ctx.book.open(self.name, risk_area=RiskArea.PORT_OPERATIONS,
                           severity=Severity.CRITICAL if mode == "active" else Severity.INFO,
