@@ -359,6 +359,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
                          description="Live vessel picture, tracks, alerts and their lifecycle "
                                      "for a small or medium seaport. Bearer tokens; roles "
                                      "viewer < operator < admin.")
+    for route in app.routes:  # the doc pages answer HEAD, as they did before (probes)
+        if isinstance(route, APIRoute) and route.path in ("/docs", "/redoc") and route.methods:
+            route.methods.add("HEAD")
     app.state.auth = auth
     app.state.query_names = {}
     app.add_middleware(BodyGuard, auth=auth)
@@ -515,7 +518,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
             out = await store.ack(alert_id, who.name, note)
         else:
             out = await store.resolve(alert_id, who.name, note)
-        if hub is not None:
+        # A muted alert's acts are not pushed either: the stream never told of it.
+        muted = deps.snooze_target is not None and out["id"] in deps.snooze_target.muted_ids
+        if hub is not None and not muted:
             hub.publish_alert("update", out)
         for listener in deps.operator_updates:
             listener(out)

@@ -61,6 +61,11 @@ class SnoozeTarget(Protocol):
 
     def unsnooze(self, rule: str, mmsi: int) -> None: ...
 
+    @property
+    def muted_ids(self) -> frozenset[str]:
+        """Open alerts a snooze muted: never pushed, their acts neither."""
+        ...
+
 
 #: ``Pipeline.stats``-shaped counters (``reports``, ``alert_events``, ``sources``...).
 StatsProvider = Callable[[], Mapping[str, Any]]

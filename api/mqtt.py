@@ -44,6 +44,7 @@ from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
 from api.picture import PRUNE_EVERY_S
 from geofence.alert import AlertEvent, Transition
+from harbourwatch.timeutil import parse_iso
 from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
 
 if TYPE_CHECKING:
@@ -83,6 +84,15 @@ class MqttConnectError(MqttError):
 
 class MqttAuthError(MqttConnectError):
     """The broker refused our credentials."""
+
+
+def _payload_time(payload: bytes) -> float:
+    """The ``time`` of a retained vessel payload (Unix seconds; -inf when it has none)."""
+    try:
+        stamp = json.loads(payload).get("time")
+        return parse_iso(stamp) if isinstance(stamp, str) else -math.inf
+    except (ValueError, AttributeError):
+        return -math.inf
 
 
 def _translate(exc: BaseException) -> MqttError:
@@ -190,6 +200,7 @@ class MqttFeed:
         stop_timeout_s: float = 5.0,
         client_id: str | None = None,
         clock: Callable[[], float] | None = None,
+        reconcile: bool = True,
     ) -> None:
         """``clock``: the rules' clock (it moves on with the wall time in a live run): with
         every source silent, vessels still leave the picture and their topics are cleared."""
@@ -250,9 +261,14 @@ class MqttFeed:
         self._heard: dict[int, float] = {}  # newest report of each vessel kept
         self._static_time: dict[int, float] = {}  # of each vessel's newest static data
         self._gone: dict[int, None] = {}  # published vessels left the picture: topic to clear
-        #: Retained topics seen while reconciling (None: not reconciling); done once a run.
-        self._left_behind: list[str] | None = None
-        self._reconciled = False
+        #: Retained (topic, payload) seen while reconciling (None: not reconciling); once a
+        #: run, and only when ``reconcile`` (the live service, a drill: not a replay on the
+        #: live prefix, which would clear the live service's topics).
+        self._left_behind: list[tuple[str, bytes]] | None = None
+        self._reconciled = not reconcile
+        #: Vessels an earlier run left retained, by the time their payload says: cleared at
+        #: a prune once that is older than ``vessel_live_s``, unless heard again by then.
+        self._retained_before: dict[int, float] = {}
         self._next_prune = float("-inf")
         self._deferred: list[tuple[float, int]] = []  # heap of (due message time, mmsi)
         self._deferred_set: set[int] = set()
@@ -580,7 +596,16 @@ class MqttFeed:
                                 "MQTT connected to %s:%d%s", self.host, self.port,
                                 f" after {attempt} failed attempts" if attempt else "")
                     connected_at = loop.time()
-                    await self._run_connected(client)
+                    # Said once the connection has held (its own line was held back).
+                    stable = loop.call_later(
+                        HEALTHY_AFTER_S, log.warning, "MQTT %s:%d: connected, and the "
+                        "connection holds again", self.host, self.port) if short_warned \
+                        else None
+                    try:
+                        await self._run_connected(client)
+                    finally:
+                        if stable is not None:
+                            stable.cancel()
                     return  # clean stop
             except asyncio.CancelledError:
                 raise
@@ -628,13 +653,17 @@ class MqttFeed:
         """The iterator ends, raising, on disconnect. We subscribe only while reconciling:
         retained messages then name the topics an earlier run left."""
         async for message in client.messages:
-            if message.retain and self._left_behind is not None and message.payload:
-                self._left_behind.append(str(message.topic))
+            payload = message.payload
+            if message.retain and self._left_behind is not None \
+                    and isinstance(payload, bytes | bytearray) and payload:
+                self._left_behind.append((str(message.topic), bytes(payload)))
 
     async def _reconcile(self, client: aiomqtt.Client) -> None:
-        """Clear the retained vessels and alerts an earlier run left that are no longer
-        current: a vessel that left while the service was down, a replay's open alert. The
-        broker kept them for ever, and the platform showed them as live."""
+        """Clear what an earlier run left retained that is no longer current: an alert not
+        open now (a replay's, one whose clear was lost), and, once its time is older than
+        ``vessel_live_s`` by this run's clock, a vessel not heard again (one that left while
+        the service was down). The broker kept them for ever, and the platform showed them
+        as live. Needs read access to the feed's own topics (without it nothing arrives)."""
         root = self.topics.root
         filters = [f"{root}/vessels/+", f"{root}/alerts/+/+"]
         self._left_behind = []
@@ -647,21 +676,32 @@ class MqttFeed:
                 seen = len(self._left_behind)
                 await asyncio.sleep(RECONCILE_QUIET_S)
             await client.unsubscribe(filters)
+        except aiomqtt.MqttError as exc:  # once a run: a retry would drop the connection
+            log.warning("MQTT: could not read what an earlier run left retained (%s); "
+                        "nothing of it is cleared", exc)
+            return
         finally:
-            found, self._left_behind = self._left_behind, None
-        self._reconciled = True
-        stale_alerts = [(t, b"", 1, True) for t in found
+            found, self._left_behind = self._left_behind or [], None
+            self._reconciled = True
+        stale_alerts = [(t, b"", 1, True) for t, _ in found
                         if t.startswith(f"{root}/alerts/") and t not in self._open_alerts]
-        await self._publish_all(client, stale_alerts)
-        stale_vessels = [int(level) for topic in found
-                         if topic.startswith(f"{root}/vessels/")
-                         and (level := topic.rpartition("/")[2]).isdigit()
-                         and int(level) not in self._last_pub]
-        self._gone.update(dict.fromkeys(stale_vessels))
-        self.counters["stale_alerts_cleared"] += len(stale_alerts)
-        if stale_alerts or stale_vessels:
-            log.info("MQTT: cleared what an earlier run left retained and is no longer "
-                     "current: %d alerts, %d vessels", len(stale_alerts), len(stale_vessels))
+        self.counters["stale_alerts_cleared"] += await self._publish_all(client, stale_alerts)
+        vessels = f"{root}/vessels/"
+        for topic, payload in found:
+            level = topic.removeprefix(vessels)
+            if topic.startswith(vessels) and level.isdigit() \
+                    and int(level) not in self._last_pub:
+                self._retained_before[int(level)] = _payload_time(payload)
+        if stale_alerts or self._retained_before:
+            log.info("MQTT: an earlier run left retained %d alerts no longer open (cleared) "
+                     "and %d vessels (cleared unless heard within %.0f s of their last "
+                     "time)", len(stale_alerts), len(self._retained_before),
+                     self.vessel_live_s)
+            now = self._clock() if self._clock is not None else self._newest
+            if now is not None and math.isfinite(now):
+                self._prune_vessels(now)
+            else:
+                self._next_prune = -math.inf  # judged at the first report
 
     async def _write_loop(self, client: aiomqtt.Client) -> None:
         await client.publish(self.topics.available, b"online", qos=1, retain=True)
@@ -819,6 +859,12 @@ class MqttFeed:
                           self._static_time):
                 table.pop(mmsi, None)
             if self._last_pub.pop(mmsi, None) is not None:
+                self._gone[mmsi] = None
+        for mmsi, t in list(self._retained_before.items()):
+            if mmsi in self._last_pub:
+                del self._retained_before[mmsi]  # heard again: this run's topic now
+            elif t < horizon:
+                del self._retained_before[mmsi]
                 self._gone[mmsi] = None
         if self._gone:
             self._wake.set()

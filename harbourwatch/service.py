@@ -281,7 +281,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
                                         outbox=StoreOutbox(store, "drill" if drill else scope),
                                         vessel_live_s=config.rules.picture.live_s,
-                                        clock=lambda: engine.newest)
+                                        clock=lambda: engine.newest,
+                                        # A replay on the live prefix must not clear the
+                                        # live service's topics as left behind.
+                                        reconcile=live_service or drill)
             feed.set_stats_provider(pipeline.stats)
             feed.remember_open(a for a in restored if a["id"] not in snoozes.muted_ids)
             for source in sources:

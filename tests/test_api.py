@@ -737,6 +737,22 @@ async def test_an_alert_the_stream_just_announced_can_be_acknowledged_at_once(
     assert (acked.status_code, acked.json()["state"]) == (200, "acknowledged")
 
 
+async def test_an_act_on_a_muted_alert_is_not_streamed(api: Rig) -> None:
+    """The stream never told of it; its ack came as an update of an unknown alert."""
+    from harbourwatch.snoozes import SnoozeBook
+
+    muted, heard = make_alert(rule="speeding", mmsi=B), make_alert(rule="speeding", mmsi=A)
+    book = api.deps.snooze_target = SnoozeBook([("speeding", B, T0 + 7200)])
+    for alert in (muted, heard):
+        book.muted(event(alert))
+        api.store.on_alert(event(alert))
+    before = api.hub.stats().events
+    for alert in (muted, heard):
+        acked = await api.client.post(f"/alerts/{alert.id}/ack", headers=headers("operator"))
+        assert acked.status_code == 200
+    assert api.hub.stats().events == before + 1  # the heard one's ack alone
+
+
 async def test_a_drills_snooze_is_the_drill_runs_alone(api: Rig) -> None:
     """A trainee's snooze was stored: it replaced the live service's, and the next live run
     restored it and muted a real AIS-SART."""
@@ -778,6 +794,8 @@ async def test_the_docs_pages_need_no_internet(api: Rig) -> None:
         assert served.status_code == 200 and len(served.content) > 100_000, script
     css = await api.client.get("/docs/static/swagger-ui.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    for page in ("/docs", "/redoc", "/docs/static/swagger-ui.css"):  # probes use HEAD
+        assert (await api.client.head(page)).status_code == 200, page
 
 
 def test_the_live_picture_lists_a_receiver_whose_copy_was_merged_later() -> None:

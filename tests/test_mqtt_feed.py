@@ -24,7 +24,7 @@ import pytest
 from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url
 from api.outbox import MemoryOutbox, SqliteOutbox
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
-from ingest.report import Report
+from ingest.report import Report, iso_time
 from tests.services.mosquitto import MosquittoBroker, mosquitto, mosquitto_auth  # noqa: F401
 
 pytestmark = pytest.mark.mqtt
@@ -756,44 +756,76 @@ async def test_a_stop_says_how_many_alerts_the_broker_never_acknowledged(
 async def test_what_an_earlier_run_left_retained_and_is_no_longer_current_is_cleared(
         broker: MosquittoBroker) -> None:
     """A restart left 1,424 vessels on the broker, and a replay its open alerts: nothing
-    cleared what this run never published."""
+    cleared what this run never published. A vessel the earlier run heard lately stays
+    until it is as old as the picture keeps vessels; a replay on the live prefix clears
+    nothing (it took the live service's topics for left behind)."""
     p = new_prefix()
     kept_alert = make_event(Transition.NEW, 1).alert
     stale_alert = make_event(Transition.NEW, 2).alert
     topics = {"kept_alert": f"{p}/alerts/dark_vessel/{kept_alert['id']}",
               "stale_alert": f"{p}/alerts/dark_vessel/{stale_alert['id']}",
-              "heard": f"{p}/vessels/211000030", "gone": f"{p}/vessels/211000031"}
-    async with aiomqtt.Client(broker.host, broker.port) as earlier_run:
-        for topic in topics.values():
-            await earlier_run.publish(topic, b'{"earlier": true}', qos=1, retain=True)
-    feed = feed_for(broker, p)
+              "heard": f"{p}/vessels/211000030", "gone": f"{p}/vessels/211000031",
+              "lately": f"{p}/vessels/211000032"}
+    times = {"gone": T0 - 2000, "lately": T0 - 60}
+
+    async def earlier_run() -> None:
+        async with aiomqtt.Client(broker.host, broker.port) as client:
+            for name, topic in topics.items():
+                body = {"earlier": True, "time": iso_time(times.get(name, T0 - 10))}
+                await client.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
+
+    async def retained_now() -> dict[str, Any]:
+        async with Subscriber(broker, f"{p}/#") as late:
+            return {str(m.topic): json.loads(m.payload) for m in await late.sync()
+                    if m.retain and m.payload and str(m.topic) in topics.values()}
+
+    await earlier_run()
+    replay = feed_for(broker, p, reconcile=False)
+    await connected(replay)
+    replay.stop_timeout_s = 0.5
+    await replay.stop()
+    assert set(await retained_now()) == set(topics.values())
+
+    feed = feed_for(broker, p, vessel_live_s=900.0)
     feed.remember_open([kept_alert])  # still open after the restart
     feed.on_report(report(211000030, T0))
     await connected(feed)
     async with asyncio.timeout(WAIT_S):
         while feed.counters["vessels_cleared"] < 1:
             await asyncio.sleep(0.1)
-    async with Subscriber(broker, f"{p}/#") as late:
-        retained = {str(m.topic): json.loads(m.payload) for m in await late.sync()
-                    if m.retain and m.payload and str(m.topic) in topics.values()}
-    assert set(retained) == {topics["kept_alert"], topics["heard"]}
+    retained = await retained_now()
+    assert set(retained) == {topics["kept_alert"], topics["heard"], topics["lately"]}
     assert retained[topics["heard"]]["mmsi"] == 211000030  # this run's, not the earlier one
     assert feed.counters["stale_alerts_cleared"] == 1
+    feed.on_report(report(211000030, T0 + 900))  # 211000032's last time is 960 s old now
+    async with asyncio.timeout(WAIT_S):
+        while feed.counters["vessels_cleared"] < 2:
+            await asyncio.sleep(0.1)
+    assert set(await retained_now()) == {topics["kept_alert"], topics["heard"]}
     await feed.stop()
 
 
 async def test_two_feeds_with_one_client_id_back_off_and_say_so_once(
-        broker: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
+        broker: MosquittoBroker, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker hands the session to the newer client, the other reconnects at once and
-    takes it back: 65 reconnects each in 25 s, 90 warnings, and nothing said why."""
+    takes it back: 65 reconnects each in 25 s, 90 warnings, and nothing said why. When the
+    other goes, the one left says its connection holds again."""
+    from api import mqtt as mqtt_module
+
+    monkeypatch.setattr(mqtt_module, "HEALTHY_AFTER_S", 1.5)
     client_id = f"hwtest-{uuid.uuid4().hex[:8]}"
     feeds = [feed_for(broker, new_prefix(), client_id=client_id) for _ in range(2)]
     for feed in feeds:
         await feed.start()
     await asyncio.sleep(4.0)
-    for feed in feeds:
-        feed.stop_timeout_s = 0.5
-        await feed.stop()
     said = [r.getMessage() for r in caplog.records if "keeps dropping" in r.message]
     assert said and all(repr(client_id) in m for m in said)
     assert len(said) <= 2  # once per feed
+    feeds[1].stop_timeout_s = 0.5
+    await feeds[1].stop()
+    async with asyncio.timeout(WAIT_S):
+        while not [r for r in caplog.records if "holds again" in r.message]:
+            await asyncio.sleep(0.1)
+    feeds[0].stop_timeout_s = 0.5
+    await feeds[0].stop()
