@@ -303,7 +303,8 @@ class Engine:
         clock = self.heard_newest
         if time > clock:
             self.heard_newest = clock = time
-        self.picture.hear(receiver, time, self._gap_s, clock, max(clock, self.newest))
+        # Not counted: the line's report (if any) counts it when it reaches the rules.
+        self.picture.hear(receiver, time, self._gap_s, clock, max(clock, self.newest), 0)
 
     def report_heard_by(self, report: Report, receiver: str) -> None:
         """``receiver`` heard ``report`` too: a duplicate of it, added to its ``sources``

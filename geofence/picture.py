@@ -65,10 +65,11 @@ class Receiver:
     #: ahead of it fell silent); being wall time, it never dates an alert.
     heard_live: float = _NEVER
 
-    def hear(self, time: float, gap_s: float, clock: float, now: float) -> None:
-        """Count a message stamped ``time``, heard at ``clock`` (message time) when the
-        engine's clock was ``now`` (``>= clock``); a silence longer than ``gap_s`` (in its
-        own stamps) breaks continuity."""
+    def hear(self, time: float, gap_s: float, clock: float, now: float,
+             counted: int = 1) -> None:
+        """A message stamped ``time``, heard at ``clock`` (message time) when the engine's
+        clock was ``now`` (``>= clock``); a silence longer than ``gap_s`` (in its own
+        stamps) breaks continuity. ``counted``: 0 when its report is counted on its own."""
         if time - self.last_heard > gap_s:
             self.up_since = time
         if time > self.last_heard:
@@ -77,7 +78,7 @@ class Receiver:
             self.heard_at = clock
         if now > self.heard_live:
             self.heard_live = now
-        self.messages += 1
+        self.messages += counted
 
 
 @dataclass(slots=True, eq=False)
@@ -210,11 +211,11 @@ class Picture:
         return (v for v in self.vessels.values() if v.last_seen >= horizon)
 
     def hear(self, receiver: str, time: float, gap_s: float, clock: float,
-             now: float) -> Receiver:
+             now: float, counted: int = 1) -> Receiver:
         rec = self.receivers.get(receiver)
         if rec is None:
             rec = self.receivers[receiver] = Receiver(receiver, time, time)
-        rec.hear(time, gap_s, clock, now)
+        rec.hear(time, gap_s, clock, now, counted)
         return rec
 
     def vessel_for(self, report: Report) -> Vessel:

@@ -89,6 +89,7 @@ def resolve_config(options: ServiceOptions) -> Config:
             raise ConfigError([f"--db {options.db!r}: expected sqlite:///path.db or "
                                "postgresql://…"])
         _set(config.store, "url", options.db, "--db")
+        config.set_origin("store.url", "--db")  # over the file's and the environment's
     if options.mqtt == OFF:
         config.mqtt.url = None
     elif options.mqtt is not None:

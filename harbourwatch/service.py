@@ -242,8 +242,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if decoder is not None:
             decoder.close()
         raise
-    origin = config.origin("store.url")  # the environment's wins over the file's: say so
-    log.warning("store: %s%s", store.description, f" (from the {origin})" if origin else "")
+    origin = config.origin("store.url") or ""  # the environment's wins over the file's
+    log.warning("store: %s%s", store.description,
+                f" (from the {origin})" if origin.startswith("environment") else "")
     snoozes = SnoozeBook()
     pipeline = Pipeline(ingestor, engine, [store], live=replay is None, snoozes=snoozes)
     sinks = pipeline.sinks

@@ -376,7 +376,8 @@ def test_check_config_warns_of_what_the_zones_leave_the_rules_unable_to_do(
     assert check_config(None, zones) == [] and caplog.records == []
 
 
-def test_a_relative_sqlite_path_in_the_file_is_beside_it(tmp_path: Path) -> None:
+def test_a_relative_sqlite_path_in_the_file_is_beside_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every other path in the file is; the database went to the working directory (under
     systemd, /). From the environment it is the shell's, as from --db."""
     text = "version: 1\nstore: {url: 'sqlite:///data/port.db'}\n"
@@ -388,6 +389,12 @@ def test_a_relative_sqlite_path_in_the_file_is_beside_it(tmp_path: Path) -> None
     assert config.store.url is not None
     assert config.store.url.get_secret_value() == "sqlite:///env.db"
     assert config.origin("store.url") == "environment HARBOURWATCH_DB_URL"
+    from harbourwatch.options import ServiceOptions, resolve_config
+
+    monkeypatch.setenv("HARBOURWATCH_DB_URL", "sqlite:///env.db")
+    flagged = resolve_config(ServiceOptions(config=write(tmp_path, "version: 1\n"),
+                                            db="sqlite:///flag.db"))
+    assert flagged.origin("store.url") == "--db"  # the flag wins, and is said to
     path = write(tmp_path, "version: 1\nstore:\n  url: 'sqlite://port.db'\n")
     assert check_config(path, env={}) == [  # run refused it after check-config said ok
         f"{path}:3: store.url: use sqlite:///relative.db (beside the config) or "

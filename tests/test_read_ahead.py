@@ -308,3 +308,14 @@ def test_a_feed_stamped_further_behind_than_silent_s_stays_heard_when_the_source
     silent = [json.loads(s[3]) for s in recorder.seen if s[0] == "alert"]
     assert [(a["details"]["receiver"], a["started_at"]) for a in silent] == [
         ("udp", "2026-01-01T12:03:00Z")]
+
+
+def test_a_receiver_counts_each_message_once() -> None:
+    """Heard in line order from the journal and again by its report: counted twice."""
+    engine = Engine(RulesConfig(), ZoneSet.from_geojson(DEMO_ZONES))
+    pipeline = Pipeline(Ingestor(), engine, [])
+    lines = [("udp", (tag_block(s="rx1", c=T0 + i) + single(position(
+        mmsi=244000000 + i, lat=-23.83, lon=151.26))).encode(), None) for i in range(100)]
+    pipeline.feed_lines(lines)
+    pipeline.finish()
+    assert engine.picture.receivers["rx1"].messages == 100
