@@ -56,8 +56,10 @@ def zone_set_warnings(config: RulesConfig, zones: ZoneSet) -> list[str]:
     return out
 
 
-#: The highest speed AIS can give, meaning "this or more" (102.3 is "not available").
+#: The highest speed a ship's report can give, meaning "this or more" (102.3 is "not
+#: available"); a SAR aircraft's (type 9) goes to 1022 kn.
 UNRELIABLE_SPEED_KN = 102.2
+SAR_TYPE = 9
 _NEVER = float("-inf")
 _NO_ZONES: list[Any] = []
 #: Fewer positions than this in a run are projected one by one (an array call costs ~3 µs).
@@ -203,7 +205,7 @@ class Engine:
             return self.book.drain()
         self.counters["reports"] += 1
         speed = report.speed
-        if speed is not None and speed >= UNRELIABLE_SPEED_KN:
+        if speed is not None and speed >= UNRELIABLE_SPEED_KN and report.msg_type != SAR_TYPE:
             # "102.2 kn or more": a broken log in practice (a moored vessel reported
             # speeding, an anchored one on a collision course). The rules take it as no
             # speed; the sinks keep what was sent (the copy shares ``extra`` and ``sources``).

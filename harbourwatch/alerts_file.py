@@ -18,6 +18,12 @@ class AlertsFileError(RuntimeError):
     """The alerts file cannot be opened (a directory, no permission, no such folder)."""
 
 
+def _ends_a_line(path: Path) -> bool:
+    with path.open("rb") as existing:
+        existing.seek(-1, 2)
+        return existing.read(1) == b"\n"
+
+
 class AlertsFileSink:
     """A :class:`harbourwatch.sinks.Sink` appending alert transitions to a file."""
 
@@ -40,6 +46,8 @@ class AlertsFileSink:
             # Appending (O_APPEND) also lets logrotate's copytruncate cut it without a hole.
             self._file = self.path.open("a" if self.append else "w", encoding="utf-8",
                                         buffering=1)
+            if self.append and self._file.tell() and not _ends_a_line(self.path):
+                self._file.write("\n")  # a crash cut the last line: the next is its own
         except OSError as exc:
             raise AlertsFileError(
                 f"--alerts-out {self.path}: cannot write: {exc.strerror or exc}") from exc

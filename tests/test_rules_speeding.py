@@ -139,3 +139,6 @@ def test_the_top_speed_ais_can_give_is_a_broken_log_not_speeding() -> None:
     sent = report(SHIP, 310, *IN_CHANNEL, speed=102.2, status=5)
     run.feed(sent)
     assert sent.speed == 102.2  # what the sinks store and show
+    aircraft = report(111232511, 320, *IN_CHANNEL, speed=140.0, msg_type=9, status=None)
+    run.feed(aircraft)  # a SAR aircraft's speed goes to 1022 kn: kept
+    assert run.engine.picture.vessels[111232511].speed == 140.0
