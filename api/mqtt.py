@@ -87,7 +87,8 @@ class MqttAuthError(MqttConnectError):
 
 
 def _payload_time(payload: bytes) -> float:
-    """The ``time`` of a retained vessel payload (Unix seconds; -inf when it has none)."""
+    """The ``time`` of a retained vessel payload (Unix seconds; -inf when it has none; the
+    caller treats a time that is not finite as none)."""
     try:
         stamp = json.loads(payload).get("time")
         return parse_iso(stamp) if isinstance(stamp, str) else -math.inf
@@ -266,6 +267,7 @@ class MqttFeed:
         #: live prefix, which would clear the live service's topics).
         self._left_behind: list[tuple[str, bytes]] | None = None
         self._reconciled = not reconcile
+        self._reconcile_warned = False
         #: Vessels an earlier run left retained, by the time their payload says: cleared at
         #: a prune once that is older than ``vessel_live_s``, unless heard again by then.
         self._retained_before: dict[int, float] = {}
@@ -676,22 +678,28 @@ class MqttFeed:
                 seen = len(self._left_behind)
                 await asyncio.sleep(RECONCILE_QUIET_S)
             await client.unsubscribe(filters)
-        except aiomqtt.MqttError as exc:  # once a run: a retry would drop the connection
-            log.warning("MQTT: could not read what an earlier run left retained (%s); "
-                        "nothing of it is cleared", exc)
-            return
-        finally:
+        except aiomqtt.MqttError as exc:  # tried again at the next connect
+            if not self._reconcile_warned:
+                self._reconcile_warned = True
+                log.warning("MQTT: could not read what an earlier run left retained (%s); "
+                            "trying again at the next connect", exc)
+            return  # the feed goes on (a lost connection shows in its next publish)
+        finally:  # a connection lost meanwhile (cancelled) leaves it to the next connect
             found, self._left_behind = self._left_behind or [], None
-            self._reconciled = True
+        self._reconciled = True
         stale_alerts = [(t, b"", 1, True) for t, _ in found
                         if t.startswith(f"{root}/alerts/") and t not in self._open_alerts]
-        self.counters["stale_alerts_cleared"] += await self._publish_all(client, stale_alerts)
         vessels = f"{root}/vessels/"
         for topic, payload in found:
             level = topic.removeprefix(vessels)
             if topic.startswith(vessels) and level.isdigit() \
                     and int(level) not in self._last_pub:
-                self._retained_before[int(level)] = _payload_time(payload)
+                # A drill's message times are another era's: an earlier exercise's vessels
+                # go at once, as do times that are not times.
+                t = _payload_time(payload)
+                self._retained_before[int(level)] = (
+                    -math.inf if self.drill or not math.isfinite(t) else t)
+        self.counters["stale_alerts_cleared"] += await self._publish_all(client, stale_alerts)
         if stale_alerts or self._retained_before:
             log.info("MQTT: an earlier run left retained %d alerts no longer open (cleared) "
                      "and %d vessels (cleared unless heard within %.0f s of their last "

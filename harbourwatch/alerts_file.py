@@ -19,9 +19,12 @@ class AlertsFileError(RuntimeError):
 
 
 def _ends_a_line(path: Path) -> bool:
-    with path.open("rb") as existing:
-        existing.seek(-1, 2)
-        return existing.read(1) == b"\n"
+    try:
+        with path.open("rb") as existing:
+            existing.seek(-1, 2)
+            return existing.read(1) == b"\n"
+    except OSError:  # emptied meanwhile (logrotate's copytruncate): nothing to end
+        return True
 
 
 class AlertsFileSink:
@@ -46,7 +49,8 @@ class AlertsFileSink:
             # Appending (O_APPEND) also lets logrotate's copytruncate cut it without a hole.
             self._file = self.path.open("a" if self.append else "w", encoding="utf-8",
                                         buffering=1)
-            if self.append and self._file.tell() and not _ends_a_line(self.path):
+            if self.append and self._file.seekable() and self._file.tell() \
+                    and not _ends_a_line(self.path):  # (a pipe or FIFO has no last line)
                 self._file.write("\n")  # a crash cut the last line: the next is its own
         except OSError as exc:
             raise AlertsFileError(

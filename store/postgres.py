@@ -601,6 +601,11 @@ class PostgresStore(WriterStore):
         rows = [(scope, part, ts(time), state) for part, state in parts.items()]
         with self._errors():
             async with self.pool.acquire() as conn, conn.transaction():
+                # One save of a scope at a time (the periodic save and the one at stop
+                # overlap): a second DELETE does not see the first's rows, and its INSERT
+                # broke the key.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                   f"engine_state:{scope}")
                 # The scope's state is these parts only: a part left over from an earlier
                 # save (a rule with nothing to keep now) came back at the next restore.
                 await conn.execute("DELETE FROM engine_state WHERE scope = $1", scope)

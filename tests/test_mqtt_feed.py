@@ -829,3 +829,48 @@ async def test_two_feeds_with_one_client_id_back_off_and_say_so_once(
             await asyncio.sleep(0.1)
     feeds[0].stop_timeout_s = 0.5
     await feeds[0].stop()
+
+
+async def test_a_drill_clears_an_earlier_exercises_vessels_at_once(
+        broker: MosquittoBroker) -> None:
+    """A drill's message times are another era's: the 2026 vessels an earlier exercise left
+    never grew old by a 2012 drill's clock, and stayed beside its vessels."""
+    p = new_prefix()
+    stale = f"{p}/drill/vessels/211000041"
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.publish(stale, json.dumps({"time": "2026-03-01T10:00:00Z"}).encode(),
+                             qos=1, retain=True)
+    feed = feed_for(broker, p, drill=True)
+    feed.on_report(report(244000001, T0))
+    await connected(feed)
+    async with asyncio.timeout(WAIT_S):
+        while feed.counters["vessels_cleared"] < 1:
+            await asyncio.sleep(0.1)
+    async with Subscriber(broker, f"{p}/drill/vessels/+") as late:
+        assert {str(m.topic) for m in await late.sync() if m.retain and m.payload} == {
+            f"{p}/drill/vessels/244000001"}
+    await feed.stop()
+
+
+async def test_a_reconcile_cut_short_by_a_lost_connection_is_done_at_the_next_connect(
+        broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was marked done when the connection went while it waited: nothing was cleared
+    for the rest of the run."""
+    from api import mqtt as mqtt_module
+
+    monkeypatch.setattr(mqtt_module, "RECONCILE_QUIET_S", 1.5)  # a wide window to cut
+    p = new_prefix()
+    stale = f"{p}/alerts/dark_vessel/stale1"
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.publish(stale, b'{"earlier": true}', qos=1, retain=True)
+    client_id = f"hwtest-{uuid.uuid4().hex[:8]}"
+    feed = feed_for(broker, p, client_id=client_id)
+    await connected(feed)
+    # Another client with the feed's id takes its session while it reconciles, then goes.
+    async with aiomqtt.Client(broker.host, broker.port, identifier=client_id):
+        await asyncio.sleep(0.3)
+    async with asyncio.timeout(WAIT_S):
+        while feed.counters["stale_alerts_cleared"] < 1:
+            await asyncio.sleep(0.1)
+    assert feed.counters["connects"] >= 2
+    await feed.stop()

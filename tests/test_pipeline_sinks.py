@@ -47,3 +47,20 @@ def test_a_full_disk_under_the_alerts_file_stops_nothing_else(
     assert len(caplog.records) == 1 and "AlertsFileSink failed" in caplog.records[0].message
     with pytest.raises(OSError):
         asyncio.run(full.stop())
+
+
+async def test_a_live_alerts_file_may_be_a_pipe(tmp_path: Path) -> None:
+    """Appending checks the file's last line; a FIFO has none, and the start failed."""
+    import os
+    import threading
+
+    fifo = tmp_path / "alerts.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    sink = AlertsFileSink(fifo, append=True)
+    await sink.start()
+    await sink.stop()
+    reader.join(timeout=5)
+    assert got == [b""]

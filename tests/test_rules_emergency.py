@@ -62,14 +62,15 @@ def test_a_device_in_test_mode_is_information_until_it_reports_active() -> None:
     (test,) = run.of("emergency_device", "new")
     assert (test.alert["severity"], test.alert["details"]["mode"]) == ("info", "test")
     run.feed(report(SART, 30, 500, 500, status=14))  # the same second as the test text
-    (escalated,) = run.of("emergency_device", "update")
-    assert escalated.alert["id"] == test.alert["id"]  # one alert: a new one had its id
-    assert (escalated.alert["severity"], escalated.alert["details"]["mode"],
-            escalated.alert["details"]["active_at"]) == ("critical", "active",
-                                                         "2026-01-01T12:00:30Z")
+    (ended,) = run.of("emergency_device", "end")
+    assert (ended.alert["id"], ended.alert["details"]["reason"]) == (test.alert["id"], "active")
+    (_, active) = run.of("emergency_device", "new")
+    assert active.alert["id"] != test.alert["id"]  # its own: it had the test's in a second
+    assert (active.alert["severity"], active.alert["details"]["mode"], active.time - T0) == (
+        "critical", "active", 30)
     run.feed(report(SART, 90, 500, 500, status=15))  # back to test: the distress stands
-    assert run.of("emergency_device", "end") == []
-    assert len(run.of("emergency_device", "new")) == 1
+    assert len(run.of("emergency_device", "end")) == 1
+    assert len(run.of("emergency_device", "new")) == 2
 
 
 @pytest.mark.parametrize(("status", "text", "severity"), [

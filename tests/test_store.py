@@ -800,3 +800,11 @@ async def test_a_database_an_upgrade_migrated_is_refused_by_an_older_release(
                                          f"harbourwatch knows \\({latest}\\)"):
         await newer.start()
     await newer.stop()
+
+
+async def test_saves_of_the_rules_state_may_overlap(store: Store) -> None:
+    """The periodic save and the one at stop overlap: on PostgreSQL the second broke the
+    key (its DELETE did not see the first's rows) and the state at stop was lost."""
+    parts = [{"receivers": {f"rx{i}": [T0, None, i]}, "open_alerts": []} for i in range(8)]
+    await asyncio.gather(*(store.save_engine_state(T0 + i, p) for i, p in enumerate(parts)))
+    assert await store.load_engine_state() in parts

@@ -10,8 +10,8 @@ and ends once the device has been silent for ``end_after_s``.
 
 A device in test mode (navigational status 15, or "... TEST" in its safety text, IEC
 61097-14; an active one sends 14 and "... ACTIVE") is heard at every annual survey: its
-alert is ``info``, ``details.mode`` "test", and it is escalated to critical (an update,
-``details.mode`` "active", ``active_at``) as soon as the device reports active.
+alert is ``info``, ``details.mode`` "test"; it ends (``reason: active``) and a critical
+alert of its own opens as soon as the device reports active.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from geofence.alert import RiskArea, Severity
+from geofence.alert import RiskArea, Severity, alert_id
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
 from ingest.report import Report, iso_time
@@ -66,15 +66,13 @@ class EmergencyDevice(BaseRule):
             return
         mode = device_mode(report)
         alert = ctx.book.find(self.name, vessel.mmsi)
+        escalated = False
         if alert is not None and mode == "active" and alert.details.get("mode") == "test":
-            # The same alert, escalated: ended and opened anew in the same second, the
-            # critical one had the test alert's id, and a consumer de-duplicating on ids
-            # dropped it.
-            alert.severity = Severity.CRITICAL
-            ctx.book.update(alert, report.time, lat=vessel.lat, lon=vessel.lon, details={
-                "mode": "active", "status": report.status, "text": report.extra.get("text"),
-                "active_at": iso_time(report.time), "last_report": evidence(report)})
-            return
+            # A distress is a new alert: an operator's ack of the survey's test must not
+            # carry over, nor a snooze that muted the test. Its id is its own (opened in the
+            # same second it had the test alert's, and consumers de-duplicate on ids).
+            ctx.book.end(alert, report.time, {"reason": "active"})
+            alert, escalated = None, True
         if alert is None:
             ctx.book.open(self.name, risk_area=RiskArea.PORT_OPERATIONS,
                           severity=Severity.CRITICAL if mode == "active" else Severity.INFO,
@@ -82,7 +80,9 @@ class EmergencyDevice(BaseRule):
                           **vessel_fields(vessel),
                           details={"device": kind, "mode": mode, "status": report.status,
                                    "text": report.extra.get("text"),
-                                   "reports": [evidence(report)]})
+                                   "reports": [evidence(report)]},
+                          alert_id=alert_id(self.name, vessel.mmsi, None, "after-test",
+                                            report.time, ctx.book.drill) if escalated else "")
             vessel.rule_state[self.name] = {"updated": report.time, "x": vessel.x,
                                             "y": vessel.y}
             return
