@@ -191,6 +191,12 @@ class IngestConfig(_Model):
     queue_size: int = Field(default=10000, ge=1, le=10_000_000,
                             description="Bounded line queue; a flood beyond it is dropped and "
                                         "counted")
+    max_receivers: int = Field(default=2000, ge=1, le=1_000_000,
+                               description="Distinct receivers (tag-block or $PGHP stations) "
+                                           "kept; a line naming a new station beyond them "
+                                           "counts as its source's own, counted "
+                                           "(stations_over_limit) and logged once: a feed "
+                                           "open to injection can name any number")
     max_clock_lead_s: float = Field(default=10.0, ge=0, le=86400,
                                     description="Live: a line whose own time (tag block, log "
                                                 "prefix) runs further ahead of its arrival is "

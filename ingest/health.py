@@ -29,6 +29,8 @@ class SourceHealth:
     own_messages: int = 0
     clock_rejected: int = 0
     clock_ahead: int = 0
+    #: Lines whose station was beyond ``max_receivers``: counted as the source's own.
+    stations_over_limit: int = 0
     last_heard: float | None = None
     last_received: float | None = None
 
@@ -52,6 +54,7 @@ class SourceHealth:
             "own_messages": self.own_messages,
             "clock_rejected": self.clock_rejected,
             "clock_ahead": self.clock_ahead,
+            "stations_over_limit": self.stations_over_limit,
             "last_heard": None if self.last_heard is None else iso_time(self.last_heard),
         }
 

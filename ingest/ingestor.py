@@ -124,7 +124,7 @@ class Ingestor:
 
     def __init__(self, *, fragment_ttl_s: float = 5.0, max_pending_groups: int = 1000,
                  dedup_window_s: float = 3.0, nominal_rate: float | None = None,
-                 max_clock_lead_s: float = 10.0) -> None:
+                 max_clock_lead_s: float = 10.0, max_receivers: int = 2000) -> None:
         """``nominal_rate`` (lines/s): how a recorded log with no time at all is timed.
 
         ``None`` leaves such lines untimed (``time_source`` ``none``, JSON time null);
@@ -143,6 +143,10 @@ class Ingestor:
         self._framed: dict[bytes, Sentence | Meta | str] = {}
         self.nominal_rate = nominal_rate
         self.max_clock_lead_s = max_clock_lead_s
+        #: Distinct receivers kept: a feed open to injection can name any number of
+        #: stations, each a receiver (tables, metrics, a source_silent alert once silent).
+        self.max_receivers = max_receivers
+        self._receivers_full_warned = False
         self._clock_ahead_warned: set[str] = set()
         self.untimed_sources: set[str] = set()
         #: When a consumer sets a list here, what a line tells about reports already
@@ -291,6 +295,16 @@ class Ingestor:
         self._place(source, state, sentence, time, time_source or "line", placed, station)
         return placed or _NOTHING
 
+    def _over_limit(self, station: str, source: str, health: SourceHealth) -> str:
+        """A station beyond ``max_receivers``: its line counts as the source's own."""
+        health.stations_over_limit += 1
+        if not self._receivers_full_warned:
+            self._receivers_full_warned = True
+            log.warning("%s: %d receivers known; station %r and any further new one count as "
+                        "their source's own (ingest.max_receivers; a feed open to injection "
+                        "can name any number)", source, len(self.receivers), station[:40])
+        return source
+
     def _clock_ahead(self, source: str, state: _SourceState, sentence: Sentence, time: float,
                      received: float) -> Sentence:
         """A live line timed ahead of its arrival: count it, warn once per receiver, and
@@ -338,7 +352,11 @@ class Ingestor:
         health.last_heard = time
         rx = self.receivers.get(receiver)
         if rx is None:
-            rx = self.receivers[receiver] = ReceiverHealth(receiver, source)
+            if len(self.receivers) >= self.max_receivers and receiver != source:
+                receiver = self._over_limit(receiver, source, health)
+                rx = self.receivers.get(receiver)
+            if rx is None:
+                rx = self.receivers[receiver] = ReceiverHealth(receiver, source)
         rx.messages += 1
         if rx.last_heard is None or time > rx.last_heard:
             rx.last_heard = time

@@ -399,3 +399,21 @@ def test_not_available_is_null_in_json_and_other_types_fields_are_left_out() -> 
     unavailable = ("lat", "lon", "speed", "course", "heading", "turn")
     assert {k: out[k] for k in unavailable} == dict.fromkeys(unavailable)
     assert "shipname" not in out and "draught" not in out
+
+
+def test_stations_beyond_max_receivers_count_as_their_source(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A feed open to injection named 19,000 stations: each a receiver for ever (tables,
+    metrics labels, a source_silent alert once silent)."""
+    ingestor = Ingestor(max_receivers=3)
+    reports = []
+    for i in range(6):
+        line = tag_block(s=f"forged{i}", c=1767261600 + i) + single(
+            position(mmsi=244000000 + i))
+        reports += ingestor.feed("udp", line.encode(), None)
+    reports += ingestor.flush()
+    assert [r.sources for r in reports] == [
+        ["forged0"], ["forged1"], ["forged2"], ["udp"], ["udp"], ["udp"]]
+    assert set(ingestor.receivers) == {"forged0", "forged1", "forged2", "udp"}
+    assert ingestor.sources["udp"].health.to_dict()["stations_over_limit"] == 3
+    assert len([r for r in caplog.records if "max_receivers" in r.message]) == 1
