@@ -170,14 +170,21 @@ async def save_state(store: Store, engine: Engine, scope: str = "live",
 async def _periodically(every_s: float, what: str, work: Callable[[], Awaitable[None]], *,
                         at_once: bool = False) -> None:
     """``work`` every ``every_s`` wall seconds, until cancelled. A failure is logged and
-    tried again next time; a database outage (which the writer reports too) in one line."""
+    tried again next time; a database outage (which the writer reports too) once when it
+    starts and once when the work is done again (it was logged every 30 s)."""
     if not at_once:
         await asyncio.sleep(every_s)
+    away = False
     while True:
         try:
             await work()
+            if away:
+                log.warning("could %s again", what)
+            away = False
         except StoreUnavailable as exc:
-            log.warning("could not %s (%s); will retry", what, exc)
+            if not away:
+                log.warning("could not %s (%s); will retry", what, exc)
+            away = True
         except Exception:
             log.exception("could not %s; will retry", what)
         await asyncio.sleep(every_s)

@@ -787,3 +787,31 @@ def test_scenario_says_what_it_skipped(tmp_path: Path) -> None:
     skipped = json.loads((tmp_path / "t.json").read_text())["skipped"]
     assert skipped and [f"skipped {rule}: {why}" for rule, why in skipped.items()] == \
         done.stdout.splitlines()[1:]
+
+
+def test_a_periodic_save_during_a_database_outage_is_logged_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An hour's outage logged "could not save the rules' state" 120 times."""
+    from harbourwatch.service import _periodically
+    from store import StoreUnavailable
+
+    calls: list[int] = []
+
+    async def work() -> None:
+        calls.append(1)
+        if len(calls) <= 4:
+            raise StoreUnavailable("PostgreSQL unreachable")
+
+    async def run() -> None:
+        task = asyncio.create_task(_periodically(0.01, "save the rules' state", work,
+                                                 at_once=True))
+        while len(calls) < 6:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert caplog.messages == [
+        "could not save the rules' state (PostgreSQL unreachable); will retry",
+        "could save the rules' state again"]
