@@ -519,7 +519,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         else:
             out = await store.resolve(alert_id, who.name, note)
         # A muted alert's acts are not pushed either: the stream never told of it.
-        muted = deps.snooze_target is not None and out["id"] in deps.snooze_target.muted_ids
+        muted = deps.snooze_target is not None and deps.snooze_target.is_muted(out["id"])
         if hub is not None and not muted:
             hub.publish_alert("update", out)
         for listener in deps.operator_updates:

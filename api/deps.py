@@ -61,9 +61,8 @@ class SnoozeTarget(Protocol):
 
     def unsnooze(self, rule: str, mmsi: int) -> None: ...
 
-    @property
-    def muted_ids(self) -> frozenset[str]:
-        """Open alerts a snooze muted: never pushed, their acts neither."""
+    def is_muted(self, alert_id: str) -> bool:
+        """An open alert a snooze muted: never pushed, its acts neither."""
         ...
 
 

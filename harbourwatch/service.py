@@ -295,7 +295,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                                         # live service's topics as left behind.
                                         reconcile=live_service or drill)
             feed.set_stats_provider(pipeline.stats)
-            feed.remember_open(a for a in restored if a["id"] not in snoozes.muted_ids)
+            feed.remember_open(a for a in restored if not snoozes.is_muted(a["id"]))
             for source in sources:
                 source.add_status_listener(feed.source_status)
                 # Its state now (offline until it is up): a source that never comes up is

@@ -39,6 +39,10 @@ class SnoozeBook:
         """The open alerts whose ``new`` was muted (saved with the rules' state)."""
         return frozenset(self._muted_ids)
 
+    def is_muted(self, alert_id: str) -> bool:
+        """Whether an open alert's ``new`` was muted (no copy of the set, as ``muted_ids``)."""
+        return alert_id in self._muted_ids
+
     def remember_muted(self, alert_ids: Iterable[str]) -> None:
         """Alerts muted before a restart stay muted: their acts and end were pushed to a
         platform that never saw them open."""
