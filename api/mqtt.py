@@ -369,10 +369,9 @@ class MqttFeed:
             if newer:
                 self._static_time[mmsi] = t
                 state["static_time"] = iso_time(t)
-            if mmsi not in self._vessel_time:
-                self._vessel_time[mmsi] = t
-                state["time"] = iso_time(t)
-            changed = True
+            # Published with its first position, as the API lists it: a vessel known only
+            # by its static data has no place on the platform's chart.
+            changed = changed or mmsi in self._vessel_time
         if changed:
             self._schedule_vessel(mmsi, t)
         if self._newest >= self._next_prune:

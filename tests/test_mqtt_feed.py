@@ -239,6 +239,30 @@ async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> N
         assert [bytes(m.payload) for m in await late.sync()] == [b"stopped"]
 
 
+async def test_vessel_known_only_by_static_data_waits_for_its_position(
+        broker: MosquittoBroker) -> None:
+    # The API lists no vessel without a position; the platform's chart got one at (null,
+    # null) stamped with the static report's time.
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    await connected(feed)
+    feed.on_report(report(244123456, T0, msg_type=5, lat=None, lon=None, shipname="NORDIC"))
+    feed.on_report(report(244123457, T0 + 5))  # a marker: published once the first is done
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        _, marker, _, _ = await sub.get_json()
+        assert marker["mmsi"] == 244123457
+    async with Subscriber(broker, f"{p}/vessels/+") as late:
+        topics = {str(m.topic) for m in await late.sync()}
+    assert topics == {f"{p}/vessels/244123457"}
+    assert feed.counters["vessels_published"] == 1
+    feed.on_report(report(244123456, T0 + 10, speed=3.5))
+    async with Subscriber(broker, f"{p}/vessels/244123456") as sub:
+        _, vessel, _, _ = await sub.get_json()
+    assert (vessel["time"], vessel["shipname"], vessel["lat"]) == (
+        "2026-01-01T10:00:10Z", "NORDIC", 51.9)
+    await feed.stop()
+
+
 async def test_vessel_updates_rate_limited_on_message_time(broker: MosquittoBroker) -> None:
     p = new_prefix()
     feed = feed_for(broker, p)
