@@ -109,6 +109,29 @@ def _translate(exc: BaseException) -> MqttError:
     return MqttConnectError(f"{type(exc).__name__}: {exc}")
 
 
+class _ClientErrors(logging.Filter):
+    """Keeps the socket-level error paho logs (a TLS alert such as "certificate required")
+    for the feed's own line about the attempt, and holds it back from the log: the attempt
+    itself failed as "Operation timed out", and each retry repeated the error at ERROR."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        self.last = record.getMessage()
+        return False
+
+    def explain(self, err: MqttError) -> MqttError:
+        """``err`` with the error paho logged during the attempt, if any; then forgets it."""
+        seen, self.last = self.last, None
+        if seen is None or seen in str(err):
+            return err
+        return type(err)(f"{err} ({seen})")
+
+
 def _dumps(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
@@ -246,6 +269,12 @@ class MqttFeed:
         self._timeout = timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._client_id = client_id
+        # A logger of this feed's own (not registered, propagating to the module's client
+        # logger), so its filter sees only this feed's client.
+        self._client_errors = _ClientErrors()
+        self._client_log = logging.Logger(f"{__name__}.client")
+        self._client_log.parent = logging.getLogger(f"{__name__}.client")
+        self._client_log.addFilter(self._client_errors)
         self._clock = clock
 
         self._newest: float | None = None
@@ -567,7 +596,7 @@ class MqttFeed:
             username=self._username,
             password=self._password,
             identifier=self._client_id,
-            logger=logging.getLogger(f"{__name__}.client"),
+            logger=self._client_log,
             will=aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True),
             keepalive=self._keepalive,
             timeout=self._timeout,
@@ -590,6 +619,7 @@ class MqttFeed:
         while True:
             connected_at: float | None = None
             try:
+                self._client_errors.last = None  # only this attempt's
                 async with self._make_client() as client:
                     self.counters["connects"] += 1
                     if not short_warned:
@@ -611,7 +641,7 @@ class MqttFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                err = _translate(exc)
+                err = self._client_errors.explain(_translate(exc))
                 self.counters["connect_failures"] += 1
                 if connected_at is not None and loop.time() - connected_at >= HEALTHY_AFTER_S:
                     attempt, short_warned = 0, False  # a real outage: announce it afresh

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -710,6 +711,41 @@ async def test_tls(tmp_path: Path) -> None:
         await strict.stop()
     finally:
         broker.stop()
+
+
+class ClientCertBroker(TlsBroker):
+    """A TLS listener that requires a client certificate."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        with self.config.open("a") as conf:
+            conf.write("require_certificate true\n")
+
+
+async def test_tls_refusal_is_named_once(tmp_path: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    # Without a client certificate the attempt failed as "Operation timed out", and the
+    # broker's reason came in a separate ERROR line from paho at every retry.
+    broker = ClientCertBroker(tmp_path)
+    broker.start()
+    try:
+        feed = MqttFeed(f"mqtts://{broker.host}:{broker.port}", prefix=new_prefix(),
+                        tls_ca_file=tmp_path / "ca.crt", tls_insecure=True,
+                        backoff_initial_s=0.05, backoff_max_s=0.05, stop_timeout_s=0.1,
+                        timeout_s=1.0)
+        with caplog.at_level(logging.DEBUG, logger="api.mqtt"):
+            await feed.start()
+            while feed.counters["connect_failures"] < 3:
+                await asyncio.sleep(0.02)
+            await feed.stop()
+    finally:
+        broker.stop()
+    failures = [r for r in caplog.records if r.name == "api.mqtt" and "retrying" in r.message]
+    assert len(failures) == 1
+    assert failures[0].levelno == logging.WARNING
+    assert "certificate required" in failures[0].message
+    assert [r for r in caplog.records if r.name.startswith("api.mqtt.client")
+            and r.levelno >= logging.ERROR] == []
 
 
 def test_is_a_sink() -> None:
