@@ -110,19 +110,25 @@ def _translate(exc: BaseException) -> MqttError:
 
 
 class _ClientErrors(logging.Filter):
-    """Keeps the socket-level error paho logs (a TLS alert such as "certificate required")
-    for the feed's own line about the attempt, and holds it back from the log: the attempt
-    itself failed as "Operation timed out", and each retry repeated the error at ERROR."""
+    """Keeps the error paho logs (a TLS alert such as "certificate required") for the
+    feed's own line about the attempt, and holds it back from the log until connected: the
+    attempt itself failed as "Operation timed out", and each retry repeated the error at
+    ERROR. Once connected, paho's errors pass (one at most per lost connection)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.last: str | None = None
+        self.holding = True
+
+    def attempt(self) -> None:
+        """A new connection attempt: forget the last one's error, hold errors back."""
+        self.last, self.holding = None, True
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR:
             return True
         self.last = record.getMessage()
-        return False
+        return not self.holding
 
     def explain(self, err: MqttError) -> MqttError:
         """``err`` with the error paho logged during the attempt, if any; then forgets it."""
@@ -619,9 +625,10 @@ class MqttFeed:
         while True:
             connected_at: float | None = None
             try:
-                self._client_errors.last = None  # only this attempt's
+                self._client_errors.attempt()
                 async with self._make_client() as client:
                     self.counters["connects"] += 1
+                    self._client_errors.holding = False
                     if not short_warned:
                         log.log(logging.WARNING if attempt else logging.INFO,
                                 "MQTT connected to %s:%d%s", self.host, self.port,
