@@ -15,6 +15,7 @@ from store.base import (
     Conflict,
     NotFound,
     OutboxMessage,
+    QueuedAct,
     Snooze,
     Store,
     StoreError,
@@ -25,9 +26,9 @@ from store.base import (
 )
 
 __all__ = [
-    "DEFAULT_SQLITE_NAME", "AlertQuery", "Conflict", "NotFound", "OutboxMessage", "Snooze",
-    "Store", "StoreError", "StoreUnavailable", "VesselState", "VesselStateJSON", "WriterStats",
-    "open_store",
+    "DEFAULT_SQLITE_NAME", "AlertQuery", "Conflict", "NotFound", "OutboxMessage", "QueuedAct",
+    "Snooze", "Store", "StoreError", "StoreUnavailable", "VesselState", "VesselStateJSON",
+    "WriterStats", "open_store",
 ]
 
 DEFAULT_SQLITE_NAME = "harbourwatch.db"

@@ -100,6 +100,37 @@ class Snooze:
     created: float = 0.0
 
 
+@dataclass(slots=True, frozen=True)
+class QueuedAct:
+    """An operator act made while the database was away (``action``: ack, resolve, snooze,
+    unsnooze). The writer stores it in queue order, after the alert rows queued before it,
+    with the operator's name and wall time as given; spooled like any row, so a stop before
+    the database is back does not lose it."""
+
+    action: str
+    actor: str
+    at: float
+    note: str | None = None
+    alert_id: str | None = None
+    rule: str | None = None
+    mmsi: int | None = None
+    until: float | None = None
+
+    @property
+    def dedup(self) -> str:
+        """Its audit row's key: a batch written again after an ambiguous failure (the
+        commit made, its answer lost) finds it and does not act twice."""
+        what = self.alert_id if self.alert_id is not None else f"{self.rule}:{self.mmsi}"
+        return f"act|{self.action}|{what}|{self.actor}|{self.at!r}"
+
+    def to_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> QueuedAct:
+        return cls(**{name: row.get(name) for name in cls.__slots__})  # type: ignore[arg-type]
+
+
 @dataclass(slots=True)
 class WriterStats:
     """Counters of the background writer (for /metrics and /stats)."""
@@ -166,6 +197,9 @@ class Store(Protocol):
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...
     async def unsnooze(self, rule: str, mmsi: int, actor: str,
                        at: float | None = None) -> bool: ...
+    def queue_act(self, act: QueuedAct) -> None:
+        """Write ``act`` with the writer's rows (the database is away: see QueuedAct)."""
+
     # Snooze and unsnooze acts, newest first (see store.common.snooze_acts).
     async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time as wallclock
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -12,7 +13,7 @@ from typing import Any
 from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
 from ingest.report import STATIC_FIELDS, Report
-from store.base import AlertQuery, Conflict, WriterStats
+from store.base import AlertQuery, Conflict, QueuedAct, StoreError, WriterStats
 from store.rows import (
     Batch,
     PositionRow,
@@ -23,6 +24,8 @@ from store.rows import (
     static_row,
 )
 from store.writer import BatchWriter
+
+log = logging.getLogger(__name__)
 
 
 class WriterStore:
@@ -113,6 +116,11 @@ class WriterStore:
 
     def on_alert(self, event: AlertEvent) -> None:
         self._put(("a", alert_row(event)))
+
+    def queue_act(self, act: QueuedAct) -> None:
+        """An operator act made while the database is away: written in queue order, after
+        the alert rows queued before it (see ``store.base.QueuedAct``)."""
+        self._put(("o", act.to_row()))
 
     def _hold(self, row: PositionRow) -> None:
         """Queue positions only once their ``sources`` are final.
@@ -215,6 +223,13 @@ def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,
     none, while each drill run (an exercise of its own) keeps its own rows."""
     key = f"{alert['id']}|{transition}|{when!r}|{alert['state']}"
     return f"{key}|run {store.run_started!r}" if store.drill else key
+
+
+def act_dropped(act: QueuedAct, why: StoreError) -> None:
+    """A queued act the store refuses now (its alert gone, or acted on meanwhile): said,
+    not retried; the rest of its batch is written."""
+    log.warning("store: %s by %s at %s, made while the database was away, not stored: %s",
+                act.action, act.actor, iso(act.at), why)
 
 
 #: Clears the operator's acts on an alert (a new exercise, see ``new_exercise``).

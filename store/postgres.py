@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time as wallclock
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,8 +27,10 @@ from ingest.report import STATIC_FIELDS
 from store import migrations
 from store.base import (
     AlertQuery,
+    Conflict,
     NotFound,
     OutboxMessage,
+    QueuedAct,
     Snooze,
     StoreError,
     StoreUnavailable,
@@ -44,6 +46,7 @@ from store.common import (
     SNOOZE_ACTS_SQL,
     WriterStore,
     act_basis,
+    act_dropped,
     alert_columns,
     alert_filters,
     alert_out,
@@ -58,6 +61,7 @@ from store.common import (
 )
 from store.rows import (
     POSITION_COLUMNS,
+    AlertRow,
     Batch,
     StaticRow,
     iso,
@@ -107,6 +111,30 @@ _STAGE = (
 
 def ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
+
+
+async def _snooze_in(conn: asyncpg.Connection, t: Callable[[float], Any], rule: str, mmsi: int,
+                     until: float, actor: str, note: str | None, when: float,
+                     dedup: str | None = None) -> None:
+    """A snooze in the caller's transaction (``t``: a time as ``conn`` takes it)."""
+    await conn.execute(
+        "INSERT INTO snoozes VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT (rule, mmsi) DO UPDATE SET until = excluded.until, "
+        "actor = excluded.actor, note = excluded.note, created = excluded.created",
+        rule, mmsi, t(until), actor, note, t(when))
+    await conn.execute(_AUDIT_INSERT, None, t(when), actor, "snooze", note, None,
+                       json.dumps({"rule": rule, "mmsi": mmsi, "until": until}), dedup)
+
+
+async def _unsnooze_in(conn: asyncpg.Connection, t: Callable[[float], Any], rule: str,
+                       mmsi: int, actor: str, when: float, dedup: str | None = None) -> bool:
+    """An unsnooze in the caller's transaction; whether there was a snooze to end."""
+    status = await conn.execute("DELETE FROM snoozes WHERE rule = $1 AND mmsi = $2", rule, mmsi)
+    deleted = str(status).split()[-1] != "0"
+    if deleted:
+        await conn.execute(_AUDIT_INSERT, None, t(when), actor, "unsnooze", None,
+                           json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup)
+    return deleted
 
 
 def _span(span: timedelta) -> str:
@@ -338,8 +366,15 @@ class PostgresStore(WriterStore):
                 new_positions = int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
         if batch.statics:
             await self._write_statics(conn, batch.statics)
+        for alerts, acts in batch.in_order():
+            await self._write_alerts(conn, alerts)
+            if acts:
+                await self._write_acts(conn, acts)
+        return new_positions
+
+    async def _write_alerts(self, conn: asyncpg.Connection, alerts: list[AlertRow]) -> None:
         now = wallclock.time()
-        for transition, when, alert in batch.alerts:
+        for transition, when, alert in alerts:
             before = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE",
                                          alert["id"])
             fresh = new_exercise(self, transition, alert["id"], before is not None)
@@ -354,7 +389,6 @@ class PostgresStore(WriterStore):
                 await conn.execute(_AUDIT_INSERT, alert["id"], when, "rules", transition,
                                    "a new drill run" if fresh else None, before, state,
                                    audit_key(self, alert, transition, when))
-        return new_positions
 
     async def _write_statics(self, conn: asyncpg.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}
@@ -478,37 +512,71 @@ class PostgresStore(WriterStore):
     # --- operator acts -------------------------------------------------------------------------
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
                             action: str) -> dict[str, Any]:
-        when = ts(wallclock.time() if at is None else at)
-        by = "resolved" if action == "resolve" else "acked"
-        prefix = "resolve" if action == "resolve" else "ack"
-        cleared = False
+        when = wallclock.time() if at is None else at
+        cleared: list[str] = []
         try:
             with self._errors():
                 async with self.pool.acquire() as conn, conn.transaction():
-                    row = await conn.fetchrow(
-                        f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
-                    if row is None:
-                        raise NotFound(f"no alert {alert_id!r}")
-                    found = _plain(row)
-                    basis, cleared = act_basis(self, alert_id, action, found)
-                    if cleared:
-                        await conn.execute(
-                            f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = $1",
-                            alert_id)
-                    before = found["state"]
-                    after = merge_state(basis, "resolved" if action == "resolve"
-                                        else "acknowledged")
-                    await conn.execute(
-                        f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
-                        f"{prefix}_note = $4, updated_at = $2 WHERE id = $5",
-                        after, when, actor, note, alert_id)
-                    await conn.execute(_AUDIT_INSERT, alert_id, when, actor, action, note,
-                                       before, after, None)
+                    await self._act_in(conn, ts, alert_id, actor, note, when, action, cleared)
         except BaseException:
-            if cleared:
-                self._acted_alerts.discard(alert_id)
+            self._acted_alerts.difference_update(cleared)
             raise
         return await self.alert(alert_id)
+
+    async def _act_in(self, conn: asyncpg.Connection, t: Callable[[float], Any], alert_id: str,
+                      actor: str, note: str | None, when: float, action: str,
+                      cleared: list[str], dedup: str | None = None) -> None:
+        """An ack or resolve in the caller's transaction (``t``: a time as ``conn`` takes
+        it); ``cleared`` gets the alert when an earlier drill run's acts were cleared."""
+        by = "resolved" if action == "resolve" else "acked"
+        prefix = "resolve" if action == "resolve" else "ack"
+        row = await conn.fetchrow(
+            f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+        if row is None:
+            raise NotFound(f"no alert {alert_id!r}")
+        found = _plain(row)
+        basis, clear = act_basis(self, alert_id, action, found)
+        if clear:
+            cleared.append(alert_id)
+            await conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = $1", alert_id)
+        before = found["state"]
+        after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
+        await conn.execute(
+            f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
+            f"{prefix}_note = $4, updated_at = $2 WHERE id = $5",
+            after, t(when), actor, note, alert_id)
+        await conn.execute(_AUDIT_INSERT, alert_id, t(when), actor, action, note, before,
+                           after, dedup)
+
+    async def _write_acts(self, conn: asyncpg.Connection, acts: list[QueuedAct]) -> None:
+        """Acts made while the database was away, in order, on the writer's connection
+        (times as Unix seconds); one already stored (a batch written again) is skipped, one
+        refused now is said and skipped."""
+        cleared: list[str] = []
+        try:
+            for act in acts:
+                if await conn.fetchval("SELECT 1 FROM alert_audit WHERE dedup = $1",
+                                       act.dedup) is not None:
+                    continue
+                try:
+                    if act.action == "snooze":
+                        assert act.rule is not None and act.mmsi is not None
+                        assert act.until is not None
+                        await _snooze_in(conn, float, act.rule, act.mmsi, act.until,
+                                         act.actor, act.note, act.at, act.dedup)
+                    elif act.action == "unsnooze":
+                        assert act.rule is not None and act.mmsi is not None
+                        await _unsnooze_in(conn, float, act.rule, act.mmsi, act.actor, act.at,
+                                           act.dedup)
+                    else:
+                        assert act.alert_id is not None
+                        await self._act_in(conn, float, act.alert_id, act.actor, act.note,
+                                           act.at, act.action, cleared, act.dedup)
+                except (NotFound, Conflict) as exc:
+                    act_dropped(act, exc)
+        except BaseException:
+            self._acted_alerts.difference_update(cleared)
+            raise
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
                   at: float | None = None) -> dict[str, Any]:
@@ -523,14 +591,7 @@ class PostgresStore(WriterStore):
         when = wallclock.time() if at is None else at
         with self._errors():
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "INSERT INTO snoozes VALUES ($1, $2, $3, $4, $5, $6) "
-                    "ON CONFLICT (rule, mmsi) DO UPDATE SET until = excluded.until, "
-                    "actor = excluded.actor, note = excluded.note, created = excluded.created",
-                    rule, mmsi, ts(until), actor, note, ts(when))
-                await conn.execute(_AUDIT_INSERT, None, ts(when), actor, "snooze", note, None,
-                                   json.dumps({"rule": rule, "mmsi": mmsi, "until": until}),
-                                   None)
+                await _snooze_in(conn, ts, rule, mmsi, until, actor, note, when)
         return Snooze(rule, mmsi, until, actor, note, when)
 
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
@@ -544,16 +605,10 @@ class PostgresStore(WriterStore):
                        r["created"].timestamp()) for r in rows]
 
     async def unsnooze(self, rule: str, mmsi: int, actor: str, at: float | None = None) -> bool:
-        when = ts(wallclock.time() if at is None else at)
+        when = wallclock.time() if at is None else at
         with self._errors():
             async with self.pool.acquire() as conn, conn.transaction():
-                status = await conn.execute(
-                    "DELETE FROM snoozes WHERE rule = $1 AND mmsi = $2", rule, mmsi)
-                deleted = str(status).split()[-1] != "0"
-                if deleted:
-                    await conn.execute(_AUDIT_INSERT, None, when, actor, "unsnooze", None,
-                                       json.dumps({"rule": rule, "mmsi": mmsi}), None, None)
-        return deleted
+                return await _unsnooze_in(conn, ts, rule, mmsi, actor, when)
 
     async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:

@@ -1,16 +1,19 @@
 """Rows as the writer queues them, and the pure merge logic both backends share.
 
 Items are small tuples so ``on_report`` stays cheap and the spool can hold them as JSON:
-``("p", position)``, ``("s", static)``, ``("a", alert event)``.
+``("p", position)``, ``("s", static)``, ``("a", alert event)``, and ``("o", operator act)``
+(a :class:`~store.base.QueuedAct` as a dict) made while the database was away.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from geofence.alert import AlertEvent, AlertState
 from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
+from store.base import QueuedAct
 
 #: Column order of ``positions`` (and of :data:`PositionRow`).
 POSITION_COLUMNS: tuple[str, ...] = (
@@ -57,6 +60,8 @@ class Batch:
     positions: list[PositionRow] = field(default_factory=list)
     statics: list[StaticRow] = field(default_factory=list)
     alerts: list[AlertRow] = field(default_factory=list)
+    #: Each act with the number of the batch's alerts queued before it (see ``in_order``).
+    acts: list[tuple[int, QueuedAct]] = field(default_factory=list)
 
     @classmethod
     def of(cls, items: list[Item]) -> Batch:
@@ -67,9 +72,29 @@ class Batch:
             for kind, row in items:
                 if kind == "s":
                     batch.statics.append(row)
+                elif kind == "o":
+                    batch.acts.append((len(batch.alerts), QueuedAct.from_row(row)))
                 elif kind != "p":
                     batch.alerts.append(row)
         return batch
+
+
+    def in_order(self) -> Iterator[tuple[list[AlertRow], list[QueuedAct]]]:
+        """Runs of alert rows, each with the acts queued right after it: an act is written
+        after its alert's ``new`` and before the rules' later transitions, as it was made
+        (so the audit trail keeps the order of events)."""
+        start, acts = 0, self.acts
+        i = 0
+        while i < len(acts):
+            at = acts[i][0]
+            run: list[QueuedAct] = []
+            while i < len(acts) and acts[i][0] == at:
+                run.append(acts[i][1])
+                i += 1
+            yield self.alerts[start:at], run
+            start = at
+        if start < len(self.alerts):
+            yield self.alerts[start:], []
 
 
 History = list[tuple[float, dict[str, Any]]]

@@ -83,4 +83,6 @@ def _decode(raw: Any) -> Item:
         return (kind, tuple(row) if len(row) == 12 else (*row, False))
     if kind == "s":
         return (kind, (int(row[0]), float(row[1]), dict(row[2])))
+    if kind == "o":
+        return (kind, dict(row))
     return (kind, (str(row[0]), float(row[1]), dict(row[2])))

@@ -22,8 +22,10 @@ from ingest.report import STATIC_FIELDS
 from store import migrations
 from store.base import (
     AlertQuery,
+    Conflict,
     NotFound,
     OutboxMessage,
+    QueuedAct,
     Snooze,
     StoreError,
     StoreUnavailable,
@@ -39,6 +41,7 @@ from store.common import (
     SNOOZE_ACTS_SQL,
     WriterStore,
     act_basis,
+    act_dropped,
     alert_columns,
     alert_filters,
     alert_out,
@@ -343,8 +346,11 @@ class SqliteStore(WriterStore):
             new_positions = conn.total_changes - before
         if batch.statics:
             self._write_statics(conn, batch.statics)
-        if batch.alerts:
-            self._write_alerts(conn, batch.alerts)
+        for alerts, acts in batch.in_order():
+            if alerts:
+                self._write_alerts(conn, alerts)
+            if acts:
+                self._write_acts(conn, acts)
         return new_positions
 
     def _write_alerts(self, conn: sqlite3.Connection, alerts: list[AlertRow]) -> None:
@@ -514,33 +520,64 @@ class SqliteStore(WriterStore):
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
                             action: str) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
-
-        def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute(f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = ?",
-                               (alert_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no alert {alert_id!r}")
-            basis, clear = act_basis(self, alert_id, action, row)
-            if clear:
-                cleared.append(alert_id)
-                conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = ?", (alert_id,))
-            before = str(row["state"])
-            after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
-            prefix = "resolve" if action == "resolve" else "ack"
-            by = "resolved" if action == "resolve" else "acked"
-            conn.execute(
-                f"UPDATE alerts SET state = ?, {by}_at = ?, {by}_by = ?, {prefix}_note = ?, "
-                "updated_at = ? WHERE id = ?", (after, when, actor, note, when, alert_id))
-            conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after,
-                                         None))
-
         cleared: list[str] = []
         try:
-            await self._write(run)
+            await self._write(lambda conn: self._act_in(conn, alert_id, actor, note, when,
+                                                        action, cleared))
         except BaseException:
             self._acted_alerts.difference_update(cleared)
             raise
         return await self.alert(alert_id)
+
+    def _act_in(self, conn: sqlite3.Connection, alert_id: str, actor: str, note: str | None,
+                when: float, action: str, cleared: list[str], dedup: str | None = None) -> None:
+        """An ack or resolve in the caller's transaction; ``cleared`` gets the alert when an
+        earlier drill run's acts were cleared (undone by the caller if it fails)."""
+        row = conn.execute(f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = ?",
+                           (alert_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no alert {alert_id!r}")
+        basis, clear = act_basis(self, alert_id, action, row)
+        if clear:
+            cleared.append(alert_id)
+            conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = ?", (alert_id,))
+        before = str(row["state"])
+        after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
+        prefix = "resolve" if action == "resolve" else "ack"
+        by = "resolved" if action == "resolve" else "acked"
+        conn.execute(
+            f"UPDATE alerts SET state = ?, {by}_at = ?, {by}_by = ?, {prefix}_note = ?, "
+            "updated_at = ? WHERE id = ?", (after, when, actor, note, when, alert_id))
+        conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after, dedup))
+
+    def _write_acts(self, conn: sqlite3.Connection, acts: list[QueuedAct]) -> None:
+        """Acts made while the database was away, in order; one already stored (a batch
+        written again) is skipped, one refused now is said and skipped."""
+        cleared: list[str] = []
+        try:
+            for act in acts:
+                if conn.execute("SELECT 1 FROM alert_audit WHERE dedup = ?",
+                                (act.dedup,)).fetchone() is not None:
+                    continue
+                try:
+                    if act.action == "snooze":
+                        assert act.rule is not None and act.mmsi is not None
+                        assert act.until is not None
+                        self._snooze_in(conn, act.rule, act.mmsi, act.until, act.actor,
+                                        act.note, act.at, act.dedup)
+                    elif act.action == "unsnooze":
+                        assert act.rule is not None and act.mmsi is not None
+                        self._unsnooze_in(conn, act.rule, act.mmsi, act.actor, act.at,
+                                          act.dedup)
+                    else:
+                        assert act.alert_id is not None
+                        self._act_in(conn, act.alert_id, act.actor, act.note, act.at,
+                                     act.action, cleared, act.dedup)
+                except (NotFound, Conflict) as exc:
+                    act_dropped(act, exc)
+        except BaseException:
+            self._acted_alerts.difference_update(cleared)
+            raise
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
                   at: float | None = None) -> dict[str, Any]:
@@ -553,17 +590,18 @@ class SqliteStore(WriterStore):
     async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
                      note: str | None = None, at: float | None = None) -> Snooze:
         when = wallclock.time() if at is None else at
-        snooze = Snooze(rule, mmsi, until, actor, note, when)
+        await self._write(lambda conn: self._snooze_in(conn, rule, mmsi, until, actor, note,
+                                                       when))
+        return Snooze(rule, mmsi, until, actor, note, when)
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR REPLACE INTO snoozes VALUES (?, ?, ?, ?, ?, ?)",
-                         (rule, mmsi, until, actor, note, when))
-            conn.execute(_AUDIT_INSERT, (None, when, actor, "snooze", note, None,
-                                         json.dumps({"rule": rule, "mmsi": mmsi,
-                                                     "until": until}), None))
-
-        await self._write(run)
-        return snooze
+    @staticmethod
+    def _snooze_in(conn: sqlite3.Connection, rule: str, mmsi: int, until: float, actor: str,
+                   note: str | None, when: float, dedup: str | None = None) -> None:
+        conn.execute("INSERT OR REPLACE INTO snoozes VALUES (?, ?, ?, ?, ?, ?)",
+                     (rule, mmsi, until, actor, note, when))
+        conn.execute(_AUDIT_INSERT, (None, when, actor, "snooze", note, None,
+                                     json.dumps({"rule": rule, "mmsi": mmsi, "until": until}),
+                                     dedup))
 
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
         sql, params = "SELECT * FROM snoozes", []
@@ -576,16 +614,16 @@ class SqliteStore(WriterStore):
 
     async def unsnooze(self, rule: str, mmsi: int, actor: str, at: float | None = None) -> bool:
         when = wallclock.time() if at is None else at
+        return await self._write(lambda conn: self._unsnooze_in(conn, rule, mmsi, actor, when))
 
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute("DELETE FROM snoozes WHERE rule = ? AND mmsi = ?", (rule, mmsi))
-            if cur.rowcount:
-                conn.execute(_AUDIT_INSERT, (None, when, actor, "unsnooze", None,
-                                             json.dumps({"rule": rule, "mmsi": mmsi}), None,
-                                             None))
-            return cur.rowcount > 0
-
-        return await self._write(run)
+    @staticmethod
+    def _unsnooze_in(conn: sqlite3.Connection, rule: str, mmsi: int, actor: str, when: float,
+                     dedup: str | None = None) -> bool:
+        cur = conn.execute("DELETE FROM snoozes WHERE rule = ? AND mmsi = ?", (rule, mmsi))
+        if cur.rowcount:
+            conn.execute(_AUDIT_INSERT, (None, when, actor, "unsnooze", None,
+                                         json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup))
+        return cur.rowcount > 0
 
     async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:

@@ -118,8 +118,11 @@ class BatchWriter:
             self._queue.clear()
             self._spool.append(items)
             self._stats.spooled += len(items)
-            log.warning("store: database unreachable at stop; %d rows spooled to %s",
-                        len(items), self._spool.path)
+            acts = sum(1 for kind, _row in items if kind == "o")
+            log.warning("store: database unreachable at stop; %d rows spooled to %s%s",
+                        len(items), self._spool.path,
+                        f", {acts} of them operator acts made while it was away (written at "
+                        "the next start)" if acts else "")
 
     def stats(self) -> WriterStats:
         self._stats.queued = len(self._queue)
