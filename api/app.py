@@ -13,7 +13,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import shapely
@@ -29,9 +29,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import models as m
 from api.auth import Authenticator, AuthError, Principal, Role
-from api.deps import ApiDeps, PictureView
+from api.deps import AlertMemory, ApiDeps, PictureView
 from api.drill_snoozes import DrillSnoozes, SnoozeKeeper
 from api.guard import BodyGuard
+from api.memory_alerts import (
+    SOURCE_HEADER,
+    MemoryCannotAnswer,
+    held_alert,
+    page_from_memory,
+)
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.picture import feature
 from api.stream import StreamFilter
@@ -40,6 +46,7 @@ from harbourwatch.timeutil import iso_time, parse_iso
 from store.base import AlertQuery, Conflict, NotFound, Snooze, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
+_Q = TypeVar("_Q")
 
 GEOJSON = "application/geo+json"
 #: Where the /docs and /redoc pages load their scripts and styles from.
@@ -316,7 +323,7 @@ def _only_known_query_parameters(request: Request) -> None:
 
 def create_app(deps: ApiDeps) -> FastAPI:
     """The API over ``deps``; serve it with :func:`api.server.serve` or any ASGI server."""
-    store, auth, hub = deps.store, deps.auth, deps.hub
+    store, auth, hub, memory = deps.store, deps.auth, deps.hub, deps.alert_memory
     zone_state = _ZoneState(deps.zones)
     rules = deps.extra.get("rules", DESIGN_RULES)
 
@@ -489,22 +496,47 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if after is not None and offset:
             raise ApiError(422, "after and offset: give one (after pages by the last alert "
                                 "seen, offset by a count that new alerts shift)")
-        page = await store.alerts(query)
-        if after is not None and not page:  # the end, or a cursor that names no alert
-            try:
-                await store.alert(after)
-            except NotFound:
-                raise ApiError(422, f"after: no alert {after!r}") from None
-        total = (offset + len(page) if after is None and 0 < len(page) < limit
-                 else await _count_alerts(store, query))
+        try:
+            page = await store.alerts(query)
+            if after is not None and not page:  # the end, or a cursor that names no alert
+                try:
+                    await store.alert(after)
+                except NotFound:
+                    raise ApiError(422, f"after: no alert {after!r}") from None
+            total = (offset + len(page) if after is None and 0 < len(page) < limit
+                     else await _count_alerts(store, query))
+        except StoreUnavailable as exc:
+            return memory_response(from_memory(page_from_memory, query, exc))
         return _dump({"total": total, "limit": limit, "offset": offset,
                       "next": page[-1]["id"] if len(page) == limit else None, "alerts": page})
 
     @app.get("/alerts/{alert_id}", response_model=m.AlertDetail, tags=["alerts"],
              responses=not_found)
     async def alert(alert_id: AlertId, _: Viewer) -> Response:
-        found = await store.alert(alert_id)
-        return _dump({**found, "audit": await store.audit(alert_id)})
+        try:
+            found = await store.alert(alert_id)
+            trail = await store.audit(alert_id)
+        except StoreUnavailable as exc:
+            return memory_response(from_memory(held_alert, alert_id, exc))
+        return _dump({**found, "audit": trail})
+
+    def from_memory(answer: Callable[[AlertMemory, _Q], dict[str, Any]], query: _Q,
+                    outage: StoreUnavailable) -> dict[str, Any]:
+        """The store is away: ``answer`` from the alerts the rules hold, or the outage's
+        503 when this process runs no rules or memory cannot answer."""
+        if memory is None:
+            raise outage
+        try:
+            return answer(memory, query)
+        except MemoryCannotAnswer as why:
+            raise StoreUnavailable(f"{outage}; not answered from memory: {why}") from outage
+
+    def memory_response(out: Any, status: int = 200) -> Response:
+        """An answer from memory, marked as such (see api.memory_alerts)."""
+        resp = Response(status_code=status) if out is None else _dump(out)
+        resp.status_code = status
+        resp.headers[SOURCE_HEADER] = "memory"
+        return resp
 
     async def act(alert_id: str, who: Principal, body: m.NoteIn | None,
                   action: Literal["ack", "resolve"]) -> Response:

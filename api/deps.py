@@ -66,6 +66,18 @@ class SnoozeTarget(Protocol):
         ...
 
 
+class AlertMemory(Protocol):
+    """The alerts the running rules hold (``harbourwatch.alert_memory.EngineAlerts``), as
+    the store gives them: the alert list while the database is away."""
+
+    #: Memory holds the alerts of the run's own kind only.
+    drill: bool
+
+    def alerts(self) -> list[dict[str, Any]]: ...
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None: ...
+
+
 #: ``Pipeline.stats``-shaped counters (``reports``, ``alert_events``, ``sources``...).
 StatsProvider = Callable[[], Mapping[str, Any]]
 #: ``{"sources": {name: SourceHealth.to_dict()}, "receivers": {name: ReceiverHealth...}}``.
@@ -122,6 +134,9 @@ class ApiDeps:
     zones: ZoneSet = field(default_factory=ZoneSet.empty)
     zone_target: ZoneTarget | None = None
     snooze_target: SnoozeTarget | None = None
+    #: The alerts the running rules hold: while the database is away the alert list is
+    #: served from them (None: a store-only API answers 503).
+    alert_memory: AlertMemory | None = None
     stats: StatsProvider = _nothing
     sources: SourcesProvider = _nothing
     #: The MQTT feed's ``status()``, when the run feeds a broker.

@@ -158,6 +158,9 @@ class AlertDetail(AlertOut):
     """``GET /alerts/{id}``: the alert and its audit trail, oldest first."""
 
     audit: list[AuditEntry]
+    source: Literal["memory"] | None = Field(default=None, description=(
+        "Only while the database is away: `memory` (the trail is then in the database, "
+        "`audit` has only an act just queued)"))
 
 
 class AlertPage(BaseModel):
@@ -170,6 +173,12 @@ class AlertPage(BaseModel):
     next: str | None = Field(description="For the next page: `after=<next>` (null on the "
                                          "last page)")
     alerts: list[AlertOut]
+    source: Literal["memory"] | None = Field(default=None, description=(
+        "Only while the database is away: `memory`, the alerts the running rules hold "
+        "(also in the `X-Harbourwatch-Source` header)"))
+    incomplete: dict[str, str] | None = Field(default=None, description=(
+        "With `source`: each filter memory could not honour in full, and why (ended "
+        "alerts are in the database only)"))
 
 
 class NoteIn(BaseModel):

@@ -36,6 +36,11 @@ class OperatorActs:
             "state": alert["state"],
             **{name: alert[name] for name in ACT_FIELDS if alert.get(name) is not None}}
 
+    def of(self, alert_id: str) -> dict[str, Any] | None:
+        """The operator's state and fields on an alert the rules still hold, if acted on."""
+        acts = self._acts.get(alert_id)
+        return None if acts is None else dict(acts)
+
     def over(self, event: AlertEvent) -> AlertEvent:
         """``event`` with the operator's state and fields, when an operator acted on it."""
         alert_id = str(event.alert.get("id"))

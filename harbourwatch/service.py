@@ -43,6 +43,7 @@ from store.base import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from api.auth import Authenticator
+    from api.deps import ApiDeps
     from api.picture import LivePicture
     from api.stream import StreamHub
     from replay.decoding import DecodingProcess
@@ -316,7 +317,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 listeners.append(_operator_acts_to(mqtt_feed, ingestor, snoozes))
             assert auth is not None
             api_task = asyncio.create_task(_serve_api(
-                config, auth, store, engine, pipeline, ingestor, zones, stop, hub, picture,
+                config, auth, store, engine, pipeline, zones, stop, hub, picture,
                 listeners, failures, transport_of(sources, queue),
                 None if mqtt_feed is None else mqtt_feed.status,
                 saves_zones=live_service))
@@ -491,9 +492,30 @@ async def _live(sources: list[Any], pipeline: Pipeline, queue: LineQueue,
                 raise failed.exceptions[0] from None
 
 
+def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeline,
+             zones: ZoneSet, hub: StreamHub, picture: LivePicture,
+             operator_updates: list[Callable[[Mapping[str, Any]], None]], *,
+             transport: Callable[[], dict[str, dict[str, Any]]] | None = None,
+             mqtt_status: Callable[[], Mapping[str, Any]] | None = None,
+             saves_zones: bool = True) -> ApiDeps:
+    """What the API of a run with rules is built from: the store, and the running rules for
+    zones, snoozes and the alerts they hold (served while the database is away)."""
+    from api.deps import ApiDeps, EngineZones, sources_of
+    from harbourwatch.alert_memory import EngineAlerts
+
+    memory = EngineAlerts(engine.open_alerts, engine.book.get, pipeline.operator_acts,
+                          drill=engine.drill)
+    return ApiDeps(store=store, auth=auth, picture=picture, hub=hub, zones=zones,
+                   zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
+                   snooze_target=pipeline.snoozes, alert_memory=memory, stats=pipeline.stats,
+                   sources=sources_of(pipeline.ingestor, transport),
+                   clock=lambda: engine.newest if math.isfinite(engine.newest) else time.time(),
+                   operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
+                   saves_zones=saves_zones)
+
+
 async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: Engine,
-                     pipeline: Pipeline,
-                     ingestor: Ingestor, zones: ZoneSet, stop: asyncio.Event,
+                     pipeline: Pipeline, zones: ZoneSet, stop: asyncio.Event,
                      hub: StreamHub, picture: LivePicture,
                      operator_updates: list[Callable[[Mapping[str, Any]], None]],
                      failures: list[str],
@@ -501,15 +523,9 @@ async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: 
                      mqtt_status: Callable[[], Mapping[str, Any]] | None, *,
                      saves_zones: bool) -> None:
     from api.app import create_app
-    from api.deps import ApiDeps, EngineZones, sources_of
     from api.server import serve
-    deps = ApiDeps(store=store, auth=auth, picture=picture, hub=hub, zones=zones,
-                   zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
-                   snooze_target=pipeline.snoozes, stats=pipeline.stats,
-                   sources=sources_of(ingestor, transport),
-                   clock=lambda: engine.newest if math.isfinite(engine.newest) else time.time(),
-                   operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
-                   saves_zones=saves_zones)
+    deps = api_deps(store, auth, engine, pipeline, zones, hub, picture, operator_updates,
+                    transport=transport, mqtt_status=mqtt_status, saves_zones=saves_zones)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     if not len(auth) and not auth.open_read:
