@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -32,6 +33,7 @@ from api.auth import Authenticator, AuthError, Principal, Role
 from api.deps import AlertMemory, ApiDeps, PictureView
 from api.drill_snoozes import DrillSnoozes, SnoozeKeeper
 from api.guard import BodyGuard
+from api.memory_acts import act_audit, act_in_memory
 from api.memory_alerts import (
     SOURCE_HEADER,
     MemoryCannotAnswer,
@@ -43,7 +45,16 @@ from api.picture import feature
 from api.stream import StreamFilter
 from geofence.zones import ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
-from store.base import AlertQuery, Conflict, NotFound, Snooze, Store, StoreError, StoreUnavailable
+from store.base import (
+    AlertQuery,
+    Conflict,
+    NotFound,
+    QueuedAct,
+    Snooze,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 _Q = TypeVar("_Q")
@@ -541,22 +552,43 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def act(alert_id: str, who: Principal, body: m.NoteIn | None,
                   action: Literal["ack", "resolve"]) -> Response:
         note = None if body is None else body.note
-        # The stream and MQTT tell of an alert before the writer's batch stores it (up to
-        # store.flush_interval_s): acting at once got 404, or, in a drill run again, acted
-        # on the earlier exercise's row, and MQTT then kept a state the store had not.
-        # Alerts are never held: the positions held for late receivers stay held.
-        await store.flush(held=False)
-        if action == "ack":
-            out = await store.ack(alert_id, who.name, note)
-        else:
-            out = await store.resolve(alert_id, who.name, note)
+        try:
+            # The stream and MQTT tell of an alert before the writer's batch stores it (up
+            # to store.flush_interval_s): acting at once got 404, or, in a drill run again,
+            # acted on the earlier exercise's row, and MQTT then kept a state the store had
+            # not. Alerts are never held: the positions held for late receivers stay held.
+            await store.flush(held=False)
+            if action == "ack":
+                out = await store.ack(alert_id, who.name, note)
+            else:
+                out = await store.resolve(alert_id, who.name, note)
+        except StoreUnavailable as exc:
+            queued = from_memory(queue_act, (alert_id, who.name, note, action), exc)
+            push(queued)
+            return memory_response(queued, 202)
+        push(out)
+        return _dump({**out, "audit": await store.audit(alert_id)})
+
+    def push(out: Mapping[str, Any]) -> None:
+        """An act reaches the stream and the listeners (MQTT, the rules' overlay)."""
         # A muted alert's acts are not pushed either: the stream never told of it.
         muted = deps.snooze_target is not None and deps.snooze_target.is_muted(out["id"])
+        alert = {k: v for k, v in out.items() if k not in ("audit", "source")}
         if hub is not None and not muted:
-            hub.publish_alert("update", out)
+            hub.publish_alert("update", alert)
         for listener in deps.operator_updates:
-            listener(out)
-        return _dump({**out, "audit": await store.audit(alert_id)})
+            listener(alert)
+
+    def queue_act(held: AlertMemory, act: tuple[str, str, str | None, str]) -> dict[str, Any]:
+        """The act on the alert memory holds, queued for the store (see QueuedAct)."""
+        alert_id, actor, note, action = act
+        found = held.alert(alert_id)
+        if found is None:
+            raise MemoryCannotAnswer(f"alert {alert_id!r} is not open in memory (an ended "
+                                     "alert's acts need the database)")
+        out, at = act_in_memory(found, action, actor, note)
+        store.queue_act(QueuedAct(action, actor, at, note, alert_id=alert_id))
+        return {**out, "audit": [act_audit(found, out, action)], "source": "memory"}
 
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
               responses=acted)
@@ -582,11 +614,23 @@ def create_app(deps: ApiDeps) -> FastAPI:
         known_rules([body.rule], "rule")
         now = deps.clock()
         until = now + body.duration_s
-        saved = await snooze_keeper.snooze(body.rule, body.mmsi, until, who.name, body.note)
+        status = 201
+        try:
+            saved = await snooze_keeper.snooze(body.rule, body.mmsi, until, who.name,
+                                               body.note)
+        except StoreUnavailable:
+            if memory is None or deps.snooze_target is None:
+                raise
+            saved = Snooze(body.rule, body.mmsi, until, who.name, body.note, time.time())
+            store.queue_act(QueuedAct("snooze", who.name, saved.created, body.note,
+                                      rule=body.rule, mmsi=body.mmsi, until=until))
+            status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.snooze(body.rule, body.mmsi, until)
+        if status == 202:
+            return memory_response(_snooze_out(saved, now), 202)
         resp = _dump(_snooze_out(saved, now))
-        resp.status_code = 201
+        resp.status_code = status
         return resp
 
     @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"], responses=errors)
@@ -614,11 +658,24 @@ def create_app(deps: ApiDeps) -> FastAPI:
         rule, _, mmsi_text = snooze_id.partition(":")
         if not mmsi_text.isdigit() or len(mmsi_text) > 9 or not rule:
             raise ApiError(422, "snooze id: expected '<rule>:<mmsi>'")
-        if not await snooze_keeper.unsnooze(rule, int(mmsi_text), who.name):
-            raise ApiError(404, f"no snooze {snooze_id!r}")
+        mmsi = int(mmsi_text)
+        status = 204
+        try:
+            if not await snooze_keeper.unsnooze(rule, mmsi, who.name):
+                raise ApiError(404, f"no snooze {snooze_id!r}")
+        except StoreUnavailable as exc:
+            target = deps.snooze_target
+            if memory is None or target is None:
+                raise
+            if not target.is_snoozed(rule, mmsi):
+                raise StoreUnavailable(f"{exc}; not answered from memory: no snooze "
+                                       f"{snooze_id!r} is held in memory") from exc
+            store.queue_act(QueuedAct("unsnooze", who.name, time.time(), rule=rule,
+                                      mmsi=mmsi))
+            status = 202
         if deps.snooze_target is not None:
-            deps.snooze_target.unsnooze(rule, int(mmsi_text))
-        return Response(status_code=204)
+            deps.snooze_target.unsnooze(rule, mmsi)
+        return memory_response(None, 202) if status == 202 else Response(status_code=204)
 
     # -- zones ----------------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ class SnoozeTarget(Protocol):
         """An open alert a snooze muted: never pushed, its acts neither."""
         ...
 
+    def is_snoozed(self, rule: str, mmsi: int) -> bool:
+        """Whether a snooze of ``rule`` for ``mmsi`` is kept (ended ones until re-armed)."""
+        ...
+
 
 class AlertMemory(Protocol):
     """The alerts the running rules hold (``harbourwatch.alert_memory.EngineAlerts``), as
@@ -135,7 +139,7 @@ class ApiDeps:
     zone_target: ZoneTarget | None = None
     snooze_target: SnoozeTarget | None = None
     #: The alerts the running rules hold: while the database is away the alert list is
-    #: served from them (None: a store-only API answers 503).
+    #: served from them and operator acts are queued (None: a store-only API answers 503).
     alert_memory: AlertMemory | None = None
     stats: StatsProvider = _nothing
     sources: SourcesProvider = _nothing

@@ -34,6 +34,11 @@ class SnoozeBook:
     def __len__(self) -> int:
         return len(self._until)
 
+    def is_snoozed(self, rule: str, mmsi: int) -> bool:
+        """Whether a snooze of ``rule`` for ``mmsi`` is kept (one run out stays until the
+        rule re-arms, as the store keeps it until it is deleted)."""
+        return (rule, mmsi) in self._until
+
     @property
     def muted_ids(self) -> frozenset[str]:
         """The open alerts whose ``new`` was muted (saved with the rules' state)."""

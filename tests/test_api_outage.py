@@ -1,4 +1,5 @@
-"""The API while PostgreSQL is stopped: the alert list from the rules' memory, marked as such.
+"""The API while PostgreSQL is stopped: the alert list from the rules' memory, marked as such,
+and operators' acts applied at once and stored, with their actor and time, once it is back.
 
 The service's own wiring (``harbourwatch.service.api_deps``) over a real PostgreSQL server,
 the real rules and the real stream hub; the outage is the server stopped.
@@ -12,13 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from api.app import create_app
 from api.deps import ApiDeps
 from api.picture import LivePicture
-from api.stream import StreamHub
+from api.stream import StreamFilter, StreamHub, Subscriber
 from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.config import RulesConfig
@@ -37,7 +39,7 @@ BOX = {"type": "Feature", "properties": {"id": "dredge_box", "name": "Dredging a
        "geometry": {"type": "Polygon", "coordinates": [[
            [151.39, -23.81], [151.41, -23.81], [151.41, -23.79], [151.39, -23.79],
            [151.39, -23.81]]]}}
-FIRST, SECOND = 244770001, 244770002
+FIRST, SECOND, THIRD = 244770001, 244770002, 244770003
 
 
 @dataclass(slots=True)
@@ -86,6 +88,16 @@ async def service(server: PostgresServer, dsn: str, tmp_path: Path,
         if not server.is_running():
             server.start()
         await store.stop()
+
+
+def alerts_on(sub: Subscriber) -> list[dict[str, Any]]:
+    """The alert events a stream client has been sent since it last looked."""
+    out = []
+    for chunk in sub.take():
+        kind, data = chunk.decode().strip().split("\n")[-2:]
+        if kind == "event: alert":
+            out.append(json.loads(data.removeprefix("data: ")))
+    return out
 
 
 async def test_the_alert_list_is_served_from_memory_while_the_database_is_away(
@@ -148,3 +160,127 @@ async def test_the_alert_list_is_served_from_memory_while_the_database_is_away(
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=store_only),
                                      base_url="http://hw") as client:
             assert (await client.get("/alerts", headers=headers("viewer"))).status_code == 503
+
+
+async def test_an_ack_during_the_outage_is_pushed_at_once_and_stored_when_it_is_back(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)
+        await hw.enter_box(SECOND, T0 + 100)
+        first, second = sorted((await hw.client.get(
+            "/alerts", headers=headers("viewer"), params={"rule": "restricted_entry"})
+                                ).json()["alerts"], key=lambda a: a["mmsi"])
+        watcher = hw.hub.subscribe(StreamFilter())
+        await hw.outage()
+
+        acked = await hw.client.post(f"/alerts/{first['id']}/ack", headers=headers("operator"),
+                                     json={"note": "pilot boat on scene"})
+        assert acked.status_code == 202
+        assert acked.headers["x-harbourwatch-source"] == "memory"
+        out = acked.json()
+        assert (out["state"], out["acknowledged_by"], out["ack_note"]) == (
+            "acknowledged", "operator-1", "pilot boat on scene")
+        resolved = await hw.client.post(f"/alerts/{second['id']}/resolve",
+                                        headers=headers("operator"))
+        assert resolved.status_code == 202
+        # On the stream at once, as an act with the database up is.
+        pushed = alerts_on(watcher)
+        assert [(e["type"], e["alert"]["id"], e["alert"]["state"]) for e in pushed] == [
+            ("update", first["id"], "acknowledged"), ("update", second["id"], "resolved")]
+        # In the list served from memory, and judged as the store would judge it.
+        listed = (await hw.client.get("/alerts", headers=headers("viewer"))).json()
+        assert listed["source"] == "memory"
+        assert {a["id"]: a["state"] for a in listed["alerts"]} == {
+            first["id"]: "acknowledged", second["id"]: "resolved"}
+        again = await hw.client.post(f"/alerts/{first['id']}/ack", headers=headers("operator"))
+        assert again.status_code == 409
+        assert (await hw.client.post("/alerts/no-such-alert/ack",
+                                     headers=headers("operator"))).status_code == 503
+        # A rule's later transition keeps the act (the rules know nothing of it).
+        hw.pipeline.handle_report(pos(FIRST, T0 + 400, -23.785, 151.40, speed=3.0))
+        hw.pipeline.handle_report(pos(FIRST, T0 + 410, -23.785, 151.40, speed=3.0))
+
+        await hw.back()
+        stored = await hw.client.get(f"/alerts/{first['id']}", headers=headers("viewer"))
+        assert stored.status_code == 200 and "x-harbourwatch-source" not in stored.headers
+        row = stored.json()
+        assert (row["state"], row["acknowledged_by"], row["acknowledged_at"],
+                row["ack_note"]) == ("ended", "operator-1", out["acknowledged_at"],
+                                     "pilot boat on scene")
+        assert [(e["action"], e["actor"]) for e in row["audit"]] == [
+            ("new", "rules"), ("ack", "operator-1"), ("end", "rules")]
+        assert row["audit"][1]["time"] == out["acknowledged_at"]
+        other = (await hw.client.get(f"/alerts/{second['id']}", headers=headers("viewer"))
+                 ).json()
+        assert (other["state"], other["resolved_by"], other["resolved_at"]) == (
+            "resolved", "operator-1", resolved.json()["resolved_at"])
+
+
+async def test_a_snooze_during_the_outage_mutes_at_once_and_is_stored_when_it_is_back(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)
+        watcher = hw.hub.subscribe(StreamFilter())
+        await hw.outage()
+
+        made = await hw.client.post("/snoozes", headers=headers("operator"), json={
+            "rule": "restricted_entry", "mmsi": SECOND, "duration_s": 3600,
+            "note": "survey launch, expected"})
+        assert made.status_code == 202
+        assert made.headers["x-harbourwatch-source"] == "memory"
+        snooze = made.json()
+        assert (snooze["id"], snooze["actor"], snooze["active"]) == (
+            f"restricted_entry:{SECOND}", "operator-1", True)
+        undone = await hw.client.post("/snoozes", headers=headers("operator"), json={
+            "rule": "restricted_entry", "mmsi": THIRD, "duration_s": 3600})
+        assert undone.status_code == 202
+        lifted = await hw.client.delete(f"/snoozes/restricted_entry:{THIRD}",
+                                         headers=headers("operator"))
+        assert lifted.status_code == 202
+        assert (await hw.client.delete("/snoozes/restricted_entry:211000001",
+                                       headers=headers("operator"))).status_code == 503
+
+        await hw.enter_box(SECOND, T0 + 100)  # muted: not pushed
+        await hw.enter_box(THIRD, T0 + 200)  # its snooze lifted: pushed
+        pushed = alerts_on(watcher)
+        assert [(e["type"], e["alert"]["mmsi"]) for e in pushed
+                if e["alert"]["rule"] == "restricted_entry"] == [("new", THIRD)]
+        assert hw.pipeline.muted == 1
+
+        await hw.back()
+        kept = (await hw.client.get("/snoozes", headers=headers("viewer"))).json()
+        assert kept == [snooze]
+        history = (await hw.client.get("/snoozes/history", headers=headers("viewer"))).json()
+        assert [(h["action"], h["mmsi"], h["actor"], h["time"]) for h in history] == [
+            ("unsnooze", THIRD, "operator-1", history[0]["time"]),
+            ("snooze", THIRD, "operator-1", undone.json()["created"]),
+            ("snooze", SECOND, "operator-1", snooze["created"])]
+        # The muted alert is recorded all the same, as with the database up.
+        listed = (await hw.client.get("/alerts", headers=headers("viewer"),
+                                      params={"rule": "restricted_entry"})).json()
+        assert sorted(a["mmsi"] for a in listed["alerts"]) == [FIRST, SECOND, THIRD]
+
+
+async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    spool = tmp_path / "spool.jsonl"
+    async with service(postgres_server, pg_dsn, tmp_path, spool) as hw:
+        await hw.enter_box(FIRST, T0)
+        alert_id = (await hw.client.get("/alerts", headers=headers("viewer"), params={
+            "rule": "restricted_entry"})).json()["alerts"][0]["id"]
+        await hw.outage()
+        acked = await hw.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
+        assert acked.status_code == 202
+        await hw.store.stop()  # the database still away: spooled
+        assert spool.exists()
+
+    after = PostgresStore(pg_dsn, spool_path=spool, max_age=0.01)
+    await after.start()
+    try:
+        await drain(after)
+        row = await after.alert(alert_id)
+    finally:
+        await after.stop()
+    assert (row["state"], row["acknowledged_by"], row["acknowledged_at"]) == (
+        "acknowledged", "operator-1", acked.json()["acknowledged_at"])
+    assert not spool.exists()

@@ -1,0 +1,50 @@
+"""Operators' acts on an alert held in memory while the database is away.
+
+An act is judged against the alert as the running rules hold it (open, acknowledged, or
+resolved while its condition holds), exactly as the store would judge it (409 for an act
+made already); an alert memory does not hold (ended, or never raised) cannot be judged
+and is refused with 503, never taken for unknown. The act is laid over the alert at once
+and queued for the store with the operator's name and wall time (``store.base.QueuedAct``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from harbourwatch.timeutil import iso_time, parse_iso
+from store.base import Conflict
+from store.rows import act_refused, merge_state
+
+
+def act_in_memory(found: Mapping[str, Any], action: str, actor: str,
+                  note: str | None) -> tuple[dict[str, Any], float]:
+    """The alert after ``action`` ("ack", "resolve") by ``actor`` now, and the wall time of
+    the act; :class:`Conflict` when it was made already."""
+    refused = act_refused(str(found["id"]), action, found["acknowledged_by"],
+                          _time(found["acknowledged_at"]), found["resolved_by"],
+                          _time(found["resolved_at"]))
+    if refused is not None:
+        raise Conflict(refused)
+    at = time.time()
+    prefix, by = ("resolve", "resolved") if action == "resolve" else ("ack", "acknowledged")
+    out = {**found, "state": merge_state(str(found["state"]), "resolved" if action == "resolve"
+                                         else "acknowledged"),
+           "updated_at": iso_time(at), f"{by}_at": iso_time(at), f"{by}_by": actor,
+           f"{prefix}_note": note}
+    return out, at
+
+
+def act_audit(before: Mapping[str, Any], after: Mapping[str, Any],
+              action: str) -> dict[str, Any]:
+    """The audit entry the store will keep for the act (``AuditEntry``)."""
+    by = "resolved" if action == "resolve" else "acknowledged"
+    prefix = "resolve" if action == "resolve" else "ack"
+    return {"alert_id": after["id"], "time": after[f"{by}_at"], "actor": after[f"{by}_by"],
+            "action": action, "note": after[f"{prefix}_note"], "before": before["state"],
+            "after": after["state"]}
+
+
+def _time(value: str | None) -> float | None:
+    return None if value is None else parse_iso(value)
