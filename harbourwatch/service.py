@@ -268,6 +268,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
             engine.set_zones(zones)
         restored: list[dict[str, Any]] = []
         if restores_state:
+            # What the last run spooled (alerts, acts made while the database was away) is
+            # written first: read back before, an acknowledged alert came back open.
+            await store.flush(held=False)
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,
                 until=None if replay is None else replay.start, snoozes=snoozes)
