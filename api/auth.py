@@ -118,7 +118,14 @@ class Authenticator:
             if not (sep and sep2 and name and token):
                 # Not the entry itself: it may be a token alone, and a log keeps it.
                 raise ValueError(f"{TOKENS_ENV}: entry {number} is not name:role:token")
-            entries.append((name, Role.parse(role), sha256_hex(token)))
+            try:
+                parsed = Role.parse(role)
+            except ValueError:
+                # Fields in the wrong order put the token where the role goes: never echo it.
+                raise ValueError(f"{TOKENS_ENV}: entry {number}: unknown role "
+                                 "(viewer, operator or admin; entries are name:role:token)"
+                                 ) from None
+            entries.append((name, parsed, sha256_hex(token)))
         return cls(entries, open_read=open_read)
 
     @property

@@ -702,6 +702,11 @@ def test_a_malformed_token_entry_is_not_echoed() -> None:
     with pytest.raises(ValueError) as info:
         Authenticator.from_config(env={"HARBOURWATCH_API_TOKENS": "a:viewer:ok,S3CRETVALUE"})
     assert str(info.value) == "HARBOURWATCH_API_TOKENS: entry 2 is not name:role:token"
+    # Fields in the wrong order put the token where the role goes.
+    with pytest.raises(ValueError) as info:
+        Authenticator.from_config(env={"HARBOURWATCH_API_TOKENS": "duty:S3CRETVALUE:operator"})
+    assert str(info.value) == ("HARBOURWATCH_API_TOKENS: entry 1: unknown role (viewer, "
+                               "operator or admin; entries are name:role:token)")
 
 
 def test_a_late_older_static_report_renames_no_vessel_in_the_picture_nor_on_mqtt() -> None:
