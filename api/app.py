@@ -7,6 +7,7 @@ wall time) and, for zones, to the running rules. Errors are JSON ``{"error", "de
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -336,6 +337,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     """The API over ``deps``; serve it with :func:`api.server.serve` or any ASGI server."""
     store, auth, hub, memory = deps.store, deps.auth, deps.hub, deps.alert_memory
     zone_state = _ZoneState(deps.zones)
+    zone_puts = asyncio.Lock()  # applied in the order they are checked
     rules = deps.extra.get("rules", DESIGN_RULES)
 
     def known_rules(names: Iterable[str] | None, field: str) -> None:
@@ -707,8 +709,16 @@ def create_app(deps: ApiDeps) -> FastAPI:
         raw = body.model_dump()
         for member in ("version", "updated_at", "updated_by"):
             raw.pop(member, None)  # our own foreign members, when a GET is PUT back
+        async with zone_puts:
+            return await apply_zones(raw, who)
+
+    async def apply_zones(raw: dict[str, Any], who: Principal) -> Response:
         try:
-            zones = ZoneSet.from_geojson(raw, projection=zone_state.zones.crs)
+            # In a thread (GEOS lets go of the GIL): the validity check of a contrived
+            # outline (a star of 80,000 points) took a minute on the event loop, and ingest,
+            # the API and the MQTT keep-alive stopped with it.
+            zones = await asyncio.to_thread(ZoneSet.from_geojson, raw,
+                                            projection=zone_state.zones.crs)
         except ZoneError as exc:
             raise ApiError(422, "zones rejected: " + exc.errors[0], exc.errors) from exc
         if not len(zones):

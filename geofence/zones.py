@@ -395,7 +395,10 @@ class ZoneSet:
             if members:
                 self._kind_trees[kind] = shapely.STRtree([z.metric for z in members])
         coverage = self._kinds["coverage"]
-        self._coverage = shapely.union_all([z.metric for z in coverage]) if coverage else None
+        # One coverage zone is its own union (unioning it alone cost seconds on a detailed
+        # outline).
+        self._coverage = (None if not coverage else coverage[0].metric if len(coverage) == 1
+                          else shapely.union_all([z.metric for z in coverage]))
         self._coverage_edge = None if self._coverage is None else self._coverage.boundary
         if self._coverage is not None:
             shapely.prepare(self._coverage)

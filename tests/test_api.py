@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from api.auth import Authenticator, Role, sha256_hex
 from geofence.alert import Transition
+from geofence.zones import ZoneSet
 from ingest.report import iso_time
 from store import open_store
 from tests.api_helpers import (
@@ -824,3 +827,45 @@ def test_the_live_picture_lists_a_receiver_whose_copy_was_merged_later() -> None
         assert shown is not None
         assert json.loads(picture.encoded(shown))["sources"] == ["rx1", "rx2"][:i + 1]
     pipeline.finish()
+
+
+async def test_zones_are_checked_off_the_event_loop(api: Rig,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validity check of a contrived outline (a star) takes a second or more: the
+    service answers meanwhile (it held the event loop: ingest, the API and the MQTT
+    keep-alive stopped for a minute with 80,000 points)."""
+    body = json.loads(ZONES_PATH.read_text())
+    n = 30_000
+    star = [[151.25 + (0.05 + 0.04 * (i % 2)) * math.cos(2 * math.pi * i / n),
+             -23.85 + (0.05 + 0.04 * (i % 2)) * math.sin(2 * math.pi * i / n)]
+            for i in range(n)]
+    body["features"].append({"type": "Feature", "geometry": {
+        "type": "Polygon", "coordinates": [[*star, star[0]]]},
+        "properties": {"id": "star", "kind": "anchorage", "name": "star"}})
+    done: list[str] = []
+    loop = asyncio.get_running_loop()
+    checking = asyncio.Event()
+    real = ZoneSet.from_geojson
+
+    def signalled(raw: Any, *, projection: str | None = None) -> ZoneSet:
+        loop.call_soon_threadsafe(checking.set)  # the real check, said to have begun
+        checked = real(raw, projection=projection)
+        done.append("checked")
+        return checked
+
+    monkeypatch.setattr(ZoneSet, "from_geojson", signalled)
+
+    async def put() -> None:
+        resp = await api.client.put("/zones", json=body, headers=headers("admin"))
+        assert resp.status_code == 200, resp.text
+        done.append("put")
+
+    async def health() -> None:
+        await checking.wait()
+        assert (await api.client.get("/health")).status_code == 200
+        done.append("health")
+
+    await asyncio.gather(put(), health())
+    assert done == ["health", "checked", "put"]
+    assert "star" in {f["properties"]["id"] for f in (await api.client.get(
+        "/zones", headers=headers("viewer"))).json()["features"]}
