@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import ssl
 import time
 from collections import deque
@@ -148,6 +149,21 @@ class BrokerUrl(NamedTuple):
     tls: bool
     username: str | None
     password: str | None
+
+
+def run_client_id(client_id: str | None, run: str) -> str | None:
+    """The MQTT client id of a ``run`` ("live", "replay", "drill") given the configured one.
+
+    A broker lets one connection hold an id and drops the older one: a drill or replay with
+    the port's own config took the live service's connection over, and each reconnect took
+    it back. Anything but the live service gets ``<client_id>-<run>-<8 hex>``, unique per
+    process so two drills at once do not fight either. The feed's sessions are clean
+    (its outbox, not the broker, keeps what is unsent), so a new id per run loses nothing.
+    No configured id: none (the client library makes up a random one).
+    """
+    if client_id is None or run == "live":
+        return client_id
+    return f"{client_id}-{run}-{secrets.token_hex(4)}"
 
 
 def parse_url(url: str) -> BrokerUrl:
@@ -602,6 +618,9 @@ class MqttFeed:
             username=self._username,
             password=self._password,
             identifier=self._client_id,
+            # Clean: nothing of a session is kept by the broker (the outbox keeps unsent
+            # alerts), so a drill's or replay's id of its own loses nothing (run_client_id).
+            clean_session=True,
             logger=self._client_log,
             will=aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True),
             keepalive=self._keepalive,

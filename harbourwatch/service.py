@@ -288,11 +288,17 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))
         if config.mqtt.url is not None:
-            from api.mqtt import MqttFeed
+            from api.mqtt import MqttFeed, run_client_id
             from api.outbox import StoreOutbox
 
+            # Never the live service's client id: the broker would drop one of the two.
+            client_id = run_client_id(config.mqtt.client_id, "drill" if drill else scope)
+            if client_id != config.mqtt.client_id:
+                log.warning("MQTT client id %s (the live service's is %s)", client_id,
+                            config.mqtt.client_id)
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
                                         outbox=StoreOutbox(store, "drill" if drill else scope),
+                                        client_id=client_id,
                                         vessel_live_s=config.rules.picture.live_s,
                                         clock=lambda: engine.newest,
                                         # A replay on the live prefix must not clear the

@@ -157,3 +157,42 @@ async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
         with pytest.raises(asyncio.CancelledError):
             await listener
     assert code == 0, proc.stderr.read() if proc.stderr else ""
+
+
+async def test_a_drill_with_the_ports_config_leaves_the_live_client_id_alone(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """A drill (or replay) on a config that sets ``mqtt.client_id`` connected with that id:
+    the broker dropped the live service's connection for it, and each took it back."""
+    log, truth = tmp_path / "port.nmea", tmp_path / "truth.json"
+    generate_scenario(DEMO_ZONES, seed=5, hours=0.25, out=log, truth=truth)
+    client_id = f"hw-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "port.yaml"
+    config.write_text(
+        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
+        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', client_id: {client_id},"
+        f" prefix: 'test-{uuid.uuid4().hex[:8]}/port'}}\n")
+    # The live service's connection, with the configured id.
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier=client_id) as live:
+        for flags in (("--drill",), ()):
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--config",
+                 str(config), "--speed", "max", "--no-progress", "--serve", "off",
+                 "--db", f"sqlite:///{tmp_path / 'hw.db'}", *flags],
+                capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            # Still connected: taken over, the publish fails (the client was disconnected).
+            await asyncio.wait_for(live.publish("test/still-here", b"1", qos=1), 5)
+            run = "drill" if flags else "replay"
+            assert f"MQTT client id {client_id}-{run}-" in done.stderr
+            assert "keeps dropping" not in done.stderr
+
+
+def test_only_the_live_service_uses_the_configured_client_id() -> None:
+    from api.mqtt import run_client_id
+
+    assert run_client_id("hw-port", "live") == "hw-port"
+    assert run_client_id(None, "drill") is None
+    drill, again = run_client_id("hw-port", "drill"), run_client_id("hw-port", "drill")
+    assert drill is not None and drill.startswith("hw-port-drill-") and drill != again
+    assert str(run_client_id("hw-port", "replay")).startswith("hw-port-replay-")
