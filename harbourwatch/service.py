@@ -27,6 +27,7 @@ from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.config import Config, api_authenticator, zones_file
+from harbourwatch.exercise import PART, exercise_of, why_new
 from harbourwatch.gctune import tune_gc
 from harbourwatch.operator_acts import OperatorActs
 from harbourwatch.options import ServiceOptions, build_sources
@@ -117,15 +118,16 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     operators' acts on the alerts still open and ``snoozes`` which of them were muted;
     those alerts, as the store has them.
 
-    ``scope``: whose saved state ("live", "replay"). ``until``: a replay resumed there takes
-    only alerts started by then (not the live service's, in the same database, since).
+    ``scope``: whose saved state ("live", "replay", "drill"). ``until``: a replay resumed
+    there takes only alerts started by then (not the live service's, in the same database,
+    since).
     """
     states = await store.load_vessel_states(scope)
     saved = await store.load_engine_state(scope)
     # The alerts this scope had open when it saved: a replay resumed in the live database
     # must not take the live service's (state saved before this was kept: those started by
     # ``until``).
-    owned = (set(saved["open_alerts"]) if scope == "replay" and "open_alerts" in saved
+    owned = (set(saved["open_alerts"]) if scope != "live" and "open_alerts" in saved
              else None)  # live: every open alert, also those opened after the last save
     stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill
               and (a["id"] in owned if owned is not None
@@ -144,9 +146,10 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
 
 
 async def save_state(store: Store, engine: Engine, scope: str = "live",
-                     muted: Iterable[str] = ()) -> None:
-    """A snapshot of the rules' state (vessels the rules forgot are not kept), and which
-    open alerts a snooze muted (``muted``).
+                     muted: Iterable[str] = (),
+                     exercise: Mapping[str, Any] | None = None) -> None:
+    """A snapshot of the rules' state (vessels the rules forgot are not kept), which open
+    alerts a snooze muted (``muted``), and a drill's ``exercise`` (see harbourwatch.exercise).
 
     Each vessel is encoded whole at once; the event loop gets a turn every
     ``STATE_SAVE_CHUNK`` vessels, so reports go on being judged while a large picture is
@@ -165,6 +168,8 @@ async def save_state(store: Store, engine: Engine, scope: str = "live",
              "muted_alerts": sorted(open_ids.intersection(muted))}
     # As of the newest message time (none yet: 0, which PostgreSQL can store; -inf not).
     as_of = engine.newest if math.isfinite(engine.newest) else 0.0
+    if exercise is not None:
+        parts[PART] = {**exercise, "as_of": as_of}
     await store.save_engine_state(as_of, parts, scope)
 
 
@@ -191,8 +196,10 @@ async def _periodically(every_s: float, what: str, work: Callable[[], Awaitable[
         await asyncio.sleep(every_s)
 
 
-async def _save_all(store: Store, engine: Engine, pipeline: Pipeline, scope: str) -> None:
-    await save_state(store, engine, scope, muted=pipeline.snoozes.muted_ids)
+async def _save_all(store: Store, engine: Engine, pipeline: Pipeline, scope: str,
+                    exercise: Mapping[str, Any] | None) -> None:
+    await save_state(store, engine, scope, muted=pipeline.snoozes.muted_ids,
+                     exercise=exercise)
     await store.save_source_health(time.time(), pipeline.stats()["sources"])
 
 
@@ -211,14 +218,18 @@ async def run_service(config: Config, options: ServiceOptions, *,
     The rules' state is carried across runs of the port's live service (restored at start,
     saved periodically and at stop). A replay saves its own (scope "replay") and starts from
     a clean slate, so the same log gives the same alerts, unless it resumes one
-    (``--start``); a drill never reads or writes any.
+    (``--start``); a drill replay likewise (scope "drill"), each run from the beginning a new
+    exercise (see harbourwatch.exercise). A live drill (``run --drill``) reads and writes
+    none: each start is an exercise of its own.
     """
     drill = options.drill
-    scope = "live" if replay is None else "replay"
-    saves_state = not drill
+    #: Whose saved state and part of the MQTT outbox (and whose MQTT client id).
+    scope = "drill" if drill else "live" if replay is None else "replay"
+    saves_state = replay is not None or not drill
     #: The port's own service: its zones, snoozes kept and retention (not a replay or drill).
     live_service = replay is None and not drill
     restores_state = saves_state and (replay is None or replay.start is not None)
+    exercise = exercise_of(replay.logs) if drill and replay is not None else None
     config_dir = options.config.resolve().parent if options.config else Path.cwd()
     sources = [] if replay is not None else build_sources(config, options)
     queue = LineQueue(config.ingest.queue_size)
@@ -267,6 +278,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             zones = await _zones_in_force(store, config, zones)
             engine.set_zones(zones)
         restored: list[dict[str, Any]] = []
+        if drill:
+            restores_state = await _resumes_exercise(store, engine, exercise, replay)
         if restores_state:
             # What the last run spooled (alerts, acts made while the database was away) is
             # written first: read back before, an acknowledged alert came back open.
@@ -282,8 +295,13 @@ async def run_service(config: Config, options: ServiceOptions, *,
                             "--start %s: what the logs hold before then is not judged "
                             "again; resume a replay cut short, or use a new --db",
                             iso_time(engine.newest), iso_time(replay.start))
-            for item in await store.snoozes():
-                snoozes.snooze(item.rule, item.mmsi, item.until)
+            if drill:
+                # Its trainees' acts before the cut stay theirs; the store's snoozes are the
+                # live service's (a drill's are its own, in memory).
+                store.continue_exercise(a["id"] for a in restored)
+            else:
+                for item in await store.snoozes():
+                    snoozes.snooze(item.rule, item.mmsi, item.until)
         tune_gc()
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))
@@ -292,12 +310,12 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.outbox import StoreOutbox
 
             # Never the live service's client id: the broker would drop one of the two.
-            client_id = run_client_id(config.mqtt.client_id, "drill" if drill else scope)
+            client_id = run_client_id(config.mqtt.client_id, scope)
             if client_id != config.mqtt.client_id:
                 log.warning("MQTT client id %s (the live service's is %s)", client_id,
                             config.mqtt.client_id)
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
-                                        outbox=StoreOutbox(store, "drill" if drill else scope),
+                                        outbox=StoreOutbox(store, scope),
                                         client_id=client_id,
                                         vessel_live_s=config.rules.picture.live_s,
                                         clock=lambda: engine.newest,
@@ -336,7 +354,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if saves_state:
             tasks.append(asyncio.create_task(_periodically(
                 STATE_SAVE_S, "save the rules' state",
-                lambda: _save_all(store, engine, pipeline, scope))))
+                lambda: _save_all(store, engine, pipeline, scope, exercise))))
         if live_service and config.store.retention_days is not None:
             keep_s = config.store.retention_days * 86400.0
             tasks.append(asyncio.create_task(_periodically(
@@ -355,7 +373,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             decoder.close()
         if saves_state:
             try:
-                await save_state(store, engine, scope, muted=snoozes.muted_ids)
+                await save_state(store, engine, scope, muted=snoozes.muted_ids,
+                                 exercise=exercise)
             except Exception:
                 log.exception("could not save the rules' state")
         if api_task is not None:
@@ -448,6 +467,25 @@ async def _replay(plan: ReplayPlan, pipeline: Pipeline,
             decoder.close()  # done (or cut short): not left to linger while the API serves
     log.warning("replayed %d lines, %d reports, %d alert transitions", result.lines,
                 result.reports, pipeline.alert_events)
+
+
+async def _resumes_exercise(store: Store, engine: Engine, exercise: Mapping[str, Any] | None,
+                            plan: ReplayPlan | None) -> bool:
+    """Whether a drill resumes the exercise saved in ``store`` (see harbourwatch.exercise).
+    A new one replaces the saved state (a drill killed before its first save resumed the
+    last exercise's)."""
+    start = None if plan is None else plan.start
+    if exercise is not None:
+        why = why_new(await store.load_engine_state("drill"), exercise, start)
+        if why is None:
+            log.warning("drill: resuming the exercise saved in this database at --start %s",
+                        iso_time(start or 0.0))
+            return True
+        if start is not None:
+            log.warning("drill: --start %s begins a new exercise there from a clean slate: "
+                        "%s", iso_time(start), why)
+        await save_state(store, engine, "drill", exercise=exercise)
+    return False
 
 
 def transport_of(sources: list[Any], queue: LineQueue

@@ -199,6 +199,9 @@ class Store(Protocol):
                        at: float | None = None) -> bool: ...
     def queue_act(self, act: QueuedAct) -> None:
         """Write ``act`` with the writer's rows (the database is away: see QueuedAct)."""
+    def continue_exercise(self, alert_ids: Iterable[str]) -> None:
+        """A drill resumed: ``alert_ids`` (restored open) are this run's exercise, not an
+        earlier one's whose acts a trainee's first act clears."""
 
     # Snooze and unsnooze acts, newest first (see store.common.snooze_acts).
     async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,

@@ -117,6 +117,11 @@ class WriterStore:
     def on_alert(self, event: AlertEvent) -> None:
         self._put(("a", alert_row(event)))
 
+    def continue_exercise(self, alert_ids: Iterable[str]) -> None:
+        """A drill resumed with ``--start``: the alerts it restored are this exercise's, so
+        a trainee's act keeps the acts made on them before the cut (``act_basis``)."""
+        self._written_alerts.update(alert_ids)
+
     def queue_act(self, act: QueuedAct) -> None:
         """An operator act made while the database is away: written in queue order, after
         the alert rows queued before it (see ``store.base.QueuedAct``)."""

@@ -412,6 +412,47 @@ def test_a_replay_cut_short_and_resumed_with_start_gives_the_alerts_of_one_run(
                             (live_alert.id,)).fetchone() == ("open",)
 
 
+def _first_half(log: Path, drill: Path) -> int:
+    """``drill``: the first half of a scenario log (a drill is resumed on the same file:
+    write the whole log there after it); the message time of its last line."""
+    lines = log.read_text().splitlines(keepends=True)
+    drill.write_text("".join(lines[:len(lines) // 2]))
+    return int(lines[len(lines) // 2 - 1].split("c:")[1].split("*")[0])
+
+
+def test_a_drill_cut_short_and_resumed_with_start_gives_the_alerts_of_one_drill(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """A drill saved no state: resumed with --start it began from a clean slate (dwell
+    times lost, every vessel in a zone entering it again), though --help promised to resume.
+    A drill from the beginning, or a --start that is no resume of the saved drill, is a new
+    exercise from a clean slate, and says so."""
+    log, _ = scenario
+    played = tmp_path / "drill.nmea"
+    db = tmp_path / "drill.db"
+
+    def drill(path: Path, out: str, *more: str | int) -> tuple[list[str], str]:
+        done = cli("replay", path, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--drill", "--db", f"sqlite:///{db}", "--alerts-out", tmp_path / out,
+                   *map(str, more))
+        assert done.returncode == 0, done.stderr
+        return sorted((tmp_path / out).read_text().splitlines()), done.stderr
+
+    whole, _ = drill(log, "whole.jsonl")
+    cut = _first_half(log, played)
+    before, _ = drill(played, "before.jsonl")
+    played.write_bytes(log.read_bytes())
+    after, said = drill(played, "after.jsonl", "--start", cut + 1)
+    assert sorted(before + after) == whole and after
+    assert "drill: resuming the exercise" in said
+    # The saved drill played another file: --start on this one is a new exercise.
+    _first_half(log, played)
+    drill(played, "before.jsonl")
+    fresh, said = drill(log, "fresh.jsonl", "--start", cut + 1)
+    assert "begins a new exercise there from a clean slate: the drill saved in this " \
+           "database played other logs" in said
+    assert fresh != after
+
+
 async def _store_alert(db: Path, folder: Path, alert: Alert) -> None:
     store = open_store(f"sqlite:///{db}", folder)
     await store.start()

@@ -402,6 +402,32 @@ async def test_a_drill_run_again_is_an_exercise_of_its_own(store_url: str,
         await live.stop()
 
 
+async def test_a_resumed_drill_keeps_the_acts_made_before_it_was_cut(
+        store_url: str, tmp_path: Path) -> None:
+    """A drill resumed with --start took the alerts it restored for an earlier exercise's:
+    a trainee's resolve after the cut cleared the ack made before it."""
+    alert = dark(drill=True)
+    first = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await first.start()
+    try:
+        first.on_alert(alert_event(Transition.NEW, alert, T0))
+        await first.flush()
+        await first.ack(alert.id, "trainee", "patrol boat sent")
+    finally:
+        await first.stop()
+    resumed = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await resumed.start()
+    try:
+        resumed.continue_exercise([alert.id])
+        with pytest.raises(Conflict, match="already acknowledged by trainee"):
+            await resumed.ack(alert.id, "trainee-2")
+        done = await resumed.resolve(alert.id, "trainee")
+        assert (done["state"], done["acknowledged_by"], done["resolved_by"]) == (
+            "resolved", "trainee", "trainee")
+    finally:
+        await resumed.stop()
+
+
 async def test_a_drill_run_again_judges_its_first_acts_at_once_and_afresh(
         store_url: str, tmp_path: Path) -> None:
     """Two trainees acking at once both passed (the run's acts were counted after the
