@@ -5,7 +5,8 @@ A drill saves its rules' state apart from the live service's and plain replays' 
 as if never cut: dwell times, zone memberships, open alerts (it started from a clean slate:
 loitering was missed and every vessel in a zone "entered" it again). A drill from the
 beginning is a new exercise, and so is one whose ``--start`` cannot resume the saved state
-(other logs, or a state later than ``--start``): the last exercise's state is replaced.
+(other logs, or a state later than ``--start``): the last exercise's state is replaced and its
+unsent MQTT alerts are dropped (they went out as the new exercise's first messages).
 """
 
 from __future__ import annotations

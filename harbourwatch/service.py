@@ -473,7 +473,7 @@ async def _resumes_exercise(store: Store, engine: Engine, exercise: Mapping[str,
                             plan: ReplayPlan | None) -> bool:
     """Whether a drill resumes the exercise saved in ``store`` (see harbourwatch.exercise).
     A new one replaces the saved state (a drill killed before its first save resumed the
-    last exercise's)."""
+    last exercise's) and drops the last one's unsent MQTT alerts."""
     start = None if plan is None else plan.start
     if exercise is not None:
         why = why_new(await store.load_engine_state("drill"), exercise, start)
@@ -485,6 +485,10 @@ async def _resumes_exercise(store: Store, engine: Engine, exercise: Mapping[str,
             log.warning("drill: --start %s begins a new exercise there from a clean slate: "
                         "%s", iso_time(start), why)
         await save_state(store, engine, "drill", exercise=exercise)
+    dropped = await store.outbox_discard("drill")
+    if dropped:
+        log.warning("drill: a new exercise: discarded %d MQTT alert message%s an earlier "
+                    "exercise left unsent", dropped, "" if dropped == 1 else "s")
     return False
 
 

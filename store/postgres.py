@@ -723,3 +723,8 @@ class PostgresStore(WriterStore):
         with self._errors():
             await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
                                     list(ids))
+
+    async def outbox_discard(self, scope: str) -> int:
+        with self._errors():
+            done = await self.pool.execute("DELETE FROM outbox WHERE scope = $1", scope)
+        return int(done.split()[-1])  # "DELETE <count>"

@@ -736,3 +736,7 @@ class SqliteStore(WriterStore):
     async def outbox_done(self, ids: Iterable[int]) -> None:
         rows = [(i,) for i in ids]
         await self._write(lambda c: c.executemany("DELETE FROM outbox WHERE id = ?", rows))
+
+    async def outbox_discard(self, scope: str) -> int:
+        return await self._write(lambda c: c.execute(
+            "DELETE FROM outbox WHERE scope = ?", (scope,)).rowcount)

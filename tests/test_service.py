@@ -31,6 +31,7 @@ from replay.scenario import generate_scenario
 from store import open_store
 from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
+from tests.services.mosquitto import free_port
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
 
@@ -451,6 +452,54 @@ def test_a_drill_cut_short_and_resumed_with_start_gives_the_alerts_of_one_drill(
     assert "begins a new exercise there from a clean slate: the drill saved in this " \
            "database played other logs" in said
     assert fresh != after
+
+
+def test_a_new_drill_discards_the_last_exercises_unsent_alerts_and_a_resumed_one_keeps_them(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Left in the drill outbox (the broker away), they went out as the first messages of
+    the next exercise."""
+    log, _ = scenario
+    played = tmp_path / "drill.nmea"
+    cut = _first_half(log, played)
+    db = tmp_path / "drill.db"
+    closed = free_port()  # the training broker is away: alerts stay in the outbox
+
+    def drill(path: Path, *more: str | int) -> str:
+        done = cli("replay", path, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--drill", "--db", f"sqlite:///{db}", "--mqtt", f"mqtt://127.0.0.1:{closed}",
+                   "--mqtt-prefix", "hwtest/drill", *map(str, more))
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    asyncio.run(_outbox_add(db, tmp_path, b'{"earlier": 1}', b'{"earlier": 2}'))
+    said = drill(played)
+    left = asyncio.run(_outbox_payloads(db, tmp_path))
+    assert left and not [p for p in left if b"earlier" in p]
+    assert ("drill: a new exercise: discarded 2 MQTT alert messages an earlier exercise "
+            "left unsent") in said
+    played.write_bytes(log.read_bytes())
+    said = drill(played, "--start", cut + 1)
+    assert "drill: resuming the exercise" in said and "discarded" not in said
+    assert asyncio.run(_outbox_payloads(db, tmp_path))[:len(left)] == left
+
+
+async def _outbox_add(db: Path, folder: Path, *payloads: bytes) -> None:
+    store = open_store(f"sqlite:///{db}", folder)
+    await store.start()
+    try:
+        for payload in payloads:
+            await store.outbox_add("hwtest/drill/drill/alerts", payload, scope="drill")
+    finally:
+        await store.stop()
+
+
+async def _outbox_payloads(db: Path, folder: Path) -> list[bytes]:
+    store = open_store(f"sqlite:///{db}", folder)
+    await store.start()
+    try:
+        return [m.payload for m in await store.outbox_pending(100_000, scope="drill")]
+    finally:
+        await store.stop()
 
 
 async def _store_alert(db: Path, folder: Path, alert: Alert) -> None:

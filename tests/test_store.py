@@ -560,6 +560,11 @@ async def test_outbox_in_order(store: Store) -> None:
     drill = await store.outbox_add("hw/drill/alerts", b"{}", qos=1, scope="drill")
     assert [m.id for m in await store.outbox_pending(10)] == [ids[2], retained]
     assert [m.id for m in await store.outbox_pending(10, scope="drill")] == [drill]
+    # A new exercise drops the last one's unsent messages, and only the drill's.
+    assert await store.outbox_discard("drill") == 1
+    assert await store.outbox_discard("drill") == 0
+    assert await store.outbox_pending(10, scope="drill") == []
+    assert [m.id for m in await store.outbox_pending(10)] == [ids[2], retained]
 
 
 async def test_the_rules_state_of_an_engine_that_saw_nothing_saves(store: Store) -> None:
