@@ -31,7 +31,7 @@ def add_commands(commands: Any) -> None:
     replay.add_argument("--start", metavar="TIME",
                         help="skip ahead to this message time (ISO 8601, or Unix seconds or "
                              "milliseconds), resuming the replay (or with --drill, the "
-                             "drill) state saved by then")
+                             "drill) state saved by then; a stop says where to resume")
     replay.add_argument("--drill", action="store_true",
                         help="mark the run as a drill end to end (alerts, API, store, MQTT)")
     replay.add_argument("--nominal-rate", type=float, default=10.0, metavar="LINES_PER_S",

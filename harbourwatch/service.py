@@ -57,6 +57,9 @@ STATE_SAVE_S = 30.0
 PRUNE_S = 3600.0
 #: Vessels encoded between the event loop's turns during a save (~70 µs each: ~15 ms).
 STATE_SAVE_CHUNK = 200
+#: Wall seconds a stopped replay has to end by itself, between two message times (so that
+#: ``--start`` resumes it exactly), before it is cancelled.
+STOP_GRACE_S = 5.0
 
 
 @dataclass(slots=True)
@@ -360,7 +363,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             tasks.append(asyncio.create_task(_periodically(
                 PRUNE_S, "drop old positions", lambda: _prune(store, keep_s), at_once=True)))
         if replay is not None:
-            finished = await _until_stopped(_replay(replay, pipeline, decoder), stop)
+            finished = await _until_stopped(_replay(replay, pipeline, decoder, stop), stop,
+                                            grace_s=STOP_GRACE_S)
             if finished and config.api.enabled and not stop.is_set():
                 await store.flush()  # the last positions too, held for late receivers
                 log.warning("replay finished; still serving the API (Ctrl-C to stop)")
@@ -412,12 +416,17 @@ def _on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
-    """Run ``work`` until it ends (True) or ``stop`` is set first (False, work cancelled)."""
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event, *,
+                         grace_s: float = 0.0) -> bool:
+    """Run ``work`` until it ends (True) or ``stop`` is set first (False, work cancelled).
+    ``grace_s``: the work sees ``stop`` too and may end by itself that long after it (a
+    replay ends between two message times: True)."""
     task = asyncio.create_task(work)
     waiter = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and grace_s > 0:
+            await asyncio.wait({task}, timeout=grace_s)
     finally:
         waiter.cancel()
     if task.done():
@@ -453,20 +462,24 @@ def _start_decoding(plan: ReplayPlan | None, ingestor: Ingestor) -> DecodingProc
 
 
 async def _replay(plan: ReplayPlan, pipeline: Pipeline,
-                  decoder: DecodingProcess | None) -> None:
+                  decoder: DecodingProcess | None, stop: asyncio.Event) -> None:
     from replay.player import play
     from replay.progress import Progress
 
     progress = Progress(plan.logs, enabled=plan.progress)
     try:
         result = await play(plan.logs, pipeline, speed=plan.speed, start=plan.start,
-                            progress=progress, decoder=decoder)
+                            progress=progress, decoder=decoder, stop=stop)
     finally:
         progress.close()
         if decoder is not None:
             decoder.close()  # done (or cut short): not left to linger while the API serves
     log.warning("replayed %d lines, %d reports, %d alert transitions", result.lines,
                 result.reports, pipeline.alert_events)
+    if result.resume_at is not None:
+        # Every report before that time was judged, none after: --start resumes exactly.
+        at = iso_time(result.resume_at)
+        log.warning("stopped at %s; resume with --start %s", at, at)
 
 
 async def _resumes_exercise(store: Store, engine: Engine, exercise: Mapping[str, Any] | None,

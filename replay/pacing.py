@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 
@@ -10,11 +11,13 @@ class Pacer:
     """Sleeps so that message time advances ``speed`` times faster than the wall clock.
 
     ``speed=None`` is ``max``: no sleeping at all. Times that go backwards (out-of-order
-    logs) are played at once, never waited for.
+    logs) are played at once, never waited for. ``stop``: set, it ends a wait at once (a
+    stop at ``--speed 1`` waited for the next report, minutes away in a quiet log).
     """
 
-    def __init__(self, speed: float | None) -> None:
+    def __init__(self, speed: float | None, stop: asyncio.Event | None = None) -> None:
         self.speed = speed
+        self._stop = stop
         self._origin: tuple[float, float] | None = None
 
     async def __call__(self, message_time: float) -> None:
@@ -27,7 +30,11 @@ class Pacer:
         first_msg, first_wall = self._origin
         due = first_wall + (message_time - first_msg) / self.speed
         if due > now:
-            await asyncio.sleep(due - now)
+            if self._stop is None:
+                await asyncio.sleep(due - now)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), due - now)
 
 
 def parse_speed(text: str) -> float | None:

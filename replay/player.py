@@ -28,11 +28,15 @@ class ReplayResult:
     first_time: float | None
     last_time: float | None
     untimed_sources: list[str]
+    #: Stopped (``stop`` set) before the end: the message time to resume from with
+    #: ``--start`` (every report before it was judged, none from it on).
+    resume_at: float | None = None
 
 
 async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
                start: float | None = None, progress: Progress | None = None,
-               decoder: DecodingProcess | None = None) -> ReplayResult:
+               decoder: DecodingProcess | None = None,
+               stop: asyncio.Event | None = None) -> ReplayResult:
     """Feed every line of ``paths`` (merged in time order) through ``pipeline``.
 
     Reports before ``start`` are decoded (so assembly and clocks stay right) but not
@@ -41,13 +45,19 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     decoded a run at a time ahead of the rules (``Pipeline.decode_ahead``), or by
     ``decoder``, a process started for these logs and the pipeline's ingestor; neither
     changes any result.
+
+    ``stop``: once set, the replay ends before the first report of a newer message time
+    than the last one judged (``resume_at``), so ``--start`` then resumes it exactly:
+    cancelled anywhere, part of a second was judged and the rest could be neither skipped
+    nor judged again. No last timers run (the rest of the log would have run them later).
     """
-    pacer = Pacer(speed)
+    pacer = Pacer(speed, stop)
     ingestor = pipeline.ingestor
     lines = reports = skipped = 0
     next_yield = _YIELD_EVERY
     first: float | None = None
     last: float | None = None
+    resume_at: float | None = None
     if decoder is not None and speed is None:
         runs = decoder.runs(pipeline)
     else:
@@ -57,21 +67,31 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
         async for count, decoded in runs:
             lines += count
             for report in decoded:
-                if start is not None and report.time < start:
+                t = report.time
+                if stop is not None and stop.is_set() and (last is None or t > last):
+                    resume_at = t if start is None else max(t, start)
+                    break
+                if start is not None and t < start:
                     skipped += 1
                     continue
-                await pacer(report.time)
+                await pacer(t)
+                if stop is not None and stop.is_set() and (last is None or t > last):
+                    resume_at = t  # set while waiting for this report's time
+                    break
                 pipeline.handle_report(report)
                 reports += 1
                 if first is None:
-                    first = report.time
-                last = report.time
+                    first = t
+                last = t
+            if resume_at is not None:
+                break
             if lines >= next_yield:
                 next_yield += _YIELD_EVERY
                 if progress is not None:
                     progress.update(lines, last, pipeline.alert_events)
                 await asyncio.sleep(0)
-    pipeline.finish()
+    if resume_at is None:
+        pipeline.finish()
     if progress is not None:
         progress.update(lines, last, pipeline.alert_events)
     untimed = sorted(ingestor.untimed_sources)
@@ -81,7 +101,7 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
                     "at time 0" if rate is None else f"in order at a nominal {rate:g} lines/s",
                     "" if len(untimed) == len(paths) else
                     "; dated 1970, not beside the timed logs: replay it on its own")
-    return ReplayResult(lines, reports, skipped, first, last, untimed)
+    return ReplayResult(lines, reports, skipped, first, last, untimed, resume_at=resume_at)
 
 
 async def _decoded_here(paths: list[str], pipeline: Pipeline, size: int

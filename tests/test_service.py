@@ -120,6 +120,37 @@ def test_replay_at_60x_holds_message_time(scenario: tuple[Path, dict[str, Any]],
     assert expected * 0.9 <= took <= expected * 1.1, (took, expected)
 
 
+def test_a_stopped_replay_ends_between_two_message_times(
+        scenario: tuple[Path, dict[str, Any]]) -> None:
+    """Cancelled wherever it was, part of a second's reports had been judged: --start at
+    that second judged them twice, a second later skipped the rest."""
+    log, _ = scenario
+    config = resolve_config(ServiceOptions(zones=DEMO_ZONES))
+    from geofence.engine import Engine
+
+    def judged(stop_after: int | None) -> tuple[list[float], float | None]:
+        pipeline = Pipeline(Ingestor(), Engine(config.rules, load_zones(config)))
+        times: list[float] = []
+        stop = asyncio.Event()
+        handle = pipeline.handle_report
+
+        def counted(report: Any) -> None:
+            times.append(report.time)
+            if len(times) == stop_after:
+                stop.set()  # mid-second: several reports share each second of this log
+            handle(report)
+
+        pipeline.handle_report = counted  # type: ignore[method-assign]
+        result = asyncio.run(play([str(log)], pipeline, speed=None, stop=stop))
+        return times, result.resume_at
+
+    everything, resume_at = judged(None)
+    assert resume_at is None
+    times, resume_at = judged(1000)
+    assert resume_at is not None and len(times) >= 1000
+    assert times == [t for t in everything if t < resume_at]
+
+
 def _open_dark(db: Path) -> list[tuple[str, str, int]]:
     if not db.exists():
         return []
@@ -452,6 +483,41 @@ def test_a_drill_cut_short_and_resumed_with_start_gives_the_alerts_of_one_drill(
     assert "begins a new exercise there from a clean slate: the drill saved in this " \
            "database played other logs" in said
     assert fresh != after
+
+
+def test_a_replay_stopped_by_a_signal_says_where_to_resume_and_resumes_there(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Nothing said where a replay stopped; and cut anywhere, part of a second was judged
+    and --start could neither skip nor judge the rest exactly. It stops between two
+    message times, says which, and a drill resumed there equals one never cut."""
+    log, _ = scenario
+    db = f"sqlite:///{tmp_path / 'drill.db'}"
+    flags = ("--zones", DEMO_ZONES, "--no-progress", "--drill", "--db", db)
+    whole = cli("replay", log, *flags, "--db", f"sqlite:///{tmp_path / 'whole.db'}",
+                "--alerts-out", tmp_path / "whole.jsonl")
+    assert whole.returncode == 0, whole.stderr
+    # 45 minutes at 150x: 18 s, cut after a few.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), *map(str, flags),
+         "--speed", "150", "--alerts-out", str(tmp_path / "before.jsonl")],
+        stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    said = [proc.stderr.readline()]
+    assert "store:" in said[0]
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    said += proc.stderr.readlines()
+    assert proc.wait(timeout=30) == 0, said
+    stop = next(line for line in said if " stopped at " in line)
+    at, resume = stop.split(" stopped at ")[1].split("; resume with --start ")
+    assert at == resume.strip()
+    after = cli("replay", log, *flags, "--start", resume.strip(), "--alerts-out",
+                tmp_path / "after.jsonl")
+    assert after.returncode == 0, after.stderr
+    parts = [(tmp_path / f"{run}.jsonl").read_text().splitlines() for run in ("before", "after")]
+    assert all(parts)
+    assert sorted(parts[0] + parts[1]) == sorted(
+        (tmp_path / "whole.jsonl").read_text().splitlines())
 
 
 def test_a_new_drill_discards_the_last_exercises_unsent_alerts_and_a_resumed_one_keeps_them(
