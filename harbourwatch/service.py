@@ -480,6 +480,10 @@ async def _replay(plan: ReplayPlan, pipeline: Pipeline,
         # Every report before that time was judged, none after: --start resumes exactly.
         at = iso_time(result.resume_at)
         log.warning("stopped at %s; resume with --start %s", at, at)
+    elif plan.start is not None and not result.reports:
+        log.warning("--start %s is past the end of the log(s): %s", iso_time(plan.start),
+                    "they hold no message time" if result.newest_read is None else
+                    f"the last message time in them is {iso_time(result.newest_read)}")
 
 
 async def _resumes_exercise(store: Store, engine: Engine, exercise: Mapping[str, Any] | None,

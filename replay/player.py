@@ -28,6 +28,8 @@ class ReplayResult:
     first_time: float | None
     last_time: float | None
     untimed_sources: list[str]
+    #: The newest message time read, played or skipped (before ``start``).
+    newest_read: float | None = None
     #: Stopped (``stop`` set) before the end: the message time to resume from with
     #: ``--start`` (every report before it was judged, none from it on).
     resume_at: float | None = None
@@ -57,6 +59,7 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     next_yield = _YIELD_EVERY
     first: float | None = None
     last: float | None = None
+    read: float | None = None
     resume_at: float | None = None
     if decoder is not None and speed is None:
         runs = decoder.runs(pipeline)
@@ -68,6 +71,8 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
             lines += count
             for report in decoded:
                 t = report.time
+                if read is None or t > read:
+                    read = t
                 if stop is not None and stop.is_set() and (last is None or t > last):
                     resume_at = t if start is None else max(t, start)
                     break
@@ -101,7 +106,7 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
                     "at time 0" if rate is None else f"in order at a nominal {rate:g} lines/s",
                     "" if len(untimed) == len(paths) else
                     "; dated 1970, not beside the timed logs: replay it on its own")
-    return ReplayResult(lines, reports, skipped, first, last, untimed, resume_at=resume_at)
+    return ReplayResult(lines, reports, skipped, first, last, untimed, read, resume_at)
 
 
 async def _decoded_here(paths: list[str], pipeline: Pipeline, size: int

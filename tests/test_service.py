@@ -24,7 +24,7 @@ from harbourwatch.options import ServiceOptions, resolve_config
 from harbourwatch.pipeline import Pipeline
 from harbourwatch.service import load_zones
 from harbourwatch.snoozes import SnoozeBook
-from harbourwatch.timeutil import parse_iso
+from harbourwatch.timeutil import iso_time, parse_iso
 from ingest.ingestor import Ingestor
 from replay.player import play
 from replay.scenario import generate_scenario
@@ -518,6 +518,21 @@ def test_a_replay_stopped_by_a_signal_says_where_to_resume_and_resumes_there(
     assert all(parts)
     assert sorted(parts[0] + parts[1]) == sorted(
         (tmp_path / "whole.jsonl").read_text().splitlines())
+
+
+def test_a_start_past_the_end_of_the_log_is_said(
+        scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """It said "replayed N lines, 0 reports" and nothing else."""
+    log, _ = scenario
+    last = int(log.read_text().splitlines()[-1].split("c:")[1].split("*")[0])
+    done = cli("replay", log, "--zones", DEMO_ZONES, "--no-progress",
+               "--db", f"sqlite:///{tmp_path / 'x.db'}", "--start", str(last + 3600))
+    assert done.returncode == 0, done.stderr
+    said = (f"--start {iso_time(last + 3600)} is past the end of the log(s): the last "
+            "message time in them is ")
+    assert said in done.stderr
+    # The last report's (the log's last line is a duplicate of one a second before).
+    assert last - 5 <= parse_iso(done.stderr.split(said)[1].split()[0]) <= last
 
 
 def test_a_new_drill_discards_the_last_exercises_unsent_alerts_and_a_resumed_one_keeps_them(
