@@ -201,9 +201,12 @@ async def _periodically(every_s: float, what: str, work: Callable[[], Awaitable[
 
 async def _save_all(store: Store, engine: Engine, pipeline: Pipeline, scope: str,
                     exercise: Mapping[str, Any] | None) -> None:
+    """The rules' state, and the receivers' health but a drill's (its receivers are an
+    exercise's: the health snapshots have no drill marker)."""
     await save_state(store, engine, scope, muted=pipeline.snoozes.muted_ids,
                      exercise=exercise)
-    await store.save_source_health(time.time(), pipeline.stats()["sources"])
+    if scope != "drill":
+        await store.save_source_health(time.time(), pipeline.stats()["sources"])
 
 
 async def _prune(store: Store, keep_s: float) -> None:

@@ -986,3 +986,27 @@ def test_a_periodic_save_during_a_database_outage_is_logged_once(
     assert caplog.messages == [
         "could not save the rules' state (PostgreSQL unreachable); will retry",
         "could save the rules' state again"]
+
+
+def test_a_drill_keeps_no_receiver_health(tmp_path: Path) -> None:
+    """A drill saving its rules' state every 30 s stored its exercise's receivers among the
+    port's health snapshots, which have no drill marker."""
+    from geofence.engine import Engine
+    from harbourwatch.service import _save_all
+
+    config = resolve_config(ServiceOptions(zones=DEMO_ZONES))
+    pipeline = Pipeline(Ingestor(), Engine(config.rules, load_zones(config), drill=True))
+    line = tag_block(s="rx-drill", c=1_767_268_800) + single(position(lat=-23.83, lon=151.25))
+    pipeline.feed_line("drill", line.encode(), None)
+
+    async def saved(scope: str) -> dict[str, Any]:
+        store = open_store(f"sqlite:///{tmp_path / f'{scope}.db'}", tmp_path, drill=True)
+        await store.start()
+        try:
+            await _save_all(store, pipeline.engine, pipeline, scope, None)
+            return await store.latest_source_health()
+        finally:
+            await store.stop()
+
+    assert asyncio.run(saved("drill")) == {}
+    assert asyncio.run(saved("replay"))  # a replay's are kept, as before
