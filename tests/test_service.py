@@ -891,13 +891,13 @@ def test_a_malformed_token_variable_stops_the_start_and_check_config(tmp_path: P
     done = cli("run", "--zones", DEMO_ZONES, "--serve", f"127.0.0.1:{free_udp_port()}",
                "--db", f"sqlite:///{tmp_path / 'x.db'}", env=env)
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
-        "harbourwatch: api.tokens: unknown role 'superuser' (viewer, operator or admin)")
+    said = ("api.tokens: HARBOURWATCH_API_TOKENS: entry 1: unknown role (viewer, operator "
+            "or admin; entries are name:role:token)")
+    assert done.stderr.splitlines()[-1] == f"harbourwatch: {said}"
     assert not (tmp_path / "x.db").exists()  # nothing started
     checked = cli("check-config", "--zones", DEMO_ZONES, env=env)
-    assert checked.returncode == 2 and checked.stderr.splitlines()[-1] == (
-        "harbourwatch: <flags>: api.tokens: unknown role 'superuser' (viewer, operator or "
-        "admin)")
+    assert checked.returncode == 2
+    assert checked.stderr.splitlines()[-1] == f"harbourwatch: <flags>: {said}"
 
 
 def test_a_live_run_drops_positions_older_than_the_retention(tmp_path: Path) -> None:
