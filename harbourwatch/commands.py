@@ -7,10 +7,14 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harbourwatch.config import ConfigError
 from harbourwatch.options import ServiceOptions, add_service_flags, resolve_config
+
+if TYPE_CHECKING:
+    from geofence.zones import ZoneSet
+    from harbourwatch.config import RulesConfig
 
 
 def add_commands(commands: Any) -> None:
@@ -41,9 +45,14 @@ def add_commands(commands: Any) -> None:
 
     scenario = commands.add_parser(
         "scenario", help="write synthetic port traffic with injected anomalies and ground truth")
-    scenario.add_argument("--zones", type=Path, required=True, metavar="ZONES.geojson",
-                          help="the port to simulate (anomalies its zones cannot host, e.g. "
-                               "speeding without a channel, are skipped and listed)")
+    scenario.add_argument("--config", type=Path, metavar="PORT.yaml",
+                          help="the config the drill will be replayed with: its rules "
+                               "(thresholds, allowed vessels, watch area, rules switched off) "
+                               "shape the anomalies and the truth, and its zones are the port")
+    scenario.add_argument("--zones", type=Path, metavar="ZONES.geojson",
+                          help="the port to simulate, instead of the config's zones (anomalies "
+                               "its zones cannot host, e.g. speeding without a channel, are "
+                               "skipped and listed)")
     scenario.add_argument("--out", type=Path, required=True, metavar="LOG",
                           help="the NMEA log to write (tag blocks with time and receiver)")
     scenario.add_argument("--truth", type=Path, required=True, metavar="TRUTH.json",
@@ -142,8 +151,10 @@ def _replay(args: argparse.Namespace) -> int:
 def _scenario(args: argparse.Namespace) -> int:
     from geofence.zones import ZoneError
     from harbourwatch.timeutil import parse_message_time
-    from replay.scenario import generate_scenario
+    from replay.scenario import LayoutError, generate_scenario
 
+    if args.config is None and args.zones is None:
+        return _fail(["give --config PORT.yaml, --zones ZONES.geojson, or both"])
     if not args.hours > 0:
         return _fail(["--hours must be greater than 0"])
     try:
@@ -151,9 +162,12 @@ def _scenario(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail([f"--start {args.start!r}: {exc}"])
     try:
-        summary = generate_scenario(args.zones, seed=args.seed, hours=args.hours, out=args.out,
-                                    truth=args.truth, start=start)
-    except ZoneError as exc:
+        zones, rules = _scenario_port(args.config, args.zones)
+        summary = generate_scenario(zones, seed=args.seed, hours=args.hours, out=args.out,
+                                    truth=args.truth, start=start, config=rules)
+    except ConfigError as exc:
+        return _fail(exc.errors)
+    except (ZoneError, LayoutError) as exc:
         return _fail(_messages(exc))
     except OSError as exc:
         return _fail([str(exc)])
@@ -162,6 +176,23 @@ def _scenario(args: argparse.Namespace) -> int:
     for rule, why in summary.skipped.items():
         print(f"skipped {rule}: {why}")
     return 0
+
+
+def _scenario_port(config_path: Path | None, zones_path: Path | None,
+                   ) -> tuple[ZoneSet | Path, RulesConfig | None]:
+    """The zones and rules a scenario is generated for: the config's (its zones unless
+    ``--zones`` names others, as ``replay`` takes them), or ``--zones`` with the defaults."""
+    from geofence.zones import ZoneSet
+    from harbourwatch.config import load_config, zones_file
+
+    if config_path is None:
+        assert zones_path is not None
+        return zones_path, None
+    config = load_config(config_path)
+    path = zones_path or zones_file(config)
+    if path is None:
+        raise ConfigError([f"{config_path}: port.zones: no zones file; give --zones"])
+    return ZoneSet.from_geojson(path, projection=config.port.projection), config.rules
 
 
 def _score(args: argparse.Namespace) -> int:

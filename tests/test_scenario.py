@@ -190,3 +190,19 @@ def test_bad_arguments() -> None:
         if f["properties"]["kind"] not in ("coverage", "port_limit")]}
     with pytest.raises(LayoutError, match="coverage or port_limit"):
         build_scenario(ZoneSet.from_geojson(no_coverage), seed=1, hours=1)
+
+
+def test_the_port_config_shapes_the_anomalies_and_the_truth() -> None:
+    """The truth took the default rules whatever the port's config said: anomalies of a
+    rule switched off, an outage of a receiver the config does not alert on."""
+    from harbourwatch.config import RulesConfig
+
+    config = RulesConfig.model_validate({"encounter": {"enabled": False},
+                                         "source_silent": {"receivers": ["rx-quay-*"]}})
+    truth = build_scenario(ZoneSet.from_geojson(DEMO_ZONES), seed=5, hours=1.0, scale=0.5,
+                           config=config).truth
+    assert "encounter" not in truth.rules
+    assert truth.skipped["encounter"] == "switched off in the config " \
+        "(rules.encounter.enabled: false)"
+    assert "rules.source_silent.receivers leaves out" in truth.skipped["source_silent"]
+    assert not {"encounter", "source_silent"} & {a.rule for a in truth.anomalies}

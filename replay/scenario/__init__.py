@@ -76,12 +76,16 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
                    start: float | None = None, config: RulesConfig | None = None,
                    rules: list[str] | None = None, scale: float = 1.0) -> Scenario:
     """Generate in memory. ``rules`` defaults to the registered rules; ``scale`` (0–1]
-    thins ordinary traffic (tests use fewer vessels)."""
+    thins ordinary traffic (tests use fewer vessels). ``config`` is the port's rules: their
+    thresholds, allowed vessels and watch area shape the anomalies and the truth (give the
+    config the replay will run with)."""
     if hours <= 0 or hours > 48:
         raise ValueError("hours must be in (0, 48]")
     zone_set = zones if isinstance(zones, ZoneSet) else ZoneSet.from_geojson(Path(zones))
     config = config or RulesConfig()
-    rule_names = frozenset(rules if rules is not None else registered_rules())
+    wanted = rules if rules is not None else registered_rules()
+    # A rule the config switches off raises nothing: no anomaly of it can be expected.
+    rule_names = frozenset(name for name in wanted if config.rule_enabled(name))
     rng = random.Random(seed)
     if start is None:
         start = float(_EPOCH_2026 + rng.randrange(0, 365 * 1440) * 60)
@@ -92,7 +96,9 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
     ctx = Context(config=config, rules=rule_names, traffic=traffic)
     anomalies: list[Expectation] = []
     controls: list[Expectation] = []
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = {
+        rule: f"switched off in the config (rules.{rule}.enabled: false)"
+        for rule, _ in INJECTORS if rule in wanted and rule not in rule_names}
     if "dark_vessel" in rule_names:
         controls += ordinary_controls(world, ctx)
     # One round of anomalies per started 4 hours (each round: one per rule).

@@ -20,6 +20,7 @@ from typing import Any
 import shapely
 from shapely.geometry import LineString
 
+from geofence.rules.source_silent import SourceSilent
 from geofence.zones import Zone
 from harbourwatch.config import RulesConfig
 from replay.scenario.kinematics import (
@@ -34,11 +35,13 @@ from replay.scenario.kinematics import (
     Plan,
     Route,
 )
-from replay.scenario.layout import random_point, unit
+from replay.scenario.layout import Layout, random_point, unit
 from replay.scenario.traffic import Vessel, World, drift_plan, exit_time
 from replay.scenario.truth import Expectation
 
 TRIES = 80
+#: How far inside the watch area (``watch_area: port``) injected tracks keep.
+WATCH_INSET_M = 300.0
 
 
 class Skip(Exception):
@@ -210,10 +213,12 @@ def speeding(world: World, ctx: Context) -> list[Expectation]:
     fast_b = r.random() < 0.4
     path = world.inbound_path(target)
     probe = Route(path, 0.0, speed, v_start_kn=speed, accel=0.15)
-    limited = shapely.union_all([poly for poly, lim in lay.limits if lim < speed - 1.0])
+    limited = lay.in_watch(shapely.union_all(
+        [poly for poly, lim in lay.limits if lim < speed - 1.0]), WATCH_INSET_M)
     t_rel = probe.first_inside(limited)
     if t_rel is None:
-        raise Skip("the channel has no speed limit below the speeder's speed")
+        raise Skip("the channel has no speed limit below the speeder's speed" + (
+            "" if lay.watch is None else " inside the watch area (watch_area: port)"))
     t_in = _time(world, 0.1, 0.7, 600.0)
     plan = Plan()
     plan.add(Route(path, t_in - t_rel, speed, v_start_kn=speed, accel=0.15))
@@ -281,6 +286,11 @@ def restricted_entry(world: World, ctx: Context) -> list[Expectation]:
     zones = world.layout.restricted
     if not zones:
         raise Skip("no restricted or security zone")
+    if world.layout.watch is not None:
+        zones = [z for z in zones if world.layout.watch.contains(z.metric)]
+        if not zones:
+            raise Skip("no restricted or security zone inside the watch area "
+                       "(watch_area: port: coverage and port limit)")
     zone = r.choice(zones)
     allowed = set(cfg.allowed_mmsi) | {m for z in zones for m in z.get("allowed_mmsi") or ()}
     t_in = _time(world, 0.1, 0.5, 1500.0)
@@ -531,16 +541,18 @@ def collision_risk(world: World, ctx: Context) -> list[Expectation]:
     r = world.rng
     lay = world.layout
     close_zones = [z.metric for z in lay.zones if z.get("cpa_m") is not None]
+    # Both tracks well within reception and, with watch_area: port, inside the watch area
+    # (coverage and port limit): a vessel outside it is no subject of the rules.
+    heard = lay.in_watch(lay.reception.buffer(-800.0), WATCH_INSET_M)
     if lay.port_limit is not None:
-        allowed = lay.reception.buffer(-800.0).difference(lay.port_limit.buffer(300.0))
+        allowed = heard.difference(lay.port_limit.buffer(300.0))
         if close_zones:
-            allowed = allowed.union(shapely.union_all(close_zones).intersection(
-                lay.reception.buffer(-800.0)))
+            allowed = allowed.union(shapely.union_all(close_zones).intersection(heard))
     else:
-        allowed = lay.reception.buffer(-800.0)
+        allowed = heard
     if allowed.is_empty:
-        raise Skip("no water outside the port limit within reception")
-    heard = lay.reception.buffer(-800.0)
+        raise Skip(_collision_room(lay) + (", and no zone sets its own cpa_m"
+                                           if lay.port_limit is not None else ""))
     edge = lay.port_limit.boundary if lay.port_limit is not None else None
     before, after = cfg.tcpa_s + r.uniform(60.0, 180.0), 240.0
     for _ in range(TRIES * 3):
@@ -584,11 +596,27 @@ def collision_risk(world: World, ctx: Context) -> list[Expectation]:
         if not all(world.heard_span(p, tm - before, tm) for p in plans):
             continue
         a, b = world.new_mmsi(), world.new_mmsi()
-        world.add(a, "A", "crossing", plans[0], world.ship_static(70, r.randrange(100, 250)))
-        world.add(b, "A", "crossing", plans[1], world.ship_static(80, r.randrange(100, 250)))
+        world.add(a, "A", "crossing", plans[0],
+                  world.ship_static(_not_exempt(ctx, 70), r.randrange(100, 250)))
+        world.add(b, "A", "crossing", plans[1],
+                  world.ship_static(_not_exempt(ctx, 80), r.randrange(100, 250)))
         return [Expectation("collision_risk", a, f"CPA {cpa:.0f} m at {v1:.0f}/{v2:.0f} kn",
                             window=(tm - before - 60.0, tm - 30.0), other_mmsi=b)]
-    raise Skip("no room for two crossing tracks outside the port limit")
+    raise Skip(f"no room for two crossing tracks: {_collision_room(lay)}")
+
+
+def _collision_room(lay: Layout) -> str:
+    """Where collision_risk would have to be planted, for a Skip's reason."""
+    where = "" if lay.port_limit is None else " outside the port limit (where the rule applies)"
+    if lay.watch is None:
+        return f"no water{where} within reception"
+    return f"no water{where} inside the watch area (watch_area: port: coverage and port limit)"
+
+
+def _not_exempt(ctx: Context, shiptype: int) -> int:
+    """``shiptype``, or a merchant type the config does not exempt from the traffic rules."""
+    exempt = set(ctx.config.exempt_shiptypes)
+    return next((t for t in (shiptype, 70, 79, 80, 89, 60) if t not in exempt), shiptype)
 
 
 @injector("anchor_drag")
@@ -608,7 +636,8 @@ def anchor_drag(world: World, ctx: Context) -> list[Expectation]:
         worst = (radius + limit + 60.0) / speed + (cfg.reports + 1) * 180.0 + 60.0
         if t_d + worst > world.end:
             raise Skip("needs the learning time, a drag and two reports outside")
-        point = random_point(r, anchorage.metric.buffer(-(radius + 600.0)))
+        point = random_point(r, world.layout.in_watch(anchorage.metric).buffer(
+            -(radius + 600.0)))
         if point is None:
             continue
         a = r.uniform(0, 2 * math.pi)
@@ -677,6 +706,10 @@ def source_silent(world: World, ctx: Context) -> list[Expectation]:
     r = world.rng
     lay = world.layout
     silent_s = cfg.source_silent.silent_s
+    alerted = [rec for rec in lay.receivers if SourceSilent(cfg).watches(rec.name)]
+    if not alerted:
+        raise Skip("rules.source_silent.receivers leaves out the scenario's receivers ("
+                   + ", ".join(rec.name for rec in lay.receivers) + ")")
     longest = max(silent_s + 60.0, cfg.dark_vessel.moving_s + r.uniform(180.0, 540.0))
     if min(longest, 0.3 * world.duration) < silent_s + 30.0:
         raise Skip("scenario too short for a receiver outage")
@@ -685,7 +718,7 @@ def source_silent(world: World, ctx: Context) -> list[Expectation]:
     for attempt in range(2 * TRIES):
         length = min(longest, 0.3 * world.duration) if attempt < TRIES else (
             silent_s + r.uniform(60.0, 240.0))
-        rec = r.choice(lay.receivers)
+        rec = r.choice(alerted)
         t0 = _time(world, 0.1, 0.8, length + 300.0)
         if world.outage_fits(rec.name, t0, t0 + length):
             break

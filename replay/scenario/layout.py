@@ -73,6 +73,15 @@ class Layout:
     avoid: Any  # restricted/security zones, buffered: normal traffic keeps out
     water: Any  # where free-roaming traffic may go
     exclusive: dict[str, Any] = field(default_factory=dict)  # receiver -> area only it hears
+    #: With ``rules.watch_area: port`` the coverage and port limit together (only vessels
+    #: inside are subjects of the rules); None when the rules watch everywhere.
+    watch: Any = None
+
+    def in_watch(self, area: Any, inset_m: float = 0.0) -> Any:
+        """``area`` cut to the watch area (``inset_m`` inside its edge); as is without one."""
+        if self.watch is None:
+            return area
+        return area.intersection(self.watch.buffer(-inset_m) if inset_m else self.watch)
 
     # -- conversions ------------------------------------------------------------------------
 
@@ -223,7 +232,7 @@ def build_layout(zones: ZoneSet, config: RulesConfig, rng: random.Random) -> Lay
                     receivers=receivers, berths=berths, anchorages=anchorages,
                     restricted=restricted, port_limit=port_limit, channel=channel,
                     centreline=centreline, sea_dir=sea_dir, limits=limits, avoid=avoid,
-                    water=water)
+                    water=water, watch=core if config.watch_area == "port" else None)
     for r in receivers:
         others = [o.area for o in receivers if o is not r]
         layout.exclusive[r.name] = r.area.difference(shapely.union_all(others))
