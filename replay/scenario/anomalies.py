@@ -435,7 +435,9 @@ def invalid_mmsi(world: World, ctx: Context) -> list[Expectation]:
 @injector("identity_change")
 def identity_change(world: World, ctx: Context) -> list[Expectation]:
     r = world.rng
-    moored = ctx.traffic.get("moored", [])
+    # A ship renamed once already is left alone: a second change (one per round) would go
+    # out of time order into its static data, and the truth's old name would be wrong.
+    moored = [v for v in ctx.traffic.get("moored", []) if len(v.static) == 1]
     tc = _time(world, 0.3, 0.8, 120.0)
     if moored and r.random() < 0.5:
         v = moored[-1]
@@ -720,7 +722,7 @@ def source_silent(world: World, ctx: Context) -> list[Expectation]:
             silent_s + r.uniform(60.0, 240.0))
         rec = r.choice(alerted)
         t0 = _time(world, 0.1, 0.8, length + 300.0)
-        if world.outage_fits(rec.name, t0, t0 + length):
+        if world.outage_fits(rec.name, t0, t0 + length, gap_s=silent_s):
             break
     else:
         raise Skip("every outage would hide an injected anomaly")

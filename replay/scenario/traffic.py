@@ -159,10 +159,20 @@ class World:
             self.reserved.append((plan, t0, t1, step))
         return True
 
-    def outage_fits(self, name: str, t0: float, t1: float) -> bool:
-        """Would silencing receiver ``name`` in [t0, t1) leave every reserved span heard?"""
+    def outage_fits(self, name: str, t0: float, t1: float, gap_s: float = 0.0) -> bool:
+        """Would silencing receiver ``name`` in [t0, t1) leave every reserved span heard,
+        and every outage placed before detectable?
+
+        An outage must not overlap another (one inside another is no new silence; with
+        every receiver off, message time stands still) and must be ``gap_s`` (the rule's
+        silence) clear of the same receiver's others, so each is an alert of its own.
+        """
         if any(n == name and a < t1 and b > t0 for n, a, b in self.protected):
             return False
+        for other, spans in self.receiver_silences.items():
+            gap = gap_s if other == name else 0.0
+            if any(a - gap < t1 and b + gap > t0 for a, b in spans):
+                return False
         spans = self.receiver_silences[name]
         spans.append((t0, t1))
         try:
