@@ -196,7 +196,8 @@ def _scenario_port(config_path: Path | None, zones_path: Path | None,
 
 
 def _score(args: argparse.Namespace) -> int:
-    """Every anomaly found in its window and no control alerted: exit 0; else 1."""
+    """Every anomaly found in its window and no control alerted: exit 0; else 1. Alerts of
+    the judged rules that the truth does not explain are listed as unexpected, for review."""
     import json
 
     from replay.scenario.truth import Truth, check
@@ -207,15 +208,26 @@ def _score(args: argparse.Namespace) -> int:
             alerts = [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return _fail([f"cannot read the truth or the alerts: {exc}"])
+    not_drill = sum(1 for alert in alerts if alert.get("drill") is not True)
+    if not_drill:
+        print(f"harbourwatch: warning: {args.alerts}: {not_drill} of {len(alerts)} alert lines "
+              "are not marked drill: true (not the alerts of a --drill replay?)",
+              file=sys.stderr)
     verdict = check(truth, alerts)
     for missed in verdict.missed:
         print(f"missed: {_expected(missed.to_dict())}")
     for control, alert in verdict.false_alarms:
         print(f"false alarm: {_expected(control.to_dict())}: alert {alert.get('id')} "
               f"started {alert.get('started_at')}")
+    for alert in verdict.unexpected:
+        other = f" and {alert['other_mmsi']}" if alert.get("other_mmsi") else ""
+        who = alert.get("mmsi") or alert.get("details", {}).get("receiver")
+        print(f"unexpected: {alert['rule']} {who}{other}: alert {alert.get('id')} started "
+              f"{alert.get('started_at')} (no anomaly planted; review it)")
     found = len(truth.anomalies) - len(verdict.missed)
     print(f"{found} of {len(truth.anomalies)} anomalies detected in their windows; "
-          f"{len(verdict.false_alarms)} false alarms on {len(truth.controls)} controls"
+          f"{len(verdict.false_alarms)} false alarms on {len(truth.controls)} controls; "
+          f"{len(verdict.unexpected)} unexpected alerts (listed, not failing)"
           + "".join(f"; skipped {rule}: {why}" for rule, why in truth.skipped.items()))
     return 0 if verdict.ok else 1
 

@@ -206,3 +206,43 @@ def test_the_port_config_shapes_the_anomalies_and_the_truth() -> None:
         "(rules.encounter.enabled: false)"
     assert "rules.source_silent.receivers leaves out" in truth.skipped["source_silent"]
     assert not {"encounter", "source_silent"} & {a.rule for a in truth.anomalies}
+
+
+def test_score_counts_alerts_not_transition_lines_and_lists_the_unexpected() -> None:
+    """A control's loitering alert with new and end lines was two false alarms; an alert on
+    a vessel neither planted nor a control was not reported at all."""
+    from replay.scenario import Expectation, check
+
+    t0 = 1_767_225_600.0
+    truth = Truth(seed=1, start=t0, end=t0 + 3600, zones="z", rules=["loitering", "zone_entry",
+                                                                       "mmsi_conflict"],
+                  receivers=["rx-a"],
+                  anomalies=[Expectation("mmsi_conflict", 2, "shared", window=(t0, t0 + 60))],
+                  controls=[Expectation("loitering", 1, "moored for hours")],
+                  side_effects=[Expectation("loitering", 2, "side", side_effect=True)])
+
+    def alert(id_: str, rule: str, mmsi: int, transition: str) -> dict[str, object]:
+        return {"id": id_, "rule": rule, "mmsi": mmsi, "other_mmsi": None,
+                "started_at": "2026-01-01T00:00:10Z", "transition": transition}
+
+    lines = [alert("a", "mmsi_conflict", 2, "new"),
+             alert("c", "loitering", 1, "new"), alert("c", "loitering", 1, "end"),
+             alert("s", "loitering", 2, "new"),  # the side effect: expected
+             alert("u", "loitering", 3, "new"), alert("u", "loitering", 3, "update"),
+             alert("e", "zone_entry", 4, "new")]  # events are not judged
+    verdict = check(truth, lines)
+    assert verdict.missed == []
+    assert [(c.mmsi, a["id"]) for c, a in verdict.false_alarms] == [(1, "c")]
+    assert [a["id"] for a in verdict.unexpected] == ["u"]
+    assert not verdict.ok
+    # Unexpected alerts are for review: alone they do not fail the score.
+    assert check(truth, lines[:1] + lines[3:]).ok
+    # The truth file keeps the side effects.
+    assert Truth.from_dict(json.loads(truth.dumps())).side_effects == truth.side_effects
+
+
+def test_the_mmsi_conflict_injection_lists_its_side_effects() -> None:
+    truth = demo().truth
+    conflict = next(a for a in truth.anomalies if a.rule == "mmsi_conflict")
+    assert {(e.rule, e.mmsi) for e in truth.side_effects} == {
+        ("position_jump", conflict.mmsi), ("identity_change", conflict.mmsi)}

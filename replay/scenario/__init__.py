@@ -96,6 +96,7 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
     ctx = Context(config=config, rules=rule_names, traffic=traffic)
     anomalies: list[Expectation] = []
     controls: list[Expectation] = []
+    side_effects: list[Expectation] = []
     skipped: dict[str, str] = {
         rule: f"switched off in the config (rules.{rule}.enabled: false)"
         for rule, _ in INJECTORS if rule in wanted and rule not in rule_names}
@@ -115,7 +116,10 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
             for item in found:
                 if item.rule not in rule_names or item in controls:
                     continue
-                (anomalies if item.window is not None else controls).append(item)
+                if item.side_effect:
+                    side_effects.append(item)
+                else:
+                    (anomalies if item.window is not None else controls).append(item)
     injected = {a.rule for a in anomalies}
     skipped = {rule: why for rule, why in skipped.items() if rule not in injected}
     world.finish_plans()
@@ -128,7 +132,7 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
     truth = Truth(
         seed=seed, start=start, end=end, zones=Path(source).name if source else "<zones>",
         rules=sorted(rule_names), receivers=[r.name for r in layout.receivers],
-        anomalies=anomalies, controls=controls, skipped=skipped,
+        anomalies=anomalies, controls=controls, side_effects=side_effects, skipped=skipped,
         vessels=[{"mmsi": v.mmsi, "class": v.ais_class, "role": v.role,
                   "shipname": v.static[0][1].get("shipname")} for v in world.vessels],
         stats={"lines": stats.lines, "transmissions": stats.transmissions,

@@ -2,7 +2,8 @@
 
 Each injector adds the vessels (or receiver outages) that should make its rule fire and
 returns :class:`~replay.scenario.truth.Expectation` items: anomalies carry the window in which
-the alert must start, controls (no window) name cases that must *not* alert. Windows follow
+the alert must start, controls (no window) name cases that must *not* alert, side effects (no
+window, ``side_effect``) alerts the injection raises besides its own. Windows follow
 the rule definitions in DESIGN.md with the thresholds of the ``RulesConfig`` in use; for
 rules whose alert may be stamped either at the start of the condition or once it has held,
 the window covers both. An injector raises :class:`Skip` when the zones or the time span
@@ -408,8 +409,13 @@ def mmsi_conflict(world: World, ctx: Context) -> list[Expectation]:
         mmsi = world.new_mmsi()
         world.add(mmsi, "A", "cargo", a, world.ship_static(70, r.randrange(80, 200)))
         world.add(mmsi, "A", "clone", b, world.ship_static(30, r.randrange(20, 40)))
+        # The rule sees one vessel leaping between the two, with two identities.
         return [Expectation("mmsi_conflict", mmsi, "two transmitters share the MMSI",
-                            window=(t0 - 5.0, t0 + cfg.window_s + 60.0))]
+                            window=(t0 - 5.0, t0 + cfg.window_s + 60.0)),
+                Expectation("position_jump", mmsi, "the MMSI's fixes leap between the two "
+                            "transmitters", side_effect=True),
+                Expectation("identity_change", mmsi, "the two transmitters send different "
+                            "static data", side_effect=True)]
     raise Skip("no two heard tracks far apart")
 
 

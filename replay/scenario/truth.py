@@ -1,5 +1,6 @@
 """Ground truth of a scenario: the anomalies injected (each with the window in which its alert
-must start) and the control cases that must not alert, written as JSON.
+must start), the control cases that must not alert and the alerts an injection raises besides
+its own (side effects), written as JSON; and how a drill's alerts compare with it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class Expectation:
 
     ``window`` holds message times (Unix seconds); an anomaly is detected when an alert of
     ``rule`` for ``mmsi`` (and ``other_mmsi`` either way round, when given) starts within it.
-    Receiver-level rules name the ``receiver`` instead of a vessel.
+    Receiver-level rules name the ``receiver`` instead of a vessel. A ``side_effect`` (no
+    window) is an alert an injection raises besides its own: neither wanted nor a fault.
     """
 
     rule: str
@@ -28,6 +30,7 @@ class Expectation:
     window: tuple[float, float] | None = None
     other_mmsi: int | None = None
     receiver: str | None = None
+    side_effect: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rule": self.rule, "mmsi": self.mmsi,
@@ -40,12 +43,13 @@ class Expectation:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Expectation:
+    def from_dict(cls, data: dict[str, Any], *, side_effect: bool = False) -> Expectation:
         window = data.get("window")
         return cls(rule=data["rule"], mmsi=data.get("mmsi"), note=data.get("note", ""),
                    window=None if window is None else (parse_iso(window[0]),
                                                        parse_iso(window[1])),
-                   other_mmsi=data.get("other_mmsi"), receiver=data.get("receiver"))
+                   other_mmsi=data.get("other_mmsi"), receiver=data.get("receiver"),
+                   side_effect=side_effect)
 
     def matches(self, alert: dict[str, Any]) -> bool:
         """Whether an alert (``Alert.to_dict`` shape) is about this expectation's subject."""
@@ -76,6 +80,7 @@ class Truth:
     receivers: list[str]
     anomalies: list[Expectation] = field(default_factory=list)
     controls: list[Expectation] = field(default_factory=list)
+    side_effects: list[Expectation] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     vessels: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +91,7 @@ class Truth:
             "zones": self.zones, "rules": self.rules, "receivers": self.receivers,
             "anomalies": [a.to_dict() for a in self.anomalies],
             "controls": [c.to_dict() for c in self.controls],
+            "side_effects": [e.to_dict() for e in self.side_effects],
             "skipped": self.skipped, "vessels": self.vessels, "stats": self.stats,
         }
 
@@ -99,8 +105,16 @@ class Truth:
                    receivers=data["receivers"],
                    anomalies=[Expectation.from_dict(a) for a in data["anomalies"]],
                    controls=[Expectation.from_dict(c) for c in data["controls"]],
+                   side_effects=[Expectation.from_dict(e, side_effect=True)
+                                 for e in data.get("side_effects", [])],
                    skipped=data.get("skipped", {}), vessels=data.get("vessels", []),
                    stats=data.get("stats", {}))
+
+    def judged_rules(self) -> set[str]:
+        """The rules the scenario plants anomalies or controls for (or could not): an alert of
+        one of them that the truth does not explain is unexpected. Events are not judged."""
+        return ({a.rule for a in self.anomalies} | {c.rule for c in self.controls}
+                | set(self.skipped))
 
     @classmethod
     def load(cls, path: Path | str) -> Truth:
@@ -109,10 +123,16 @@ class Truth:
 
 @dataclass(slots=True)
 class Verdict:
-    """How a set of alerts compares with the truth."""
+    """How a set of alerts compares with the truth.
+
+    ``unexpected`` alerts (of a judged rule, explained by nothing the truth lists) are for
+    review and do not fail the score: ordinary traffic the generator does not plan can
+    truly meet the rules (two ships crossing close outside the port limit).
+    """
 
     missed: list[Expectation]
     false_alarms: list[tuple[Expectation, dict[str, Any]]]
+    unexpected: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -120,7 +140,16 @@ class Verdict:
 
 
 def check(truth: Truth, alerts: list[dict[str, Any]]) -> Verdict:
-    """Every anomaly detected in its window, no alert of the named rule on any control."""
+    """Every anomaly detected in its window, no alert of the named rule on any control.
+
+    ``alerts`` may be transition lines (``--alerts-out``: new, update, end): false alarms
+    and unexpected alerts count each alert (id) once.
+    """
+    latest = list({alert.get("id") or f"#{i}": alert for i, alert in enumerate(alerts)}.values())
     missed = [a for a in truth.anomalies if not any(a.detected_by(al) for al in alerts)]
-    false_alarms = [(c, al) for c in truth.controls for al in alerts if c.matches(al)]
-    return Verdict(missed=missed, false_alarms=false_alarms)
+    false_alarms = [(c, al) for c in truth.controls for al in latest if c.matches(al)]
+    judged = truth.judged_rules()
+    known = [*truth.anomalies, *truth.controls, *truth.side_effects]
+    unexpected = [al for al in latest if al.get("rule") in judged
+                  and not any(e.matches(al) for e in known)]
+    return Verdict(missed=missed, false_alarms=false_alarms, unexpected=unexpected)
