@@ -198,16 +198,22 @@ def _scenario_port(config_path: Path | None, zones_path: Path | None,
 def _score(args: argparse.Namespace) -> int:
     """Every anomaly found in its window and no control alerted: exit 0; else 1. Alerts of
     the judged rules that the truth does not explain are listed as unexpected, for review."""
-    import json
-
-    from replay.scenario.truth import Truth, check
+    from harbourwatch.timeutil import parse_iso
+    from replay.scenario.scorefiles import ScoreInputError, load_alerts, load_truth
+    from replay.scenario.truth import check
 
     try:
-        truth = Truth.load(args.truth)
-        with args.alerts.open(encoding="utf-8") as lines:
-            alerts = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return _fail([f"cannot read the truth or the alerts: {exc}"])
+        truth = load_truth(args.truth)
+        alerts = load_alerts(args.alerts)
+    except ScoreInputError as exc:
+        return _fail(exc.errors)
+    if not alerts:
+        print(f"harbourwatch: warning: {args.alerts}: no alerts at all (the --alerts-out "
+              "file of the replay of this scenario's log?)", file=sys.stderr)
+    elif not any(truth.start - 60.0 <= parse_iso(a["started_at"]) <= truth.end + 3600.0
+                 for a in alerts):
+        print(f"harbourwatch: warning: {args.alerts}: no alert started within the scenario's "
+              "time (the alerts of another run?)", file=sys.stderr)
     not_drill = sum(1 for alert in alerts if alert.get("drill") is not True)
     if not_drill:
         print(f"harbourwatch: warning: {args.alerts}: {not_drill} of {len(alerts)} alert lines "

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.paths import FIXTURES
 from tests.test_service import cli
 
@@ -70,3 +72,66 @@ def test_score_reports_each_false_alarm_once_and_the_unexpected(tmp_path: Path) 
     alerts.write_text(_line("p", 2, "new") + "\n" + _line("u", 3, "new") + "\n")
     scored = cli("score", truth, alerts)
     assert (scored.returncode, scored.stderr) == (0, "")
+
+
+def _score(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    from harbourwatch.cli import main
+
+    code = main(["score", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("alerts", "message"), [
+    ('[1,2]', "a.jsonl:2: not an alert (a JSON object), got [1, 2]"),
+    ('{"id":"x"}', "a.jsonl:2: rule: missing or not text\nharbourwatch: {dir}/a.jsonl:2: "
+                   "started_at: missing"),
+    ('{"id":"x","rule":"loitering"}', "a.jsonl:2: started_at: missing"),
+    ('{"id":"x","rule":"loitering","started_at":"garbage"}',
+     "a.jsonl:2: started_at: not an ISO 8601 time: 'garbage'"),
+    ('{"id":"x","rule":"loitering","started_at":"2026-01-01T00:00:00Z","mmsi":"abc"}',
+     "a.jsonl:2: mmsi: expected a number or null, got \"abc\""),
+    ('{"id": "x", bad}', "a.jsonl:2: not JSON: Expecting property name enclosed in double "
+                         "quotes (column 13)"),
+])
+def test_score_names_the_file_and_line_of_a_bad_alert(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], alerts: str, message: str) -> None:
+    """These gave tracebacks, or a JSON error naming neither file nor line, with exit 1."""
+    truth = tmp_path / "t.json"
+    _write_truth(truth)
+    path = tmp_path / "a.jsonl"
+    path.write_text(_line("p", 2, "new") + "\n" + alerts + "\n")
+    expected = f"harbourwatch: {path.parent}/{message}\n".replace("{dir}", str(path.parent))
+    assert _score(capsys, truth, path) == (2, "", expected)
+
+
+def test_score_says_what_is_wrong_with_the_truth_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The zones file given as truth said 'seed'; an empty one, a JSON error."""
+    alerts = tmp_path / "a.jsonl"
+    alerts.write_text(_line("p", 2, "new") + "\n")
+    zones = FIXTURES / "demo-port" / "zones.geojson"
+    code, _, err = _score(capsys, zones, alerts)
+    assert (code, err) == (2, f"harbourwatch: {zones}: not a scenario truth file (a zones "
+                              "file?): no seed, start, end, zones, rules, receivers, anomalies, "
+                              "controls\n")
+    empty = tmp_path / "empty.json"
+    empty.write_text("\n")
+    assert _score(capsys, empty, alerts)[::2] == (
+        2, f"harbourwatch: {empty}: empty file (expected the truth file `scenario` wrote)\n")
+    broken = tmp_path / "broken.json"
+    _write_truth(broken)
+    broken.write_text(broken.read_text().replace('"window": [', '"window": ["x", '))
+    code, _, err = _score(capsys, broken, alerts)
+    assert code == 2 and f"{broken}: anomalies[0].window: expected [start, end]" in err
+
+
+def test_score_of_an_empty_alerts_file_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    truth, alerts = tmp_path / "t.json", tmp_path / "a.jsonl"
+    _write_truth(truth)
+    alerts.write_text("")
+    code, out, err = _score(capsys, truth, alerts)
+    assert code == 1 and out.startswith("missed: loitering 2 ")
+    assert err == (f"harbourwatch: warning: {alerts}: no alerts at all (the --alerts-out file "
+                   "of the replay of this scenario's log?)\n")
