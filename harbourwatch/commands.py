@@ -59,9 +59,11 @@ def add_commands(commands: Any) -> None:
                           help="the anomalies injected and the controls, with time windows")
     scenario.add_argument("--seed", type=int, default=1,
                           help="same seed, same files (default 1)")
-    scenario.add_argument("--hours", type=float, default=2.0, help="length (default 2)")
+    scenario.add_argument("--hours", type=float, default=2.0,
+                          help="length in hours, at most 48 (default 2)")
     scenario.add_argument("--start", metavar="TIME",
-                          help="message time of the first report (ISO 8601; default fixed)")
+                          help="message time of the first report (ISO 8601, or Unix seconds or "
+                               "milliseconds; default: a minute of 2026 chosen by the seed)")
     scenario.set_defaults(handler=_scenario)
 
     score = commands.add_parser(
@@ -151,12 +153,16 @@ def _replay(args: argparse.Namespace) -> int:
 def _scenario(args: argparse.Namespace) -> int:
     from geofence.zones import ZoneError
     from harbourwatch.timeutil import parse_message_time
-    from replay.scenario import LayoutError, generate_scenario
+    from replay.scenario import MAX_HOURS, LayoutError, generate_scenario
 
     if args.config is None and args.zones is None:
         return _fail(["give --config PORT.yaml, --zones ZONES.geojson, or both"])
-    if not args.hours > 0:
-        return _fail(["--hours must be greater than 0"])
+    if not 0 < args.hours <= MAX_HOURS:  # NaN too
+        return _fail([f"--hours {args.hours:g}: must be more than 0 and at most "
+                      f"{MAX_HOURS:g}"])
+    if _same_file(args.out, args.truth):
+        return _fail([f"--out and --truth name the same file ({args.out}): the truth would "
+                      "overwrite the log"])
     try:
         start = None if args.start is None else parse_message_time(args.start)
     except ValueError as exc:
@@ -176,6 +182,16 @@ def _scenario(args: argparse.Namespace) -> int:
     for rule, why in summary.skipped.items():
         print(f"skipped {rule}: {why}")
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same path, or links to one file)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them is not there yet
+        return False
 
 
 def _scenario_port(config_path: Path | None, zones_path: Path | None,

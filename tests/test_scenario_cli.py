@@ -135,3 +135,45 @@ def test_score_of_an_empty_alerts_file_says_so(
     assert code == 1 and out.startswith("missed: loitering 2 ")
     assert err == (f"harbourwatch: warning: {alerts}: no alerts at all (the --alerts-out file "
                    "of the replay of this scenario's log?)\n")
+
+
+def _scenario(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
+    from harbourwatch.cli import main
+
+    code = main(["scenario", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hours", ["49", "inf", "nan", "0", "-1"])
+def test_scenario_hours_out_of_range_is_a_message_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], hours: str) -> None:
+    """--hours 49 and inf gave tracebacks (the 48 h limit was checked only inside)."""
+    code, err = _scenario(capsys, "--zones", FIXTURES / "demo-port" / "zones.geojson",
+                          f"--hours={hours}", "--out", tmp_path / "s.nmea", "--truth",
+                          tmp_path / "t.json")
+    assert (code, err) == (2, f"harbourwatch: --hours {float(hours):g}: must be more than 0 "
+                              "and at most 48\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scenario_refuses_one_file_for_log_and_truth(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out x --truth x wrote the log, then the truth over it."""
+    log = tmp_path / "x"
+    code, err = _scenario(capsys, "--zones", FIXTURES / "demo-port" / "zones.geojson",
+                          "--out", log, "--truth", tmp_path / "." / "x")
+    assert (code, err) == (2, f"harbourwatch: --out and --truth name the same file ({log}): "
+                              "the truth would overwrite the log\n")
+    assert not log.exists()
+
+
+def test_scenario_needs_a_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    no_zones = tmp_path / "port.yaml"
+    no_zones.write_text("version: 1\nport: {name: p}\n")
+    for args, message in (
+            ((), "give --config PORT.yaml, --zones ZONES.geojson, or both"),
+            (("--config", no_zones), f"{no_zones}: port.zones: no zones file; give --zones"),
+            (("--config", tmp_path / "none.yaml"),
+             f"{tmp_path / 'none.yaml'}: cannot read: No such file or directory")):
+        code, err = _scenario(capsys, *args, "--out", tmp_path / "s", "--truth", tmp_path / "t")
+        assert (code, err) == (2, f"harbourwatch: {message}\n")

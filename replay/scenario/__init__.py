@@ -33,8 +33,11 @@ from replay.scenario.traffic import World, ordinary_traffic
 from replay.scenario.truth import Expectation, Truth, Verdict, check
 from replay.scenario.writer import Tx, base_station_msgs, render, transmissions
 
-__all__ = ["Expectation", "LayoutError", "Scenario", "ScenarioSummary", "Truth", "Verdict",
-           "build_scenario", "check", "generate_scenario", "registered_rules"]
+__all__ = ["MAX_HOURS", "Expectation", "LayoutError", "Scenario", "ScenarioSummary", "Truth",
+           "Verdict", "build_scenario", "check", "generate_scenario", "registered_rules"]
+
+#: The longest scenario: two days of traffic (12 rounds of anomalies) is a long drill already.
+MAX_HOURS = 48.0
 
 #: 2026-01-01T00:00:00Z: default scenarios start on a seed-chosen minute of 2026.
 _EPOCH_2026 = 1_767_225_600
@@ -79,8 +82,8 @@ def build_scenario(zones: ZoneSet | Path | str, *, seed: int, hours: float,
     thins ordinary traffic (tests use fewer vessels). ``config`` is the port's rules: their
     thresholds, allowed vessels and watch area shape the anomalies and the truth (give the
     config the replay will run with)."""
-    if hours <= 0 or hours > 48:
-        raise ValueError("hours must be in (0, 48]")
+    if not 0 < hours <= MAX_HOURS:  # NaN too
+        raise ValueError(f"hours must be in (0, {MAX_HOURS:g}]")
     zone_set = zones if isinstance(zones, ZoneSet) else ZoneSet.from_geojson(Path(zones))
     config = config or RulesConfig()
     wanted = rules if rules is not None else registered_rules()
