@@ -581,7 +581,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         for listener in deps.operator_updates:
             listener(alert)
 
-    def queue_act(held: AlertMemory, act: tuple[str, str, str | None, str]) -> dict[str, Any]:
+    def queue_act(held: AlertMemory, act: tuple[str, str, str | None, Literal["ack", "resolve"]]
+                  ) -> dict[str, Any]:
         """The act on the alert memory holds, queued for the store (see QueuedAct)."""
         alert_id, actor, note, action = act
         found = held.alert(alert_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from geofence.alert import AlertEvent
 from ingest.report import Report
@@ -100,6 +100,11 @@ class Snooze:
     created: float = 0.0
 
 
+#: What an operator can do while the database is away (see QueuedAct).
+ActAction = Literal["ack", "resolve", "snooze", "unsnooze"]
+ACT_ACTIONS: frozenset[str] = frozenset(get_args(ActAction))
+
+
 @dataclass(slots=True, frozen=True)
 class QueuedAct:
     """An operator act made while the database was away (``action``: ack, resolve, snooze,
@@ -107,7 +112,7 @@ class QueuedAct:
     with the operator's name and wall time as given; spooled like any row, so a stop before
     the database is back does not lose it."""
 
-    action: str
+    action: ActAction
     actor: str
     at: float
     note: str | None = None
@@ -115,6 +120,21 @@ class QueuedAct:
     rule: str | None = None
     mmsi: int | None = None
     until: float | None = None
+
+    def __post_init__(self) -> None:
+        """ValueError for an act that cannot be written as it was made (an unknown action
+        was written as an ack)."""
+        if self.action not in ACT_ACTIONS:
+            raise ValueError(f"unknown operator act {self.action!r}")
+        if not isinstance(self.actor, str) or not isinstance(self.at, int | float):
+            raise ValueError("an operator act needs its actor and time")
+        if self.action in ("ack", "resolve") and not isinstance(self.alert_id, str):
+            raise ValueError(f"{self.action} needs an alert id")
+        if self.action in ("snooze", "unsnooze") and (
+                not isinstance(self.rule, str) or not isinstance(self.mmsi, int)):
+            raise ValueError(f"{self.action} needs a rule and an MMSI")
+        if self.action == "snooze" and not isinstance(self.until, int | float):
+            raise ValueError("snooze needs an end")
 
     @property
     def dedup(self) -> str:

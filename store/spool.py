@@ -4,17 +4,66 @@ The writer moves its oldest queued rows here when the database has been away lon
 fill the memory buffer; catch-up reads them back first, so rows reach the database in the
 order they were queued. A crash during catch-up replays the whole file on the next start:
 harmless, every write is idempotent.
+
+Two files, so that a release can be rolled back with rows spooled:
+
+- ``spool.jsonl``: positions, static data and alert transitions (``p``, ``s``, ``a``), in
+  the format every release reads.
+- ``spool.acts-v1.jsonl`` (the version is in the name): operator acts made while the
+  database was away, each with the byte offset of the main file it follows (its place in
+  the queue). A release that does not know acts never opens it: it writes the main file as
+  before and leaves the acts for a release that knows them.
+
+A line this release cannot read (another release's, a damaged disk) raises
+:class:`SpoolRowError` naming the file and line; the writer sets it aside and goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from store.base import StoreError
+from store.base import QueuedAct, StoreError
 from store.rows import Item
+
+log = logging.getLogger(__name__)
+
+#: Version of the acts file's format, part of its name (see the module docstring).
+ACTS_VERSION = 1
+
+
+class SpoolRowError(StoreError):
+    """A spooled line this release cannot read: where it is, and the offset after it."""
+
+    def __init__(self, path: Path, line: int, end: int, raw: str, why: str) -> None:
+        super().__init__(f"{path}:{line}: cannot read a spooled row ({why}); set aside: "
+                         "written by another release, or damaged")
+        self.path, self.line, self.end, self.raw = path, line, end, raw
+
+
+@dataclass(slots=True, frozen=True)
+class Mark:
+    """Where a :meth:`Spool.peek` stopped: passed back to :meth:`Spool.advance`."""
+
+    pos: int
+    line: int
+    #: Main-file rows read (lines written ahead, see ``write_ahead``, not counted), acts.
+    rows: int
+    acts: int
+    alerts: int
+    #: Offsets of the main-file rows read (for ``write_ahead``).
+    offsets: tuple[int, ...] = ()
+    #: No complete line follows in the main file (what is left is torn: never acked).
+    at_end: bool = False
+
+
+def acts_path(path: Path) -> Path:
+    return path.with_suffix(f".acts-v{ACTS_VERSION}.jsonl")
 
 
 class Spool:
@@ -22,67 +71,216 @@ class Spool:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.acts_path = acts_path(path)
         self._read_pos = 0
+        self._line = 1  # of the line at _read_pos
+        #: Pending acts: [offset in the main file they follow, QueuedAct row], in order.
+        self._acts: list[tuple[int, dict[str, Any]]] = []
+        #: Offsets of main-file lines already written ahead of the rest (``write_ahead``).
+        self._ahead: set[int] = set()
         self.pending = 0
+        #: Alert transitions among the pending rows (not yet written).
+        self.alerts_pending = 0
+        #: Checksum of the main file's first line: which file an act's offset is in.
+        self._head: int | None = None
         if path.exists():
             with path.open("rb") as fh:
-                self.pending = sum(1 for line in fh if line.strip())
+                for line in fh:
+                    if self._head is None:
+                        self._head = zlib.crc32(line)
+                    if line.strip():
+                        self.pending += 1
+                        self.alerts_pending += line.startswith(b'["a"')
+        self._acts = self._load_acts()
+        self.pending += len(self._acts)
+        for other in sorted(path.parent.glob(path.stem + ".acts-v*.jsonl")):
+            if other != self.acts_path:
+                log.error("store: %s holds operator acts spooled by another release; this "
+                          "one does not read it (start that release to write them)", other)
+
+    @property
+    def acts_pending(self) -> int:
+        return len(self._acts)
+
+    def _load_acts(self) -> list[tuple[int, dict[str, Any]]]:
+        acts: list[tuple[int, dict[str, Any]]] = []
+        try:
+            with self.acts_path.open(encoding="utf-8") as fh:
+                lines = fh.readlines()
+        except FileNotFoundError:
+            return acts
+        except OSError as exc:
+            raise StoreError(f"cannot read spool {self.acts_path}: {exc}") from exc
+        for number, line in enumerate(lines, 1):
+            if not line.endswith("\n"):
+                break  # torn by a crash: never acknowledged
+            try:
+                raw = json.loads(line)
+                act = QueuedAct.from_row(raw["act"]).to_row()
+                # Its offset is in a main file since removed (an older release wrote it,
+                # then perhaps spooled rows of its own): its place is gone, it goes first.
+                after = int(raw["after"]) if raw.get("head") == self._head else 0
+                acts.append((after, act))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("store: %s:%d: cannot read a spooled operator act (%s); dropped: %s",
+                          self.acts_path, number, exc, line.strip())
+        return acts
 
     def append(self, items: list[Item]) -> None:
         if not items:
             return
         try:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            lines: list[str] = []
+            acts: list[tuple[int, dict[str, Any]]] = []
+            alerts = 0
+            for item in items:
+                if item[0] == "o":
+                    acts.append((size, item[1]))
+                    continue
+                line = json.dumps(item, separators=(",", ":")) + "\n"  # ASCII: len is bytes
+                if self._head is None:
+                    self._head = zlib.crc32(line.encode())
+                lines.append(line)
+                size += len(line)
+                alerts += item[0] == "a"
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
-                fh.flush()
-                os.fsync(fh.fileno())
+            if acts:  # first: an operator's act is the one thing nothing else can redo
+                _write_lines(self.acts_path, (self._act_line(a) for a in acts), "a")
+            if lines:
+                _write_lines(self.path, lines, "a")
         except OSError as exc:
             raise StoreError(f"cannot write spool {self.path}: {exc}") from exc
+        self._acts.extend(acts)
         self.pending += len(items)
+        self.alerts_pending += alerts
 
-    def peek(self, limit: int) -> tuple[list[Item], int]:
-        """Up to ``limit`` items from the read position, and the position after them."""
+    def peek(self, limit: int, *, only_marked: bool = False) -> tuple[list[Item], Mark]:
+        """Up to ``limit`` items from the read position, in queue order, and where it
+        stopped. ``only_marked``: alert transitions and acts only, for ``write_ahead``
+        (that mark is of no use to ``advance``)."""
         items: list[Item] = []
-        if self.pending == 0:
-            return items, self._read_pos
+        offsets: list[int] = []
+        taken = alerts = rows = 0
+        acts = self._acts
+        pos, number = self._read_pos, self._line
+        at_end = False
         try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._read_pos)
-                pos = self._read_pos
+            fh = self.path.open("rb") if self.path.exists() else None
+            if fh is not None:
+                fh.seek(pos)
+            try:
                 while len(items) < limit:
-                    line = fh.readline()
-                    if not line:
-                        break
+                    if taken < len(acts) and acts[taken][0] <= pos:
+                        items.append(("o", acts[taken][1]))
+                        taken += 1
+                        continue
+                    line = fh.readline() if fh is not None else b""
                     if not line.endswith(b"\n"):
-                        break  # a torn last line from a crash: ignore it, it was never acked
-                    pos += len(line)
-                    if line.strip():
-                        items.append(_decode(json.loads(line)))
-        except (OSError, ValueError) as exc:
+                        at_end = True  # or a torn last line from a crash: never acknowledged
+                        break
+                    start, pos, number = pos, pos + len(line), number + 1
+                    if start in self._ahead or not line.strip():
+                        continue
+                    if only_marked and not line.startswith(b'["a"'):
+                        continue
+                    try:
+                        item = _decode(json.loads(line))
+                    except (ValueError, TypeError, KeyError, IndexError) as exc:
+                        if items:  # the next peek starts with it
+                            pos, number = start, number - 1
+                            break
+                        raise SpoolRowError(self.path, number - 1, pos,
+                                            line.decode(errors="replace").strip(), str(exc)
+                                            ) from exc
+                    items.append(item)
+                    offsets.append(start)
+                    rows += 1
+                    alerts += item[0] == "a"
+            finally:
+                if fh is not None:
+                    fh.close()
+        except OSError as exc:
             raise StoreError(f"cannot read spool {self.path}: {exc}") from exc
-        return items, pos
+        # The main file is read to its end: the acts after its last row follow.
+        while at_end and taken < len(acts) and len(items) < limit:
+            items.append(("o", acts[taken][1]))
+            taken += 1
+        return items, Mark(pos, number, rows, taken, alerts, tuple(offsets), at_end)
 
-    def advance(self, pos: int, count: int) -> None:
-        """Mark items up to ``pos`` as written; remove the file when all are."""
-        self._read_pos = pos
-        self.pending = max(0, self.pending - count)
+    def write_ahead(self, mark: Mark) -> None:
+        """What ``peek(only_marked=True)`` gave is written: its main-file lines are skipped
+        when catch-up reaches them, its acts leave the spool."""
+        self._ahead.update(mark.offsets)
+        self.pending -= mark.rows + mark.acts
+        self.alerts_pending -= mark.alerts
+        self._drop_acts(mark.acts)
+
+    def skip(self, error: SpoolRowError) -> None:
+        """Step over a line ``peek`` could not read (the writer has set it aside)."""
+        self.advance(Mark(error.end, error.line + 1, 1, 0, 0))
+
+    def advance(self, mark: Mark) -> None:
+        """Mark items up to ``mark`` as written; remove the files when all are."""
+        self._read_pos, self._line = mark.pos, mark.line
+        self.pending = max(0, self.pending - mark.rows - mark.acts)
+        self.alerts_pending = max(0, self.alerts_pending - mark.alerts)
         try:
-            if self.pending == 0 or self._read_pos >= self.path.stat().st_size:
+            if mark.acts:
+                self._drop_acts(mark.acts)
+            if (mark.at_end or not self.path.exists()
+                    or self._read_pos >= self.path.stat().st_size):
                 self.path.unlink(missing_ok=True)
-                self._read_pos = 0
-                self.pending = 0
+                self._read_pos, self._line, self._head = 0, 1, None
+                self._ahead.clear()
+                self.alerts_pending = 0
+                if self._acts and any(after for after, _act in self._acts):
+                    self._acts = [(0, act) for _after, act in self._acts]  # before any new
+                    self._rewrite_acts()
+                self.pending = len(self._acts)
         except OSError as exc:
             raise StoreError(f"cannot truncate spool {self.path}: {exc}") from exc
 
+    def _drop_acts(self, count: int) -> None:
+        if count:
+            del self._acts[:count]
+            self._rewrite_acts()
+
+    def _rewrite_acts(self) -> None:
+        if not self._acts:
+            self.acts_path.unlink(missing_ok=True)
+            return
+        tmp = self.acts_path.with_name(self.acts_path.name + ".tmp")
+        _write_lines(tmp, (self._act_line(a) for a in self._acts), "w")
+        os.replace(tmp, self.acts_path)
+
+    def _act_line(self, act: tuple[int, dict[str, Any]]) -> str:
+        return json.dumps({"after": act[0], "head": self._head, "act": act[1]},
+                          separators=(",", ":")) + "\n"
+
+
+def _write_lines(path: Path, lines: Any, mode: str) -> None:
+    with path.open(mode, encoding="utf-8") as fh:
+        fh.writelines(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+
 
 def _decode(raw: Any) -> Item:
+    """One spooled row; ValueError (or TypeError, KeyError) for one this release cannot
+    read, never a row of the wrong kind."""
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ValueError("not a [kind, row] pair")
     kind, row = raw
     if kind == "p":
         # Spooled before positions had ``suspect``: not marked.
+        if not isinstance(row, list) or len(row) not in (11, 12):
+            raise ValueError("not a position row")
         return (kind, tuple(row) if len(row) == 12 else (*row, False))
     if kind == "s":
         return (kind, (int(row[0]), float(row[1]), dict(row[2])))
-    if kind == "o":
-        return (kind, dict(row))
-    return (kind, (str(row[0]), float(row[1]), dict(row[2])))
+    if kind == "a":
+        return (kind, (str(row[0]), float(row[1]), dict(row[2])))
+    if kind == "o":  # acts were spooled here before they had a file of their own
+        return (kind, QueuedAct.from_row(row).to_row())
+    raise ValueError(f"unknown row kind {kind!r}")

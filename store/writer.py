@@ -22,7 +22,7 @@ from typing import Protocol
 
 from store.base import StoreError, StoreUnavailable, WriterStats
 from store.rows import Batch, Item
-from store.spool import Spool
+from store.spool import Spool, SpoolRowError
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,13 @@ class BatchWriter:
             self._spool.append(items)
             self._stats.spooled += len(items)
             acts = sum(1 for kind, _row in items if kind == "o")
-            log.warning("store: database unreachable at stop; %d rows spooled to %s%s",
-                        len(items), self._spool.path,
-                        f", {acts} of them operator acts made while it was away (written at "
-                        "the next start)" if acts else "")
+            why = ("database unreachable at stop" if not self._stats.db_up
+                   else "not written by the stop's flush")
+            where = [f"{len(items) - acts} to {self._spool.path}"] if acts < len(items) else []
+            if acts:
+                where.append(f"{acts} operator acts made while it was away to "
+                             f"{self._spool.acts_path} (written at the next start)")
+            log.warning("store: %s; %d rows spooled: %s", why, len(items), ", ".join(where))
 
     def stats(self) -> WriterStats:
         self._stats.queued = len(self._queue)
@@ -132,7 +135,22 @@ class BatchWriter:
     # --- the flush loop ----------------------------------------------------------------------
     async def _run(self) -> None:
         try:
-            await self._loop()
+            while True:
+                try:
+                    await self._loop()
+                    return
+                except Exception:
+                    # A bug, not an outage: said loudly, and the loop starts again after a
+                    # pause (rows stay queued; dead, it left every later row in memory).
+                    self._stats.db_up = False
+                    self._stats.failures += 1
+                    log.critical("store: the writer failed; rows stay queued, it starts "
+                                 "again in %.1f s", self._retry_max, exc_info=True)
+                    self._pass_done.set()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=self._retry_max)
+                    if self._stopping.is_set():
+                        return
         finally:
             self._pass_done.set()  # never leave a flush() waiting
 
@@ -171,10 +189,14 @@ class BatchWriter:
         as much again per row (a busy replay wrote ~300-row batches back to back).
         """
         while self._spool.pending:
-            items, pos = await asyncio.to_thread(self._spool.peek, self.batch_size)
+            try:
+                items, mark = await asyncio.to_thread(self._spool.peek, self.batch_size)
+            except SpoolRowError as exc:
+                self._set_aside(exc)
+                continue
             if items and not await self._write(items):
                 return False
-            self._spool.advance(pos, len(items) if items else self._spool.pending)
+            self._spool.advance(mark)
         while self._queue:
             if (len(self._queue) < self.batch_size and not due and not self._flushing
                     and not self._stopping.is_set()):
@@ -189,8 +211,8 @@ class BatchWriter:
         return True
 
     async def _write(self, items: list[Item]) -> bool:
-        batch = Batch.of(items)
         try:
+            batch = Batch.of(items)
             new_positions = await self._backend.write_batch(batch)
         except StoreUnavailable as exc:
             if self._stats.db_up:
@@ -235,13 +257,23 @@ class BatchWriter:
         self._stats.written_statics += len(batch.statics)
         self._stats.written_alerts += len(batch.alerts)
 
+    def _set_aside(self, exc: SpoolRowError) -> None:
+        """A spooled line this release cannot read: kept in the rejected file, skipped."""
+        self._stats.rejected += 1
+        log.error("store: %s", exc)
+        self._keep_rejected({"error": str(exc), "line": exc.raw})
+        self._spool.skip(exc)
+
     def _reject(self, item: Item, exc: StoreError) -> None:
         """A row the database refuses for its content: kept aside in a file, never retried."""
         self._stats.rejected += 1
         log.error("store: row rejected: %s: %s", exc, item)
+        self._keep_rejected({"error": str(exc), "item": item})
+
+    def _keep_rejected(self, entry: dict[str, object]) -> None:
         try:
             with self._rejected_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"error": str(exc), "item": item}) + "\n")
+                fh.write(json.dumps(entry) + "\n")
         except OSError as err:
             log.error("store: cannot keep rejected row in %s: %s", self._rejected_path, err)
 

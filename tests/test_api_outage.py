@@ -272,7 +272,7 @@ async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
         acked = await hw.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
         assert acked.status_code == 202
         await hw.store.stop()  # the database still away: spooled
-        assert spool.exists()
+        assert spool.with_suffix(".acts-v1.jsonl").exists()
 
     after = PostgresStore(pg_dsn, spool_path=spool, max_age=0.01)
     await after.start()
@@ -283,4 +283,4 @@ async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
         await after.stop()
     assert (row["state"], row["acknowledged_by"], row["acknowledged_at"]) == (
         "acknowledged", "operator-1", acked.json()["acknowledged_at"])
-    assert not spool.exists()
+    assert not list(tmp_path.glob("spool*"))

@@ -1,0 +1,146 @@
+"""The spool across releases: rows an older release can read stay in its format, operator acts
+go to a versioned file it never opens, and a line this release cannot read is set aside, never
+the end of the writer (real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
+from store.base import QueuedAct
+from store.rows import alert_row
+from store.spool import Spool
+from store.sqlite import SqliteStore
+
+T0 = 1_767_261_600.0
+WALL = 1_767_262_000.5
+MMSI = 244123456
+
+
+def dark(mmsi: int = MMSI) -> Alert:
+    return Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                 severity=Severity.WARNING, mmsi=mmsi, started_at=T0)
+
+
+def released_decode(raw: Any) -> tuple[str, Any]:
+    """The spool decoder of the releases before operator acts were queued (verbatim): every
+    kind it does not know is read as an alert row."""
+    kind, row = raw
+    if kind == "p":
+        return (kind, tuple(row) if len(row) == 12 else (*row, False))
+    if kind == "s":
+        return (kind, (int(row[0]), float(row[1]), dict(row[2])))
+    return (kind, (str(row[0]), float(row[1]), dict(row[2])))
+
+
+def items_of(alert: Alert) -> list[tuple[str, Any]]:
+    ended = {**alert.to_dict(), "state": "ended", "ended_at": "2026-01-01T10:10:00Z"}
+    position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+    return [
+        ("p", position),
+        ("a", alert_row(AlertEvent(Transition.NEW, alert.to_dict(), T0))),
+        ("o", QueuedAct("ack", "duty", WALL, "seen", alert_id=alert.id).to_row()),
+        ("p", (T0 + 10, *position[1:])),
+        ("a", alert_row(AlertEvent(Transition.END, ended, T0 + 600))),
+    ]
+
+
+def test_acts_are_spooled_apart_so_an_older_release_reads_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "spool.jsonl"
+    items = items_of(dark())
+    Spool(path).append(items)
+    # The older release reads every line of the file it knows, and opens no other.
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [released_decode(line)[0] for line in lines] == ["p", "a", "p", "a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spool.acts-v1.jsonl", "spool.jsonl"]
+    # This release reads them back in queue order: the act after its alert's new.
+    again = Spool(path)
+    assert again.pending == 5
+    got, mark = again.peek(100)
+    assert [kind for kind, _row in got] == ["p", "a", "o", "p", "a"]
+    assert got[2] == items[2]
+    again.advance(mark)
+    assert again.pending == 0 and not list(tmp_path.iterdir())
+
+
+def test_acts_left_by_a_rollback_are_written_by_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "spool.jsonl"
+    items = items_of(dark())
+    Spool(path).append(items)
+    path.unlink()  # the older release wrote the rows it knows, and removed its file
+    Spool(path).append([items[3]])  # then spooled rows of an outage of its own
+    got, _mark = Spool(path).peek(100)
+    assert [kind for kind, _row in got] == ["o", "p"]  # its place is gone: first
+
+
+async def test_a_spooled_line_this_release_cannot_read_is_set_aside(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "spool.jsonl"
+    alert, other = dark(), dark(MMSI + 1)
+    good = [json.dumps(["a", list(alert_row(AlertEvent(Transition.NEW, a.to_dict(), T0)))])
+            for a in (alert, other)]
+    # A future kind, and an act of an action this release does not know (it was once
+    # written as an ack).
+    path.write_text("\n".join([good[0], json.dumps(["x", {"what": "future"}]),
+                               json.dumps(["o", {"action": "frobnicate", "actor": "duty",
+                                                 "at": WALL, "alert_id": alert.id}]),
+                               good[1]]) + "\n")
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
+    with caplog.at_level(logging.ERROR):
+        await store.start()
+        try:
+            await store.flush()
+            assert (await store.alert(alert.id))["acknowledged_by"] is None
+            assert (await store.alert(other.id))["state"] == "open"
+            assert not store._writer._task.done()  # type: ignore[union-attr]
+            assert store.stats().rejected == 2
+        finally:
+            await store.stop()
+    said = [m for m in caplog.messages if "cannot read a spooled row" in m]
+    assert [m.split(": cannot")[0] for m in said] == [f"store: {path}:2", f"store: {path}:3"]
+    kept = (path.with_suffix(".rejected.jsonl")).read_text().splitlines()
+    assert len(kept) == 2 and "future" in kept[0]
+    assert not path.exists()
+
+
+def test_an_unknown_act_is_refused_when_made() -> None:
+    with pytest.raises(ValueError, match="unknown operator act"):
+        QueuedAct("frobnicate", "duty", WALL, alert_id="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs an alert id"):
+        QueuedAct("ack", "duty", WALL)
+
+
+async def test_a_writer_that_fails_is_said_loudly_and_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    alert = dark()
+    store = SqliteStore(tmp_path / "hw.db", max_age=0.01)
+    writer = store._writer
+    monkeypatch.setattr(writer, "_retry_max", 0.05)
+    await store.start()
+    real = writer._drain
+    fails = [RuntimeError("a bug")]
+
+    async def drain(due: bool = True) -> bool:
+        if fails:
+            raise fails.pop()
+        return await real(due)
+
+    monkeypatch.setattr(writer, "_drain", drain)
+    try:
+        with caplog.at_level(logging.CRITICAL):
+            store.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), T0))
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if not fails and store.stats().db_up and not store.stats().queued:
+                    break
+        assert (await store.alert(alert.id))["state"] == "open"
+    finally:
+        await store.stop()
+    assert any("the writer failed" in m for m in caplog.messages)
