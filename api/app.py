@@ -564,12 +564,16 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 out = await store.ack(alert_id, who.name, note)
             else:
                 out = await store.resolve(alert_id, who.name, note)
-        except StoreUnavailable as exc:
+        except StoreUnavailable as exc:  # not stored (the act reads its answer itself)
             queued = from_memory(queue_act, (alert_id, who.name, note, action), exc)
             push(queued)
             return memory_response(queued, 202)
         push(out)
-        return _dump({**out, "audit": await store.audit(alert_id)})
+        try:
+            trail = await store.audit(alert_id)
+        except StoreUnavailable:  # the act is stored: said so, with the act alone
+            trail = [act_audit({"state": None}, out, action)]
+        return _dump({**out, "audit": trail})
 
     def push(out: Mapping[str, Any]) -> None:
         """An act reaches the stream and the listeners (MQTT, the rules' overlay)."""

@@ -518,10 +518,13 @@ class PostgresStore(WriterStore):
             with self._errors():
                 async with self.pool.acquire() as conn, conn.transaction():
                     await self._act_in(conn, ts, alert_id, actor, note, when, action, cleared)
+                    # Read in the act's own transaction: a read after it could fail once
+                    # the act is stored, and the act was then taken for one not made.
+                    row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
         except BaseException:
             self._acted_alerts.difference_update(cleared)
             raise
-        return await self.alert(alert_id)
+        return alert_out(_plain(row))
 
     async def _act_in(self, conn: asyncpg.Connection, t: Callable[[float], Any], alert_id: str,
                       actor: str, note: str | None, when: float, action: str,

@@ -521,13 +521,18 @@ class SqliteStore(WriterStore):
                             action: str) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
         cleared: list[str] = []
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            self._act_in(conn, alert_id, actor, note, when, action, cleared)
+            # Read in the act's own transaction: a read after it could fail once the act is
+            # stored, and the act was then taken for one not made.
+            return alert_out(conn.execute("SELECT * FROM alerts WHERE id = ?",
+                                          (alert_id,)).fetchone())
+
         try:
-            await self._write(lambda conn: self._act_in(conn, alert_id, actor, note, when,
-                                                        action, cleared))
+            return await self._write(run)
         except BaseException:
             self._acted_alerts.difference_update(cleared)
             raise
-        return await self.alert(alert_id)
 
     def _act_in(self, conn: sqlite3.Connection, alert_id: str, actor: str, note: str | None,
                 when: float, action: str, cleared: list[str], dedup: str | None = None) -> None:

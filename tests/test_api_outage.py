@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api.app import create_app
 from api.deps import ApiDeps
@@ -28,6 +30,7 @@ from harbourwatch.pipeline import Pipeline
 from harbourwatch.service import api_deps
 from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Ingestor
+from store.base import StoreUnavailable
 from store.postgres import PostgresStore
 from tests.api_helpers import T0, ZONES_PATH, authenticator, headers, pos
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
@@ -284,3 +287,34 @@ async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
     assert (row["state"], row["acknowledged_by"], row["acknowledged_at"]) == (
         "acknowledged", "operator-1", acked.json()["acknowledged_at"])
     assert not list(tmp_path.glob("spool*"))
+
+
+async def test_an_ack_stored_whose_answer_cannot_be_read_is_not_queued_again(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops after the ack's commit, before anything else is read: the act
+    was made, and is answered as made (it was queued again, with a new time, and 202)."""
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)
+        alert_id = (await hw.client.get("/alerts", headers=headers("viewer"), params={
+            "rule": "restricted_entry"})).json()["alerts"][0]["id"]
+        real_alert = hw.store.alert
+
+        async def away(*_args: Any) -> Any:
+            raise StoreUnavailable("PostgreSQL unreachable: connection lost")
+
+        monkeypatch.setattr(hw.store, "alert", away)
+        monkeypatch.setattr(hw.store, "audit", away)
+        with caplog.at_level(logging.WARNING):
+            got = await hw.client.post(f"/alerts/{alert_id}/ack",
+                                       headers=headers("operator"))
+            await drain(hw.store)
+        assert got.status_code == 200 and "x-harbourwatch-source" not in got.headers
+        out = got.json()
+        assert [(e["action"], e["actor"]) for e in out["audit"]] == [("ack", "operator-1")]
+        stored = await real_alert(alert_id)
+        acts = hw.pipeline.operator_acts.of(alert_id)
+        assert acts is not None
+        assert stored["acknowledged_at"] == out["acknowledged_at"] == acts["acknowledged_at"]
+        assert hw.store.stats().queued == 0
+        assert not [m for m in caplog.messages if "not stored" in m]
