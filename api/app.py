@@ -575,6 +575,29 @@ def create_app(deps: ApiDeps) -> FastAPI:
             trail = [act_audit({"state": None}, out, action)]
         return _dump({**out, "audit": trail})
 
+    rereads: set[asyncio.Task[None]] = set()
+
+    def act_dropped(act: QueuedAct) -> None:
+        """The store refused an act queued while it was away (the alert acted on meanwhile
+        by another process): the stream, MQTT and memory showed it; they get the store's
+        alert instead, as an ``update``."""
+        if act.alert_id is not None:
+            task = asyncio.create_task(reread(act.alert_id))
+            rereads.add(task)
+            task.add_done_callback(rereads.discard)
+
+    async def reread(alert_id: str) -> None:
+        try:
+            found = await store.alert(alert_id)
+        except StoreError as exc:
+            log.warning("alert %s: an act on it was refused by the store, which cannot be "
+                        "read now (%s): the stream and MQTT still show the act", alert_id, exc)
+            return
+        push(found)
+
+    if memory is not None:  # the process that runs the rules, and pushes acts
+        store.watch_dropped_acts(act_dropped)
+
     def push(out: Mapping[str, Any]) -> None:
         """An act reaches the stream and the listeners (MQTT, the rules' overlay)."""
         # A muted alert's acts are not pushed either: the stream never told of it.

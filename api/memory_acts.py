@@ -15,7 +15,7 @@ from typing import Any
 
 from harbourwatch.timeutil import iso_time, parse_iso
 from store.base import Conflict
-from store.rows import act_refused, merge_state
+from store.rows import ACT_NAMES, act_refused, merge_state
 
 
 def act_in_memory(found: Mapping[str, Any], action: str, actor: str,
@@ -28,22 +28,20 @@ def act_in_memory(found: Mapping[str, Any], action: str, actor: str,
     if refused is not None:
         raise Conflict(refused)
     at = time.time()
-    prefix, by = ("resolve", "resolved") if action == "resolve" else ("ack", "acknowledged")
-    out = {**found, "state": merge_state(str(found["state"]), "resolved" if action == "resolve"
-                                         else "acknowledged"),
-           "updated_at": iso_time(at), f"{by}_at": iso_time(at), f"{by}_by": actor,
-           f"{prefix}_note": note}
+    names = ACT_NAMES[action]
+    out = {**found, "state": merge_state(str(found["state"]), names.state),
+           "updated_at": iso_time(at), f"{names.field}_at": iso_time(at),
+           f"{names.field}_by": actor, names.note: note}
     return out, at
 
 
 def act_audit(before: Mapping[str, Any], after: Mapping[str, Any],
               action: str) -> dict[str, Any]:
     """The audit entry the store will keep for the act (``AuditEntry``)."""
-    by = "resolved" if action == "resolve" else "acknowledged"
-    prefix = "resolve" if action == "resolve" else "ack"
-    return {"alert_id": after["id"], "time": after[f"{by}_at"], "actor": after[f"{by}_by"],
-            "action": action, "note": after[f"{prefix}_note"], "before": before["state"],
-            "after": after["state"]}
+    names = ACT_NAMES[action]
+    return {"alert_id": after["id"], "time": after[f"{names.field}_at"],
+            "actor": after[f"{names.field}_by"], "action": action, "note": after[names.note],
+            "before": before["state"], "after": after["state"]}
 
 
 def _time(value: str | None) -> float | None:

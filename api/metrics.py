@@ -41,7 +41,8 @@ _SOURCE_BY_REASON = (
     ("fragments_dropped", "Multipart fragments dropped, by reason"),
 )
 _WRITER_COUNTERS = ("written_positions", "duplicate_positions", "written_statics",
-                    "written_alerts", "spooled", "rejected", "batches", "failures")
+                    "written_alerts", "spooled", "rejected", "batches", "failures",
+                    "written_acts", "dropped_acts")
 
 
 def _timestamp(value: Any) -> float | None:
@@ -144,7 +145,9 @@ class ServiceCollector(Collector):
         for key, help_text in (("queued", "Items waiting for the store writer"),
                                ("held_positions",
                                 "Positions held until no duplicate can add a receiver"),
-                               ("spool_pending", "Items spooled to disk, not yet written")):
+                               ("spool_pending", "Items spooled to disk, not yet written"),
+                               ("pending_acts", "Operator acts made while the database was "
+                                                "away, not yet written")):
             if key in stats:
                 yield GaugeMetricFamily(f"harbourwatch_store_{key}", help_text,
                                         value=float(stats[key]))

@@ -29,8 +29,10 @@ class OperatorActs:
         return bool(self._acts)
 
     def record(self, alert: Mapping[str, Any]) -> None:
-        """An alert as the store has it after an act (or as restored at start-up)."""
+        """An alert as the store has it after an act (or as restored at start-up, or read
+        again when the store refused an act made while it was away: then it may be open)."""
         if alert.get("state") not in ("acknowledged", "resolved"):
+            self._acts.pop(str(alert["id"]), None)
             return
         self._acts[str(alert["id"])] = {
             "state": alert["state"],

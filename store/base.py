@@ -12,7 +12,7 @@ acts); read methods return JSON-ready dicts with ISO 8601 ``Z`` times.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
@@ -168,7 +168,15 @@ class WriterStats:
     rejected: int = 0
     batches: int = 0
     failures: int = 0
+    #: operator acts made while the database was away: stored, refused by it when
+    #: written (the alert acted on meanwhile), and still queued or spooled
+    written_acts: int = 0
+    dropped_acts: int = 0
+    pending_acts: int = 0
     db_up: bool = True
+    #: the database is back and alert transitions or acts queued while it was away are not
+    #: all written yet (the API answers the alert list from memory meanwhile)
+    catching_up: bool = False
     spool_pending: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -222,6 +230,10 @@ class Store(Protocol):
     def continue_exercise(self, alert_ids: Iterable[str]) -> None:
         """A drill resumed: ``alert_ids`` (restored open) are this run's exercise, not an
         earlier one's whose acts a trainee's first act clears."""
+
+    def watch_dropped_acts(self, listener: Callable[[QueuedAct], None]) -> None:
+        """Call ``listener`` with each queued act the database refused when written (so
+        whoever showed it can show the store's alert instead)."""
 
     # Snooze and unsnooze acts, newest first (see store.common.snooze_acts).
     async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,

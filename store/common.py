@@ -13,7 +13,7 @@ from typing import Any
 from geofence.alert import AlertEvent
 from harbourwatch.timeutil import parse_iso
 from ingest.report import STATIC_FIELDS, Report
-from store.base import AlertQuery, Conflict, QueuedAct, StoreError, WriterStats
+from store.base import AlertQuery, Conflict, QueuedAct, WriterStats
 from store.rows import (
     Batch,
     PositionRow,
@@ -50,6 +50,7 @@ class WriterStore:
                                    memory_limit=memory_limit, retry_max=retry_max,
                                    before_pass=self._release_stale if hold_s > 0 else None)
         self._put = self._writer.put
+        self._dropped_listeners: list[Callable[[QueuedAct], None]] = []
         self.hold_s = hold_s
         self._held: deque[PositionRow] = deque()
         self._newest = float("-inf")
@@ -61,6 +62,14 @@ class WriterStore:
     async def write_batch(self, batch: Batch) -> int:
         """Write a batch in one transaction; the positions that were new."""
         written = await self._commit_batch(batch)
+        # Once committed: a batch tried again after a failure says nothing twice.
+        for act, why in batch.dropped:
+            act_dropped(act, why)
+            for listener in self._dropped_listeners:
+                try:
+                    listener(act)
+                except Exception:
+                    log.exception("store: a listener of dropped acts failed")
         # After the commit (a failed batch is written again, and must still count as the
         # run's first write of its alerts: see ``new_exercise``).
         if self.drill and batch.alerts:
@@ -115,7 +124,7 @@ class WriterStore:
                 self._put(("s", srow))
 
     def on_alert(self, event: AlertEvent) -> None:
-        self._put(("a", alert_row(event)))
+        self._writer.put_marked(("a", alert_row(event)))
 
     def continue_exercise(self, alert_ids: Iterable[str]) -> None:
         """A drill resumed with ``--start``: the alerts it restored are this exercise's, so
@@ -125,7 +134,10 @@ class WriterStore:
     def queue_act(self, act: QueuedAct) -> None:
         """An operator act made while the database is away: written in queue order, after
         the alert rows queued before it (see ``store.base.QueuedAct``)."""
-        self._put(("o", act.to_row()))
+        self._writer.put_marked(("o", act.to_row()))
+
+    def watch_dropped_acts(self, listener: Callable[[QueuedAct], None]) -> None:
+        self._dropped_listeners.append(listener)
 
     def _hold(self, row: PositionRow) -> None:
         """Queue positions only once their ``sources`` are final.
@@ -230,9 +242,9 @@ def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,
     return f"{key}|run {store.run_started!r}" if store.drill else key
 
 
-def act_dropped(act: QueuedAct, why: StoreError) -> None:
-    """A queued act the store refuses now (its alert gone, or acted on meanwhile): said,
-    not retried; the rest of its batch is written."""
+def act_dropped(act: QueuedAct, why: str) -> None:
+    """A queued act the store refused (its alert gone, or acted on meanwhile): said once its
+    batch is committed, not retried; the rest of its batch is written."""
     log.warning("store: %s by %s at %s, made while the database was away, not stored: %s",
                 act.action, act.actor, iso(act.at), why)
 

@@ -46,7 +46,6 @@ from store.common import (
     SNOOZE_ACTS_SQL,
     WriterStore,
     act_basis,
-    act_dropped,
     alert_columns,
     alert_filters,
     alert_out,
@@ -60,6 +59,7 @@ from store.common import (
     vessel_out,
 )
 from store.rows import (
+    ACT_NAMES,
     POSITION_COLUMNS,
     AlertRow,
     Batch,
@@ -350,6 +350,7 @@ class PostgresStore(WriterStore):
         fails on any key already stored), else what the staged INSERT reports.
         """
         new_positions = 0
+        batch.dropped.clear()  # of an earlier try
         if batch.positions:
             records = batch.positions
             if fast:
@@ -369,7 +370,7 @@ class PostgresStore(WriterStore):
         for alerts, acts in batch.in_order():
             await self._write_alerts(conn, alerts)
             if acts:
-                await self._write_acts(conn, acts)
+                await self._write_acts(conn, acts, batch.dropped)
         return new_positions
 
     async def _write_alerts(self, conn: asyncpg.Connection, alerts: list[AlertRow]) -> None:
@@ -531,8 +532,7 @@ class PostgresStore(WriterStore):
                       cleared: list[str], dedup: str | None = None) -> None:
         """An ack or resolve in the caller's transaction (``t``: a time as ``conn`` takes
         it); ``cleared`` gets the alert when an earlier drill run's acts were cleared."""
-        by = "resolved" if action == "resolve" else "acked"
-        prefix = "resolve" if action == "resolve" else "ack"
+        names = ACT_NAMES[action]
         row = await conn.fetchrow(
             f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
         if row is None:
@@ -543,18 +543,19 @@ class PostgresStore(WriterStore):
             cleared.append(alert_id)
             await conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = $1", alert_id)
         before = found["state"]
-        after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
+        after = merge_state(basis, names.state)
         await conn.execute(
-            f"UPDATE alerts SET state = $1, {by}_at = $2, {by}_by = $3, "
-            f"{prefix}_note = $4, updated_at = $2 WHERE id = $5",
+            f"UPDATE alerts SET state = $1, {names.column}_at = $2, {names.column}_by = $3, "
+            f"{names.note} = $4, updated_at = $2 WHERE id = $5",
             after, t(when), actor, note, alert_id)
         await conn.execute(_AUDIT_INSERT, alert_id, t(when), actor, action, note, before,
                            after, dedup)
 
-    async def _write_acts(self, conn: asyncpg.Connection, acts: list[QueuedAct]) -> None:
+    async def _write_acts(self, conn: asyncpg.Connection, acts: list[QueuedAct],
+                          dropped: list[tuple[QueuedAct, str]]) -> None:
         """Acts made while the database was away, in order, on the writer's connection
         (times as Unix seconds); one already stored (a batch written again) is skipped, one
-        refused now is said and skipped."""
+        refused now goes to ``dropped``."""
         cleared: list[str] = []
         try:
             for act in acts:
@@ -571,12 +572,12 @@ class PostgresStore(WriterStore):
                         assert act.rule is not None and act.mmsi is not None
                         await _unsnooze_in(conn, float, act.rule, act.mmsi, act.actor, act.at,
                                            act.dedup)
-                    else:
+                    elif act.action in ACT_NAMES:
                         assert act.alert_id is not None
                         await self._act_in(conn, float, act.alert_id, act.actor, act.note,
                                            act.at, act.action, cleared, act.dedup)
                 except (NotFound, Conflict) as exc:
-                    act_dropped(act, exc)
+                    dropped.append((act, str(exc)))
         except BaseException:
             self._acted_alerts.difference_update(cleared)
             raise

@@ -62,6 +62,9 @@ class Batch:
     alerts: list[AlertRow] = field(default_factory=list)
     #: Each act with the number of the batch's alerts queued before it (see ``in_order``).
     acts: list[tuple[int, QueuedAct]] = field(default_factory=list)
+    #: The acts the database refused in the last try to write the batch, and why (said,
+    #: counted and undone by the store once the batch is committed: see ``act_dropped``).
+    dropped: list[tuple[QueuedAct, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, items: list[Item]) -> Batch:
@@ -95,6 +98,25 @@ class Batch:
             start = at
         if start < len(self.alerts):
             yield self.alerts[start:], []
+
+
+@dataclass(slots=True, frozen=True)
+class ActNames:
+    """Where an operator act ("ack", "resolve") lands: the ``alerts`` columns
+    ``<column>_at``/``_by``, the API's fields ``<field>_at``/``_by``, the note, and the
+    state it gives."""
+
+    column: str
+    field: str
+    note: str
+    state: str
+
+
+#: The one table of those names, for both backends and the API's memory.
+ACT_NAMES: dict[str, ActNames] = {
+    "ack": ActNames("acked", "acknowledged", "ack_note", "acknowledged"),
+    "resolve": ActNames("resolved", "resolved", "resolve_note", "resolved"),
+}
 
 
 History = list[tuple[float, dict[str, Any]]]

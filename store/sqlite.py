@@ -41,7 +41,6 @@ from store.common import (
     SNOOZE_ACTS_SQL,
     WriterStore,
     act_basis,
-    act_dropped,
     alert_columns,
     alert_filters,
     alert_out,
@@ -55,6 +54,7 @@ from store.common import (
     vessel_out,
 )
 from store.rows import (
+    ACT_NAMES,
     POSITION_COLUMNS,
     AlertRow,
     Batch,
@@ -340,6 +340,7 @@ class SqliteStore(WriterStore):
     def _write_batch(self, conn: sqlite3.Connection, batch: Batch) -> int:
         """Returns the positions that were new (an ignored row and padding change nothing)."""
         new_positions = 0
+        batch.dropped.clear()  # of an earlier try
         if batch.positions:
             before = conn.total_changes
             self._write_positions(conn, batch.positions)
@@ -350,7 +351,7 @@ class SqliteStore(WriterStore):
             if alerts:
                 self._write_alerts(conn, alerts)
             if acts:
-                self._write_acts(conn, acts)
+                self._write_acts(conn, acts, batch.dropped)
         return new_positions
 
     def _write_alerts(self, conn: sqlite3.Connection, alerts: list[AlertRow]) -> None:
@@ -547,17 +548,18 @@ class SqliteStore(WriterStore):
             cleared.append(alert_id)
             conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = ?", (alert_id,))
         before = str(row["state"])
-        after = merge_state(basis, "resolved" if action == "resolve" else "acknowledged")
-        prefix = "resolve" if action == "resolve" else "ack"
-        by = "resolved" if action == "resolve" else "acked"
+        names = ACT_NAMES[action]
+        after = merge_state(basis, names.state)
         conn.execute(
-            f"UPDATE alerts SET state = ?, {by}_at = ?, {by}_by = ?, {prefix}_note = ?, "
-            "updated_at = ? WHERE id = ?", (after, when, actor, note, when, alert_id))
+            f"UPDATE alerts SET state = ?, {names.column}_at = ?, {names.column}_by = ?, "
+            f"{names.note} = ?, updated_at = ? WHERE id = ?",
+            (after, when, actor, note, when, alert_id))
         conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after, dedup))
 
-    def _write_acts(self, conn: sqlite3.Connection, acts: list[QueuedAct]) -> None:
+    def _write_acts(self, conn: sqlite3.Connection, acts: list[QueuedAct],
+                    dropped: list[tuple[QueuedAct, str]]) -> None:
         """Acts made while the database was away, in order; one already stored (a batch
-        written again) is skipped, one refused now is said and skipped."""
+        written again) is skipped, one refused now goes to ``dropped``."""
         cleared: list[str] = []
         try:
             for act in acts:
@@ -574,12 +576,12 @@ class SqliteStore(WriterStore):
                         assert act.rule is not None and act.mmsi is not None
                         self._unsnooze_in(conn, act.rule, act.mmsi, act.actor, act.at,
                                           act.dedup)
-                    else:
+                    elif act.action in ACT_NAMES:
                         assert act.alert_id is not None
                         self._act_in(conn, act.alert_id, act.actor, act.note, act.at,
                                      act.action, cleared, act.dedup)
                 except (NotFound, Conflict) as exc:
-                    act_dropped(act, exc)
+                    dropped.append((act, str(exc)))
         except BaseException:
             self._acted_alerts.difference_update(cleared)
             raise

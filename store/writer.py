@@ -67,12 +67,36 @@ class BatchWriter:
         self._backoff = retry_initial
         #: flush() calls waiting: passes then write partial batches too.
         self._flushing = 0
+        #: Alert transitions and operator acts in the queue (see ``put_marked``).
+        self._queued_alerts = 0
+        self._queued_acts = 0
+        #: The database came back from an outage and the alert transitions and acts queued
+        #: meanwhile are not all written (WriterStats.catching_up).
+        self._catching_up = False
 
     # --- producer side (never blocks) --------------------------------------------------------
     def put(self, item: Item) -> None:
         self._queue.append(item)
         if len(self._queue) >= self.batch_size:
             self._wake.set()
+
+    def put_marked(self, item: Item) -> None:
+        """An alert transition or an operator act: counted, so the writer knows when those
+        queued during an outage are written (positions, the hot path, are not)."""
+        if item[0] == "o":
+            self._queued_acts += 1
+        else:
+            self._queued_alerts += 1
+        self.put(item)
+
+    def _unqueued(self, items: list[Item]) -> None:
+        """``items`` left the queue (written or spooled)."""
+        if self._queued_alerts or self._queued_acts:
+            for kind, _row in items:
+                if kind == "o":
+                    self._queued_acts -= 1
+                elif kind == "a":
+                    self._queued_alerts -= 1
 
     def put_many(self, items: list[Item]) -> None:
         self._queue.extend(items)
@@ -117,6 +141,7 @@ class BatchWriter:
             items = list(self._queue)
             self._queue.clear()
             self._spool.append(items)
+            self._unqueued(items)
             self._stats.spooled += len(items)
             acts = sum(1 for kind, _row in items if kind == "o")
             why = ("database unreachable at stop" if not self._stats.db_up
@@ -130,7 +155,16 @@ class BatchWriter:
     def stats(self) -> WriterStats:
         self._stats.queued = len(self._queue)
         self._stats.spool_pending = self._spool.pending
+        self._stats.pending_acts = self._queued_acts + self._spool.acts_pending
+        self._stats.catching_up = self._catching_up and self._stats.db_up
         return self._stats
+
+    def _caught_up(self) -> None:
+        """After a pass that wrote what it found: the outage's alerts and acts are in?"""
+        if self._catching_up and not (self._queued_alerts or self._queued_acts
+                                      or self._spool.alerts_pending
+                                      or self._spool.acts_pending):
+            self._catching_up = False
 
     # --- the flush loop ----------------------------------------------------------------------
     async def _run(self) -> None:
@@ -173,6 +207,8 @@ class BatchWriter:
             except StoreError as exc:  # the spool itself failed: keep rows in memory
                 log.error("store: %s", exc)
                 ok = False
+            if ok:
+                self._caught_up()
             self._pass_done.set()
             if not ok:
                 self._overflow_to_spool()
@@ -208,6 +244,10 @@ class BatchWriter:
                 return False
             for _ in range(count):
                 self._queue.popleft()
+            self._unqueued(items)
+        if not self._stats.db_up and not self._queue and not self._spool.pending:
+            # Nothing to write, so nothing would find it back: an empty transaction asks.
+            return await self._write([])
         return True
 
     async def _write(self, items: list[Item]) -> bool:
@@ -218,6 +258,7 @@ class BatchWriter:
             if self._stats.db_up:
                 log.warning("store: database unreachable (%s); buffering", exc)
             self._stats.db_up = False
+            self._catching_up = True
             self._stats.failures += 1
             return False
         except StoreError as exc:
@@ -228,6 +269,7 @@ class BatchWriter:
             # treated as an outage (kept, spooled if it lasts, retried with back-off).
             log.exception("store: unexpected error writing a batch; will retry")
             self._stats.db_up = False
+            self._catching_up = True
             self._stats.failures += 1
             return False
         self._written(batch, new_positions)
@@ -251,7 +293,11 @@ class BatchWriter:
             log.warning("store: database back; catching up")
         self._stats.db_up = True
         self._backoff = self._retry_initial
+        if not (batch.positions or batch.statics or batch.alerts or batch.acts):
+            return  # the empty transaction that found it back
         self._stats.batches += 1
+        self._stats.written_acts += len(batch.acts) - len(batch.dropped)
+        self._stats.dropped_acts += len(batch.dropped)
         self._stats.written_positions += new_positions
         self._stats.duplicate_positions += len(batch.positions) - new_positions
         self._stats.written_statics += len(batch.statics)
@@ -291,6 +337,7 @@ class BatchWriter:
             log.error("store: %s; keeping rows in memory", exc)
             self._queue.extendleft(reversed(items))
             return
+        self._unqueued(items)
         self._stats.spooled += count
         log.warning("store: %d rows spooled to %s while the database is away",
                     count, self._spool.path)

@@ -318,3 +318,49 @@ async def test_an_ack_stored_whose_answer_cannot_be_read_is_not_queued_again(
         assert stored["acknowledged_at"] == out["acknowledged_at"] == acts["acknowledged_at"]
         assert hw.store.stats().queued == 0
         assert not [m for m in caplog.messages if "not stored" in m]
+
+
+async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The service acks from memory; a store-only API (the database reachable for it)
+    resolves first: the queued ack is refused, and the stream, MQTT's listeners and memory,
+    which showed it, are told the store's alert."""
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)
+        alert_id = (await hw.client.get("/alerts", headers=headers("viewer"), params={
+            "rule": "restricted_entry"})).json()["alerts"][0]["id"]
+        heard: list[dict[str, Any]] = []
+        hw.deps.operator_updates.append(heard.append)
+        await hw.outage()
+        acked = await hw.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
+        assert acked.status_code == 202
+        assert hw.store.stats().pending_acts == 1
+        watcher = hw.hub.subscribe(StreamFilter())
+        await asyncio.to_thread(hw.server.start)
+        other = PostgresStore(str(hw.store.dsn), spool_path=tmp_path / "other.jsonl")
+        await other.start()
+        try:
+            await other.resolve(alert_id, "operator-2", "from the store-only API")
+        finally:
+            await other.stop()
+        with caplog.at_level(logging.WARNING):
+            await drain(hw.store)
+            for _ in range(50):
+                if heard[1:]:
+                    break
+                await asyncio.sleep(0.05)
+        stats = hw.store.stats()
+        assert (stats.written_acts, stats.dropped_acts, stats.pending_acts) == (0, 1, 0)
+        assert len([m for m in caplog.messages if "not stored" in m]) == 1
+        acts = hw.pipeline.operator_acts.of(alert_id)
+        assert acts is not None
+        assert (acts["state"], acts["resolved_by"]) == ("resolved", "operator-2")
+        assert [(a["state"], a["resolved_by"]) for a in heard] == [
+            ("acknowledged", None), ("resolved", "operator-2")]
+        assert [(e["type"], e["alert"]["state"]) for e in alerts_on(watcher)] == [
+            ("update", "resolved")]
+        listed = (await hw.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))).json()
+        assert (listed["state"], listed["acknowledged_by"]) == ("resolved", None)
+        metrics = (await hw.client.get("/metrics", headers=headers("viewer"))).text
+        assert "harbourwatch_store_dropped_acts_total 1.0" in metrics
