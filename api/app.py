@@ -70,6 +70,9 @@ DESIGN_RULES = frozenset({
     "mmsi_conflict", "invalid_mmsi", "identity_change", "emergency_device", "source_silent",
 })
 _MAX_MMSI = 999_999_999
+#: Seconds an act waits for the store writer's pass before it (see ``act``); past it the
+#: writer is stuck on a database that does not answer, and the act is queued instead.
+ACT_FLUSH_WAIT_S = 5.0
 _COUNT_PAGE = 10_000
 
 Mmsi = Annotated[int, Path(ge=0, le=_MAX_MMSI, description="9-digit MMSI")]
@@ -510,6 +513,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             raise ApiError(422, "after and offset: give one (after pages by the last alert "
                                 "seen, offset by a count that new alerts shift)")
         try:
+            not_while_away()
             page = await store.alerts(query)
             if after is not None and not page:  # the end, or a cursor that names no alert
                 try:
@@ -527,11 +531,26 @@ def create_app(deps: ApiDeps) -> FastAPI:
              responses=not_found)
     async def alert(alert_id: AlertId, _: Viewer) -> Response:
         try:
+            not_while_away()
             found = await store.alert(alert_id)
             trail = await store.audit(alert_id)
         except StoreUnavailable as exc:
             return memory_response(from_memory(held_alert, alert_id, exc))
         return _dump({**found, "audit": trail})
+
+    def not_while_away() -> None:
+        """While the store's writer knows the database is away, a process with memory
+        answers from it without trying the database: in a network cut every try waits for
+        a timeout."""
+        if memory is not None and not store.stats().db_up:
+            raise StoreUnavailable("database unreachable (the store writer's last try failed)")
+
+    async def flushed() -> None:
+        try:
+            await asyncio.wait_for(store.flush(held=False), ACT_FLUSH_WAIT_S)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"the store writer's pass did not end within "
+                                   f"{ACT_FLUSH_WAIT_S:g} s") from exc
 
     def from_memory(answer: Callable[[AlertMemory, _Q], dict[str, Any]], query: _Q,
                     outage: StoreUnavailable) -> dict[str, Any]:
@@ -559,7 +578,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
             # to store.flush_interval_s): acting at once got 404, or, in a drill run again,
             # acted on the earlier exercise's row, and MQTT then kept a state the store had
             # not. Alerts are never held: the positions held for late receivers stay held.
-            await store.flush(held=False)
+            not_while_away()
+            await flushed()
             if action == "ack":
                 out = await store.ack(alert_id, who.name, note)
             else:
@@ -646,6 +666,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         until = now + body.duration_s
         status = 201
         try:
+            if snooze_keeper is store:
+                not_while_away()
             saved = await snooze_keeper.snooze(body.rule, body.mmsi, until, who.name,
                                                body.note)
         except StoreUnavailable:
@@ -691,6 +713,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         mmsi = int(mmsi_text)
         status = 204
         try:
+            if snooze_keeper is store:
+                not_while_away()
             if not await snooze_keeper.unsnooze(rule, mmsi, who.name):
                 raise ApiError(404, f"no snooze {snooze_id!r}")
         except StoreUnavailable as exc:

@@ -15,11 +15,11 @@ import asyncio
 import json
 import logging
 import time as wallclock
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
@@ -71,6 +71,39 @@ from store.rows import (
 )
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: Seconds the API's reads and acts wait for PostgreSQL (see ``_answered``).
+ANSWER_TIMEOUT_S = 5.0
+
+
+def _answered(method: Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]
+              ) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
+    """A call the API waits on: StoreUnavailable after ``answer_timeout`` seconds.
+
+    In a network cut (packets dropped, nothing refused) a pooled connection waits for its
+    command timeout (60 s), and the request with it; the API answers from memory instead.
+    The call is left to end by itself (cancelled, asyncpg would wait for the server to
+    confirm the cancel, over the same cut); an act it makes may still land, and the act
+    queued in its place is then refused and the store's alert pushed (see
+    ``store.base.Store.watch_dropped_acts``)."""
+
+    async def bounded(store: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(method(store, *args, **kwargs))
+        done, _ = await asyncio.wait({task}, timeout=store.answer_timeout)
+        if not done:
+            task.add_done_callback(_left_running)
+            raise StoreUnavailable(f"PostgreSQL did not answer within "
+                                   f"{store.answer_timeout:g} s")
+        return task.result()
+
+    return bounded
+
+
+def _left_running(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("store: a call given up on ended with %r", task.exception())
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -189,7 +222,9 @@ class PostgresStore(WriterStore):
                  compress_after: timedelta = timedelta(days=7), drill: bool = False,
                  batch_size: int = 2000, max_age: float = 1.0, memory_limit: int = 200_000,
                  retry_max: float = 5.0, pool_size: int = 4,
-                 connect_timeout: float = 5.0, hold_s: float = 0.0) -> None:
+                 connect_timeout: float = 5.0, hold_s: float = 0.0,
+                 answer_timeout: float = ANSWER_TIMEOUT_S) -> None:
+        """``answer_timeout``: seconds the API's reads and acts wait (see ``_answered``)."""
         super().__init__(spool_path, drill=drill, batch_size=batch_size, max_age=max_age,
                          memory_limit=memory_limit, retry_max=retry_max, hold_s=hold_s)
         self.dsn = dsn
@@ -199,6 +234,7 @@ class PostgresStore(WriterStore):
         self.description = "PostgreSQL"
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
         self._pool: asyncpg.Pool | None = None
         self._wconn: asyncpg.Connection | None = None
         self._safe_left = 0
@@ -475,6 +511,7 @@ class PostgresStore(WriterStore):
                 "SELECT time, changes FROM vessel_history WHERE mmsi = $1 ORDER BY time", mmsi)
         return [{"time": iso(r["time"].timestamp()), "changes": r["changes"]} for r in rows]
 
+    @_answered
     async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]:
         q = query or AlertQuery()
         params: list[Any] = []
@@ -490,6 +527,7 @@ class PostgresStore(WriterStore):
             rows = await self.pool.fetch(sql, *params)
         return [alert_out(_plain(r)) for r in rows]
 
+    @_answered
     async def alert(self, alert_id: str) -> dict[str, Any]:
         with self._errors():
             row = await self.pool.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
@@ -497,6 +535,7 @@ class PostgresStore(WriterStore):
             raise NotFound(f"no alert {alert_id!r}")
         return alert_out(_plain(row))
 
+    @_answered
     async def audit(self, alert_id: str) -> list[dict[str, Any]]:
         with self._errors():
             rows = await self.pool.fetch(
@@ -511,6 +550,7 @@ class PostgresStore(WriterStore):
         return [alert_out(_plain(r)) for r in rows]
 
     # --- operator acts -------------------------------------------------------------------------
+    @_answered
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
                             action: str) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
@@ -590,6 +630,7 @@ class PostgresStore(WriterStore):
                       at: float | None = None) -> dict[str, Any]:
         return await self._operator_act(alert_id, actor, note, at, "resolve")
 
+    @_answered
     async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
                      note: str | None = None, at: float | None = None) -> Snooze:
         when = wallclock.time() if at is None else at
@@ -598,6 +639,7 @@ class PostgresStore(WriterStore):
                 await _snooze_in(conn, ts, rule, mmsi, until, actor, note, when)
         return Snooze(rule, mmsi, until, actor, note, when)
 
+    @_answered
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
         with self._errors():
             if active_at is None:
@@ -608,6 +650,7 @@ class PostgresStore(WriterStore):
         return [Snooze(r["rule"], r["mmsi"], r["until"].timestamp(), r["actor"], r["note"],
                        r["created"].timestamp()) for r in rows]
 
+    @_answered
     async def unsnooze(self, rule: str, mmsi: int, actor: str, at: float | None = None) -> bool:
         when = wallclock.time() if at is None else at
         with self._errors():

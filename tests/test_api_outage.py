@@ -72,9 +72,9 @@ class Service:
 
 @asynccontextmanager
 async def service(server: PostgresServer, dsn: str, tmp_path: Path,
-                  spool: Path | None = None) -> AsyncIterator[Service]:
-    store = PostgresStore(dsn, spool_path=spool or tmp_path / "spool.jsonl", max_age=0.01,
-                          retry_max=0.3, connect_timeout=2)
+                  spool: Path | None = None, **options: Any) -> AsyncIterator[Service]:
+    store = PostgresStore(dsn, spool_path=spool or tmp_path / "spool.jsonl",
+                          **{"max_age": 0.01, "retry_max": 0.3, "connect_timeout": 2, **options})
     await store.start()
     geojson = json.loads(ZONES_PATH.read_text())
     zones = ZoneSet.from_geojson({**geojson, "features": [*geojson["features"], BOX]})
