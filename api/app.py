@@ -8,6 +8,7 @@ wall time) and, for zones, to the running rules. Errors are JSON ``{"error", "de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -512,6 +513,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if after is not None and offset:
             raise ApiError(422, "after and offset: give one (after pages by the last alert "
                                 "seen, offset by a count that new alerts shift)")
+        if memory is not None and catching_up():  # the store lacks what is still queued
+            with contextlib.suppress(MemoryCannotAnswer):
+                return memory_response(page_from_memory(memory, query))
         try:
             not_while_away()
             page = await store.alerts(query)
@@ -530,13 +534,27 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.get("/alerts/{alert_id}", response_model=m.AlertDetail, tags=["alerts"],
              responses=not_found)
     async def alert(alert_id: AlertId, _: Viewer) -> Response:
+        held = None if memory is None else memory.alert(alert_id)
+        if memory is not None and held is not None and catching_up():
+            return memory_response(held_alert(memory, alert_id))
         try:
             not_while_away()
             found = await store.alert(alert_id)
             trail = await store.audit(alert_id)
         except StoreUnavailable as exc:
             return memory_response(from_memory(held_alert, alert_id, exc))
+        except NotFound:
+            if memory is None or held is None:
+                raise
+            # Raised and announced, not written yet (the writer's next batch, or its
+            # catch-up after an outage): memory has it.
+            return memory_response(held_alert(memory, alert_id))
         return _dump({**found, "audit": trail})
+
+    def catching_up() -> bool:
+        """The database is back, and alert transitions or acts queued while it was away
+        are not all written: memory has them, the store not yet."""
+        return memory is not None and store.stats().catching_up
 
     def not_while_away() -> None:
         """While the store's writer knows the database is away, a process with memory

@@ -30,7 +30,7 @@ from harbourwatch.pipeline import Pipeline
 from harbourwatch.service import api_deps
 from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Ingestor
-from store.base import StoreUnavailable
+from store.base import NotFound, StoreUnavailable
 from store.postgres import PostgresStore
 from tests.api_helpers import T0, ZONES_PATH, authenticator, headers, pos
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
@@ -364,3 +364,61 @@ async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
         assert (listed["state"], listed["acknowledged_by"]) == ("resolved", None)
         metrics = (await hw.client.get("/metrics", headers=headers("viewer"))).text
         assert "harbourwatch_store_dropped_acts_total 1.0" in metrics
+
+
+async def test_an_alert_of_the_outage_is_served_from_memory_until_the_store_has_it(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database is back, the writer has not yet written what was queued meanwhile:
+    an alert raised and acknowledged then is not 404, nor missing from the list."""
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)
+        await hw.outage()
+        for i in range(3):
+            hw.pipeline.handle_report(pos(SECOND, T0 + 100 + 10 * i, *SPOT, speed=3.0))
+        alert_id = next(a.id for a in hw.pipeline.engine.open_alerts() if a.mmsi == SECOND)
+        acked = await hw.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
+        assert acked.status_code == 202
+        for _ in range(100):
+            if not hw.store.stats().db_up:
+                break
+            await asyncio.sleep(0.02)
+        writer = hw.store._writer
+        real, go_on = writer._drain, asyncio.Event()
+
+        async def catching_up(due: bool = True) -> bool:
+            writer._stats.db_up = True  # back: as after the catch-up's first batch
+            await go_on.wait()
+            return await real(due)
+
+        monkeypatch.setattr(writer, "_drain", catching_up)
+        await asyncio.to_thread(hw.server.start)
+        for _ in range(100):
+            if hw.store.stats().db_up:
+                break
+            await asyncio.sleep(0.02)
+        try:
+            assert hw.store.stats().catching_up
+            one = await hw.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))
+            assert one.status_code == 200 and one.headers["x-harbourwatch-source"] == "memory"
+            assert (one.json()["state"], one.json()["acknowledged_by"]) == (
+                "acknowledged", "operator-1")
+            listed = await hw.client.get("/alerts", headers=headers("viewer"),
+                                         params={"mmsi": str(SECOND)})
+            assert listed.headers["x-harbourwatch-source"] == "memory"
+            assert [a["id"] for a in listed.json()["alerts"]] == [alert_id]
+        finally:
+            go_on.set()
+        await drain(hw.store)
+        assert not hw.store.stats().catching_up
+        stored = await hw.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))
+        assert stored.status_code == 200 and "x-harbourwatch-source" not in stored.headers
+        assert stored.json()["acknowledged_at"] == acked.json()["acknowledged_at"]
+        # Raised, not yet in the writer's batch: memory has it (it was 404).
+
+        async def not_yet(_alert_id: str) -> Any:
+            raise NotFound(f"no alert {_alert_id!r}")
+
+        monkeypatch.setattr(hw.store, "alert", not_yet)
+        fresh = await hw.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))
+        assert fresh.status_code == 200 and fresh.headers["x-harbourwatch-source"] == "memory"
