@@ -287,9 +287,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if drill:
             restores_state = await _resumes_exercise(store, engine, exercise, replay)
         if restores_state:
-            # What the last run spooled (alerts, acts made while the database was away) is
-            # written first: read back before, an acknowledged alert came back open.
-            await store.flush(held=False)
+            # The alerts and the acts made while the database was away that the last run
+            # spooled are written first (read back before, an acknowledged alert came back
+            # open); its positions, perhaps millions, are caught up in the background.
+            await store.spooled_alerts_written()
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,
                 until=None if replay is None else replay.start, snoozes=snoozes)

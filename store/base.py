@@ -198,6 +198,10 @@ class Store(Protocol):
         """Wait until everything queued so far is written (or spooled while the DB is down);
         ``held``: positions held for late duplicates' receivers too."""
 
+    async def spooled_alerts_written(self) -> None:
+        """Wait until the alert transitions and acts an earlier run spooled are written (at
+        start-up, before the rules' state is read back); its positions follow later."""
+
     def stats(self) -> WriterStats: ...
 
     # --- reading -------------------------------------------------------------------------

@@ -94,6 +94,9 @@ class WriterStore:
         await self._writer.stop()
         await self._close()
 
+    async def spooled_alerts_written(self) -> None:
+        await self._writer.spooled_alerts_written()
+
     async def flush(self, *, held: bool = True) -> None:
         """Write everything received so far, held positions included unless ``held`` is
         false (written now, their ``sources`` lack the receivers of duplicates to come)."""

@@ -214,7 +214,12 @@ class Spool:
         self._ahead.update(mark.offsets)
         self.pending -= mark.rows + mark.acts
         self.alerts_pending -= mark.alerts
-        self._drop_acts(mark.acts)
+        try:
+            self._drop_acts(mark.acts)
+            if self.pending <= 0:  # nothing but positions written ahead: done
+                self._remove_main()
+        except OSError as exc:
+            raise StoreError(f"cannot truncate spool {self.path}: {exc}") from exc
 
     def skip(self, error: SpoolRowError) -> None:
         """Step over a line ``peek`` could not read (the writer has set it aside)."""
@@ -228,18 +233,22 @@ class Spool:
         try:
             if mark.acts:
                 self._drop_acts(mark.acts)
-            if (mark.at_end or not self.path.exists()
+            # What is left past the last row counted is torn, or written ahead.
+            if (mark.at_end or self.pending - len(self._acts) <= 0 or not self.path.exists()
                     or self._read_pos >= self.path.stat().st_size):
-                self.path.unlink(missing_ok=True)
-                self._read_pos, self._line, self._head = 0, 1, None
-                self._ahead.clear()
-                self.alerts_pending = 0
-                if self._acts and any(after for after, _act in self._acts):
-                    self._acts = [(0, act) for _after, act in self._acts]  # before any new
-                    self._rewrite_acts()
-                self.pending = len(self._acts)
+                self._remove_main()
         except OSError as exc:
             raise StoreError(f"cannot truncate spool {self.path}: {exc}") from exc
+
+    def _remove_main(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._read_pos, self._line, self._head = 0, 1, None
+        self._ahead.clear()
+        self.alerts_pending = 0
+        if self._acts and any(after for after, _act in self._acts):
+            self._acts = [(0, act) for _after, act in self._acts]  # before any new rows
+            self._rewrite_acts()
+        self.pending = len(self._acts)
 
     def _drop_acts(self, count: int) -> None:
         if count:

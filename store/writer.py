@@ -73,6 +73,8 @@ class BatchWriter:
         #: The database came back from an outage and the alert transitions and acts queued
         #: meanwhile are not all written (WriterStats.catching_up).
         self._catching_up = False
+        #: Set once the alert transitions and acts an earlier run spooled are written.
+        self._ahead_done = asyncio.Event()
 
     # --- producer side (never blocks) --------------------------------------------------------
     def put(self, item: Item) -> None:
@@ -109,6 +111,16 @@ class BatchWriter:
             log.warning("store: %d spooled rows from an earlier run in %s; catching up",
                         self._spool.pending, self._spool.path)
         self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def spooled_alerts_written(self) -> None:
+        """Return once the alert transitions and acts an earlier run spooled are written
+        (the positions follow in the background; see ``_write_ahead``)."""
+        if self._task is not None:
+            waiter = asyncio.ensure_future(self._ahead_done.wait())
+            try:
+                await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
 
     async def flush(self) -> None:
         """Return when all queued rows are written, or after one failed try while down."""
@@ -169,6 +181,7 @@ class BatchWriter:
     # --- the flush loop ----------------------------------------------------------------------
     async def _run(self) -> None:
         try:
+            await self._write_ahead()
             while True:
                 try:
                     await self._loop()
@@ -215,6 +228,33 @@ class BatchWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff)
                 self._backoff = min(self._backoff * 2, self._retry_max)
+
+    async def _write_ahead(self) -> None:
+        """Before the catch-up, the spool's alert transitions and acts, in their order (the
+        rules' state is read back once they are in: an alert acknowledged during an outage
+        came back open); its positions, perhaps millions, follow in the background. Tried
+        until the database takes them or the writer stops."""
+        try:
+            while not self._stopping.is_set() and (self._spool.alerts_pending
+                                                   or self._spool.acts_pending):
+                try:
+                    items, mark = await asyncio.to_thread(
+                        self._spool.peek, self.batch_size * CATCH_UP_BATCHES,
+                        only_marked=True)
+                except SpoolRowError:
+                    return  # set aside by the catch-up, in its place
+                if not items:
+                    return
+                if await self._write(items):
+                    self._spool.write_ahead(mark)
+                    continue
+                self._pass_done.set()
+                self._overflow_to_spool()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff)
+                self._backoff = min(self._backoff * 2, self._retry_max)
+        finally:
+            self._ahead_done.set()
 
     async def _drain(self, due: bool = True) -> bool:
         """Write spool then queue until both are empty; False when the database is away.

@@ -144,3 +144,37 @@ async def test_a_writer_that_fails_is_said_loudly_and_goes_on(
     finally:
         await store.stop()
     assert any("the writer failed" in m for m in caplog.messages)
+
+
+async def test_a_start_writes_the_spooled_alerts_and_acts_before_the_positions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules' state is read back once the alerts and acts are in; the positions, perhaps
+    millions after a long outage, are caught up after, each row once."""
+    path = tmp_path / "spool.jsonl"
+    alert = dark()
+    position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+    items: list[tuple[str, Any]] = [("p", (T0 + i, *position[1:])) for i in range(3000)]
+    items[1500:1500] = [
+        ("a", alert_row(AlertEvent(Transition.NEW, alert.to_dict(), T0))),
+        ("o", QueuedAct("ack", "duty", WALL, alert_id=alert.id).to_row())]
+    Spool(path).append(items)
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01, batch_size=500)
+    batches: list[tuple[int, int, int]] = []
+    real = store.write_batch
+
+    async def write_batch(batch: Any) -> int:
+        batches.append((len(batch.positions), len(batch.alerts), len(batch.acts)))
+        return await real(batch)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    await store.start()
+    try:
+        await store.spooled_alerts_written()
+        assert batches == [(0, 1, 1)]
+        assert (await store.alert(alert.id))["acknowledged_by"] == "duty"
+        await store.flush()
+        assert await store.position_count() == 3000
+        assert sum(alerts + acts for _p, alerts, acts in batches) == 2  # not again
+        assert store.stats().spool_pending == 0 and not path.exists()
+    finally:
+        await store.stop()
