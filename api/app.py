@@ -368,6 +368,27 @@ def create_app(deps: ApiDeps) -> FastAPI:
         **errors, 404: {"model": m.ErrorOut, "description": "Not found"}}
     acted: dict[int | str, dict[str, Any]] = {
         **not_found, 409: {"model": m.ErrorOut, "description": "Already acted on"}}
+    # While the database is away (see api.memory_alerts): answers from memory say so in a
+    # header; acts are queued (202); what memory cannot answer is 503.
+    source_header = {SOURCE_HEADER: {
+        "description": "`memory`: answered from the alerts the running rules hold (the "
+                       "database is away, or still writing what was queued meanwhile); "
+                       "absent when the answer is the database's",
+        "schema": {"type": "string", "enum": ["memory"]}}}
+    unavailable: dict[int | str, dict[str, Any]] = {503: {
+        "model": m.ErrorOut, "description": "The database is away and memory cannot answer "
+                                            "(Retry-After)"}}
+
+    def from_memory_doc(base: dict[int | str, dict[str, Any]], ok: int = 200,
+                        queued: type[BaseModel] | None = None) -> dict[int | str, dict[str, Any]]:
+        """``base`` with the outage's answers: the memory header on ``ok``, 503, and 202
+        (``queued``'s model) for an act."""
+        out = {**base, **unavailable, ok: {**base.get(ok, {}), "headers": source_header}}
+        if queued is not None:
+            out[202] = {"model": queued, "headers": source_header,
+                        "description": "The database is away: applied at once, queued for "
+                                       "the store"}
+        return out
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -472,7 +493,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     # -- alerts ---------------------------------------------------------------------------
 
-    @app.get("/alerts", response_model=m.AlertPage, tags=["alerts"], responses=errors)
+    @app.get("/alerts", response_model=m.AlertPage, tags=["alerts"],
+             responses=from_memory_doc(errors))
     async def alerts(
         _: Viewer,
         rule: Annotated[str | None, Query(max_length=64)] = None,
@@ -532,7 +554,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                       "next": page[-1]["id"] if len(page) == limit else None, "alerts": page})
 
     @app.get("/alerts/{alert_id}", response_model=m.AlertDetail, tags=["alerts"],
-             responses=not_found)
+             responses=from_memory_doc(not_found))
     async def alert(alert_id: AlertId, _: Viewer) -> Response:
         held = None if memory is None else memory.alert(alert_id)
         if memory is not None and held is not None and catching_up():
@@ -583,7 +605,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     def memory_response(out: Any, status: int = 200) -> Response:
         """An answer from memory, marked as such (see api.memory_alerts)."""
-        resp = Response(status_code=status) if out is None else _dump(out)
+        resp = Response() if out is None else _dump(out)
         resp.status_code = status
         resp.headers[SOURCE_HEADER] = "memory"
         return resp
@@ -659,13 +681,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return {**out, "audit": [act_audit(found, out, action)], "source": "memory"}
 
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
-              responses=acted)
+              responses=from_memory_doc(acted, queued=m.AlertDetail))
     async def ack(alert_id: AlertId, who: Operator, body: m.NoteIn | None = None) -> Response:
         """Acknowledge (operator): records the token name, the wall time and the note."""
         return await act(alert_id, who, body, "ack")
 
     @app.post("/alerts/{alert_id}/resolve", response_model=m.AlertDetail, tags=["alerts"],
-              responses=acted)
+              responses=from_memory_doc(acted, queued=m.AlertDetail))
     async def resolve(alert_id: AlertId, who: Operator,
                       body: m.NoteIn | None = None) -> Response:
         """Resolve (operator): the alert is closed for operators; audited."""
@@ -676,7 +698,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     snooze_keeper: SnoozeKeeper = DrillSnoozes() if deps.drill else store
 
     @app.post("/snoozes", status_code=201, response_model=m.SnoozeOut, tags=["alerts"],
-              responses=errors)
+              responses=from_memory_doc(errors, 201, queued=m.SnoozeOut))
     async def snooze(body: m.SnoozeIn, who: Operator) -> Response:
         """Silence one rule for one vessel for ``duration_s`` of message time, then re-arm."""
         known_rules([body.rule], "rule")
@@ -721,7 +743,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return _dump(await snooze_keeper.snooze_acts(rule, mmsi, limit))
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
-                responses=not_found)
+                responses={**not_found, **unavailable, 202: {
+                    "headers": source_header,
+                    "description": "The database is away: lifted at once, queued for the "
+                                   "store"}})
     async def unsnooze(who: Operator, snooze_id: Annotated[str, Path(
             max_length=80, description="'<rule>:<mmsi>'", examples=["loitering:244123456"])],
     ) -> Response:

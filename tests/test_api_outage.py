@@ -422,3 +422,21 @@ async def test_an_alert_of_the_outage_is_served_from_memory_until_the_store_has_
         monkeypatch.setattr(hw.store, "alert", not_yet)
         fresh = await hw.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))
         assert fresh.status_code == 200 and fresh.headers["x-harbourwatch-source"] == "memory"
+
+
+def test_the_outage_answers_are_in_the_openapi_document(tmp_path: Path) -> None:
+    from store.sqlite import SqliteStore
+
+    app = create_app(ApiDeps(store=SqliteStore(tmp_path / "hw.db"), auth=authenticator()))
+    paths = app.openapi()["paths"]
+    for path, method in (("/alerts/{alert_id}/ack", "post"),
+                         ("/alerts/{alert_id}/resolve", "post"), ("/snoozes", "post"),
+                         ("/snoozes/{snooze_id}", "delete")):
+        answers = paths[path][method]["responses"]
+        assert "202" in answers and "503" in answers, (path, answers.keys())
+        assert "X-Harbourwatch-Source" in answers["202"]["headers"]
+    for path in ("/alerts", "/alerts/{alert_id}"):
+        answers = paths[path]["get"]["responses"]
+        assert "503" in answers
+        assert "X-Harbourwatch-Source" in answers["200"]["headers"]
+        assert "$ref" in str(answers["200"]["content"])  # the model is kept
