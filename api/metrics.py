@@ -93,6 +93,11 @@ class ServiceCollector(Collector):
                                ("alert_events", "Alert transitions emitted")):
             if isinstance(stats.get(key), int):
                 yield CounterMetricFamily(f"harbourwatch_{key}", help_text, value=stats[key])
+        rules = stats.get("rules")
+        for key, value in (rules.items() if isinstance(rules, Mapping) else ()):
+            if isinstance(value, int):  # suspect fixes, forgotten vessels, vessels_over_limit…
+                yield CounterMetricFamily(f"harbourwatch_rules_{key}",
+                                          f"Rules: {key.replace('_', ' ')}", value=value)
 
     def _source_health(self) -> Iterator[Metric]:
         if self._sources is None:

@@ -392,8 +392,8 @@ class MqttFeed:
 
         Not own-ship (VDO) reports, as the API's picture: the rules never judge them, and a
         forged VDO line with a real vessel's MMSI moved that vessel here unchecked."""
-        if report.msg_type not in VESSEL_MSG_TYPES or report.own:
-            return
+        if report.msg_type not in VESSEL_MSG_TYPES or report.own or report.not_admitted:
+            return  # not admitted: beyond rules.picture.max_vessels, kept out as the rules do
         t = report.time
         if self._newest is None or t > self._newest:
             self._newest = t
@@ -918,11 +918,7 @@ class MqttFeed:
         self._next_prune = newest + PRUNE_EVERY_S
         horizon = newest - self.vessel_live_s
         for mmsi in [m for m, t in self._heard.items() if t < horizon]:
-            for table in (self._heard, self._vessels, self._vessel_time, self._ready,
-                          self._static_time):
-                table.pop(mmsi, None)
-            if self._last_pub.pop(mmsi, None) is not None:
-                self._gone[mmsi] = None
+            self._drop_vessel(mmsi)
         for mmsi, t in list(self._retained_before.items()):
             if mmsi in self._last_pub:
                 del self._retained_before[mmsi]  # heard again: this run's topic now
@@ -931,6 +927,21 @@ class MqttFeed:
                 self._gone[mmsi] = None
         if self._gone:
             self._wake.set()
+
+    def drop_vessels(self, mmsis: Iterable[int]) -> None:
+        """Vessels the rules evicted at their bound (``Pipeline._drop_vessels``): their state
+        goes, and the retained topic of each one published is cleared."""
+        for mmsi in mmsis:
+            self._drop_vessel(mmsi)
+        if self._gone:
+            self._wake.set()
+
+    def _drop_vessel(self, mmsi: int) -> None:
+        for table in (self._heard, self._vessels, self._vessel_time, self._ready,
+                      self._static_time):
+            table.pop(mmsi, None)
+        if self._last_pub.pop(mmsi, None) is not None:
+            self._gone[mmsi] = None
 
     async def _clear_gone_vessels(self, client: aiomqtt.Client) -> None:
         for mmsi in [m for m in self._gone if m in self._last_pub]:

@@ -9,7 +9,7 @@ updated in place, so ``GET /vessels`` only filters and serialises. Vessels not h
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from geofence.alert import AlertEvent
@@ -26,10 +26,13 @@ class LivePicture:
     """Latest position, static and voyage data per vessel; implements ``Sink``."""
 
     def __init__(self, max_age_s: float = 3600.0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, max_vessels: int = 20_000) -> None:
         """``clock``: the rules' clock (it moves on with the wall time in live mode): with
-        every source silent, the vessels still leave the picture."""
+        every source silent, the vessels still leave the picture. ``max_vessels``: the
+        rules' bound; it holds the stations the rules do not judge (base stations, AtoN)
+        too, whose MMSIs a feed open to injection can forge as well."""
         self.max_age_s = max_age_s
+        self.max_vessels = max_vessels
         self.newest = 0.0
         self._clock = clock
         self._vessels: dict[int, dict[str, Any]] = {}
@@ -52,14 +55,16 @@ class LivePicture:
         return None
 
     def on_report(self, report: Report) -> None:
-        if report.own or report.time_source == "none":
+        if report.own or report.time_source == "none" or report.not_admitted:
             return
         mmsi = report.mmsi
-        self._json.pop(mmsi, None)
-        self._geo.pop(mmsi, None)
         vessel = self._vessels.get(mmsi)
         if vessel is None:
+            if len(self._vessels) >= self.max_vessels:
+                return
             vessel = _blank(mmsi)
+        self._json.pop(mmsi, None)
+        self._geo.pop(mmsi, None)
         has_position = report.has_position and not report.fix_rejected
         if has_position:
             if report.time < self._times.get(mmsi, float("-inf")):
@@ -101,18 +106,26 @@ class LivePicture:
         self._json.pop(report.mmsi, None)
         self._geo.pop(report.mmsi, None)
 
+    def drop_vessels(self, mmsis: Iterable[int]) -> None:
+        """Vessels the rules evicted at their bound (``Pipeline._drop_vessels``)."""
+        for mmsi in mmsis:
+            self._forget(mmsi)
+
+    def _forget(self, mmsi: int) -> None:
+        self._heard.pop(mmsi, None)
+        self._times.pop(mmsi, None)
+        self._static_times.pop(mmsi, None)
+        self._vessels.pop(mmsi, None)
+        self._json.pop(mmsi, None)
+        self._geo.pop(mmsi, None)
+
     def _prune(self) -> None:
         self._next_prune = self.newest + PRUNE_EVERY_S
         horizon = self.newest - self.max_age_s
         # By the newest report of any kind: a vessel heard only by its static data (or a
         # garbled one) has no position time, and was kept for good.
         for mmsi in [m for m, t in self._heard.items() if t < horizon]:
-            del self._heard[mmsi]
-            self._times.pop(mmsi, None)
-            self._static_times.pop(mmsi, None)
-            self._vessels.pop(mmsi, None)
-            self._json.pop(mmsi, None)
-            self._geo.pop(mmsi, None)
+            self._forget(mmsi)
 
     # -- PictureView -------------------------------------------------------------------
 

@@ -190,7 +190,8 @@ class StreamHub:
 
     def on_report(self, report: Report) -> None:
         if (not self._subs or report.lat is None or report.lon is None or report.own
-                or report.fix_rejected):  # a spoofed jump is not the vessel's position
+                or report.fix_rejected  # a spoofed jump is not the vessel's position
+                or report.not_admitted):  # beyond max_vessels: not in the picture either
             return
         self._append(("position", report.mmsi, None, report.lon, report.lat, None,
                       _encode("position", position_payload(report))))

@@ -102,7 +102,15 @@ class Engine:
         #: it would start at whatever moment a tick came.
         self.heard_newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
-                         "forgotten": 0, "outside_watch_area": 0}
+                         "forgotten": 0, "outside_watch_area": 0, "vessels_evicted": 0,
+                         "vessels_over_limit": 0}
+        self._max_vessels = config.picture.max_vessels
+        #: MMSIs admitted, oldest first, that may still be heard only once: the candidates
+        #: for eviction at ``max_vessels`` (checked, and pruned, lazily).
+        self._once: dict[int, None] = {}
+        #: MMSIs evicted at ``max_vessels``, for the sinks to drop (the pipeline empties it).
+        self.evicted: list[int] = []
+        self._full_warned = False
         self._tick_s = config.picture.tick_interval_s
         self._gap_s = config.source_silent.silent_s
         self._inertia = config.membership.inertia_reports
@@ -210,7 +218,13 @@ class Engine:
             # speeding, an anchored one on a collision course). The rules take it as no
             # speed; the sinks keep what was sent (the copy shares ``extra`` and ``sources``).
             report = replace(report, speed=None)
-        vessel = picture.vessel_for(report)
+        vessel = picture.vessels.get(report.mmsi)
+        if vessel is None:
+            vessel = self._admit(report)
+            if vessel is None:
+                # Beyond max_vessels: the sinks keep it out of their tables too.
+                report.extra["not_admitted"] = True
+                return self.book.drain()
         ctx = self.ctx
         ctx.suspect = None
         ctx.fix_accepted = False
@@ -271,6 +285,44 @@ class Engine:
         for rule in observers:
             rule.on_report(ctx, vessel, report)
         return self.book.drain()
+
+    def _admit(self, report: Report) -> Vessel | None:
+        """A new MMSI: a vessel of its own while fewer than ``max_vessels`` are held, else
+        in place of the oldest one heard only once (a forged or garbled MMSI is heard once;
+        a real vessel reports every few seconds to minutes), else none (counted).
+
+        Refusing outright would let a flood of forged MMSIs keep every real newcomer out of
+        the rules for ``forget_s``; evicting the longest silent would drop real vessels.
+        """
+        if len(self.picture.vessels) >= self._max_vessels and not self._evict_one():
+            self.counters["vessels_over_limit"] += 1
+            if not self._full_warned:
+                self._full_warned = True
+                log.warning("%d vessels held, each heard more than once or with an open "
+                            "alert: MMSI %d and any further new one are not admitted "
+                            "(rules.picture.max_vessels; a feed open to injection can forge "
+                            "any number)", len(self.picture.vessels), report.mmsi)
+            return None
+        self._once[report.mmsi] = None
+        return self.picture.vessel_for(report)
+
+    def _evict_one(self) -> bool:
+        """Drop the oldest vessel heard only once with no open alert; whether one was."""
+        vessels, once, book = self.picture.vessels, self._once, self.book
+        while once:
+            mmsi = next(iter(once))
+            del once[mmsi]
+            vessel = vessels.get(mmsi)
+            if vessel is None or vessel.messages > 1 or book.has_open(mmsi) \
+                    or vessel.zones:
+                continue  # heard again, forgotten, or of note: no longer a candidate
+            del vessels[mmsi]
+            for rule in self.rules:
+                rule.on_forget(self.ctx, {mmsi})
+            self.counters["vessels_evicted"] += 1
+            self.evicted.append(mmsi)
+            return True
+        return False
 
     def _observers_for(self, key: tuple[int, bool, bool]) -> list[Rule]:
         msg_type, fix, ship = key
@@ -342,6 +394,9 @@ class Engine:
         """
         forget_s = self.config.picture.forget_s
         gone = set(self.picture.forget(now - forget_s))
+        vessels = self.picture.vessels
+        self._once = {m: None for m in self._once
+                      if (v := vessels.get(m)) is not None and v.messages <= 1}
         if not gone:
             return
         for alert in self.book.open_alerts():
@@ -415,6 +470,8 @@ class Engine:
                 vessel.history = deque(vessel.history, maxlen=picture.history_len)
             _reproject(vessel, self.zones)
             picture.vessels[vessel.mmsi] = vessel
+            if vessel.messages <= 1:
+                self._once[vessel.mmsi] = None
             self.newest = max(self.newest, vessel.last_seen)
             for name, heard in vessel.sources.items():
                 rec = picture.receivers.get(name)

@@ -225,6 +225,13 @@ class PictureConfig(_Model):
     history_len: int = Field(default=16, ge=2, le=1024, description="Recent fixes kept per vessel")
     tick_interval_s: float = Field(default=1.0, gt=0, le=60,
                                    description="Timers run at most this often in message time")
+    max_vessels: int = Field(default=20_000, ge=10, le=1_000_000,
+                             description="Vessels (MMSIs) held by the rules, the API's picture "
+                                         "and the MQTT feed; beyond it a new MMSI evicts the "
+                                         "oldest vessel heard only once (none with an open "
+                                         "alert), else is not admitted: counted "
+                                         "(vessels_over_limit) and logged once. A UDP feed "
+                                         "open to injection can forge any number")
 
 
 class ZoneEventConfig(_Model):

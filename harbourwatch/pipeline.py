@@ -84,6 +84,8 @@ class Pipeline:
         # Message time as the live clock last saw it, and when (time.monotonic()).
         self._wall_newest = _NEVER
         self._wall_since = 0.0
+        #: Vessels the rules evicted at their bound (``Engine.evicted``; optional).
+        self._evicted: list[int] | None = getattr(engine, "evicted", None)
 
     # -- synchronous core (also used directly by benchmarks and tests) --------------------
 
@@ -162,6 +164,8 @@ class Pipeline:
             events: list[AlertEvent] = []
         else:
             events = self.engine.process(report)
+            if self._evicted:
+                self._drop_vessels(self._evicted)
         for sink in self.sinks:
             try:
                 sink.on_report(report)
@@ -171,6 +175,20 @@ class Pipeline:
             self.emit(events)
         if report.time >= self._next_tick:
             self.tick(report.time)
+
+    def _drop_vessels(self, evicted: list[int]) -> None:
+        """Vessels the rules no longer hold leave the sinks' per-vessel tables too (the API's
+        picture, the MQTT feed): with only what the rules admitted going on, those tables are
+        bound by ``rules.picture.max_vessels`` as well."""
+        mmsis = tuple(evicted)
+        evicted.clear()
+        for sink in self.sinks:
+            drop = getattr(sink, "drop_vessels", None)
+            if drop is not None:
+                try:
+                    drop(mmsis)
+                except Exception:
+                    self._sink_failed(sink)
 
     def tick(self, now: float) -> None:
         self._next_tick = now + _TICK_S

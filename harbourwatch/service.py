@@ -343,7 +343,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.stream import StreamHub
 
             hub = StreamHub()
-            picture = LivePicture(config.rules.picture.live_s, clock=lambda: engine.newest)
+            picture = LivePicture(config.rules.picture.live_s, clock=lambda: engine.newest,
+                                  max_vessels=config.rules.picture.max_vessels)
             sinks += [picture, hub]
             listeners: list[Callable[[Mapping[str, Any]], None]] = [
                 pipeline.operator_acts.record]

@@ -110,6 +110,12 @@ class Report:
         return "suspect" in self.extra
 
     @property
+    def not_admitted(self) -> bool:
+        """The rules did not admit its MMSI (``rules.picture.max_vessels`` held already):
+        stored, but kept out of every per-vessel table (the API's picture, MQTT)."""
+        return "not_admitted" in self.extra
+
+    @property
     def ais_class(self) -> str | None:
         """``A`` or ``B`` for ship transponders, ``None`` for stations, AtoN and others."""
         if self.msg_type in CLASS_A_TYPES:
