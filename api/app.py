@@ -18,8 +18,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal, TypeVar
 
-import numpy as np
-import shapely
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -31,6 +29,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import models as m
+from api import vessel_list
 from api.auth import Authenticator, AuthError, Principal, Role
 from api.deps import AlertMemory, ApiDeps, PictureView
 from api.drill_snoozes import DrillSnoozes, SnoozeKeeper
@@ -43,7 +42,6 @@ from api.memory_alerts import (
     page_from_memory,
 )
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
-from api.picture import feature
 from api.stream import StreamFilter
 from geofence.zones import ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
@@ -176,21 +174,6 @@ def _snooze_out(s: Snooze, now: float) -> dict[str, Any]:
             "created": iso_time(s.created), "active": s.until > now}
 
 
-def _encode_vessels(picture: PictureView, vessels: list[Mapping[str, Any]],
-                    geojson: bool) -> bytes:
-    """The list body, joining per-vessel JSON the picture caches when it can."""
-    encoded = getattr(picture, "encoded", None)
-    if callable(encoded):
-        parts = [encoded(v, geojson) for v in vessels]
-    else:
-        parts = [json.dumps(feature(v) if geojson else v, separators=(",", ":")).encode()
-                 for v in vessels]
-    body = b",".join(parts)
-    if geojson:
-        return b'{"type":"FeatureCollection","features":[' + body + b"]}"
-    return b'{"count":%d,"vessels":[' % len(vessels) + body + b"]}"
-
-
 def _track_feature(mmsi: int, start: float, end: float, points: list[dict[str, Any]],
                    rejected: bool = False) -> dict[str, Any]:
     coords = [[p["lon"], p["lat"]] for p in points]
@@ -227,29 +210,6 @@ async def _count_alerts(store: Store, query: AlertQuery) -> int:
         if len(page) < _COUNT_PAGE:
             return total
         offset += _COUNT_PAGE
-
-
-def _filter_vessels(vessels: Iterable[Mapping[str, Any]],
-                    bbox: tuple[float, float, float, float] | None, min_speed: float | None,
-                    ais_class: str | None, zone_geom: Any) -> list[Mapping[str, Any]]:
-    out: list[Mapping[str, Any]] = []
-    for v in vessels:
-        lon, lat = v["lon"], v["lat"]
-        if lon is None or lat is None:
-            continue
-        if bbox is not None and not (bbox[0] <= lon <= bbox[2] and bbox[1] <= lat <= bbox[3]):
-            continue
-        if min_speed is not None and (v["speed"] is None or v["speed"] < min_speed):
-            continue
-        if ais_class is not None and v["class"] != ais_class:
-            continue
-        out.append(v)
-    if zone_geom is not None and out:
-        lons = np.fromiter((v["lon"] for v in out), float, len(out))
-        lats = np.fromiter((v["lat"] for v in out), float, len(out))
-        inside = shapely.contains_xy(zone_geom, lons, lats)
-        out = [v for v, keep in zip(out, inside, strict=True) if keep]
-    return out
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -432,6 +392,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         min_speed: Annotated[float | None, Query(ge=0, le=120, description="Knots")] = None,
         ais_class: Annotated[Literal["A", "B"] | None, Query(alias="class")] = None,
         format: Annotated[Literal["json", "geojson"] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=vessel_list.MAX_LIMIT, description=(
+            "At most this many vessels; when more match, the most recently heard, newest "
+            "first, and `truncated` is true (`total`: how many matched)"))
+        ] = vessel_list.DEFAULT_LIMIT,
     ) -> Response:
         box = _parse_bbox(bbox)
         geom = None
@@ -442,10 +406,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
                                sorted(zone_state.zones.by_id))
             geom = found.geometry
         picture = picture_or_503()
-        picked = _filter_vessels(picture.vessels(), box, min_speed, ais_class, geom)
+        picked = vessel_list.filter_vessels(picture.vessels(), box, min_speed, ais_class, geom)
+        shown = vessel_list.newest(picked, limit)
         geo = format == "geojson" or (format is None
                                       and GEOJSON in request.headers.get("accept", ""))
-        return Response(_encode_vessels(picture, picked, geo),
+        return Response(vessel_list.encode_vessels(picture, shown, len(picked), geo),
                         media_type=GEOJSON if geo else "application/json")
 
     @app.get("/vessels/{mmsi}", response_model=m.VesselOut, tags=["vessels"],

@@ -69,7 +69,10 @@ class VesselOut(BaseModel):
 
 
 class VesselList(BaseModel):
-    count: int
+    count: int = Field(description="Vessels listed")
+    total: int = Field(description="Vessels that matched the filters")
+    truncated: bool = Field(description="More matched than `limit`: the most recently "
+                                        "heard are listed, newest first")
     vessels: list[VesselOut]
 
 
@@ -89,6 +92,9 @@ class VesselCollection(BaseModel):
     """``GET /vessels?format=geojson``: a FeatureCollection of Points."""
 
     type: Literal["FeatureCollection"]
+    count: int = Field(description="Features listed")
+    total: int = Field(description="Vessels that matched the filters")
+    truncated: bool = Field(description="More matched than `limit`")
     features: list[VesselFeature]
 
 
