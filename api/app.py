@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import models as m
@@ -42,7 +43,7 @@ from api.memory_alerts import (
     page_from_memory,
 )
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
-from api.stream import StreamFilter
+from api.stream import StreamFilter, StreamFull
 from geofence.zones import ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
 from store.base import (
@@ -73,6 +74,8 @@ _MAX_MMSI = 999_999_999
 #: writer is stuck on a database that does not answer, and the act is queued instead.
 ACT_FLUSH_WAIT_S = 5.0
 _COUNT_PAGE = 10_000
+#: A client turned away at api.max_stream_clients may try again after this long (s).
+STREAM_RETRY_AFTER_S = 30
 
 Mmsi = Annotated[int, Path(ge=0, le=_MAX_MMSI, description="9-digit MMSI")]
 AlertId = Annotated[str, Path(min_length=1, max_length=64, description="Alert id")]
@@ -820,7 +823,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if hub is not None:
             hs = hub.stats()
             out["stream"] = {"clients": hs.clients, "events": hs.events,
-                             "dropped": hs.dropped}
+                             "dropped": hs.dropped, "refused": hs.refused}
         if deps.picture is not None:
             out["vessels"] = vessel_count()
         if deps.mqtt is not None:
@@ -849,7 +852,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     @app.get("/stream", tags=["stream"], responses={
         **errors, 200: {"content": {"text/event-stream": {}},
-                        "description": "Server-sent events: alert, position, dropped"}})
+                        "description": "Server-sent events: alert, position, dropped"},
+        503: {"model": m.ErrorOut, "description": "api.max_stream_clients streams are open "
+                                                  "(Retry-After)"}})
     async def stream(
         _: Viewer,
         bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
@@ -859,7 +864,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         last_event_id: Annotated[str | None, Header(
             alias="Last-Event-ID", max_length=64,
             description="Resume after this event (sent by EventSource on reconnect)")] = None,
-    ) -> StreamingResponse:
+    ) -> Response:
         """Live alert transitions and positions; a slow client loses its oldest events."""
         if hub is None:
             raise ApiError(503, "no live stream in this process")
@@ -876,8 +881,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
         filt = StreamFilter(bbox=box, vessels=mmsis,
                             rules=None if rule_set is None else frozenset(rule_set),
                             kinds=frozenset(kinds or ("alert", "position")))
-        return StreamingResponse(hub.stream(filt, last_event_id), media_type="text/event-stream",
+        try:
+            sub = hub.subscribe(filt, last_event_id)  # its place is taken now, not later
+        except StreamFull as exc:
+            return _error(503, str(exc), headers={"Retry-After": str(STREAM_RETRY_AFTER_S)})
+        # The background task frees the place also when the body never starts (the client
+        # went away first); the body frees it when it ends.
+        return StreamingResponse(hub.events(sub), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+                                          "X-Accel-Buffering": "no"},
+                                 background=BackgroundTask(hub.unsubscribe, sub))
 
     return app

@@ -171,6 +171,9 @@ class ServiceCollector(Collector):
         yield CounterMetricFamily("harbourwatch_stream_dropped",
                                   "Events dropped for slow clients",
                                   value=float(stats.get("dropped", 0)))
+        yield CounterMetricFamily("harbourwatch_stream_refused",
+                                  "Stream clients turned away at api.max_stream_clients",
+                                  value=float(stats.get("refused", 0)))
 
     def _mqtt_stats(self) -> Iterator[Metric]:
         if self._mqtt is None:

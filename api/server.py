@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from api.stream import StreamHub
+
+log = logging.getLogger(__name__)
 
 
 class ApiAddressError(OSError):
@@ -47,10 +51,52 @@ def check_address(host: str, port: int) -> None:
             sock.close()
 
 
+#: At stop, how long live streams get to end on their own before their connections are cut.
+STREAMS_END_S = 0.5
+STREAM_PATH = "/stream"
+
+
+def _open_streams(server: uvicorn.Server) -> list[Any]:
+    """The connections still writing a ``/stream`` response."""
+    out = []
+    for conn in list(server.server_state.connections):
+        cycle = getattr(conn, "cycle", None)
+        if cycle is not None and not cycle.response_complete and not cycle.disconnected \
+                and cycle.scope.get("path") == STREAM_PATH:
+            out.append(conn)
+    return out
+
+
 class _EmbeddedServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        #: Live streams when stopping began (``ApiServer.stop``), for the one log line.
+        self.streams_at_stop = 0
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield  # the service handles SIGINT/SIGTERM and calls ApiServer.stop()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """End the live streams quietly first: the hub closed them, but a client that does
+        not read leaves its writer waiting for buffer space for ever. Uvicorn cancelled each
+        such request after its graceful timeout and logged a traceback per client (1,100
+        idle clients: 57,000 lines). Their connections are cut instead, which ends the
+        request as a client that went away, and one line says how many."""
+        for server in self.servers:
+            server.close()  # no new stream meanwhile
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAMS_END_S
+        stuck = _open_streams(self)
+        while stuck and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            stuck = _open_streams(self)
+        for conn in stuck:
+            conn.transport.abort()
+        if self.streams_at_stop or stuck:
+            log.warning("API stopping: %d live streams closed (%d cut: their clients were not "
+                        "reading)", max(self.streams_at_stop, len(stuck)), len(stuck))
+        await super().shutdown(sockets)
 
 
 class ApiServer:
@@ -100,6 +146,8 @@ class ApiServer:
 
     def stop(self) -> None:
         if self.hub is not None:
+            if not self.server.should_exit:
+                self.server.streams_at_stop = self.hub.clients
             self.hub.close()
         self.server.should_exit = True
 

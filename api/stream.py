@@ -147,6 +147,12 @@ class HubStats:
     clients: int
     events: int
     dropped: int
+    #: Clients turned away at ``max_clients``.
+    refused: int = 0
+
+
+class StreamFull(Exception):
+    """``max_clients`` streams are open already."""
 
 
 class StreamHub:
@@ -158,9 +164,14 @@ class StreamHub:
     the oldest events (counted) and is told with a ``dropped`` event.
     """
 
-    def __init__(self, *, ring_size: int = 10_000, linger_s: float = 0.05) -> None:
+    def __init__(self, *, ring_size: int = 10_000, linger_s: float = 0.05,
+                 max_clients: int = 100) -> None:
+        """``max_clients``: each stream holds a connection, a file descriptor and a writer
+        task; 1,100 idle ones were all accepted."""
         self.ring_size = ring_size
         self.linger_s = linger_s
+        self.max_clients = max_clients
+        self.refused = 0
         #: Tells this run's event ids from an earlier run's (seq starts again at 0).
         self.run_id = secrets.token_hex(4)
         self._run = self.run_id.encode()
@@ -212,6 +223,10 @@ class StreamHub:
         self._new.set()
 
     def subscribe(self, filt: StreamFilter, last_event_id: str | None = None) -> Subscriber:
+        """A new client; :class:`StreamFull` (counted) when ``max_clients`` are open."""
+        if len(self._subs) >= self.max_clients:
+            self.refused += 1
+            raise StreamFull(f"{len(self._subs)} live streams open (api.max_stream_clients)")
         sub = Subscriber(self, filt, last_event_id)
         if self._closed:
             sub.closed = True
@@ -227,7 +242,12 @@ class StreamHub:
     async def stream(self, filt: StreamFilter, last_event_id: str | None = None
                      ) -> AsyncIterator[bytes]:
         """The body of one SSE response; unsubscribes when the client goes away."""
-        sub = self.subscribe(filt, last_event_id)
+        async for chunk in self.events(self.subscribe(filt, last_event_id)):
+            yield chunk
+
+    async def events(self, sub: Subscriber) -> AsyncIterator[bytes]:
+        """The body of the SSE response of a client subscribed already (its place taken
+        when the request was answered); unsubscribes when the client goes away."""
         try:
             async for chunk in sub.chunks(self.linger_s):
                 yield chunk
@@ -247,7 +267,8 @@ class StreamHub:
 
     def stats(self) -> HubStats:
         dropped = self._dropped_gone + sum(s.dropped for s in self._subs)
-        return HubStats(clients=len(self._subs), events=self.seq, dropped=dropped)
+        return HubStats(clients=len(self._subs), events=self.seq, dropped=dropped,
+                        refused=self.refused)
 
 
 def position_payload(report: Report) -> dict[str, Any]:

@@ -540,6 +540,12 @@ class ApiConfig(_Model):
     port: int = Field(default=8080, ge=1, le=65535, description="Listen port")
     tokens: list[ApiToken] = Field(default_factory=list, description="Bearer tokens")
     open_read: bool = Field(default=False, description="Allow reads without a token")
+    max_stream_clients: int = Field(default=100, ge=1, le=10_000,
+                                    description="Live streams (GET /stream) open at once; "
+                                                "beyond them 503 with Retry-After, counted "
+                                                "(stream refused). Each holds a connection "
+                                                "and a file descriptor; a port's screens are "
+                                                "a handful")
 
     @field_validator("tokens")
     @classmethod

@@ -342,7 +342,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             from api.picture import LivePicture
             from api.stream import StreamHub
 
-            hub = StreamHub()
+            hub = StreamHub(max_clients=config.api.max_stream_clients)
             picture = LivePicture(config.rules.picture.live_s, clock=lambda: engine.newest,
                                   max_vessels=config.rules.picture.max_vessels)
             sinks += [picture, hub]
