@@ -31,6 +31,7 @@ _SOURCE_COUNTERS = (
                             "as the source's own)"),
     ("queue_dropped", "Lines dropped because the queue was full (UDP cannot be slowed)"),
     ("kernel_dropped", "UDP datagrams the kernel dropped: the socket buffer was full"),
+    ("refused_datagrams", "UDP datagrams from a sender outside the source's allow_from"),
     ("overlong", "Unterminated runs longer than a line can be, thrown away"),
     ("partial_lines", "Unterminated line ends thrown away when a link broke"),
     ("connects", "Links established (a reconnecting feed counts each time)"),

@@ -9,6 +9,7 @@ to date by the ordered functions in :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -163,6 +164,30 @@ class SourceConfig(_Model):
                                               "finds one that is gone); 0: never (a small "
                                               "port's receiver may be quiet for minutes)")
 
+    allow_from: list[str] | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="udp: take datagrams only from these senders, addresses or networks "
+                    "(e.g. 192.0.2.7, 10.20.0.0/24, 2001:db8::/32); others are dropped and "
+                    "counted (refused_datagrams). Default: any sender (a forged datagram "
+                    "from anywhere on the network is taken)")
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"allow_from: {item!r} is not an IP address or network "
+                                 "(e.g. 192.0.2.7 or 10.20.0.0/24)") from None
+        return value
+
+    @property
+    def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+        """``allow_from`` parsed (None: any sender)."""
+        return (None if self.allow_from is None
+                else [ipaddress.ip_network(item, strict=False) for item in self.allow_from])
+
     @model_validator(mode="after")
     def _needs_for_kind(self) -> SourceConfig:
         needs = {"udp": ("port",), "tcp": ("host", "port"), "serial": ("device",),
@@ -172,6 +197,9 @@ class SourceConfig(_Model):
             raise ValueError(f"a {self.kind} source needs {' and '.join(missing)}")
         if self.kind != "tcp" and "idle_timeout_s" in self.model_fields_set:
             raise ValueError(f"idle_timeout_s is for tcp sources, not {self.kind}")
+        if self.kind != "udp" and self.allow_from is not None:
+            raise ValueError(f"allow_from is for udp sources, not {self.kind} (a tcp source "
+                             "connects out to the server it names)")
         return self
 
     @property

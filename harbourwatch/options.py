@@ -129,7 +129,8 @@ def build_sources(config: Config, options: ServiceOptions) -> list[SourceBase]:
     for item in config.sources:
         if item.kind == "udp":
             assert item.port is not None
-            sources.append(UdpSource(item.name, item.host or "0.0.0.0", item.port))
+            sources.append(UdpSource(item.name, item.host or "0.0.0.0", item.port,
+                                     allow_from=item.allowed_networks))
         elif item.kind == "tcp":
             assert item.host is not None and item.port is not None
             sources.append(TcpClientSource(item.name, item.host, item.port,

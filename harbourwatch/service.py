@@ -527,6 +527,8 @@ def transport_of(sources: list[Any], queue: LineQueue
                 "queue_dropped": queue.drops.get(source.name, 0),
                 "overlong": stats.overlong, "partial_lines": stats.partial_lines,
                 "connects": stats.connects, "disconnects": stats.disconnects}
+            if getattr(source, "allow_from", None) is not None:
+                counters["refused_datagrams"] = stats.refused_datagrams
             kernel = getattr(source, "kernel_drops", None)
             if kernel is not None:
                 counters["kernel_dropped"] = kernel()

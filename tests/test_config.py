@@ -336,6 +336,34 @@ def test_a_tcp_feed_can_be_reconnected_when_it_stalls(tmp_path: Path) -> None:
         f"{path}:2: sources.0: idle_timeout_s is for tcp sources, not udp"]
 
 
+def test_a_udp_source_takes_senders_from_allow_from(tmp_path: Path) -> None:
+    import ipaddress
+
+    from harbourwatch.options import ServiceOptions, build_sources
+    from ingest.sources.udp import UdpSource
+
+    text = ("sources:\n  - {kind: udp, name: quay, port: 10110, "
+            "allow_from: [192.0.2.7, 10.20.0.0/24, '2001:db8::/32']}\n"
+            "  - {kind: udp, name: open, port: 10111}\n")
+    quay, open_ = build_sources(load_config(write(tmp_path, text), env={}), ServiceOptions())
+    assert isinstance(quay, UdpSource) and isinstance(open_, UdpSource)
+    assert quay.allow_from == (ipaddress.ip_network("192.0.2.7/32"),
+                               ipaddress.ip_network("10.20.0.0/24"),
+                               ipaddress.ip_network("2001:db8::/32"))
+    assert open_.allow_from is None
+    for bad, said in (
+            ("{kind: udp, name: u, port: 1, allow_from: [10.20.0.300]}",
+             "sources.0.allow_from: allow_from: '10.20.0.300' is not an IP address or network "
+             "(e.g. 192.0.2.7 or 10.20.0.0/24)"),
+            ("{kind: tcp, name: t, host: 127.0.0.1, port: 1, allow_from: [10.0.0.1]}",
+             "sources.0: allow_from is for udp sources, not tcp (a tcp source connects out to "
+             "the server it names)")):
+        path = write(tmp_path, f"sources:\n  - {bad}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, env={})
+        assert info.value.errors == [f"{path}:2: {said}"]
+
+
 def test_a_section_left_empty_means_its_defaults() -> None:
     """``rules:`` with its settings commented out said "Input should be a valid dictionary
     or instance of RulesConfig"."""

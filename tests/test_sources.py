@@ -226,6 +226,35 @@ async def test_udp_datagrams_with_several_lines_arrive_as_raw_lines() -> None:
     assert source.stats.lines == 3
 
 
+async def test_udp_allow_from_takes_only_the_port_s_receivers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A datagram from anywhere on the network was taken: a forged MMSI flood, for one."""
+    import ipaddress
+
+    queue = LineQueue()
+    source = UdpSource("udp-allow", "127.0.0.1", 0,
+                       allow_from=[ipaddress.ip_network("127.0.0.1/32"),
+                                   ipaddress.ip_network("127.0.0.8/30")])
+    status = StatusLog(source)
+    async with running(source, queue):
+        await status.wait_for(1)
+        assert source.local_address is not None
+        for sender, line in (("127.0.0.1", S1), ("127.0.0.2", S2), ("127.0.0.9", S3),
+                             ("127.0.0.2", S2), ("127.0.0.12", S2)):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                tx.bind((sender, 0))  # every 127/8 address is the loopback's
+                tx.sendto(line + b"\r\n", source.local_address)
+        await wait_until(lambda: source.datagrams + source.stats.refused_datagrams == 5)
+        got = await take(queue, 2)
+    assert [line.data for line in got] == [S1, S3]
+    assert queue.empty()
+    assert (source.datagrams, source.stats.refused_datagrams, source.stats.lines) == (2, 3, 2)
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == [  # once per sender
+        "source udp-allow: datagrams from 127.0.0.2 refused (not in allow_from)",
+        "source udp-allow: datagrams from 127.0.0.12 refused (not in allow_from)"]
+
+
 async def test_udp_flood_into_a_tiny_queue_counts_every_drop() -> None:
     queue = LineQueue(maxsize=16)
     source = UdpSource("udp-flood", "127.0.0.1", 0)

@@ -72,6 +72,8 @@ class SourceStats:
     """Failed connection attempts."""
     disconnects: int = 0
     """Links lost after they were up."""
+    refused_datagrams: int = 0
+    """UDP datagrams from a sender outside the source's ``allow_from``, dropped."""
 
 
 @runtime_checkable

@@ -9,11 +9,13 @@ datagram, and is joined to it unless that one starts a sentence of its own.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import re
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from ingest.framing import MAX_LINE
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 _HAS_CHECKSUM = re.compile(rb"\*[0-9A-Fa-f]{2}")
 _SENTENCE_STARTS = frozenset(b"!\\$")  # what a line of its own starts with
 _MAX_SENDERS_HELD = 1024
+#: Senders refused by name in the log (then only counted: a spoofed flood has any number).
+_MAX_REFUSED_LOGGED = 20
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_RCVBUF = 4 * 1024 * 1024
 """Socket receive buffer asked for; the kernel caps it (net.core.rmem_max). A larger buffer
@@ -42,9 +48,16 @@ class UdpSource(SourceBase):
     """
 
     def __init__(
-        self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF
+        self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF,
+        allow_from: Iterable[Network] | None = None,
     ) -> None:
         super().__init__(name)
+        #: Senders taken (None: any); others are dropped and counted (refused_datagrams).
+        self.allow_from: tuple[Network, ...] | None = (
+            None if allow_from is None else tuple(allow_from))
+        #: sender address -> allowed, as decided once (bounded: cleared when full).
+        self._sender_allowed: dict[str, bool] = {}
+        self._refused_logged = 0
         self.host = host
         self.port = port
         self.rcvbuf = rcvbuf
@@ -142,7 +155,35 @@ class UdpSource(SourceBase):
                 continue
         return None
 
+    def _allowed(self, sender: Any) -> bool:
+        """Whether ``sender`` ((host, port, ...) as asyncio gives it) is in ``allow_from``."""
+        host = str(sender[0]) if isinstance(sender, tuple) and sender else str(sender)
+        known = self._sender_allowed.get(host)
+        if known is not None:
+            return known
+        try:
+            address = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            allowed = False
+        else:
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped  # a dual-stack socket's IPv4 sender
+            allowed = any(address in network for network in self.allow_from or ())
+        if len(self._sender_allowed) >= _MAX_SENDERS_HELD:
+            self._sender_allowed.clear()
+        self._sender_allowed[host] = allowed
+        if not allowed and self._refused_logged < _MAX_REFUSED_LOGGED:
+            self._refused_logged += 1
+            log.warning("source %s: datagrams from %s refused (not in allow_from)%s",
+                        self.name, host, "; further senders are only counted "
+                        "(refused_datagrams)" if self._refused_logged == _MAX_REFUSED_LOGGED
+                        else "")
+        return allowed
+
     def _datagram(self, data: bytes, queue: LineQueue, sender: Any = None) -> None:
+        if self.allow_from is not None and not self._allowed(sender):
+            self._stats.refused_datagrams += 1
+            return
         received = time.time()
         self.datagrams += 1
         stats = self._stats
