@@ -336,3 +336,46 @@ def test_a_receiver_that_heard_the_vessel_only_through_a_duplicate_is_its_receiv
         (SHIP, "2026-01-01T12:01:40Z", ["rx1"])]
     assert [e.alert["details"]["receiver"] for e in events
             if e.alert["rule"] == "source_silent"] == ["rx2"]
+
+
+def _behind(run: Run, seconds: float, lag: float, *, ship_until: float) -> None:
+    """In arrival order: rx-a (right clock) hears a beacon, rx-b (stamps ``lag`` s behind)
+    hears SHIP until ``ship_until`` and a beacon of its own all the time, every 10 s."""
+    for t in span(0, seconds, 10):
+        run.feed(report(244000001, t, 5000, 5000, sources=("rx-a",)))
+        run.feed(report(244000002, t - lag, -5000, 5000, sources=("rx-b",)))
+        if t <= ship_until:
+            run.feed(report(SHIP, t - lag, *OPEN_WATER, speed=8.0, sources=("rx-b",)))
+        run.tick(t + 5)
+
+
+def test_a_receiver_stamping_behind_the_port_clock_does_not_make_its_vessels_dark() -> None:
+    """rx-b's clock runs 700 s behind: its vessel, heard every 10 s, is not silent (it was
+    dark on every report, gap_s 10, judged against the port's clock)."""
+    run = Run()
+    _behind(run, 1500, 700, ship_until=1500)
+    assert run.of("dark_vessel") == []
+
+
+def test_a_vessel_of_a_receiver_stamping_behind_goes_dark_on_that_receivers_clock() -> None:
+    run = Run()
+    _behind(run, 2500, 700, ship_until=1000)
+    (event,) = run.of("dark_vessel")
+    alert = event.alert
+    assert alert["started_at"] == "2026-01-01T12:05:00Z"  # its last report: 1000 - 700
+    assert alert["details"]["receivers"] == ["rx-b"]
+    # Opened once rx-b's own clock passed the deadline (300 + 600), at port time 1600+.
+    assert T0 + 1600 < event.time <= T0 + 1620
+
+
+def test_a_vessel_still_heard_by_a_receiver_stamping_behind_is_not_dark() -> None:
+    """Heard by rx-a and by rx-b (700 s behind) until 600, then by rx-b alone: rx-b's copies
+    are 700 s older than rx-a's last, but on rx-b's clock the vessel is heard every 10 s."""
+    run = Run()
+    for t in span(0, 2500, 10):
+        run.feed(report(244000001, t, 5000, 5000, sources=("rx-a",)))
+        if t <= 600:
+            run.feed(report(SHIP, t, *OPEN_WATER, speed=8.0, sources=("rx-a",)))
+        run.feed(report(SHIP, t - 700, *OPEN_WATER, speed=8.0, sources=("rx-b",)))
+        run.tick(t + 5)
+    assert run.of("dark_vessel") == []

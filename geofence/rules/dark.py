@@ -4,7 +4,13 @@ Fires when a vessel last seen inside coverage, at least ``edge_m`` from its edge
 longer than ``moving_s`` (or ``stationary_s`` when at anchor, moored or slow) while a
 receiver that heard it has been heard without a break (longer than ``source_silent``'s
 ``silent_s``) since before the vessel fell silent and is still heard. A vessel that left
-across the coverage edge, or whose only receiver went silent, is not dark. The alert starts
+across the coverage edge, or whose only receiver went silent, is not dark.
+
+The silence is measured on the clock of the receiver that heard the vessel: the vessel's
+times are that receiver's stamps, which may run minutes behind the port's clock (a feed's
+delay, a receiver clock set wrong). Its clock now is its last stamp plus the port's time
+since it was heard; measured on the port's clock instead, a receiver 700 s behind made every
+vessel it hears dark on every report. The alert starts
 at the vessel's last report (so its id does not depend on when timers run) and ends when the
 vessel reappears, with the gap, the distance and the implied speed.
 
@@ -72,23 +78,42 @@ class DarkVessel(BaseRule):
                 limit = min(values)
         return limit
 
-    def eligible(self, ctx: RuleContext, vessel: Vessel, now: float) -> dict[str, Any] | None:
-        """Evidence that the silence is the vessel's, or None when it is not dark."""
+    def eligible(self, ctx: RuleContext, vessel: Vessel, now: float,
+                 limit: float) -> dict[str, Any] | float | None:
+        """Evidence that the silence is the vessel's; None when it is not dark; or, when a
+        receiver that hears it has not yet passed the deadline on its own clock, the
+        engine time at which the first such receiver will (judge it again then)."""
         if vessel.x is None or vessel.y is None:
             return None
         edge = ctx.zones.coverage_edge_distance(vessel.x, vessel.y)
         if edge is None or edge < self.edge_m:
             return None
         last = vessel.last_seen
+        deadline = last + limit
         window = self.window_s if self.stationary(vessel) else self.moving_window_s
         hearing = []
+        retry = _NO_LIMIT
+        blocked = False
         for name, heard in vessel.sources.items():
             rec = ctx.picture.receivers.get(name)
-            if (heard >= last - window and rec is not None and rec.up_since <= last
-                    and now - rec.heard_live <= self.silent_s):
-                hearing.append(name)
-        if not hearing:
-            return None
+            if rec is None or now - rec.heard_live > self.silent_s:
+                continue  # not heard now: the silence may be the receiver's
+            # Its clock now: its last stamp plus the port's time since it was heard.
+            lag = rec.heard_live - rec.last_heard
+            clock = rec.last_heard + max(0.0, now - rec.heard_live)
+            if heard <= last and clock - heard <= limit:
+                # It heard the vessel within the limit on its own clock: its copies are
+                # stamped behind the others' (in a catch-up, ``heard > last`` is the
+                # report that ends the gap).
+                blocked = True
+                retry = min(retry, heard + limit + lag)
+            elif heard >= last - window and rec.up_since <= last:
+                if clock > deadline:
+                    hearing.append(name)
+                else:
+                    retry = min(retry, deadline + lag)
+        if blocked or not hearing:
+            return retry if retry < _NO_LIMIT else None
         return {"edge_distance_m": round(edge, 1), "receivers": sorted(hearing)}
 
     # -- hooks ----------------------------------------------------------------------------
@@ -146,8 +171,8 @@ class DarkVessel(BaseRule):
         vessel.x, vessel.y = ctx.prev_fix.x, ctx.prev_fix.y
         vessel.lat, vessel.lon = ctx.prev_fix.lat, ctx.prev_fix.lon
         try:
-            proof = self.eligible(ctx, vessel, now)
-            if proof is not None:
+            proof = self.eligible(ctx, vessel, now, limit)
+            if isinstance(proof, dict):
                 self._open(ctx, vessel, limit, proof, now, ctx.prev_report)
         finally:
             vessel.last_seen = last
@@ -184,9 +209,12 @@ class DarkVessel(BaseRule):
                 due[mmsi] = true_deadline
                 heapq.heappush(heap, (true_deadline, mmsi))
                 continue
-            proof = self.eligible(ctx, vessel, now)
-            if proof is not None:
+            proof = self.eligible(ctx, vessel, now, limit)
+            if isinstance(proof, dict):
                 self._open(ctx, vessel, limit, proof, now, vessel.last_report)
+            elif proof is not None:  # its receivers' clocks run behind: not silent yet
+                due[mmsi] = proof
+                heapq.heappush(heap, (proof, mmsi))
 
     def _rebuild(self, ctx: RuleContext) -> None:
         self._overrides = any(
