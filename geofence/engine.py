@@ -27,9 +27,10 @@ from geofence.picture import (
     remember_zone_ids,
     update_membership,
 )
+from geofence.restore_clamp import clamp_receiver, clamp_vessel
 from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
-from ingest.report import Report
+from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
     from harbourwatch.config import RulesConfig
@@ -441,7 +442,8 @@ class Engine:
         return parts
 
     def restore(self, vessels: Iterable[Vessel | dict[str, Any]],
-                open_alerts: Iterable[Alert], saved: Mapping[str, Any] | None = None) -> None:
+                open_alerts: Iterable[Alert], saved: Mapping[str, Any] | None = None, *,
+                latest: float | None = None) -> None:
         """Resume after a restart from saved vessel states, still-active alerts and what
         ``saved_state`` gave (``saved``).
 
@@ -450,9 +452,15 @@ class Engine:
         comes more than ``silent_s`` after a receiver was last heard, its continuity starts
         again there (so the downtime cannot make vessels dark) and its silence counts from
         there for ``source_silent`` (an alert open already stays open).
+
+        ``latest`` (live: wall time plus ``max_clock_lead_s``): saved times after it came
+        from a clock running ahead that nothing guarded (a line stamped a year ahead made
+        every vessel and receiver look heard for a year after a restart); they are taken
+        as ``latest``, and the log says how many vessels and receivers had them.
         """
         picture = self.picture
         saved = saved or {}
+        ahead = {"vessels": 0, "receivers": 0}
         for name, (heard, up_since, messages, *clocks) in saved.get("receivers",
                                                                     {}).items():
             # heard_at: the port's clock when last heard (not kept before stop 15: its own
@@ -460,12 +468,16 @@ class Engine:
             # after a restart. heard_live: the engine's clock then (kept since heard_at is
             # message time only; before, heard_at was both).
             heard_at = float(clocks[0] if clocks else heard)
-            picture.receivers[name] = Receiver(
+            restored = picture.receivers[name] = Receiver(
                 name, float(heard), _NEVER if up_since is None else float(up_since),
                 int(messages), heard_at=heard_at,
                 heard_live=float(clocks[1]) if len(clocks) > 1 else heard_at)
+            if latest is not None and clamp_receiver(restored, latest):
+                ahead["receivers"] += 1
         for item in vessels:
             vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
+            if latest is not None and clamp_vessel(vessel, latest):
+                ahead["vessels"] += 1
             if vessel.history.maxlen != picture.history_len:
                 vessel.history = deque(vessel.history, maxlen=picture.history_len)
             _reproject(vessel, self.zones)
@@ -482,6 +494,10 @@ class Engine:
                     rec.last_heard = heard
                     rec.heard_at = max(rec.heard_at, heard)
                     rec.heard_live = max(rec.heard_live, heard)
+        if ahead["vessels"] or ahead["receivers"]:
+            log.warning("restored state: %d vessels and %d receivers had times after %s "
+                        "(a clock running ahead); taken as that time", ahead["vessels"],
+                        ahead["receivers"], iso_time(latest or 0.0))
         self.ctx.now = self.newest
         self.heard_newest = max([self.heard_newest, self.newest,
                                  *(rec.heard_at for rec in picture.receivers.values())])

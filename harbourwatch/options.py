@@ -140,7 +140,8 @@ def build_sources(config: Config, options: ServiceOptions) -> list[SourceBase]:
             sources.append(SerialSource(item.name, item.device, item.baud))
         else:
             assert item.path is not None
-            sources.append(FileSource(item.name, item.path))
+            # A file or pipe in the live service is a live feed: timed by arrival too.
+            sources.append(FileSource(item.name, item.path, arrival=True))
     try:
         sources += [parse_udp_spec(s) for s in options.udp]
         sources += [parse_tcp_spec(s) for s in options.tcp]

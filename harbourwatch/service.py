@@ -116,14 +116,15 @@ def make_store(config: Config, config_dir: Path, drill: bool, *,
 
 async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None = None, *,
                         scope: str = "live", until: float | None = None,
-                        snoozes: SnoozeBook | None = None) -> list[dict[str, Any]]:
+                        snoozes: SnoozeBook | None = None,
+                        latest: float | None = None) -> list[dict[str, Any]]:
     """Give the rules back what they knew before the last stop (or crash), ``acts`` the
     operators' acts on the alerts still open and ``snoozes`` which of them were muted;
     those alerts, as the store has them.
 
     ``scope``: whose saved state ("live", "replay", "drill"). ``until``: a replay resumed
     there takes only alerts started by then (not the live service's, in the same database,
-    since).
+    since). ``latest``: saved times after it are taken as it (see ``Engine.restore``).
     """
     states = await store.load_vessel_states(scope)
     saved = await store.load_engine_state(scope)
@@ -142,7 +143,7 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     if snoozes is not None:
         snoozes.remember_muted(saved.get("muted_alerts", ()))
     if states or alerts or saved:
-        engine.restore([s.state for s in states.values()], alerts, saved)
+        engine.restore([s.state for s in states.values()], alerts, saved, latest=latest)
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
     return stored
@@ -293,7 +294,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
             await store.spooled_alerts_written()
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,
-                until=None if replay is None else replay.start, snoozes=snoozes)
+                until=None if replay is None else replay.start, snoozes=snoozes,
+                # Live: nothing can have been heard after now (give or take the clocks).
+                latest=time.time() + config.ingest.max_clock_lead_s if replay is None
+                else None)
             if replay is not None and replay.start is not None \
                     and engine.newest > replay.start:
                 # Saved by a replay that went on past --start (the same one run again):

@@ -379,3 +379,23 @@ def test_a_vessel_still_heard_by_a_receiver_stamping_behind_is_not_dark() -> Non
         run.feed(report(SHIP, t - 700, *OPEN_WATER, speed=8.0, sources=("rx-b",)))
         run.tick(t + 5)
     assert run.of("dark_vessel") == []
+
+
+def test_saved_times_from_a_clock_far_ahead_are_clamped_on_a_live_restart(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """One line stamped hours ahead went into the saved state (file and stdin sources of
+    ``run`` were not guarded): restored as it was, the vessel looked heard until then and
+    the engine's clock stood hours ahead. Live, times after wall time + max_clock_lead_s
+    are taken as that time."""
+    first = Run()
+    first.play(ship_then_silence(), at(244000001, span(0, 300, 30), 5000, 5000))
+    first.feed(report(SHIP, 6 * 3600, *OPEN_WATER, speed=8.0, sources=("rx1",)))
+    states, alerts = _saved(first.engine)
+    state = json.loads(json.dumps(first.engine.saved_state()))
+    second = Run()
+    second.engine.restore(states, alerts, state, latest=T0 + 310)
+    assert second.engine.newest == T0 + 310
+    assert "1 vessels and 1 receivers had times after" in caplog.text
+    second.play(at(244000001, span(330, 1200, 30), 5000, 5000))
+    (event,) = second.of("dark_vessel")
+    assert event.alert["started_at"] == "2026-01-01T12:05:10Z"  # the clamped last_seen

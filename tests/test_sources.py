@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -538,6 +539,26 @@ async def test_file_source_streams_lines_then_ends(logs: dict[str, Path], kind: 
     assert {(line.source, line.received) for line in got} == {("replay", None)}
     assert source.stats.lines == len(EXPECTED)
     assert not source.connected
+
+
+async def test_a_file_source_of_the_live_service_stamps_lines_with_their_arrival(
+        logs: dict[str, Path], tmp_path: Path) -> None:
+    """``run`` with a file or stdin source: a live feed, so the clock-ahead guard applies
+    (lines went in with ``received=None`` and one stamped a year ahead went unchecked)."""
+    from harbourwatch.config import load_config
+    from harbourwatch.options import ServiceOptions, build_sources
+
+    config_path = tmp_path / "port.yaml"
+    config_path.write_text(f"sources:\n  - {{kind: file, name: f, path: {logs['plain']}}}\n")
+    (source,) = build_sources(load_config(config_path, env={}), ServiceOptions())
+    queue = LineQueue(maxsize=100)
+    before = time.time()
+    async with asyncio.timeout(GUARD):
+        await run_sources([source], queue)
+    got = await _collect(queue)
+    assert [line.data for line in got] == EXPECTED
+    assert all(line.received is not None and before <= line.received <= time.time()
+               for line in got)
 
 
 async def _collect(queue: LineQueue) -> list[RawLine]:

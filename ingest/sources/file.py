@@ -3,7 +3,10 @@
 :func:`open_log_lines` is the synchronous fast path (``harbourwatch decode``, benchmarks).
 :class:`FileSource` is the asyncio source for replay and for ``run`` fed from a pipe. Both
 stream in chunks and never hold a whole log in memory. Lines from a log carry
-``received=None``: a recording's time must come from the recording.
+``received=None``: a recording's time must come from the recording. In the live service
+(``run``, ``arrival=True``) a file or pipe is a live feed: its lines carry their arrival
+(wall) time, so the guard against a clock running ahead applies to them too (without it, one
+line stamped a year ahead went into the saved state).
 
 A regular file (also stdin redirected from one) is read in a worker thread, where gzip is
 unpacked too, so the event loop never waits on a disk. A pipe, FIFO or terminal is read by
@@ -20,6 +23,7 @@ import io
 import os
 import stat
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -60,13 +64,19 @@ class FileSource(SourceBase):
     """
 
     def __init__(
-        self, name: str, path: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE
+        self, name: str, path: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE,
+        arrival: bool = False,
     ) -> None:
         super().__init__(name)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         self.path = path
         self.chunk_size = chunk_size
+        #: Stamp lines with their arrival (wall) time: a live feed, not a recording.
+        self.arrival = arrival
+
+    def _received(self) -> float | None:
+        return time.time() if self.arrival else None
 
     async def run(self, queue: LineQueue) -> None:
         try:
@@ -151,14 +161,15 @@ class FileSource(SourceBase):
         if lines:
             self._stats.lines += len(lines)
             name = self.name
-            await queue.put_many([RawLine(name, line, None) for line in lines])
+            received = self._received()
+            await queue.put_many([RawLine(name, line, received) for line in lines])
 
     async def _finish(self, queue: LineQueue, splitter: LineSplitter) -> None:
         self._stats.overlong = splitter.overlong
         last = splitter.flush()
         if last is not None:
             self._stats.lines += 1
-            await queue.put(RawLine(self.name, last, None))
+            await queue.put(RawLine(self.name, last, self._received()))
 
 
 def _is_stream(path: str | os.PathLike[str]) -> bool:
