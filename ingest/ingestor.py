@@ -40,6 +40,16 @@ Decoded = list[tuple[Sequence[Report], int]]
 #: A base-station time further than this from the carried clock is suspect (bad clock).
 _CLOCK_JUMP_S = 3600.0
 _CLOCK_CONFIRMATIONS = 3
+#: Lines ahead in a row agree when this close (the next after a gap in a recording).
+_AGREE_S = _CLOCK_JUMP_S
+#: How far a recorded line may run ahead of every line before it. Not the live lead: the
+#: lines before are a lower bound of its arrival, no more (a satellite feed's lines come
+#: stamped tens of minutes apart in any order: +2,512 s in libais's ORBCOMM sample).
+_RECORDED_LEAD_S = _CLOCK_JUMP_S
+#: Lines in a row, ahead alike, that confirm one receiver's time with no other between.
+_SOLE_CONFIRMATIONS = 30
+#: Times a recording carries itself, judged against its other lines when far ahead.
+_OWN_TIMES = frozenset(("tagblock", "line", None))
 _MAX_HELD = 5000
 #: Most reports remembered for de-duplication. Housekeeping forgets them by message time
 #: (two windows: about 12,000 at 2,000 msg/s); this bound holds when it cannot, e.g. after
@@ -148,6 +158,8 @@ class Ingestor:
         self.max_receivers = max_receivers
         self._receivers_full_warned = False
         self._clock_ahead_warned: set[str] = set()
+        #: Recorded lines ahead of every line so far, in a row (``_confirmed``).
+        self._ahead: list[tuple[float, str]] = []
         self.untimed_sources: set[str] = set()
         #: When a consumer sets a list here, what a line tells about reports already
         #: returned is appended to it instead of applied: a duplicate's receiver (not added
@@ -285,6 +297,21 @@ class Ingestor:
                 sentence = self._clock_ahead(source, state, sentence, time, received)
                 time, time_source = received, "receive"
             state.delay = received - time
+        elif time_source in _OWN_TIMES and self.newest is not None:
+            # A recording has no arrival to judge by: the other lines' times stand in, when
+            # another receiver's are among them (a log of one receiver may be a sample of
+            # lines hours apart).
+            receiver = sentence.station or source
+            known = self.receivers
+            if time > self.newest + _RECORDED_LEAD_S and (
+                    len(known) > 1 or (known and receiver not in known)):
+                if not self._confirmed(time, receiver):
+                    carried = state.last_time if state.last_time is not None else self.newest
+                    sentence = self._clock_ahead(source, state, sentence, time, carried,
+                                                 "the log's other lines")
+                    time, time_source = carried, "carried"
+            elif self._ahead:
+                self._ahead.clear()
         state.last_time = time
         placed: list[Report] = []
         if state.held:
@@ -306,18 +333,40 @@ class Ingestor:
         return source
 
     def _clock_ahead(self, source: str, state: _SourceState, sentence: Sentence, time: float,
-                     received: float) -> Sentence:
-        """A live line timed ahead of its arrival: count it, warn once per receiver, and
-        time it by its arrival (a copy: framed sentences are shared by identical lines; a
-        multipart group then takes the corrected time from its first fragment)."""
+                     received: float, judged_by: str = "their arrival") -> Sentence:
+        """A line timed ahead of its arrival (live) or of the log's other lines (recorded):
+        count it, warn once per receiver, and time it by ``received`` (a copy: framed
+        sentences are shared by identical lines; a multipart group then takes the corrected
+        time from its first fragment)."""
         state.health.clock_ahead += 1
         receiver = sentence.station or source
         if receiver not in self._clock_ahead_warned:
             self._clock_ahead_warned.add(receiver)
-            log.warning("%s: receiver %s stamps lines %.0f s ahead of their arrival (its "
-                        "clock is wrong?); using the receive time instead", source, receiver,
-                        time - received)
-        return replace(sentence, time=received, time_source="receive")
+            log.warning("%s: receiver %s stamps lines %.0f s ahead of %s (its clock is "
+                        "wrong?); using %s instead", source, receiver, time - received,
+                        judged_by, "the receive time" if judged_by == "their arrival"
+                        else "the time carried from its source's previous line")
+        live = judged_by == "their arrival"
+        return replace(sentence, time=received, time_source="receive" if live else "carried")
+
+    def _confirmed(self, time: float, receiver: str) -> bool:
+        """Whether a recorded line's time, ahead of every line so far, is confirmed by the
+        lines just before it: ``_CLOCK_CONFIRMATIONS`` in a row, ahead alike, from two
+        receivers or more (the recording resumed after a gap), or ``_SOLE_CONFIRMATIONS``
+        from one receiver alone (the others stayed silent). Any
+        line not ahead breaks the run: a receiver stepped ahead of the others, its lines
+        between theirs, confirms nothing, nor does one line from a clock far out."""
+        ahead = self._ahead
+        if ahead and abs(time - ahead[-1][0]) > _AGREE_S:
+            ahead.clear()
+        ahead.append((time, receiver))
+        if len(ahead) < _CLOCK_CONFIRMATIONS:
+            return False
+        if all(r == receiver for _, r in ahead) and (
+                len(ahead) < _SOLE_CONFIRMATIONS):
+            return False  # a receiver alone: only after a long run with no other between
+        ahead.clear()
+        return True
 
     def _place(self, source: str, state: _SourceState, sentence: Sentence, time: float,
                time_source: str, out: list[Report], station: str | None = None) -> None:

@@ -177,9 +177,9 @@ def test_gatehouse_beats_the_sentence_own_prefix_and_suffix() -> None:
     gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
     for line in (LINE + ",1500000000", "1400000000 " + LINE, LINE):
         ingestor = Ingestor()
-        out = feed_all(ingestor, "x", [gh, line, LINE + ",1500000000"])
+        out = feed_all(ingestor, "x", [gh, line, LINE + ",1210291205"])
         assert [(r.time, r.time_source) for r in out] == [
-            (_utc(2008, 5, 9) + 0.010, "line"), (1500000000.0, "line")], line
+            (_utc(2008, 5, 9) + 0.010, "line"), (1210291205.0, "line")], line
 
 
 def pghp(station: str, second: int = 0) -> str:
@@ -491,3 +491,68 @@ def test_a_group_from_a_feed_behind_another_receiver_expires_on_its_own_clock() 
     last = feed_all(ingestor, "national", [parts[1]], T + 1.3)
     assert [(r.msg_type, r.time) for r in [*first, *last]] == [(5, T - 120)]
     assert not ingestor.health("national").fragments_dropped
+
+
+def _recorded(ingestor: Ingestor, stamps: list[tuple[str, float]]) -> list[tuple[float, str]]:
+    lines = [tag_block(s=rx, c=int(ARRIVAL + stamp)) + single(position(mmsi=211000000 + i))
+             for i, (rx, stamp) in enumerate(stamps)]
+    return [(r.time - ARRIVAL, r.time_source) for r in feed_all(ingestor, "log", lines)]
+
+
+@pytest.mark.parametrize("ahead", [7200.0, 86400.0, 365 * 86400.0])
+def test_one_recorded_line_far_ahead_of_the_log_is_timed_by_the_line_before(
+        ahead: float) -> None:
+    """A replay has no arrival time: one line from a clock far out moved message time on,
+    and every timer stopped until the log caught up (source_silent that never ended)."""
+    ingestor = Ingestor()
+    out = _recorded(ingestor, [("rx", 0), ("rx2", 1), ("rx", 2 + ahead), ("rx", 3), ("rx", 4)])
+    assert out == [(0, "tagblock"), (1, "tagblock"), (1, "carried"), (3, "tagblock"),
+                   (4, "tagblock")]
+    assert ingestor.health("log").clock_ahead == 1
+    assert ingestor.newest == ARRIVAL + 4
+
+
+def test_a_recording_that_resumes_after_a_gap_is_confirmed_by_its_next_lines() -> None:
+    ingestor = Ingestor()
+    out = _recorded(ingestor, [("rx", 0), ("rx2", 1),
+                               *((("rx", "rx2")[i % 2], 7200 + i) for i in range(4))])
+    assert out == [(0, "tagblock"), (1, "tagblock"), (1, "carried"), (1, "carried"),
+                   (7202, "tagblock"), (7203, "tagblock")]
+    assert ingestor.health("log").clock_ahead == 2
+
+
+@pytest.mark.parametrize("since", [0, 10])
+def test_a_recorded_receiver_stepped_ahead_of_the_others_is_timed_by_them(since: int) -> None:
+    """rx-fort stamps local time (UTC+2) as UTC for part of a log: live, its lines are timed
+    by their arrival; replayed, by the other receivers' lines between them (they did not
+    confirm its time), so live and replay agree."""
+    ingestor = Ingestor()
+    stamps = [(rx, t + (7200 if rx == "rx-fort" and t >= since else 0))
+              for t in range(0, 40, 2) for rx in ("rx-north", "rx-fort")]
+    out = _recorded(ingestor, stamps)
+    assert out[1::2] == [(t, "tagblock" if t < since else "carried") for t in range(0, 40, 2)]
+    assert ingestor.health("log").clock_ahead == 20 - since // 2
+    assert ingestor.newest == ARRIVAL + 38
+
+
+def test_a_log_of_one_receiver_is_not_judged() -> None:
+    """Nothing to judge it by: it may be a sample of lines hours apart (libais's)."""
+    ingestor = Ingestor()
+    out = _recorded(ingestor, [("rx", 0), ("rx", 1), ("rx", 7200), ("rx", 3)])
+    assert [t for t, _ in out] == [0, 1, 7200, 3]
+    assert ingestor.health("log").clock_ahead == 0
+
+
+def test_a_recorded_receiver_within_the_allowed_lead_keeps_its_time() -> None:
+    ingestor = Ingestor()
+    out = _recorded(ingestor, [("a", 0), ("b", 10), ("a", 1), ("b", 3000)])
+    assert out == [(0, "tagblock"), (10, "tagblock"), (1, "tagblock"), (3000, "tagblock")]
+    assert ingestor.health("log").clock_ahead == 0
+
+
+def test_a_recording_resumed_by_one_of_its_receivers_alone_is_confirmed_after_a_long_run(
+        ) -> None:
+    ingestor = Ingestor()
+    out = _recorded(ingestor, [("a", 0), ("b", 1), *(("a", 7200 + i) for i in range(40))])
+    assert out[2:31] == [(1, "carried")] * 29
+    assert out[31:] == [(7200 + i, "tagblock") for i in range(29, 40)]
