@@ -67,6 +67,10 @@ class BatchWriter:
         self._backoff = retry_initial
         #: flush() calls waiting: passes then write partial batches too.
         self._flushing = 0
+        #: Rows ever put; less the queue's length, the rows that have left it (written or
+        #: spooled: rows leave from the front only), so a flush waits for the rows queued
+        #: before it, not for those a busy producer adds meanwhile.
+        self._put_count = 0
         #: Alert transitions and operator acts in the queue (see ``put_marked``).
         self._queued_alerts = 0
         self._queued_acts = 0
@@ -79,6 +83,7 @@ class BatchWriter:
     # --- producer side (never blocks) --------------------------------------------------------
     def put(self, item: Item) -> None:
         self._queue.append(item)
+        self._put_count += 1
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
@@ -102,6 +107,7 @@ class BatchWriter:
 
     def put_many(self, items: list[Item]) -> None:
         self._queue.extend(items)
+        self._put_count += len(items)
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
@@ -123,14 +129,18 @@ class BatchWriter:
                 waiter.cancel()
 
     async def flush(self) -> None:
-        """Return when all queued rows are written, or after one failed try while down."""
+        """Return when the rows queued so far are written, or after one failed try while
+        down. Rows put meanwhile are not waited for: a replay at full speed never let the
+        queue empty, and an operator's ack waited for the end of the replay."""
         self._flushing += 1
+        mark = self._put_count
         try:
             while self._task is not None and not self._task.done():
                 self._pass_done.clear()
                 self._wake.set()
                 await self._pass_done.wait()
-                if not self._stats.db_up or (not self._queue and not self._spool.pending):
+                if not self._stats.db_up or (self._put_count - len(self._queue) >= mark
+                                             and not self._spool.pending):
                     return
         finally:
             self._flushing -= 1
@@ -285,6 +295,8 @@ class BatchWriter:
             for _ in range(count):
                 self._queue.popleft()
             self._unqueued(items)
+            if self._flushing:
+                self._pass_done.set()  # a flush() whose rows are now written may return
         if not self._stats.db_up and not self._queue and not self._spool.pending:
             # Nothing to write, so nothing would find it back: an empty transaction asks.
             return await self._write([])

@@ -236,3 +236,41 @@ async def test_other_writes_still_wait_for_a_lock_in_a_replay(tmp_path: Path) ->
     finally:
         other.close()
         await store.stop()
+
+
+async def test_a_flush_waits_for_the_rows_queued_before_it_not_for_a_busy_producer(
+        tmp_path: Path) -> None:
+    """A replay at full speed kept the queue from ever emptying: an operator's ack, which
+    flushes first so its alert is stored, waited for the end of the replay."""
+    store = SqliteStore(tmp_path / "hw.db", batch_size=500, max_age=0.05)
+    await store.start()
+    before = [report(i) for i in range(2000)]
+    for r in before:
+        store.on_report(r)
+    produced = len(before)
+
+    async def busy() -> None:  # more rows at every turn of the loop, for ever
+        nonlocal produced
+        while True:
+            for _ in range(200):
+                store.on_report(report(produced))
+                produced += 1
+            await asyncio.sleep(0)
+
+    producer = asyncio.create_task(busy())
+    try:
+        async with asyncio.timeout(60):  # hung for ever before; returns in well under 1 s
+            await store.flush()
+        assert await store.position_count() >= len(before)
+        assert produced > len(before)  # the producer ran during the flush
+    finally:
+        producer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await producer
+        await store.stop()
+    assert await_count(tmp_path / "hw.db") == produced
+
+
+def await_count(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM positions").fetchone()[0])
