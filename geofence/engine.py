@@ -1,7 +1,8 @@
 """The engine: reports in, alert transitions out, on message time only.
 
-Per report: receivers heard → timers (at most every ``tick_interval_s`` of message time) →
-VALIDATE rules (may veto the fix) → picture update and zone membership → OBSERVE rules.
+Per report: receivers' silences judged, then receivers heard → timers (at most every
+``tick_interval_s`` of message time) → VALIDATE rules (may veto the fix) → picture update
+and zone membership → OBSERVE rules.
 Per-report work is a projection, one STRtree query and the checks of rules that cheaply
 decide they have something to do; silence timers live in heaps and run on ticks.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,10 @@ class Engine:
         self._warned: set[str] = set()
         #: (lon, lat) -> (x, y, ids of the zones there) of the run's positions (project_ahead)
         self._ahead: dict[tuple[float, float], tuple[float, float, tuple[str, ...]]] = {}
+        #: ``before_heard(ctx, receiver, now)`` of the rules that have one (``source_silent``).
+        self._heard_hooks: list[Callable[[RuleContext, Receiver, float], None]] = [
+            hook for rule in self.rules
+            if (hook := getattr(rule, "before_heard", None)) is not None]
         self._set_watch_area()
         for rule in self.rules:
             rule.on_zones(self.ctx)
@@ -204,6 +209,7 @@ class Engine:
             self.heard_newest = clock = t
         now = self.newest if self.newest > clock else clock
         for name in report.sources:
+            self._before_heard(name, now)
             picture.hear(name, t, self._gap_s, clock, now)
         if t >= self._next_tick:
             self._advance(t)
@@ -358,8 +364,21 @@ class Engine:
         clock = self.heard_newest
         if time > clock:
             self.heard_newest = clock = time
+        now = max(clock, self.newest)
+        self._before_heard(receiver, now)
         # Not counted: the line's report (if any) counts it when it reaches the rules.
-        self.picture.hear(receiver, time, self._gap_s, clock, max(clock, self.newest), 0)
+        self.picture.hear(receiver, time, self._gap_s, clock, now, 0)
+
+    def _before_heard(self, receiver: str, now: float) -> None:
+        """Rules that judge a receiver's silence (``source_silent``) do so at ``now`` before
+        it is heard: replayed, no tick may have come during the silence (ticks come with
+        lines), and the receivers of the line that ends it would otherwise look just heard
+        when the timers run at that line; live, the wall clock's ticks noticed it."""
+        if self._heard_hooks:
+            rec = self.picture.receivers.get(receiver)
+            if rec is not None:
+                for hook in self._heard_hooks:
+                    hook(self.ctx, rec, now)
 
     def report_heard_by(self, report: Report, receiver: str) -> None:
         """``receiver`` heard ``report`` too: a duplicate of it, added to its ``sources``

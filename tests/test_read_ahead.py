@@ -319,3 +319,54 @@ def test_a_receiver_counts_each_message_once() -> None:
     pipeline.feed_lines(lines)
     pipeline.finish()
     assert engine.picture.receivers["rx1"].messages == 100
+
+
+def _quiet_then_back_lines() -> list[tuple[float, bytes]]:
+    """(arrival, line): rx-a and rx-b every 10 s from 0 to 20 s, both quiet for 150 s, then
+    every 10 s from 180 to 210 s again (the reviewer's capture, quietcap.nmea, in short)."""
+    out = []
+    for k in (*range(0, 30, 10), *range(180, 220, 10)):
+        for rx, mmsi, lat in (("rx-a", 311000001, -23.845), ("rx-b", 311000002, -23.86456)):
+            stamp = T0 + k
+            out.append((stamp, tag_block(s=rx, c=stamp) + single(position(
+                mmsi=mmsi, lat=lat, lon=151.3 + k * 1e-5))))
+    return [(arrival, text.encode()) for arrival, text in out]
+
+
+@pytest.mark.parametrize("run", [1, 2, 400])
+def test_receivers_quiet_together_for_longer_than_silent_s_are_both_silent_when_replayed(
+        run: int) -> None:
+    """Two receivers quiet for 150 s (silent_s 120) then back: replayed, both get a
+    source_silent alert (started 120 s after each was last heard, ended when each was heard
+    again), as live, where the wall clock's ticks notice both during the quiet. The first
+    receiver heard after the quiet was taken as heard before the timers ran at its line, so
+    only the second one alerted on a replay."""
+    lines = _quiet_then_back_lines()
+    recorder = Recorder()
+    replayed = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.empty(None)), [recorder])
+    for start in range(0, len(lines), run):
+        replayed.feed_lines([("log", data, None) for _, data in lines[start:start + run]])
+    replayed.finish()
+    got = _silences(replayed, recorder)
+    first_id = {rx: alert_id for rx, transition, alert_id, _, _ in got if transition == "new"}
+    assert [(rx, transition, started, ended) for rx, transition, _, started, ended in got] == [
+        ("rx-a", "end", "2023-11-14T22:15:40Z", "2023-11-14T22:16:20Z"),
+        ("rx-a", "new", "2023-11-14T22:15:40Z", None),
+        ("rx-b", "end", "2023-11-14T22:15:40Z", "2023-11-14T22:16:20Z"),
+        ("rx-b", "new", "2023-11-14T22:15:40Z", None)]
+
+    recorder = Recorder()
+    live = Pipeline(Ingestor(), Engine(RulesConfig(), ZoneSet.empty(None)), [recorder],
+                    live=True)
+    index = 0
+    for second in range(0, 215):
+        batch = []
+        while index < len(lines) and lines[index][0] <= T0 + second:
+            batch.append(lines[index])
+            index += 1
+        if batch:
+            live.feed_lines([("udp", data, arrival) for arrival, data in batch])
+        live.wall_tick(second + 0.5)
+    live.finish()
+    assert _silences(live, recorder) == got
+    assert set(first_id) == {"rx-a", "rx-b"}

@@ -5,6 +5,9 @@ alert starts ``silent_s`` after the receiver was last heard on the port's clock 
 message time at that line: ``Receiver.heard_at``), so its start and id are the same live and
 replayed, however lines were batched and whenever ticks came. The alert ends when the
 receiver is heard again (noticed on the next tick; ``ended_at`` is the time it was heard).
+A silence is also judged just before a receiver is heard again (``before_heard``, at the
+engine's clock then): a replay, whose ticks come only with lines, then alerts for every
+receiver of a quiet period as live does, not only for those heard after the first line.
 ``dark_vessel`` needs no message from this rule: a silence longer than ``silent_s`` breaks
 the receiver's continuity (:class:`~geofence.picture.Receiver`), so vessels only it heard
 cannot be called dark.
@@ -22,6 +25,7 @@ from geofence.rules.base import BaseRule, RuleContext
 from ingest.report import iso_time
 
 if TYPE_CHECKING:
+    from geofence.picture import Receiver
     from harbourwatch.config import RulesConfig
 
 
@@ -61,15 +65,37 @@ class SourceSilent(BaseRule):
                     ctx.book.end(alert, now, {"silent_s": round(
                         heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
                 continue
-            # Dated by message time alone (the start and the id do not depend on when ticks
-            # come), judged by the engine's clock (live, it moves on with the wall clock).
-            due = max(heard, rec.silence_from) + self.silent_s
-            if now > max(rec.heard_live, rec.silence_from) + self.silent_s and self.watches(
-                    rec.name):
-                ctx.book.open(
-                    self.name, risk_area=RiskArea.INFORMATION_SECURITY,
-                    severity=Severity.WARNING, mmsi=None, started_at=due, time=now,
-                    alert_id=alert_id(self.name, None, None, f"receiver:{rec.name}", due,
-                                      ctx.book.drill),
-                    details={"receiver": rec.name, "last_heard": iso_time(rec.last_heard),
-                             "silent_s": self.silent_s})
+            self._open_if_silent(ctx, rec, now)
+
+    def before_heard(self, ctx: RuleContext, rec: Receiver, now: float) -> None:
+        """``rec`` is about to be heard with the engine's clock at ``now``: if it has been
+        silent for more than ``silent_s`` by then, its alert opens now (the next tick ends
+        it at the time it was heard).
+
+        Live, the wall clock's ticks notice the silence while it lasts; replayed, the first
+        tick after it may come only at the line that ends it, and a receiver already heard
+        in that line looked just heard (two receivers quiet together: only the second one
+        alerted). Judged here, before the line's receivers are recorded, both do, with the
+        same start and id as live.
+        """
+        if now > max(rec.heard_live, rec.silence_from) + self.silent_s:
+            # Only after a silence (rare): the book is searched only then.
+            for alert in ctx.book.of_rule(self.name):
+                if alert.details.get("receiver") == rec.name:
+                    return
+            self._open_if_silent(ctx, rec, now)
+
+    def _open_if_silent(self, ctx: RuleContext, rec: Receiver, now: float) -> None:
+        heard = rec.heard_at
+        # Dated by message time alone (the start and the id do not depend on when ticks
+        # come), judged by the engine's clock (live, it moves on with the wall clock).
+        due = max(heard, rec.silence_from) + self.silent_s
+        if now > max(rec.heard_live, rec.silence_from) + self.silent_s and self.watches(
+                rec.name):
+            ctx.book.open(
+                self.name, risk_area=RiskArea.INFORMATION_SECURITY,
+                severity=Severity.WARNING, mmsi=None, started_at=due, time=now,
+                alert_id=alert_id(self.name, None, None, f"receiver:{rec.name}", due,
+                                  ctx.book.drill),
+                details={"receiver": rec.name, "last_heard": iso_time(rec.last_heard),
+                         "silent_s": self.silent_s})
