@@ -12,7 +12,14 @@ import re
 from dataclasses import dataclass
 
 from ingest.nmea import is_armoured_payload, xor_checksum
-from ingest.timestamps import epoch_value, gatehouse_time, plausible, prefix_time, suffix_time
+from ingest.timestamps import (
+    date_like,
+    epoch_value,
+    gatehouse_time,
+    plausible,
+    prefix_time,
+    suffix_time,
+)
 
 # Rejection reasons: every rejected line is counted under exactly one of these.
 EMPTY = "empty"
@@ -62,6 +69,8 @@ class Sentence:
     station: str | None
     #: The tag block's group id (``g:1-2-3985`` → ``3985``): which fragments go together.
     group: str | None = None
+    #: A date-time before the sentence that did not time it (unreadable or implausible).
+    prefix_unused: bool = False
 
 
 @dataclass(slots=True)
@@ -114,6 +123,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
             return NOT_ASCII if line else EMPTY
     first = line[0]
     line_time: float | None = None
+    prefix_unused = False
     if first != 33 and first != 92 and first != 36:  # not ! \ $
         if first == 35:  # '#'
             return COMMENT
@@ -122,11 +132,16 @@ def frame(line: bytes) -> Sentence | Meta | str:
             return JUNK
         line_time = prefix_time(line[:start])
         if line_time is None:
-            return JUNK
-        if not plausible(line_time):
+            if not date_like(line[:start]):
+                return JUNK
+            # A date-time we cannot read (a named zone: CEST): the sentence stays, its time
+            # comes from elsewhere (counted: ``prefix_time_unused``).
+            prefix_unused = True
+        elif not plausible(line_time):
             # A date, but not one an AIS log can have (a receiver without a clock stamps
             # 1970 or the GPS epoch): the sentence stays, its time comes from elsewhere.
             line_time = None
+            prefix_unused = True
         line = line[start:]
         first = line[0]
 
@@ -207,7 +222,7 @@ def frame(line: bytes) -> Sentence | Meta | str:
         return BAD_PAYLOAD
     talker, own = kind
     return Sentence(talker, own, count, number, fields[3], channel, payload, fill, line,
-                    line_time, time_source, station, group)
+                    line_time, time_source, station, group, prefix_unused)
 
 
 def _head(head: bytes) -> tuple[str, bool] | None:

@@ -31,6 +31,9 @@ class SourceHealth:
     clock_ahead: int = 0
     #: Lines whose station was beyond ``max_receivers``: counted as the source's own.
     stations_over_limit: int = 0
+    #: Lines whose date-time prefix did not time them (unreadable, e.g. a named zone, or
+    #: implausible): the sentence was kept, timed from elsewhere.
+    prefix_time_unused: int = 0
     last_heard: float | None = None
     last_received: float | None = None
 
@@ -55,6 +58,7 @@ class SourceHealth:
             "clock_rejected": self.clock_rejected,
             "clock_ahead": self.clock_ahead,
             "stations_over_limit": self.stations_over_limit,
+            "prefix_time_unused": self.prefix_time_unused,
             "last_heard": None if self.last_heard is None else iso_time(self.last_heard),
         }
 

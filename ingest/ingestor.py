@@ -191,6 +191,8 @@ class Ingestor:
             self._framed[data] = framed
         if type(framed) is Sentence:
             health.sentences += 1
+            if framed.prefix_unused:
+                health.prefix_time_unused += 1
             return self._sentence(source, state, framed, received)
         if type(framed) is Meta:
             health.meta += 1

@@ -16,8 +16,11 @@ _MAX_EPOCH = 4102444800.0
 
 _ISO = re.compile(
     rb"(\d{4})-(\d{2})-(\d{2})[T _](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
-    rb"\s*(Z|[+-]\d{2}:?\d{2}|UTC)?$"
+    rb"\s*([Zz]|[+-]\d{2}(?::?\d{2})?|UTC)?$"
 )
+#: What a date-time prefix starts with (``2024-05-01``, ``[2024-05-01``): a prefix like this
+#: that does not parse (a named zone, ``CEST``) is a time we cannot read, not junk.
+_DATE_LIKE = re.compile(rb"\[?\d{4}-\d{2}-\d{2}[T _]\d{2}:\d{2}")
 
 
 def epoch_number(text: bytes) -> float | None:
@@ -46,16 +49,20 @@ def iso_value(text: bytes) -> float | None:
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     fraction = match.group(7)
     micro = int((fraction + b"000000")[:6]) if fraction else 0
+    if second == 60:
+        # A leap second (23:59:60, 23:59:60.500): Unix time has none, so it is taken as the
+        # last microsecond of that minute (23:59:59.999999), before the next minute.
+        second, micro = 59, 999_999
     try:
         moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     except ValueError:
         return None
     value = moment.timestamp()
     zone = match.group(8)
-    if zone and zone not in (b"Z", b"UTC"):
+    if zone and zone not in (b"Z", b"z", b"UTC"):
         sign = -1 if zone[:1] == b"-" else 1
-        digits = zone[1:].replace(b":", b"")
-        value -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+        digits = zone[1:].replace(b":", b"")  # hh, hhmm (an hour-only offset: +01)
+        value -= sign * (int(digits[:2]) * 3600 + int(digits[2:] or b"0") * 60)
     return value
 
 
@@ -65,9 +72,24 @@ def plausible(value: float) -> bool:
     return _MIN_EPOCH <= value <= _MAX_EPOCH
 
 
-def prefix_time(prefix: bytes) -> float | None:
-    """Time from the text before the sentence, e.g. ``2024-05-01T10:00:00Z;`` or ``1714557600 ``."""
+def prefix_text(prefix: bytes) -> bytes:
+    """The text before the sentence without its separators and brackets."""
     text = prefix.strip().rstrip(b";,|: \t").strip()
+    if text[:1] == b"[" and text[-1:] == b"]":  # [2024-05-01 10:00:00]
+        text = text[1:-1].strip()
+    return text
+
+
+def date_like(prefix: bytes) -> bool:
+    """Whether the text before the sentence looks like a date-time (whether or not it
+    parses: ``2024-05-01T12:00:00 CEST``)."""
+    return _DATE_LIKE.match(prefix.strip()) is not None
+
+
+def prefix_time(prefix: bytes) -> float | None:
+    """Time from the text before the sentence, e.g. ``2024-05-01T10:00:00Z;``,
+    ``[2024-05-01 10:00:00]`` or ``1714557600 ``."""
+    text = prefix_text(prefix)
     if not text:
         return None
     if text[:1].isdigit() and b"-" not in text[:5]:

@@ -556,3 +556,53 @@ def test_a_recording_resumed_by_one_of_its_receivers_alone_is_confirmed_after_a_
     out = _recorded(ingestor, [("a", 0), ("b", 1), *(("a", 7200 + i) for i in range(40))])
     assert out[2:31] == [(1, "carried")] * 29
     assert out[31:] == [(7200 + i, "tagblock") for i in range(29, 40)]
+
+
+@pytest.mark.parametrize(("prefix", "expected"), [
+    # A leap second: the last microsecond of that minute (Unix time has no 23:59:60).
+    ("2024-06-30T23:59:60Z", _utc(2024, 6, 30, 23, 59, 59, 999999)),
+    ("2016-12-31T23:59:60.500Z", _utc(2016, 12, 31, 23, 59, 59, 999999)),
+    ("2024-05-01T11:00:00+01", _utc(2024, 5, 1, 10)),  # an hour-only offset
+    ("2024-05-01T08:30:00-01", _utc(2024, 5, 1, 9, 30)),
+    ("2024-05-01T10:00:00z", _utc(2024, 5, 1, 10)),  # lowercase z
+    ("[2024-05-01 10:00:00]", _utc(2024, 5, 1, 10)),  # bracketed, as many loggers write
+    ("[2024-05-01T10:00:00.250Z]:", _utc(2024, 5, 1, 10) + 0.25),
+])
+def test_valid_prefix_forms_time_the_line(prefix: str, expected: float) -> None:
+    """These forms made the whole line junk: the sentence was lost with its time."""
+    framed = _framed(f"{prefix} {LINE}")
+    assert (framed.time, framed.time_source) == (pytest.approx(expected, abs=1e-6), "line")
+    assert not framed.prefix_unused
+
+
+def test_a_leap_second_stays_in_its_minute() -> None:
+    leap = iso_value(b"2024-06-30T23:59:60Z")
+    assert leap is not None and _utc(2024, 6, 30, 23, 59, 59) < leap < _utc(2024, 7, 1)
+
+
+@pytest.mark.parametrize("prefix", ["2024-05-01T12:00:00 CEST", "2024-05-01 12:00:00 Europe/Oslo",
+                                    "[2024-05-01 12:00:00 CEST]", "2024-05-01T12:00:00+1"])
+def test_a_date_time_prefix_that_cannot_be_read_keeps_its_sentence_and_is_counted(
+        prefix: str) -> None:
+    """A date-time with a named zone is a time we cannot read, not junk: the sentence is kept
+    and timed from elsewhere (live: by its arrival), as an implausible date is."""
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "udp", [f"{prefix} {LINE}"], ARRIVAL)
+    assert [(r.time, r.time_source) for r in out] == [(ARRIVAL, "receive")]
+    health = ingestor.health("udp")
+    assert not health.rejected
+    assert health.to_dict()["prefix_time_unused"] == 1
+
+
+def test_an_implausible_prefix_is_counted_too_and_tag_blocks_still_time_the_line() -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "udp", [
+        f"1970-01-01 00:00:12 {LINE}",
+        f"2024-05-01T12:00:00 CEST {tag_block(c=int(T))}{LINE}"], ARRIVAL)
+    assert [r.time_source for r in out][-1] == "tagblock"
+    assert ingestor.health("udp").prefix_time_unused == 2
+
+
+def test_text_that_is_no_date_before_a_sentence_is_still_junk() -> None:
+    assert frame(("garbage " + LINE).encode()) == "junk"
+    assert frame(("2024-05-01 " + LINE).encode()) == "junk"  # a date, no time of day
