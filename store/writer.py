@@ -191,9 +191,9 @@ class BatchWriter:
     # --- the flush loop ----------------------------------------------------------------------
     async def _run(self) -> None:
         try:
-            await self._write_ahead()
             while True:
                 try:
+                    await self._write_ahead()  # in the restart's reach: a disk error too
                     await self._loop()
                     return
                 except Exception:
