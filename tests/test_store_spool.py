@@ -12,20 +12,12 @@ from typing import Any
 
 import pytest
 
-from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
+from geofence.alert import Alert, AlertEvent, Transition
 from store.base import QueuedAct
 from store.rows import alert_row
 from store.spool import Spool
 from store.sqlite import SqliteStore
-
-T0 = 1_767_261_600.0
-WALL = 1_767_262_000.5
-MMSI = 244123456
-
-
-def dark(mmsi: int = MMSI) -> Alert:
-    return Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
-                 severity=Severity.WARNING, mmsi=mmsi, started_at=T0)
+from tests.test_store_queued_acts import MMSI, T0, WALL, dark
 
 
 def released_decode(raw: Any) -> tuple[str, Any]:
