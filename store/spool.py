@@ -60,6 +60,8 @@ class Mark:
     offsets: tuple[int, ...] = ()
     #: No complete line follows in the main file (what is left is torn: never acked).
     at_end: bool = False
+    #: Acts among the main-file rows read (``o`` lines an older release spooled there).
+    old_acts: int = 0
 
 
 def acts_path(path: Path) -> Path:
@@ -81,6 +83,8 @@ class Spool:
         self.pending = 0
         #: Alert transitions among the pending rows (not yet written).
         self.alerts_pending = 0
+        #: Acts an older release spooled as ``o`` lines in the main file, pending.
+        self._old_acts = 0
         #: Checksum of the main file's first line: which file an act's offset is in.
         self._head: int | None = None
         if path.exists():
@@ -91,6 +95,7 @@ class Spool:
                     if line.strip():
                         self.pending += 1
                         self.alerts_pending += line.startswith(b'["a"')
+                        self._old_acts += line.startswith(b'["o"')
         self._acts = self._load_acts()
         self.pending += len(self._acts)
         for other in sorted(path.parent.glob(path.stem + ".acts-v*.jsonl")):
@@ -100,7 +105,7 @@ class Spool:
 
     @property
     def acts_pending(self) -> int:
-        return len(self._acts)
+        return len(self._acts) + self._old_acts
 
     def _load_acts(self) -> list[tuple[int, dict[str, Any]]]:
         acts: list[tuple[int, dict[str, Any]]] = []
@@ -157,11 +162,12 @@ class Spool:
 
     def peek(self, limit: int, *, only_marked: bool = False) -> tuple[list[Item], Mark]:
         """Up to ``limit`` items from the read position, in queue order, and where it
-        stopped. ``only_marked``: alert transitions and acts only, for ``write_ahead``
-        (that mark is of no use to ``advance``)."""
+        stopped. ``only_marked``: alert transitions and acts only (with the ``o`` lines an
+        older release spooled in the main file), for ``write_ahead`` (that mark is of no use
+        to ``advance``)."""
         items: list[Item] = []
         offsets: list[int] = []
-        taken = alerts = rows = 0
+        taken = alerts = rows = old_acts = 0
         acts = self._acts
         pos, number = self._read_pos, self._line
         at_end = False
@@ -182,7 +188,7 @@ class Spool:
                     start, pos, number = pos, pos + len(line), number + 1
                     if start in self._ahead or not line.strip():
                         continue
-                    if only_marked and not line.startswith(b'["a"'):
+                    if only_marked and not line.startswith((b'["a"', b'["o"')):
                         continue
                     try:
                         item = _decode(json.loads(line))
@@ -197,6 +203,7 @@ class Spool:
                     offsets.append(start)
                     rows += 1
                     alerts += item[0] == "a"
+                    old_acts += item[0] == "o"
             finally:
                 if fh is not None:
                     fh.close()
@@ -206,7 +213,7 @@ class Spool:
         while at_end and taken < len(acts) and len(items) < limit:
             items.append(("o", acts[taken][1]))
             taken += 1
-        return items, Mark(pos, number, rows, taken, alerts, tuple(offsets), at_end)
+        return items, Mark(pos, number, rows, taken, alerts, tuple(offsets), at_end, old_acts)
 
     def write_ahead(self, mark: Mark) -> None:
         """What ``peek(only_marked=True)`` gave is written: its main-file lines are skipped
@@ -214,6 +221,7 @@ class Spool:
         self._ahead.update(mark.offsets)
         self.pending -= mark.rows + mark.acts
         self.alerts_pending -= mark.alerts
+        self._old_acts -= mark.old_acts
         try:
             self._drop_acts(mark.acts)
             if self.pending <= 0:  # nothing but positions written ahead: done
@@ -223,13 +231,15 @@ class Spool:
 
     def skip(self, error: SpoolRowError) -> None:
         """Step over a line ``peek`` could not read (the writer has set it aside)."""
-        self.advance(Mark(error.end, error.line + 1, 1, 0, 0))
+        self.advance(Mark(error.end, error.line + 1, 1, 0, int(error.raw.startswith('["a"')),
+                          old_acts=int(error.raw.startswith('["o"'))))
 
     def advance(self, mark: Mark) -> None:
         """Mark items up to ``mark`` as written; remove the files when all are."""
         self._read_pos, self._line = mark.pos, mark.line
         self.pending = max(0, self.pending - mark.rows - mark.acts)
         self.alerts_pending = max(0, self.alerts_pending - mark.alerts)
+        self._old_acts = max(0, self._old_acts - mark.old_acts)
         try:
             if mark.acts:
                 self._drop_acts(mark.acts)
@@ -244,7 +254,7 @@ class Spool:
         self.path.unlink(missing_ok=True)
         self._read_pos, self._line, self._head = 0, 1, None
         self._ahead.clear()
-        self.alerts_pending = 0
+        self.alerts_pending = self._old_acts = 0
         if self._acts and any(after for after, _act in self._acts):
             self._acts = [(0, act) for _after, act in self._acts]  # before any new rows
             self._rewrite_acts()

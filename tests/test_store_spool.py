@@ -171,3 +171,44 @@ async def test_a_start_writes_the_spooled_alerts_and_acts_before_the_positions(
         assert store.stats().spool_pending == 0 and not path.exists()
     finally:
         await store.stop()
+
+
+async def test_acts_an_older_release_spooled_in_the_main_file_are_written_ahead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release before the acts file spooled acts as ``o`` lines in spool.jsonl: at the
+    roll-forward's start they are counted and written with the alerts, before the restore
+    (an alert acknowledged during the outage must not come back open), and only once."""
+    path = tmp_path / "spool.jsonl"
+    alert = dark()
+    position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+    ack = QueuedAct("ack", "duty", WALL, "seen", alert_id=alert.id).to_row()
+    path.write_text("".join(json.dumps(item, separators=(",", ":")) + "\n" for item in [
+        ["p", list(position)],
+        ["a", list(alert_row(AlertEvent(Transition.NEW, alert.to_dict(), T0)))],
+        ["o", ack],
+        ["p", [T0 + 10, *position[1:]]]]))
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
+    spool = store._writer._spool
+    assert (spool.acts_pending, spool.alerts_pending, spool.pending) == (1, 1, 4)
+    assert store.stats().pending_acts == 1
+    batches: list[tuple[int, int, int]] = []
+    real = store.write_batch
+
+    async def write_batch(batch: Any) -> int:
+        batches.append((len(batch.positions), len(batch.alerts), len(batch.acts)))
+        return await real(batch)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    await store.start()
+    try:
+        await store.spooled_alerts_written()
+        assert batches == [(0, 1, 1)]
+        got = await store.alert(alert.id)
+        assert got["acknowledged_by"] == "duty"
+        assert spool.acts_pending == 0 and spool.alerts_pending == 0
+        await store.flush()
+        assert await store.position_count() == 2
+        assert sum(alerts + acts for _p, alerts, acts in batches) == 2  # not again
+        assert store.stats().spool_pending == 0 and not path.exists()
+    finally:
+        await store.stop()
