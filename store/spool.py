@@ -87,6 +87,13 @@ class Spool:
         self._old_acts = 0
         #: Checksum of the main file's first line: which file an act's offset is in.
         self._head: int | None = None
+        #: Lines of the acts file this release cannot read: (line, text, why), kept in the
+        #: file until ``peek`` has raised them and the writer has set them aside (``skip``).
+        self._bad_acts: list[tuple[int, str, str]] = []
+        # A torn last line (a write cut short: disk full, power cut) was never acknowledged;
+        # left, the next append would join onto it and make both one unreadable line.
+        _cut_torn_tail(path)
+        _cut_torn_tail(self.acts_path)
         if path.exists():
             with path.open("rb") as fh:
                 for line in fh:
@@ -97,7 +104,7 @@ class Spool:
                         self.alerts_pending += line.startswith(b'["a"')
                         self._old_acts += line.startswith(b'["o"')
         self._acts = self._load_acts()
-        self.pending += len(self._acts)
+        self.pending += len(self._acts) + len(self._bad_acts)
         for other in sorted(path.parent.glob(path.stem + ".acts-v*.jsonl")):
             if other != self.acts_path:
                 log.error("store: %s holds operator acts spooled by another release; this "
@@ -118,7 +125,9 @@ class Spool:
             raise StoreError(f"cannot read spool {self.acts_path}: {exc}") from exc
         for number, line in enumerate(lines, 1):
             if not line.endswith("\n"):
-                break  # torn by a crash: never acknowledged
+                break  # torn, and could not be cut (logged): never acknowledged
+            if not line.strip():
+                continue
             try:
                 raw = json.loads(line)
                 act = QueuedAct.from_row(raw["act"]).to_row()
@@ -126,16 +135,22 @@ class Spool:
                 # then perhaps spooled rows of its own): its place is gone, it goes first.
                 after = int(raw["after"]) if raw.get("head") == self._head else 0
                 acts.append((after, act))
-            except (ValueError, TypeError, KeyError) as exc:
-                log.error("store: %s:%d: cannot read a spooled operator act (%s); dropped: %s",
-                          self.acts_path, number, exc, line.strip())
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # An operator's act: never dropped. ``peek`` raises it, the writer keeps it.
+                self._bad_acts.append((number, line.rstrip("\n"), str(exc)))
         return acts
 
     def append(self, items: list[Item]) -> None:
         if not items:
             return
+        head = self._head
+        main_size = acts_size = None  # before the append (None: no file)
         try:
-            size = self.path.stat().st_size if self.path.exists() else 0
+            if self.path.exists():
+                main_size = self.path.stat().st_size
+            if self.acts_path.exists():
+                acts_size = self.acts_path.stat().st_size
+            size = main_size or 0
             lines: list[str] = []
             acts: list[tuple[int, dict[str, Any]]] = []
             alerts = 0
@@ -150,11 +165,17 @@ class Spool:
                 size += len(line)
                 alerts += item[0] == "a"
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            act_lines = [self._act_line(a) for a in acts]
             if acts:  # first: an operator's act is the one thing nothing else can redo
-                _write_lines(self.acts_path, (self._act_line(a) for a in acts), "a")
+                _write_lines(self.acts_path, act_lines, "a")
             if lines:
                 _write_lines(self.path, lines, "a")
         except OSError as exc:
+            # Not appended (the caller keeps the rows): nothing of it may stay, a part line
+            # would join onto the next append's first, a whole one be written twice.
+            self._head = head
+            _cut_back(self.acts_path, acts_size)
+            _cut_back(self.path, main_size)
             raise StoreError(f"cannot write spool {self.path}: {exc}") from exc
         self._acts.extend(acts)
         self.pending += len(items)
@@ -165,6 +186,9 @@ class Spool:
         stopped. ``only_marked``: alert transitions and acts only (with the ``o`` lines an
         older release spooled in the main file), for ``write_ahead`` (that mark is of no use
         to ``advance``)."""
+        if self._bad_acts and not only_marked:  # its place is not known: first
+            number, raw, why = self._bad_acts[0]
+            raise SpoolRowError(self.acts_path, number, 0, raw, why)
         items: list[Item] = []
         offsets: list[int] = []
         taken = alerts = rows = old_acts = 0
@@ -231,6 +255,16 @@ class Spool:
 
     def skip(self, error: SpoolRowError) -> None:
         """Step over a line ``peek`` could not read (the writer has set it aside)."""
+        if error.path == self.acts_path:
+            del self._bad_acts[0]
+            self.pending = max(0, self.pending - 1)
+            try:
+                self._rewrite_acts()
+                if self.pending - len(self._acts) - len(self._bad_acts) <= 0:
+                    self._remove_main()  # its rows are written (ahead), or it has none
+            except OSError as exc:
+                raise StoreError(f"cannot rewrite spool {self.acts_path}: {exc}") from exc
+            return
         self.advance(Mark(error.end, error.line + 1, 1, 0, int(error.raw.startswith('["a"')),
                           old_acts=int(error.raw.startswith('["o"'))))
 
@@ -244,8 +278,8 @@ class Spool:
             if mark.acts:
                 self._drop_acts(mark.acts)
             # What is left past the last row counted is torn, or written ahead.
-            if (mark.at_end or self.pending - len(self._acts) <= 0 or not self.path.exists()
-                    or self._read_pos >= self.path.stat().st_size):
+            if (mark.at_end or self.pending - len(self._acts) - len(self._bad_acts) <= 0
+                    or not self.path.exists() or self._read_pos >= self.path.stat().st_size):
                 self._remove_main()
         except OSError as exc:
             raise StoreError(f"cannot truncate spool {self.path}: {exc}") from exc
@@ -258,7 +292,7 @@ class Spool:
         if self._acts and any(after for after, _act in self._acts):
             self._acts = [(0, act) for _after, act in self._acts]  # before any new rows
             self._rewrite_acts()
-        self.pending = len(self._acts)
+        self.pending = len(self._acts) + len(self._bad_acts)
 
     def _drop_acts(self, count: int) -> None:
         if count:
@@ -266,11 +300,12 @@ class Spool:
             self._rewrite_acts()
 
     def _rewrite_acts(self) -> None:
-        if not self._acts:
+        if not self._acts and not self._bad_acts:
             self.acts_path.unlink(missing_ok=True)
             return
         tmp = self.acts_path.with_name(self.acts_path.name + ".tmp")
-        _write_lines(tmp, (self._act_line(a) for a in self._acts), "w")
+        _write_lines(tmp, [raw + "\n" for _n, raw, _why in self._bad_acts]
+                     + [self._act_line(a) for a in self._acts], "w")
         os.replace(tmp, self.acts_path)
 
     def _act_line(self, act: tuple[int, dict[str, Any]]) -> str:
@@ -283,6 +318,51 @@ def _write_lines(path: Path, lines: Any, mode: str) -> None:
         fh.writelines(lines)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Cut a last line that does not end in a newline (a write cut short) off ``path``."""
+    try:
+        with path.open("rb+") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            if not end:
+                return
+            fh.seek(end - 1)
+            if fh.read(1) == b"\n":
+                return
+            keep = end
+            while keep > 0:  # back to the last newline, a block at a time
+                start = max(0, keep - 65536)
+                fh.seek(start)
+                found = fh.read(keep - start).rfind(b"\n")
+                if found >= 0:
+                    keep = start + found + 1
+                    break
+                keep = start
+            fh.seek(keep)
+            torn = fh.read(200)
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.error("store: cannot cut the torn last line off %s (%s); it is skipped", path, exc)
+        return
+    log.warning("store: %s: cut %d bytes of a last line a write left unfinished (never "
+                "acknowledged): %r", path, end - keep, torn)
+
+
+def _cut_back(path: Path, size: int | None) -> None:
+    """Undo an append that failed: ``path`` back to ``size`` bytes (None: it was not there)."""
+    try:
+        if size is None:
+            path.unlink(missing_ok=True)
+        elif path.exists() and path.stat().st_size > size:
+            os.truncate(path, size)
+    except OSError as exc:
+        log.error("store: cannot cut %s back to %s bytes after a failed append (%s); a torn "
+                  "line is cut at the next start", path, size, exc)
 
 
 def _decode(raw: Any) -> Item:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from geofence.alert import Alert, AlertEvent, Transition
-from store.base import QueuedAct
+from store.base import QueuedAct, StoreError
 from store.rows import alert_row
 from store.spool import Spool
 from store.sqlite import SqliteStore
@@ -212,3 +212,114 @@ async def test_acts_an_older_release_spooled_in_the_main_file_are_written_ahead(
         assert store.stats().spool_pending == 0 and not path.exists()
     finally:
         await store.stop()
+
+
+def ack_of(alert: Alert, at: float = WALL) -> dict[str, Any]:
+    return QueuedAct("ack", "duty", at, "seen", alert_id=alert.id).to_row()
+
+
+def new_of(alert: Alert) -> tuple[str, Any]:
+    return ("a", alert_row(AlertEvent(Transition.NEW, alert.to_dict(), T0)))
+
+
+def test_a_torn_last_act_is_cut_so_the_next_act_is_not_joined_onto_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "spool.jsonl"
+    a, b = dark(), dark(MMSI + 1)
+    Spool(path).append([("o", ack_of(a))])
+    acts = tmp_path / "spool.acts-v1.jsonl"
+    whole = acts.read_text()
+    with acts.open("a") as fh:  # a write cut short (disk full, power cut): never acked
+        fh.write('{"after":0,"head":null,"act":{"action":"ack"')
+    spool = Spool(path)  # the start cuts it
+    assert acts.read_text() == whole
+    assert spool.acts_pending == 1
+    assert any("cut 44 bytes" in m for m in caplog.messages)  # said
+    spool.append([("o", ack_of(b))])  # e.g. stop() while the database is away
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        again = Spool(path)  # the next start
+    assert again.acts_pending == 2 and again.pending == 2
+    assert not caplog.records
+    got, _mark = again.peek(10)
+    assert got == [("o", ack_of(a)), ("o", ack_of(b))]
+
+
+def test_a_torn_last_row_is_cut_so_the_next_row_is_not_joined_onto_it(tmp_path: Path) -> None:
+    path = tmp_path / "spool.jsonl"
+    a, b = dark(), dark(MMSI + 1)
+    Spool(path).append([new_of(a)])
+    with path.open("a") as fh:
+        fh.write('["a",["dark_vessel:2441')
+    spool = Spool(path)
+    assert spool.pending == 1 and spool.alerts_pending == 1
+    spool.append([new_of(b)])
+    again = Spool(path)
+    assert again.pending == 2 and again.alerts_pending == 2
+    got, mark = again.peek(10)  # no unreadable joined line
+    assert got == [new_of(a), new_of(b)] and mark.at_end
+
+
+@pytest.mark.parametrize("fails", ["acts", "main"])
+def test_an_append_that_fails_part_way_leaves_nothing_of_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str) -> None:
+    """The caller keeps the rows of a failed append (and spools them again): no part line
+    for the next append to join, no whole act written twice."""
+    import store.spool as spool_module
+
+    path = tmp_path / "spool.jsonl"
+    a, b = dark(), dark(MMSI + 1)
+    spool = Spool(path)
+    spool.append([new_of(a), ("o", ack_of(a))])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = spool_module._write_lines
+
+    def write_lines(target: Path, lines: Any, mode: str) -> None:
+        if target.name.startswith("spool.acts") == (fails == "acts"):
+            text = "".join(lines)
+            with target.open(mode, encoding="utf-8") as fh:
+                fh.write(text[: len(text) // 2])
+            raise OSError(28, "No space left on device")
+        real(target, lines, mode)
+
+    monkeypatch.setattr(spool_module, "_write_lines", write_lines)
+    items = [new_of(b), ("o", ack_of(b))]
+    with pytest.raises(StoreError, match="No space left"):
+        spool.append(items)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert spool.pending == 2 and spool.acts_pending == 1
+    monkeypatch.setattr(spool_module, "_write_lines", real)
+    spool.append(items)  # spooled again, once
+    again = Spool(path)
+    assert again.pending == 4 and again.acts_pending == 2
+    got, _mark = again.peek(10)
+    assert got == [new_of(a), ("o", ack_of(a)), new_of(b), ("o", ack_of(b))]
+
+
+async def test_an_act_line_this_release_cannot_read_is_set_aside_never_dropped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "spool.jsonl"
+    a, b = dark(), dark(MMSI + 1)
+    Spool(path).append([new_of(a), new_of(b), ("o", ack_of(a)), ("o", ack_of(b))])
+    acts = tmp_path / "spool.acts-v1.jsonl"
+    first, second = acts.read_text().splitlines()
+    damaged = '{"after":0,"head":null,"act":{"action":"ack"{"after":0,"head":1}}'
+    acts.write_text("\n".join([first, damaged, second]) + "\n")
+    spool = Spool(path)
+    assert spool.acts_pending == 2 and spool.pending == 5
+    assert acts.read_text().count(damaged) == 1  # kept until set aside
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
+    with caplog.at_level(logging.ERROR):
+        await store.start()
+        try:
+            await store.spooled_alerts_written()
+            assert (await store.alert(a.id))["acknowledged_by"] == "duty"
+            assert (await store.alert(b.id))["acknowledged_by"] == "duty"
+            await store.flush()
+            assert store.stats().rejected == 1 and store.stats().spool_pending == 0
+        finally:
+            await store.stop()
+    assert any(f"{acts}:2: cannot read a spooled row" in m for m in caplog.messages)
+    kept = path.with_suffix(".rejected.jsonl").read_text().splitlines()
+    assert len(kept) == 1 and json.loads(kept[0])["line"] == damaged
+    assert not acts.exists() and not path.exists()
