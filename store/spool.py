@@ -185,7 +185,7 @@ class Spool:
         """Up to ``limit`` items from the read position, in queue order, and where it
         stopped. ``only_marked``: alert transitions and acts only (with the ``o`` lines an
         older release spooled in the main file), for ``write_ahead`` (that mark is of no use
-        to ``advance``)."""
+        to ``advance``); lines it cannot read are passed over, left to the catch-up."""
         if self._bad_acts and not only_marked:  # its place is not known: first
             number, raw, why = self._bad_acts[0]
             raise SpoolRowError(self.acts_path, number, 0, raw, why)
@@ -217,6 +217,8 @@ class Spool:
                     try:
                         item = _decode(json.loads(line))
                     except (ValueError, TypeError, KeyError, IndexError) as exc:
+                        if only_marked:
+                            continue  # set aside by the catch-up, in its place
                         if items:  # the next peek starts with it
                             pos, number = start, number - 1
                             break

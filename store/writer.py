@@ -161,8 +161,15 @@ class BatchWriter:
             self._task = None
         if self._queue:
             items = list(self._queue)
+            try:
+                self._spool.append(items)
+            except Exception as exc:
+                # Nowhere left to keep them: said with what is lost, never silently.
+                log.critical("store: %d rows not written to the database could not be "
+                             "spooled to %s either (%s); they are lost", len(items),
+                             self._spool.path, exc)
+                raise
             self._queue.clear()
-            self._spool.append(items)
             self._unqueued(items)
             self._stats.spooled += len(items)
             acts = sum(1 for kind, _row in items if kind == "o")
@@ -247,12 +254,10 @@ class BatchWriter:
         try:
             while not self._stopping.is_set() and (self._spool.alerts_pending
                                                    or self._spool.acts_pending):
-                try:
-                    items, mark = await asyncio.to_thread(
-                        self._spool.peek, self.batch_size * CATCH_UP_BATCHES,
-                        only_marked=True)
-                except SpoolRowError:
-                    return  # set aside by the catch-up, in its place
+                # Unreadable lines are passed over (the catch-up sets them aside in their
+                # place): one of them stopped the alerts after it from going ahead.
+                items, mark = await asyncio.to_thread(
+                    self._spool.peek, self.batch_size * CATCH_UP_BATCHES, only_marked=True)
                 if not items:
                     return
                 if await self._write(items):
@@ -382,13 +387,16 @@ class BatchWriter:
             return
         # Move a bit more than the excess so the next overflow is not one row later.
         count = min(len(self._queue), excess + self.memory_limit // 4)
-        items = [self._queue.popleft() for _ in range(count)]
+        # Taken off the queue only once on disk: any failure (not only StoreError, which
+        # is logged here; others restart the writer) leaves them queued and counted.
+        items = list(islice(self._queue, 0, count))
         try:
             self._spool.append(items)
         except StoreError as exc:
             log.error("store: %s; keeping rows in memory", exc)
-            self._queue.extendleft(reversed(items))
             return
+        for _ in range(count):
+            self._queue.popleft()
         self._unqueued(items)
         self._stats.spooled += count
         log.warning("store: %d rows spooled to %s while the database is away",

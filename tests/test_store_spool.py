@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from geofence.alert import Alert, AlertEvent, Transition
-from store.base import QueuedAct, StoreError
+from store.base import QueuedAct, StoreError, StoreUnavailable
 from store.rows import alert_row
 from store.spool import Spool
 from store.sqlite import SqliteStore
@@ -323,3 +323,105 @@ async def test_an_act_line_this_release_cannot_read_is_set_aside_never_dropped(
     kept = path.with_suffix(".rejected.jsonl").read_text().splitlines()
     assert len(kept) == 1 and json.loads(kept[0])["line"] == damaged
     assert not acts.exists() and not path.exists()
+
+
+async def test_an_unreadable_alert_line_does_not_hold_back_the_alerts_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up write-ahead passes over a line it cannot read (the catch-up sets it
+    aside in its place): it stopped there, and the alerts after it were restored unwritten."""
+    path = tmp_path / "spool.jsonl"
+    first, second = dark(), dark(MMSI + 1)
+    position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+    path.write_text("\n".join([json.dumps(new_of(first)), json.dumps(["a", "damaged"]),
+                               json.dumps(new_of(second)), json.dumps(["p", position])])
+                    + "\n")
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
+    batches: list[tuple[int, int]] = []
+    real = store.write_batch
+
+    async def write_batch(batch: Any) -> int:
+        batches.append((len(batch.positions), len(batch.alerts)))
+        return await real(batch)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    await store.start()
+    try:
+        await store.spooled_alerts_written()
+        assert batches[0] == (0, 2)  # both alerts ahead of the position, in one go
+        await store.flush()
+        assert store.stats().rejected == 1 and await store.position_count() == 1
+        assert not path.exists()
+    finally:
+        await store.stop()
+
+
+async def test_rows_an_overflow_could_not_spool_stay_queued_and_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unforeseen error while spooling on overflow (the writer restarts) loses no row,
+    and the outage's alerts still count as queued, so ``catching_up`` ends once they are
+    written (taken off the queue first, they were lost and it stayed on for ever)."""
+    store = SqliteStore(tmp_path / "hw.db", max_age=0.01, memory_limit=8, batch_size=4)
+    writer = store._writer
+    monkeypatch.setattr(writer, "_retry_max", 0.05)
+    monkeypatch.setattr(writer, "_retry_initial", 0.01)
+    down = True
+    real_write = store.write_batch
+
+    async def write_batch(batch: Any) -> int:
+        if down:
+            raise StoreUnavailable("database away (test)")
+        return await real_write(batch)
+
+    tried = asyncio.Event()
+    real_append = writer._spool.append
+
+    def append(items: list[Any]) -> None:
+        if not tried.is_set():
+            tried.set()
+            raise RuntimeError("an unforeseen failure (test)")
+        real_append(items)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    monkeypatch.setattr(writer._spool, "append", append)
+    await store.start()
+    try:
+        alert = dark()
+        store.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), T0))
+        position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+        for i in range(20):
+            writer.put(("p", (T0 + i, *position[1:])))
+        await asyncio.wait_for(tried.wait(), 30)
+        down = False
+        for _ in range(1500):  # until caught up: a generous deadline, normally ~0.1 s
+            await store.flush()
+            if not store.stats().catching_up and store.stats().db_up \
+                    and not store.stats().queued and not store.stats().spool_pending:
+                break
+            await asyncio.sleep(0.02)
+        assert await store.position_count() == 20
+        assert (await store.alert(alert.id))["state"] == "open"
+        assert store.stats().catching_up is False
+    finally:
+        await store.stop()
+
+
+async def test_rows_a_stop_cannot_spool_are_said_lost_with_their_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = SqliteStore(tmp_path / "hw.db", max_age=0.01)
+
+    async def write_batch(batch: Any) -> int:
+        raise StoreUnavailable("database away (test)")
+
+    def append(items: list[Any]) -> None:
+        raise StoreError("cannot write spool (test): No space left on device")
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    await store.start()
+    store.on_alert(AlertEvent(Transition.NEW, dark().to_dict(), T0))
+    monkeypatch.setattr(store._writer._spool, "append", append)
+    with caplog.at_level(logging.CRITICAL), pytest.raises(StoreError, match="No space"):
+        await store.stop()
+    assert any("1 rows not written to the database could not be spooled" in m
+               and "they are lost" in m for m in caplog.messages)
+    assert store.stats().queued == 1  # still held, for a caller that can retry
