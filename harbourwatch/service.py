@@ -291,7 +291,13 @@ async def run_service(config: Config, options: ServiceOptions, *,
             # The alerts and the acts made while the database was away that the last run
             # spooled are written first (read back before, an acknowledged alert came back
             # open); its positions, perhaps millions, are caught up in the background.
-            await store.spooled_alerts_written()
+            # Tried until the database takes them, but a signal still stops the start.
+            if not await _until_stopped(store.spooled_alerts_written(), stop):
+                saves_state = False  # nothing restored: the state saved last time stays
+                log.warning("stopped before the rules' state was restored: the alerts and "
+                            "acts an earlier run spooled are not written yet (is the "
+                            "database away?); they stay spooled for the next start")
+                return 0
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,
                 until=None if replay is None else replay.start, snoozes=snoozes,

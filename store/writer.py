@@ -288,6 +288,9 @@ class BatchWriter:
             if items and not await self._write(items):
                 return False
             self._spool.advance(mark)
+            # A long catch-up (millions of rows spooled): what arrives meanwhile waits on
+            # disk behind them, in order, not in memory beyond its bound.
+            self._overflow_to_spool()
         while self._queue:
             if (len(self._queue) < self.batch_size and not due and not self._flushing
                     and not self._stopping.is_set()):

@@ -1010,3 +1010,53 @@ def test_a_drill_keeps_no_receiver_health(tmp_path: Path) -> None:
 
     assert asyncio.run(saved("drill")) == {}
     assert asyncio.run(saved("replay"))  # a replay's are kept, as before
+
+
+def test_a_signal_stops_a_start_waiting_for_the_database_to_take_the_spooled_alerts(
+        tmp_path: Path) -> None:
+    """The start writes what an earlier run spooled before reading the rules' state back,
+    trying until the database takes it; a database another process keeps locked held the
+    start there, deaf to SIGTERM. Stopped, the spool stays for the next start."""
+    from store.rows import alert_row
+    from store.sqlite import SqliteStore
+
+    db = tmp_path / "hw.db"
+
+    async def create() -> None:
+        store = SqliteStore(db)
+        await store.start()
+        await store.stop()
+
+    asyncio.run(create())
+    alert = Alert(rule="dark_vessel", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                  severity=Severity.WARNING, mmsi=244123456, started_at=1_767_261_600.0)
+    spool = tmp_path / "hw.db.spool.jsonl"
+    line = json.dumps(["a", list(alert_row(AlertEvent(Transition.NEW, alert.to_dict(),
+                                                      1_767_261_600.0)))]) + "\n"
+    spool.write_text(line)
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # held: every write of the service waits, then fails
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+             "--udp", f"127.0.0.1:{free_udp_port()}", "--db", f"sqlite:///{db}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            said = ""
+            assert proc.stderr is not None
+            while "spooled rows from an earlier run" not in said:
+                assert proc.poll() is None and time.monotonic() < deadline, said
+                said += proc.stderr.readline()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)  # a write waits up to 10 s for the lock, then gives up
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        said += proc.stderr.read()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert code == 0, said
+    assert "stopped before the rules' state was restored" in said
+    assert spool.read_text() == line  # still spooled, for the next start

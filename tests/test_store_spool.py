@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +426,38 @@ async def test_rows_a_stop_cannot_spool_are_said_lost_with_their_number(
     assert any("1 rows not written to the database could not be spooled" in m
                and "they are lost" in m for m in caplog.messages)
     assert store.stats().queued == 1  # still held, for a caller that can retry
+
+
+async def test_rows_arriving_during_a_long_catch_up_stay_within_the_memory_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a spool of millions is written, new rows were kept in memory without bound;
+    they overflow to the spool behind it, and every row is written once."""
+    path = tmp_path / "spool.jsonl"
+    position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+    Spool(path).append([("p", (T0 + i, *position[1:])) for i in range(3000)])
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01, batch_size=500,
+                        memory_limit=100)
+    writer = store._writer
+    queued: list[int] = []
+    real = store.write_batch
+    arriving = iter(range(3000, 4500))
+
+    async def write_batch(batch: Any) -> int:
+        queued.append(len(writer._queue))
+        if writer._spool.pending and len(queued) <= 5:  # live ingest goes on meanwhile
+            for i in islice(arriving, 300):
+                writer.put(("p", (T0 + i, *position[1:])))
+        return await real(batch)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    await store.start()
+    try:
+        await store.flush()
+        for _ in range(1500):  # a generous deadline; normally a few passes
+            if not writer._spool.pending and not writer._queue:
+                break
+            await store.flush()
+        assert await store.position_count() == 4500
+        assert max(queued) <= 100
+    finally:
+        await store.stop()
