@@ -203,7 +203,8 @@ async def test_acts_an_older_release_spooled_in_the_main_file_are_written_ahead(
     await store.start()
     try:
         await store.spooled_alerts_written()
-        assert batches == [(0, 1, 1)]
+        # The catch-up of positions may already have begun; it must come after.
+        assert batches[0] == (0, 1, 1)
         got = await store.alert(alert.id)
         assert got["acknowledged_by"] == "duty"
         assert spool.acts_pending == 0 and spool.alerts_pending == 0
