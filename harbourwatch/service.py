@@ -408,8 +408,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
         for sink in reversed(started):
             try:
                 await sink.stop()
-            except Exception:
+            except Exception as exc:
                 log.exception("could not stop %r cleanly", sink)
+                # The store's rows lost, say: a clean exit status would hide it.
+                failures.append(f"could not stop {type(sink).__name__} cleanly: {exc}")
         if pipeline.sink_failures:  # e.g. an alerts file on a full disk: it is incomplete
             failures.append(f"outputs failed (calls that raised): {pipeline.sink_failures}")
         for message in failures:

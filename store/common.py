@@ -91,8 +91,10 @@ class WriterStore:
 
     async def stop(self) -> None:
         self._release_held()
-        await self._writer.stop()
-        await self._close()
+        try:
+            await self._writer.stop()
+        finally:
+            await self._close()  # rows lost or not, the database is closed
 
     async def spooled_alerts_written(self) -> None:
         await self._writer.spooled_alerts_written()

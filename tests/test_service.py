@@ -1060,3 +1060,26 @@ def test_a_signal_stops_a_start_waiting_for_the_database_to_take_the_spooled_ale
     assert code == 0, said
     assert "stopped before the rules' state was restored" in said
     assert spool.read_text() == line  # still spooled, for the next start
+
+
+def test_a_store_that_cannot_stop_cleanly_makes_the_run_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop that could neither write nor spool its rows has lost them: exit 1, not 0."""
+    from harbourwatch.cli import main
+    from store.base import StoreError
+    from store.sqlite import SqliteStore
+
+    real = SqliteStore.stop
+
+    async def stop(self: SqliteStore) -> None:
+        await real(self)
+        raise StoreError("cannot write spool (test): No space left on device")
+
+    monkeypatch.setattr(SqliteStore, "stop", stop)
+    log = tmp_path / "tiny.nmea"
+    log.write_text("".join(tag_block(s="rx1", c=1_767_261_600 + i)
+                           + single(position(mmsi=244123456, lat=-23.83, lon=151.25)) + "\n"
+                           for i in range(3)))
+    code = main(["replay", str(log), "--zones", str(DEMO_ZONES), "--speed", "1000",
+                 "--no-progress", "--db", f"sqlite:///{tmp_path / 'hw.db'}"])
+    assert code == 1

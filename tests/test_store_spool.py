@@ -427,6 +427,7 @@ async def test_rows_a_stop_cannot_spool_are_said_lost_with_their_number(
     assert any("1 rows not written to the database could not be spooled" in m
                and "they are lost" in m for m in caplog.messages)
     assert store.stats().queued == 1  # still held, for a caller that can retry
+    assert store._wconn is None and store._rconn is None  # closed all the same
 
 
 async def test_rows_arriving_during_a_long_catch_up_stay_within_the_memory_bound(
