@@ -117,6 +117,12 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     # server stops mid-COPY): drop it and reconnect, like any other outage.
     asyncpg.InternalClientError,
 )
+#: SQLSTATE classes of errors about the rows themselves (data exception, integrity
+#: constraint, program limit): such a row is set aside. Every other error the server
+#: returns (authentication, disk full, read-only after a failover, privileges, a table
+#: dropped, deadlock, shutdown, …) is about the database's state, not the rows: an outage,
+#: so they stay buffered and are caught up (rejected one by one, they were lost).
+_ROW_ERROR_CLASSES = frozenset({"22", "23", "54"})
 #: Batches that use the staging path after a key conflict before COPY is tried again.
 _SAFE_BATCHES = 20
 
@@ -247,10 +253,16 @@ class PostgresStore(WriterStore):
             yield
         except StoreError:
             raise
+        except TimeoutError as exc:
+            raise StoreUnavailable("PostgreSQL did not answer in time (a lock held on a "
+                                   "table, or the server overloaded)") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unreachable: {exc!r}") from exc
         except asyncpg.PostgresError as exc:
-            raise StoreError(f"PostgreSQL: {exc}") from exc
+            code = str(exc.sqlstate or "")
+            if code[:2] in _ROW_ERROR_CLASSES:
+                raise StoreError(f"PostgreSQL: {exc}") from exc
+            raise StoreUnavailable(f"PostgreSQL refuses it now ({code}): {exc}") from exc
 
     @property
     def pool(self) -> asyncpg.Pool:

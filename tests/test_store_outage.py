@@ -264,3 +264,39 @@ def test_a_position_spooled_before_the_suspect_column_reads_as_not_rejected(
     (item,), _ = Spool(path).peek(10)
     assert item == ("p", (1767261600.0, 244123456, 51.9, 4.1, 5.5, 87.5, 88, 0, 1, ["rx1"],
                           False, False))
+
+
+async def test_a_database_refusing_writes_is_an_outage_not_bad_rows(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """A database that refuses writes for its own state (here read-only, as a standby after
+    a failover; a rotated password or a full disk alike) keeps the rows buffered and
+    catches them up; each row was set aside as bad, and lost."""
+    name = pg_dsn.rsplit("/", 1)[1]
+    store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl", batch_size=50,
+                          max_age=0.01, retry_max=0.2)
+    await store.start()
+    try:
+        for i in range(100):
+            store.on_report(report(i))
+        await drain(store)
+        postgres_server.sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        postgres_server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+        failures = store.stats().failures
+        for i in range(100, 300):
+            store.on_report(report(i))
+        # Until the writer has met the refusal, past the cut connection (bounded by tries).
+        for _ in range(300):
+            await store.flush()
+            if store.stats().failures >= failures + 2 or store.stats().rejected:
+                break
+            await asyncio.sleep(0.05)
+        assert store.stats().rejected == 0 and not store.stats().db_up
+        postgres_server.sql(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        postgres_server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+        await drain(store)
+        assert (await counts(pg_dsn))[:2] == (300, 300)
+        assert store.stats().rejected == 0
+    finally:
+        await store.stop()
