@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Wall seconds between saves of the rules' per-vessel state (restart safety).
 STATE_SAVE_S = 30.0
+#: Longest pause between tries of a live start whose database is not up.
+START_RETRY_MAX_S = 30.0
 #: Wall seconds between drops of positions older than ``store.retention_days``.
 PRUNE_S = 3600.0
 #: Vessels encoded between the event loop's turns during a save (~70 µs each: ~15 ms).
@@ -264,7 +266,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
             check_address(config.api.host, config.api.port)
             auth = api_authenticator(config)
         store = make_store(config, config_dir, drill, replay=replay is not None)
-        await store.start()
+        if not await _start_store(store, stop, wait=live_service):
+            if decoder is not None:
+                decoder.close()
+            return 0
     except BaseException:
         if decoder is not None:
             decoder.close()
@@ -417,6 +422,29 @@ async def run_service(config: Config, options: ServiceOptions, *,
         for message in failures:
             log.error("%s", message)
     return 1 if failures else 0
+
+
+async def _start_store(store: Store, stop: asyncio.Event, *, wait: bool) -> bool:
+    """Start ``store``; False when a signal came first. ``wait``: the port's live service
+    waits for a database that is not up (a box back from a power cut starts before its
+    database; exiting, it met systemd's start limit and stayed down), trying again with
+    back-off. A replay or drill, run by hand, says so at once."""
+    delay = 1.0
+    while True:
+        try:
+            await store.start()
+            return True
+        except StoreUnavailable as exc:
+            if not wait:
+                raise
+            log.warning("store: %s; the database is not up: trying again in %.0f s (a "
+                        "signal stops)", exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            log.warning("stopped before the database was up")
+            return False
+        delay = min(delay * 2, START_RETRY_MAX_S)
 
 
 def _on_signals(stop: asyncio.Event) -> None:

@@ -86,7 +86,11 @@ class WriterStore:
         raise NotImplementedError
 
     async def start(self) -> None:
-        await self._open()
+        try:
+            await self._open()
+        except BaseException:
+            await self._close()  # a start tried again opens afresh, leaking nothing
+            raise
         await self._writer.start()
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ import asyncpg  # type: ignore[import-untyped]
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from ingest.report import Report
 from store.postgres import PostgresStore
-from tests.services.mosquitto import MosquittoBroker, mosquitto  # noqa: F401
+from tests.services.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
 
 T0 = 1_767_261_600.0
@@ -300,3 +300,53 @@ async def test_a_database_refusing_writes_is_an_outage_not_bad_rows(
         assert store.stats().rejected == 0
     finally:
         await store.stop()
+
+
+def test_a_live_start_waits_for_a_database_not_up_yet(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """A box back from a power cut starts the service before its database: the live service
+    waits for it (it exited, and systemd's start limit left it down), and runs once it is
+    up; a signal stops the wait cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.paths import FIXTURES
+
+    zones = FIXTURES / "demo-port" / "zones.geojson"
+    command = [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(zones),
+               "--udp", f"127.0.0.1:{free_port()}", "--db", pg_dsn, "--serve", "off"]
+
+    def started(*, until: str) -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, cwd=tmp_path)
+        assert proc.stderr is not None
+        said = ""
+        deadline = time.monotonic() + 60
+        while until not in said:
+            assert proc.poll() is None and time.monotonic() < deadline, said
+            said += proc.stderr.readline()
+        return proc, said
+
+    postgres_server.stop()
+    try:
+        proc, said = started(until="the database is not up")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        said += proc.stderr.read() if proc.stderr else ""
+        assert "stopped before the database was up" in said and "Traceback" not in said
+
+        proc, said = started(until="the database is not up")
+        postgres_server.start()
+        more = ""
+        deadline = time.monotonic() + 60
+        assert proc.stderr is not None
+        while "store: PostgreSQL" not in more:  # the line naming the store, once started
+            assert proc.poll() is None and time.monotonic() < deadline, said + more
+            more += proc.stderr.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, more + (proc.stderr.read() or "")
+    finally:
+        if not postgres_server.is_running():
+            postgres_server.start()
