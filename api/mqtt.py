@@ -641,6 +641,7 @@ class MqttFeed:
         loop = asyncio.get_running_loop()
         attempt = 0
         short_warned = False
+        said: type[MqttError] | None = None  # the kind of failure last said aloud
         while True:
             connected_at: float | None = None
             try:
@@ -670,7 +671,7 @@ class MqttFeed:
                 err = self._client_errors.explain(_translate(exc))
                 self.counters["connect_failures"] += 1
                 if connected_at is not None and loop.time() - connected_at >= HEALTHY_AFTER_S:
-                    attempt, short_warned = 0, False  # a real outage: announce it afresh
+                    attempt, short_warned, said = 0, False, None  # a real outage: afresh
                 elif connected_at is not None and attempt and not short_warned:
                     # Dropped again at once (a second client with our client_id takes the
                     # session over, and each reconnect takes it back): back off, say so once.
@@ -678,10 +679,14 @@ class MqttFeed:
                     log.warning("MQTT %s:%d: the connection keeps dropping right after it is "
                                 "made (%s); is another client using client_id %r?", self.host,
                                 self.port, err, self._client_id)
-                level = (logging.DEBUG if attempt else logging.ERROR
+                # Repeats at debug level, but a new reason is said: a broker back with a
+                # changed password refused every retry at debug, after "Disconnected".
+                new_reason = not attempt or type(err) is not said
+                level = (logging.DEBUG if not new_reason else logging.ERROR
                          if isinstance(err, MqttAuthError) else logging.WARNING)
+                said = type(err)
                 log.log(level, "MQTT %s:%d: %s%s", self.host, self.port, err,
-                        "" if attempt else "; retrying with back-off")
+                        "; retrying with back-off" if new_reason else "")
             finally:
                 self._connected_event.clear()
             delay = self._backoff(attempt)

@@ -934,3 +934,30 @@ async def test_a_reconcile_cut_short_by_a_lost_connection_is_done_at_the_next_co
             await asyncio.sleep(0.1)
     assert feed.counters["connects"] >= 2
     await feed.stop()
+
+
+async def test_credentials_refused_after_an_outage_are_said_at_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The broker comes back with a changed password: the retries were logged at debug
+    level only, after the disconnect's warning, and the admin never saw why."""
+    broker = MosquittoBroker(tmp_path, username="hw", password="first")
+    broker.start()
+    feed = MqttFeed(broker.url, prefix=new_prefix(), backoff_initial_s=0.05,
+                    backoff_max_s=0.1, stop_timeout_s=0.1)
+    try:
+        await connected(feed)
+        caplog.set_level(logging.DEBUG, logger="api.mqtt")
+        broker.stop()
+        broker.password = "rotated"
+        broker._write_config()
+        broker.start()
+        for _ in range(1500):  # a generous deadline; normally a few tries
+            if feed.counters["connect_failures"] >= 4:
+                break
+            await asyncio.sleep(0.02)
+        refused = [r for r in caplog.records if "refused the credentials" in r.getMessage()]
+        assert refused and refused[0].levelno == logging.ERROR
+        assert sum(r.levelno >= logging.WARNING for r in refused) == 1  # said once
+    finally:
+        await feed.stop()
+        broker.stop()
