@@ -126,6 +126,21 @@ class ServiceCollector(Collector):
             if ts is not None:
                 heard.add_metric([name], ts)
         yield heard
+        connected = GaugeMetricFamily("harbourwatch_source_connected",
+                                      "1 while the source's link is up (bound, connected, "
+                                      "open)", labels=["source"])
+        arrived = GaugeMetricFamily(
+            "harbourwatch_source_last_line_arrival_timestamp_seconds",
+            "Wall time a line last arrived from the source (the service's start while none "
+            "has: a receiver dead since then ages too)", labels=["source"])
+        for name, health in sources.items():
+            if "connected" in health:
+                connected.add_metric([name], 1.0 if health["connected"] else 0.0)
+            ts = _timestamp(health.get("last_line_at") or health.get("watched_since"))
+            if ts is not None:
+                arrived.add_metric([name], ts)
+        yield connected
+        yield arrived
         receivers: Mapping[str, Mapping[str, Any]] = data.get("receivers") or {}
         msgs = CounterMetricFamily("harbourwatch_receiver_messages", "Messages per receiver",
                                    labels=["receiver", "source"])

@@ -559,6 +559,8 @@ def transport_of(sources: list[Any], queue: LineQueue
     """Each live source's counters of what never reached ingest, for /sources and /metrics:
     lines the full queue dropped, datagrams the kernel dropped, links lost."""
 
+    started_at = time.time()
+
     def provide() -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for source in sources:
@@ -566,7 +568,12 @@ def transport_of(sources: list[Any], queue: LineQueue
             counters: dict[str, Any] = {
                 "queue_dropped": queue.drops.get(source.name, 0),
                 "overlong": stats.overlong, "partial_lines": stats.partial_lines,
-                "connects": stats.connects, "disconnects": stats.disconnects}
+                "connects": stats.connects, "disconnects": stats.disconnects,
+                "connected": source.connected,
+                # Wall times, for a watchdog: message time can lag a live feed's arrival.
+                "last_line_at": None if stats.last_line_at is None
+                else iso_time(stats.last_line_at),
+                "watched_since": iso_time(started_at)}
             if getattr(source, "allow_from", None) is not None:
                 counters["refused_datagrams"] = stats.refused_datagrams
             kernel = getattr(source, "kernel_drops", None)

@@ -749,6 +749,42 @@ async def test_what_a_flood_dropped_shows_in_sources_and_metrics() -> None:
     assert 'harbourwatch_source_connects_total{source="udp-flood"} 1.0' in metrics
 
 
+async def test_a_watchdog_sees_a_source_dead_since_start_and_one_that_is_heard() -> None:
+    """No series existed for a source never heard (a receiver dead since boot never
+    alerted), and message time can lag arrival: the link's state and the wall time a line
+    last arrived are exposed per source."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from api.deps import sources_of
+    from api.metrics import ServiceCollector
+    from harbourwatch.service import transport_of
+    from harbourwatch.timeutil import parse_iso
+    from ingest.ingestor import Ingestor
+
+    queue = LineQueue()
+    async with udp_listening("udp-heard", queue) as (heard, address), \
+            udp_listening("udp-silent", queue) as (silent, _unused):
+        start = time.time() - 0.001  # times are shown to the millisecond
+        provide = sources_of(Ingestor(), transport_of([heard, silent], queue))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.sendto(b"!AIVDM,line\n", address)
+            await wait_until(lambda: heard.datagrams == 1)
+        shown = provide()["sources"]
+        registry = CollectorRegistry()
+        registry.register(ServiceCollector(sources=provide))
+        metrics = {line.split(" ")[0]: float(line.split(" ")[1])
+                   for line in generate_latest(registry).decode().splitlines()
+                   if line.startswith("harbourwatch_source_")}
+    assert shown["udp-silent"]["last_line_at"] is None and shown["udp-silent"]["connected"]
+    assert parse_iso(shown["udp-heard"]["last_line_at"]) >= start
+    arrived = "harbourwatch_source_last_line_arrival_timestamp_seconds"
+    assert metrics[f'{arrived}{{source="udp-heard"}}'] >= start
+    since = parse_iso(shown["udp-silent"]["watched_since"])  # ages from the start
+    assert start <= since == metrics[f'{arrived}{{source="udp-silent"}}'] <= parse_iso(
+        shown["udp-heard"]["last_line_at"])
+    assert metrics['harbourwatch_source_connected{source="udp-silent"}'] == 1.0
+
+
 async def test_udp_sentences_cut_across_datagrams_are_joined_per_sender() -> None:
     """A serial-to-network converter packs bytes into fixed-size datagrams: sentences cut
     in two were two rejected lines. Whole sentences without a line end stay lines of their

@@ -74,6 +74,8 @@ class SourceStats:
     """Links lost after they were up."""
     refused_datagrams: int = 0
     """UDP datagrams from a sender outside the source's ``allow_from``, dropped."""
+    last_line_at: float | None = None
+    """Wall time the last line arrived (its messages' own times may lag or lead it)."""
 
 
 @runtime_checkable

@@ -162,6 +162,7 @@ class FileSource(SourceBase):
             self._stats.lines += len(lines)
             name = self.name
             received = self._received()
+            self._stats.last_line_at = time.time() if received is None else received
             await queue.put_many([RawLine(name, line, received) for line in lines])
 
     async def _finish(self, queue: LineQueue, splitter: LineSplitter) -> None:

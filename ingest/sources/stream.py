@@ -113,7 +113,8 @@ class StreamSource(SourceBase, abc.ABC):
                     return
                 if self._outage and loop.time() - up_since >= self.backoff.policy.healthy_after:
                     self._outage = False
-                    log.warning("source %s: connected to %s again", name, self._where())
+                    log.warning("source %s: connected to %s%s", name, self._where(),
+                                " again" if stats.connects > 1 else "")
                 received = time.time()
                 stats.bytes += len(chunk)
                 overlong = splitter.overlong
@@ -121,6 +122,7 @@ class StreamSource(SourceBase, abc.ABC):
                 stats.overlong += splitter.overlong - overlong  # a new splitter per link
                 if lines:
                     stats.lines += len(lines)
+                    stats.last_line_at = received
                     await queue.put_many([RawLine(name, line, received) for line in lines])
         finally:
             if splitter.discard():

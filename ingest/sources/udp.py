@@ -203,6 +203,8 @@ class UdpSource(SourceBase):
             if len(self._held) >= _MAX_SENDERS_HELD:
                 self._held.clear()
             self._held[sender] = (lines.pop(), received)
+        if lines:
+            stats.last_line_at = received
         for line in lines:
             stats.lines += 1
             offer(RawLine(name, line, received))
