@@ -820,6 +820,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         out["store"] = {"description": store.description,
                         **{f.name: getattr(writer, f.name) for f in fields(writer)
                            if f.name != "extra"}}  # the backend's own: /metrics
+        if writer.last_write_at is not None:
+            out["store"]["last_write_at"] = iso_time(writer.last_write_at)
         if hub is not None:
             hs = hub.stats()
             out["stream"] = {"clients": hs.clients, "events": hs.events,

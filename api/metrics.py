@@ -174,6 +174,11 @@ class ServiceCollector(Collector):
             if key in stats:
                 yield GaugeMetricFamily(f"harbourwatch_store_{key}", help_text,
                                         value=float(stats[key]))
+        if stats.get("last_write_at") is not None:
+            yield GaugeMetricFamily("harbourwatch_store_last_write_timestamp_seconds",
+                                    "Wall time the database last took a write (stuck: old "
+                                    "while rows are queued)",
+                                    value=float(stats["last_write_at"]))
         if "db_up" in stats:
             yield GaugeMetricFamily("harbourwatch_store_up", "1 when the database answers",
                                     value=1.0 if stats["db_up"] else 0.0)

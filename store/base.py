@@ -178,6 +178,9 @@ class WriterStats:
     #: all written yet (the API answers the alert list from memory meanwhile)
     catching_up: bool = False
     spool_pending: int = 0
+    #: wall time (Unix seconds) the database last took a write: with rows ``queued``, a
+    #: writer stuck behind a lock shows by its age (``db_up`` stays true until the timeout)
+    last_write_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
@@ -352,6 +353,7 @@ class BatchWriter:
         if not self._stats.db_up:
             log.warning("store: database back; catching up")
         self._stats.db_up = True
+        self._stats.last_write_at = time.time()
         self._backoff = self._retry_initial
         if not (batch.positions or batch.statics or batch.alerts or batch.acts):
             return  # the empty transaction that found it back

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from api.auth import Authenticator, Role, sha256_hex
 from geofence.alert import Transition
 from geofence.zones import ZoneSet
+from harbourwatch.timeutil import parse_iso
 from ingest.report import iso_time
 from store import open_store
 from tests.api_helpers import (
@@ -567,6 +569,19 @@ async def test_sources_stats_and_metrics(api: Rig) -> None:
                      "1.7672616e+09",
                      "harbourwatch_vessels 3.0", "harbourwatch_stream_clients 0.0"):
         assert expected in lines, expected
+
+
+async def test_the_last_write_shows_so_a_stuck_writer_can_be_told(api: Rig) -> None:
+    h = headers("viewer")
+    before = time.time() - 0.001
+    api.feed(pos(A, T0, -23.83, 151.26))
+    await api.store.flush(held=False)
+    written = (await api.client.get("/stats", headers=h)).json()["store"]["last_write_at"]
+    assert before <= parse_iso(written) <= time.time()
+    text = (await api.client.get("/metrics", headers=h)).text
+    gauge = next(line for line in text.splitlines()
+                 if line.startswith("harbourwatch_store_last_write_timestamp_seconds "))
+    assert abs(float(gauge.split()[1]) - parse_iso(written)) < 0.01
 
 
 async def test_openapi_documents_examples_and_security(api: Rig) -> None:
