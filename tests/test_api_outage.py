@@ -346,7 +346,7 @@ async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
             await other.stop()
         with caplog.at_level(logging.WARNING):
             await drain(hw.store)
-            for _ in range(50):
+            for _ in range(600):  # the refused act is read back in the background: 30 s
                 if heard[1:]:
                     break
                 await asyncio.sleep(0.05)
