@@ -274,7 +274,9 @@ class Engine:
                 ctx.fix_accepted = True
                 if inside is not None and y is not None:
                     remember_zone_ids(vessel, x, y, inside)  # found with its run
-                if vessel.zones or self.zones.zones:  # no zones (yet): nothing to enter
+                # A SAR aircraft flying over a zone is neither in nor out of it (a
+                # helicopter over a wharf was a restricted entry, over a channel speeding).
+                if (vessel.zones or self.zones.zones) and report.msg_type != SAR_TYPE:
                     entered, exited = update_membership(
                         vessel, self.zones, self._inertia, self._margin)
                     if entered or exited:
@@ -336,6 +338,7 @@ class Engine:
         chosen = [rule for rule in self._observers
                   if (fix or not getattr(rule, "needs_fix", False))
                   and not (ship and getattr(rule, "non_ship_only", False))
+                  and not (msg_type == SAR_TYPE and getattr(rule, "vessels_only", False))
                   and ((types := getattr(rule, "msg_types", None)) is None
                        or msg_type in types)]
         self._observer_sets[key] = chosen

@@ -37,6 +37,7 @@ def _latlon(ctx: RuleContext, x: float, y: float) -> dict[str, float]:
 class AnchorDrag(BaseRule):
     name = "anchor_drag"
     needs_fix = True
+    vessels_only = True  # a SAR aircraft hovers and flies fast: no vessel
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.anchor_drag

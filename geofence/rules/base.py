@@ -111,6 +111,8 @@ class BaseRule:
     msg_types: frozenset[int] | None = None
     #: it ignores ship MMSIs (``geofence.mid.is_ship_mmsi``): stations, devices, bad numbers
     non_ship_only = False
+    #: it judges how a vessel moves or lies: never a SAR aircraft's report (message 9)
+    vessels_only = False
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         return None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class Loitering(BaseRule):
     name = "loitering"
     needs_fix = True
+    vessels_only = True  # a SAR aircraft hovers and flies fast: no vessel
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.loitering

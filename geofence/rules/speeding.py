@@ -28,6 +28,7 @@ _UNKNOWN: Any = object()
 class Speeding(BaseRule):
     name = "speeding"
     needs_fix = True
+    vessels_only = True  # a SAR aircraft hovers and flies fast: no vessel
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.speeding

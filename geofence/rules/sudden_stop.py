@@ -33,6 +33,7 @@ _WIDE_KINDS = frozenset({"coverage", "port_limit"})
 class SuddenStop(BaseRule):
     name = "sudden_stop"
     needs_fix = True
+    vessels_only = True  # a SAR aircraft hovers and flies fast: no vessel
 
     def __init__(self, config: RulesConfig) -> None:
         cfg = config.sudden_stop
