@@ -95,6 +95,8 @@ def test_encounter_200_m_at_900_s_alerts_from_the_start() -> None:
     assert alert["started_at"] == "2026-01-01T12:00:00Z"
     assert alert["details"]["duration_s"] == 900.0
     assert 199.5 <= alert["details"]["distance_m"] <= 200.5
+    # Whose reports: the pair's first close report and the one that made it 900 s.
+    assert [r["mmsi"] for r in alert["details"]["reports"]] == [OTHER, SHIP]
 
 
 def test_encounter_201_m_or_2_kn_no_alert() -> None:
@@ -216,6 +218,23 @@ def test_cpa_450_m_alerts_470_m_does_not() -> None:
     run = Run()
     meeting(run, 470.0)
     assert run.of("collision_risk") == []
+
+
+def test_collision_risk_says_whose_report_it_quotes_and_how_old_the_partners_fix_is() -> None:
+    """The partner, heard 30 s before, is dead-reckoned: its position in the alert is 30 s
+    old, and the quoted report is the other vessel's (a reader took both for the alert's
+    own vessel's)."""
+    run = Run()
+    v = 10.0 * KN
+    run.feed(report(SHIP, 0, -1000.0, 8000.0, speed=10.0,
+                    course=course_along(90.0, -1000.0, 8000.0)))
+    x2 = 1000.0 - v * 30
+    run.feed(report(OTHER, 30, x2, 8100.0, speed=10.0, course=course_along(270.0, x2, 8100.0)))
+    (event,) = run.of("collision_risk")
+    details = event.alert["details"]
+    assert (event.alert["mmsi"], event.alert["other_mmsi"]) == (SHIP, OTHER)
+    assert details["fix_ages_s"] == [30.0, 0.0]
+    assert [r["mmsi"] for r in details["reports"]] == [OTHER]
 
 
 def test_tcpa_just_over_and_under_10_min() -> None:

@@ -159,6 +159,11 @@ def evidence(report: Report) -> dict[str, Any]:
     return out
 
 
+def pair_evidence(report: Report) -> dict[str, Any]:
+    """:func:`evidence` naming its vessel: a pair's alert quotes either vessel's reports."""
+    return {"mmsi": report.mmsi, **evidence(report)}
+
+
 def vessel_fields(vessel: Vessel) -> dict[str, Any]:
     """``shipname``, ``lat`` and ``lon`` for :meth:`AlertBook.open`."""
     return {"shipname": vessel.shipname, "lat": vessel.lat, "lon": vessel.lon}

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from geofence.alert import RiskArea, Severity
 from geofence.neighbours import Grid, Pairs, pair_key
 from geofence.picture import Vessel, zone_ids_here
-from geofence.rules.base import BaseRule, RuleContext, evidence
+from geofence.rules.base import BaseRule, RuleContext, pair_evidence
 from geofence.rules.encounter import is_exempt
 from ingest.report import Report
 
@@ -261,14 +261,16 @@ class CollisionRisk(BaseRule):
                 continue  # its static data came after its last position
             met.add(key)
             self._open(ctx, key, vessel, partner, report, cpa, tcpa, math.hypot(rx, ry),
-                       cpa_lim, tcpa_lim, zone)
+                       cpa_lim, tcpa_lim, zone, age)
         if in_pairs:
             for key in self.pairs.of(mmsi) - met:
                 self._end_pair(ctx, key, t, "passed_or_clear", report)
 
     def _open(self, ctx: RuleContext, key: tuple[int, int], vessel: Vessel, partner: Vessel,
               report: Report, cpa: float, tcpa: float, distance: float, cpa_lim: float,
-              tcpa_lim: float, zone: str | None) -> None:
+              tcpa_lim: float, zone: str | None, partner_age: float) -> None:
+        """``partner_age``: how old the partner's last fix is; the distances are from where
+        it is dead-reckoned to be now, its ``lat``/``lon`` are where it was."""
         first, second = (vessel, partner) if vessel.mmsi == key[0] else (partner, vessel)
         t = report.time
         alert = ctx.book.open(
@@ -279,9 +281,13 @@ class CollisionRisk(BaseRule):
                      "distance_m": round(distance, 1), "cpa_limit_m": cpa_lim,
                      "tcpa_limit_s": tcpa_lim, "other_shipname": second.shipname,
                      "other_lat": second.lat, "other_lon": second.lon,
+                     # How old each fix is (the reporting vessel's: 0): a partner heard
+                     # 98 s ago is reckoned on, and its position is that old.
+                     "fix_ages_s": [0.0, round(partner_age, 1)] if first is vessel
+                     else [round(partner_age, 1), 0.0],
                      "speeds": [first.speed, second.speed],
                      "courses": [first.course, second.course],
-                     "reports": [evidence(report)]})
+                     "reports": [pair_evidence(report)]})
         if alert is not None:
             self.pairs.add(key, {"alert": alert.id, "min_cpa": cpa})
 
@@ -306,7 +312,7 @@ class CollisionRisk(BaseRule):
         details: dict[str, Any] = {"end_reason": reason,
                                    "min_cpa_m": round(float(state["min_cpa"]), 1)}
         if report is not None:
-            details["exit"] = evidence(report)
+            details["exit"] = pair_evidence(report)
         ctx.book.end(alert, t, details, ended_at=ended_at)
 
     # -- timers, zones, restart -----------------------------------------------------------

@@ -24,7 +24,7 @@ from geofence.alert import RiskArea, Severity
 from geofence.mid import is_sar_aircraft
 from geofence.neighbours import Grid, Pairs, pair_key
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence
+from geofence.rules.base import BaseRule, RuleContext, pair_evidence
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class Encounter(BaseRule):
                 continue
             met.add(key)
             if state is None:
-                state = self.pairs.add(key, {"since": t, "first": evidence(report),
+                state = self.pairs.add(key, {"since": t, "first": pair_evidence(report),
                                              "min_distance": distance})
             state["min_distance"] = min(state["min_distance"], distance)
             state["last_distance"] = distance
@@ -153,7 +153,7 @@ class Encounter(BaseRule):
                      "other_shipname": second.shipname,
                      "other_lat": second.lat, "other_lon": second.lon,
                      "speeds": [first.speed, second.speed],
-                     "reports": [state["first"], evidence(report)]})
+                     "reports": [state["first"], pair_evidence(report)]})
         if alert is not None:
             state["alert"] = alert.id
 
@@ -174,7 +174,7 @@ class Encounter(BaseRule):
                                    "duration_s": round((ended_at or t) - alert.started_at, 1),
                                    "min_distance_m": round(state.get("min_distance", 0.0), 1)}
         if report is not None:
-            details["exit"] = evidence(report)
+            details["exit"] = pair_evidence(report)
         ctx.book.end(alert, t, details, ended_at=ended_at)
 
     # -- timers, zones, restart -----------------------------------------------------------
