@@ -253,6 +253,11 @@ class PostgresStore(WriterStore):
             yield
         except StoreError:
             raise
+        except PermissionError as exc:
+            # Not the network: a file the client reads (~/.pgpass, a TLS key) it may not.
+            where = f" {exc.filename}" if exc.filename else " (~/.pgpass, or a TLS file)"
+            raise StoreError(f"PostgreSQL client cannot read{where}: {exc.strerror}; as "
+                             "the service's user, with HOME set to its home") from exc
         except TimeoutError as exc:
             raise StoreUnavailable("PostgreSQL did not answer in time (a lock held on a "
                                    "table, or the server overloaded)") from exc

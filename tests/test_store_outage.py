@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
+import pytest
 
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from ingest.report import Report
@@ -350,3 +351,20 @@ def test_a_live_start_waits_for_a_database_not_up_yet(
     finally:
         if not postgres_server.is_running():
             postgres_server.start()
+
+
+async def test_an_unreadable_client_file_is_named_not_taken_for_the_network(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncpg reads ~/.pgpass: a HOME the service's user may not read said "PostgreSQL
+    unreachable: PermissionError(13, …)", and a live start would wait for ever. (Faked: the
+    tests run as root, whom file permissions do not stop.)"""
+    from store.base import StoreError, StoreUnavailable
+
+    async def create_pool(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "/root/.pgpass")
+
+    monkeypatch.setattr(asyncpg, "create_pool", create_pool)
+    store = PostgresStore("postgresql://hw@127.0.0.1:1/hw", spool_path=tmp_path / "s.jsonl")
+    with pytest.raises(StoreError, match=r"cannot read /root/\.pgpass: Permission denied") as err:
+        await store.start()
+    assert not isinstance(err.value, StoreUnavailable)
