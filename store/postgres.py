@@ -288,8 +288,16 @@ class PostgresStore(WriterStore):
             try:
                 await self._migrate(conn)
                 await self._setup_timescale(conn)
+                # Which database, as the server says: an environment's URL can point at a
+                # restored copy, and nothing said which one was in use.
+                row = await conn.fetchrow(
+                    "SELECT current_database() AS db, current_user AS who, "
+                    "inet_server_addr()::text AS host, inet_server_port() AS port")
             finally:
                 await self.pool.release(conn)
+        host = "a local socket" if row["host"] is None else (
+            f"{str(row['host']).split('/')[0]}:{row['port']}")
+        self.description += f"; database {row['db']} as {row['who']} on {host}"
         log.info("store: %s", self.description)
 
     async def _close(self) -> None:

@@ -346,6 +346,9 @@ def test_a_live_start_waits_for_a_database_not_up_yet(
         while "store: PostgreSQL" not in more:  # the line naming the store, once started
             assert proc.poll() is None and time.monotonic() < deadline, said + more
             more += proc.stderr.readline()
+        # It names the database it uses, as the server says (a URL can point anywhere).
+        name = pg_dsn.rsplit("/", 1)[1]
+        assert f"; database {name} as postgres on 127.0.0.1:{postgres_server.port}" in more
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, more + (proc.stderr.read() or "")
     finally:
