@@ -383,5 +383,7 @@ def _decode(raw: Any) -> Item:
     if kind == "a":
         return (kind, (str(row[0]), float(row[1]), dict(row[2])))
     if kind == "o":  # acts were spooled here before they had a file of their own
+        if not isinstance(row, dict):  # else AttributeError, which no reader expects
+            raise ValueError("not an act row")
         return (kind, QueuedAct.from_row(row).to_row())
     raise ValueError(f"unknown row kind {kind!r}")

@@ -327,14 +327,17 @@ async def test_an_act_line_this_release_cannot_read_is_set_aside_never_dropped(
     assert not acts.exists() and not path.exists()
 
 
+@pytest.mark.parametrize("damaged", [["a", "damaged"], ["o", "damaged"], ["o", None]])
 async def test_an_unreadable_alert_line_does_not_hold_back_the_alerts_after_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: list[Any]) -> None:
     """The start-up write-ahead passes over a line it cannot read (the catch-up sets it
-    aside in its place): it stopped there, and the alerts after it were restored unwritten."""
+    aside in its place): it stopped there, and the alerts after it were restored unwritten.
+    An ``o`` line whose row is no object raised AttributeError, which nothing caught: the
+    writer restarted on it for ever and wrote nothing more."""
     path = tmp_path / "spool.jsonl"
     first, second = dark(), dark(MMSI + 1)
     position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
-    path.write_text("\n".join([json.dumps(new_of(first)), json.dumps(["a", "damaged"]),
+    path.write_text("\n".join([json.dumps(new_of(first)), json.dumps(damaged),
                                json.dumps(new_of(second)), json.dumps(["p", position])])
                     + "\n")
     store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
@@ -352,6 +355,8 @@ async def test_an_unreadable_alert_line_does_not_hold_back_the_alerts_after_it(
         assert batches[0] == (0, 2)  # both alerts ahead of the position, in one go
         await store.flush()
         assert store.stats().rejected == 1 and await store.position_count() == 1
+        kept = path.with_suffix(".rejected.jsonl").read_text().splitlines()
+        assert [json.loads(json.loads(line)["line"]) for line in kept] == [damaged]
         assert not path.exists()
     finally:
         await store.stop()
