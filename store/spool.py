@@ -144,12 +144,12 @@ class Spool:
         if not items:
             return
         head = self._head
-        main_size = acts_size = None  # before the append (None: no file)
+        try:  # the sizes before the append (None: no file), known before any cut back
+            main_size = self.path.stat().st_size if self.path.exists() else None
+            acts_size = self.acts_path.stat().st_size if self.acts_path.exists() else None
+        except OSError as exc:
+            raise StoreError(f"cannot write spool {self.path}: {exc}") from exc
         try:
-            if self.path.exists():
-                main_size = self.path.stat().st_size
-            if self.acts_path.exists():
-                acts_size = self.acts_path.stat().st_size
             size = main_size or 0
             lines: list[str] = []
             acts: list[tuple[int, dict[str, Any]]] = []

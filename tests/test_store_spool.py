@@ -298,6 +298,30 @@ def test_an_append_that_fails_part_way_leaves_nothing_of_it(
     assert got == [new_of(a), ("o", ack_of(a)), new_of(b), ("o", ack_of(b))]
 
 
+def test_an_append_that_cannot_measure_the_spool_removes_nothing(tmp_path: Path) -> None:
+    """A failed append is cut back to the sizes the files had; one that failed measuring
+    them took the spool for absent, and removed it with every row it held."""
+    path = tmp_path / "spool.jsonl"
+    alert = dark()
+    Spool(path).append([new_of(alert), ("o", ack_of(alert))])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    failing = [True]
+
+    class Failing(type(path)):  # type: ignore[misc]
+        def stat(self, *args: Any, **kwargs: Any) -> Any:
+            if failing and self.name == "spool.jsonl":
+                failing.clear()
+                raise OSError(5, "Input/output error")
+            return super().stat(*args, **kwargs)
+
+    spool = Spool(path)
+    spool.path = Failing(path)
+    with pytest.raises(StoreError, match="Input/output error"):
+        spool.append([new_of(dark(MMSI + 1))])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert spool.pending == 2
+
+
 async def test_an_act_line_this_release_cannot_read_is_set_aside_never_dropped(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "spool.jsonl"
