@@ -170,13 +170,17 @@ class Spool:
                 _write_lines(self.acts_path, act_lines, "a")
             if lines:
                 _write_lines(self.path, lines, "a")
-        except OSError as exc:
+        except Exception as exc:
             # Not appended (the caller keeps the rows): nothing of it may stay, a part line
-            # would join onto the next append's first, a whole one be written twice.
+            # would join onto the next append's first, a whole one be written twice; nor a
+            # first line never written as the head the next acts name (any error: a row
+            # json cannot encode too).
             self._head = head
             _cut_back(self.acts_path, acts_size)
             _cut_back(self.path, main_size)
-            raise StoreError(f"cannot write spool {self.path}: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write spool {self.path}: {exc}") from exc
+            raise
         self._acts.extend(acts)
         self.pending += len(items)
         self.alerts_pending += alerts

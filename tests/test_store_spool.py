@@ -298,6 +298,21 @@ def test_an_append_that_fails_part_way_leaves_nothing_of_it(
     assert got == [new_of(a), ("o", ack_of(a)), new_of(b), ("o", ack_of(b))]
 
 
+def test_an_append_failing_otherwise_leaves_the_spool_as_it_was(tmp_path: Path) -> None:
+    """An unforeseen error (here a row json cannot encode) is the writer's to handle, the
+    spool left as it was: it kept that row's line as the file's first, so the acts spooled
+    next named another file and went first at the next start, before the alert they act on."""
+    path = tmp_path / "spool.jsonl"
+    alert = dark()
+    spool = Spool(path)
+    with pytest.raises(TypeError):
+        spool.append([new_of(dark(MMSI + 1)), ("a", ("new", T0, {"odd": {1, 2}}))])
+    assert not list(tmp_path.iterdir()) and spool.pending == 0
+    spool.append([new_of(alert), ("o", ack_of(alert))])
+    got, _mark = Spool(path).peek(10)
+    assert got == [new_of(alert), ("o", ack_of(alert))]
+
+
 def test_an_append_that_cannot_measure_the_spool_removes_nothing(tmp_path: Path) -> None:
     """A failed append is cut back to the sizes the files had; one that failed measuring
     them took the spool for absent, and removed it with every row it held."""
