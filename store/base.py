@@ -174,8 +174,9 @@ class WriterStats:
     dropped_acts: int = 0
     pending_acts: int = 0
     db_up: bool = True
-    #: the database is back and alert transitions or acts queued while it was away are not
-    #: all written yet (the API answers the alert list from memory meanwhile)
+    #: the database is back and alert transitions or acts queued while it was away, or
+    #: behind the rows an earlier run spooled, are not all written yet (the API answers the
+    #: alert list from memory meanwhile)
     catching_up: bool = False
     spool_pending: int = 0
     #: wall time (Unix seconds) the database last took a write: with rows ``queued``, a

@@ -75,8 +75,9 @@ class BatchWriter:
         #: Alert transitions and operator acts in the queue (see ``put_marked``).
         self._queued_alerts = 0
         self._queued_acts = 0
-        #: The database came back from an outage and the alert transitions and acts queued
-        #: meanwhile are not all written (WriterStats.catching_up).
+        #: The database came back from an outage (or a start found an earlier run's spool)
+        #: and the alert transitions and acts queued meanwhile are not all written
+        #: (WriterStats.catching_up).
         self._catching_up = False
         #: Set once the alert transitions and acts an earlier run spooled are written.
         self._ahead_done = asyncio.Event()
@@ -117,6 +118,9 @@ class BatchWriter:
         if self._spool.pending:
             log.warning("store: %d spooled rows from an earlier run in %s; catching up",
                         self._spool.pending, self._spool.path)
+            # This run's alerts and acts queue behind them: the API answers from memory
+            # until they are written, as after an outage of this run.
+            self._catching_up = True
         self._task = asyncio.create_task(self._run(), name="store-writer")
 
     async def spooled_alerts_written(self) -> None:

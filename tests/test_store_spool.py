@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from geofence.alert import Alert, AlertEvent, Transition
-from store.base import QueuedAct, StoreError, StoreUnavailable
+from store.base import NotFound, QueuedAct, StoreError, StoreUnavailable
 from store.rows import alert_row
 from store.spool import Spool
 from store.sqlite import SqliteStore
@@ -506,4 +506,42 @@ async def test_rows_arriving_during_a_long_catch_up_stay_within_the_memory_bound
         assert await store.position_count() == 4500
         assert max(queued) <= 100
     finally:
+        await store.stop()
+
+
+async def test_a_start_catching_up_an_earlier_runs_spool_is_catching_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This run's alerts wait behind the positions an earlier run spooled: until they are
+    written ``catching_up`` is on, so the API answers from memory, not from a database that
+    lacks them (it was off: only an outage of this run turned it on)."""
+    path = tmp_path / "spool.jsonl"
+    position = (T0, MMSI, -23.8, 151.4, 3.0, None, None, None, 1, ["rx1"], False, False)
+    Spool(path).append([new_of(dark()), *(("p", (T0 + i, *position[1:])) for i in range(10))])
+    store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
+    catching = asyncio.Event()
+    caught = asyncio.Event()
+    real = store.write_batch
+
+    async def write_batch(batch: Any) -> int:
+        if batch.positions and not caught.is_set():  # the spooled positions: held here
+            catching.set()
+            await caught.wait()
+        return await real(batch)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    await store.start()
+    try:
+        await store.spooled_alerts_written()
+        alert = dark(MMSI + 1)
+        store.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), T0 + 60))
+        await catching.wait()
+        assert store.stats().catching_up
+        with pytest.raises(NotFound):  # behind the spooled positions
+            await store.alert(alert.id)
+        caught.set()
+        await store.flush()
+        assert (await store.alert(alert.id))["state"] == "open"
+        assert not store.stats().catching_up and store.stats().spool_pending == 0
+    finally:
+        caught.set()
         await store.stop()
