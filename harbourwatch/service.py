@@ -253,6 +253,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     # Forked before the store starts its threads (see replay.decoding).
     decoder = _start_decoding(replay, ingestor)
     stop = asyncio.Event()
+    started_store = False
     try:
         _on_signals(stop)
         with contextlib.ExitStack() as probes:  # all held at once: two sources may clash
@@ -266,14 +267,18 @@ async def run_service(config: Config, options: ServiceOptions, *,
             check_address(config.api.host, config.api.port)
             auth = api_authenticator(config)
         store = make_store(config, config_dir, drill, replay=replay is not None)
-        if not await _start_store(store, stop, wait=live_service):
-            if decoder is not None:
-                decoder.close()
-            return 0
-    except BaseException:
-        if decoder is not None:
+        # Each try through the signals' reach: a database that takes the connection and
+        # does not answer (packets dropped, another start's migration holding its lock)
+        # held the start until a timeout, up to a minute, deaf to SIGTERM.
+        started_store = await _start_store(store, stop, wait=live_service)
+    finally:
+        if not started_store and decoder is not None:
             decoder.close()
-        raise
+    if not started_store:
+        await store.stop()  # what the start had opened (nothing was queued)
+        log.warning("stopped while the store was starting (is the database away?): nothing "
+                    "read, restored or saved")
+        return 0
     origin = config.origin("store.url") or ""  # the environment's wins over the file's
     log.warning("store: %s%s", store.description,
                 f" (from the {origin})" if origin.startswith("environment") else "")
@@ -432,8 +437,7 @@ async def _start_store(store: Store, stop: asyncio.Event, *, wait: bool) -> bool
     delay = 1.0
     while True:
         try:
-            await store.start()
-            return True
+            return await _until_stopped(store.start(), stop)
         except StoreUnavailable as exc:
             if not wait:
                 raise
@@ -442,7 +446,6 @@ async def _start_store(store: Store, stop: asyncio.Event, *, wait: bool) -> bool
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
         if stop.is_set():
-            log.warning("stopped before the database was up")
             return False
         delay = min(delay * 2, START_RETRY_MAX_S)
 

@@ -1083,3 +1083,33 @@ def test_a_store_that_cannot_stop_cleanly_makes_the_run_fail(
     code = main(["replay", str(log), "--zones", str(DEMO_ZONES), "--speed", "1000",
                  "--no-progress", "--db", f"sqlite:///{tmp_path / 'hw.db'}"])
     assert code == 1
+
+
+def test_a_signal_stops_a_start_waiting_for_the_database_to_answer(tmp_path: Path) -> None:
+    """A database that takes the connection and does not answer (packets dropped on the
+    way, another start's migration holding its lock) held the store's start, the signal
+    handlers already set: SIGTERM did nothing until the connect timed out, and the run then
+    failed (exit 2) as if the database were at fault."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(60)
+        port = silent.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+             "--udp", f"127.0.0.1:{free_udp_port()}",
+             "--db", f"postgresql://hw@127.0.0.1:{port}/hw"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            conn, _ = silent.accept()  # the store's start is connecting
+            with conn:
+                proc.send_signal(signal.SIGTERM)
+                _out, said = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, said
+    assert "stopped while the store was starting" in said
+    assert "did not answer in time" not in said
+    assert not list(tmp_path.iterdir())  # nothing spooled, nothing saved

@@ -336,7 +336,7 @@ def test_a_live_start_waits_for_a_database_not_up_yet(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         said += proc.stderr.read() if proc.stderr else ""
-        assert "stopped before the database was up" in said and "Traceback" not in said
+        assert "stopped while the store was starting" in said and "Traceback" not in said
 
         proc, said = started(until="the database is not up")
         postgres_server.start()
