@@ -302,8 +302,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
             # spooled are written first (read back before, an acknowledged alert came back
             # open); its positions, perhaps millions, are caught up in the background.
             # Tried until the database takes them, but a signal still stops the start.
+            # Nothing is saved at the stop until the state is read back: saved over, a
+            # start that failed or was stopped before then wiped the state saved last.
+            saves_state = False
             if not await _until_stopped(store.spooled_alerts_written(), stop):
-                saves_state = False  # nothing restored: the state saved last time stays
                 log.warning("stopped before the rules' state was restored: the alerts and "
                             "acts an earlier run spooled are not written yet (is the "
                             "database away?); they stay spooled for the next start")
@@ -314,6 +316,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 # Live: nothing can have been heard after now (give or take the clocks).
                 latest=time.time() + config.ingest.max_clock_lead_s if replay is None
                 else None)
+            saves_state = True
             if replay is not None and replay.start is not None \
                     and engine.newest > replay.start:
                 # Saved by a replay that went on past --start (the same one run again):

@@ -1113,3 +1113,35 @@ def test_a_signal_stops_a_start_waiting_for_the_database_to_answer(tmp_path: Pat
     assert "stopped while the store was starting" in said
     assert "did not answer in time" not in said
     assert not list(tmp_path.iterdir())  # nothing spooled, nothing saved
+
+
+def test_a_start_whose_restore_fails_keeps_the_state_saved_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed replay whose reading back of the rules' state fails saved, at its stop, the
+    empty state it had over the one the last run saved."""
+    from harbourwatch import service
+    from harbourwatch.cli import main
+    from store.base import StoreError
+
+    log = tmp_path / "tiny.nmea"
+    log.write_text("".join(tag_block(s="rx1", c=1_767_261_600 + 10 * i)
+                           + single(position(mmsi=244123456, lat=-23.83, lon=151.25)) + "\n"
+                           for i in range(6)))
+    db = tmp_path / "hw.db"
+    args = ["replay", str(log), "--zones", str(DEMO_ZONES), "--speed", "1000", "--no-progress",
+            "--db", f"sqlite:///{db}"]
+    assert main(args) == 0
+
+    def saved() -> list[tuple[Any, ...]]:
+        with sqlite3.connect(db) as conn:
+            return sorted(conn.execute("SELECT * FROM vessel_state WHERE scope = 'replay'"))
+
+    before = saved()
+    assert before  # the control: the first run saved the vessel
+
+    async def restore_state(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        raise StoreError("a damaged saved state (test)")
+
+    monkeypatch.setattr(service, "restore_state", restore_state)
+    assert main([*args, "--start", "2026-01-01T10:00:30Z"]) == 2
+    assert saved() == before
