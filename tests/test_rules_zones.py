@@ -115,6 +115,24 @@ def test_restricted_entry_opens_once_and_ends_on_exit() -> None:
     assert run.of("restricted_entry", "update") == []
 
 
+def test_an_entry_says_when_and_where_the_vessel_was_first_seen_inside() -> None:
+    """Confirmed by its second report inside, a class B at 3 min (or a moored class A) was
+    announced 3 min after it entered, quoting only the confirming report."""
+    from harbourwatch.timeutil import iso_time
+    from tests.rulekit import T0, lonlat
+
+    run = Run()
+    run.play(at(SHIP, [0], -2200, -1750, speed=3.0),
+             at(SHIP, [180, 360], -1750, -1750, speed=0.5))
+    (opened,) = run.of("restricted_entry", "new")
+    lon, lat = lonlat(-1750, -1750)
+    first = {"time": iso_time(T0 + 180), "lat": lat, "lon": lon}
+    assert opened.alert["details"]["first_inside"] == first
+    assert opened.alert["started_at"] == iso_time(T0 + 360)  # confirmed then
+    (entry,) = [e for e in run.of("zone_entry", "new") if e.alert["zone"] == "restricted_1"]
+    assert entry.alert["details"]["first_inside"] == first
+
+
 def test_allowed_vessel_in_restricted_zone_no_alert() -> None:
     run = Run()
     run.track(244000999, span(0, 300, 10), -1750, -1750)

@@ -159,6 +159,17 @@ def evidence(report: Report) -> dict[str, Any]:
     return out
 
 
+def first_inside(vessel: Vessel, inertia: int) -> dict[str, Any] | None:
+    """The first of the ``inertia`` fixes inside that confirmed an entry (each accepted fix
+    is in the history): when and where the vessel was first seen inside, one reporting
+    interval before the alert (3 min for a class B or a moored class A)."""
+    history = vessel.history
+    if inertia < 2 or len(history) < inertia:
+        return None
+    fix = history[-inertia]
+    return {"time": iso_time(fix.time), "lat": fix.lat, "lon": fix.lon}
+
+
 def pair_evidence(report: Report) -> dict[str, Any]:
     """:func:`evidence` naming its vessel: a pair's alert quotes either vessel's reports."""
     return {"mmsi": report.mmsi, **evidence(report)}

@@ -5,11 +5,11 @@ State-based: opens on the (inertia-confirmed) entry, ends on the confirmed exit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from geofence.rules.base import BaseRule, RuleContext, evidence, first_inside, vessel_fields
 from geofence.zones import Zone
 from ingest.report import Report
 
@@ -24,6 +24,7 @@ class RestrictedEntry(BaseRule):
     def __init__(self, config: RulesConfig) -> None:
         self.kinds = frozenset(config.restricted_entry.kinds)
         self.allowed = frozenset(config.restricted_entry.allowed_mmsi)
+        self.inertia = config.membership.inertia_reports
 
     def allowed_in(self, zone: Zone, mmsi: int) -> bool:
         return mmsi in self.allowed or mmsi in (zone.get("allowed_mmsi") or ())
@@ -32,11 +33,15 @@ class RestrictedEntry(BaseRule):
         for zone in ctx.entered:
             if zone.kind in self.kinds and not self.allowed_in(zone, vessel.mmsi):
                 severity = Severity.CRITICAL if zone.kind == "security" else Severity.WARNING
+                details: dict[str, Any] = {"zone_kind": zone.kind, "zone_name": zone.name,
+                                           "reports": [evidence(report)]}
+                first = first_inside(vessel, self.inertia)
+                if first is not None:
+                    details["first_inside"] = first
                 ctx.book.open(self.name, risk_area=RiskArea.CRIMINAL_ACTIVITY,
                               severity=severity, mmsi=vessel.mmsi, started_at=report.time,
                               time=report.time, zone=zone.id, **vessel_fields(vessel),
-                              details={"zone_kind": zone.kind, "zone_name": zone.name,
-                                       "reports": [evidence(report)]})
+                              details=details)
         for zone in ctx.exited:
             alert = ctx.book.find(self.name, vessel.mmsi, zone=zone.id)
             if alert is not None:

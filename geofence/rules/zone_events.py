@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from geofence.rules.base import BaseRule, RuleContext, evidence, first_inside, vessel_fields
 from geofence.zones import Zone
 from ingest.report import Report
 
@@ -33,6 +33,9 @@ class _ZoneEvent(BaseRule):
             if self._wanted(zone):
                 details: dict[str, Any] = {"zone_kind": zone.kind, "zone_name": zone.name,
                            "reports": [evidence(report)]}
+                first = first_inside(vessel, self.inertia) if self.entering else None
+                if first is not None:
+                    details["first_inside"] = first
                 if self.entering and self._first_seen_inside(vessel):
                     details["first_seen_inside"] = True
                 elif self.entering and self._always_inside(vessel, zone):
