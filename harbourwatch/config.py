@@ -516,7 +516,9 @@ class StoreConfig(_Model):
                                          "before spooling to disk")
     spool_dir: Path | None = Field(default=None,
                                    description="Spool directory (default: beside the SQLite "
-                                               "database, or the config for PostgreSQL)")
+                                               "database, or the config for PostgreSQL); the "
+                                               "live service, replays and drills each have "
+                                               "a spool of their own there")
     retention_days: int | None = Field(default=90, ge=1, le=36500,
                                        description="Positions (and receiver-health "
                                                    "snapshots) older than this on the wall "

@@ -101,15 +101,22 @@ async def _zones_in_force(store: Store, config: Config, zones: ZoneSet) -> ZoneS
     return ZoneSet.from_geojson(saved["geojson"], projection=zones.crs)
 
 
+def run_scope(drill: bool, replay: bool) -> str:
+    """Whose saved state, part of the MQTT outbox, MQTT client id and spool a run has."""
+    return "drill" if drill else "replay" if replay else "live"
+
+
 def make_store(config: Config, config_dir: Path, drill: bool, *,
                replay: bool = False) -> Store:
-    """The configured store; a replay writes SQLite batches inline (see SqliteStore)."""
+    """The configured store; a replay writes SQLite batches inline (see SqliteStore). Each
+    kind of run has a spool of its own (``store.spool_file``): a drill with the port's config
+    wrote the live service's spooled rows into the drill database."""
     url = None if config.store.url is None else config.store.url.get_secret_value()
     retention = (None if config.store.retention_days is None
                  else timedelta(days=config.store.retention_days))
-    spool = None if config.store.spool_dir is None else (
-        config.store.spool_dir / "harbourwatch-spool.jsonl")
-    return open_store(url, config_dir, retention=retention, spool_path=spool, drill=drill,
+    return open_store(url, config_dir, retention=retention,
+                      spool_dir=config.store.spool_dir, scope=run_scope(drill, replay),
+                      drill=drill,
                       batch_size=config.store.batch_size,
                       max_age=config.store.flush_interval_s,
                       memory_limit=config.store.buffer_rows, inline_writes=replay,
@@ -233,7 +240,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     """
     drill = options.drill
     #: Whose saved state and part of the MQTT outbox (and whose MQTT client id).
-    scope = "drill" if drill else "live" if replay is None else "replay"
+    scope = run_scope(drill, replay is not None)
     saves_state = replay is not None or not drill
     #: The port's own service: its zones, snoozes kept and retention (not a replay or drill).
     live_service = replay is None and not drill
