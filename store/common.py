@@ -86,9 +86,12 @@ class WriterStore:
         raise NotImplementedError
 
     async def start(self) -> None:
+        # The spool first: a second process on it is refused before touching the database.
+        self._writer.open_spool()
         try:
             await self._open()
         except BaseException:
+            self._writer.close_spool()
             await self._close()  # a start tried again opens afresh, leaking nothing
             raise
         await self._writer.start()
@@ -98,6 +101,7 @@ class WriterStore:
         try:
             await self._writer.stop()
         finally:
+            self._writer.close_spool()
             await self._close()  # rows lost or not, the database is closed
 
     async def spooled_alerts_written(self) -> None:

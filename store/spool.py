@@ -16,10 +16,17 @@ Two files, so that a release can be rolled back with rows spooled:
 
 A line this release cannot read (another release's, a damaged disk) raises
 :class:`SpoolRowError` naming the file and line; the writer sets it aside and goes on.
+
+One process owns a spool (:meth:`Spool.open`): an exclusive ``flock`` on ``<spool>.lock``
+beside it, a file of its own because the spool files themselves are unlinked and replaced
+while in use. A second process reading it wrote another run's rows into its own database and
+truncated them away from their owner.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -35,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: Version of the acts file's format, part of its name (see the module docstring).
 ACTS_VERSION = 1
+
+
+class SpoolInUse(StoreError):
+    """Another process (or another store in this one) holds the spool."""
 
 
 class SpoolRowError(StoreError):
@@ -71,9 +82,20 @@ def acts_path(path: Path) -> Path:
 class Spool:
     """Owned by one task (the writer's flush loop); its methods block briefly on disk I/O."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, deferred: bool = False) -> None:
+        """Reads what the files hold. ``deferred`` (the writer's): only counts it, and
+        :meth:`open` reads it again once it holds the lock, cutting a torn last line then
+        (unlocked, it could be another process's line in the making)."""
         self.path = path
         self.acts_path = acts_path(path)
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._lock: int | None = None  # the lock file's descriptor while this one owns it
+        self._deferred = deferred
+        self._load(owned=not deferred)
+
+    def _load(self, *, owned: bool = True) -> None:
+        """Read the files. ``owned``: this one may change them (cut a torn last line) and
+        says what it finds there."""
         self._read_pos = 0
         self._line = 1  # of the line at _read_pos
         #: Pending acts: [offset in the main file they follow, QueuedAct row], in order.
@@ -90,10 +112,12 @@ class Spool:
         #: Lines of the acts file this release cannot read: (line, text, why), kept in the
         #: file until ``peek`` has raised them and the writer has set them aside (``skip``).
         self._bad_acts: list[tuple[int, str, str]] = []
-        # A torn last line (a write cut short: disk full, power cut) was never acknowledged;
-        # left, the next append would join onto it and make both one unreadable line.
-        _cut_torn_tail(path)
-        _cut_torn_tail(self.acts_path)
+        path = self.path
+        if owned:
+            # A torn last line (a write cut short: disk full, power cut) was never
+            # acknowledged; left, the next append would join onto it: one unreadable line.
+            _cut_torn_tail(path)
+            _cut_torn_tail(self.acts_path)
         if path.exists():
             with path.open("rb") as fh:
                 for line in fh:
@@ -105,10 +129,35 @@ class Spool:
                         self._old_acts += line.startswith(b'["o"')
         self._acts = self._load_acts()
         self.pending += len(self._acts) + len(self._bad_acts)
-        for other in sorted(path.parent.glob(path.stem + ".acts-v*.jsonl")):
+        for other in sorted(path.parent.glob(path.stem + ".acts-v*.jsonl")) if owned else ():
             if other != self.acts_path:
                 log.error("store: %s holds operator acts spooled by another release; this "
                           "one does not read it (start that release to write them)", other)
+
+    def open(self) -> None:
+        """Own the spool, then read what an earlier run left in it: the lock first, so
+        that nothing of a spool another process is writing is read, or cut as torn. Raises
+        :class:`SpoolInUse` when another process (or store) holds it; nothing when this one
+        does already."""
+        if self._lock is not None:
+            return
+        self._lock = _take_lock(self.path, self.lock_path)
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give the spool up (its files stay for the next owner)."""
+        fd, self._lock = self._lock, None
+        if fd is None:
+            return
+        # Unlinked while still held: a process that opened this lock file before the unlink
+        # finds it stale once it has the lock (see _take_lock) and takes the new one.
+        with contextlib.suppress(OSError):
+            self.lock_path.unlink()
+        os.close(fd)  # releases the lock
 
     @property
     def acts_pending(self) -> int:
@@ -143,6 +192,8 @@ class Spool:
     def append(self, items: list[Item]) -> None:
         if not items:
             return
+        if self._deferred:
+            self.open()  # a writer stopped without a start: never written unowned, unread
         head = self._head
         try:  # the sizes before the append (None: no file), known before any cut back
             main_size = self.path.stat().st_size if self.path.exists() else None
@@ -317,6 +368,49 @@ class Spool:
     def _act_line(self, act: tuple[int, dict[str, Any]]) -> str:
         return json.dumps({"after": act[0], "head": self._head, "act": act[1]},
                           separators=(",", ":")) + "\n"
+
+
+def _take_lock(path: Path, lock_path: Path) -> int:
+    """An exclusive lock on ``lock_path`` (for the spool ``path``): its descriptor. flock
+    locks belong to the open file: the kernel drops them when the process dies (a kill -9
+    leaves no stale lock), and two opens in one process exclude each other too."""
+    while True:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise StoreError(f"cannot lock spool {path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise SpoolInUse(
+                f"spool {path} is in use by another harbourwatch process{holder}, which "
+                f"holds {lock_path}: two runs sharing a spool write each other's rows into "
+                "their own databases; stop that one, or give this run a store.spool_dir of "
+                "its own") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock spool {path} ({lock_path}): {exc}") from exc
+        try:
+            held, there = os.fstat(fd), os.stat(lock_path)
+            same = (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+        except FileNotFoundError:
+            same = False
+        if not same:  # its owner unlinked it as it let go: a new one may be held by now
+            os.close(fd)
+            continue
+        with contextlib.suppress(OSError):  # who holds it, for the message above
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+
+def _holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f" (pid {int(os.pread(fd, 32, 0))})"
+    return ""
 
 
 def _write_lines(path: Path, lines: Any, mode: str) -> None:

@@ -52,7 +52,7 @@ class BatchWriter:
         """``before_pass`` runs at the start of every pass (at least every ``max_age``)."""
         self._backend = backend
         self._before_pass = before_pass
-        self._spool = Spool(spool_path)
+        self._spool = Spool(spool_path, deferred=True)  # read once owned: open_spool
         self._rejected_path = spool_path.with_suffix(".rejected.jsonl")
         self.batch_size = batch_size
         self.max_age = max_age
@@ -114,7 +114,17 @@ class BatchWriter:
             self._wake.set()
 
     # --- lifecycle ---------------------------------------------------------------------------
+    def open_spool(self) -> None:
+        """Own the spool (an exclusive lock; ``SpoolInUse`` when another process holds it)
+        and read what an earlier run left there. ``start`` does it if not done before."""
+        self._spool.open()
+
+    def close_spool(self) -> None:
+        """Give the spool up, once stopped."""
+        self._spool.close()
+
     async def start(self) -> None:
+        self._spool.open()
         if self._spool.pending:
             log.warning("store: %d spooled rows from an earlier run in %s; catching up",
                         self._spool.pending, self._spool.path)

@@ -1,20 +1,28 @@
-"""Whose spool a run opens: each kind of run (live, replay, drill) has its own. A drill run with
-the port's config opened the live service's spool and wrote its rows into the drill database.
-Real files, real processes, real SQLite."""
+"""Whose spool a run opens: each kind of run (live, replay, drill) has its own, and one process
+owns it (a lock). A drill run with the port's config opened the live service's spool and wrote
+its rows into the drill database. Real files, real processes, real SQLite."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from geofence.alert import AlertEvent, Transition
 from store import open_store
+from store.base import AlertQuery, StoreError, StoreUnavailable
 from store.spool import Spool
 from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
+from tests.test_service import free_udp_port
 from tests.test_store_queued_acts import T0, dark
 from tests.test_store_spool import items_of
 
@@ -106,3 +114,86 @@ def test_each_kind_of_run_and_database_has_its_own_spool(tmp_path: Path) -> None
     assert spool_of(pg, "drill") == spool_of(pg.replace("secret", "rotated"), "drill")
     assert spool_file("drill", "sqlite:/x.db", sqlite=tmp_path / "x.db") == (
         tmp_path / "x.db.drill-spool.jsonl")
+
+
+def test_a_second_process_on_the_same_spool_is_refused(tmp_path: Path) -> None:
+    """Two live services with one config (another database given to the second): the second
+    stops at start, exit 2, naming the spool; after a kill -9 of the first, the lock is gone
+    with it and the spool is the next start's."""
+    spool_dir = tmp_path / "state"
+    config = port_config(tmp_path, spool_dir)
+    spool = spool_dir / "harbourwatch-spool.jsonl"
+
+    def run(db: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
+             "--udp", f"127.0.0.1:{free_udp_port()}", "--serve", "off", "--mqtt", "off",
+             "--db", f"sqlite:///{tmp_path / db}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    first = run("live.db")
+    try:
+        said = ""
+        deadline = time.monotonic() + 60
+        assert first.stderr is not None
+        while "store: SQLite" not in said:  # started: the spool is held
+            assert first.poll() is None and time.monotonic() < deadline, said
+            said += first.stderr.readline()
+        second = run("other.db")
+        try:
+            _out, err = second.communicate(timeout=30)
+        finally:
+            if second.poll() is None:  # started beside the first: the defect
+                second.kill()
+                second.wait()
+        assert second.returncode == 2, err
+        assert f"spool {spool} is in use by another harbourwatch process (pid {first.pid})" in err
+        assert first.poll() is None  # the owner goes on
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+    async def after_the_kill() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'live.db'}", tmp_path, spool_path=spool)
+        await store.start()
+        await store.stop()
+
+    asyncio.run(after_the_kill())
+
+
+async def test_one_spool_one_store_in_a_process_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stores on different spools run side by side; a second on the same spool is refused
+    before it opens its database, and takes it once the first has stopped, with the rows the
+    first spooled (the lock leaves the spool's appends, catch-up and removal alone)."""
+    spool = tmp_path / "spool.jsonl"
+    first = open_store(f"sqlite:///{tmp_path / 'a.db'}", tmp_path, spool_path=spool)
+    other = open_store(f"sqlite:///{tmp_path / 'b.db'}", tmp_path)  # b.db.spool.jsonl
+
+    async def away(batch: Any) -> int:
+        raise StoreUnavailable("database away (test)")
+
+    monkeypatch.setattr(first, "write_batch", away)
+    await first.start()
+    await other.start()
+    second = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, spool_path=spool)
+    try:
+        with pytest.raises(StoreError, match=f"spool {spool} is in use by another harbourwatch "
+                                             f"process \\(pid {os.getpid()}\\)"):
+            await second.start()
+        assert not (tmp_path / "c.db").exists()
+        for event in (AlertEvent(Transition.NEW, dark().to_dict(), T0),
+                      AlertEvent(Transition.NEW, dark(LIVE_MMSI).to_dict(), T0)):
+            first.on_alert(event)
+    finally:
+        await other.stop()
+        await first.stop()  # the database away: spooled
+    assert Spool(spool).pending == 2
+    assert not spool.with_name("spool.jsonl.lock").exists()  # given up
+    await second.start()
+    try:
+        await second.flush()
+        assert len(await second.alerts(AlertQuery())) == 2
+    finally:
+        await second.stop()
+    assert sorted(p.name for p in tmp_path.iterdir() if "spool" in p.name) == []
