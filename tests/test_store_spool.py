@@ -21,6 +21,20 @@ from store.sqlite import SqliteStore
 from tests.test_store_queued_acts import MMSI, T0, WALL, dark
 
 
+def recorded_batches(store: SqliteStore,
+                     monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """(positions, alerts, acts) of each batch the store is given from now on, in order."""
+    batches: list[tuple[int, int, int]] = []
+    real = store.write_batch
+
+    async def write_batch(batch: Any) -> int:
+        batches.append((len(batch.positions), len(batch.alerts), len(batch.acts)))
+        return await real(batch)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    return batches
+
+
 def released_decode(raw: Any) -> tuple[str, Any]:
     """The spool decoder of the releases before operator acts were queued (verbatim): every
     kind it does not know is read as an alert row."""
@@ -152,14 +166,7 @@ async def test_a_start_writes_the_spooled_alerts_and_acts_before_the_positions(
         ("o", QueuedAct("ack", "duty", WALL, alert_id=alert.id).to_row())]
     Spool(path).append(items)
     store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01, batch_size=500)
-    batches: list[tuple[int, int, int]] = []
-    real = store.write_batch
-
-    async def write_batch(batch: Any) -> int:
-        batches.append((len(batch.positions), len(batch.alerts), len(batch.acts)))
-        return await real(batch)
-
-    monkeypatch.setattr(store, "write_batch", write_batch)
+    batches = recorded_batches(store, monkeypatch)
     await store.start()
     try:
         await store.spooled_alerts_written()
@@ -192,14 +199,7 @@ async def test_acts_an_older_release_spooled_in_the_main_file_are_written_ahead(
     spool = store._writer._spool
     assert (spool.acts_pending, spool.alerts_pending, spool.pending) == (1, 1, 4)
     assert store.stats().pending_acts == 1
-    batches: list[tuple[int, int, int]] = []
-    real = store.write_batch
-
-    async def write_batch(batch: Any) -> int:
-        batches.append((len(batch.positions), len(batch.alerts), len(batch.acts)))
-        return await real(batch)
-
-    monkeypatch.setattr(store, "write_batch", write_batch)
+    batches = recorded_batches(store, monkeypatch)
     await store.start()
     try:
         await store.spooled_alerts_written()
@@ -380,18 +380,11 @@ async def test_an_unreadable_alert_line_does_not_hold_back_the_alerts_after_it(
                                json.dumps(new_of(second)), json.dumps(["p", position])])
                     + "\n")
     store = SqliteStore(tmp_path / "hw.db", spool_path=path, max_age=0.01)
-    batches: list[tuple[int, int]] = []
-    real = store.write_batch
-
-    async def write_batch(batch: Any) -> int:
-        batches.append((len(batch.positions), len(batch.alerts)))
-        return await real(batch)
-
-    monkeypatch.setattr(store, "write_batch", write_batch)
+    batches = recorded_batches(store, monkeypatch)
     await store.start()
     try:
         await store.spooled_alerts_written()
-        assert batches[0] == (0, 2)  # both alerts ahead of the position, in one go
+        assert batches[0] == (0, 2, 0)  # both alerts ahead of the position, in one go
         await store.flush()
         assert store.stats().rejected == 1 and await store.position_count() == 1
         kept = path.with_suffix(".rejected.jsonl").read_text().splitlines()
