@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +36,20 @@ async def _collect(broker: MosquittoBroker, topic: str, into: list[aiomqtt.Messa
         ready.set()
         async for message in client.messages:
             into.append(message)
+
+
+def _stderr_lines(proc: subprocess.Popen[str]) -> list[str]:
+    """The child's stderr, read as it comes (a thread): lines to wait on, and a pipe that
+    never fills up and blocks the child."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 async def _wait_for(predicate: Any, timeout: float, what: str) -> None:
@@ -67,6 +82,7 @@ async def test_drill_replay_reaches_api_and_command_platform(
          "--mqtt", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--mqtt-prefix", prefix,
          "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = _stderr_lines(proc)
     try:
         def alerts() -> list[dict[str, Any]]:
             return [json.loads(m.payload) for m in messages
@@ -80,13 +96,21 @@ async def test_drill_replay_reaches_api_and_command_platform(
 
         base = f"http://127.0.0.1:{api_port}"
         auth = {"Authorization": f"Bearer {TOKEN}"}
+        # The replay over (it goes on while MQTT already has alerts): an alert it still
+        # ends between the list and the ack is acked "ended", not "acknowledged".
+        await _wait_for(lambda: proc.poll() is not None
+                        or any("replay finished" in line for line in stderr), 90,
+                        "the end of the replay")
+        assert proc.poll() is None, "".join(stderr)
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            await _wait_for(lambda: proc.poll() is None, 1, "the service")
             opened: list[dict[str, Any]] = []
 
             async def some_open() -> bool:
-                response = await http.get("/alerts", params={"state": "open", "drill": "true"},
-                                          headers=auth)
+                try:
+                    response = await http.get("/alerts", headers=auth,
+                                              params={"state": "open", "drill": "true"})
+                except httpx.TransportError:  # the API not listening yet
+                    return False
                 opened[:] = response.json()["alerts"] if response.status_code == 200 else []
                 return bool(opened)
 
@@ -108,7 +132,7 @@ async def test_drill_replay_reaches_api_and_command_platform(
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
-    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    assert code == 0, "".join(stderr)
     await _wait_for(lambda: any(str(m.topic) == f"{prefix}/drill/available"
                                 and m.payload == b"stopped" for m in messages), 10, "stopped")
     listener.cancel()
