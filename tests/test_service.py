@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,27 @@ DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
 def cli(*args: str | Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harbourwatch.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300, **kw)
+
+
+def wait_said(proc: subprocess.Popen[str], text: str, timeout: float = 60.0) -> list[str]:
+    """Wait until the service's stderr has a line with ``text``; its lines so far (read on
+    in a thread, so the pipe never fills). ``store: ...`` comes once its signal handlers
+    are in place: a signal sent before that killed it (a loaded machine starts slowly)."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in lines):
+        assert proc.poll() is None or any(text in line for line in lines), "".join(lines)
+        assert time.monotonic() < deadline, f"{text!r} not said:\n{''.join(lines)}"
+        time.sleep(0.05)
+    return lines
 
 
 def alerts_of(path: Path) -> list[dict[str, Any]]:
@@ -754,7 +776,7 @@ def test_sighup_is_left_alone_under_nohup(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup does
     try:
-        time.sleep(2.0)
+        wait_said(proc, "store: ")  # started, its own signal handlers in place
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         assert proc.poll() is None  # still running, as the operator asked
