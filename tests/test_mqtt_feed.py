@@ -576,8 +576,13 @@ def test_vessels_leave_the_feed_while_the_broker_is_away() -> None:
 class CommitsBeforeReturning(MemoryOutbox):
     """A database outbox: the row is readable before ``add`` returns (its round trip)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored = asyncio.Event()
+
     async def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
         entry_id = await super().add(topic, payload, qos, retain)
+        self.stored.set()
         await asyncio.sleep(0.2)
         return entry_id
 
@@ -588,15 +593,22 @@ async def test_an_alert_drained_while_its_add_returns_is_not_left_unacknowledged
     trip; registered afterwards, it stayed "unacknowledged" and ``stopped`` never went out
     (the retained ``available`` kept saying ``online`` after a clean exit)."""
     p = new_prefix()
-    feed = feed_for(broker, p, outbox=CommitsBeforeReturning(), stop_timeout_s=3.0)
+    outbox = CommitsBeforeReturning()
+    # No reconcile: it held the writer (0.5 s of quiet after its subscribe) past both adds,
+    # and the writer woken during the add never looked at the outbox then.
+    feed = feed_for(broker, p, outbox=outbox, stop_timeout_s=3.0, reconcile=False)
     await connected(feed)
     async with Subscriber(broker, f"{p}/alerts") as sub:
         feed.on_alert(make_event(Transition.NEW, 1))
-        await asyncio.sleep(0.05)  # the add is under way, its row already stored
+        # The add under way, its row already stored (a fixed 50 ms may not be, under load).
+        await asyncio.wait_for(outbox.stored.wait(), WAIT_S)
+        assert feed._to_persist  # not yet returned
         feed.on_report(report(211000030, T0))  # wakes the writer
         (_, body, _, _) = await sub.get_json()
         assert body["alert"]["id"] == make_event(Transition.NEW, 1).alert["id"]
-        await asyncio.sleep(0.3)  # the add has returned
+        # The add returned and the PUBACK was handled: a fixed 0.3 s (0.1 s past the add's
+        # round trip) was not always enough under load. Left unacknowledged, this times out.
+        await asyncio.wait_for(feed.wait_delivered(), WAIT_S)
     assert not feed._unacked
     await feed.stop()
     async with Subscriber(broker, f"{p}/available") as late:
