@@ -48,10 +48,9 @@ async def test_streams_beyond_the_limit_are_refused_with_retry_after(tmp_path: P
                 assert (stats["clients"], stats["refused"]) == (2, 1)
                 metrics = (await client.get("/metrics")).text.splitlines()
                 assert "harbourwatch_stream_refused_total 1.0" in metrics
-            for _ in range(100):  # the places are free again once those ended
-                if api.hub.clients == 0:
-                    break
-                await asyncio.sleep(0.02)
+            async with asyncio.timeout(30):  # the places are free again once those ended
+                while api.hub.clients:
+                    await asyncio.sleep(0.02)
             async with client.stream("GET", "/stream") as again:
                 assert again.status_code == 200
 
