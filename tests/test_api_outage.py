@@ -322,7 +322,7 @@ async def test_an_ack_stored_whose_answer_cannot_be_read_is_not_queued_again(
 
 async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """The service acks from memory; a store-only API (the database reachable for it)
     resolves first: the queued ack is refused, and the stream, MQTT's listeners and memory,
     which showed it, are told the store's alert."""
@@ -337,6 +337,16 @@ async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
         assert acked.status_code == 202
         assert hw.store.stats().pending_acts == 1
         watcher = hw.hub.subscribe(StreamFilter())
+        # The service's writer waits until the other API has resolved: back first, it wrote
+        # the ack, and the resolve then went through (a race the test lost under load).
+        resolved = asyncio.Event()
+        real = hw.store.write_batch
+
+        async def write_batch(batch: Any) -> int:
+            await resolved.wait()
+            return await real(batch)
+
+        monkeypatch.setattr(hw.store, "write_batch", write_batch)
         await asyncio.to_thread(hw.server.start)
         other = PostgresStore(str(hw.store.dsn), spool_path=tmp_path / "other.jsonl")
         await other.start()
@@ -344,6 +354,7 @@ async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
             await other.resolve(alert_id, "operator-2", "from the store-only API")
         finally:
             await other.stop()
+            resolved.set()
         with caplog.at_level(logging.WARNING):
             await drain(hw.store)
             async with asyncio.timeout(30):  # the store's alert, read again in a task
