@@ -59,6 +59,7 @@ from store.base import (
 
 log = logging.getLogger(__name__)
 _Q = TypeVar("_Q")
+_R = TypeVar("_R")
 
 GEOJSON = "application/geo+json"
 #: Where the /docs and /redoc pages load their scripts and styles from.
@@ -73,6 +74,9 @@ _MAX_MMSI = 999_999_999
 #: Seconds an act waits for the store writer's pass before it (see ``act``); past it the
 #: writer is stuck on a database that does not answer, and the act is queued instead.
 ACT_FLUSH_WAIT_S = 5.0
+#: On an act's 202: ``disk`` once it is spooled (a crash or power cut before the database is
+#: back does not lose it), ``memory`` when the spool could not be written (a full disk).
+QUEUED_HEADER = "X-Harbourwatch-Queued"
 _COUNT_PAGE = 10_000
 #: A client turned away at api.max_stream_clients may try again after this long (s).
 STREAM_RETRY_AFTER_S = 30
@@ -338,6 +342,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
                        "database is away, or still writing what was queued meanwhile); "
                        "absent when the answer is the database's",
         "schema": {"type": "string", "enum": ["memory"]}}}
+    queued_headers = {**source_header, QUEUED_HEADER: {
+        "description": "`disk`: the act is spooled and survives a crash or power cut before "
+                       "the database is back; `memory`: the spool could not be written (a "
+                       "full disk, logged), the act is lost if the service dies first",
+        "schema": {"type": "string", "enum": ["disk", "memory"]}}}
     unavailable: dict[int | str, dict[str, Any]] = {503: {
         "model": m.ErrorOut, "description": "The database is away and memory cannot answer "
                                             "(Retry-After)"}}
@@ -348,7 +357,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         (``queued``'s model) for an act."""
         out = {**base, **unavailable, ok: {**base.get(ok, {}), "headers": source_header}}
         if queued is not None:
-            out[202] = {"model": queued, "headers": source_header,
+            out[202] = {"model": queued, "headers": queued_headers,
                         "description": "The database is away: applied at once, queued for "
                                        "the store"}
         return out
@@ -560,8 +569,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
             raise StoreUnavailable(f"the store writer's pass did not end within "
                                    f"{ACT_FLUSH_WAIT_S:g} s") from exc
 
-    def from_memory(answer: Callable[[AlertMemory, _Q], dict[str, Any]], query: _Q,
-                    outage: StoreUnavailable) -> dict[str, Any]:
+    def from_memory(answer: Callable[[AlertMemory, _Q], _R], query: _Q,
+                    outage: StoreUnavailable) -> _R:
         """The store is away: ``answer`` from the alerts the rules hold, or the outage's
         503 when this process runs no rules or memory cannot answer."""
         if memory is None:
@@ -576,6 +585,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         resp = Response() if out is None else _dump(out)
         resp.status_code = status
         resp.headers[SOURCE_HEADER] = "memory"
+        return resp
+
+    def queued_response(out: Any, on_disk: bool) -> Response:
+        """An act's 202: from memory, and whether the act is on disk (see QUEUED_HEADER)."""
+        resp = memory_response(out, 202)
+        resp.headers[QUEUED_HEADER] = "disk" if on_disk else "memory"
         return resp
 
     async def act(alert_id: str, who: Principal, body: m.NoteIn | None,
@@ -593,9 +608,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
             else:
                 out = await store.resolve(alert_id, who.name, note)
         except StoreUnavailable as exc:  # not stored (the act reads its answer itself)
-            queued = from_memory(queue_act, (alert_id, who.name, note, action), exc)
+            queued, on_disk = from_memory(queue_act, (alert_id, who.name, note, action), exc)
             push(queued)
-            return memory_response(queued, 202)
+            return queued_response(queued, on_disk)
         push(out)
         try:
             trail = await store.audit(alert_id)
@@ -637,16 +652,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
             listener(alert)
 
     def queue_act(held: AlertMemory, act: tuple[str, str, str | None, Literal["ack", "resolve"]]
-                  ) -> dict[str, Any]:
-        """The act on the alert memory holds, queued for the store (see QueuedAct)."""
+                  ) -> tuple[dict[str, Any], bool]:
+        """The act on the alert memory holds, queued for the store (see QueuedAct), and
+        whether it is on disk."""
         alert_id, actor, note, action = act
         found = held.alert(alert_id)
         if found is None:
             raise MemoryCannotAnswer(f"alert {alert_id!r} is not open in memory (an ended "
                                      "alert's acts need the database)")
         out, at = act_in_memory(found, action, actor, note)
-        store.queue_act(QueuedAct(action, actor, at, note, alert_id=alert_id))
-        return {**out, "audit": [act_audit(found, out, action)], "source": "memory"}
+        on_disk = store.queue_act(QueuedAct(action, actor, at, note, alert_id=alert_id))
+        return {**out, "audit": [act_audit(found, out, action)], "source": "memory"}, on_disk
 
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
               responses=from_memory_doc(acted, queued=m.AlertDetail))
@@ -672,7 +688,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         known_rules([body.rule], "rule")
         now = deps.clock()
         until = now + body.duration_s
-        status = 201
+        status, on_disk = 201, False
         try:
             if snooze_keeper is store:
                 not_while_away()
@@ -682,13 +698,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
             if memory is None or deps.snooze_target is None:
                 raise
             saved = Snooze(body.rule, body.mmsi, until, who.name, body.note, time.time())
-            store.queue_act(QueuedAct("snooze", who.name, saved.created, body.note,
-                                      rule=body.rule, mmsi=body.mmsi, until=until))
+            on_disk = store.queue_act(QueuedAct("snooze", who.name, saved.created, body.note,
+                                                rule=body.rule, mmsi=body.mmsi, until=until))
             status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.snooze(body.rule, body.mmsi, until)
         if status == 202:
-            return memory_response(_snooze_out(saved, now), 202)
+            return queued_response(_snooze_out(saved, now), on_disk)
         resp = _dump(_snooze_out(saved, now))
         resp.status_code = status
         return resp
@@ -712,7 +728,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
                 responses={**not_found, **unavailable, 202: {
-                    "headers": source_header,
+                    "headers": queued_headers,
                     "description": "The database is away: lifted at once, queued for the "
                                    "store"}})
     async def unsnooze(who: Operator, snooze_id: Annotated[str, Path(
@@ -722,7 +738,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if not mmsi_text.isdigit() or len(mmsi_text) > 9 or not rule:
             raise ApiError(422, "snooze id: expected '<rule>:<mmsi>'")
         mmsi = int(mmsi_text)
-        status = 204
+        status, on_disk = 204, False
         try:
             if snooze_keeper is store:
                 not_while_away()
@@ -735,12 +751,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
             if not target.is_snoozed(rule, mmsi):
                 raise StoreUnavailable(f"{exc}; not answered from memory: no snooze "
                                        f"{snooze_id!r} is held in memory") from exc
-            store.queue_act(QueuedAct("unsnooze", who.name, time.time(), rule=rule,
-                                      mmsi=mmsi))
+            on_disk = store.queue_act(QueuedAct("unsnooze", who.name, time.time(), rule=rule,
+                                                mmsi=mmsi))
             status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.unsnooze(rule, mmsi)
-        return memory_response(None, 202) if status == 202 else Response(status_code=204)
+        return queued_response(None, on_disk) if status == 202 else Response(status_code=204)
 
     # -- zones ----------------------------------------------------------------------------
 

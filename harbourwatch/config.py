@@ -512,8 +512,9 @@ class StoreConfig(_Model):
     flush_interval_s: float = Field(default=1.0, gt=0, le=300,
                                     description="Flush at least this often")
     buffer_rows: int = Field(default=100_000, ge=100, le=100_000_000,
-                             description="Rows kept in memory while the database is away "
-                                         "before spooling to disk")
+                             description="Rows kept in memory, while the database "
+                                         "catches up or is slow, before spooling to disk "
+                                         "(while it is away every retry spools them)")
     spool_dir: Path | None = Field(default=None,
                                    description="Spool directory (default: beside the SQLite "
                                                "database, or the config for PostgreSQL); the "

@@ -109,8 +109,8 @@ ACT_ACTIONS: frozenset[str] = frozenset(get_args(ActAction))
 class QueuedAct:
     """An operator act made while the database was away (``action``: ack, resolve, snooze,
     unsnooze). The writer stores it in queue order, after the alert rows queued before it,
-    with the operator's name and wall time as given; spooled like any row, so a stop before
-    the database is back does not lose it."""
+    with the operator's name and wall time as given; spooled when queued, so neither a stop
+    nor a crash before the database is back loses it."""
 
     action: ActAction
     actor: str
@@ -233,8 +233,10 @@ class Store(Protocol):
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...
     async def unsnooze(self, rule: str, mmsi: int, actor: str,
                        at: float | None = None) -> bool: ...
-    def queue_act(self, act: QueuedAct) -> None:
-        """Write ``act`` with the writer's rows (the database is away: see QueuedAct)."""
+    def queue_act(self, act: QueuedAct) -> bool:
+        """Write ``act`` with the writer's rows (the database is away: see QueuedAct). True
+        once it is on disk (spooled with the rows queued before it), False when the spool
+        cannot be written (logged): it is then queued in memory only."""
     def continue_exercise(self, alert_ids: Iterable[str]) -> None:
         """A drill resumed: ``alert_ids`` (restored open) are this run's exercise, not an
         earlier one's whose acts a trainee's first act clears."""

@@ -144,10 +144,11 @@ class WriterStore:
         a trainee's act keeps the acts made on them before the cut (``act_basis``)."""
         self._written_alerts.update(alert_ids)
 
-    def queue_act(self, act: QueuedAct) -> None:
+    def queue_act(self, act: QueuedAct) -> bool:
         """An operator act made while the database is away: written in queue order, after
-        the alert rows queued before it (see ``store.base.QueuedAct``)."""
-        self._writer.put_marked(("o", act.to_row()))
+        the alert rows queued before it (see ``store.base.QueuedAct``); spooled at once,
+        False when the spool cannot be written (see ``BatchWriter.put_act``)."""
+        return self._writer.put_act(("o", act.to_row()))
 
     def watch_dropped_acts(self, listener: Callable[[QueuedAct], None]) -> None:
         self._dropped_listeners.append(listener)

@@ -1,19 +1,23 @@
 """The background writer: batches rows, survives database outages, never blocks ingest.
 
-``put`` only appends to an in-memory deque. One task flushes batches by size or age. When the
-database is unreachable the deque keeps growing up to ``memory_limit`` items; beyond that the
-oldest items move to a JSON-lines spool on disk. When the database returns the spool is
-written first, then the deque, so rows arrive in queue order. Every write is idempotent
-(unique keys with ON CONFLICT DO NOTHING / INSERT OR IGNORE), so a batch retried after an
-ambiguous failure is never duplicated.
+``put`` only appends to an in-memory deque. One task flushes batches by size or age. While the
+database is unreachable every retry pass moves the queue to a JSON-lines spool on disk (an
+alert transition raised meanwhile is on disk within one pass), and an operator act is spooled
+when it is queued, with the rows before it; otherwise the deque is bounded by
+``memory_limit`` items (a catch-up, a slow database), the oldest moving to the spool beyond
+it. When the database returns the spool is written first, then the deque, so rows arrive in
+queue order. Every write is idempotent (unique keys with ON CONFLICT DO NOTHING / INSERT OR
+IGNORE), so a batch retried after an ambiguous failure is never duplicated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +27,7 @@ from typing import Protocol
 
 from store.base import StoreError, StoreUnavailable, WriterStats
 from store.rows import Batch, Item
-from store.spool import Spool, SpoolRowError
+from store.spool import Mark, Spool, SpoolRowError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,12 @@ class BatchWriter:
         self._catching_up = False
         #: Set once the alert transitions and acts an earlier run spooled are written.
         self._ahead_done = asyncio.Event()
+        #: An act is spooled on the event loop whatever the flush loop is doing: this keeps
+        #: an append off the file while a worker thread peeks at it.
+        self._spool_lock = threading.Lock()
+        #: Appends so far: a peek's ``at_end`` is stale once another one came (advancing on
+        #: it removed the main file with the rows appended meanwhile).
+        self._appends = 0
 
     # --- producer side (never blocks) --------------------------------------------------------
     def put(self, item: Item) -> None:
@@ -97,6 +107,25 @@ class BatchWriter:
         else:
             self._queued_alerts += 1
         self.put(item)
+
+    def put_act(self, item: Item) -> bool:
+        """An operator act (queued when the database could not take it): spooled at once
+        with the rows queued before it (the spool keeps queue order), so the API's 202
+        outlives a crash or a power cut. False, logged, when the spool cannot be written:
+        the act stays queued in memory only. While the database is away every pass spools
+        the queue, so few rows are ahead of it (encoding them costs ~11 µs a row)."""
+        self.put_marked(item)
+        try:
+            self._spool_front(len(self._queue))
+        except Exception as exc:  # the act is applied already: never an error to the API
+            log.error("store: an operator act is queued in memory only, not on disk (%s); "
+                      "a crash or power cut before the database is back loses it", exc)
+            return False
+        return True
+
+    def _left(self) -> int:
+        """Rows that have left the queue (written or spooled) so far."""
+        return self._put_count - len(self._queue)
 
     def _unqueued(self, items: list[Item]) -> None:
         """``items`` left the queue (written or spooled)."""
@@ -177,7 +206,8 @@ class BatchWriter:
         if self._queue:
             items = list(self._queue)
             try:
-                self._spool.append(items)
+                with self._spool_lock:  # a peek cut off by the timeout may still run
+                    self._spool.append(items)
             except Exception as exc:
                 # Nowhere left to keep them: said with what is lost, never silently.
                 log.critical("store: %d rows not written to the database could not be "
@@ -247,6 +277,10 @@ class BatchWriter:
                 break
             if self._before_pass is not None:
                 self._before_pass()
+            if not self._stats.db_up:
+                # Before trying (a try can wait for a timeout): what was raised since the
+                # last pass reaches the disk now.
+                self._overflow_to_spool()
             try:
                 ok = await self._drain(due)
             except StoreError as exc:  # the spool itself failed: keep rows in memory
@@ -272,7 +306,7 @@ class BatchWriter:
                 # Unreadable lines are passed over (the catch-up sets them aside in their
                 # place): one of them stopped the alerts after it from going ahead.
                 items, mark = await asyncio.to_thread(
-                    self._spool.peek, self.batch_size * CATCH_UP_BATCHES, only_marked=True)
+                    self._peek, self.batch_size * CATCH_UP_BATCHES, True)
                 if not items:
                     return
                 if await self._write(items):
@@ -295,13 +329,16 @@ class BatchWriter:
         as much again per row (a busy replay wrote ~300-row batches back to back).
         """
         while self._spool.pending:
+            appends = self._appends
             try:
-                items, mark = await asyncio.to_thread(self._spool.peek, self.batch_size)
+                items, mark = await asyncio.to_thread(self._peek, self.batch_size)
             except SpoolRowError as exc:
                 self._set_aside(exc)
                 continue
             if items and not await self._write(items):
                 return False
+            if self._appends != appends:  # an act spooled meanwhile: more follows
+                mark = dataclasses.replace(mark, at_end=False)
             self._spool.advance(mark)
             # A long catch-up (millions of rows spooled): what arrives meanwhile waits on
             # disk behind them, in order, not in memory beyond its bound.
@@ -313,11 +350,15 @@ class BatchWriter:
             # Behind (a replay at full speed, a catch-up): several batches per transaction.
             count = min(self.batch_size * CATCH_UP_BATCHES, len(self._queue))
             items = list(islice(self._queue, 0, count))
+            left = self._left()
             if not await self._write(items):
                 return False
-            for _ in range(count):
+            # An act spooled during the write took the front of the queue, these rows with
+            # it: they are written again from the spool (harmless: writes are idempotent).
+            gone = min(count, self._left() - left)
+            for _ in range(count - gone):
                 self._queue.popleft()
-            self._unqueued(items)
+            self._unqueued(items[gone:])
             if self._flushing:
                 self._pass_done.set()  # a flush() whose rows are now written may return
         if not self._stats.db_up and not self._queue and not self._spool.pending:
@@ -331,7 +372,8 @@ class BatchWriter:
             new_positions = await self._backend.write_batch(batch)
         except StoreUnavailable as exc:
             if self._stats.db_up:
-                log.warning("store: database unreachable (%s); buffering", exc)
+                log.warning("store: database unreachable (%s); spooling to %s until it is "
+                            "back", exc, self._spool.path)
             self._stats.db_up = False
             self._catching_up = True
             self._stats.failures += 1
@@ -400,23 +442,46 @@ class BatchWriter:
             log.error("store: cannot keep rejected row in %s: %s", self._rejected_path, err)
 
     def _overflow_to_spool(self) -> None:
-        """Keep the memory buffer bounded: move the oldest rows to disk."""
-        excess = len(self._queue) - self.memory_limit
-        if excess <= 0:
+        """Move the oldest rows to disk: all of them while the database is away (alert
+        transitions then survive a crash within a pass, and an act has few rows to spool
+        ahead of it; rows leave the queue from the front only, so positions go too), and
+        past ``memory_limit`` otherwise (a catch-up, a slow database)."""
+        if not self._stats.db_up:
+            count = len(self._queue)
+        else:
+            excess = len(self._queue) - self.memory_limit
+            if excess <= 0:
+                return
+            # Move a bit more than the excess so the next overflow is not one row later.
+            count = min(len(self._queue), excess + self.memory_limit // 4)
+        if not count:
             return
-        # Move a bit more than the excess so the next overflow is not one row later.
-        count = min(len(self._queue), excess + self.memory_limit // 4)
-        # Taken off the queue only once on disk: any failure (not only StoreError, which
-        # is logged here; others restart the writer) leaves them queued and counted.
-        items = list(islice(self._queue, 0, count))
         try:
-            self._spool.append(items)
+            self._spool_front(count)
         except StoreError as exc:
             log.error("store: %s; keeping rows in memory", exc)
             return
+        if self._stats.db_up:
+            log.warning("store: %d rows past the memory bound spooled to %s", count,
+                        self._spool.path)
+        else:  # at every retry: said once, when the outage began (see ``_write``)
+            log.debug("store: %d rows spooled to %s while the database is away",
+                      count, self._spool.path)
+
+    def _spool_front(self, count: int) -> None:
+        """The first ``count`` queued rows to the spool, then off the queue: taken off only
+        once on disk, so any failure (StoreError from the spool, or one nobody foresaw)
+        leaves them queued and counted."""
+        items = list(islice(self._queue, 0, count))
+        with self._spool_lock:
+            self._spool.append(items)
+        self._appends += 1
         for _ in range(count):
             self._queue.popleft()
         self._unqueued(items)
         self._stats.spooled += count
-        log.warning("store: %d rows spooled to %s while the database is away",
-                    count, self._spool.path)
+
+    def _peek(self, limit: int, only_marked: bool = False) -> tuple[list[Item], Mark]:
+        """``Spool.peek`` in a worker thread, never while an act is being appended."""
+        with self._spool_lock:
+            return self._spool.peek(limit, only_marked=only_marked)

@@ -30,7 +30,7 @@ from harbourwatch.pipeline import Pipeline
 from harbourwatch.service import api_deps
 from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Ingestor
-from store.base import NotFound, StoreUnavailable
+from store.base import NotFound, StoreError, StoreUnavailable
 from store.postgres import PostgresStore
 from tests.api_helpers import T0, ZONES_PATH, authenticator, headers, pos
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
@@ -180,6 +180,7 @@ async def test_an_ack_during_the_outage_is_pushed_at_once_and_stored_when_it_is_
                                      json={"note": "pilot boat on scene"})
         assert acked.status_code == 202
         assert acked.headers["x-harbourwatch-source"] == "memory"
+        assert acked.headers["x-harbourwatch-queued"] == "disk"  # spooled before the 202
         out = acked.json()
         assert (out["state"], out["acknowledged_by"], out["ack_note"]) == (
             "acknowledged", "operator-1", "pilot boat on scene")
@@ -231,6 +232,7 @@ async def test_a_snooze_during_the_outage_mutes_at_once_and_is_stored_when_it_is
             "note": "survey launch, expected"})
         assert made.status_code == 202
         assert made.headers["x-harbourwatch-source"] == "memory"
+        assert made.headers["x-harbourwatch-queued"] == "disk"
         snooze = made.json()
         assert (snooze["id"], snooze["actor"], snooze["active"]) == (
             f"restricted_entry:{SECOND}", "operator-1", True)
@@ -239,7 +241,7 @@ async def test_a_snooze_during_the_outage_mutes_at_once_and_is_stored_when_it_is
         assert undone.status_code == 202
         lifted = await hw.client.delete(f"/snoozes/restricted_entry:{THIRD}",
                                          headers=headers("operator"))
-        assert lifted.status_code == 202
+        assert lifted.status_code == 202 and lifted.headers["x-harbourwatch-queued"] == "disk"
         assert (await hw.client.delete("/snoozes/restricted_entry:211000001",
                                        headers=headers("operator"))).status_code == 503
 
@@ -274,8 +276,9 @@ async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
         await hw.outage()
         acked = await hw.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
         assert acked.status_code == 202
-        await hw.store.stop()  # the database still away: spooled
+        # On disk before the 202 (a crash from here on does not lose it), not at the stop.
         assert spool.with_suffix(".acts-v1.jsonl").exists()
+        await hw.store.stop()  # the database still away
 
     after = PostgresStore(pg_dsn, spool_path=spool, max_age=0.01)
     await after.start()
@@ -287,6 +290,33 @@ async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
     assert (row["state"], row["acknowledged_by"], row["acknowledged_at"]) == (
         "acknowledged", "operator-1", acked.json()["acknowledged_at"])
     assert not list(tmp_path.glob("spool*"))
+
+
+async def test_an_act_the_spool_cannot_take_is_answered_as_queued_in_memory_only(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the act is applied and queued all the same, and its 202 says it is in
+    memory only (lost if the service dies before the database is back)."""
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)
+        alert_id = (await hw.client.get("/alerts", headers=headers("viewer"), params={
+            "rule": "restricted_entry"})).json()["alerts"][0]["id"]
+        await hw.outage()
+        spool = hw.store._writer._spool
+        real = spool.append
+
+        def full(items: list[Any]) -> None:
+            raise StoreError("cannot write spool (test): No space left on device")
+
+        monkeypatch.setattr(spool, "append", full)
+        acked = await hw.client.post(f"/alerts/{alert_id}/ack", headers=headers("operator"))
+        assert acked.status_code == 202
+        assert acked.headers["x-harbourwatch-queued"] == "memory"
+        assert acked.json()["state"] == "acknowledged"
+        monkeypatch.setattr(spool, "append", real)
+        await hw.back()
+        row = (await hw.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))).json()
+        assert (row["state"], row["acknowledged_by"]) == ("acknowledged", "operator-1")
 
 
 async def test_an_ack_stored_whose_answer_cannot_be_read_is_not_queued_again(
@@ -443,6 +473,7 @@ def test_the_outage_answers_are_in_the_openapi_document(tmp_path: Path) -> None:
         answers = paths[path][method]["responses"]
         assert "202" in answers and "503" in answers, (path, answers.keys())
         assert "X-Harbourwatch-Source" in answers["202"]["headers"]
+        assert "X-Harbourwatch-Queued" in answers["202"]["headers"]
     for path in ("/alerts", "/alerts/{alert_id}"):
         answers = paths[path]["get"]["responses"]
         assert "503" in answers
