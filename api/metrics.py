@@ -96,6 +96,23 @@ class ServiceCollector(Collector):
                                ("alert_events", "Alert transitions emitted")):
             if isinstance(stats.get(key), int):
                 yield CounterMetricFamily(f"harbourwatch_{key}", help_text, value=stats[key])
+        transitions = stats.get("alert_transitions")
+        if isinstance(transitions, Mapping):
+            fam = CounterMetricFamily("harbourwatch_alert_transitions",
+                                      "Alert transitions emitted, by rule and transition",
+                                      labels=["rule", "transition"])
+            for key, count in transitions.items():
+                rule, _, transition = str(key).partition("/")
+                fam.add_metric([rule, transition], float(count))
+            yield fam
+        open_alerts = stats.get("open_alerts")
+        if isinstance(open_alerts, Mapping):
+            gauge = GaugeMetricFamily("harbourwatch_open_alerts",
+                                      "Alerts open (or acknowledged) now, by rule",
+                                      labels=["rule"])
+            for rule, count in open_alerts.items():
+                gauge.add_metric([str(rule)], float(count))
+            yield gauge
         rules = stats.get("rules")
         for key, value in (rules.items() if isinstance(rules, Mapping) else ()):
             if isinstance(value, int):  # suspect fixes, forgotten vessels, vessels_over_limit…

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from geofence.alert import AlertEvent
+from geofence.alert import Alert, AlertEvent
 from harbourwatch.operator_acts import OperatorActs
 from harbourwatch.sinks import Sink
 from harbourwatch.snoozes import SnoozeBook
@@ -54,6 +55,8 @@ class RuleEngine(Protocol):
 
     def report_heard_by(self, report: Report, receiver: str) -> None: ...
 
+    def open_alerts(self) -> list[Alert]: ...
+
 
 class Pipeline:
     """Feeds lines through ingest and rules, hands results to every sink.
@@ -72,6 +75,8 @@ class Pipeline:
         self.live = live
         self.reports = 0
         self.alert_events = 0
+        #: Alert transitions by (rule, transition): what /metrics labels them by.
+        self.alert_transitions: dict[tuple[str, str], int] = {}
         self.own_reports = 0
         self._next_tick = float("-inf")
         self.started_wall = time.time()
@@ -208,7 +213,10 @@ class Pipeline:
         """Hand alert transitions to every sink (also used for zone swaps by the API)."""
         self.alert_events += len(events)
         acts = self.operator_acts
+        counts = self.alert_transitions
         for event in events:
+            key = (str(event.alert["rule"]), str(event.transition))
+            counts[key] = counts.get(key, 0) + 1
             if acts:
                 event = acts.over(event)
             if self.snoozes.muted(event):
@@ -298,6 +306,10 @@ class Pipeline:
             "reports": self.reports,
             "own_reports": self.own_reports,
             "alert_events": self.alert_events,
+            "alert_transitions": {f"{rule}/{transition}": n for (rule, transition), n
+                                  in sorted(self.alert_transitions.items())},
+            "open_alerts": dict(sorted(Counter(
+                a.rule for a in self.engine.open_alerts()).items())),
             "muted_by_snooze": self.muted,
             "sink_failures": dict(self.sink_failures),
             "rules": dict(self.engine.counters),

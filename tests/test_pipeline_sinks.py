@@ -64,3 +64,25 @@ async def test_a_live_alerts_file_may_be_a_pipe(tmp_path: Path) -> None:
     await sink.stop()
     reader.join(timeout=5)
     assert got == [b""]
+
+
+def test_metrics_count_transitions_by_rule_and_what_is_open() -> None:
+    """Only the total of alert transitions was exported: a dashboard could not show which
+    rules fire, nor how many alerts are open now."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from api.metrics import ServiceCollector
+
+    pipeline = Pipeline(Ingestor(), Engine(rules_config(), port_zones()), [Seen()], live=True)
+    for n in range(1, 4):  # three AIS-SARTs: emergency_device opens for each
+        line = single(position(mmsi=970000000 + n, speed=0.0))
+        pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
+    stats = pipeline.stats()
+    assert stats["alert_transitions"] == {"emergency_device/new": 3}
+    assert stats["open_alerts"] == {"emergency_device": 3}
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(stats=pipeline.stats))
+    lines = set(generate_latest(registry).decode().splitlines())
+    assert 'harbourwatch_alert_transitions_total{rule="emergency_device",transition="new"} 3.0' \
+        in lines
+    assert 'harbourwatch_open_alerts{rule="emergency_device"} 3.0' in lines

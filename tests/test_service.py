@@ -329,6 +329,9 @@ class _NoRules:
     def report_heard_by(self, report: Any, receiver: str) -> None:
         return None
 
+    def open_alerts(self) -> list[Any]:
+        return []
+
 
 def test_bad_config_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
     config = tmp_path / "port.yaml"
