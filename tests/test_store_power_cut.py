@@ -139,11 +139,9 @@ async def test_alert_transitions_raised_while_the_database_is_away_reach_the_spo
         await after.stop()
 
 
-async def test_an_act_spooled_while_a_write_of_the_queue_is_in_flight_loses_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The act spools the queue's front while the writer has it in hand: the write then
-    succeeds, and the writer takes off the queue only what is still there."""
-    store = SqliteStore(tmp_path / "hw.db", max_age=0.01)
+def hold_position_writes(store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+                         ) -> tuple[asyncio.Event, asyncio.Event]:
+    """Writes with positions wait, once begun (``writing``), until ``release`` is set."""
     real = store.write_batch
     writing, release = asyncio.Event(), asyncio.Event()
 
@@ -154,6 +152,15 @@ async def test_an_act_spooled_while_a_write_of_the_queue_is_in_flight_loses_noth
         return await real(batch)
 
     monkeypatch.setattr(store, "write_batch", write_batch)
+    return writing, release
+
+
+async def test_an_act_spooled_while_a_write_of_the_queue_is_in_flight_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The act spools the queue's front while the writer has it in hand: the write then
+    succeeds, and the writer takes off the queue only what is still there."""
+    store = SqliteStore(tmp_path / "hw.db", max_age=0.01)
+    writing, release = hold_position_writes(store, monkeypatch)
     await store.start()
     try:
         alert = dark()
@@ -185,16 +192,7 @@ async def test_an_act_spooled_while_the_spool_is_being_written_keeps_the_rows_be
     spool = tmp_path / "spool.jsonl"
     Spool(spool).append([("p", (T0 + i, *POSITION[1:])) for i in range(3)])
     store = SqliteStore(tmp_path / "hw.db", spool_path=spool, max_age=0.01)
-    real = store.write_batch
-    writing, release = asyncio.Event(), asyncio.Event()
-
-    async def write_batch(batch: Any) -> int:
-        if batch.positions and not release.is_set():
-            writing.set()
-            await release.wait()
-        return await real(batch)
-
-    monkeypatch.setattr(store, "write_batch", write_batch)
+    writing, release = hold_position_writes(store, monkeypatch)
     await store.start()
     try:
         await asyncio.wait_for(writing.wait(), 10)
