@@ -857,7 +857,7 @@ def test_the_api_runs_on_the_rules_clock_while_the_feed_is_quiet(tmp_path: Path)
     clock: it ended early, and was listed active after the rules had re-armed."""
     import httpx
 
-    udp, api = free_udp_port(), free_udp_port()
+    udp, api = free_udp_port(), free_port()  # the API is TCP: a port free for TCP
     token = "op-clock-test"
     line_time = 1_700_000_000
     proc = subprocess.Popen(
@@ -903,7 +903,7 @@ def test_an_api_no_token_opens_is_said_at_start(tmp_path: Path) -> None:
     """The README's first run example answered 401 to everything, and nothing said why."""
     import httpx
 
-    api = free_udp_port()
+    api = free_port()  # TCP: free_udp_port() may name one a TCP server holds
     proc = subprocess.Popen(
         [sys.executable, "-m", "harbourwatch.cli", "replay", str(FIXTURES / "pyais" /
                                                                  "messages.ais"),
@@ -928,7 +928,7 @@ def test_an_api_no_token_opens_is_said_at_start(tmp_path: Path) -> None:
 def test_a_malformed_token_variable_stops_the_start_and_check_config(tmp_path: Path) -> None:
     """The API task failed alone: the service ran on without its API and exited 0."""
     env = {**os.environ, "HARBOURWATCH_API_TOKENS": "duty:superuser:tok"}
-    done = cli("run", "--zones", DEMO_ZONES, "--serve", f"127.0.0.1:{free_udp_port()}",
+    done = cli("run", "--zones", DEMO_ZONES, "--serve", f"127.0.0.1:{free_port()}",
                "--db", f"sqlite:///{tmp_path / 'x.db'}", env=env)
     assert done.returncode == 2
     said = ("api.tokens: HARBOURWATCH_API_TOKENS: entry 1: unknown role (viewer, operator "

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +51,13 @@ def _stderr_lines(proc: subprocess.Popen[str]) -> list[str]:
 
     threading.Thread(target=read, daemon=True).start()
     return lines
+
+
+def _free_udp_port() -> int:
+    """A UDP port nobody listens on (``free_port`` is TCP's: its UDP twin may be taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _wait_for(predicate: Any, timeout: float, what: str) -> None:
@@ -150,7 +158,7 @@ async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
     """A feed down from the start published nothing: its retained "online" from the run
     before stayed in place. Now every source's state is published when the feed starts."""
     prefix = f"test-{uuid.uuid4().hex[:8]}/port"
-    closed, udp = free_port(), free_port()
+    closed, udp = free_port(), _free_udp_port()
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:  # the run before
         await client.publish(f"{prefix}/sources/tcp-127-0-0-1-{closed}/status", b"online",
                              qos=1, retain=True)
