@@ -73,10 +73,9 @@ async def test_a_stop_ends_streams_of_clients_not_reading_without_a_traceback(
                         socks.append(sock)
 
                 await asyncio.to_thread(connect)
-                for _ in range(200):
-                    if api.hub.clients == clients:
-                        break
-                    await asyncio.sleep(0.02)
+                async with asyncio.timeout(30):  # each request read and its stream opened
+                    while api.hub.clients < clients:
+                        await asyncio.sleep(0.02)
                 assert api.hub.clients == clients
                 # Far more than the clients' buffers take: every writer ends up waiting.
                 for n in range(200_000):
