@@ -804,8 +804,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
             # Every zone of the running port gone at once: a mistake far more often than a
             # wish (with watch_area: port, zone alerting stops).
             raise ApiError(422, "zones rejected: no zones (a port keeps at least one)")
-        version = (await store.save_zones(zones.to_geojson(), who.name) if deps.saves_zones
-                   else None)
+        version = None
+        if deps.saves_zones:
+            digest = deps.zones_file_sha256
+            file_sha256 = None if digest is None else await asyncio.to_thread(digest)
+            version = await store.save_zones(zones.to_geojson(), who.name,
+                                             file_sha256=file_sha256)
         if deps.zone_target is not None:
             deps.zone_target.set_zones(zones)
         zone_state.zones, zone_state.version = zones, version

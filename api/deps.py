@@ -157,5 +157,8 @@ class ApiDeps:
     #: PUT /zones saves a new version of the port's zones (the live service). A replay or a
     #: drill only applies it to itself: saved, it became the live service's zones.
     saves_zones: bool = True
+    #: The SHA-256 of the zones file's bytes as they are now (None: no file, or unreadable),
+    #: saved with each version: the next start keeps the version until the file changes.
+    zones_file_sha256: Callable[[], str | None] | None = None
     version: str = "0.1.0"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -84,20 +85,43 @@ def load_zones(config: Config) -> ZoneSet:
     return zones
 
 
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of the file's bytes; None when it cannot be read (logged)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        log.warning("zones: cannot read %s to note its content: %s", path, exc)
+        return None
+
+
 async def _zones_in_force(store: Store, config: Config, zones: ZoneSet) -> ZoneSet:
-    """Live: the zones last saved over the API (PUT /zones) when newer than the zones file,
-    else the file's. A security zone the duty officer added went away at the next restart."""
+    """Live: the zones last saved over the API (PUT /zones), unless the zones file's content
+    changed since they were saved; else the file's. A security zone the duty officer added
+    went away at the next restart. By content, not mtime: a touch, a config tool writing
+    the same file again or a restore from backup made the file "newer" and dropped them."""
     saved = await store.latest_zones()
     if saved is None:
         return zones
     path = config.port.zones
-    saved_at = parse_iso(str(saved["time"]))
-    if path is not None and path.stat().st_mtime >= saved_at:
-        log.warning("zones: %s is newer than version %s saved over the API at %s; using the "
-                    "file", path, saved["version"], saved["time"])
+    version = (f"version {saved['version']} saved over the API by {saved['actor']} at "
+               f"{saved['time']}")
+    was = saved.get("file_sha256")
+    if path is None:
+        log.warning("zones: using %s (no zones file)", version)
+    elif was is None:
+        # Saved before the file's content was kept with it (or while the file could not be
+        # read): its mtime is all there is to go by.
+        if path.stat().st_mtime >= parse_iso(str(saved["time"])):
+            log.warning("zones: %s was modified after %s (which has no record of the file's "
+                        "content); using the file", path, version)
+            return zones
+        log.warning("zones: using %s (%s not modified since; the version has no record of "
+                    "the file's content)", version, path)
+    elif await asyncio.to_thread(file_sha256, path) != was:
+        log.warning("zones: %s has changed since %s; using the file", path, version)
         return zones
-    log.warning("zones: using version %s saved over the API by %s at %s%s", saved["version"],
-                saved["actor"], saved["time"], "" if path is None else f" (newer than {path})")
+    else:
+        log.warning("zones: using %s (%s unchanged since)", version, path)
     return ZoneSet.from_geojson(saved["geojson"], projection=zones.crs)
 
 
@@ -632,9 +656,11 @@ def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeli
              operator_updates: list[Callable[[Mapping[str, Any]], None]], *,
              transport: Callable[[], dict[str, dict[str, Any]]] | None = None,
              mqtt_status: Callable[[], Mapping[str, Any]] | None = None,
-             saves_zones: bool = True) -> ApiDeps:
+             saves_zones: bool = True,
+             zones_file_sha256: Callable[[], str | None] | None = None) -> ApiDeps:
     """What the API of a run with rules is built from: the store, and the running rules for
-    zones, snoozes and the alerts they hold (served while the database is away)."""
+    zones, snoozes and the alerts they hold (served while the database is away).
+    ``zones_file_sha256``: the zones file's content now, saved with each zone version."""
     from api.deps import ApiDeps, EngineZones, sources_of
     from harbourwatch.alert_memory import EngineAlerts
 
@@ -646,7 +672,7 @@ def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeli
                    sources=sources_of(pipeline.ingestor, transport),
                    clock=lambda: engine.newest if math.isfinite(engine.newest) else time.time(),
                    operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
-                   saves_zones=saves_zones)
+                   saves_zones=saves_zones, zones_file_sha256=zones_file_sha256)
 
 
 async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: Engine,
@@ -659,8 +685,10 @@ async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: 
                      saves_zones: bool) -> None:
     from api.app import create_app
     from api.server import serve
+    path = config.port.zones
     deps = api_deps(store, auth, engine, pipeline, zones, hub, picture, operator_updates,
-                    transport=transport, mqtt_status=mqtt_status, saves_zones=saves_zones)
+                    transport=transport, mqtt_status=mqtt_status, saves_zones=saves_zones,
+                    zones_file_sha256=None if path is None else lambda: file_sha256(path))
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     if not len(auth) and not auth.open_read:

@@ -251,8 +251,14 @@ class Store(Protocol):
 
     # --- zones, restart state, health, outbox ---------------------------------------------
     async def save_zones(self, geojson: Mapping[str, Any], actor: str,
-                         at: float | None = None) -> int: ...
-    async def latest_zones(self) -> dict[str, Any] | None: ...
+                         at: float | None = None, file_sha256: str | None = None) -> int:
+        """A new version; ``file_sha256``: the zones file's bytes' SHA-256 when it was saved
+        (the live service's start takes this version until the file's content changes)."""
+        ...
+    async def latest_zones(self) -> dict[str, Any] | None:
+        """The last version saved: ``version``, ``time``, ``actor``, ``geojson``,
+        ``file_sha256`` (None: saved before it was kept, or with no zones file)."""
+        ...
     # Saved rule state has a scope: "live" for the service, "replay" for replays.
     async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None: ...

@@ -83,6 +83,11 @@ SQLITE: tuple[Migration, ...] = (
     # alerts to the training broker, and the live service sent the drill's.
     (4, ("ALTER TABLE outbox ADD COLUMN scope TEXT NOT NULL DEFAULT 'live'",
          "CREATE INDEX outbox_scope ON outbox (scope, id)")),
+    # With each zone version saved over the API, the SHA-256 of the zones file's bytes then:
+    # at start-up the file wins only when its content changed since. By the file's mtime, a
+    # touch, a config tool writing the same file or a restore from backup dropped the duty
+    # officer's zones. NULL: saved before (or with no zones file to read).
+    (5, ("ALTER TABLE zones ADD COLUMN file_sha256 TEXT",)),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -152,6 +157,7 @@ POSTGRES: tuple[Migration, ...] = (
     (3, ("ALTER TABLE positions ADD COLUMN suspect boolean NOT NULL DEFAULT false",)),
     (4, ("ALTER TABLE outbox ADD COLUMN scope text NOT NULL DEFAULT 'live'",
          "CREATE INDEX outbox_scope ON outbox (scope, id)")),
+    (5, ("ALTER TABLE zones ADD COLUMN file_sha256 text",)),
 )
 
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------

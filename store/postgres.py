@@ -690,12 +690,12 @@ class PostgresStore(WriterStore):
 
     # --- zones, restart state, health, outbox --------------------------------------------------
     async def save_zones(self, geojson: Mapping[str, Any], actor: str,
-                         at: float | None = None) -> int:
+                         at: float | None = None, file_sha256: str | None = None) -> int:
         when = ts(wallclock.time() if at is None else at)
         with self._errors():
             return int(await self.pool.fetchval(
-                "INSERT INTO zones (time, actor, geojson) VALUES ($1, $2, $3) "
-                "RETURNING version", when, actor, json.dumps(geojson)))
+                "INSERT INTO zones (time, actor, geojson, file_sha256) VALUES ($1, $2, $3, $4) "
+                "RETURNING version", when, actor, json.dumps(geojson), file_sha256))
 
     async def latest_zones(self) -> dict[str, Any] | None:
         with self._errors():
@@ -703,7 +703,8 @@ class PostgresStore(WriterStore):
         if row is None:
             return None
         return {"version": row["version"], "time": iso(row["time"].timestamp()),
-                "actor": row["actor"], "geojson": json.loads(row["geojson"])}
+                "actor": row["actor"], "geojson": json.loads(row["geojson"]),
+                "file_sha256": row["file_sha256"]}
 
     async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None:

@@ -639,13 +639,14 @@ class SqliteStore(WriterStore):
 
     # --- zones, restart state, health, outbox --------------------------------------------------
     async def save_zones(self, geojson: Mapping[str, Any], actor: str,
-                         at: float | None = None) -> int:
+                         at: float | None = None, file_sha256: str | None = None) -> int:
         when = wallclock.time() if at is None else at
         text = json.dumps(geojson)
 
         def run(conn: sqlite3.Connection) -> int:
-            cur = conn.execute("INSERT INTO zones (time, actor, geojson) VALUES (?, ?, ?)",
-                               (when, actor, text))
+            cur = conn.execute(
+                "INSERT INTO zones (time, actor, geojson, file_sha256) VALUES (?, ?, ?, ?)",
+                (when, actor, text, file_sha256))
             return int(cur.lastrowid or 0)
 
         return await self._write(run)
@@ -656,7 +657,7 @@ class SqliteStore(WriterStore):
         if row is None:
             return None
         return {"version": row["version"], "time": iso(row["time"]), "actor": row["actor"],
-                "geojson": json.loads(row["geojson"])}
+                "geojson": json.loads(row["geojson"]), "file_sha256": row["file_sha256"]}
 
     async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None:

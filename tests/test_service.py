@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -33,6 +34,9 @@ from store import open_store
 from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
 from tests.services.mosquitto import free_port
+
+if TYPE_CHECKING:
+    import httpx
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
 
@@ -668,9 +672,10 @@ def test_the_api_address_check_binds_every_address_of_a_name() -> None:
     check_address("localhost", port)  # free again
 
 
-def test_zones_saved_over_the_api_are_in_force_after_a_restart(tmp_path: Path) -> None:
-    """A PUT /zones after the zones file was written wins at start-up; editing the file
-    afterwards wins again. The added zone went away at every restart."""
+def test_zones_saved_with_no_record_of_the_file_go_by_its_mtime(tmp_path: Path) -> None:
+    """A version saved before the store kept the zones file's content with it (schema 5):
+    a PUT /zones after the file was written wins at start-up; writing the file afterwards
+    wins again. The added zone went away at every restart."""
     from harbourwatch.service import _zones_in_force
 
     zones_file = tmp_path / "zones.geojson"
@@ -695,6 +700,80 @@ def test_zones_saved_over_the_api_are_in_force_after_a_restart(tmp_path: Path) -
     assert "new_security" in asyncio.run(in_force())
     zones_file.write_text(zones_file.read_text())  # edited after the PUT
     assert "new_security" not in asyncio.run(in_force())
+
+
+def _zones_run(zones_file: Path, db: Path, work: Callable[[httpx.Client], None]) -> str:
+    """Run the live service with its API, ``work(http)`` with an admin's client once it
+    answers, stop it; its log."""
+    import httpx
+
+    api = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(zones_file),
+         "--serve", f"127.0.0.1:{api}", "--db", f"sqlite:///{db}"],
+        env={**os.environ, "HARBOURWATCH_API_TOKENS": "duty:admin:zones-test"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{api}",
+                          headers={"Authorization": "Bearer zones-test"}) as http:
+            for _ in range(300):  # up to 30 s for the start
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get("/health").status_code == 200:
+                        break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the API never answered")
+            work(http)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, said = proc.communicate(timeout=60)
+    assert proc.returncode == 0, said
+    return said
+
+
+def test_zones_saved_over_the_api_stay_until_the_zones_file_content_changes(
+        tmp_path: Path) -> None:
+    """The file won whenever its mtime was newer than the saved version: a touch, a config
+    tool writing the same file again or a restore from backup dropped the duty officer's
+    zones at the next restart. The file now wins only when its content has changed."""
+    zones_file = tmp_path / "zones.geojson"
+    zones_file.write_text(DEMO_ZONES.read_text())
+    db = tmp_path / "live.db"
+    added = json.loads(zones_file.read_text())
+    added["features"].append({**added["features"][-1], "properties": {
+        **added["features"][-1]["properties"], "id": "new_security", "kind": "security"}})
+    seen: list[dict[str, Any]] = []
+
+    def put(http: httpx.Client) -> None:
+        answer = http.put("/zones", json=added)
+        assert answer.status_code == 200, answer.text
+        seen.append(answer.json())
+
+    def get(http: httpx.Client) -> None:
+        seen.append(http.get("/zones").json())
+
+    _zones_run(zones_file, db, put)
+    version = seen[0]["version"]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        saved_at = conn.execute("SELECT time FROM zones WHERE version = ?",
+                                (version,)).fetchone()[0]
+    os.utime(zones_file, (saved_at + 60, saved_at + 60))  # touched after the PUT
+    said = _zones_run(zones_file, db, get)
+    ids = [f["properties"]["id"] for f in seen[1]["features"]]
+    assert "new_security" in ids and seen[1]["version"] == version, said
+    assert f"zones: using version {version} saved over the API by duty" in said
+    assert f"({zones_file} unchanged since)" in said
+
+    edited = json.loads(zones_file.read_text())
+    edited["features"][0]["properties"]["name"] = "Renamed in the file"
+    zones_file.write_text(json.dumps(edited))
+    os.utime(zones_file, (saved_at - 60, saved_at - 60))  # older, but another content
+    said = _zones_run(zones_file, db, get)
+    names = {f["properties"]["id"]: f["properties"].get("name") for f in seen[2]["features"]}
+    assert "new_security" not in names and seen[2]["version"] is None, said
+    assert names[edited["features"][0]["properties"]["id"]] == "Renamed in the file"
+    assert f"zones: {zones_file} has changed since version {version} saved over the API" in said
 
 
 def test_an_alerts_file_that_cannot_be_written_is_a_message_and_exit_2(tmp_path: Path) -> None:

@@ -538,11 +538,12 @@ async def test_zone_versions(store: Store) -> None:
     v2 = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": None,
                                                       "properties": {"id": "berth_3"}}]}
     first = await store.save_zones(v1, "admin", at=T0)
-    second = await store.save_zones(v2, "admin2", at=T0 + 1)
+    assert (await store.latest_zones() or {})["file_sha256"] is None  # no zones file
+    second = await store.save_zones(v2, "admin2", at=T0 + 1, file_sha256="ab" * 32)
     assert second > first
     latest = await store.latest_zones()
     assert latest == {"version": second, "time": iso_time(T0 + 1), "actor": "admin2",
-                      "geojson": v2}
+                      "geojson": v2, "file_sha256": "ab" * 32}
 
 
 async def test_outbox_in_order(store: Store) -> None:
@@ -619,7 +620,7 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         assert [a.to_dict() for a in restored] == [still_open.to_dict()]
         assert await second.position_count() == 1
         assert await second.load_engine_state() == engine_parts
-        assert await second.schema_version() == 4  # type: ignore[attr-defined]
+        assert await second.schema_version() == 5  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
         await second.save_vessel_states([encoded(states[1])], replace=True)
         assert list(await second.load_vessel_states()) == [B]
@@ -682,12 +683,17 @@ async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) 
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (1)")
         conn.execute("INSERT INTO vessel_state VALUES (?, ?, ?)", (A, T0, '{"messages": 3}'))
+        conn.execute("INSERT INTO zones (time, actor, geojson) VALUES (?, 'duty', '{}')", (T0,))
     store = open_store(f"sqlite:///{path}", tmp_path)
     await store.start()
     try:
-        assert await store.schema_version() == 4  # type: ignore[attr-defined]
+        assert await store.schema_version() == 5  # type: ignore[attr-defined]
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
+        # Saved before the file's content was kept: the start goes by its mtime.
+        assert await store.latest_zones() == {"version": 1, "time": iso_time(T0),
+                                              "actor": "duty", "geojson": {},
+                                              "file_sha256": None}
     finally:
         await store.stop()
 
@@ -716,15 +722,20 @@ async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescale
         await conn.execute(
             "INSERT INTO positions (time, mmsi, lat, lon, msg_type, sources, drill) "
             "VALUES (to_timestamp($1), $2, 51.9, 4.1, 1, '{rx1}', false)", recent, A)
+        await conn.execute("INSERT INTO zones (time, actor, geojson) "
+                           "VALUES (to_timestamp($1), 'duty', '{}')", T0)
     finally:
         await conn.close()
     store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl",
                           retention=timedelta(days=30))
     await store.start()
     try:
-        assert await store.schema_version() == 4
+        assert await store.schema_version() == 5
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
+        assert await store.latest_zones() == {"version": 1, "time": iso_time(T0),
+                                              "actor": "duty", "geojson": {},
+                                              "file_sha256": None}
         track = await store.track(A, recent - 1, recent + 1)
         assert [p["time"] for p in track] == [iso_time(recent)]
         assert store.timescaledb is with_timescale, store.description
@@ -786,7 +797,7 @@ async def test_a_version_2_postgres_database_takes_the_suspect_column_compressed
     store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl")
     await store.start()
     try:
-        assert await store.schema_version() == 4
+        assert await store.schema_version() == 5
         store.on_report(pos(A, recent + 1, lat=49.0, suspect="position_jump"))
         await store.flush()
         every = await store.track(A, recent - 1, recent + 2, rejected=True)
