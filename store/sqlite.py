@@ -195,6 +195,12 @@ def _position_params(rows: list[PositionRow]) -> list[Any]:
     return flat
 
 
+def _threads() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """The writer's thread and the reader's (started at their first call)."""
+    return (ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer"),
+            ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader"))
+
+
 class SqliteStore(WriterStore):
     """The ``Store`` on one SQLite file (WAL)."""
 
@@ -210,8 +216,7 @@ class SqliteStore(WriterStore):
                          hold_s=hold_s)
         self.path = path
         self.description = f"SQLite (WAL) at {path}"
-        self._wx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._rx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._wx, self._rx = _threads()
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._chunk = 1
@@ -288,6 +293,9 @@ class SqliteStore(WriterStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.path.parent}: {exc}") from exc
+        # Threads afresh: a failed start's _close shut the last ones down, and the live
+        # service tries its start again (its retry died on "cannot schedule new futures").
+        self._wx, self._rx = _threads()
         self._wconn = await self._call(self._wx, self._connect_writer)
         await self._call(self._wx, self._migrate)
         self._rconn = await self._call(self._rx, self._connect)

@@ -1234,6 +1234,36 @@ def test_a_signal_stops_a_start_waiting_for_the_database_to_answer(tmp_path: Pat
     assert not list(tmp_path.iterdir())  # nothing spooled, nothing saved
 
 
+def test_a_live_start_tries_an_sqlite_file_it_cannot_open_again_until_it_can(
+        tmp_path: Path) -> None:
+    """The live service waits for a database that is not up at start; with SQLite its second
+    try died ("cannot schedule new futures after shutdown": the first try had shut the
+    store's threads down) and the service exited with a traceback."""
+    db = tmp_path / "live.db"
+    db.mkdir()  # in the file's way: SQLite cannot open it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--udp", f"127.0.0.1:{free_udp_port()}", "--db", f"sqlite:///{db}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        said = wait_said(proc, "the database is not up: trying again in 1 s")
+        db.rmdir()
+        for _ in range(600):  # up to 60 s for the next tries
+            if any("store: SQLite (WAL) at" in line for line in said):
+                break
+            assert proc.poll() is None, "".join(said)
+            time.sleep(0.1)
+        else:
+            raise AssertionError("".join(said))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, "".join(said)
+    assert "unable to open database file" in "".join(said)  # said with the first try
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # the service's own file now
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] >= 1
+
+
 def test_a_start_whose_restore_fails_keeps_the_state_saved_last(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A resumed replay whose reading back of the rules' state fails saved, at its stop, the
