@@ -25,7 +25,8 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached (connection refused, server shutting down, timeout)."""
+    """The database cannot do it now, for its own state, not the rows' (connection refused,
+    server shutting down, timeout, a refusal, a damaged SQLite file): retry later."""
 
 
 class NotFound(StoreError):

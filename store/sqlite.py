@@ -249,10 +249,15 @@ class SqliteStore(WriterStore):
         def guarded() -> T:
             try:
                 return fn()
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite {self.path}: {exc}") from exc
-            except sqlite3.Error as exc:
+            except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+                # About a row itself (a constraint, a value too big), as PostgreSQL's
+                # SQLSTATE classes 22, 23 and 54: the writer sets such a row aside.
                 raise StoreError(f"SQLite {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                # About the database, not the rows: locked, a full or failing disk, a damaged
+                # file ("database disk image is malformed", "file is not a database"). An
+                # outage: rows are kept and caught up (rejected, every row was set aside).
+                raise StoreUnavailable(f"SQLite {self.path}: {exc}") from exc
 
         if executor is None:
             return guarded()

@@ -220,6 +220,114 @@ async def test_a_file_another_process_locks_fails_inline_writes_fast_and_loses_n
     assert stored(path) == sorted(expected(r) for r in reports)
 
 
+def _damage(path: Path, page: int, size: int, data: bytes | None = None) -> bytes:
+    """Overwrite ``page`` (1-based) of the file with ``data`` (zeros); what it held."""
+    with path.open("r+b") as fh:
+        fh.seek((page - 1) * size)
+        held = fh.read(size)
+        fh.seek((page - 1) * size)
+        fh.write(bytes(size) if data is None else data)
+    return held
+
+
+async def test_a_damaged_file_is_an_outage_and_its_rows_are_written_once_it_is_repaired(
+        tmp_path: Path) -> None:
+    """"database disk image is malformed" is a plain sqlite3.DatabaseError, which the store
+    took for an error about the rows: every row went to the rejected file, never to be
+    written. As on PostgreSQL, only an error about the row itself sets it aside: a damaged
+    file is an outage, the rows are spooled, and written once the file is good again."""
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, batch_size=50, max_age=0.05)  # a live run's: a writer thread
+    rejected = tmp_path / "hw.db.spool.rejected.jsonl"
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        before = [report(i) for i in range(100)]
+        for r in before:
+            store.on_report(r)
+        await store.flush()
+        assert store.stats().written_positions == 100
+        # The positions table's root page zeroed on disk, once checkpointed into the file;
+        # another connection's write makes the store's read its pages again.
+        assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        size = other.execute("PRAGMA page_size").fetchone()[0]
+        root = other.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'positions'").fetchone()[0]
+        good = _damage(path, root, size)
+        other.execute("PRAGMA user_version = 1")
+        during = [report(i) for i in range(100, 220)]
+        for r in during:
+            store.on_report(r)
+        await store.flush()  # one failed try
+        down = store.stats()
+        assert (down.db_up, down.rejected, down.queued, down.spool_pending) == (
+            False, 0, 0, 120)
+        assert not rejected.exists()
+        _damage(path, root, size, good)  # repaired
+        other.execute("PRAGMA user_version = 2")
+        for _ in range(100):  # the writer tries again with back-off
+            await store.flush()
+            if store.stats().db_up and store.stats().spool_pending == 0:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        other.close()
+        await store.stop()
+    stats = store.stats()
+    assert (stats.written_positions, stats.duplicate_positions, stats.rejected) == (220, 0, 0)
+    assert stored(path) == sorted(expected(r) for r in before + during)
+    assert not rejected.exists()
+
+
+async def test_a_file_whose_header_is_damaged_is_a_database_not_up_at_start(
+        tmp_path: Path) -> None:
+    """"file is not a database" stopped the live service's start as a bad setting (exit 2)
+    instead of being waited for, like any database that is not up."""
+    from store.base import StoreUnavailable
+
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path)
+    await store.start()
+    store.on_report(report(0))
+    await store.stop()
+    good = _damage(path, 1, 100)
+    with pytest.raises(StoreUnavailable, match="file is not a database"):
+        await SqliteStore(path).start()
+    _damage(path, 1, 100, good)
+    again = SqliteStore(path)
+    await again.start()
+    try:
+        assert await again.position_count() == 1
+    finally:
+        await again.stop()
+
+
+async def test_a_row_sqlite_refuses_for_itself_is_still_set_aside(tmp_path: Path) -> None:
+    """A row too big for the connection's length limit (DataError, as PostgreSQL's class 54)
+    goes to the rejected file; the others are written, and the database is up."""
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, batch_size=50, max_age=0.05)
+    await store.start()
+    assert store._wconn is not None
+    store._wconn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)
+    try:
+        good = [report(i) for i in range(10)]
+        big = Report(mmsi=244000099, msg_type=1, time=T0, time_source="tagblock",
+                     sources=[f"rx{i}" for i in range(300)], nmea=[], lat=51.9, lon=4.1)
+        for r in [*good[:5], big, *good[5:]]:
+            store.on_report(r)
+        await store.flush()
+        stats = store.stats()
+    finally:
+        await store.stop()
+    assert (stats.db_up, stats.written_positions, stats.rejected) == (True, 10, 1)
+    kept = [json.loads(line) for line in
+            (tmp_path / "hw.db.spool.rejected.jsonl").read_text().splitlines()]
+    assert [(k["item"][1][1], k["error"]) for k in kept] == [
+        (244000099, f"SQLite {path}: string or blob too big")]
+    assert stored(path) == sorted(expected(r) for r in good)
+
+
 async def test_other_writes_still_wait_for_a_lock_in_a_replay(tmp_path: Path) -> None:
     """A snooze is not retried like a batch: inline or not, it waits for the lock."""
     path = tmp_path / "hw.db"
