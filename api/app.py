@@ -560,7 +560,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         answers from it without trying the database: in a network cut every try waits for
         a timeout."""
         if memory is not None and not store.stats().db_up:
-            raise StoreUnavailable("database unreachable (the store writer's last try failed)")
+            raise StoreUnavailable("database away (the store writer's last try failed)")
 
     async def flushed() -> None:
         try:

@@ -20,7 +20,9 @@ from store.base import (
     Snooze,
     Store,
     StoreError,
+    StoreTimedOut,
     StoreUnavailable,
+    StoreUnreachable,
     VesselState,
     VesselStateJSON,
     WriterStats,
@@ -28,8 +30,8 @@ from store.base import (
 
 __all__ = [
     "DEFAULT_SQLITE_NAME", "AlertQuery", "Conflict", "NotFound", "OutboxMessage", "QueuedAct",
-    "Snooze", "Store", "StoreError", "StoreUnavailable", "VesselState", "VesselStateJSON",
-    "WriterStats", "open_store", "spool_file",
+    "Snooze", "Store", "StoreError", "StoreTimedOut", "StoreUnavailable", "StoreUnreachable",
+    "VesselState", "VesselStateJSON", "WriterStats", "open_store", "spool_file",
 ]
 
 DEFAULT_SQLITE_NAME = "harbourwatch.db"

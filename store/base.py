@@ -2,9 +2,11 @@
 
 Errors (translated at the backend boundary, ``raise ... from exc``)::
 
-    StoreError            anything the store could not do
-    ├── StoreUnavailable  the database cannot be reached right now (retry later)
-    └── NotFound          the alert (or other object) asked for does not exist
+    StoreError              anything the store could not do
+    ├── StoreUnavailable    the database cannot do it right now (retry later)
+    │   ├── StoreUnreachable  no connection to it
+    │   └── StoreTimedOut     it did not answer in time (a lock held, the server overloaded)
+    └── NotFound            the alert (or other object) asked for does not exist
 
 Times are Unix seconds (message time for data from the pipeline, wall time for operator
 acts); read methods return JSON-ready dicts with ISO 8601 ``Z`` times.
@@ -27,6 +29,23 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The database cannot do it now, for its own state, not the rows' (connection refused,
     server shutting down, timeout, a refusal, a damaged SQLite file): retry later."""
+
+    #: What happened, in the writer's log: a subclass says when it knows more.
+    what = "database unavailable"
+
+
+class StoreUnreachable(StoreUnavailable):
+    """No connection to the database (refused, lost, not made in time)."""
+
+    what = "database unreachable"
+
+
+class StoreTimedOut(StoreUnavailable):
+    """Connected, but the database did not answer in time: a lock held past the timeout
+    (another connection writing, a table locked), or the server overloaded. Said as such:
+    the log called it "unreachable", and the operator looked for a network fault."""
+
+    what = "database timed out"
 
 
 class NotFound(StoreError):

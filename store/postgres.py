@@ -33,7 +33,9 @@ from store.base import (
     QueuedAct,
     Snooze,
     StoreError,
+    StoreTimedOut,
     StoreUnavailable,
+    StoreUnreachable,
     VesselState,
     VesselStateJSON,
 )
@@ -76,6 +78,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 #: Seconds the API's reads and acts wait for PostgreSQL (see ``_answered``).
 ANSWER_TIMEOUT_S = 5.0
+#: Seconds a statement may take before the client gives up on it (asyncpg's timeout).
+COMMAND_TIMEOUT_S = 60.0
 
 
 def _answered(method: Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]
@@ -123,6 +127,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 #: dropped, deadlock, shutdown, …) is about the database's state, not the rows: an outage,
 #: so they stay buffered and are caught up (rejected one by one, they were lost).
 _ROW_ERROR_CLASSES = frozenset({"22", "23", "54"})
+#: A lock not granted in time (``lock_timeout``, NOWAIT): a timeout, not a refusal.
+_LOCK_NOT_AVAILABLE = "55P03"
 #: Batches that use the staging path after a key conflict before COPY is tried again.
 _SAFE_BATCHES = 20
 
@@ -229,8 +235,10 @@ class PostgresStore(WriterStore):
                  batch_size: int = 2000, max_age: float = 1.0, memory_limit: int = 200_000,
                  retry_max: float = 5.0, pool_size: int = 4,
                  connect_timeout: float = 5.0, hold_s: float = 0.0,
-                 answer_timeout: float = ANSWER_TIMEOUT_S) -> None:
-        """``answer_timeout``: seconds the API's reads and acts wait (see ``_answered``)."""
+                 answer_timeout: float = ANSWER_TIMEOUT_S,
+                 command_timeout: float = COMMAND_TIMEOUT_S) -> None:
+        """``answer_timeout``: seconds the API's reads and acts wait (see ``_answered``);
+        ``command_timeout``: a statement's, on every connection."""
         super().__init__(spool_path, drill=drill, batch_size=batch_size, max_age=max_age,
                          memory_limit=memory_limit, retry_max=retry_max, hold_s=hold_s)
         self.dsn = dsn
@@ -241,6 +249,7 @@ class PostgresStore(WriterStore):
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self.answer_timeout = answer_timeout
+        self._command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
         self._wconn: asyncpg.Connection | None = None
         self._safe_left = 0
@@ -259,15 +268,28 @@ class PostgresStore(WriterStore):
             raise StoreError(f"PostgreSQL client cannot read{where}: {exc.strerror}; as "
                              "the service's user, with HOME set to its home") from exc
         except TimeoutError as exc:
-            raise StoreUnavailable("PostgreSQL did not answer in time (a lock held on a "
-                                   "table, or the server overloaded)") from exc
+            # A command's (see ``_connecting`` for a connection's).
+            raise StoreTimedOut("PostgreSQL did not answer in time: a lock held on a table, "
+                                "the server overloaded, or the network cut off") from exc
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL unreachable: {exc!r}") from exc
+            raise StoreUnreachable(f"PostgreSQL unreachable: {exc!r}") from exc
         except asyncpg.PostgresError as exc:
             code = str(exc.sqlstate or "")
             if code[:2] in _ROW_ERROR_CLASSES:
                 raise StoreError(f"PostgreSQL: {exc}") from exc
+            if code == _LOCK_NOT_AVAILABLE:
+                raise StoreTimedOut(f"PostgreSQL ({code}): {exc}") from exc
             raise StoreUnavailable(f"PostgreSQL refuses it now ({code}): {exc}") from exc
+
+    @contextmanager
+    def _connecting(self) -> Iterator[None]:
+        """A connection not made in time: the network or the server's state, not the lock
+        or the load a command's timeout means."""
+        try:
+            yield
+        except TimeoutError as exc:
+            raise StoreUnreachable(f"PostgreSQL unreachable: no connection within "
+                                   f"{self._connect_timeout:g} s") from exc
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -279,9 +301,10 @@ class PostgresStore(WriterStore):
         with self._errors():
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=0, max_size=self._pool_size, init=_init_connection,
-                timeout=self._connect_timeout, command_timeout=60)
+                timeout=self._connect_timeout, command_timeout=self._command_timeout)
             try:
-                conn = await self.pool.acquire()  # the first connection reads the URL
+                with self._connecting():
+                    conn = await self.pool.acquire()  # the first connection reads the URL
             except ValueError as exc:  # a port "5432hw", a stray character
                 raise StoreError(f"store.url (--db): not a PostgreSQL URL asyncpg can read: "
                                  f"{exc}") from exc
@@ -377,8 +400,9 @@ class PostgresStore(WriterStore):
     # --- batch write ---------------------------------------------------------------------------
     async def _writer_connection(self) -> asyncpg.Connection:
         if self._wconn is None or self._wconn.is_closed():
-            self._wconn = await asyncpg.connect(self.dsn, timeout=self._connect_timeout,
-                                                command_timeout=60)
+            with self._connecting():
+                self._wconn = await asyncpg.connect(self.dsn, timeout=self._connect_timeout,
+                                                    command_timeout=self._command_timeout)
             await _init_writer(self._wconn)
         return self._wconn
 

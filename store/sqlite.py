@@ -28,6 +28,7 @@ from store.base import (
     QueuedAct,
     Snooze,
     StoreError,
+    StoreTimedOut,
     StoreUnavailable,
     VesselState,
     VesselStateJSON,
@@ -257,6 +258,10 @@ class SqliteStore(WriterStore):
                 # About the database, not the rows: locked, a full or failing disk, a damaged
                 # file ("database disk image is malformed", "file is not a database"). An
                 # outage: rows are kept and caught up (rejected, every row was set aside).
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
+                if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise StoreTimedOut(f"SQLite {self.path}: {exc}: another connection held "
+                                        "a lock on it past the busy timeout") from exc
                 raise StoreUnavailable(f"SQLite {self.path}: {exc}") from exc
 
         if executor is None:

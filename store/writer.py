@@ -69,6 +69,8 @@ class BatchWriter:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stats = WriterStats()
+        #: What the last failed write met (``StoreUnavailable.what``), said again at stop.
+        self._outage = "database unavailable"
         self._backoff = retry_initial
         #: flush() calls waiting: passes then write partial batches too.
         self._flushing = 0
@@ -218,7 +220,7 @@ class BatchWriter:
             self._unqueued(items)
             self._stats.spooled += len(items)
             acts = sum(1 for kind, _row in items if kind == "o")
-            why = ("database unreachable at stop" if not self._stats.db_up
+            why = (f"{self._outage} at stop" if not self._stats.db_up
                    else "not written by the stop's flush")
             where = [f"{len(items) - acts} to {self._spool.path}"] if acts < len(items) else []
             if acts:
@@ -252,6 +254,7 @@ class BatchWriter:
                     # A bug, not an outage: said loudly, and the loop starts again after a
                     # pause (rows stay queued; dead, it left every later row in memory).
                     self._stats.db_up = False
+                    self._outage = "the writer failed"
                     self._stats.failures += 1
                     log.critical("store: the writer failed; rows stay queued, it starts "
                                  "again in %.1f s", self._retry_max, exc_info=True)
@@ -371,9 +374,13 @@ class BatchWriter:
             batch = Batch.of(items)
             new_positions = await self._backend.write_batch(batch)
         except StoreUnavailable as exc:
-            if self._stats.db_up:
-                log.warning("store: database unreachable (%s); spooling to %s until it is "
-                            "back", exc, self._spool.path)
+            # What happened, as the backend knows it ("unreachable" only for a connection).
+            # Said when the outage begins, and again if that changes: a command timed out,
+            # then no connection could be made (a network cut).
+            if self._stats.db_up or exc.what != self._outage:
+                log.warning("store: %s (%s); spooling to %s until it is back", exc.what, exc,
+                            self._spool.path)
+            self._outage = exc.what
             self._stats.db_up = False
             self._catching_up = True
             self._stats.failures += 1
@@ -385,6 +392,7 @@ class BatchWriter:
             # Never let the writer die with rows in hand: an error we did not foresee is
             # treated as an outage (kept, spooled if it lasts, retried with back-off).
             log.exception("store: unexpected error writing a batch; will retry")
+            self._outage = "writing failed"
             self._stats.db_up = False
             self._catching_up = True
             self._stats.failures += 1

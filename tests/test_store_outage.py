@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -301,6 +302,66 @@ async def test_a_database_refusing_writes_is_an_outage_not_bad_rows(
         assert store.stats().rejected == 0
     finally:
         await store.stop()
+
+
+@pytest.mark.parametrize("timeout", ["command", "lock"])
+async def test_a_lock_held_past_the_timeout_is_said_as_a_timeout_not_unreachable(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture, timeout: str) -> None:
+    """The writer's COPY waited behind LOCK TABLE in another session until a timeout (the
+    client's command timeout, or the server's ``lock_timeout``), and the log said "database
+    unreachable": the operator looked for a network fault, not for the session holding the
+    lock. The rows are kept, and written once the lock is gone."""
+    name = pg_dsn.rsplit("/", 1)[1]
+    if timeout == "lock":
+        postgres_server.sql(f"ALTER DATABASE \"{name}\" SET lock_timeout = '300ms'")
+    spool = tmp_path / "spool.jsonl"
+    faster = {"command_timeout": 1.0} if timeout == "command" else {}  # not a minute
+    store = PostgresStore(pg_dsn, spool_path=spool, batch_size=50, max_age=0.01,
+                          retry_max=0.2, **faster)
+    await store.start()
+    locker = await asyncpg.connect(pg_dsn)
+    try:
+        await locker.execute("BEGIN")
+        await locker.execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
+        with caplog.at_level(logging.WARNING, logger="store"):
+            for i in range(100):
+                store.on_report(report(i))
+            await store.flush()  # one failed try
+            assert not store.stats().db_up and store.stats().rejected == 0
+            await locker.execute("ROLLBACK")
+            await drain(store)
+    finally:
+        await locker.close()
+        await store.stop()
+    cause = {"command": "PostgreSQL did not answer in time: a lock held on a table, the "
+                        "server overloaded, or the network cut off",
+             "lock": "PostgreSQL (55P03): canceling statement due to lock timeout"}[timeout]
+    said = [r.getMessage() for r in caplog.records if r.name == "store.writer"]
+    assert said == [f"store: database timed out ({cause}); spooling to {spool} until it is "
+                    "back", "store: database back; catching up"]
+    assert (await counts(pg_dsn))[:2] == (100, 100)
+
+
+async def test_a_connection_not_made_in_time_is_unreachable_not_a_lock(
+        tmp_path: Path) -> None:
+    """A server that takes the TCP connection and never answers (packets dropped beyond
+    it) is unreachable; the connect's timeout was said as a lock held or an overload."""
+    import socket
+
+    from store.base import StoreTimedOut, StoreUnreachable
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        store = PostgresStore(f"postgresql://hw@127.0.0.1:{port}/hw",
+                              spool_path=tmp_path / "spool.jsonl", connect_timeout=0.5)
+        with pytest.raises(StoreUnreachable) as err:
+            await store.start()
+    assert str(err.value) == "PostgreSQL unreachable: no connection within 0.5 s"
+    assert err.value.what == "database unreachable"
+    assert not isinstance(err.value, StoreTimedOut)
 
 
 def test_a_live_start_waits_for_a_database_not_up_yet(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -326,6 +327,39 @@ async def test_a_row_sqlite_refuses_for_itself_is_still_set_aside(tmp_path: Path
     assert [(k["item"][1][1], k["error"]) for k in kept] == [
         (244000099, f"SQLite {path}: string or blob too big")]
     assert stored(path) == sorted(expected(r) for r in good)
+
+
+async def test_a_lock_another_connection_holds_is_said_as_a_timeout_not_unreachable(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """"database is locked" (SQLITE_BUSY: another connection writing past the busy timeout)
+    was logged as "database unreachable", and the operator looked for a missing file or
+    disk rather than for the other writer."""
+    path = tmp_path / "hw.db"
+    store = SqliteStore(path, batch_size=50, max_age=0.01, inline_writes=True)  # 0.1 s wait
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing
+        with caplog.at_level(logging.WARNING):
+            for i in range(120):
+                store.on_report(report(i))
+            await store.flush()  # one failed try
+            assert not store.stats().db_up
+            other.execute("ROLLBACK")
+            for _ in range(100):  # the writer tries again with back-off
+                await store.flush()
+                if store.stats().db_up and store.stats().spool_pending == 0:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        other.close()
+        await store.stop()
+    spool = tmp_path / "hw.db.spool.jsonl"
+    assert caplog.messages == [
+        f"store: database timed out (SQLite {path}: database is locked: another connection "
+        f"held a lock on it past the busy timeout); spooling to {spool} until it is back",
+        "store: database back; catching up"]
+    assert store.stats().written_positions == 120
 
 
 async def test_other_writes_still_wait_for_a_lock_in_a_replay(tmp_path: Path) -> None:
