@@ -77,7 +77,9 @@ class Engine:
         self.zones = zones
         self.drill = drill
         self.picture = Picture(history_len=config.picture.history_len,
-                               live_s=config.picture.live_s)
+                               live_s=config.picture.live_s,
+                               silent_s=config.source_silent.silent_s,
+                               receiver_silent_s=config.source_silent.receiver_silent_s)
         self.book = AlertBook(drill=drill)
         self.rules: list[Rule] = (sorted(rules, key=lambda r: r.phase) if rules is not None
                                   else build_rules(config))
@@ -114,7 +116,6 @@ class Engine:
         self.evicted: list[int] = []
         self._full_warned = False
         self._tick_s = config.picture.tick_interval_s
-        self._gap_s = config.source_silent.silent_s
         self._inertia = config.membership.inertia_reports
         self._margin = config.membership.exit_margin_m
         self._next_tick = float("-inf")
@@ -210,7 +211,7 @@ class Engine:
         now = self.newest if self.newest > clock else clock
         for name in report.sources:
             self._before_heard(name, now)
-            picture.hear(name, t, self._gap_s, clock, now)
+            picture.hear(name, t, clock, now)
         if t >= self._next_tick:
             self._advance(t)
         elif t > self.newest:
@@ -370,7 +371,7 @@ class Engine:
         now = max(clock, self.newest)
         self._before_heard(receiver, now)
         # Not counted: the line's report (if any) counts it when it reaches the rules.
-        self.picture.hear(receiver, time, self._gap_s, clock, now, 0)
+        self.picture.hear(receiver, time, clock, now, 0)
 
     def _before_heard(self, receiver: str, now: float) -> None:
         """Rules that judge a receiver's silence (``source_silent``) do so at ``now`` before
@@ -471,7 +472,7 @@ class Engine:
 
         Receivers come back with their continuity; without it (state saved before it was
         kept), they are rebuilt from the vessels' ``sources``. When the next message time
-        comes more than ``silent_s`` after a receiver was last heard, its continuity starts
+        comes more than its ``silent_s`` after a receiver was last heard, its continuity starts
         again there (so the downtime cannot make vessels dark) and its silence counts from
         there for ``source_silent`` (an alert open already stays open).
 
@@ -490,10 +491,11 @@ class Engine:
             # after a restart. heard_live: the engine's clock then (kept since heard_at is
             # message time only; before, heard_at was both).
             heard_at = float(clocks[0] if clocks else heard)
-            restored = picture.receivers[name] = Receiver(
-                name, float(heard), _NEVER if up_since is None else float(up_since),
-                int(messages), heard_at=heard_at,
-                heard_live=float(clocks[1]) if len(clocks) > 1 else heard_at)
+            restored = picture.new_receiver(
+                name, float(heard), _NEVER if up_since is None else float(up_since))
+            restored.messages = int(messages)
+            restored.heard_at = heard_at
+            restored.heard_live = float(clocks[1]) if len(clocks) > 1 else heard_at
             if latest is not None and clamp_receiver(restored, latest):
                 ahead["receivers"] += 1
         for item in vessels:
@@ -510,7 +512,7 @@ class Engine:
             for name, heard in vessel.sources.items():
                 rec = picture.receivers.get(name)
                 if rec is None:
-                    picture.hear(name, heard, self._gap_s, heard, heard)
+                    picture.hear(name, heard, heard, heard)
                     picture.receivers[name].up_since = float("-inf")
                 elif heard > rec.last_heard:
                     rec.last_heard = heard
@@ -539,7 +541,7 @@ class Engine:
     def _resume(self, now: float) -> None:
         self._resume_pending = False
         for rec in self.picture.receivers.values():
-            if now - rec.heard_live > self._gap_s:
+            if now - rec.heard_live > rec.silent_s:
                 rec.up_since = rec.silence_from = now
 
     def stats(self) -> dict[str, Any]:

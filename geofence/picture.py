@@ -9,7 +9,7 @@ timers such as ``dark_vessel`` survive a restart.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -64,13 +64,16 @@ class Receiver:
     #: is judged by this (a feed stamped behind its arrival is still heard once the source
     #: ahead of it fell silent); being wall time, it never dates an alert.
     heard_live: float = _NEVER
+    #: Silent longer than this, it is silent: ``source_silent`` alerts, its continuity breaks
+    #: and ``dark_vessel`` no longer counts it as hearing its vessels. Its own limit
+    #: (``receiver_silent_s``: a sparse remote station) or ``silent_s``; set by the picture.
+    silent_s: float = 120.0
 
-    def hear(self, time: float, gap_s: float, clock: float, now: float,
-             counted: int = 1) -> None:
+    def hear(self, time: float, clock: float, now: float, counted: int = 1) -> None:
         """A message stamped ``time``, heard at ``clock`` (message time) when the engine's
-        clock was ``now`` (``>= clock``); a silence longer than ``gap_s`` (in its own
+        clock was ``now`` (``>= clock``); a silence longer than ``silent_s`` (in its own
         stamps) breaks continuity. ``counted``: 0 when its report is counted on its own."""
-        if time - self.last_heard > gap_s:
+        if time - self.last_heard > self.silent_s:
             self.up_since = time
         if time > self.last_heard:
             self.last_heard = time
@@ -193,11 +196,22 @@ class Vessel:
 class Picture:
     """Vessels by MMSI and receivers by name; nothing here knows about alerts."""
 
-    def __init__(self, *, history_len: int = 16, live_s: float = 900.0) -> None:
+    def __init__(self, *, history_len: int = 16, live_s: float = 900.0,
+                 silent_s: float = 120.0,
+                 receiver_silent_s: Mapping[str, float] | None = None) -> None:
         self.vessels: dict[int, Vessel] = {}
         self.receivers: dict[str, Receiver] = {}
         self.history_len = history_len
         self.live_s = live_s
+        self.silent_s = silent_s
+        self.receiver_silent_s = dict(receiver_silent_s or {})
+
+    def new_receiver(self, name: str, last_heard: float, up_since: float) -> Receiver:
+        """A receiver with its silence limit (looked up once: it is heard on every line)."""
+        rec = self.receivers[name] = Receiver(
+            name, last_heard, up_since,
+            silent_s=self.receiver_silent_s.get(name, self.silent_s))
+        return rec
 
     def __len__(self) -> int:
         return len(self.vessels)
@@ -210,12 +224,12 @@ class Picture:
         horizon = now - self.live_s
         return (v for v in self.vessels.values() if v.last_seen >= horizon)
 
-    def hear(self, receiver: str, time: float, gap_s: float, clock: float,
-             now: float, counted: int = 1) -> Receiver:
+    def hear(self, receiver: str, time: float, clock: float, now: float,
+             counted: int = 1) -> Receiver:
         rec = self.receivers.get(receiver)
         if rec is None:
-            rec = self.receivers[receiver] = Receiver(receiver, time, time)
-        rec.hear(time, gap_s, clock, now, counted)
+            rec = self.new_receiver(receiver, time, time)
+        rec.hear(time, clock, now, counted)
         return rec
 
     def vessel_for(self, report: Report) -> Vessel:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -83,6 +84,13 @@ class ConfigError(ValueError):
         self.errors = errors
 
 
+def _not_true_or_false(value: Any) -> Any:
+    """YAML's true/false are no numbers, in a mapping's values too."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true or false")
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -98,9 +106,10 @@ class _Model(BaseModel):
     @classmethod
     def _empty_means_defaults(cls, data: Any) -> Any:
         """A section left empty (its entries commented out, YAML's null) means its defaults,
-        at any depth (``rules:``, ``  loitering:``), and so does a list whose default is
-        empty (``sources:``). Not a list with entries by default (``exempt_shiptypes:``):
-        emptied, it would mean "none", so it stays an error naming it."""
+        at any depth (``rules:``, ``  loitering:``), and so does a list or mapping whose
+        default is empty (``sources:``, ``receiver_silent_s:``). Not a list with entries by
+        default (``exempt_shiptypes:``): emptied, it would mean "none", so it stays an error
+        naming it."""
         if not isinstance(data, dict):
             return data
         out = dict(data)
@@ -108,7 +117,7 @@ class _Model(BaseModel):
             field = cls.model_fields.get(key)
             if value is None and field is not None and field.default_factory is not None:
                 default = field.default_factory()  # type: ignore[call-arg]
-                if isinstance(default, BaseModel) or default == []:
+                if isinstance(default, BaseModel) or default in ([], {}):
                     out[key] = default
         return out
 
@@ -433,10 +442,22 @@ class EmergencyDeviceConfig(_Model):
                                description="Alert ends after the device is silent this long")
 
 
+#: A receiver's name as ingest gives it: a tag-block station (printable ASCII, at most 64),
+#: a $PGHP station or a source name (both narrower).
+ReceiverName = Annotated[str, Field(pattern=r"^[ -~]{1,64}$")]
+SilenceLimit = Annotated[float, BeforeValidator(_not_true_or_false), Field(gt=0, le=86400)]
+
+
 class SourceSilentConfig(_Model):
     enabled: bool = Field(default=True, description="Run the rule")
     silent_s: float = Field(default=120.0, gt=0, le=86400,
                             description="Receiver silent longer than")
+    receiver_silent_s: dict[ReceiverName, SilenceLimit] = Field(
+        default_factory=dict, max_length=1000,
+        description="Receiver name (exact) -> its own silence limit in place of silent_s, "
+                    "for a receiver that is sparse by nature (a remote station hearing a few "
+                    "vessels, a satellite feed); also how long it may go unheard and still "
+                    "count as hearing its vessels for dark_vessel")
     receivers: list[str] = Field(
         default_factory=lambda: ["*"], min_length=1, max_length=1000,
         description="Receivers to alert on, as shell patterns (fnmatch) of receiver names "
@@ -445,14 +466,24 @@ class SourceSilentConfig(_Model):
                     "vessels only a silent receiver heard are never called dark, whether or "
                     "not it is listed")
 
-    @field_validator("receivers", mode="before")
+    @field_validator("receivers", "receiver_silent_s", mode="before")
     @classmethod
     def _station_numbers_are_names(cls, value: Any) -> Any:
         """Gatehouse stations are numbers (``2190067``): YAML reads them unquoted as ints."""
         if isinstance(value, list):
-            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                    for v in value]
+            return [_name(v) for v in value]
+        if isinstance(value, dict):
+            return {_name(k): v for k, v in value.items()}
         return value
+
+    def silent_s_for(self, receiver: str) -> float:
+        """The silence limit of ``receiver``: its own, else ``silent_s``."""
+        return self.receiver_silent_s.get(receiver, self.silent_s)
+
+
+def _name(value: Any) -> Any:
+    """An unquoted station number as the name it is (not true/false: no name)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class RulesConfig(_Model):
@@ -773,7 +804,8 @@ def _format_errors(exc: ValidationError, source: str, root: yaml.Node | None,
                 msg = ("not a slug (a-z, 0-9, '_' and '-', starting with a letter or digit, "
                        "at most 63)")
             else:
-                msg = f"not of the form: {_description(loc) or msg}"
+                described = _description(loc)  # none for a mapping's key
+                msg = f"not of the form: {described}" if described else msg
         if loc in origin:
             lines.append(f"{source}: {field} (from environment {origin[loc]}): {msg}")
             continue

@@ -48,6 +48,8 @@ def _type_name(annotation: Any) -> str:
         return f"{_type_name(base)} ({limits})" if limits else _type_name(base)
     if origin is list:
         return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}" if args else "mapping"
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
             return "mapping"

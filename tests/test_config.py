@@ -307,6 +307,29 @@ def test_unquoted_station_numbers_are_receiver_names(tmp_path: Path) -> None:
     assert config.rules.source_silent.receivers == ["rx-quay*", "2190067"]
 
 
+def test_a_receiver_may_have_a_silence_limit_of_its_own(tmp_path: Path) -> None:
+    """Keyed by receiver name (a station number unquoted too); positive, at most a day."""
+    path = write(tmp_path, "rules:\n  source_silent:\n    receiver_silent_s:\n"
+                           "      316000002: 3600\n      rx-remote: 600\n")
+    cfg = load_config(path, env={}).rules.source_silent
+    assert cfg.receiver_silent_s == {"316000002": 3600.0, "rx-remote": 600.0}
+    assert [cfg.silent_s_for(name) for name in ("rx-remote", "316000002", "rx-quay")] == [
+        600.0, 3600.0, 120.0]
+    assert parse_config("rules:\n  source_silent:\n    receiver_silent_s:\n").rules == (
+        RulesConfig())
+    with pytest.raises(ConfigError) as info:
+        parse_config("rules:\n  source_silent:\n    receiver_silent_s:\n      a: 0\n"
+                     "      b: 86401\n      c: true\n      \"\": 60\n", "port.yaml")
+    assert info.value.errors == [
+        "port.yaml:4: rules.source_silent.receiver_silent_s.a: Input should be greater than 0",
+        "port.yaml:5: rules.source_silent.receiver_silent_s.b: "
+        "Input should be less than or equal to 86400",
+        "port.yaml:6: rules.source_silent.receiver_silent_s.c: "
+        "a number is needed, not true or false",
+        "port.yaml:7: rules.source_silent.receiver_silent_s..[key]: "
+        "String should match pattern '^[ -~]{1,64}$'"]
+
+
 def test_the_readme_lists_every_config_key_as_the_models_define_it() -> None:
     """The README's reference table is the models' own (regenerate it when this fails:
     python -m harbourwatch.config_reference)."""

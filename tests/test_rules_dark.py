@@ -218,6 +218,51 @@ def test_source_silent_leaves_out_the_receivers_excluded() -> None:
             "harbour"], receivers
 
 
+def test_a_receiver_with_a_limit_of_its_own_alerts_only_past_it() -> None:
+    """A remote station that hears a few vessels (600 s of its own): quiet 590 s is its
+    normal, 610 s is silence. rx2, with no limit of its own, is still silent after 120 s."""
+    run = Run(source_silent={"receiver_silent_s": {"rx-remote": 600}})
+    run.play(at(244000001, span(0, 1300, 10), 5000, 5000, sources=("rx1",)),
+             at(244000002, [0, 590, 1200], -5000, 5000, sources=("rx-remote",)),
+             at(244000003, [0, 119, 240, *span(300, 1300, 60)], -5000, -5000,
+                sources=("rx2",)))
+    assert [(e.transition, e.alert["details"]["receiver"], e.alert["started_at"],
+             e.alert["details"]["silent_s"]) for e in run.of("source_silent")] == [
+        ("new", "rx2", "2026-01-01T12:03:59Z", 120.0),  # heard at 119, silent past 239
+        ("end", "rx2", "2026-01-01T12:03:59Z", 121.0),
+        ("new", "rx-remote", "2026-01-01T12:19:50Z", 600.0),  # heard at 590, past 1190
+        ("end", "rx-remote", "2026-01-01T12:19:50Z", 610.0)]
+
+
+def test_a_receivers_own_limit_on_the_timers() -> None:
+    """Live, the wall clock's ticks notice the silence: not at 590 s nor at exactly 600 s
+    ("longer than"), at 610 s, dated 600 s after it was last heard."""
+    engine = Engine(rules_config(source_silent={"receiver_silent_s": {"rx-remote": 600}}),
+                    port_zones())
+    engine.process(report(244000002, 0, -5000, 5000, sources=("rx-remote",)))
+    assert engine.tick(T0 + 590) == [] and engine.tick(T0 + 600) == []
+    (event,) = engine.tick(T0 + 610)
+    assert (event.alert["details"]["receiver"], event.alert["started_at"],
+            event.alert["details"]["silent_s"]) == ("rx-remote", "2026-01-01T12:10:00Z", 600.0)
+
+
+@pytest.mark.parametrize(("gap", "dark"), [(590, True), (610, False)])
+def test_a_sparse_receiver_keeps_its_vessels_dark_within_its_own_limit(
+        gap: float, dark: bool) -> None:
+    """The vessel falls silent at 100 s with only rx-remote (600 s of its own) hearing it,
+    which is next heard ``gap`` s later. Within its limit it was heard all along: the vessel
+    is dark. Past it, the silence may be the receiver's: source_silent, not dark (at 120 s
+    for every receiver, the vessels of a sparse receiver were never called dark)."""
+    run = Run(source_silent={"receiver_silent_s": {"rx-remote": 600}})
+    run.play(at(SHIP, span(0, 100, 10), *OPEN_WATER, speed=8.0, sources=("rx-remote",)),
+             at(244000002, [100 + gap, *span(1000, 1600, 300)], -5000, 5000,
+                sources=("rx-remote",)))
+    assert [e.alert["details"].get("receivers") for e in run.of("dark_vessel")] == (
+        [["rx-remote"]] if dark else [])
+    assert [e.alert["started_at"] for e in run.of("source_silent", "new")] == (
+        [] if dark else ["2026-01-01T12:11:40Z"])  # heard at 100, silent past 700
+
+
 def test_silent_exactly_600_s_is_not_dark() -> None:
     """"Silent > 600 s": a report exactly 600 s after the last one is in time."""
     run = Run()

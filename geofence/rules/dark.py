@@ -2,9 +2,10 @@
 
 Fires when a vessel last seen inside coverage, at least ``edge_m`` from its edge, is silent
 longer than ``moving_s`` (or ``stationary_s`` when at anchor, moored or slow) while a
-receiver that heard it has been heard without a break (longer than ``source_silent``'s
-``silent_s``) since before the vessel fell silent and is still heard. A vessel that left
-across the coverage edge, or whose only receiver went silent, is not dark.
+receiver that heard it has been heard without a break (longer than its ``silent_s``, from
+``source_silent``: its own in ``receiver_silent_s``, else the rule's) since before the vessel
+fell silent and is still heard. A vessel that left across the coverage edge, or whose only
+receiver went silent, is not dark.
 
 The silence is measured on the clock of the receiver that heard the vessel: the vessel's
 times are that receiver's stamps, which may run minutes behind the port's clock (a feed's
@@ -55,7 +56,6 @@ class DarkVessel(BaseRule):
         self.stationary_below_kn = cfg.stationary_below_kn
         self.window_s = cfg.receiver_window_s
         self.moving_window_s = cfg.receiver_window_moving_s
-        self.silent_s = config.source_silent.silent_s
         self._heap: list[tuple[float, int]] = []
         self._due: dict[int, float] = {}
         self._limit: dict[int, float] = {}  # threshold as of each vessel's last report
@@ -96,7 +96,7 @@ class DarkVessel(BaseRule):
         blocked = False
         for name, heard in vessel.sources.items():
             rec = ctx.picture.receivers.get(name)
-            if rec is None or now - rec.heard_live > self.silent_s:
+            if rec is None or now - rec.heard_live > rec.silent_s:
                 continue  # not heard now: the silence may be the receiver's
             # Its clock now: its last stamp plus the port's time since it was heard.
             lag = rec.heard_live - rec.last_heard

@@ -1,4 +1,8 @@
-"""``source_silent``: a receiver has sent nothing for more than ``silent_s``.
+"""``source_silent``: a receiver has sent nothing for more than its ``silent_s``.
+
+Each receiver's limit is its own in ``receiver_silent_s``, else the rule's ``silent_s``
+(``Receiver.silent_s``): a remote station that hears a few vessels, or a satellite feed, is
+quiet for minutes as a matter of course and alerted all day at 120 s.
 
 Receivers are the tag-block stations or the sources themselves (``Report.sources``). The
 alert starts ``silent_s`` after the receiver was last heard on the port's clock (the newest
@@ -37,7 +41,6 @@ class SourceSilent(BaseRule):
     name = "source_silent"
 
     def __init__(self, config: RulesConfig) -> None:
-        self.silent_s = config.source_silent.silent_s
         patterns = config.source_silent.receivers
         # Exclusions alone mean "all but these".
         self.patterns = [p for p in patterns if not p.startswith("!")] or ["*"]
@@ -61,15 +64,15 @@ class SourceSilent(BaseRule):
             if alert is not None:
                 # Heard again. An alert restored from the store has its start in
                 # milliseconds; a receiver timed by arrival is heard in microseconds.
-                if heard > alert.started_at - self.silent_s + STORED_TIME_RESOLUTION_S:
+                if heard > alert.started_at - rec.silent_s + STORED_TIME_RESOLUTION_S:
                     ctx.book.end(alert, now, {"silent_s": round(
-                        heard - alert.started_at + self.silent_s, 1)}, ended_at=heard)
+                        heard - alert.started_at + rec.silent_s, 1)}, ended_at=heard)
                 continue
             self._open_if_silent(ctx, rec, now)
 
     def before_heard(self, ctx: RuleContext, rec: Receiver, now: float) -> None:
         """``rec`` is about to be heard with the engine's clock at ``now``: if it has been
-        silent for more than ``silent_s`` by then, its alert opens now (the next tick ends
+        silent for more than its ``silent_s`` by then, its alert opens now (the next tick ends
         it at the time it was heard).
 
         Live, the wall clock's ticks notice the silence while it lasts; replayed, the first
@@ -78,7 +81,7 @@ class SourceSilent(BaseRule):
         alerted). Judged here, before the line's receivers are recorded, both do, with the
         same start and id as live.
         """
-        if now > max(rec.heard_live, rec.silence_from) + self.silent_s:
+        if now > max(rec.heard_live, rec.silence_from) + rec.silent_s:
             # Only after a silence (rare): the book is searched only then.
             for alert in ctx.book.of_rule(self.name):
                 if alert.details.get("receiver") == rec.name:
@@ -89,8 +92,8 @@ class SourceSilent(BaseRule):
         heard = rec.heard_at
         # Dated by message time alone (the start and the id do not depend on when ticks
         # come), judged by the engine's clock (live, it moves on with the wall clock).
-        due = max(heard, rec.silence_from) + self.silent_s
-        if now > max(rec.heard_live, rec.silence_from) + self.silent_s and self.watches(
+        due = max(heard, rec.silence_from) + rec.silent_s
+        if now > max(rec.heard_live, rec.silence_from) + rec.silent_s and self.watches(
                 rec.name):
             ctx.book.open(
                 self.name, risk_area=RiskArea.INFORMATION_SECURITY,
@@ -98,4 +101,4 @@ class SourceSilent(BaseRule):
                 alert_id=alert_id(self.name, None, None, f"receiver:{rec.name}", due,
                                   ctx.book.drill),
                 details={"receiver": rec.name, "last_heard": iso_time(rec.last_heard),
-                         "silent_s": self.silent_s})
+                         "silent_s": rec.silent_s})

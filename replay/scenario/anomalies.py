@@ -713,11 +713,12 @@ def source_silent(world: World, ctx: Context) -> list[Expectation]:
     cfg = ctx.config
     r = world.rng
     lay = world.layout
-    silent_s = cfg.source_silent.silent_s
     alerted = [rec for rec in lay.receivers if SourceSilent(cfg).watches(rec.name)]
     if not alerted:
         raise Skip("rules.source_silent.receivers leaves out the scenario's receivers ("
                    + ", ".join(rec.name for rec in lay.receivers) + ")")
+    # Long enough for whichever receiver is taken (one may have a limit of its own).
+    silent_s = max(cfg.source_silent.silent_s_for(rec.name) for rec in alerted)
     longest = max(silent_s + 60.0, cfg.dark_vessel.moving_s + r.uniform(180.0, 540.0))
     if min(longest, 0.3 * world.duration) < silent_s + 30.0:
         raise Skip("scenario too short for a receiver outage")
@@ -728,14 +729,15 @@ def source_silent(world: World, ctx: Context) -> list[Expectation]:
             silent_s + r.uniform(60.0, 240.0))
         rec = r.choice(alerted)
         t0 = _time(world, 0.1, 0.8, length + 300.0)
-        if world.outage_fits(rec.name, t0, t0 + length, gap_s=silent_s):
+        limit = cfg.source_silent.silent_s_for(rec.name)
+        if world.outage_fits(rec.name, t0, t0 + length, gap_s=limit):
             break
     else:
         raise Skip("every outage would hide an injected anomaly")
     world.receiver_silences[rec.name].append((t0, t0 + length))
     ctx.notes["outage"] = (rec.name, t0, t0 + length)
     out = [Expectation("source_silent", None, f"{rec.name} off for {length:.0f} s",
-                       window=(t0 + silent_s - 30.0, t0 + silent_s + 2.0), receiver=rec.name)]
+                       window=(t0 + limit - 30.0, t0 + limit + 2.0), receiver=rec.name)]
     if "dark_vessel" in ctx.rules and length > cfg.dark_vessel.moving_s + 60.0:
         out += _only_receiver_control(world, ctx, rec.name)
     return out
