@@ -20,8 +20,10 @@ digits                    kind              note
 ========================  ================  ============================================
 
 Anything else — more than nine digits, a MID nobody was allocated, a group number — is
-``invalid`` with a reason. The table below is the list of allocated MIDs as the ITU
-publishes it (countries and territories, by region), written out by hand.
+``invalid`` with a reason. Of those, :func:`is_placeholder` picks the numbers transponders
+are shipped or left with, which many unrelated devices share. The table below is the list of
+allocated MIDs as the ITU publishes it (countries and territories, by region), written out by
+hand.
 """
 
 from __future__ import annotations
@@ -163,6 +165,23 @@ def is_sar_aircraft(mmsi: int) -> bool:
 def is_ship_mmsi(mmsi: int) -> bool:
     """The common case, fast: a nine-digit ship MMSI with an allocated MID."""
     return 201_000_000 <= mmsi < 776_000_000 and mmsi // 1_000_000 in SHIP_MIDS
+
+
+#: Placeholders that are not nine identical digits.
+_PLACEHOLDER_RUNS = frozenset({123_456_789})
+
+
+def is_placeholder(mmsi: int) -> bool:
+    """A placeholder: nine identical digits (000000000, 111111111, … 999999999) or
+    123456789, when :func:`classify` finds it invalid (555555555 and 666666666 carry the
+    allocated MIDs of Pitcairn and Somalia: ship numbers, judged as any other).
+
+    Unset and made-up numbers are shared by unrelated transponders all over the world, so
+    their fixes far apart are no one identity in two places; ``invalid_mmsi`` names them.
+    Other invalid numbers (an IMO number or a 7-digit number entered as the MMSI, an
+    unallocated MID) stay one device's, and its jumps are still judged."""
+    return (0 <= mmsi <= 999_999_999 and (mmsi % 111_111_111 == 0 or mmsi in _PLACEHOLDER_RUNS)
+            and not classify(mmsi).valid)
 
 
 def classify(mmsi: int) -> MmsiClass:

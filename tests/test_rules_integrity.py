@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from geofence.mid import classify, is_ship_mmsi, mmsi_text
+from geofence.mid import classify, is_placeholder, is_ship_mmsi, mmsi_text
 from ingest.report import Report
 from tests.rulekit import T0, Run, report, span
 
@@ -192,6 +192,54 @@ def test_conflict_rejects_the_other_place_and_ends_after_quiet_window() -> None:
     end = run.of("mmsi_conflict", "end")[0].alert
     assert end["details"]["end_reason"] == "no_jumps"
     assert run.engine.picture.vessels[SHIP].fix_time == T0 + 960
+
+
+def alternating(mmsi: int) -> Run:
+    """Two devices 20 km apart sending one MMSI in turn, every 10 s for 5 minutes."""
+    run = Run()
+    run.feed(*(report(mmsi, t, -10000.0 if i % 2 == 0 else 10000.0, 5000.0, speed=0.1)
+               for i, t in enumerate(span(0, 300, 10))))
+    return run
+
+
+@pytest.mark.parametrize("mmsi", [111111111, 123456789, 0, 999999999, 777777777])
+def test_devices_sharing_a_placeholder_mmsi_are_invalid_mmsi_only(mmsi: int) -> None:
+    """Unset and made-up numbers are shared by unrelated transponders: their fixes far apart
+    are no spoofing evidence. invalid_mmsi names the number; the other device's fixes are
+    still kept out of the picture."""
+    run = alternating(mmsi)
+    assert [(e.alert["rule"], e.alert["details"].get("reason")) for e in run.events] == [
+        ("invalid_mmsi", "unallocated_mid")]
+    assert run.engine.counters["suspect"] == 15  # every fix at +10 km
+    vessel = run.engine.picture.vessels[mmsi]
+    assert vessel.fix_time == T0 + 300 and len({(f.lat, f.lon) for f in vessel.history}) == 1
+    assert "mmsi_conflict" not in vessel.rule_state
+
+
+@pytest.mark.parametrize(("mmsi", "invalid"), [
+    (SHIP, []), (555555555, []),  # nine identical digits, but Pitcairn's MID: a ship number
+    (8900660, ["invalid_mmsi"])])  # an IMO number entered as the MMSI: one ship's, not shared
+def test_the_same_alternation_on_any_other_mmsi_is_a_jump_then_a_conflict(
+        mmsi: int, invalid: list[str]) -> None:
+    run = alternating(mmsi)
+    assert [(e.alert["rule"], e.transition, e.alert["started_at"]) for e in run.events
+            if e.alert["rule"] != "invalid_mmsi"] == [
+        ("position_jump", "new", "2026-01-01T12:00:10Z"),
+        ("mmsi_conflict", "new", "2026-01-01T12:00:10Z"),  # at the third jump, dated the first
+        ("position_jump", "end", "2026-01-01T12:00:10Z")]
+    assert [e.alert["rule"] for e in run.of("invalid_mmsi")] == invalid
+    assert run.of("position_jump")[0].alert["details"]["distance_m"] == pytest.approx(
+        20000.0, abs=10.0)
+
+
+def test_placeholders_are_nine_identical_digits_or_123456789_that_no_station_may_carry(
+        ) -> None:
+    assert [m for m in range(0, 1_000_000_000, 111_111_111) if is_placeholder(m)] == [
+        0, 111111111, 222222222, 333333333, 444444444, 777777777, 888888888, 999999999]
+    assert is_placeholder(123456789)
+    assert not any(is_placeholder(m) for m in (
+        555555555, 666666666, 987654321, 244123456, 8900660, 200123456, 24412345,
+        1_111_111_110, 111244001))
 
 
 # -- invalid_mmsi and the MID table --------------------------------------------------------

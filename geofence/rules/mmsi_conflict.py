@@ -10,7 +10,10 @@ that fits neither starts a new ``b``. ``jumps`` switches within ``window_s`` ope
 not continue the picture's accepted track is rejected, and an open ``position_jump`` alert
 for the vessel is ended in its favour. It ends after ``window_s`` without a jump.
 
-Nothing is kept for a vessel whose fixes never jump.
+Nothing is kept for a vessel whose fixes never jump, nor for a placeholder MMSI
+(:func:`~geofence.mid.is_placeholder`: 111111111, 123456789, …): unrelated transponders
+share it, so two places at once are expected of it, not evidence of a cloned identity, and
+``invalid_mmsi`` already names the number.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
+from geofence.mid import is_placeholder
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
 from geofence.rules.position_jump import JumpTest, judged
@@ -62,6 +66,8 @@ class MmsiConflict(BaseRule):
             prev = ctx.prev_fix
             if prev is None or not self.test.jumps_from_prev(ctx, x, y, lat, lon, t):
                 return  # the common case: no jump, nothing kept
+            if is_placeholder(vessel.mmsi):
+                return  # many devices send it: two places are expected
             state = vessel.rule_state[self.name] = {
                 "a": [prev.time, prev.x, prev.y, prev.lat, prev.lon], "b": None,
                 "last": "a", "jumps": []}

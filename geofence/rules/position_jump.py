@@ -11,7 +11,10 @@ The alert is state-based: it opens on the first rejected fix and ends once ``cle
 without another. When ``confirm_reports`` rejected fixes in a row agree with each other, the
 vessel really is there (the old fix was the bad one): that fix is accepted and the alert ends
 as ``relocated``. While ``mmsi_conflict`` holds for the vessel it speaks for the incident and
-no new ``position_jump`` alert is opened.
+no new ``position_jump`` alert is opened. Nor is one for a placeholder MMSI
+(:func:`~geofence.mid.is_placeholder`: 111111111, 123456789, …): unrelated transponders share
+it, so its fixes far apart are expected, and ``invalid_mmsi`` already names the number; the
+fixes are still rejected, so the picture does not leap between them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pyproj import Geod
 
 from geofence.alert import RiskArea, Severity
+from geofence.mid import is_placeholder
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
 from ingest.report import Report, iso_time
@@ -141,6 +145,8 @@ class PositionJump(BaseRule):
             return
         if ctx.book.find("mmsi_conflict", vessel.mmsi) is not None:
             return  # the conflict alert covers it
+        if is_placeholder(vessel.mmsi):
+            return  # many devices send it: their jumps are expected (invalid_mmsi names it)
         distance = geodesic_m(prev.lat, prev.lon, lat, lon)
         speed = implied_speed_kn(distance, t - prev.time)
         alert = ctx.book.open(
