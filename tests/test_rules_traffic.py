@@ -529,6 +529,13 @@ def stop(run: Run, speeds: list[tuple[float, float]], mmsi: int = SHIP) -> None:
         run.feed(report(mmsi, t, 5000, 5000 + t, speed=speed, course=0.0))
 
 
+def stop_at(run: Run, place: tuple[float, float], speeds: list[tuple[float, float]],
+            **kw: Any) -> None:
+    """Reports at one place, at (time, speed) each."""
+    for t, speed in speeds:
+        run.feed(report(SHIP, t, *place, speed=speed, course=0.0, **kw))
+
+
 def test_8_to_0_5_kn_in_25_s_held_60_s_is_one_event() -> None:
     run = Run()
     stop(run, [(0, 8.0), (10, 8.0), (20, 8.0), (35, 3.0), (45, 0.5), (75, 0.4), (104, 0.3)])
@@ -570,6 +577,34 @@ def test_a_stop_in_a_berth_is_a_landing_and_the_alert_names_no_wide_zone() -> No
             run.feed(report(SHIP, t, *place, speed=speed, course=0.0))
         zones.append([e.alert["zone"] for e in run.of("sudden_stop")])
     assert zones == [[], ["channel_1"], [None]]
+
+
+@pytest.mark.parametrize(("north", "zones"), [(45.0, []), (55.0, [None])])
+def test_a_stop_5_m_inside_a_berth_is_a_landing_5_m_outside_it_is_a_stop(
+        north: float, zones: list[str | None]) -> None:
+    """The berth's north edge is at 50 m: the same stop 5 m inside gives nothing, 5 m
+    outside (where only coverage and the port limit are, which it does not name) alerts."""
+    run = Run()
+    stop_at(run, (100.0, north), [(0, 8.0), (10, 8.0), (20, 8.0), (35, 3.0), (45, 0.5),
+                                   (75, 0.4), (105, 0.2), (115, 0.2)])
+    assert [e.alert["zone"] for e in run.of("sudden_stop")] == zones
+    if zones:
+        assert run.of("sudden_stop")[0].alert["details"]["held_s"] == 60.0
+
+
+@pytest.mark.parametrize(("creep_to", "alerts"), [(5.0, 0), (-5.0, 1)])
+def test_a_class_b_creeping_into_a_berth_after_its_stop_is_a_landing(
+        creep_to: float, alerts: int) -> None:
+    """A class B ferry drops from 8 kn to 0.5 kn 5 m short of the berth's south edge (y=0)
+    and creeps on; slow, it reports every 3 min, so the fix that completes the hold is its
+    first one inside and its entry is not confirmed yet (2 reports). In the berth, it is a
+    landing; still 5 m short of it, it stopped outside."""
+    run = Run()
+    stop_at(run, (100.0, -60.0), [(0, 8.0), (30, 8.0)], msg_type=18)
+    stop_at(run, (100.0, -5.0), [(55, 0.5)], msg_type=18)
+    stop_at(run, (100.0, creep_to), [(235, 0.2)], msg_type=18)
+    assert len(run.of("sudden_stop")) == alerts
+    assert "berth_1" not in run.engine.picture.vessels[SHIP].zones  # not entered yet
 
 
 def test_traffic_alert_ids_repeat_on_replay() -> None:

@@ -8,9 +8,13 @@ first stopped one as evidence. Only reports whose fix was accepted count, so a s
 report cannot stage a stop. Vessels faster than ``from_kn`` keep two numbers in
 ``rule_state``; all others keep nothing unless a stop is pending.
 
-A stop inside a ``berth`` is a ferry or a tug landing there, not a grounding: no alert. The
-alert names the zone the vessel was last seen entering, ``coverage`` and ``port_limit``
-aside (they say nothing about where in the port).
+A stop inside a ``berth`` is a ferry or a tug landing there, not a grounding: no alert.
+Inside means a member of the berth (entered, and not yet left by more than the exit margin)
+or with the fix that completes the hold in it: a ship whose speed fell below ``to_kn`` a few
+metres short of the berth creeps in, and a class B reporting every 3 min when slow is in the
+berth for one report before its entry is confirmed. Judged only when a hold completes, so it
+costs nothing per report. The alert names the zone the vessel was last seen entering,
+``coverage`` and ``port_limit`` aside (they say nothing about where in the port).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity
-from geofence.picture import Vessel
+from geofence.picture import Vessel, zone_ids_here
 from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
 from ingest.report import Report, iso_time
 
@@ -73,10 +77,12 @@ class SuddenStop(BaseRule):
         if held < self.hold_s:
             return
         del rule_state[self.name]
-        kinds = {zid: ctx.zones.by_id[zid].kind for zid in vessel.zones
-                 if zid in ctx.zones.by_id}
-        if "berth" in kinds.values():
-            return
+        by_id = ctx.zones.by_id
+        kinds = {zid: by_id[zid].kind for zid in vessel.zones if zid in by_id}
+        if "berth" in kinds.values() or any(
+                by_id[zid].kind == "berth" for zid in zone_ids_here(vessel, ctx.zones)
+                if zid in by_id):
+            return  # landing at a berth
         ctx.book.event(
             self.name, risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.WARNING,
             mmsi=vessel.mmsi, time=t,
