@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal, TypeVar
@@ -44,6 +44,7 @@ from api.memory_alerts import (
 )
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.stream import StreamFilter, StreamFull
+from geofence.alert import RiskArea
 from geofence.zones import ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
 from store.base import (
@@ -71,6 +72,8 @@ DESIGN_RULES = frozenset({
     "mmsi_conflict", "invalid_mmsi", "identity_change", "emergency_device", "source_silent",
 })
 _MAX_MMSI = 999_999_999
+ALERT_STATES = ("open", "acknowledged", "ended", "resolved")
+RISK_AREAS = tuple(area.value for area in RiskArea)
 #: Seconds an act waits for the store writer's pass before it (see ``act``); past it the
 #: writer is stuck on a database that does not answer, and the act is queued instead.
 ACT_FLUSH_WAIT_S = 5.0
@@ -173,6 +176,24 @@ def _csv(value: str | None) -> list[str] | None:
     if value is None or not value.strip():
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _check_names(names: Iterable[str], field: str, known: Collection[str], what: str) -> None:
+    """A misspelt name would match nothing, silently: 422 naming every unknown one, with
+    the known names as its detail."""
+    unknown = list(dict.fromkeys(n for n in names if n not in known))
+    if unknown:
+        raise ApiError(422, f"{field}: unknown {what}{'s' if len(unknown) > 1 else ''} "
+                       + ", ".join(map(repr, unknown)), sorted(known))
+
+
+def _names(value: str | None, field: str, known: Collection[str],
+           what: str) -> tuple[str, ...] | None:
+    """A comma-separated filter (``a,b``: either), each name checked; ``None`` when it
+    names none (``state=,`` is no filter, never an empty ``IN ()``)."""
+    names = tuple(dict.fromkeys(_csv(value) or ()))
+    _check_names(names, field, known, what)
+    return names or None
 
 
 def _snooze_out(s: Snooze, now: float) -> dict[str, Any]:
@@ -312,10 +333,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     rules = deps.extra.get("rules", DESIGN_RULES)
 
     def known_rules(names: Iterable[str] | None, field: str) -> None:
-        """A misspelt rule would match nothing, silently: refused, with the rule names."""
-        for name in names or ():
-            if name not in rules:
-                raise ApiError(422, f"{field}: unknown rule {name!r}", sorted(rules))
+        _check_names(names or (), field, rules, "rule")
 
     def vessel_count() -> int:
         return 0 if deps.picture is None else sum(1 for _ in deps.picture.vessels())
@@ -474,13 +492,16 @@ def create_app(deps: ApiDeps) -> FastAPI:
              responses=from_memory_doc(errors))
     async def alerts(
         _: Viewer,
-        rule: Annotated[str | None, Query(max_length=64)] = None,
+        rule: Annotated[str | None, Query(
+            max_length=1024, description="Rule names; comma-separated for several",
+            examples=["speeding,restricted_entry"])] = None,
         state: Annotated[str | None, Query(
             description="open, acknowledged, ended, resolved; comma-separated for several",
             examples=["open,acknowledged"])] = None,
-        risk_area: Annotated[Literal["port_operations", "criminal_activity", "fire",
-                                     "financial", "information_security",
-                                     "natural_hazard"] | None, Query()] = None,
+        risk_area: Annotated[str | None, Query(
+            max_length=1024, description=", ".join(RISK_AREAS)
+            + "; comma-separated for several",
+            examples=["criminal_activity,information_security"])] = None,
         zone: Annotated[str | None, Query(max_length=64)] = None,
         mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
         start: Annotated[str | None, Query(description="Active at or after (ISO 8601)")] = None,
@@ -496,16 +517,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Response:
-        states = _csv(state)
-        bad = [s for s in states or () if s not in ("open", "acknowledged", "ended", "resolved")]
-        if bad:
-            raise ApiError(422, f"state: unknown state {bad[0]!r}")
-        known_rules(rule and [rule], "rule")
+        rule_names = _names(rule, "rule", rules, "rule")
+        states = _names(state, "state", ALERT_STATES, "state")
+        risk_areas = _names(risk_area, "risk_area", RISK_AREAS, "risk area")
         t_start, t_end = _parse_time(start, "start"), _parse_time(end, "end")
         if t_start is not None and t_end is not None and t_end < t_start:
             raise ApiError(422, "end is before start")
-        query = AlertQuery(rule=rule, state=None if states is None else tuple(states),
-                           risk_area=risk_area, zone=zone, mmsi=mmsi, start=t_start, end=t_end,
+        query = AlertQuery(rule=rule_names, state=states, risk_area=risk_areas, zone=zone,
+                           mmsi=mmsi, start=t_start, end=t_end,
                            drill=(deps.drill if drill is None
                                   else None if drill == "any" else drill),
                            after=after, limit=limit, offset=offset)

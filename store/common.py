@@ -377,13 +377,11 @@ def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
                   ts: Callable[[float], Any]) -> str:
     """``WHERE`` clause for :class:`AlertQuery`; ``ph`` adds a parameter, returns its marker."""
     where: list[str] = []
-    if query.rule is not None:
-        where.append(f"rule = {ph(query.rule)}")
-    if query.state is not None:
-        states = (query.state,) if isinstance(query.state, str) else tuple(query.state)
-        where.append("state IN (" + ", ".join(ph(s) for s in states) + ")")
-    if query.risk_area is not None:
-        where.append(f"risk_area = {ph(query.risk_area)}")
+    for column, wanted in (("rule", query.rule), ("state", query.state),
+                           ("risk_area", query.risk_area)):
+        if wanted is not None:
+            values = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+            where.append(f"{column} IN (" + ", ".join(ph(v) for v in values) + ")")
     if query.zone is not None:
         where.append(f"zone = {ph(query.zone)}")
     if query.mmsi is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from api.app import DESIGN_RULES
 from api.auth import Authenticator, Role, sha256_hex
 from geofence.alert import Transition
 from geofence.zones import ZoneSet
@@ -360,6 +361,58 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
     assert (await api.client.get("/alerts", params={"severity": "critical"})).status_code == 401
     assert (await api.client.get("/stream", params={"rules": "speeding,speedng"}, headers=h)
             ).json()["error"] == "rules: unknown rule 'speedng'"
+
+
+async def test_rule_and_risk_area_take_comma_separated_lists_like_state(api: Rig) -> None:
+    """``rule=speeding,restricted_entry`` was 422 "unknown rule 'speeding,restricted_entry'"
+    while ``state`` and ``/stream?rules=`` took lists."""
+    a1, a2, a3, a4 = await _seed_alerts(api)
+    h = headers("viewer")
+
+    async def page(**params: Any) -> dict[str, Any]:
+        resp = await api.client.get("/alerts", params=params, headers=h)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def ids(**params: Any) -> list[str]:
+        return [a["id"] for a in (await page(**params))["alerts"]]
+
+    assert await ids(rule="speeding,encounter") == [a3, a4]
+    assert await ids(rule=" dark_vessel , speeding,", drill="any") == [a3, a2, a1]
+    assert await ids(rule="speeding,restricted_entry") == [a3]  # a rule with no alerts yet
+    assert await ids(risk_area="port_operations,criminal_activity") == [a3, a4, a1]
+    assert await ids(risk_area="port_operations,fire") == [a3]
+    assert await ids(rule="dark_vessel,encounter", risk_area="criminal_activity,fire",
+                     state="open,ended") == [a4, a1]
+    # The count of a page that is not the last one is the store's, with the same filters.
+    counted = await page(rule="dark_vessel,speeding", limit=1, drill="any")
+    assert (counted["total"], [a["id"] for a in counted["alerts"]]) == (3, [a3])
+    # Only commas: no filter (as before for state), never an empty "IN ()".
+    assert await ids(rule=",", risk_area=" , ", state=",") == [a3, a4, a1]
+
+    # Every value is checked, and each unknown one named.
+    cases = {
+        "rule=speeding,speedng": ("rule: unknown rule 'speedng'", sorted(DESIGN_RULES)),
+        "rule=loitring,speeding,speedng": ("rule: unknown rules 'loitring', 'speedng'",
+                                           sorted(DESIGN_RULES)),
+        "risk_area=fire,pirates": ("risk_area: unknown risk area 'pirates'", sorted(
+            ["port_operations", "criminal_activity", "fire", "financial",
+             "information_security", "natural_hazard"])),
+        "state=open,sleeping,dozing": ("state: unknown states 'sleeping', 'dozing'",
+                                       ["acknowledged", "ended", "open", "resolved"]),
+    }
+    for query, (message, known) in cases.items():
+        resp = await api.client.get(f"/alerts?{query}", headers=h)
+        assert (resp.status_code, resp.json()) == (422, {"error": message, "detail": known})
+    stream = await api.client.get("/stream?rules=speedng,speeding,loitring", headers=h)
+    assert (stream.status_code, stream.json()["error"]) == (
+        422, "rules: unknown rules 'speedng', 'loitring'")
+
+    params = {p["name"]: p for p in (await api.client.get("/openapi.json")).json()[
+        "paths"]["/alerts"]["get"]["parameters"]}
+    assert "comma-separated" in params["rule"]["description"]
+    assert "comma-separated" in params["risk_area"]["description"]
 
 
 async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
