@@ -45,7 +45,7 @@ from api.memory_alerts import (
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.stream import StreamFilter, StreamFull
 from geofence.alert import RiskArea
-from geofence.zones import ZoneError, ZoneSet
+from geofence.zones import ZONE_ID, ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
 from store.base import (
     AlertQuery,
@@ -85,6 +85,8 @@ _COUNT_PAGE = 10_000
 STREAM_RETRY_AFTER_S = 30
 
 Mmsi = Annotated[int, Path(ge=0, le=_MAX_MMSI, description="9-digit MMSI")]
+#: A zone id as the zones file spells it (a slug): what is not one names no zone, then or now.
+ZONE_ID_PATTERN = ZONE_ID.pattern
 AlertId = Annotated[str, Path(min_length=1, max_length=64, description="Alert id")]
 
 
@@ -418,7 +420,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         request: Request, _: Viewer,
         bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat",
                                           examples=["151.2,-23.9,151.4,-23.7"])] = None,
-        zone: Annotated[str | None, Query(max_length=64, description="Zone id")] = None,
+        zone: Annotated[str | None, Query(
+            max_length=64, pattern=ZONE_ID_PATTERN,
+            description="Id of a running zone (GET /zones): the vessels inside it now; 422 "
+                        "for one that is not running")] = None,
         min_speed: Annotated[float | None, Query(ge=0, le=120, description="Knots")] = None,
         ais_class: Annotated[Literal["A", "B"] | None, Query(alias="class")] = None,
         format: Annotated[Literal["json", "geojson"] | None, Query()] = None,
@@ -430,6 +435,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         box = _parse_bbox(bbox)
         geom = None
         if zone is not None:
+            # The live picture is filtered by the zone's outline, which only a running zone
+            # has (/alerts, a history, takes any zone id).
             found = zone_state.zones.by_id.get(zone)
             if found is None:
                 raise ApiError(422, f"zone: unknown zone {zone!r}",
@@ -502,7 +509,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
             max_length=1024, description=", ".join(RISK_AREAS)
             + "; comma-separated for several",
             examples=["criminal_activity,information_security"])] = None,
-        zone: Annotated[str | None, Query(max_length=64)] = None,
+        zone: Annotated[str | None, Query(
+            max_length=64, pattern=ZONE_ID_PATTERN,
+            description="Zone id the alerts name: any zone id, also one no longer running "
+                        "(an alert keeps the zone it was raised in); none matching: an "
+                        "empty page")] = None,
         mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
         start: Annotated[str | None, Query(description="Active at or after (ISO 8601)")] = None,
         end: Annotated[str | None, Query(description="Started at or before (ISO 8601)")] = None,

@@ -15,7 +15,7 @@ import pytest
 
 from api.app import DESIGN_RULES
 from api.auth import Authenticator, Role, sha256_hex
-from geofence.alert import Transition
+from geofence.alert import RiskArea, Transition
 from geofence.zones import ZoneSet
 from harbourwatch.timeutil import parse_iso
 from ingest.report import iso_time
@@ -566,6 +566,45 @@ async def test_zones_get_put_versioned_and_validated(tmp_path: Path) -> None:
                                                      "features": []}, headers=headers("admin"))
         assert (empty.status_code, empty.json()["error"]) == (
             422, "zones rejected: no zones (a port keeps at least one)")
+
+
+async def test_alerts_take_any_zone_id_of_history_and_vessels_only_a_running_zone(
+        tmp_path: Path) -> None:
+    """An unknown zone was 422 on /vessels and an empty 200 on /alerts, whatever it was.
+    Alerts keep the zone they were raised in, also once PUT /zones removed it: /alerts
+    takes any zone id; the live picture needs a running zone's outline. What is not a zone
+    id at all is 422 on both."""
+    async with rig(tmp_path, zone_target=Recorder()) as api:
+        h = headers("viewer")
+        old = make_alert("speeding", C, T0, zone="berth_8", risk=RiskArea.PORT_OPERATIONS)
+        api.store.on_alert(event(old))
+        await api.store.flush()
+        new = json.loads(ZONES_PATH.read_text())
+        new["features"] = [f for f in new["features"] if f["properties"]["id"] != "berth_8"]
+        assert (await api.client.put("/zones", json=new, headers=headers("admin"))
+                ).status_code == 200
+
+        listed = await api.client.get("/alerts", params={"zone": "berth_8"}, headers=h)
+        assert listed.status_code == 200
+        assert [(a["id"], a["zone"]) for a in listed.json()["alerts"]] == [(old.id, "berth_8")]
+        never = await api.client.get("/alerts", params={"zone": "berth_99"}, headers=h)
+        assert (never.status_code, never.json()["total"]) == (200, 0)
+        vessels = await api.client.get("/vessels", params={"zone": "berth_8"}, headers=h)
+        assert (vessels.status_code, vessels.json()["error"]) == (
+            422, "zone: unknown zone 'berth_8'")
+        assert "berth_8" not in vessels.json()["detail"] and "berth_1" in vessels.json()["detail"]
+
+        for bad in ("Berth_8", "berth 8", "-berth", "berth_8\n", "b" * 65):
+            for path in ("/alerts", "/vessels"):
+                resp = await api.client.get(path, params={"zone": bad}, headers=h)
+                assert resp.status_code == 422, (path, bad)
+                assert resp.json()["error"].startswith("invalid request: query.zone: "), bad
+
+        paths = (await api.client.get("/openapi.json")).json()["paths"]
+        for path in ("/alerts", "/vessels"):
+            zone = next(p for p in paths[path]["get"]["parameters"] if p["name"] == "zone")
+            assert zone["schema"]["anyOf"][0]["pattern"] == "^[a-z0-9][a-z0-9_-]{0,63}$"
+            assert "running" in zone["description"], path
 
 
 async def test_zones_put_during_a_replay_or_drill_are_its_own(tmp_path: Path) -> None:
