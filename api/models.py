@@ -152,7 +152,15 @@ class AlertOut(BaseModel):
 
 class AuditEntry(BaseModel):
     alert_id: str | None
-    time: str | None = Field(description="Wall time of the act")
+    # Two clocks, as each writer has its own: the rules run on message time (DESIGN "Time
+    # is message time"), an operator acts now.
+    time: str | None = Field(description=(
+        "When it happened, on the clock of whoever did it: for the rules' transitions "
+        "(actor `rules`) the rules' clock, i.e. the message time of the report that made it "
+        "(in a live run moved on by the wall clock while every source is silent); for an "
+        "operator's act (actor: a token name) the wall time of the act. In a live run the "
+        "two agree to within the feed's latency; in a replay or drill of a recorded log "
+        "they do not (a 2012 log's transitions next to this year's acts)"))
     actor: str | None = Field(description="Token name, or 'rules' for rule transitions")
     action: str
     note: str | None = None
@@ -161,9 +169,11 @@ class AuditEntry(BaseModel):
 
 
 class AlertDetail(AlertOut):
-    """``GET /alerts/{id}``: the alert and its audit trail, oldest first."""
+    """``GET /alerts/{id}``: the alert and its audit trail."""
 
-    audit: list[AuditEntry]
+    audit: list[AuditEntry] = Field(description=(
+        "Every transition and act, in the order recorded: not sorted by `time`, which is "
+        "on two clocks (see AuditEntry)"))
     source: Literal["memory"] | None = Field(default=None, description=(
         "Only while the database is away: `memory` (the trail is then in the database, "
         "`audit` has only an act just queued)"))

@@ -15,7 +15,7 @@ import pytest
 
 from api.app import DESIGN_RULES
 from api.auth import Authenticator, Role, sha256_hex
-from geofence.alert import RiskArea, Transition
+from geofence.alert import AlertEvent, RiskArea, Transition
 from geofence.zones import ZoneSet
 from harbourwatch.timeutil import parse_iso
 from ingest.report import iso_time
@@ -464,6 +464,32 @@ async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
     extra = await api.client.post(f"/alerts/{a1}/ack", json={"nope": 1},
                                   headers=headers("operator"))
     assert extra.status_code == 422
+
+
+async def test_the_audit_trail_says_which_clock_each_entry_is_on(api: Rig) -> None:
+    """In a replay of a 2012 log the rules' transitions carry the log's message time, an
+    operator's act this year's wall time; the schema called both "Wall time of the act"."""
+    started = parse_iso("2012-01-27T11:53:20Z")
+    alert = make_alert("dark_vessel", A, started)  # a dark vessel is noticed after its
+    api.store.on_alert(AlertEvent(Transition.NEW, alert.to_dict(), started + 40))  # last fix
+    await api.store.flush()
+    before = time.time()
+    acked = await api.client.post(f"/alerts/{alert.id}/ack", headers=headers("operator"))
+    assert acked.status_code == 200
+    trail = (await api.client.get(f"/alerts/{alert.id}", headers=headers("viewer"))
+             ).json()["audit"]
+    assert [(e["actor"], e["action"]) for e in trail] == [("rules", "new"), ("operator-1", "ack")]
+    assert trail[0]["time"] == "2012-01-27T11:54:00Z"  # message time: when the rules noticed
+    assert before - 1 <= parse_iso(trail[1]["time"]) <= time.time() + 1  # wall time
+
+    schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    said = schemas["AuditEntry"]["properties"]["time"]["description"]
+    assert said != "Wall time of the act"
+    for words in ("actor `rules`", "message time", "operator's act", "wall time of the act",
+                  "in a replay"):
+        assert words in said, words
+    assert "not sorted by `time`" in schemas["AlertDetail"]["properties"]["audit"][
+        "description"]
 
 
 async def test_snoozes_are_audited_and_removable(api: Rig, tmp_path: Path) -> None:
