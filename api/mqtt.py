@@ -227,6 +227,7 @@ class MqttFeed:
         prefix: str | None = None,
         port_name: str = "port",
         drill: bool = False,
+        replay: bool = False,
         username: str | None = None,
         password: str | None = None,
         tls_ca_file: str | Path | None = None,
@@ -249,7 +250,11 @@ class MqttFeed:
         reconcile: bool = True,
     ) -> None:
         """``clock``: the rules' clock (it moves on with the wall time in a live run): with
-        every source silent, vessels still leave the picture and their topics are cleared."""
+        every source silent, vessels still leave the picture and their topics are cleared.
+
+        ``replay``: a plain replay's feed, under ``<prefix>/replay`` (a drill's is under
+        ``<prefix>/drill``): on the live prefix its ``available`` and alerts were taken for
+        the live service's."""
         host, port, url_tls, url_user, url_password = parse_url(url)
         self.host, self.port = host, port
         self._username = username if username is not None else url_user
@@ -270,7 +275,7 @@ class MqttFeed:
         )
         try:
             base = prefix if prefix is not None else default_prefix(port_name)
-            self.topics = Topics.for_prefix(base, drill=drill)
+            self.topics = Topics.for_prefix(base, drill=drill, replay=replay)
             self.drill_topics = Topics.for_prefix(base, drill=True)
         except ValueError as exc:
             raise MqttConfigError(str(exc)) from None
@@ -280,6 +285,8 @@ class MqttFeed:
         if not 0 < backoff_initial_s <= backoff_max_s:
             raise MqttConfigError("MQTT back-off needs 0 < initial <= max")
         self.drill = drill
+        #: Message times of another era than the live service's (a drill, a replay).
+        self._recorded = drill or replay
         self.outbox: Outbox = outbox if outbox is not None else MemoryOutbox()
         self.position_max_age_s = position_max_age_s
         self.vessel_live_s = vessel_live_s
@@ -314,8 +321,9 @@ class MqttFeed:
         self._static_time: dict[int, float] = {}  # of each vessel's newest static data
         self._gone: dict[int, None] = {}  # published vessels left the picture: topic to clear
         #: Retained (topic, payload) seen while reconciling (None: not reconciling); once a
-        #: run, and only when ``reconcile`` (the live service, a drill: not a replay on the
-        #: live prefix, which would clear the live service's topics).
+        #: run, and only when ``reconcile`` (the live service, a drill, a replay under its
+        #: own branch: not a replay given a prefix, perhaps the live one, which would clear
+        #: the live service's topics).
         self._left_behind: list[tuple[str, bytes]] | None = None
         self._reconciled = not reconcile
         self._reconcile_warned = False
@@ -754,11 +762,11 @@ class MqttFeed:
             level = topic.removeprefix(vessels)
             if topic.startswith(vessels) and level.isdigit() \
                     and int(level) not in self._last_pub:
-                # A drill's message times are another era's: an earlier exercise's vessels
-                # go at once, as do times that are not times.
+                # A drill's or replay's message times are another era's: an earlier run's
+                # vessels go at once, as do times that are not times.
                 t = _payload_time(payload)
                 self._retained_before[int(level)] = (
-                    -math.inf if self.drill or not math.isfinite(t) else t)
+                    -math.inf if self._recorded or not math.isfinite(t) else t)
         self.counters["stale_alerts_cleared"] += await self._publish_all(client, stale_alerts)
         if stale_alerts or self._retained_before:
             log.info("MQTT: an earlier run left retained %d alerts no longer open (cleared) "

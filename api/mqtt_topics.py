@@ -1,9 +1,10 @@
 """MQTT topic names of the command-platform feed (pure functions, no I/O).
 
-Fixed levels (``available``, ``alerts``, ``vessels``, ``sources``, ``stats``, ``drill``) are
-ours; every level that comes from a user or from data (port name, rule, alert id, source
-name) sits under one of them, so a source called ``available`` cannot shadow a fixed topic,
-and is sanitised so it is exactly one level: no wildcard (``+``, ``#``), no ``/``, no NUL.
+Fixed levels (``available``, ``alerts``, ``vessels``, ``sources``, ``stats``, ``drill``,
+``replay``) are ours; every level that comes from a user or from data (port name, rule,
+alert id, source name) sits under one of them, so a source called ``available`` cannot
+shadow a fixed topic, and is sanitised so it is exactly one level: no wildcard (``+``,
+``#``), no ``/``, no NUL.
 """
 
 from __future__ import annotations
@@ -57,14 +58,17 @@ def default_prefix(port_name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """All topic names under one root (``<prefix>`` or ``<prefix>/drill``)."""
+    """All topic names under one root (``<prefix>``, ``<prefix>/drill`` or
+    ``<prefix>/replay``)."""
 
     root: str
 
     @classmethod
-    def for_prefix(cls, prefix: str, *, drill: bool = False) -> Topics:
+    def for_prefix(cls, prefix: str, *, drill: bool = False, replay: bool = False) -> Topics:
+        """``drill``: the drill branch; else ``replay``: a plain replay's branch, so that a
+        replay with the port's own config never speaks on the live service's topics."""
         base = validate_prefix(prefix)
-        return cls(f"{base}/drill" if drill else base)
+        return cls(f"{base}/drill" if drill else f"{base}/replay" if replay else base)
 
     @property
     def available(self) -> str:

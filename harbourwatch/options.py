@@ -58,7 +58,10 @@ def add_service_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
                         help="publish to this broker ('off': not to the config's; a drill "
                              "beside the live service with the port's own config)")
     parser.add_argument("--mqtt-prefix", metavar="PREFIX",
-                        help="topic prefix (default harbourwatch/<port>)")
+                        help="topic prefix (default harbourwatch/<port>)" if live else
+                        "topic prefix; without it a replay publishes under the config's "
+                        "prefix + /replay, never on the live service's topics (a drill "
+                        "always under <prefix>/drill)")
     parser.add_argument("--serve", metavar="HOST:PORT",
                         help="serve the HTTP API here ('off': not at all, though the config "
                              "enables it; a replay then exits when it ends)")

@@ -375,14 +375,26 @@ async def run_service(config: Config, options: ServiceOptions, *,
             if client_id != config.mqtt.client_id:
                 log.warning("MQTT client id %s (the live service's is %s)", client_id,
                             config.mqtt.client_id)
+            # A plain replay has a branch of its own, as a drill has: with the port's
+            # config it took the live prefix, and its "stopped" and alerts (retained, and
+            # cleared by no one) were the platform's live state. A prefix given on the
+            # command line is used as given (a test broker, a platform's staging topics).
+            replay_branch = replay is not None and not drill and options.mqtt_prefix is None
             feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
+                                        replay=replay_branch,
                                         outbox=StoreOutbox(store, scope),
                                         client_id=client_id,
                                         vessel_live_s=config.rules.picture.live_s,
                                         clock=lambda: engine.newest,
-                                        # A replay on the live prefix must not clear the
-                                        # live service's topics as left behind.
-                                        reconcile=live_service or drill)
+                                        # A replay given a prefix (the live one, perhaps)
+                                        # must not clear its topics as left behind.
+                                        reconcile=live_service or drill or replay_branch)
+            if replay is not None and not drill:
+                log.warning("MQTT: a replay publishes under %s%s", feed.topics.root,
+                            " (its own branch, not the live service's topics; "
+                            "--mqtt-prefix names another prefix)" if replay_branch
+                            else " as --mqtt-prefix says (never give it the live "
+                            "service's prefix)")
             feed.set_stats_provider(pipeline.stats)
             feed.remember_open(a for a in restored if not snoozes.is_muted(a["id"]))
             for source in sources:

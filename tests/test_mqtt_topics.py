@@ -63,3 +63,12 @@ def test_drill_branch() -> None:
     assert t.root == "harbourwatch/demo/drill"
     assert t.alerts == "harbourwatch/demo/drill/alerts"
     assert t.vessel(1) == "harbourwatch/demo/drill/vessels/1"
+
+
+def test_replay_branch() -> None:
+    """A plain replay's own branch; a drill replay is a drill."""
+    t = Topics.for_prefix("harbourwatch/demo", replay=True)
+    assert (t.root, t.available) == ("harbourwatch/demo/replay",
+                                     "harbourwatch/demo/replay/available")
+    assert Topics.for_prefix("harbourwatch/demo", drill=True, replay=True).root == (
+        "harbourwatch/demo/drill")

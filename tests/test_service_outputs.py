@@ -228,3 +228,65 @@ def test_only_the_live_service_uses_the_configured_client_id() -> None:
     drill, again = run_client_id("hw-port", "drill"), run_client_id("hw-port", "drill")
     assert drill is not None and drill.startswith("hw-port-drill-") and drill != again
     assert str(run_client_id("hw-port", "replay")).startswith("hw-port-replay-")
+
+
+async def test_a_plain_replay_with_the_ports_config_leaves_the_live_topics_alone(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """``replay LOG --config port.yaml`` (no --drill, --mqtt-prefix or --mqtt off) published
+    on the live prefix: ``<p>/available`` went online then stopped under the running live
+    service, and its alerts stayed retained there. It has a branch of its own now."""
+    log, truth = tmp_path / "port.nmea", tmp_path / "truth.json"
+    generate_scenario(DEMO_ZONES, seed=5, hours=0.25, out=log, truth=truth)
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    config = tmp_path / "port.yaml"
+    config.write_text(
+        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
+        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', prefix: '{prefix}'}}\n")
+    live_alert = f"{prefix}/alerts/dark_vessel/live-1"
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as live:  # the live service's
+        await live.publish(f"{prefix}/available", b"online", qos=1, retain=True)
+        await live.publish(live_alert, b'{"id": "live-1"}', qos=1, retain=True)
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--config",
+             str(config), "--speed", "max", "--no-progress", "--serve", "off",
+             "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        # Its last message (wherever it went): all it published before has reached us.
+        await _wait_for(lambda: any(str(m.topic).endswith("/available")
+                                    and m.payload == b"stopped" for m in messages), 30,
+                        "the replay's stopped")
+    finally:
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener
+    # Only what the live service had retained, seen as the listener subscribed.
+    live_topics = [(str(m.topic), m.payload, m.retain) for m in messages
+                   if not str(m.topic).startswith(f"{prefix}/replay/")]
+    assert sorted(live_topics) == sorted([(f"{prefix}/available", b"online", True),
+                                          (live_alert, b'{"id": "live-1"}', True)])
+    replayed = [json.loads(m.payload) for m in messages
+                if str(m.topic) == f"{prefix}/replay/alerts"]
+    assert replayed and all(a["drill"] is False for a in replayed)
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as late:
+        await late.subscribe(f"{prefix}/available", qos=1)
+        await late.subscribe(f"{prefix}/alerts/+/+", qos=1)
+        await late.subscribe(f"{prefix}/replay/available", qos=1)
+        retained: dict[str, bytes] = {}
+        marker = f"{prefix}-marker/{uuid.uuid4().hex}"
+        await late.subscribe(marker, qos=1)
+        await late.publish(marker, b"m", qos=1)
+        async for message in late.messages:
+            if str(message.topic) == marker:
+                break
+            assert isinstance(message.payload, bytes)
+            retained[str(message.topic)] = message.payload
+    assert retained == {f"{prefix}/available": b"online", live_alert: b'{"id": "live-1"}',
+                        f"{prefix}/replay/available": b"stopped"}
+    assert f"MQTT: a replay publishes under {prefix}/replay (its own branch" in done.stderr
