@@ -6,7 +6,8 @@ translated here into our own tree, so callers never import aiomqtt::
     MqttError                 anything the feed reports
     ├── MqttConfigError       bad URL, prefix, credentials or TLS files (also a ValueError)
     └── MqttConnectError      the broker could not be reached or dropped the connection
-        └── MqttAuthError     the broker refused the credentials (CONNACK 4 or 5)
+        └── MqttRefusedError  the broker answered CONNECT with a refusal (CONNACK 1-5)
+            └── MqttAuthError the broker refused the credentials (CONNACK 4 or 5)
 
 Delivery (see DESIGN "MQTT feed"):
 
@@ -30,6 +31,7 @@ import logging
 import math
 import os
 import random
+import re
 import secrets
 import ssl
 import time
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError as _Refused
 
 from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
@@ -69,6 +72,15 @@ _OUTBOX_RETRY_S = 1.0  # how often an unreachable outbox is tried again
 HEALTHY_AFTER_S = 10.0
 RECONCILE_QUIET_S = 0.5
 RECONCILE_LIMIT_S = 5.0
+#: The client ids every MQTT 3.1.1 broker must accept (§3.1.3-5): 1-23 of [0-9a-zA-Z].
+CLIENT_ID = re.compile(r"[0-9a-zA-Z]{1,23}")
+_NOT_CLIENT_ID_CHAR = re.compile(r"[^0-9a-zA-Z]")
+#: MQTT 3.1.1 CONNACK return codes (§3.2.2.3) by name. paho 2 reports them as the MQTT 5
+#: reason codes it maps them to (second table).
+CONNACK_NAMES = {1: "unacceptable protocol version", 2: "identifier rejected",
+                 3: "server unavailable", 4: "bad user name or password",
+                 5: "not authorized"}
+_CONNACK_OF_REASON = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
 
 
 class MqttError(Exception):
@@ -83,7 +95,12 @@ class MqttConnectError(MqttError):
     """Connecting failed, or the connection was lost."""
 
 
-class MqttAuthError(MqttConnectError):
+class MqttRefusedError(MqttConnectError):
+    """The broker refused the connection (a CONNACK return code): no retry will do until
+    the broker or our settings change, unlike a broker that is away."""
+
+
+class MqttAuthError(MqttRefusedError):
     """The broker refused our credentials."""
 
 
@@ -97,15 +114,23 @@ def _payload_time(payload: bytes) -> float:
         return -math.inf
 
 
-def _translate(exc: BaseException) -> MqttError:
-    """aiomqtt/paho/socket errors → ours (the message never contains credentials)."""
+def _translate(exc: BaseException, client_id: str | None = None) -> MqttError:
+    """aiomqtt/paho/socket errors → ours (the message never contains credentials; a refused
+    identifier names ``client_id``)."""
     if isinstance(exc, MqttError):
         return exc
-    if isinstance(exc, aiomqtt.MqttCodeError):
+    if isinstance(exc, _Refused):  # a CONNACK refusal, said by its name
         rc = exc.rc
         code = getattr(rc, "value", rc)
-        if code in (4, 5, 134, 135):  # 3.1.1 bad credentials / not authorised; 5.0 ditto
-            return MqttAuthError(f"broker refused the credentials: {exc}")
+        code = _CONNACK_OF_REASON.get(code, code) if isinstance(code, int) else code
+        name = CONNACK_NAMES.get(code) if isinstance(code, int) else None
+        said = f"{name} (CONNACK {code})" if name is not None else str(exc)
+        if code == 2 and client_id is not None:
+            said += f" for client id {client_id!r}"
+        if code in (4, 5):
+            return MqttAuthError(f"broker refused the credentials: {said}")
+        return MqttRefusedError(f"broker refused the connection: {said}")
+    if isinstance(exc, aiomqtt.MqttCodeError):
         return MqttConnectError(str(exc))
     return MqttConnectError(f"{type(exc).__name__}: {exc}")
 
@@ -151,19 +176,36 @@ class BrokerUrl(NamedTuple):
     password: str | None
 
 
-def run_client_id(client_id: str | None, run: str) -> str | None:
+def run_client_id(client_id: str | None, run: str) -> str:
     """The MQTT client id of a ``run`` ("live", "replay", "drill") given the configured one.
 
     A broker lets one connection hold an id and drops the older one: a drill or replay with
     the port's own config took the live service's connection over, and each reconnect took
-    it back. Anything but the live service gets ``<client_id>-<run>-<8 hex>``, unique per
-    process so two drills at once do not fight either. The feed's sessions are clean
-    (its outbox, not the broker, keeps what is unsent), so a new id per run loses nothing.
-    No configured id: none (the client library makes up a random one).
+    it back. The live service uses the configured id as it is (:func:`client_id_warning`
+    says when a broker may refuse it). Every other id is made here, and always within what
+    MQTT 3.1.1 guarantees (1-23 of [0-9a-zA-Z]): the configured id's letters and digits cut
+    to 13 (else ``harbourwatch``), the run's letter (``l``, ``r``, ``d``) and 8 random hex
+    digits, unique per process so two drills at once do not fight either. Never empty: a
+    zero-length id is refused by brokers with ``allow_zero_length_clientid false``, and paho
+    hid that refusal as a timeout, for ever. The feed's sessions are clean (its outbox, not
+    the broker, keeps what is unsent), so a new id per run loses nothing.
     """
-    if client_id is None or run == "live":
+    if client_id and run == "live":
         return client_id
-    return f"{client_id}-{run}-{secrets.token_hex(4)}"
+    base = _NOT_CLIENT_ID_CHAR.sub("", client_id or "")[:13] or "harbourwatch"
+    return f"{base}{run[:1]}{secrets.token_hex(4)}"
+
+
+def client_id_warning(client_id: str | None) -> str | None:
+    """Why a broker may refuse a configured client id (None: every broker must take it).
+
+    A warning, not an error: Mosquitto, EMQX and HiveMQ take longer ids and other
+    characters, and a port's broker may authorise by such an id already."""
+    if client_id is None or CLIENT_ID.fullmatch(client_id):
+        return None
+    return (f"client id {client_id!r} is not 1-23 letters and digits, all that MQTT 3.1.1 "
+            "obliges a broker to accept: a strict broker refuses it (CONNACK 2, "
+            "identifier rejected)")
 
 
 def parse_url(url: str) -> BrokerUrl:
@@ -297,7 +339,10 @@ class MqttFeed:
         self._keepalive = keepalive_s
         self._timeout = timeout_s
         self.stop_timeout_s = stop_timeout_s
-        self._client_id = client_id
+        #: One per feed, not per connection: a reconnect with the same id makes the broker
+        #: drop a half-open connection of ours at once, where a new id left it to time out
+        #: later and publish its will ("offline") over our "online".
+        self._client_id = client_id or run_client_id(None, "drill" if drill else "live")
         # A logger of this feed's own (not registered, propagating to the module's client
         # logger), so its filter sees only this feed's client.
         self._client_errors = _ClientErrors()
@@ -676,7 +721,7 @@ class MqttFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                err = self._client_errors.explain(_translate(exc))
+                err = self._client_errors.explain(_translate(exc, self._client_id))
                 self.counters["connect_failures"] += 1
                 if connected_at is not None and loop.time() - connected_at >= HEALTHY_AFTER_S:
                     attempt, short_warned, said = 0, False, None  # a real outage: afresh
@@ -691,7 +736,7 @@ class MqttFeed:
                 # changed password refused every retry at debug, after "Disconnected".
                 new_reason = not attempt or type(err) is not said
                 level = (logging.DEBUG if not new_reason else logging.ERROR
-                         if isinstance(err, MqttAuthError) else logging.WARNING)
+                         if isinstance(err, MqttRefusedError) else logging.WARNING)
                 said = type(err)
                 log.log(level, "MQTT %s:%d: %s%s", self.host, self.port, err,
                         "; retrying with back-off" if new_reason else "")

@@ -634,7 +634,12 @@ class MqttConfig(_Model):
     password: SecretStr | None = Field(default=None, description="Password "
                                                          "(env HARBOURWATCH_MQTT_PASSWORD)")
     tls: MqttTls = Field(default_factory=MqttTls, description="TLS options")
-    client_id: str | None = Field(default=None, max_length=64, description="Client id")
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="The live service's client id; unset: one generated per run. 1-23 "
+                    "letters and digits is all MQTT 3.1.1 obliges a broker to take: another "
+                    "is warned about (check-config, start-up), not refused, as most brokers "
+                    "take it. Replays and drills use ids of their own")
     position_max_age_s: float = Field(default=300.0, gt=0, le=3600,
                                       description="Positions older than this are dropped, "
                                                   "not sent late (class A at anchor and "
@@ -661,7 +666,8 @@ class Config(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT feed")
     #: Where settings that name files were written ("port.yaml:4"), for messages about
-    #: those files; a command-line flag writes its own name ("--zones").
+    #: those files (and the MQTT client id, for its warning); a command-line flag writes
+    #: its own name ("--zones").
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def where(self, field: str) -> str:
@@ -856,7 +862,8 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
     config = _validated(migrate(data, source), source, root, env)
     if base_dir is not None:
         _resolve_paths(config, base_dir)
-    fields = [("port", "zones")] + [("sources", i, "path") for i in range(len(config.sources))]
+    fields = [("port", "zones"), ("mqtt", "client_id")] + [
+        ("sources", i, "path") for i in range(len(config.sources))]
     for loc in fields:
         node = _node_at(root, loc)
         if node is not None and node.value == loc[-1]:  # the key itself: it was written
@@ -965,12 +972,15 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
     except ConfigError as exc:
         errors += [f"{where}: {e}" for e in exc.errors]
     if config.mqtt.url is not None:
-        from api.mqtt import MqttConfigError, MqttFeed
+        from api.mqtt import MqttConfigError, MqttFeed, client_id_warning
 
         try:
             MqttFeed.from_config(config.mqtt, port_name=config.port.name)
         except MqttConfigError as exc:
             errors.append(f"{where}: {exc}")  # it names the mqtt setting
+        problem = client_id_warning(config.mqtt.client_id)
+        if problem is not None:  # said, as run says it; some brokers take it
+            log.warning("%s: %s", config.where("mqtt.client_id"), problem)
     if zones is not None:
         config.port.zones = Path(zones)
         config.set_origin("port.zones", "--zones")

@@ -367,14 +367,22 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))
         if config.mqtt.url is not None:
-            from api.mqtt import MqttFeed, run_client_id
+            from api.mqtt import MqttFeed, client_id_warning, run_client_id
             from api.outbox import StoreOutbox
 
             # Never the live service's client id: the broker would drop one of the two.
-            client_id = run_client_id(config.mqtt.client_id, scope)
-            if client_id != config.mqtt.client_id:
+            configured = config.mqtt.client_id
+            client_id = run_client_id(configured, scope)
+            if client_id == configured:
+                problem = client_id_warning(configured)
+                if problem is not None:
+                    log.warning("%s: %s", config.where("mqtt.client_id"), problem)
+            elif configured is None:
+                log.log(logging.INFO if live_service else logging.WARNING,
+                        "MQTT client id %s (generated: mqtt.client_id is not set)", client_id)
+            else:
                 log.warning("MQTT client id %s (the live service's is %s)", client_id,
-                            config.mqtt.client_id)
+                            configured)
             # A plain replay has a branch of its own, as a drill has: with the port's
             # config it took the live prefix, and its "stopped" and alerts (retained, and
             # cleared by no one) were the platform's live state. A prefix given on the

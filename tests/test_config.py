@@ -472,3 +472,23 @@ def test_a_value_of_the_wrong_form_says_the_form_not_a_regex() -> None:
         "p.yaml:2: port.name: not a slug (a-z, 0-9, '_' and '-', starting with a letter or "
         "digit, at most 63)",
         "p.yaml:1: mqtt.url: not of the form: mqtt://host:port or mqtts://host:port; none = off"]
+
+
+def test_an_mqtt_client_id_outside_what_every_broker_takes_is_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """MQTT 3.1.1 obliges a broker to take 1-23 of [0-9a-zA-Z]: another id is said (most
+    brokers take it, so not refused); an empty one is refused (it is no id at all)."""
+    path = tmp_path / "port.yaml"
+    path.write_text("version: 1\nmqtt:\n  url: mqtt://127.0.0.1:1883\n"
+                    "  client_id: harbourwatch-gladstone-main\n")
+    assert check_config(path) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:4: mqtt.client_id: client id 'harbourwatch-gladstone-main' is not 1-23 "
+        "letters and digits, all that MQTT 3.1.1 obliges a broker to accept: a strict "
+        "broker refuses it (CONNACK 2, identifier rejected)"]
+    caplog.clear()
+    path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', client_id: hwGladstone1}\n")
+    assert check_config(path) == [] and caplog.records == []
+    path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', client_id: ''}\n")
+    (error,) = check_config(path)
+    assert error.startswith(f"{path}:2: mqtt.client_id") and "at least 1" in error

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 import aiomqtt  # tests only subscribe; the feed's own aiomqtt calls stay in api/mqtt.py
 import pytest
 
-from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url
+from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url, run_client_id
 from api.outbox import MemoryOutbox, SqliteOutbox
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from ingest.report import Report, iso_time
@@ -980,3 +981,126 @@ async def test_credentials_refused_after_an_outage_are_said_at_error(
     finally:
         await feed.stop()
         broker.stop()
+
+
+def _connected_ids(broker: MosquittoBroker) -> set[str]:
+    """The client ids the broker took, from its log (``log_type notice``)."""
+    return set(re.findall(r"New client connected from \S+ as (\S+) \(",
+                          broker.log.read_text(errors="replace")))
+
+
+async def test_a_broker_refusing_zero_length_client_ids_takes_every_id_the_feed_makes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``mqtt.client_id`` unset: aiomqtt sent a zero-length id, a broker with
+    ``allow_zero_length_clientid false`` refused it (CONNACK 2), for ever, and the log said
+    "Operation timed out; retrying". And a drill's ``<client_id>-drill-<8 hex>`` went past
+    23 characters and out of [0-9a-zA-Z]. Every id the feed makes is within both now."""
+    caplog.set_level(logging.DEBUG, logger="api.mqtt")
+    broker = MosquittoBroker(tmp_path, extra=["allow_zero_length_clientid false"])
+    broker.start()
+    drill_id = run_client_id("hw-port.gladstone/main", "drill")
+    feeds = [feed_for(broker, new_prefix()),  # no client_id: the feed makes one
+             feed_for(broker, new_prefix(), drill=True, client_id=drill_id)]
+    try:
+        for feed in feeds:
+            await feed.start()
+        async with asyncio.timeout(WAIT_S):
+            while not all(feed.connected for feed in feeds):
+                await asyncio.sleep(0.05)
+    finally:
+        for feed in feeds:
+            await feed.stop()
+        broker.stop()
+    ids = _connected_ids(broker)
+    assert all(re.fullmatch(r"[0-9a-zA-Z]{1,23}", i) for i in ids), ids
+    assert {re.sub(r"[0-9a-f]{8}$", "", i) for i in ids} == {"harbourwatchl", "hwportgladstod"}
+    assert drill_id in ids and feeds[0].counters["connect_failures"] == 0
+    assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+
+
+def test_only_the_live_service_uses_the_configured_client_id_and_made_ids_are_compliant(
+) -> None:
+    """MQTT 3.1.1 §3.1.3-5: a broker must take 1-23 of [0-9a-zA-Z]; more is its choice."""
+    assert run_client_id("hw-port", "live") == "hw-port"  # the operator's own choice
+    made = [run_client_id(None, "live"), run_client_id(None, "drill"),
+            run_client_id("hw-port", "drill"), run_client_id("hw-port", "replay"),
+            run_client_id("harbourwatch-gladstone-main-01", "replay"),
+            run_client_id("-/+#", "drill")]
+    assert all(re.fullmatch(r"[0-9a-zA-Z]{1,23}", i) for i in made), made
+    assert [re.sub(r"[0-9a-f]{8}$", "", i) for i in made] == [
+        "harbourwatchl", "harbourwatchd", "hwportd", "hwportr", "harbourwatchgr",
+        "harbourwatchd"]
+    assert run_client_id("hw-port", "drill") != run_client_id("hw-port", "drill")
+
+
+async def _refuse_with(code: int, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    """Answer one MQTT CONNECT with CONNACK ``code`` (a broker's policy Mosquitto 2.0 has no
+    setting for: it refuses a non-empty 3.1.1 id with CONNACK 2 never)."""
+    try:
+        await reader.readexactly(1)
+        length, shift = 0, 0
+        while True:  # the remaining length, 7 bits a byte
+            byte = (await reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        await reader.readexactly(length)
+        writer.write(bytes([0x20, 0x02, 0x00, code]))
+        await writer.drain()
+        await reader.read()  # until the client hangs up
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("code", "said"), [
+    (2, "broker refused the connection: identifier rejected (CONNACK 2) for client id "
+        "'hw-port-gladstone-main-01'"),
+    (3, "broker refused the connection: server unavailable (CONNACK 3)"),
+])
+async def test_a_refused_connection_is_named_at_error(
+        code: int, said: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A CONNACK refusal other than the credentials' was a warning with paho's code
+    number ("[code:133] Client identifier not valid"), like a broker that is away."""
+    caplog.set_level(logging.DEBUG, logger="api.mqtt")
+    server = await asyncio.start_server(lambda r, w: _refuse_with(code, r, w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    feed = MqttFeed(f"mqtt://127.0.0.1:{port}", prefix=new_prefix(),
+                    client_id="hw-port-gladstone-main-01", backoff_initial_s=0.05,
+                    backoff_max_s=0.1, stop_timeout_s=0.1)
+    try:
+        await feed.start()
+        async with asyncio.timeout(WAIT_S):
+            while feed.counters["connect_failures"] < 3:
+                await asyncio.sleep(0.02)
+    finally:
+        await feed.stop()
+        server.close()
+        await server.wait_closed()
+    lines = [r for r in caplog.records if r.name == "api.mqtt" and said in r.getMessage()]
+    assert [r.levelno for r in lines][:2] == [logging.ERROR, logging.DEBUG]  # said once
+    assert lines[0].getMessage() == f"MQTT 127.0.0.1:{port}: {said}; retrying with back-off"
+
+
+async def test_a_client_id_the_broker_does_not_authorise_is_named_at_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Mosquitto's ``clientid_prefixes`` refuses other ids with CONNACK 5, by name."""
+    caplog.set_level(logging.DEBUG, logger="api.mqtt")
+    broker = MosquittoBroker(tmp_path, extra=["clientid_prefixes hwok"])
+    broker.start()
+    feed = feed_for(broker, new_prefix(), client_id="other", stop_timeout_s=0.1)
+    try:
+        await feed.start()
+        async with asyncio.timeout(WAIT_S):
+            while feed.counters["connect_failures"] < 2:
+                await asyncio.sleep(0.02)
+    finally:
+        await feed.stop()
+        broker.stop()
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "api.mqtt"]
+    assert [(r.levelno, r.getMessage()) for r in said] == [(
+        logging.ERROR, f"MQTT {broker.host}:{broker.port}: broker refused the credentials: "
+        "not authorized (CONNACK 5); retrying with back-off")]

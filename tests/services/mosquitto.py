@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -61,11 +61,13 @@ class MosquittoBroker:
     """One Mosquitto process bound to ``host:port``; stop and start keep the same port."""
 
     def __init__(self, workdir: Path, *, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, extra: Sequence[str] = ()) -> None:
+        """``extra``: more mosquitto.conf lines (a broker's policy a test needs)."""
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
         self.username = username
         self.password = password
+        self.extra = list(extra)
         self.workdir = workdir
         self.binary = _find("MOSQUITTO", "mosquitto", BINARY_CANDIDATES)
         self.config = workdir / "mosquitto.conf"
@@ -106,6 +108,7 @@ class MosquittoBroker:
             lines += ["allow_anonymous false", f"password_file {passwd}"]
         else:
             lines.append("allow_anonymous true")
+        lines += self.extra
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def start(self) -> None:
