@@ -16,7 +16,8 @@ Delivery (see DESIGN "MQTT feed"):
   order with QoS 1, marked done after the broker's PUBACK; pending ones are resent in order
   after a reconnect or a restart (with a persistent outbox). At least once, in order.
 - Vessel state is coalesced per MMSI, rate-limited on message time and dropped when it is
-  older than ``position_max_age_s`` behind the newest message time at publish time.
+  older than ``position_max_age_s`` by the rules' clock at publish time (live, it moves on
+  with the wall time while no report comes).
 - A supervisor opens a new client per attempt with capped, jittered exponential back-off;
   every connect publishes ``online`` and republishes all retained state.
 """
@@ -655,9 +656,23 @@ class MqttFeed:
             self._deferred_set.discard(mmsi)
             self._ready[mmsi] = None
 
+    def _now(self) -> float | None:
+        """The rules' clock when there is one, else the newest message time seen.
+
+        The newest message time stands still while no report comes; the rules' clock
+        moves on with the wall time in a live run (a position heard before the broker went
+        away was sent on reconnect, however long after)."""
+        now = self._newest
+        if self._clock is not None:
+            clock = self._clock()
+            if math.isfinite(clock) and (now is None or clock > now):
+                now = clock
+        return now
+
     def _is_stale(self, mmsi: int) -> bool:
         t = self._vessel_time.get(mmsi)
-        return t is None or self._newest is None or self._newest - t > self.position_max_age_s
+        now = self._now()
+        return t is None or now is None or now - t > self.position_max_age_s
 
     def _vessel_payload(self, mmsi: int) -> bytes:
         return _dumps({**self._vessels[mmsi], "drill": self.drill})

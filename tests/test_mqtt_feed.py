@@ -1104,3 +1104,33 @@ async def test_a_client_id_the_broker_does_not_authorise_is_named_at_error(
     assert [(r.levelno, r.getMessage()) for r in said] == [(
         logging.ERROR, f"MQTT {broker.host}:{broker.port}: broker refused the credentials: "
         "not authorized (CONNACK 5); retrying with back-off")]
+
+
+async def test_positions_aged_on_the_rules_clock_while_the_broker_was_away_are_not_sent(
+        broker: MosquittoBroker) -> None:
+    """A position's age was taken against the newest message time, which stands still
+    while no report comes: heard just before an outage, a position was sent on reconnect
+    however long after, while the rules' clock (live: moved on by the wall clock) said it
+    was older than ``position_max_age_s``."""
+    p = new_prefix()
+    clock = [T0]
+    feed = feed_for(broker, p, position_max_age_s=60.0, vessel_live_s=3600.0,
+                    clock=lambda: clock[0])
+    await connected(feed)
+    broker.stop()
+    async with asyncio.timeout(WAIT_S):
+        while feed.connected:
+            await asyncio.sleep(0.02)
+    feed.on_report(report(211000060, T0))  # heard while the broker is away…
+    feed.on_report(report(211000061, T0 + 30))
+    clock[0] = T0 + 61  # …then no report; the rules' clock moves on with the wall time
+    broker.start()
+    async with asyncio.timeout(WAIT_S):
+        while feed.counters["connects"] < 2:
+            await asyncio.sleep(0.02)
+    await feed.stop()  # the reconnect's publishing done, then "stopped"
+    async with Subscriber(broker, f"{p}/vessels/+", f"{p}/available") as late:
+        retained = {str(m.topic): m.payload for m in await late.sync()}
+    assert set(retained) == {f"{p}/available", f"{p}/vessels/211000061"}  # 31 s old: fresh
+    assert retained[f"{p}/available"] == b"stopped"
+    assert (feed.counters["vessels_stale_dropped"], feed.counters["vessels_published"]) == (1, 1)
