@@ -451,7 +451,9 @@ SilenceLimit = Annotated[float, BeforeValidator(_not_true_or_false), Field(gt=0,
 class SourceSilentConfig(_Model):
     enabled: bool = Field(default=True, description="Run the rule")
     silent_s: float = Field(default=120.0, gt=0, le=86400,
-                            description="Receiver silent longer than")
+                            description="Receiver silent longer than; also how long "
+                                        "a live source may send no sentence before its "
+                                        "MQTT status says offline")
     receiver_silent_s: dict[ReceiverName, SilenceLimit] = Field(
         default_factory=dict, max_length=1000,
         description="Receiver name (exact) -> its own silence limit in place of silent_s, "

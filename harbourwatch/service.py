@@ -405,11 +405,20 @@ async def run_service(config: Config, options: ServiceOptions, *,
                             "service's prefix)")
             feed.set_stats_provider(pipeline.stats)
             feed.remember_open(a for a in restored if not snoozes.is_muted(a["id"]))
-            for source in sources:
-                source.add_status_listener(feed.source_status)
-                # Its state now (offline until it is up): a source that never comes up is
-                # "offline", not the "online" a previous run left retained.
-                feed.source_status(source.name, source.connected)
+            if sources:
+                from harbourwatch.source_status import SourceStatus
+
+                def sentences(name: str) -> int:
+                    state = ingestor.sources.get(name)
+                    return 0 if state is None else state.health.sentences
+
+                # Heard, not merely bound: a UDP socket stays up when its receiver goes
+                # quiet. Every source's state is told at once (offline until it is up), so
+                # one that never comes up is not left "online" from a previous run.
+                silent = config.rules.source_silent
+                heard = SourceStatus(sources, silent.silent_s, sentences, feed.source_status,
+                                     own_silent_s=silent.receiver_silent_s)
+                tasks.append(asyncio.create_task(heard.run(), name="source-status"))
             sinks.append(feed)
             mqtt_feed = feed
         if config.api.enabled:

@@ -284,3 +284,59 @@ async def test_a_plain_replay_with_the_ports_config_leaves_the_live_topics_alone
     assert retained == {f"{prefix}/available": b"online", live_alert: b'{"id": "live-1"}',
                         f"{prefix}/replay/available": b"stopped"}
     assert f"MQTT: a replay publishes under {prefix}/replay (its own branch" in done.stderr
+
+
+async def test_a_bound_udp_source_whose_receiver_went_quiet_is_offline_on_mqtt(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """``<p>/sources/<source>/status`` said "online" for a bound UDP socket whose receiver
+    had gone silent, its source_silent alert open: the status told the link, not whether
+    the receiver is heard, which is what a command platform reads it as."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    udp = _free_udp_port()
+    source = f"udp-{udp}"
+    config = tmp_path / "port.yaml"
+    config.write_text(
+        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
+        "rules: {source_silent: {silent_s: 3}}\n"
+        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', prefix: '{prefix}'}}\n")
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
+         "--udp", f"127.0.0.1:{udp}", "--serve", "off",
+         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sentence = b"!AIVDM,1,1,,A,33nr7t001f13KNTOahh2@QpF00vh,0*58\r\n"
+
+    def status() -> bytes | None:
+        found = [m.payload for m in messages
+                 if str(m.topic) == f"{prefix}/sources/{source}/status"]
+        return found[-1] if found and isinstance(found[-1], bytes) else None
+
+    def silent_alerts(kind: str) -> list[dict[str, Any]]:
+        return [body["alert"] for body in (json.loads(m.payload) for m in messages
+                                           if str(m.topic) == f"{prefix}/alerts")
+                if body["type"] == kind and body["alert"]["rule"] == "source_silent"
+                and body["alert"]["details"]["receiver"] == source]
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            await _wait_for(lambda: status() == b"online", 30, "the bound source")
+            sock.sendto(sentence, ("127.0.0.1", udp))
+            await _wait_for(lambda: bool(silent_alerts("new")), 30, "source_silent")
+            await _wait_for(lambda: status() == b"offline", 10, "the silent source offline")
+            sock.sendto(sentence, ("127.0.0.1", udp))  # heard again
+            await _wait_for(lambda: status() == b"online", 10, "the source heard again")
+            await _wait_for(lambda: bool(silent_alerts("end")), 10, "source_silent's end")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    statuses = [m.payload for m in messages
+                if str(m.topic) == f"{prefix}/sources/{source}/status"]
+    assert statuses[-3:] == [b"online", b"offline", b"online"]

@@ -905,3 +905,55 @@ async def test_a_tag_blocked_sentence_cut_in_two_anywhere_is_joined() -> None:
                 tx.sendto(line[cut:], address)
             await wait_until(lambda: source.datagrams == 2 * len(cuts))
     assert [got.data async for got in _drain(queue)] == [line.rstrip()] * len(cuts)
+
+
+def test_a_source_is_online_while_its_link_is_up_and_it_is_heard() -> None:
+    """The MQTT status of a source (harbourwatch.source_status): the link alone said
+    "online" for a bound socket whose receiver had gone quiet."""
+    from harbourwatch.source_status import SourceStatus
+    from ingest.sources.base import SourceBase
+
+    now, sentences = [100.0], {"rx": 0}
+    told: list[tuple[str, bool]] = []
+    source = SourceBase("rx")
+    status = SourceStatus([source], 120.0, sentences.__getitem__,
+                          lambda name, online: told.append((name, online)),
+                          clock=lambda: now[0])
+    assert told == [("rx", False)]  # down from the start
+    now[0] = 500.0
+    source._set_connected(True)  # up: heard for the threshold from now, not from before
+    now[0] = 620.0
+    status.check()
+    assert told[-1] == ("rx", True)
+    now[0] = 620.5
+    status.check()
+    assert told[-1] == ("rx", False)  # 120.5 s with no sentence
+    sentences["rx"] = 1
+    now[0] = 700.0
+    status.check()
+    assert told[-1] == ("rx", True)
+    source._set_connected(False)
+    assert told == [("rx", False), ("rx", True), ("rx", False), ("rx", True), ("rx", False)]
+
+
+def test_a_source_with_its_own_silence_limit_is_judged_by_it() -> None:
+    """A sparse source given its own limit in ``receiver_silent_s`` (the rule's for a
+    receiver of that name) is not "offline" on MQTT while source_silent holds it heard."""
+    from harbourwatch.source_status import SourceStatus
+    from ingest.sources.base import SourceBase
+
+    now = [0.0]
+    told: list[tuple[str, bool]] = []
+    sparse, busy = SourceBase("sat"), SourceBase("rx")
+    status = SourceStatus([sparse, busy], 120.0, {"sat": 0, "rx": 0}.__getitem__,
+                          lambda name, online: told.append((name, online)),
+                          own_silent_s={"sat": 600.0}, clock=lambda: now[0])
+    sparse._set_connected(True)
+    busy._set_connected(True)
+    now[0] = 590.0
+    status.check()
+    # Down from the start, up, then rx silent 590 s > 120 s; sat's 590 s < 600 s
+    assert told == [("sat", False), ("rx", False), ("sat", True), ("rx", True), ("rx", False)]
+    now[0] = 610.0
+    status.check()
+    assert told[-1] == ("sat", False)
