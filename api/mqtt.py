@@ -485,10 +485,12 @@ class MqttFeed:
     def remember_open(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         """Alerts still open after a restart (as the store has them): their retained topics
         are published again at every connect, like those of alerts raised since (a broker
-        without persistence has lost them)."""
+        without persistence has lost them). Their ``time`` is their last change, as it was
+        published before the restart (``started_at`` took it backwards)."""
         for stored in alerts:
             alert, _topics, per_alert = self._placed(stored)
-            self._open_alerts[per_alert] = _dumps({**alert, "time": alert.get("started_at")})
+            when = alert.get("updated_at") or alert.get("started_at")
+            self._open_alerts[per_alert] = _dumps({**alert, "time": when})
 
     def _placed(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], Topics, str]:
         """The alert marked drill when it or this feed is, its topics and retained topic."""

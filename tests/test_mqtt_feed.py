@@ -183,7 +183,7 @@ async def test_alerts_restored_at_start_up_are_retained_again(broker: MosquittoB
     retained topics again, with the operator's state as the store has it."""
     p = new_prefix()
     stored = {**make_event(Transition.NEW, 3).alert, "state": "acknowledged",
-              "acknowledged_by": "duty"}
+              "acknowledged_by": "duty", "updated_at": "2026-01-01T10:05:00Z"}
     feed = feed_for(broker, p)
     feed.remember_open([stored])
     await connected(feed)
@@ -195,6 +195,9 @@ async def test_alerts_restored_at_start_up_are_retained_again(broker: MosquittoB
     body = json.loads(bytes(seen[0].payload))
     assert (body["state"], body["acknowledged_by"], body["drill"]) == (
         "acknowledged", "duty", False)
+    # Its last change, as published before the restart: a consumer ordering an alert's
+    # payloads by time saw it go back to started_at.
+    assert body["time"] == "2026-01-01T10:05:00Z" != stored["started_at"]
 
 
 async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> None:
