@@ -648,11 +648,16 @@ class MqttFeed:
         else:
             self.counters["vessels_rate_limited"] += 1
             if mmsi not in self._deferred_set:
+                if not self._deferred:  # the writer sleeps until stats: it must look again
+                    self._wake.set()
                 self._deferred_set.add(mmsi)
                 heapq.heappush(self._deferred, (last + self.vessel_min_interval_s, mmsi))
 
     def _release_deferred(self, everything: bool = False) -> None:
-        newest = self._newest if self._newest is not None else float("-inf")
+        """Vessels held back by the rate limit that fall due now: on the rules' clock, or a
+        vessel's last position before every source went quiet was never sent."""
+        now = self._now()
+        newest = now if now is not None else float("-inf")
         while self._deferred and (everything or self._deferred[0][0] <= newest):
             _, mmsi = heapq.heappop(self._deferred)
             self._deferred_set.discard(mmsi)
@@ -870,7 +875,7 @@ class MqttFeed:
                 return
             wait = max(0.0, self._stats_due - loop.time())
             if self._deferred:
-                wait = min(wait, 0.25)  # deferred vessels fall due as message time moves
+                wait = min(wait, 0.25)  # deferred vessels fall due as the clock moves
             if self._outbox_errors["send"] is not None:
                 wait = min(wait, _OUTBOX_RETRY_S)
             with contextlib.suppress(TimeoutError):

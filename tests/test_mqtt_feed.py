@@ -1137,3 +1137,23 @@ async def test_positions_aged_on_the_rules_clock_while_the_broker_was_away_are_n
     assert set(retained) == {f"{p}/available", f"{p}/vessels/211000061"}  # 31 s old: fresh
     assert retained[f"{p}/available"] == b"stopped"
     assert (feed.counters["vessels_stale_dropped"], feed.counters["vessels_published"]) == (1, 1)
+
+
+async def test_a_position_held_back_by_the_rate_limit_is_sent_as_the_rules_clock_moves_on(
+        broker: MosquittoBroker) -> None:
+    """A vessel's update held back by ``vessel_min_interval_s`` fell due only when message
+    time moved on: a vessel's last position before every source went quiet never reached
+    the platform. Live, the rules' clock moves on with the wall time."""
+    p = new_prefix()
+    clock = [T0]
+    feed = feed_for(broker, p, vessel_min_interval_s=5.0, clock=lambda: clock[0])
+    async with Subscriber(broker, f"{p}/vessels/+") as sub:
+        await connected(feed)
+        feed.on_report(report(211000070, T0, lat=51.9))
+        _, first, _, _ = await sub.get_json()
+        feed.on_report(report(211000070, T0 + 2, lat=51.91))  # within 5 s: held back
+        assert feed.counters["vessels_rate_limited"] == 1
+        clock[0] = T0 + 6  # no report comes; the rules' clock moves on
+        _, held, _, _ = await sub.get_json()
+    await feed.stop()
+    assert (first["lat"], held["lat"], held["time"]) == (51.9, 51.91, "2026-01-01T10:00:02Z")
