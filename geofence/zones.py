@@ -312,7 +312,7 @@ class ZoneSet:
                 self.warnings.append(
                     f"{source}: the zones span {lon1 - lon0:.1f}° of longitude and "
                     f"{lat1 - lat0:.1f}° of latitude, measured in metres in one UTM zone "
-                    f"({self._projector.crs}): far from it every distance stretches (a zone "
+                    f"({self._projector.crs}), which stretches far from it (a zone "
                     "far from the others, or [lat, lon] swapped?)")
         if self._projector is not None:
             self._project_all(self._projector)

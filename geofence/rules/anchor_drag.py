@@ -10,7 +10,9 @@ reports). It ends when a fix is back inside the limit, or when the status is no 
 slower than ``settle_kn`` are learnt, and learning starts at the first of them: a crew may
 set "at anchor" while still approaching, and the approach made the circle so large that a
 400 m drag stayed inside it. Class B has no status and is never judged. Everything is
-kept in the vessel's ``rule_state``.
+kept in the vessel's ``rule_state``: the centre in projected metres, the radius and limit
+in true ones (a distance in projected metres divided by the projection's scale factor at
+the fix: far from its central meridian, a national feed's vessels, they stretch).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.picture import STATUS_AT_ANCHOR, Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from geofence.rules.base import BaseRule, RuleContext, evidence, scale_at, vessel_fields
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class AnchorDrag(BaseRule):
                 self._end(ctx, vessel, state, report, "weighed")
             return
         assert vessel.x is not None and vessel.y is not None
+        assert vessel.lon is not None and vessel.lat is not None
         t, x, y = report.time, vessel.x, vessel.y
         settled = report.speed is None or report.speed < self.settle_kn
         if state is None:
@@ -72,9 +75,9 @@ class AnchorDrag(BaseRule):
                 if len(points) > MAX_POINTS:
                     del points[::2]
                 return
-            self._learn(state)
+            self._learn(state, scale_at(ctx, x, vessel.lon, vessel.lat))
         cx, cy = state["centre"]
-        distance = math.hypot(x - cx, y - cy)
+        distance = math.hypot(x - cx, y - cy) / scale_at(ctx, x, vessel.lon, vessel.lat)
         if distance <= state["limit"]:
             state.pop("outside", None)
             if state.get("alert"):
@@ -94,11 +97,12 @@ class AnchorDrag(BaseRule):
             if alert is not None:
                 state["alert"] = alert.id
 
-    def _learn(self, state: dict[str, Any]) -> None:
+    def _learn(self, state: dict[str, Any], k: float) -> None:
+        """Centre and swing radius of the fixes learnt; ``k``: the scale factor there."""
         points = state.pop("points")
         cx = sum(p[0] for p in points) / len(points)
         cy = sum(p[1] for p in points) / len(points)
-        radius = max(math.hypot(p[0] - cx, p[1] - cy) for p in points)
+        radius = max(math.hypot(p[0] - cx, p[1] - cy) for p in points) / k
         state.update(centre=[cx, cy], radius=radius,
                      limit=max(radius + self.margin_m, self.min_radius_m))
 

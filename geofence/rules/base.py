@@ -178,3 +178,12 @@ def pair_evidence(report: Report) -> dict[str, Any]:
 def vessel_fields(vessel: Vessel) -> dict[str, Any]:
     """``shipname``, ``lat`` and ``lon`` for :meth:`AlertBook.open`."""
     return {"shipname": vessel.shipname, "lat": vessel.lat, "lon": vessel.lon}
+
+
+def scale_at(ctx: RuleContext, x: float, lon: float, lat: float) -> float:
+    """The zones' projection's scale factor at a fix (projected to ``x``): projected metres
+    per true metre, 1.0 near the port. A rule divides a distance measured in projected
+    metres by it, so that a national feed's vessels far from the central meridian are
+    judged on true metres (:meth:`geofence.projection.Projector.scale`)."""
+    projector = ctx.zones.projector
+    return 1.0 if projector is None else projector.scale_at(x, lon, lat)

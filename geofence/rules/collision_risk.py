@@ -6,7 +6,11 @@ projection, each vessel dead-reckoned from its last fix (speed over ground, cour
 ground) to the time of the report being judged. Course over ground is true; the grid's
 north differs from it by the meridian convergence at the fix, which is taken off before the
 course becomes a velocity in projected metres (3° at 12.6°E in UTM 32: uncorrected, a CPA
-4 km ahead is off by 200 m). Close passing is normal in a basin or a
+4 km ahead is off by 200 m). Lengths are true metres: far from the projection's central
+meridian (a national feed's vessels) a true metre measures ``k`` projected ones (1.05 at
+2,000 km), so each vessel's velocity is turned into projected metres per second with the
+scale factor at its fix, and the pair's separation and CPA back into true metres with the
+mean of the two (``search_m`` is widened by it too). Close passing is normal in a basin or a
 channel, so a pair is judged only when at least one of the two is outside the port limit
 (everywhere, when no ``port_limit`` zone exists) or inside a zone that sets its own
 ``cpa_m`` (and optionally ``tcpa_s``); when such zones apply, the smallest ``cpa_m`` among
@@ -57,8 +61,9 @@ class Motion(NamedTuple):
     """A vessel's last fix as the grids keep it."""
 
     time: float
-    vx: float
+    vx: float  # projected metres per second (true ones times k)
     vy: float
+    k: float  # the projection's scale factor at the fix (1.0 near the port)
     speed: float  # knots: a vessel between end_speed_kn and speed_kn opens no pair
     watched: bool
     cpa_m: float | None  # a zone's own limits, when the vessel is in such a zone
@@ -118,8 +123,11 @@ class CollisionRisk(BaseRule):
         self._loosest_cpa = self.cpa_m * self.end_factor  # no pair can pass wider (on_zones)
         self._loosest_tcpa = self.tcpa_s * self.end_factor
         self._next_sweep = float("-inf")
-        #: the zones' Projector.convergence, once there is a projection (on_zones resets it)
+        #: the zones' Projector.convergence and .scale, once there is a projection
+        #: (on_zones resets them), and the x range where the scale is 1 (Projector.flat)
         self._convergence: Callable[[float, float], float] | None = None
+        self._scale: Callable[[float, float], float] | None = None
+        self._flat = (math.inf, -math.inf)
         #: zone ids at a fix -> (watched, cpa, tcpa, zone): few distinct sets, many reports
         self._places: dict[tuple[str, ...], tuple[bool, float | None, float | None,
                                                   str | None]] = {}
@@ -128,22 +136,29 @@ class CollisionRisk(BaseRule):
 
     def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
         assert vessel.speed is not None and vessel.course is not None
-        assert vessel.lon is not None and vessel.lat is not None
-        convergence = self._convergence
-        if convergence is None:
+        assert vessel.lon is not None and vessel.lat is not None and vessel.x is not None
+        convergence, scale = self._convergence, self._scale
+        if convergence is None or scale is None:
             projector = ctx.zones.projector  # set: the fix was projected
             assert projector is not None
             convergence = self._convergence = projector.convergence
-        vx, vy = velocity(vessel.speed, vessel.course, convergence(vessel.lon, vessel.lat))
+            scale = self._scale = projector.scale
+            self._flat = projector.flat
+        lon, lat = vessel.lon, vessel.lat
+        vx, vy = velocity(vessel.speed, vessel.course, convergence(lon, lat))
+        x0, x1 = self._flat
+        k = 1.0 if x0 < vessel.x < x1 else scale(lon, lat)
+        if k != 1.0:
+            vx, vy = vx * k, vy * k
         if not ctx.zones.zones:
-            return Motion(t, vx, vy, vessel.speed, True, None, None, None)
+            return Motion(t, vx, vy, k, vessel.speed, True, None, None, None)
         # Where the fix is, not the confirmed membership: a pair is judged at once.
         inside = zone_ids_here(vessel, ctx.zones)
         place = self._places.get(inside)
         if place is None:
             place = self._places[inside] = self._place(ctx, inside)
         # Motion(...) without the namedtuple's Python-level __new__: one per report.
-        return _new_motion(Motion, (t, vx, vy, vessel.speed, *place))
+        return _new_motion(Motion, (t, vx, vy, k, vessel.speed, *place))
 
     def _place(self, ctx: RuleContext, inside: tuple[str, ...]
                ) -> tuple[bool, float | None, float | None, str | None]:
@@ -215,8 +230,8 @@ class CollisionRisk(BaseRule):
         can_open = speed > open_kn
         loose_cpa2 = self._loosest_cpa * self._loosest_cpa
         loose_tcpa = self._loosest_tcpa
-        mvx, mvy = me.vx, me.vy
-        for other, ox, oy, them in grid.near(x, y, self.search_m):
+        mvx, mvy, mk = me.vx, me.vy, me.k
+        for other, ox, oy, them in grid.near(x, y, self.search_m * mk):
             age = t - them.time
             if other == mmsi:
                 continue
@@ -234,8 +249,12 @@ class CollisionRisk(BaseRule):
             dot = rx * rvx + ry * rvy
             if vv < 1e-9 or dot >= 0 or -dot > loose_tcpa * vv:
                 continue  # constant distance, opening, or too far off in time
-            tcpa = -dot / vv
+            tcpa = -dot / vv  # seconds: the same in projected and true metres
             cx, cy = rx + rvx * tcpa, ry + rvy * tcpa
+            if mk != 1.0 or them.k != 1.0:
+                # Projected metres to true ones (far from the central meridian).
+                inv = 2.0 / (mk + them.k)
+                cx, cy, rx, ry, vv = cx * inv, cy * inv, rx * inv, ry * inv, vv * inv * inv
             if cx * cx + cy * cy > loose_cpa2:
                 continue
             cpa = math.hypot(cx, cy)
@@ -344,7 +363,7 @@ class CollisionRisk(BaseRule):
         # from the picture (left empty, a pair's partner would be missing at the next
         # report and the pair ended as passed while the two still close).
         self._places = {}
-        self._convergence = None  # the projection may have changed with the zones
+        self._convergence = self._scale = None  # the projection may change with the zones
         self._has_port_limit = bool(ctx.zones.of_kind("port_limit"))
         self._zone_limits = any("cpa_m" in z.overrides for z in ctx.zones)
         self._loosest_cpa = max([self.cpa_m, *(z.get("cpa_m", 0.0) for z in ctx.zones)]

@@ -13,7 +13,10 @@ delay, a receiver clock set wrong). Its clock now is its last stamp plus the por
 since it was heard; measured on the port's clock instead, a receiver 700 s behind made every
 vessel it hears dark on every report. The alert starts
 at the vessel's last report (so its id does not depend on when timers run) and ends when the
-vessel reappears, with the gap, the distance and the implied speed.
+vessel reappears, with the gap, the distance and the implied speed. Both distances (from
+the coverage edge; gone while dark) are true metres: in projected metres divided by the
+projection's scale factor, which far from its central meridian (coverage of a whole coast)
+stretches them.
 
 Timers are a lazy heap keyed on each vessel's earliest possible deadline: a report costs a
 dictionary lookup, and a vessel is re-examined at most once per deadline.
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from geofence.alert import RiskArea, Severity
 from geofence.mid import is_device, is_sar_aircraft
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence
+from geofence.rules.base import BaseRule, RuleContext, evidence, scale_at
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -83,10 +86,13 @@ class DarkVessel(BaseRule):
         """Evidence that the silence is the vessel's; None when it is not dark; or, when a
         receiver that hears it has not yet passed the deadline on its own clock, the
         engine time at which the first such receiver will (judge it again then)."""
-        if vessel.x is None or vessel.y is None:
+        if vessel.x is None or vessel.y is None or vessel.lon is None or vessel.lat is None:
             return None
         edge = ctx.zones.coverage_edge_distance(vessel.x, vessel.y)
-        if edge is None or edge < self.edge_m:
+        if edge is None:
+            return None
+        edge /= scale_at(ctx, vessel.x, vessel.lon, vessel.lat)
+        if edge < self.edge_m:
             return None
         last = vessel.last_seen
         deadline = last + limit
@@ -182,9 +188,12 @@ class DarkVessel(BaseRule):
         gap = report.time - alert.started_at
         details: dict[str, Any] = {"gap_s": round(gap, 1), "reappeared": evidence(report)}
         if ctx.fix_accepted and vessel.x is not None and vessel.y is not None and (
+                vessel.lat is not None and vessel.lon is not None) and (
                 alert.lat is not None and alert.lon is not None):
             x0, y0 = ctx.zones.project(alert.lon, alert.lat)
-            distance = math.hypot(vessel.x - x0, vessel.y - y0)
+            k = (scale_at(ctx, x0, alert.lon, alert.lat)
+                 + scale_at(ctx, vessel.x, vessel.lon, vessel.lat)) / 2.0
+            distance = math.hypot(vessel.x - x0, vessel.y - y0) / k
             details["distance_m"] = round(distance, 1)
             if gap > 0:
                 details["implied_speed_kn"] = round(distance / gap * MS_TO_KN, 2)

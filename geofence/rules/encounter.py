@@ -13,11 +13,16 @@ applies.
 
 Neighbours come from a grid (:class:`geofence.neighbours.Grid`) holding only the vessels that
 can be in a pair; a report looks at the vessels within reach of it, never at all vessels.
+
+Distances are true metres: far from the projection's central meridian (a national feed's
+vessels) a projected distance is divided by the scale factor, the mean of the two fixes'
+(:meth:`geofence.projection.Projector.scale`; 1 within the port's UTM zone).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
@@ -55,12 +60,29 @@ class Encounter(BaseRule):
         self.exempt = frozenset(config.exempt_shiptypes)
         self._reach = self.distance_m + self.end_margin_m
         self._overrides = False
-        #: mmsi -> (x, y, (time, speed)) of vessels that can be in a pair
-        self.grid: Grid[tuple[float, float]] = Grid(self._reach)
+        #: mmsi -> (x, y, (time, speed, scale factor)) of vessels that can be in a pair
+        self.grid: Grid[tuple[float, float, float]] = Grid(self._reach)
+        #: the zones' Projector.scale and Projector.flat, once there is a projection
+        self._scale: Callable[[float, float], float] | None = None
+        self._flat = (math.inf, -math.inf)
         self.pairs = Pairs()
         self._next_sweep = float("-inf")
 
     # -- conditions -----------------------------------------------------------------------
+
+    def _k(self, ctx: RuleContext, vessel: Vessel, x: float) -> float:
+        """The projection's scale factor at the vessel's fix (at ``x``): 1.0 near the port."""
+        x0, x1 = self._flat
+        if x0 < x < x1:
+            return 1.0
+        scale = self._scale
+        if scale is None:
+            projector = ctx.zones.projector  # set: the fix was projected
+            assert projector is not None
+            scale = self._scale = projector.scale
+            self._flat = projector.flat
+        assert vessel.lon is not None and vessel.lat is not None
+        return scale(vessel.lon, vessel.lat)
 
     def _excluded(self, ctx: RuleContext, vessel: Vessel) -> bool:
         by_id = ctx.zones.by_id
@@ -101,12 +123,14 @@ class Encounter(BaseRule):
         assert vessel.x is not None and vessel.y is not None
         t = report.time
         x, y = vessel.x, vessel.y
-        self.grid.put(mmsi, x, y, (t, speed))
+        x0, x1 = self._flat
+        k = 1.0 if x0 < x < x1 else self._k(ctx, vessel, x)
+        self.grid.put(mmsi, x, y, (t, speed, k))
         met: set[tuple[int, int]] = set()
         vessels = ctx.picture.vessels
         exempt, stale_s, pair_state = self.exempt, self.stale_s, self.pairs.state
         limit, duration = self.distance_m, self.duration_s
-        for other, ox, oy, (ot, ospeed) in self.grid.near(x, y, self._reach):
+        for other, ox, oy, (ot, ospeed, ok) in self.grid.near(x, y, self._reach * k):
             if other == mmsi:
                 continue
             if t - ot > stale_s:
@@ -117,6 +141,8 @@ class Encounter(BaseRule):
                 continue
             key = (mmsi, other) if mmsi < other else (other, mmsi)
             distance = math.hypot(ox - x, oy - y)
+            if k != 1.0 or ok != 1.0:
+                distance *= 2.0 / (k + ok)  # projected metres to true ones
             if self._overrides:
                 limit, duration = self._limits(ctx, vessel, partner)
             state = pair_state.get(key)
@@ -202,11 +228,13 @@ class Encounter(BaseRule):
         most = max([self.distance_m, *(z.get("encounter_m", 0.0) for z in ctx.zones)])
         self._reach = most + self.end_margin_m
         self.grid = Grid(self._reach)
+        self._scale, self._flat = None, (math.inf, -math.inf)  # the projection may change
         for vessel in ctx.picture.vessels.values():
             if (vessel.x is not None and vessel.y is not None and vessel.fix_time is not None
                     and vessel.speed is not None and vessel.speed <= self.end_speed_kn
                     and ctx.in_watch_area(vessel)):
-                self.grid.put(vessel.mmsi, vessel.x, vessel.y, (vessel.fix_time, vessel.speed))
+                self.grid.put(vessel.mmsi, vessel.x, vessel.y,
+                              (vessel.fix_time, vessel.speed, self._k(ctx, vessel, vessel.x)))
 
     def on_zones(self, ctx: RuleContext) -> None:
         self._rebuild(ctx)

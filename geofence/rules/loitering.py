@@ -1,16 +1,21 @@
 """``loitering``: slow (< ``speed_kn``) for ``loiter_s`` within ``range_m`` of a berth or
 security zone, not moored inside a berth. Ends above ``end_speed_kn`` (hysteresis), out of
 range, or once moored in a berth. Dwell is counted in message time between reports.
+
+The range is in true metres: far from the projection's central meridian (zones of a whole
+coast, a national feed) a distance in projected metres is divided by the scale factor at
+the fix.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Set
 from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity
 from geofence.picture import STATUS_MOORED, Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from geofence.rules.base import BaseRule, RuleContext, evidence, scale_at, vessel_fields
 from geofence.zones import Zone
 from ingest.report import Report
 
@@ -34,7 +39,8 @@ class Loitering(BaseRule):
         self._max_speed = self.speed_kn
         self._max_range = self.range_m
         self._query_kinds = tuple(dict.fromkeys(("berth", *self.kinds)))
-        #: mmsi -> (x, y, zones near) of slow vessels: one at rest asks the geometry once
+        #: mmsi -> (x, y, zones near, in true metres) of slow vessels: one at rest asks the
+        #: geometry once
         self._near_at: dict[int, tuple[float, float, list[tuple[Zone, float]]]] = {}
 
     def _limits(self, ctx: RuleContext) -> None:
@@ -50,7 +56,16 @@ class Loitering(BaseRule):
         if cached is not None and cached[0] == x and cached[1] == y:
             near = cached[2]  # at rest: the same zones at the same distances
         else:
-            near = ctx.zones.near(x, y, self._max_range, self._query_kinds)
+            assert vessel.lon is not None and vessel.lat is not None
+            k = scale_at(ctx, x, vessel.lon, vessel.lat)
+            if k == 1.0:
+                near = ctx.zones.near(x, y, self._max_range, self._query_kinds)
+            else:
+                # Asked in projected metres, rounded up to 1 % steps so that the zones'
+                # cache of answers per cell and distance stays small.
+                reach = self._max_range * math.ceil(k * 100.0) / 100.0
+                near = [(z, d / k) for z, d in ctx.zones.near(x, y, reach, self._query_kinds)
+                        if d <= self._max_range * k]
             self._near_at[vessel.mmsi] = (x, y, near)
         in_berth = any(z.kind == "berth" and d == 0.0 for z, d in near) and (
             not self.moored_status or vessel.status == STATUS_MOORED)
@@ -101,12 +116,14 @@ class Loitering(BaseRule):
         dwell = t - state["since"]
         if dwell >= zone.get("loiter_s", self.loiter_s):
             assert vessel.x is not None and vessel.y is not None
+            assert vessel.lon is not None and vessel.lat is not None
+            k = scale_at(ctx, vessel.x, vessel.lon, vessel.lat)
             alert = ctx.book.open(
                 self.name, risk_area=RiskArea.CRIMINAL_ACTIVITY, severity=Severity.WARNING,
                 mmsi=vessel.mmsi, started_at=state["since"], time=t, zone=zone.id,
                 **vessel_fields(vessel),
                 details={"dwell_s": round(dwell, 1), "speed": speed,
-                         "distance_m": round(zone.distance(vessel.x, vessel.y), 1),
+                         "distance_m": round(zone.distance(vessel.x, vessel.y) / k, 1),
                          "zone_kind": zone.kind,
                          "reports": [state["first"], evidence(report)]})
             if alert is not None:
