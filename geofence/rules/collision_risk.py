@@ -134,21 +134,20 @@ class CollisionRisk(BaseRule):
 
     # -- where the rule applies -----------------------------------------------------------
 
-    def _motion(self, ctx: RuleContext, vessel: Vessel, t: float) -> Motion:
+    def _motion(self, ctx: RuleContext, vessel: Vessel, t: float, x: float) -> Motion:
+        """The vessel's motion as of its fix at ``t``, projected to ``x`` (its easting)."""
         assert vessel.speed is not None and vessel.course is not None
-        assert vessel.lon is not None and vessel.lat is not None and vessel.x is not None
-        convergence, scale = self._convergence, self._scale
-        if convergence is None or scale is None:
-            projector = ctx.zones.projector  # set: the fix was projected
-            assert projector is not None
-            convergence = self._convergence = projector.convergence
-            scale = self._scale = projector.scale
-            self._flat = projector.flat
-        lon, lat = vessel.lon, vessel.lat
-        vx, vy = velocity(vessel.speed, vessel.course, convergence(lon, lat))
+        assert vessel.lon is not None and vessel.lat is not None
+        convergence = self._convergence
+        if convergence is None:
+            convergence = self._take_projection(ctx)
+        vx, vy = velocity(vessel.speed, vessel.course, convergence(vessel.lon, vessel.lat))
         x0, x1 = self._flat
-        k = 1.0 if x0 < vessel.x < x1 else scale(lon, lat)
-        if k != 1.0:
+        if x0 < x < x1:
+            k = 1.0  # near the port: one comparison, no trigonometry
+        else:
+            assert self._scale is not None  # set with _convergence
+            k = self._scale(vessel.lon, vessel.lat)
             vx, vy = vx * k, vy * k
         if not ctx.zones.zones:
             return Motion(t, vx, vy, k, vessel.speed, True, None, None, None)
@@ -159,6 +158,14 @@ class CollisionRisk(BaseRule):
             place = self._places[inside] = self._place(ctx, inside)
         # Motion(...) without the namedtuple's Python-level __new__: one per report.
         return _new_motion(Motion, (t, vx, vy, k, vessel.speed, *place))
+
+    def _take_projection(self, ctx: RuleContext) -> Callable[[float, float], float]:
+        """The zones' projection's convergence (returned), scale and flat range."""
+        projector = ctx.zones.projector  # set: the fix was projected
+        assert projector is not None
+        self._scale, self._flat = projector.scale, projector.flat
+        self._convergence = projector.convergence
+        return self._convergence
 
     def _place(self, ctx: RuleContext, inside: tuple[str, ...]
                ) -> tuple[bool, float | None, float | None, str | None]:
@@ -212,7 +219,7 @@ class CollisionRisk(BaseRule):
         assert vessel.x is not None and vessel.y is not None
         t = report.time
         x, y = vessel.x, vessel.y
-        me = self._motion(ctx, vessel, t)
+        me = self._motion(ctx, vessel, t, x)
         self.moving.put(mmsi, x, y, me)
         if me.watched:
             self.watched.put(mmsi, x, y, me)
@@ -380,7 +387,7 @@ class CollisionRisk(BaseRule):
                     or (vessel.speed <= self.speed_kn and not self.pairs.has(vessel.mmsi))
                     or is_exempt(vessel, self.exempt) or not ctx.in_watch_area(vessel)):
                 continue
-            motion = self._motion(ctx, vessel, t)
+            motion = self._motion(ctx, vessel, t, x)
             self.moving.put(vessel.mmsi, x, y, motion)
             if motion.watched:
                 self.watched.put(vessel.mmsi, x, y, motion)

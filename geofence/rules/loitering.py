@@ -57,7 +57,9 @@ class Loitering(BaseRule):
             near = cached[2]  # at rest: the same zones at the same distances
         else:
             assert vessel.lon is not None and vessel.lat is not None
-            k = scale_at(ctx, x, vessel.lon, vessel.lat)
+            projector = ctx.zones.projector
+            x0, x1 = projector.flat if projector is not None else (-math.inf, math.inf)
+            k = 1.0 if x0 < x < x1 else scale_at(ctx, x, vessel.lon, vessel.lat)
             if k == 1.0:
                 near = ctx.zones.near(x, y, self._max_range, self._query_kinds)
             else:
