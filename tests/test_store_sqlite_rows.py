@@ -221,6 +221,16 @@ async def test_a_file_another_process_locks_fails_inline_writes_fast_and_loses_n
     assert stored(path) == sorted(expected(r) for r in reports)
 
 
+async def caught_up(store: Any) -> None:
+    """Flush until the database is back and the spool written (the writer retries with
+    back-off); bounded by a count of short sleeps, the assertions after it judge."""
+    for _ in range(100):
+        await store.flush()
+        if store.stats().db_up and store.stats().spool_pending == 0:
+            return
+        await asyncio.sleep(0.1)
+
+
 def _damage(path: Path, page: int, size: int, data: bytes | None = None) -> bytes:
     """Overwrite ``page`` (1-based) of the file with ``data`` (zeros); what it held."""
     with path.open("r+b") as fh:
@@ -266,11 +276,7 @@ async def test_a_damaged_file_is_an_outage_and_its_rows_are_written_once_it_is_r
         assert not rejected.exists()
         _damage(path, root, size, good)  # repaired
         other.execute("PRAGMA user_version = 2")
-        for _ in range(100):  # the writer tries again with back-off
-            await store.flush()
-            if store.stats().db_up and store.stats().spool_pending == 0:
-                break
-            await asyncio.sleep(0.1)
+        await caught_up(store)
     finally:
         other.close()
         await store.stop()
@@ -346,11 +352,7 @@ async def test_a_lock_another_connection_holds_is_said_as_a_timeout_not_unreacha
             await store.flush()  # one failed try
             assert not store.stats().db_up
             other.execute("ROLLBACK")
-            for _ in range(100):  # the writer tries again with back-off
-                await store.flush()
-                if store.stats().db_up and store.stats().spool_pending == 0:
-                    break
-                await asyncio.sleep(0.1)
+            await caught_up(store)
     finally:
         other.close()
         await store.stop()
