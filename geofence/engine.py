@@ -78,8 +78,7 @@ class Engine:
         self.drill = drill
         self.picture = Picture(history_len=config.picture.history_len,
                                live_s=config.picture.live_s,
-                               silent_s=config.source_silent.silent_s,
-                               receiver_silent_s=config.source_silent.receiver_silent_s)
+                               silent_s_for=config.source_silent.silent_s_for)
         self.book = AlertBook(drill=drill)
         self.rules: list[Rule] = (sorted(rules, key=lambda r: r.phase) if rules is not None
                                   else build_rules(config))

@@ -9,7 +9,7 @@ timers such as ``dark_vessel`` survive a restart.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -197,20 +197,19 @@ class Picture:
     """Vessels by MMSI and receivers by name; nothing here knows about alerts."""
 
     def __init__(self, *, history_len: int = 16, live_s: float = 900.0,
-                 silent_s: float = 120.0,
-                 receiver_silent_s: Mapping[str, float] | None = None) -> None:
+                 silent_s_for: Callable[[str], float] = lambda _name: 120.0) -> None:
+        """``silent_s_for``: a receiver's silence limit by name (``SourceSilentConfig``'s)."""
         self.vessels: dict[int, Vessel] = {}
         self.receivers: dict[str, Receiver] = {}
         self.history_len = history_len
         self.live_s = live_s
-        self.silent_s = silent_s
-        self.receiver_silent_s = dict(receiver_silent_s or {})
+        self.silent_s_for = silent_s_for
 
     def new_receiver(self, name: str, last_heard: float, up_since: float) -> Receiver:
         """A receiver with its silence limit (looked up once: it is heard on every line)."""
         rec = self.receivers[name] = Receiver(
             name, last_heard, up_since,
-            silent_s=self.receiver_silent_s.get(name, self.silent_s))
+            silent_s=self.silent_s_for(name))
         return rec
 
     def __len__(self) -> int:

@@ -415,9 +415,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 # Heard, not merely bound: a UDP socket stays up when its receiver goes
                 # quiet. Every source's state is told at once (offline until it is up), so
                 # one that never comes up is not left "online" from a previous run.
-                silent = config.rules.source_silent
-                heard = SourceStatus(sources, silent.silent_s, sentences, feed.source_status,
-                                     own_silent_s=silent.receiver_silent_s)
+                heard = SourceStatus(sources, config.rules.source_silent.silent_s_for,
+                                     sentences, feed.source_status)
                 tasks.append(asyncio.create_task(heard.run(), name="source-status"))
             sinks.append(feed)
             mqtt_feed = feed

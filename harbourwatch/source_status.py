@@ -4,17 +4,18 @@ A source's link state alone (bound, connected, open) said ``online`` for a UDP s
 receiver had gone quiet: a bound socket is up whether or not anything arrives, and the
 command platform reads the status as the receiver's health. Here a source is ``online``
 while its link is up and it has sent a sentence (an NMEA line with a good checksum) within
-``silent_s`` (the ``source_silent`` threshold: a source's own in ``receiver_silent_s``, as
-the rule takes it for a receiver of the source's name), counted from the link coming up, so a
-receiver that stops is ``offline`` as its ``source_silent`` alert opens. Judged on the
-monotonic clock: live, the rules' clock moves on with the wall time too, at the same rate.
+``silent_s_for(name)`` (the ``source_silent`` threshold, as the rule takes it for a
+receiver of the source's name: its own in ``receiver_silent_s``, else ``silent_s``),
+counted from the link coming up, so a receiver that stops is ``offline`` as its
+``source_silent`` alert opens. Judged on the monotonic clock: live, the rules' clock moves
+on with the wall time too, at the same rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from ingest.sources.base import SourceBase, StatusListener
 
@@ -29,13 +30,11 @@ class SourceStatus:
     that moved on since the last check is a source heard.
     """
 
-    def __init__(self, sources: Iterable[SourceBase], silent_s: float,
+    def __init__(self, sources: Iterable[SourceBase], silent_s_for: Callable[[str], float],
                  sentences: Callable[[str], int], listener: StatusListener, *,
-                 own_silent_s: Mapping[str, float] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._sources = {source.name: source for source in sources}
-        own = own_silent_s or {}
-        self._silent_s = {name: own.get(name, silent_s) for name in self._sources}
+        self._silent_s = {name: silent_s_for(name) for name in self._sources}
         self._sentences = sentences
         self._listener = listener
         self._clock = clock

@@ -916,7 +916,7 @@ def test_a_source_is_online_while_its_link_is_up_and_it_is_heard() -> None:
     now, sentences = [100.0], {"rx": 0}
     told: list[tuple[str, bool]] = []
     source = SourceBase("rx")
-    status = SourceStatus([source], 120.0, sentences.__getitem__,
+    status = SourceStatus([source], lambda _name: 120.0, sentences.__getitem__,
                           lambda name, online: told.append((name, online)),
                           clock=lambda: now[0])
     assert told == [("rx", False)]  # down from the start
@@ -939,15 +939,17 @@ def test_a_source_is_online_while_its_link_is_up_and_it_is_heard() -> None:
 def test_a_source_with_its_own_silence_limit_is_judged_by_it() -> None:
     """A sparse source given its own limit in ``receiver_silent_s`` (the rule's for a
     receiver of that name) is not "offline" on MQTT while source_silent holds it heard."""
+    from harbourwatch.config import SourceSilentConfig
     from harbourwatch.source_status import SourceStatus
     from ingest.sources.base import SourceBase
 
     now = [0.0]
     told: list[tuple[str, bool]] = []
     sparse, busy = SourceBase("sat"), SourceBase("rx")
-    status = SourceStatus([sparse, busy], 120.0, {"sat": 0, "rx": 0}.__getitem__,
+    limits = SourceSilentConfig(silent_s=120.0, receiver_silent_s={"sat": 600.0})
+    status = SourceStatus([sparse, busy], limits.silent_s_for, {"sat": 0, "rx": 0}.__getitem__,
                           lambda name, online: told.append((name, online)),
-                          own_silent_s={"sat": 600.0}, clock=lambda: now[0])
+                          clock=lambda: now[0])
     sparse._set_connected(True)
     busy._set_connected(True)
     now[0] = 590.0
