@@ -7,7 +7,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -298,9 +298,9 @@ async def _seed_alerts(api: Rig) -> list[str]:
     return [a.id for a in alerts]
 
 
-async def test_alert_filters_and_pagination(api: Rig) -> None:
-    a1, a2, a3, a4 = await _seed_alerts(api)
-    h = headers("viewer")
+def alert_listing(api: Rig, h: dict[str, str]) -> tuple[
+        Callable[..., Awaitable[dict[str, Any]]], Callable[..., Awaitable[list[str]]]]:
+    """``page(**params)``: a ``GET /alerts`` answered 200; ``ids(**params)``: its ids."""
 
     async def page(**params: Any) -> dict[str, Any]:
         resp = await api.client.get("/alerts", params=params, headers=h)
@@ -310,6 +310,14 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
 
     async def ids(**params: Any) -> list[str]:
         return [a["id"] for a in (await page(**params))["alerts"]]
+
+    return page, ids
+
+
+async def test_alert_filters_and_pagination(api: Rig) -> None:
+    a1, a2, a3, a4 = await _seed_alerts(api)
+    h = headers("viewer")
+    page, ids = alert_listing(api, h)
 
     assert await ids() == [a3, a4, a1]  # the serving run's kind: real alerts
     assert await ids(drill="any") == [a3, a2, a4, a1]
@@ -368,15 +376,7 @@ async def test_rule_and_risk_area_take_comma_separated_lists_like_state(api: Rig
     while ``state`` and ``/stream?rules=`` took lists."""
     a1, a2, a3, a4 = await _seed_alerts(api)
     h = headers("viewer")
-
-    async def page(**params: Any) -> dict[str, Any]:
-        resp = await api.client.get("/alerts", params=params, headers=h)
-        assert resp.status_code == 200, resp.text
-        body: dict[str, Any] = resp.json()
-        return body
-
-    async def ids(**params: Any) -> list[str]:
-        return [a["id"] for a in (await page(**params))["alerts"]]
+    page, ids = alert_listing(api, h)
 
     assert await ids(rule="speeding,encounter") == [a3, a4]
     assert await ids(rule=" dark_vessel , speeding,", drill="any") == [a3, a2, a1]
