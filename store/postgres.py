@@ -23,6 +23,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
+# The client's own DataError ("invalid input for query argument"), not the server's class 22
+# exported as asyncpg.DataError: asyncpg exports it under no public name.
+from asyncpg.exceptions._base import DataError as ClientDataError  # type: ignore[import-untyped]
+
 from ingest.report import STATIC_FIELDS
 from store import migrations
 from store.base import (
@@ -267,6 +271,10 @@ class PostgresStore(WriterStore):
             where = f" {exc.filename}" if exc.filename else " (~/.pgpass, or a TLS file)"
             raise StoreError(f"PostgreSQL client cannot read{where}: {exc.strerror}; as "
                              "the service's user, with HOME set to its home") from exc
+        except (OverflowError, ClientDataError) as exc:
+            # A value the driver cannot encode for its column (an int beyond its range), raw
+            # from COPY, wrapped from a query: about the row, before the server saw it.
+            raise StoreError(f"PostgreSQL client: {exc}") from exc
         except TimeoutError as exc:
             # A command's (see ``_connecting`` for a connection's).
             raise StoreTimedOut("PostgreSQL did not answer in time: a lock held on a table, "

@@ -250,9 +250,10 @@ class SqliteStore(WriterStore):
         def guarded() -> T:
             try:
                 return fn()
-            except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
-                # About a row itself (a constraint, a value too big), as PostgreSQL's
-                # SQLSTATE classes 22, 23 and 54: the writer sets such a row aside.
+            except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError) as exc:
+                # About a row itself (a constraint, a value too big; OverflowError: an int
+                # beyond 64 bits, refused by the driver before SQLite sees it), as
+                # PostgreSQL's SQLSTATE classes 22, 23 and 54: the writer sets it aside.
                 raise StoreError(f"SQLite {self.path}: {exc}") from exc
             except sqlite3.Error as exc:
                 # About the database, not the rows: locked, a full or failing disk, a damaged

@@ -89,6 +89,24 @@ async def test_positions_round_trip_with_values(store: Store) -> None:
     assert drill_track[0]["speed"] is None
 
 
+async def test_an_integer_beyond_64_bits_sets_its_row_aside_not_the_database_down(
+        store: Store) -> None:
+    """The drivers refuse to bind an int beyond 64 bits themselves (sqlite3: OverflowError;
+    asyncpg: its client-side DataError, an InterfaceError), before the database sees it:
+    about the row, so it is set aside; taken for an outage, it was retried for ever and
+    held every row behind it."""
+    for i in range(2):
+        store.on_report(pos(A, T0 + i * 10))
+    store.on_report(pos(1 << 70, T0 + 15))
+    for i in range(2, 4):
+        store.on_report(pos(A, T0 + i * 10))
+    await store.flush()
+    stats = store.stats()
+    assert (stats.db_up, stats.written_positions, stats.rejected) == (True, 4, 1)
+    assert [p["time"] for p in await store.track(A, T0, T0 + 100)] == [
+        iso_time(T0 + i * 10) for i in range(4)]
+
+
 async def test_prune_drops_what_retention_no_longer_keeps(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only TimescaleDB's policy dropped old rows: SQLite and plain PostgreSQL grew for ever."""
