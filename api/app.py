@@ -748,13 +748,16 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.get("/snoozes/history", response_model=list[m.SnoozeActOut], tags=["alerts"],
              responses=errors)
     async def snooze_history(
-        _: Viewer, rule: Annotated[str | None, Query(max_length=64)] = None,
+        _: Viewer,
+        rule: Annotated[str | None, Query(
+            max_length=1024, description="Rule names; comma-separated for several",
+            examples=["loitering,dark_vessel"])] = None,
         mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
         """Who snoozed and unsnoozed which rule for which vessel, newest first."""
-        known_rules(rule and [rule], "rule")
-        return _dump(await snooze_keeper.snooze_acts(rule, mmsi, limit))
+        rule_names = _names(rule, "rule", rules, "rule")
+        return _dump(await snooze_keeper.snooze_acts(rule_names, mmsi, limit))
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
                 responses={**not_found, **unavailable, 202: {

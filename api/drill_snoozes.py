@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from store.base import Snooze
-from store.common import snooze_act
+from store.common import one_of, snooze_act
 
 #: Acts a drill run remembers for ``GET /snoozes/history``: far more than a drill makes.
 DRILL_ACTS_KEPT = 10_000
@@ -25,7 +25,8 @@ class SnoozeKeeper(Protocol):
                      note: str | None = None) -> Snooze: ...
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...
     async def unsnooze(self, rule: str, mmsi: int, actor: str) -> bool: ...
-    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+    async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
+                          mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]: ...
 
 
@@ -52,7 +53,8 @@ class DrillSnoozes:
         self._acts.appendleft(snooze_act(time.time(), actor, "unsnooze", rule, mmsi, None, None))
         return True
 
-    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+    async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
+                          mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
         return [a for a in self._acts
-                if rule in (None, a["rule"]) and mmsi in (None, a["mmsi"])][:limit]
+                if one_of(a["rule"], rule) and mmsi in (None, a["mmsi"])][:limit]

@@ -17,6 +17,7 @@ from typing import Any
 from api.deps import AlertMemory
 from harbourwatch.timeutil import parse_iso
 from store.base import AlertQuery
+from store.common import one_of
 
 #: The answer's header naming where it came from (only set when it is memory).
 SOURCE_HEADER = "X-Harbourwatch-Source"
@@ -72,18 +73,11 @@ def _order(alert: Mapping[str, Any]) -> tuple[float, str]:
     return -parse_iso(alert["started_at"]), str(alert["id"])
 
 
-def _one_of(value: Any, wanted: str | tuple[str, ...] | None) -> bool:
-    """``value`` passes a filter of one value or a tuple of them (``None``: any)."""
-    if wanted is None:
-        return True
-    return value == wanted if isinstance(wanted, str) else value in wanted
-
-
 def _matches(alert: Mapping[str, Any], q: AlertQuery, states: frozenset[str]) -> bool:
     """``store.common.alert_filters`` on one alert dict (``drill`` is judged by the caller)."""
     if alert["state"] not in states:
         return False
-    if not _one_of(alert["rule"], q.rule) or not _one_of(alert["risk_area"], q.risk_area):
+    if not one_of(alert["rule"], q.rule) or not one_of(alert["risk_area"], q.risk_area):
         return False
     if q.zone is not None and alert["zone"] != q.zone:
         return False

@@ -266,8 +266,10 @@ class Store(Protocol):
         """Call ``listener`` with each queued act the database refused when written (so
         whoever showed it can show the store's alert instead)."""
 
-    # Snooze and unsnooze acts, newest first (see store.common.snooze_acts).
-    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+    # Snooze and unsnooze acts, newest first, on ``rule`` (one, or a tuple: any of them)
+    # and ``mmsi`` (see store.common.snooze_acts).
+    async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
+                          mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]: ...
 
     # --- zones, restart state, health, outbox ---------------------------------------------

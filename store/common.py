@@ -302,9 +302,17 @@ SNOOZE_ACTS_SQL = ("SELECT * FROM alert_audit WHERE alert_id IS NULL "
                    "AND action IN ('snooze', 'unsnooze') ORDER BY id DESC")
 
 
-def snooze_acts(rows: Iterable[Mapping[str, Any]], rule: str | None, mmsi: int | None,
-                limit: int) -> list[dict[str, Any]]:
-    """The snooze acts among audit ``rows`` (newest first) on ``rule`` and ``mmsi``.
+def one_of(value: Any, wanted: str | tuple[str, ...] | None) -> bool:
+    """``value`` passes a filter of one value or a tuple of them (``None``: any)."""
+    if wanted is None:
+        return True
+    return value == wanted if isinstance(wanted, str) else value in wanted
+
+
+def snooze_acts(rows: Iterable[Mapping[str, Any]], rule: str | tuple[str, ...] | None,
+                mmsi: int | None, limit: int) -> list[dict[str, Any]]:
+    """The snooze acts among audit ``rows`` (newest first) on ``rule`` (one, or a tuple:
+    any of them) and ``mmsi``.
 
     The snoozes table keeps only each (rule, vessel)'s latest snooze, and a DELETE removes
     it: who muted what, and who lifted it, is in these rows alone."""
@@ -313,7 +321,7 @@ def snooze_acts(rows: Iterable[Mapping[str, Any]], rule: str | None, mmsi: int |
         if len(found) >= limit:
             break
         what = json.loads(row["after_state"] or row["before_state"] or "{}")
-        if rule not in (None, what.get("rule")) or mmsi not in (None, what.get("mmsi")):
+        if not one_of(what.get("rule"), rule) or mmsi not in (None, what.get("mmsi")):
             continue
         found.append(snooze_act(row["time"], row["actor"], row["action"], what.get("rule"),
                                 what.get("mmsi"), what.get("until"), row["note"]))

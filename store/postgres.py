@@ -714,7 +714,8 @@ class PostgresStore(WriterStore):
             async with self.pool.acquire() as conn, conn.transaction():
                 return await _unsnooze_in(conn, ts, rule, mmsi, actor, when)
 
-    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+    async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
+                          mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
         with self._errors():
             rows = await self.pool.fetch(SNOOZE_ACTS_SQL)

@@ -651,7 +651,8 @@ class SqliteStore(WriterStore):
                                          json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup))
         return cur.rowcount > 0
 
-    async def snooze_acts(self, rule: str | None = None, mmsi: int | None = None,
+    async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
+                          mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
         return await self._read(lambda c: snooze_acts(c.execute(SNOOZE_ACTS_SQL), rule, mmsi,
                                                       limit))

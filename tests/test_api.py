@@ -535,6 +535,42 @@ async def test_snoozes_are_audited_and_removable(api: Rig, tmp_path: Path) -> No
     assert (await api.client.get("/snoozes/history")).status_code == 401
 
 
+
+async def test_the_snooze_history_takes_several_rules_as_the_alert_list_does(
+        api: Rig) -> None:
+    """``rule`` took one name: a list named none of its acts, as a misspelt rule did."""
+    import httpx
+
+    from api.app import create_app
+
+    async def made(client: httpx.AsyncClient) -> None:
+        for rule, mmsi in (("loitering", A), ("dark_vessel", B), ("speeding", A)):
+            resp = await client.post("/snoozes", headers=headers("operator"), json={
+                "rule": rule, "mmsi": mmsi, "duration_s": 600})
+            assert resp.status_code == 201, resp.text
+
+    async def history(client: httpx.AsyncClient, **params: str) -> httpx.Response:
+        return await client.get("/snoozes/history", headers=headers("viewer"), params=params)
+
+    await made(api.client)
+    api.deps.drill = True  # a drill's snoozes are in memory (api.drill_snoozes): same filter
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(api.deps)),
+                                 base_url="http://hw") as drill:
+        await made(drill)
+        for client in (api.client, drill):
+            both = await history(client, rule="loitering,dark_vessel")
+            assert both.status_code == 200, both.text
+            assert [(a["rule"], a["mmsi"]) for a in both.json()] == [
+                ("dark_vessel", B), ("loitering", A)]
+            one = await history(client, rule=" speeding ", mmsi=str(A))
+            assert [(a["rule"], a["mmsi"]) for a in one.json()] == [("speeding", A)]
+            assert len((await history(client, rule=",")).json()) == 3  # no filter
+            typos = await history(client, rule="loitering,loitring,dark_vesel,loitring")
+            assert (typos.status_code, typos.json()["error"]) == (
+                422, "rule: unknown rules 'loitring', 'dark_vesel'")
+            assert "dark_vessel" in typos.json()["detail"]
+
+
 # -- zones -------------------------------------------------------------------------------------
 
 class Recorder:

@@ -548,6 +548,10 @@ async def test_snoozes(store: Store) -> None:
     assert [a["mmsi"] for a in await store.snooze_acts(mmsi=B)] == [B]
     assert [a["action"] for a in await store.snooze_acts(limit=1)] == ["unsnooze"]
     assert await store.snooze_acts(rule="speeding") == []
+    # Several rules: any of them (the API's comma-separated ``rule``).
+    assert [(a["action"], a["rule"]) for a in await store.snooze_acts(
+        rule=("loitering", "speeding"))] == [("snooze", "loitering")]
+    assert len(await store.snooze_acts(rule=("loitering", "dark_vessel"))) == 3
 
 
 async def test_zone_versions(store: Store) -> None:
