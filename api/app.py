@@ -13,10 +13,12 @@ import json
 import logging
 import math
 import time
+from collections import abc
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Annotated, Any, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -81,6 +83,8 @@ ACT_FLUSH_WAIT_S = 5.0
 #: back does not lose it), ``memory`` when the spool could not be written (a full disk).
 QUEUED_HEADER = "X-Harbourwatch-Queued"
 _COUNT_PAGE = 10_000
+#: Marks a query parameter's schema as a comma-separated list (see ``_listed``).
+COMMA_SEPARATED = "x-comma-separated"
 #: A client turned away at api.max_stream_clients may try again after this long (s).
 STREAM_RETRY_AFTER_S = 30
 
@@ -299,32 +303,75 @@ def _install_openapi(app: FastAPI, extra: Iterable[type[BaseModel]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _query_names(request: Request, route: APIRoute) -> frozenset[str]:
-    """The query parameters of a route and of its dependencies (kept per route)."""
-    cache: dict[int, frozenset[str]] = request.app.state.query_names
+def _listed(**query: Any) -> Any:
+    """A query parameter that takes several values in one, comma-separated (``a,b``): a
+    repeated one is refused with that hint (see ``_only_known_query_parameters``)."""
+    return Query(json_schema_extra={COMMA_SEPARATED: True}, **query)
+
+
+def _takes_many(annotation: Any) -> bool:
+    """A list-typed parameter (``list[str]``): FastAPI reads every value of it."""
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_takes_many(arg) for arg in get_args(annotation))
+    kind = get_origin(annotation) or annotation
+    return (isinstance(kind, type) and issubclass(kind, (abc.Sequence, abc.Set))
+            and not issubclass(kind, (str, bytes)))
+
+
+@dataclass(frozen=True, slots=True)
+class _QueryParams:
+    """The query parameters of a route and of its dependencies."""
+
+    known: frozenset[str]
+    #: Read with every value (a list-typed parameter); any other is read with its last.
+    repeatable: frozenset[str]
+    #: Single values holding a comma-separated list (``_listed``).
+    listed: frozenset[str]
+
+
+def _query_params(request: Request, route: APIRoute) -> _QueryParams:
+    """The route's :class:`_QueryParams` (kept per route)."""
+    cache: dict[int, _QueryParams] = request.app.state.query_params
     found = cache.get(id(route))  # the app holds its routes: their ids stay theirs
     if found is not None:
         return found
-    names: set[str] = set()
+    known: set[str] = set()
+    repeatable: set[str] = set()
+    listed: set[str] = set()
     pending = [route.dependant]
     while pending:
         dependant = pending.pop()
-        names.update(param.alias for param in dependant.query_params)
+        for param in dependant.query_params:
+            known.add(param.alias)
+            if _takes_many(param.field_info.annotation):
+                repeatable.add(param.alias)
+            extra = param.field_info.json_schema_extra
+            if isinstance(extra, dict) and extra.get(COMMA_SEPARATED):
+                listed.add(param.alias)
         pending.extend(dependant.dependencies)
-    found = cache[id(route)] = frozenset(names)
+    found = cache[id(route)] = _QueryParams(frozenset(known), frozenset(repeatable),
+                                            frozenset(listed))
     return found
 
 
 def _only_known_query_parameters(request: Request) -> None:
-    """A misspelt filter (``severity=``, ``max_speed=``) was ignored and gave every item."""
+    """A misspelt filter (``severity=``, ``max_speed=``) was ignored and gave every item; a
+    repeated one (``rule=a&rule=b``) counted only its last value."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = _query_names(request, route)
-    for name in request.query_params:
-        if name not in known:
+    params = _query_params(request, route)
+    query = request.query_params
+    for name in query:
+        if name not in params.known:
             raise ApiError(422, f"{name}: unknown query parameter"
-                           + (f" (expected {', '.join(sorted(known))})" if known else ""))
+                           + (f" (expected {', '.join(sorted(params.known))})"
+                              if params.known else ""))
+        given = len(query.getlist(name))
+        if given > 1 and name not in params.repeatable:
+            raise ApiError(422, f"{name}: given {given} times; give one value"
+                           + (f", comma-separated for several ({name}=a,b)"
+                              if name in params.listed else ""))
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
@@ -400,7 +447,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if isinstance(route, APIRoute) and route.path in ("/docs", "/redoc") and route.methods:
             route.methods.add("HEAD")
     app.state.auth = auth
-    app.state.query_names = {}
+    app.state.query_params = {}
     app.add_middleware(BodyGuard, auth=auth)
     _install_errors(app)
     _install_openapi(app, [m.VesselCollection])
@@ -499,13 +546,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
              responses=from_memory_doc(errors))
     async def alerts(
         _: Viewer,
-        rule: Annotated[str | None, Query(
+        rule: Annotated[str | None, _listed(
             max_length=1024, description="Rule names; comma-separated for several",
             examples=["speeding,restricted_entry"])] = None,
-        state: Annotated[str | None, Query(
+        state: Annotated[str | None, _listed(
             description="open, acknowledged, ended, resolved; comma-separated for several",
             examples=["open,acknowledged"])] = None,
-        risk_area: Annotated[str | None, Query(
+        risk_area: Annotated[str | None, _listed(
             max_length=1024, description=", ".join(RISK_AREAS)
             + "; comma-separated for several",
             examples=["criminal_activity,information_security"])] = None,
@@ -749,7 +796,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
              responses=errors)
     async def snooze_history(
         _: Viewer,
-        rule: Annotated[str | None, Query(
+        rule: Annotated[str | None, _listed(
             max_length=1024, description="Rule names; comma-separated for several",
             examples=["loitering,dark_vessel"])] = None,
         mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
@@ -913,9 +960,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def stream(
         _: Viewer,
         bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
-        rules: Annotated[str | None, Query(description="Alert rules, comma-separated")] = None,
-        vessels: Annotated[str | None, Query(description="MMSIs, comma-separated")] = None,
-        types: Annotated[str | None, Query(description="alert,position (default both)")] = None,
+        rules: Annotated[str | None, _listed(description="Alert rules, comma-separated")
+                         ] = None,
+        vessels: Annotated[str | None, _listed(description="MMSIs, comma-separated")] = None,
+        types: Annotated[str | None, _listed(description="alert,position (default both)")
+                         ] = None,
         last_event_id: Annotated[str | None, Header(
             alias="Last-Event-ID", max_length=64,
             description="Resume after this event (sent by EventSource on reconnect)")] = None,

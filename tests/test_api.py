@@ -9,11 +9,12 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import Query
 
-from api.app import DESIGN_RULES
+from api.app import DESIGN_RULES, Viewer
 from api.auth import Authenticator, Role, sha256_hex
 from geofence.alert import AlertEvent, RiskArea, Transition
 from geofence.zones import ZoneSet
@@ -413,6 +414,65 @@ async def test_rule_and_risk_area_take_comma_separated_lists_like_state(api: Rig
         "paths"]["/alerts"]["get"]["parameters"]}
     assert "comma-separated" in params["rule"]["description"]
     assert "comma-separated" in params["risk_area"]["description"]
+
+
+
+async def test_a_repeated_query_parameter_is_refused_naming_it(api: Rig) -> None:
+    """``rule=a&rule=b`` listed rule b's alerts alone, ``limit=5&limit=9`` nine vessels:
+    the last value counted, the others silently not."""
+    a1, a2, a3, _ = await _seed_alerts(api)
+    h = headers("viewer")
+    listed = "give one value, comma-separated for several"
+    cases = {
+        "/alerts?rule=speeding&rule=dark_vessel": f"rule: given 2 times; {listed} (rule=a,b)",
+        "/alerts?state=open&limit=5&state=ended&state=open":
+            f"state: given 3 times; {listed} (state=a,b)",
+        "/alerts?limit=5&limit=5": "limit: given 2 times; give one value",
+        "/vessels?limit=5&limit=9": "limit: given 2 times; give one value",
+        "/vessels?bbox=151,-24,152,-23&bbox=150,-25,151,-24":
+            "bbox: given 2 times; give one value",
+        f"/vessels/{A}/track?max_points=2&max_points=3":
+            "max_points: given 2 times; give one value",
+        "/snoozes?active=true&active=false": "active: given 2 times; give one value",
+        "/snoozes/history?rule=loitering&rule=speeding":
+            f"rule: given 2 times; {listed} (rule=a,b)",
+        "/stream?types=alert&types=position": f"types: given 2 times; {listed} (types=a,b)",
+    }
+    for path, message in cases.items():
+        resp = await api.client.get(path, headers=h)
+        assert (resp.status_code, resp.json().get("error")) == (422, message), path
+    # An unknown name is said first; no token: a 401 before any name is said.
+    unknown = await api.client.get("/alerts?severity=1&severity=2&limit=1&limit=2", headers=h)
+    assert unknown.json()["error"].startswith("severity: unknown query parameter")
+    assert (await api.client.get("/alerts?limit=1&limit=2")).status_code == 401
+    # One value each: as before.
+    one = await api.client.get("/alerts?rule=speeding,dark_vessel&drill=any&limit=5", headers=h)
+    assert [a["id"] for a in one.json()["alerts"]] == [a3, a2, a1]
+    # Ack and the rest take no query parameter: a repeated unknown one is still unknown.
+    acked = await api.client.post(f"/alerts/{a3}/ack?x=1&x=2", headers=headers("operator"))
+    assert acked.json()["error"].startswith("x: unknown query parameter")
+
+
+async def test_a_list_typed_query_parameter_may_repeat(api: Rig) -> None:
+    """FastAPI reads every value of a ``list[...]`` parameter: repeating it is its use."""
+    import httpx
+
+    from api.app import create_app
+
+    app = create_app(api.deps)
+
+    @app.get("/tags")
+    async def tags(_: Viewer, tag: Annotated[list[str] | None, Query()] = None,
+                   limit: int = 1) -> dict[str, Any]:
+        return {"tag": tag, "limit": limit}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://hw") as client:
+        both = await client.get("/tags?tag=a&tag=b&limit=3", headers=headers("viewer"))
+        assert (both.status_code, both.json()) == (200, {"tag": ["a", "b"], "limit": 3})
+        twice = await client.get("/tags?tag=a&limit=3&limit=4", headers=headers("viewer"))
+        assert (twice.status_code, twice.json().get("error")) == (
+            422, "limit: given 2 times; give one value")
 
 
 async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
