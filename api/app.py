@@ -779,18 +779,38 @@ def create_app(deps: ApiDeps) -> FastAPI:
                                                 rule=body.rule, mmsi=body.mmsi, until=until))
             status = 202
         if deps.snooze_target is not None:
-            deps.snooze_target.snooze(body.rule, body.mmsi, until)
+            deps.snooze_target.snooze(body.rule, body.mmsi, until, saved)
         if status == 202:
             return queued_response(_snooze_out(saved, now), on_disk)
         resp = _dump(_snooze_out(saved, now))
         resp.status_code = status
         return resp
 
-    @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"], responses=errors)
+    @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"],
+             responses=from_memory_doc(errors))
     async def snoozes(_: Viewer, active: bool = True) -> Response:
+        """The snoozes kept, by rule and vessel; while the database is away, from the
+        rules' (the list has no room for ``source``: the header says it)."""
         now = deps.clock()
-        found = await snooze_keeper.snoozes(active_at=now if active else None)
+        if snooze_keeper is store and catching_up():  # the store lacks what is queued
+            with contextlib.suppress(MemoryCannotAnswer):
+                return memory_response(held_snoozes(None, (active, now)))
+        try:
+            if snooze_keeper is store:
+                not_while_away()
+            found = await snooze_keeper.snoozes(active_at=now if active else None)
+        except StoreUnavailable as exc:
+            return memory_response(from_memory(held_snoozes, (active, now), exc))
         return _dump([_snooze_out(s, now) for s in found])
+
+    def held_snoozes(_: AlertMemory | None, asked: tuple[bool, float]) -> list[dict[str, Any]]:
+        """``GET /snoozes`` (``active``, at ``now``) from the snoozes the rules hold."""
+        active, now = asked
+        kept = None if deps.snooze_target is None else deps.snooze_target.kept()
+        if kept is None:
+            raise MemoryCannotAnswer("the running rules do not hold the database's snoozes "
+                                     "(a replay from its start does not load them)")
+        return [_snooze_out(s, now) for s in kept if not active or s.until > now]
 
     @app.get("/snoozes/history", response_model=list[m.SnoozeActOut], tags=["alerts"],
              responses=errors)

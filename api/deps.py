@@ -15,7 +15,7 @@ from api.auth import Authenticator
 from api.stream import StreamHub
 from geofence.alert import AlertEvent
 from geofence.zones import ZoneSet
-from store.base import Store
+from store.base import Snooze, Store
 
 
 class PictureView(Protocol):
@@ -57,7 +57,8 @@ class EngineZones:
 class SnoozeTarget(Protocol):
     """Optional: rules told directly about snoozes (the store keeps them in any case)."""
 
-    def snooze(self, rule: str, mmsi: int, until: float) -> None: ...
+    def snooze(self, rule: str, mmsi: int, until: float, made: Snooze | None = None
+               ) -> None: ...
 
     def unsnooze(self, rule: str, mmsi: int) -> None: ...
 
@@ -67,6 +68,11 @@ class SnoozeTarget(Protocol):
 
     def is_snoozed(self, rule: str, mmsi: int) -> bool:
         """Whether a snooze of ``rule`` for ``mmsi`` is kept (ended ones until re-armed)."""
+        ...
+
+    def kept(self) -> list[Snooze] | None:
+        """The store's snoozes as the rules hold them, with their records (``GET /snoozes``
+        while the database is away); ``None`` when they are not all held."""
         ...
 
 

@@ -361,8 +361,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 # live service's (a drill's are its own, in memory).
                 store.continue_exercise(a["id"] for a in restored)
             else:
-                for item in await store.snoozes():
-                    snoozes.snooze(item.rule, item.mmsi, item.until)
+                snoozes.load(await store.snoozes())
         tune_gc()
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from geofence.alert import AlertEvent, Transition
+from store.base import Snooze
 
 
 class SnoozeBook:
@@ -22,14 +23,39 @@ class SnoozeBook:
         #: Alerts whose ``new`` was muted: their later transitions are muted too, and no
         #: other alert's (a published alert's end must reach those who saw it open).
         self._muted_ids: set[str] = set()
+        #: The snoozes as the store keeps them (who made them, and the ones run out until
+        #: they are lifted): ``GET /snoozes`` while the database is away.
+        self._kept: dict[tuple[str, int], Snooze] = {}
+        #: ``_kept`` is the store's (loaded at start, and every snooze since came with its
+        #: record).
+        self._holds_store = False
         for rule, mmsi, until in entries:
             self.snooze(rule, mmsi, until)
 
-    def snooze(self, rule: str, mmsi: int, until: float) -> None:
+    def load(self, kept: Iterable[Snooze]) -> None:
+        """The store's snoozes at start: they mute, and are listed while it is away."""
+        for made in kept:
+            self.snooze(made.rule, made.mmsi, made.until, made)
+        self._holds_store = True
+
+    def snooze(self, rule: str, mmsi: int, until: float, made: Snooze | None = None) -> None:
+        """Mute ``rule`` for ``mmsi`` until ``until``; ``made``: the store's record of it."""
         self._until[(rule, mmsi)] = until
+        if made is None:  # who made it is not known: the list is not the store's
+            self._holds_store = False
+            self._kept.pop((rule, mmsi), None)
+        else:
+            self._kept[(rule, mmsi)] = made
 
     def unsnooze(self, rule: str, mmsi: int) -> None:
         self._until.pop((rule, mmsi), None)
+        self._kept.pop((rule, mmsi), None)
+
+    def kept(self) -> list[Snooze] | None:
+        """The snoozes the store keeps, as this process knows them (loaded at start, made
+        and lifted over its API since), in the store's order; ``None`` when it did not load
+        the store's (a replay from its start) or lacks a snooze's record."""
+        return [self._kept[key] for key in sorted(self._kept)] if self._holds_store else None
 
     def __len__(self) -> int:
         return len(self._until)

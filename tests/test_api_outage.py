@@ -81,6 +81,7 @@ async def service(server: PostgresServer, dsn: str, tmp_path: Path,
     engine = Engine(RulesConfig(), zones)
     picture, hub = LivePicture(), StreamHub(linger_s=0.0)
     pipeline = Pipeline(Ingestor(), engine, [store, picture, hub], snoozes=SnoozeBook())
+    pipeline.snoozes.load(await store.snoozes())  # as harbourwatch.service does at start
     deps = api_deps(store, authenticator(), engine, pipeline, zones, hub, picture,
                     [pipeline.operator_acts.record])
     transport = httpx.ASGITransport(app=create_app(deps))
@@ -280,6 +281,67 @@ async def test_a_snooze_during_the_outage_mutes_at_once_and_is_stored_when_it_is
         listed = (await hw.client.get("/alerts", headers=headers("viewer"),
                                       params={"rule": "restricted_entry"})).json()
         assert sorted(a["mmsi"] for a in listed["alerts"]) == [FIRST, SECOND, THIRD]
+
+
+async def test_the_snooze_list_is_served_from_memory_while_the_database_is_away(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """It was 503, while the rules held every snooze (they mute by them)."""
+    earlier = PostgresStore(pg_dsn, spool_path=tmp_path / "earlier.jsonl")
+    await earlier.start()  # an earlier run's snooze, loaded at start
+    await earlier.snooze("dark_vessel", THIRD, T0 + 86_400, "night-duty", "laid up", at=T0)
+    await earlier.stop()
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)  # the rules' clock: T0 + 20
+
+        async def listed(**params: str) -> httpx.Response:
+            return await hw.client.get("/snoozes", headers=headers("viewer"), params=params)
+
+        for rule, mmsi, duration in (("restricted_entry", SECOND, 3600),
+                                     ("loitering", THIRD, 10), ("dark_vessel", SECOND, 600)):
+            made = await hw.client.post("/snoozes", headers=headers("operator"), json={
+                "rule": rule, "mmsi": mmsi, "duration_s": duration, "note": f"{rule} note"})
+            assert made.status_code == 201
+        hw.pipeline.handle_report(pos(FIRST, T0 + 100, -23.70, 151.70))  # loitering runs out
+        up, up_all = (await listed()).json(), (await listed(active="false")).json()
+        assert [(s["id"], s["active"]) for s in up_all] == [
+            (f"dark_vessel:{SECOND}", True), (f"dark_vessel:{THIRD}", True),
+            (f"loitering:{THIRD}", False), (f"restricted_entry:{SECOND}", True)]
+        assert up == [s for s in up_all if s["active"]]
+        await hw.outage()
+
+        made = await hw.client.post("/snoozes", headers=headers("operator"), json={
+            "rule": "speeding", "mmsi": FIRST, "duration_s": 900, "note": "trials"})
+        assert made.status_code == 202
+        lifted = await hw.client.delete(f"/snoozes/dark_vessel:{SECOND}",
+                                         headers=headers("operator"))
+        assert lifted.status_code == 202
+        held = await listed()
+        assert (held.status_code, held.headers.get("x-harbourwatch-source")) == (200, "memory")
+        # As the store listed them, with the outage's acts: one made, one lifted.
+        assert held.json() == [up[1], up[2], made.json()]
+        held_all = await listed(active="false")
+        assert held_all.headers["x-harbourwatch-source"] == "memory"
+        assert held_all.json() == [up_all[1], up_all[2], up_all[3], made.json()]
+        # The history is in the database alone.
+        history = await hw.client.get("/snoozes/history", headers=headers("viewer"))
+        assert history.status_code == 503
+        # Rules that did not load the database's snoozes (a replay from its start) cannot
+        # say which it keeps; nor can an API with no rules of its own.
+        rules_own, hw.deps.snooze_target = hw.deps.snooze_target, SnoozeBook()
+        unloaded = await listed()
+        assert unloaded.status_code == 503
+        assert "do not hold the database's snoozes" in unloaded.json()["detail"]
+        hw.deps.snooze_target = rules_own
+        store_only = create_app(ApiDeps(store=hw.store, auth=authenticator()))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=store_only),
+                                     base_url="http://hw") as client:
+            assert (await client.get("/snoozes", headers=headers("viewer"))).status_code == 503
+
+        await hw.back()
+        for params, from_memory in (({}, held), ({"active": "false"}, held_all)):
+            stored = await listed(**params)
+            assert "x-harbourwatch-source" not in stored.headers
+            assert stored.json() == from_memory.json()
 
 
 async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
@@ -490,7 +552,7 @@ def test_the_outage_answers_are_in_the_openapi_document(tmp_path: Path) -> None:
         assert "202" in answers and "503" in answers, (path, answers.keys())
         assert "X-Harbourwatch-Source" in answers["202"]["headers"]
         assert "X-Harbourwatch-Queued" in answers["202"]["headers"]
-    for path in ("/alerts", "/alerts/{alert_id}"):
+    for path in ("/alerts", "/alerts/{alert_id}", "/snoozes"):
         answers = paths[path]["get"]["responses"]
         assert "503" in answers
         assert "X-Harbourwatch-Source" in answers["200"]["headers"]
