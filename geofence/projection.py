@@ -35,7 +35,8 @@ _NOWHERE = (math.inf, -math.inf)
 
 
 class ProjectionError(ValueError):
-    """A projection override that pyproj does not know or that is not metric."""
+    """A projection override that pyproj does not know, that is not projected, or whose axes
+    are not in metres."""
 
 
 def utm_epsg(lon: float, lat: float) -> str:
@@ -52,7 +53,26 @@ def check_crs(text: str) -> CRS:
         raise ProjectionError(f"unknown CRS {text!r}: {exc}") from exc
     if not crs.is_projected:
         raise ProjectionError(f"CRS {text!r} is not projected: distances need metres")
+    units = _horizontal_units(crs)
+    if units != ["metre"]:
+        # A state plane CRS in feet would read every threshold in metres as feet.
+        found = " and ".join(units) if units else "no unit"
+        raise ProjectionError(f"CRS {text!r} measures in {found}, not metres: every "
+                              "distance in the config and zones is in metres")
     return crs
+
+
+def _horizontal_units(crs: CRS) -> list[str]:
+    """The distinct units of a CRS's horizontal axes ("metre" for 1 m, whatever its
+    spelling); a compound CRS's height is left out."""
+    units: list[str] = []
+    for axis in crs.axis_info:
+        if axis.direction in ("up", "down"):
+            continue
+        unit = "metre" if axis.unit_conversion_factor == 1.0 else axis.unit_name
+        if unit not in units:
+            units.append(unit)
+    return units
 
 
 def central_meridian(crs: CRS) -> float | None:

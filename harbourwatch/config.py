@@ -145,7 +145,8 @@ class PortConfig(_Model):
                                description="Zones GeoJSON, relative to the config file")
     projection: str | None = Field(
         default=None, max_length=200,
-        description="Metric CRS override, e.g. EPSG:32631; default the zones' UTM zone")
+        description="Metric CRS override (projected, axes in metres), e.g. "
+                    "EPSG:32631; default the zones' UTM zone")
 
     @field_validator("projection")
     @classmethod

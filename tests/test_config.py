@@ -492,3 +492,25 @@ def test_an_mqtt_client_id_outside_what_every_broker_takes_is_said(
     path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', client_id: ''}\n")
     (error,) = check_config(path)
     assert error.startswith(f"{path}:2: mqtt.client_id") and "at least 1" in error
+
+
+@pytest.mark.parametrize(("crs", "unit"), [("EPSG:2229", "US survey foot"),
+                                           ("EPSG:2263+6360", "US survey foot"),
+                                           ("+proj=utm +zone=56 +south +units=ft", "foot")])
+def test_a_projection_in_feet_names_its_unit_with_file_line_and_field(
+        tmp_path: Path, crs: str, unit: str) -> None:
+    """A state plane CRS in feet was taken: every threshold in metres then meant feet."""
+    import subprocess
+    import sys
+    path = write(tmp_path, f"version: 1\nport:\n  name: demo\n  projection: \"{crs}\"\n")
+    said = (f"{path}:4: port.projection: CRS {crs!r} measures in {unit}, not metres: every "
+            "distance in the config and zones is in metres")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.errors == [said]
+    assert check_config(path, env={}) == [said]
+    done = subprocess.run([sys.executable, "-m", "harbourwatch.cli", "check-config", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (2, f"harbourwatch: {said}")
+    path.write_text("version: 1\nport:\n  name: demo\n  projection: EPSG:32631+5773\n")
+    assert load_config(path, env={}).port.projection == "EPSG:32631+5773"  # height: any unit

@@ -153,6 +153,10 @@ def test_projection_override_and_empty_set() -> None:
     assert zones.crs == "EPSG:3035"
     with pytest.raises(ZoneError, match="not projected"):
         ZoneSet.from_geojson(collection(*PORT_FEATURES), projection="EPSG:4326")
+    with pytest.raises(ZoneError) as caught:  # feet: every threshold would be in feet
+        ZoneSet.from_geojson(collection(*PORT_FEATURES), projection="EPSG:2263")
+    assert caught.value.errors == ["<zones>: CRS 'EPSG:2263' measures in US survey foot, not "
+                                   "metres: every distance in the config and zones is in metres"]
     empty = ZoneSet.empty()
     assert empty.crs is None and empty.zones_at(0, 0) == []
     empty.project(-70.6, -33.0)
