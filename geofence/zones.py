@@ -31,6 +31,9 @@ _WIDEST_DEG = 6.0
 KINDS: tuple[str, ...] = (
     "port_limit", "coverage", "berth", "anchorage", "restricted", "channel", "security",
 )
+#: Test with ``fullmatch``: ``match`` let "berth_1\n" through (``$`` matches before a final
+#: newline). The pattern keeps ``^...$`` for the API's query parameters, whose (Rust) regex
+#: engine reads ``$`` as the end of the text.
 ZONE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: Properties that style a map (geojson.io, QGIS) and are kept without a warning.
 STYLE_PROPERTIES = frozenset({
@@ -205,7 +208,7 @@ def _parse_feature(index: int, feature: Any, seen: set[str],
     zone_id = props.get("id", feature.get("id"))
     if zone_id is None:
         errors.append(f"{label}: missing properties.id")
-    elif not isinstance(zone_id, str) or not ZONE_ID.match(zone_id):
+    elif not isinstance(zone_id, str) or not ZONE_ID.fullmatch(zone_id):
         errors.append(f"{label}: id {zone_id!r} is not a slug (a-z, 0-9, _ and -)")
     elif zone_id in seen:
         errors.append(f"{label}: duplicate id {zone_id!r}")

@@ -662,6 +662,15 @@ async def test_zones_get_put_versioned_and_validated(tmp_path: Path) -> None:
         assert target.applied == [] and await api.store.latest_zones() is None
         assert (await api.client.put("/zones", json=[1, 2], headers=headers("admin"))
                 ).status_code == 422
+        newline = json.loads(ZONES_PATH.read_text())  # "berth_1\n" passed ZONE_ID.match
+        newline["features"][3]["properties"]["id"] = "berth_1\n"
+        resp = await api.client.put("/zones", json=newline, headers=headers("admin"))
+        assert (resp.status_code, resp.json()["detail"]) == (422, [
+            "<zones>: feature 'berth_1\\n': id 'berth_1\\n' is not a slug (a-z, 0-9, _ and -)"])
+        assert target.applied == [] and await api.store.latest_zones() is None
+        for query in ("/vessels?zone=berth_1%0A", "/alerts?zone=berth_1%0A"):  # the API's
+            assert (await api.client.get(query, headers=headers("viewer"))  # $: end of text
+                    ).status_code == 422
 
         new = json.loads(ZONES_PATH.read_text())
         new["features"] = [f for f in new["features"] if f["properties"]["id"] != "berth_8"]

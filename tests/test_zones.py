@@ -11,6 +11,7 @@ import shapely
 
 from geofence.projection import Projector, utm_epsg
 from geofence.zones import ZoneError, ZoneSet
+from tests.paths import FIXTURES
 from tests.rulekit import PORT_FEATURES, collection, lonlat, port_zones, rect
 
 
@@ -78,6 +79,19 @@ def test_every_problem_reported_at_once() -> None:
         "<zones>: feature 's': property max_speed_kn: Input should be a valid number",
         "<zones>: feature 'Berth 3': id 'Berth 3' is not a slug (a-z, 0-9, _ and -)",
     ]
+
+
+def test_an_id_with_a_trailing_newline_is_no_slug() -> None:
+    """``ZONE_ID.match`` took "berth_1\\n": ``$`` matches before a final newline."""
+    assert errors_of(collection(rect("berth_1\n", "berth", 0, 0, 10, 10))) == [
+        "<zones>: feature 'berth_1\\n': id 'berth_1\\n' is not a slug (a-z, 0-9, _ and -)"]
+
+
+def test_every_bundled_zones_file_loads() -> None:
+    paths = sorted(FIXTURES.glob("**/*.geojson"))
+    assert paths  # fixtures/demo-port/zones.geojson
+    for path in paths:
+        assert len(ZoneSet.from_geojson(path)) > 0, path
 
 
 def test_lat_lon_swapped_is_caught() -> None:
