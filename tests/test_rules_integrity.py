@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pyproj import Geod
 
 from geofence.mid import classify, is_placeholder, is_ship_mmsi, mmsi_text
 from ingest.report import Report
@@ -61,6 +62,39 @@ def test_far_from_the_projection_a_jump_is_measured_on_the_ellipsoid() -> None:
                     status=0))  # 2,193 m in 30 s: 142 kn, a jump on any measure
     (event,) = run.of("position_jump")
     assert event.alert["details"]["distance_m"] == pytest.approx(2192.8, abs=1)
+
+
+def _north_of(lat: float, metres: float) -> float:
+    """The latitude ``metres`` north of (3°E, lat) on the WGS 84 ellipsoid."""
+    return float(Geod(ellps="WGS84").fwd(3.0, lat, 0.0, metres)[1])
+
+
+def _on_the_central_meridian(t: float, lat: float) -> Report:
+    return Report(mmsi=SHIP, msg_type=1, time=T0 + t, time_source="tagblock",
+                  sources=["rx1"], nmea=[], lat=lat, lon=3.0, speed=12.0, course=0.0,
+                  status=0)
+
+
+@pytest.mark.parametrize(("metres", "dt_s", "jump"), [
+    (1000.2, 10.0, True),  # 999.8 projected metres: under the 1,000 m
+    (999.8, 10.0, False),
+    (2000.0, 2000.0 / 50.01 * 3600.0 / 1852.0, True),  # 49.99 kn projected: under 50
+    (2000.0, 2000.0 / 49.99 * 3600.0 / 1852.0, False),
+])
+def test_on_the_central_meridian_a_jump_just_over_the_limits_is_one(
+        metres: float, dt_s: float, jump: bool) -> None:
+    """In UTM 31 at 3°E a projected metre is 0.9996 true ones: the projected pre-filter
+    dropped a true 1,000.2 m (or 50.01 kn) before the ellipsoid's test saw it."""
+    run = Run()
+    run.feed(_on_the_central_meridian(0, 52.0),
+             _on_the_central_meridian(dt_s, _north_of(52.0, metres)))
+    if not jump:
+        assert run.of("position_jump") == []
+        return
+    (event,) = run.of("position_jump")
+    details = event.alert["details"]
+    assert (details["distance_m"], details["dt_s"]) == (metres, round(dt_s, 3))
+    assert run.engine.picture.vessels[SHIP].fix_time == T0  # the jumped fix is rejected
 
 
 def test_not_available_speed_plays_no_part() -> None:

@@ -119,6 +119,23 @@ def test_other_projections_take_pyprojs_scale() -> None:
     assert Projector("EPSG:3857").flat[0] > Projector("EPSG:3857").flat[1]  # empty
 
 
+@pytest.mark.parametrize(("crs", "exact"), [("EPSG:32631", 0.9996), ("EPSG:27700", 0.9996012717),
+                                           ("EPSG:3031", None), ("EPSG:2154", None)])
+def test_min_scale_is_under_the_scale_anywhere(crs: str, exact: float | None) -> None:
+    """position_jump lowers its projected pre-filter by it: no true jump may measure less."""
+    projector = Projector(crs)
+    if exact is not None:  # transverse Mercator: k0, on the central meridian
+        assert projector.min_scale == exact
+    rng = np.random.default_rng(7)
+    lons, lats = rng.uniform(-180, 180, 5000), rng.uniform(-89.9, 89.9, 5000)
+    minor = np.asarray(Proj(crs).get_factors(lons, lats, errcheck=False).tissot_semiminor)
+    minor = minor[np.isfinite(minor) & (minor > 0)]
+    # pyproj differentiates numerically: 0.99959999 on the meridian (position_jump allows 1e-6)
+    assert minor.min() >= projector.min_scale * (1 - 1e-6)
+    assert projector.min_scale > 0.97  # and not so low that every move goes to the ellipsoid
+    assert minor.min() < projector.min_scale * 1.01
+
+
 # -- collision_risk -----------------------------------------------------------------------
 
 def head_on(run: Run, offset: float, distance: float = 4000.0, speed: float = 10.0

@@ -43,13 +43,16 @@ class MmsiConflict(BaseRule):
         self.jumps = cfg.jumps
         self.window_s = cfg.window_s
 
-    def _fits(self, head: list[Any] | None, x: float, y: float, lat: float, lon: float,
-              t: float) -> float | None:
+    def on_zones(self, ctx: RuleContext) -> None:
+        self.test.on_zones()
+
+    def _fits(self, ctx: RuleContext, head: list[Any] | None, x: float, y: float, lat: float,
+              lon: float, t: float) -> float | None:
         """Distance to a track head ``[t, x, y, lat, lon]`` when the fix continues it,
         else None."""
         if head is None:
             return None
-        if self.test.jump_distance(x, y, lat, lon, head[1], head[2], head[3], head[4],
+        if self.test.jump_distance(ctx, x, y, lat, lon, head[1], head[2], head[3], head[4],
                                    t - head[0]) is not None:
             return None
         return math.hypot(x - head[1], y - head[2])
@@ -71,8 +74,8 @@ class MmsiConflict(BaseRule):
             state = vessel.rule_state[self.name] = {
                 "a": [prev.time, prev.x, prev.y, prev.lat, prev.lon], "b": None,
                 "last": "a", "jumps": []}
-        fit_a = self._fits(state["a"], x, y, lat, lon, t)
-        fit_b = self._fits(state["b"], x, y, lat, lon, t)
+        fit_a = self._fits(ctx, state["a"], x, y, lat, lon, t)
+        fit_b = self._fits(ctx, state["b"], x, y, lat, lon, t)
         if fit_a is not None and (fit_b is None or fit_a <= fit_b):
             member = "a"
         else:

@@ -43,28 +43,58 @@ def implied_speed_kn(distance_m: float, dt_s: float) -> float:
     return math.inf if dt == 0 else distance_m / dt * MS_TO_KN
 
 
+#: The pre-filter's thresholds are lowered by this much more than the projection's scale:
+#: the projected and the ellipsoid's distances are each rounded (to well under a millimetre).
+_ROUNDING = 1e-6
+
+
 class JumpTest:
     """The shared definition of a jump, used by ``position_jump`` and ``mmsi_conflict``."""
 
-    __slots__ = ("max_speed_kn", "min_distance_m")
+    __slots__ = ("_pre", "max_speed_kn", "min_distance_m")
 
     def __init__(self, config: RulesConfig) -> None:
         self.max_speed_kn = config.position_jump.max_speed_kn
         self.min_distance_m = config.position_jump.min_distance_m
+        #: the pre-filter's (metres, knots) in projected metres: taken from the zones'
+        #: projection on first use, forgotten when the zones change (:meth:`on_zones`)
+        self._pre: tuple[float, float] | None = None
 
     def is_jump(self, distance_m: float, dt_s: float) -> bool:
         return distance_m >= self.min_distance_m and (
             implied_speed_kn(distance_m, dt_s) > self.max_speed_kn)
 
-    def jump_distance(self, x: float, y: float, lat: float, lon: float, x0: float, y0: float,
-                      lat0: float, lon0: float, dt_s: float) -> float | None:
+    def on_zones(self) -> None:
+        """New zones may come with another projection."""
+        self._pre = None
+
+    def _take_projection(self, ctx: RuleContext) -> tuple[float, float]:
+        """The pre-filter's thresholds: the limits times the projection's smallest scale
+        (:attr:`Projector.min_scale`), so no true jump measures under them."""
+        projector = ctx.zones.projector  # set: the fix was projected
+        if projector is None:
+            return (0.0, 0.0)  # no scale known: every move goes to the ellipsoid
+        floor = projector.min_scale * (1.0 - _ROUNDING)
+        pre = self._pre = (self.min_distance_m * floor, self.max_speed_kn * floor)
+        return pre
+
+    def jump_distance(self, ctx: RuleContext, x: float, y: float, lat: float, lon: float,
+                      x0: float, y0: float, lat0: float, lon0: float,
+                      dt_s: float) -> float | None:
         """Metres between two fixes when the move is a jump, else None.
 
-        Projected metres answer first (cheap, and exact enough near the port); a candidate
-        jump is confirmed on the ellipsoid, because far from the projection's zone (a
-        national or satellite feed) UTM stretches distances many times over.
+        Projected metres answer first (cheap), against the limits lowered by the
+        projection's smallest scale: where the scale is under 1 (0.9996 on a UTM zone's
+        central meridian) a projected distance is shorter than the true one, and a jump
+        just over the limits measured under them. What passes is decided on the
+        ellipsoid, because far from the projection's zone (a national or satellite feed)
+        UTM stretches distances many times over.
         """
-        if not self.is_jump(math.hypot(x - x0, y - y0), dt_s):
+        distance = math.hypot(x - x0, y - y0)
+        pre = self._pre
+        if pre is None:
+            pre = self._take_projection(ctx)
+        if distance < pre[0] or implied_speed_kn(distance, dt_s) <= pre[1]:
             return None
         distance = geodesic_m(lat0, lon0, lat, lon)
         return distance if self.is_jump(distance, dt_s) else None
@@ -78,7 +108,8 @@ class JumpTest:
             prev = ctx.prev_fix
             assert prev is not None
             jumped = ctx.prev_jump = self.jump_distance(
-                x, y, lat, lon, prev.x, prev.y, prev.lat, prev.lon, t - prev.time) is not None
+                ctx, x, y, lat, lon, prev.x, prev.y, prev.lat, prev.lon,
+                t - prev.time) is not None
         return jumped
 
 
@@ -107,6 +138,9 @@ class PositionJump(BaseRule):
         self.confirm_reports = cfg.confirm_reports
         self.clear_s = cfg.clear_s
 
+    def on_zones(self, ctx: RuleContext) -> None:
+        self.test.on_zones()
+
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         prev = ctx.prev_fix
         if prev is None or not judged(report):
@@ -129,7 +163,7 @@ class PositionJump(BaseRule):
         if alt is not None and len(alt) < 6:
             alt = None  # saved before the place had its lat/lon: judge afresh
         run = 1
-        if alt is not None and test.jump_distance(x, y, lat, lon, alt[1], alt[2], alt[4],
+        if alt is not None and test.jump_distance(ctx, x, y, lat, lon, alt[1], alt[2], alt[4],
                                                   alt[5], t - alt[0]) is None:
             run = int(alt[3]) + 1
         if run >= self.confirm_reports:
