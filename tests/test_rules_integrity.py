@@ -242,8 +242,9 @@ def test_devices_sharing_a_placeholder_mmsi_are_invalid_mmsi_only(mmsi: int) -> 
     are no spoofing evidence. invalid_mmsi names the number; the other device's fixes are
     still kept out of the picture."""
     run = alternating(mmsi)
-    assert [(e.alert["rule"], e.alert["details"].get("reason")) for e in run.events] == [
-        ("invalid_mmsi", "unallocated_mid")]
+    assert [(e.alert["rule"], e.alert["details"].get("reason"),
+             e.alert["details"].get("placeholder")) for e in run.events] == [
+        ("invalid_mmsi", "unallocated_mid", True)]  # it says why no jump is raised
     assert run.engine.counters["suspect"] == 15  # every fix at +10 km
     vessel = run.engine.picture.vessels[mmsi]
     assert vessel.fix_time == T0 + 300 and len({(f.lat, f.lon) for f in vessel.history}) == 1
@@ -262,6 +263,7 @@ def test_the_same_alternation_on_any_other_mmsi_is_a_jump_then_a_conflict(
         ("mmsi_conflict", "new", "2026-01-01T12:00:10Z"),  # at the third jump, dated the first
         ("position_jump", "end", "2026-01-01T12:00:10Z")]
     assert [e.alert["rule"] for e in run.of("invalid_mmsi")] == invalid
+    assert all("placeholder" not in e.alert["details"] for e in run.of("invalid_mmsi"))
     assert run.of("position_jump")[0].alert["details"]["distance_m"] == pytest.approx(
         20000.0, abs=10.0)
 
@@ -314,6 +316,7 @@ def test_ten_digits_and_group_numbers_are_flagged() -> None:
     run.track(24412345, [0, 10], 6000, 5000)
     reasons = {e.alert["mmsi"]: e.alert["details"]["reason"] for e in run.of("invalid_mmsi")}
     assert reasons == {1_234_567_890: "not_9_digits", 24412345: "group_mmsi"}
+    assert all("placeholder" not in e.alert["details"] for e in run.of("invalid_mmsi"))
     assert run.of("invalid_mmsi")[1].alert["details"]["mmsi_text"] == "024412345"
 
 

@@ -9,7 +9,8 @@ and not flagged: ship MMSIs, coast/base stations (00…), aids to navigation (99
 ``rule_state`` remembers it was flagged (and survives a restart with the vessel). Judged
 from an MMSI's second message: a message garbled on a noisy channel that still passes its
 checksum carries a random MMSI (often 10 digits) nobody sends twice; a real misconfigured
-transponder repeats.
+transponder repeats. A placeholder (:func:`~geofence.mid.is_placeholder`: 111111111,
+123456789, …) is said so in ``details.placeholder: true``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity
-from geofence.mid import classify, is_ship_mmsi, mmsi_text
+from geofence.mid import classify, is_placeholder, is_ship_mmsi, mmsi_text
 from geofence.picture import Vessel
 from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
 from ingest.report import Report
@@ -50,9 +51,13 @@ class InvalidMmsi(BaseRule):
                 return
             reason = f"{kind.kind}_mmsi_on_ship_report"
         vessel.rule_state[self.name] = {"kind": kind.kind, "reason": reason}
+        details = {"mmsi_text": mmsi_text(mmsi) if mmsi <= 999_999_999 else str(mmsi),
+                   "reason": reason, "mid": kind.mid, "country": kind.country,
+                   "reports": [evidence(report)]}
+        if is_placeholder(mmsi):
+            # Shared by unrelated transponders: the operator reads this alert as "some
+            # device left unset", and position_jump and mmsi_conflict stay silent on it.
+            details["placeholder"] = True
         ctx.book.event(
             self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
-            mmsi=mmsi, time=report.time, **vessel_fields(vessel),
-            details={"mmsi_text": mmsi_text(mmsi) if mmsi <= 999_999_999 else str(mmsi),
-                     "reason": reason, "mid": kind.mid, "country": kind.country,
-                     "reports": [evidence(report)]})
+            mmsi=mmsi, time=report.time, **vessel_fields(vessel), details=details)
