@@ -199,9 +199,10 @@ class Projector:
 
     @property
     def min_scale(self) -> float:
-        """A lower bound of the scale factor anywhere and in any direction: a straight line
-        of ``d`` projected metres is at least ``d / min_scale`` true metres long, so a
-        projected distance is at least ``min_scale`` times the true one.
+        """A lower bound of the scale factor anywhere and in any direction: the line on the
+        ellipsoid under a straight line of ``d`` projected metres is at most
+        ``d / min_scale`` true metres long, and the geodesic no longer, so a projected
+        distance is at least ``min_scale`` times the true one.
 
         Transverse Mercator: k0 (0.9996 in UTM), its scale on the central meridian, where a
         projected metre is shorter than a true one. Any other projection: the smallest
