@@ -67,7 +67,8 @@ class SnoozeTarget(Protocol):
         ...
 
     def is_snoozed(self, rule: str, mmsi: int) -> bool:
-        """Whether a snooze of ``rule`` for ``mmsi`` is kept (ended ones until re-armed)."""
+        """Whether a snooze of ``rule`` for ``mmsi`` is kept: one that mutes, or one run out
+        whose record is held (``DELETE /snoozes`` while the database is away)."""
         ...
 
     def kept(self) -> list[Snooze] | None:

@@ -61,9 +61,10 @@ class SnoozeBook:
         return len(self._until)
 
     def is_snoozed(self, rule: str, mmsi: int) -> bool:
-        """Whether a snooze of ``rule`` for ``mmsi`` is kept (one run out stays until the
-        rule re-arms, as the store keeps it until it is deleted)."""
-        return (rule, mmsi) in self._until
+        """Whether a snooze of ``rule`` for ``mmsi`` is kept, as far as memory knows: one
+        that mutes, or one run out (the rules drop it when they re-arm; its record stays
+        until it is lifted, as the store keeps it and ``kept()`` lists it)."""
+        return (rule, mmsi) in self._until or (rule, mmsi) in self._kept
 
     @property
     def muted_ids(self) -> frozenset[str]:

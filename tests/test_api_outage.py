@@ -344,6 +344,47 @@ async def test_the_snooze_list_is_served_from_memory_while_the_database_is_away(
             assert stored.json() == from_memory.json()
 
 
+async def test_a_snooze_run_out_that_memory_lists_can_be_lifted_while_the_database_is_away(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """Run out, and its rule re-armed by the vessel's next alert: the rules no longer mute by
+    it, but the store keeps it and memory lists it; lifting it was 503 (memory looked only
+    at the snoozes that still mute)."""
+    async with service(postgres_server, pg_dsn, tmp_path) as hw:
+        await hw.enter_box(FIRST, T0)  # the rules' clock: T0 + 20
+        made = await hw.client.post("/snoozes", headers=headers("operator"), json={
+            "rule": "restricted_entry", "mmsi": THIRD, "duration_s": 60, "note": "pilot"})
+        assert made.status_code == 201
+        watcher = hw.hub.subscribe(StreamFilter())
+        await hw.enter_box(THIRD, T0 + 200)  # run out: its alert is pushed, the rule re-armed
+        assert [(e["type"], e["alert"]["mmsi"]) for e in alerts_on(watcher)
+                if e["alert"]["rule"] == "restricted_entry"] == [("new", THIRD)]
+        run_out = {**made.json(), "active": False}
+        await hw.outage()
+
+        held = await hw.client.get("/snoozes", headers=headers("viewer"),
+                                   params={"active": "false"})
+        assert held.headers["x-harbourwatch-source"] == "memory"
+        assert held.json() == [run_out]
+        lifted = await hw.client.delete(f"/snoozes/restricted_entry:{THIRD}",
+                                         headers=headers("operator"))
+        assert (lifted.status_code, lifted.headers.get("x-harbourwatch-queued")) == (202, "disk")
+        assert (await hw.client.get("/snoozes", headers=headers("viewer"),
+                                    params={"active": "false"})).json() == []
+        # Memory cannot say a snooze it does not hold is not in the database.
+        unknown = await hw.client.delete(f"/snoozes/restricted_entry:{SECOND}",
+                                          headers=headers("operator"))
+        assert unknown.status_code == 503
+        assert "no snooze 'restricted_entry:244770002' is held in memory" in (
+            unknown.json()["detail"])
+
+        await hw.back()
+        assert (await hw.client.get("/snoozes", headers=headers("viewer"),
+                                    params={"active": "false"})).json() == []
+        history = (await hw.client.get("/snoozes/history", headers=headers("viewer"))).json()
+        assert [(h["action"], h["mmsi"], h["actor"]) for h in history] == [
+            ("unsnooze", THIRD, "operator-1"), ("snooze", THIRD, "operator-1")]
+
+
 async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
     spool = tmp_path / "spool.jsonl"
