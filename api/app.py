@@ -79,6 +79,8 @@ RISK_AREAS = tuple(area.value for area in RiskArea)
 #: Seconds an act waits for the store writer's pass before it (see ``act``); past it the
 #: writer is stuck on a database that does not answer, and the act is queued instead.
 ACT_FLUSH_WAIT_S = 5.0
+#: Why a request is not tried on the database: the store's writer found it away.
+AWAY = "database away (the store writer's last try failed)"
 #: On an act's 202: ``disk`` once it is spooled (a crash or power cut before the database is
 #: back does not lose it), ``memory`` when the spool could not be written (a full disk).
 QUEUED_HEADER = "X-Harbourwatch-Queued"
@@ -637,7 +639,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         answers from it without trying the database: in a network cut every try waits for
         a timeout."""
         if memory is not None and not store.stats().db_up:
-            raise StoreUnavailable("database away (the store writer's last try failed)")
+            raise StoreUnavailable(AWAY)
 
     async def flushed() -> None:
         try:
@@ -824,6 +826,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
     ) -> Response:
         """Who snoozed and unsnoozed which rule for which vessel, newest first."""
         rule_names = _names(rule, "rule", rules, "rule")
+        if snooze_keeper is store and not store.stats().db_up:
+            # Not tried: in a network cut the try waits for a timeout, and a file locked for
+            # writes still reads, without the acts queued meanwhile. Memory holds those
+            # alone: a part of the history, not to be passed as the whole.
+            raise StoreUnavailable(f"{AWAY}; the snooze history is in the database alone")
         return _dump(await snooze_keeper.snooze_acts(rule_names, mmsi, limit))
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],

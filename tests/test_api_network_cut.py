@@ -133,3 +133,33 @@ async def test_once_the_writer_knows_the_database_is_away_it_is_not_tried(
         assert [(await call()).status_code for call in calls] == [200, 200, 202, 202, 202]
         monkeypatch.undo()
         await hw.back()
+
+
+async def test_the_snooze_history_is_503_at_once_in_a_cut_the_writer_knows_of(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """It was tried all the same, and answered 503 only when its command timed out."""
+    parts = urlsplit(pg_dsn)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = await proxy.start()
+    dsn = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{port}")))
+    try:
+        async with service(postgres_server, dsn, tmp_path, command_timeout=3) as hw:
+            made = await hw.client.post("/snoozes", headers=headers("operator"), json={
+                "rule": "loitering", "mmsi": FIRST, "duration_s": 600})
+            assert made.status_code == 201
+            history = await hw.client.get("/snoozes/history", headers=headers("viewer"))
+            assert [(h["action"], h["mmsi"]) for h in history.json()] == [("snooze", FIRST)]
+            proxy.cut = True
+            await hw.enter_box(SECOND, T0)  # the writer tries the alert, and times out
+            async with asyncio.timeout(30):
+                while hw.store.stats().db_up:
+                    await asyncio.sleep(0.02)
+            status, took = await timed(
+                lambda: hw.client.get("/snoozes/history", headers=headers("viewer")))
+            assert (status, took < 1.0) == (503, True), took
+            proxy.cut = False
+            await drain(hw.store)
+            again = await hw.client.get("/snoozes/history", headers=headers("viewer"))
+            assert again.json() == history.json()
+    finally:
+        proxy.close()

@@ -2,7 +2,8 @@
 and operators' acts applied at once and stored, with their actor and time, once it is back.
 
 The service's own wiring (``harbourwatch.service.api_deps``) over a real PostgreSQL server,
-the real rules and the real stream hub; the outage is the server stopped.
+the real rules and the real stream hub; the outage is the server stopped (or, on SQLite,
+the file locked by another connection).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,9 @@ from harbourwatch.pipeline import Pipeline
 from harbourwatch.service import api_deps
 from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Ingestor
-from store.base import NotFound, StoreError, StoreUnavailable
+from store.base import NotFound, Store, StoreError, StoreUnavailable
 from store.postgres import PostgresStore
+from store.sqlite import SqliteStore
 from tests.api_helpers import T0, ZONES_PATH, authenticator, headers, pos
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
 from tests.test_store_outage import drain
@@ -76,6 +79,20 @@ async def service(server: PostgresServer, dsn: str, tmp_path: Path,
     store = PostgresStore(dsn, spool_path=spool or tmp_path / "spool.jsonl",
                           **{"max_age": 0.01, "retry_max": 0.3, "connect_timeout": 2, **options})
     await store.start()
+    try:
+        async with wired(store) as (pipeline, hub, deps, client):
+            yield Service(server, store, pipeline, hub, deps, client)
+    finally:
+        if not server.is_running():
+            server.start()
+        await store.stop()
+
+
+@asynccontextmanager
+async def wired(store: Store) -> AsyncIterator[
+        tuple[Pipeline, StreamHub, ApiDeps, httpx.AsyncClient]]:
+    """The rules, the stream and the API over a started ``store``, as the service wires
+    them."""
     geojson = json.loads(ZONES_PATH.read_text())
     zones = ZoneSet.from_geojson({**geojson, "features": [*geojson["features"], BOX]})
     engine = Engine(RulesConfig(), zones)
@@ -85,13 +102,8 @@ async def service(server: PostgresServer, dsn: str, tmp_path: Path,
     deps = api_deps(store, authenticator(), engine, pipeline, zones, hub, picture,
                     [pipeline.operator_acts.record])
     transport = httpx.ASGITransport(app=create_app(deps))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://hw") as client:
-            yield Service(server, store, pipeline, hub, deps, client)
-    finally:
-        if not server.is_running():
-            server.start()
-        await store.stop()
+    async with httpx.AsyncClient(transport=transport, base_url="http://hw") as client:
+        yield pipeline, hub, deps, client
 
 
 def alerts_on(sub: Subscriber) -> list[dict[str, Any]]:
@@ -383,6 +395,45 @@ async def test_a_snooze_run_out_that_memory_lists_can_be_lifted_while_the_databa
         history = (await hw.client.get("/snoozes/history", headers=headers("viewer"))).json()
         assert [(h["action"], h["mmsi"], h["actor"]) for h in history] == [
             ("unsnooze", THIRD, "operator-1"), ("snooze", THIRD, "operator-1")]
+
+
+async def test_the_snooze_history_is_not_read_from_a_sqlite_file_another_process_locks(
+        tmp_path: Path) -> None:
+    """Locked past the writer's busy timeout, a WAL file can still be read, but the history
+    read from it lacked the snoozes made meanwhile (queued): it was a 200 without them."""
+    db = tmp_path / "hw.db"
+    store = SqliteStore(db, max_age=0.01, inline_writes=True)  # a batch waits 100 ms for a lock
+    await store.start()
+    try:
+        async with wired(store) as (pipeline, _hub, _deps, client):
+            def snoozed(mmsi: int, note: str) -> Awaitable[httpx.Response]:
+                return client.post("/snoozes", headers=headers("operator"), json={
+                    "rule": "loitering", "mmsi": mmsi, "duration_s": 600, "note": note})
+
+            assert (await snoozed(FIRST, "before")).status_code == 201
+            locker = sqlite3.connect(db, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")  # another process writing
+            try:
+                for i in range(3):
+                    pipeline.handle_report(pos(SECOND, T0 + 10 * i, *SPOT, speed=3.0))
+                async with asyncio.timeout(30):  # the writer tries the alert, and fails
+                    while store.stats().db_up:
+                        await asyncio.sleep(0.02)
+                assert (await snoozed(SECOND, "during")).status_code == 202
+                history = await client.get("/snoozes/history", headers=headers("viewer"))
+                assert history.status_code == 503
+                assert history.json()["detail"] == (
+                    "database away (the store writer's last try failed); the snooze history "
+                    "is in the database alone")
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            await drain(store)
+            history = await client.get("/snoozes/history", headers=headers("viewer"))
+            assert [(h["action"], h["mmsi"], h["note"]) for h in history.json()] == [
+                ("snooze", SECOND, "during"), ("snooze", FIRST, "before")]
+    finally:
+        await store.stop()
 
 
 async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(

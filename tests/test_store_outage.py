@@ -12,6 +12,7 @@ import pytest
 
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from ingest.report import Report
+from store.base import Store
 from store.postgres import PostgresStore
 from tests.services.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
 from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
@@ -38,7 +39,7 @@ async def counts(dsn: str) -> tuple[int, int, float, float]:
     return int(row["n"]), int(row["d"]), float(row["lo"]), float(row["hi"])
 
 
-async def drain(store: PostgresStore) -> None:
+async def drain(store: Store) -> None:
     """Flush until the writer holds nothing (bounded by tries, not by time)."""
     for _ in range(200):
         await store.flush()
