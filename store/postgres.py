@@ -714,6 +714,7 @@ class PostgresStore(WriterStore):
             async with self.pool.acquire() as conn, conn.transaction():
                 return await _unsnooze_in(conn, ts, rule, mmsi, actor, when)
 
+    @_answered
     async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
                           mmsi: int | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:

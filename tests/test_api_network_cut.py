@@ -163,3 +163,26 @@ async def test_the_snooze_history_is_503_at_once_in_a_cut_the_writer_knows_of(
             assert again.json() == history.json()
     finally:
         proxy.close()
+
+
+async def test_the_snooze_history_waits_no_longer_than_the_other_reads_in_a_cut(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """Before the writer knows: it waited for its pooled connection's command timeout (60 s),
+    where the alert and snooze reads give up after the answer timeout."""
+    parts = urlsplit(pg_dsn)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = await proxy.start()
+    dsn = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{port}")))
+    try:
+        async with service(postgres_server, dsn, tmp_path, answer_timeout=0.5) as hw:
+            history = await hw.client.get("/snoozes/history", headers=headers("viewer"))
+            assert (history.status_code, history.json()) == (200, [])
+            proxy.cut = True
+            assert hw.store.stats().db_up
+            got = await asyncio.wait_for(
+                hw.client.get("/snoozes/history", headers=headers("viewer")), 10)
+            assert (got.status_code, got.json()["detail"]) == (
+                503, "PostgreSQL did not answer within 0.5 s")
+            proxy.cut = False
+    finally:
+        proxy.close()
