@@ -486,8 +486,11 @@ class MqttFeed:
         """Alerts still open after a restart (as the store has them): their retained topics
         are published again at every connect, like those of alerts raised since (a broker
         without persistence has lost them). Their ``time`` is their last change, as it was
-        published before the restart (``started_at`` took it backwards)."""
+        published before the restart (``started_at`` took it backwards). A resolved one
+        (the rules follow it to its end) stays cleared, as at its resolve."""
         for stored in alerts:
+            if stored.get("state") in _CLOSED_STATES:
+                continue
             alert, _topics, per_alert = self._placed(stored)
             when = alert.get("updated_at") or alert.get("started_at")
             self._open_alerts[per_alert] = _dumps({**alert, "time": when})

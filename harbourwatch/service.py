@@ -169,7 +169,10 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill
               and (a["id"] in owned if owned is not None
                    else until is None or parse_iso(a["started_at"]) <= until)]
-    alerts = [Alert.from_dict(a) for a in stored]
+    # A resolved alert's condition may still hold: the rules follow it to its end as they
+    # did before the stop (they know no operator acts; ``acts`` lays the resolve over).
+    alerts = [Alert.from_dict({**a, "state": "open"} if a["state"] == "resolved" else a)
+              for a in stored]
     if acts is not None:
         for alert in stored:
             acts.record(alert)

@@ -603,6 +603,7 @@ class PostgresStore(WriterStore):
         with self._errors():
             rows = await self.pool.fetch(
                 "SELECT * FROM alerts WHERE state IN ('open', 'acknowledged') "
+                "OR (state = 'resolved' AND ended_at IS NULL) "
                 "ORDER BY started_at, id")
         return [alert_out(_plain(r)) for r in rows]
 

@@ -533,6 +533,7 @@ class SqliteStore(WriterStore):
     async def open_alerts(self) -> list[dict[str, Any]]:
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM alerts WHERE state IN ('open', 'acknowledged') "
+            "OR (state = 'resolved' AND ended_at IS NULL) "
             "ORDER BY started_at, id").fetchall())
         return [alert_out(r) for r in rows]
 

@@ -184,8 +184,12 @@ async def test_alerts_restored_at_start_up_are_retained_again(broker: MosquittoB
     p = new_prefix()
     stored = {**make_event(Transition.NEW, 3).alert, "state": "acknowledged",
               "acknowledged_by": "duty", "updated_at": "2026-01-01T10:05:00Z"}
+    # Resolved while its condition held: the rules follow it to its end, but its retained
+    # topic was cleared at the resolve and stays so.
+    resolved = {**make_event(Transition.NEW, 4).alert, "state": "resolved",
+                "resolved_by": "duty", "updated_at": "2026-01-01T10:06:00Z"}
     feed = feed_for(broker, p)
-    feed.remember_open([stored])
+    feed.remember_open([stored, resolved])
     await connected(feed)
     async with Subscriber(broker, f"{p}/alerts/+/+") as late:
         seen = await late.sync()

@@ -812,6 +812,53 @@ def test_a_live_restart_restores_alerts_opened_after_the_last_save(tmp_path: Pat
     assert asyncio.run(restored()) == [late.id]
 
 
+def test_a_resolved_alert_whose_condition_holds_is_the_rules_after_a_restart(
+        tmp_path: Path) -> None:
+    """The harbour master resolved a speeding alert while the ship still sped: the rules
+    kept it until the ship slowed. After a restart they had dropped it, opened a new alert
+    on the same ship at once, and the resolved one never got its end."""
+    from geofence.engine import Engine
+    from harbourwatch.operator_acts import OperatorActs
+    from harbourwatch.service import restore_state, save_state
+    from tests.rulekit import port_zones, report, rules_config, span
+
+    ship = 244123456
+
+    def speeding(times: list[float], knots: float) -> list[Any]:
+        return [report(ship, t, 0.0, -2500.0, speed=knots) for t in times]
+
+    async def restart() -> tuple[str, list[str], list[AlertEvent], dict[str, Any]]:
+        store = open_store(f"sqlite:///{tmp_path / 'live.db'}", tmp_path)
+        await store.start()
+        try:
+            first = Engine(rules_config(), port_zones())
+            for rep in speeding([0, 5, *span(10, 70, 10)], 8.0):
+                for event in first.process(rep):
+                    store.on_alert(event)
+            await store.flush()
+            (alert,) = first.open_alerts()
+            await store.resolve(alert.id, "harbour-master", "pilot told the master")
+            await save_state(store, first)
+            second, acts = Engine(rules_config(), port_zones()), OperatorActs()
+            await restore_state(store, second, acts)
+            held = [a.id for a in second.open_alerts()]
+            events = []
+            for rep in speeding(span(80, 300, 10), 8.0) + speeding(span(310, 400, 10), 2.0):
+                events += second.process(rep)
+            for event in events:
+                store.on_alert(acts.over(event))
+            await store.flush()
+            return alert.id, held, events, await store.alert(alert.id)
+        finally:
+            await store.stop()
+
+    resolved, held, events, row = asyncio.run(restart())
+    assert held == [resolved]
+    assert [(str(e.transition), e.alert["id"]) for e in events] == [("end", resolved)]
+    assert (row["state"], row["resolved_by"]) == ("resolved", "harbour-master")
+    assert row["ended_at"] is not None
+
+
 def test_a_muted_alert_stays_muted_across_a_restart_and_its_acts_are_not_pushed(
         tmp_path: Path) -> None:
     """Its ack went to MQTT as an update (a retained alert the platform never saw open,

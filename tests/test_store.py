@@ -336,6 +336,26 @@ async def test_alert_lifecycle_and_audit(store: Store) -> None:
         await store.ack("nope", "x")
 
 
+async def test_an_alert_resolved_before_its_end_is_still_the_rules_at_a_restart(
+        store: Store) -> None:
+    """Resolved while its condition held, it is among the alerts the rules take back at
+    start-up until the rules end it (left out, it never got its end, and the rules opened
+    a second alert on the same condition)."""
+    alert = dark()
+    store.on_alert(alert_event(Transition.NEW, alert, T0 + 700))
+    await store.flush()
+    await store.resolve(alert.id, "harbour-master", "pilot on scene", at=T0 + 800)
+    held = await store.open_alerts()
+    assert [(a["id"], a["state"], a["ended_at"]) for a in held] == [
+        (alert.id, "resolved", None)]
+    alert.state, alert.ended_at = AlertState.ENDED, T0 + 1000
+    store.on_alert(alert_event(Transition.END, alert, T0 + 1000))
+    await store.flush()
+    assert await store.open_alerts() == []
+    ended = await store.alert(alert.id)
+    assert (ended["state"], ended["ended_at"]) == ("resolved", iso_time(T0 + 1000))
+
+
 async def test_the_same_log_replayed_again_reopens_its_ended_alerts_in_step(
         store: Store) -> None:
     """A second replay into the same database runs each alert again: while it runs the row
