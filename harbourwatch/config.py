@@ -9,6 +9,7 @@ to date by the ordered functions in :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import os
@@ -783,8 +784,9 @@ def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
-def _description(loc: tuple[Any, ...]) -> str | None:
-    """The description of the config field at a pydantic error location."""
+def _field_at(loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The config model reached at a pydantic error location, and the field that led there
+    (``(Config, None)`` for the top level; ``(None, None)`` past a model's fields)."""
     model: Any = Config
     info = None
     for part in loc:
@@ -792,12 +794,31 @@ def _description(loc: tuple[Any, ...]) -> str | None:
             continue  # an item of a list of models
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:
-            return None
+            return None, None
         info = fields[part]
         model = info.annotation
         args = [a for a in get_args(model) if isinstance(a, type)]
         model = next((a for a in args if hasattr(a, "model_fields")), model)
+    return model, info
+
+
+def _description(loc: tuple[Any, ...]) -> str | None:
+    """The description of the config field at a pydantic error location."""
+    _model, info = _field_at(loc)
     return None if info is None else info.description
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """What to say of a key the config does not have: the one it is closest to (a typo, a
+    unit: ``max_speed_kts``), else the keys there are."""
+    model, _info = _field_at(loc[:-1])
+    known = list(getattr(model, "model_fields", {}))
+    if not known:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown key (did you mean '{close[0]}'?)"
+    return f"unknown key (keys here: {', '.join(known)})"
 
 
 def _format_errors(exc: ValidationError, source: str, root: yaml.Node | None,
@@ -807,7 +828,9 @@ def _format_errors(exc: ValidationError, source: str, root: yaml.Node | None,
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function")))
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "string_pattern_mismatch":  # a regex says little: say the form
+        if err["type"] == "extra_forbidden":  # pydantic's words name no key to use
+            msg = _unknown_key(loc)
+        elif err["type"] == "string_pattern_mismatch":  # a regex says little: say the form
             # (Not echoing the value: token_sha256 may hold a pasted token.)
             if (err.get("ctx") or {}).get("pattern") == SLUG:
                 msg = ("not a slug (a-z, 0-9, '_' and '-', starting with a letter or digit, "

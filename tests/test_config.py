@@ -112,7 +112,24 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
         f"{path}:6: sources.0.port: Input should be less than or equal to 65535",
         f"{path}:7: sources.1: a tcp source needs host and port",
         f"{path}:12: rules.dark_vessel.moving_s: Input should be greater than 0",
-        f"{path}:12: rules.dark_vessel.movng_s: Extra inputs are not permitted",
+        f"{path}:12: rules.dark_vessel.movng_s: unknown key (did you mean 'moving_s'?)",
+    ]
+
+
+def test_an_unknown_key_says_which_it_may_have_meant_or_which_there_are(
+        tmp_path: Path) -> None:
+    """pydantic's "Extra inputs are not permitted" named no key a newcomer could use."""
+    text = FULL.replace("encounter:", "watch_aera: port\n  encounter:").replace(
+        "max_speed_kn: 8", "max_speed_kts: 8").replace(
+        "version: 1\n", "version: 1\nzones: zones.geojson\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert [e.split(": ", 1)[1] for e in info.value.errors] == [
+        "rules.speeding.max_speed_kts: unknown key (did you mean 'max_speed_kn'?)",
+        "rules.watch_aera: unknown key (did you mean 'watch_area'?)",
+        "zones: unknown key (keys here: version, port, sources, ingest, rules, store, api, "
+        "mqtt)",
     ]
 
 
@@ -227,7 +244,8 @@ def test_check_config_reports_config_and_zone_problems(tmp_path: Path) -> None:
     (error,) = check_config(path, env={})
     assert error.startswith(f"{tmp_path / 'zones.geojson'}: feature 'a': unknown kind")
     assert check_config(write(tmp_path, "bogus: 1\n", "bad.yaml"), env={}) == [
-        f"{tmp_path / 'bad.yaml'}:1: bogus: Extra inputs are not permitted"]
+        f"{tmp_path / 'bad.yaml'}:1: bogus: unknown key (keys here: version, port, sources, "
+        "ingest, rules, store, api, mqtt)"]
     assert check_config(None, tmp_path / "missing.geojson") == [
         f"--zones: no such file: {tmp_path / 'missing.geojson'}"]
     path.write_text(FULL.replace("zones.geojson", "nothere.geojson"))
