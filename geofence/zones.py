@@ -7,6 +7,7 @@ ids and non-polygons with the feature id (or index) and the reason, all problems
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -234,7 +235,9 @@ def _parse_feature(index: int, feature: Any, seen: set[str],
     for key in props:
         if key not in OVERRIDE_NAMES and key not in STYLE_PROPERTIES and key not in (
                 "id", "name", "kind"):
-            warnings.append(f"{label}: unknown property {key!r} ignored")
+            close = difflib.get_close_matches(key, sorted(OVERRIDE_NAMES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.append(f"{label}: unknown property {key!r} ignored{hint}")
     if errors:
         return None, errors
     assert isinstance(zone_id, str) and isinstance(kind, str)

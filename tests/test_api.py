@@ -765,7 +765,8 @@ def test_a_zones_file_with_a_bom_loads_and_a_misspelt_override_is_logged(
         assert len(ZoneSet.from_geojson(path)) == 13
     first = data["features"][0]["properties"]["id"]
     assert [r.getMessage() for r in caplog.records] == [
-        f"{path}: feature {first!r}: unknown property 'max_speed_kts' ignored"]
+        f"{path}: feature {first!r}: unknown property 'max_speed_kts' ignored "
+        "(did you mean 'max_speed_kn'?)"]
 
 
 # -- service -----------------------------------------------------------------------------------

@@ -116,7 +116,8 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_unknown_properties_warn_styling_does_not() -> None:
     zones = ZoneSet.from_geojson(collection(
         rect("a", "berth", 0, 0, 10, 10, max_speed_knots=5, fill="#ff0000")))
-    assert zones.warnings == ["<zones>: feature 'a': unknown property 'max_speed_knots' ignored"]
+    assert zones.warnings == ["<zones>: feature 'a': unknown property 'max_speed_knots' ignored "
+                              "(did you mean 'max_speed_kn'?)"]
 
 
 def test_an_unclosed_ring_is_closed_with_a_warning() -> None:
