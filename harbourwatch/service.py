@@ -287,9 +287,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
     # Forked before the store starts its threads (see replay.decoding).
     decoder = _start_decoding(replay, ingestor)
     stop = asyncio.Event()
+    signalled: list[str] = []
     started_store = False
     try:
-        _on_signals(stop)
+        _on_signals(stop, signalled)
         with contextlib.ExitStack() as probes:  # all held at once: two sources may clash
             for source in sources:
                 held = source.probe()
@@ -490,6 +491,8 @@ async def run_service(config: Config, options: ServiceOptions, *,
             failures.append(f"outputs failed (calls that raised): {pipeline.sink_failures}")
         for message in failures:
             log.error("%s", message)
+    if replay is None and signalled:  # a replay says where it stopped
+        log.warning("stopped (%s)", signalled[0])
     return 1 if failures else 0
 
 
@@ -514,18 +517,27 @@ async def _start_store(store: Store, stop: asyncio.Event, *, wait: bool) -> bool
         delay = min(delay * 2, START_RETRY_MAX_S)
 
 
-def _on_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM/SIGHUP end the run cleanly: sinks flush, MQTT says ``stopped``.
+def _on_signals(stop: asyncio.Event, signalled: list[str]) -> None:
+    """SIGINT/SIGTERM/SIGHUP end the run cleanly: sinks flush, MQTT says ``stopped``. The
+    first is logged and its name put in ``signalled`` (a journal tells a clean stop from a
+    hang that was killed).
 
     SIGHUP too: a closed terminal or SSH session killed the service by default, losing the
     buffered positions and the rules' state.
     """
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not signalled:
+            signalled.append(sig.name)
+            log.warning("%s: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
             continue  # started under nohup: the operator asked for it to go on
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event, *,

@@ -920,6 +920,23 @@ def test_sighup_is_left_alone_under_nohup(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_live_stop_is_said_in_the_log(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C or systemd's SIGTERM stopped the service without a word, even with -v: the
+    journal could not tell a clean stop from a hang that was killed."""
+    port = free_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+         "--udp", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 's.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    said = wait_said(proc, "store: ")  # started, its own signal handlers in place
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == 0
+    time.sleep(0.2)  # the reading thread takes the last lines
+    messages = [line.split(": ", 1)[1].strip() for line in said if " WARNING " in line]
+    assert messages[-2:] == [f"{sig.name}: stopping", f"stopped ({sig.name})"]
+
+
 def test_a_replay_whose_alerts_file_fills_the_disk_exits_1(
         scenario: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     """The replay goes on to the end (store, API), but its alerts file is incomplete."""
