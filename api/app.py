@@ -134,6 +134,16 @@ class _ZoneState:
     checked_store: bool = False
 
 
+def _not_json(request: Request, detail: list[dict[str, Any]]) -> str | None:
+    """The media type a refused body was sent as, when it is not JSON (else None)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if not any(d["loc"][:1] == ["body"] for d in detail):
+        return None
+    return media or "no Content-Type"
+
+
 def _error(status: int, error: str, detail: Any = None,
            headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status,
@@ -259,9 +269,13 @@ def _install_errors(app: FastAPI) -> None:
         return _error(exc.status, exc.message, None, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
                   for e in exc.errors()]
+        sent = _not_json(request, detail)
+        if sent is not None:  # curl --data without the header: pydantic's words name neither
+            return _error(422, "invalid request: the body must be JSON, sent with "
+                          f"Content-Type: application/json (this request said {sent})", detail)
         where = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail[:3])
         return _error(422, f"invalid request: {where}", detail)
 

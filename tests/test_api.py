@@ -526,6 +526,25 @@ async def test_ack_and_resolve_are_audited_with_who_and_when(api: Rig) -> None:
     assert extra.status_code == 422
 
 
+async def test_a_body_sent_as_a_form_is_told_to_be_json(api: Rig) -> None:
+    """``curl --data @zones.geojson`` without ``-H 'Content-Type: application/json'`` (curl
+    then says it is a form) was "body: Input should be a valid dictionary or object to
+    extract fields from", which named neither the header nor what to send."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    put = await api.client.put("/zones", content=ZONES_PATH.read_bytes(),
+                               headers={**headers("admin"), **form})
+    said = ("invalid request: the body must be JSON, sent with Content-Type: "
+            "application/json (this request said application/x-www-form-urlencoded)")
+    assert (put.status_code, put.json()["error"]) == (422, said)
+    alert_id = (await _seed_alerts(api))[0]
+    ack = await api.client.post(f"/alerts/{alert_id}/ack", content=b"pilot on scene",
+                                headers={**headers("operator"), **form})
+    assert (ack.status_code, ack.json()["error"]) == (422, said)
+    # JSON that is not an object is still told as it is.
+    listed = await api.client.post("/snoozes", json=[1], headers=headers("operator"))
+    assert listed.json()["error"].startswith("invalid request: body: Input should be")
+
+
 async def test_the_audit_trail_says_which_clock_each_entry_is_on(api: Rig) -> None:
     """In a replay of a 2012 log the rules' transitions carry the log's message time, an
     operator's act this year's wall time; the schema called both "Wall time of the act"."""
