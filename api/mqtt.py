@@ -89,7 +89,18 @@ class MqttError(Exception):
 
 
 class MqttConfigError(MqttError, ValueError):
-    """The feed's settings cannot work (URL, prefix, credentials, TLS files)."""
+    """The feed's settings cannot work (URL, prefix, credentials, TLS files). ``field``:
+    the config key at fault, when only the config file sets it (the TLS files)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def placed(self, origin: Callable[[str], str | None]) -> MqttConfigError:
+        """This error after where ``origin`` says its field was written (``port.yaml:5``);
+        itself when that is not known."""
+        written = None if self.field is None else origin(self.field)
+        return self if written is None else MqttConfigError(f"{written}: {self}", self.field)
 
 
 class MqttConnectError(MqttError):
@@ -243,14 +254,15 @@ def make_tls_context(
             ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else str(ca_file)
         )
     except (OSError, ssl.SSLError) as exc:
-        raise MqttConfigError(f"mqtt.tls.ca_file {str(ca_file)!r}: {exc}") from None
+        raise MqttConfigError(f"mqtt.tls.ca_file {str(ca_file)!r}: {exc}",
+                              "mqtt.tls.ca_file") from None
     if cert_file is not None:
         try:
             ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
         except (OSError, ssl.SSLError) as exc:
             raise MqttConfigError(f"mqtt.tls.cert_file {str(cert_file)!r} / key_file "
                                   f"{None if key_file is None else str(key_file)!r}: "
-                                  f"{exc}") from None
+                                  f"{exc}", "mqtt.tls.cert_file") from None
     if insecure:
         ctx.check_hostname = False
     return ctx

@@ -888,7 +888,8 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
     config = _validated(migrate(data, source), source, root, env)
     if base_dir is not None:
         _resolve_paths(config, base_dir)
-    fields = [("port", "zones"), ("mqtt", "client_id")] + [
+    fields = [("port", "zones"), ("mqtt", "client_id"), ("mqtt", "tls", "ca_file"),
+              ("mqtt", "tls", "cert_file")] + [
         ("sources", i, "path") for i in range(len(config.sources))]
     for loc in fields:
         node = _node_at(root, loc)
@@ -1002,8 +1003,9 @@ def check_config(path: str | Path | None, zones: str | Path | None = None, *,
 
         try:
             MqttFeed.from_config(config.mqtt, port_name=config.port.name)
-        except MqttConfigError as exc:
-            errors.append(f"{where}: {exc}")  # it names the mqtt setting
+        except MqttConfigError as exc:  # it names the mqtt setting; the line when known
+            placed = exc.placed(config.origin)
+            errors.append(str(placed) if placed is not exc else f"{where}: {exc}")
         problem = client_id_warning(config.mqtt.client_id)
         if problem is not None:  # said, as run says it; some brokers take it
             log.warning("%s: %s", config.where("mqtt.client_id"), problem)

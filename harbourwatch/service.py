@@ -370,7 +370,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if options.alerts_out is not None:
             sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))
         if config.mqtt.url is not None:
-            from api.mqtt import MqttFeed, client_id_warning, run_client_id
+            from api.mqtt import MqttConfigError, MqttFeed, client_id_warning, run_client_id
             from api.outbox import StoreOutbox
 
             # Never the live service's client id: the broker would drop one of the two.
@@ -391,15 +391,17 @@ async def run_service(config: Config, options: ServiceOptions, *,
             # cleared by no one) were the platform's live state. A prefix given on the
             # command line is used as given (a test broker, a platform's staging topics).
             replay_branch = replay is not None and not drill and options.mqtt_prefix is None
-            feed = MqttFeed.from_config(config.mqtt, port_name=config.port.name, drill=drill,
-                                        replay=replay_branch,
-                                        outbox=StoreOutbox(store, scope),
-                                        client_id=client_id,
-                                        vessel_live_s=config.rules.picture.live_s,
-                                        clock=lambda: engine.newest,
-                                        # A replay given a prefix (the live one, perhaps)
-                                        # must not clear its topics as left behind.
-                                        reconcile=live_service or drill or replay_branch)
+            try:
+                feed = MqttFeed.from_config(
+                    config.mqtt, port_name=config.port.name, drill=drill,
+                    replay=replay_branch, outbox=StoreOutbox(store, scope),
+                    client_id=client_id, vessel_live_s=config.rules.picture.live_s,
+                    clock=lambda: engine.newest,
+                    # A replay given a prefix (the live one, perhaps) must not clear its
+                    # topics as left behind.
+                    reconcile=live_service or drill or replay_branch)
+            except MqttConfigError as exc:  # a TLS file: the line it was written on too
+                raise exc.placed(config.origin) from None
             if replay is not None and not drill:
                 log.warning("MQTT: a replay publishes under %s%s", feed.topics.root,
                             " (its own branch, not the live service's topics; "

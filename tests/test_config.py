@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -289,9 +291,14 @@ def test_check_config_finds_what_run_would_stop_on(tmp_path: Path) -> None:
         f"{path}: MQTT URL has a bad port: Port out of range 0-65535"]
     path.write_text("version: 1\nmqtt: {url: 'mqtt://127.0.0.1:1883', "
                     "tls: {enabled: true, ca_file: ca.pem}}\n")
-    assert check_config(path) == [
-        f"{path}: mqtt.tls.ca_file {str(tmp_path / 'ca.pem')!r}: [Errno 2] No such file or "
-        "directory"]
+    said = (f"{path}:2: mqtt.tls.ca_file {str(tmp_path / 'ca.pem')!r}: [Errno 2] No such "
+            "file or directory")
+    assert check_config(path) == [said]
+    # run says it as check-config does: the line too (it named no file at all).
+    done = subprocess.run([sys.executable, "-m", "harbourwatch.cli", "run", "--config",
+                           str(path), "--db", f"sqlite:///{tmp_path / 'x.db'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (2, f"harbourwatch: {said}")
 
 
 def test_true_is_no_number() -> None:
