@@ -160,8 +160,25 @@ def _parse_geometry(raw: Any) -> tuple[Any, str | None]:
         return None, (f"spans {lon_max - lon_min:.1f}° of longitude: zones across the "
                       "antimeridian are not supported")
     if not shapely.is_valid(geom):
-        return None, f"invalid geometry: {shapely.is_valid_reason(geom)}"
+        return None, f"invalid geometry: {_invalid_reason(shapely.is_valid_reason(geom))}"
     return shapely.orient_polygons(geom, exterior_cw=False), None
+
+
+#: GEOS's "Self-intersection[151.2 -23.8]": what, and where (x y, here lon lat).
+_GEOS_REASON = re.compile(r"(?P<what>[^\[]+)\[(?P<x>\S+) (?P<y>\S+)\]")
+
+
+def _invalid_reason(reason: str) -> str:
+    """GEOS's reason in GeoJSON's terms, and for a crossing outline what to do about it."""
+    found = _GEOS_REASON.fullmatch(reason)
+    if found is None:
+        return reason
+    what = found["what"].strip().lower()
+    said = f"{what} at [{found['x']}, {found['y']}] ([lon, lat]"
+    if what in ("self-intersection", "ring self-intersection"):
+        return (f"{said}; two edges cross there: put each ring's positions in order "
+                "round it, or make two zones)")
+    return f"{said})"
 
 
 def _numeric_positions(coords: Any, depth: int) -> bool:
