@@ -119,6 +119,9 @@ class Engine:
         self._margin = config.membership.exit_margin_m
         self._next_tick = float("-inf")
         self._next_sweep = float("-inf")
+        #: Restored alerts on a vessel the restored picture lacks -> the message time of the
+        #: restart: no sweep forgets such a vessel, so they are ended here (see ``_sweep``).
+        self._orphans: dict[str, float] = {}
         self._resume_pending = False
         self._watch_kinds: tuple[str, ...] = ()
         self._warned: set[str] = set()
@@ -416,6 +419,8 @@ class Engine:
         MMSI) kept its alert and its state for as long as the service ran.
         """
         forget_s = self.config.picture.forget_s
+        if self._orphans:
+            self._end_orphans(now, forget_s)
         gone = set(self.picture.forget(now - forget_s))
         vessels = self.picture.vessels
         self._once = {m: None for m in self._once
@@ -428,6 +433,24 @@ class Engine:
         for rule in self.rules:
             rule.on_forget(self.ctx, gone)
         self.counters["forgotten"] += len(gone)
+
+    def _end_orphans(self, now: float, forget_s: float) -> None:
+        """End restored alerts whose vessel was not in the restored picture and has not
+        been heard in ``forget_s`` since the restart, as if it had been forgotten then (an
+        alert opened after the last state save, then a crash; one an operator resolved
+        while it held, which releases before this one dropped at a restart). Heard again,
+        the vessel is in the picture and the sweep judges it like any other."""
+        vessels, book = self.picture.vessels, self.book
+        for alert_id, since in list(self._orphans.items()):
+            alert = book.get(alert_id)
+            if alert is None or (alert.mmsi in vessels and (
+                    alert.other_mmsi is None or alert.other_mmsi in vessels)):
+                del self._orphans[alert_id]
+            elif since == _NEVER:  # restored with no time at all: count from here
+                self._orphans[alert_id] = now
+            elif now - since >= forget_s:
+                del self._orphans[alert_id]
+                book.end(alert, now, {"end_reason": "forgotten", "forget_s": forget_s})
 
     # -- zones, alerts, restart -----------------------------------------------------------
 
@@ -525,6 +548,11 @@ class Engine:
         self.heard_newest = max([self.heard_newest, self.newest,
                                  *(rec.heard_at for rec in picture.receivers.values())])
         self.book.restore(open_alerts)
+        held = picture.vessels
+        self._orphans = {
+            alert.id: self.newest for alert in self.book.open_alerts()
+            if (alert.mmsi is not None and alert.mmsi not in held)
+            or (alert.other_mmsi is not None and alert.other_mmsi not in held)}
         self._resume_pending = True
         for rule in self.rules:
             rule.on_restore(self.ctx)

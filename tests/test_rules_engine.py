@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from geofence.alert import Alert, RiskArea, Severity
 from geofence.engine import Engine
 from geofence.picture import Vessel
 from geofence.rules import REGISTRY, BaseRule, Phase, RuleContext, build_rules
@@ -114,6 +115,28 @@ def test_forgotten_after_forget_s_with_the_alerts_still_open_on_it_ended() -> No
     # Back a day later: a vessel like any other, entering afresh.
     run.feed(report(244000002, 5000, -1750, -1750), report(244000002, 5010, -1750, -1750))
     assert [e.transition for e in run.of("restricted_entry")] == ["new", "end", "new"]
+
+
+def test_a_restored_alert_whose_vessel_the_picture_lacks_ends_forgotten() -> None:
+    """An alert restored without its vessel (opened after the last state save, then a
+    crash; or resolved by an operator while it held, which a restart used to drop): no sweep
+    forgot such a vessel, so its alert stayed open for as long as the service ran. It ends
+    once ``forget_s`` has passed since the restart with the vessel unheard; one whose vessel
+    is heard again is judged as any other."""
+    def restricted(mmsi: int) -> Alert:
+        return Alert(rule="restricted_entry", risk_area=RiskArea.CRIMINAL_ACTIVITY,
+                     severity=Severity.CRITICAL, mmsi=mmsi, started_at=T0, zone="restricted_1")
+
+    run = Run(picture={"forget_s": 3600})
+    run.engine.restore([], [restricted(SHIP), restricted(244000002)])
+    run.feed(report(244000003, 100, 500, 500))  # the restart's message time: T0 + 100
+    run.feed(report(244000002, 200, 500, 500))  # heard again: it left the zone
+    run.tick(3650)
+    assert run.engine.book.has_open(SHIP)  # 3,550 s since the restart
+    ended = [e for e in run.tick(3760) if e.alert["rule"] == "restricted_entry"]
+    assert [(e.transition, e.alert["mmsi"], e.alert["details"]["end_reason"]) for e in ended
+            ] == [("end", SHIP, "forgotten")]
+    assert ended[0].time == T0 + 3760
 
 
 class RejectFar(BaseRule):
