@@ -10,6 +10,7 @@ decide they have something to do; silence timers live in heaps and run on ticks.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -106,7 +107,7 @@ class Engine:
         self.heard_newest = float("-inf")
         self.counters = {"reports": 0, "suspect": 0, "not_vessels": 0, "untimed": 0,
                          "forgotten": 0, "outside_watch_area": 0, "vessels_evicted": 0,
-                         "vessels_over_limit": 0}
+                         "vessels_over_limit": 0, "unprojectable": 0}
         self._max_vessels = config.picture.max_vessels
         #: MMSIs admitted, oldest first, that may still be heard only once: the candidates
         #: for eviction at ``max_vessels`` (checked, and pruned, lazily).
@@ -192,6 +193,12 @@ class Engine:
         assert projector is not None
         x_array, y_array = projector.forward_arrays(np.array(lons, dtype=float),
                                                     np.array(lats, dtype=float))
+        placed = np.isfinite(x_array) & np.isfinite(y_array)
+        if not placed.all():
+            # Left to ``process``, which takes such a fix as no position (``_project``).
+            lons = np.array(lons)[placed].tolist()
+            lats = np.array(lats)[placed].tolist()
+            x_array, y_array = x_array[placed], y_array[placed]
         xs, ys = x_array.tolist(), y_array.tolist()
         ids_at = self.zones.ids_at
         self._ahead = dict(zip(zip(lons, lats, strict=True),
@@ -256,7 +263,7 @@ class Engine:
                 if ahead is not None:
                     x, y, inside = ahead
                 else:
-                    x, y = self.zones.project(lon, lat)
+                    x, y = self._project(lon, lat)
         ctx.x, ctx.y = x, y
         if self._watch_kinds and self._outside_watch_area(vessel, x, y):
             # Outside the port's area: kept in the picture, never a subject of the rules.
@@ -297,6 +304,27 @@ class Engine:
         for rule in observers:
             rule.on_report(ctx, vessel, report)
         return self.book.drain()
+
+    def _project(self, lon: float, lat: float) -> tuple[float | None, float | None]:
+        """A fix in the port's metres, or (None, None) where the projection has no point.
+
+        Transverse Mercator (UTM) goes to infinity 90° of longitude from its central meridian
+        near the equator: from a port in Denmark, Singapore Strait; from Gladstone, the
+        Indian Ocean at 54–72° E. A national or satellite feed hears vessels there, and one
+        such fix in a pairwise rule's grid stopped the whole service. The rules take it as
+        a report without a position (counted as ``unprojectable``); the sinks keep it.
+        """
+        x, y = self.zones.project(lon, lat)
+        if math.isfinite(x) and math.isfinite(y):
+            return x, y
+        self.counters["unprojectable"] += 1
+        if "unprojectable" not in self._warned:
+            self._warned.add("unprojectable")
+            log.warning("a fix at %.4f, %.4f has no place in the zones' projection %s (about "
+                        "90° of longitude from it): the rules take such fixes as reports "
+                        "without a position (counted: unprojectable)", lat, lon,
+                        self.zones.crs)
+        return None, None
 
     def _admit(self, report: Report) -> Vessel | None:
         """A new MMSI: a vessel of its own while fewer than ``max_vessels`` are held, else
@@ -579,11 +607,15 @@ class Engine:
 def _reproject(vessel: Vessel, zones: ZoneSet) -> None:
     vessel._inside_at = None
     if vessel.lat is not None and vessel.lon is not None:
-        vessel.x, vessel.y = zones.project(vessel.lon, vessel.lat)
+        x, y = zones.project(vessel.lon, vessel.lat)
+        # Where the new projection has no point (Engine._project), no position for the rules.
+        placed = math.isfinite(x) and math.isfinite(y)
+        vessel.x, vessel.y = (x, y) if placed else (None, None)
     if vessel.history:
         vessel.history = deque(
             (fix._replace(x=xy[0], y=xy[1]) for fix in vessel.history
-             for xy in (zones.project(fix.lon, fix.lat),)), maxlen=vessel.history.maxlen)
+             for xy in (zones.project(fix.lon, fix.lat),)
+             if math.isfinite(xy[0]) and math.isfinite(xy[1])), maxlen=vessel.history.maxlen)
     for zid in [z for z in vessel.zones if z not in zones.by_id]:
         del vessel.zones[zid]
     for zid in [z for z in vessel.pending if z not in zones.by_id]:
