@@ -579,11 +579,15 @@ def test_a_stop_in_a_berth_is_a_landing_and_the_alert_names_no_wide_zone() -> No
     assert zones == [[], ["channel_1"], [None]]
 
 
-@pytest.mark.parametrize(("north", "zones"), [(45.0, []), (55.0, [None])])
-def test_a_stop_5_m_inside_a_berth_is_a_landing_5_m_outside_it_is_a_stop(
+@pytest.mark.parametrize(("north", "zones"), [(45.0, []), (55.0, []), (69.0, []),
+                                            (71.0, [None]), (75.0, [None])])
+def test_a_stop_within_the_exit_margin_of_a_berth_is_a_landing_beyond_it_a_stop(
         north: float, zones: list[str | None]) -> None:
-    """The berth's north edge is at 50 m: the same stop 5 m inside gives nothing, 5 m
-    outside (where only coverage and the port limit are, which it does not name) alerts."""
+    """The berth's north edge is at 50 m: the same stop 5 m inside, 5 m or 19 m outside
+    (within the 20 m exit margin: a ferry alongside with its antenna just outside the
+    polygon, as QUOIN CAT lies 2 m outside berth 5 in the demo recording) gives nothing;
+    21 m or 25 m outside (where only coverage and the port limit are, which it does not
+    name) alerts."""
     run = Run()
     stop_at(run, (100.0, north), [(0, 8.0), (10, 8.0), (20, 8.0), (35, 3.0), (45, 0.5),
                                    (75, 0.4), (105, 0.2), (115, 0.2)])
@@ -592,16 +596,18 @@ def test_a_stop_5_m_inside_a_berth_is_a_landing_5_m_outside_it_is_a_stop(
         assert run.of("sudden_stop")[0].alert["details"]["held_s"] == 60.0
 
 
-@pytest.mark.parametrize(("creep_to", "alerts"), [(5.0, 0), (-5.0, 1)])
+@pytest.mark.parametrize(("stopped_at", "creep_to", "alerts"),
+                         [(-30.0, 5.0, 0), (-5.0, -5.0, 0), (-35.0, -25.0, 1)])
 def test_a_class_b_creeping_into_a_berth_after_its_stop_is_a_landing(
-        creep_to: float, alerts: int) -> None:
-    """A class B ferry drops from 8 kn to 0.5 kn 5 m short of the berth's south edge (y=0)
-    and creeps on; slow, it reports every 3 min, so the fix that completes the hold is its
-    first one inside and its entry is not confirmed yet (2 reports). In the berth, it is a
-    landing; still 5 m short of it, it stopped outside."""
+        stopped_at: float, creep_to: float, alerts: int) -> None:
+    """A class B ferry drops from 8 kn to 0.5 kn short of the berth's south edge (y=0) and
+    creeps on; slow, it reports every 3 min, so the fix that completes the hold is its
+    first one there and its entry is not confirmed yet (2 reports). In the berth, or still
+    5 m short of it (within the exit margin), it is a landing; 25 m short, it stopped
+    outside."""
     run = Run()
     stop_at(run, (100.0, -60.0), [(0, 8.0), (30, 8.0)], msg_type=18)
-    stop_at(run, (100.0, -5.0), [(55, 0.5)], msg_type=18)
+    stop_at(run, (100.0, stopped_at), [(55, 0.5)], msg_type=18)
     stop_at(run, (100.0, creep_to), [(235, 0.2)], msg_type=18)
     assert len(run.of("sudden_stop")) == alerts
     assert "berth_1" not in run.engine.picture.vessels[SHIP].zones  # not entered yet

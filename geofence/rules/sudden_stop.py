@@ -8,13 +8,16 @@ first stopped one as evidence. Only reports whose fix was accepted count, so a s
 report cannot stage a stop. Vessels faster than ``from_kn`` keep two numbers in
 ``rule_state``; all others keep nothing unless a stop is pending.
 
-A stop inside a ``berth`` is a ferry or a tug landing there, not a grounding: no alert.
-Inside means a member of the berth (entered, and not yet left by more than the exit margin)
-or with the fix that completes the hold in it: a ship whose speed fell below ``to_kn`` a few
-metres short of the berth creeps in, and a class B reporting every 3 min when slow is in the
-berth for one report before its entry is confirmed. Judged only when a hold completes, so it
-costs nothing per report. The alert names the zone the vessel was last seen entering,
-``coverage`` and ``port_limit`` aside (they say nothing about where in the port).
+A stop at a ``berth`` is a ferry or a tug landing there, not a grounding: no alert. At
+means a member of the berth (entered, and not yet left by more than the exit margin), or
+with the fix that completes the hold in it or within the exit margin of it: a ship whose
+speed fell below ``to_kn`` a few metres short of the berth creeps in, a class B reporting
+every 3 min when slow is in the berth for one report before its entry is confirmed, and a
+ferry lies alongside with its antenna just outside the polygon drawn (the demo recording's
+QUOIN CAT, 2 m outside berth 5): the margin that keeps a vessel in a berth it drifts out of
+by GPS jitter keeps one that stops that close to it at the berth. Judged only when a hold
+completes, so it costs nothing per report. The alert names the zone the vessel was last seen
+entering, ``coverage`` and ``port_limit`` aside (they say nothing about where in the port).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class SuddenStop(BaseRule):
         self.to_kn = cfg.to_kn
         self.within_s = cfg.within_s
         self.hold_s = cfg.hold_s
+        self.margin_m = config.membership.exit_margin_m
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         speed = report.speed
@@ -79,9 +83,7 @@ class SuddenStop(BaseRule):
         del rule_state[self.name]
         by_id = ctx.zones.by_id
         kinds = {zid: by_id[zid].kind for zid in vessel.zones if zid in by_id}
-        if "berth" in kinds.values() or any(
-                by_id[zid].kind == "berth" for zid in zone_ids_here(vessel, ctx.zones)
-                if zid in by_id):
+        if "berth" in kinds.values() or self._at_berth(ctx, vessel):
             return  # landing at a berth
         ctx.book.event(
             self.name, risk_area=RiskArea.PORT_OPERATIONS, severity=Severity.WARNING,
@@ -93,3 +95,14 @@ class SuddenStop(BaseRule):
                      "drop_s": round(stop["time"] - state["fast_t"], 1),
                      "held_s": round(held, 1), "speed": speed,
                      "reports": [stop["first"], evidence(report)]})
+
+    def _at_berth(self, ctx: RuleContext, vessel: Vessel) -> bool:
+        """Whether the fix is in a berth or within the exit margin of one (projected metres,
+        as membership measures it)."""
+        by_id = ctx.zones.by_id
+        if any(by_id[zid].kind == "berth" for zid in zone_ids_here(vessel, ctx.zones)
+               if zid in by_id):
+            return True
+        x, y = vessel.x, vessel.y
+        return x is not None and y is not None and bool(
+            ctx.zones.near(x, y, self.margin_m, ("berth",)))
