@@ -93,7 +93,8 @@ class ServiceCollector(Collector):
         stats = _as_dict(self._stats())
         for key, help_text in (("reports", "Reports through the rules"),
                                ("own_reports", "Own-ship reports"),
-                               ("alert_events", "Alert transitions emitted")):
+                               ("alert_events", "Alert transitions emitted"),
+                               ("rule_failures", "Reports and ticks the rules raised on")):
             if isinstance(stats.get(key), int):
                 yield CounterMetricFamily(f"harbourwatch_{key}", help_text, value=stats[key])
         transitions = stats.get("alert_transitions")

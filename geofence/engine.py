@@ -497,6 +497,11 @@ class Engine:
             rule.on_zones(self.ctx)
         return self.book.drain()
 
+    def drain(self) -> list[AlertEvent]:
+        """The transitions made since ``process`` or ``tick`` last returned: those of a call
+        that raised (the pipeline keeps them, see ``Pipeline._rules_failed``)."""
+        return self.book.drain()
+
     def open_alerts(self) -> list[Alert]:
         """Active alerts (open or acknowledged), for the store and the API."""
         return self.book.open_alerts()

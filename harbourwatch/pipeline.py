@@ -55,6 +55,8 @@ class RuleEngine(Protocol):
 
     def report_heard_by(self, report: Report, receiver: str) -> None: ...
 
+    def drain(self) -> list[AlertEvent]: ...
+
     def open_alerts(self) -> list[Alert]: ...
 
 
@@ -86,6 +88,8 @@ class Pipeline:
         self.operator_acts = OperatorActs()
         #: Sink class name -> calls that raised (see ``_sink_failed``).
         self.sink_failures: dict[str, int] = {}
+        #: Reports and ticks the rules raised on (see ``_rules_failed``).
+        self.rule_failures = 0
         # Message time as the live clock last saw it, and when (time.monotonic()).
         self._wall_newest = _NEVER
         self._wall_since = 0.0
@@ -168,7 +172,10 @@ class Pipeline:
             self.own_reports += 1
             events: list[AlertEvent] = []
         else:
-            events = self.engine.process(report)
+            try:
+                events = self.engine.process(report)
+            except Exception:
+                events = self._rules_failed(report)
             if self._evicted:
                 self._drop_vessels(self._evicted)
         for sink in self.sinks:
@@ -197,7 +204,10 @@ class Pipeline:
 
     def tick(self, now: float) -> None:
         self._next_tick = now + _TICK_S
-        events = self.engine.tick(now)
+        try:
+            events = self.engine.tick(now)
+        except Exception:
+            events = self._rules_failed(None)
         if events:
             self.emit(events)
 
@@ -244,6 +254,20 @@ class Pipeline:
         if failures == 1 or failures % 1000 == 0:
             log.exception("%s failed (%d times so far); ingest and the other outputs go on",
                           name, failures)
+
+    def _rules_failed(self, report: Report | None) -> list[AlertEvent]:
+        """A rule raising on one report (or tick) must not stop the watch: anyone with an
+        AIS transmitter can send the report that finds a bug, and every later report would
+        go unjudged. Counted (``/stats`` ``rule_failures``, and a failed exit at stop) and
+        logged with the report, the first time and then every thousandth; the transitions
+        made before it are kept, and the report still goes to the sinks."""
+        self.rule_failures += 1
+        if self.rule_failures == 1 or self.rule_failures % 1000 == 0:
+            what = ("a tick" if report is None else
+                    f"MMSI {report.mmsi}, type {report.msg_type}, {report.nmea}")
+            log.exception("the rules raised on %s (%d times so far); it goes on unjudged by "
+                          "the rules after the failing one", what, self.rule_failures)
+        return self.engine.drain()
 
     # -- asyncio driving ------------------------------------------------------------------
 
@@ -312,6 +336,7 @@ class Pipeline:
                 a.rule for a in self.engine.open_alerts()).items())),
             "muted_by_snooze": self.muted,
             "sink_failures": dict(self.sink_failures),
+            "rule_failures": self.rule_failures,
             "rules": dict(self.engine.counters),
             "sources": {n: s.health.to_dict() for n, s in self.ingestor.sources.items()},
         }

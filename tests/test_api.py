@@ -797,7 +797,8 @@ async def test_sources_stats_and_metrics(api: Rig) -> None:
     assert sources["sources"]["udp"]["messages"] == 9
     assert sources["receivers"]["rx1"]["source"] == "udp"
     stats = (await api.client.get("/stats", headers=h)).json()
-    assert stats["pipeline"] == {"reports": 7, "alert_events": 2, "own_reports": 0}
+    assert stats["pipeline"] == {"reports": 7, "alert_events": 2, "own_reports": 0,
+                                 "rule_failures": 1}
     assert stats["vessels"] == 3 and stats["stream"]["clients"] == 0
     assert stats["store"]["description"].startswith("SQLite")
     assert {"written_statics", "rejected", "batches", "held_positions", "db_up"} <= set(
@@ -805,6 +806,7 @@ async def test_sources_stats_and_metrics(api: Rig) -> None:
     text = (await api.client.get("/metrics", headers=h)).text
     lines = set(text.splitlines())
     for expected in ("harbourwatch_reports_total 7.0", "harbourwatch_alert_events_total 2.0",
+                     "harbourwatch_rule_failures_total 1.0",
                      'harbourwatch_source_messages_total{source="udp"} 9.0',
                      'harbourwatch_source_rejected_total{reason="checksum",source="udp"} 1.0',
                      'harbourwatch_receiver_messages_total{receiver="rx1",source="udp"} 9.0',

@@ -1,5 +1,6 @@
 """One output failing (a full disk under the alerts file) stops neither ingest nor the
-other outputs: the failure is counted and logged."""
+other outputs, nor does a rule raising on one report stop the rules: the failure is counted
+and logged."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from geofence.alert import AlertEvent
 from geofence.engine import Engine
+from geofence.picture import Vessel
+from geofence.rules import BaseRule, RuleContext, build_rules
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.pipeline import Pipeline
 from ingest.ingestor import Ingestor
@@ -47,6 +50,41 @@ def test_a_full_disk_under_the_alerts_file_stops_nothing_else(
     assert len(caplog.records) == 1 and "AlertsFileSink failed" in caplog.records[0].message
     with pytest.raises(OSError):
         asyncio.run(full.stop())
+
+
+class RaisesOn(BaseRule):
+    """A rule with a bug one report finds (as a fix the projection could not place did)."""
+
+    name = "raises_on"
+
+    def __init__(self, mmsi: int) -> None:
+        self.mmsi = mmsi
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        if report.mmsi == self.mmsi:
+            raise ValueError("cannot convert float NaN to integer")
+
+
+def test_a_rule_raising_on_one_report_stops_neither_the_rules_nor_the_sinks(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone with an AIS transmitter can send the report that finds a bug: it raised out of
+    the pipeline and stopped the service, and no later report was judged."""
+    config = rules_config()
+    seen = Seen()
+    engine = Engine(config, port_zones(), rules=[*build_rules(config), RaisesOn(970000002)])
+    pipeline = Pipeline(Ingestor(), engine, [seen], live=True)
+    sarts = [single(position(mmsi=970000000 + n, speed=0.0)) for n in range(1, 4)]
+    with caplog.at_level("ERROR", logger="harbourwatch.pipeline"):
+        for n, line in enumerate(sarts):
+            pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
+    # The failing report still reaches the sinks, with the alert the rules raised before
+    # the failing one; the next report is judged as usual.
+    assert [r.mmsi for r in seen.reports] == [970000001, 970000002, 970000003]
+    assert [e.alert["mmsi"] for e in seen.alerts] == [970000001, 970000002, 970000003]
+    assert pipeline.stats()["rule_failures"] == 1
+    (record,) = caplog.records
+    assert record.message.startswith("the rules raised on MMSI 970000002, type 1, ")
+    assert record.exc_info is not None and record.exc_info[0] is ValueError
 
 
 async def test_a_live_alerts_file_may_be_a_pipe(tmp_path: Path) -> None:
