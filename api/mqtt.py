@@ -526,8 +526,11 @@ class MqttFeed:
                       "drill": drill}
         self._enqueue(topics.alerts, _dumps(transition), 1, False)
         if event.transition is Transition.END or alert.get("state") in _CLOSED_STATES:
-            self._open_alerts.pop(per_alert, None)
-            self._enqueue(per_alert, b"", 1, True)  # empty retained = clear
+            # Cleared only when retained: an event alert (a zone entry) is born ended and
+            # its topic never had a payload, and a resolved alert was cleared at its
+            # resolve; an empty retained message reaches every subscriber as a message.
+            if self._open_alerts.pop(per_alert, None) is not None:
+                self._enqueue(per_alert, b"", 1, True)  # empty retained = clear
         else:
             payload = _dumps({**alert, "time": when})
             self._open_alerts[per_alert] = payload

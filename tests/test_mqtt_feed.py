@@ -178,6 +178,32 @@ async def test_per_alert_topic_retained_while_open(broker: MosquittoBroker) -> N
         assert await late.sync() == []  # cleared: nothing retained is left
 
 
+async def test_an_event_alert_publishes_no_clear_of_a_topic_it_never_retained(
+        broker: MosquittoBroker) -> None:
+    """A zone entry is born ended (an event, not a state): its per-alert topic was never
+    retained, yet the feed published an empty retained message there to "clear" it, which
+    every subscriber to ``#`` received as a message with an empty body. A state alert's end
+    still clears its retained topic."""
+    p = new_prefix()
+    feed = feed_for(broker, p)
+    entry = make_event(Transition.NEW, 1, rule="zone_entry", state=AlertState.ENDED)
+    opened = make_event(Transition.NEW, 2)
+    ended = make_event(Transition.END, 2, t=T0 + 60, state=AlertState.ENDED)
+    async with Subscriber(broker, f"{p}/#") as sub:
+        await connected(feed)
+        for event in (entry, opened, ended):
+            feed.on_alert(event)
+        await asyncio.wait_for(feed.wait_delivered(), WAIT_S)
+        seen = [(str(m.topic), bytes(m.payload)) for m in await sub.sync()
+                if str(m.topic).startswith(f"{p}/alerts/")]
+        await feed.stop()
+    state_topic = f"{p}/alerts/dark_vessel/{opened.alert['id']}"
+    assert [(topic, payload != b"") for topic, payload in seen] == [
+        (state_topic, True), (state_topic, False)]
+    assert json.loads(seen[0][1])["state"] == "open"
+    assert feed.status()["alerts_enqueued"] == 3
+
+
 async def test_alerts_restored_at_start_up_are_retained_again(broker: MosquittoBroker) -> None:
     """After a restart (and a broker that kept nothing), the alerts still open are on their
     retained topics again, with the operator's state as the store has it."""
