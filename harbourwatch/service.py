@@ -315,6 +315,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                     "read, restored or saved")
         return 0
     origin = config.origin("store.url") or ""  # the environment's wins over the file's
+    # Said here only (the stores say nothing of it): with -v it came twice.
     log.warning("store: %s%s", store.description,
                 f" (from the {origin})" if origin.startswith("environment") else "")
     snoozes = SnoozeBook()

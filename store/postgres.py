@@ -329,7 +329,6 @@ class PostgresStore(WriterStore):
         host = "a local socket" if row["host"] is None else (
             f"{str(row['host']).split('/')[0]}:{row['port']}")
         self.description += f"; database {row['db']} as {row['who']} on {host}"
-        log.info("store: %s", self.description)
 
     async def _close(self) -> None:
         if self._wconn is not None:

@@ -310,7 +310,6 @@ class SqliteStore(WriterStore):
         self._wconn = await self._call(self._wx, self._connect_writer)
         await self._call(self._wx, self._migrate)
         self._rconn = await self._call(self._rx, self._connect)
-        log.info("store: %s", self.description)
 
     def _migrate(self) -> None:
         assert self._wconn is not None

@@ -702,15 +702,16 @@ def test_zones_saved_with_no_record_of_the_file_go_by_its_mtime(tmp_path: Path) 
     assert "new_security" not in asyncio.run(in_force())
 
 
-def _zones_run(zones_file: Path, db: Path, work: Callable[[httpx.Client], None]) -> str:
-    """Run the live service with its API, ``work(http)`` with an admin's client once it
-    answers, stop it; its log."""
+def _zones_run(zones_file: Path, db: Path, work: Callable[[httpx.Client], None],
+               *flags: str) -> str:
+    """Run the live service with its API (and ``flags``), ``work(http)`` with an admin's
+    client once it answers, stop it; its log."""
     import httpx
 
     api = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(zones_file),
-         "--serve", f"127.0.0.1:{api}", "--db", f"sqlite:///{db}"],
+         "--serve", f"127.0.0.1:{api}", "--db", f"sqlite:///{db}", *flags],
         env={**os.environ, "HARBOURWATCH_API_TOKENS": "duty:admin:zones-test"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -774,6 +775,19 @@ def test_zones_saved_over_the_api_stay_until_the_zones_file_content_changes(
     assert "new_security" not in names and seen[2]["version"] is None, said
     assert names[edited["features"][0]["properties"]["id"]] == "Renamed in the file"
     assert f"zones: {zones_file} has changed since version {version} saved over the API" in said
+
+
+def _lines_saying(said: str, text: str) -> list[str]:
+    """The messages of the log lines containing ``text`` (time, level and logger cut)."""
+    return [line.split(": ", 1)[-1] for line in said.splitlines() if text in line]
+
+
+def test_a_verbose_start_names_the_store_once(tmp_path: Path) -> None:
+    """With -v the store's line came twice, from the store at INFO and the service at
+    WARNING."""
+    db = tmp_path / "live.db"
+    said = _zones_run(DEMO_ZONES, db, lambda http: None, "-v")
+    assert _lines_saying(said, "store: SQLite (WAL)") == [f"store: SQLite (WAL) at {db}"], said
 
 
 def test_an_alerts_file_that_cannot_be_written_is_a_message_and_exit_2(tmp_path: Path) -> None:
