@@ -344,8 +344,11 @@ class ZoneSet:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def from_geojson(cls, obj_or_path: Any, *, projection: str | None = None) -> ZoneSet:
-        """Load from a parsed FeatureCollection, a path, or GeoJSON text."""
+    def from_geojson(cls, obj_or_path: Any, *, projection: str | None = None,
+                     log_warnings: bool = True) -> ZoneSet:
+        """Load from a parsed FeatureCollection, a path, or GeoJSON text. ``log_warnings``
+        False: the warnings are only kept in ``warnings`` (a load the user did not ask for,
+        of zones already said, must not say them again)."""
         source = "<zones>"
         obj = obj_or_path
         if isinstance(obj_or_path, Path) or (
@@ -375,8 +378,8 @@ class ZoneSet:
             zone_set = cls(zones, projection=projection, source=source, warnings=warnings)
         except ProjectionError as exc:
             raise ZoneError([f"{source}: {exc}"]) from exc
-        for warning in zone_set.warnings:  # a misspelt override sets no limit: say so
-            log.warning("%s", warning)
+        for warning in zone_set.warnings if log_warnings else ():
+            log.warning("%s", warning)  # a misspelt override sets no limit: say so
         return zone_set
 
     @classmethod

@@ -122,7 +122,18 @@ async def _zones_in_force(store: Store, config: Config, zones: ZoneSet) -> ZoneS
         return zones
     else:
         log.warning("zones: using %s (%s unchanged since)", version, path)
-    return ZoneSet.from_geojson(saved["geojson"], projection=zones.crs)
+    in_force = ZoneSet.from_geojson(saved["geojson"], projection=zones.crs, log_warnings=False)
+    _warn_news(in_force, zones)
+    return in_force
+
+
+def _warn_news(zones: ZoneSet, said: ZoneSet) -> None:
+    """Log the warnings of ``zones`` that ``said`` (loaded and logged at the same start) did
+    not have: a version saved from the file has the file's, which came twice."""
+    known = {w.removeprefix(f"{said.source}: ") for w in said.warnings}
+    for warning in zones.warnings:
+        if warning.removeprefix(f"{zones.source}: ") not in known:
+            log.warning("%s", warning)
 
 
 def run_scope(drill: bool, replay: bool) -> str:

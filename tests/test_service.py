@@ -790,6 +790,36 @@ def test_a_verbose_start_names_the_store_once(tmp_path: Path) -> None:
     assert _lines_saying(said, "store: SQLite (WAL)") == [f"store: SQLite (WAL) at {db}"], said
 
 
+def test_a_start_warns_of_a_zone_property_once(tmp_path: Path) -> None:
+    """A start with zones saved over the API from a file with an unknown property warned
+    of it three times: loading the file, loading the saved version in force, and at the
+    first GET /zones (comparing the running zones with the saved ones)."""
+    zones = json.loads(DEMO_ZONES.read_text())
+    zones["features"][0]["properties"]["colur"] = "red"
+    zones_file = tmp_path / "zones.geojson"
+    zones_file.write_text(json.dumps(zones))
+    db = tmp_path / "live.db"
+    unknown = "unknown property 'colur' ignored"
+
+    def put(http: httpx.Client) -> None:
+        answer = http.put("/zones", json=http.get("/zones").json())
+        assert answer.status_code == 200, answer.text
+        assert [w.endswith(unknown) for w in answer.json()["warnings"]] == [True]
+
+    said = _zones_run(zones_file, db, put)
+    assert _lines_saying(said, unknown) == [
+        f"{zones_file}: feature 'port_limit': {unknown}",  # the start's load of the file
+        f"<zones>: feature 'port_limit': {unknown}"], said  # the PUT's
+
+    def get(http: httpx.Client) -> None:
+        assert http.get("/zones").json()["version"] == 1
+
+    said = _zones_run(zones_file, db, get)
+    assert "zones: using version 1 saved over the API" in said
+    assert _lines_saying(said, unknown) == [
+        f"{zones_file}: feature 'port_limit': {unknown}"], said
+
+
 def test_an_alerts_file_that_cannot_be_written_is_a_message_and_exit_2(tmp_path: Path) -> None:
     done = cli("replay", FIXTURES / "pyais" / "messages.ais", "--zones", DEMO_ZONES,
                "--db", f"sqlite:///{tmp_path / 'x.db'}", "--alerts-out", tmp_path)
