@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.options import ServiceOptions, resolve_config
 from harbourwatch.pipeline import Pipeline
-from harbourwatch.service import load_zones
+from harbourwatch.service import file_sha256, load_zones
 from harbourwatch.snoozes import SnoozeBook
 from harbourwatch.timeutil import iso_time, parse_iso
 from ingest.ingestor import Ingestor
@@ -700,6 +701,33 @@ def test_zones_saved_with_no_record_of_the_file_go_by_its_mtime(tmp_path: Path) 
     assert "new_security" in asyncio.run(in_force())
     zones_file.write_text(zones_file.read_text())  # edited after the PUT
     assert "new_security" not in asyncio.run(in_force())
+
+
+def test_a_saved_version_in_force_says_the_warnings_the_file_did_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Only the saved version's warnings the file's load already said are held back."""
+    from harbourwatch.service import _zones_in_force
+
+    zones_file = tmp_path / "zones.geojson"
+    zones_file.write_text(DEMO_ZONES.read_text())
+    config = resolve_config(ServiceOptions(zones=zones_file))
+    from_file = load_zones(config)
+    saved = json.loads(zones_file.read_text())
+    saved["features"][0]["properties"]["colur"] = "red"
+
+    async def in_force() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'z.db'}", tmp_path)
+        await store.start()
+        try:
+            await store.save_zones(saved, "admin", file_sha256=file_sha256(zones_file))
+            with caplog.at_level(logging.WARNING, logger="harbourwatch.service"):
+                await _zones_in_force(store, config, from_file)
+        finally:
+            await store.stop()
+
+    asyncio.run(in_force())
+    assert [r.getMessage() for r in caplog.records if "colur" in r.getMessage()] == [
+        "<zones>: feature 'port_limit': unknown property 'colur' ignored"]
 
 
 def _zones_run(zones_file: Path, db: Path, work: Callable[[httpx.Client], None],
