@@ -53,6 +53,16 @@ class Proxy:
             self.server.close()
 
 
+async def behind_a_proxy(direct: str) -> tuple[Proxy, str]:
+    """A proxy to the server at DSN ``direct`` that can cut the network, and the DSN
+    through it."""
+    parts = urlsplit(direct)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = await proxy.start()
+    return proxy, urlunsplit(parts._replace(
+        netloc=parts.netloc.replace(f":{parts.port}", f":{port}")))
+
+
 async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> tuple[int, float]:
     started = time.monotonic()
     got = await asyncio.wait_for(call(), 30)
@@ -63,10 +73,7 @@ async def test_a_network_cut_is_answered_from_memory_in_seconds(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api.app, "ACT_FLUSH_WAIT_S", 0.5)
-    parts = urlsplit(pg_dsn)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    port = await proxy.start()
-    dsn = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{port}")))
+    proxy, dsn = await behind_a_proxy(pg_dsn)
     try:
         async with service(postgres_server, dsn, tmp_path, answer_timeout=0.5) as hw:
             await hw.enter_box(FIRST, T0)
@@ -138,10 +145,7 @@ async def test_once_the_writer_knows_the_database_is_away_it_is_not_tried(
 async def test_the_snooze_history_is_503_at_once_in_a_cut_the_writer_knows_of(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
     """It was tried all the same, and answered 503 only when its command timed out."""
-    parts = urlsplit(pg_dsn)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    port = await proxy.start()
-    dsn = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{port}")))
+    proxy, dsn = await behind_a_proxy(pg_dsn)
     try:
         async with service(postgres_server, dsn, tmp_path, command_timeout=3) as hw:
             made = await hw.client.post("/snoozes", headers=headers("operator"), json={
@@ -169,10 +173,7 @@ async def test_the_snooze_history_waits_no_longer_than_the_other_reads_in_a_cut(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
     """Before the writer knows: it waited for its pooled connection's command timeout (60 s),
     where the alert and snooze reads give up after the answer timeout."""
-    parts = urlsplit(pg_dsn)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    port = await proxy.start()
-    dsn = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{port}")))
+    proxy, dsn = await behind_a_proxy(pg_dsn)
     try:
         async with service(postgres_server, dsn, tmp_path, answer_timeout=0.5) as hw:
             history = await hw.client.get("/snoozes/history", headers=headers("viewer"))

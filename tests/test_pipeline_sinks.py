@@ -33,6 +33,16 @@ class Seen:
         self.alerts.append(event)
 
 
+SARTS = [970000001, 970000002, 970000003]
+
+
+def three_sarts(pipeline: Pipeline) -> None:
+    """One report from each AIS-SART of ``SARTS``, a second apart: an alert each."""
+    for n, mmsi in enumerate(SARTS):
+        line = single(position(mmsi=mmsi, speed=0.0))
+        pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
+
+
 def test_a_full_disk_under_the_alerts_file_stops_nothing_else(
         caplog: pytest.LogCaptureFixture) -> None:
     full = AlertsFileSink(Path("/dev/full"))  # every write fails: ENOSPC
@@ -40,12 +50,10 @@ def test_a_full_disk_under_the_alerts_file_stops_nothing_else(
     seen = Seen()
     pipeline = Pipeline(Ingestor(), Engine(rules_config(), port_zones()), [full, seen],
                         live=True)
-    sarts = [single(position(mmsi=970000000 + n, speed=0.0)) for n in range(1, 4)]
     with caplog.at_level("ERROR", logger="harbourwatch.pipeline"):
-        for n, line in enumerate(sarts):
-            pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
-    assert [r.mmsi for r in seen.reports] == [970000001, 970000002, 970000003]
-    assert [e.alert["mmsi"] for e in seen.alerts] == [970000001, 970000002, 970000003]
+        three_sarts(pipeline)
+    assert [r.mmsi for r in seen.reports] == SARTS
+    assert [e.alert["mmsi"] for e in seen.alerts] == SARTS
     assert pipeline.stats()["sink_failures"] == {"AlertsFileSink": 3}
     assert len(caplog.records) == 1 and "AlertsFileSink failed" in caplog.records[0].message
     with pytest.raises(OSError):
@@ -73,14 +81,12 @@ def test_a_rule_raising_on_one_report_stops_neither_the_rules_nor_the_sinks(
     seen = Seen()
     engine = Engine(config, port_zones(), rules=[*build_rules(config), RaisesOn(970000002)])
     pipeline = Pipeline(Ingestor(), engine, [seen], live=True)
-    sarts = [single(position(mmsi=970000000 + n, speed=0.0)) for n in range(1, 4)]
     with caplog.at_level("ERROR", logger="harbourwatch.pipeline"):
-        for n, line in enumerate(sarts):
-            pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
+        three_sarts(pipeline)
     # The failing report still reaches the sinks, with the alert the rules raised before
     # the failing one; the next report is judged as usual.
-    assert [r.mmsi for r in seen.reports] == [970000001, 970000002, 970000003]
-    assert [e.alert["mmsi"] for e in seen.alerts] == [970000001, 970000002, 970000003]
+    assert [r.mmsi for r in seen.reports] == SARTS
+    assert [e.alert["mmsi"] for e in seen.alerts] == SARTS
     assert pipeline.stats()["rule_failures"] == 1
     (record,) = caplog.records
     assert record.message.startswith("the rules raised on MMSI 970000002, type 1, ")
