@@ -90,6 +90,9 @@ class Pipeline:
         self.sink_failures: dict[str, int] = {}
         #: Reports and ticks the rules raised on (see ``_rules_failed``).
         self.rule_failures = 0
+        #: A replay's ``--start``: lines stamped before it are skipped (``replay.player``),
+        #: so the receivers they name are not heard either (``_apply``).
+        self.skip_before: float | None = None
         # Message time as the live clock last saw it, and when (time.monotonic()).
         self._wall_newest = _NEVER
         self._wall_since = 0.0
@@ -150,8 +153,14 @@ class Pipeline:
         """
         engine = self.engine
         hooks: list[Callable[[Report, str], None]] | None = None
+        skip_before = self.skip_before
         for index in range(start, stop):
             receiver, time, duplicate_of = journal[index]
+            if skip_before is not None and time < skip_before:
+                # Judged by the run that saved the state resumed: heard again after the
+                # restore, a receiver silent at the cut was heard at the restored clock
+                # (its source_silent alert ended at --start, and a second one opened).
+                continue
             if duplicate_of is None:
                 engine.source_heard(receiver, time)
             elif receiver not in duplicate_of.sources:

@@ -61,6 +61,8 @@ async def play(paths: list[str], pipeline: Pipeline, *, speed: float | None,
     last: float | None = None
     read: float | None = None
     resume_at: float | None = None
+    # The receivers of the skipped lines are not heard either (see Pipeline._apply).
+    pipeline.skip_before = start
     if decoder is not None and speed is None:
         runs = decoder.runs(pipeline)
     else:

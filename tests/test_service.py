@@ -1430,3 +1430,41 @@ def test_a_start_whose_restore_fails_keeps_the_state_saved_last(
     monkeypatch.setattr(service, "restore_state", restore_state)
     assert main([*args, "--start", "2026-01-01T10:00:30Z"]) == 2
     assert saved() == before
+
+
+def test_a_replay_cut_during_a_receiver_outage_resumes_with_its_alert_still_open(
+        tmp_path: Path) -> None:
+    """Cut while a receiver was silent, the resumed replay ended its ``source_silent``
+    alert at ``--start`` and opened a second one 120 s later: the lines skipped before
+    ``--start`` told the rules their receivers were heard at the restored clock (the
+    drill of the README's scenario, cut at 07:51:08 in rx-pier's outage, did so)."""
+    t0 = 1_782_196_980
+    lines = []
+    for s in range(0, 1200, 10):
+        # rx-quiet is silent from t0+300 to t0+900; rx-busy hears on throughout.
+        for rx, mmsi in (("rx-busy", 244000001), ("rx-quiet", 244000002)):
+            if rx == "rx-quiet" and 300 <= s < 900:
+                continue
+            lines.append(tag_block(s=rx, c=t0 + s)
+                         + single(position(mmsi=mmsi, lat=-23.83, lon=151.25, speed=0.0)))
+    log = tmp_path / "outage.nmea"
+    log.write_text("\n".join(lines) + "\n")
+    cut = t0 + 600  # the outage began at t0+290 (last heard), alerted at t0+410
+    first_part = tmp_path / "first-part.nmea"
+    first_part.write_text("\n".join(line for line in lines
+                                     if int(line.split("c:")[1].split("*")[0]) < cut) + "\n")
+
+    def replay(path: Path, db: str, out: str, *more: str | int) -> list[dict[str, Any]]:
+        done = cli("replay", path, "--zones", DEMO_ZONES, "--speed", "max", "--no-progress",
+                   "--db", f"sqlite:///{tmp_path / db}", "--alerts-out", tmp_path / out,
+                   *map(str, more))
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in (tmp_path / out).read_text().splitlines()
+                if json.loads(line)["rule"] == "source_silent"]
+
+    whole = replay(log, "whole.db", "whole.jsonl")
+    assert [(a["transition"], a["started_at"], a["ended_at"]) for a in whole] == [
+        ("new", iso_time(t0 + 410), None), ("end", iso_time(t0 + 410), iso_time(t0 + 900))]
+    before = replay(first_part, "cut.db", "before.jsonl")
+    after = replay(log, "cut.db", "after.jsonl", "--start", cut)
+    assert before + after == whole
