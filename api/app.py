@@ -551,6 +551,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
             raise ApiError(422, "end is before start")
         if t_start < _FIRST_TIME or t_end > _LAST_TIME:  # a bound made by default
             raise ApiError(422, "start/end: the default hour falls outside years 1 to 9999")
+        if not store.stats().db_up:
+            # Not tried: in a network cut the try waits for a timeout, and a locked SQLite
+            # file still reads, without the positions buffered meanwhile.
+            raise StoreUnavailable(f"{AWAY}; tracks are in the database alone")
         points = await store.track(mmsi, t_start, t_end, max_points,
                                    drill=deps.drill if drill is None else drill,
                                    rejected=rejected)

@@ -187,3 +187,36 @@ async def test_the_snooze_history_waits_no_longer_than_the_other_reads_in_a_cut(
             proxy.cut = False
     finally:
         proxy.close()
+
+
+async def test_a_track_is_503_at_once_in_a_cut_the_writer_knows_of(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """It was tried all the same, and answered only when its command timed out."""
+    proxy, dsn = await behind_a_proxy(pg_dsn)
+    hour = {"start": "2026-01-01T09:30:00Z", "end": "2026-01-01T10:30:00Z"}
+    try:
+        async with service(postgres_server, dsn, tmp_path, command_timeout=3) as hw:
+            await hw.enter_box(FIRST, T0)
+            await drain(hw.store)
+            track = await hw.client.get(f"/vessels/{FIRST}/track", headers=headers("viewer"),
+                                        params=hour)
+            assert len(track.json()["geometry"]["coordinates"]) == 3
+            proxy.cut = True
+            await hw.enter_box(SECOND, T0)  # the writer tries the alert, and times out
+            async with asyncio.timeout(30):
+                while hw.store.stats().db_up:
+                    await asyncio.sleep(0.02)
+            started = time.monotonic()
+            got = await asyncio.wait_for(hw.client.get(
+                f"/vessels/{FIRST}/track", headers=headers("viewer"), params=hour), 30)
+            took = time.monotonic() - started
+            assert (got.status_code, got.json()["detail"], took < 1.0) == (
+                503, "database away (the store writer's last try failed); tracks are in "
+                     "the database alone", True), took
+            proxy.cut = False
+            await drain(hw.store)
+            again = await hw.client.get(f"/vessels/{FIRST}/track", headers=headers("viewer"),
+                                        params=hour)
+            assert again.json() == track.json()
+    finally:
+        proxy.close()

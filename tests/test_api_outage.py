@@ -436,6 +436,45 @@ async def test_the_snooze_history_is_not_read_from_a_sqlite_file_another_process
         await store.stop()
 
 
+async def test_a_track_is_not_read_from_a_sqlite_file_another_process_locks(
+        tmp_path: Path) -> None:
+    """Locked past the writer's busy timeout, a WAL file can still be read, but a track read
+    from it lacked the positions buffered meanwhile: a 200 without them."""
+    db = tmp_path / "hw.db"
+    store = SqliteStore(db, max_age=0.01, inline_writes=True)  # a batch waits 100 ms for a lock
+    await store.start()
+    hour = {"start": "2026-01-01T09:30:00Z", "end": "2026-01-01T10:30:00Z"}
+    try:
+        async with wired(store) as (pipeline, _hub, _deps, client):
+            def track() -> Awaitable[httpx.Response]:
+                return client.get(f"/vessels/{SECOND}/track", headers=headers("viewer"),
+                                  params=hour)
+
+            for t in (T0 - 60, T0 - 30):
+                pipeline.handle_report(pos(SECOND, t, *SPOT, speed=3.0))
+            await drain(store)
+            assert len((await track()).json()["geometry"]["coordinates"]) == 2
+            locker = sqlite3.connect(db, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")  # another process writing
+            try:
+                for i in range(3):
+                    pipeline.handle_report(pos(SECOND, T0 + 10 * i, *SPOT, speed=3.0))
+                async with asyncio.timeout(30):  # the writer tries the rows, and fails
+                    while store.stats().db_up:
+                        await asyncio.sleep(0.02)
+                got = await track()
+                assert (got.status_code, got.json()["detail"]) == (
+                    503, "database away (the store writer's last try failed); tracks are in "
+                         "the database alone")
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            await drain(store)
+            assert len((await track()).json()["geometry"]["coordinates"]) == 5
+    finally:
+        await store.stop()
+
+
 async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
     spool = tmp_path / "spool.jsonl"
