@@ -9,8 +9,9 @@ import pytest
 from pyproj import Geod
 
 from geofence.mid import classify, is_placeholder, is_ship_mmsi, mmsi_text
+from geofence.zones import ZoneSet
 from ingest.report import Report
-from tests.rulekit import T0, Run, report, span
+from tests.rulekit import PORT_FEATURES, T0, Run, collection, report, span
 
 SHIP = 244123456
 FAR = 244000001  # keeps rx1 heard
@@ -226,6 +227,55 @@ def test_conflict_rejects_the_other_place_and_ends_after_quiet_window() -> None:
     end = run.of("mmsi_conflict", "end")[0].alert
     assert end["details"]["end_reason"] == "no_jumps"
     assert run.engine.picture.vessels[SHIP].fix_time == T0 + 960
+
+
+def zones_moved_east(degrees: float) -> ZoneSet:
+    """The test port's zones moved ``degrees`` of longitude east (another UTM zone)."""
+    features = []
+    for feature in PORT_FEATURES:
+        ring = feature["geometry"]["coordinates"][0]
+        features.append({**feature, "geometry": {"type": "Polygon", "coordinates": [
+            [[lon + degrees, lat] for lon, lat in ring]]}})
+    return ZoneSet.from_geojson(collection(*features))
+
+
+def test_a_zone_change_to_another_projection_moves_the_rules_saved_places_with_it() -> None:
+    """Track heads and a jump's other place are kept in projected metres. After zones in
+    another UTM zone they were compared with the new projection's fixes: UTM 32's metres are
+    some 411 km west of UTM 31's here, so a fix 100 m from track a measured nearer the old
+    head of track b, 5 km west of a: a switch to b, the third jump, a false conflict."""
+    run = Run()
+    run.feed(report(SHIP, 0, 0, 0), report(SHIP, 90, 0, 0),
+             report(SHIP, 100, -5000, 0),  # a jump to b (rejected: position_jump opens)
+             report(SHIP, 110, -5000, 0),  # b again
+             report(SHIP, 120, 0, 0))  # back to a: two jumps
+    assert [e.transition for e in run.of("position_jump")] == ["new"]
+    assert run.of("mmsi_conflict") == []
+    vessel = run.engine.picture.vessels[SHIP]
+    assert vessel.rule_state["mmsi_conflict"]["jumps"] == [T0 + 100, T0 + 120]
+    assert run.engine.zones.crs == "EPSG:32631"
+    run.engine.set_zones(zones_moved_east(5.0))
+    assert run.engine.zones.crs == "EPSG:32632"
+    a, b = (vessel.rule_state["mmsi_conflict"][head] for head in "ab")
+    assert [round(v, 6) for v in a[1:3]] == [round(v, 6) for v in run.engine.zones.project(
+        a[4], a[3])]
+    assert [round(v, 6) for v in b[1:3]] == [round(v, 6) for v in run.engine.zones.project(
+        b[4], b[3])]
+    run.feed(report(SHIP, 400, -100, 0))  # reachable from both heads; 100 m from a
+    assert [(e.transition, e.alert["details"].get("apart_m")) for e in run.of(
+        "mmsi_conflict")] == []
+    assert [e.transition for e in run.of("position_jump")] == ["new"]
+    assert vessel.rule_state["mmsi_conflict"]["jumps"] == [T0 + 100, T0 + 120]
+    assert vessel.fix_time == T0 + 400
+
+
+def test_a_zone_change_to_another_projection_moves_a_pending_jump_with_it() -> None:
+    run = Run()
+    run.feed(report(SHIP, 0, 0, 0), report(SHIP, 10, -5000, 0))  # rejected: the other place
+    alt = run.engine.picture.vessels[SHIP].rule_state["position_jump"]["alt"]
+    run.engine.set_zones(zones_moved_east(5.0))
+    assert [round(v, 6) for v in alt[1:3]] == [round(v, 6) for v in run.engine.zones.project(
+        alt[5], alt[4])]
 
 
 def alternating(mmsi: int) -> Run:

@@ -10,6 +10,7 @@ a phase; alerts go through ``ctx.book``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -187,3 +188,10 @@ def scale_at(ctx: RuleContext, x: float, lon: float, lat: float) -> float:
     judged on true metres (:meth:`geofence.projection.Projector.scale`)."""
     projector = ctx.zones.projector
     return 1.0 if projector is None else projector.scale_at(x, lon, lat)
+
+
+def reprojected(ctx: RuleContext, lat: float, lon: float) -> tuple[float, float] | None:
+    """A kept place's metres in the zones' projection now, for a rule's ``on_zones`` after
+    a swap to another projection; None where it has no point there."""
+    x, y = ctx.zones.project(lon, lat)
+    return (x, y) if math.isfinite(x) and math.isfinite(y) else None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from geofence.alert import RiskArea, Severity
 from geofence.mid import is_placeholder
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
+from geofence.rules.base import BaseRule, Phase, RuleContext, evidence, reprojected
 from geofence.rules.position_jump import JumpTest, judged
 from ingest.report import Report
 
@@ -45,6 +45,25 @@ class MmsiConflict(BaseRule):
 
     def on_zones(self, ctx: RuleContext) -> None:
         self.test.on_zones()
+        # Track heads are kept in projected metres, measured against the next fixes: they
+        # follow the zones' projection, from their lat/lon.
+        for vessel in ctx.picture.vessels.values():
+            state = vessel.rule_state.get(self.name)
+            if state is not None:
+                self._reproject(ctx, vessel, state)
+
+    def _reproject(self, ctx: RuleContext, vessel: Vessel, state: dict[str, Any]) -> None:
+        for member in ("a", "b"):
+            head = state.get(member)
+            if head is None:
+                continue
+            xy = reprojected(ctx, head[3], head[4])
+            if xy is None:
+                state[member] = None  # no place in the new projection: a fix starts it anew
+            else:
+                head[1], head[2] = xy
+        if state.get("a") is None and not state.get("alert"):
+            del vessel.rule_state[self.name]  # nothing left to follow
 
     def _fits(self, ctx: RuleContext, head: list[Any] | None, x: float, y: float, lat: float,
               lon: float, t: float) -> float | None:
@@ -100,15 +119,15 @@ class MmsiConflict(BaseRule):
 
     def _open(self, ctx: RuleContext, vessel: Vessel, report: Report, state: dict[str, Any],
               jumps: list[float]) -> Any:
-        a, b = state["a"], state["b"]
-        apart = math.hypot(a[1] - b[1], a[2] - b[2]) if b is not None else None
+        heads = [head for head in (state["a"], state["b"]) if head is not None]
+        apart = (math.hypot(heads[0][1] - heads[1][1], heads[0][2] - heads[1][2])
+                 if len(heads) == 2 else None)
         alert = ctx.book.open(
             self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
             mmsi=vessel.mmsi, started_at=jumps[0], time=report.time,
             shipname=vessel.shipname, lat=vessel.lat, lon=vessel.lon,
             details={"jumps": len(jumps), "window_s": self.window_s,
-                     "places": [{"lat": a[3], "lon": a[4]},
-                                *([{"lat": b[3], "lon": b[4]}] if b is not None else [])],
+                     "places": [{"lat": head[3], "lon": head[4]} for head in heads],
                      "apart_m": None if apart is None else round(apart, 1),
                      "reports": [evidence(report)]})
         if alert is None:

@@ -27,7 +27,7 @@ from pyproj import Geod
 from geofence.alert import RiskArea, Severity
 from geofence.mid import is_placeholder
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, Phase, RuleContext, evidence
+from geofence.rules.base import BaseRule, Phase, RuleContext, evidence, reprojected
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -140,6 +140,18 @@ class PositionJump(BaseRule):
 
     def on_zones(self, ctx: RuleContext) -> None:
         self.test.on_zones()
+        # The other place is kept in projected metres, measured against the next fixes: it
+        # follows the zones' projection, from its lat/lon (judged afresh when it has none).
+        for vessel in ctx.picture.vessels.values():
+            state = vessel.rule_state.get(self.name)
+            alt = None if state is None else state.get("alt")
+            if state is None or alt is None:
+                continue
+            xy = reprojected(ctx, alt[4], alt[5]) if len(alt) >= 6 else None
+            if xy is None:
+                del state["alt"]
+            else:
+                alt[1], alt[2] = xy
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         prev = ctx.prev_fix
