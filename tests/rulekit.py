@@ -71,6 +71,17 @@ def port_zones(*extra: dict[str, Any]) -> ZoneSet:
     return ZoneSet.from_geojson(collection(*PORT_FEATURES, *extra))
 
 
+def zones_moved_east(degrees: float) -> ZoneSet:
+    """The port's zones moved ``degrees`` of longitude east: 5° puts them in UTM 32, where
+    ORIGIN's metres are some 411 km west of UTM 31's."""
+    features = []
+    for feature in PORT_FEATURES:
+        ring = feature["geometry"]["coordinates"][0]
+        features.append({**feature, "geometry": {"type": "Polygon", "coordinates": [
+            [[lon + degrees, lat] for lon, lat in ring]]}})
+    return ZoneSet.from_geojson(collection(*features))
+
+
 def rules_config(**sections: Any) -> RulesConfig:
     """A RulesConfig with some sections overridden, e.g. ``dark_vessel={"moving_s": 60}``."""
     return RulesConfig.model_validate(sections)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from geofence.rules.emergency import device_kind
-from tests.rulekit import T0, Run, report, span
+from tests.rulekit import T0, Run, report, span, zones_moved_east
 
 SART = 970123456
 
@@ -34,6 +34,18 @@ def test_one_alert_that_follows_and_ends() -> None:
     (end,) = run.of("emergency_device", "end")
     assert end.alert["ended_at"] == "2026-01-01T12:25:00Z"
     assert end.time == T0 + 1501
+
+
+def test_a_zone_change_to_another_projection_moves_the_last_update_place_with_it() -> None:
+    """Where the alert was last updated is kept in metres: after zones in UTM 32 in place of
+    UTM 31 the next fix, 30 m on, measured some 411 km from it and made an update."""
+    run = Run()
+    for i, t in enumerate(span(0, 600, 60)):
+        if t == 300:
+            run.engine.set_zones(zones_moved_east(5.0))
+        run.feed(report(SART, t, 500, 500 + 30 * i, status=14, speed=0.5))
+    assert [(e.transition, e.time - T0) for e in run.of("emergency_device")] == [
+        ("new", 0), ("update", 240), ("update", 480)]
 
 
 def test_ordinary_vessel_no_alert() -> None:

@@ -9,9 +9,8 @@ import pytest
 from pyproj import Geod
 
 from geofence.mid import classify, is_placeholder, is_ship_mmsi, mmsi_text
-from geofence.zones import ZoneSet
 from ingest.report import Report
-from tests.rulekit import PORT_FEATURES, T0, Run, collection, report, span
+from tests.rulekit import T0, Run, report, span, zones_moved_east
 
 SHIP = 244123456
 FAR = 244000001  # keeps rx1 heard
@@ -227,16 +226,6 @@ def test_conflict_rejects_the_other_place_and_ends_after_quiet_window() -> None:
     end = run.of("mmsi_conflict", "end")[0].alert
     assert end["details"]["end_reason"] == "no_jumps"
     assert run.engine.picture.vessels[SHIP].fix_time == T0 + 960
-
-
-def zones_moved_east(degrees: float) -> ZoneSet:
-    """The test port's zones moved ``degrees`` of longitude east (another UTM zone)."""
-    features = []
-    for feature in PORT_FEATURES:
-        ring = feature["geometry"]["coordinates"][0]
-        features.append({**feature, "geometry": {"type": "Polygon", "coordinates": [
-            [[lon + degrees, lat] for lon, lat in ring]]}})
-    return ZoneSet.from_geojson(collection(*features))
 
 
 def test_a_zone_change_to_another_projection_moves_the_rules_saved_places_with_it() -> None:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 
 from geofence.alert import Alert, AlertEvent
 from geofence.engine import Engine
+from geofence.zones import ZoneSet
 from ingest.report import Report
-from tests.rulekit import port_zones, report, rules_config, span
+from tests.rulekit import port_zones, report, rules_config, span, zones_moved_east
 
 Stream = Callable[[float, float], list[Report]]
 SHIP = 244123456
@@ -26,13 +27,13 @@ def feed(engine: Engine, reports: Iterable[Report]) -> list[AlertEvent]:
     return out
 
 
-def restarted(first: Engine) -> Engine:
+def restarted(first: Engine, zones: ZoneSet | None = None) -> Engine:
     """A new engine given back what ``first`` would have saved, through JSON."""
     vessels = json.loads(json.dumps([v.to_state() for v in first.picture.vessels.values()]))
     alerts = [Alert.from_dict(json.loads(json.dumps(a.to_dict())))
               for a in first.open_alerts()]
     saved = json.loads(json.dumps(first.saved_state(), allow_nan=False))
-    second = Engine(rules_config(), port_zones())
+    second = Engine(rules_config(), zones or port_zones())
     second.restore(vessels, alerts, saved)
     return second
 
@@ -264,3 +265,15 @@ def test_a_limit_changed_while_the_service_was_down_ends_the_alert_under_the_old
     assert [(str(e.transition), e.alert["details"]["end_reason"]) for e in ended] == [
         ("end", "zones changed")]
     assert second.open_alerts() == []
+
+
+def test_a_restart_with_zones_in_another_projection_carries_an_anchor_circle_over() -> None:
+    """The saved centre is in the old zones' metres; the zones the service restarts with are
+    in UTM 32: the same swing measured some 411 km from it, a false drag."""
+    anchored = [report(SHIP, t, 5000, 5000 + (t % 120) / 2, status=1, speed=0.1)
+                for t in span(0, 3600, 60)]
+    first = Engine(rules_config(), port_zones())
+    assert feed(first, anchored[:40]) == []
+    second = restarted(first, zones_moved_east(5.0))
+    assert [e.alert["rule"] for e in feed(second, anchored[40:])] == []
+    assert second.picture.vessels[SHIP].rule_state["anchor_drag"]["crs"] == "EPSG:32632"

@@ -28,6 +28,7 @@ from tests.rulekit import (
     rect,
     report,
     span,
+    zones_moved_east,
 )
 
 SHIP, OTHER = 244000010, 244000020
@@ -624,3 +625,23 @@ def test_traffic_alert_ids_repeat_on_replay() -> None:
 
     first = once()
     assert len(set(first)) == 3 and first == once()  # the collision risk also ends
+
+
+@pytest.mark.parametrize("learnt_s", [600, 1800], ids=["learning", "learnt"])
+def test_a_zone_change_to_another_projection_moves_the_anchor_circle_with_it(
+        learnt_s: float) -> None:
+    """The centre and the fixes learnt are kept in metres: after zones in UTM 32 in place of
+    UTM 31 the next fixes, the same swing, measured some 411 km from the old centre."""
+    run = Run()
+    anchored(run, span(0, learnt_s, 60))
+    run.engine.set_zones(zones_moved_east(5.0))
+    anchored(run, span(learnt_s + 60, 3 * 3600, 60))
+    assert run.of("anchor_drag") == []
+    state = run.engine.picture.vessels[SHIP].rule_state["anchor_drag"]
+    assert 79.0 <= state["radius"] <= 81.0 and 179.0 <= state["limit"] <= 181.0
+    assert state["crs"] == "EPSG:32632"
+    cx, cy = run.engine.zones.project(*lonlat(*CENTRE))
+    assert math.hypot(state["centre"][0] - cx, state["centre"][1] - cy) < 1.0
+    at_anchor(run, 3 * 3600 + 60, 300.0)
+    at_anchor(run, 3 * 3600 + 120, 300.0)  # a real drag is still one
+    assert [e.transition for e in run.of("anchor_drag")] == ["new"]

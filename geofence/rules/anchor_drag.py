@@ -10,7 +10,8 @@ reports). It ends when a fix is back inside the limit, or when the status is no 
 slower than ``settle_kn`` are learnt, and learning starts at the first of them: a crew may
 set "at anchor" while still approaching, and the approach made the circle so large that a
 400 m drag stayed inside it. Class B has no status and is never judged. Everything is
-kept in the vessel's ``rule_state``: the centre in projected metres, the radius and limit
+kept in the vessel's ``rule_state``: the centre in projected metres (and that projection's
+CRS, to carry it over to zones in another: :meth:`AnchorDrag.on_zones`), the radius and limit
 in true ones (a distance in projected metres divided by the projection's scale factor at
 the fix: far from its central meridian, a national feed's vessels, they stretch).
 """
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from geofence.alert import RiskArea, Severity
 from geofence.picture import STATUS_AT_ANCHOR, Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence, scale_at, vessel_fields
+from geofence.rules.base import (
+    BaseRule,
+    Reprojector,
+    RuleContext,
+    evidence,
+    scale_at,
+    vessel_fields,
+)
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -64,7 +72,8 @@ class AnchorDrag(BaseRule):
         settled = report.speed is None or report.speed < self.settle_kn
         if state is None:
             if settled:
-                vessel.rule_state[self.name] = {"since": t, "points": [[x, y]]}
+                vessel.rule_state[self.name] = {"since": t, "points": [[x, y]],
+                                                "crs": ctx.zones.crs}
             return
         if "centre" not in state:
             if t - state["since"] < self.learn_s:
@@ -96,6 +105,26 @@ class AnchorDrag(BaseRule):
                          "reports": [outside[2], evidence(report)]})
             if alert is not None:
                 state["alert"] = alert.id
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        # The centre and the fixes learnt are kept in metres alone: after zones in another
+        # projection (also across a restart) they are carried over through lat/lon. One with
+        # no point in the new projection is left in the old (its vessel has none either).
+        crs = ctx.zones.crs
+        if crs is None:
+            return
+        carry = Reprojector(ctx.zones)
+        for vessel in ctx.picture.vessels.values():
+            state = vessel.rule_state.get(self.name)
+            if state is None or state.get("crs", crs) == crs:
+                continue
+            learnt = "centre" in state
+            places = [state["centre"]] if learnt else state["points"]
+            moved = [xy for x, y in places if (xy := carry(state["crs"], x, y)) is not None]
+            if len(moved) == len(places):
+                state["centre" if learnt else "points"] = (
+                    list(moved[0]) if learnt else [list(xy) for xy in moved])
+                state["crs"] = crs
 
     def _learn(self, state: dict[str, Any], k: float) -> None:
         """Centre and swing radius of the fixes learnt; ``k``: the scale factor there."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from geofence.alertbook import AlertBook
 from geofence.picture import Fix, Picture, Vessel
+from geofence.projection import Projector
 from geofence.zones import Zone, ZoneSet
 from ingest.report import Report, iso_time
 
@@ -195,3 +196,23 @@ def reprojected(ctx: RuleContext, lat: float, lon: float) -> tuple[float, float]
     a swap to another projection; None where it has no point there."""
     x, y = ctx.zones.project(lon, lat)
     return (x, y) if math.isfinite(x) and math.isfinite(y) else None
+
+
+class Reprojector:
+    """Metres a rule kept in projection ``crs``, into the zones' projection now: for places
+    kept without their lat/lon, in a rule's ``on_zones``."""
+
+    def __init__(self, zones: ZoneSet) -> None:
+        self.zones = zones
+        self._old: dict[str, Projector] = {}
+
+    def __call__(self, crs: str, x: float, y: float) -> tuple[float, float] | None:
+        """None where either projection has no point."""
+        old = self._old.get(crs)
+        if old is None:
+            old = self._old[crs] = Projector(crs)
+        lon, lat = old.inverse(x, y)
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            return None
+        x, y = self.zones.project(lon, lat)
+        return (x, y) if math.isfinite(x) and math.isfinite(y) else None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity, alert_id
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, RuleContext, evidence, vessel_fields
+from geofence.rules.base import BaseRule, Reprojector, RuleContext, evidence, vessel_fields
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -84,20 +84,36 @@ class EmergencyDevice(BaseRule):
                           alert_id=alert_id(self.name, vessel.mmsi, None, "after-test",
                                             report.time, ctx.book.drill) if escalated else "")
             vessel.rule_state[self.name] = {"updated": report.time, "x": vessel.x,
-                                            "y": vessel.y}
+                                            "y": vessel.y, "crs": ctx.zones.crs}
             return
-        state = vessel.rule_state.setdefault(self.name, {"updated": report.time,
-                                                         "x": vessel.x, "y": vessel.y})
+        state = vessel.rule_state.setdefault(self.name, {
+            "updated": report.time, "x": vessel.x, "y": vessel.y, "crs": ctx.zones.crs})
         if not ctx.fix_accepted or vessel.x is None or vessel.y is None:
             return
         if state.get("x") is None:
-            state.update(x=vessel.x, y=vessel.y)
+            state.update(x=vessel.x, y=vessel.y, crs=ctx.zones.crs)
             return
         moved = math.hypot(vessel.x - state["x"], vessel.y - state["y"])
         if moved >= UPDATE_MOVE_M and report.time - state["updated"] >= UPDATE_EVERY_S:
-            state.update(updated=report.time, x=vessel.x, y=vessel.y)
+            state.update(updated=report.time, x=vessel.x, y=vessel.y, crs=ctx.zones.crs)
             ctx.book.update(alert, report.time, lat=vessel.lat, lon=vessel.lon,
                             details={"last_report": evidence(report)})
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        # Where the alert was last updated is kept in metres alone: after zones in another
+        # projection (also across a restart) it is carried over through lat/lon. Where the
+        # new projection has no point for it, the next fix takes its place.
+        crs = ctx.zones.crs
+        if crs is None:
+            return
+        carry = Reprojector(ctx.zones)
+        for vessel in ctx.picture.vessels.values():
+            state = vessel.rule_state.get(self.name)
+            if state is None or state.get("x") is None or state.get("crs", crs) == crs:
+                continue
+            xy = carry(state["crs"], state["x"], state["y"])
+            state.update(x=None if xy is None else xy[0], y=None if xy is None else xy[1],
+                         crs=crs)
 
     def on_tick(self, ctx: RuleContext, now: float) -> None:
         for alert in ctx.book.of_rule(self.name):
