@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Generator
@@ -25,7 +26,7 @@ class ApiAddressError(OSError):
     """The API's address cannot be served (taken, or not this host's)."""
 
 
-def check_address(host: str, port: int) -> None:
+def check_address(host: str, port: int, where: str = "api.port") -> None:
     """Bind and release ``host:port`` as uvicorn will, so a taken port stops the run before
     it starts, with a message, instead of failing later in a task.
 
@@ -44,8 +45,12 @@ def check_address(host: str, port: int) -> None:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
     except OSError as exc:
-        raise ApiAddressError(f"API on {host}:{port} cannot be served: {exc.strerror or exc}"
-                              ) from exc
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f": another process listens on it (`ss -ltnp 'sport = :{port}'` names "
+                    f"it); stop it, or set another port ({where})")
+        raise ApiAddressError(
+            f"API on {host}:{port} cannot be served: {exc.strerror or exc}{hint}") from exc
     finally:
         for sock in sockets:
             sock.close()

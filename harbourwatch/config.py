@@ -889,8 +889,8 @@ def parse_config(text: str, source: str = "<config>", *, base_dir: Path | None =
     if base_dir is not None:
         _resolve_paths(config, base_dir)
     fields = [("port", "zones"), ("mqtt", "client_id"), ("mqtt", "tls", "ca_file"),
-              ("mqtt", "tls", "cert_file")] + [
-        ("sources", i, "path") for i in range(len(config.sources))]
+              ("mqtt", "tls", "cert_file"), ("api", "port")] + [
+        ("sources", i, key) for i in range(len(config.sources)) for key in ("path", "port")]
     for loc in fields:
         node = _node_at(root, loc)
         if node is not None and node.value == loc[-1]:  # the key itself: it was written

@@ -108,6 +108,7 @@ def resolve_config(options: ServiceOptions) -> Config:
         config.api.enabled = True
         _set(config.api, "host", host or "127.0.0.1", "--serve")
         _set(config.api, "port", int(port), "--serve")
+        config.set_origin("api.port", "--serve")
     return config
 
 
@@ -129,11 +130,12 @@ def build_sources(config: Config, options: ServiceOptions) -> list[SourceBase]:
     from ingest.sources.udp import UdpSource
 
     sources: list[SourceBase] = []
-    for item in config.sources:
+    for i, item in enumerate(config.sources):
         if item.kind == "udp":
             assert item.port is not None
             sources.append(UdpSource(item.name, item.host or "0.0.0.0", item.port,
-                                     allow_from=item.allowed_networks))
+                                     allow_from=item.allowed_networks,
+                                     where=config.where(f"sources.{i}.port")))
         elif item.kind == "tcp":
             assert item.host is not None and item.port is not None
             sources.append(TcpClientSource(item.name, item.host, item.port,

@@ -310,7 +310,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         auth = None
         if config.api.enabled:
             from api.server import check_address
-            check_address(config.api.host, config.api.port)
+            check_address(config.api.host, config.api.port, config.where("api.port"))
             auth = api_authenticator(config)
         store = make_store(config, config_dir, drill, replay=replay is not None)
         # Each try through the signals' reach: a database that takes the connection and

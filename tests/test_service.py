@@ -639,9 +639,30 @@ def test_a_udp_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (
         f"harbourwatch: source udp-{port}: cannot listen on UDP 127.0.0.1:{port}: "
-        "[Errno 98] Address already in use")
+        f"[Errno 98] Address already in use: another process listens on it (`ss -lunp "
+        f"'sport = :{port}'` names it), or another of this run's sources does; stop it, or "
+        f"set another port (--udp 127.0.0.1:{port})")
     assert "Traceback" not in done.stderr
     # Nothing started: a second instance said "stopped" on MQTT over the one running.
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_udp_port_in_use_names_the_config_line_that_chose_it(tmp_path: Path) -> None:
+    """It said what failed, not what to do."""
+    config = tmp_path / "port.yaml"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config.write_text(f"version: 1\nport: {{name: t, zones: {DEMO_ZONES}}}\nsources:\n"
+                          "  - kind: udp\n    name: harbour\n    host: 127.0.0.1\n"
+                          f"    port: {port}\n")
+        done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"harbourwatch: source harbour: cannot listen on UDP 127.0.0.1:{port}: "
+        f"[Errno 98] Address already in use: another process listens on it (`ss -lunp "
+        f"'sport = :{port}'` names it), or another of this run's sources does; stop it, or "
+        f"set another port ({config}:7: sources.0.port)")
     assert not (tmp_path / "x.db").exists()
 
 
@@ -654,10 +675,29 @@ def test_an_api_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
         done = cli("run", "--zones", DEMO_ZONES, "--serve", f"127.0.0.1:{port}",
                    "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1].startswith(
-        f"harbourwatch: API on 127.0.0.1:{port} cannot be served: Address already in use")
+    assert done.stderr.splitlines()[-1] == (
+        f"harbourwatch: API on 127.0.0.1:{port} cannot be served: Address already in use: "
+        f"another process listens on it (`ss -ltnp 'sport = :{port}'` names it); stop it, "
+        "or set another port (--serve)")
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.db").exists()  # nothing started
+
+
+def test_an_api_port_in_use_names_the_config_line_that_chose_it(tmp_path: Path) -> None:
+    config = tmp_path / "port.yaml"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(f"version: 1\nport: {{name: t, zones: {DEMO_ZONES}}}\napi:\n"
+                          f"  enabled: true\n  port: {port}\n")
+        done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'x.db'}",
+                   env={**os.environ, "HARBOURWATCH_API_TOKENS": "ops:admin:a-secret-token-1"})
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"harbourwatch: API on 127.0.0.1:{port} cannot be served: Address already in use: "
+        f"another process listens on it (`ss -ltnp 'sport = :{port}'` names it); stop it, "
+        f"or set another port ({config}:5: api.port)")
 
 
 def test_the_api_address_check_binds_every_address_of_a_name() -> None:
@@ -1201,7 +1241,9 @@ def test_two_udp_sources_on_one_port_spelt_apart_stop_the_start(tmp_path: Path) 
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (
         f"harbourwatch: source b: cannot listen on UDP 0.0.0.0:{port}: "
-        "[Errno 98] Address already in use")
+        f"[Errno 98] Address already in use: another process listens on it (`ss -lunp "
+        f"'sport = :{port}'` names it), or another of this run's sources does; stop it, or "
+        f"set another port ({config}:5: sources.1.port)")
     assert not (tmp_path / "x.db").exists()
 
 

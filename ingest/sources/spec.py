@@ -49,7 +49,7 @@ def parse_host_port(spec: str, *, flag: str, default_host: str | None = None) ->
 def parse_udp_spec(spec: str, *, name: str | None = None) -> UdpSource:
     """``--udp [HOST:]PORT`` (HOST defaults to 0.0.0.0, every interface); name ``udp-<port>``."""
     host, port = parse_host_port(spec, flag="--udp", default_host="0.0.0.0")
-    return UdpSource(name or f"udp-{port}", host, port)
+    return UdpSource(name or f"udp-{port}", host, port, where=f"--udp {spec}")
 
 
 def parse_tcp_spec(spec: str, *, name: str | None = None) -> TcpClientSource:

@@ -9,6 +9,7 @@ datagram, and is joined to it unless that one starts a sentence of its own.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -49,9 +50,11 @@ class UdpSource(SourceBase):
 
     def __init__(
         self, name: str, host: str, port: int, *, rcvbuf: int | None = DEFAULT_RCVBUF,
-        allow_from: Iterable[Network] | None = None,
+        allow_from: Iterable[Network] | None = None, where: str = "the source's port",
     ) -> None:
         super().__init__(name)
+        #: The setting that chose the port, for a message ("port.yaml:7: sources.0.port").
+        self.where = where
         #: Senders taken (None: any); others are dropped and counted (refused_datagrams).
         self.allow_from: tuple[Network, ...] | None = (
             None if allow_from is None else tuple(allow_from))
@@ -85,8 +88,13 @@ class UdpSource(SourceBase):
         return sock
 
     def _cannot_listen(self, exc: OSError) -> SourceError:
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f": another process listens on it (`ss -lunp 'sport = :{self.port}'` "
+                    "names it), or another of this run's sources does; stop it, or set "
+                    f"another port ({self.where})")
         return SourceError(
-            f"source {self.name}: cannot listen on UDP {self.host}:{self.port}: {exc}")
+            f"source {self.name}: cannot listen on UDP {self.host}:{self.port}: {exc}{hint}")
 
     async def run(self, queue: LineQueue) -> None:
         loop = asyncio.get_running_loop()
