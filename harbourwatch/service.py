@@ -353,9 +353,14 @@ async def run_service(config: Config, options: ServiceOptions, *,
             # start that failed or was stopped before then wiped the state saved last.
             saves_state = False
             if not await _until_stopped(store.spooled_alerts_written(), stop):
-                log.warning("stopped before the rules' state was restored: the alerts and "
-                            "acts an earlier run spooled are not written yet (is the "
-                            "database away?); they stay spooled for the next start")
+                waiting = store.stats()
+                if waiting.spool_pending or waiting.pending_acts:
+                    log.warning("stopped before the rules' state was restored: the alerts "
+                                "and acts an earlier run spooled are not written yet (is the "
+                                "database away?); they stay spooled for the next start")
+                else:  # a signal in the moment this took: nothing waits, nothing was lost
+                    log.warning("stopped before the rules' state was restored (nothing was "
+                                "saved over it)")
                 return 0
             restored = await restore_state(
                 store, engine, pipeline.operator_acts, scope=scope,

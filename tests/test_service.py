@@ -1039,9 +1039,11 @@ def test_a_live_stop_is_said_in_the_log(tmp_path: Path, sig: signal.Signals) -> 
     port = free_udp_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
-         "--udp", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 's.db'}"],
+         "--udp", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 's.db'}", "-v"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    said = wait_said(proc, "store: ")  # started, its own signal handlers in place
+    # Its sources start once the rules' state is restored (a signal before then is a stop
+    # during start-up, said otherwise).
+    said = wait_said(proc, "listening on UDP")
     proc.send_signal(sig)
     assert proc.wait(timeout=30) == 0
     time.sleep(0.2)  # the reading thread takes the last lines
@@ -1355,7 +1357,8 @@ def test_a_signal_stops_a_start_waiting_for_the_database_to_take_the_spooled_ale
         locker.execute("ROLLBACK")
         locker.close()
     assert code == 0, said
-    assert "stopped before the rules' state was restored" in said
+    assert "stopped before the rules' state was restored: the alerts and acts an earlier " \
+           "run spooled are not written yet" in said
     assert spool.read_text() == line  # still spooled, for the next start
 
 
