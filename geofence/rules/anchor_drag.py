@@ -25,9 +25,9 @@ from geofence.alert import RiskArea, Severity
 from geofence.picture import STATUS_AT_ANCHOR, Vessel
 from geofence.rules.base import (
     BaseRule,
-    Reprojector,
     RuleContext,
     evidence,
+    kept_elsewhere,
     scale_at,
     vessel_fields,
 )
@@ -110,14 +110,7 @@ class AnchorDrag(BaseRule):
         # The centre and the fixes learnt are kept in metres alone: after zones in another
         # projection (also across a restart) they are carried over through lat/lon. One with
         # no point in the new projection is left in the old (its vessel has none either).
-        crs = ctx.zones.crs
-        if crs is None:
-            return
-        carry = Reprojector(ctx.zones)
-        for vessel in ctx.picture.vessels.values():
-            state = vessel.rule_state.get(self.name)
-            if state is None or state.get("crs", crs) == crs:
-                continue
+        for state, carry, crs in kept_elsewhere(ctx, self.name):
             learnt = "centre" in state
             places = [state["centre"]] if learnt else state["points"]
             moved = [xy for x, y in places if (xy := carry(state["crs"], x, y)) is not None]

@@ -11,7 +11,7 @@ a phase; alerts go through ``ctx.book``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -196,6 +196,21 @@ def reprojected(ctx: RuleContext, lat: float, lon: float) -> tuple[float, float]
     a swap to another projection; None where it has no point there."""
     x, y = ctx.zones.project(lon, lat)
     return (x, y) if math.isfinite(x) and math.isfinite(y) else None
+
+
+def kept_elsewhere(ctx: RuleContext, rule: str
+                   ) -> Iterator[tuple[dict[str, Any], Reprojector, str]]:
+    """Each of ``rule``'s vessel states kept in a projection other than the zones' now (its
+    ``"crs"``; a state without one is taken as in the zones'), with a :class:`Reprojector`
+    into the zones' and their CRS: for a rule's ``on_zones``."""
+    crs = ctx.zones.crs
+    if crs is None:
+        return
+    carry = Reprojector(ctx.zones)
+    for vessel in ctx.picture.vessels.values():
+        state = vessel.rule_state.get(rule)
+        if state is not None and state.get("crs", crs) != crs:
+            yield state, carry, crs
 
 
 class Reprojector:

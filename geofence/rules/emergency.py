@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from geofence.alert import RiskArea, Severity, alert_id
 from geofence.picture import Vessel
-from geofence.rules.base import BaseRule, Reprojector, RuleContext, evidence, vessel_fields
+from geofence.rules.base import BaseRule, RuleContext, evidence, kept_elsewhere, vessel_fields
 from ingest.report import Report, iso_time
 
 if TYPE_CHECKING:
@@ -103,13 +103,8 @@ class EmergencyDevice(BaseRule):
         # Where the alert was last updated is kept in metres alone: after zones in another
         # projection (also across a restart) it is carried over through lat/lon. Where the
         # new projection has no point for it, the next fix takes its place.
-        crs = ctx.zones.crs
-        if crs is None:
-            return
-        carry = Reprojector(ctx.zones)
-        for vessel in ctx.picture.vessels.values():
-            state = vessel.rule_state.get(self.name)
-            if state is None or state.get("x") is None or state.get("crs", crs) == crs:
+        for state, carry, crs in kept_elsewhere(ctx, self.name):
+            if state.get("x") is None:
                 continue
             xy = carry(state["crs"], state["x"], state["y"])
             state.update(x=None if xy is None else xy[0], y=None if xy is None else xy[1],
