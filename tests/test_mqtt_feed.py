@@ -369,6 +369,14 @@ async def test_drill_alert_in_live_feed_goes_to_drill_branch(broker: MosquittoBr
     await feed.stop()
 
 
+async def _failing(feed: MqttFeed, tries: int) -> None:
+    """Start ``feed`` and wait until it has failed to connect ``tries`` times."""
+    await feed.start()
+    async with asyncio.timeout(WAIT_S):
+        while feed.counters["connect_failures"] < tries:
+            await asyncio.sleep(0.02)
+
+
 def _spawn(code: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -780,9 +788,7 @@ async def test_tls_refusal_is_named_once(tmp_path: Path,
                         backoff_initial_s=0.05, backoff_max_s=0.05, stop_timeout_s=0.1,
                         timeout_s=1.0)
         with caplog.at_level(logging.DEBUG, logger="api.mqtt"):
-            await feed.start()
-            while feed.counters["connect_failures"] < 3:
-                await asyncio.sleep(0.02)
+            await _failing(feed, 3)
             await feed.stop()
     finally:
         broker.stop()
@@ -1105,10 +1111,7 @@ async def test_a_refused_connection_is_named_at_error(
                     client_id="hw-port-gladstone-main-01", backoff_initial_s=0.05,
                     backoff_max_s=0.1, stop_timeout_s=0.1)
     try:
-        await feed.start()
-        async with asyncio.timeout(WAIT_S):
-            while feed.counters["connect_failures"] < 3:
-                await asyncio.sleep(0.02)
+        await _failing(feed, 3)
     finally:
         await feed.stop()
         server.close()
@@ -1126,10 +1129,7 @@ async def test_a_client_id_the_broker_does_not_authorise_is_named_at_error(
     broker.start()
     feed = feed_for(broker, new_prefix(), client_id="other", stop_timeout_s=0.1)
     try:
-        await feed.start()
-        async with asyncio.timeout(WAIT_S):
-            while feed.counters["connect_failures"] < 2:
-                await asyncio.sleep(0.02)
+        await _failing(feed, 2)
     finally:
         await feed.stop()
         broker.stop()

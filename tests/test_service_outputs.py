@@ -68,6 +68,21 @@ async def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _cancelled(listener: asyncio.Task[None]) -> None:
+    """Stop a ``_collect`` task (it ends only by being cancelled)."""
+    listener.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listener
+
+
+async def _stopped(proc: subprocess.Popen[str], listener: asyncio.Task[None]) -> int:
+    """Stop the service as systemd does, then the listener; the service's exit status."""
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    await _cancelled(listener)
+    return code
+
+
 async def test_drill_replay_reaches_api_and_command_platform(
         tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
     log, truth = tmp_path / "port.nmea", tmp_path / "truth.json"
@@ -144,9 +159,7 @@ async def test_drill_replay_reaches_api_and_command_platform(
     assert code == 0, "".join(stderr)
     await _wait_for(lambda: any(str(m.topic) == f"{prefix}/drill/available"
                                 and m.payload == b"stopped" for m in messages), 10, "stopped")
-    listener.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await listener
+    await _cancelled(listener)
     assert not [m for m in messages if str(m.topic) == f"{prefix}/alerts"]
     live_store = open_store(f"sqlite:///{tmp_path / 'hw.db'}")
     await live_store.start()
@@ -184,11 +197,7 @@ async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
                         "the dead feed's offline")
         await _wait_for(lambda: latest(f"udp-{udp}") == b"online", 30, "the UDP source")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        listener.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await listener
+        code = await _stopped(proc, listener)
     assert code == 0, proc.stderr.read() if proc.stderr else ""
 
 
@@ -257,9 +266,7 @@ async def test_a_plain_replay_with_the_ports_config_leaves_the_live_topics_alone
                                     and m.payload == b"stopped" for m in messages), 30,
                         "the replay's stopped")
     finally:
-        listener.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await listener
+        await _cancelled(listener)
     # Only what the live service had retained, seen as the listener subscribed.
     live_topics = [(str(m.topic), m.payload, m.retain) for m in messages
                    if not str(m.topic).startswith(f"{prefix}/replay/")]
@@ -331,11 +338,7 @@ async def test_a_bound_udp_source_whose_receiver_went_quiet_is_offline_on_mqtt(
             await _wait_for(lambda: status() == b"online", 10, "the source heard again")
             await _wait_for(lambda: bool(silent_alerts("end")), 10, "source_silent's end")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        listener.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await listener
+        code = await _stopped(proc, listener)
     assert code == 0, proc.stderr.read() if proc.stderr else ""
     statuses = [m.payload for m in messages
                 if str(m.topic) == f"{prefix}/sources/{source}/status"]
