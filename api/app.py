@@ -79,8 +79,6 @@ RISK_AREAS = tuple(area.value for area in RiskArea)
 #: Seconds an act waits for the store writer's pass before it (see ``act``); past it the
 #: writer is stuck on a database that does not answer, and the act is queued instead.
 ACT_FLUSH_WAIT_S = 5.0
-#: Why a request is not tried on the database: the store's writer found it away.
-AWAY = "database away (the store writer's last try failed)"
 #: On an act's 202: ``disk`` once it is spooled (a crash or power cut before the database is
 #: back does not lose it), ``memory`` when the spool could not be written (a full disk).
 QUEUED_HEADER = "X-Harbourwatch-Queued"
@@ -551,10 +549,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             raise ApiError(422, "end is before start")
         if t_start < _FIRST_TIME or t_end > _LAST_TIME:  # a bound made by default
             raise ApiError(422, "start/end: the default hour falls outside years 1 to 9999")
-        if not store.stats().db_up:
-            # Not tried: in a network cut the try waits for a timeout, and a locked SQLite
-            # file still reads, without the positions buffered meanwhile.
-            raise StoreUnavailable(f"{AWAY}; tracks are in the database alone")
+        untried_while_away("; tracks are in the database alone")
         points = await store.track(mmsi, t_start, t_end, max_points,
                                    drill=deps.drill if drill is None else drill,
                                    rejected=rejected)
@@ -652,12 +647,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
         are not all written: memory has them, the store not yet."""
         return memory is not None and store.stats().catching_up
 
+    def untried_while_away(why: str = "") -> None:
+        """503 (``why`` added to the reason) without trying the database while the store's
+        writer knows it is away: in a network cut every try waits for a timeout, and a
+        SQLite file locked for writes still reads, without what is queued meanwhile."""
+        if not store.stats().db_up:
+            raise StoreUnavailable(f"database away (the store writer's last try failed){why}")
+
     def not_while_away() -> None:
-        """While the store's writer knows the database is away, a process with memory
-        answers from it without trying the database: in a network cut every try waits for
-        a timeout."""
-        if memory is not None and not store.stats().db_up:
-            raise StoreUnavailable(AWAY)
+        """A process with memory answers from it instead (see ``untried_while_away``)."""
+        if memory is not None:
+            untried_while_away()
 
     async def flushed() -> None:
         try:
@@ -844,11 +844,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
     ) -> Response:
         """Who snoozed and unsnoozed which rule for which vessel, newest first."""
         rule_names = _names(rule, "rule", rules, "rule")
-        if snooze_keeper is store and not store.stats().db_up:
-            # Not tried: in a network cut the try waits for a timeout, and a file locked for
-            # writes still reads, without the acts queued meanwhile. Memory holds those
-            # alone: a part of the history, not to be passed as the whole.
-            raise StoreUnavailable(f"{AWAY}; the snooze history is in the database alone")
+        if snooze_keeper is store:
+            # Memory holds the outage's acts alone: a part of the history, not the whole.
+            untried_while_away("; the snooze history is in the database alone")
         return _dump(await snooze_keeper.snooze_acts(rule_names, mmsi, limit))
 
     @app.delete("/snoozes/{snooze_id}", status_code=204, tags=["alerts"],
