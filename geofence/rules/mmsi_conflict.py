@@ -44,7 +44,8 @@ class MmsiConflict(BaseRule):
         self.window_s = cfg.window_s
 
     def on_zones(self, ctx: RuleContext) -> None:
-        self.test.on_zones()
+        if not self.test.on_zones(ctx):
+            return
         # Track heads are kept in projected metres, measured against the next fixes: they
         # follow the zones' projection, from their lat/lon.
         for vessel in ctx.picture.vessels.values():

@@ -51,7 +51,7 @@ _ROUNDING = 1e-6
 class JumpTest:
     """The shared definition of a jump, used by ``position_jump`` and ``mmsi_conflict``."""
 
-    __slots__ = ("_pre", "max_speed_kn", "min_distance_m")
+    __slots__ = ("_crs", "_pre", "max_speed_kn", "min_distance_m")
 
     def __init__(self, config: RulesConfig) -> None:
         self.max_speed_kn = config.position_jump.max_speed_kn
@@ -59,14 +59,22 @@ class JumpTest:
         #: the pre-filter's (metres, knots) in projected metres: taken from the zones'
         #: projection on first use, forgotten when the zones change (:meth:`on_zones`)
         self._pre: tuple[float, float] | None = None
+        #: the projection the rules' places in metres are in (:meth:`on_zones`)
+        self._crs: str | None = None
 
     def is_jump(self, distance_m: float, dt_s: float) -> bool:
         return distance_m >= self.min_distance_m and (
             implied_speed_kn(distance_m, dt_s) > self.max_speed_kn)
 
-    def on_zones(self) -> None:
-        """New zones may come with another projection."""
-        self._pre = None
+    def on_zones(self, ctx: RuleContext) -> bool:
+        """New zones (or restored state): whether they come in another projection than the
+        last ones, so that places the rules keep in metres must follow (at the first call
+        always: restored state may be in any)."""
+        crs = ctx.zones.crs
+        if crs == self._crs:
+            return False
+        self._crs, self._pre = crs, None
+        return True
 
     def _take_projection(self, ctx: RuleContext) -> tuple[float, float]:
         """The pre-filter's thresholds: the limits times the projection's smallest scale
@@ -139,7 +147,8 @@ class PositionJump(BaseRule):
         self.clear_s = cfg.clear_s
 
     def on_zones(self, ctx: RuleContext) -> None:
-        self.test.on_zones()
+        if not self.test.on_zones(ctx):
+            return
         # The other place is kept in projected metres, measured against the next fixes: it
         # follows the zones' projection, from its lat/lon (judged afresh when it has none).
         for vessel in ctx.picture.vessels.values():
