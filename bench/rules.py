@@ -21,6 +21,10 @@ Lines are built first; then, in the same run:
 Both are the best of ``--repeat`` runs, with the garbage collector tuned as the service tunes
 it after start-up (``harbourwatch.gctune.tune_gc``); figures are µs per decoded message and
 the share the picture and rules add to ingest's cost. Target (issue 3): at most +30 %.
+``--floor`` also times the least any pure-Python engine can do per report, on the same decoded
+reports: look the vessel up, store five fields, call 16 rules that each read two attributes
+(:func:`python_floor`); its share of ingest is how much of the +30 % budget Python's call and
+attribute overhead alone takes, before any projection, zone test or rule logic.
 ``--profile`` prints a cProfile of the rules part alone (the same reports, already decoded,
 through ``Pipeline.handle_report``). ``--alerts-out`` writes every alert transition of one run as a
 JSON line (sorted keys, as ``harbourwatch replay --alerts-out``): compare two versions of the
@@ -252,13 +256,58 @@ def best_of(repeat: int, job: Callable[[], object]) -> float:
     return best
 
 
-def profile_rules(lines: Sequence[bytes], zones: ZoneSet, top: int = 30) -> None:
-    """cProfile of the rules alone: decoded reports through ``handle_report``."""
+class _FloorVessel:
+    __slots__ = ("course", "last_time", "lat", "lon", "mmsi", "speed")
+
+    def __init__(self, mmsi: int) -> None:
+        self.mmsi = mmsi
+        self.lat: float | None = None
+        self.lon: float | None = None
+        self.speed: float | None = None
+        self.course: float | None = None
+        self.last_time = 0.0
+
+
+class _FloorRule:
+    """A rule that does nothing but what every rule does: be called and look at the report."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def on_report(self, vessel: _FloorVessel, report: Report) -> None:
+        if vessel.speed is not None and report.time > 0.0:
+            self.seen += 1
+
+
+def decode_all(lines: Sequence[bytes]) -> list[Report]:
     ingestor = Ingestor()
     reports: list[Report] = []
     for line in lines:
         reports.extend(ingestor.feed("rx1", line, None))
-    reports.extend(ingestor.flush())
+    return reports + ingestor.flush()
+
+
+def python_floor(reports: Sequence[Report], rules: int = 16) -> int:
+    """The least a picture and ``rules`` rules in Python do per report (see ``--floor``)."""
+    vessels: dict[int, _FloorVessel] = {}
+    called = [_FloorRule() for _ in range(rules)]
+    for report in reports:
+        vessel = vessels.get(report.mmsi)
+        if vessel is None:
+            vessel = vessels[report.mmsi] = _FloorVessel(report.mmsi)
+        vessel.lat, vessel.lon = report.lat, report.lon
+        vessel.speed, vessel.course = report.speed, report.course
+        vessel.last_time = report.time
+        for rule in called:
+            rule.on_report(vessel, report)
+    return len(vessels)
+
+
+def profile_rules(lines: Sequence[bytes], zones: ZoneSet, top: int = 30) -> None:
+    """cProfile of the rules alone: decoded reports through ``handle_report``."""
+    reports = decode_all(lines)
     pipeline = new_pipeline(zones)
     profiler = cProfile.Profile()
     profiler.enable()
@@ -280,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure, best kept")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the picture and rules")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the least a pure-Python engine does per report")
     parser.add_argument("--alerts-out", type=Path, metavar="FILE.jsonl",
                         help="write every alert transition of one run as a JSON line "
                              "(to check that an optimisation changes no alert)")
@@ -309,6 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{messages / full_s:>9,.0f} msg/s")
     print(f"  picture and rules  {full_us - ingest_us:+7.1f} µs/msg   {added:+.0f} % of ingest")
     print("target (<= +30 %):", "met" if added <= 30 else "NOT met")
+    if args.floor:
+        reports = decode_all(lines)
+        floor_s = best_of(args.repeat, lambda: python_floor(reports))
+        print(f"  python floor       {floor_s / messages * 1e6:+7.1f} µs/msg   "
+              f"{floor_s / ingest_s * 100:+.0f} % of ingest (a vessel lookup, five stores, "
+              "16 rule calls)")
     if args.profile:
         profile_rules(lines, zones)
     return 0
