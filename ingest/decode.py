@@ -15,9 +15,13 @@ from pyais.messages import MSG_CLASS
 from ingest.positions import TURN_INDICATORS, station_time
 from ingest.report import Report
 
+#: The message types ITU-R M.1371 defines. pyais also has classes for type 0 (its type 1
+#: class: a garbled first character would pass as a position fix) and for reserved type 28.
+_DEFINED_TYPES = range(1, 28)
 #: Message class by the payload's first byte (its 6 bits are the message type).
 _CLASS_BY_CHAR: dict[int, Any] = {
-    c: MSG_CLASS.get(c - 56 if c - 48 > 40 else c - 48) for c in range(48, 120)
+    c: MSG_CLASS.get(t) if (t := c - 56 if c - 48 > 40 else c - 48) in _DEFINED_TYPES else None
+    for c in range(48, 120)
 }
 
 
@@ -92,7 +96,8 @@ def decode_payload(payload: bytes, fill: int) -> Any:
         if fill == 0 or len(payload) > 1:
             cls = _CLASS_BY_CHAR.get(payload[0])  # the type is the first 6-bit character
         else:
-            cls = MSG_CLASS.get(bits.get(0, 6))
+            msg_type = bits.get(0, 6)
+            cls = MSG_CLASS.get(msg_type) if msg_type in _DEFINED_TYPES else None
         if cls is None:
             raise DecodeError("unknown_type")
         return cls.from_vector(bits)

@@ -276,6 +276,25 @@ def test_libais_test_log_decodes_or_counts_every_line() -> None:
     assert alone.health("log").decode_errors == {"missing_fields": 1}
 
 
+def test_message_types_outside_1_to_27_are_unknown_not_reports() -> None:
+    """ITU-R M.1371 defines types 1-27; 0 and 28-63 are no message. libais's test log has 17
+    reserved type 28 sentences ("L..."), which went on as reports of their random MMSIs,
+    and a type-1 payload with its first character garbled to '0' went on as a type 0
+    position fix (pyais keys type 0 to its type 1 class)."""
+    ingestor, out = _run(str(fixture("libais", "test.aivdm")))
+    health = ingestor.health("log")
+    assert health.decode_errors["unknown_type"] == 17
+    assert 28 not in health.by_type and all(r.msg_type != 28 for r in out)
+    type1 = "16:=?;0P00`SstvFnFbeGH6L088h"  # pyais/messages.ais
+    lines = [sentence("0" + type1[1:]), sentence("L" + type1[1:]), sentence("w" + type1[1:]),
+             sentence("0"), sentence("L"), sentence(type1)]
+    alone = Ingestor()
+    reports = feed_all(alone, "log", lines, received=T0)
+    assert [(r.msg_type, r.mmsi) for r in reports] == [(1, 413355820)]
+    assert alone.health("log").decode_errors == {"unknown_type": 5}
+    assert dict(alone.health("log").by_type) == {1: 1}
+
+
 def test_every_payload_cut_short_at_every_length_is_decoded_or_counted() -> None:
     """One single-part payload of each first character in the real captures, cut after
     every character with every fill: no exception leaves ingest, every message is counted."""
