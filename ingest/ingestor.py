@@ -15,6 +15,7 @@ Recorded lines seen before any time are held until the first base-station time a
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -510,7 +511,11 @@ class Ingestor:
 
     def _housekeeping(self, now: float) -> None:
         self._next_housekeeping = now + _HOUSEKEEPING_S
-        def source_now(source: str) -> float:
+        def source_now(source: str, station: str | None) -> float:
+            if station is not None:
+                # A station's newest message (its fragments the assembler knows itself).
+                rx = self.receivers.get(station)
+                return -math.inf if rx is None or rx.last_heard is None else rx.last_heard
             state = self.sources.get(source)
             return now if state is None or state.last_time is None else state.last_time
 

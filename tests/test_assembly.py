@@ -9,6 +9,7 @@ from tests.ingest_helpers import (
     balanced,
     encode,
     feed_all,
+    fixture,
     group_tag,
     multipart,
     position,
@@ -269,3 +270,40 @@ def test_interleaved_tag_block_groups_are_told_apart_by_their_group_id() -> None
         (244123456, "ALPHA", "ROTTERDAM", ("rxA",)),
         (636012345, "BRAVO", "GLADSTONE PILOT GROU", ("rxB",))]
     assert not ingestor.health("national").fragments_dropped
+
+
+def test_a_group_is_timed_out_on_its_own_stations_clock() -> None:
+    """A satellite feed is many stations behind one source, their clocks far apart: in
+    libais's tagblock log a line of another satellite 41 min ahead came between the two
+    fragments of ROSINANTE's type 5 (both stamped 00:00:01), and the group was expired on
+    the source's clock. Its own station's clock had not moved."""
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "log", fixture("libais", "tagblock.nmea").read_text().splitlines(),
+                   flush=True)
+    static_ = [(r.mmsi, r.shipname, r.callsign, r.time, r.sources) for r in out
+               if r.msg_type == 5]
+    assert static_ == [(219005012, "ROSINANTE", "XPD5019", 1418169601.0, ["rORBCOMM008"])]
+    assert not ingestor.health("log").fragments_dropped
+    balanced(ingestor)
+
+
+def test_a_stations_group_still_expires_when_its_own_clock_moves_on() -> None:
+    """The station's next line 6 s on (TTL 5 s) expires its group; another station's line
+    far ahead does not; and a station never heard again gives up its group once the
+    source's clock is an hour past it."""
+    parts = multipart(static(), 2, seq="1")
+    t = 1_767_268_800
+    a_first = tag_block(s="rxA", c=t) + parts[0]
+    ingestor = Ingestor()
+    feed_all(ingestor, "sat", [a_first, tag_block(s="rxB", c=t + 2_000) + single(position())])
+    assert len(ingestor.assembler) == 1
+    feed_all(ingestor, "sat", [tag_block(s="rxA", c=t + 6) + single(position(mmsi=211000001))])
+    feed_all(ingestor, "sat", [tag_block(s="rxB", c=t + 2_002) + single(position())])
+    assert len(ingestor.assembler) == 0
+    assert ingestor.health("sat").fragments_dropped == {"expired": 1}
+    lone = Ingestor()
+    feed_all(lone, "sat", [a_first, tag_block(s="rxB", c=t + 3_000) + single(position())])
+    assert len(lone.assembler) == 1
+    feed_all(lone, "sat", [tag_block(s="rxB", c=t + 3_602) + single(position())])
+    assert len(lone.assembler) == 0
+    assert lone.health("sat").fragments_dropped == {"expired": 1}
