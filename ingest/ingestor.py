@@ -401,7 +401,9 @@ class Ingestor:
                 sentence = first
         receiver = sentence.station or station or source
         health = state.health
-        health.last_heard = time
+        timed = time_source != "none"  # an untimed log's 0.0 was heard at no time
+        if timed:
+            health.last_heard = time
         rx = self.receivers.get(receiver)
         if rx is None:
             if len(self.receivers) >= self.max_receivers and receiver != source:
@@ -410,7 +412,7 @@ class Ingestor:
             if rx is None:
                 rx = self.receivers[receiver] = ReceiverHealth(receiver, source)
         rx.messages += 1
-        if rx.last_heard is None or time > rx.last_heard:
+        if timed and (rx.last_heard is None or time > rx.last_heard):
             rx.last_heard = time
             if self.journal is not None:
                 self.journal.append((receiver, time, None))

@@ -287,6 +287,9 @@ def test_log_without_any_time_is_untimed_at_flush() -> None:
     ingestor = Ingestor()
     out = feed_all(ingestor, "log", [single(position())], flush=True)
     assert [(r.time_source, r.to_dict()["time"]) for r in out] == [("none", None)]
+    # Nor was it heard at any time: `decode --stats` said 1970-01-01 (pyais's messages.ais).
+    assert ingestor.health("log").to_dict()["last_heard"] is None
+    assert [rx.to_dict()["last_heard"] for rx in ingestor.receivers.values()] == [None]
 
 
 def test_gladstone_log_is_timed_from_its_base_stations() -> None:
