@@ -290,6 +290,20 @@ def test_devices_sharing_a_placeholder_mmsi_are_invalid_mmsi_only(mmsi: int) -> 
     assert "mmsi_conflict" not in vessel.rule_state
 
 
+def test_a_placeholder_alert_is_placed_where_the_device_that_fired_it_is() -> None:
+    """The picture keeps the first device's place; the alert is about the device whose
+    report made it fire. In the Danish feed (aislib's stream) 111111111 was heard off Rügen,
+    then at Ålesund, 1,000 km away: a port drawn at Ålesund got an alert placed off Rügen,
+    its evidence at Ålesund."""
+    run = alternating(111111111)
+    (event,) = run.of("invalid_mmsi")
+    alert = event.alert
+    (evidence,) = alert["details"]["reports"]
+    vessel = run.engine.picture.vessels[111111111]
+    assert (alert["lat"], alert["lon"]) == (evidence["lat"], evidence["lon"])
+    assert alert["lon"] - vessel.lon > 0.2  # 20 km east of the place the picture keeps
+
+
 @pytest.mark.parametrize(("mmsi", "invalid"), [
     (SHIP, []), (555555555, []),  # nine identical digits, but Pitcairn's MID: a ship number
     (8900660, ["invalid_mmsi"])])  # an IMO number entered as the MMSI: one ship's, not shared

@@ -54,10 +54,15 @@ class InvalidMmsi(BaseRule):
         details = {"mmsi_text": mmsi_text(mmsi) if mmsi <= 999_999_999 else str(mmsi),
                    "reason": reason, "mid": kind.mid, "country": kind.country,
                    "reports": [evidence(report)]}
+        where = vessel_fields(vessel)
         if is_placeholder(mmsi):
             # Shared by unrelated transponders: the operator reads this alert as "some
             # device left unset", and position_jump and mmsi_conflict stay silent on it.
             details["placeholder"] = True
+            if report.lat is not None and report.lon is not None:
+                # That device is where its report is: the picture keeps the place of the
+                # first one heard with the number, possibly far away.
+                where.update(lat=report.lat, lon=report.lon)
         ctx.book.event(
             self.name, risk_area=RiskArea.INFORMATION_SECURITY, severity=Severity.WARNING,
-            mmsi=mmsi, time=report.time, **vessel_fields(vessel), details=details)
+            mmsi=mmsi, time=report.time, **where, details=details)
