@@ -140,6 +140,25 @@ def test_encounter_ends_when_a_partner_falls_silent() -> None:
     assert end["ended_at"] == "2026-01-01T12:15:00Z"
 
 
+def test_an_encounter_never_ends_before_the_time_it_was_raised_for() -> None:
+    """A partner moored and reporting every 3 min falls silent after 720 s: the alert opened
+    at the ship's report at 900 s ("900 s together", the partner's fix 180 s old, as such
+    a vessel sends) and ended "silent" dated the partner's last fix: 720 s, before it was
+    raised, and shorter than it said at first. In the Danish national sample replayed with
+    short thresholds, 150 of 155 encounter ends were so (a duration of 0.0 after 90 s)."""
+    run = Run()
+    for t in span(0, 1440, 60):
+        run.feed(report(SHIP, t, 5000, 5000, speed=0.5))
+        if t % 180 == 0 and t <= 720:
+            run.feed(report(OTHER, t, 5100, 5000, speed=0.0))
+    (new,) = run.of("encounter", "new")
+    assert new.alert["details"]["duration_s"] == 900.0
+    (end,) = run.of("encounter", "end")
+    assert end.alert["details"]["end_reason"] == "silent"
+    assert end.alert["ended_at"] == "2026-01-01T12:15:00Z"
+    assert end.alert["details"]["duration_s"] == 900.0
+
+
 def test_zone_encounter_overrides_are_the_most_sensitive() -> None:
     zones = ZoneSet.from_geojson(collection(
         *PORT_FEATURES, rect("drift", "security", 4000, 4000, 6000, 6000, encounter_m=400,

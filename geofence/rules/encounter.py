@@ -7,7 +7,8 @@ tugs, pilots, SAR, port tenders, law enforcement work alongside others). After
 ``duration_s`` of message time the alert opens (state-based, started when the pair
 started). It ends with hysteresis: once they are more than ``distance_m + end_margin_m``
 apart, either is faster than ``end_speed_kn``, either enters an excluded zone or becomes
-exempt, or either has been silent for ``stale_s``. Zones may set ``encounter_m`` and
+exempt, or either has been silent for ``stale_s`` (dated the silent one's last fix, never
+before the time the alert said they were together when it opened). Zones may set ``encounter_m`` and
 ``encounter_s``; for a pair the most sensitive value among the zones either vessel is in
 applies.
 
@@ -196,6 +197,12 @@ class Encounter(BaseRule):
         alert = ctx.book.get(str(state["alert"]))
         if alert is None:
             return
+        if ended_at is not None:
+            # A silent partner's last fix may be older than the report that opened the
+            # alert (a moored vessel reports every 3 min): the pair was together for as long
+            # as the alert said when it opened, so it does not end before that.
+            raised = alert.started_at + float(alert.details.get("duration_s", 0.0))
+            ended_at = max(ended_at, raised)
         details: dict[str, Any] = {"end_reason": reason,
                                    "duration_s": round((ended_at or t) - alert.started_at, 1),
                                    "min_distance_m": round(state.get("min_distance", 0.0), 1)}
