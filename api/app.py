@@ -59,6 +59,7 @@ from store.base import (
     StoreError,
     StoreUnavailable,
 )
+from store.rows import ACT_NAMES
 
 log = logging.getLogger(__name__)
 _Q = TypeVar("_Q")
@@ -690,9 +691,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
         resp.headers[QUEUED_HEADER] = "disk" if on_disk else "memory"
         return resp
 
+    def message_clock() -> float | None:
+        """The rules' clock now, for an act's ``message_time`` (None where no rules run:
+        the default clock is the wall's)."""
+        return deps.clock() if memory is not None else None
+
     async def act(alert_id: str, who: Principal, body: m.NoteIn | None,
                   action: Literal["ack", "resolve"]) -> Response:
         note = None if body is None else body.note
+        # Taken when the request comes: in a drill the trainee acted at this point of the
+        # exercise, whatever the writer's pass then takes.
+        message_at = message_clock()
         try:
             # The stream and MQTT tell of an alert before the writer's batch stores it (up
             # to store.flush_interval_s): acting at once got 404, or, in a drill run again,
@@ -701,19 +710,35 @@ def create_app(deps: ApiDeps) -> FastAPI:
             not_while_away()
             await flushed()
             if action == "ack":
-                out = await store.ack(alert_id, who.name, note)
+                out = await store.ack(alert_id, who.name, note, message_at=message_at)
             else:
-                out = await store.resolve(alert_id, who.name, note)
+                out = await store.resolve(alert_id, who.name, note, message_at=message_at)
         except StoreUnavailable as exc:  # not stored (the act reads its answer itself)
-            queued, on_disk = from_memory(queue_act, (alert_id, who.name, note, action), exc)
+            queued, on_disk = from_memory(
+                queue_act, (alert_id, who.name, note, action, message_at), exc)
             push(queued)
+            record_act(action, queued, message_at)
             return queued_response(queued, on_disk)
         push(out)
+        record_act(action, out, message_at)
         try:
             trail = await store.audit(alert_id)
         except StoreUnavailable:  # the act is stored: said so, with the act alone
-            trail = [act_audit({"state": None}, out, action)]
+            trail = [act_audit({"state": None}, out, action, message_at)]
         return _dump({**out, "audit": trail})
+
+    def record_act(action: str, out: Mapping[str, Any], message_at: float | None) -> None:
+        """An ack or resolve made, told to ``deps.act_records`` (a drill's alerts file)."""
+        if not deps.act_records:
+            return
+        names = ACT_NAMES[action]
+        alert = {k: v for k, v in out.items() if k not in ("audit", "source")}
+        act = {"act": action, "actor": out[f"{names.field}_by"], "note": out[names.note],
+               "time": out[f"{names.field}_at"],
+               "message_time": None if message_at is None else iso_time(message_at),
+               "alert": alert}
+        for listener in deps.act_records:
+            listener(act)
 
     rereads: set[asyncio.Task[None]] = set()
 
@@ -748,18 +773,21 @@ def create_app(deps: ApiDeps) -> FastAPI:
         for listener in deps.operator_updates:
             listener(alert)
 
-    def queue_act(held: AlertMemory, act: tuple[str, str, str | None, Literal["ack", "resolve"]]
+    def queue_act(held: AlertMemory,
+                  act: tuple[str, str, str | None, Literal["ack", "resolve"], float | None]
                   ) -> tuple[dict[str, Any], bool]:
         """The act on the alert memory holds, queued for the store (see QueuedAct), and
         whether it is on disk."""
-        alert_id, actor, note, action = act
+        alert_id, actor, note, action, message_at = act
         found = held.alert(alert_id)
         if found is None:
             raise MemoryCannotAnswer(f"alert {alert_id!r} is not open in memory (an ended "
                                      "alert's acts need the database)")
         out, at = act_in_memory(found, action, actor, note)
-        on_disk = store.queue_act(QueuedAct(action, actor, at, note, alert_id=alert_id))
-        return {**out, "audit": [act_audit(found, out, action)], "source": "memory"}, on_disk
+        on_disk = store.queue_act(QueuedAct(action, actor, at, note, alert_id=alert_id,
+                                            message_at=message_at))
+        return ({**out, "audit": [act_audit(found, out, action, message_at)],
+                 "source": "memory"}, on_disk)
 
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
               responses=from_memory_doc(acted, queued=m.AlertDetail))
@@ -800,11 +828,19 @@ def create_app(deps: ApiDeps) -> FastAPI:
             status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.snooze(body.rule, body.mmsi, until, saved)
+        record_snooze_act({"act": "snooze", "actor": who.name, "note": body.note,
+                           "time": iso_time(saved.created), "message_time": iso_time(now),
+                           "rule": body.rule, "mmsi": body.mmsi, "until": iso_time(until)})
         if status == 202:
             return queued_response(_snooze_out(saved, now), on_disk)
         resp = _dump(_snooze_out(saved, now))
         resp.status_code = status
         return resp
+
+    def record_snooze_act(act: dict[str, Any]) -> None:
+        """A snooze made or lifted, told to ``deps.act_records`` (a drill's alerts file)."""
+        for listener in deps.act_records:
+            listener(act)
 
     @app.get("/snoozes", response_model=list[m.SnoozeOut], tags=["alerts"],
              responses=from_memory_doc(errors))
@@ -879,6 +915,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
             status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.unsnooze(rule, mmsi)
+        record_snooze_act({"act": "unsnooze", "actor": who.name, "note": None,
+                           "time": iso_time(time.time()), "message_time": iso_time(deps.clock()),
+                           "rule": rule, "mmsi": mmsi, "until": None})
         return queued_response(None, on_disk) if status == 202 else Response(status_code=204)
 
     # -- zones ----------------------------------------------------------------------------

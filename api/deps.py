@@ -158,6 +158,9 @@ class ApiDeps:
     clock: Callable[[], float] = time.time
     #: Told of every operator act (ack, resolve) with the updated alert, e.g. the MQTT feed.
     operator_updates: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
+    #: Told of every operator act as a record (``act``: ack, resolve, snooze, unsnooze; who,
+    #: note, wall ``time``, ``message_time`` on the rules' clock), e.g. a drill's alerts file.
+    act_records: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
     #: The service runs a drill: a track shows its positions unless asked otherwise (a drill
     #: replayed into the live database shares it with the real positions of the same log).
     drill: bool = False

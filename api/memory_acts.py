@@ -36,10 +36,12 @@ def act_in_memory(found: Mapping[str, Any], action: str, actor: str,
 
 
 def act_audit(before: Mapping[str, Any], after: Mapping[str, Any],
-              action: str) -> dict[str, Any]:
-    """The audit entry the store will keep for the act (``AuditEntry``)."""
+              action: str, message_at: float | None) -> dict[str, Any]:
+    """The audit entry the store will keep for the act (``AuditEntry``); ``message_at``:
+    the rules' clock when it was made."""
     names = ACT_NAMES[action]
     return {"alert_id": after["id"], "time": after[f"{names.field}_at"],
+            "message_time": None if message_at is None else iso_time(message_at),
             "actor": after[f"{names.field}_by"], "action": action, "note": after[names.note],
             "before": before["state"], "after": after["state"]}
 

@@ -161,6 +161,12 @@ class AuditEntry(BaseModel):
         "operator's act (actor: a token name) the wall time of the act. In a live run the "
         "two agree to within the feed's latency; in a replay or drill of a recorded log "
         "they do not (a 2012 log's transitions next to this year's acts)"))
+    message_time: str | None = Field(default=None, description=(
+        "When it happened on the rules' clock (message time): for the rules' transitions "
+        "the same as `time`; for an operator's act the rules' clock when the act was taken "
+        "(in a drill, the point of the exercise at which the trainee acted: a debrief reads "
+        "the time to acknowledge from it). Null for an act stored before harbourwatch kept "
+        "it, or made on an API that runs no rules"))
     actor: str | None = Field(description="Token name, or 'rules' for rule transitions")
     action: str
     note: str | None = None

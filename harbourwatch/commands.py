@@ -74,6 +74,16 @@ def add_commands(commands: Any) -> None:
                        help="the --alerts-out file of the replay of its log")
     score.set_defaults(handler=_score)
 
+    debrief = commands.add_parser(
+        "debrief", help="a drill's debrief: each alert's time to acknowledge and resolve, "
+                        "on message time")
+    debrief.add_argument("alerts", type=Path, metavar="ALERTS.jsonl",
+                         help="the --alerts-out file of a --drill run")
+    debrief.add_argument("--severity", metavar="LIST",
+                         help="only alerts of these severities, comma-separated "
+                              "(info,warning,critical; default: every alert)")
+    debrief.set_defaults(handler=_debrief)
+
     check = commands.add_parser("check-config", help="validate a config and its zones")
     check.add_argument("config", nargs="?", type=Path, metavar="PORT.yaml",
                        help="the config file (its zones, sources' files, MQTT TLS files and "
@@ -252,6 +262,32 @@ def _score(args: argparse.Namespace) -> int:
           f"{len(verdict.unexpected)} unexpected alerts (listed, not failing)"
           + "".join(f"; skipped {rule}: {why}" for rule, why in truth.skipped.items()))
     return 0 if verdict.ok else 1
+
+
+def _debrief(args: argparse.Namespace) -> int:
+    """One line per alert of the drill with its ack and resolve and how long each took on
+    the drill's message clock, then the totals; exit 0, or 2 for a file it cannot read."""
+    from replay.debrief import DebriefInputError, answers, load, report
+
+    wanted: set[str] | None = None
+    if args.severity is not None:
+        wanted = {s.strip() for s in args.severity.split(",") if s.strip()}
+        unknown = sorted(wanted - {"info", "warning", "critical"})
+        if unknown or not wanted:
+            return _fail([f"--severity: unknown severity {', '.join(unknown) or '(none)'}; "
+                          "give info, warning or critical, comma-separated"])
+    try:
+        found = load(args.alerts)
+    except DebriefInputError as exc:
+        return _fail(exc.errors)
+    if not found.acts:
+        print(f"harbourwatch: warning: {args.alerts}: no operator acts (only a --drill run "
+              "writes them to its --alerts-out file)", file=sys.stderr)
+    alerts = [a for a in answers(found.transitions, found.acts)
+              if wanted is None or a.severity in wanted]
+    for line in report(alerts):
+        print(line)
+    return 0
 
 
 def _expected(item: dict[str, Any]) -> str:

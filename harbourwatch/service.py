@@ -384,8 +384,14 @@ async def run_service(config: Config, options: ServiceOptions, *,
             else:
                 snoozes.load(await store.snoozes())
         tune_gc()
+        act_records: list[Callable[[Mapping[str, Any]], None]] = []
         if options.alerts_out is not None:
-            sinks.append(AlertsFileSink(options.alerts_out, append=replay is None))
+            # A drill's file has the trainees' acts too (its debrief); a live or plain
+            # replay's stays the rules' transitions alone.
+            alerts_file = AlertsFileSink(options.alerts_out, append=replay is None, acts=drill)
+            sinks.append(alerts_file)
+            if drill:
+                act_records.append(alerts_file.on_act)
         if config.mqtt.url is not None:
             from api.mqtt import MqttConfigError, MqttFeed, client_id_warning, run_client_id
             from api.outbox import StoreOutbox
@@ -459,7 +465,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 config, auth, store, engine, pipeline, zones, stop, hub, picture,
                 listeners, failures, transport_of(sources, queue),
                 None if mqtt_feed is None else mqtt_feed.status,
-                saves_zones=live_service))
+                saves_zones=live_service, act_records=act_records))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -722,7 +728,8 @@ def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeli
              transport: Callable[[], dict[str, dict[str, Any]]] | None = None,
              mqtt_status: Callable[[], Mapping[str, Any]] | None = None,
              saves_zones: bool = True,
-             zones_file_sha256: Callable[[], str | None] | None = None) -> ApiDeps:
+             zones_file_sha256: Callable[[], str | None] | None = None,
+             act_records: list[Callable[[Mapping[str, Any]], None]] | None = None) -> ApiDeps:
     """What the API of a run with rules is built from: the store, and the running rules for
     zones, snoozes and the alerts they hold (served while the database is away).
     ``zones_file_sha256``: the zones file's content now, saved with each zone version."""
@@ -737,7 +744,8 @@ def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeli
                    sources=sources_of(pipeline.ingestor, transport),
                    clock=lambda: engine.newest if math.isfinite(engine.newest) else time.time(),
                    operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
-                   saves_zones=saves_zones, zones_file_sha256=zones_file_sha256)
+                   saves_zones=saves_zones, zones_file_sha256=zones_file_sha256,
+                   act_records=list(act_records or ()))
 
 
 async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: Engine,
@@ -747,13 +755,15 @@ async def _serve_api(config: Config, auth: Authenticator, store: Store, engine: 
                      failures: list[str],
                      transport: Callable[[], dict[str, dict[str, Any]]],
                      mqtt_status: Callable[[], Mapping[str, Any]] | None, *,
-                     saves_zones: bool) -> None:
+                     saves_zones: bool,
+                     act_records: list[Callable[[Mapping[str, Any]], None]]) -> None:
     from api.app import create_app
     from api.server import serve
     path = config.port.zones
     deps = api_deps(store, auth, engine, pipeline, zones, hub, picture, operator_updates,
                     transport=transport, mqtt_status=mqtt_status, saves_zones=saves_zones,
-                    zones_file_sha256=None if path is None else lambda: file_sha256(path))
+                    zones_file_sha256=None if path is None else lambda: file_sha256(path),
+                    act_records=act_records)
     app = create_app(deps)
     log.warning("API on http://%s:%d (OpenAPI at /docs)", config.api.host, config.api.port)
     if not len(auth) and not auth.open_read:

@@ -130,8 +130,9 @@ ACT_ACTIONS: frozenset[str] = frozenset(get_args(ActAction))
 class QueuedAct:
     """An operator act made while the database was away (``action``: ack, resolve, snooze,
     unsnooze). The writer stores it in queue order, after the alert rows queued before it,
-    with the operator's name and wall time as given; spooled when queued, so neither a stop
-    nor a crash before the database is back loses it."""
+    with the operator's name and wall time as given (and, for an ack or resolve, the rules'
+    clock then, ``message_at``); spooled when queued, so neither a stop nor a crash before
+    the database is back loses it."""
 
     action: ActAction
     actor: str
@@ -141,6 +142,8 @@ class QueuedAct:
     rule: str | None = None
     mmsi: int | None = None
     until: float | None = None
+    #: None in a spool written before it was kept: the act is stored without it.
+    message_at: float | None = None
 
     def __post_init__(self) -> None:
         """ValueError for an act that cannot be written as it was made (an unknown action
@@ -247,10 +250,14 @@ class Store(Protocol):
         by an operator before it ended (the rules end it when it no longer holds)."""
 
     # --- operator acts (audited) ---------------------------------------------------------
+    # ``message_at``: the rules' clock when the act was taken (a drill's debrief reads the
+    # trainees' response times on it); ``at`` is the wall time.
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
-                  at: float | None = None) -> dict[str, Any]: ...
+                  at: float | None = None, *, message_at: float | None = None
+                  ) -> dict[str, Any]: ...
     async def resolve(self, alert_id: str, actor: str, note: str | None = None,
-                      at: float | None = None) -> dict[str, Any]: ...
+                      at: float | None = None, *, message_at: float | None = None
+                      ) -> dict[str, Any]: ...
     async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
                      note: str | None = None, at: float | None = None) -> Snooze: ...
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]: ...

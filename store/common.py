@@ -337,7 +337,8 @@ def snooze_act(when: float, actor: str, action: str, rule: str | None, mmsi: int
 
 def audit_out(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "alert_id": row["alert_id"], "time": iso(row["time"]), "actor": row["actor"],
+        "alert_id": row["alert_id"], "time": iso(row["time"]),
+        "message_time": iso(row["message_time"]), "actor": row["actor"],
         "action": row["action"], "note": row["note"], "before": row["before_state"],
         "after": row["after_state"],
     }

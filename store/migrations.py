@@ -88,6 +88,12 @@ SQLITE: tuple[Migration, ...] = (
     # touch, a config tool writing the same file or a restore from backup dropped the duty
     # officer's zones. NULL: saved before (or with no zones file to read).
     (5, ("ALTER TABLE zones ADD COLUMN file_sha256 TEXT",)),
+    # Each audit row's message time: the rules' transitions are dated on it already (the
+    # same value), an operator's act on the wall clock, which in a replayed drill is years
+    # from the log: with the rules' clock when the act was taken, a debrief reads how long
+    # the trainees took. NULL: an act stored before, or made where no rules ran.
+    (6, ("ALTER TABLE alert_audit ADD COLUMN message_time REAL",
+         "UPDATE alert_audit SET message_time = time WHERE actor = 'rules'")),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -158,6 +164,8 @@ POSTGRES: tuple[Migration, ...] = (
     (4, ("ALTER TABLE outbox ADD COLUMN scope text NOT NULL DEFAULT 'live'",
          "CREATE INDEX outbox_scope ON outbox (scope, id)")),
     (5, ("ALTER TABLE zones ADD COLUMN file_sha256 text",)),
+    (6, ("ALTER TABLE alert_audit ADD COLUMN message_time timestamptz",
+         "UPDATE alert_audit SET message_time = time WHERE actor = 'rules'")),
 )
 
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------

@@ -150,7 +150,8 @@ _ALERT_UPSERT = (
 )
 _AUDIT_INSERT = (
     "INSERT INTO alert_audit (alert_id, time, actor, action, note, before_state, after_state, "
-    "dedup) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
+    "dedup, message_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    "ON CONFLICT (dedup) DO NOTHING"
 )
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS positions_stage "
@@ -172,7 +173,7 @@ async def _snooze_in(conn: asyncpg.Connection, t: Callable[[float], Any], rule: 
         "actor = excluded.actor, note = excluded.note, created = excluded.created",
         rule, mmsi, t(until), actor, note, t(when))
     await conn.execute(_AUDIT_INSERT, None, t(when), actor, "snooze", note, None,
-                       json.dumps({"rule": rule, "mmsi": mmsi, "until": until}), dedup)
+                       json.dumps({"rule": rule, "mmsi": mmsi, "until": until}), dedup, None)
 
 
 async def _unsnooze_in(conn: asyncpg.Connection, t: Callable[[float], Any], rule: str,
@@ -182,7 +183,7 @@ async def _unsnooze_in(conn: asyncpg.Connection, t: Callable[[float], Any], rule
     deleted = str(status).split()[-1] != "0"
     if deleted:
         await conn.execute(_AUDIT_INSERT, None, t(when), actor, "unsnooze", None,
-                           json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup)
+                           json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup, None)
     return deleted
 
 
@@ -481,7 +482,7 @@ class PostgresStore(WriterStore):
             if transition != "update" or before != state:
                 await conn.execute(_AUDIT_INSERT, alert["id"], when, "rules", transition,
                                    "a new drill run" if fresh else None, before, state,
-                                   audit_key(self, alert, transition, when))
+                                   audit_key(self, alert, transition, when), when)
 
     async def _write_statics(self, conn: asyncpg.Connection, statics: list[StaticRow]) -> None:
         by_mmsi: dict[int, list[StaticRow]] = {}
@@ -609,13 +610,14 @@ class PostgresStore(WriterStore):
     # --- operator acts -------------------------------------------------------------------------
     @_answered
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
-                            action: str) -> dict[str, Any]:
+                            action: str, message_at: float | None) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
         cleared: list[str] = []
         try:
             with self._errors():
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await self._act_in(conn, ts, alert_id, actor, note, when, action, cleared)
+                    await self._act_in(conn, ts, alert_id, actor, note, when, action, cleared,
+                                       message_at=message_at)
                     # Read in the act's own transaction: a read after it could fail once
                     # the act is stored, and the act was then taken for one not made.
                     row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
@@ -626,9 +628,11 @@ class PostgresStore(WriterStore):
 
     async def _act_in(self, conn: asyncpg.Connection, t: Callable[[float], Any], alert_id: str,
                       actor: str, note: str | None, when: float, action: str,
-                      cleared: list[str], dedup: str | None = None) -> None:
+                      cleared: list[str], dedup: str | None = None, *,
+                      message_at: float | None = None) -> None:
         """An ack or resolve in the caller's transaction (``t``: a time as ``conn`` takes
-        it); ``cleared`` gets the alert when an earlier drill run's acts were cleared."""
+        it); ``cleared`` gets the alert when an earlier drill run's acts were cleared;
+        ``message_at``: the rules' clock when it was made, kept in its audit row."""
         names = ACT_NAMES[action]
         row = await conn.fetchrow(
             f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
@@ -646,7 +650,7 @@ class PostgresStore(WriterStore):
             f"{names.note} = $4, updated_at = $2 WHERE id = $5",
             after, t(when), actor, note, alert_id)
         await conn.execute(_AUDIT_INSERT, alert_id, t(when), actor, action, note, before,
-                           after, dedup)
+                           after, dedup, None if message_at is None else t(message_at))
 
     async def _write_acts(self, conn: asyncpg.Connection, acts: list[QueuedAct],
                           dropped: list[tuple[QueuedAct, str]]) -> None:
@@ -672,7 +676,8 @@ class PostgresStore(WriterStore):
                     elif act.action in ACT_NAMES:
                         assert act.alert_id is not None
                         await self._act_in(conn, float, act.alert_id, act.actor, act.note,
-                                           act.at, act.action, cleared, act.dedup)
+                                           act.at, act.action, cleared, act.dedup,
+                                           message_at=act.message_at)
                 except (NotFound, Conflict) as exc:
                     dropped.append((act, str(exc)))
         except BaseException:
@@ -680,12 +685,14 @@ class PostgresStore(WriterStore):
             raise
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
-                  at: float | None = None) -> dict[str, Any]:
-        return await self._operator_act(alert_id, actor, note, at, "ack")
+                  at: float | None = None, *, message_at: float | None = None
+                  ) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "ack", message_at)
 
     async def resolve(self, alert_id: str, actor: str, note: str | None = None,
-                      at: float | None = None) -> dict[str, Any]:
-        return await self._operator_act(alert_id, actor, note, at, "resolve")
+                      at: float | None = None, *, message_at: float | None = None
+                      ) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "resolve", message_at)
 
     @_answered
     async def snooze(self, rule: str, mmsi: int, until: float, actor: str,

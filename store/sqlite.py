@@ -86,7 +86,7 @@ _BUSY_MS = 10_000
 _INLINE_BUSY_MS = 100
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
-    "after_state, dedup) VALUES (?,?,?,?,?,?,?,?)"
+    "after_state, dedup, message_time) VALUES (?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -398,7 +398,7 @@ class SqliteStore(WriterStore):
             if transition != "update" or before != state:
                 audits.append((alert["id"], when, "rules", transition,
                                "a new drill run" if fresh else None, before, state,
-                               audit_key(self, alert, transition, when)))
+                               audit_key(self, alert, transition, when), when))
         for alert_id in fresh_ids:
             conn.execute(f"UPDATE alerts SET {CLEAR_ACTS} WHERE id = ?", (alert_id,))
         width = len(ALERT_COLUMNS)
@@ -538,11 +538,12 @@ class SqliteStore(WriterStore):
 
     # --- operator acts -------------------------------------------------------------------------
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
-                            action: str) -> dict[str, Any]:
+                            action: str, message_at: float | None) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
         cleared: list[str] = []
         def run(conn: sqlite3.Connection) -> dict[str, Any]:
-            self._act_in(conn, alert_id, actor, note, when, action, cleared)
+            self._act_in(conn, alert_id, actor, note, when, action, cleared,
+                         message_at=message_at)
             # Read in the act's own transaction: a read after it could fail once the act is
             # stored, and the act was then taken for one not made.
             return alert_out(conn.execute("SELECT * FROM alerts WHERE id = ?",
@@ -555,9 +556,11 @@ class SqliteStore(WriterStore):
             raise
 
     def _act_in(self, conn: sqlite3.Connection, alert_id: str, actor: str, note: str | None,
-                when: float, action: str, cleared: list[str], dedup: str | None = None) -> None:
+                when: float, action: str, cleared: list[str], dedup: str | None = None, *,
+                message_at: float | None = None) -> None:
         """An ack or resolve in the caller's transaction; ``cleared`` gets the alert when an
-        earlier drill run's acts were cleared (undone by the caller if it fails)."""
+        earlier drill run's acts were cleared (undone by the caller if it fails);
+        ``message_at``: the rules' clock when it was made, kept in its audit row."""
         row = conn.execute(f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = ?",
                            (alert_id,)).fetchone()
         if row is None:
@@ -573,7 +576,8 @@ class SqliteStore(WriterStore):
             f"UPDATE alerts SET state = ?, {names.column}_at = ?, {names.column}_by = ?, "
             f"{names.note} = ?, updated_at = ? WHERE id = ?",
             (after, when, actor, note, when, alert_id))
-        conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after, dedup))
+        conn.execute(_AUDIT_INSERT, (alert_id, when, actor, action, note, before, after, dedup,
+                                     message_at))
 
     def _write_acts(self, conn: sqlite3.Connection, acts: list[QueuedAct],
                     dropped: list[tuple[QueuedAct, str]]) -> None:
@@ -598,7 +602,8 @@ class SqliteStore(WriterStore):
                     elif act.action in ACT_NAMES:
                         assert act.alert_id is not None
                         self._act_in(conn, act.alert_id, act.actor, act.note, act.at,
-                                     act.action, cleared, act.dedup)
+                                     act.action, cleared, act.dedup,
+                                     message_at=act.message_at)
                 except (NotFound, Conflict) as exc:
                     dropped.append((act, str(exc)))
         except BaseException:
@@ -606,12 +611,14 @@ class SqliteStore(WriterStore):
             raise
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
-                  at: float | None = None) -> dict[str, Any]:
-        return await self._operator_act(alert_id, actor, note, at, "ack")
+                  at: float | None = None, *, message_at: float | None = None
+                  ) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "ack", message_at)
 
     async def resolve(self, alert_id: str, actor: str, note: str | None = None,
-                      at: float | None = None) -> dict[str, Any]:
-        return await self._operator_act(alert_id, actor, note, at, "resolve")
+                      at: float | None = None, *, message_at: float | None = None
+                      ) -> dict[str, Any]:
+        return await self._operator_act(alert_id, actor, note, at, "resolve", message_at)
 
     async def snooze(self, rule: str, mmsi: int, until: float, actor: str,
                      note: str | None = None, at: float | None = None) -> Snooze:
@@ -627,7 +634,7 @@ class SqliteStore(WriterStore):
                      (rule, mmsi, until, actor, note, when))
         conn.execute(_AUDIT_INSERT, (None, when, actor, "snooze", note, None,
                                      json.dumps({"rule": rule, "mmsi": mmsi, "until": until}),
-                                     dedup))
+                                     dedup, None))
 
     async def snoozes(self, active_at: float | None = None) -> list[Snooze]:
         sql, params = "SELECT * FROM snoozes", []
@@ -648,7 +655,8 @@ class SqliteStore(WriterStore):
         cur = conn.execute("DELETE FROM snoozes WHERE rule = ? AND mmsi = ?", (rule, mmsi))
         if cur.rowcount:
             conn.execute(_AUDIT_INSERT, (None, when, actor, "unsnooze", None,
-                                         json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup))
+                                         json.dumps({"rule": rule, "mmsi": mmsi}), None, dedup,
+                                         None))
         return cur.rowcount > 0
 
     async def snooze_acts(self, rule: str | tuple[str, ...] | None = None,
