@@ -583,7 +583,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         drill: Annotated[bool | Literal["any"] | None, Query(
             description="Drill alerts (true), real ones (false) or both (any); default: "
                         "those of the run serving the API, so a drill replayed into the "
-                        "live database stays out of the watch's list")] = None,
+                        "live database stays out of the watch's list. `true` leaves out "
+                        "the alerts an earlier drill exercise left that the running one "
+                        "has not raised again; `any` lists them")] = None,
         after: Annotated[str | None, Query(
             max_length=64, description="The last alert of the page before (its `next`): "
                                        "new alerts do not shift the pages, as with offset")

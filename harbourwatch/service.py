@@ -659,6 +659,11 @@ async def _resumes_exercise(store: Store, engine: Engine, exercise: Mapping[str,
     if dropped:
         log.warning("drill: a new exercise: discarded %d MQTT alert message%s an earlier "
                     "exercise left unsent", dropped, "" if dropped == 1 else "s")
+    earlier = await store.begin_exercise()
+    if earlier:
+        log.warning("drill: a new exercise: %d alert%s of an earlier exercise listed under "
+                    "drill=true no more until raised again (drill=any lists them; their "
+                    "audit trails are kept)", earlier, "" if earlier == 1 else "s")
     return False
 
 

@@ -154,7 +154,7 @@ def report(alerts: list[AlertAnswer]) -> list[str]:
     n_acked = sum(1 for a in alerts if "ack" in a.acts)
     n_resolved = sum(1 for a in alerts if "resolve" in a.acts)
     neither = sum(1 for a in alerts if not a.acts)
-    summary = f"{len(alerts)} alerts; {n_acked} acknowledged"
+    summary = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}; {n_acked} acknowledged"
     if acked:
         summary += (f" (time to acknowledge: median {_seconds(statistics.median(acked))}, "
                     f"longest {_seconds(max(acked))})")

@@ -315,3 +315,7 @@ class Store(Protocol):
         """Drop every message of ``scope`` (a new drill: the last exercise's unsent alerts
         are not this one's); how many."""
         ...
+    async def begin_exercise(self) -> int:
+        """A new drill exercise: the drill alerts stored are an earlier exercise's, left out
+        of ``drill=true`` listings until this one raises them again; how many."""
+        ...

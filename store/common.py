@@ -263,9 +263,13 @@ def act_dropped(act: QueuedAct, why: str) -> None:
                 act.action, act.actor, iso(act.at), why)
 
 
-#: Clears the operator's acts on an alert (a new exercise, see ``new_exercise``).
+#: Clears the operator's acts on an alert (a new exercise, see ``new_exercise``); the alert
+#: is this exercise's again (see ``BEGIN_EXERCISE``).
 CLEAR_ACTS = ("acked_at = NULL, acked_by = NULL, ack_note = NULL, resolved_at = NULL, "
-              "resolved_by = NULL, resolve_note = NULL")
+              "resolved_by = NULL, resolve_note = NULL, earlier_exercise = FALSE")
+#: A new drill exercise: the drill alerts stored are an earlier exercise's, its history,
+#: listed under ``drill=true`` no more until this one raises (or a trainee acts on) them.
+BEGIN_EXERCISE = "UPDATE alerts SET earlier_exercise = TRUE WHERE drill AND NOT earlier_exercise"
 #: Clears an earlier drill run's acts and end before a trainee's first act (``act_basis``).
 CLEAR_EARLIER_RUN = f"ended_at = NULL, {CLEAR_ACTS}"
 #: What ``act_basis`` reads of an alert's row.
@@ -402,6 +406,8 @@ def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
         where.append(f"(ended_at IS NULL OR ended_at >= {ph(ts(query.start))})")
     if query.drill is not None:
         where.append(f"drill = {ph(query.drill)}")
+        if query.drill:  # the exercise running, not an earlier one's left rows
+            where.append(f"earlier_exercise = {ph(False)}")
     if query.after is not None:  # the listing's order: started_at DESC, id
         marker = ph(query.after)
         started = f"(SELECT started_at FROM alerts WHERE id = {marker})"

@@ -94,6 +94,10 @@ SQLITE: tuple[Migration, ...] = (
     # the trainees took. NULL: an act stored before, or made where no rules ran.
     (6, ("ALTER TABLE alert_audit ADD COLUMN message_time REAL",
          "UPDATE alert_audit SET message_time = time WHERE actor = 'rules'")),
+    # A new drill exercise marks the drill alerts an earlier one left (the store keeps one
+    # row per alert id, the last run's): they were listed under drill=true, in the earlier
+    # exercise's states, until the new one raised them again. Cleared when it does.
+    (7, ("ALTER TABLE alerts ADD COLUMN earlier_exercise INTEGER NOT NULL DEFAULT 0",)),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -166,6 +170,7 @@ POSTGRES: tuple[Migration, ...] = (
     (5, ("ALTER TABLE zones ADD COLUMN file_sha256 text",)),
     (6, ("ALTER TABLE alert_audit ADD COLUMN message_time timestamptz",
          "UPDATE alert_audit SET message_time = time WHERE actor = 'rules'")),
+    (7, ("ALTER TABLE alerts ADD COLUMN earlier_exercise boolean NOT NULL DEFAULT false",)),
 )
 
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------

@@ -46,6 +46,7 @@ from store.base import (
 from store.common import (
     ACT_COLUMNS,
     ALERT_COLUMNS,
+    BEGIN_EXERCISE,
     CLEAR_ACTS,
     CLEAR_EARLIER_RUN,
     PRUNE_ROWS,
@@ -842,3 +843,8 @@ class PostgresStore(WriterStore):
         with self._errors():
             done = await self.pool.execute("DELETE FROM outbox WHERE scope = $1", scope)
         return int(done.split()[-1])  # "DELETE <count>"
+
+    async def begin_exercise(self) -> int:
+        with self._errors():
+            done = await self.pool.execute(BEGIN_EXERCISE)
+        return int(done.split()[-1])  # "UPDATE <count>"

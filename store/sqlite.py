@@ -36,6 +36,7 @@ from store.base import (
 from store.common import (
     ACT_COLUMNS,
     ALERT_COLUMNS,
+    BEGIN_EXERCISE,
     CLEAR_ACTS,
     CLEAR_EARLIER_RUN,
     PRUNE_ROWS,
@@ -776,3 +777,6 @@ class SqliteStore(WriterStore):
     async def outbox_discard(self, scope: str) -> int:
         return await self._write(lambda c: c.execute(
             "DELETE FROM outbox WHERE scope = ?", (scope,)).rowcount)
+
+    async def begin_exercise(self) -> int:
+        return await self._write(lambda c: c.execute(BEGIN_EXERCISE).rowcount)

@@ -7,6 +7,7 @@ while the rules' clock stands at a known report's time."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from harbourwatch.timeutil import iso_time
-from store import open_store
+from store import AlertQuery, open_store
 from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
 from tests.services.mosquitto import free_port
@@ -152,7 +153,7 @@ def test_a_trainees_acts_are_dated_on_the_drills_message_clock_end_to_end(
         f"{iso_time(T0)} emergency_device {SART} critical {alert_id}: acknowledged by "
         f"trainee at {iso_time(T0 + 40)} after 40 s; resolved by trainee at "
         f"{iso_time(T0 + 80)} after 80 s",
-        "1 alerts; 1 acknowledged (time to acknowledge: median 40 s, longest 40 s); "
+        "1 alert; 1 acknowledged (time to acknowledge: median 40 s, longest 40 s); "
         "1 resolved; 0 neither acknowledged nor resolved",
     ]
 
@@ -168,8 +169,6 @@ def _seconds(text: str) -> float:
 
 
 def _stored_message_times(db_url: str, folder: Path, alert_id: str) -> list[tuple[str, str]]:
-    import asyncio
-
     async def read() -> list[dict[str, Any]]:
         store = open_store(db_url, folder)
         await store.start()
@@ -240,7 +239,7 @@ async def test_schema_6_dates_the_rules_earlier_rows_on_message_time_and_leaves_
     store = open_store(db_url, tmp_path)
     await store.start()
     try:
-        assert await store.schema_version() == 6  # type: ignore[attr-defined]
+        assert await store.schema_version() == 7  # type: ignore[attr-defined]
         trail = await store.audit(alert.id)
     finally:
         await store.stop()
@@ -348,3 +347,67 @@ def test_a_debrief_of_a_line_it_cannot_read_names_the_file_and_line(tmp_path: Pa
     done = _cli("debrief", plain)
     assert done.returncode == 0
     assert "no operator acts (only a --drill run writes them" in done.stderr
+
+
+# --- a new exercise: the last one's alerts are its history ---------------------------------
+
+def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
+        tmp_path: Path, db_url: str) -> None:
+    """The store keeps one row per drill alert id, the last run's: run again, the drill
+    listed under drill=true the SART alert it had not raised yet, in the last exercise's
+    state (acknowledged), as if the trainees had it before them."""
+    log = tmp_path / "late.nmea"  # the ship at T0, the SART (its alert) at T0+40
+    log.write_text("".join(_line(t, m) + "\r\n"
+                           for t, m in ((T0, SHIP), (T0 + 40, SART), (T0 + 80, SHIP))))
+    first = subprocess.run(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones",
+         str(DEMO_ZONES), "--drill", "--speed", "max", "--no-progress", "--serve", "off",
+         "--mqtt", "off", "--db", db_url], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    earlier = asyncio.run(_ack_sart(db_url, tmp_path))
+    seen: dict[str, Any] = {}
+
+    def during(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
+        _wait("the ship heard at T0", lambda: _heard_at(http, SHIP, T0), proc)
+        seen["current"] = http.get("/alerts", params={"rule": "emergency_device"}).json()
+        seen["any"] = http.get("/alerts", params={"rule": "emergency_device",
+                                                  "drill": "any"}).json()
+        assert not _heard_at(http, SART, T0 + 40), "the SART came before the list was read"
+        seen["raised"] = _wait("the SART's alert raised again", lambda: _sart_alert(http), proc)
+
+    api = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones",
+         str(DEMO_ZONES), "--drill", "--speed", str(SPEED), "--no-progress",
+         "--serve", f"127.0.0.1:{api}", "--mqtt", "off", "--db", db_url],
+        env={**os.environ, "HARBOURWATCH_API_TOKENS": f"trainee:operator:{TOKEN}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{api}", timeout=10,
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            during(http, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr
+    assert (seen["current"]["total"], seen["current"]["alerts"]) == (0, [])
+    assert [(a["id"], a["state"], a["acknowledged_by"]) for a in seen["any"]["alerts"]] == [
+        (earlier, "acknowledged", "earlier-trainee")]
+    assert (seen["raised"]["id"], seen["raised"]["state"], seen["raised"]["acknowledged_by"]) \
+        == (earlier, "open", None)
+    # The SART's and the ship's zone entry at T0+80.
+    assert ("drill: a new exercise: 2 alerts of an earlier exercise listed under drill=true "
+            "no more until raised again") in stderr
+
+
+async def _ack_sart(db_url: str, folder: Path) -> str:
+    """The first exercise's trainee acknowledged the SART alert."""
+    store = open_store(db_url, folder)
+    await store.start()
+    try:
+        (alert,) = await store.alerts(AlertQuery(rule="emergency_device", drill=True))
+        await store.ack(alert["id"], "earlier-trainee")
+        return str(alert["id"])
+    finally:
+        await store.stop()

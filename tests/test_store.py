@@ -662,7 +662,7 @@ async def test_restart_restores_vessel_state_and_open_alerts(store_url: str,
         assert [a.to_dict() for a in restored] == [still_open.to_dict()]
         assert await second.position_count() == 1
         assert await second.load_engine_state() == engine_parts
-        assert await second.schema_version() == 6  # type: ignore[attr-defined]
+        assert await second.schema_version() == 7  # type: ignore[attr-defined]
         # replace=True makes the saved set a snapshot
         await second.save_vessel_states([encoded(states[1])], replace=True)
         assert list(await second.load_vessel_states()) == [B]
@@ -729,7 +729,7 @@ async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) 
     store = open_store(f"sqlite:///{path}", tmp_path)
     await store.start()
     try:
-        assert await store.schema_version() == 6  # type: ignore[attr-defined]
+        assert await store.schema_version() == 7  # type: ignore[attr-defined]
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
         # Saved before the file's content was kept: the start goes by its mtime.
@@ -772,7 +772,7 @@ async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescale
                           retention=timedelta(days=30))
     await store.start()
     try:
-        assert await store.schema_version() == 6
+        assert await store.schema_version() == 7
         assert await store.load_vessel_states() == {A: VesselState(A, T0, {"messages": 3})}
         assert await store.load_engine_state() == {}
         assert await store.latest_zones() == {"version": 1, "time": iso_time(T0),
@@ -839,7 +839,7 @@ async def test_a_version_2_postgres_database_takes_the_suspect_column_compressed
     store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl")
     await store.start()
     try:
-        assert await store.schema_version() == 6
+        assert await store.schema_version() == 7
         store.on_report(pos(A, recent + 1, lat=49.0, suspect="position_jump"))
         await store.flush()
         every = await store.track(A, recent - 1, recent + 2, rejected=True)
