@@ -13,6 +13,7 @@ of its ``new``), so a debrief reads how long the watch took (``harbourwatch debr
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,6 +21,8 @@ from typing import Any, TextIO
 from geofence.alert import AlertEvent, Transition
 from harbourwatch.timeutil import iso_time
 from ingest.report import Report
+
+log = logging.getLogger(__name__)
 
 #: What an ack or resolve line repeats of its alert, so a debrief needs no other line.
 ALERT_KEYS = ("rule", "severity", "mmsi", "other_mmsi", "zone", "started_at", "drill", "state")
@@ -95,7 +98,11 @@ class AlertsFileSink:
             record.update({"alert_id": alert["id"],
                            "raised_at": None if raised is None else iso_time(raised),
                            **{key: alert.get(key) for key in ALERT_KEYS}})
-        self._line(record)
+        try:
+            self._line(record)
+        except OSError as exc:  # the act is made and stored: its answer must not fail
+            log.error("--alerts-out %s: the %s by %s could not be written: %s", self.path,
+                      record.get("act"), record.get("actor"), exc.strerror or exc)
 
     def _line(self, record: Mapping[str, Any]) -> None:
         assert self._file is not None

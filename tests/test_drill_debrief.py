@@ -411,3 +411,24 @@ async def _ack_sart(db_url: str, folder: Path) -> str:
         return str(alert["id"])
     finally:
         await store.stop()
+
+
+async def test_an_act_whose_line_cannot_be_written_is_logged_and_still_answered(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The act is made and stored when its line is written: a full disk must not turn the
+    trainee's answer into a 500."""
+    import logging
+
+    from harbourwatch.alerts_file import AlertsFileSink
+
+    sink = AlertsFileSink(Path("/dev/full"), acts=True)
+    await sink.start()
+    try:
+        with caplog.at_level(logging.ERROR):
+            sink.on_act({"act": "snooze", "actor": "trainee", "rule": "speeding",
+                         "mmsi": SHIP, "message_time": iso_time(T0)})
+    finally:
+        with contextlib.suppress(OSError):
+            await sink.stop()
+    assert any("/dev/full: the snooze by trainee could not be written" in m
+               for m in caplog.messages), caplog.messages
