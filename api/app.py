@@ -794,7 +794,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.post("/alerts/{alert_id}/ack", response_model=m.AlertDetail, tags=["alerts"],
               responses=from_memory_doc(acted, queued=m.AlertDetail))
     async def ack(alert_id: AlertId, who: Operator, body: m.NoteIn | None = None) -> Response:
-        """Acknowledge (operator): records the token name, the wall time and the note."""
+        """Acknowledge (operator): records the token name, the wall time, the rules' clock
+        (the audit entry's ``message_time``) and the note."""
         return await act(alert_id, who, body, "ack")
 
     @app.post("/alerts/{alert_id}/resolve", response_model=m.AlertDetail, tags=["alerts"],
