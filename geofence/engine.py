@@ -20,6 +20,7 @@ import numpy as np
 
 from geofence.alert import Alert, AlertEvent
 from geofence.alertbook import AlertBook
+from geofence.eviction import SilentQueue
 from geofence.mid import is_device, is_ship_mmsi
 from geofence.picture import (
     NON_VESSEL_TYPES,
@@ -42,6 +43,18 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 60.0
 #: The zones that bound the port's area with ``watch_area: port``.
 WATCH_KINDS = ("coverage", "port_limit")
+
+
+def _eviction_silence_s(config: RulesConfig) -> float:
+    """How long a held vessel must be silent before a new MMSI may take its place at the
+    bound: out of the live picture, and past the silence after which ``dark_vessel`` would
+    have opened an alert on it (an open alert keeps it), with a tick to spare: timers run
+    at ticks."""
+    silence = config.picture.live_s
+    dark = config.dark_vessel
+    if dark.enabled:
+        silence = max(silence, dark.moving_s, dark.stationary_s)
+    return silence + config.picture.tick_interval_s
 
 
 def zone_set_warnings(config: RulesConfig, zones: ZoneSet) -> list[str]:
@@ -114,6 +127,9 @@ class Engine:
         self._once: dict[int, None] = {}
         #: MMSIs evicted at ``max_vessels``, for the sinks to drop (the pipeline empties it).
         self.evicted: list[int] = []
+        #: held vessels, longest silent first: evicted at the bound when no vessel heard
+        #: once is left, once silent past the live picture and any dark_vessel threshold
+        self._silent = SilentQueue(_eviction_silence_s(config))
         self._full_warned = False
         self._tick_s = config.picture.tick_interval_s
         self._inertia = config.membership.inertia_reports
@@ -329,25 +345,32 @@ class Engine:
     def _admit(self, report: Report) -> Vessel | None:
         """A new MMSI: a vessel of its own while fewer than ``max_vessels`` are held, else
         in place of the oldest one heard only once (a forged or garbled MMSI is heard once;
-        a real vessel reports every few seconds to minutes), else none (counted).
+        a real vessel reports every few seconds to minutes), else of the one silent longest
+        and long enough to be past every silence rule, else none (counted).
 
         Refusing outright would let a flood of forged MMSIs keep every real newcomer out of
-        the rules for ``forget_s``; evicting the longest silent would drop real vessels.
+        the rules for ``forget_s``: sent twice each, so none is heard only once, 40,000
+        lines did so for 24 h. Evicting the longest silent at once would drop real vessels
+        that may be about to be called dark.
         """
         if len(self.picture.vessels) >= self._max_vessels and not self._evict_one():
             self.counters["vessels_over_limit"] += 1
             if not self._full_warned:
                 self._full_warned = True
-                log.warning("%d vessels held, each heard more than once or with an open "
-                            "alert: MMSI %d and any further new one are not admitted "
+                log.warning("%d vessels held, each heard within %.0f s or with an open alert "
+                            "or, heard once, in a zone: MMSI %d and any further new one are "
+                            "not admitted until one is silent that long "
                             "(rules.picture.max_vessels; a feed open to injection can forge "
-                            "any number)", len(self.picture.vessels), report.mmsi)
+                            "any number)", len(self.picture.vessels), self._silent.silence_s,
+                            report.mmsi)
             return None
         self._once[report.mmsi] = None
         return self.picture.vessel_for(report)
 
     def _evict_one(self) -> bool:
-        """Drop the oldest vessel heard only once with no open alert; whether one was."""
+        """Drop the oldest vessel heard only once with no open alert nor zone, else the
+        longest silent one past ``SilentQueue.silence_s`` with no open alert; whether one
+        was."""
         vessels, once, book = self.picture.vessels, self._once, self.book
         while once:
             mmsi = next(iter(once))
@@ -356,13 +379,20 @@ class Engine:
             if vessel is None or vessel.messages > 1 or book.has_open(mmsi) \
                     or vessel.zones:
                 continue  # heard again, forgotten, or of note: no longer a candidate
-            del vessels[mmsi]
-            for rule in self.rules:
-                rule.on_forget(self.ctx, {mmsi})
-            self.counters["vessels_evicted"] += 1
-            self.evicted.append(mmsi)
+            self._evict(mmsi)
             return True
-        return False
+        silent = self._silent.take(vessels, self.newest, book.has_open)
+        if silent is None:
+            return False
+        self._evict(silent)
+        return True
+
+    def _evict(self, mmsi: int) -> None:
+        del self.picture.vessels[mmsi]
+        for rule in self.rules:
+            rule.on_forget(self.ctx, {mmsi})
+        self.counters["vessels_evicted"] += 1
+        self.evicted.append(mmsi)
 
     def _observers_for(self, key: tuple[int, bool, bool]) -> list[Rule]:
         msg_type, fix, ship = key

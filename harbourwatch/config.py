@@ -268,9 +268,11 @@ class PictureConfig(_Model):
                              description="Vessels (MMSIs) held by the rules, the API's picture "
                                          "and the MQTT feed; beyond it a new MMSI evicts the "
                                          "oldest vessel heard only once (none with an open "
-                                         "alert), else is not admitted: counted "
-                                         "(vessels_over_limit) and logged once. A UDP feed "
-                                         "open to injection can forge any number")
+                                         "alert or in a zone), else the one silent longest, "
+                                         "if silent past live_s and dark_vessel's thresholds "
+                                         "(none with an open alert), else is not admitted: "
+                                         "counted (vessels_over_limit) and logged once. A UDP "
+                                         "feed open to injection can forge any number")
 
 
 class ZoneEventConfig(_Model):
