@@ -10,7 +10,7 @@ from pyproj import Geod
 
 from geofence.mid import classify, is_placeholder, is_ship_mmsi, mmsi_text
 from ingest.report import Report
-from tests.rulekit import T0, Run, report, span, zones_moved_east
+from tests.rulekit import T0, Run, lonlat, report, span, zones_moved_east
 
 SHIP = 244123456
 FAR = 244000001  # keeps rx1 heard
@@ -226,6 +226,23 @@ def test_conflict_rejects_the_other_place_and_ends_after_quiet_window() -> None:
     end = run.of("mmsi_conflict", "end")[0].alert
     assert end["details"]["end_reason"] == "no_jumps"
     assert run.engine.picture.vessels[SHIP].fix_time == T0 + 960
+
+
+def test_a_conflict_keeps_the_picture_on_track_a_after_a_relocation_to_b() -> None:
+    """Five fixes at B between two of the vessel's own at A (three agreeing relocate it
+    there), then A, then B: the third switch opens the conflict while the picture is at B.
+    The conflict kept it there, every fix at A rejected (a spoofer hid the vessel); the
+    picture follows track a, where the vessel was before the first jump."""
+    run = Run()
+    run.feed(*(report(SHIP, t, *A) for t in (0, 10, 20)))
+    run.feed(*(report(SHIP, t, *B) for t in (21, 22, 23, 24, 25)))
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 25  # relocated to B
+    run.feed(report(SHIP, 30, *A), report(SHIP, 31, *B))
+    assert len(run.of("mmsi_conflict", "new")) == 1
+    assert run.engine.picture.vessels[SHIP].fix_time == T0 + 25
+    run.feed(report(SHIP, 40, *A), report(SHIP, 41, *B), report(SHIP, 50, *A))
+    vessel = run.engine.picture.vessels[SHIP]
+    assert (vessel.fix_time, vessel.lat, vessel.lon) == (T0 + 50, *lonlat(*A)[::-1])
 
 
 def test_a_zone_change_to_another_projection_moves_the_rules_saved_places_with_it() -> None:

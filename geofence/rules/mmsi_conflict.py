@@ -6,9 +6,11 @@ tracks, ``a`` (where the vessel was first) and ``b`` (the other place); a fix be
 track it could have reached without a jump (the ``position_jump`` definition: at least
 ``min_distance_m`` at more than ``max_speed_kn``). A switch between tracks is a jump; a fix
 that fits neither starts a new ``b``. ``jumps`` switches within ``window_s`` open the alert
-(state-based; it starts at the first of those jumps). While it is open, every fix that does
-not continue the picture's accepted track is rejected, and an open ``position_jump`` alert
-for the vessel is ended in its favour. It ends after ``window_s`` without a jump.
+(state-based; it starts at the first of those jumps). While it is open, every fix of track
+``b`` is rejected and every fix of ``a`` accepted (``position_jump`` leaves such a vessel's
+jumps to this rule), so the picture follows the track the vessel had before the first jump,
+also when another transmitter's fixes had moved it to theirs; an open ``position_jump``
+alert for the vessel is ended in its favour. It ends after ``window_s`` without a jump.
 
 Nothing is kept for a vessel whose fixes never jump, nor for a placeholder MMSI
 (:func:`~geofence.mid.is_placeholder`: 111111111, 123456789, …): unrelated transponders
@@ -111,8 +113,12 @@ class MmsiConflict(BaseRule):
         if alert is None and len(jumps) >= self.jumps:
             alert = self._open(ctx, vessel, report, state, jumps)
         if alert is not None:
-            prev = ctx.prev_fix
-            if prev is not None and self.test.jumps_from_prev(ctx, x, y, lat, lon, t):
+            # The picture follows track a, where the vessel was before the first jump,
+            # not whichever track it held when the alert opened: three agreeing fixes of a
+            # second transmitter between two of the vessel's own moved the picture there
+            # (position_jump's relocation), and the alert then kept it there, the vessel's
+            # own fixes all rejected and its restricted_entry ended.
+            if member == "b":
                 ctx.reject_fix(self.name)
             return
         if not jumps and member == "a":

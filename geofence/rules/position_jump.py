@@ -178,6 +178,8 @@ class PositionJump(BaseRule):
                 if not (state.get("alert") and ctx.book.get(str(state["alert"]))):
                     del vessel.rule_state[self.name]
             return
+        if ctx.book.find("mmsi_conflict", vessel.mmsi) is not None:
+            return  # two transmitters: mmsi_conflict decides which fixes the picture takes
         if state is None:
             state = vessel.rule_state[self.name] = {}
         alt = state.get("alt")
