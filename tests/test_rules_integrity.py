@@ -114,6 +114,32 @@ def test_sar_aircraft_is_not_judged() -> None:
     assert run.engine.picture.vessels[aircraft].fix_time == T0 + 60
 
 
+def test_a_sar_report_with_a_vessels_mmsi_is_judged_like_its_fixes() -> None:
+    """Message 9 with the MMSI of a vessel heard on type 1, 14 km from it, after each of
+    its reports: unjudged, it moved the picture there every time and two of every three of
+    the vessel's own fixes were rejected as jumps from it. Judged, it is the jump: rejected,
+    and the alternation is an MMSI conflict that keeps the vessel's own track."""
+    run = Run()
+    run.feed(*(report(SHIP, t, 5000, 5000, speed=0.5) for t in (0, 10, 20)))
+    for t in span(21, 201, 20):
+        run.feed(report(SHIP, t, 15000, 15000, speed=100.0, msg_type=9),
+                 report(SHIP, t + 9, 5000, 5000, speed=0.5))
+        vessel = run.engine.picture.vessels[SHIP]
+        assert (vessel.fix_time, vessel.lon, vessel.lat) == (T0 + t + 9, *lonlat(5000, 5000))
+    assert len(run.of("mmsi_conflict", "new")) == 1
+    assert run.engine.counters["suspect"] == 10  # the ten message 9s
+
+
+def test_a_vessel_under_way_cannot_leave_coverage_by_one_sar_report_and_escape_dark() -> None:
+    run = Run()
+    run.feed(*(report(SHIP, t, 5000 + 3 * t, 5000, speed=6.0) for t in span(0, 90, 10)))
+    run.feed(report(SHIP, 95, 50000, 50000, speed=6.0, msg_type=9))  # outside coverage
+    run.feed(*(report(FAR, t, -5000, 5000) for t in span(100, 900, 10)))
+    (dark,) = run.of("dark_vessel", "new")
+    assert (dark.alert["mmsi"], dark.alert["lat"], dark.alert["lon"]) == (
+        SHIP, *lonlat(5270, 5000)[::-1])
+
+
 def test_three_agreeing_fixes_relocate_and_end_the_alert() -> None:
     run = Run()
     run.feed(report(SHIP, 0, 5000, 5000))

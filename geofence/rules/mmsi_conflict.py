@@ -80,7 +80,7 @@ class MmsiConflict(BaseRule):
         return math.hypot(x - head[1], y - head[2])
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
-        if not judged(report):
+        if not judged(report, vessel):
             return
         t = report.time
         x, y = ctx.x, ctx.y  # projected once by the engine

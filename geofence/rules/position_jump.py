@@ -5,7 +5,7 @@ above ``max_speed_kn`` (distance on the WGS 84 ellipsoid over the message-time d
 is rejected: it never enters the picture, so ``dark_vessel``, ``loitering``, ``speeding`` and
 the other observers do not act on it. Reported speeds play no part (a "not available" speed
 is null anyway): the jump is judged on positions and times alone. SAR aircraft (message 9)
-are not judged.
+are not judged, unless the MMSI was heard on a ship's position reports (see :func:`judged`).
 
 The alert is state-based: it opens on the first rejected fix and ends once ``clear_s`` pass
 without another. When ``confirm_reports`` rejected fixes in a row agree with each other, the
@@ -129,10 +129,17 @@ def geodesic_m(lat0: float, lon0: float, lat: float, lon: float) -> float:
     return float(_WGS84.inv(lon0, lat0, lon, lat)[2])
 
 
-def judged(report: Report) -> bool:
-    """Reports whose position is judged: a position, and not a SAR aircraft."""
+def judged(report: Report, vessel: Vessel) -> bool:
+    """Reports whose position is judged: a position, and not a SAR aircraft's.
+
+    A SAR aircraft report (message 9) from an MMSI heard on a ship's position reports
+    (class A or B) is judged like any of its fixes: anyone can send message 9 with any
+    MMSI, and unjudged it moved a real vessel's picture 14 km (every second of the vessel's
+    own fixes then rejected as a jump from it), or, one sent by a vessel about to switch
+    off, put its last fix outside coverage so that ``dark_vessel`` never called it dark.
+    """
     return report.lat is not None and report.lon is not None and (
-        report.msg_type != SAR_AIRCRAFT_TYPE)
+        report.msg_type != SAR_AIRCRAFT_TYPE or vessel.ais_class is not None)
 
 
 class PositionJump(BaseRule):
@@ -164,7 +171,7 @@ class PositionJump(BaseRule):
 
     def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
         prev = ctx.prev_fix
-        if prev is None or not judged(report):
+        if prev is None or not judged(report, vessel):
             return
         x, y = ctx.x, ctx.y  # projected once by the engine
         lat, lon = report.lat, report.lon
