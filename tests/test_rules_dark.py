@@ -444,3 +444,31 @@ def test_saved_times_from_a_clock_far_ahead_are_clamped_on_a_live_restart(
     second.play(at(244000001, span(330, 1200, 30), 5000, 5000))
     (event,) = second.of("dark_vessel")
     assert event.alert["started_at"] == "2026-01-01T12:05:10Z"  # the clamped last_seen
+
+
+def _relocated_out(last_s: float) -> Run:
+    """Under way 5 km inside coverage, then three agreeing reports 50 km out (a relocation)
+    and more there until ``last_s``; another vessel keeps the receiver heard."""
+    run = Run()
+    run.feed(*(report(SHIP, t, 5000 + 3 * t, 5000, speed=6.0) for t in span(0, 90, 10)))
+    run.feed(*(report(SHIP, t, 50000, 50000 + 3 * (t - 91), speed=6.0)
+               for t in span(91, last_s, 1 if last_s < 100 else 10)))
+    run.feed(*(report(244000001, t, -5000, 5000) for t in span(100, last_s + 900, 10)))
+    return run
+
+
+def test_a_relocation_out_of_coverage_just_before_silence_is_judged_on_the_fix_before() -> None:
+    """Three reports 50 km out, sent in as many seconds before switching off: accepted as a
+    relocation, they took the vessel out of coverage and out of the rule."""
+    run = _relocated_out(93)
+    (dark,) = run.of("dark_vessel", "new")
+    assert (dark.alert["lat"], dark.alert["lon"]) == lonlat(50000, 50006)[::-1]  # last fix
+    before = dark.alert["details"]["before_jump"]
+    assert (before["lon"], before["lat"]) == lonlat(5270, 5000)
+    assert before["jumped_at"] == "2026-01-01T12:01:33Z"
+    assert dark.alert["details"]["edge_distance_m"] == pytest.approx(20000 - 5270, abs=1)
+
+
+def test_a_relocated_track_heard_for_moving_s_is_the_vessels_own() -> None:
+    run = _relocated_out(800)  # relocated at 111 s (three reports 10 s apart)
+    assert run.of("dark_vessel") == []

@@ -88,12 +88,12 @@ class DarkVessel(BaseRule):
         engine time at which the first such receiver will (judge it again then)."""
         if vessel.x is None or vessel.y is None or vessel.lon is None or vessel.lat is None:
             return None
-        edge = ctx.zones.coverage_edge_distance(vessel.x, vessel.y)
-        if edge is None:
-            return None
-        edge /= scale_at(ctx, vessel.x, vessel.lon, vessel.lat)
-        if edge < self.edge_m:
-            return None
+        edge = self._edge(ctx, vessel.x, vessel.y, vessel.lon, vessel.lat)
+        before: dict[str, Any] = {}
+        if edge is None or edge < self.edge_m:
+            edge, before = self._edge_before_jump(ctx, vessel)
+            if edge is None or edge < self.edge_m:
+                return None
         last = vessel.last_seen
         deadline = last + limit
         window = self.window_s if self.stationary(vessel) else self.moving_window_s
@@ -120,7 +120,43 @@ class DarkVessel(BaseRule):
                     retry = min(retry, deadline + lag)
         if blocked or not hearing:
             return retry if retry < _NO_LIMIT else None
-        return {"edge_distance_m": round(edge, 1), "receivers": sorted(hearing)}
+        return {"edge_distance_m": round(edge, 1), "receivers": sorted(hearing), **before}
+
+    def _edge(self, ctx: RuleContext, x: float, y: float, lon: float,
+              lat: float) -> float | None:
+        """True metres from the coverage edge, inwards; None outside coverage."""
+        edge = ctx.zones.coverage_edge_distance(x, y)
+        return None if edge is None else edge / scale_at(ctx, x, lon, lat)
+
+    def _edge_before_jump(self, ctx: RuleContext, vessel: Vessel
+                          ) -> tuple[float | None, dict[str, Any]]:
+        """The edge distance of the last fix before a relocation (``position_jump``: three
+        agreeing fixes far from it, accepted), with its evidence, while the vessel has been
+        heard for less than ``moving_s`` since: three reports 50 km out, sent in as many
+        seconds before switching off, took a vessel out of coverage and out of this rule."""
+        state = vessel.rule_state.get(self.name)
+        jumped = None if state is None else state.get("before_jump")
+        if jumped is None:
+            return None, {}
+        t, lat, lon = jumped
+        if vessel.last_seen - t > self.moving_s:
+            del vessel.rule_state[self.name]  # held that long, the new track is the vessel's
+            return None, {}
+        x, y = ctx.zones.project(lon, lat)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return None, {}
+        return self._edge(ctx, x, y, lon, lat), {"before_jump": {
+            "lat": lat, "lon": lon, "jumped_at": iso_time(t)}}
+
+    def _note_jump(self, ctx: RuleContext, vessel: Vessel, t: float) -> None:
+        """The fix just accepted is a jump from the one before (a relocation): keep that
+        one for :meth:`eligible`, unless a recent relocation's is kept already."""
+        prev = ctx.prev_fix
+        state = vessel.rule_state.get(self.name)
+        kept = None if state is None else state.get("before_jump")
+        if prev is None or (kept is not None and t - kept[0] <= self.moving_s):
+            return
+        vessel.rule_state[self.name] = {"before_jump": [t, prev.lat, prev.lon]}
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -165,6 +201,8 @@ class DarkVessel(BaseRule):
             # Only a report from after the silence ends it: a late copy of an older report
             # (a feed's backlog) is not the vessel coming back.
             self._end(ctx, vessel, alert, report)
+        if ctx.prev_jump and ctx.fix_accepted:
+            self._note_jump(ctx, vessel, report.time)
         self._schedule(ctx, vessel)
 
     def _catch_up(self, ctx: RuleContext, vessel: Vessel, prev: float, now: float) -> None:
