@@ -45,15 +45,17 @@ SWEEP_EVERY_S = 60.0
 WATCH_KINDS = ("coverage", "port_limit")
 
 
-def _eviction_silence_s(config: RulesConfig) -> float:
+def _eviction_silence_s(config: RulesConfig, zones: ZoneSet) -> float:
     """How long a held vessel must be silent before a new MMSI may take its place at the
     bound: out of the live picture, and past the silence after which ``dark_vessel`` would
-    have opened an alert on it (an open alert keeps it), with a tick to spare: timers run
-    at ticks."""
+    have opened an alert on it (an open alert keeps it), a zone's own threshold included,
+    with a tick to spare: timers run at ticks."""
     silence = config.picture.live_s
     dark = config.dark_vessel
     if dark.enabled:
-        silence = max(silence, dark.moving_s, dark.stationary_s)
+        silence = max(silence, dark.moving_s, dark.stationary_s, *(
+            float(zone.overrides[key]) for zone in zones
+            for key in ("dark_moving_s", "dark_stationary_s") if key in zone.overrides))
     return silence + config.picture.tick_interval_s
 
 
@@ -129,7 +131,7 @@ class Engine:
         self.evicted: list[int] = []
         #: held vessels, longest silent first: evicted at the bound when no vessel heard
         #: once is left, once silent past the live picture and any dark_vessel threshold
-        self._silent = SilentQueue(_eviction_silence_s(config))
+        self._silent = SilentQueue(_eviction_silence_s(config, zones))
         self._full_warned = False
         self._tick_s = config.picture.tick_interval_s
         self._inertia = config.membership.inertia_reports
@@ -519,6 +521,7 @@ class Engine:
         end alerts tied to zones that are gone; those transitions are returned.
         """
         self.zones = self.ctx.zones = zones
+        self._silent.silence_s = _eviction_silence_s(self.config, zones)
         self._ahead = {}  # projected with the old zones' projection
         self._set_watch_area()
         for vessel in self.picture.vessels.values():

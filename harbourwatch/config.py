@@ -270,6 +270,7 @@ class PictureConfig(_Model):
                                          "oldest vessel heard only once (none with an open "
                                          "alert or in a zone), else the one silent longest, "
                                          "if silent past live_s and dark_vessel's thresholds "
+                                         "(a zone's own included) "
                                          "(none with an open alert), else is not admitted: "
                                          "counted (vessels_over_limit) and logged once. A UDP "
                                          "feed open to injection can forge any number")

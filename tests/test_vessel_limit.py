@@ -22,7 +22,7 @@ from geofence.engine import Engine
 from harbourwatch.pipeline import Pipeline
 from ingest.ingestor import Ingestor
 from tests.ingest_helpers import position, single, tag_block
-from tests.rulekit import T0, lonlat, port_zones, rules_config
+from tests.rulekit import T0, lonlat, port_zones, rect, rules_config
 from tests.test_service import DEMO_ZONES, free_udp_port, wait_said
 
 LIMIT = 40
@@ -37,9 +37,9 @@ def _line(mmsi: int, dx: float, dy: float, status: int = 0) -> bytes:
 class _Rig:
     """The real pipeline: NMEA lines in, the engine, the API's picture and the MQTT feed."""
 
-    def __init__(self, **rules: Any) -> None:
+    def __init__(self, *zones: dict[str, Any], **rules: Any) -> None:
         self.engine = Engine(rules_config(picture={"max_vessels": LIMIT}, **rules),
-                             port_zones())
+                             port_zones(*zones))
         self.picture = LivePicture(900.0, max_vessels=LIMIT)
         self.feed = MqttFeed("mqtt://127.0.0.1:1", prefix="hwtest/limit")  # never connected
         self.pipeline = Pipeline(Ingestor(), self.engine, [self.picture, self.feed],
@@ -127,6 +127,21 @@ async def test_a_vessel_in_a_zone_gives_way_too_once_silent_past_the_rules() -> 
     rig.t += 901.5
     rig.hear([244999991])
     assert 244999991 in rig.held()[0] and forged[0] not in rig.held()[0]
+
+
+async def test_a_zones_own_dark_threshold_keeps_its_vessels_that_long() -> None:
+    """A zone may give dark_vessel a longer silence (2 h here): its vessels silent for the
+    rule's 1,800 s are not yet past it, and evicted they could never be called dark."""
+    rig = _Rig(rect("quiet", "anchorage", 5000, 0, 15000, 1000, dark_moving_s=7200))
+    forged = [503000000 + n for n in range(LIMIT)]
+    rig.hear(forged, times=2, east_m=6000)
+    assert all("quiet" in rig.engine.picture.vessels[m].zones for m in forged)
+    rig.t += 1_802.0
+    rig.hear([244999991])
+    assert 244999991 not in rig.held()[0]
+    rig.t += 7_202.0 - 1_802.0  # past the zone's 7,200 s and a tick
+    rig.hear([244999992])
+    assert 244999992 in rig.held()[0] and forged[0] not in rig.held()[0]
 
 
 async def test_a_vessel_heard_once_with_an_open_alert_is_never_evicted() -> None:
