@@ -49,6 +49,7 @@ from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
 from api.picture import PRUNE_EVERY_S
 from geofence.alert import AlertEvent, Transition
+from harbourwatch.operator_acts import as_pushed
 from harbourwatch.timeutil import parse_iso
 from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
 
@@ -504,12 +505,12 @@ class MqttFeed:
             if stored.get("state") in _CLOSED_STATES:
                 continue
             alert, _topics, per_alert = self._placed(stored)
-            when = alert.get("updated_at") or alert.get("started_at")
+            when = stored.get("updated_at") or stored.get("started_at")
             self._open_alerts[per_alert] = _dumps({**alert, "time": when})
 
     def _placed(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], Topics, str]:
         """The alert marked drill when it or this feed is, its topics and retained topic."""
-        alert = dict(given)
+        alert = as_pushed(given)
         drill = alert["drill"] = self.drill or bool(alert.get("drill"))
         topics = self.drill_topics if drill else self.topics
         return alert, topics, topics.alert(str(alert.get("rule", "alert")),

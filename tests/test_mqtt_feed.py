@@ -26,6 +26,7 @@ import pytest
 from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url, run_client_id
 from api.outbox import MemoryOutbox, SqliteOutbox
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
+from harbourwatch.operator_acts import ACT_FIELDS, OperatorActs
 from ingest.report import Report, iso_time
 from tests.services.mosquitto import MosquittoBroker, mosquitto, mosquitto_auth  # noqa: F401
 
@@ -228,6 +229,46 @@ async def test_alerts_restored_at_start_up_are_retained_again(broker: MosquittoB
     # Its last change, as published before the restart: a consumer ordering an alert's
     # payloads by time saw it go back to started_at.
     assert body["time"] == "2026-01-01T10:05:00Z" != stored["started_at"]
+
+
+async def test_every_alert_payload_has_the_apis_fields_whoever_changed_it(
+        broker: MosquittoBroker) -> None:
+    """The alert object on ``<p>/alerts`` and on its retained topic has one set of fields,
+    those of ``GET /alerts/{id}`` but ``audit`` and ``updated_at``, the operator's null until
+    acted on. It had none of them on a rule's transition, all of them and ``updated_at`` on
+    an act, the non-null ones on a rule's update after an act, and all again on an alert
+    restored at start-up: a platform reading ``alert["acknowledged_by"]`` failed on the
+    first, and ``updated_at`` came and went."""
+    p = new_prefix()
+    restored = {**make_event(Transition.NEW, 3).alert, "updated_at": "2026-01-01T10:05:00Z",
+                **dict.fromkeys(ACT_FIELDS)}  # as the store gives it (alert_out)
+    opened = make_event(Transition.NEW, 1)
+    acked = {**opened.alert, "state": "acknowledged", "updated_at": "2026-01-01T10:00:10Z",
+             **dict.fromkeys(ACT_FIELDS), "acknowledged_at": "2026-01-01T10:00:10Z",
+             "acknowledged_by": "duty", "ack_note": "pilot informed"}
+    acts = OperatorActs()
+    acts.record(acked)
+    feed = feed_for(broker, p)
+    feed.remember_open([restored])
+    async with Subscriber(broker, f"{p}/alerts", f"{p}/alerts/+/+") as sub:
+        await connected(feed)
+        feed.on_alert(opened)
+        feed.on_alert(AlertEvent(Transition.UPDATE, acked, T0 + 10))
+        feed.on_alert(acts.over(make_event(Transition.UPDATE, 1, t=T0 + 20)))
+        await asyncio.wait_for(feed.wait_delivered(), WAIT_S)
+        seen = [(str(m.topic), json.loads(bytes(m.payload))) for m in await sub.sync()]
+    await feed.stop()
+    fields = [*opened.alert, *ACT_FIELDS]
+    alerts = [body["alert"] if topic == f"{p}/alerts"
+              else {k: v for k, v in body.items() if k != "time"} for topic, body in seen]
+    assert len(alerts) == 7  # the restored one retained, then each transition on both
+    assert [list(alert) for alert in alerts] == [fields] * 7
+    assert [(a["id"], a["state"], a["acknowledged_by"]) for a in alerts] == [
+        (restored["id"], "open", None),
+        *[(opened.alert["id"], "open", None)] * 2,
+        *[(opened.alert["id"], "acknowledged", "duty")] * 4]
+    assert alerts[-1]["ack_note"] == "pilot informed"
+    assert alerts[-1]["resolved_at"] is None
 
 
 async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> None:
