@@ -459,7 +459,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
             listeners: list[Callable[[Mapping[str, Any]], None]] = [
                 pipeline.operator_acts.record]
             if mqtt_feed is not None:
-                listeners.append(_operator_acts_to(mqtt_feed, ingestor, snoozes))
+                listeners.append(_operator_acts_to(mqtt_feed, _rules_clock(engine), snoozes))
             assert auth is not None
             api_task = asyncio.create_task(_serve_api(
                 config, auth, store, engine, pipeline, zones, stop, hub, picture,
@@ -591,18 +591,26 @@ async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event, *
     return False
 
 
-def _operator_acts_to(sink: Sink, ingestor: Ingestor,
+def _operator_acts_to(sink: Sink, clock: Callable[[], float],
                       snoozes: SnoozeBook) -> Callable[[Mapping[str, Any]], None]:
     """Acks and resolves reach the command platform as ``update`` transitions, unless the
     alert was muted (its ``update`` left a retained alert the platform never saw open, and
-    its muted end never cleared)."""
+    its muted end never cleared). Stamped on the rules' ``clock``, as their transitions
+    are: the newest report's time stands still while the receivers are silent, and an ack
+    of the alert that says so was stamped before the alert itself."""
 
     def forward(alert: Mapping[str, Any]) -> None:
-        event = AlertEvent(Transition.UPDATE, dict(alert), ingestor.newest or time.time())
+        event = AlertEvent(Transition.UPDATE, dict(alert), clock())
         if not snoozes.muted(event):
             sink.on_alert(event)
 
     return forward
+
+
+def _rules_clock(engine: Engine) -> Callable[[], float]:
+    """The rules' clock (message time, moved on by the wall clock in a live run while no
+    report comes); the wall clock before the rules have any time."""
+    return lambda: engine.newest if math.isfinite(engine.newest) else time.time()
 
 
 def _start_decoding(plan: ReplayPlan | None, ingestor: Ingestor) -> DecodingProcess | None:
@@ -747,7 +755,7 @@ def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeli
                    zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
                    snooze_target=pipeline.snoozes, alert_memory=memory, stats=pipeline.stats,
                    sources=sources_of(pipeline.ingestor, transport),
-                   clock=lambda: engine.newest if math.isfinite(engine.newest) else time.time(),
+                   clock=_rules_clock(engine),
                    operator_updates=operator_updates, drill=engine.drill, mqtt=mqtt_status,
                    saves_zones=saves_zones, zones_file_sha256=zones_file_sha256,
                    act_records=list(act_records or ()))

@@ -1007,7 +1007,7 @@ def test_a_muted_alert_stays_muted_across_a_restart_and_its_acts_are_not_pushed(
             await store.stop()
 
     after = asyncio.run(restart())
-    forward = _operator_acts_to(pushed, Ingestor(), after)
+    forward = _operator_acts_to(pushed, lambda: muted.started_at + 60, after)
     for alert in (muted, heard):
         forward({**alert.to_dict(), "state": "acknowledged"})
     assert pushed.ids == [heard.id]

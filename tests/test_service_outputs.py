@@ -22,6 +22,7 @@ import aiomqtt
 import httpx
 import pytest
 
+from harbourwatch.timeutil import parse_iso
 from replay.scenario import generate_scenario
 from store import open_store
 from tests.paths import FIXTURES
@@ -343,3 +344,62 @@ async def test_a_bound_udp_source_whose_receiver_went_quiet_is_offline_on_mqtt(
     statuses = [m.payload for m in messages
                 if str(m.topic) == f"{prefix}/sources/{source}/status"]
     assert statuses[-3:] == [b"online", b"offline", b"online"]
+
+
+async def test_an_act_on_mqtt_is_stamped_on_the_rules_clock_not_before_the_alert(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """An operator's ack reached MQTT stamped with the newest time a report carried: in a
+    live run whose receivers are silent the rules' clock moves on without reports, so the
+    ack of a ``source_silent`` alert was stamped before the alert's own ``new`` (and its
+    ``started_at``), and its retained payload's ``time`` went back, which the README says it
+    never does. A platform keeping the newest payload of each alert dropped the ack."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    udp, api_port = _free_udp_port(), free_port()
+    source = f"udp-{udp}"
+    config = tmp_path / "port.yaml"
+    config.write_text(
+        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
+        "rules: {source_silent: {silent_s: 2}}\n"
+        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', prefix: '{prefix}'}}\n")
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:operator:{TOKEN}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
+         "--udp", f"127.0.0.1:{udp}", "--serve", f"127.0.0.1:{api_port}",
+         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = _stderr_lines(proc)
+
+    def silent_alert(kind: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(body["time"], body["alert"]) for body in (
+            json.loads(m.payload) for m in messages if str(m.topic) == f"{prefix}/alerts")
+            if body["type"] == kind and body["alert"]["rule"] == "source_silent"
+            and body["alert"]["details"]["receiver"] == source]
+
+    try:
+        await _wait_for(lambda: any(str(m.topic) == f"{prefix}/sources/{source}/status"
+                                    for m in messages), 30, "the bound source")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"!AIVDM,1,1,,A,33nr7t001f13KNTOahh2@QpF00vh,0*58\r\n",
+                        ("127.0.0.1", udp))
+        await _wait_for(lambda: bool(silent_alert("new")), 30, "source_silent")
+        (opened_at, opened), = silent_alert("new")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}",
+                                     timeout=10) as http:
+            acked = await http.post(f"/alerts/{opened['id']}/ack", json={"note": "on it"},
+                                    headers={"Authorization": f"Bearer {TOKEN}"})
+            assert acked.status_code == 200, acked.text
+        await _wait_for(lambda: bool(silent_alert("update")), 30, "the ack on MQTT")
+    finally:
+        code = await _stopped(proc, listener)
+    assert code == 0, "".join(stderr)
+    (acked_at, update), = silent_alert("update")
+    assert update["state"] == "acknowledged"
+    retained = [json.loads(m.payload)["time"] for m in messages
+                if str(m.topic) == f"{prefix}/alerts/source_silent/{opened['id']}"
+                and m.payload]
+    assert retained == [opened_at, acked_at]
+    assert parse_iso(opened["started_at"]) <= parse_iso(opened_at) <= parse_iso(acked_at)
