@@ -47,7 +47,7 @@ from aiomqtt.exceptions import MqttConnectError as _Refused
 
 from api.mqtt_topics import Topics, default_prefix
 from api.outbox import MemoryOutbox, Outbox, OutboxEntry
-from api.picture import PRUNE_EVERY_S
+from api.picture import PRUNE_EVERY_S, blank_vessel
 from geofence.alert import AlertEvent, Transition
 from harbourwatch.operator_acts import as_pushed
 from harbourwatch.timeutil import parse_iso
@@ -175,6 +175,14 @@ class _ClientErrors(logging.Filter):
         if seen is None or seen in str(err):
             return err
         return type(err)(f"{err} ({seen})")
+
+
+def _take_class(vessel: dict[str, Any], report: Report) -> None:
+    """The vessel's AIS class from ``report``, as the API's picture takes it (called only
+    when its message type changes or static data comes: not on every position)."""
+    cls = report.ais_class
+    if cls is not None:
+        vessel["class"] = cls
 
 
 def _dumps(obj: Mapping[str, Any]) -> bytes:
@@ -466,8 +474,8 @@ class MqttFeed:
             self._newest = t
         mmsi = report.mmsi
         state = self._vessels.get(mmsi)
-        if state is None:
-            state = self._vessels[mmsi] = {"mmsi": mmsi}
+        if state is None:  # the API's fields, so that both give a platform the same vessel
+            state = self._vessels[mmsi] = blank_vessel(mmsi)
         if t > self._heard.get(mmsi, float("-inf")):
             self._heard[mmsi] = t
         changed = False
@@ -475,7 +483,9 @@ class MqttFeed:
                 and t >= self._vessel_time.get(mmsi, float("-inf"))):
             for name in POSITION_FIELDS:
                 state[name] = getattr(report, name)
-            state["msg_type"] = report.msg_type
+            if state["msg_type"] != report.msg_type:  # seldom: its class may change too
+                state["msg_type"] = report.msg_type
+                _take_class(state, report)
             state["time"] = iso_time(t)
             state["sources"] = list(report.sources)
             self._vessel_time[mmsi] = t
@@ -484,9 +494,9 @@ class MqttFeed:
         if statics:
             newer = t >= self._static_time.get(mmsi, float("-inf"))
             state.update(statics_to_apply(state, statics, newer))
+            _take_class(state, report)
             if newer:
                 self._static_time[mmsi] = t
-                state["static_time"] = iso_time(t)
             # Published with its first position, as the API lists it: a vessel known only
             # by its static data has no place on the platform's chart.
             changed = changed or mmsi in self._vessel_time
@@ -701,7 +711,9 @@ class MqttFeed:
         return t is None or now is None or now - t > self.position_max_age_s
 
     def _vessel_payload(self, mmsi: int) -> bytes:
-        return _dumps({**self._vessels[mmsi], "drill": self.drill})
+        static = self._static_time.get(mmsi)
+        return _dumps({**self._vessels[mmsi], "drill": self.drill,
+                       "static_time": None if static is None else iso_time(static)})
 
     # ---- internals: connection ----------------------------------------------------------
 

@@ -62,7 +62,7 @@ class LivePicture:
         if vessel is None:
             if len(self._vessels) >= self.max_vessels:
                 return
-            vessel = _blank(mmsi)
+            vessel = blank_vessel(mmsi)
         self._json.pop(mmsi, None)
         self._geo.pop(mmsi, None)
         has_position = report.has_position and not report.fix_rejected
@@ -160,7 +160,9 @@ class LivePicture:
         return self.newest if self._clock is None else max(self.newest, self._clock())
 
 
-def _blank(mmsi: int) -> dict[str, Any]:
+def blank_vessel(mmsi: int) -> dict[str, Any]:
+    """A vessel with every field of ``GET /vessels/{mmsi}`` in its order, none known yet
+    (the MQTT feed's vessels start from it too)."""
     vessel: dict[str, Any] = {"mmsi": mmsi, "time": None, "class": None, "msg_type": None}
     for key in POSITION_KEYS + STATIC_FIELDS:
         vessel[key] = None

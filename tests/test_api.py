@@ -990,7 +990,7 @@ def test_a_late_older_static_report_renames_no_vessel_in_the_picture_nor_on_mqtt
         feed.on_report(report)
     shown = picture.vessel(A)
     assert shown is not None and (shown["shipname"], shown["draught"]) == ("NEW NAME", 7.5)
-    state = feed._vessels[A]
+    state = json.loads(feed._vessel_payload(A))
     assert (state["shipname"], state["draught"], state["static_time"]) == (
         "NEW NAME", 7.5, iso_time(T0 + 100))
 

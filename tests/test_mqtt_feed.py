@@ -25,6 +25,7 @@ import pytest
 
 from api.mqtt import MqttAuthError, MqttConfigError, MqttFeed, parse_url, run_client_id
 from api.outbox import MemoryOutbox, SqliteOutbox
+from api.picture import LivePicture
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from harbourwatch.operator_acts import ACT_FIELDS, OperatorActs
 from ingest.report import Report, iso_time
@@ -303,16 +304,42 @@ async def test_retained_state_after_late_subscribe(broker: MosquittoBroker) -> N
     assert retained
     vessel = json.loads(raw)
     assert vessel == {
-        "mmsi": 244123456, "time": "2026-01-01T10:00:10Z", "lat": 51.9, "lon": 4.1,
-        "speed": 3.5, "course": 90.0, "heading": None, "turn": None, "status": None,
-        "accuracy": None, "msg_type": 1, "sources": ["rx1"], "shipname": "NORDIC",
-        "callsign": "PBAB", "shiptype": 70, "static_time": "2026-01-01T10:00:00Z",
-        "drill": False,
+        "mmsi": 244123456, "time": "2026-01-01T10:00:10Z", "class": "A", "msg_type": 1,
+        "lat": 51.9, "lon": 4.1, "speed": 3.5, "course": 90.0, "heading": None, "turn": None,
+        "status": None, "accuracy": None, "shipname": "NORDIC", "callsign": "PBAB",
+        "imo": None, "shiptype": 70, "to_bow": None, "to_stern": None, "to_port": None,
+        "to_starboard": None, "draught": None, "destination": None, "sources": ["rx1"],
+        "drill": False, "static_time": "2026-01-01T10:00:00Z",
     }
     assert seen.get(f"{p}/stats", (b"", False))[1] is False  # only live ones, never retained
     await feed.stop()
     async with Subscriber(broker, f"{p}/available") as late:
         assert [bytes(m.payload) for m in await late.sync()] == [b"stopped"]
+
+
+async def test_a_vessel_on_mqtt_has_the_fields_the_api_gives_it(
+        broker: MosquittoBroker) -> None:
+    """``<p>/vessels/<mmsi>`` carries the fields of ``GET /vessels/{mmsi}``, in its order,
+    and ``static_time``: it had no ``class``, and left out each static field not known yet
+    where the API gives null, so a platform drawing the chart from MQTT and the details
+    from the API found ``imo`` on one and not the other."""
+    p = new_prefix()
+    picture = LivePicture()
+    feed = feed_for(broker, p)
+    await connected(feed)
+    reports = [report(244123456, T0, msg_type=24, lat=None, lon=None, shipname="NORDIC",
+                      partno=0),
+               report(244123456, T0 + 10, msg_type=18, speed=3.5, course=90.0)]
+    for r in reports:
+        picture.on_report(r)
+        feed.on_report(r)
+    async with Subscriber(broker, f"{p}/vessels/244123456") as sub:
+        _, vessel, _, _ = await sub.get_json()
+    await feed.stop()
+    api = json.loads(picture.encoded(picture.vessel(244123456) or {}))
+    assert list(vessel) == [*api, "static_time"]
+    assert vessel == {**api, "static_time": "2026-01-01T10:00:00Z"}
+    assert (vessel["class"], vessel["shipname"], vessel["imo"]) == ("B", "NORDIC", None)
 
 
 async def test_vessel_known_only_by_static_data_waits_for_its_position(
