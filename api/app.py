@@ -16,7 +16,7 @@ import time
 from collections import abc
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -45,6 +45,7 @@ from api.memory_alerts import (
     page_from_memory,
 )
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
+from api.service_stats import service_stats
 from api.stream import StreamFilter, StreamFull
 from geofence.alert import RiskArea
 from geofence.zones import ZONE_ID, ZoneError, ZoneSet
@@ -1000,23 +1001,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     @app.get("/stats", tags=["service"], responses=errors)
     async def stats(_: Viewer) -> Response:
-        out: dict[str, Any] = {"pipeline": {k: v for k, v in deps.stats().items()
-                                            if k != "sources"}}
-        writer = store.stats()
-        out["store"] = {"description": store.description,
-                        **{f.name: getattr(writer, f.name) for f in fields(writer)
-                           if f.name != "extra"}}  # the backend's own: /metrics
-        if writer.last_write_at is not None:
-            out["store"]["last_write_at"] = iso_time(writer.last_write_at)
-        if hub is not None:
-            hs = hub.stats()
-            out["stream"] = {"clients": hs.clients, "events": hs.events,
-                             "dropped": hs.dropped, "refused": hs.refused}
-        if deps.picture is not None:
-            out["vessels"] = vessel_count()
-        if deps.mqtt is not None:
-            out["mqtt"] = dict(deps.mqtt())
-        return _dump(out)
+        return _dump(service_stats(
+            deps.stats(), store, hub=hub,
+            vessels=None if deps.picture is None else vessel_count(),
+            mqtt=None if deps.mqtt is None else deps.mqtt()))
 
     @app.head("/health", include_in_schema=False)
     async def health_probe() -> Response:

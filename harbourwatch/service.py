@@ -46,6 +46,7 @@ from store.base import Store, StoreUnavailable
 if TYPE_CHECKING:
     from api.auth import Authenticator
     from api.deps import ApiDeps
+    from api.mqtt import MqttFeed
     from api.picture import LivePicture
     from api.stream import StreamHub
     from replay.decoding import DecodingProcess
@@ -431,7 +432,6 @@ async def run_service(config: Config, options: ServiceOptions, *,
                             "--mqtt-prefix names another prefix)" if replay_branch
                             else " as --mqtt-prefix says (never give it the live "
                             "service's prefix)")
-            feed.set_stats_provider(pipeline.stats)
             feed.remember_open(a for a in restored if not snoozes.is_muted(a["id"]))
             if sources:
                 from harbourwatch.source_status import SourceStatus
@@ -466,6 +466,10 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 listeners, failures, transport_of(sources, queue),
                 None if mqtt_feed is None else mqtt_feed.status,
                 saves_zones=live_service, act_records=act_records))
+        if mqtt_feed is not None:
+            mqtt_feed.set_stats_provider(_mqtt_stats(
+                pipeline, store, mqtt_feed, *((hub, picture) if config.api.enabled
+                                              else (None, None))))
         for sink in sinks[1:]:
             await sink.start()
             started.append(sink)
@@ -605,6 +609,21 @@ def _operator_acts_to(sink: Sink, clock: Callable[[], float],
             sink.on_alert(event)
 
     return forward
+
+
+def _mqtt_stats(pipeline: Pipeline, store: Store, feed: MqttFeed, hub: StreamHub | None,
+                picture: LivePicture | None) -> Callable[[], dict[str, Any]]:
+    """``<p>/stats``: the counters of ``GET /stats``, in its shape, then the sources'."""
+    from api.service_stats import service_stats
+
+    def provide() -> dict[str, Any]:
+        counters = pipeline.stats()
+        vessels = None if picture is None else sum(1 for _ in picture.vessels())
+        return {**service_stats(counters, store, hub=hub, vessels=vessels,
+                                mqtt=feed.status()),
+                "sources": counters["sources"]}
+
+    return provide
 
 
 def _rules_clock(engine: Engine) -> Callable[[], float]:

@@ -403,3 +403,55 @@ async def test_an_act_on_mqtt_is_stamped_on_the_rules_clock_not_before_the_alert
                 and m.payload]
     assert retained == [opened_at, acked_at]
     assert parse_iso(opened["started_at"]) <= parse_iso(opened_at) <= parse_iso(acked_at)
+
+
+async def test_the_stats_on_mqtt_are_those_of_the_api(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+    """``<p>/stats`` carries the counters of ``GET /stats`` in its shape (``pipeline``,
+    ``store``, ``stream``, ``vessels``, ``mqtt``), plus ``sources``, as the README says: the
+    pipeline's were at the top level and the store's (``db_up``, ``queued``) were missing,
+    so a platform parsing one could not read the other, nor see the database away."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    udp, api_port = _free_udp_port(), free_port()
+    config = tmp_path / "port.yaml"
+    config.write_text(
+        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
+        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', prefix: '{prefix}', "
+        "stats_interval_s: 0.5}\n")
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:viewer:{TOKEN}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
+         "--udp", f"127.0.0.1:{udp}", "--serve", f"127.0.0.1:{api_port}",
+         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = _stderr_lines(proc)
+    try:
+        await _wait_for(lambda: any(str(m.topic) == f"{prefix}/sources/udp-{udp}/status"
+                                    and m.payload == b"online" for m in messages),
+                        30, "the bound source")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"!AIVDM,1,1,,A,33nr7t001f13KNTOahh2@QpF00vh,0*58\r\n",
+                        ("127.0.0.1", udp))
+        await _wait_for(lambda: any(str(m.topic) == f"{prefix}/stats"
+                                    and b'"reports":1' in bytes(m.payload) for m in messages),
+                        30, "stats after the report")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}",
+                                     timeout=10) as http:
+            response = await http.get("/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert response.status_code == 200, response.text
+    finally:
+        code = await _stopped(proc, listener)
+    assert code == 0, "".join(stderr)
+    api = response.json()
+    stats = json.loads(bytes([m for m in messages if str(m.topic) == f"{prefix}/stats"][-1]
+                             .payload))
+    assert list(stats) == [*api, "sources", "time", "wall_time", "drill"]
+    for part in ("pipeline", "store", "stream", "mqtt"):
+        assert set(stats[part]) == set(api[part]), part
+    assert stats["pipeline"]["reports"] == api["pipeline"]["reports"] == 1
+    assert stats["store"]["db_up"] is True
+    assert stats["sources"][f"udp-{udp}"]["messages"] == 1
