@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geofence.alert import AlertEvent
+from harbourwatch.operator_acts import as_pushed
 from ingest.report import Report, iso_time
 
 KINDS = ("alert", "position")
@@ -212,10 +213,11 @@ class StreamHub:
 
     def publish_alert(self, transition: str, alert: Mapping[str, Any]) -> None:
         """An alert transition from the rules, or an operator act (``update``); kept in the
-        ring with nobody listening too, for a client that reconnects."""
+        ring with nobody listening too, for a client that reconnects. Shaped as MQTT has
+        it (``as_pushed``): the same fields whichever of them made it."""
         self._append(("alert", alert.get("mmsi"), alert.get("other_mmsi"), alert.get("lon"),
                       alert.get("lat"), alert.get("rule"),
-                      _encode("alert", {"type": transition, "alert": dict(alert)})))
+                      _encode("alert", {"type": transition, "alert": as_pushed(alert)})))
 
     # -- clients ------------------------------------------------------------------------
 

@@ -18,14 +18,15 @@ from store.rows import state_after_rules
 ACT_FIELDS = ("acknowledged_at", "acknowledged_by", "ack_note", "resolved_at", "resolved_by",
               "resolve_note")
 #: Fields of a stored alert that a pushed one leaves out: the audit trail, and the store's
-#: own ``updated_at`` (a rule's transition is pushed before it is stored; the message's
-#: ``time`` says when it changed).
+#: own ``updated_at`` (a rule's transition is pushed before it is stored; on MQTT the
+#: message's ``time`` says when it changed, an act's own time is in its ``…_at``).
 _NOT_PUSHED = frozenset({"audit", "updated_at"})
 
 
 def as_pushed(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """``alert`` as the MQTT feed pushes it: the fields of ``GET /alerts/{id}`` but
-    ``audit`` and ``updated_at``, the operator's fields always there (null until acted on).
+    """``alert`` as the MQTT feed and the live stream push it: the fields of
+    ``GET /alerts/{id}`` but ``audit`` and ``updated_at``, the operator's fields always
+    there (null until acted on).
 
     A rule's transition has none of them, an act all of them, a rule's update after an act
     the non-null ones (:meth:`OperatorActs.over`), an alert restored from the store all and

@@ -1129,3 +1129,27 @@ async def test_zones_are_checked_off_the_event_loop(api: Rig,
     assert done == ["health", "checked", "put"]
     assert "star" in {f["properties"]["id"] for f in (await api.client.get(
         "/zones", headers=headers("viewer"))).json()["features"]}
+
+
+async def test_a_streamed_alert_has_the_same_fields_from_the_rules_and_from_an_act(
+        api: Rig) -> None:
+    """``event: alert`` carries the fields of ``GET /alerts/{id}`` but ``audit`` and
+    ``updated_at``, the operator's null until acted on, as MQTT does: the rules' ``new`` had
+    none of them and an act's ``update`` all of them and ``updated_at``."""
+    from api.stream import StreamFilter
+    from harbourwatch.operator_acts import ACT_FIELDS
+
+    listener = api.hub.subscribe(StreamFilter(kinds=frozenset({"alert"})))
+    alert = make_alert()
+    api.store.on_alert(event(alert))
+    api.hub.on_alert(event(alert))
+    await api.store.flush()
+    acked = await api.client.post(f"/alerts/{alert.id}/ack", headers=headers("operator"),
+                                  json={"note": "seen"})
+    assert acked.status_code == 200, acked.text
+    got = [json.loads(chunk.decode().split("data: ", 1)[1]) for chunk in listener.take()]
+    assert [(g["type"], g["alert"]["state"]) for g in got] == [
+        ("new", "open"), ("update", "acknowledged")]
+    fields = [*alert.to_dict(), *ACT_FIELDS]
+    assert [list(g["alert"]) for g in got] == [fields, fields]
+    assert (got[0]["alert"]["acknowledged_by"], got[1]["alert"]["ack_note"]) == (None, "seen")
