@@ -6,6 +6,7 @@ Errors (translated at the backend boundary, ``raise ... from exc``)::
     ├── StoreUnavailable    the database cannot do it right now (retry later)
     │   ├── StoreUnreachable  no connection to it
     │   └── StoreTimedOut     it did not answer in time (a lock held, the server overloaded)
+    ├── StoreRefused        refused, neither known to be about a row nor about the database
     └── NotFound            the alert (or other object) asked for does not exist
 
 Times are Unix seconds (message time for data from the pipeline, wall time for operator
@@ -46,6 +47,12 @@ class StoreTimedOut(StoreUnavailable):
     the log called it "unreachable", and the operator looked for a network fault."""
 
     what = "database timed out"
+
+
+class StoreRefused(StoreError):
+    """The database refused a write for a reason known neither as an outage nor as an
+    error about a row (an exception a trigger or a function raised): the writer splits the
+    batch to find the rows it is about, and sets them aside only once it took others."""
 
 
 class NotFound(StoreError):

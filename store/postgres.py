@@ -37,6 +37,7 @@ from store.base import (
     QueuedAct,
     Snooze,
     StoreError,
+    StoreRefused,
     StoreTimedOut,
     StoreUnavailable,
     StoreUnreachable,
@@ -127,11 +128,15 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
 )
 #: SQLSTATE classes of errors about the rows themselves (data exception, integrity
-#: constraint, program limit): such a row is set aside. Every other error the server
-#: returns (authentication, disk full, read-only after a failover, privileges, a table
-#: dropped, deadlock, shutdown, …) is about the database's state, not the rows: an outage,
-#: so they stay buffered and are caught up (rejected one by one, they were lost).
+#: constraint, program limit): such a row is set aside.
 _ROW_ERROR_CLASSES = frozenset({"22", "23", "54"})
+#: SQLSTATE classes about the database's state, not the rows: an outage, so the rows stay
+#: buffered and are caught up (rejected one by one, they were lost). Connection, a
+#: read-only transaction after a failover, authentication, a database or schema gone,
+#: deadlock or serialization, privileges or a table dropped, disk full or out of memory, a
+#: lock, shutdown, an I/O error, the server's own faults and its configuration.
+_OUTAGE_CLASSES = frozenset({"08", "25", "28", "3D", "3F", "40", "42", "53", "55", "57", "58",
+                             "F0", "XX"})
 #: A lock not granted in time (``lock_timeout``, NOWAIT): a timeout, not a refusal.
 _LOCK_NOT_AVAILABLE = "55P03"
 #: Batches that use the staging path after a key conflict before COPY is tried again.
@@ -289,7 +294,10 @@ class PostgresStore(WriterStore):
                 raise StoreError(f"PostgreSQL: {exc}") from exc
             if code == _LOCK_NOT_AVAILABLE:
                 raise StoreTimedOut(f"PostgreSQL ({code}): {exc}") from exc
-            raise StoreUnavailable(f"PostgreSQL refuses it now ({code}): {exc}") from exc
+            if not code or code[:2] in _OUTAGE_CLASSES:
+                raise StoreUnavailable(f"PostgreSQL refuses it now ({code}): {exc}") from exc
+            # Neither (an exception a trigger raised, P0001): the writer finds out which.
+            raise StoreRefused(f"PostgreSQL ({code}): {exc}") from exc
 
     @contextmanager
     def _connecting(self) -> Iterator[None]:

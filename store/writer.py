@@ -25,7 +25,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
-from store.base import StoreError, StoreUnavailable, WriterStats
+from store.base import StoreError, StoreRefused, StoreUnavailable, WriterStats
 from store.rows import Batch, Item
 from store.spool import Mark, Spool, SpoolRowError
 
@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 #: a transaction costs the database much the same whatever its size, per row far less in a
 #: big one (SQLite: ~4 µs a row in 500-row transactions, ~3 µs in 2000-row ones).
 CATCH_UP_BATCHES = 4
+
+
+#: What a batch no row of which went in met (``_split``): kept as in an outage.
+_UNPROVEN = "writing failed"
+
+
+def _unforeseen(exc: Exception) -> bool:
+    """Not known to be about the row the write was refused for (see ``_split``)."""
+    return isinstance(exc, StoreRefused) or not isinstance(exc, StoreError)
 
 
 class BatchSink(Protocol):
@@ -371,47 +380,77 @@ class BatchWriter:
 
     async def _write(self, items: list[Item]) -> bool:
         try:
-            batch = Batch.of(items)
-            new_positions = await self._backend.write_batch(batch)
+            err = await self._attempt(items)
         except StoreUnavailable as exc:
-            # What happened, as the backend knows it ("unreachable" only for a connection).
-            # Said when the outage begins, and again if that changes: a command timed out,
-            # then no connection could be made (a network cut).
-            if self._stats.db_up or exc.what != self._outage:
-                log.warning("store: %s (%s); spooling to %s until it is back", exc.what, exc,
-                            self._spool.path)
-            self._outage = exc.what
-            self._stats.db_up = False
-            self._catching_up = True
-            self._stats.failures += 1
-            return False
-        except StoreError as exc:
-            log.error("store: batch of %d rejected (%s); retrying row by row", len(items), exc)
-            return await self._write_one_by_one(items)
-        except Exception:
-            # Never let the writer die with rows in hand: an error we did not foresee is
-            # treated as an outage (kept, spooled if it lasts, retried with back-off).
-            log.exception("store: unexpected error writing a batch; will retry")
-            self._outage = "writing failed"
-            self._stats.db_up = False
-            self._catching_up = True
-            self._stats.failures += 1
-            return False
-        self._written(batch, new_positions)
+            return self._away(exc.what, exc)
+        # Refused, about some rows or for a reason not foreseen: never every row held.
+        return True if err is None else await self._split(items, err)
+
+    def _away(self, what: str, exc: BaseException) -> bool:
+        """The database did not take the rows: kept, spooled if it lasts, retried with
+        back-off. Said when the outage begins, and again if what happened changes (a
+        command timed out, then no connection could be made: a network cut)."""
+        if self._stats.db_up or what != self._outage:
+            log.warning("store: %s (%s); spooling to %s until it is back", what, exc,
+                        self._spool.path)
+        self._outage = what
+        self._stats.db_up = False
+        self._catching_up = True
+        self._stats.failures += 1
+        return False
+
+    async def _split(self, items: list[Item], exc: Exception) -> bool:
+        """A refused batch halved until the rows it is about are found, the rest written.
+
+        A row refused for itself (``StoreError``: a constraint, a value out of range) is
+        set aside. One refused for a reason nobody foresaw (``StoreRefused``, an exception
+        of the driver or of this code) only once the database took other rows of the batch:
+        if none went in, the fault may be anyone's (a bug every row meets), so all are kept
+        as in an outage and tried again with the rows queued behind them. Nothing is set
+        aside before the end, so a batch an outage interrupts is retried whole (written
+        rows are ignored then) and no row is set aside twice.
+        """
+        again = not self._stats.db_up and self._outage == _UNPROVEN  # said at the first try
+        log.log(logging.DEBUG if again else logging.ERROR,
+                "store: a batch of %d rows refused (%s: %s); splitting it to find the rows it "
+                "is about", len(items), type(exc).__name__, exc,
+                exc_info=None if isinstance(exc, StoreError) else exc)
+        refused: list[tuple[Item, Exception]] = []
+        took = False
+        parts = [items]
+        while parts:
+            part = parts.pop()
+            err: Exception | None = exc
+            if part is not items:  # the whole batch failed already
+                try:
+                    err = await self._attempt(part)
+                except StoreUnavailable as away:
+                    return self._away(away.what, away)
+            if err is None:
+                took = True
+            elif len(part) == 1:
+                refused.append((part[0], err))
+            else:
+                half = len(part) // 2
+                parts += [part[half:], part[:half]]  # the front first: written in order
+        if not took and any(_unforeseen(err) for _, err in refused):
+            return self._away(_UNPROVEN, exc)
+        for item, err in refused:
+            self._reject(item, err)
         return True
 
-    async def _write_one_by_one(self, items: list[Item]) -> bool:
-        for item in items:
-            batch = Batch.of([item])
-            try:
-                new_positions = await self._backend.write_batch(batch)
-            except StoreUnavailable:
-                return False  # rows before this one are written; retrying them is harmless
-            except StoreError as exc:
-                self._reject(item, exc)
-            else:
-                self._written(batch, new_positions)
-        return True
+    async def _attempt(self, items: list[Item]) -> Exception | None:
+        """Write ``items`` in one transaction: None once written, else why not (an outage,
+        ``StoreUnavailable``, is raised)."""
+        try:
+            batch = Batch.of(items)
+            new_positions = await self._backend.write_batch(batch)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            return exc
+        self._written(batch, new_positions)
+        return None
 
     def _written(self, batch: Batch, new_positions: int) -> None:
         if not self._stats.db_up:
@@ -436,11 +475,12 @@ class BatchWriter:
         self._keep_rejected({"error": str(exc), "line": exc.raw})
         self._spool.skip(exc)
 
-    def _reject(self, item: Item, exc: StoreError) -> None:
+    def _reject(self, item: Item, exc: Exception) -> None:
         """A row the database refuses for its content: kept aside in a file, never retried."""
         self._stats.rejected += 1
-        log.error("store: row rejected: %s: %s", exc, item)
-        self._keep_rejected({"error": str(exc), "item": item})
+        why = f"{type(exc).__name__}: {exc}" if _unforeseen(exc) else str(exc)
+        log.error("store: row rejected: %s: %s", why, item)
+        self._keep_rejected({"error": why, "item": item})
 
     def _keep_rejected(self, entry: dict[str, object]) -> None:
         try:
