@@ -144,6 +144,8 @@ class Engine:
         self._resume_pending = False
         self._watch_kinds: tuple[str, ...] = ()
         self._warned: set[str] = set()
+        #: The first exception a rule raised in this ``process`` or ``tick`` (``_judge``).
+        self._raised: Exception | None = None
         #: (lon, lat) -> (x, y, ids of the zones there) of the run's positions (project_ahead)
         self._ahead: dict[tuple[float, float], tuple[float, float, tuple[str, ...]]] = {}
         #: ``before_heard(ctx, receiver, now)`` of the rules that have one (``source_silent``).
@@ -245,7 +247,7 @@ class Engine:
             self.newest = self.ctx.now = t
         if report.own or report.msg_type in NON_VESSEL_TYPES:
             self.counters["not_vessels"] += 1
-            return self.book.drain()
+            return self._drained()
         self.counters["reports"] += 1
         speed = report.speed
         if speed is not None and speed >= UNRELIABLE_SPEED_KN and report.msg_type != SAR_TYPE:
@@ -259,7 +261,7 @@ class Engine:
             if vessel is None:
                 # Beyond max_vessels: the sinks keep it out of their tables too.
                 report.extra["not_admitted"] = True
-                return self.book.drain()
+                return self._drained()
         ctx = self.ctx
         ctx.suspect = None
         ctx.fix_accepted = False
@@ -288,13 +290,9 @@ class Engine:
             self.counters["outside_watch_area"] += 1
             picture.note(vessel, report)
             picture.move(vessel, report, x, y)
-            return self.book.drain()
-        if x is not None:
-            for rule in self._validators:
-                rule.on_report(ctx, vessel, report)
-        else:
-            for rule in self._blind_validators:
-                rule.on_report(ctx, vessel, report)
+            return self._drained()
+        self._judge(self._validators if x is not None else self._blind_validators,
+                    vessel, report)
         picture.note(vessel, report)
         if ctx.suspect is None:
             picture.move(vessel, report, x, y)
@@ -309,8 +307,7 @@ class Engine:
                         vessel, self.zones, self._inertia, self._margin)
                     if entered or exited:
                         ctx.entered, ctx.exited = entered, exited
-                        for rule in self._zone_observers:
-                            rule.on_report(ctx, vessel, report)
+                        self._judge(self._zone_observers, vessel, report)
         else:
             self.counters["suspect"] += 1
             # Sinks see why: the API's picture and the MQTT feed keep the spoofed fix out.
@@ -319,8 +316,34 @@ class Engine:
         observers = self._observer_sets.get(key)
         if observers is None:
             observers = self._observers_for(key)
-        for rule in observers:
-            rule.on_report(ctx, vessel, report)
+        self._judge(observers, vessel, report)
+        return self._drained()
+
+    def _judge(self, rules: list[Rule], vessel: Vessel, report: Report) -> None:
+        """Each rule's ``on_report``; one that raises costs only its own judgement of the
+        report: the rules after it still see it (stopped there, restricted_entry missed an
+        exit the picture had taken, and its alert never ended). ``_drained`` raises it."""
+        ctx = self.ctx
+        rest = iter(rules)
+        while True:
+            try:
+                for rule in rest:
+                    rule.on_report(ctx, vessel, report)
+                return
+            except Exception as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """The first rule failure of this report or tick, raised once the others ran."""
+        if self._raised is None:
+            self._raised = exc
+
+    def _drained(self) -> list[AlertEvent]:
+        """The transitions made, or the first exception a rule raised meanwhile (the
+        pipeline counts and logs it, then takes the transitions with ``drain``)."""
+        if self._raised is not None:
+            exc, self._raised = self._raised, None
+            raise exc
         return self.book.drain()
 
     def _project(self, lon: float, lat: float) -> tuple[float | None, float | None]:
@@ -415,7 +438,7 @@ class Engine:
         """
         if now >= self._next_tick:
             self._advance(now)
-        return self.book.drain()
+        return self._drained()
 
     def source_heard(self, receiver: str, time: float) -> None:
         """A receiver was heard at message time ``time``, told in line order before the
@@ -466,8 +489,14 @@ class Engine:
         if now > self.newest:
             self.newest = self.ctx.now = now
         self._next_tick = now + self._tick_s
-        for rule in self.rules:
-            rule.on_tick(self.ctx, now)
+        rest = iter(self.rules)
+        while True:  # as ``_judge``: one rule raising leaves the others' timers running
+            try:
+                for rule in rest:
+                    rule.on_tick(self.ctx, now)
+                break
+            except Exception as exc:
+                self._failed(exc)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY_S
             self._sweep(now)

@@ -268,14 +268,15 @@ class Pipeline:
         """A rule raising on one report (or tick) must not stop the watch: anyone with an
         AIS transmitter can send the report that finds a bug, and every later report would
         go unjudged. Counted (``/stats`` ``rule_failures``, and a failed exit at stop) and
-        logged with the report, the first time and then every thousandth; the transitions
-        made before it are kept, and the report still goes to the sinks."""
+        logged with the report, the first time and then every thousandth; every other rule
+        judged it (``Engine._judge``), their transitions are kept, and the report still
+        goes to the sinks."""
         self.rule_failures += 1
         if self.rule_failures == 1 or self.rule_failures % 1000 == 0:
             what = ("a tick" if report is None else
                     f"MMSI {report.mmsi}, type {report.msg_type}, {report.nmea}")
-            log.exception("the rules raised on %s (%d times so far); it goes on unjudged by "
-                          "the rules after the failing one", what, self.rule_failures)
+            log.exception("the rules raised on %s (%d times so far); the other rules judged it",
+                          what, self.rule_failures)
         return self.engine.drain()
 
     # -- asyncio driving ------------------------------------------------------------------

@@ -12,11 +12,12 @@ import pytest
 from geofence.alert import AlertEvent
 from geofence.engine import Engine
 from geofence.picture import Vessel
-from geofence.rules import BaseRule, RuleContext, build_rules
+from geofence.rules import BaseRule, Phase, RuleContext, build_rules
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.pipeline import Pipeline
 from ingest.ingestor import Ingestor
 from ingest.report import Report
+from tests import rulekit
 from tests.ingest_helpers import position, single
 from tests.rulekit import port_zones, rules_config
 
@@ -34,6 +35,7 @@ class Seen:
 
 
 SARTS = [970000001, 970000002, 970000003]
+SHIP = 244000123
 
 
 def three_sarts(pipeline: Pipeline) -> None:
@@ -91,6 +93,53 @@ def test_a_rule_raising_on_one_report_stops_neither_the_rules_nor_the_sinks(
     (record,) = caplog.records
     assert record.message.startswith("the rules raised on MMSI 970000002, type 1, ")
     assert record.exc_info is not None and record.exc_info[0] is ValueError
+
+
+class RaisesOnceOn(BaseRule):
+    """A rule with a bug that a vessel leaving a zone finds, once: on the exit it sees
+    (``zone_changes_only``), on the first report out (a validator), or on the first tick
+    after it."""
+
+    name = "raises_once"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.zone_changes_only = where == "zone_change"
+        self.phase = Phase.VALIDATE if where == "validator" else Phase.OBSERVE
+        self.raised = 0
+
+    def on_report(self, ctx: RuleContext, vessel: Vessel, report: Report) -> None:
+        out = report.time >= rulekit.T0 + 310
+        if self.where != "tick" and out and not self.raised:
+            self.raised += 1
+            raise ValueError("cannot convert float NaN to integer")
+
+    def on_tick(self, ctx: RuleContext, now: float) -> None:
+        if self.where == "tick" and now >= rulekit.T0 + 310 and not self.raised:
+            self.raised += 1
+            raise ValueError("cannot convert float NaN to integer")
+
+
+@pytest.mark.parametrize("where", ["zone_change", "validator", "tick"])
+def test_a_rule_raising_costs_only_its_own_judgement_of_the_report(where: str) -> None:
+    """A rule that raised left the rules after it unjudged on that report: a vessel's exit
+    from a restricted zone was never seen by restricted_entry (membership had moved on), so
+    its alert stayed open while the vessel sailed away, until the vessel was forgotten; a
+    validator or a tick that raised left the report out of the picture, and the exit was
+    found a report late. Every other rule judges the report; the failure is still counted."""
+    config = rules_config()
+    raising = RaisesOnceOn(where)
+    engine = Engine(config, port_zones(), rules=[raising, *build_rules(config)])
+    seen = Seen()
+    pipeline = Pipeline(Ingestor(), engine, [seen], live=False)
+    for rep in sorted([*rulekit.at(SHIP, rulekit.span(0, 300, 10), -1750, -1750, speed=3.0),
+                       *rulekit.at(SHIP, rulekit.span(310, 600, 10), -1750, -1000,
+                                   speed=3.0)], key=lambda r: r.time):
+        pipeline.handle_report(rep)
+    restricted = [(e.transition, e.time - rulekit.T0) for e in seen.alerts
+                  if e.alert["rule"] == "restricted_entry"]
+    assert raising.raised == 1 and pipeline.rule_failures == 1
+    assert restricted == [("new", 10.0), ("end", 320.0)]
 
 
 async def test_a_live_alerts_file_may_be_a_pipe(tmp_path: Path) -> None:
