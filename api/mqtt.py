@@ -39,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -275,6 +275,22 @@ def make_tls_context(
     if insecure:
         ctx.check_hostname = False
     return ctx
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, but a connection that drops between its CONNACK and the end of
+    ``__aenter__`` (a broker handing the client id's session to another client at once)
+    is seen as dropped: aiomqtt swapped the failed ``_disconnected`` future for a new one
+    that never completes, so the drop's exception was never retrieved (logged when the
+    client was collected) and its reason never said (only the next publish failed)."""
+
+    async def __aenter__(self) -> Self:
+        before = self._disconnected
+        fresh = not before.done()
+        entered = await super().__aenter__()
+        if fresh and before.done() and before is not self._disconnected:
+            self._disconnected = before  # ``_watch`` ends with it, as after any drop
+        return entered
 
 
 class MqttFeed:
@@ -718,7 +734,7 @@ class MqttFeed:
     # ---- internals: connection ----------------------------------------------------------
 
     def _make_client(self) -> aiomqtt.Client:
-        client = aiomqtt.Client(
+        client = _Client(
             self.host,
             self.port,
             username=self._username,
