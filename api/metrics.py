@@ -27,6 +27,8 @@ _SOURCE_COUNTERS = (
     ("own_messages", "Own-ship (VDO) messages"),
     ("clock_rejected", "Base-station times rejected as a bad clock"),
     ("clock_ahead", "Live lines timed ahead of their arrival, timed by arrival instead"),
+    ("clock_behind", "Live lines timed further behind their arrival than "
+                     "ingest.max_clock_lag_s, timed by arrival instead"),
     ("prefix_time_unused", "Lines whose timestamp prefix could not be used (a named zone, "
                            "an implausible date): timed from elsewhere"),
     ("stations_over_limit", "Lines whose station was beyond ingest.max_receivers (counted "

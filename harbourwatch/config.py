@@ -241,6 +241,11 @@ class IngestConfig(_Model):
                                                 "prefix) runs further ahead of its arrival is "
                                                 "timed by its arrival and counted "
                                                 "(clock_ahead)")
+    max_clock_lag_s: float = Field(default=86400.0, ge=0, le=365 * 86400,
+                                   description="Live: a line whose own time runs further "
+                                               "behind its arrival (a late feed is hours "
+                                               "behind, not days) is timed by its arrival and "
+                                               "counted (clock_behind); replay keeps old times")
 
 
 # --- rules ----------------------------------------------------------------------------------

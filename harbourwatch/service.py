@@ -295,6 +295,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
                         dedup_window_s=config.ingest.dedup_window_s,
                         nominal_rate=None if replay is None else replay.nominal_rate,
                         max_clock_lead_s=config.ingest.max_clock_lead_s,
+                        max_clock_lag_s=config.ingest.max_clock_lag_s,
                         max_receivers=config.ingest.max_receivers)
     # Forked before the store starts its threads (see replay.decoding).
     decoder = _start_decoding(replay, ingestor)

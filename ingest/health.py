@@ -29,6 +29,8 @@ class SourceHealth:
     own_messages: int = 0
     clock_rejected: int = 0
     clock_ahead: int = 0
+    #: Live lines stamped further behind their arrival than a late feed can be.
+    clock_behind: int = 0
     #: Lines whose station was beyond ``max_receivers``: counted as the source's own.
     stations_over_limit: int = 0
     #: Lines whose date-time prefix did not time them (unreadable, e.g. a named zone, or
@@ -57,6 +59,7 @@ class SourceHealth:
             "own_messages": self.own_messages,
             "clock_rejected": self.clock_rejected,
             "clock_ahead": self.clock_ahead,
+            "clock_behind": self.clock_behind,
             "stations_over_limit": self.stations_over_limit,
             "prefix_time_unused": self.prefix_time_unused,
             "last_heard": None if self.last_heard is None else iso_time(self.last_heard),

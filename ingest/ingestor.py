@@ -7,7 +7,9 @@ sources the receive time → for recorded logs the UTC of the stream's own base-
 reports carried forward, else the source's previous line time carried forward.
 A live line whose own time is ahead of its receive time by more than the allowed lead
 comes from a receiver clock that is wrong (nothing is heard before it is sent): its
-receive time is used instead, and it is counted (``clock_ahead``).
+receive time is used instead, and it is counted (``clock_ahead``). So is one stamped
+further behind its arrival than a late feed can be (days, years: a broken or forged clock;
+``clock_behind``); a recorded log keeps its old times, they are the point of replay.
 Recorded lines seen before any time are held until the first base-station time arrives
 (bounded), so they are not stamped with a made-up time.
 """
@@ -135,13 +137,15 @@ class Ingestor:
 
     def __init__(self, *, fragment_ttl_s: float = 5.0, max_pending_groups: int = 1000,
                  dedup_window_s: float = 3.0, nominal_rate: float | None = None,
-                 max_clock_lead_s: float = 10.0, max_receivers: int = 2000) -> None:
+                 max_clock_lead_s: float = 10.0, max_clock_lag_s: float = 86400.0,
+                 max_receivers: int = 2000) -> None:
         """``nominal_rate`` (lines/s): how a recorded log with no time at all is timed.
 
         ``None`` leaves such lines untimed (``time_source`` ``none``, JSON time null);
         replay sets a rate so a log without timestamps still plays, in order.
         ``max_clock_lead_s``: how far a live line's own time may run ahead of its receive
-        time (clock error and jitter) before the receive time replaces it.
+        time (clock error and jitter) before the receive time replaces it;
+        ``max_clock_lag_s``: how far behind it (a satellite or national feed's delay).
         """
         self.assembler = Assembler(fragment_ttl_s, max_pending_groups)
         self.dedup_window_s = dedup_window_s
@@ -154,11 +158,13 @@ class Ingestor:
         self._framed: dict[bytes, Sentence | Meta | str] = {}
         self.nominal_rate = nominal_rate
         self.max_clock_lead_s = max_clock_lead_s
+        self.max_clock_lag_s = max_clock_lag_s
         #: Distinct receivers kept: a feed open to injection can name any number of
         #: stations, each a receiver (tables, metrics, a source_silent alert once silent).
         self.max_receivers = max_receivers
         self._receivers_full_warned = False
         self._clock_ahead_warned: set[str] = set()
+        self._clock_behind_warned: set[str] = set()
         #: Recorded lines ahead of every line so far, in a row (``_confirmed``).
         self._ahead: list[tuple[float, str]] = []
         self.untimed_sources: set[str] = set()
@@ -299,6 +305,9 @@ class Ingestor:
             if time > received + self.max_clock_lead_s:
                 sentence = self._clock_ahead(source, state, sentence, time, received)
                 time, time_source = received, "receive"
+            elif time < received - self.max_clock_lag_s:
+                sentence = self._clock_behind(source, state, sentence, time, received)
+                time, time_source = received, "receive"
             state.delay = received - time
         elif time_source in _OWN_TIMES and self.newest is not None:
             # A recording has no arrival to judge by: the other lines' times stand in, when
@@ -351,6 +360,19 @@ class Ingestor:
                         else "the time carried from its source's previous line")
         live = judged_by == "their arrival"
         return replace(sentence, time=received, time_source="receive" if live else "carried")
+
+    def _clock_behind(self, source: str, state: _SourceState, sentence: Sentence,
+                      time: float, received: float) -> Sentence:
+        """A live line timed further behind its arrival than a late feed can be: count it,
+        warn once per receiver, and time it by its arrival (a copy, as ``_clock_ahead``)."""
+        state.health.clock_behind += 1
+        receiver = sentence.station or source
+        if receiver not in self._clock_behind_warned:
+            self._clock_behind_warned.add(receiver)
+            log.warning("%s: receiver %s stamps lines %.0f s behind their arrival (its clock "
+                        "is wrong?); using the receive time instead", source, receiver,
+                        received - time)
+        return replace(sentence, time=received, time_source="receive")
 
     def _confirmed(self, time: float, receiver: str) -> bool:
         """Whether a recorded line's time, ahead of every line so far, is confirmed by the

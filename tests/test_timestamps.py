@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -152,8 +155,12 @@ def test_pyais_gatehouse_fixture() -> None:
     assert out[0].time_source == "line"
 
 
+#: Precedence alone: an arrival years after the lines' times, not judged (see "far behind").
+UNGUARDED = math.inf
+
+
 def test_tag_block_beats_line_prefix_and_suffix_and_gatehouse() -> None:
-    ingestor = Ingestor()
+    ingestor = Ingestor(max_clock_lag_s=UNGUARDED)
     gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
     line = "1400000000 " + tag_block(c=int(T)) + LINE + ",1500000000"
     out = feed_all(ingestor, "x", [gh, line], received=1600000000.0)
@@ -161,11 +168,11 @@ def test_tag_block_beats_line_prefix_and_suffix_and_gatehouse() -> None:
 
 
 def test_prefix_beats_suffix_and_receive_time() -> None:
-    ingestor = Ingestor()
+    ingestor = Ingestor(max_clock_lag_s=UNGUARDED)
     out = feed_all(ingestor, "x", ["1400000000 " + LINE + ",1500000000"],
                    received=1600000000.0)
     assert [(r.time, r.time_source) for r in out] == [(1400000000.0, "line")]
-    ingestor = Ingestor()
+    ingestor = Ingestor(max_clock_lag_s=UNGUARDED)
     out = feed_all(ingestor, "x", [LINE + ",1500000000"], received=1600000000.0)
     assert [(r.time, r.time_source) for r in out] == [(1500000000.0, "line")]
 
@@ -232,7 +239,7 @@ def test_a_group_timed_by_gatehouse_keeps_its_clock_across_its_fragments() -> No
 
 
 def test_gatehouse_beats_receive_time_and_receive_beats_nothing() -> None:
-    ingestor = Ingestor()
+    ingestor = Ingestor(max_clock_lag_s=UNGUARDED)
     gh = "$PGHP,1,2008,5,9,0,0,0,10,338,2,,1,09*17"
     out = feed_all(ingestor, "x", [gh, LINE], received=1600000000.0)
     assert [(r.time, r.time_source) for r in out] == [(_utc(2008, 5, 9) + 0.010, "line")]
@@ -349,7 +356,7 @@ ARRIVAL = T + 5.0  # a live line is received this long after it was stamped (wel
     (ARRIVAL + 11, (ARRIVAL, "receive")),                # just beyond it
     (ARRIVAL + 45, (ARRIVAL, "receive")),                # 45 s fast: shifted the port
     (ARRIVAL + 7200, (ARRIVAL, "receive")),              # local time stamped as UTC
-    (ARRIVAL - 86400 * 365, (ARRIVAL - 86400 * 365, "tagblock")),  # behind: backlog or drill
+    (ARRIVAL - 6 * 3600, (ARRIVAL - 6 * 3600, "tagblock")),  # behind: a late feed's backlog
 ])
 def test_a_live_line_stamped_ahead_of_its_arrival_is_timed_by_its_arrival(
         stamp: float, expected: tuple[float, str]) -> None:
@@ -358,6 +365,78 @@ def test_a_live_line_stamped_ahead_of_its_arrival_is_timed_by_its_arrival(
     assert [(r.time, r.time_source) for r in out] == [expected]
     assert ingestor.health("udp").clock_ahead == (expected[1] == "receive")
     assert ingestor.newest == expected[0]
+
+
+# -- a live line stamped far behind its arrival ------------------------------------------
+
+DAY = 86400.0
+
+
+@pytest.mark.parametrize(("stamp", "expected"), [
+    (ARRIVAL - 3 * 3600, (ARRIVAL - 3 * 3600, "tagblock")),  # a satellite feed, hours late
+    (ARRIVAL - DAY, (ARRIVAL - DAY, "tagblock")),            # at the allowed lag
+    (ARRIVAL - DAY - 1, (ARRIVAL, "receive")),               # just beyond it
+    (_utc(1996, 6, 1), (ARRIVAL, "receive")),                # a forged or broken clock
+])
+def test_a_live_line_stamped_days_behind_its_arrival_is_timed_by_its_arrival(
+        stamp: float, expected: tuple[float, str]) -> None:
+    ingestor = Ingestor()
+    out = feed_all(ingestor, "udp", [tag_block(s="rx-old", c=int(stamp)) + LINE], ARRIVAL)
+    assert [(r.time, r.time_source) for r in out] == [expected]
+    assert ingestor.health("udp").clock_behind == (expected[1] == "receive")
+    assert ingestor.health("udp").clock_ahead == 0
+    assert ingestor.newest == expected[0]
+
+
+def test_the_allowed_lag_is_configurable_and_recorded_lines_are_not_judged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    strict = Ingestor(max_clock_lag_s=60.0)
+    with caplog.at_level("WARNING", logger="ingest.ingestor"):
+        out = feed_all(strict, "udp", [tag_block(s="rx-late", c=int(ARRIVAL) - 61) + LINE] * 2,
+                       ARRIVAL)
+    assert [(r.time, r.time_source) for r in out] == [(ARRIVAL, "receive")]  # + a duplicate
+    assert strict.health("udp").clock_behind == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "udp: receiver rx-late stamps lines 61 s behind their arrival (its clock is wrong?); "
+        "using the receive time instead"]
+    replay = Ingestor()  # a recorded log is old on purpose: replay keeps its times
+    old = _utc(1996, 6, 1)
+    out = feed_all(replay, "log", [tag_block(c=int(old)) + LINE])
+    assert [(r.time, r.time_source) for r in out] == [(old, "tagblock")]
+    assert replay.health("log").clock_behind == 0
+
+
+async def test_a_line_stamped_1996_over_live_udp_is_timed_by_its_arrival() -> None:
+    """The pen-test line: a new vessel stamped 1996 on a live socket, beside a late one."""
+    import socket
+    import time
+
+    from ingest.sources import LineQueue, UdpSource
+
+    queue = LineQueue()
+    source = UdpSource("udp-live", "127.0.0.1", 0)
+    task = asyncio.create_task(source.run(queue))
+    try:
+        async with asyncio.timeout(10):
+            while source.local_address is None:
+                await asyncio.sleep(0.01)
+            late = int(time.time()) - 2 * 3600
+            forged = int(_utc(1996, 6, 1))
+            lines = [tag_block(s="rx-1", c=forged) + single(position(mmsi=235000001)),
+                     tag_block(s="rx-2", c=late) + single(position(mmsi=235000002))]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                for line in lines:
+                    tx.sendto(line.encode() + b"\r\n", source.local_address)
+            got = [await queue.get() for _ in lines]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    ingestor = Ingestor()
+    out = [r for raw in got for r in ingestor.feed(raw.source, raw.data, raw.received)]
+    assert [(r.mmsi, r.time, r.time_source) for r in out] == [
+        (235000001, got[0].received, "receive"), (235000002, float(late), "tagblock")]
+    assert ingestor.health("udp-live").clock_behind == 1
 
 
 def test_the_allowed_lead_is_configurable_and_recorded_lines_are_not_judged() -> None:
