@@ -237,7 +237,10 @@ def act_basis(store: WriterStore, alert_id: str, action: str,
     run opened, once; then the acts of this run count. The alert counts as acted on at
     once, in the act's transaction: a second act, or the run's ``new``, sees it (undo with
     ``_acted_alerts.discard`` if the transaction fails). :class:`Conflict` when the act was
-    made already."""
+    made already, or when the alert is not of the run's kind (see ``act_kind_refused``)."""
+    refused_kind = act_kind_refused(alert_id, store.drill, bool(found["drill"]))
+    if refused_kind is not None:
+        raise Conflict(refused_kind)
     if earlier_exercise(store, alert_id, bool(found["drill"])):
         store._acted_alerts.add(alert_id)
         return "open", True
@@ -246,6 +249,18 @@ def act_basis(store: WriterStore, alert_id: str, action: str,
     if refused is not None:
         raise Conflict(refused)
     return str(found["state"]), False
+
+
+def act_kind_refused(alert_id: str, run_drill: bool, alert_drill: bool) -> str | None:
+    """Why a run cannot act on an alert of the other kind, or None: a drill replayed into
+    the live database serves the trainees an API on it, and their ack or resolve of a real
+    alert by its id closed it for the watch; the live service's act on a drill alert
+    closed it under the trainees, and its update reached the watch's stream."""
+    if run_drill and not alert_drill:
+        return f"alert {alert_id} is not a drill's: a drill run acts only on drill alerts"
+    if alert_drill and not run_drill:
+        return f"alert {alert_id} is a drill's: only a drill run acts on drill alerts"
+    return None
 
 
 def audit_key(store: WriterStore, alert: Mapping[str, Any], transition: str,

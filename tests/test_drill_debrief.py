@@ -401,9 +401,93 @@ def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
             "no more until raised again") in stderr
 
 
-async def _ack_sart(db_url: str, folder: Path) -> str:
-    """The first exercise's trainee acknowledged the SART alert."""
+def test_a_drill_in_the_live_database_cannot_act_on_a_real_alert_end_to_end(
+        tmp_path: Path, db_url: str) -> None:
+    """A drill replayed into the live database served its trainees an API on it: an ack
+    or resolve of a real alert by its id closed it for the watch."""
+    live = subprocess.run(  # the watch's run: the SART's real alert, left open
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(_log(tmp_path / "live.nmea")),
+         "--zones", str(DEMO_ZONES), "--speed", "max", "--no-progress", "--serve", "off",
+         "--mqtt", "off", "--db", db_url], capture_output=True, text=True, timeout=120)
+    assert live.returncode == 0, live.stderr
+    real = asyncio.run(_stored_sart(db_url, tmp_path, drill=False))
+    assert (real["state"], real["drill"]) == ("open", False)
+    seen: dict[str, Any] = {}
+
+    def acts(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
+        drill_alert = _wait("the SART's drill alert", lambda: _sart_alert(http), proc)
+        assert drill_alert["id"] != real["id"]
+        seen["ack"] = http.post(f"/alerts/{real['id']}/ack", json={"note": "trainee"})
+        seen["resolve"] = http.post(f"/alerts/{real['id']}/resolve", json={"note": "x"})
+        seen["own"] = http.post(f"/alerts/{drill_alert['id']}/ack")
+
+    _drill(tmp_path, db_url, tmp_path / "drill.jsonl", acts)
+    why = f"alert {real['id']} is not a drill's: a drill run acts only on drill alerts"
+    for refused in (seen["ack"], seen["resolve"]):
+        assert (refused.status_code, refused.json().get("error")) == (409, why)
+    assert seen["own"].status_code == 200, seen["own"].text
+    after = asyncio.run(_stored_sart(db_url, tmp_path, drill=False))
+    assert (after["id"], after["state"], after["acknowledged_by"], after["resolved_by"]) == (
+        real["id"], "open", None, None)
+    acted = [json.loads(line) for line in (tmp_path / "drill.jsonl").read_text().splitlines()
+             if '"act"' in line]
+    assert [(a["act"], a["alert_id"]) for a in acted] == [("ack", seen["own"].json()["id"])]
+
+
+async def test_a_run_acts_only_on_alerts_of_its_own_kind_also_when_queued(
+        db_url: str, tmp_path: Path) -> None:
+    """The live service acting on a drill alert (by its id: the live lists leave them out)
+    closed it under the trainees, and its update reached the watch's stream."""
+    from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
+    from store import Conflict, QueuedAct
+
+    def sart(drill: bool) -> Alert:
+        return Alert(rule="emergency_device", risk_area=RiskArea.PORT_OPERATIONS,
+                     severity=Severity.CRITICAL, mmsi=SART, started_at=T0, drill=drill)
+
+    drill_alert = sart(True)
+    trainees = open_store(db_url, tmp_path, max_age=0.05, drill=True)
+    await trainees.start()
+    try:
+        trainees.on_alert(AlertEvent(Transition.NEW, drill_alert.to_dict(), T0))
+        await trainees.flush()
+    finally:
+        await trainees.stop()
+    live = open_store(db_url, tmp_path, max_age=0.05)
+    await live.start()
+    try:
+        with pytest.raises(Conflict) as refused:
+            await live.ack(drill_alert.id, "duty")
+        assert str(refused.value) == (
+            f"alert {drill_alert.id} is a drill's: only a drill run acts on drill alerts")
+        with pytest.raises(Conflict):
+            await live.resolve(drill_alert.id, "duty")
+        # Queued while the database was away: set aside, not stored.
+        live.queue_act(QueuedAct("resolve", "duty", time.time(), alert_id=drill_alert.id))
+        await live.flush()
+        stored = await live.alert(drill_alert.id)
+        trail = await live.audit(drill_alert.id)
+    finally:
+        await live.stop()
+    assert (stored["state"], stored["acknowledged_by"], stored["resolved_by"]) == (
+        "open", None, None)
+    assert [a["action"] for a in trail] == ["new"]
+
+
+async def _stored_sart(db_url: str, folder: Path, *, drill: bool) -> dict[str, Any]:
+    """The SART's alert of the kind ``drill`` as the store holds it."""
     store = open_store(db_url, folder)
+    await store.start()
+    try:
+        (alert,) = await store.alerts(AlertQuery(rule="emergency_device", drill=drill))
+        return alert
+    finally:
+        await store.stop()
+
+
+async def _ack_sart(db_url: str, folder: Path) -> str:
+    """The first exercise's trainee acknowledged the SART alert (a drill run's act)."""
+    store = open_store(db_url, folder, drill=True)
     await store.start()
     try:
         (alert,) = await store.alerts(AlertQuery(rule="emergency_device", drill=True))
