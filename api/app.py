@@ -258,6 +258,18 @@ async def _count_alerts(store: Store, query: AlertQuery) -> int:
         offset += _COUNT_PAGE
 
 
+def _unreadable_body(exc: StarletteHTTPException) -> str | None:
+    """Why a body that is not bad JSON syntax could not be read, or None: FastAPI answers
+    such a body with a 400 "There was an error parsing the body" that names no reason,
+    where bad syntax gets the 422 of every other bad body."""
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):  # json's decoder stops at the recursion limit
+        return "the body's JSON nests arrays and objects too deep to read"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 ({cause.reason} at byte offset {cause.start})"
+    return None
+
+
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -281,6 +293,9 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unread = _unreadable_body(exc)
+        if unread is not None:
+            return _error(422, f"invalid request: {unread}")
         return _error(exc.status_code, str(exc.detail), None, exc.headers)
 
     @app.exception_handler(NotFound)

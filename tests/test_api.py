@@ -545,6 +545,25 @@ async def test_a_body_sent_as_a_form_is_told_to_be_json(api: Rig) -> None:
     assert listed.json()["error"].startswith("invalid request: body: Input should be")
 
 
+async def test_a_body_nested_too_deep_or_not_utf8_is_told_why(api: Rig) -> None:
+    """JSON nested thousands of levels deep (under the 64 KB limit), or bytes that are not
+    UTF-8, were a 400 "There was an error parsing the body", which named no reason, where
+    every other bad body is a 422 saying what is wrong."""
+    alert_id = (await _seed_alerts(api))[0]
+    op = {**headers("operator"), "Content-Type": "application/json"}
+    deep = b'{"note": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    nested = await api.client.post(f"/alerts/{alert_id}/ack", content=deep, headers=op)
+    assert (nested.status_code, nested.json()["error"]) == (
+        422, "invalid request: the body's JSON nests arrays and objects too deep to read")
+    latin = await api.client.post("/snoozes", headers=op,
+                                  content='{"rule": "dark_vessel", "note": "café"}'
+                                  .encode("latin-1"))
+    assert (latin.status_code, latin.json()["error"]) == (
+        422, "invalid request: the body is not UTF-8 (invalid continuation byte at byte offset 36)")
+    kept = (await api.client.get(f"/alerts/{alert_id}", headers=headers("viewer"))).json()
+    assert [e["action"] for e in kept["audit"]] == ["new", "end"]
+
+
 async def test_the_audit_trail_says_which_clock_each_entry_is_on(api: Rig) -> None:
     """In a replay of a 2012 log the rules' transitions carry the log's message time, an
     operator's act this year's wall time; the schema called both "Wall time of the act"."""
