@@ -223,7 +223,9 @@ class IngestConfig(_Model):
     fragment_ttl_s: float = Field(default=5.0, gt=0, le=120,
                                   description="Multipart fragment lifetime")
     max_pending_groups: int = Field(default=1000, ge=1, le=1_000_000,
-                                    description="Bound on incomplete multipart groups")
+                                    description="Bound on incomplete multipart groups, per "
+                                                "source: beyond it that source's oldest "
+                                                "group is dropped (overflow)")
     dedup_window_s: float = Field(default=3.0, ge=0, le=60,
                                   description="Same payload from several receivers within this "
                                               "window is processed once")

@@ -307,3 +307,55 @@ def test_a_stations_group_still_expires_when_its_own_clock_moves_on() -> None:
     feed_all(lone, "sat", [tag_block(s="rxB", c=t + 3_602) + single(position())])
     assert len(lone.assembler) == 0
     assert lone.health("sat").fragments_dropped == {"expired": 1}
+
+
+def _flood(count: int, start: int = 0) -> list[str]:
+    """Unfinished first fragments, each on its own sequence id (a UDP port open to anyone)."""
+    return [multipart(_static(211000000 + i, f"FLOOD {i}"), 2, seq=str(i))[0]
+            for i in range(start, start + count)]
+
+
+def test_a_flood_on_one_source_pushes_out_only_its_own_pending_groups() -> None:
+    """Pen test: a UDP source flooding first fragments pushed the national feed's pending
+    type 5 out of the shared bound (lost, and counted as its overflow). The bound is per
+    source: the flooder loses its own oldest groups, and the honest message assembles."""
+    ingestor = Ingestor(max_pending_groups=10)
+    honest = multipart(static(mmsi=244123456, shipname="HONEST"), 2, seq="7")
+    stamp = tag_block(s="rxN", c=int(T0))
+    out = feed_all(ingestor, "national", [stamp + honest[0]], received=T0)
+    out += feed_all(ingestor, "rx-quay", _flood(50), received=T0 + 1)
+    out += feed_all(ingestor, "national", [stamp + honest[1]], received=T0 + 2)
+    assert [(r.mmsi, r.msg_type, r.shipname) for r in out] == [(244123456, 5, "HONEST")]
+    assert not ingestor.health("national").fragments_dropped
+    assert ingestor.health("rx-quay").fragments_dropped == {"overflow": 40}
+    assert (ingestor.assembler.pending("rx-quay"), ingestor.assembler.pending("national")) \
+        == (10, 0)
+
+
+def test_a_flood_does_not_forget_where_another_source_s_continuation_belongs() -> None:
+    """Only the first fragment names its station; the continuation is keyed by the station
+    that started the group. A flood of many sequence ids cleared that memory for every
+    source (and the honest continuation was an orphan, ``inconsistent``). The flood here
+    completes its messages, so only that memory, not the pending groups, fills."""
+    ingestor = Ingestor(max_pending_groups=5)
+    honest = multipart(static(mmsi=244123456, shipname="HONEST"), 2, seq="7")
+    out = feed_all(ingestor, "national", [tag_block(s="rxN", c=int(T0)) + honest[0]],
+                   received=T0)
+    flood = [line for i in range(30)
+             for line in multipart(_static(211000000 + i, f"FLOOD {i}"), 2, seq=f"x{i}")]
+    flooded = feed_all(ingestor, "rx-quay", flood, received=T0 + 1)
+    out += feed_all(ingestor, "national", [honest[1]], received=T0 + 2)
+    assert [(r.mmsi, r.shipname, tuple(r.sources)) for r in out] == [
+        (244123456, "HONEST", ("rxN",))]
+    assert not ingestor.health("national").fragments_dropped
+    assert len(flooded) == 30 and not ingestor.health("rx-quay").fragments_dropped
+
+
+def test_pending_groups_stay_bounded_by_sources_times_the_bound() -> None:
+    """Memory: however long each source floods, at most max_pending_groups each."""
+    ingestor = Ingestor(max_pending_groups=8)
+    for source in ("rx-quay", "national", "dongle"):
+        feed_all(ingestor, source, _flood(500), received=T0)
+        assert ingestor.assembler.pending(source) == 8
+        assert ingestor.health(source).fragments_dropped == {"overflow": 492}
+    assert len(ingestor.assembler) == 3 * 8
