@@ -992,8 +992,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
             file_sha256 = None if digest is None else await asyncio.to_thread(digest)
             version = await store.save_zones(zones.to_geojson(), who.name,
                                              file_sha256=file_sha256)
+        warnings = list(zones.warnings)
         if deps.zone_target is not None:
-            deps.zone_target.set_zones(zones)
+            # Saved and in force: a rule that raised on them is a warning, not an error (a
+            # 5xx would say they were not applied, and a retry save a version more).
+            warnings += deps.zone_target.set_zones(zones) or []
         zone_state.zones, zone_state.version = zones, version
         zone_state.updated_at, zone_state.updated_by = iso_time(deps.clock()), who.name
         zone_state.checked_store = True
@@ -1004,7 +1007,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         log.warning("zones %s applied over the API by %s (%d zones)",
                     "not saved (a replay's own)" if version is None else f"version {version}",
                     who.name, len(zones))
-        return _dump({"version": version, "zones": len(zones), "warnings": zones.warnings})
+        return _dump({"version": version, "zones": len(zones), "warnings": warnings})
 
     # -- service --------------------------------------------------------------------------
 

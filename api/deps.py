@@ -7,13 +7,12 @@ so it can be built over a real store in tests and wired differently by the servi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from api.auth import Authenticator
 from api.stream import StreamHub
-from geofence.alert import AlertEvent
 from geofence.zones import ZoneSet
 from store.base import Snooze, Store
 
@@ -27,31 +26,13 @@ class PictureView(Protocol):
 
 
 class ZoneTarget(Protocol):
-    """Where new zones take effect (see :class:`EngineZones`)."""
+    """Where new zones take effect (``harbourwatch.pipeline.Pipeline`` is one: the alerts
+    the change ends go to the sinks)."""
 
-    def set_zones(self, zones: ZoneSet) -> object: ...
-
-
-class _ZoneEngine(Protocol):
-    def set_zones(self, zones: ZoneSet) -> list[AlertEvent]: ...
-
-
-class EngineZones:
-    """A :class:`ZoneTarget` over ``geofence.engine.Engine``.
-
-    ``Engine.set_zones`` returns the transitions the change caused (alerts tied to removed
-    zones end); ``emit`` hands each to the sinks, as the pipeline does for reports.
-    """
-
-    def __init__(self, engine: _ZoneEngine, emit: Callable[[AlertEvent], None]) -> None:
-        self.engine = engine
-        self.emit = emit
-
-    def set_zones(self, zones: ZoneSet) -> list[AlertEvent]:
-        events = self.engine.set_zones(zones)
-        for event in events:
-            self.emit(event)
-        return events
+    def set_zones(self, zones: ZoneSet) -> Sequence[str] | None:
+        """What went wrong applying them, the zones in force all the same (a rule that
+        raised on them), for the answer's ``warnings``."""
+        ...
 
 
 class SnoozeTarget(Protocol):

@@ -414,8 +414,7 @@ class Engine:
 
     def _evict(self, mmsi: int) -> None:
         del self.picture.vessels[mmsi]
-        for rule in self.rules:
-            rule.on_forget(self.ctx, {mmsi})
+        self._tell_rules(lambda rule: rule.on_forget(self.ctx, {mmsi}))
         self.counters["vessels_evicted"] += 1
         self.evicted.append(mmsi)
 
@@ -457,6 +456,10 @@ class Engine:
         self._before_heard(receiver, now)
         # Not counted: the line's report (if any) counts it when it reaches the rules.
         self.picture.hear(receiver, time, clock, now, 0)
+        if self._raised is not None:
+            # Raised once heard; the transitions stay for the next ``process`` or ``tick``.
+            exc, self._raised = self._raised, None
+            raise exc
 
     def _before_heard(self, receiver: str, now: float) -> None:
         """Rules that judge a receiver's silence (``source_silent``) do so at ``now`` before
@@ -466,8 +469,14 @@ class Engine:
         if self._heard_hooks:
             rec = self.picture.receivers.get(receiver)
             if rec is not None:
-                for hook in self._heard_hooks:
-                    hook(self.ctx, rec, now)
+                rest = iter(self._heard_hooks)
+                while True:  # as ``_judge``: one hook raising leaves the others judging
+                    try:
+                        for hook in rest:
+                            hook(self.ctx, rec, now)
+                        return
+                    except Exception as exc:
+                        self._failed(exc)
 
     def report_heard_by(self, report: Report, receiver: str) -> None:
         """``receiver`` heard ``report`` too: a duplicate of it, added to its ``sources``
@@ -519,9 +528,21 @@ class Engine:
         for alert in self.book.open_alerts():
             if alert.mmsi in gone or alert.other_mmsi in gone:
                 self.book.end(alert, now, {"end_reason": "forgotten", "forget_s": forget_s})
-        for rule in self.rules:
-            rule.on_forget(self.ctx, gone)
+        self._tell_rules(lambda rule: rule.on_forget(self.ctx, gone))
         self.counters["forgotten"] += len(gone)
+
+    def _tell_rules(self, tell: Callable[[Rule], object]) -> None:
+        """``tell`` each rule of a change (vessels forgotten, zones replaced); one raising
+        misses only that change, as in ``_judge``: stopped there, the rules after it kept
+        the state of vessels gone or of zones removed. ``_failed`` keeps the exception."""
+        rest = iter(self.rules)
+        while True:
+            try:
+                for rule in rest:
+                    tell(rule)
+                return
+            except Exception as exc:
+                self._failed(exc)
 
     def _end_orphans(self, now: float, forget_s: float) -> None:
         """End restored alerts whose vessel was not in the restored picture and has not
@@ -547,7 +568,9 @@ class Engine:
         """Swap zones without restarting; vessels keep their state.
 
         Vessels are re-projected, memberships of removed zones dropped silently, and rules
-        end alerts tied to zones that are gone; those transitions are returned.
+        end alerts tied to zones that are gone; those transitions are returned. A rule
+        raising on the change is raised once every other rule took the new zones (they are
+        in force; its transitions are kept for ``drain``).
         """
         self.zones = self.ctx.zones = zones
         self._silent.silence_s = _eviction_silence_s(self.config, zones)
@@ -555,9 +578,8 @@ class Engine:
         self._set_watch_area()
         for vessel in self.picture.vessels.values():
             _reproject(vessel, zones)
-        for rule in self.rules:
-            rule.on_zones(self.ctx)
-        return self.book.drain()
+        self._tell_rules(lambda rule: rule.on_zones(self.ctx))
+        return self._drained()
 
     def drain(self) -> list[AlertEvent]:
         """The transitions made since ``process`` or ``tick`` last returned: those of a call

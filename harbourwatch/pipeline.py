@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from geofence.alert import Alert, AlertEvent
 from harbourwatch.operator_acts import OperatorActs
@@ -30,6 +30,9 @@ from harbourwatch.snoozes import SnoozeBook
 from ingest.ingestor import Decoded, Heard, Ingestor, LineInput
 from ingest.report import Report
 from ingest.sources.queue import LineQueue, LineQueueClosed
+
+if TYPE_CHECKING:
+    from geofence.zones import ZoneSet
 
 log = logging.getLogger(__name__)
 _NEVER = float("-inf")
@@ -56,6 +59,8 @@ class RuleEngine(Protocol):
     def report_heard_by(self, report: Report, receiver: str) -> None: ...
 
     def drain(self) -> list[AlertEvent]: ...
+
+    def set_zones(self, zones: ZoneSet) -> list[AlertEvent]: ...
 
     def open_alerts(self) -> list[Alert]: ...
 
@@ -88,7 +93,8 @@ class Pipeline:
         self.operator_acts = OperatorActs()
         #: Sink class name -> calls that raised (see ``_sink_failed``).
         self.sink_failures: dict[str, int] = {}
-        #: Reports and ticks the rules raised on (see ``_rules_failed``).
+        #: Reports, ticks, receivers heard and zone changes the rules raised on
+        #: (see ``_rules_failed``).
         self.rule_failures = 0
         #: A replay's ``--start``: lines stamped before it are skipped (``replay.player``),
         #: so the receivers they name are not heard either (``_apply``).
@@ -162,7 +168,11 @@ class Pipeline:
                 # (its source_silent alert ended at --start, and a second one opened).
                 continue
             if duplicate_of is None:
-                engine.source_heard(receiver, time)
+                try:
+                    engine.source_heard(receiver, time)
+                except Exception:
+                    # Its transitions leave with the next report or tick, as on success.
+                    self._rule_failed(f"receiver {receiver} heard")
             elif receiver not in duplicate_of.sources:
                 duplicate_of.sources.append(receiver)
                 # The vessel's receivers too: Picture.note copied the sources already.
@@ -264,20 +274,43 @@ class Pipeline:
             log.exception("%s failed (%d times so far); ingest and the other outputs go on",
                           name, failures)
 
-    def _rules_failed(self, report: Report | None) -> list[AlertEvent]:
+    def set_zones(self, zones: ZoneSet) -> list[str]:
+        """New zones for the running rules (the API's ``PUT /zones``), the alerts they end
+        handed to the sinks. A rule raising on them is counted and logged as on a report;
+        every other rule took them, and the zones are in force. Returns what went wrong,
+        for the API's answer (``warnings``)."""
+        try:
+            events = self.engine.set_zones(zones)
+            problems = []
+        except Exception as exc:
+            events = self._rules_failed(None, "a zone change")
+            problems = [f"a rule raised on the new zones ({type(exc).__name__}: {exc}); "
+                        "the zones are in force and the other rules took them: counted "
+                        "in rule_failures, see the service's log"]
+        if events:
+            self.emit(events)
+        return problems
+
+    def _rules_failed(self, report: Report | None, what: str = "a tick"
+                      ) -> list[AlertEvent]:
         """A rule raising on one report (or tick) must not stop the watch: anyone with an
         AIS transmitter can send the report that finds a bug, and every later report would
         go unjudged. Counted (``/stats`` ``rule_failures``, and a failed exit at stop) and
         logged with the report, the first time and then every thousandth; every other rule
         judged it (``Engine._judge``), their transitions are kept, and the report still
         goes to the sinks."""
+        if report is not None:
+            what = f"MMSI {report.mmsi}, type {report.msg_type}, {report.nmea}"
+        self._rule_failed(what)
+        return self.engine.drain()
+
+    def _rule_failed(self, what: str) -> None:
+        """Counted and logged (in an ``except`` block), the first time and every thousandth;
+        also when a receiver heard or a zone change is what a rule raised on."""
         self.rule_failures += 1
         if self.rule_failures == 1 or self.rule_failures % 1000 == 0:
-            what = ("a tick" if report is None else
-                    f"MMSI {report.mmsi}, type {report.msg_type}, {report.nmea}")
             log.exception("the rules raised on %s (%d times so far); the other rules judged it",
                           what, self.rule_failures)
-        return self.engine.drain()
 
     # -- asyncio driving ------------------------------------------------------------------
 

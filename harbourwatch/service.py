@@ -342,7 +342,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
     try:
         if live_service:
             zones = await _zones_in_force(store, config, zones)
-            engine.set_zones(zones)
+            pipeline.set_zones(zones)  # a rule raising on them is counted, not fatal
         restored: list[dict[str, Any]] = []
         if drill:
             restores_state = await _resumes_exercise(store, engine, exercise, replay)
@@ -766,13 +766,13 @@ def api_deps(store: Store, auth: Authenticator, engine: Engine, pipeline: Pipeli
     """What the API of a run with rules is built from: the store, and the running rules for
     zones, snoozes and the alerts they hold (served while the database is away).
     ``zones_file_sha256``: the zones file's content now, saved with each zone version."""
-    from api.deps import ApiDeps, EngineZones, sources_of
+    from api.deps import ApiDeps, sources_of
     from harbourwatch.alert_memory import EngineAlerts
 
     memory = EngineAlerts(engine.open_alerts, engine.book.get, pipeline.operator_acts,
                           drill=engine.drill)
     return ApiDeps(store=store, auth=auth, picture=picture, hub=hub, zones=zones,
-                   zone_target=EngineZones(engine, lambda event: pipeline.emit([event])),
+                   zone_target=pipeline,
                    snooze_target=pipeline.snoozes, alert_memory=memory, stats=pipeline.stats,
                    sources=sources_of(pipeline.ingestor, transport),
                    clock=_rules_clock(engine),

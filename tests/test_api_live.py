@@ -12,10 +12,8 @@ from typing import Any
 import httpx
 
 from api.app import create_app
-from api.deps import EngineZones
 from api.server import ApiServer
 from api.stream import StreamFilter, StreamHub
-from geofence.alert import AlertEvent
 from geofence.engine import Engine
 from geofence.zones import ZoneSet
 from harbourwatch.config import RulesConfig
@@ -52,12 +50,7 @@ async def test_zone_change_applies_on_next_report_and_streams_the_alert(tmp_path
     engine = Engine(RulesConfig(), zones)
     async with rig(tmp_path, zones=zones) as api:
         pipeline = Pipeline(Ingestor(), engine, [api.store, api.picture, api.hub])
-
-        def emit(ev: AlertEvent) -> None:
-            for sink in pipeline.sinks:
-                sink.on_alert(ev)
-
-        api.deps.zone_target = EngineZones(engine, emit)
+        api.deps.zone_target = pipeline
         app = create_app(api.deps)
         server = ApiServer(app, "127.0.0.1", 0, hub=api.hub)
         serving = asyncio.create_task(server.serve())

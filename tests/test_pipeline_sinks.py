@@ -5,19 +5,24 @@ and logged."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Set
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from geofence.alert import AlertEvent
 from geofence.engine import Engine
-from geofence.picture import Vessel
+from geofence.picture import Receiver, Vessel
 from geofence.rules import BaseRule, Phase, RuleContext, build_rules
+from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.pipeline import Pipeline
 from ingest.ingestor import Ingestor
 from ingest.report import Report
 from tests import rulekit
+from tests.api_helpers import ZONES_PATH, headers, rig
 from tests.ingest_helpers import position, single
 from tests.rulekit import port_zones, rules_config
 
@@ -179,3 +184,163 @@ def test_metrics_count_transitions_by_rule_and_what_is_open() -> None:
     assert 'harbourwatch_alert_transitions_total{rule="emergency_device",transition="new"} 3.0' \
         in lines
     assert 'harbourwatch_open_alerts{rule="emergency_device"} 3.0' in lines
+
+
+class RaisesOnChange(BaseRule):
+    """A rule with a bug a receiver heard again, vessels forgotten or new zones find."""
+
+    name = "raises_on_change"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.zones_told = 0
+
+    def before_heard(self, ctx: RuleContext, rec: Receiver, now: float) -> None:
+        if self.where == "heard":
+            raise ValueError("cannot convert float NaN to integer")
+
+    def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
+        if self.where == "forget":
+            raise ValueError("cannot convert float NaN to integer")
+
+    def on_zones(self, ctx: RuleContext) -> None:
+        self.zones_told += 1
+        if self.where == "zones" and self.zones_told > 1:  # new zones, not the first
+            raise ValueError("cannot convert float NaN to integer")
+
+
+class Told(BaseRule):
+    """What a well-behaved rule after the failing one was told."""
+
+    name = "told"
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, float]] = []
+        self.forgotten: list[int] = []
+
+    def before_heard(self, ctx: RuleContext, rec: Receiver, now: float) -> None:
+        self.heard.append((rec.name, now - rulekit.T0))
+
+    def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
+        self.forgotten += sorted(mmsis)
+
+
+def raising_first(where: str, **sections: Any) -> tuple[Engine, Told]:
+    """An engine whose first rule raises ``where``, the next one ``Told``."""
+    config = rules_config(**sections)
+    told = Told()
+    return Engine(config, port_zones(),
+                  rules=[RaisesOnChange(where), told, *build_rules(config)]), told
+
+
+def test_a_rule_raising_before_a_receiver_is_heard_costs_only_its_own_judgement(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``before_heard`` (source_silent's) was called unguarded: raising on a receiver heard
+    in a line, it stopped the service; on a report's receiver, the report went unjudged by
+    every rule and out of the picture. The other rules' hooks run, the report is judged,
+    the failure is counted and logged."""
+    engine, told = raising_first("heard")
+    seen = Seen()
+    pipeline = Pipeline(Ingestor(), engine, [seen], live=False)
+    with caplog.at_level("ERROR", logger="harbourwatch.pipeline"):
+        three_sarts(pipeline)  # heard in lines: Engine.source_heard
+        for t in (0, 10, 20):  # heard with a report: Engine.process
+            pipeline.handle_report(rulekit.report(SHIP, t, -1750, -1750, sources=("rx9",)))
+    assert [(e.alert["rule"], e.alert["mmsi"]) for e in seen.alerts] == [
+        *(("emergency_device", mmsi) for mmsi in SARTS), ("zone_entry", SHIP),
+        ("zone_entry", SHIP), ("restricted_entry", SHIP)]
+    # Each line's receiver: before the line's report (source_heard) and with it (process).
+    assert told.heard == [("udp", 0.0), ("udp", 1.0), ("udp", 1.0), ("udp", 2.0),
+                          ("udp", 2.0), ("rx9", 10.0), ("rx9", 20.0)]
+    assert engine.picture.vessels[SHIP].messages == 3
+    assert pipeline.rule_failures == 7
+    (record,) = caplog.records  # the first failure; then every thousandth
+    assert record.message.startswith("the rules raised on MMSI 970000001, type 1, ")
+
+
+class Dropped:
+    """A sink with a per-vessel table (as the API's picture)."""
+
+    def __init__(self) -> None:
+        self.dropped: list[int] = []
+
+    def on_report(self, report: Report) -> None:
+        pass
+
+    def on_alert(self, event: AlertEvent) -> None:
+        pass
+
+    def drop_vessels(self, mmsis: tuple[int, ...]) -> None:
+        self.dropped += mmsis
+
+
+def test_a_rule_raising_on_vessels_forgotten_costs_only_its_own_forgetting() -> None:
+    """``on_forget`` was called unguarded: a rule raising there left the rules after it
+    holding the state of vessels gone (for every vessel forgotten or evicted since), the
+    forgotten uncounted, an evicted vessel in the sinks' tables, and the report that caused
+    it unjudged. The other rules are told, the failure counted."""
+    engine, told = raising_first("forget", picture={"forget_s": 600, "max_vessels": 10})
+    sink = Dropped()
+    pipeline = Pipeline(Ingestor(), engine, [sink], live=False)
+    for n in range(10):  # heard once each, far out
+        pipeline.handle_report(rulekit.report(SHIP + n, n, 40_000, 40_000))
+    pipeline.handle_report(rulekit.report(SHIP + 10, 10, 40_000, 40_000))  # evicts the first
+    assert told.forgotten == [SHIP]
+    assert sink.dropped == [SHIP]
+    assert engine.counters["vessels_evicted"] == 1 and SHIP + 10 in engine.picture.vessels
+    pipeline.handle_report(rulekit.report(SHIP + 10, 609.5, 40_000, 40_000))  # the sweep
+    assert told.forgotten == [SHIP, *range(SHIP + 1, SHIP + 10)]
+    assert engine.counters["forgotten"] == 9 and engine.picture.vessels[SHIP + 10].messages == 2
+    assert pipeline.rule_failures == 2
+
+
+def without_restricted_1() -> ZoneSet:
+    return ZoneSet.from_geojson(rulekit.collection(*[
+        f for f in rulekit.PORT_FEATURES if f["properties"]["id"] != "restricted_1"]))
+
+
+def test_a_rule_raising_on_new_zones_leaves_them_in_force_for_the_others(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``on_zones`` was called unguarded: a rule raising on new zones (PUT /zones) left the
+    zone change half applied: the zones in force, the rules after it still holding the
+    alerts of a zone gone (restricted_entry's never ended), and the API answered 500 for
+    zones it had saved and applied. The other rules take them; the failure is counted,
+    logged and said in the answer's warnings (``Pipeline.set_zones``)."""
+    engine, _told = raising_first("zones")
+    seen = Seen()
+    pipeline = Pipeline(Ingestor(), engine, [seen], live=False)
+    for t in (0, 10):
+        pipeline.handle_report(rulekit.report(SHIP, t, -1750, -1750))
+    with caplog.at_level("ERROR", logger="harbourwatch.pipeline"):
+        problems = pipeline.set_zones(without_restricted_1())
+    assert [(e.alert["rule"], e.transition) for e in seen.alerts
+            if e.alert["rule"] == "restricted_entry"] == [("restricted_entry", "new"),
+                                                          ("restricted_entry", "end")]
+    assert "restricted_1" not in engine.zones.by_id
+    assert pipeline.rule_failures == 1
+    assert problems == ["a rule raised on the new zones (ValueError: cannot convert float "
+                        "NaN to integer); the zones are in force and the other rules took "
+                        "them: counted in rule_failures, see the service's log"]
+    (record,) = caplog.records
+    assert record.message.startswith("the rules raised on a zone change (1 times so far)")
+
+
+async def test_put_zones_that_a_rule_raises_on_answers_applied_with_a_warning(
+        tmp_path: Path) -> None:
+    """The exception went out of the handler: a 500 for zones saved and in force (a client
+    retrying saved a version more). 200: saved, applied, the failure in ``warnings``."""
+    config = rules_config()
+    zones = ZoneSet.from_geojson(ZONES_PATH)
+    engine = Engine(config, zones, rules=[RaisesOnChange("zones"), *build_rules(config)])
+    pipeline = Pipeline(Ingestor(), engine, [Seen()], live=True)
+    async with rig(tmp_path, zones=zones, zone_target=pipeline) as api:
+        new = json.loads(ZONES_PATH.read_text())
+        new["features"] = [f for f in new["features"] if f["properties"]["id"] != "berth_8"]
+        resp = await api.client.put("/zones", json=new, headers=headers("admin"))
+        assert resp.status_code == 200, resp.text
+        assert (resp.json()["zones"], resp.json()["warnings"]) == (12, [
+            "a rule raised on the new zones (ValueError: cannot convert float NaN to "
+            "integer); the zones are in force and the other rules took them: counted in "
+            "rule_failures, see the service's log"])
+        assert "berth_8" not in engine.zones.by_id and pipeline.rule_failures == 1
+        assert (await api.store.latest_zones() or {}).get("version") == resp.json()["version"]
