@@ -410,6 +410,9 @@ class MqttFeed:
         self._left_behind: list[tuple[str, bytes]] | None = None
         self._reconciled = not reconcile
         self._reconcile_warned = False
+        #: Per-alert topics this run cleared before its reconcile was done: their own clear
+        #: is in the outbox, so the reconcile must not clear them a second time.
+        self._cleared_unreconciled: set[str] = set()
         #: Vessels an earlier run left retained, by the time their payload says: cleared at
         #: a prune once that is older than ``vessel_live_s``, unless heard again by then.
         self._retained_before: dict[int, float] = {}
@@ -558,6 +561,8 @@ class MqttFeed:
             # resolve; an empty retained message reaches every subscriber as a message.
             if self._open_alerts.pop(per_alert, None) is not None:
                 self._enqueue(per_alert, b"", 1, True)  # empty retained = clear
+                if not self._reconciled:
+                    self._cleared_unreconciled.add(per_alert)
         else:
             payload = _dumps({**alert, "time": when})
             self._open_alerts[per_alert] = payload
@@ -869,8 +874,10 @@ class MqttFeed:
         finally:  # a connection lost meanwhile (cancelled) leaves it to the next connect
             found, self._left_behind = self._left_behind or [], None
         self._reconciled = True
+        ours, self._cleared_unreconciled = self._cleared_unreconciled, set()
         stale_alerts = [(t, b"", 1, True) for t, _ in found
-                        if t.startswith(f"{root}/alerts/") and t not in self._open_alerts]
+                        if t.startswith(f"{root}/alerts/") and t not in self._open_alerts
+                        and t not in ours]
         vessels = f"{root}/vessels/"
         for topic, payload in found:
             level = topic.removeprefix(vessels)

@@ -1132,6 +1132,33 @@ async def test_a_reconcile_cut_short_by_a_lost_connection_is_done_at_the_next_co
     await feed.stop()
 
 
+async def test_an_alert_ending_while_the_feed_reconciles_is_cleared_once(
+        broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An alert still open at the restart, ending while the first connect reconciles: the
+    reconcile saw its retained topic, found it no longer open and cleared it, then the
+    outbox sent the end's own clear; a command platform got two empty retained messages."""
+    from api import mqtt as mqtt_module
+
+    monkeypatch.setattr(mqtt_module, "RECONCILE_QUIET_S", 1.0)  # a wide window to end in
+    p = new_prefix()
+    still_open = make_event(Transition.NEW, 1).alert
+    topic = f"{p}/alerts/dark_vessel/{still_open['id']}"
+    feed = feed_for(broker, p)
+    feed.remember_open([still_open])
+    async with Subscriber(broker, f"{p}/alerts/+/+") as sub:
+        await connected(feed)
+        republished = await sub.get()  # published again at the connect, then reconciling
+        assert (str(republished.topic), bool(republished.payload)) == (topic, True)
+        feed.on_alert(make_event(Transition.END, 1, t=T0 + 60, state=AlertState.ENDED))
+        await asyncio.wait_for(feed.wait_delivered(), WAIT_S)  # sent after the reconcile
+        seen = [(str(m.topic), bytes(m.payload)) for m in await sub.sync()]
+        await feed.stop()
+    assert seen == [(topic, b"")]
+    assert feed.counters["stale_alerts_cleared"] == 0
+    async with Subscriber(broker, f"{p}/alerts/#") as late:
+        assert await late.sync() == []
+
+
 async def test_credentials_refused_after_an_outage_are_said_at_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The broker comes back with a changed password: the retries were logged at debug
