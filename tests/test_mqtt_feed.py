@@ -509,7 +509,7 @@ asyncio.run(main())
             assert bytes(will.payload) == b"offline"
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()  # waits, and closes its pipes (left to the GC before)
     async with Subscriber(broker, f"{p}/available") as late:
         seen = await late.sync()
     assert [(bytes(m.payload), m.retain) for m in seen] == [(b"offline", True)]
@@ -541,7 +541,7 @@ asyncio.run(main())
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()  # waits, and closes its pipes (left to the GC before)
     outbox = SqliteOutbox(db)
     assert outbox.count() == 10  # per alert: the transition and its retained topic
     feed = feed_for(broker, p, outbox=outbox)
