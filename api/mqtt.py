@@ -274,7 +274,20 @@ def make_tls_context(
                                   f"{exc}", "mqtt.tls.cert_file") from None
     if insecure:
         ctx.check_hostname = False
+    ctx.sslsocket_class = _ClosingSSLSocket
     return ctx
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closed when its handshake fails: paho drops it unclosed (a refused certificate at
+    every retry left a socket to the collector, with a ResourceWarning)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 class _Client(aiomqtt.Client):

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -859,6 +860,26 @@ async def test_tls(tmp_path: Path) -> None:
         await strict.stop()
     finally:
         broker.stop()
+
+
+async def test_a_failed_tls_handshake_leaves_no_socket_to_the_collector(
+        tmp_path: Path) -> None:
+    """paho drops the socket of a failed handshake unclosed: a certificate refused at every
+    retry left one to the garbage collector each time (ResourceWarning: unclosed SSLSocket)."""
+    broker = TlsBroker(tmp_path)
+    broker.start()
+    try:
+        feed = MqttFeed(f"mqtts://{broker.host}:{broker.port}", prefix=new_prefix(),
+                        tls_ca_file=tmp_path / "ca.crt", backoff_initial_s=0.05,
+                        backoff_max_s=0.05, stop_timeout_s=0.1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            await _failing(feed, 3)  # host name 127.0.0.1 not in the certificate
+            await feed.stop()
+            gc.collect()
+    finally:
+        broker.stop()
+    assert [str(w.message) for w in caught if "SSLSocket" in str(w.message)] == []
 
 
 class ClientCertBroker(TlsBroker):
