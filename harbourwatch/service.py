@@ -520,9 +520,9 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if pipeline.sink_failures:  # e.g. an alerts file on a full disk: it is incomplete
             failures.append(f"outputs failed (calls that raised): {pipeline.sink_failures}")
         if pipeline.rule_failures:  # a drill's alerts are then incomplete too
-            failures.append(f"the rules raised on {pipeline.rule_failures} reports or ticks "
-                            "(logged); those went on unjudged by the rules after the failing "
-                            "one")
+            failures.append(f"the rules raised {pipeline.rule_failures} times (logged): "
+                            "the failing rule did not judge those reports, ticks, receivers "
+                            "or zone changes; the other rules did")
         for message in failures:
             log.error("%s", message)
     if replay is None and signalled:  # a replay says where it stopped
