@@ -28,6 +28,7 @@ from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
 from tests.services.mosquitto import free_port
 from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
+from tests.test_service_power_cut import wait_for
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
 T0 = 1_782_200_000  # 2026-06-23T07:33:20Z
@@ -54,19 +55,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'drill.db'}"
     return str(request.getfixturevalue("pg_dsn"))
-
-
-def _wait(what: str, check: Callable[[], Any], proc: subprocess.Popen[str],
-          timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        with contextlib.suppress(httpx.TransportError):
-            found = check()
-            if found:
-                return found
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
 
 
 def _drill(tmp_path: Path, db_url: str, out: Path,
@@ -105,9 +93,9 @@ def test_a_trainees_acts_are_dated_on_the_drills_message_clock_end_to_end(
     seen: dict[str, Any] = {}
 
     def acts(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
-        alert = _wait("the SART's alert on the API", lambda: _sart_alert(http), proc)
+        alert = wait_for(proc, lambda: _sart_alert(http), "the SART's alert on the API")
         # The rules' clock at T0+40: the ship's first report played, its second not yet.
-        _wait("the ship heard at T0+40", lambda: _heard_at(http, SHIP, T0 + 40), proc)
+        wait_for(proc, lambda: _heard_at(http, SHIP, T0 + 40), "the ship heard at T0+40")
         acked = http.post(f"/alerts/{alert['id']}/ack", json={"note": "lifeboat called"})
         assert acked.status_code == 200, acked.text
         assert not _heard_at(http, SHIP, T0 + 80), "the ack came too late to be at T0+40"
@@ -115,7 +103,7 @@ def test_a_trainees_acts_are_dated_on_the_drills_message_clock_end_to_end(
                                               "duration_s": 600})
         assert snoozed.status_code == 201, snoozed.text
         # The log played out: the clock stands at its last report.
-        _wait("the ship heard at T0+80", lambda: _heard_at(http, SHIP, T0 + 80), proc)
+        wait_for(proc, lambda: _heard_at(http, SHIP, T0 + 80), "the ship heard at T0+80")
         resolved = http.post(f"/alerts/{alert['id']}/resolve", json={"note": "found"})
         assert resolved.status_code == 200, resolved.text
         seen["id"] = alert["id"]
@@ -368,12 +356,13 @@ def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
     seen: dict[str, Any] = {}
 
     def during(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
-        _wait("the ship heard at T0", lambda: _heard_at(http, SHIP, T0), proc)
+        wait_for(proc, lambda: _heard_at(http, SHIP, T0), "the ship heard at T0")
         seen["current"] = http.get("/alerts", params={"rule": "emergency_device"}).json()
         seen["any"] = http.get("/alerts", params={"rule": "emergency_device",
                                                   "drill": "any"}).json()
         assert not _heard_at(http, SART, T0 + 40), "the SART came before the list was read"
-        seen["raised"] = _wait("the SART's alert raised again", lambda: _sart_alert(http), proc)
+        seen["raised"] = wait_for(proc, lambda: _sart_alert(http),
+                                  "the SART's alert raised again")
 
     api = free_port()
     proc = subprocess.Popen(
@@ -415,7 +404,7 @@ def test_a_drill_in_the_live_database_cannot_act_on_a_real_alert_end_to_end(
     seen: dict[str, Any] = {}
 
     def acts(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
-        drill_alert = _wait("the SART's drill alert", lambda: _sart_alert(http), proc)
+        drill_alert = wait_for(proc, lambda: _sart_alert(http), "the SART's drill alert")
         assert drill_alert["id"] != real["id"]
         seen["ack"] = http.post(f"/alerts/{real['id']}/ack", json={"note": "trainee"})
         seen["resolve"] = http.post(f"/alerts/{real['id']}/resolve", json={"note": "x"})
