@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +347,43 @@ async def test_a_bound_udp_source_whose_receiver_went_quiet_is_offline_on_mqtt(
     assert statuses[-3:] == [b"online", b"offline", b"online"]
 
 
+@dataclass
+class _ServedRun:
+    """``harbourwatch run`` on a UDP port with the API served and MQTT on a test prefix,
+    and a listener on that prefix (``_served_run``)."""
+
+    prefix: str
+    udp: int
+    api_port: int
+    messages: list[aiomqtt.Message]
+    listener: asyncio.Task[None]
+    proc: subprocess.Popen[str]
+    stderr: list[str]
+
+
+async def _served_run(tmp_path: Path, broker: MosquittoBroker, role: str, *, rules: str = "",
+                      mqtt_extra: str = "") -> _ServedRun:
+    """Start the listener, then the service with the demo zones, SQLite and one token of
+    ``role`` (``TOKEN``); ``rules`` and ``mqtt_extra`` add to its config."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
+    udp, api_port = _free_udp_port(), free_port()
+    config = tmp_path / "port.yaml"
+    config.write_text(
+        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n{rules}"
+        f"mqtt: {{url: 'mqtt://{broker.host}:{broker.port}', prefix: '{prefix}'{mqtt_extra}}}\n")
+    messages: list[aiomqtt.Message] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_collect(broker, f"{prefix}/#", messages, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:{role}:{TOKEN}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
+         "--udp", f"127.0.0.1:{udp}", "--serve", f"127.0.0.1:{api_port}",
+         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return _ServedRun(prefix, udp, api_port, messages, listener, proc, _stderr_lines(proc))
+
+
 async def test_an_act_on_mqtt_is_stamped_on_the_rules_clock_not_before_the_alert(
         tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
     """An operator's ack reached MQTT stamped with the newest time a report carried: in a
@@ -353,25 +391,11 @@ async def test_an_act_on_mqtt_is_stamped_on_the_rules_clock_not_before_the_alert
     ack of a ``source_silent`` alert was stamped before the alert's own ``new`` (and its
     ``started_at``), and its retained payload's ``time`` went back, which the README says it
     never does. A platform keeping the newest payload of each alert dropped the ack."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
-    udp, api_port = _free_udp_port(), free_port()
+    run = await _served_run(tmp_path, mosquitto, "operator",
+                            rules="rules: {source_silent: {silent_s: 2}}\n")
+    prefix, udp, api_port, messages = run.prefix, run.udp, run.api_port, run.messages
+    proc, listener, stderr = run.proc, run.listener, run.stderr
     source = f"udp-{udp}"
-    config = tmp_path / "port.yaml"
-    config.write_text(
-        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
-        "rules: {source_silent: {silent_s: 2}}\n"
-        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', prefix: '{prefix}'}}\n")
-    messages: list[aiomqtt.Message] = []
-    ready = asyncio.Event()
-    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
-    await asyncio.wait_for(ready.wait(), 10)
-    env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:operator:{TOKEN}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
-         "--udp", f"127.0.0.1:{udp}", "--serve", f"127.0.0.1:{api_port}",
-         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = _stderr_lines(proc)
 
     def silent_alert(kind: str) -> list[tuple[str, dict[str, Any]]]:
         return [(body["time"], body["alert"]) for body in (
@@ -411,24 +435,9 @@ async def test_the_stats_on_mqtt_are_those_of_the_api(
     ``store``, ``stream``, ``vessels``, ``mqtt``), plus ``sources``, as the README says: the
     pipeline's were at the top level and the store's (``db_up``, ``queued``) were missing,
     so a platform parsing one could not read the other, nor see the database away."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}/port"
-    udp, api_port = _free_udp_port(), free_port()
-    config = tmp_path / "port.yaml"
-    config.write_text(
-        f"version: 1\nport: {{name: testport, zones: {DEMO_ZONES}}}\n"
-        f"mqtt: {{url: 'mqtt://{mosquitto.host}:{mosquitto.port}', prefix: '{prefix}', "
-        "stats_interval_s: 0.5}\n")
-    messages: list[aiomqtt.Message] = []
-    ready = asyncio.Event()
-    listener = asyncio.create_task(_collect(mosquitto, f"{prefix}/#", messages, ready))
-    await asyncio.wait_for(ready.wait(), 10)
-    env = {**os.environ, "HARBOURWATCH_API_TOKENS": f"duty:viewer:{TOKEN}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harbourwatch.cli", "run", "--config", str(config),
-         "--udp", f"127.0.0.1:{udp}", "--serve", f"127.0.0.1:{api_port}",
-         "--db", f"sqlite:///{tmp_path / 'hw.db'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = _stderr_lines(proc)
+    run = await _served_run(tmp_path, mosquitto, "viewer", mqtt_extra=", stats_interval_s: 0.5")
+    prefix, udp, api_port, messages = run.prefix, run.udp, run.api_port, run.messages
+    proc, listener, stderr = run.proc, run.listener, run.stderr
     try:
         await _wait_for(lambda: any(str(m.topic) == f"{prefix}/sources/udp-{udp}/status"
                                     and m.payload == b"online" for m in messages),
