@@ -341,10 +341,14 @@ class Engine:
     def _drained(self) -> list[AlertEvent]:
         """The transitions made, or the first exception a rule raised meanwhile (the
         pipeline counts and logs it, then takes the transitions with ``drain``)."""
+        self._raise_failure()
+        return self.book.drain()
+
+    def _raise_failure(self) -> None:
+        """Raise the first rule failure kept by ``_failed``, if any, and forget it."""
         if self._raised is not None:
             exc, self._raised = self._raised, None
             raise exc
-        return self.book.drain()
 
     def _project(self, lon: float, lat: float) -> tuple[float | None, float | None]:
         """A fix in the port's metres, or (None, None) where the projection has no point.
@@ -456,10 +460,8 @@ class Engine:
         self._before_heard(receiver, now)
         # Not counted: the line's report (if any) counts it when it reaches the rules.
         self.picture.hear(receiver, time, clock, now, 0)
-        if self._raised is not None:
-            # Raised once heard; the transitions stay for the next ``process`` or ``tick``.
-            exc, self._raised = self._raised, None
-            raise exc
+        # Raised once heard; the transitions stay for the next ``process`` or ``tick``.
+        self._raise_failure()
 
     def _before_heard(self, receiver: str, now: float) -> None:
         """Rules that judge a receiver's silence (``source_silent``) do so at ``now`` before
@@ -498,14 +500,8 @@ class Engine:
         if now > self.newest:
             self.newest = self.ctx.now = now
         self._next_tick = now + self._tick_s
-        rest = iter(self.rules)
-        while True:  # as ``_judge``: one rule raising leaves the others' timers running
-            try:
-                for rule in rest:
-                    rule.on_tick(self.ctx, now)
-                break
-            except Exception as exc:
-                self._failed(exc)
+        ctx = self.ctx
+        self._tell_rules(lambda rule: rule.on_tick(ctx, now))  # one raising: others still run
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY_S
             self._sweep(now)
@@ -532,7 +528,7 @@ class Engine:
         self.counters["forgotten"] += len(gone)
 
     def _tell_rules(self, tell: Callable[[Rule], object]) -> None:
-        """``tell`` each rule of a change (vessels forgotten, zones replaced); one raising
+        """``tell`` each rule of a change (a tick, vessels forgotten, zones replaced); one raising
         misses only that change, as in ``_judge``: stopped there, the rules after it kept
         the state of vessels gone or of zones removed. ``_failed`` keeps the exception."""
         rest = iter(self.rules)
