@@ -755,8 +755,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                "time": out[f"{names.field}_at"],
                "message_time": None if message_at is None else iso_time(message_at),
                "alert": alert}
-        for listener in deps.act_records:
-            listener(act)
+        tell_act_records(act)
 
     rereads: set[asyncio.Task[None]] = set()
 
@@ -847,7 +846,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.snooze(body.rule, body.mmsi, until, saved)
-        record_snooze_act({"act": "snooze", "actor": who.name, "note": body.note,
+        tell_act_records({"act": "snooze", "actor": who.name, "note": body.note,
                            "time": iso_time(saved.created), "message_time": iso_time(now),
                            "rule": body.rule, "mmsi": body.mmsi, "until": iso_time(until)})
         if status == 202:
@@ -856,8 +855,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         resp.status_code = status
         return resp
 
-    def record_snooze_act(act: dict[str, Any]) -> None:
-        """A snooze made or lifted, told to ``deps.act_records`` (a drill's alerts file)."""
+    def tell_act_records(act: Mapping[str, Any]) -> None:
+        """An operator act (ack, resolve, snooze, unsnooze), told to ``deps.act_records``
+        (a drill's alerts file)."""
         for listener in deps.act_records:
             listener(act)
 
@@ -934,7 +934,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             status = 202
         if deps.snooze_target is not None:
             deps.snooze_target.unsnooze(rule, mmsi)
-        record_snooze_act({"act": "unsnooze", "actor": who.name, "note": None,
+        tell_act_records({"act": "unsnooze", "actor": who.name, "note": None,
                            "time": iso_time(time.time()), "message_time": iso_time(deps.clock()),
                            "rule": rule, "mmsi": mmsi, "until": None})
         return queued_response(None, on_disk) if status == 202 else Response(status_code=204)
