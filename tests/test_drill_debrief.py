@@ -57,14 +57,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_dsn"))
 
 
-def _drill(tmp_path: Path, db_url: str, out: Path,
-           acts: Callable[[httpx.Client, subprocess.Popen[str]], None]) -> None:
+def _drill(tmp_path: Path, db_url: str, out: Path | None,
+           acts: Callable[[httpx.Client, subprocess.Popen[str]], None],
+           log: Path | None = None) -> str:
+    """A paced drill replay of ``log`` (the scenario's, by default) serving its API to a
+    trainee, ``acts`` done on it while it runs; it must stop cleanly. Returns its log."""
     api = free_port()
+    played = log if log is not None else _log(tmp_path / "drill.nmea")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harbourwatch.cli", "replay", str(_log(tmp_path / "drill.nmea")),
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(played),
          "--zones", str(DEMO_ZONES), "--drill", "--speed", str(SPEED), "--no-progress",
          "--serve", f"127.0.0.1:{api}", "--mqtt", "off", "--db", db_url,
-         "--alerts-out", str(out)],
+         *(["--alerts-out", str(out)] if out is not None else [])],
         env={**os.environ, "HARBOURWATCH_API_TOKENS": f"trainee:operator:{TOKEN}"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -74,7 +78,9 @@ def _drill(tmp_path: Path, db_url: str, out: Path,
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
-    assert code == 0, proc.stderr.read() if proc.stderr else ""
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr
+    return stderr
 
 
 def _heard_at(http: httpx.Client, mmsi: int, t: int) -> bool:
@@ -364,22 +370,7 @@ def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
         seen["raised"] = wait_for(proc, lambda: _sart_alert(http),
                                   "the SART's alert raised again")
 
-    api = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones",
-         str(DEMO_ZONES), "--drill", "--speed", str(SPEED), "--no-progress",
-         "--serve", f"127.0.0.1:{api}", "--mqtt", "off", "--db", db_url],
-        env={**os.environ, "HARBOURWATCH_API_TOKENS": f"trainee:operator:{TOKEN}"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{api}", timeout=10,
-                          headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            during(http, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        stderr = proc.stderr.read() if proc.stderr else ""
-    assert code == 0, stderr
+    stderr = _drill(tmp_path, db_url, None, during, log=log)
     assert (seen["current"]["total"], seen["current"]["alerts"]) == (0, [])
     assert [(a["id"], a["state"], a["acknowledged_by"]) for a in seen["any"]["alerts"]] == [
         (earlier, "acknowledged", "earlier-trainee")]
