@@ -647,6 +647,14 @@ def test_a_udp_port_in_use_is_a_message_and_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()
 
 
+def _udp_in_use(source: str, host: str, port: int, setting: str) -> str:
+    """What ``run`` says last when a UDP source's port is taken, ``setting`` its line."""
+    return (f"harbourwatch: source {source}: cannot listen on UDP {host}:{port}: "
+            f"[Errno 98] Address already in use: another process listens on it (`ss -lunp "
+            f"'sport = :{port}'` names it), or another of this run's sources does; stop it, "
+            f"or set another port ({setting})")
+
+
 def test_a_udp_port_in_use_names_the_config_line_that_chose_it(tmp_path: Path) -> None:
     """It said what failed, not what to do."""
     config = tmp_path / "port.yaml"
@@ -658,11 +666,8 @@ def test_a_udp_port_in_use_names_the_config_line_that_chose_it(tmp_path: Path) -
                           f"    port: {port}\n")
         done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
-        f"harbourwatch: source harbour: cannot listen on UDP 127.0.0.1:{port}: "
-        f"[Errno 98] Address already in use: another process listens on it (`ss -lunp "
-        f"'sport = :{port}'` names it), or another of this run's sources does; stop it, or "
-        f"set another port ({config}:7: sources.0.port)")
+    assert done.stderr.splitlines()[-1] == _udp_in_use("harbour", "127.0.0.1", port,
+                                                       f"{config}:7: sources.0.port")
     assert not (tmp_path / "x.db").exists()
 
 
@@ -1241,11 +1246,8 @@ def test_two_udp_sources_on_one_port_spelt_apart_stop_the_start(tmp_path: Path) 
                       f"  - {{kind: udp, name: b, host: 0.0.0.0, port: {port}}}\n")
     done = cli("run", "--config", config, "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
-        f"harbourwatch: source b: cannot listen on UDP 0.0.0.0:{port}: "
-        f"[Errno 98] Address already in use: another process listens on it (`ss -lunp "
-        f"'sport = :{port}'` names it), or another of this run's sources does; stop it, or "
-        f"set another port ({config}:5: sources.1.port)")
+    assert done.stderr.splitlines()[-1] == _udp_in_use("b", "0.0.0.0", port,
+                                                       f"{config}:5: sources.1.port")
     assert not (tmp_path / "x.db").exists()
 
 
