@@ -397,6 +397,25 @@ async def test_a_snooze_run_out_that_memory_lists_can_be_lifted_while_the_databa
             ("unsnooze", THIRD, "operator-1"), ("snooze", THIRD, "operator-1")]
 
 
+@asynccontextmanager
+async def _locked_by_another_process(db: Path, store: SqliteStore,
+                                     pipeline: Pipeline) -> AsyncIterator[None]:
+    """Within: the SQLite file locked by another writer, after three reports of ``SECOND``
+    whose rows (and alert) the store writer tried and failed to write (``db_up`` false)."""
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        for i in range(3):
+            pipeline.handle_report(pos(SECOND, T0 + 10 * i, *SPOT, speed=3.0))
+        async with asyncio.timeout(30):  # the writer tries them, and fails
+            while store.stats().db_up:
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
 async def test_the_snooze_history_is_not_read_from_a_sqlite_file_another_process_locks(
         tmp_path: Path) -> None:
     """Locked past the writer's busy timeout, a WAL file can still be read, but the history
@@ -411,23 +430,13 @@ async def test_the_snooze_history_is_not_read_from_a_sqlite_file_another_process
                     "rule": "loitering", "mmsi": mmsi, "duration_s": 600, "note": note})
 
             assert (await snoozed(FIRST, "before")).status_code == 201
-            locker = sqlite3.connect(db, isolation_level=None)
-            locker.execute("BEGIN IMMEDIATE")  # another process writing
-            try:
-                for i in range(3):
-                    pipeline.handle_report(pos(SECOND, T0 + 10 * i, *SPOT, speed=3.0))
-                async with asyncio.timeout(30):  # the writer tries the alert, and fails
-                    while store.stats().db_up:
-                        await asyncio.sleep(0.02)
+            async with _locked_by_another_process(db, store, pipeline):
                 assert (await snoozed(SECOND, "during")).status_code == 202
                 history = await client.get("/snoozes/history", headers=headers("viewer"))
                 assert history.status_code == 503
                 assert history.json()["detail"] == (
                     "database away (the store writer's last try failed); the snooze history "
                     "is in the database alone")
-            finally:
-                locker.execute("ROLLBACK")
-                locker.close()
             await drain(store)
             history = await client.get("/snoozes/history", headers=headers("viewer"))
             assert [(h["action"], h["mmsi"], h["note"]) for h in history.json()] == [
@@ -454,21 +463,11 @@ async def test_a_track_is_not_read_from_a_sqlite_file_another_process_locks(
                 pipeline.handle_report(pos(SECOND, t, *SPOT, speed=3.0))
             await drain(store)
             assert len((await track()).json()["geometry"]["coordinates"]) == 2
-            locker = sqlite3.connect(db, isolation_level=None)
-            locker.execute("BEGIN IMMEDIATE")  # another process writing
-            try:
-                for i in range(3):
-                    pipeline.handle_report(pos(SECOND, T0 + 10 * i, *SPOT, speed=3.0))
-                async with asyncio.timeout(30):  # the writer tries the rows, and fails
-                    while store.stats().db_up:
-                        await asyncio.sleep(0.02)
+            async with _locked_by_another_process(db, store, pipeline):
                 got = await track()
                 assert (got.status_code, got.json()["detail"]) == (
                     503, "database away (the store writer's last try failed); tracks are in "
                          "the database alone")
-            finally:
-                locker.execute("ROLLBACK")
-                locker.close()
             await drain(store)
             assert len((await track()).json()["geometry"]["coordinates"]) == 5
     finally:
