@@ -1,7 +1,7 @@
 """What the picture and all rules add per report, at 1,000 vessels and 200 zones.
 
     python bench/rules.py [--vessels 1000] [--zones 200] [--messages 100000] [--repeat N]
-                          [--profile] [--alerts-out FILE.jsonl]
+                          [--profile] [--floor] [--instructions] [--alerts-out FILE.jsonl]
 
 Synthetic, seeded and the same every run: 200 zones of every kind (one port limit, one
 coverage area, berths, anchorages, channels with speed limits, restricted zones with allowed
@@ -25,6 +25,11 @@ the share the picture and rules add to ingest's cost. Target (issue 3): at most 
 reports: look the vessel up, store five fields, call 16 rules that each read two attributes
 (:func:`python_floor`); its share of ingest is how much of the +30 % budget Python's call and
 attribute overhead alone takes, before any projection, zone test or rule logic.
+``--instructions`` counts machine instructions instead of timing (``valgrind --tool=callgrind``
+must be installed): each stage runs once in its own process under callgrind, and each stage's
+count is its run's total less the run that stops one stage earlier, so start-up and building
+the corpus cancel out. Counts repeat to the instruction whatever else the host is doing, where
+timings on a shared host wander; use ``--messages 20000`` to keep it to a few minutes.
 ``--profile`` prints a cProfile of the rules part alone (the same reports, already decoded,
 through ``Pipeline.handle_report``). ``--alerts-out`` writes every alert transition of one run as a
 JSON line (sorted keys, as ``harbourwatch replay --alerts-out``): compare two versions of the
@@ -39,11 +44,15 @@ import gc
 import heapq
 import json
 import math
+import os
 import pstats
 import random
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,6 +314,50 @@ def python_floor(reports: Sequence[Report], rules: int = 16) -> int:
     return len(vessels)
 
 
+#: What ``--stage`` runs after building the corpus, and which stage's run each is measured from.
+STAGES: dict[str, str | None] = {"corpus": None, "ingest": "corpus", "full": "ingest",
+                                 "decode": "corpus", "floor": "decode"}
+
+
+def run_stage(stage: str, lines: Sequence[bytes], zones: ZoneSet) -> None:
+    """One stage, once, for a count of its instructions (see ``--instructions``)."""
+    tune_gc()
+    if stage == "ingest":
+        run_ingest(lines)
+    elif stage == "full":
+        run_full(lines, zones)
+    elif stage in ("decode", "floor"):
+        reports = decode_all(lines)
+        if stage == "floor":
+            python_floor(reports)
+
+
+def callgrind_total(argv: Sequence[str], stage: str) -> int:
+    """Instructions of one ``--stage`` run under callgrind (its own process, nothing kept)."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+               sys.executable, str(Path(__file__).resolve()), *argv, "--stage", stage]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no count for --stage {stage}:\n{done.stderr}")
+    return int(found.group(1))
+
+
+def count_instructions(argv: Sequence[str]) -> None:
+    """Per stage: its instructions, and ingest+rules and the floor as a share of ingest."""
+    # Counts do not depend on what else runs, so the stages share the cores.
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        counted = {stage: pool.submit(callgrind_total, argv, stage) for stage in STAGES}
+    totals = {stage: job.result() for stage, job in counted.items()}
+    own = {stage: totals[stage] - totals[before] for stage, before in STAGES.items() if before}
+    print("machine instructions (callgrind), each stage less the run before it:")
+    print(f"  ingest alone       {own['ingest'] / 1e6:9,.0f} M")
+    print(f"  picture and rules  {own['full'] / 1e6:9,.0f} M   "
+          f"{own['full'] / own['ingest'] * 100:+.0f} % of ingest")
+    print(f"  python floor       {own['floor'] / 1e6:9,.0f} M   "
+          f"{own['floor'] / own['ingest'] * 100:+.0f} % of ingest")
+
+
 def profile_rules(lines: Sequence[bytes], zones: ZoneSet, top: int = 30) -> None:
     """cProfile of the rules alone: decoded reports through ``handle_report``."""
     reports = decode_all(lines)
@@ -331,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="print a cProfile of the picture and rules")
     parser.add_argument("--floor", action="store_true",
                         help="also time the least a pure-Python engine does per report")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count machine instructions per stage with valgrind's callgrind "
+                             "instead of timing")
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--alerts-out", type=Path, metavar="FILE.jsonl",
                         help="write every alert transition of one run as a JSON line "
                              "(to check that an optimisation changes no alert)")
@@ -338,6 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(args.seed)
     zones = ZoneSet.from_geojson(make_zones(args.zones, rng))
     lines = make_lines(make_ships(args.vessels, rng), args.messages, rng)
+    if args.stage is not None:
+        run_stage(args.stage, lines, zones)
+        return 0
+    if args.instructions:
+        corpus = ["--vessels", str(args.vessels), "--zones", str(args.zones),
+                  "--messages", str(args.messages), "--seed", str(args.seed)]
+        count_instructions(corpus)
+        return 0
     probe = run_full(lines, zones)
     if args.alerts_out is not None:
         write_alerts(lines, zones, args.alerts_out)
