@@ -11,12 +11,12 @@ speed, and a recorded log's year does not stand between the two.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harbourwatch.response_times import response_times
 from harbourwatch.timeutil import parse_iso
 
 #: The acts an alert can be answered by, in the order a debrief shows them.
@@ -150,14 +150,14 @@ def report(alerts: list[AlertAnswer]) -> list[str]:
     """The debrief's lines: one per alert, then the totals."""
     lines = [f"{a.started_at} {a.rule} {a.mmsi} {a.severity} {a.alert_id}: "
              f"{_answer(a, 'ack')}; {_answer(a, 'resolve')}" for a in alerts]
-    acked = [d for a in alerts if (d := a.delay("ack")) is not None]
+    acked = response_times(d for a in alerts if (d := a.delay("ack")) is not None)
     n_acked = sum(1 for a in alerts if "ack" in a.acts)
     n_resolved = sum(1 for a in alerts if "resolve" in a.acts)
     neither = sum(1 for a in alerts if not a.acts)
     summary = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}; {n_acked} acknowledged"
-    if acked:
-        summary += (f" (time to acknowledge: median {_seconds(statistics.median(acked))}, "
-                    f"longest {_seconds(max(acked))})")
+    if acked is not None:
+        summary += (f" (time to acknowledge: median {_seconds(acked.median)}, "
+                    f"longest {_seconds(acked.longest)})")
     lines.append(f"{summary}; {n_resolved} resolved; {neither} neither acknowledged "
                  "nor resolved")
     return lines
