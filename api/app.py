@@ -641,6 +641,45 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return _dump({"total": total, "limit": limit, "offset": offset,
                       "next": page[-1]["id"] if len(page) == limit else None, "alerts": page})
 
+    @app.get("/alerts/summary", response_model=m.AlertSummary, tags=["alerts"],
+             responses={**errors, **unavailable})
+    async def alert_summary(
+        _: Viewer,
+        rule: Annotated[str | None, _listed(
+            max_length=1024, description="Rule names; comma-separated for several",
+            examples=["speeding,restricted_entry"])] = None,
+        risk_area: Annotated[str | None, _listed(
+            max_length=1024, description=", ".join(RISK_AREAS)
+            + "; comma-separated for several")] = None,
+        zone: Annotated[str | None, Query(
+            max_length=64, pattern=ZONE_ID_PATTERN,
+            description="Zone id the alerts name (also one no longer running)")] = None,
+        mmsi: Annotated[int | None, Query(ge=0, le=_MAX_MMSI)] = None,
+        start: Annotated[str | None, Query(
+            description="Started at or after (ISO 8601)",
+            examples=["2026-01-01T00:00:00Z"])] = None,
+        end: Annotated[str | None, Query(
+            description="Started before (ISO 8601): consecutive periods add up",
+            examples=["2026-02-01T00:00:00Z"])] = None,
+        drill: Annotated[bool | Literal["any"] | None, Query(
+            description="Drill alerts (true: every one the store holds, an earlier "
+                        "exercise's too), real ones (false) or both (any); default: those "
+                        "of the run serving the API")] = None,
+    ) -> Response:
+        """Counts by risk area, rule, severity, state and kind, and the times to
+        acknowledge and to resolve, of the alerts that started in the period."""
+        t_start, t_end = _parse_time(start, "start"), _parse_time(end, "end")
+        if t_start is not None and t_end is not None and t_end < t_start:
+            raise ApiError(422, "end is before start")
+        query = AlertQuery(rule=_names(rule, "rule", rules, "rule"),
+                           risk_area=_names(risk_area, "risk_area", RISK_AREAS, "risk area"),
+                           zone=zone, mmsi=mmsi, start=t_start, end=t_end,
+                           drill=(deps.drill if drill is None
+                                  else None if drill == "any" else drill))
+        # The database's alone: memory holds the open alerts, not the period's.
+        untried_while_away("; the summary is the database's alone")
+        return _dump(await store.alert_summary(query))
+
     @app.get("/alerts/{alert_id}", response_model=m.AlertDetail, tags=["alerts"],
              responses=from_memory_doc(not_found))
     async def alert(alert_id: AlertId, _: Viewer) -> Response:

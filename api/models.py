@@ -203,6 +203,51 @@ class AlertPage(BaseModel):
         "alerts are in the database only)"))
 
 
+class ResponseTimesOut(BaseModel):
+    count: int = Field(description="Alerts whose act has a message time")
+    median_s: float
+    p90_s: float = Field(description="90th percentile, linear between the two nearest "
+                                     "values (as PostgreSQL's percentile_cont)")
+    longest_s: float
+
+
+class AlertSummary(BaseModel):
+    """Alerts that started in ``[start, end)``: counts, and how fast they were answered."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z", "total": 3,
+        "by_kind": {"live": 3, "drill": 0},
+        "by_risk_area": {"criminal_activity": 2, "port_operations": 1},
+        "by_rule": {"dark_vessel": 2, "speeding": 1}, "by_severity": {"warning": 3},
+        "by_state": {"acknowledged": 1, "ended": 1, "open": 1},
+        "acknowledged": 1, "resolved": 0, "unanswered": 2,
+        "time_to_acknowledge": {
+            "all": {"count": 1, "median_s": 40.0, "p90_s": 40.0, "longest_s": 40.0},
+            "criminal_activity": {"count": 1, "median_s": 40.0, "p90_s": 40.0,
+                                  "longest_s": 40.0}},
+        "time_to_resolve": {}, "snoozes": {"loitering": 1}}]})
+
+    start: str | None
+    end: str | None
+    total: int
+    by_kind: dict[str, int] = Field(description="`live` and `drill` alerts")
+    by_risk_area: dict[str, int]
+    by_rule: dict[str, int]
+    by_severity: dict[str, int]
+    by_state: dict[str, int]
+    acknowledged: int
+    resolved: int
+    unanswered: int = Field(description="Neither acknowledged nor resolved")
+    time_to_acknowledge: dict[str, ResponseTimesOut] = Field(description=(
+        "`all`, then each risk area: seconds of message time from the alert's raising "
+        "(its `new`) to the act's `message_time`"))
+    time_to_resolve: dict[str, ResponseTimesOut]
+    snoozes: dict[str, int] | None = Field(description=(
+        "Snooze acts made in the period (wall time), by rule; null with `zone` or "
+        "`risk_area` (a snooze names neither) and for drills (their snoozes are not "
+        "stored)"))
+
+
 class NoteIn(BaseModel):
     """Body of ``POST /alerts/{id}/ack`` and ``/resolve`` (the body may be omitted)."""
 

@@ -252,6 +252,9 @@ class Store(Protocol):
     async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]: ...
     async def alert(self, alert_id: str) -> dict[str, Any]: ...
     async def audit(self, alert_id: str) -> list[dict[str, Any]]: ...
+    async def alert_summary(self, query: AlertQuery) -> dict[str, Any]:
+        """Counts and response times of the alerts that started in ``[query.start,
+        query.end)`` and match its other filters (see ``store.common.summary``)."""
     async def open_alerts(self) -> list[dict[str, Any]]:
         """Alerts whose condition the rules still follow: open, acknowledged, and resolved
         by an operator before it ended (the rules end it when it no longer holds)."""

@@ -77,6 +77,7 @@ from store.rows import (
     merge_statics,
     state_after_rules,
 )
+from store.summary import counts_statement, delays_statement, snoozes_statement, summary
 
 log = logging.getLogger(__name__)
 
@@ -607,6 +608,27 @@ class PostgresStore(WriterStore):
             rows = await self.pool.fetch(
                 "SELECT * FROM alert_audit WHERE alert_id = $1 ORDER BY id", alert_id)
         return [audit_out(_plain(r)) for r in rows]
+
+    @_answered
+    async def alert_summary(self, query: AlertQuery) -> dict[str, Any]:
+        def marker(n: int) -> str:
+            return f"${n}"
+
+        def seconds(later: str, earlier: str) -> str:
+            return f"EXTRACT(EPOCH FROM {later} - {earlier})::float8"
+
+        statements = (counts_statement(query, marker, ts),
+                      delays_statement(query, marker, ts, seconds),
+                      snoozes_statement(query, marker, ts))
+        with self._errors():
+            # One snapshot: the counts and the times of the same alerts.
+            async with self.pool.acquire() as conn, conn.transaction(
+                    isolation="repeatable_read", readonly=True):
+                counts, delays, snoozes = [
+                    None if st is None else await conn.fetch(st.sql, *st.params)
+                    for st in statements]
+        assert counts is not None and delays is not None
+        return summary(query, counts, delays, snoozes)
 
     async def open_alerts(self) -> list[dict[str, Any]]:
         with self._errors():

@@ -67,6 +67,7 @@ from store.rows import (
     merge_statics,
     state_after_rules,
 )
+from store.summary import counts_statement, delays_statement, snoozes_statement, summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -529,6 +530,27 @@ class SqliteStore(WriterStore):
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY id", (alert_id,)).fetchall())
         return [audit_out(r) for r in rows]
+
+    async def alert_summary(self, query: AlertQuery) -> dict[str, Any]:
+        def marker(n: int) -> str:
+            return f"?{n}"
+
+        statements = (counts_statement(query, marker, float),
+                      delays_statement(query, marker, float, lambda a, b: f"({a} - {b})"),
+                      snoozes_statement(query, marker, float))
+
+        def run(conn: sqlite3.Connection) -> list[list[sqlite3.Row] | None]:
+            # One read transaction: the counts and the times of the same alerts.
+            conn.execute("BEGIN")
+            try:
+                return [None if st is None else conn.execute(st.sql, st.params).fetchall()
+                        for st in statements]
+            finally:
+                conn.execute("COMMIT")
+
+        counts, delays, snoozes = await self._read(run)
+        assert counts is not None and delays is not None
+        return summary(query, counts, delays, snoozes)
 
     async def open_alerts(self) -> list[dict[str, Any]]:
         rows = await self._read(lambda c: c.execute(

@@ -474,6 +474,34 @@ async def test_a_track_is_not_read_from_a_sqlite_file_another_process_locks(
         await store.stop()
 
 
+async def test_the_alert_summary_is_not_read_from_a_sqlite_file_another_process_locks(
+        tmp_path: Path) -> None:
+    """The summary is the database's alone: while the writer cannot write, a file that still
+    reads would count without the alerts and acts queued meanwhile, so it is 503; once
+    they are written, they are counted."""
+    db = tmp_path / "hw.db"
+    store = SqliteStore(db, max_age=0.01, inline_writes=True)  # a batch waits 100 ms for a lock
+    await store.start()
+    try:
+        async with wired(store) as (pipeline, _hub, _deps, client):
+            def summary() -> Awaitable[httpx.Response]:
+                return client.get("/alerts/summary", headers=headers("viewer"))
+
+            for i in range(3):
+                pipeline.handle_report(pos(FIRST, T0 - 60 + 10 * i, *SPOT, speed=3.0))
+            await drain(store)
+            assert (await summary()).json()["by_rule"]["restricted_entry"] == 1
+            async with _locked_by_another_process(db, store, pipeline):
+                got = await summary()
+                assert (got.status_code, got.headers["retry-after"], got.json()["detail"]) == (
+                    503, "5", "database away (the store writer's last try failed); the "
+                              "summary is the database's alone")
+            await drain(store)
+            assert (await summary()).json()["by_rule"]["restricted_entry"] == 2
+    finally:
+        await store.stop()
+
+
 async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
         postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
     spool = tmp_path / "spool.jsonl"

@@ -1,0 +1,181 @@
+"""The alert summary for a period (``GET /alerts/summary``): counts and response times,
+read by statements both backends run and shaped here.
+
+A period holds the alerts that *started* in it (``[start, end)``), so that the months of a
+year add up to the year; ``GET /alerts`` lists every alert active in its range instead.
+
+Response times are on the rules' clock at both ends: from the message time of the alert's
+``new`` (its audit row) to the ``message_time`` of the operator's act, as a drill's debrief
+reads them. In a live run that is the watch's own time to within the feed's latency; in a
+replay or drill it is the time the log played meanwhile, where the act's wall time is years
+from the log's. An act with no ``message_time`` (stored before schema version 6, or made on
+an API that runs no rules) counts as made but has no time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from harbourwatch.response_times import response_times
+from store.base import AlertQuery
+from store.common import alert_filters, one_of
+from store.rows import iso
+
+#: A parameter's marker in the backend's SQL, by its 1-based number (``?1``, ``$1``).
+Marker = Callable[[int], str]
+#: Seconds between two time expressions (``later``, ``earlier``) in the backend's SQL.
+Seconds = Callable[[str, str], str]
+
+
+class Row(Protocol):
+    """A result row by column name (``sqlite3.Row``, ``asyncpg.Record``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+@dataclass(slots=True, frozen=True)
+class Statement:
+    sql: str
+    params: list[Any]
+
+
+def _statement(build: Callable[[Callable[[Any], str]], str], marker: Marker) -> Statement:
+    params: list[Any] = []
+
+    def ph(value: Any) -> str:
+        params.append(value)
+        return marker(len(params))
+
+    return Statement(build(ph), params)
+
+
+def _where(query: AlertQuery, ph: Callable[[Any], str], ts: Callable[[float], Any],
+           *extra: str) -> str:
+    """``alert_filters`` but for the period: started in ``[start, end)``; and every drill
+    alert with ``drill``, an earlier exercise's too (the trainees' list leaves those out,
+    a report on the drills held does not)."""
+    where = alert_filters(replace(query, start=None, end=None, after=None, drill=None),
+                          ph, ts)
+    conditions = [where.removeprefix(" WHERE ")] if where else []
+    if query.drill is not None:
+        conditions.append(f"drill = {ph(query.drill)}")
+    if query.start is not None:
+        conditions.append(f"started_at >= {ph(ts(query.start))}")
+    if query.end is not None:
+        conditions.append(f"started_at < {ph(ts(query.end))}")
+    conditions.extend(extra)
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+def _last_act(action: str) -> str:
+    """The message time of the alert's latest audit row of ``action``: a drill run again
+    keeps the earlier exercises' rows, the alert's acts are the latest run's."""
+    return (f"(SELECT u.message_time FROM alert_audit u WHERE u.alert_id = alerts.id "
+            f"AND u.action = '{action}' ORDER BY u.id DESC LIMIT 1)")
+
+
+def counts_statement(query: AlertQuery, marker: Marker,
+                     ts: Callable[[float], Any]) -> Statement:
+    """Alerts by risk area, rule, severity, state, kind, and whether acknowledged and
+    resolved (the row's acts: a new drill exercise clears the earlier one's)."""
+    def build(ph: Callable[[Any], str]) -> str:
+        return ("SELECT risk_area, rule, severity, state, drill, acked_at IS NOT NULL AS acked,"
+                " resolved_at IS NOT NULL AS resolved, count(*) AS n "
+                f"FROM alerts{_where(query, ph, ts)} GROUP BY risk_area, rule, severity, "
+                "state, drill, acked_at IS NOT NULL, resolved_at IS NOT NULL")
+
+    return _statement(build, marker)
+
+
+def delays_statement(query: AlertQuery, marker: Marker, ts: Callable[[float], Any],
+                     seconds: Seconds) -> Statement:
+    """Per alert acted on: its risk area and the seconds to its ack and to its resolve
+    (null: not made, or made without a message time)."""
+    def build(ph: Callable[[Any], str]) -> str:
+        where = _where(query, ph, ts, "(acked_at IS NOT NULL OR resolved_at IS NOT NULL)")
+        return (f"SELECT risk_area, {seconds('acked', 'raised')} AS to_ack, "
+                f"{seconds('resolved', 'raised')} AS to_resolve FROM ("
+                f"SELECT risk_area, {_last_act('new')} AS raised, "
+                f"CASE WHEN acked_at IS NULL THEN NULL ELSE {_last_act('ack')} END AS acked, "
+                f"CASE WHEN resolved_at IS NULL THEN NULL ELSE {_last_act('resolve')} END "
+                f"AS resolved FROM alerts{where}) acted")
+
+    return _statement(build, marker)
+
+
+def snoozes_statement(query: AlertQuery, marker: Marker,
+                      ts: Callable[[float], Any]) -> Statement | None:
+    """The snooze acts made in the period (on the wall clock: a snooze's audit row has no
+    message time); None when the summary cannot have them: a snooze names neither a zone
+    nor a risk area, and a drill's snoozes are never stored."""
+    if query.zone is not None or query.risk_area is not None or query.drill:
+        return None
+
+    def build(ph: Callable[[Any], str]) -> str:
+        sql = ("SELECT after_state FROM alert_audit WHERE alert_id IS NULL "
+               "AND action = 'snooze'")
+        if query.start is not None:
+            sql += f" AND time >= {ph(ts(query.start))}"
+        if query.end is not None:
+            sql += f" AND time < {ph(ts(query.end))}"
+        return sql
+
+    return _statement(build, marker)
+
+
+def summary(query: AlertQuery, counts: Iterable[Row], delays: Iterable[Row],
+            snoozes: Iterable[Row] | None) -> dict[str, Any]:
+    """The summary's body from the three statements' rows (names sorted, so that two
+    summaries compare line by line)."""
+    by: dict[str, Counter[str]] = {k: Counter() for k in (
+        "kind", "risk_area", "rule", "severity", "state")}
+    acked = resolved = unanswered = 0
+    for row in counts:
+        n = int(row["n"])
+        by["kind"]["drill" if row["drill"] else "live"] += n
+        for key in ("risk_area", "rule", "severity", "state"):
+            by[key][str(row[key])] += n
+        acked += n if row["acked"] else 0
+        resolved += n if row["resolved"] else 0
+        unanswered += 0 if row["acked"] or row["resolved"] else n
+    to_ack: defaultdict[str, list[float]] = defaultdict(list)
+    to_resolve: defaultdict[str, list[float]] = defaultdict(list)
+    for row in delays:
+        for times, value in ((to_ack, row["to_ack"]), (to_resolve, row["to_resolve"])):
+            if value is not None:
+                times[str(row["risk_area"])].append(float(value))
+    return {
+        "start": iso(query.start), "end": iso(query.end),
+        "total": sum(by["kind"].values()),
+        "by_kind": {"live": by["kind"]["live"], "drill": by["kind"]["drill"]},
+        **{f"by_{key}": dict(sorted(by[key].items()))
+           for key in ("risk_area", "rule", "severity", "state")},
+        "acknowledged": acked, "resolved": resolved, "unanswered": unanswered,
+        "time_to_acknowledge": _times_by_area(to_ack),
+        "time_to_resolve": _times_by_area(to_resolve),
+        "snoozes": None if snoozes is None else _snoozes_by_rule(query, snoozes),
+    }
+
+
+def _times_by_area(times: Mapping[str, list[float]]) -> dict[str, Any]:
+    """``all`` areas together, then each area that has a timed act."""
+    out: dict[str, Any] = {}
+    for area, values in [("all", [v for vs in times.values() for v in vs]),
+                         *sorted(times.items())]:
+        found = response_times(values)
+        if found is not None:
+            out[area] = found.to_dict()
+    return out
+
+
+def _snoozes_by_rule(query: AlertQuery, rows: Iterable[Row]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for row in rows:
+        what = json.loads(row["after_state"] or "{}")
+        if one_of(what.get("rule"), query.rule) and query.mmsi in (None, what.get("mmsi")):
+            found[str(what.get("rule"))] += 1
+    return dict(sorted(found.items()))
