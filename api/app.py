@@ -56,7 +56,6 @@ from store.base import (
     NotFound,
     QueuedAct,
     Snooze,
-    Store,
     StoreError,
     StoreUnavailable,
 )
@@ -84,7 +83,6 @@ ACT_FLUSH_WAIT_S = 5.0
 #: On an act's 202: ``disk`` once it is spooled (a crash or power cut before the database is
 #: back does not lose it), ``memory`` when the spool could not be written (a full disk).
 QUEUED_HEADER = "X-Harbourwatch-Queued"
-_COUNT_PAGE = 10_000
 #: Marks a query parameter's schema as a comma-separated list (see ``_listed``).
 COMMA_SEPARATED = "x-comma-separated"
 #: A client turned away at api.max_stream_clients may try again after this long (s).
@@ -239,23 +237,6 @@ def _track_feature(mmsi: int, start: float, end: float, points: list[dict[str, A
             "heading": [p.get("heading") for p in points],
             **({"rejected": [bool(p.get("rejected")) for p in points]} if rejected else {}),
         }}}
-
-
-async def _count_alerts(store: Store, query: AlertQuery) -> int:
-    """Total for pagination: the store's own count when it has one, else by pages."""
-    counter = getattr(store, "count_alerts", None)
-    if callable(counter):
-        return int(await counter(query))
-    total, offset = 0, 0
-    while True:
-        page = await store.alerts(AlertQuery(
-            rule=query.rule, state=query.state, risk_area=query.risk_area, zone=query.zone,
-            mmsi=query.mmsi, start=query.start, end=query.end, drill=query.drill,
-            limit=_COUNT_PAGE, offset=offset))
-        total += len(page)
-        if len(page) < _COUNT_PAGE:
-            return total
-        offset += _COUNT_PAGE
 
 
 def _unreadable_body(exc: StarletteHTTPException) -> str | None:
@@ -635,7 +616,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 except NotFound:
                     raise ApiError(422, f"after: no alert {after!r}") from None
             total = (offset + len(page) if after is None and 0 < len(page) < limit
-                     else await _count_alerts(store, query))
+                     else await store.count_alerts(query))
         except StoreUnavailable as exc:
             return memory_response(from_memory(page_from_memory, query, exc))
         return _dump({"total": total, "limit": limit, "offset": offset,

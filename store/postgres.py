@@ -17,6 +17,7 @@ import logging
 import time as wallclock
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -593,6 +594,19 @@ class PostgresStore(WriterStore):
         with self._errors():
             rows = await self.pool.fetch(sql, *params)
         return [alert_out(_plain(r)) for r in rows]
+
+    @_answered
+    async def count_alerts(self, query: AlertQuery) -> int:
+        params: list[Any] = []
+
+        def ph(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        where = alert_filters(replace(query, after=None), ph, ts)
+        with self._errors():
+            return int(await self.pool.fetchval(f"SELECT count(*) FROM alerts{where}",
+                                                *params))
 
     @_answered
     async def alert(self, alert_id: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import sqlite3
 import time as wallclock
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -518,6 +519,18 @@ class SqliteStore(WriterStore):
                f"LIMIT {ph(q.limit)} OFFSET {ph(q.offset)}")
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [alert_out(r) for r in rows]
+
+    async def count_alerts(self, query: AlertQuery) -> int:
+        params: list[Any] = []
+
+        def ph(value: Any) -> str:
+            params.append(value)
+            return f"?{len(params)}"
+
+        where = alert_filters(replace(query, after=None), ph, float)
+        row = await self._read(lambda c: c.execute(f"SELECT count(*) FROM alerts{where}",
+                                                   params).fetchone())
+        return int(row[0])
 
     async def alert(self, alert_id: str) -> dict[str, Any]:
         row = await self._read(

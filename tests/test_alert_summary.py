@@ -154,8 +154,10 @@ async def test_a_period_holds_the_alerts_that_started_in_it_and_the_filters_appl
 
     # [start, end): the speeding alert started at T0 + 300, the zone entry at T0 + 400.
     assert await counted(start=T0 + 300, end=T0 + 400) == (1, {"speeding": 1}, {})
-    # No period: every live alert, December's too.
-    assert (await counted())[0] == 7
+    # No period: every live alert, December's too; as many as GET /alerts counts.
+    assert (await counted())[0] == 7 == await port.count_alerts(AlertQuery(drill=False))
+    assert await port.count_alerts(AlertQuery(rule="dark_vessel", limit=1, offset=1,
+                                              after=LIVE["dark_b"].id)) == 3
     assert await counted(start=JANUARY[0], end=JANUARY[1], rule=("dark_vessel", "speeding"),
                          mmsi=A) == (2, {"dark_vessel": 1, "speeding": 1}, {})
     assert await counted(start=JANUARY[0], risk_area=("natural_hazard",)) == (

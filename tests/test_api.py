@@ -372,6 +372,29 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
             ).json()["error"] == "rules: unknown rule 'speedng'"
 
 
+async def test_the_total_of_a_full_page_is_counted_by_the_database_not_read_page_by_page(
+        api: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every full page read every matching alert again to count them (10,000 a query):
+    4 s a page at 50,000 alerts on SQLite, a month of a busy port's zone entries."""
+    for i in range(30):
+        api.store.on_alert(event(make_alert("zone_entry", A + i, T0 + i, zone="berth_3")))
+    await api.store.flush()
+    read: list[int] = []
+    listed = api.store.alerts
+
+    async def counted(query: Any = None) -> list[dict[str, Any]]:
+        rows = await listed(query)
+        read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(api.store, "alerts", counted)
+    page, _ids = alert_listing(api, headers("viewer"))
+    first = await page(limit=5, rule="zone_entry")
+    assert (first["total"], len(first["alerts"]), read) == (30, 5, [5])
+    # The total is over every page, also when paging by cursor.
+    assert (await page(limit=5, after=first["next"]))["total"] == 30
+
+
 async def test_rule_and_risk_area_take_comma_separated_lists_like_state(api: Rig) -> None:
     """``rule=speeding,restricted_entry`` was 422 "unknown rule 'speeding,restricted_entry'"
     while ``state`` and ``/stream?rules=`` took lists."""
