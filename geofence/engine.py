@@ -31,7 +31,7 @@ from geofence.picture import (
     update_membership,
 )
 from geofence.restore_clamp import clamp_receiver, clamp_vessel
-from geofence.rules import BaseRule, Phase, Rule, RuleContext, build_rules
+from geofence.rules import REGISTRY, BaseRule, Phase, Rule, RuleContext, build_rules
 from geofence.zones import ZoneSet
 from ingest.report import Report, iso_time
 
@@ -80,6 +80,10 @@ UNRELIABLE_SPEED_KN = 102.2
 SAR_TYPE = 9
 _NEVER = float("-inf")
 _NO_ZONES: list[Any] = []
+#: What follows a rule raising at a restart (``Engine._restore_rule``), or on the zones at
+#: start or at a restart (the zones are in force, as on a live swap).
+AFRESH = "it starts afresh: what it knew before the restart is lost"
+ZONES_TAKEN = "the other rules took the zones"
 #: Fewer positions than this in a run are projected one by one (an array call costs ~3 µs).
 PROJECT_AHEAD_MIN = 8
 
@@ -152,9 +156,14 @@ class Engine:
         self._heard_hooks: list[Callable[[RuleContext, Receiver, float], None]] = [
             hook for rule in self.rules
             if (hook := getattr(rule, "before_heard", None)) is not None]
+        #: Rule hooks that raised outside any report: on the zones at start, or taking back
+        #: their state at a restart (``restore``); each said in a warning. The pipeline
+        #: counts them among its ``rule_failures``.
+        self.start_failures = 0
         self._set_watch_area()
         for rule in self.rules:
-            rule.on_zones(self.ctx)
+            self._set_up(rule, lambda rule: rule.on_zones(self.ctx),
+                         "raised on the zones at start", ZONES_TAKEN)
 
     def _set_watch_area(self) -> None:
         """With ``watch_area: port``, the zones that bound where alerts are raised."""
@@ -615,24 +624,15 @@ class Engine:
         from a clock running ahead that nothing guarded (a line stamped a year ahead made
         every vessel and receiver look heard for a year after a restart); they are taken
         as ``latest``, and the log says how many vessels and receivers had them.
+
+        A rule raising as it takes its state back, or whose saved part cannot be read,
+        starts afresh; the others restore as before (``_restore_rule``). A saved part the
+        store could not read is the exception it raised reading it.
         """
         picture = self.picture
         saved = saved or {}
-        ahead = {"vessels": 0, "receivers": 0}
-        for name, (heard, up_since, messages, *clocks) in saved.get("receivers",
-                                                                    {}).items():
-            # heard_at: the port's clock when last heard (not kept before stop 15: its own
-            # stamp then); without it a feed stamped behind its arrival looked silent right
-            # after a restart. heard_live: the engine's clock then (kept since heard_at is
-            # message time only; before, heard_at was both).
-            heard_at = float(clocks[0] if clocks else heard)
-            restored = picture.new_receiver(
-                name, float(heard), _NEVER if up_since is None else float(up_since))
-            restored.messages = int(messages)
-            restored.heard_at = heard_at
-            restored.heard_live = float(clocks[1]) if len(clocks) > 1 else heard_at
-            if latest is not None and clamp_receiver(restored, latest):
-                ahead["receivers"] += 1
+        ahead = {"vessels": 0, "receivers": self._restore_receivers(saved.get("receivers"),
+                                                                    latest)}
         for item in vessels:
             vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
             if latest is not None and clamp_vessel(vessel, latest):
@@ -668,15 +668,97 @@ class Engine:
             or (alert.other_mmsi is not None and alert.other_mmsi not in held)}
         self._resume_pending = True
         for rule in self.rules:
-            rule.on_restore(self.ctx)
-            state = saved.get(f"rule:{rule.name}")
-            if state is not None:
-                rule.load_state(self.ctx, state)
+            self._restore_rule(rule, saved.get(f"rule:{rule.name}"))
+        self._left_over(saved)
         # The zones may have changed while the service was down (the file won over a version
         # saved over the API, or was edited): alerts of zones gone or changed end as a live
         # swap ends them; the vessels' memberships of removed zones went without an exit.
         for rule in self.rules:
-            rule.on_zones(self.ctx)
+            self._set_up(rule, lambda rule: rule.on_zones(self.ctx),
+                         "raised on the zones at the restart", ZONES_TAKEN)
+
+    def _restore_receivers(self, saved: Any, latest: float | None) -> int:
+        """The receivers' continuity; how many had times after ``latest``. Saved state that
+        cannot be read (not JSON, or of another shape) is said: those receivers are rebuilt
+        from their vessels' ``sources``, as from state saved before continuity was kept."""
+        if saved is None:
+            return 0
+        if not isinstance(saved, Mapping):
+            log.warning("the receivers' saved continuity could not be read (%s): they are "
+                        "rebuilt from their vessels' receivers", _reason(saved))
+            return 0
+        ahead = 0
+        unread: list[str] = []
+        for name, kept in saved.items():
+            try:
+                # heard_at: the port's clock when last heard (not kept before stop 15: its
+                # own stamp then); without it a feed stamped behind its arrival looked silent
+                # right after a restart. heard_live: the engine's clock then (kept since
+                # heard_at is message time only; before, heard_at was both).
+                heard, up_since, messages, *clocks = kept
+                times = (float(heard), _NEVER if up_since is None else float(up_since),
+                         float(clocks[0] if clocks else heard))
+                live = float(clocks[1]) if len(clocks) > 1 else times[2]
+                count = int(messages)
+            except (TypeError, ValueError) as exc:
+                unread.append(f"{name} ({_reason(exc)})")
+                continue
+            restored = self.picture.new_receiver(name, times[0], times[1])
+            restored.messages, restored.heard_at, restored.heard_live = count, times[2], live
+            if latest is not None and clamp_receiver(restored, latest):
+                ahead += 1
+        if unread:
+            log.warning("the saved continuity of receiver %s could not be read: rebuilt from "
+                        "their vessels' receivers", ", ".join(unread))
+        return ahead
+
+    def _restore_rule(self, rule: Rule, state: Any) -> None:
+        """``on_restore``, then ``load_state`` of what the rule saved. Either raising (a bug,
+        a saved state of an older shape or that the store could not read) costs that rule
+        its saved state only: it starts afresh (``on_restore`` again drops what a load
+        that broke off took), and every other rule restores as before."""
+        if not self._set_up(rule, lambda rule: rule.on_restore(self.ctx),
+                            "raised rebuilding its state", AFRESH):
+            return
+        if state is None:
+            return
+        if isinstance(state, Exception):  # a part the store could not read (not JSON)
+            self._start_failed(rule, "its saved state cannot be read", state, AFRESH,
+                               trace=False)
+        elif not self._set_up(rule, lambda rule: rule.load_state(self.ctx, state),
+                              "raised taking back its saved state", AFRESH):
+            self._set_up(rule, lambda rule: rule.on_restore(self.ctx),
+                         "raised starting afresh", AFRESH)
+
+    def _set_up(self, rule: Rule, call: Callable[[Rule], object], what: str,
+                then: str) -> bool:
+        """``call`` the rule's hook outside any report; False (said and counted) if it
+        raised: the service starts, or a replay resumes, without that rule's part."""
+        try:
+            call(rule)
+        except Exception as exc:
+            self._start_failed(rule, what, exc, then, trace=True)
+            return False
+        return True
+
+    def _start_failed(self, rule: Rule, what: str, exc: Exception, then: str, *,
+                      trace: bool) -> None:
+        """Said once, with the traceback of a rule's own bug; counted (``start_failures``)."""
+        self.start_failures += 1
+        log.warning("rule %s: %s (%s: %s); %s (counted in rule_failures)", rule.name, what,
+                    type(exc).__name__, exc, then, exc_info=exc if trace else None)
+
+    def _left_over(self, saved: Mapping[str, Any]) -> None:
+        """Say which saved rule states no rule here takes back (the next save drops them)."""
+        mine = {f"rule:{rule.name}" for rule in self.rules}
+        known = {name for name, _factory in REGISTRY}
+        for part in sorted(saved):
+            name = part.removeprefix("rule:")
+            if part.startswith("rule:") and part not in mine:
+                why = ("the rule is switched off" if name in known
+                       else "this version has no such rule")
+                log.warning("the state rule %s saved is not restored: %s (it is dropped at "
+                            "the next save)", name, why)
 
     def _resume(self, now: float) -> None:
         self._resume_pending = False
@@ -687,6 +769,13 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "vessels": len(self.picture), "open_alerts": len(self.book),
                 "receivers": len(self.picture.receivers)}
+
+
+def _reason(value: object) -> str:
+    """An exception (or a value of an unexpected kind) for a warning."""
+    if isinstance(value, Exception):
+        return f"{type(value).__name__}: {value}"
+    return f"a {type(value).__name__} where an object was saved"
 
 
 def _reproject(vessel: Vessel, zones: ZoneSet) -> None:

@@ -33,6 +33,8 @@ def why_new(saved: Mapping[str, Any], exercise: Mapping[str, Any],
     if start is None:
         return ""
     kept = saved.get(PART)
+    if isinstance(kept, Exception):  # not JSON (see ``Store.load_engine_state``)
+        return f"the drill saved in this database cannot be read ({kept})"
     if not isinstance(kept, Mapping) or "logs" not in kept:
         return "no drill is saved in this database to resume"
     if list(kept["logs"]) != list(exercise["logs"]):

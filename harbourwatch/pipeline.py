@@ -94,8 +94,8 @@ class Pipeline:
         #: Sink class name -> calls that raised (see ``_sink_failed``).
         self.sink_failures: dict[str, int] = {}
         #: Reports, ticks, receivers heard and zone changes the rules raised on
-        #: (see ``_rules_failed``).
-        self.rule_failures = 0
+        #: (see ``_rules_failed``; ``rule_failures`` adds those at start).
+        self._rule_failures = 0
         #: A replay's ``--start``: lines stamped before it are skipped (``replay.player``),
         #: so the receivers they name are not heard either (``_apply``).
         self.skip_before: float | None = None
@@ -307,10 +307,16 @@ class Pipeline:
     def _rule_failed(self, what: str) -> None:
         """Counted and logged (in an ``except`` block), the first time and every thousandth;
         also when a receiver heard or a zone change is what a rule raised on."""
-        self.rule_failures += 1
-        if self.rule_failures == 1 or self.rule_failures % 1000 == 0:
+        self._rule_failures += 1
+        if self._rule_failures == 1 or self._rule_failures % 1000 == 0:
             log.exception("the rules raised on %s (%d times so far); the other rules judged it",
                           what, self.rule_failures)
+
+    @property
+    def rule_failures(self) -> int:
+        """Everything the rules raised on: also their hooks at start and at a restart
+        (``Engine.start_failures``: each said once, in a warning, when it came)."""
+        return self._rule_failures + getattr(self.engine, "start_failures", 0)
 
     # -- asyncio driving ------------------------------------------------------------------
 

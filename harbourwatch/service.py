@@ -175,9 +175,10 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     saved = await store.load_engine_state(scope)
     # The alerts this scope had open when it saved: a replay resumed in the live database
     # must not take the live service's (state saved before this was kept: those started by
-    # ``until``).
-    owned = (set(saved["open_alerts"]) if scope != "live" and "open_alerts" in saved
-             else None)  # live: every open alert, also those opened after the last save
+    # ``until``). Live: every open alert, also those opened after the last save.
+    kept = None if scope == "live" else _readable(saved, "open_alerts",
+                                                  "the alerts started by --start are taken")
+    owned = None if kept is None else set(kept)
     stored = [a for a in await store.open_alerts() if bool(a.get("drill")) == engine.drill
               and (a["id"] in owned if owned is not None
                    else until is None or parse_iso(a["started_at"]) <= until)]
@@ -189,12 +190,26 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
         for alert in stored:
             acts.record(alert)
     if snoozes is not None:
-        snoozes.remember_muted(saved.get("muted_alerts", ()))
+        snoozes.remember_muted(_readable(
+            saved, "muted_alerts", "which open alerts a snooze muted: none is taken as "
+            "muted") or ())
     if states or alerts or saved:
         engine.restore([s.state for s in states.values()], alerts, saved, latest=latest)
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
     return stored
+
+
+def _readable(saved: Mapping[str, Any], part: str, instead: str) -> Any:
+    """A saved part, or None when there is none or it cannot be read (said, with what is
+    done ``instead``; see ``Store.load_engine_state``)."""
+    value = saved.get(part)
+    if isinstance(value, Exception) or (value is not None and not isinstance(value, list)):
+        log.warning("the saved state part %s could not be read (%s): %s", part,
+                    f"{type(value).__name__}: {value}" if isinstance(value, Exception)
+                    else f"a {type(value).__name__} where a list was saved", instead)
+        return None
+    return value
 
 
 async def save_state(store: Store, engine: Engine, scope: str = "live",
@@ -522,7 +537,7 @@ async def run_service(config: Config, options: ServiceOptions, *,
         if pipeline.rule_failures:  # a drill's alerts are then incomplete too
             failures.append(f"the rules raised {pipeline.rule_failures} times (logged): "
                             "the failing rule did not judge those reports, ticks, receivers "
-                            "or zone changes; the other rules did")
+                            "or zone changes, or started afresh; the other rules did")
         for message in failures:
             log.error("%s", message)
     if replay is None and signalled:  # a replay says where it stopped

@@ -755,7 +755,7 @@ class SqliteStore(WriterStore):
     async def load_engine_state(self, scope: str = "live") -> dict[str, Any]:
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM engine_state WHERE scope = ?", (scope,)).fetchall())
-        return {r["part"]: json.loads(r["state"]) for r in rows}
+        return {r["part"]: _json_or_error(r["state"]) for r in rows}
 
     async def prune(self, before: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
@@ -815,3 +815,11 @@ class SqliteStore(WriterStore):
 
     async def begin_exercise(self) -> int:
         return await self._write(lambda c: c.execute(BEGIN_EXERCISE).rowcount)
+
+
+def _json_or_error(text: str) -> Any:
+    """A saved part's JSON, or the error reading it (see ``Store.load_engine_state``)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        return exc

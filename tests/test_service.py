@@ -1479,6 +1479,67 @@ def test_a_start_whose_restore_fails_keeps_the_state_saved_last(
     assert saved() == before
 
 
+def test_a_replay_resumed_over_damaged_saved_state_resumes_and_says_what_was_lost(
+        tmp_path: Path) -> None:
+    """A saved part that was not JSON (a disk fault, a hand edit of the SQLite file)
+    stopped the resumed replay with a traceback, nothing judged. It resumes: the rule whose
+    part it was starts afresh (said, and the run's exit status 1 as for any rule failure),
+    the alerts it had open are those started by --start (said)."""
+    lines = [tag_block(s="rx1", c=1_767_261_600 + 10 * i)
+             + single(position(mmsi=244123456, lat=-23.83, lon=151.25)) + "\n"
+             for i in range(12)]
+    log, first_half = tmp_path / "tiny.nmea", tmp_path / "first-half.nmea"
+    log.write_text("".join(lines))
+    first_half.write_text("".join(lines[:6]))
+    db = tmp_path / "hw.db"
+    args = ["--zones", DEMO_ZONES, "--speed", "max", "--no-progress", "--db", f"sqlite:///{db}"]
+    first = cli("replay", first_half, *args)
+    assert first.returncode == 0 and "6 reports, 1 alert transitions" in first.stderr
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE engine_state SET state = '[[2440' WHERE scope = 'replay' "
+                     "AND part IN ('rule:encounter', 'open_alerts', 'muted_alerts')")
+        assert conn.total_changes == 3
+    done = cli("replay", log, *args, "--start", "2026-01-01T10:01:00Z")
+    said = [line.split(": ", 1)[1] for line in done.stderr.splitlines() if ": " in line]
+    assert done.returncode == 1, done.stderr
+    reason = "(JSONDecodeError: Expecting ',' delimiter: line 1 column 7 (char 6))"
+    assert f"the saved state part open_alerts could not be read {reason}: the alerts " \
+           "started by --start are taken" in said
+    assert f"the saved state part muted_alerts could not be read {reason}: which open " \
+           "alerts a snooze muted: none is taken as muted" in said
+    assert f"rule encounter: its saved state cannot be read {reason}; it starts afresh: " \
+           "what it knew before the restart is lost (counted in rule_failures)" in said
+    assert "the rules raised 1 times (logged): the failing rule did not judge those " \
+           "reports, ticks, receivers or zone changes, or started afresh; the other rules " \
+           "did" in done.stderr
+    # The lines from --start judged, the vessel's entry not raised again: its state is back.
+    assert "replayed 12 lines, 6 reports, 0 alert transitions" in done.stderr
+
+
+def test_a_drill_whose_saved_exercise_cannot_be_read_is_a_new_one_and_says_why(
+        tmp_path: Path) -> None:
+    """Not JSON, the saved exercise stopped the drill's start (a JSONDecodeError out of the
+    store); now --start begins a new exercise, and the log says why."""
+    from harbourwatch.exercise import PART, why_new
+
+    exercise = {"logs": ["drill.nmea"]}
+
+    async def why() -> str | None:
+        store = open_store(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path)
+        await store.start()
+        try:
+            await store.save_engine_state(1.0, {PART: {**exercise, "as_of": 1.0}}, "drill")
+            with sqlite3.connect(tmp_path / "hw.db") as conn:
+                conn.execute("UPDATE engine_state SET state = '{\"logs\": [' "
+                             "WHERE part = ?", (PART,))
+            return why_new(await store.load_engine_state("drill"), exercise, 2.0)
+        finally:
+            await store.stop()
+
+    assert asyncio.run(why()) == ("the drill saved in this database cannot be read (Expecting "
+                                  "value: line 1 column 11 (char 10))")
+
+
 def test_a_replay_cut_during_a_receiver_outage_resumes_with_its_alert_still_open(
         tmp_path: Path) -> None:
     """Cut while a receiver was silent, the resumed replay ended its ``source_silent``

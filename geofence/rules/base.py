@@ -83,7 +83,8 @@ class Rule(Protocol):
 
     def on_restore(self, ctx: RuleContext) -> None:
         """Vessels and open alerts were restored after a restart: rebuild derived state (what
-        ``on_zones``, called next, does not)."""
+        ``on_zones``, called next, does not), from nothing: it is called again when
+        ``load_state`` raised, to drop what that took (the rule starts afresh)."""
 
     def on_forget(self, ctx: RuleContext, mmsis: Set[int]) -> None:
         """These vessels left the picture for good (their alerts are ended): drop what the
@@ -94,7 +95,8 @@ class Rule(Protocol):
         restart (None: nothing to keep)."""
 
     def load_state(self, ctx: RuleContext, state: Any) -> None:
-        """After ``on_restore``: what ``saved_state`` gave before the restart."""
+        """After ``on_restore``: what ``saved_state`` gave before the restart (perhaps an
+        older version's: raising costs the rule that state only, see ``Engine.restore``)."""
 
 
 class BaseRule:
