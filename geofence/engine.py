@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -633,8 +633,7 @@ class Engine:
         saved = saved or {}
         ahead = {"vessels": 0, "receivers": self._restore_receivers(saved.get("receivers"),
                                                                     latest)}
-        for item in vessels:
-            vessel = item if isinstance(item, Vessel) else Vessel.from_state(item)
+        for vessel in self._vessels_from(vessels):
             if latest is not None and clamp_vessel(vessel, latest):
                 ahead["vessels"] += 1
             if vessel.history.maxlen != picture.history_len:
@@ -676,6 +675,24 @@ class Engine:
         for rule in self.rules:
             self._set_up(rule, lambda rule: rule.on_zones(self.ctx),
                          "raised on the zones at the restart", ZONES_TAKEN)
+
+    @staticmethod
+    def _vessels_from(items: Iterable[Vessel | dict[str, Any]]) -> Iterator[Vessel]:
+        """The saved vessels; one this version cannot take back (a field it does not know,
+        saved by a later one; a value of another kind) is left out and said, not the
+        start stopped: it starts afresh when heard again."""
+        unread: dict[object, str] = {}
+        for item in items:
+            if isinstance(item, Vessel):
+                yield item
+                continue
+            try:
+                vessel = Vessel.from_state(item)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                unread[item.get("mmsi") if isinstance(item, dict) else None] = _reason(exc)
+                continue
+            yield vessel
+        vessels_left_out(unread)
 
     def _restore_receivers(self, saved: Any, latest: float | None) -> int:
         """The receivers' continuity; how many had times after ``latest``. Saved state that
@@ -769,6 +786,15 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "vessels": len(self.picture), "open_alerts": len(self.book),
                 "receivers": len(self.picture.receivers)}
+
+
+def vessels_left_out(unread: Mapping[Any, str]) -> None:
+    """Say the saved vessels not restored (MMSI -> why), in one warning."""
+    if unread:
+        shown = "; ".join(f"{mmsi}: {why}" for mmsi, why in list(unread.items())[:5])
+        log.warning("the saved state of %d vessel%s could not be read (MMSI %s%s): left out, "
+                    "each starts afresh when heard again", len(unread),
+                    "" if len(unread) == 1 else "s", shown, "; …" if len(unread) > 5 else "")
 
 
 def _reason(value: object) -> str:

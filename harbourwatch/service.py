@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import Alert, AlertEvent, Transition
-from geofence.engine import Engine
+from geofence.engine import Engine, vessels_left_out
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.config import Config, api_authenticator, zones_file
@@ -172,6 +172,9 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     since). ``latest``: saved times after it are taken as it (see ``Engine.restore``).
     """
     states = await store.load_vessel_states(scope)
+    unread = {s.mmsi: _reason(s.state) for s in states.values()
+              if isinstance(s.state, Exception)}
+    vessels_left_out(unread)  # not JSON (see ``Store.load_vessel_states``)
     saved = await store.load_engine_state(scope)
     # The alerts this scope had open when it saved: a replay resumed in the live database
     # must not take the live service's (state saved before this was kept: those started by
@@ -194,10 +197,15 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
             saved, "muted_alerts", "which open alerts a snooze muted: none is taken as "
             "muted") or ())
     if states or alerts or saved:
-        engine.restore([s.state for s in states.values()], alerts, saved, latest=latest)
+        readable = [s.state for s in states.values() if not isinstance(s.state, Exception)]
+        engine.restore(readable, alerts, saved, latest=latest)
         log.info("restored %d vessels and %d open alerts from the store", len(states),
                  len(alerts))
     return stored
+
+
+def _reason(exc: object) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _readable(saved: Mapping[str, Any], part: str, instead: str) -> Any:
@@ -206,7 +214,7 @@ def _readable(saved: Mapping[str, Any], part: str, instead: str) -> Any:
     value = saved.get(part)
     if isinstance(value, Exception) or (value is not None and not isinstance(value, list)):
         log.warning("the saved state part %s could not be read (%s): %s", part,
-                    f"{type(value).__name__}: {value}" if isinstance(value, Exception)
+                    _reason(value) if isinstance(value, Exception)
                     else f"a {type(value).__name__} where a list was saved", instead)
         return None
     return value

@@ -89,11 +89,12 @@ class AlertQuery:
 
 @dataclass(slots=True, frozen=True)
 class VesselState:
-    """Serialised rule state of one vessel (``state`` is the rules' own JSON), for restart."""
+    """Serialised rule state of one vessel (``state`` is the rules' own JSON, or the error
+    reading it), for restart."""
 
     mmsi: int
     time: float
-    state: dict[str, Any]
+    state: dict[str, Any] | Exception
 
 
 @dataclass(slots=True, frozen=True)
@@ -307,7 +308,10 @@ class Store(Protocol):
     # Saved rule state has a scope: "live" for the service, "replay" for replays.
     async def save_vessel_states(self, states: Iterable[VesselStateJSON], replace: bool = False,
                                  scope: str = "live") -> None: ...
-    async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]: ...
+    async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]:
+        """A state that cannot be read back (not JSON) is the exception reading it raised,
+        as in ``load_engine_state``."""
+        ...
     async def save_engine_state(self, time: float, parts: Mapping[str, Any],
                                 scope: str = "live") -> None: ...
     async def load_engine_state(self, scope: str = "live") -> dict[str, Any]:

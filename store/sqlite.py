@@ -737,7 +737,7 @@ class SqliteStore(WriterStore):
     async def load_vessel_states(self, scope: str = "live") -> dict[int, VesselState]:
         rows = await self._read(lambda c: c.execute(
             "SELECT * FROM vessel_state WHERE scope = ?", (scope,)).fetchall())
-        return {r["mmsi"]: VesselState(r["mmsi"], r["time"], json.loads(r["state"]))
+        return {r["mmsi"]: VesselState(r["mmsi"], r["time"], _json_or_error(r["state"]))
                 for r in rows}
 
     async def save_engine_state(self, time: float, parts: Mapping[str, Any],
@@ -818,7 +818,7 @@ class SqliteStore(WriterStore):
 
 
 def _json_or_error(text: str) -> Any:
-    """A saved part's JSON, or the error reading it (see ``Store.load_engine_state``)."""
+    """Saved state's JSON, or the error reading it (see ``Store.load_engine_state``)."""
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -28,6 +28,7 @@ from harbourwatch.service import restore_state, save_state
 from ingest.ingestor import Ingestor
 from ingest.report import Report
 from store import Store, open_store
+from store.base import VesselStateJSON
 from tests.rulekit import port_zones, rect, report, rules_config, span
 from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 
@@ -109,6 +110,7 @@ async def restarted(url: str, tmp_path: Path, second: Engine, tamper: Tamper | N
         config = rules_config()
         first = Engine(config, port_zones(), rules=first_rules)
         assert feed(first, close_pair(0, 600)) == []
+        feed(first, [report(SHIP, 600, 20000, 8000, sources=("rx2",))])  # far off, alone
         await save_state(store, first)
         if tamper is not None:
             await tamper(store, tmp_path)
@@ -290,6 +292,58 @@ def test_a_receiver_saved_in_another_shape_is_rebuilt_and_the_others_restored(
     assert (rx2.messages, rx2.up_since) == (1, 1_767_269_400.0)  # as saved
     assert kept_clock(second) == HELD_SINCE_T0
     assert second.start_failures == 0
+
+
+def damaged_vessel(mmsi: int) -> Tamper:
+    async def tamper(_store: Store, tmp_path: Path) -> None:
+        with sqlite3.connect(tmp_path / "hw.db") as conn:
+            conn.execute("UPDATE vessel_state SET state = '{\"mmsi\": 2441' WHERE mmsi = ?",
+                         (mmsi,))
+            assert conn.total_changes == 1
+    return tamper
+
+
+def newer_vessel(mmsi: int) -> Tamper:
+    """A vessel saved by a later version, with a field this one does not know (a rollback)."""
+    async def tamper(store: Store, _tmp_path: Path) -> None:
+        state = (await store.load_vessel_states())[mmsi].state
+        assert isinstance(state, dict)
+        await store.save_vessel_states([VesselStateJSON(
+            mmsi, 1.0, json.dumps({**state, "heading_source": "gyro"}))])
+    return tamper
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (damaged_vessel(SHIP), "JSONDecodeError: Expecting ',' delimiter: line 1 column 14 "
+                           "(char 13)"),
+    (newer_vessel(SHIP), "TypeError: Vessel.__init__() got an unexpected keyword argument "
+                         "'heading_source'"),
+])
+async def test_a_vessel_saved_state_that_cannot_be_read_costs_only_that_vessel(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, tamper: Tamper, reason: str) -> None:
+    """One vessel's row not JSON, or with a field this version does not know (saved by a
+    later one, then rolled back), stopped the start: no vessel, alert or rule restored."""
+    second = Engine(rules_config(), port_zones())
+    with caplog.at_level("WARNING", logger=ENGINE_LOG):
+        await restarted(sqlite_url(tmp_path), tmp_path, second, tamper)
+    assert [r.getMessage() for r in said(caplog)] == [
+        f"the saved state of 1 vessel could not be read (MMSI {SHIP}: {reason}): left out, "
+        "each starts afresh when heard again"]
+    assert sorted(second.picture.vessels) == list(PAIR)
+    assert second.picture.receivers["rx2"].messages == 1  # the engine's state restored
+    assert kept_clock(second) == HELD_SINCE_T0
+    assert second.start_failures == 0  # no rule failed
+
+
+async def test_a_vessel_saved_by_a_later_version_is_left_out_on_postgresql_too(
+        pg_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    second = Engine(rules_config(), port_zones())
+    with caplog.at_level("WARNING", logger=ENGINE_LOG):
+        await restarted(pg_dsn, tmp_path, second, newer_vessel(SHIP))
+    assert [r.getMessage().split(" (MMSI")[0] for r in said(caplog)] == [
+        "the saved state of 1 vessel could not be read"]
+    assert sorted(second.picture.vessels) == list(PAIR)
+    assert kept_clock(second) == HELD_SINCE_T0
 
 
 def without_security_2() -> tuple[ZoneSet, ZoneSet]:
