@@ -1516,6 +1516,35 @@ def test_a_replay_resumed_over_damaged_saved_state_resumes_and_says_what_was_los
     assert "replayed 12 lines, 6 reports, 0 alert transitions" in done.stderr
 
 
+def test_a_live_start_over_a_damaged_rule_state_starts_and_says_so(tmp_path: Path) -> None:
+    """The live service did not come up at all over a saved rule state that was not JSON
+    (a traceback at every start, under systemd a restart loop). It listens; the rule starts
+    afresh, said; the stop's exit status is 1 as for any rule failure."""
+    port = free_udp_port()
+    db = tmp_path / "s.db"
+    argv = [sys.executable, "-m", "harbourwatch.cli", "run", "--zones", str(DEMO_ZONES),
+            "--udp", f"127.0.0.1:{port}", "--db", f"sqlite:///{db}", "-v"]
+
+    def started() -> tuple[int, list[str]]:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        said = wait_said(proc, "listening on UDP")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        time.sleep(0.2)  # the reading thread takes the last lines
+        return code, [line.split(": ", 1)[1].strip() for line in said if ": " in line]
+
+    assert started()[0] == 0  # saves the rules' state at stop
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        assert conn.execute("UPDATE engine_state SET state = '[[' WHERE scope = 'live' "
+                            "AND part = 'rule:encounter'").rowcount == 1
+    code, said = started()
+    assert code == 1
+    assert "rule encounter: its saved state cannot be read (JSONDecodeError: Expecting value: " \
+           "line 1 column 3 (char 2)); it starts afresh: what it knew before the restart is " \
+           "lost (counted in rule_failures)" in said
+
+
 def test_a_drill_whose_saved_exercise_cannot_be_read_is_a_new_one_and_says_why(
         tmp_path: Path) -> None:
     """Not JSON, the saved exercise stopped the drill's start (a JSONDecodeError out of the
