@@ -96,7 +96,9 @@ class ServiceCollector(Collector):
         for key, help_text in (("reports", "Reports through the rules"),
                                ("own_reports", "Own-ship reports"),
                                ("alert_events", "Alert transitions emitted"),
-                               ("rule_failures", "Reports and ticks the rules raised on")):
+                               ("rule_failures", "Reports, ticks, receivers heard and zone "
+                                "changes the rules raised on, and their hooks at start or "
+                                "at a restart")):
             if isinstance(stats.get(key), int):
                 yield CounterMetricFamily(f"harbourwatch_{key}", help_text, value=stats[key])
         transitions = stats.get("alert_transitions")
