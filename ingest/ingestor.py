@@ -43,6 +43,13 @@ Decoded = list[tuple[Sequence[Report], int]]
 #: A base-station time further than this from the carried clock is suspect (bad clock).
 _CLOCK_JUMP_S = 3600.0
 _CLOCK_CONFIRMATIONS = 3
+#: How far a station time may run ahead of another station's before that one agrees: real
+#: stations keep GPS time (the Gladstone log's agree within 2 s, the Danish feed's 23 s).
+_STATION_AGREE_S = 60.0
+#: Another station heard within this many lines of the source is a witness for the clock.
+_WITNESS_LINES = 1000
+#: Stations remembered per source for that (their newest time and line).
+_MAX_STATIONS = 256
 #: Lines ahead in a row agree when this close (the next after a gap in a recording).
 _AGREE_S = _CLOCK_JUMP_S
 #: How far a recorded line may run ahead of every line before it. Not the live lead: the
@@ -73,7 +80,10 @@ class _SourceState:
     gatehouse_time: float | None = None
     gatehouse_station: str | None = None
     clock: float | None = None
-    suspect_clock: list[float] = field(default_factory=list)
+    #: Station times far from the clock, in a row: (time, MMSI).
+    suspect_clock: list[tuple[float, int]] = field(default_factory=list)
+    #: Newest time and line of each base station heard (oldest first), the clock's witnesses.
+    stations: dict[int, tuple[float, int]] = field(default_factory=dict)
     held: list[Sentence] = field(default_factory=list)
     last_time: float | None = None
     nominal_next: float = 0.0
@@ -130,6 +140,29 @@ def sources_final_after(dedup_window_s: float) -> float:
     late copies merge; their receivers come after this and miss the stored row.
     """
     return 2 * dedup_window_s + _HOUSEKEEPING_S
+
+
+def _witness(stations: dict[int, tuple[float, int]], mmsi: int, since: int,
+             floor: float) -> float | None:
+    """The newest time of a station other than ``mmsi`` heard from line ``since`` on;
+    ``None`` when there is none, or none at ``floor`` or later (one far behind the clock
+    witnesses nothing: a station stamped in the past would freeze the clock)."""
+    newest: float | None = None
+    for other, (stamp, line) in reversed(stations.items()):
+        if line < since:
+            break  # oldest heard first: the rest are older still
+        if other != mmsi and stamp >= floor and (newest is None or stamp > newest):
+            newest = stamp
+    return newest
+
+
+def _remember_station(stations: dict[int, tuple[float, int]], mmsi: int, stamp: float,
+                      line: int) -> None:
+    """Keep a station's newest time and line, most recently heard last (bounded)."""
+    stations.pop(mmsi, None)
+    stations[mmsi] = (stamp, line)
+    if len(stations) > _MAX_STATIONS:
+        del stations[next(iter(stations))]
 
 
 class Ingestor:
@@ -513,22 +546,43 @@ class Ingestor:
         self._place(source, state, sentence, time, "nominal", out)
 
     def _station_clock(self, state: _SourceState, report: Report) -> None:
-        """Carry the base-station UTC forward; ignore one station's bad clock."""
+        """Carry the base-station UTC forward; ignore one station's bad or forged clock.
+
+        A time ahead of the clock moves it only while no other station heard lately (in the
+        source's last ``_WITNESS_LINES`` lines) says it is more than ``_STATION_AGREE_S``
+        earlier: one station's word, within the hour, moved it, and as the clock never
+        goes back, everything after was stamped at the forged time. A time more than
+        ``_CLOCK_JUMP_S`` from the clock needs ``_CLOCK_CONFIRMATIONS`` in a row from two
+        stations or more (``_SOLE_CONFIRMATIONS`` from one alone).
+        """
         stamp = report.extra.get("station_time")
         if not isinstance(stamp, float):
             return
+        mmsi = report.mmsi
+        line = state.health.lines
         clock = state.clock
-        if clock is None or abs(stamp - clock) <= _CLOCK_JUMP_S:
-            if clock is None or stamp > clock:
-                state.clock = stamp
+        floor = -math.inf if clock is None else clock - _STATION_AGREE_S
+        witness = _witness(state.stations, mmsi, line - _WITNESS_LINES, floor)
+        _remember_station(state.stations, mmsi, stamp, line)
+        if clock is None:
+            state.clock = stamp
+            return
+        if abs(stamp - clock) <= _CLOCK_JUMP_S:
             state.suspect_clock.clear()
+            if stamp <= clock:
+                return
+            if witness is None or stamp <= witness + _STATION_AGREE_S:
+                state.clock = stamp
+                return
+            state.health.clock_rejected += 1  # ahead of the others: one may confirm it
             return
         state.health.clock_rejected += 1
         suspects = state.suspect_clock
-        if suspects and abs(stamp - suspects[-1]) > 60.0:
+        if suspects and abs(stamp - suspects[-1][0]) > _STATION_AGREE_S:
             suspects.clear()
-        suspects.append(stamp)
-        if len(suspects) >= _CLOCK_CONFIRMATIONS:
+        suspects.append((stamp, mmsi))
+        if len(suspects) >= _CLOCK_CONFIRMATIONS and (
+                len(suspects) >= _SOLE_CONFIRMATIONS or any(m != mmsi for _, m in suspects)):
             # Several stations agree on a new time: it is our clock that was wrong.
             state.clock = stamp
             suspects.clear()

@@ -279,6 +279,87 @@ def test_base_station_with_a_wrong_clock_is_ignored() -> None:
     assert ingestor.health("log").clock_rejected == 1
 
 
+def _station(mmsi: int, *when: int) -> str:
+    return single(base_station(*when, mmsi=mmsi))  # type: ignore[arg-type]
+
+
+def _clock_after(ingestor: Ingestor, lines: list[str]) -> float:
+    """The time a position report gets after ``lines`` (the carried base-station clock)."""
+    return feed_all(ingestor, "log", [*lines, single(position())])[-1].time
+
+
+def test_one_forged_station_within_the_hour_does_not_move_the_clock() -> None:
+    """One type 4 of a station nobody else agrees with, 50 min ahead of the others: it
+    moved the clock (anything within an hour did), and as the clock never goes back, the
+    rest of the Gladstone log was stamped at that one instant (17,597 reports at 12:40:00,
+    8 loitering and 5 position_jump alerts more in the demo replay)."""
+    ingestor = Ingestor()
+    real = [_station(3669702, 2012, 1, 27, 9, 57, 30), _station(3669703, 2012, 1, 27, 9, 57, 31)]
+    forged = _station(5031234, 2012, 1, 27, 10, 47, 30)
+    assert _clock_after(ingestor, [*real, forged]) == _utc(2012, 1, 27, 9, 57, 31)
+    later = _station(3669702, 2012, 1, 27, 9, 57, 40)
+    assert _clock_after(ingestor, [later]) == _utc(2012, 1, 27, 9, 57, 40)
+    assert ingestor.health("log").clock_rejected == 1
+
+
+def test_a_forged_station_cannot_ratchet_the_clock_in_small_steps() -> None:
+    """Each forged report 50 s past the one before, between the real stations' reports:
+    the clock stays within a minute of what the other stations say."""
+    ingestor = Ingestor()
+    lines = []
+    for k in range(20):
+        lines.append(_station(3669702, 2012, 1, 27, 9, 50, 2 * k))
+        lines.append(_station(5031234, 2012, 1, 27, 9, 51 + k, 0))
+    clock = _clock_after(ingestor, lines)
+    assert clock <= _utc(2012, 1, 27, 9, 50, 38) + 60.0
+
+
+def test_a_recording_gap_moves_the_clock_once_a_second_station_agrees() -> None:
+    """Ten minutes without lines in a recording of two stations: the first station after
+    the gap waits for the second (a forger alone would look the same), then both count."""
+    ingestor = Ingestor()
+    before = [_station(3669702, 2012, 1, 27, 9, 50, 0), _station(3669703, 2012, 1, 27, 9, 50, 1)]
+    first = _station(3669702, 2012, 1, 27, 10, 0, 0)
+    assert _clock_after(ingestor, [*before, first]) == _utc(2012, 1, 27, 9, 50, 1)
+    second = _station(3669703, 2012, 1, 27, 10, 0, 1)
+    assert _clock_after(ingestor, [second]) == _utc(2012, 1, 27, 10, 0, 1)
+
+
+def test_a_station_alone_in_its_log_moves_the_clock_alone() -> None:
+    """A receiver that hears one base station: its times are all there is."""
+    ingestor = Ingestor()
+    lines = [_station(3669702, 2012, 1, 27, 9, 50, 0), _station(3669702, 2012, 1, 27, 10, 20, 0)]
+    assert _clock_after(ingestor, lines) == _utc(2012, 1, 27, 10, 20, 0)
+
+
+def test_a_station_stamped_in_the_past_does_not_hold_the_clock_back() -> None:
+    """A forged report 50 min behind is no witness against the real station's next times."""
+    ingestor = Ingestor()
+    lines = [_station(3669702, 2012, 1, 27, 9, 50, 0), _station(5031234, 2012, 1, 27, 9, 0, 0)]
+    lines += [_station(3669702, 2012, 1, 27, 9, 50 + k, 0) for k in range(1, 4)]
+    assert _clock_after(ingestor, lines) == _utc(2012, 1, 27, 9, 53, 0)
+
+
+def test_three_reports_of_one_station_years_off_do_not_move_the_clock() -> None:
+    """Three forged type 4 of one MMSI in a row, 2019 in a 2012 log: "several stations
+    agree" took them (any three within 60 s of each other), and the demo replay's picture
+    was swept as seven years silent (12 invalid_mmsi and 6 zone_entry raised again)."""
+    ingestor = Ingestor()
+    real = [_station(3669702, 2012, 1, 27, 9, 57, 30), _station(3669703, 2012, 1, 27, 9, 57, 31)]
+    forged = [_station(5031234, 2019, 6, 1, 12, 0, s) for s in (0, 1, 2)]
+    assert _clock_after(ingestor, [*real, *forged]) == _utc(2012, 1, 27, 9, 57, 31)
+    assert ingestor.health("log").clock_rejected == 3
+
+
+def test_a_wrong_first_station_is_overruled_by_two_stations_that_agree() -> None:
+    """The first station time of a log has nothing to be judged by; three reports of two
+    other stations in a row, agreeing, set the clock to theirs."""
+    ingestor = Ingestor()
+    lines = [_station(5031234, 2019, 6, 1, 12, 0, 0)]
+    lines += [_station(3669702 + k % 2, 2012, 1, 27, 9, 57, 30 + k) for k in range(3)]
+    assert _clock_after(ingestor, lines) == _utc(2012, 1, 27, 9, 57, 32)
+
+
 def test_held_lines_are_timed_by_the_first_line_time_of_any_kind() -> None:
     """A log whose first timed line has an epoch suffix, not a type 4."""
     ingestor = Ingestor()
