@@ -160,6 +160,11 @@ class Engine:
         #: their state at a restart (``restore``); each said in a warning. The pipeline
         #: counts them among its ``rule_failures``.
         self.start_failures = 0
+        #: ``on_station(ctx, report)`` of the rules that judge station messages (base
+        #: stations, AtoN: no vessels, so no vessel rule sees them): ``invalid_mmsi``.
+        self._station_hooks: list[Callable[[RuleContext, Report], None]] = [
+            hook for rule in self.rules
+            if (hook := getattr(rule, "on_station", None)) is not None]
         self._set_watch_area()
         for rule in self.rules:
             self._set_up(rule, lambda rule: rule.on_zones(self.ctx),
@@ -256,6 +261,8 @@ class Engine:
             self.newest = self.ctx.now = t
         if report.own or report.msg_type in NON_VESSEL_TYPES:
             self.counters["not_vessels"] += 1
+            if self._station_hooks and not report.own:
+                self._judge_station(report)
             return self._drained()
         self.counters["reports"] += 1
         speed = report.speed
@@ -327,6 +334,26 @@ class Engine:
             observers = self._observers_for(key)
         self._judge(observers, vessel, report)
         return self._drained()
+
+    def _judge_station(self, report: Report) -> None:
+        """A station message (base station, AtoN) to the rules that judge stations, unless
+        the watch area leaves it out: a station with no position, or placed outside it."""
+        if self._watch_kinds:
+            lat, lon = report.lat, report.lon
+            if lat is None or lon is None:
+                return
+            x, y = self._project(lon, lat)
+            if x is None or y is None or not any(
+                    zone.kind in self._watch_kinds for zone in self.zones.zones_at(x, y)):
+                return
+        rest = iter(self._station_hooks)
+        while True:  # as ``_judge``: one hook raising leaves the others judging
+            try:
+                for hook in rest:
+                    hook(self.ctx, report)
+                return
+            except Exception as exc:
+                self._failed(exc)
 
     def _judge(self, rules: list[Rule], vessel: Vessel, report: Report) -> None:
         """Each rule's ``on_report``; one that raises costs only its own judgement of the

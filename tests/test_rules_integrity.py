@@ -451,6 +451,81 @@ def test_a_station_number_on_ship_position_reports_is_flagged() -> None:
                        992446000: "aton_mmsi_on_ship_report"}
 
 
+def station(mmsi: int, t: float, msg_type: int = 4, **fields: Any) -> Report:
+    """A base-station (4), AtoN (21) or station management (20) message at the port."""
+    where = (5000.0, 5000.0) if msg_type in (4, 21) else (None, None)
+    return report(mmsi, t, *where, speed=None, course=None, status=None, msg_type=msg_type,
+                  **fields)
+
+
+def test_a_base_station_or_aton_with_a_number_no_station_may_carry_is_flagged() -> None:
+    """Station messages never reached the rule (they are no vessels): a forged base station
+    or virtual AtoN could carry any number. Judged like any other, from the second message."""
+    run = Run()
+    for mmsi, msg_type in ((7771234, 4), (997771234, 21), (1_012_345_678, 4),
+                           (24412345, 20)):
+        name = "WRECK MARK" if msg_type == 21 else None
+        assert run.feed(station(mmsi, 0, msg_type, shipname=name)) == []
+        run.feed(station(mmsi, 10, msg_type, shipname=name))
+    found = {e.alert["mmsi"]: (e.alert["details"]["reason"], e.alert["details"]["mid"],
+                               e.alert["details"]["station"], e.alert["shipname"],
+                               e.alert["lat"] is not None, e.time - T0)
+             for e in run.of("invalid_mmsi")}
+    assert found == {
+        7771234: ("unallocated_mid", 777, "base_station", None, True, 10),
+        997771234: ("unallocated_mid", 777, "aton", "WRECK MARK", True, 10),
+        1_012_345_678: ("not_9_digits", None, "base_station", None, True, 10),
+        24412345: ("group_mmsi", 244, "station", None, False, 10),
+    }
+    assert run.of("invalid_mmsi")[0].alert["details"]["mmsi_text"] == "007771234"
+    # Still no vessels: no picture entry, no vessel rule.
+    assert not set(found) & set(run.engine.picture.vessels)
+
+
+def test_real_stations_numbered_outside_their_format_are_not_flagged() -> None:
+    """ITU-R M.585 numbers base stations 00MIDxxxx and AtoN 99MIDxxxx, but real ones often
+    are not: the demo log's Papua New Guinea base stations 553111486-489 (type 4), the
+    Fremantle AtoN 503001110-115, the Danish feed's 257049000 (type 4) and its AtoN on
+    coast numbers 002442011 and 002501910 (Kish lighthouse). A valid number of another kind
+    is not flagged on station messages."""
+    run = Run()
+    for mmsi, msg_type in ((553111486, 4), (553111486, 20), (503001110, 21),
+                           (257049000, 4), (2442011, 21), (2501910, 21), (992351000, 20)):
+        run.feed(station(mmsi, 0, msg_type), station(mmsi, 10, msg_type))
+    assert run.of("invalid_mmsi") == []
+
+
+def test_a_number_flagged_on_station_messages_is_not_flagged_again_on_others() -> None:
+    """777000127 of the demo log sends type 21 and type 6: one alert, whichever came first."""
+    run = Run()
+    run.feed(station(777000127, 0, 21), station(777000127, 10, 21))
+    run.feed(report(777000129, 0, msg_type=6), report(777000129, 10, msg_type=6))
+    run.feed(report(777000127, 20, msg_type=6), report(777000127, 30, msg_type=6))
+    run.feed(station(777000129, 20, 21), station(777000129, 30, 21))
+    assert sorted((e.alert["mmsi"], e.time - T0) for e in run.of("invalid_mmsi")) == [
+        (777000127, 10), (777000129, 10)]
+
+
+def test_a_station_outside_the_watch_area_is_not_judged() -> None:
+    run = Run(watch_area="port")
+    run.feed(station(7771234, 0), station(7771234, 10))  # inside the port limit
+    far = [report(7771235, t, 50_000, 50_000, speed=None, course=None, status=None,
+                  msg_type=4) for t in (0, 10)]
+    run.feed(*far)
+    assert [e.alert["mmsi"] for e in run.of("invalid_mmsi")] == [7771234]
+
+
+def test_flagged_station_numbers_survive_a_restart_of_the_rule() -> None:
+    run = Run()
+    run.feed(station(7771234, 0), station(7771234, 10))
+    rule = next(r for r in run.engine.rules if r.name == "invalid_mmsi")
+    again = Run()
+    fresh = next(r for r in again.engine.rules if r.name == "invalid_mmsi")
+    fresh.load_state(again.engine.ctx, rule.saved_state())
+    again.feed(station(7771234, 20), station(7771234, 30))
+    assert again.of("invalid_mmsi") == []
+
+
 # -- identity_change ----------------------------------------------------------------------
 
 def part_a(t: float, name: str) -> Report:
