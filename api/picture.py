@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from geofence.alert import AlertEvent
+from geofence.picture import NON_VESSEL_TYPES
 from ingest.report import STATIC_FIELDS, Report, iso_time, statics_to_apply
 
 POSITION_KEYS: tuple[str, ...] = (
@@ -29,8 +30,7 @@ class LivePicture:
                  clock: Callable[[], float] | None = None, max_vessels: int = 20_000) -> None:
         """``clock``: the rules' clock (it moves on with the wall time in live mode): with
         every source silent, the vessels still leave the picture. ``max_vessels``: the
-        rules' bound; it holds the stations the rules do not judge (base stations, AtoN)
-        too, whose MMSIs a feed open to injection can forge as well."""
+        rules' bound."""
         self.max_age_s = max_age_s
         self.max_vessels = max_vessels
         self.newest = 0.0
@@ -55,7 +55,10 @@ class LivePicture:
         return None
 
     def on_report(self, report: Report) -> None:
-        if report.own or report.time_source == "none" or report.not_admitted:
+        if report.own or report.time_source == "none" or report.not_admitted \
+                or report.msg_type in NON_VESSEL_TYPES:
+            # Base stations and AtoN are no vessels (nor for the rules and MQTT): listed,
+            # one of them with a vessel's MMSI moved and renamed it, judged by no rule.
             return
         mmsi = report.mmsi
         vessel = self._vessels.get(mmsi)

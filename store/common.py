@@ -194,8 +194,10 @@ class WriterStore:
             self._put(("p", held.popleft()))
 
 
-# Static and voyage data come from these message types (5 class A, 19/24 class B, 21 AtoN).
-_STATIC_MSG_TYPES = frozenset({5, 19, 21, 24})
+# A vessel record's static and voyage data come from these message types (5 class A, 19/24
+# class B). Not from an AtoN's 21: it is no vessel, and one with a vessel's MMSI renamed it
+# in the record and its name history (no rule judges station messages for identity).
+_STATIC_MSG_TYPES = frozenset({5, 19, 24})
 
 
 def alert_columns(alert: Mapping[str, Any], state: str, updated: float) -> dict[str, Any]:

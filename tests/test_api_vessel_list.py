@@ -36,16 +36,43 @@ async def test_the_list_is_cut_at_limit_to_the_newest_and_says_so(tmp_path: Path
             assert resp.status_code == 422, bad
 
 
+async def test_base_stations_and_aton_are_no_vessels_and_cannot_move_or_rename_one(
+        tmp_path: Path) -> None:
+    """A type 4 or 21 made an entry of /vessels, or moved and renamed the vessel whose MMSI
+    it carried, which the rules (position_jump, identity_change) never judge: they take
+    station messages for no vessel. A virtual AtoN marking a wreck is no vessel either."""
+    async with rig(tmp_path) as api:
+        api.feed(pos(244123456, T0, -23.83, 151.27))
+        forged = pos(244123456, T0 + 1, -20.0, 150.0, msg_type=21)
+        forged.shipname = "WRECK"
+        api.feed(forged)
+        api.feed(pos(244123456, T0 + 2, -21.0, 150.0, msg_type=4))
+        aton = pos(992446000, T0 + 3, -23.84, 151.28, msg_type=21, virtual_aid=True)
+        aton.shipname = "WRECK W"
+        api.feed(aton)
+        api.feed(pos(5031234, T0 + 4, -23.85, 151.29, msg_type=4))
+        h = headers("viewer")
+        listed = (await api.client.get("/vessels", headers=h)).json()
+        assert [(v["mmsi"], v["lat"], v["shipname"], v["msg_type"])
+                for v in listed["vessels"]] == [(244123456, -23.83, None, 1)]
+        await api.store.flush()
+        for station in (992446000, 5031234):
+            resp = await api.client.get(f"/vessels/{station}", headers=h)
+            assert resp.status_code == 404, station
+        # Nor the store's vessel record (what /vessels/{mmsi} shows once it leaves the
+        # picture) takes an AtoN's name; the positions table keeps every message, as heard.
+        assert (await api.store.vessel(244123456)) is None
+        assert await api.store.position_count(244123456) == 3
+
+
 def test_the_picture_holds_at_most_max_vessels_and_drops_evicted_ones() -> None:
-    """Stations the rules never judge (base stations, AtoN) are bound too: their MMSIs can
-    be forged as well."""
     picture = LivePicture(900.0, max_vessels=5)
     for n in range(20):
-        picture.on_report(Report(mmsi=2_000_000 + n, msg_type=4, time=T0 + n,
+        picture.on_report(Report(mmsi=244_000_000 + n, msg_type=18, time=T0 + n,
                                  time_source="tagblock", sources=["rx1"], nmea=[],
                                  lat=-23.8, lon=151.3))
     assert len(picture) == 5
-    picture.drop_vessels([2_000_000, 2_000_001])
+    picture.drop_vessels([244_000_000, 244_000_001])
     assert len(picture) == 3
     refused = pos(244000001, T0 + 30, -23.83, 151.27)
     refused.extra["not_admitted"] = True  # as the rules mark it beyond their bound
