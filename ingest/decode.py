@@ -216,6 +216,18 @@ def sentence_station_time(payload: bytes, fill: int) -> float | None:
         return None
 
 
+def sentence_station(payload: bytes, fill: int) -> tuple[int, float] | None:
+    """MMSI and UTC of a single-part base-station report (``sentence_station_time``)."""
+    if payload[:1] not in (b"4", b";"):
+        return None
+    try:
+        msg = decode_payload(payload, fill)
+    except DecodeError:
+        return None
+    stamp = _station_time(msg)
+    return None if stamp is None or not isinstance(msg.mmsi, int) else (msg.mmsi, stamp)
+
+
 def _station_time(msg: Any) -> float | None:
     """UTC of a base-station report (type 4/11), or ``None`` when not available."""
     return station_time(msg.year, msg.month, msg.day, msg.hour, msg.minute, msg.second)

@@ -10,8 +10,8 @@ comes from a receiver clock that is wrong (nothing is heard before it is sent): 
 receive time is used instead, and it is counted (``clock_ahead``). So is one stamped
 further behind its arrival than a late feed can be (days, years: a broken or forged clock;
 ``clock_behind``); a recorded log keeps its old times, they are the point of replay.
-Recorded lines seen before any time are held until the first base-station time arrives
-(bounded), so they are not stamped with a made-up time.
+Recorded lines seen before any time are held until the first base-station time that a second
+report agrees with arrives (bounded), so they are not stamped with a made-up or forged time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ingest.assembly import Assembler, Dropped
-from ingest.decode import DecodeError, build_report, decode_payload, sentence_station_time
+from ingest.decode import DecodeError, build_report, decode_payload, sentence_station
 from ingest.framing import Meta, Sentence, frame
 from ingest.health import ReceiverHealth, SourceHealth
 from ingest.positions import FIRST_CHARS as _POSITION_FIRST_CHARS
@@ -85,6 +85,8 @@ class _SourceState:
     #: Newest time and line of each base station heard (oldest first), the clock's witnesses.
     stations: dict[int, tuple[float, int]] = field(default_factory=dict)
     held: list[Sentence] = field(default_factory=list)
+    #: Station times heard while lines are held, none agreed with yet: (time, MMSI).
+    first_times: list[tuple[float, int]] = field(default_factory=list)
     last_time: float | None = None
     nominal_next: float = 0.0
     untimed: bool = False
@@ -154,6 +156,28 @@ def _witness(stations: dict[int, tuple[float, int]], mmsi: int, since: int,
         if other != mmsi and stamp >= floor and (newest is None or stamp > newest):
             newest = stamp
     return newest
+
+
+def _first_time(first: list[tuple[float, int]], mmsi: int, stamp: float) -> float | None:
+    """A log's first station time, once a report agrees with it (within
+    ``_STATION_AGREE_S``): of another station, or two more of the same one (one more while
+    no other station was heard). ``None`` meanwhile (this one kept in ``first``): the first
+    station of a log has nothing else to be judged by, and one forged type 4 there timed
+    the lines before the real stations' (in the demo log, seven years ahead)."""
+    agreeing = [(earlier, other) for earlier, other in first
+                if abs(stamp - earlier) <= _STATION_AGREE_S]
+    own = sum(1 for _, other in agreeing if other == mmsi)
+    if own < len(agreeing) or own >= _CLOCK_CONFIRMATIONS - 1 or (
+            own and all(other == mmsi for _, other in first)):
+        return agreeing[0][0]
+    first.append((stamp, mmsi))
+    return None
+
+
+def _agreeing_first(first: list[tuple[float, int]], time: float) -> float | None:
+    """The earliest station time held in ``first`` that a line's own time agrees with."""
+    return next((earlier for earlier, _ in first
+                 if abs(time - earlier) <= _STATION_AGREE_S), None)
 
 
 def _remember_station(stations: dict[int, tuple[float, int]], mmsi: int, stamp: float,
@@ -287,6 +311,10 @@ class Ingestor:
         out: list[Report] = []
         for source, state in self.sources.items():
             held, state.held = state.held, []
+            if state.first_times:
+                # No second report agreed: the first station time, there is no other.
+                out.extend(self._release(source, state, held, state.first_times[0][0]))
+                continue
             for sentence in held:
                 self._untimed(source, state, sentence, out)
         self.assembler.drain(self._dropped)
@@ -360,10 +388,16 @@ class Ingestor:
         state.last_time = time
         placed: list[Report] = []
         if state.held:
-            # The first time of any kind also times the lines held before it.
+            # The first time of any kind also times the lines held before it: a station
+            # time held that this line's time agrees with, else the line's.
             held, state.held = state.held, []
-            for item in held:
-                self._place(source, state, item, time, "carried", placed)
+            stamp = _agreeing_first(state.first_times, time)
+            if stamp is not None:
+                placed.extend(self._release(source, state, held, stamp))
+            else:
+                state.first_times.clear()
+                for item in held:
+                    self._place(source, state, item, time, "carried", placed)
         self._place(source, state, sentence, time, time_source or "line", placed, station)
         return placed or _NOTHING
 
@@ -515,21 +549,34 @@ class Ingestor:
         out.append(report)
 
     def _hold(self, source: str, state: _SourceState, sentence: Sentence) -> Sequence[Report]:
-        """A recorded line with no time yet: wait for the stream's first base-station time."""
+        """A recorded line with no time yet: wait for the stream's first base-station time
+        that a second report agrees with (``_first_time``), at most ``_MAX_HELD`` lines."""
         state.held.append(sentence)
         stamp = None
         if sentence.count == 1:
-            stamp = sentence_station_time(sentence.payload, sentence.fill)
+            found = sentence_station(sentence.payload, sentence.fill)
+            if found is not None:
+                stamp = _first_time(state.first_times, *found)
         if stamp is None and len(state.held) < _MAX_HELD:
             return _NOTHING
-        state.clock = stamp
+        if stamp is None and state.first_times:
+            stamp = state.first_times[0][0]  # none agreed: the first, there is no other
         held, state.held = state.held, []
+        if stamp is None:
+            out: list[Report] = []
+            for item in held:
+                self._untimed(source, state, item, out)
+            return out
+        return self._release(source, state, held, stamp)
+
+    def _release(self, source: str, state: _SourceState, held: list[Sentence],
+                 stamp: float) -> list[Report]:
+        """Time the held lines by the first station time; the clock starts there."""
+        state.clock = stamp
+        state.first_times.clear()
         out: list[Report] = []
         for item in held:
-            if stamp is None:
-                self._untimed(source, state, item, out)
-            else:
-                self._place(source, state, item, stamp, "basestation", out)
+            self._place(source, state, item, stamp, "basestation", out)
         return out
 
     def _untimed(self, source: str, state: _SourceState, sentence: Sentence,

@@ -274,7 +274,7 @@ def test_base_station_with_a_wrong_clock_is_ignored() -> None:
     ingestor = Ingestor()
     good = single(base_station(2012, 1, 27, 9, 57, 30))
     bad = single(base_station(2019, 6, 1, 0, 0, 0, mmsi=3669999))
-    out = feed_all(ingestor, "log", [good, bad, single(position())])
+    out = feed_all(ingestor, "log", [good, bad, single(position())], flush=True)
     assert out[-1].time == _utc(2012, 1, 27, 9, 57, 30)
     assert ingestor.health("log").clock_rejected == 1
 
@@ -328,7 +328,8 @@ def test_a_recording_gap_moves_the_clock_once_a_second_station_agrees() -> None:
 def test_a_station_alone_in_its_log_moves_the_clock_alone() -> None:
     """A receiver that hears one base station: its times are all there is."""
     ingestor = Ingestor()
-    lines = [_station(3669702, 2012, 1, 27, 9, 50, 0), _station(3669702, 2012, 1, 27, 10, 20, 0)]
+    lines = [_station(3669702, 2012, 1, 27, 9, 50, s) for s in (0, 10)]
+    lines.append(_station(3669702, 2012, 1, 27, 10, 20, 0))
     assert _clock_after(ingestor, lines) == _utc(2012, 1, 27, 10, 20, 0)
 
 
@@ -336,6 +337,7 @@ def test_a_station_stamped_in_the_past_does_not_hold_the_clock_back() -> None:
     """A forged report 50 min behind is no witness against the real station's next times."""
     ingestor = Ingestor()
     lines = [_station(3669702, 2012, 1, 27, 9, 50, 0), _station(5031234, 2012, 1, 27, 9, 0, 0)]
+    lines += [_station(3669702, 2012, 1, 27, 9, 50, s) for s in (10, 20)]
     lines += [_station(3669702, 2012, 1, 27, 9, 50 + k, 0) for k in range(1, 4)]
     assert _clock_after(ingestor, lines) == _utc(2012, 1, 27, 9, 53, 0)
 
@@ -358,6 +360,35 @@ def test_a_wrong_first_station_is_overruled_by_two_stations_that_agree() -> None
     lines = [_station(5031234, 2019, 6, 1, 12, 0, 0)]
     lines += [_station(3669702 + k % 2, 2012, 1, 27, 9, 57, 30 + k) for k in range(3)]
     assert _clock_after(ingestor, lines) == _utc(2012, 1, 27, 9, 57, 32)
+
+
+def test_a_forged_first_station_does_not_time_the_lines_held_before_the_real_ones() -> None:
+    """The lines before a log's first time wait for a station time that a second report
+    agrees with: one type 4 stamped 2019 first in the demo log timed the lines before the
+    real stations' by it, the rules' clock went to 2019, and the replay lost all 8 of its
+    collision_risk alerts."""
+    ingestor = Ingestor()
+    lines = [single(position(mmsi=211000001)), _station(5031234, 2019, 6, 1, 12, 0, 0),
+             single(position(mmsi=211000002)), _station(3669702, 2012, 1, 27, 9, 57, 30),
+             single(position(mmsi=211000003)), _station(3669703, 2012, 1, 27, 9, 57, 31)]
+    out = feed_all(ingestor, "log", lines)
+    t1 = _utc(2012, 1, 27, 9, 57, 30)
+    assert [(r.mmsi, r.time) for r in out] == [
+        (211000001, t1), (5031234, t1), (211000002, t1), (3669702, t1), (211000003, t1),
+        (3669703, t1)]
+    assert ingestor.health("log").clock_rejected == 1
+
+
+def test_a_log_with_one_station_report_is_timed_by_it() -> None:
+    """With no second report to agree, the end of the log takes the first station time."""
+    ingestor = Ingestor()
+    lines = [single(position(mmsi=211000001)), _station(3669702, 2012, 1, 27, 9, 57, 30),
+             single(position(mmsi=211000002))]
+    out = feed_all(ingestor, "log", lines, flush=True)
+    t1 = _utc(2012, 1, 27, 9, 57, 30)
+    assert [(r.mmsi, r.time, r.time_source) for r in out] == [
+        (211000001, t1, "basestation"), (3669702, t1, "basestation"),
+        (211000002, t1, "basestation")]
 
 
 def test_held_lines_are_timed_by_the_first_line_time_of_any_kind() -> None:
