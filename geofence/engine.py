@@ -78,6 +78,10 @@ def zone_set_warnings(config: RulesConfig, zones: ZoneSet) -> list[str]:
 #: available"); a SAR aircraft's (type 9) goes to 1022 kn.
 UNRELIABLE_SPEED_KN = 102.2
 SAR_TYPE = 9
+#: A ship's answer to a UTC inquiry (type 10): a station message, but with its own position.
+UTC_RESPONSE_TYPE = 11
+#: ``extra["suspect"]`` of a station message carrying a vessel's MMSI (``_station_message``).
+STATION_MESSAGE = "station_message"
 _NEVER = float("-inf")
 _NO_ZONES: list[Any] = []
 #: What follows a rule raising at a restart (``Engine._restore_rule``), or on the zones at
@@ -261,8 +265,8 @@ class Engine:
             self.newest = self.ctx.now = t
         if report.own or report.msg_type in NON_VESSEL_TYPES:
             self.counters["not_vessels"] += 1
-            if self._station_hooks and not report.own:
-                self._judge_station(report)
+            if not report.own:
+                self._station_message(report)
             return self._drained()
         self.counters["reports"] += 1
         speed = report.speed
@@ -334,6 +338,21 @@ class Engine:
             observers = self._observers_for(key)
         self._judge(observers, vessel, report)
         return self._drained()
+
+    def _station_message(self, report: Report) -> None:
+        """A base station's or AtoN's message: judged by the rules that judge stations, and
+        its position, when it carries the MMSI of a class A or B vessel, marked as a fix
+        the rules rejected (stored, but no point of that vessel's track: a forged type 21
+        with a ship's MMSI drew a spike into it). A type 11 is the ship's own answer to an
+        inquiry: its position is the ship's."""
+        vessel = self.picture.vessels.get(report.mmsi)
+        # A vessel: one heard on class A or B messages (an AtoN sending type 6 is none).
+        if (vessel is not None and vessel.ais_class is not None and report.lat is not None
+                and report.msg_type != UTC_RESPONSE_TYPE):
+            self.counters["suspect"] += 1
+            report.extra["suspect"] = STATION_MESSAGE
+        if self._station_hooks:
+            self._judge_station(report)
 
     def _judge_station(self, report: Report) -> None:
         """A station message (base station, AtoN) to the rules that judge stations, unless

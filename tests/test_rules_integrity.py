@@ -627,3 +627,20 @@ def test_two_identity_changes_in_one_second_keep_apart_ids() -> None:
     assert [fields for _, fields in first] == [["shipname"], ["callsign"]]
     assert first[0][0] != first[1][0]
     assert changes() == first
+
+
+def test_a_station_message_with_a_vessels_mmsi_is_no_fix_of_that_vessel() -> None:
+    """A forged base station (4) or AtoN (21) carrying a ship's MMSI: its position is marked
+    as a rejected fix (stored, left out of the ship's track) and counted; a type 11, the
+    ship's own answer to an inquiry, and an AtoN that also sends binary messages (type 6,
+    no class A or B vessel) are not."""
+    run = Run()
+    run.feed(report(SHIP, 0))
+    forged = [station(SHIP, 10, 21, shipname="WRECK"), station(SHIP, 20, 4)]
+    answer = station(SHIP, 30, 11)
+    answer.lat, answer.lon = forged[0].lat, forged[0].lon
+    aton = [report(992446000, 0, msg_type=6), station(992446000, 10, 21)]
+    run.feed(*forged, answer, *aton)
+    assert [r.extra.get("suspect") for r in (*forged, answer, aton[1])] == [
+        "station_message", "station_message", None, None]
+    assert run.engine.counters["suspect"] == 2
