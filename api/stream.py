@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geofence.alert import AlertEvent
+from geofence.picture import NON_VESSEL_TYPES
 from harbourwatch.operator_acts import as_pushed
 from ingest.report import Report, iso_time
 
@@ -203,7 +204,8 @@ class StreamHub:
     def on_report(self, report: Report) -> None:
         if (not self._subs or report.lat is None or report.lon is None or report.own
                 or report.fix_rejected  # a spoofed jump is not the vessel's position
-                or report.not_admitted):  # beyond max_vessels: not in the picture either
+                or report.not_admitted  # beyond max_vessels: not in the picture either
+                or report.msg_type in NON_VESSEL_TYPES):  # stations: no vessel (picture)
             return
         self._append(("position", report.mmsi, None, report.lon, report.lat, None,
                       _encode("position", position_payload(report))))

@@ -227,3 +227,15 @@ def test_a_fix_the_rules_rejected_is_not_streamed() -> None:
     hub.on_report(pos(VESSEL, T0, *SPOT))
     hub.on_report(pos(VESSEL, T0 + 1, -29.9, 151.4, suspect="position_jump"))
     assert hub.stats().events == 1
+
+
+def test_base_stations_and_aton_are_not_streamed_as_vessel_positions() -> None:
+    """The picture and MQTT take station messages for no vessel; the stream's position
+    events (a vessel's position) left a base station (4) or AtoN (21) in; a type 11, a
+    ship's answer, too: its position moves nothing in the picture either."""
+    hub = StreamHub(ring_size=8, linger_s=0.0)
+    hub.subscribe(StreamFilter())
+    hub.on_report(pos(VESSEL, T0, *SPOT))
+    for msg_type in (4, 11, 21):
+        hub.on_report(pos(992446000 + msg_type, T0 + 1, *SPOT, msg_type=msg_type))
+    assert hub.stats().events == 1
