@@ -743,8 +743,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         try:
             # The stream and MQTT tell of an alert before the writer's batch stores it (up
             # to store.flush_interval_s): acting at once got 404, or, in a drill run again,
-            # acted on the earlier exercise's row, and MQTT then kept a state the store had
-            # not. Alerts are never held: the positions held for late receivers stay held.
+            # a 409 as on an earlier exercise's alert. Alerts are never held: the positions
+            # held for late receivers stay held.
             not_while_away()
             await flushed()
             if action == "ack":

@@ -283,7 +283,7 @@ class Store(Protocol):
         cannot be written (logged): it is then queued in memory only."""
     def continue_exercise(self, alert_ids: Iterable[str]) -> None:
         """A drill resumed: ``alert_ids`` (restored open) are this run's exercise, not an
-        earlier one's whose acts a trainee's first act clears."""
+        earlier one's whose acts its ``new`` clears."""
 
     def watch_dropped_acts(self, listener: Callable[[QueuedAct], None]) -> None:
         """Call ``listener`` with each queued act the database refused when written (so

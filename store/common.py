@@ -44,8 +44,6 @@ class WriterStore:
         self.run_started = wallclock.time()
         #: Ids of the alerts this run has written (a drill's: see ``new_exercise``).
         self._written_alerts: set[str] = set()
-        #: Ids of the alerts an operator has acted on in this run (a drill's: ``act_basis``).
-        self._acted_alerts: set[str] = set()
         self._writer = BatchWriter(self, spool_path, batch_size=batch_size, max_age=max_age,
                                    memory_limit=memory_limit, retry_max=retry_max,
                                    before_pass=self._release_stale if hold_s > 0 else None)
@@ -141,7 +139,8 @@ class WriterStore:
 
     def continue_exercise(self, alert_ids: Iterable[str]) -> None:
         """A drill resumed with ``--start``: the alerts it restored are this exercise's, so
-        a trainee's act keeps the acts made on them before the cut (``act_basis``)."""
+        a ``new`` of one written again keeps the acts made on them before the cut
+        (``new_exercise``)."""
         self._written_alerts.update(alert_ids)
 
     def queue_act(self, act: QueuedAct) -> bool:
@@ -220,37 +219,41 @@ def new_exercise(store: WriterStore, transition: str, alert_id: str, stored: boo
     again): a drill reads no saved state, so each run is an exercise of its own, and the
     alert starts afresh for the trainees instead of showing the last exercise's ack or
     resolve (which the audit trail keeps). Judged by the ids this run has written, not by
-    times: a trainee's ack may reach the old row before the run's ``new`` does (that act
-    cleared the earlier run's, see ``act_basis``, and is this run's: it stays)."""
-    return transition == "new" and stored and earlier_exercise(store, alert_id, True)
-
-
-def earlier_exercise(store: WriterStore, alert_id: str, drill_row: bool) -> bool:
-    """Whether a drill alert's stored acts belong to an earlier run of the drill: this run
-    has neither written it (see ``new_exercise``) nor acted on it yet."""
-    return (store.drill and drill_row and alert_id not in store._written_alerts
-            and alert_id not in store._acted_alerts)
+    times. No act of this run can precede it: ``act_basis`` refuses acts on an alert this
+    exercise has not raised yet."""
+    return (transition == "new" and stored and store.drill
+            and alert_id not in store._written_alerts)
 
 
 def act_basis(store: WriterStore, alert_id: str, action: str,
-              found: Mapping[str, Any]) -> tuple[str, bool]:
-    """The state an operator's ``action`` applies to, and whether the row's acts (and its
-    end) are an earlier drill run's, to clear first: a trainee acts afresh on the alert this
-    run opened, once; then the acts of this run count. The alert counts as acted on at
-    once, in the act's transaction: a second act, or the run's ``new``, sees it (undo with
-    ``_acted_alerts.discard`` if the transaction fails). :class:`Conflict` when the act was
-    made already, or when the alert is not of the run's kind (see ``act_kind_refused``)."""
-    refused_kind = act_kind_refused(alert_id, store.drill, bool(found["drill"]))
-    if refused_kind is not None:
-        raise Conflict(refused_kind)
-    if earlier_exercise(store, alert_id, bool(found["drill"])):
-        store._acted_alerts.add(alert_id)
-        return "open", True
-    refused = act_refused(alert_id, action, found["acked_by"], found["acked_at"],
-                          found["resolved_by"], found["resolved_at"])
+              found: Mapping[str, Any]) -> str:
+    """The state an operator's ``action`` applies to. :class:`Conflict` when the act was
+    made already, when the alert is not of the run's kind (see ``act_kind_refused``), or
+    when a drill's alert is an earlier exercise's that this one has not raised yet (see
+    ``earlier_exercise_refused``)."""
+    refused = (act_kind_refused(alert_id, store.drill, bool(found["drill"]))
+               or earlier_exercise_refused(alert_id, store.drill,
+                                           bool(found["earlier_exercise"]))
+               or act_refused(alert_id, action, found["acked_by"], found["acked_at"],
+                              found["resolved_by"], found["resolved_at"]))
     if refused is not None:
         raise Conflict(refused)
-    return str(found["state"]), False
+    return str(found["state"])
+
+
+def earlier_exercise_refused(alert_id: str, run_drill: bool,
+                             earlier: bool) -> str | None:
+    """Why a drill run cannot act on an alert an earlier exercise left, or None: the
+    trainees' list hides it until this exercise raises it again, and an act taken now (a
+    trainee with its id from the last exercise) is dated on the rules' clock before this
+    exercise's ``new``, a negative time to acknowledge in the debrief and the summary.
+    Judged by the row's ``earlier_exercise`` (``BEGIN_EXERCISE``, cleared by the run's
+    ``new`` in the same transaction), so an act queued during an outage behind the ``new``
+    of its alert is this exercise's."""
+    if run_drill and earlier:
+        return (f"alert {alert_id} was raised by an earlier exercise; this exercise has "
+                "not raised it yet")
+    return None
 
 
 def act_kind_refused(alert_id: str, run_drill: bool, alert_drill: bool) -> str | None:
@@ -285,12 +288,11 @@ def act_dropped(act: QueuedAct, why: str) -> None:
 CLEAR_ACTS = ("acked_at = NULL, acked_by = NULL, ack_note = NULL, resolved_at = NULL, "
               "resolved_by = NULL, resolve_note = NULL, earlier_exercise = FALSE")
 #: A new drill exercise: the drill alerts stored are an earlier exercise's, its history,
-#: listed under ``drill=true`` no more until this one raises (or a trainee acts on) them.
+#: listed under ``drill=true`` no more, nor acted on (``earlier_exercise_refused``), until
+#: this one raises them.
 BEGIN_EXERCISE = "UPDATE alerts SET earlier_exercise = TRUE WHERE drill AND NOT earlier_exercise"
-#: Clears an earlier drill run's acts and end before a trainee's first act (``act_basis``).
-CLEAR_EARLIER_RUN = f"ended_at = NULL, {CLEAR_ACTS}"
 #: What ``act_basis`` reads of an alert's row.
-ACT_COLUMNS = "state, drill, acked_by, acked_at, resolved_by, resolved_at"
+ACT_COLUMNS = "state, drill, earlier_exercise, acked_by, acked_at, resolved_by, resolved_at"
 #: Positions deleted in one statement when pruning (a first prune of years of rows).
 PRUNE_ROWS = 50_000
 

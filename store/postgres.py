@@ -50,7 +50,6 @@ from store.common import (
     ALERT_COLUMNS,
     BEGIN_EXERCISE,
     CLEAR_ACTS,
-    CLEAR_EARLIER_RUN,
     PRUNE_ROWS,
     SNOOZE_ACTS_SQL,
     WriterStore,
@@ -657,37 +656,28 @@ class PostgresStore(WriterStore):
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
                             action: str, message_at: float | None) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
-        cleared: list[str] = []
-        try:
-            with self._errors():
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self._act_in(conn, ts, alert_id, actor, note, when, action, cleared,
-                                       message_at=message_at)
-                    # Read in the act's own transaction: a read after it could fail once
-                    # the act is stored, and the act was then taken for one not made.
-                    row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
-        except BaseException:
-            self._acted_alerts.difference_update(cleared)
-            raise
+        with self._errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._act_in(conn, ts, alert_id, actor, note, when, action,
+                                   message_at=message_at)
+                # Read in the act's own transaction: a read after it could fail once the
+                # act is stored, and the act was then taken for one not made.
+                row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
         return alert_out(_plain(row))
 
     async def _act_in(self, conn: asyncpg.Connection, t: Callable[[float], Any], alert_id: str,
                       actor: str, note: str | None, when: float, action: str,
-                      cleared: list[str], dedup: str | None = None, *,
+                      dedup: str | None = None, *,
                       message_at: float | None = None) -> None:
         """An ack or resolve in the caller's transaction (``t``: a time as ``conn`` takes
-        it); ``cleared`` gets the alert when an earlier drill run's acts were cleared;
-        ``message_at``: the rules' clock when it was made, kept in its audit row."""
+        it); ``message_at``: the rules' clock when it was made, kept in its audit row."""
         names = ACT_NAMES[action]
         row = await conn.fetchrow(
             f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
         if row is None:
             raise NotFound(f"no alert {alert_id!r}")
         found = _plain(row)
-        basis, clear = act_basis(self, alert_id, action, found)
-        if clear:
-            cleared.append(alert_id)
-            await conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = $1", alert_id)
+        basis = act_basis(self, alert_id, action, found)
         before = found["state"]
         after = merge_state(basis, names.state)
         await conn.execute(
@@ -702,32 +692,27 @@ class PostgresStore(WriterStore):
         """Acts made while the database was away, in order, on the writer's connection
         (times as Unix seconds); one already stored (a batch written again) is skipped, one
         refused now goes to ``dropped``."""
-        cleared: list[str] = []
-        try:
-            for act in acts:
-                if await conn.fetchval("SELECT 1 FROM alert_audit WHERE dedup = $1",
-                                       act.dedup) is not None:
-                    continue
-                try:
-                    if act.action == "snooze":
-                        assert act.rule is not None and act.mmsi is not None
-                        assert act.until is not None
-                        await _snooze_in(conn, float, act.rule, act.mmsi, act.until,
-                                         act.actor, act.note, act.at, act.dedup)
-                    elif act.action == "unsnooze":
-                        assert act.rule is not None and act.mmsi is not None
-                        await _unsnooze_in(conn, float, act.rule, act.mmsi, act.actor, act.at,
-                                           act.dedup)
-                    elif act.action in ACT_NAMES:
-                        assert act.alert_id is not None
-                        await self._act_in(conn, float, act.alert_id, act.actor, act.note,
-                                           act.at, act.action, cleared, act.dedup,
-                                           message_at=act.message_at)
-                except (NotFound, Conflict) as exc:
-                    dropped.append((act, str(exc)))
-        except BaseException:
-            self._acted_alerts.difference_update(cleared)
-            raise
+        for act in acts:
+            if await conn.fetchval("SELECT 1 FROM alert_audit WHERE dedup = $1",
+                                   act.dedup) is not None:
+                continue
+            try:
+                if act.action == "snooze":
+                    assert act.rule is not None and act.mmsi is not None
+                    assert act.until is not None
+                    await _snooze_in(conn, float, act.rule, act.mmsi, act.until,
+                                     act.actor, act.note, act.at, act.dedup)
+                elif act.action == "unsnooze":
+                    assert act.rule is not None and act.mmsi is not None
+                    await _unsnooze_in(conn, float, act.rule, act.mmsi, act.actor, act.at,
+                                       act.dedup)
+                elif act.action in ACT_NAMES:
+                    assert act.alert_id is not None
+                    await self._act_in(conn, float, act.alert_id, act.actor, act.note,
+                                       act.at, act.action, act.dedup,
+                                       message_at=act.message_at)
+            except (NotFound, Conflict) as exc:
+                dropped.append((act, str(exc)))
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
                   at: float | None = None, *, message_at: float | None = None

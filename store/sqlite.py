@@ -39,7 +39,6 @@ from store.common import (
     ALERT_COLUMNS,
     BEGIN_EXERCISE,
     CLEAR_ACTS,
-    CLEAR_EARLIER_RUN,
     PRUNE_ROWS,
     SNOOZE_ACTS_SQL,
     WriterStore,
@@ -576,35 +575,25 @@ class SqliteStore(WriterStore):
     async def _operator_act(self, alert_id: str, actor: str, note: str | None, at: float | None,
                             action: str, message_at: float | None) -> dict[str, Any]:
         when = wallclock.time() if at is None else at
-        cleared: list[str] = []
         def run(conn: sqlite3.Connection) -> dict[str, Any]:
-            self._act_in(conn, alert_id, actor, note, when, action, cleared,
-                         message_at=message_at)
+            self._act_in(conn, alert_id, actor, note, when, action, message_at=message_at)
             # Read in the act's own transaction: a read after it could fail once the act is
             # stored, and the act was then taken for one not made.
             return alert_out(conn.execute("SELECT * FROM alerts WHERE id = ?",
                                           (alert_id,)).fetchone())
 
-        try:
-            return await self._write(run)
-        except BaseException:
-            self._acted_alerts.difference_update(cleared)
-            raise
+        return await self._write(run)
 
     def _act_in(self, conn: sqlite3.Connection, alert_id: str, actor: str, note: str | None,
-                when: float, action: str, cleared: list[str], dedup: str | None = None, *,
+                when: float, action: str, dedup: str | None = None, *,
                 message_at: float | None = None) -> None:
-        """An ack or resolve in the caller's transaction; ``cleared`` gets the alert when an
-        earlier drill run's acts were cleared (undone by the caller if it fails);
-        ``message_at``: the rules' clock when it was made, kept in its audit row."""
+        """An ack or resolve in the caller's transaction; ``message_at``: the rules' clock
+        when it was made, kept in its audit row."""
         row = conn.execute(f"SELECT {ACT_COLUMNS} FROM alerts WHERE id = ?",
                            (alert_id,)).fetchone()
         if row is None:
             raise NotFound(f"no alert {alert_id!r}")
-        basis, clear = act_basis(self, alert_id, action, row)
-        if clear:
-            cleared.append(alert_id)
-            conn.execute(f"UPDATE alerts SET {CLEAR_EARLIER_RUN} WHERE id = ?", (alert_id,))
+        basis = act_basis(self, alert_id, action, row)
         before = str(row["state"])
         names = ACT_NAMES[action]
         after = merge_state(basis, names.state)
@@ -619,32 +608,26 @@ class SqliteStore(WriterStore):
                     dropped: list[tuple[QueuedAct, str]]) -> None:
         """Acts made while the database was away, in order; one already stored (a batch
         written again) is skipped, one refused now goes to ``dropped``."""
-        cleared: list[str] = []
-        try:
-            for act in acts:
-                if conn.execute("SELECT 1 FROM alert_audit WHERE dedup = ?",
-                                (act.dedup,)).fetchone() is not None:
-                    continue
-                try:
-                    if act.action == "snooze":
-                        assert act.rule is not None and act.mmsi is not None
-                        assert act.until is not None
-                        self._snooze_in(conn, act.rule, act.mmsi, act.until, act.actor,
-                                        act.note, act.at, act.dedup)
-                    elif act.action == "unsnooze":
-                        assert act.rule is not None and act.mmsi is not None
-                        self._unsnooze_in(conn, act.rule, act.mmsi, act.actor, act.at,
-                                          act.dedup)
-                    elif act.action in ACT_NAMES:
-                        assert act.alert_id is not None
-                        self._act_in(conn, act.alert_id, act.actor, act.note, act.at,
-                                     act.action, cleared, act.dedup,
-                                     message_at=act.message_at)
-                except (NotFound, Conflict) as exc:
-                    dropped.append((act, str(exc)))
-        except BaseException:
-            self._acted_alerts.difference_update(cleared)
-            raise
+        for act in acts:
+            if conn.execute("SELECT 1 FROM alert_audit WHERE dedup = ?",
+                            (act.dedup,)).fetchone() is not None:
+                continue
+            try:
+                if act.action == "snooze":
+                    assert act.rule is not None and act.mmsi is not None
+                    assert act.until is not None
+                    self._snooze_in(conn, act.rule, act.mmsi, act.until, act.actor,
+                                    act.note, act.at, act.dedup)
+                elif act.action == "unsnooze":
+                    assert act.rule is not None and act.mmsi is not None
+                    self._unsnooze_in(conn, act.rule, act.mmsi, act.actor, act.at,
+                                      act.dedup)
+                elif act.action in ACT_NAMES:
+                    assert act.alert_id is not None
+                    self._act_in(conn, act.alert_id, act.actor, act.note, act.at,
+                                 act.action, act.dedup, message_at=act.message_at)
+            except (NotFound, Conflict) as exc:
+                dropped.append((act, str(exc)))
 
     async def ack(self, alert_id: str, actor: str, note: str | None = None,
                   at: float | None = None, *, message_at: float | None = None

@@ -381,6 +381,62 @@ def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
             "no more until raised again") in stderr
 
 
+def test_a_new_exercise_refuses_acts_on_an_alert_it_has_not_raised_yet_end_to_end(
+        tmp_path: Path, db_url: str) -> None:
+    """A trainee with an alert's id from the last exercise acked it before this one raised
+    it: 200, and the ack's message time (T0) came before the alert's ``new`` (T0+40), so
+    the summary's time to acknowledge was -40 s."""
+    log = tmp_path / "late.nmea"  # the ship at T0, the SART (its alert) at T0+40
+    log.write_text("".join(_line(t, m) + "\r\n"
+                           for t, m in ((T0, SHIP), (T0 + 40, SART), (T0 + 80, SHIP))))
+    first = subprocess.run(
+        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones",
+         str(DEMO_ZONES), "--drill", "--speed", "max", "--no-progress", "--serve", "off",
+         "--mqtt", "off", "--db", db_url], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    earlier = asyncio.run(_ack_sart(db_url, tmp_path))
+    seen: dict[str, Any] = {}
+
+    def during(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
+        wait_for(proc, lambda: _heard_at(http, SHIP, T0), "the ship heard at T0")
+        seen["ack"] = http.post(f"/alerts/{earlier}/ack", json={"note": "seen last time"})
+        seen["resolve"] = http.post(f"/alerts/{earlier}/resolve")
+        seen["left"] = http.get(f"/alerts/{earlier}").json()
+        assert not _heard_at(http, SART, T0 + 40), "the SART came before the acts"
+        wait_for(proc, lambda: _sart_alert(http), "the SART's alert raised again")
+        seen["own"] = http.post(f"/alerts/{earlier}/ack")
+        seen["summary"] = http.get("/alerts/summary").json()
+
+    out = tmp_path / "drill.jsonl"
+    _drill(tmp_path, db_url, out, during, log=log)
+    why = (f"alert {earlier} was raised by an earlier exercise; this exercise has not "
+           "raised it yet")
+    for refused in (seen["ack"], seen["resolve"]):
+        assert (refused.status_code, refused.json().get("error")) == (409, why)
+    left = seen["left"]  # as the last exercise left it, its trail untouched
+    assert (left["state"], left["acknowledged_by"], left["resolved_by"]) == (
+        "acknowledged", "earlier-trainee", None)
+    assert [(a["actor"], a["action"]) for a in left["audit"]] == [
+        ("rules", "new"), ("earlier-trainee", "ack")]
+    own = seen["own"]
+    assert own.status_code == 200, own.text
+    trail = own.json()["audit"]
+    assert [(a["actor"], a["action"], a["note"]) for a in trail] == [
+        ("rules", "new", None), ("earlier-trainee", "ack", None),
+        ("rules", "new", "a new drill run"), ("trainee", "ack", None)]
+    raised, acked = (_seconds(trail[i]["message_time"]) for i in (2, 3))
+    assert raised == T0 + 40 and acked in (T0 + 40, T0 + 80)
+    assert seen["summary"]["time_to_acknowledge"]["all"] == {
+        "count": 1, "median_s": acked - raised, "p90_s": acked - raised,
+        "longest_s": acked - raised}
+    acts = [line for line in out.read_text().splitlines() if '"act"' in line]
+    assert [(a["act"], a["raised_at"]) for a in map(json.loads, acts)] == [
+        ("ack", iso_time(T0 + 40))]
+    debrief = _cli("debrief", out)
+    assert f"acknowledged by trainee at {iso_time(int(acked))} after {acked - raised:.0f} s" \
+        in debrief.stdout
+
+
 def test_a_drill_in_the_live_database_cannot_act_on_a_real_alert_end_to_end(
         tmp_path: Path, db_url: str) -> None:
     """A drill replayed into the live database served its trainees an API on it: an ack

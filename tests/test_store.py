@@ -22,6 +22,7 @@ from store import (
     AlertQuery,
     Conflict,
     NotFound,
+    QueuedAct,
     Store,
     StoreError,
     VesselState,
@@ -488,15 +489,13 @@ async def test_a_drill_run_again_is_an_exercise_of_its_own(store_url: str,
     second = open_store(store_url, tmp_path, max_age=0.05, drill=True)
     await second.start()
     try:
-        # A trainee acks the alert seen on MQTT before the writer has stored its ``new``
-        # (judged by times, that write touched the row and kept the last resolve): the
-        # earlier run's acts are cleared, the trainee's is this run's and stays.
-        await second.ack(alert.id, "trainee")
+        assert await second.begin_exercise() == 1  # as a new exercise starts
         second.on_alert(alert_event(Transition.NEW, alert, T0))
         await second.flush()
         again = await second.alert(alert.id)
         assert (again["state"], again["acknowledged_by"], again["resolved_by"]) == (
-            "acknowledged", "trainee", None)
+            "open", None, None)
+        await second.ack(alert.id, "trainee")
         # Within this run each act is made once, as in a live one.
         with pytest.raises(Conflict, match="already acknowledged by trainee"):
             await second.ack(alert.id, "trainee-2")
@@ -510,8 +509,8 @@ async def test_a_drill_run_again_is_an_exercise_of_its_own(store_url: str,
         assert [(a["actor"], a["action"], a["after"], a["note"]) for a in trail] == [
             ("rules", "new", "open", None),
             ("trainer", "resolve", "resolved", "well spotted"),
+            ("rules", "new", "open", "a new drill run"),
             ("trainee", "ack", "acknowledged", None),
-            ("rules", "new", "acknowledged", None),
             ("trainee", "resolve", "resolved", None),
         ]
     finally:
@@ -556,38 +555,58 @@ async def test_a_resumed_drill_keeps_the_acts_made_before_it_was_cut(
         await resumed.stop()
 
 
-async def test_a_drill_run_again_judges_its_first_acts_at_once_and_afresh(
+async def test_a_new_exercise_takes_no_act_on_an_alert_until_it_raises_it(
         store_url: str, tmp_path: Path) -> None:
-    """Two trainees acking at once both passed (the run's acts were counted after the
-    commit), and an alert that had ended in the earlier run was acked as "ended" and then
-    listed open with its ack."""
-    alert = dark(drill=True)
+    """An act by id on an alert the last exercise left, before this one raised it, was
+    taken, its earlier acts cleared, and dated on the rules' clock before this exercise's
+    ``new``: a negative time to acknowledge. Refused now (409), the row left as it was;
+    once raised, the first of two acks at once is taken; an ack queued while the database
+    was away, behind its alert's ``new`` in the same batch, is this exercise's."""
+    alert, other = dark(drill=True), dark(B, T0 + 5, drill=True)
     first = open_store(store_url, tmp_path, max_age=0.05, drill=True)
     await first.start()
     try:
-        first.on_alert(alert_event(Transition.NEW, alert, T0))
+        for a in (alert, other):
+            first.on_alert(alert_event(Transition.NEW, a, a.started_at))
         alert.state, alert.ended_at = AlertState.ENDED, T0 + 60
         first.on_alert(alert_event(Transition.END, alert, T0 + 60))
         await first.flush()
-        await first.resolve(alert.id, "trainer")
+        await first.resolve(alert.id, "trainer", message_at=T0 + 90)
     finally:
         await first.stop()
     second = open_store(store_url, tmp_path, max_age=0.05, drill=True)
     await second.start()
     try:
-        acts = await asyncio.gather(second.ack(alert.id, "t1"), second.ack(alert.id, "t2"),
-                                    return_exceptions=True)
+        assert await second.begin_exercise() == 2
+        why = (f"alert {alert.id} was raised by an earlier exercise; this exercise has not "
+               "raised it yet")
+        for act in (second.ack, second.resolve):
+            with pytest.raises(Conflict) as refused:
+                await act(alert.id, "trainee", message_at=T0 + 1)
+            assert str(refused.value) == why
+        left = await second.alert(alert.id)
+        assert (left["state"], left["ended_at"], left["resolved_by"]) == (
+            "resolved", iso_time(T0 + 60), "trainer")
+        assert [a["actor"] for a in await second.audit(alert.id)] == ["rules", "rules",
+                                                                      "trainer"]
+        fresh = dark(drill=True)  # this run's new, as MQTT showed it to the trainees
+        second.on_alert(alert_event(Transition.NEW, fresh, T0 + 20))
+        await second.flush()
+        acts = await asyncio.gather(
+            second.ack(alert.id, "t1", message_at=T0 + 30),
+            second.ack(alert.id, "t2", message_at=T0 + 30), return_exceptions=True)
         assert sorted(type(a).__name__ for a in acts) == ["Conflict", "dict"]
         stored = await second.alert(alert.id)
         assert (stored["state"], stored["ended_at"], stored["resolved_by"]) == (
             "acknowledged", None, None)
-        fresh = dark(drill=True)  # this run's new, as MQTT showed it to the trainees
-        second.on_alert(alert_event(Transition.NEW, fresh, T0))
-        await second.flush()
-        stored = await second.alert(alert.id)
-        assert stored["state"] == "acknowledged" and stored["acknowledged_by"] in ("t1", "t2")
         assert [a["actor"] for a in await second.audit(alert.id)
                 if a["action"] == "ack"] == [stored["acknowledged_by"]]
+        second.on_alert(alert_event(Transition.NEW, other, T0 + 25))
+        assert second.queue_act(QueuedAct("ack", "t3", 1.0, alert_id=other.id,
+                                          message_at=T0 + 26))
+        await second.flush()
+        queued = await second.alert(other.id)
+        assert (queued["state"], queued["acknowledged_by"]) == ("acknowledged", "t3")
     finally:
         await second.stop()
 
