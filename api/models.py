@@ -240,7 +240,8 @@ class AlertSummary(BaseModel):
     unanswered: int = Field(description="Neither acknowledged nor resolved")
     time_to_acknowledge: dict[str, ResponseTimesOut] = Field(description=(
         "`all`, then each risk area: seconds of message time from the alert's raising "
-        "(its `new`) to the act's `message_time`"))
+        "(its `new`) to the act's `message_time`; an act with no `message_time`, or one "
+        "dated before the `new` (another run's clock), counts as made but is not timed"))
     time_to_resolve: dict[str, ResponseTimesOut]
     snoozes: dict[str, int] | None = Field(description=(
         "Snooze acts made in the period (wall time), by rule; null with `zone` or "

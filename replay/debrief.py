@@ -44,11 +44,26 @@ class AlertAnswer:
 
     def delay(self, action: str) -> float | None:
         """Seconds of message time from the alert's raising to ``action`` (None: not made,
-        or raised before the file began, as in a drill resumed with ``--start``)."""
+        or made but not timed, see ``untimed``)."""
         act = self.acts.get(action)
-        if act is None or act.get("raised_at") is None or act.get("message_time") is None:
+        if act is None or self.untimed(action) is not None:
             return None
         return parse_iso(act["message_time"]) - parse_iso(act["raised_at"])
+
+    def untimed(self, action: str) -> str | None:
+        """Why ``action``, made, has no time to it, or None (also when not made)."""
+        act = self.acts.get(action)
+        if act is None:
+            return None
+        if act.get("raised_at") is None:  # as in a drill resumed with ``--start``
+            return "raised before this file"
+        if act.get("message_time") is None:
+            return "no message time"
+        # Not on the clock the alert was raised on (a file edited or joined from two
+        # runs): a negative time would pull the median down.
+        if parse_iso(act["message_time"]) < parse_iso(act["raised_at"]):
+            return f"dated before it was raised at {act['raised_at']}: not timed"
+        return None
 
 
 @dataclass(slots=True)
@@ -141,8 +156,7 @@ def _answer(alert: AlertAnswer, action: str) -> str:
     if act is None:
         return f"not {done}"
     delay = alert.delay(action)
-    after = ("(raised before this file)" if delay is None
-             else f"after {_seconds(delay)}")
+    after = f"({alert.untimed(action)})" if delay is None else f"after {_seconds(delay)}"
     return f"{done} by {act.get('actor')} at {act.get('message_time')} {after}"
 
 

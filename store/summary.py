@@ -9,7 +9,8 @@ Response times are on the rules' clock at both ends: from the message time of th
 reads them. In a live run that is the watch's own time to within the feed's latency; in a
 replay or drill it is the time the log played meanwhile, where the act's wall time is years
 from the log's. An act with no ``message_time`` (stored before schema version 6, or made on
-an API that runs no rules) counts as made but has no time.
+an API that runs no rules) counts as made but has no time; so does one dated before its
+alert's ``new`` (see ``timed``).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def summary(query: AlertQuery, counts: Iterable[Row], delays: Iterable[Row],
     to_resolve: defaultdict[str, list[float]] = defaultdict(list)
     for row in delays:
         for times, value in ((to_ack, row["to_ack"]), (to_resolve, row["to_resolve"])):
-            if value is not None:
+            if timed(value):
                 times[str(row["risk_area"])].append(float(value))
     return {
         "start": iso(query.start), "end": iso(query.end),
@@ -159,6 +160,16 @@ def summary(query: AlertQuery, counts: Iterable[Row], delays: Iterable[Row],
         "time_to_resolve": _times_by_area(to_resolve),
         "snoozes": None if snoozes is None else _snoozes_by_rule(query, snoozes),
     }
+
+
+def timed(seconds: float | None) -> bool:
+    """Whether an act's seconds from its alert's ``new`` are a time to answer it: not when
+    the act has no message time, nor when it is dated before the ``new``. Such an act was
+    taken on another run's clock: a plain replay run again into the same database acted on
+    by id before it raised the alert (its ``new`` keeps the first run's audit row), a
+    replay's API acting on the watch's alert (the log's year, not the watch's). Counted as
+    made, not timed, rather than a negative time pulling the median down."""
+    return seconds is not None and seconds >= 0
 
 
 def _times_by_area(times: Mapping[str, list[float]]) -> dict[str, Any]:

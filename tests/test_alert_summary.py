@@ -195,3 +195,43 @@ async def test_the_summary_endpoint_answers_a_viewer_with_the_alert_filters(
                                  "start": "2026-01-01T00:00:00Z"}, "end is before start")):
             refused = await summary(**params)
             assert refused.status_code == 422 and detail in str(refused.json()), refused.json()
+
+
+async def test_an_act_dated_before_its_alerts_new_is_counted_but_not_timed(
+        db_url: str, tmp_path: Path) -> None:
+    """A plain replay run again into the same database: its trainee acked by id an alert
+    the run had not raised again yet, on the run's clock (T0+500), before the ``new`` the
+    store keeps (the first run's, T0+600: the second run's is the same audit row), and the
+    summary's time to acknowledge was -100 s."""
+    dark, speeding = alert("dark_vessel", A, T0), alert("speeding", B, T0 + 100,
+                                                        RiskArea.PORT_OPERATIONS)
+    for run in range(2):
+        store = open_store(db_url, tmp_path, max_age=0.02)
+        await store.start()
+        try:
+            if run == 1:
+                await store.ack(dark.id, "duty", at=WALL, message_at=T0 + 500)
+            await raise_alerts(store, [(dark, T0 + 600), (speeding, T0 + 100)])
+            if run == 1:
+                await store.resolve(dark.id, "duty", at=WALL + 1, message_at=T0 + 700)
+                await store.ack(speeding.id, "duty", at=WALL + 2, message_at=T0 + 130)
+                got = await store.alert_summary(AlertQuery(drill=False))
+        finally:
+            await store.stop()
+    assert [(a["action"], a["message_time"]) for a in await _trail(db_url, tmp_path, dark.id)
+            ] == [("new", "2026-01-01T10:10:00Z"), ("ack", "2026-01-01T10:08:20Z"),
+                  ("resolve", "2026-01-01T10:11:40Z")]
+    assert (got["acknowledged"], got["resolved"], got["unanswered"]) == (2, 1, 0)
+    assert got["time_to_acknowledge"] == {"all": times(1, 30.0, 30.0, 30.0),
+                                          "port_operations": times(1, 30.0, 30.0, 30.0)}
+    assert got["time_to_resolve"] == {"all": times(1, 100.0, 100.0, 100.0),
+                                      "criminal_activity": times(1, 100.0, 100.0, 100.0)}
+
+
+async def _trail(db_url: str, folder: Path, alert_id: str) -> list[dict[str, Any]]:
+    store = open_store(db_url, folder)
+    await store.start()
+    try:
+        return await store.audit(alert_id)
+    finally:
+        await store.stop()

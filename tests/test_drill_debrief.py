@@ -320,6 +320,27 @@ def test_the_debrief_lists_each_alerts_answers_and_the_median_time_to_acknowledg
     assert [a["id"] for a in load_alerts(out)] == ["a1", "a2", "z1", "a1"]
 
 
+def test_an_act_dated_before_its_alert_was_raised_is_listed_but_not_timed(
+        tmp_path: Path) -> None:
+    """A file joined from two runs, or edited: an ack dated before its ``raised_at`` was
+    timed at -30 s, and the median with it."""
+    out = tmp_path / "drill.jsonl"
+    lines = [_transition("a1", "speeding", "warning"), _act("ack", "a1", T0 + 30, T0 + 60),
+             _transition("a2", "loitering", "warning"), _act("ack", "a2", T0 + 140, T0 + 100)]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = _cli("debrief", out)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{iso_time(T0)} speeding {SHIP} warning a1: acknowledged by trainee at "
+        f"{iso_time(T0 + 30)} (dated before it was raised at {iso_time(T0 + 60)}: not timed); "
+        "not resolved",
+        f"{iso_time(T0)} loitering {SHIP} warning a2: acknowledged by trainee at "
+        f"{iso_time(T0 + 140)} after 40 s; not resolved",
+        "2 alerts; 2 acknowledged (time to acknowledge: median 40 s, longest 40 s); "
+        "0 resolved; 0 neither acknowledged nor resolved",
+    ]
+
+
 def test_a_debrief_of_a_line_it_cannot_read_names_the_file_and_line(tmp_path: Path) -> None:
     out = tmp_path / "drill.jsonl"
     out.write_text(json.dumps(_transition("a1", "speeding", "warning")) + "\n"
