@@ -555,6 +555,36 @@ async def test_a_resumed_drill_keeps_the_acts_made_before_it_was_cut(
         await resumed.stop()
 
 
+async def test_a_resumed_drill_acts_on_an_alert_ended_before_the_cut_as_it_stands(
+        store_url: str, tmp_path: Path) -> None:
+    """A resumed drill restores the alerts open at the cut: one that had ended before it
+    was taken for an earlier exercise's, and a trainee's ack after the cut cleared its end
+    (listed open again) and would have cleared its resolve too."""
+    ended, resolved = dark(A, drill=True), dark(B, T0 + 5, drill=True)
+    first = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await first.start()
+    try:
+        for a in (ended, resolved):
+            first.on_alert(alert_event(Transition.NEW, a, a.started_at))
+            a.state, a.ended_at = AlertState.ENDED, T0 + 60
+            first.on_alert(alert_event(Transition.END, a, T0 + 60))
+        await first.flush()
+        await first.resolve(resolved.id, "trainee", message_at=T0 + 70)
+    finally:
+        await first.stop()
+    resumed = open_store(store_url, tmp_path, max_age=0.05, drill=True)
+    await resumed.start()
+    try:
+        resumed.continue_exercise([])  # nothing was open at the cut
+        acked = await resumed.ack(ended.id, "trainee-2", message_at=T0 + 90)
+        assert (acked["state"], acked["ended_at"], acked["acknowledged_by"]) == (
+            "ended", iso_time(T0 + 60), "trainee-2")
+        with pytest.raises(Conflict, match="already resolved by trainee"):
+            await resumed.ack(resolved.id, "trainee-2", message_at=T0 + 90)
+    finally:
+        await resumed.stop()
+
+
 async def test_a_new_exercise_takes_no_act_on_an_alert_until_it_raises_it(
         store_url: str, tmp_path: Path) -> None:
     """An act by id on an alert the last exercise left, before this one raised it, was
