@@ -366,12 +366,11 @@ def test_a_debrief_of_a_line_it_cannot_read_names_the_file_and_line(tmp_path: Pa
 
 # --- a new exercise: the last one's alerts are its history ---------------------------------
 
-def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
-        tmp_path: Path, db_url: str) -> None:
-    """The store keeps one row per drill alert id, the last run's: run again, the drill
-    listed under drill=true the SART alert it had not raised yet, in the last exercise's
-    state (acknowledged), as if the trainees had it before them."""
-    log = tmp_path / "late.nmea"  # the ship at T0, the SART (its alert) at T0+40
+def _first_exercise_acked(tmp_path: Path, db_url: str) -> tuple[Path, str]:
+    """A first exercise of a drill whose SART alert comes 40 s in, acknowledged by a
+    trainee: the log (the ship at T0, the SART at T0+40, the ship at T0+80) and the
+    alert's id."""
+    log = tmp_path / "late.nmea"
     log.write_text("".join(_line(t, m) + "\r\n"
                            for t, m in ((T0, SHIP), (T0 + 40, SART), (T0 + 80, SHIP))))
     first = subprocess.run(
@@ -379,7 +378,15 @@ def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
          str(DEMO_ZONES), "--drill", "--speed", "max", "--no-progress", "--serve", "off",
          "--mqtt", "off", "--db", db_url], capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    earlier = asyncio.run(_ack_sart(db_url, tmp_path))
+    return log, asyncio.run(_ack_sart(db_url, tmp_path))
+
+
+def test_a_new_exercise_lists_the_last_ones_alerts_no_more_until_it_raises_them(
+        tmp_path: Path, db_url: str) -> None:
+    """The store keeps one row per drill alert id, the last run's: run again, the drill
+    listed under drill=true the SART alert it had not raised yet, in the last exercise's
+    state (acknowledged), as if the trainees had it before them."""
+    log, earlier = _first_exercise_acked(tmp_path, db_url)
     seen: dict[str, Any] = {}
 
     def during(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
@@ -407,15 +414,7 @@ def test_a_new_exercise_refuses_acts_on_an_alert_it_has_not_raised_yet_end_to_en
     """A trainee with an alert's id from the last exercise acked it before this one raised
     it: 200, and the ack's message time (T0) came before the alert's ``new`` (T0+40), so
     the summary's time to acknowledge was -40 s."""
-    log = tmp_path / "late.nmea"  # the ship at T0, the SART (its alert) at T0+40
-    log.write_text("".join(_line(t, m) + "\r\n"
-                           for t, m in ((T0, SHIP), (T0 + 40, SART), (T0 + 80, SHIP))))
-    first = subprocess.run(
-        [sys.executable, "-m", "harbourwatch.cli", "replay", str(log), "--zones",
-         str(DEMO_ZONES), "--drill", "--speed", "max", "--no-progress", "--serve", "off",
-         "--mqtt", "off", "--db", db_url], capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
-    earlier = asyncio.run(_ack_sart(db_url, tmp_path))
+    log, earlier = _first_exercise_acked(tmp_path, db_url)
     seen: dict[str, Any] = {}
 
     def during(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
