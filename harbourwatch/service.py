@@ -394,6 +394,15 @@ async def run_service(config: Config, options: ServiceOptions, *,
                 latest=time.time() + config.ingest.max_clock_lead_s if replay is None
                 else None)
             saves_state = True
+            if replay is not None and replay.start is not None and not drill \
+                    and not await store.load_engine_state(scope):
+                # Every save writes this part: none means no replay of this database ever
+                # saved (a new one, or only releases before schema 2, whose replays saved
+                # nothing), so --start has nothing to resume.
+                log.warning("replay: no replay saved its state in this database, so --start "
+                            "%s cannot resume one: the rules start there from a clean slate "
+                            "(a replay cut short by a release before schema version 2 saved "
+                            "none)", iso_time(replay.start))
             if replay is not None and replay.start is not None \
                     and engine.newest > replay.start:
                 # Saved by a replay that went on past --start (the same one run again):

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     import httpx
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
+DEMO_CONFIG = FIXTURES / "demo-port" / "port.yaml"
+DEMO_LOG = FIXTURES / "demo-port" / "ais-gladstone-2012-01-27.txt.gz"
 
 
 def cli(*args: str | Path, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -427,6 +430,30 @@ def test_a_drill_replayed_into_the_live_database_leaves_the_real_alerts_alone(
     drill = {a["id"] for a in alerts_of(tmp_path / "out1")}
     assert real and len(drill) == len(real) and not real & drill
     assert _alerts_by_drill(db) == {0: real, 1: drill}
+
+
+def test_a_replay_resumed_where_no_replay_saved_its_state_says_it_starts_afresh(
+        tmp_path: Path) -> None:
+    """--start into a database no replay saved its state in (a new one, or one that only a
+    release before schema 2 wrote: its replays saved none) cannot give the alerts of one
+    whole run; it started from a clean slate at --start and said nothing."""
+    db = tmp_path / "old.db"
+    shutil.copyfile(FIXTURES / "upgrade" / "schema-1-a7fc40d.db", db)
+    done = cli("replay", DEMO_LOG, "--config", DEMO_CONFIG, "--speed", "max", "--no-progress",
+               "--serve", "off", "--mqtt", "off", "--db", f"sqlite:///{db}",
+               "--start", "2012-01-27T11:53:00Z")
+    assert done.returncode == 0, done.stderr
+    assert ("replay: no replay saved its state in this database, so --start "
+            "2012-01-27T11:53:00Z cannot resume one: the rules start there from a clean "
+            "slate (a replay cut short by a release before schema version 2 saved none)"
+            ) in done.stderr
+    # Now a replay saved its state there: the same --start again says what it does then.
+    again = cli("replay", DEMO_LOG, "--config", DEMO_CONFIG, "--speed", "max",
+                "--no-progress", "--serve", "off", "--mqtt", "off", "--db", f"sqlite:///{db}",
+                "--start", "2012-01-27T11:53:00Z")
+    assert again.returncode == 0, again.stderr
+    assert "the replay state saved in this database is as of" in again.stderr
+    assert "no replay saved its state" not in again.stderr
 
 
 def test_a_replay_cut_short_and_resumed_with_start_gives_the_alerts_of_one_run(
