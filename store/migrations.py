@@ -243,13 +243,15 @@ TIMESCALE_RETENTION_POLICY = (
 )
 
 
-def refuse_newer(current: int, known: tuple[Migration, ...], backend: str) -> None:
+def refuse_newer(current: int, known: tuple[Migration, ...], where: str) -> None:
     """A database an upgrade migrated is not for an older release: its writes would miss
-    the new columns' meaning (it read them as absent)."""
+    the new columns' meaning (it read them as absent). ``where``: which database, as the
+    store's other errors name it (a port may keep several: the live one, a drill's)."""
     latest = max(version for version, _ in known)
     if current > latest:
         from store.base import StoreError
 
-        raise StoreError(f"{backend} schema version {current} is newer than this harbourwatch "
-                         f"knows ({latest}): run the release that migrated it, or a later one")
-
+        raise StoreError(f"{where}: schema version {current} is newer than this harbourwatch "
+                         f"knows ({latest}): a later release migrated it; run that release or "
+                         "a later one, or, to go back to this one, restore the backup taken "
+                         "before that upgrade")

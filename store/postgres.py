@@ -357,7 +357,8 @@ class PostgresStore(WriterStore):
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
         migrations.refuse_newer(
             await conn.fetchval("SELECT max(version) FROM schema_version") or 0,
-            migrations.POSTGRES, "PostgreSQL")
+            migrations.POSTGRES,
+            f"PostgreSQL database {await conn.fetchval('SELECT current_database()')}")
         await self._repair_draft_2(conn)
         for version, statements in migrations.POSTGRES:
             async with conn.transaction():

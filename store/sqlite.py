@@ -319,7 +319,7 @@ class SqliteStore(WriterStore):
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
         current = row[0] or 0
-        migrations.refuse_newer(current, migrations.SQLITE, "SQLite")
+        migrations.refuse_newer(current, migrations.SQLITE, f"SQLite {self.path}")
         if current >= 2:
             self._repair_draft_2(conn)
         for version, statements in migrations.SQLITE:
