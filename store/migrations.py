@@ -173,35 +173,6 @@ POSTGRES: tuple[Migration, ...] = (
     (7, ("ALTER TABLE alerts ADD COLUMN earlier_exercise boolean NOT NULL DEFAULT false",)),
 )
 
-# --- Version 2 as first drafted ------------------------------------------------------------
-
-#: Version 2 was released twice: its first draft (commit b0c04bc, on the main branch for half
-#: an hour on 2026-11-26) made ``engine_state`` without a scope and left ``vessel_state`` as
-#: version 1 had it; the next commit scoped both. A database of that draft says version 2,
-#: so no migration touches it, and a start stopped at "no such column: scope". These give it
-#: version 2's tables; its saved state was the live service's (the draft had no other).
-DRAFT_2_HAS_SCOPE = {
-    "SQLite": "SELECT count(*) FROM pragma_table_info('engine_state') WHERE name = 'scope'",
-    "PostgreSQL": ("SELECT count(*) FROM information_schema.columns WHERE table_schema = "
-                   "current_schema() AND table_name = 'engine_state' AND column_name = 'scope'"),
-}
-DRAFT_2_REPAIR: dict[str, tuple[str, ...]] = {
-    backend: (
-        # Made beside it and renamed, as version 2 does with vessel_state: a table renamed
-        # away keeps its key's index name, which the new table's would take.
-        statements[0].replace("CREATE TABLE engine_state (", "CREATE TABLE engine_state_scoped ("),
-        "INSERT INTO engine_state_scoped SELECT 'live', part, time, state FROM engine_state",
-        "DROP TABLE engine_state",
-        "ALTER TABLE engine_state_scoped RENAME TO engine_state",
-        *statements[1:],
-    )
-    for backend, statements in (("SQLite", SQLITE[1][1]), ("PostgreSQL", POSTGRES[1][1]))
-}
-
-DRAFT_2_REPAIRED = ("store: %s schema version 2 as first drafted (saved state without a scope) "
-                    "given version 2's tables; its saved state is the live service's")
-
-
 # --- TimescaleDB 2.x (guarded: only when the extension is available) -------------------------
 
 TIMESCALE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS timescaledb"

@@ -359,7 +359,6 @@ class PostgresStore(WriterStore):
             await conn.fetchval("SELECT max(version) FROM schema_version") or 0,
             migrations.POSTGRES,
             f"PostgreSQL database {await conn.fetchval('SELECT current_database()')}")
-        await self._repair_draft_2(conn)
         for version, statements in migrations.POSTGRES:
             async with conn.transaction():
                 # Two instances starting at once must not both migrate.
@@ -371,18 +370,6 @@ class PostgresStore(WriterStore):
                     await conn.execute(statement)
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
             log.info("store: PostgreSQL schema migrated to version %d", version)
-
-    @staticmethod
-    async def _repair_draft_2(conn: asyncpg.Connection) -> None:
-        """Version 2's tables for a database of its first draft (see migrations)."""
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(727274)")  # as migrations do
-            current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
-            if current < 2 or await conn.fetchval(migrations.DRAFT_2_HAS_SCOPE["PostgreSQL"]):
-                return
-            for statement in migrations.DRAFT_2_REPAIR["PostgreSQL"]:
-                await conn.execute(statement)
-        log.warning(migrations.DRAFT_2_REPAIRED, "PostgreSQL")
 
     async def schema_version(self) -> int:
         with self._errors():

@@ -320,8 +320,6 @@ class SqliteStore(WriterStore):
         row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
         current = row[0] or 0
         migrations.refuse_newer(current, migrations.SQLITE, f"SQLite {self.path}")
-        if current >= 2:
-            self._repair_draft_2(conn)
         for version, statements in migrations.SQLITE:
             if version <= current:
                 continue
@@ -335,26 +333,6 @@ class SqliteStore(WriterStore):
                 raise
             conn.execute("COMMIT")
             log.info("store: SQLite schema migrated to version %d", version)
-
-    @staticmethod
-    def _repair_draft_2(conn: sqlite3.Connection) -> None:
-        """Version 2's tables for a database of its first draft (see migrations)."""
-        # Read first: a start with nothing to change takes no write lock (another process
-        # may hold one, and the start then waits on the spool, not here).
-        if conn.execute(migrations.DRAFT_2_HAS_SCOPE["SQLite"]).fetchone()[0]:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute(migrations.DRAFT_2_HAS_SCOPE["SQLite"]).fetchone()[0]:
-                conn.execute("ROLLBACK")
-                return
-            for statement in migrations.DRAFT_2_REPAIR["SQLite"]:
-                conn.execute(statement)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        log.warning(migrations.DRAFT_2_REPAIRED, "SQLite")
 
     async def schema_version(self) -> int:
         row = await self._read(

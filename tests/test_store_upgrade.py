@@ -62,9 +62,6 @@ async def _upgraded(db: Path) -> dict[str, Any]:
 @pytest.mark.parametrize(("fixture", "note", "parts"), [
     # Before the rules' state had a table of its own: the vessels' state alone.
     ("schema-1-a7fc40d.db", "fx1", []),
-    # Version 2 as first drafted: the engine state had no scope, the vessel state none
-    # either; this release stopped at start on it ("no such column: scope").
-    ("schema-2-draft-b0c04bc.db", "fx2", ["receivers", "rule:encounter"]),
 ])
 def test_a_database_an_earlier_release_wrote_is_migrated_and_resumed(
         tmp_path: Path, fixture: str, note: str, parts: list[str]) -> None:
@@ -81,46 +78,3 @@ def test_a_database_an_earlier_release_wrote_is_migrated_and_resumed(
     # and with the vessels they knew.
     assert got["rules_open"] == sorted(LEFT_OPEN)
     assert got["picture"] == got["vessels"]
-
-
-async def test_a_postgres_database_of_the_first_draft_of_version_2_is_given_its_tables(
-        pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
-    """The draft's tables, as its commit (b0c04bc) created them: version 1's, then
-    ``engine_state`` keyed on its part alone. Its saved state becomes the live service's."""
-    import asyncpg
-
-    from store import migrations
-    from store.base import VesselState
-    from store.postgres import PostgresStore
-
-    t0 = 1_795_772_292.0
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
-        for statement in migrations.POSTGRES[0][1]:
-            await conn.execute(statement)
-        await conn.execute("CREATE TABLE engine_state (part text PRIMARY KEY, "
-                           "time timestamptz NOT NULL, state jsonb NOT NULL)")
-        await conn.execute("INSERT INTO schema_version VALUES (1), (2)")
-        await conn.execute("INSERT INTO engine_state VALUES ('receivers', to_timestamp($1), $2)",
-                           t0, '{"rx": [1795772292.0, 1795772059.0, 234]}')
-        await conn.execute("INSERT INTO vessel_state VALUES ($1, to_timestamp($2), $3)",
-                           503536100, t0, '{"messages": 3}')
-    finally:
-        await conn.close()
-    replays = []
-    for start in range(2):  # the second start finds version 2's tables and leaves them
-        store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl")
-        await store.start()
-        try:
-            assert await store.schema_version() == 7
-            assert await store.load_engine_state() == {
-                "receivers": {"rx": [1795772292.0, 1795772059.0, 234]}}
-            assert await store.load_vessel_states() == {
-                503536100: VesselState(503536100, t0, {"messages": 3})}
-            replays.append(await store.load_engine_state("replay"))
-            if not start:
-                await store.save_engine_state(t0 + 1, {"receivers": {}}, "replay")
-        finally:
-            await store.stop()
-    assert replays == [{}, {"receivers": {}}]
