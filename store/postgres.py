@@ -628,11 +628,11 @@ class PostgresStore(WriterStore):
         def marker(n: int) -> str:
             return f"${n}"
 
-        def seconds(later: str, earlier: str) -> str:
-            return f"EXTRACT(EPOCH FROM {later} - {earlier})::float8"
+        def epoch(time: str) -> str:
+            return f"EXTRACT(EPOCH FROM {time})::float8"
 
         statements = (counts_statement(query, marker, ts),
-                      delays_statement(query, marker, ts, seconds),
+                      delays_statement(query, marker, ts, epoch),
                       snoozes_statement(query, marker, ts))
         with self._errors():
             # One snapshot: the counts and the times of the same alerts.

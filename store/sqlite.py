@@ -86,6 +86,25 @@ _SMALL_CHUNK = 64
 #: How long a write waits for a lock another process holds (ms), and an inline batch write.
 _BUSY_MS = 10_000
 _INLINE_BUSY_MS = 100
+#: A period holding more than this share of the alerts is read from the table, not through
+#: the started_at index (see ``_started_column``).
+_WIDE_PERIOD = 0.25
+
+
+def _started_column(conn: sqlite3.Connection, query: AlertQuery) -> str:
+    """``started_at`` as a summary's period terms name it: ``+started_at`` (no index) when
+    the period holds most of the table. SQLite keeps no statistics on a range (no STAT4),
+    so it takes the index for any period and then reads nearly every row in index order,
+    a page fetch each: a year of 100,000 alerts took twice as long as reading the table
+    (bench/summary.py). Two counts on indexes decide it, some milliseconds."""
+    if query.start is None and query.end is None:
+        return "started_at"  # no period: no index to keep out
+    total = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+    in_period = conn.execute(
+        "SELECT count(*) FROM alerts WHERE started_at >= ?1 AND started_at < ?2",
+        (float("-inf") if query.start is None else query.start,
+         float("inf") if query.end is None else query.end)).fetchone()[0]
+    return "+started_at" if in_period > _WIDE_PERIOD * total else "started_at"
 _AUDIT_INSERT = (
     "INSERT OR IGNORE INTO alert_audit (alert_id, time, actor, action, note, before_state, "
     "after_state, dedup, message_time) VALUES (?,?,?,?,?,?,?,?,?)"
@@ -547,14 +566,15 @@ class SqliteStore(WriterStore):
         def marker(n: int) -> str:
             return f"?{n}"
 
-        statements = (counts_statement(query, marker, float),
-                      delays_statement(query, marker, float, lambda a, b: f"({a} - {b})"),
-                      snoozes_statement(query, marker, float))
-
         def run(conn: sqlite3.Connection) -> list[list[sqlite3.Row] | None]:
             # One read transaction: the counts and the times of the same alerts.
             conn.execute("BEGIN")
             try:
+                started = _started_column(conn, query)
+                statements = (
+                    counts_statement(query, marker, float, started),
+                    delays_statement(query, marker, float, lambda t: t, started),
+                    snoozes_statement(query, marker, float))
                 return [None if st is None else conn.execute(st.sql, st.params).fetchall()
                         for st in statements]
             finally:

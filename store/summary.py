@@ -28,8 +28,8 @@ from store.rows import iso
 
 #: A parameter's marker in the backend's SQL, by its 1-based number (``?1``, ``$1``).
 Marker = Callable[[int], str]
-#: Seconds between two time expressions (``later``, ``earlier``) in the backend's SQL.
-Seconds = Callable[[str, str], str]
+#: A time expression as seconds since the epoch in the backend's SQL.
+Epoch = Callable[[str], str]
 
 
 class Row(Protocol):
@@ -55,55 +55,63 @@ def _statement(build: Callable[[Callable[[Any], str]], str], marker: Marker) -> 
 
 
 def _where(query: AlertQuery, ph: Callable[[Any], str], ts: Callable[[float], Any],
-           *extra: str) -> str:
+           *extra: str, started: str = "started_at") -> str:
     """``alert_filters`` but for the period: started in ``[start, end)``; and every drill
     alert with ``drill``, an earlier exercise's too (the trainees' list leaves those out,
-    a report on the drills held does not)."""
+    a report on the drills held does not). ``started``: the column as the period's terms
+    name it (SQLite: ``+started_at`` keeps its index out of a period that holds most of
+    the table, see ``SqliteStore.alert_summary``)."""
     where = alert_filters(replace(query, start=None, end=None, after=None, drill=None),
                           ph, ts)
     conditions = [where.removeprefix(" WHERE ")] if where else []
     if query.drill is not None:
         conditions.append(f"drill = {ph(query.drill)}")
     if query.start is not None:
-        conditions.append(f"started_at >= {ph(ts(query.start))}")
+        conditions.append(f"{started} >= {ph(ts(query.start))}")
     if query.end is not None:
-        conditions.append(f"started_at < {ph(ts(query.end))}")
+        conditions.append(f"{started} < {ph(ts(query.end))}")
     conditions.extend(extra)
     return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
 
+_ACTS = frozenset({"new", "ack", "resolve"})
+
+
 def _last_act(action: str) -> str:
     """The message time of the alert's latest audit row of ``action``: a drill run again
-    keeps the earlier exercises' rows, the alert's acts are the latest run's."""
+    keeps the earlier exercises' rows, the alert's acts are the latest run's. ``action`` is
+    this module's constant, never a request's value (those go through ``ph``)."""
+    if action not in _ACTS:
+        raise ValueError(f"not an act a summary reads: {action!r}")
     return (f"(SELECT u.message_time FROM alert_audit u WHERE u.alert_id = alerts.id "
             f"AND u.action = '{action}' ORDER BY u.id DESC LIMIT 1)")
 
 
-def counts_statement(query: AlertQuery, marker: Marker,
-                     ts: Callable[[float], Any]) -> Statement:
+def counts_statement(query: AlertQuery, marker: Marker, ts: Callable[[float], Any],
+                     started: str = "started_at") -> Statement:
     """Alerts by risk area, rule, severity, state, kind, and whether acknowledged and
     resolved (the row's acts: a new drill exercise clears the earlier one's)."""
     def build(ph: Callable[[Any], str]) -> str:
         return ("SELECT risk_area, rule, severity, state, drill, acked_at IS NOT NULL AS acked,"
                 " resolved_at IS NOT NULL AS resolved, count(*) AS n "
-                f"FROM alerts{_where(query, ph, ts)} GROUP BY risk_area, rule, severity, "
-                "state, drill, acked_at IS NOT NULL, resolved_at IS NOT NULL")
+                f"FROM alerts{_where(query, ph, ts, started=started)} GROUP BY risk_area, "
+                "rule, severity, state, drill, acked_at IS NOT NULL, resolved_at IS NOT NULL")
 
     return _statement(build, marker)
 
 
 def delays_statement(query: AlertQuery, marker: Marker, ts: Callable[[float], Any],
-                     seconds: Seconds) -> Statement:
-    """Per alert acted on: its risk area and the seconds to its ack and to its resolve
-    (null: not made, or made without a message time)."""
+                     epoch: Epoch, started: str = "started_at") -> Statement:
+    """Per alert acted on: its risk area and the message times (epoch seconds) of its
+    ``new``, its ack and its resolve (null: not made, or made without a message time).
+    Subtracted in ``summary``: in SQL the ``new``'s subquery ran once for each difference."""
     def build(ph: Callable[[Any], str]) -> str:
-        where = _where(query, ph, ts, "(acked_at IS NOT NULL OR resolved_at IS NOT NULL)")
-        return (f"SELECT risk_area, {seconds('acked', 'raised')} AS to_ack, "
-                f"{seconds('resolved', 'raised')} AS to_resolve FROM ("
-                f"SELECT risk_area, {_last_act('new')} AS raised, "
-                f"CASE WHEN acked_at IS NULL THEN NULL ELSE {_last_act('ack')} END AS acked, "
-                f"CASE WHEN resolved_at IS NULL THEN NULL ELSE {_last_act('resolve')} END "
-                f"AS resolved FROM alerts{where}) acted")
+        where = _where(query, ph, ts, "(acked_at IS NOT NULL OR resolved_at IS NOT NULL)",
+                       started=started)
+        return (f"SELECT risk_area, {epoch(_last_act('new'))} AS raised, "
+                f"CASE WHEN acked_at IS NULL THEN NULL ELSE {epoch(_last_act('ack'))} END "
+                f"AS acked, CASE WHEN resolved_at IS NULL THEN NULL ELSE "
+                f"{epoch(_last_act('resolve'))} END AS resolved FROM alerts{where}")
 
     return _statement(build, marker)
 
@@ -146,9 +154,10 @@ def summary(query: AlertQuery, counts: Iterable[Row], delays: Iterable[Row],
     to_ack: defaultdict[str, list[float]] = defaultdict(list)
     to_resolve: defaultdict[str, list[float]] = defaultdict(list)
     for row in delays:
-        for times, value in ((to_ack, row["to_ack"]), (to_resolve, row["to_resolve"])):
-            if timed(value):
-                times[str(row["risk_area"])].append(float(value))
+        for times, act in ((to_ack, row["acked"]), (to_resolve, row["resolved"])):
+            value = _between(row["raised"], act)
+            if value is not None and timed(value):
+                times[str(row["risk_area"])].append(value)
     return {
         "start": iso(query.start), "end": iso(query.end),
         "total": sum(by["kind"].values()),
@@ -160,6 +169,11 @@ def summary(query: AlertQuery, counts: Iterable[Row], delays: Iterable[Row],
         "time_to_resolve": _times_by_area(to_resolve),
         "snoozes": None if snoozes is None else _snoozes_by_rule(query, snoozes),
     }
+
+
+def _between(raised: float | None, act: float | None) -> float | None:
+    """Seconds from the ``new`` to the act; None when either has no message time."""
+    return None if raised is None or act is None else float(act) - float(raised)
 
 
 def timed(seconds: float | None) -> bool:
