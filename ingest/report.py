@@ -46,6 +46,9 @@ def iso_time(ts: float) -> str:
     alert's start in each of its transitions), and formatting costs more than a lookup.
     """
     moment = datetime.fromtimestamp(ts, UTC)
+    if moment.year < 1000:  # glibc's %Y does not pad them ("1-01-01"): no ISO 8601
+        fraction = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
+        return f"{moment.year:04d}{moment.strftime('-%m-%dT%H:%M:%S')}{fraction}Z"
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

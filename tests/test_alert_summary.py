@@ -197,6 +197,35 @@ async def test_the_summary_endpoint_answers_a_viewer_with_the_alert_filters(
             assert refused.status_code == 422 and detail in str(refused.json()), refused.json()
 
 
+async def test_odd_periods_get_plain_answers(tmp_path: Path) -> None:
+    """Offsets are read as UTC instants; a period in the far future or the first year is
+    empty or whole, and echoed as ISO 8601: year 1 came back as "1-01-01T00:00:00Z"
+    (strftime's %Y leaves years below 1000 unpadded), which no ISO parser reads."""
+    async with rig(tmp_path) as hw:
+        await raise_alerts(hw.store, [(LIVE["dark_a"], T0 + 600), (LIVE["speeding"], T0 + 360)])
+
+        async def summary(**params: str) -> Any:
+            got = await hw.client.get("/alerts/summary", params=params,
+                                      headers=headers("viewer"))
+            assert got.status_code == 200, got.json()
+            return got.json()
+
+        offsets = await summary(start="2026-01-01T12:00:00+02:00",
+                                end="2026-01-01T05:04:00-05:00")
+        assert (offsets["start"], offsets["end"], offsets["total"]) == (
+            "2026-01-01T10:00:00Z", "2026-01-01T10:04:00Z", 1)
+        future = await summary(start="2999-01-01T00:00:00Z")
+        assert (future["start"], future["end"], future["total"]) == (
+            "2999-01-01T00:00:00Z", None, 0)
+        whole = await summary(start="0001-01-01T00:00:00Z", end="9999-12-31T23:59:59Z",
+                              zone="no_such_zone", drill="any")
+        assert (whole["start"], whole["end"], whole["total"]) == (
+            "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", 0)
+        assert (await summary(start="0999-12-31T23:59:59.5Z"))["start"] == (
+            "0999-12-31T23:59:59.500Z")
+        assert (await summary(drill="any"))["total"] == 2
+
+
 async def test_an_act_dated_before_its_alerts_new_is_counted_but_not_timed(
         db_url: str, tmp_path: Path) -> None:
     """A plain replay run again into the same database: its trainee acked by id an alert
