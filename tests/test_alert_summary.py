@@ -12,7 +12,7 @@ import pytest
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from store import AlertQuery, Store, open_store
 from tests.api_helpers import headers, rig
-from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
+from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
 JANUARY = (1_767_225_600.0, 1_769_904_000.0)  # [2026-01-01T00:00Z, 2026-02-01T00:00Z)
@@ -302,3 +302,35 @@ async def test_sqlite_reads_a_period_holding_most_alerts_from_the_table(tmp_path
     assert any("alerts_started" in step for step in plan(AlertQuery(start=T0, end=T0 + 3600)))
     # The new's subquery once a row (it ran once for each difference, four a row).
     assert sum("CORRELATED SCALAR SUBQUERY" in step for step in wide) == 3, wide
+
+
+async def test_postgres_compiles_no_summary_statement(
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """The delays statement's subqueries are costed per row: a year of 100,000 alerts went
+    far above jit_above_cost and PostgreSQL spent 1.2 s of 2.2 s compiling it. Here every
+    statement would be compiled (jit_above_cost 0); auto_explain logs each one's plan."""
+    database = pg_dsn.rsplit("/", 1)[1]
+    for setting in ("session_preload_libraries = 'auto_explain'",
+                    "auto_explain.log_min_duration = 0", "auto_explain.log_analyze = on",
+                    "jit_above_cost = 0"):
+        postgres_server.sql(f'ALTER DATABASE "{database}" SET {setting}')
+    store = open_store(pg_dsn, tmp_path, max_age=0.02)
+    await store.start()
+    try:
+        await raise_alerts(store, [(LIVE["dark_a"], T0 + 600)])
+        await store.ack(LIVE["dark_a"].id, "duty", at=WALL, message_at=T0 + 645)
+        before = postgres_server.log.stat().st_size
+        got = await store.alert_summary(AlertQuery(start=JANUARY[0], end=JANUARY[1]))
+        await store.alerts(AlertQuery(start=JANUARY[0], end=JANUARY[1]))
+    finally:
+        await store.stop()
+    assert got["time_to_acknowledge"]["all"] == times(1, 45.0, 45.0, 45.0)
+    with postgres_server.log.open() as log:
+        log.seek(before)
+        plans = log.read().split("duration: ")
+    if not any("JIT:" in plan for plan in plans):
+        pytest.skip("this PostgreSQL compiles no query (built without LLVM)")
+    summary_plans = [plan for plan in plans if "GROUP BY risk_area" in plan
+                     or "AS raised" in plan]
+    assert len(summary_plans) == 2, plans
+    assert not any("JIT:" in plan for plan in summary_plans), summary_plans
