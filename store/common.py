@@ -406,8 +406,10 @@ def bucket_width(start: float, end: float, max_points: int) -> int:
 
 
 def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
-                  ts: Callable[[float], Any]) -> str:
-    """``WHERE`` clause for :class:`AlertQuery`; ``ph`` adds a parameter, returns its marker."""
+                  ts: Callable[[float], Any], started: str = "started_at") -> str:
+    """``WHERE`` clause for :class:`AlertQuery`; ``ph`` adds a parameter, returns its marker.
+    ``started``: the column as the ``end`` term names it (SQLite's ``+started_at``, see
+    ``store.sqlite._started_column``)."""
     where: list[str] = []
     for column, wanted in (("rule", query.rule), ("state", query.state),
                            ("risk_area", query.risk_area)):
@@ -420,7 +422,7 @@ def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
         marker = ph(query.mmsi)
         where.append(f"(mmsi = {marker} OR other_mmsi = {marker})")
     if query.end is not None:
-        where.append(f"started_at <= {ph(ts(query.end))}")
+        where.append(f"{started} <= {ph(ts(query.end))}")
     if query.start is not None:
         where.append(f"(ended_at IS NULL OR ended_at >= {ph(ts(query.start))})")
     if query.drill is not None:
