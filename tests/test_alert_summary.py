@@ -197,6 +197,22 @@ async def test_the_summary_endpoint_answers_a_viewer_with_the_alert_filters(
             assert refused.status_code == 422 and detail in str(refused.json()), refused.json()
 
 
+async def test_times_to_act_are_exact_to_the_millisecond_on_both_backends(
+        db_url: str, tmp_path: Path) -> None:
+    """Message times with a fraction: 45.123 s, not the 45.12299990653992 that two epoch
+    floats differ by (SQLite subtracted them so; PostgreSQL too once the seconds came
+    back as epochs)."""
+    store = open_store(db_url, tmp_path, max_age=0.02)
+    await store.start()
+    try:
+        await raise_alerts(store, [(LIVE["dark_a"], T0 + 600)])
+        await store.ack(LIVE["dark_a"].id, "duty", at=WALL, message_at=T0 + 645.123)
+        got = await store.alert_summary(AlertQuery())
+    finally:
+        await store.stop()
+    assert got["time_to_acknowledge"]["all"] == times(1, 45.123, 45.123, 45.123)
+
+
 async def test_odd_periods_get_plain_answers(tmp_path: Path) -> None:
     """Offsets are read as UTC instants; a period in the far future or the first year is
     empty or whole, and echoed as ISO 8601: year 1 came back as "1-01-01T00:00:00Z"
