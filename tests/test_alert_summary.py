@@ -12,7 +12,7 @@ import pytest
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from store import AlertQuery, Store, open_store
 from tests.api_helpers import headers, rig
-from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
+from tests.services.postgres import PostgresServer
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
 JANUARY = (1_767_225_600.0, 1_769_904_000.0)  # [2026-01-01T00:00Z, 2026-02-01T00:00Z)
@@ -321,7 +321,7 @@ async def test_sqlite_reads_a_period_holding_most_alerts_from_the_table(tmp_path
 
 
 async def test_postgres_compiles_no_summary_statement(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """The delays statement's subqueries are costed per row: a year of 100,000 alerts went
     far above jit_above_cost and PostgreSQL spent 1.2 s of 2.2 s compiling it. Here every
     statement would be compiled (jit_above_cost 0); auto_explain logs each one's plan."""

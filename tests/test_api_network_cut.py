@@ -16,7 +16,7 @@ import pytest
 
 import api.app
 from tests.api_helpers import T0, headers
-from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
+from tests.services.postgres import PostgresServer
 from tests.test_api_outage import FIRST, SECOND, THIRD, service
 from tests.test_store_outage import drain
 
@@ -70,7 +70,7 @@ async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> tuple[int, flo
 
 
 async def test_a_network_cut_is_answered_from_memory_in_seconds(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api.app, "ACT_FLUSH_WAIT_S", 0.5)
     proxy, dsn = await behind_a_proxy(pg_dsn)
@@ -107,7 +107,7 @@ async def test_a_network_cut_is_answered_from_memory_in_seconds(
 
 
 async def test_once_the_writer_knows_the_database_is_away_it_is_not_tried(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     async with service(postgres_server, pg_dsn, tmp_path) as hw:
         await hw.enter_box(FIRST, T0)
@@ -143,7 +143,7 @@ async def test_once_the_writer_knows_the_database_is_away_it_is_not_tried(
 
 
 async def test_the_snooze_history_is_503_at_once_in_a_cut_the_writer_knows_of(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """It was tried all the same, and answered 503 only when its command timed out."""
     proxy, dsn = await behind_a_proxy(pg_dsn)
     try:
@@ -170,7 +170,7 @@ async def test_the_snooze_history_is_503_at_once_in_a_cut_the_writer_knows_of(
 
 
 async def test_the_snooze_history_waits_no_longer_than_the_other_reads_in_a_cut(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """Before the writer knows: it waited for its pooled connection's command timeout (60 s),
     where the alert and snooze reads give up after the answer timeout."""
     proxy, dsn = await behind_a_proxy(pg_dsn)
@@ -190,7 +190,7 @@ async def test_the_snooze_history_waits_no_longer_than_the_other_reads_in_a_cut(
 
 
 async def test_a_track_is_503_at_once_in_a_cut_the_writer_knows_of(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """It was tried all the same, and answered only when its command timed out."""
     proxy, dsn = await behind_a_proxy(pg_dsn)
     hour = {"start": "2026-01-01T09:30:00Z", "end": "2026-01-01T10:30:00Z"}

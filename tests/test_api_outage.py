@@ -36,7 +36,7 @@ from store.base import NotFound, Store, StoreError, StoreUnavailable
 from store.postgres import PostgresStore
 from store.sqlite import SqliteStore
 from tests.api_helpers import T0, ZONES_PATH, authenticator, headers, pos
-from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
+from tests.services.postgres import PostgresServer
 from tests.test_store_outage import drain
 
 SPOT = (-23.80, 151.40)  # lat, lon: inside BOX
@@ -117,7 +117,7 @@ def alerts_on(sub: Subscriber) -> list[dict[str, Any]]:
 
 
 async def test_the_alert_list_is_served_from_memory_while_the_database_is_away(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     async with service(postgres_server, pg_dsn, tmp_path) as hw:
         await hw.enter_box(FIRST, T0)
         await hw.enter_box(SECOND, T0 + 100)
@@ -195,7 +195,7 @@ async def test_the_alert_list_is_served_from_memory_while_the_database_is_away(
 
 
 async def test_an_ack_during_the_outage_is_pushed_at_once_and_stored_when_it_is_back(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     async with service(postgres_server, pg_dsn, tmp_path) as hw:
         await hw.enter_box(FIRST, T0)
         await hw.enter_box(SECOND, T0 + 100)
@@ -250,7 +250,7 @@ async def test_an_ack_during_the_outage_is_pushed_at_once_and_stored_when_it_is_
 
 
 async def test_a_snooze_during_the_outage_mutes_at_once_and_is_stored_when_it_is_back(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     async with service(postgres_server, pg_dsn, tmp_path) as hw:
         await hw.enter_box(FIRST, T0)
         watcher = hw.hub.subscribe(StreamFilter())
@@ -296,7 +296,7 @@ async def test_a_snooze_during_the_outage_mutes_at_once_and_is_stored_when_it_is
 
 
 async def test_the_snooze_list_is_served_from_memory_while_the_database_is_away(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """It was 503, while the rules held every snooze (they mute by them)."""
     earlier = PostgresStore(pg_dsn, spool_path=tmp_path / "earlier.jsonl")
     await earlier.start()  # an earlier run's snooze, loaded at start
@@ -357,7 +357,7 @@ async def test_the_snooze_list_is_served_from_memory_while_the_database_is_away(
 
 
 async def test_a_snooze_run_out_that_memory_lists_can_be_lifted_while_the_database_is_away(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """Run out, and its rule re-armed by the vessel's next alert: the rules no longer mute by
     it, but the store keeps it and memory lists it; lifting it was 503 (memory looked only
     at the snoozes that still mute)."""
@@ -503,7 +503,7 @@ async def test_the_alert_summary_is_not_read_from_a_sqlite_file_another_process_
 
 
 async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool.jsonl"
     async with service(postgres_server, pg_dsn, tmp_path, spool) as hw:
         await hw.enter_box(FIRST, T0)
@@ -529,7 +529,7 @@ async def test_acts_still_queued_at_a_stop_are_stored_by_the_next_start(
 
 
 async def test_an_act_the_spool_cannot_take_is_answered_as_queued_in_memory_only(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk: the act is applied and queued all the same, and its 202 says it is in
     memory only (lost if the service dies before the database is back)."""
@@ -556,7 +556,7 @@ async def test_an_act_the_spool_cannot_take_is_answered_as_queued_in_memory_only
 
 
 async def test_an_ack_stored_whose_answer_cannot_be_read_is_not_queued_again(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """The connection drops after the ack's commit, before anything else is read: the act
     was made, and is answered as made (it was queued again, with a new time, and 202)."""
@@ -587,7 +587,7 @@ async def test_an_ack_stored_whose_answer_cannot_be_read_is_not_queued_again(
 
 
 async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """The service acks from memory; a store-only API (the database reachable for it)
     resolves first: the queued ack is refused, and the stream, MQTT's listeners and memory,
@@ -643,7 +643,7 @@ async def test_an_act_the_store_refuses_when_back_gives_way_to_the_stores_alert(
 
 
 async def test_an_alert_of_the_outage_is_served_from_memory_until_the_store_has_it(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The database is back, the writer has not yet written what was queued meanwhile:
     an alert raised and acknowledged then is not 404, nor missing from the list."""

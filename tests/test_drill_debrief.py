@@ -27,7 +27,6 @@ from store import AlertQuery, open_store
 from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
 from tests.services.mosquitto import free_port
-from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 from tests.test_service_power_cut import wait_for
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"

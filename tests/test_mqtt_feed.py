@@ -31,7 +31,7 @@ from api.picture import LivePicture
 from geofence.alert import Alert, AlertEvent, AlertState, RiskArea, Severity, Transition
 from harbourwatch.operator_acts import ACT_FIELDS, OperatorActs
 from ingest.report import Report, iso_time
-from tests.services.mosquitto import MosquittoBroker, mosquitto, mosquitto_auth  # noqa: F401
+from tests.services.mosquitto import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
 
@@ -138,7 +138,7 @@ class Subscriber:
 
 
 @pytest.fixture
-async def broker(mosquitto: MosquittoBroker) -> AsyncIterator[MosquittoBroker]:  # noqa: F811
+async def broker(mosquitto: MosquittoBroker) -> AsyncIterator[MosquittoBroker]:
     mosquitto.start()  # a failed test may have left it stopped
     yield mosquitto
     mosquitto.start()
@@ -753,7 +753,7 @@ async def test_an_alert_drained_while_its_add_returns_is_not_left_unacknowledged
 
 
 async def test_credentials_from_environment(
-        mosquitto_auth: MosquittoBroker,  # noqa: F811
+        mosquitto_auth: MosquittoBroker,
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG")
     assert mosquitto_auth.password is not None

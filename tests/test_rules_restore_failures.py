@@ -30,7 +30,6 @@ from ingest.report import Report
 from store import Store, open_store
 from store.base import VesselStateJSON
 from tests.rulekit import port_zones, rect, report, rules_config, span
-from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 
 PAIR = (244000011, 244000022)
 SHIP = 244123456
@@ -348,7 +347,7 @@ async def test_a_vessel_saved_state_that_cannot_be_read_costs_only_that_vessel(
 
 
 async def test_a_vessel_saved_by_a_later_version_is_left_out_on_postgresql_too(
-        pg_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+        pg_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     second = Engine(rules_config(), port_zones())
     with caplog.at_level("WARNING", logger=ENGINE_LOG):
         await restarted(pg_dsn, tmp_path, second, newer_vessel(SHIP))

@@ -27,7 +27,7 @@ from harbourwatch.timeutil import parse_iso
 from replay.scenario import generate_scenario
 from store import open_store
 from tests.paths import FIXTURES
-from tests.services.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
+from tests.services.mosquitto import MosquittoBroker, free_port
 
 DEMO_ZONES = FIXTURES / "demo-port" / "zones.geojson"
 TOKEN = "op-" + uuid.uuid4().hex
@@ -86,7 +86,7 @@ async def _stopped(proc: subprocess.Popen[str], listener: asyncio.Task[None]) ->
 
 
 async def test_drill_replay_reaches_api_and_command_platform(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     log, truth = tmp_path / "port.nmea", tmp_path / "truth.json"
     generate_scenario(DEMO_ZONES, seed=5, hours=0.5, out=log, truth=truth)
     prefix = f"test-{uuid.uuid4().hex[:8]}/port"
@@ -170,7 +170,7 @@ async def test_drill_replay_reaches_api_and_command_platform(
 
 
 async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     """A feed down from the start published nothing: its retained "online" from the run
     before stayed in place. Now every source's state is published when the feed starts."""
     prefix = f"test-{uuid.uuid4().hex[:8]}/port"
@@ -204,7 +204,7 @@ async def test_a_source_that_never_comes_up_is_offline_on_mqtt(
 
 
 async def test_a_drill_with_the_ports_config_leaves_the_live_client_id_alone(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     """A drill (or replay) on a config that sets ``mqtt.client_id`` connected with that id:
     the broker dropped the live service's connection for it, and each took it back."""
     log, truth = tmp_path / "port.nmea", tmp_path / "truth.json"
@@ -236,7 +236,7 @@ async def test_a_drill_with_the_ports_config_leaves_the_live_client_id_alone(
 
 
 async def test_a_plain_replay_with_the_ports_config_leaves_the_live_topics_alone(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     """``replay LOG --config port.yaml`` (no --drill, --mqtt-prefix or --mqtt off) published
     on the live prefix: ``<p>/available`` went online then stopped under the running live
     service, and its alerts stayed retained there. It has a branch of its own now."""
@@ -296,7 +296,7 @@ async def test_a_plain_replay_with_the_ports_config_leaves_the_live_topics_alone
 
 
 async def test_a_bound_udp_source_whose_receiver_went_quiet_is_offline_on_mqtt(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     """``<p>/sources/<source>/status`` said "online" for a bound UDP socket whose receiver
     had gone silent, its source_silent alert open: the status told the link, not whether
     the receiver is heard, which is what a command platform reads it as."""
@@ -385,7 +385,7 @@ async def _served_run(tmp_path: Path, broker: MosquittoBroker, role: str, *, rul
 
 
 async def test_an_act_on_mqtt_is_stamped_on_the_rules_clock_not_before_the_alert(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     """An operator's ack reached MQTT stamped with the newest time a report carried: in a
     live run whose receivers are silent the rules' clock moves on without reports, so the
     ack of a ``source_silent`` alert was stamped before the alert's own ``new`` (and its
@@ -430,7 +430,7 @@ async def test_an_act_on_mqtt_is_stamped_on_the_rules_clock_not_before_the_alert
 
 
 async def test_the_stats_on_mqtt_are_those_of_the_api(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     """``<p>/stats`` carries the counters of ``GET /stats`` in its shape (``pipeline``,
     ``store``, ``stream``, ``vessels``, ``mqtt``), plus ``sources``, as the README says: the
     pipeline's were at the top level and the store's (``db_up``, ``queued``) were missing,

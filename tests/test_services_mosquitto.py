@@ -7,9 +7,7 @@ import uuid
 import aiomqtt
 import pytest
 
-from tests.services.mosquitto import MosquittoBroker, mosquitto, mosquitto_auth
-
-__all__ = ["mosquitto", "mosquitto_auth"]  # the fixtures, imported to be found by pytest
+from tests.services.mosquitto import MosquittoBroker
 
 
 def _client(broker: MosquittoBroker, username: str | None = None,

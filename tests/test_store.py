@@ -29,7 +29,6 @@ from store import (
     VesselStateJSON,
     open_store,
 )
-from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
 A, B, C = 244123456, 244654321, 211000001
@@ -881,7 +880,7 @@ async def test_a_version_1_sqlite_database_is_migrated_in_place(tmp_path: Path) 
 
 
 async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescaledb_if_offered(
-        pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        pg_dsn: str, tmp_path: Path) -> None:
     """A version 1 database with rows: version 2 keeps them. Positions become a hypertable
     with its policies exactly when the server preloads TimescaleDB
     (``HARBOURWATCH_PG_PRELOAD=timescaledb``), and stay a plain table otherwise."""
@@ -947,7 +946,7 @@ async def test_a_version_1_postgres_database_is_migrated_in_place_with_timescale
 
 
 async def test_a_version_2_postgres_database_takes_the_suspect_column_compressed_or_not(
-        pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Schema 3 adds ``positions.suspect``. With TimescaleDB its chunks may be compressed
     already (``HARBOURWATCH_PG_PRELOAD=timescaledb``): the column is added all the same and
     the old rows read as not rejected."""

@@ -14,8 +14,8 @@ from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from ingest.report import Report
 from store.base import Store
 from store.postgres import PostgresStore
-from tests.services.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
-from tests.services.postgres import PostgresServer, pg_dsn, postgres_server  # noqa: F401
+from tests.services.mosquitto import MosquittoBroker, free_port
+from tests.services.postgres import PostgresServer
 
 T0 = 1_767_261_600.0
 VESSELS = [244000000 + i for i in range(20)]
@@ -51,7 +51,7 @@ async def drain(store: Store) -> None:
 
 
 async def test_outage_mid_stream_every_position_exactly_once(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     store = PostgresStore(pg_dsn, spool_path=tmp_path / "spool.jsonl", batch_size=200,
                           max_age=0.01, memory_limit=1000, retry_max=0.3)
     await store.start()
@@ -101,7 +101,7 @@ async def test_outage_mid_stream_every_position_exactly_once(
 
 
 async def test_rows_spooled_at_stop_reach_the_database_on_next_start(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool.jsonl"
     first = PostgresStore(pg_dsn, spool_path=spool, batch_size=100, max_age=0.01,
                           retry_max=0.2)
@@ -136,7 +136,7 @@ async def test_rows_spooled_at_stop_reach_the_database_on_next_start(
 
 
 async def test_postgres_stopped_in_the_middle_of_a_replay(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """The production replay path (scenario log → ingest → rules → PostgresStore), with the
     server stopped a third of the way in and started again two thirds in: every position
     the replay produced is stored exactly once, and the alerts too."""
@@ -199,8 +199,8 @@ async def test_postgres_stopped_in_the_middle_of_a_replay(
 
 
 async def test_the_mqtt_feed_goes_on_while_its_outbox_database_is_away(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
-        mosquitto: MosquittoBroker) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
+        mosquitto: MosquittoBroker) -> None:
     """The MQTT outbox lives in PostgreSQL: while it is away vessels are still published on
     the same connection (it was dropped and re-made in a loop, vessels and all), and the
     alerts raised meanwhile follow, in order, once it is back."""
@@ -270,7 +270,7 @@ def test_a_position_spooled_before_the_suspect_column_reads_as_not_rejected(
 
 
 async def test_a_database_refusing_writes_is_an_outage_not_bad_rows(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """A database that refuses writes for its own state (here read-only, as a standby after
     a failover; a rotated password or a full disk alike) keeps the rows buffered and
     catches them up; each row was set aside as bad, and lost."""
@@ -307,7 +307,7 @@ async def test_a_database_refusing_writes_is_an_outage_not_bad_rows(
 
 @pytest.mark.parametrize("timeout", ["command", "lock"])
 async def test_a_lock_held_past_the_timeout_is_said_as_a_timeout_not_unreachable(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture, timeout: str) -> None:
     """The writer's COPY waited behind LOCK TABLE in another session until a timeout (the
     client's command timeout, or the server's ``lock_timeout``), and the log said "database
@@ -366,7 +366,7 @@ async def test_a_connection_not_made_in_time_is_unreachable_not_a_lock(
 
 
 def test_a_live_start_waits_for_a_database_not_up_yet(
-        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        postgres_server: PostgresServer, pg_dsn: str, tmp_path: Path) -> None:
     """A box back from a power cut starts the service before its database: the live service
     waits for it (it exited, and systemd's start limit left it down), and runs once it is
     up; a signal stops the wait cleanly."""

@@ -22,7 +22,6 @@ from harbourwatch.options import ServiceOptions, resolve_config
 from harbourwatch.service import load_zones, restore_state
 from store import open_store
 from tests.paths import FIXTURES
-from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
 
 UPGRADE = FIXTURES / "upgrade"
 

@@ -6,9 +6,8 @@ file, user ``harbourwatch``). Each yields a :class:`MosquittoBroker` with ``host
 and come back stops and restarts it on the same port. A test that stops the broker must start
 it again before it ends, as the broker is shared by the session.
 
-Use them from a test module or conftest with::
-
-    from tests.services.mosquitto import mosquitto  # noqa: F401  (pytest fixture)
+tests/conftest.py declares both for every test module: a test names them as parameters.
+Importing them into a test module would give that module a broker of its own.
 
 The broker binary is Debian's ``mosquitto`` (``apt-get install mosquitto``); set
 ``MOSQUITTO`` to another path if needed. A missing binary fails the tests: it never skips them.

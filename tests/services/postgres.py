@@ -9,9 +9,8 @@ with the package to install: a silently skipped database test proves nothing.
 ``shared_preload_libraries``, e.g. ``timescaledb`` to run the store tests on TimescaleDB
 (telemetry is then switched off). Unset, the server loads nothing extra.
 
-Use from a test module::
-
-    from tests.services.postgres import pg_dsn, postgres_server  # noqa: F401
+tests/conftest.py declares both for every test module: a test names them as parameters.
+Importing them into a test module would give that module a cluster of its own.
 """
 
 from __future__ import annotations
