@@ -163,12 +163,29 @@ def _parse_time(value: str | None, name: str) -> float | None:
     try:
         ts = parse_iso(value)
     except (ValueError, OverflowError) as exc:
-        raise ApiError(422, f"{name}: not an ISO 8601 time ({value!r})") from exc
+        raise ApiError(422, _plus_read_as_space(value, name)
+                       or f"{name}: not an ISO 8601 time ({value!r})") from exc
     if not math.isfinite(ts):
         raise ApiError(422, f"{name}: not a finite time")
     if not _FIRST_TIME <= ts <= _LAST_TIME:
         raise ApiError(422, f"{name}: out of range (years 1 to 9999)")
     return ts
+
+
+def _plus_read_as_space(value: str, name: str) -> str | None:
+    """The error for a time whose offset's ``+`` the URL's query decoded to a space
+    (``…T22:00:00+10:00`` typed unescaped, as a port east of Greenwich writes local time),
+    else None: "not an ISO 8601 time" would blame a time that was right."""
+    stamp, space, offset = value.rpartition(" ")
+    if not space or not offset.replace(":", "").isdigit():
+        return None
+    try:
+        parse_iso(f"{stamp}+{offset}")
+    except (ValueError, OverflowError):
+        return None
+    return (f"{name}: {value!r} has a space where its offset's '+' was: a URL query reads "
+            f"'+' as a space; write it %2B ({stamp}%2B{offset}), or give the time in UTC "
+            "with Z")
 
 
 def _parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:

@@ -276,6 +276,31 @@ async def test_track_is_a_linestring_with_per_vertex_times(api: Rig) -> None:
         422, "start/end: the default hour falls outside years 1 to 9999")
 
 
+async def test_a_time_whose_plus_sign_the_url_turned_to_a_space_is_told_how_to_write_it(
+        api: Rig) -> None:
+    """A port east of Greenwich writes its local time with `+10:00`; unescaped in a URL's
+    query that `+` arrives as a space, and "not an ISO 8601 time" would blame a time that
+    was right. The 422 names the cause and the way to write it; UTC with Z and `%2B` work."""
+    await _seed_alerts(api)
+    h = headers("viewer")
+    told = ("start: '2026-03-01T22:00:00 10:00' has a space where its offset's '+' was: "
+            "a URL query reads '+' as a space; write it %2B (2026-03-01T22:00:00%2B10:00), "
+            "or give the time in UTC with Z")
+    for path in ("/alerts", "/alerts/summary", f"/vessels/{A}/track"):
+        bad = await api.client.get(f"{path}?start=2026-03-01T22:00:00+10:00", headers=h)
+        assert (bad.status_code, bad.json()["error"]) == (422, told), path
+    compact = await api.client.get("/alerts?end=2026-03-01T22:00:00+1000", headers=h)
+    assert compact.json()["error"] == (
+        "end: '2026-03-01T22:00:00 1000' has a space where its offset's '+' was: a URL "
+        "query reads '+' as a space; write it %2B (2026-03-01T22:00:00%2B1000), or give "
+        "the time in UTC with Z")
+    escaped = await api.client.get("/alerts/summary?start=2026-03-01T22:00:00%2B10:00",
+                                   headers=h)
+    assert (escaped.status_code, escaped.json()["start"]) == (200, "2026-03-01T12:00:00Z")
+    assert (await api.client.get("/alerts?start=yesterday 10:00", headers=h)).json()[
+        "error"] == "start: not an ISO 8601 time ('yesterday 10:00')"
+
+
 # -- alerts ------------------------------------------------------------------------------------
 
 async def _seed_alerts(api: Rig) -> list[str]:
