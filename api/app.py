@@ -544,8 +544,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         mmsi: Mmsi, _: Viewer,
         start: Annotated[str | None, Query(description="ISO 8601; default end - 1 h",
                                            examples=["2026-01-01T10:00:00Z"])] = None,
-        end: Annotated[str | None, Query(description="ISO 8601; default now (message time)",
-                                         examples=["2026-01-01T11:00:00Z"])] = None,
+        end: Annotated[str | None, Query(
+            description="ISO 8601; default start + 1 h, or without start the rules' clock "
+                        "(message time)",
+            examples=["2026-01-01T11:00:00Z"])] = None,
         max_points: Annotated[int, Query(ge=2, le=20_000)] = 2000,
         drill: Annotated[bool | None, Query(
             description="Drill positions (true) or real ones (false); default: those of "

@@ -276,6 +276,22 @@ async def test_track_is_a_linestring_with_per_vertex_times(api: Rig) -> None:
         422, "start/end: the default hour falls outside years 1 to 9999")
 
 
+async def test_a_track_given_only_its_start_is_the_hour_from_it_and_says_so(api: Rig) -> None:
+    """`start` alone gives the hour from it, not up to now: the description said "end:
+    default now", so a duty officer asking for the track since the start of the watch
+    would take the vessel for silent after its first hour."""
+    h = headers("viewer")
+    feat = (await api.client.get(f"/vessels/{A}/track", headers=h,
+                                 params={"start": "2026-03-01T08:00:00Z"})).json()
+    assert (feat["properties"]["start"], feat["properties"]["end"]) == (
+        "2026-03-01T08:00:00Z", "2026-03-01T09:00:00Z")
+    params = {p["name"]: p.get("description") for p in (await api.client.get(
+        "/openapi.json")).json()["paths"]["/vessels/{mmsi}/track"]["get"]["parameters"]}
+    assert (params["start"], params["end"]) == (
+        "ISO 8601; default end - 1 h",
+        "ISO 8601; default start + 1 h, or without start the rules' clock (message time)")
+
+
 async def test_a_time_whose_plus_sign_the_url_turned_to_a_space_is_told_how_to_write_it(
         api: Rig) -> None:
     """A port east of Greenwich writes its local time with `+10:00`; unescaped in a URL's
