@@ -61,6 +61,12 @@ class OperatorActs:
         acts = self._acts.get(alert_id)
         return None if acts is None else dict(acts)
 
+    def resolved(self, alert_id: str) -> bool:
+        """An operator resolved it while its condition holds: the rules still end it, but
+        it is no longer open to anyone watching."""
+        acts = self._acts.get(alert_id)
+        return acts is not None and acts["state"] == "resolved"
+
     def over(self, event: AlertEvent) -> AlertEvent:
         """``event`` with the operator's state and fields, when an operator acted on it."""
         alert_id = str(event.alert.get("id"))

@@ -382,7 +382,8 @@ class Pipeline:
             "alert_transitions": {f"{rule}/{transition}": n for (rule, transition), n
                                   in sorted(self.alert_transitions.items())},
             "open_alerts": dict(sorted(Counter(
-                a.rule for a in self.engine.open_alerts()).items())),
+                a.rule for a in self.engine.open_alerts()
+                if not self.operator_acts.resolved(a.id)).items())),
             "muted_by_snooze": self.muted,
             "sink_failures": dict(self.sink_failures),
             "rule_failures": self.rule_failures,

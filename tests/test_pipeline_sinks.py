@@ -186,6 +186,31 @@ def test_metrics_count_transitions_by_rule_and_what_is_open() -> None:
     assert 'harbourwatch_open_alerts{rule="emergency_device"} 3.0' in lines
 
 
+def test_open_alerts_leave_out_those_an_operator_resolved_while_the_condition_holds() -> None:
+    """A duty officer resolves a false alarm whose condition still holds (the pilot boat in
+    the restricted wharf): the rules keep it to end it later, but it is no longer open.
+    `open_alerts` (and harbourwatch_open_alerts, "open (or acknowledged) now") counted it,
+    so a dashboard went on showing it, and a Prometheus alert on it went on firing."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from api.metrics import ServiceCollector
+
+    pipeline = Pipeline(Ingestor(), Engine(rules_config(), port_zones()), [Seen()], live=True)
+    for n in range(1, 4):  # three AIS-SARTs: emergency_device opens for each
+        line = single(position(mmsi=970000000 + n, speed=0.0))
+        pipeline.feed_lines([("udp", line.encode(), 1_767_268_800.0 + n)])
+    first, second, _ = sorted(pipeline.engine.open_alerts(), key=lambda a: a.mmsi or 0)
+    pipeline.operator_acts.record({**first.to_dict(), "state": "resolved",
+                                   "resolved_by": "duty", "resolved_at": "2026-01-01T12:00:00Z"})
+    pipeline.operator_acts.record({**second.to_dict(), "state": "acknowledged",
+                                   "acknowledged_by": "duty"})
+    assert pipeline.stats()["open_alerts"] == {"emergency_device": 2}
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(stats=pipeline.stats))
+    assert 'harbourwatch_open_alerts{rule="emergency_device"} 2.0' in set(
+        generate_latest(registry).decode().splitlines())
+
+
 class RaisesOnChange(BaseRule):
     """A rule with a bug a receiver heard again, vessels forgotten or new zones find."""
 
