@@ -47,7 +47,7 @@ from api.memory_alerts import (
 from api.metrics import CONTENT_TYPE, ServiceCollector, make_registry, render
 from api.service_stats import service_stats
 from api.stream import StreamFilter, StreamFull
-from geofence.alert import RiskArea
+from geofence.alert import RiskArea, Severity
 from geofence.zones import ZONE_ID, ZoneError, ZoneSet
 from harbourwatch.timeutil import iso_time, parse_iso
 from store.base import (
@@ -77,6 +77,7 @@ DESIGN_RULES = frozenset({
 _MAX_MMSI = 999_999_999
 ALERT_STATES = ("open", "acknowledged", "ended", "resolved")
 RISK_AREAS = tuple(area.value for area in RiskArea)
+SEVERITIES = tuple(level.value for level in Severity)
 #: Seconds an act waits for the store writer's pass before it (see ``act``); past it the
 #: writer is stuck on a database that does not answer, and the act is queued instead.
 ACT_FLUSH_WAIT_S = 5.0
@@ -216,7 +217,8 @@ def _check_names(names: Iterable[str], field: str, known: Collection[str], what:
     the known names as its detail."""
     unknown = list(dict.fromkeys(n for n in names if n not in known))
     if unknown:
-        raise ApiError(422, f"{field}: unknown {what}{'s' if len(unknown) > 1 else ''} "
+        whats = what[:-1] + "ies" if what.endswith("y") else what + "s"  # severity
+        raise ApiError(422, f"{field}: unknown {whats if len(unknown) > 1 else what} "
                        + ", ".join(map(repr, unknown)), sorted(known))
 
 
@@ -588,6 +590,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
             max_length=1024, description=", ".join(RISK_AREAS)
             + "; comma-separated for several",
             examples=["criminal_activity,information_security"])] = None,
+        severity: Annotated[str | None, _listed(
+            max_length=1024, description=", ".join(SEVERITIES) + "; comma-separated for several",
+            examples=["warning,critical"])] = None,
         zone: Annotated[str | None, Query(
             max_length=64, pattern=ZONE_ID_PATTERN,
             description="Zone id the alerts name: any zone id, also one no longer running "
@@ -612,11 +617,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         rule_names = _names(rule, "rule", rules, "rule")
         states = _names(state, "state", ALERT_STATES, "state")
         risk_areas = _names(risk_area, "risk_area", RISK_AREAS, "risk area")
+        severities = _names(severity, "severity", SEVERITIES, "severity")
         t_start, t_end = _parse_time(start, "start"), _parse_time(end, "end")
         if t_start is not None and t_end is not None and t_end < t_start:
             raise ApiError(422, "end is before start")
-        query = AlertQuery(rule=rule_names, state=states, risk_area=risk_areas, zone=zone,
-                           mmsi=mmsi, start=t_start, end=t_end,
+        query = AlertQuery(rule=rule_names, state=states, risk_area=risk_areas,
+                           severity=severities, zone=zone, mmsi=mmsi, start=t_start, end=t_end,
                            drill=(deps.drill if drill is None
                                   else None if drill == "any" else drill),
                            after=after, limit=limit, offset=offset)
@@ -651,6 +657,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         risk_area: Annotated[str | None, _listed(
             max_length=1024, description=", ".join(RISK_AREAS)
             + "; comma-separated for several")] = None,
+        severity: Annotated[str | None, _listed(
+            max_length=1024, description=", ".join(SEVERITIES) + "; comma-separated for several",
+            examples=["warning,critical"])] = None,
         zone: Annotated[str | None, Query(
             max_length=64, pattern=ZONE_ID_PATTERN,
             description="Zone id the alerts name (also one no longer running)")] = None,
@@ -673,6 +682,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             raise ApiError(422, "end is before start")
         query = AlertQuery(rule=_names(rule, "rule", rules, "rule"),
                            risk_area=_names(risk_area, "risk_area", RISK_AREAS, "risk area"),
+                           severity=_names(severity, "severity", SEVERITIES, "severity"),
                            zone=zone, mmsi=mmsi, start=t_start, end=t_end,
                            drill=(deps.drill if drill is None
                                   else None if drill == "any" else drill))

@@ -79,6 +79,8 @@ def _matches(alert: Mapping[str, Any], q: AlertQuery, states: frozenset[str]) ->
         return False
     if not one_of(alert["rule"], q.rule) or not one_of(alert["risk_area"], q.risk_area):
         return False
+    if not one_of(alert["severity"], q.severity):
+        return False
     if q.zone is not None and alert["zone"] != q.zone:
         return False
     if q.mmsi is not None and q.mmsi not in (alert["mmsi"], alert["other_mmsi"]):

@@ -68,8 +68,9 @@ class AlertQuery:
     """Filters for :meth:`Store.alerts`; ``None`` means "any".
 
     ``mmsi`` matches either vessel of an alert; ``start``/``end`` select alerts whose active
-    span ``[started_at, ended_at or ∞)`` overlaps the range; ``rule``, ``state`` and
-    ``risk_area`` may each be one value or a non-empty tuple of values (any of them).
+    span ``[started_at, ended_at or ∞)`` overlaps the range; ``rule``, ``state``,
+    ``risk_area`` and ``severity`` may each be one value or a non-empty tuple of values (any
+    of them).
     ``after``: only alerts after this one in the listing's order (newest started first,
     then id): a page that new alerts cannot shift.
     """
@@ -77,6 +78,7 @@ class AlertQuery:
     rule: str | tuple[str, ...] | None = None
     state: str | tuple[str, ...] | None = None
     risk_area: str | tuple[str, ...] | None = None
+    severity: str | tuple[str, ...] | None = None
     zone: str | None = None
     mmsi: int | None = None
     start: float | None = None

@@ -412,7 +412,7 @@ def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
     ``store.sqlite._started_column``)."""
     where: list[str] = []
     for column, wanted in (("rule", query.rule), ("state", query.state),
-                           ("risk_area", query.risk_area)):
+                           ("risk_area", query.risk_area), ("severity", query.severity)):
         if wanted is not None:
             values = (wanted,) if isinstance(wanted, str) else tuple(wanted)
             where.append(f"{column} IN (" + ", ".join(ph(v) for v in values) + ")")

@@ -119,9 +119,10 @@ def delays_statement(query: AlertQuery, marker: Marker, ts: Callable[[float], An
 def snoozes_statement(query: AlertQuery, marker: Marker,
                       ts: Callable[[float], Any]) -> Statement | None:
     """The snooze acts made in the period (on the wall clock: a snooze's audit row has no
-    message time); None when the summary cannot have them: a snooze names neither a zone
-    nor a risk area, and a drill's snoozes are never stored."""
-    if query.zone is not None or query.risk_area is not None or query.drill:
+    message time); None when the summary cannot have them: a snooze names no zone, risk
+    area or severity, and a drill's snoozes are never stored."""
+    if (query.zone is not None or query.risk_area is not None or query.severity is not None
+            or query.drill):
         return None
 
     def build(ph: Callable[[Any], str]) -> str:

@@ -53,8 +53,9 @@ def pos(mmsi: int, t: float, lat: float, lon: float, speed: float | None = 5.0,
 
 def make_alert(rule: str = "dark_vessel", mmsi: int = A, start: float = T0,
                zone: str | None = "berth_3", risk: RiskArea = RiskArea.CRIMINAL_ACTIVITY,
-               drill: bool = False, other: int | None = None) -> Alert:
-    return Alert(rule=rule, risk_area=risk, severity=Severity.WARNING, mmsi=mmsi,
+               drill: bool = False, other: int | None = None,
+               severity: Severity = Severity.WARNING) -> Alert:
+    return Alert(rule=rule, risk_area=risk, severity=severity, mmsi=mmsi,
                  other_mmsi=other, started_at=start, zone=zone, lat=-23.85, lon=151.25,
                  drill=drill, details={"n": 1})
 

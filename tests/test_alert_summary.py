@@ -163,9 +163,28 @@ async def test_a_period_holds_the_alerts_that_started_in_it_and_the_filters_appl
     assert await counted(start=JANUARY[0], risk_area=("natural_hazard",)) == (
         1, {"anchor_drag": 1}, None)  # a snooze names no risk area
     assert await counted(zone="berth_9") == (0, {}, None)
+    # "Warnings and above": the restricted entry is critical, the zone entry info.
+    assert await counted(start=JANUARY[0], end=JANUARY[1], severity=("warning", "critical")
+                         ) == (5, {"anchor_drag": 1, "dark_vessel": 2, "restricted_entry": 1,
+                                   "speeding": 1}, None)  # a snooze names no severity
+    assert await counted(severity="info") == (1, {"zone_entry": 1}, None)
     empty = await port.alert_summary(AlertQuery(start=T0 + 10_000, end=T0 + 20_000))
     assert (empty["total"], empty["by_kind"], empty["time_to_acknowledge"],
             empty["unanswered"]) == (0, {"live": 0, "drill": 0}, {}, 0)
+
+
+async def test_severity_filters_the_alerts_listed_and_counted_on_both_backends(
+        port: Store) -> None:
+    above = AlertQuery(severity=("warning", "critical"), drill=False)
+    assert [a["id"] for a in await port.alerts(above)] == [
+        LIVE[name].id for name in ("drag", "speeding", "restricted", "dark_b", "dark_a",
+                                   "december")]
+    assert await port.count_alerts(above) == 6
+    assert [a["id"] for a in await port.alerts(AlertQuery(severity="critical", drill=None))
+            ] == [LIVE["restricted"].id, DRILL.id]
+    assert await port.count_alerts(AlertQuery(severity=("info",), rule="dark_vessel")) == 0
+    # A value goes in as a parameter, never into the SQL text.
+    assert await port.count_alerts(AlertQuery(severity="warning' OR '1'='1")) == 0
 
 
 async def test_the_summary_endpoint_answers_a_viewer_with_the_alert_filters(

@@ -16,7 +16,7 @@ from fastapi import Query
 
 from api.app import DESIGN_RULES, Viewer
 from api.auth import Authenticator, Role, sha256_hex
-from geofence.alert import AlertEvent, RiskArea, Transition
+from geofence.alert import AlertEvent, RiskArea, Severity, Transition
 from geofence.zones import ZoneSet
 from harbourwatch.timeutil import parse_iso
 from ingest.report import iso_time
@@ -401,16 +401,64 @@ async def test_alert_filters_and_pagination(api: Rig) -> None:
                 {"start": "2026-01-01T12:00:00Z", "end": "2026-01-01T11:00:00Z"}):
         assert (await api.client.get("/alerts", params=bad, headers=h)).status_code == 422
     # A filter the API does not have matched everything, silently.
-    unknown = await api.client.get("/alerts", params={"severity": "critical"}, headers=h)
+    unknown = await api.client.get("/alerts", params={"priority": "high"}, headers=h)
     assert unknown.status_code == 422
     assert unknown.json()["error"].startswith(
-        "severity: unknown query parameter (expected after, drill, end, limit, mmsi, ")
+        "priority: unknown query parameter (expected after, drill, end, limit, mmsi, ")
     assert (await api.client.get("/vessels", params={"max_speed": 3}, headers=h)
             ).status_code == 422
     # The names are for callers: no token, a 401 before any of them is said.
-    assert (await api.client.get("/alerts", params={"severity": "critical"})).status_code == 401
+    assert (await api.client.get("/alerts", params={"priority": "high"})).status_code == 401
     assert (await api.client.get("/stream", params={"rules": "speeding,speedng"}, headers=h)
             ).json()["error"] == "rules: unknown rule 'speedng'"
+
+
+async def test_severity_filters_the_alert_list_and_the_summary(api: Rig) -> None:
+    """"Warnings and above on my watch" could not be asked: neither /alerts nor
+    /alerts/summary had a severity filter."""
+    info = make_alert("zone_entry", A, T0, risk=RiskArea.PORT_OPERATIONS,
+                      severity=Severity.INFO)
+    warning = make_alert("dark_vessel", B, T0 + 100)
+    critical = make_alert("restricted_entry", C, T0 + 200, severity=Severity.CRITICAL)
+    drill = make_alert("restricted_entry", A, T0 + 300, drill=True, severity=Severity.CRITICAL)
+    for a in (info, warning, critical, drill):
+        api.store.on_alert(event(a))
+    await api.store.flush()
+    h = headers("viewer")
+    page, ids = alert_listing(api, h)
+
+    assert await ids(severity="critical") == [critical.id]
+    assert await ids(severity="warning,critical") == [critical.id, warning.id]
+    assert await ids(severity="critical", drill="any") == [drill.id, critical.id]
+    assert await ids(severity="info", rule="dark_vessel") == []
+    assert await ids(severity=" , ") == [critical.id, warning.id, info.id]  # no filter
+    counted = await page(severity="warning,critical", limit=1)
+    assert (counted["total"], counted["next"]) == (2, critical.id)
+
+    async def summary(**params: str) -> dict[str, Any]:
+        resp = await api.client.get("/alerts/summary", params=params, headers=h)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    above = await summary(severity="warning,critical")
+    assert (above["total"], above["by_severity"], above["by_rule"], above["snoozes"]) == (
+        2, {"critical": 1, "warning": 1}, {"dark_vessel": 1, "restricted_entry": 1},
+        None)  # a snooze names no severity
+    assert (await summary(severity="info"))["by_rule"] == {"zone_entry": 1}
+
+    known = ["critical", "info", "warning"]
+    for path in ("/alerts", "/alerts/summary"):
+        for query, message in (
+                ("severity=warning,urgent", "severity: unknown severity 'urgent'"),
+                ("severity=high,warning,urgent", "severity: unknown severities 'high', 'urgent'"),
+                ("severity=Critical", "severity: unknown severity 'Critical'")):
+            resp = await api.client.get(f"{path}?{query}", headers=h)
+            assert (resp.status_code, resp.json()) == (422, {"error": message, "detail": known})
+        twice = await api.client.get(f"{path}?severity=warning&severity=critical", headers=h)
+        assert (twice.status_code, twice.json()["error"]) == (
+            422, "severity: given 2 times; give one value, comma-separated for several "
+                 "(severity=a,b)")
 
 
 async def test_the_total_of_a_full_page_is_counted_by_the_database_not_read_page_by_page(
@@ -506,8 +554,8 @@ async def test_a_repeated_query_parameter_is_refused_naming_it(api: Rig) -> None
         resp = await api.client.get(path, headers=h)
         assert (resp.status_code, resp.json().get("error")) == (422, message), path
     # An unknown name is said first; no token: a 401 before any name is said.
-    unknown = await api.client.get("/alerts?severity=1&severity=2&limit=1&limit=2", headers=h)
-    assert unknown.json()["error"].startswith("severity: unknown query parameter")
+    unknown = await api.client.get("/alerts?priority=1&priority=2&limit=1&limit=2", headers=h)
+    assert unknown.json()["error"].startswith("priority: unknown query parameter")
     assert (await api.client.get("/alerts?limit=1&limit=2")).status_code == 401
     # One value each: as before.
     one = await api.client.get("/alerts?rule=speeding,dark_vessel&drill=any&limit=5", headers=h)

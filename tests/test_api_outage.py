@@ -136,6 +136,13 @@ async def test_the_alert_list_is_served_from_memory_while_the_database_is_away(
             "rule": "restricted_entry,zone_entry"})).json()["total"] == 6
         assert (await hw.client.get("/alerts", headers=headers("viewer"), params={
             "rule": ",", "state": ",", "risk_area": ","})).json()["total"] == 6
+        # Severities likewise: the zone entries are info, the restricted entries above.
+        above = {"severity": "warning,critical"}
+        assert (await hw.client.get("/alerts", headers=headers("viewer"), params=above)
+                ).json()["alerts"] == stored["alerts"]
+        info = (await hw.client.get("/alerts", headers=headers("viewer"),
+                                    params={"severity": "info"})).json()
+        assert (info["total"], {a["rule"] for a in info["alerts"]}) == (4, {"zone_entry"})
         await hw.outage()
 
         got = await hw.client.get("/alerts", headers=headers("viewer"))
@@ -163,6 +170,12 @@ async def test_the_alert_list_is_served_from_memory_while_the_database_is_away(
         assert [a["id"] for a in from_memory["alerts"]] == [a["id"] for a in stored["alerts"]]
         assert (await hw.client.get("/alerts", headers=headers("viewer"), params={
             **listed, "risk_area": "port_operations,fire"})).json()["alerts"] == []
+        held = (await hw.client.get("/alerts", headers=headers("viewer"), params={
+            **listed, **above})).json()
+        assert (held["source"], [a["id"] for a in held["alerts"]]) == (
+            "memory", [a["id"] for a in stored["alerts"]])
+        assert (await hw.client.get("/alerts", headers=headers("viewer"), params={
+            **listed, "severity": "info"})).json()["alerts"] == []
         both = (await hw.client.get("/alerts", headers=headers("viewer"),
                                     params={"drill": "any", "state": "open"})).json()
         assert list(both["incomplete"]) == ["drill"]  # another run's drill: not held
