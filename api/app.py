@@ -964,6 +964,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         rule, _, mmsi_text = snooze_id.partition(":")
         if not mmsi_text.isdigit() or len(mmsi_text) > 9 or not rule:
             raise ApiError(422, "snooze id: expected '<rule>:<mmsi>'")
+        known_rules([rule], "rule")  # as POST /snoozes: a typo, not "no snooze"
         mmsi = int(mmsi_text)
         status, on_disk = 204, False
         try:

@@ -726,6 +726,11 @@ async def test_snoozes_are_audited_and_removable(api: Rig, tmp_path: Path) -> No
     again = await api.client.delete(f"/snoozes/loitering:{A}", headers=h)
     assert again.status_code == 404
     assert (await api.client.delete("/snoozes/garbage", headers=h)).status_code == 422
+    # A misspelt rule is a typo, as for POST: not "no snooze", which sends one looking.
+    lift_typo = await api.client.delete(f"/snoozes/loitring:{A}", headers=h)
+    assert (lift_typo.status_code, lift_typo.json()) == (
+        422, {"error": "rule: unknown rule 'loitring'", "detail": sorted(DESIGN_RULES)})
+    assert typo.json() == lift_typo.json()
 
     conn = sqlite3.connect(tmp_path / "api.db")
     rows = conn.execute("SELECT actor, action, note, time FROM alert_audit "
