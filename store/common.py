@@ -405,11 +405,34 @@ def bucket_width(start: float, end: float, max_points: int) -> int:
     return int((end - start) // max_points) + 1
 
 
+class Params:
+    """A statement's parameters: called with a value, binds it and gives its marker in the
+    backend's SQL (``marker(n)``, 1-based: ``?n`` for SQLite, ``$n`` for PostgreSQL), so a
+    request's values never enter the SQL text."""
+
+    __slots__ = ("_marker", "values")
+
+    def __init__(self, marker: Callable[[int], str]) -> None:
+        self._marker = marker
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return self._marker(len(self.values))
+
+
 def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
                   ts: Callable[[float], Any], started: str = "started_at") -> str:
-    """``WHERE`` clause for :class:`AlertQuery`; ``ph`` adds a parameter, returns its marker.
-    ``started``: the column as the ``end`` term names it (SQLite's ``+started_at``, see
-    ``store.sqlite._started_column``)."""
+    """``WHERE`` clause for :class:`AlertQuery` (see ``alert_conditions``)."""
+    where = alert_conditions(query, ph, ts, started)
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+def alert_conditions(query: AlertQuery, ph: Callable[[Any], str],
+                     ts: Callable[[float], Any], started: str = "started_at") -> list[str]:
+    """The conditions :class:`AlertQuery` sets, to be joined by AND; ``ph`` binds a value and
+    gives its marker (:class:`Params`). ``started``: the column as the ``end`` term names it
+    (SQLite's ``+started_at``, see ``store.sqlite._started_column``)."""
     where: list[str] = []
     for column, wanted in (("rule", query.rule), ("state", query.state),
                            ("risk_area", query.risk_area), ("severity", query.severity)):
@@ -433,4 +456,4 @@ def alert_filters(query: AlertQuery, ph: Callable[[Any], str],
         marker = ph(query.after)
         started = f"(SELECT started_at FROM alerts WHERE id = {marker})"
         where.append(f"(started_at < {started} OR (started_at = {started} AND id > {marker}))")
-    return (" WHERE " + " AND ".join(where)) if where else ""
+    return where

@@ -52,6 +52,7 @@ from store.common import (
     CLEAR_ACTS,
     PRUNE_ROWS,
     SNOOZE_ACTS_SQL,
+    Params,
     WriterStore,
     act_basis,
     alert_columns,
@@ -80,6 +81,11 @@ from store.rows import (
 from store.summary import counts_statement, delays_statement, snoozes_statement, summary
 
 log = logging.getLogger(__name__)
+
+
+def _marker(n: int) -> str:
+    """The n-th parameter's marker in PostgreSQL's SQL (see ``store.common.Params``)."""
+    return f"${n}"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -582,31 +588,21 @@ class PostgresStore(WriterStore):
     @_answered
     async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]:
         q = query or AlertQuery()
-        params: list[Any] = []
-
-        def ph(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
+        ph = Params(_marker)
         where = alert_filters(q, ph, ts)
         sql = (f"SELECT * FROM alerts{where} ORDER BY started_at DESC, id "
                f"LIMIT {ph(q.limit)} OFFSET {ph(q.offset)}")
         with self._errors():
-            rows = await self.pool.fetch(sql, *params)
+            rows = await self.pool.fetch(sql, *ph.values)
         return [alert_out(_plain(r)) for r in rows]
 
     @_answered
     async def count_alerts(self, query: AlertQuery) -> int:
-        params: list[Any] = []
-
-        def ph(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
+        ph = Params(_marker)
         where = alert_filters(replace(query, after=None), ph, ts)
         with self._errors():
             return int(await self.pool.fetchval(f"SELECT count(*) FROM alerts{where}",
-                                                *params))
+                                                *ph.values))
 
     @_answered
     async def alert(self, alert_id: str) -> dict[str, Any]:
@@ -625,15 +621,12 @@ class PostgresStore(WriterStore):
 
     @_answered
     async def alert_summary(self, query: AlertQuery) -> dict[str, Any]:
-        def marker(n: int) -> str:
-            return f"${n}"
-
         def epoch(time: str) -> str:
             return f"EXTRACT(EPOCH FROM {time})::float8"
 
-        statements = (counts_statement(query, marker, ts),
-                      delays_statement(query, marker, ts, epoch),
-                      snoozes_statement(query, marker, ts))
+        statements = (counts_statement(query, _marker, ts),
+                      delays_statement(query, _marker, ts, epoch),
+                      snoozes_statement(query, _marker, ts))
         with self._errors():
             # One snapshot: the counts and the times of the same alerts.
             async with self.pool.acquire() as conn, conn.transaction(

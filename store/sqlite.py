@@ -41,6 +41,7 @@ from store.common import (
     CLEAR_ACTS,
     PRUNE_ROWS,
     SNOOZE_ACTS_SQL,
+    Params,
     WriterStore,
     act_basis,
     alert_columns,
@@ -89,6 +90,11 @@ _INLINE_BUSY_MS = 100
 #: A period holding more than this share of the alerts is read from the table, not through
 #: the started_at index (see ``_started_column``).
 _WIDE_PERIOD = 0.25
+
+
+def _marker(n: int) -> str:
+    """The n-th parameter's marker in SQLite's SQL (see ``store.common.Params``)."""
+    return f"?{n}"
 
 
 def _started_column(conn: sqlite3.Connection, query: AlertQuery) -> str:
@@ -527,31 +533,21 @@ class SqliteStore(WriterStore):
 
     async def alerts(self, query: AlertQuery | None = None) -> list[dict[str, Any]]:
         q = query or AlertQuery()
-        params: list[Any] = []
-
-        def ph(value: Any) -> str:
-            params.append(value)
-            return f"?{len(params)}"
-
+        ph = Params(_marker)
         where = alert_filters(q, ph, float)
         sql = (f"SELECT * FROM alerts{where} ORDER BY started_at DESC, id "
                f"LIMIT {ph(q.limit)} OFFSET {ph(q.offset)}")
-        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        rows = await self._read(lambda c: c.execute(sql, ph.values).fetchall())
         return [alert_out(r) for r in rows]
 
     async def count_alerts(self, query: AlertQuery) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            params: list[Any] = []
-
-            def ph(value: Any) -> str:
-                params.append(value)
-                return f"?{len(params)}"
-
+            ph = Params(_marker)
             # The alerts started by the end: a period holding most of them is counted
             # from the table (a year of 100,000 alerts: 0.5-1 s through the index).
             started = _started_column(conn, replace(query, start=None))
             where = alert_filters(replace(query, after=None), ph, float, started)
-            return int(conn.execute(f"SELECT count(*) FROM alerts{where}", params
+            return int(conn.execute(f"SELECT count(*) FROM alerts{where}", ph.values
                                     ).fetchone()[0])
 
         return await self._read(run)
@@ -569,18 +565,15 @@ class SqliteStore(WriterStore):
         return [audit_out(r) for r in rows]
 
     async def alert_summary(self, query: AlertQuery) -> dict[str, Any]:
-        def marker(n: int) -> str:
-            return f"?{n}"
-
         def run(conn: sqlite3.Connection) -> list[list[sqlite3.Row] | None]:
             # One read transaction: the counts and the times of the same alerts.
             conn.execute("BEGIN")
             try:
                 started = _started_column(conn, query)
                 statements = (
-                    counts_statement(query, marker, float, started),
-                    delays_statement(query, marker, float, lambda t: t, started),
-                    snoozes_statement(query, marker, float))
+                    counts_statement(query, _marker, float, started),
+                    delays_statement(query, _marker, float, lambda t: t, started),
+                    snoozes_statement(query, _marker, float))
                 return [None if st is None else conn.execute(st.sql, st.params).fetchall()
                         for st in statements]
             finally:

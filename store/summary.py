@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from harbourwatch.response_times import response_times
 from store.base import AlertQuery
-from store.common import alert_filters, one_of
+from store.common import Params, alert_conditions, one_of
 from store.rows import iso
 
 #: A parameter's marker in the backend's SQL, by its 1-based number (``?1``, ``$1``).
@@ -45,13 +45,8 @@ class Statement:
 
 
 def _statement(build: Callable[[Callable[[Any], str]], str], marker: Marker) -> Statement:
-    params: list[Any] = []
-
-    def ph(value: Any) -> str:
-        params.append(value)
-        return marker(len(params))
-
-    return Statement(build(ph), params)
+    ph = Params(marker)
+    return Statement(build(ph), ph.values)
 
 
 def _where(query: AlertQuery, ph: Callable[[Any], str], ts: Callable[[float], Any],
@@ -61,9 +56,8 @@ def _where(query: AlertQuery, ph: Callable[[Any], str], ts: Callable[[float], An
     a report on the drills held does not). ``started``: the column as the period's terms
     name it (SQLite: ``+started_at`` keeps its index out of a period that holds most of
     the table, see ``SqliteStore.alert_summary``)."""
-    where = alert_filters(replace(query, start=None, end=None, after=None, drill=None),
-                          ph, ts)
-    conditions = [where.removeprefix(" WHERE ")] if where else []
+    conditions = alert_conditions(
+        replace(query, start=None, end=None, after=None, drill=None), ph, ts)
     if query.drill is not None:
         conditions.append(f"drill = {ph(query.drill)}")
     if query.start is not None:
