@@ -735,7 +735,7 @@ class Engine:
             try:
                 vessel = Vessel.from_state(item)
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                unread[item.get("mmsi") if isinstance(item, dict) else None] = _reason(exc)
+                unread[item.get("mmsi") if isinstance(item, dict) else None] = unread_reason(exc)
                 continue
             yield vessel
         vessels_left_out(unread)
@@ -748,7 +748,7 @@ class Engine:
             return 0
         if not isinstance(saved, Mapping):
             log.warning("the receivers' saved continuity could not be read (%s): they are "
-                        "rebuilt from their vessels' receivers", _reason(saved))
+                        "rebuilt from their vessels' receivers", unread_reason(saved))
             return 0
         ahead = 0
         unread: list[str] = []
@@ -764,7 +764,7 @@ class Engine:
                 live = float(clocks[1]) if len(clocks) > 1 else times[2]
                 count = int(messages)
             except (TypeError, ValueError) as exc:
-                unread.append(f"{name} ({_reason(exc)})")
+                unread.append(f"{name} ({unread_reason(exc)})")
                 continue
             restored = self.picture.new_receiver(name, times[0], times[1])
             restored.messages, restored.heard_at, restored.heard_live = count, times[2], live
@@ -843,8 +843,9 @@ def vessels_left_out(unread: Mapping[Any, str]) -> None:
                     "" if len(unread) == 1 else "s", shown, "; …" if len(unread) > 5 else "")
 
 
-def _reason(value: object) -> str:
-    """An exception (or a value of an unexpected kind) for a warning."""
+def unread_reason(value: object) -> str:
+    """Why a saved part could not be read, for a warning: the exception reading it, or the
+    kind of value found where an object was saved."""
     if isinstance(value, Exception):
         return f"{type(value).__name__}: {value}"
     return f"a {type(value).__name__} where an object was saved"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geofence.alert import Alert, AlertEvent, Transition
-from geofence.engine import Engine, vessels_left_out
+from geofence.engine import Engine, unread_reason, vessels_left_out
 from geofence.zones import ZoneSet
 from harbourwatch.alerts_file import AlertsFileSink
 from harbourwatch.config import Config, api_authenticator, zones_file
@@ -172,7 +172,7 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     since). ``latest``: saved times after it are taken as it (see ``Engine.restore``).
     """
     states = await store.load_vessel_states(scope)
-    unread = {s.mmsi: _reason(s.state) for s in states.values()
+    unread = {s.mmsi: unread_reason(s.state) for s in states.values()
               if isinstance(s.state, Exception)}
     vessels_left_out(unread)  # not JSON (see ``Store.load_vessel_states``)
     saved = await store.load_engine_state(scope)
@@ -204,17 +204,13 @@ async def restore_state(store: Store, engine: Engine, acts: OperatorActs | None 
     return stored
 
 
-def _reason(exc: object) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _readable(saved: Mapping[str, Any], part: str, instead: str) -> Any:
     """A saved part, or None when there is none or it cannot be read (said, with what is
     done ``instead``; see ``Store.load_engine_state``)."""
     value = saved.get(part)
     if isinstance(value, Exception) or (value is not None and not isinstance(value, list)):
         log.warning("the saved state part %s could not be read (%s): %s", part,
-                    _reason(value) if isinstance(value, Exception)
+                    unread_reason(value) if isinstance(value, Exception)
                     else f"a {type(value).__name__} where a list was saved", instead)
         return None
     return value
