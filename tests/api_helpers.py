@@ -104,3 +104,13 @@ async def rig(tmp_path: Path, *, open_read: bool = False, zone_target: ZoneTarge
             yield Rig(store, picture, hub, deps, client)
     finally:
         await store.stop()
+
+
+async def stored_audit(db_url: str, folder: Path, alert_id: str) -> list[dict[str, Any]]:
+    """An alert's audit trail as a store opened afresh on ``db_url`` reads it."""
+    store = open_store(db_url, folder)
+    await store.start()
+    try:
+        return await store.audit(alert_id)
+    finally:
+        await store.stop()

@@ -11,7 +11,7 @@ import pytest
 
 from geofence.alert import Alert, AlertEvent, RiskArea, Severity, Transition
 from store import AlertQuery, Store, open_store
-from tests.api_helpers import headers, rig
+from tests.api_helpers import headers, rig, stored_audit
 from tests.services.postgres import PostgresServer
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z
@@ -282,7 +282,7 @@ async def test_an_act_dated_before_its_alerts_new_is_counted_but_not_timed(
                 got = await store.alert_summary(AlertQuery(drill=False))
         finally:
             await store.stop()
-    assert [(a["action"], a["message_time"]) for a in await _trail(db_url, tmp_path, dark.id)
+    assert [(a["action"], a["message_time"]) for a in await stored_audit(db_url, tmp_path, dark.id)
             ] == [("new", "2026-01-01T10:10:00Z"), ("ack", "2026-01-01T10:08:20Z"),
                   ("resolve", "2026-01-01T10:11:40Z")]
     assert (got["acknowledged"], got["resolved"], got["unanswered"]) == (2, 1, 0)
@@ -290,15 +290,6 @@ async def test_an_act_dated_before_its_alerts_new_is_counted_but_not_timed(
                                           "port_operations": times(1, 30.0, 30.0, 30.0)}
     assert got["time_to_resolve"] == {"all": times(1, 100.0, 100.0, 100.0),
                                       "criminal_activity": times(1, 100.0, 100.0, 100.0)}
-
-
-async def _trail(db_url: str, folder: Path, alert_id: str) -> list[dict[str, Any]]:
-    store = open_store(db_url, folder)
-    await store.start()
-    try:
-        return await store.audit(alert_id)
-    finally:
-        await store.stop()
 
 
 async def test_sqlite_reads_a_period_holding_most_alerts_from_the_table(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import pytest
 
 from harbourwatch.timeutil import iso_time
 from store import AlertQuery, open_store
+from tests.api_helpers import stored_audit
 from tests.ingest_helpers import position, single, tag_block
 from tests.paths import FIXTURES
 from tests.services.mosquitto import free_port
@@ -162,15 +163,8 @@ def _seconds(text: str) -> float:
 
 
 def _stored_message_times(db_url: str, folder: Path, alert_id: str) -> list[tuple[str, str]]:
-    async def read() -> list[dict[str, Any]]:
-        store = open_store(db_url, folder)
-        await store.start()
-        try:
-            return await store.audit(alert_id)
-        finally:
-            await store.stop()
-
-    return [(a["action"], a["message_time"]) for a in asyncio.run(read())]
+    return [(a["action"], a["message_time"])
+            for a in asyncio.run(stored_audit(db_url, folder, alert_id))]
 
 
 # --- the store: both clocks kept, also for an act queued while the database was away ---------
